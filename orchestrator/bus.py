@@ -1,0 +1,46 @@
+"""The in-process event bus: named topics, synchronous in-order delivery.
+
+Delivery is synchronous so that every subscriber sees events in the order they
+were published, and a subscriber registered first (the journal) has handled an
+event before a later one (a WebSocket server) sends it to anyone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from orchestrator.events import Event, Topic
+
+Handler = Callable[[Event], None]
+
+log = structlog.get_logger("orchestrator.bus")
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._handlers: dict[Topic, list[Handler]] = defaultdict(list)
+        self.published = 0
+        self.handler_errors = 0
+
+    def subscribe(self, handler: Handler, topics: Iterable[Topic] | None = None) -> None:
+        """Deliver events of ``topics`` (all topics when None) to ``handler``."""
+        for topic in Topic if topics is None else topics:
+            self._handlers[topic].append(handler)
+
+    def unsubscribe(self, handler: Handler) -> None:
+        for handlers in self._handlers.values():
+            if handler in handlers:
+                handlers.remove(handler)
+
+    def publish(self, event: Event) -> None:
+        self.published += 1
+        for handler in self._handlers.get(event.topic, ()):
+            try:
+                handler(event)
+            except Exception:
+                # One broken subscriber must not starve the others of the event.
+                self.handler_errors += 1
+                log.exception("bus_handler_failed", topic=event.topic, handler=repr(handler))

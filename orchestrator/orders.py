@@ -1,0 +1,77 @@
+"""Signals, orders and fills: what flows from strategies through risk to the broker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class TradeStatus(StrEnum):
+    FILLED = "FILLED"
+    REJECTED = "REJECTED"
+
+
+class OrderPurpose(StrEnum):
+    """Why an order exists; risk treats exits differently from entries."""
+
+    SIGNAL = "signal"
+    STOP_LOSS = "stop_loss"
+    STRATEGY_STOP = "strategy_stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A strategy's wish to trade. ``quantity`` None means "size it for me"."""
+
+    id: str
+    strategy_id: str
+    strategy_name: str
+    symbol: str
+    action: Side
+    price: float
+    quantity: float | None
+    confidence: float
+    ts: float
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A market order for a strategy; quantity is always positive."""
+
+    id: str
+    strategy_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    ts: float
+    purpose: OrderPurpose = OrderPurpose.SIGNAL
+    signal_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """The outcome of an order: FILLED at a price, or REJECTED with a reason."""
+
+    id: str
+    order_id: str
+    strategy_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    commission: float
+    ts: float
+    status: TradeStatus
+    reason: str | None = None
