@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from orchestrator.market import Bar, Tick
 from orchestrator.orders import Fill, Order, Signal
+from orchestrator.portfolio import PositionChange
 
 
 class Topic(StrEnum):
@@ -80,8 +81,8 @@ class TradeExecuted:
 
     topic: ClassVar[Topic] = Topic.STRATEGY_TRADE
     fill: Fill
-    position_after: float
-    realized_pnl: float
+    change: PositionChange | None
+    """None for a rejection, which changes no position."""
 
 
 @dataclass(frozen=True, slots=True)

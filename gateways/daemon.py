@@ -1,0 +1,131 @@
+"""The composition root: builds every component from the config, starts and
+stops them in order. Nothing else in the code base constructs components."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+import structlog
+
+from gateways import routes
+from gateways.commands import StrategyCommands
+from gateways.protocol import STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS, CommandParser
+from gateways.server import WebSocketServer
+from orchestrator.bus import EventBus
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.config import DaemonConfig, ServerConfig
+from orchestrator.registry import StrategyRegistry
+from orchestrator.core import TradingCore, build_trading_core
+
+log = structlog.get_logger("gateways.daemon")
+
+SERVER_NAMES = ("orchestrator", "market_data", "risk")
+
+
+class AddressInUse(Exception):
+    def __init__(self, server: str, config: ServerConfig) -> None:
+        super().__init__(f"{server} server cannot bind {config.host}:{config.port}: address in use")
+        self.server = server
+        self.port = config.port
+        self.host = config.host
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.bus = EventBus()
+        self.core: TradingCore = build_trading_core(config, self.bus, self.clock)
+        self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
+        self.core.runtime.on_failure = self.registry.fail
+        self.servers = {name: self._build_server(name) for name in SERVER_NAMES}
+        for server in self.servers.values():
+            self.bus.subscribe(server.publish)
+
+    def _build_server(self, name: str) -> WebSocketServer:
+        commands = StrategyCommands(self.registry, name, self.clock)
+        snapshot = routes.Snapshot(self.registry, self.core.execution, self.clock)
+        return WebSocketServer(
+            name=name,
+            config=getattr(self.config.servers, name),
+            connection=self.config.connections,
+            parser=CommandParser(STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS),
+            handlers=commands.handlers(),
+            router=routes.ROUTERS[name],
+            clock=self.clock,
+            snapshot=snapshot.frames,
+        )
+
+    async def start(self) -> None:
+        """Bind every server first (fail fast, leaving nothing listening), then go live."""
+        started: list[WebSocketServer] = []
+        for name, server in self.servers.items():
+            try:
+                await server.start()
+            except OSError as exc:
+                await asyncio.gather(*(s.close() for s in started))
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUse(name, getattr(self.config.servers, name)) from exc
+                raise
+            started.append(server)
+        self.core.execution.announce()
+
+    def background_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+        return self.core.background_tasks()
+
+    async def stop(self) -> None:
+        """Stop accepting, close clients with 1001, then stop the core."""
+        await asyncio.gather(*(server.close() for server in self.servers.values()))
+        await self.core.close()
+
+    def ports(self) -> dict[str, int]:
+        return {name: server.port for name, server in self.servers.items()}
+
+
+async def serve_until_signalled(daemon: Daemon, stop: asyncio.Event | None = None) -> int:
+    """Run the daemon until SIGINT/SIGTERM (or ``stop``); return the exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await daemon.start()
+    except AddressInUse as exc:
+        log.error("port_in_use", server=exc.server, host=exc.host, port=exc.port)
+        return 2
+    log.info("daemon_ready", **daemon.ports())
+    exit_code = 0
+    try:
+        exit_code = await _supervise(daemon, stop)
+    finally:
+        log.info("daemon_stopping")
+        await daemon.stop()
+        log.info("daemon_stopped", exit_code=exit_code)
+    return exit_code
+
+
+async def _supervise(daemon: Daemon, stop: asyncio.Event) -> int:
+    """Run the background components; a failing one shuts the daemon down."""
+    failed = False
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(coro, name=name)
+                for name, coro in daemon.background_tasks().items()
+            ]
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
+    except* Exception as failures:
+        failed = True
+        for failure in failures.exceptions:
+            log.error("component_failed", error=repr(failure), exc_info=failure)
+    return 1 if failed else 0
+
+
+def run(config: DaemonConfig) -> int:
+    return asyncio.run(serve_until_signalled(Daemon(config)))

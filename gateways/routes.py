@@ -1,0 +1,63 @@
+"""Which core events each server publishes, to which channel, as which message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from gateways import wire
+from gateways.server import EVERYONE, EventRouter, Outbound, Replies, Session
+from orchestrator.clock import Clock
+from orchestrator.events import (
+    Event,
+    ExecutionStatusChanged,
+    SignalEmitted,
+    StrategyStatusChanged,
+    TradeExecuted,
+)
+from orchestrator.execution import ExecutionService
+from orchestrator.registry import StrategyRegistry
+
+_ORCHESTRATOR_EVENTS = (StrategyStatusChanged, SignalEmitted, TradeExecuted, ExecutionStatusChanged)
+
+
+def _to_everyone(event: Event, kinds: tuple[type, ...]) -> Iterable[Outbound]:
+    if isinstance(event, kinds):
+        message = wire.event_message(event)
+        if message is not None:
+            yield Outbound(EVERYONE, message[0], message[1])
+
+
+def orchestrator_router(event: Event) -> Iterable[Outbound]:
+    return _to_everyone(event, _ORCHESTRATOR_EVENTS)
+
+
+def market_data_router(event: Event) -> Iterable[Outbound]:
+    return _to_everyone(event, (ExecutionStatusChanged,))
+
+
+def risk_router(event: Event) -> Iterable[Outbound]:
+    return _to_everyone(event, (ExecutionStatusChanged,))
+
+
+ROUTERS: dict[str, EventRouter] = {
+    "orchestrator": orchestrator_router,
+    "market_data": market_data_router,
+    "risk": risk_router,
+}
+
+
+class Snapshot:
+    """What a new connection is sent first, so a frontend never guesses the state."""
+
+    def __init__(self, registry: StrategyRegistry, execution: ExecutionService, clock: Clock) -> None:
+        self._registry = registry
+        self._execution = execution
+        self._clock = clock
+
+    def frames(self, _: Session) -> Replies:
+        now = self._clock.now()
+        status = {"status": self._execution.status.value}
+        return [
+            wire.encode("execution_service_status", status, now),
+            wire.encode("strategy_status_list", wire.strategy_list(self._registry.active()), now),
+        ]

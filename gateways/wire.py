@@ -1,0 +1,128 @@
+"""Server-to-client messages: the stock-bot envelope and its camelCase payloads.
+
+Every function here is pure. A broadcast event is turned into bytes once, by
+:func:`encode`, and the same bytes go to every client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from orchestrator.clock import iso_utc
+from orchestrator.events import (
+    Event,
+    ExecutionStatusChanged,
+    SignalEmitted,
+    StrategyStatus,
+    StrategyStatusChanged,
+    TradeExecuted,
+)
+from orchestrator.registry import PositionView, StrategyView
+
+Payload = dict[str, Any]
+Message = tuple[str, Any]
+"""A message before encoding: its ``type`` and its ``data``."""
+
+
+def encode(kind: str, data: Any, ts: float, request_id: str | int | None = None) -> bytes:
+    message: dict[str, Any] = {"type": kind, "timestamp": iso_utc(ts), "data": data}
+    if request_id is not None:
+        message["requestId"] = request_id
+    return orjson.dumps(message)
+
+
+def error_data(code: str, message: str, request_type: str | None) -> Payload:
+    return {"code": code, "message": message, "requestType": request_type}
+
+
+def position_data(position: PositionView) -> Payload:
+    return {
+        "symbol": position.symbol,
+        "quantity": position.quantity,
+        "entryPrice": position.entry_price,
+        "currentValue": position.current_value,
+    }
+
+
+def strategy_entry(view: StrategyView) -> Payload:
+    return {
+        "id": view.id,
+        "name": view.name,
+        "status": view.status.value,
+        "symbols": list(view.symbols),
+        "positions": [position_data(p) for p in view.positions],
+    }
+
+
+def strategy_list(views: list[StrategyView]) -> list[Payload]:
+    return [strategy_entry(view) for view in views]
+
+
+def status_change(event: StrategyStatusChanged) -> Message:
+    base = {"strategyId": event.strategy_id, "name": event.name}
+    if event.status is StrategyStatus.ACTIVE:
+        return "strategy_started", {**base, "symbols": list(event.symbols)}
+    if event.status is StrategyStatus.PAUSED:
+        return "strategy_paused", base
+    if event.status is StrategyStatus.STOPPED:
+        return "strategy_stopped", base
+    return "strategy_error", {**base, "status": event.status.value, "error": event.reason}
+
+
+def execution_status(event: ExecutionStatusChanged) -> Message:
+    data: Payload = {"status": event.status.value}
+    if event.reason is not None:
+        data["reason"] = event.reason
+    return "execution_service_status", data
+
+
+def signal(event: SignalEmitted) -> Message:
+    sig = event.signal
+    return "strategy_signal", {
+        "id": sig.id,
+        "strategyId": sig.strategy_id,
+        "name": sig.strategy_name,
+        "symbol": sig.symbol,
+        "price": sig.price,
+        "action": sig.action.value,
+        "quantity": sig.quantity,
+        "metadata": dict(sig.metadata),
+        "timestamp": iso_utc(sig.ts),
+        "confidence": sig.confidence,
+    }
+
+
+def trade(event: TradeExecuted) -> Message:
+    fill = event.fill
+    data: Payload = {
+        "id": fill.id,
+        "strategyId": fill.strategy_id,
+        "orderId": fill.order_id,
+        "symbol": fill.symbol,
+        "side": fill.side.value,
+        "quantity": fill.quantity,
+        "entryPrice": fill.price,
+        "entryTime": iso_utc(fill.ts),
+        "status": fill.status.value,
+        "timestamp": iso_utc(fill.ts),
+    }
+    if fill.reason is not None:
+        data["reason"] = fill.reason
+    return "strategy_trade", data
+
+
+ENCODERS: dict[type[Any], Callable[[Any], Message]] = {
+    StrategyStatusChanged: status_change,
+    ExecutionStatusChanged: execution_status,
+    SignalEmitted: signal,
+    TradeExecuted: trade,
+}
+
+
+def event_message(event: Event) -> Message | None:
+    """The stock-bot message for a core event, or None if clients don't see it."""
+    encoder = ENCODERS.get(type(event))
+    return encoder(event) if encoder is not None else None

@@ -1,0 +1,72 @@
+"""The ``orchestrator`` command: run the daemon, check a config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from orchestrator.config import DaemonConfig, load_config
+from orchestrator.errors import ConfigError
+from orchestrator.logs import configure_logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator", description="Strategy orchestrator daemon and its tools."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run the daemon (three WebSocket servers)")
+    run.add_argument("--config", type=Path, help="TOML config file (default: embedded defaults)")
+    check = commands.add_parser("check-config", help="validate a config and print what is wrong")
+    check.add_argument("--config", type=Path, help="TOML config file (default: embedded defaults)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check-config":
+        return check_config(args.config)
+    return run_daemon(args.config)
+
+
+def check_config(path: Path | None) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"{exc.message}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    servers = config.servers
+    print(f"{path or 'embedded defaults'}: OK")
+    for name in ("orchestrator", "market_data", "risk"):
+        server = getattr(servers, name)
+        print(f"  {name:<13} ws://{server.host}:{server.port}{server.path}")
+    print(f"  strategies    {', '.join(entry.id for entry in config.strategies)}")
+    return EXIT_OK
+
+
+def run_daemon(path: Path | None) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        configure_logging(DaemonConfig.model_construct().logging)
+        print(f"{exc.message}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(config.logging)
+    # The edge is imported only here: the core stays free of WebSocket code.
+    from gateways.daemon import run
+
+    return run(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

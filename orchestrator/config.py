@@ -1,0 +1,271 @@
+"""The daemon's configuration: one frozen model per component, composed into one.
+
+Every field has bounds and a description; unknown keys are errors, so a typo in
+the TOML stops the daemon at start instead of silently becoming a default.
+Every scalar can be overridden from the environment as
+``ORCHESTRATOR_<SECTION>__<FIELD>`` (for example
+``ORCHESTRATOR_SERVERS__ORCHESTRATOR__PORT=9082``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from orchestrator.broker import PaperBrokerConfig
+from orchestrator.errors import ConfigError
+from orchestrator.feeds import FeedConfig, SyntheticFeedConfig
+from orchestrator.market import RESOLUTION_SECONDS
+
+SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]{0,19}$"
+
+Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, description="An instrument ticker.")]
+
+
+class FrozenModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerConfig(FrozenModel):
+    host: str = Field("127.0.0.1", min_length=1, description="Address to bind.")
+    port: int = Field(ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    path: str = Field(pattern=r"^/", description="WebSocket path; any other path gets 404.")
+
+
+class ServersConfig(FrozenModel):
+    orchestrator: ServerConfig = Field(
+        ServerConfig(port=8082, path="/"), description="Strategy orchestrator server."
+    )
+    market_data: ServerConfig = Field(
+        ServerConfig(port=3001, path="/ws"), description="Market data gateway."
+    )
+    risk: ServerConfig = Field(ServerConfig(port=3002, path="/ws"), description="Risk guardian.")
+
+
+class ConnectionConfig(FrozenModel):
+    """Per-connection behaviour shared by the three servers."""
+
+    ping_interval: float = Field(
+        20.0, gt=0, le=3600, description="Seconds between protocol-level pings."
+    )
+    ping_timeout: float = Field(
+        20.0, gt=0, le=3600, description="Seconds to wait for a pong before closing as dead."
+    )
+    close_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds to wait for the closing handshake."
+    )
+    max_message_bytes: int = Field(
+        65536, ge=256, le=16 * 2**20, description="Largest client frame; larger ones close 1009."
+    )
+    compression: bool = Field(
+        False,
+        description="Offer permessage-deflate. Off by default: it costs CPU per client "
+        "because each connection compresses its own copy of every broadcast.",
+    )
+
+
+class LoggingConfig(FrozenModel):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level that is logged."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: readable on a terminal, JSON lines otherwise (systemd)."
+    )
+
+
+class MarketDataConfig(FrozenModel):
+    feed: FeedConfig = Field(
+        default_factory=SyntheticFeedConfig, description="Where ticks come from (kind = ...)."
+    )
+    warmup_ticks_per_symbol: int = Field(
+        20_000,
+        ge=0,
+        le=1_000_000,
+        description="Recent ticks kept per symbol to warm up a strategy that starts.",
+    )
+
+
+class RuntimeConfig(FrozenModel):
+    """How signals become orders and how strategies stop."""
+
+    sizing_fraction: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="A signal without quantity targets this fraction of maxPositionValue, "
+        "leaving room for the price to move before the fill.",
+    )
+    close_positions_on_stop: bool = Field(
+        True, description="stop_strategy closes the strategy's positions at market first."
+    )
+    stop_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="How long stop_strategy waits for the closing fills."
+    )
+
+
+class StrategyRunConfig(BaseModel):
+    """How a strategy runs: the ``config`` object of ``start_strategy``.
+
+    Field names are snake_case in TOML and camelCase on the wire.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+    symbols: tuple[Symbol, ...] = Field(
+        min_length=1, max_length=50, description="Instruments the strategy trades."
+    )
+    data_resolution: str = Field("1m", description="Bar resolution, e.g. 1s, 1m, 1h, 1d.")
+    real_trading: bool = Field(False, description="Route to a live broker (not available yet).")
+    max_position_value: float = Field(
+        10_000.0, gt=0, le=1e9, description="Largest notional position per symbol."
+    )
+    max_orders_per_minute: int = Field(
+        5, ge=1, le=10_000, description="Orders per sliding minute per strategy."
+    )
+    stop_loss_percentage: float = Field(
+        0.02, ge=0, lt=1, description="Loss fraction of entry that exits a position; 0 disables."
+    )
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _upper_case_symbols(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple(s.upper() if isinstance(s, str) else s for s in value)
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _distinct_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("symbols must not repeat")
+        return value
+
+    @field_validator("data_resolution")
+    @classmethod
+    def _known_resolution(cls, value: str) -> str:
+        if value not in RESOLUTION_SECONDS:
+            raise ValueError(f"unknown resolution {value!r}; use one of {', '.join(RESOLUTION_SECONDS)}")
+        return value
+
+
+class CatalogEntry(FrozenModel):
+    """A strategy the daemon can run: what it is and how it starts by default."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Stable id.")
+    name: str = Field(min_length=1, max_length=100, description="Name shown to people.")
+    kind: str = Field(
+        min_length=1,
+        description="A built-in strategy (sma_crossover, rsi_reversion, bollinger_breakout) "
+        "or a dotted import path to a Strategy subclass.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="The strategy's parameters.")
+    defaults: StrategyRunConfig = Field(description="Run config used where start_strategy omits it.")
+
+
+def default_catalog() -> tuple[CatalogEntry, ...]:
+    return (
+        CatalogEntry(
+            id="strategy-123",
+            name="Moving Average Crossover",
+            kind="sma_crossover",
+            params={"fast": 3, "slow": 8},
+            defaults=StrategyRunConfig(symbols=("AAPL", "MSFT"), data_resolution="1s"),
+        ),
+        CatalogEntry(
+            id="rsi-reversion",
+            name="RSI Mean Reversion",
+            kind="rsi_reversion",
+            params={"period": 14, "oversold": 30, "overbought": 70},
+            defaults=StrategyRunConfig(symbols=("GOOG",), data_resolution="5s"),
+        ),
+        CatalogEntry(
+            id="bollinger-breakout",
+            name="Bollinger Band Breakout",
+            kind="bollinger_breakout",
+            params={"period": 20, "num_std": 2.0},
+            defaults=StrategyRunConfig(symbols=("TSLA", "AMZN"), data_resolution="5s"),
+        ),
+    )
+
+
+class DaemonConfig(BaseSettings):
+    """Everything the daemon needs; every field has an embedded default."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="ORCHESTRATOR_",
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
+    )
+
+    servers: ServersConfig = Field(ServersConfig(), description="The three WebSocket servers.")
+    connections: ConnectionConfig = Field(ConnectionConfig(), description="Per-connection limits.")
+    logging: LoggingConfig = Field(LoggingConfig(), description="Log level and format.")
+    market_data: MarketDataConfig = Field(MarketDataConfig(), description="The market data feed.")
+    broker: PaperBrokerConfig = Field(PaperBrokerConfig(), description="The paper broker.")
+    runtime: RuntimeConfig = Field(RuntimeConfig(), description="Signals, sizing and stops.")
+    strategies: tuple[CatalogEntry, ...] = Field(
+        default_factory=default_catalog, description="The strategy catalog."
+    )
+
+    @model_validator(mode="after")
+    def _distinct_ids(self) -> DaemonConfig:
+        ids = [entry.id for entry in self.strategies]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"strategy ids must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, so operators can override one value.
+        return (env_settings, init_settings)
+
+
+def load_config(path: Path | None = None) -> DaemonConfig:
+    """The embedded defaults, or ``path``'s TOML on top of them, then the environment."""
+    data = _read_toml(path) if path is not None else {}
+    try:
+        return DaemonConfig(**data)
+    except ValidationError as exc:
+        problems = describe_validation_errors(exc)
+        where = str(path) if path is not None else "the embedded defaults"
+        raise ConfigError(f"invalid configuration in {where}", problems) from exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def describe_validation_errors(exc: ValidationError) -> list[str]:
+    """One line per problem: where it is, what is wrong, and what was given."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        given = error.get("input")
+        shown = "" if error["type"] == "missing" or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"{where}: {error['msg']}{shown}")
+    return lines

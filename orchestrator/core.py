@@ -1,0 +1,54 @@
+"""The trading core as one unit: market data, risk, execution and the strategy
+runtime, built from the config. The composition root builds it once."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.broker import SequentialIds
+from orchestrator.bus import EventBus
+from orchestrator.clock import Clock
+from orchestrator.config import DaemonConfig
+from orchestrator.execution import ExecutionService
+from orchestrator.feeds import build_feed
+from orchestrator.marketdata import MarketData
+from orchestrator.portfolio import PortfolioBook
+from orchestrator.risk import RiskGuardian
+from orchestrator.runtime import StrategyRuntime
+
+
+@dataclass(frozen=True, slots=True)
+class TradingCore:
+    market: MarketData
+    risk: RiskGuardian
+    execution: ExecutionService
+    runtime: StrategyRuntime
+
+    def background_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+        return {
+            "market-data-feed": self.market.run_feed(),
+            "bar-clock": self.market.run_bar_clock(),
+            "order-expiry": self.execution.run_expiry(),
+        }
+
+    async def close(self) -> None:
+        self.execution.broker.cancel_all("daemon shutting down")
+
+
+def build_trading_core(config: DaemonConfig, bus: EventBus, clock: Clock) -> TradingCore:
+    ids = SequentialIds()
+    market = MarketData(
+        build_feed(config.market_data.feed, clock),
+        bus,
+        clock,
+        config.market_data.warmup_ticks_per_symbol,
+    )
+    book = PortfolioBook()
+    risk = RiskGuardian(book, clock)
+    execution = ExecutionService(bus, clock, book, config.broker, risk, ids)
+    market.on_price(execution.on_tick)
+    runtime = StrategyRuntime(config.runtime, market, execution, bus, clock, ids)
+    market.prime()
+    return TradingCore(market, risk, execution, runtime)

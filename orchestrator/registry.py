@@ -1,0 +1,250 @@
+"""The strategy registry: the one place that owns each strategy's lifecycle.
+
+Transitions (anything else is refused with ``invalid_transition``)::
+
+    STOPPED --start--> ACTIVE        PAUSED --start--> ACTIVE (resume)
+    ERROR   --start--> ACTIVE        ACTIVE --pause--> PAUSED
+    ACTIVE | PAUSED | ERROR --stop--> STOPPED
+    ACTIVE | PAUSED --(strategy raised)--> ERROR
+
+The registry decides; a :class:`StrategyEngine` does the work (market data,
+orders, positions). Every change is published on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from pydantic import ValidationError
+
+from orchestrator.bus import EventBus
+from orchestrator.clock import Clock
+from orchestrator.config import CatalogEntry, StrategyRunConfig, describe_validation_errors
+from orchestrator.errors import (
+    InvalidStrategyConfig,
+    InvalidTransition,
+    RealTradingUnavailable,
+    UnknownStrategy,
+)
+from orchestrator.events import CommandOrigin, StrategyStatus, StrategyStatusChanged
+
+log = structlog.get_logger("orchestrator.registry")
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    symbol: str
+    quantity: float
+    entry_price: float
+    current_value: float
+    realized_pnl: float = 0.0
+    unrealized_pnl: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyView:
+    id: str
+    name: str
+    status: StrategyStatus
+    symbols: tuple[str, ...]
+    positions: tuple[PositionView, ...]
+    config: StrategyRunConfig
+    error: str | None = None
+
+
+class StrategyEngine(Protocol):
+    """What runs strategies; the registry tells it when, it never decides itself."""
+
+    def check(self, entry: CatalogEntry, config: StrategyRunConfig) -> None:
+        """Raise an OrchestratorError if this strategy cannot run with this config."""
+
+    async def activate(self, entry: CatalogEntry, config: StrategyRunConfig) -> None: ...
+
+    def pause(self, strategy_id: str) -> None: ...
+
+    def resume(self, strategy_id: str) -> None: ...
+
+    async def deactivate(self, strategy_id: str) -> None: ...
+
+    def positions(self, strategy_id: str) -> Sequence[PositionView]: ...
+
+
+@dataclass(slots=True)
+class _Record:
+    entry: CatalogEntry
+    status: StrategyStatus
+    config: StrategyRunConfig
+    lock: asyncio.Lock
+    error: str | None = None
+
+
+class StrategyRegistry:
+    def __init__(
+        self,
+        catalog: Sequence[CatalogEntry],
+        engine: StrategyEngine,
+        bus: EventBus,
+        clock: Clock,
+    ) -> None:
+        self._records = {
+            entry.id: _Record(entry, StrategyStatus.STOPPED, entry.defaults, asyncio.Lock())
+            for entry in catalog
+        }
+        self._engine = engine
+        self._bus = bus
+        self._clock = clock
+
+    def catalog(self) -> list[StrategyView]:
+        """Every strategy, STOPPED ones included, in catalog order."""
+        return [self._view(record) for record in self._records.values()]
+
+    def active(self) -> list[StrategyView]:
+        """Every strategy that is not STOPPED."""
+        return [
+            self._view(record)
+            for record in self._records.values()
+            if record.status is not StrategyStatus.STOPPED
+        ]
+
+    def view(self, strategy_id: str) -> StrategyView:
+        return self._view(self._record(strategy_id))
+
+    def status(self, strategy_id: str) -> StrategyStatus:
+        return self._record(strategy_id).status
+
+    async def start(
+        self,
+        strategy_id: str,
+        overrides: Mapping[str, Any] | None = None,
+        origin: CommandOrigin | None = None,
+    ) -> StrategyStatusChanged:
+        record = self._record(strategy_id)
+        async with record.lock:
+            if record.status is StrategyStatus.ACTIVE:
+                raise InvalidTransition(f"strategy {strategy_id} is already ACTIVE")
+            if record.status is StrategyStatus.PAUSED:
+                return self._resume(record, overrides, origin)
+            config = self._merge_config(record.entry, overrides)
+            self._engine.check(record.entry, config)
+            await self._engine.activate(record.entry, config)
+            record.config = config
+            record.error = None
+            return self._transition(record, StrategyStatus.ACTIVE, origin)
+
+    async def pause(
+        self, strategy_id: str, origin: CommandOrigin | None = None
+    ) -> StrategyStatusChanged:
+        record = self._record(strategy_id)
+        async with record.lock:
+            if record.status is not StrategyStatus.ACTIVE:
+                raise InvalidTransition(
+                    f"strategy {strategy_id} is {record.status}; only an ACTIVE strategy can be paused"
+                )
+            self._engine.pause(strategy_id)
+            return self._transition(record, StrategyStatus.PAUSED, origin)
+
+    async def stop(
+        self, strategy_id: str, origin: CommandOrigin | None = None
+    ) -> StrategyStatusChanged:
+        record = self._record(strategy_id)
+        async with record.lock:
+            if record.status is StrategyStatus.STOPPED:
+                raise InvalidTransition(f"strategy {strategy_id} is already STOPPED")
+            await self._engine.deactivate(strategy_id)
+            return self._transition(record, StrategyStatus.STOPPED, origin)
+
+    def fail(self, strategy_id: str, reason: str) -> StrategyStatusChanged | None:
+        """The engine reports that a strategy raised; it stays ERROR until started again."""
+        record = self._record(strategy_id)
+        if record.status not in (StrategyStatus.ACTIVE, StrategyStatus.PAUSED):
+            return None
+        record.error = reason
+        return self._transition(record, StrategyStatus.ERROR, None, reason)
+
+    def _resume(
+        self,
+        record: _Record,
+        overrides: Mapping[str, Any] | None,
+        origin: CommandOrigin | None,
+    ) -> StrategyStatusChanged:
+        if overrides:
+            requested = self._merge_config(record.entry, overrides, base=record.config)
+            if requested != record.config:
+                raise InvalidTransition(
+                    f"strategy {record.entry.id} is PAUSED with another config; "
+                    "stop it first to start it with a new config"
+                )
+        self._engine.resume(record.entry.id)
+        return self._transition(record, StrategyStatus.ACTIVE, origin)
+
+    def _merge_config(
+        self,
+        entry: CatalogEntry,
+        overrides: Mapping[str, Any] | None,
+        base: StrategyRunConfig | None = None,
+    ) -> StrategyRunConfig:
+        merged = (base or entry.defaults).model_dump(by_alias=True)
+        merged.update(overrides or {})
+        try:
+            config = StrategyRunConfig.model_validate(merged)
+        except ValidationError as exc:
+            problems = "; ".join(describe_validation_errors(exc))
+            raise InvalidStrategyConfig(f"invalid config for {entry.id}: {problems}") from exc
+        if config.real_trading:
+            raise RealTradingUnavailable(
+                "realTrading is not available: no live broker is connected; "
+                "send realTrading false to paper trade"
+            )
+        return config
+
+    def _transition(
+        self,
+        record: _Record,
+        status: StrategyStatus,
+        origin: CommandOrigin | None,
+        reason: str | None = None,
+    ) -> StrategyStatusChanged:
+        previous, record.status = record.status, status
+        event = StrategyStatusChanged(
+            strategy_id=record.entry.id,
+            name=record.entry.name,
+            status=status,
+            previous=previous,
+            symbols=record.config.symbols,
+            ts=self._clock.now(),
+            origin=origin,
+            reason=reason,
+        )
+        log.info(
+            "strategy_status_changed",
+            strategy_id=record.entry.id,
+            status=status,
+            previous=previous,
+            reason=reason,
+        )
+        self._bus.publish(event)
+        return event
+
+    def _record(self, strategy_id: str) -> _Record:
+        try:
+            return self._records[strategy_id]
+        except KeyError:
+            known = ", ".join(self._records) or "none"
+            raise UnknownStrategy(
+                f"no strategy with id {strategy_id!r}; known ids: {known}"
+            ) from None
+
+    def _view(self, record: _Record) -> StrategyView:
+        return StrategyView(
+            id=record.entry.id,
+            name=record.entry.name,
+            status=record.status,
+            symbols=record.config.symbols,
+            positions=tuple(self._engine.positions(record.entry.id)),
+            config=record.config,
+            error=record.error,
+        )

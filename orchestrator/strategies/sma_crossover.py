@@ -1,0 +1,95 @@
+"""Moving Average Crossover: trade the regime of a fast versus a slow simple moving average.
+
+The rule, evaluated on every closed bar once both averages are ready:
+
+- ``fast > slow`` and not long: buy (a short is closed first, then the long entry).
+- ``fast < slow`` and long: sell to close the long; with ``allow_short`` and not
+  already short, then also sell to go short.
+- ``fast == slow``: nothing.
+
+Because it is a regime rule, not a crossing event, a flat strategy signals on
+the first bar at which both averages are ready: users expect a signal soon after
+starting, not at the next crossing, which may be hours away.
+
+Entries carry ``quantity=None`` (the runtime sizes them); exits carry the held
+quantity. ``confidence = min(1, |fast - slow| / slow * 100)``: a spread of 1% of
+the slow average or more is full confidence. ``metadata`` is
+``{"orderType": "MARKET", "fast": fast, "slow": slow, "reason": "entry" | "exit"}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from orchestrator.indicators import SMA
+from orchestrator.market import Bar
+from orchestrator.strategy import Strategy, StrategyContext, StrategyParams
+
+
+class SmaCrossoverParams(StrategyParams):
+    fast: int = Field(5, ge=1, le=1000, description="Bars in the fast moving average.")
+    slow: int = Field(
+        20, ge=2, le=5000, description="Bars in the slow moving average; must exceed fast."
+    )
+    allow_short: bool = Field(
+        False, description="Go short when fast < slow; otherwise only close longs."
+    )
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> Self:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be less than slow ({self.slow})")
+        return self
+
+
+@dataclass(slots=True)
+class _Averages:
+    fast: SMA
+    slow: SMA
+
+
+class SmaCrossover(Strategy[SmaCrossoverParams]):
+    """Moving Average Crossover; see the module docstring for the exact rule."""
+
+    params_model = SmaCrossoverParams
+
+    def __init__(self, params: SmaCrossoverParams, context: StrategyContext) -> None:
+        super().__init__(params, context)
+        self._by_symbol: dict[str, _Averages] = {}
+
+    @property
+    def warmup_bars(self) -> int:
+        return self.params.slow
+
+    def on_bar(self, bar: Bar) -> None:
+        fast, slow = self._update_averages(bar)
+        if fast is None or slow is None:
+            return
+        metadata = {"orderType": "MARKET", "fast": fast, "slow": slow}
+        confidence = _spread_confidence(fast, slow)
+        if fast > slow:
+            self.enter_long(bar.symbol, bar.close, confidence, **metadata)
+        elif fast < slow:
+            self._leave_long(bar, confidence, metadata)
+
+    def _leave_long(self, bar: Bar, confidence: float, metadata: dict[str, object]) -> None:
+        if self.params.allow_short:
+            self.enter_short(bar.symbol, bar.close, confidence, **metadata)
+        elif self.position(bar.symbol) > 0:
+            self.close_position(bar.symbol, bar.close, confidence, **metadata)
+
+    def _update_averages(self, bar: Bar) -> tuple[float | None, float | None]:
+        averages = self._by_symbol.get(bar.symbol)
+        if averages is None:
+            averages = _Averages(SMA(self.params.fast), SMA(self.params.slow))
+            self._by_symbol[bar.symbol] = averages
+        return averages.fast.update(bar.close), averages.slow.update(bar.close)
+
+
+def _spread_confidence(fast: float, slow: float) -> float:
+    if slow == 0:
+        return 1.0
+    return min(1.0, abs(fast - slow) / abs(slow) * 100.0)
