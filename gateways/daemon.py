@@ -18,8 +18,8 @@ from gateways.server import WebSocketServer
 from orchestrator.bus import EventBus
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import DaemonConfig, ServerConfig
-from orchestrator.registry import StrategyRegistry
 from orchestrator.core import TradingCore, build_trading_core
+from orchestrator.registry import StrategyRegistry
 
 log = structlog.get_logger("gateways.daemon")
 

@@ -77,11 +77,11 @@ class StartStrategyConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     symbols: list[str] | None = None
-    dataResolution: str | None = None  # noqa: N815 - wire name
-    realTrading: bool | None = None  # noqa: N815
-    maxPositionValue: float | None = None  # noqa: N815
-    maxOrdersPerMinute: int | None = None  # noqa: N815
-    stopLossPercentage: float | None = None  # noqa: N815
+    dataResolution: str | None = None
+    realTrading: bool | None = None
+    maxPositionValue: float | None = None
+    maxOrdersPerMinute: int | None = None
+    stopLossPercentage: float | None = None
 
     def overrides(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -129,7 +129,9 @@ class CommandParser:
         message = decode_object(frame)
         kind = message.get("type")
         if not isinstance(kind, str):
-            raise InvalidMessage('every message needs a "type" string, e.g. "get_active_strategies"')
+            raise InvalidMessage(
+                'every message needs a "type" string, e.g. "get_active_strategies"'
+            )
         if kind not in self._accepted:
             raise UnknownMessageType(
                 f"unknown message type {kind[:64]!r}; this server accepts: {self._accepted_list}"
@@ -149,7 +151,7 @@ def decode_object(frame: str | bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise InvalidJson(f"the message is not valid JSON: {exc}") from exc
     if not isinstance(message, dict):
-        raise InvalidMessage("a message must be a JSON object with a \"type\" field")
+        raise InvalidMessage('a message must be a JSON object with a "type" field')
     return message
 
 
@@ -163,7 +165,9 @@ def request_context(frame: str | bytes) -> tuple[str | None, Any]:
     request_id = message.get(REQUEST_ID_FIELD)
     return (
         kind[:64] if isinstance(kind, str) else None,
-        request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None,
+        request_id
+        if isinstance(request_id, str | int) and not isinstance(request_id, bool)
+        else None,
     )
 
 

@@ -49,7 +49,9 @@ ROUTERS: dict[str, EventRouter] = {
 class Snapshot:
     """What a new connection is sent first, so a frontend never guesses the state."""
 
-    def __init__(self, registry: StrategyRegistry, execution: ExecutionService, clock: Clock) -> None:
+    def __init__(
+        self, registry: StrategyRegistry, execution: ExecutionService, clock: Clock
+    ) -> None:
         self._registry = registry
         self._execution = execution
         self._clock = clock

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from gateways import wire
-from gateways.protocol import Command, CommandParser, ProtocolError, request_context
+from gateways.protocol import Command, CommandParser, request_context
 from orchestrator.clock import Clock
 from orchestrator.config import ConnectionConfig, ServerConfig
 from orchestrator.errors import OrchestratorError
@@ -113,7 +113,9 @@ class WebSocketServer:
             compression="deflate" if cfg.compression else None,
             logger=None,
         )
-        self.log.info("server_listening", host=self._config.host, port=self.port, path=self._config.path)
+        self.log.info(
+            "server_listening", host=self._config.host, port=self.port, path=self._config.path
+        )
 
     async def close(self) -> None:
         """Stop accepting, close every client with 1001 (going away), wait for handlers."""
@@ -159,7 +161,9 @@ class WebSocketServer:
             return None
         return self._sessions.get(origin.conn_id)
 
-    def _send_reply(self, session: Session, kind: str, data: Any, origin: CommandOrigin | None) -> None:
+    def _send_reply(
+        self, session: Session, kind: str, data: Any, origin: CommandOrigin | None
+    ) -> None:
         request_id = origin.request_id if origin is not None else None
         broadcast([session.ws], wire.encode(kind, data, self._clock.now(), request_id), text=True)
 
@@ -182,8 +186,8 @@ class WebSocketServer:
     async def _serve_connection(self, ws: ServerConnection) -> None:
         session = self._open_session(ws)
         try:
-            for frame in self._snapshot(session) if self._snapshot else ():
-                await ws.send(frame, text=True)
+            for snapshot_frame in self._snapshot(session) if self._snapshot else ():
+                await ws.send(snapshot_frame, text=True)
             async for frame in ws:
                 await self._on_frame(session, frame)
         except ConnectionClosed:

@@ -163,12 +163,11 @@ class BarHub:
         A new aggregator starts with the next tick, so its first bar covers only
         the part of its bucket after the subscription.
         """
-        by_resolution = self._by_symbol.setdefault(symbol, {})
-        subscription = by_resolution.get(resolution)
+        subscription = self._by_symbol.get(symbol, {}).get(resolution)
         if subscription is None:
-            aggregator = BarAggregator(symbol, resolution)
+            aggregator = BarAggregator(symbol, resolution)  # refuses unknown resolutions
             subscription = _Subscription(aggregator, deque(maxlen=self._history))
-            by_resolution[resolution] = subscription
+            self._by_symbol.setdefault(symbol, {})[resolution] = subscription
         subscription.subscribers += 1
 
     def unsubscribe(self, symbol: str, resolution: str) -> None:

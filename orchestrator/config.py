@@ -151,7 +151,9 @@ class StrategyRunConfig(BaseModel):
     @classmethod
     def _known_resolution(cls, value: str) -> str:
         if value not in RESOLUTION_SECONDS:
-            raise ValueError(f"unknown resolution {value!r}; use one of {', '.join(RESOLUTION_SECONDS)}")
+            raise ValueError(
+                f"unknown resolution {value!r}; use one of {', '.join(RESOLUTION_SECONDS)}"
+            )
         return value
 
 
@@ -166,7 +168,9 @@ class CatalogEntry(FrozenModel):
         "or a dotted import path to a Strategy subclass.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="The strategy's parameters.")
-    defaults: StrategyRunConfig = Field(description="Run config used where start_strategy omits it.")
+    defaults: StrategyRunConfig = Field(
+        description="Run config used where start_strategy omits it."
+    )
 
 
 def default_catalog() -> tuple[CatalogEntry, ...]:

@@ -43,6 +43,8 @@ TickSink: TypeAlias = Callable[[Tick], None]
 SECONDS_PER_YEAR = 365 * 24 * 3600
 MAX_HISTORY_TICKS = 5_000_000
 """Upper bound on the ticks one ``history()`` call may hold in memory."""
+MAX_SYNTHETIC_LAG_SECONDS = 5.0
+"""A synthetic tick this far behind the clock (the machine slept) is skipped, not sent."""
 MAX_SPEED_YIELD_EVERY = 500
 """A feed that never needs to sleep still yields to the loop after this many ticks."""
 OHLCV_HEADER = ("timestamp", "open", "high", "low", "close", "volume")
@@ -288,11 +290,23 @@ class SyntheticFeed:
         return list(self.ticks(until - self.config.history_seconds, until))
 
     async def run(self, sink: TickSink) -> None:
-        """Emit each tick when the clock reaches its timestamp, forever."""
+        """Emit each tick when the clock reaches its timestamp, forever.
+
+        After a jump of the clock (a suspended machine), ticks more than
+        ``MAX_SYNTHETIC_LAG_SECONDS`` old are skipped rather than sent in a
+        burst that every bar aggregator would drop as late anyway.
+        """
         log.info("feed_started", feed="synthetic", symbols=self.symbols, rate=self._rate)
         pacer = _Pacer(self._clock, self._sleep)
+        skipped = 0
         for tick in self.ticks(self._clock.now()):
             await pacer.wait_until(tick.ts)
+            if tick.ts < self._clock.now() - MAX_SYNTHETIC_LAG_SECONDS:
+                skipped += 1
+                continue
+            if skipped:
+                log.warning("synthetic_ticks_skipped", ticks=skipped, reason="clock jumped")
+                skipped = 0
             sink(tick)
 
 

@@ -110,6 +110,9 @@ class MarketData:
             handler(tick)
         self._bus.publish(QuoteUpdated(tick))
 
+    def close_due_bars(self) -> None:
+        self._hub.on_time(self._clock.now())
+
     async def run_feed(self) -> None:
         await self.feed.run(self.handle_tick)
         log.info("feed_exhausted", ticks=self.ticks_received)
@@ -128,7 +131,7 @@ class MarketData:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._bar_clock_wakeup.wait(), timeout=delay)
                 continue
-            self._hub.on_time(self._clock.now())
+            self.close_due_bars()
 
     def _remember(self, tick: Tick) -> None:
         recent = self._recent.get(tick.symbol)

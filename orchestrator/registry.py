@@ -142,7 +142,8 @@ class StrategyRegistry:
         async with record.lock:
             if record.status is not StrategyStatus.ACTIVE:
                 raise InvalidTransition(
-                    f"strategy {strategy_id} is {record.status}; only an ACTIVE strategy can be paused"
+                    f"strategy {strategy_id} is {record.status}; "
+                    "only an ACTIVE strategy can be paused"
                 )
             self._engine.pause(strategy_id)
             return self._transition(record, StrategyStatus.PAUSED, origin)

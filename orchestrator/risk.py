@@ -28,7 +28,9 @@ class RiskGuardian:
     def on_fill(self, fill: Fill) -> None:
         """Fills feed the usage counters (orders per minute, daily loss)."""
 
-    def _check_position_value(self, order: Order, held: float, limits: StrategyRunConfig) -> Verdict:
+    def _check_position_value(
+        self, order: Order, held: float, limits: StrategyRunConfig
+    ) -> Verdict:
         price = self._book.last_price(order.symbol)
         if price is None:
             return Verdict(order)

@@ -19,7 +19,12 @@ from pydantic import ValidationError
 from orchestrator.broker import IdFactory
 from orchestrator.bus import EventBus
 from orchestrator.clock import Clock
-from orchestrator.config import CatalogEntry, RuntimeConfig, StrategyRunConfig, describe_validation_errors
+from orchestrator.config import (
+    CatalogEntry,
+    RuntimeConfig,
+    StrategyRunConfig,
+    describe_validation_errors,
+)
 from orchestrator.errors import InvalidStrategyConfig, StrategyUnavailable
 from orchestrator.events import SignalEmitted
 from orchestrator.execution import ExecutionService
@@ -31,7 +36,7 @@ from orchestrator.strategy import Strategy, StrategyLoadError, build_params, loa
 
 log = structlog.get_logger("orchestrator.runtime")
 
-FailureHandler = Callable[[str, str], None]
+FailureHandler = Callable[[str, str], object]
 
 
 class RunningStrategy:
@@ -76,7 +81,9 @@ class RunningStrategy:
         if self.warming:
             return
         if symbol not in self.config.symbols:
-            raise ValueError(f"{self.entry.id} trades {', '.join(self.config.symbols)}, not {symbol}")
+            raise ValueError(
+                f"{self.entry.id} trades {', '.join(self.config.symbols)}, not {symbol}"
+            )
         self._runtime.route_signal(self, symbol, action, price, quantity, confidence, metadata)
 
 
@@ -235,7 +242,9 @@ class StrategyRuntime:
             raise StrategyUnavailable(f"strategy {entry.id} cannot be loaded: {exc}") from exc
         except ValidationError as exc:
             problems = "; ".join(describe_validation_errors(exc))
-            raise StrategyUnavailable(f"strategy {entry.id} has invalid params: {problems}") from exc
+            raise StrategyUnavailable(
+                f"strategy {entry.id} has invalid params: {problems}"
+            ) from exc
 
     def _warm_up(self, running: RunningStrategy, strategy: Strategy[Any]) -> None:
         count = strategy.warmup_bars
@@ -317,9 +326,7 @@ def _reduces(held: float, signed_quantity: float) -> bool:
     return held != 0 and abs(after) < abs(held) and after * held >= 0
 
 
-def _remove(
-    index: dict[Any, list[RunningStrategy]], key: Any, running: RunningStrategy
-) -> None:
+def _remove(index: dict[Any, list[RunningStrategy]], key: Any, running: RunningStrategy) -> None:
     members = index.get(key)
     if members and running in members:
         members.remove(running)

@@ -1,0 +1,123 @@
+"""Shared test helpers: a daemon on ephemeral ports and a real WebSocket client.
+
+The test daemon runs on a ManualClock and does not run the feed task: a test
+pushes ticks with :meth:`TestDaemon.tick` and moves time with
+:meth:`TestDaemon.advance`, so every signal and fill is deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from gateways.daemon import Daemon
+from orchestrator.clock import ManualClock
+from orchestrator.config import DaemonConfig
+from orchestrator.market import Tick
+
+START = 1_700_000_000.0
+"""A manual-clock start on a whole minute, so bar buckets are easy to reason about."""
+
+RECV_TIMEOUT = 5.0
+
+
+def test_config(**overrides: Any) -> DaemonConfig:
+    """The embedded defaults on port 0, with no warm-up history unless asked."""
+    data: dict[str, Any] = {
+        "servers": {
+            "orchestrator": {"port": 0, "path": "/"},
+            "market_data": {"port": 0, "path": "/ws"},
+            "risk": {"port": 0, "path": "/ws"},
+        },
+        "market_data": {"feed": {"kind": "synthetic", "history_seconds": 0}},
+    }
+    data.update(overrides)
+    return DaemonConfig(**data)
+
+
+class TestDaemon:
+    __test__ = False
+
+    def __init__(self, daemon: Daemon, clock: ManualClock) -> None:
+        self.daemon = daemon
+        self.clock = clock
+
+    def url(self, server: str = "orchestrator", path: str | None = None) -> str:
+        config = getattr(self.daemon.config.servers, server)
+        return f"ws://127.0.0.1:{self.daemon.servers[server].port}{path or config.path}"
+
+    def tick(self, symbol: str, price: float, size: float = 1.0) -> None:
+        self.daemon.core.market.handle_tick(Tick(symbol, price, size, self.clock.now()))
+
+    def advance(self, seconds: float) -> None:
+        """Move time and close every bar that is due, as the bar clock would."""
+        self.clock.advance(seconds)
+        self.daemon.core.market.close_due_bars()
+
+    @asynccontextmanager
+    async def client(
+        self, server: str = "orchestrator", path: str | None = None
+    ) -> AsyncIterator[Client]:
+        async with connect(self.url(server, path)) as ws:
+            client = Client(ws)
+            await client.read_snapshot()
+            yield client
+
+
+@asynccontextmanager
+async def running_daemon(config: DaemonConfig | None = None) -> AsyncIterator[TestDaemon]:
+    clock = ManualClock(START)
+    daemon = Daemon(config or test_config(), clock=clock)
+    await daemon.start()
+    try:
+        yield TestDaemon(daemon, clock)
+    finally:
+        await daemon.stop()
+
+
+class Client:
+    """A real WebSocket client that decodes JSON and matches replies by requestId."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.snapshot: list[dict[str, Any]] = []
+
+    async def read_snapshot(self) -> None:
+        self.snapshot = [await self.recv(), await self.recv()]
+
+    async def send(self, message: dict[str, Any] | str | bytes) -> None:
+        if isinstance(message, dict):
+            await self.ws.send(orjson.dumps(message).decode())
+        else:
+            await self.ws.send(message)
+
+    async def recv(self, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        message: dict[str, Any] = orjson.loads(raw)
+        return message
+
+    async def recv_type(self, kind: str, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        """The next message of ``kind``, skipping others."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.recv()
+                if message["type"] == kind:
+                    return message
+
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send with a fresh requestId and return the reply that carries it."""
+        request_id = f"req-{next(self._ids)}"
+        await self.send({**message, "requestId": request_id})
+        async with asyncio.timeout(RECV_TIMEOUT):
+            while True:
+                reply = await self.recv()
+                if reply.get("requestId") == request_id:
+                    return reply
