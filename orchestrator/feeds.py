@@ -348,7 +348,7 @@ def load_ohlcv(path: str | Path, symbol: str) -> list[Bar]:
 
 def _read_rows(path: Path) -> list[_Row]:
     try:
-        with path.open(newline="", encoding="utf-8") as lines:
+        with path.open(newline="", encoding="utf-8-sig") as lines:
             reader = csv.reader(lines)
             _check_header(next(reader, None), path)
             rows = [_parse_row(fields, reader.line_num, path) for fields in reader if fields]
@@ -536,8 +536,11 @@ class CsvReplayFeed:
         return heapq.merge(*per_file, key=_tick_time)
 
     def shift_for(self, now: float) -> float:
-        """Offset that moves the replay to the first boundary, at or after ``now``, of
-        the coarsest file resolution, keeping every file on its own bar grid."""
+        """Seconds to add to the files' timestamps so the replay starts at ``now``.
+
+        The replay moves to the first boundary, at or after ``now``, of the
+        coarsest file resolution, so every file stays on its own bar grid.
+        """
         unit = max(RESOLUTION_SECONDS[bars[0].resolution] for bars in self._bars.values())
         first = min(bars[0].start for bars in self._bars.values())
         target = math.ceil(now / unit) * unit
