@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import structlog
 
 from gateways import routes
 from gateways.commands import StrategyCommands
+from gateways.market_gateway import MarketSubscriptions, market_command_parser
 from gateways.protocol import STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS, CommandParser
-from gateways.server import WebSocketServer
+from gateways.server import CommandHandler, Session, WebSocketServer
 from orchestrator.bus import EventBus
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import DaemonConfig, ServerConfig
@@ -22,8 +23,6 @@ from orchestrator.core import TradingCore, build_trading_core
 from orchestrator.registry import StrategyRegistry
 
 log = structlog.get_logger("gateways.daemon")
-
-SERVER_NAMES = ("orchestrator", "market_data", "risk")
 
 
 class AddressInUse(Exception):
@@ -42,22 +41,54 @@ class Daemon:
         self.core: TradingCore = build_trading_core(config, self.bus, self.clock)
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
-        self.servers = {name: self._build_server(name) for name in SERVER_NAMES}
+        self.servers = {
+            "orchestrator": self._build_orchestrator_server(),
+            "market_data": self._build_market_data_server(),
+            "risk": self._build_risk_server(),
+        }
         for server in self.servers.values():
             self.bus.subscribe(server.publish)
 
-    def _build_server(self, name: str) -> WebSocketServer:
+    def _build_orchestrator_server(self) -> WebSocketServer:
+        return self._server(
+            "orchestrator", CommandParser(STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS)
+        )
+
+    def _build_market_data_server(self) -> WebSocketServer:
+        subscriptions = MarketSubscriptions(
+            self.core.market, self.clock, self.config.connections.max_subscriptions
+        )
+        server = self._server(
+            "market_data",
+            market_command_parser(),
+            subscriptions.handlers(),
+            on_disconnect=subscriptions.release,
+        )
+        subscriptions.server = server
+        return server
+
+    def _build_risk_server(self) -> WebSocketServer:
+        return self._server("risk", CommandParser(STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS))
+
+    def _server(
+        self,
+        name: str,
+        parser: CommandParser,
+        extra_handlers: Mapping[str, CommandHandler] | None = None,
+        on_disconnect: Callable[[Session], None] | None = None,
+    ) -> WebSocketServer:
         commands = StrategyCommands(self.registry, name, self.clock)
         snapshot = routes.Snapshot(self.registry, self.core.execution, self.clock)
         return WebSocketServer(
             name=name,
             config=getattr(self.config.servers, name),
             connection=self.config.connections,
-            parser=CommandParser(STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS),
-            handlers=commands.handlers(),
+            parser=parser,
+            handlers={**commands.handlers(), **(extra_handlers or {})},
             router=routes.ROUTERS[name],
             clock=self.clock,
             snapshot=snapshot.frames,
+            on_disconnect=on_disconnect,
         )
 
     async def start(self) -> None:

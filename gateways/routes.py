@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gateways import wire
+from gateways.market_gateway import bar_channel, bar_data, quote_channel, quote_data
 from gateways.server import EVERYONE, EventRouter, Outbound, Replies, Session
 from orchestrator.clock import Clock
 from orchestrator.events import (
+    BarClosed,
     Event,
     ExecutionStatusChanged,
+    QuoteUpdated,
     SignalEmitted,
     StrategyStatusChanged,
     TradeExecuted,
@@ -32,6 +35,12 @@ def orchestrator_router(event: Event) -> Iterable[Outbound]:
 
 
 def market_data_router(event: Event) -> Iterable[Outbound]:
+    if isinstance(event, QuoteUpdated):
+        tick = event.tick
+        return (Outbound(quote_channel(tick.symbol), "quote", quote_data(tick)),)
+    if isinstance(event, BarClosed):
+        bar = event.bar
+        return (Outbound(bar_channel(bar.symbol, bar.resolution), "bar", bar_data(bar)),)
     return _to_everyone(event, (ExecutionStatusChanged,))
 
 

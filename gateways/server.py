@@ -71,6 +71,7 @@ class WebSocketServer:
         router: EventRouter,
         clock: Clock,
         snapshot: Snapshot | None = None,
+        on_disconnect: Callable[[Session], None] | None = None,
     ) -> None:
         self.name = name
         self._config = config
@@ -80,10 +81,12 @@ class WebSocketServer:
         self._router = router
         self._clock = clock
         self._snapshot = snapshot
+        self._on_disconnect = on_disconnect
         self._sessions: dict[str, Session] = {}
         self._channels: dict[str, set[ServerConnection]] = {EVERYONE: set()}
         self._ids = itertools.count(1)
         self._server: Server | None = None
+        self._idle = asyncio.Event()
         self.log = structlog.get_logger("gateways.server").bind(server=name)
 
     @property
@@ -97,6 +100,12 @@ class WebSocketServer:
     @property
     def client_count(self) -> int:
         return len(self._sessions)
+
+    async def wait_for_no_clients(self) -> None:
+        """Return once every connection handler has finished (used by tests and drains)."""
+        while self._sessions:
+            self._idle.clear()
+            await self._idle.wait()
 
     async def start(self) -> None:
         """Bind and start accepting; raises OSError if the address is taken."""
@@ -204,9 +213,13 @@ class WebSocketServer:
         return session
 
     def _close_session(self, session: Session) -> None:
+        if self._on_disconnect is not None:
+            self._on_disconnect(session)
         for channel in list(session.channels):
             self.leave(session, channel)
         del self._sessions[session.conn_id]
+        if not self._sessions:
+            self._idle.set()
         session.log.info(
             "connection_closed", code=session.ws.close_code, reason=session.ws.close_reason
         )

@@ -62,6 +62,9 @@ class ConnectionConfig(FrozenModel):
     max_message_bytes: int = Field(
         65536, ge=256, le=16 * 2**20, description="Largest client frame; larger ones close 1009."
     )
+    max_subscriptions: int = Field(
+        200, ge=1, le=10_000, description="Market data subscriptions (channels) per connection."
+    )
     compression: bool = Field(
         False,
         description="Offer permessage-deflate. Off by default: it costs CPU per client "

@@ -122,10 +122,8 @@ class MarketData:
         while True:
             self._bar_clock_wakeup.clear()
             due = self._hub.next_close()
-            if due is None:
-                await self._bar_clock_wakeup.wait()
-                continue
-            delay = due - self._clock.now()
+            # No open bucket until an aggregator sees its first tick: look again soon.
+            delay = 1.0 if due is None else due - self._clock.now()
             if delay > 0:
                 # A new, shorter resolution may be subscribed meanwhile: wake for it.
                 with contextlib.suppress(TimeoutError):

@@ -21,7 +21,7 @@ from orchestrator.clock import ManualClock
 from orchestrator.config import DaemonConfig
 from orchestrator.market import Tick
 
-START = 1_700_000_000.0
+START = 1_699_999_980.0
 """A manual-clock start on a whole minute, so bar buckets are easy to reason about."""
 
 RECV_TIMEOUT = 5.0
