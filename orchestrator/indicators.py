@@ -13,11 +13,11 @@ and a variance taken as ``E[x^2] - E[x]^2`` from float sums cancels almost all
 its digits on prices: for a price near 60 000 that moves by cents the two terms
 agree to about ten digits, so the band width would be noise and could even come
 out negative. :class:`_ExactWindowSums` keeps the sum and the sum of squares as
-Python integers in fixed point at the resolution of the smallest float
-(2**-1074), where every finite float is exactly representable. Adding and
-removing values is then exact, the variance is exact until one final, correctly
-rounded division, and it is never negative. The cost is a few big-integer
-operations (about 2 microseconds per update), which is nothing per bar.
+Python integers in binary fixed point, fine enough to hold every value it has
+seen exactly (every finite float is a whole multiple of some ``2**-k``). Adding
+and removing values is then exact, the variance is exact until one final,
+correctly rounded division, and it is never negative. For prices the integers
+stay around 100 bits; an update costs one to three microseconds, nothing per bar.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from typing import NamedTuple
-
-_FIXED_POINT_BITS = 1074
-"""Every finite float is an integer multiple of 2**-1074 (the smallest subnormal)."""
 
 
 def _require_period(period: int) -> int:
@@ -42,21 +39,27 @@ def _require_finite(x: float) -> float:
     return x
 
 
-def _to_fixed(x: float) -> int:
-    """``x`` as an exact integer count of 2**-1074 units."""
+def _binary_fraction(x: float) -> tuple[int, int]:
+    """``(m, k)`` with ``x == m / 2**k`` exactly; ``k`` is small for everyday prices."""
     numerator, denominator = x.as_integer_ratio()
-    # The denominator is a power of two no larger than 2**1074, so this shift is exact.
-    return numerator << (_FIXED_POINT_BITS - (denominator.bit_length() - 1))
+    return numerator, denominator.bit_length() - 1
 
 
 class _ExactWindowSums:
-    """Sum and sum of squares over the last ``period`` values, kept exactly."""
+    """Sum and sum of squares over the last ``period`` values, kept exactly.
 
-    __slots__ = ("_period", "_sum", "_sum_of_squares", "_window")
+    The sums are integers counting units of ``2**-scale_bits``, where
+    ``scale_bits`` is the finest binary fraction seen so far (45 bits for 100.1,
+    at most 1074). It only grows, and growing shifts the two sums, so every value
+    still in the window converts exactly at the current scale when it leaves.
+    """
+
+    __slots__ = ("_period", "_scale_bits", "_sum", "_sum_of_squares", "_window")
 
     def __init__(self, period: int) -> None:
         self._period = period
-        self._window: deque[int] = deque()
+        self._window: deque[float] = deque()
+        self._scale_bits = 0
         self._sum = 0
         self._sum_of_squares = 0
 
@@ -65,23 +68,35 @@ class _ExactWindowSums:
         return len(self._window) == self._period
 
     def push(self, x: float) -> None:
-        fixed = _to_fixed(x)
+        numerator, bits = _binary_fraction(x)
+        if bits > self._scale_bits:
+            self._rescale(bits)
         if self.full:
-            oldest = self._window.popleft()
+            oldest = self._to_fixed(*_binary_fraction(self._window.popleft()))
             self._sum -= oldest
             self._sum_of_squares -= oldest * oldest
-        self._window.append(fixed)
+        fixed = self._to_fixed(numerator, bits)
+        self._window.append(x)
         self._sum += fixed
         self._sum_of_squares += fixed * fixed
 
+    def _to_fixed(self, numerator: int, bits: int) -> int:
+        return numerator << (self._scale_bits - bits)
+
+    def _rescale(self, bits: int) -> None:
+        shift = bits - self._scale_bits
+        self._sum <<= shift
+        self._sum_of_squares <<= 2 * shift
+        self._scale_bits = bits
+
     def mean(self) -> float:
-        return self._sum / (len(self._window) << _FIXED_POINT_BITS)
+        return self._sum / (len(self._window) << self._scale_bits)
 
     def population_variance(self) -> float:
         """``(n * sum(x^2) - sum(x)^2) / n^2``, exact up to the final rounding."""
         n = len(self._window)
         numerator = n * self._sum_of_squares - self._sum * self._sum
-        return numerator / ((n * n) << (2 * _FIXED_POINT_BITS))
+        return numerator / ((n * n) << (2 * self._scale_bits))
 
 
 class SMA:

@@ -40,6 +40,7 @@ import importlib
 import inspect
 import math
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -273,7 +274,7 @@ def _split_import_path(name: str, builtins: list[str]) -> tuple[str, str]:
     return module_name, attribute
 
 
-def _import_strategy_module(module_name: str) -> Any:
+def _import_strategy_module(module_name: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -317,7 +318,7 @@ def _describe(candidate: object) -> str:
     return f"a {type(candidate).__name__}"
 
 
-def _available_strategies_hint(module: Any) -> str:
+def _available_strategies_hint(module: ModuleType) -> str:
     names = sorted(
         name
         for name, value in vars(module).items()
