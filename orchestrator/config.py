@@ -183,7 +183,9 @@ def default_catalog() -> tuple[CatalogEntry, ...]:
             name="Moving Average Crossover",
             kind="sma_crossover",
             params={"fast": 3, "slow": 8},
-            defaults=StrategyRunConfig(symbols=("AAPL", "MSFT"), data_resolution="1s"),
+            defaults=StrategyRunConfig(
+                symbols=("AAPL", "MSFT"), data_resolution="1s", max_orders_per_minute=30
+            ),
         ),
         CatalogEntry(
             id="rsi-reversion",
