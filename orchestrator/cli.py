@@ -39,9 +39,7 @@ def check_config(path: Path | None) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
-        print(f"{exc.message}:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print_config_error(exc)
         return EXIT_CONFIG
     servers = config.servers
     print(f"{path or 'embedded defaults'}: OK")
@@ -52,14 +50,22 @@ def check_config(path: Path | None) -> int:
     return EXIT_OK
 
 
+def print_config_error(exc: ConfigError) -> None:
+    """The message alone when it is the whole story, else a header and one line per problem."""
+    if exc.problems == [exc.message]:
+        print(exc.message, file=sys.stderr)
+        return
+    print(f"{exc.message}:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
 def run_daemon(path: Path | None) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
         configure_logging(DaemonConfig.model_construct().logging)
-        print(f"{exc.message}:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print_config_error(exc)
         return EXIT_CONFIG
     configure_logging(config.logging)
     # The edge is imported only here: the core stays free of WebSocket code.

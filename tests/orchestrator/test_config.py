@@ -1,0 +1,303 @@
+"""The daemon config: embedded defaults, TOML on top, environment on top of that,
+unknown keys refused, frozen models, and ``orchestrator check-config``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from orchestrator import cli
+from orchestrator.config import (
+    DaemonConfig,
+    ServerConfig,
+    StrategyRunConfig,
+    load_config,
+)
+from orchestrator.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_TOML = REPO / "config" / "orchestrator.toml"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No ORCHESTRATOR_* variable of the machine running the tests leaks in."""
+    for name in list(os.environ):
+        if name.upper().startswith("ORCHESTRATOR_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+def write(tmp_path: Path, text: str, name: str = "orchestrator.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- defaults
+
+
+def test_embedded_defaults_are_the_documented_addresses() -> None:
+    servers = DaemonConfig().servers
+    assert (servers.orchestrator.host, servers.orchestrator.port, servers.orchestrator.path) == (
+        "127.0.0.1",
+        8082,
+        "/",
+    )
+    assert (servers.market_data.host, servers.market_data.port, servers.market_data.path) == (
+        "127.0.0.1",
+        3001,
+        "/ws",
+    )
+    assert (servers.risk.host, servers.risk.port, servers.risk.path) == ("127.0.0.1", 3002, "/ws")
+
+
+def test_no_path_means_the_embedded_defaults() -> None:
+    assert load_config(None) == DaemonConfig()
+
+
+@pytest.mark.skipif(not DEFAULT_TOML.exists(), reason="config/orchestrator.toml not written yet")
+def test_shipped_config_file_equals_the_embedded_defaults() -> None:
+    assert load_config(DEFAULT_TOML) == DaemonConfig()
+
+
+def test_every_config_field_has_a_description() -> None:
+    seen: set[type[BaseModel]] = set()
+
+    def walk(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            assert info.description, f"{model.__name__}.{name} has no description"
+            for candidate in _model_types(info.annotation):
+                walk(candidate)
+
+    walk(DaemonConfig)
+    assert ServerConfig in seen and StrategyRunConfig in seen
+
+
+def _model_types(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()):
+        found.extend(_model_types(arg))
+    return found
+
+
+# ---------------------------------------------------------------- TOML
+
+
+def test_toml_overlays_the_defaults_section_by_section(tmp_path: Path) -> None:
+    path = write(tmp_path, "[servers.risk]\nport = 4002\n[connections]\nping_interval = 5.0\n")
+    config = load_config(path)
+    assert config.servers.risk == ServerConfig(host="127.0.0.1", port=4002, path="/ws")
+    assert config.servers.orchestrator == DaemonConfig().servers.orchestrator
+    assert config.connections.ping_interval == 5.0
+    assert config.connections.ping_timeout == DaemonConfig().connections.ping_timeout
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("bogus = 1\n", "bogus"),
+        ("[servers.orchestrator]\nprot = 8082\n", "servers.orchestrator.prot"),
+        ("[connections]\nping_intervall = 1.0\n", "connections.ping_intervall"),
+        ("[serverz.risk]\nport = 1\n", "serverz"),
+    ],
+)
+def test_unknown_keys_are_refused(tmp_path: Path, text: str, where: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert caught.value.code == "config_error"
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(f"{where}:")
+
+
+def test_every_problem_is_reported_with_its_location(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[servers.orchestrator]
+port = 70000
+[connections]
+ping_timeout = -1
+[[strategies]]
+id = "sma"
+name = "SMA"
+kind = "sma_crossover"
+defaults = { symbols = ["AAPL"], data_resolution = "7m" }
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert problems[0].startswith("servers.orchestrator.port:") and "70000" in problems[0]
+    assert problems[1].startswith("connections.ping_timeout:")
+    assert problems[2].startswith("strategies.0.defaults.") and "'7m'" in problems[2]
+
+
+def test_duplicate_strategy_ids_are_refused(tmp_path: Path) -> None:
+    entry = '[[strategies]]\nid = "a"\nname = "A"\nkind = "sma_crossover"\n'
+    entry += 'defaults = { symbols = ["AAPL"] }\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, entry + entry))
+    assert "repeated: a" in caught.value.problems[0]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "absent.toml")
+    assert caught.value.message == f"config file {tmp_path / 'absent.toml'} does not exist"
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    path = write(tmp_path, "[servers.orchestrator\nport = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.message.startswith(f"config file {path} is not valid TOML")
+    assert "line 1" in caught.value.message
+
+
+# ---------------------------------------------------------------- environment
+
+
+def test_environment_overrides_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_SERVERS__ORCHESTRATOR__PORT", "9082")
+    monkeypatch.setenv("ORCHESTRATOR_LOGGING__LEVEL", "debug")
+    config = load_config(None)
+    assert config.servers.orchestrator == ServerConfig(host="127.0.0.1", port=9082, path="/")
+    assert config.logging.level == "debug"
+    assert config.servers.risk == DaemonConfig.model_construct().servers.risk
+
+
+def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[servers.orchestrator]\nport = 9000\nhost = "0.0.0.0"\n'
+        "[connections]\nping_timeout = 3.0\n",
+    )
+    monkeypatch.setenv("ORCHESTRATOR_SERVERS__ORCHESTRATOR__PORT", "9082")
+    monkeypatch.setenv("ORCHESTRATOR_CONNECTIONS__PING_INTERVAL", "0.5")
+    config = load_config(path)
+    assert config.servers.orchestrator == ServerConfig(host="0.0.0.0", port=9082, path="/")
+    assert config.connections.ping_interval == 0.5
+    assert config.connections.ping_timeout == 3.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "where"),
+    [
+        ("ORCHESTRATOR_SERVERS__ORCHESTRATOR__PORT", "abc", "servers.orchestrator.port"),
+        ("ORCHESTRATOR_SERVERS__RISK__PORT", "65536", "servers.risk.port"),
+        ("ORCHESTRATOR_SERVERS__RISK__PROT", "1", "servers.risk.prot"),
+        ("ORCHESTRATOR_LOGGING__LEVEL", "loud", "logging.level"),
+    ],
+)
+def test_bad_environment_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, where: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_config(None)
+    assert [p.split(":")[0] for p in caught.value.problems] == [where]
+
+
+# ---------------------------------------------------------------- frozen
+
+
+def test_models_are_frozen() -> None:
+    config = DaemonConfig()
+    with pytest.raises(ValidationError):
+        config.servers = config.servers  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        config.servers.orchestrator.port = 1  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        config.connections.ping_interval = 1.0  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        config.strategies[0].defaults.symbols = ("X",)  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- check-config
+
+
+def test_check_config_accepts_a_good_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "[servers.orchestrator]\nport = 9082\n")
+    assert cli.main(["check-config", "--config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"{path}: OK"
+    assert "ws://127.0.0.1:9082/" in out
+    assert err == ""
+
+
+def test_check_config_without_a_file_checks_the_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["check-config"]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_check_config_prints_one_line_per_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        """
+[servers.orchestrator]
+port = 70000
+[servers.risk]
+prot = 3002
+[[strategies]]
+id = "sma"
+name = "SMA"
+kind = "sma_crossover"
+defaults = { symbols = ["AAPL"], data_resolution = "7m" }
+""",
+    )
+    assert cli.main(["check-config", "--config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    header, *problems = err.splitlines()
+    assert str(path) in header
+    assert len(problems) == 3
+    assert problems[0].strip().startswith("servers.orchestrator.port:")
+    assert problems[1].strip().startswith("servers.risk.prot:")
+    assert "7m" in problems[2]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, "does not exist"),
+        ("port = = 1\n", "is not valid TOML"),
+    ],
+)
+def test_check_config_explains_unreadable_files_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | None, expected: str
+) -> None:
+    path = tmp_path / "orchestrator.toml"
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    assert cli.main(["check-config", "--config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, lines
+    assert str(path) in lines[0] and expected in lines[0]
+
+
+def test_run_with_a_bad_config_exits_2_without_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "[servers.orchestrator]\nport = -1\n")
+    assert cli.main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "servers.orchestrator.port" in err
