@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from pydantic import BaseModel, ValidationError
 
 from orchestrator import cli
@@ -294,6 +295,15 @@ def test_check_config_explains_unreadable_files_once(
     assert str(path) in lines[0] and expected in lines[0]
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """``orchestrator run`` configures structlog for the process; undo it afterwards."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_run_with_a_bad_config_exits_2_without_starting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
