@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from gateways.daemon import Daemon
 from orchestrator.clock import ManualClock
 from orchestrator.config import DaemonConfig
+from orchestrator.events import Event
 from orchestrator.market import Tick
 
 START = 1_699_999_980.0
@@ -41,6 +42,9 @@ def test_config(**overrides: Any) -> DaemonConfig:
     return DaemonConfig(**data)
 
 
+test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 class TestDaemon:
     __test__ = False
 
@@ -59,6 +63,21 @@ class TestDaemon:
         """Move time and close every bar that is due, as the bar clock would."""
         self.clock.advance(seconds)
         self.daemon.core.market.close_due_bars()
+
+    async def next_event(self, predicate: Callable[[Event], bool]) -> Event:
+        """Await the next bus event that matches ``predicate``."""
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+
+        def watch(event: Event) -> None:
+            if not future.done() and predicate(event):
+                future.set_result(event)
+
+        self.daemon.bus.subscribe(watch)
+        try:
+            async with asyncio.timeout(RECV_TIMEOUT):
+                return await future
+        finally:
+            self.daemon.bus.unsubscribe(watch)
 
     @asynccontextmanager
     async def client(

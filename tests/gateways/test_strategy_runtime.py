@@ -1,0 +1,180 @@
+"""The strategy runtime through a real server: isolation, pause, stop, sizing, warm-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.events import OrderSubmitted
+from tests.support import Client, TestDaemon, running_daemon, test_config
+
+
+def catalog(*entries: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": entry["id"],
+            "name": entry.get("name", entry["id"]),
+            "kind": entry["kind"],
+            "params": entry.get("params", {}),
+            "defaults": {
+                "symbols": entry["symbols"],
+                "data_resolution": "1s",
+                **entry.get("defaults", {}),
+            },
+        }
+        for entry in entries
+    ]
+
+
+def config_with(*entries: dict[str, Any], **overrides: Any) -> Any:
+    return test_config(strategies=catalog(*entries), **overrides)
+
+
+async def next_second(daemon: TestDaemon, prices: dict[str, float]) -> None:
+    """Close the current 1 s bar, then print a tick per symbol in the new bucket."""
+    daemon.advance(1.0)
+    for symbol, price in prices.items():
+        daemon.tick(symbol, price)
+
+
+async def trades_of(client: Client, count: int) -> list[dict[str, Any]]:
+    return [(await client.recv_type("strategy_trade"))["data"] for _ in range(count)]
+
+
+async def test_a_strategy_that_raises_goes_to_error_and_the_others_keep_running() -> None:
+    config = config_with(
+        {
+            "id": "boom",
+            "kind": "tests.scripted_strategies:BuyThenHold",
+            "symbols": ["AAPL"],
+            "params": {"fail_on_bar": 2},
+        },
+        {"id": "calm", "kind": "tests.scripted_strategies:BuyThenHold", "symbols": ["MSFT"]},
+    )
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        await client.request({"type": "start_strategy", "id": "boom"})
+        await client.request({"type": "start_strategy", "id": "calm"})
+        daemon.tick("AAPL", 100.0)
+        daemon.tick("MSFT", 200.0)
+        await next_second(daemon, {"AAPL": 101.0, "MSFT": 201.0})  # bar 1: both buy
+        await next_second(daemon, {"AAPL": 102.0, "MSFT": 202.0})  # bar 2: boom raises
+        error = await client.recv_type("strategy_error")
+        assert error["data"]["strategyId"] == "boom"
+        assert error["data"]["status"] == "ERROR"
+        assert "scripted failure" in error["data"]["error"]
+        status = await client.request({"type": "get_active_strategies"})
+        statuses = {entry["id"]: entry["status"] for entry in status["data"]}
+        assert statuses == {"boom": "ERROR", "calm": "ACTIVE"}
+        # calm keeps trading: its position is valued at the latest price.
+        await next_second(daemon, {"MSFT": 210.0})
+        status = await client.request({"type": "get_active_strategies"})
+        calm = next(entry for entry in status["data"] if entry["id"] == "calm")
+        assert calm["positions"] == [
+            {
+                "symbol": "MSFT",
+                "quantity": 10.0,
+                "entryPrice": calm["positions"][0]["entryPrice"],
+                "currentValue": 2100.0,
+            }
+        ]
+        # An ERROR strategy can be started again.
+        restarted = await client.request({"type": "start_strategy", "id": "boom"})
+        assert restarted["type"] == "strategy_started"
+
+
+async def test_paused_strategy_opens_nothing_but_is_still_valued_and_stopped_flat() -> None:
+    config = config_with(
+        {
+            "id": "flip",
+            "kind": "tests.scripted_strategies:AlwaysEnter",
+            "symbols": ["AAPL"],
+            "defaults": {"max_position_value": 1000},
+        },
+    )
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        await client.request({"type": "start_strategy", "id": "flip"})
+        daemon.tick("AAPL", 100.0)
+        await next_second(daemon, {"AAPL": 100.0})  # bar 1: enter long, sized
+        [entry] = await trades_of(client, 1)
+        assert entry["side"] == "BUY"
+        assert entry["quantity"] == 9.0  # floor(1000 * 0.95 / 100)
+        paused = await client.request({"type": "pause_strategy", "id": "flip"})
+        assert paused["type"] == "strategy_paused"
+        await next_second(daemon, {"AAPL": 110.0})  # bar 2: the exit passes while paused
+        [exit_trade] = await trades_of(client, 1)
+        assert exit_trade["side"] == "SELL"
+        await next_second(daemon, {"AAPL": 111.0})  # bar 3: an entry is dropped while paused
+        status = await client.request({"type": "get_active_strategies"})
+        assert status["data"][0]["status"] == "PAUSED"
+        assert status["data"][0]["positions"] == []
+
+
+async def test_stop_closes_positions_and_reports_the_trades_before_strategy_stopped() -> None:
+    config = config_with(
+        {
+            "id": "hold",
+            "kind": "tests.scripted_strategies:BuyThenHold",
+            "symbols": ["AAPL", "MSFT"],
+        },
+    )
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        await client.request({"type": "start_strategy", "id": "hold"})
+        daemon.tick("AAPL", 100.0)
+        daemon.tick("MSFT", 200.0)
+        await next_second(daemon, {"AAPL": 100.0, "MSFT": 200.0})
+        await trades_of(client, 2)
+        closing = daemon.next_event(
+            lambda e: isinstance(e, OrderSubmitted) and e.order.symbol == "MSFT"
+        )
+        await client.send({"type": "stop_strategy", "id": "hold", "requestId": "stop"})
+        await closing  # both closing orders are pending: the next prices fill them
+        daemon.tick("AAPL", 105.0)
+        daemon.tick("MSFT", 195.0)
+        received = [await client.recv() for _ in range(3)]
+        assert [m["type"] for m in received] == [
+            "strategy_trade",
+            "strategy_trade",
+            "strategy_stopped",
+        ]
+        assert {m["data"]["side"] for m in received[:2]} == {"SELL"}
+        assert received[2]["requestId"] == "stop"
+        status = await client.request({"type": "get_active_strategies"})
+        assert status["data"] == []
+
+
+async def test_unknown_symbol_in_start_config_is_refused() -> None:
+    async with running_daemon() as daemon, daemon.client() as client:
+        error = await client.request(
+            {"type": "start_strategy", "id": "strategy-123", "config": {"symbols": ["ZZZZ"]}}
+        )
+        assert error["data"]["code"] == "invalid_config"
+        assert "ZZZZ" in error["data"]["message"]
+
+
+async def test_strategy_with_bad_params_is_refused_with_a_clear_error() -> None:
+    config = config_with(
+        {
+            "id": "broken",
+            "kind": "sma_crossover",
+            "symbols": ["AAPL"],
+            "params": {"fast": 9, "slow": 3},
+        },
+        {"id": "missing", "kind": "no.such.module:Thing", "symbols": ["AAPL"]},
+    )
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        error = await client.request({"type": "start_strategy", "id": "broken"})
+        assert error["data"]["code"] == "strategy_unavailable"
+        error = await client.request({"type": "start_strategy", "id": "missing"})
+        assert error["data"]["code"] == "strategy_unavailable"
+        assert "no.such.module" in error["data"]["message"]
+
+
+async def test_warm_up_from_history_lets_a_strategy_signal_on_its_first_live_bar() -> None:
+    # Without warm-up the 3/8 SMA strategy needs 8 bars before it can signal;
+    # with 60 s of feed history it signals on the first live bar of a jump.
+    overrides = {"market_data": {"feed": {"kind": "synthetic", "history_seconds": 60}}}
+    async with running_daemon(test_config(**overrides)) as daemon, daemon.client() as client:
+        await client.request({"type": "start_strategy", "id": "strategy-123"})
+        await next_second(daemon, {"AAPL": 250.0, "MSFT": 500.0})
+        await next_second(daemon, {"AAPL": 250.0, "MSFT": 500.0})
+        signal = await client.recv_type("strategy_signal")
+        assert signal["data"]["action"] == "BUY"

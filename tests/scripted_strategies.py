@@ -1,0 +1,42 @@
+"""Strategies with scripted behaviour, named by dotted path in test catalogs."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from orchestrator.market import Bar
+from orchestrator.strategy import Strategy, StrategyParams
+
+
+class ScriptParams(StrategyParams):
+    fail_on_bar: int = Field(0, ge=0, description="Raise on this bar number (1-based); 0 never.")
+    quantity: float = Field(10, gt=0, description="Units per entry.")
+
+
+class BuyThenHold(Strategy[ScriptParams]):
+    """Buys ``quantity`` on the first bar of each symbol, then holds; may raise on a bar."""
+
+    params_model = ScriptParams
+
+    def __init__(self, params: ScriptParams, context: object) -> None:
+        super().__init__(params, context)  # type: ignore[arg-type]
+        self.bars = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars += 1
+        if self.bars == self.params.fail_on_bar:
+            raise ZeroDivisionError("scripted failure")
+        if self.position(bar.symbol) == 0:
+            self.buy(bar.symbol, bar.close, quantity=self.params.quantity, orderType="MARKET")
+
+
+class AlwaysEnter(Strategy[ScriptParams]):
+    """On every bar: enter long if flat (sized by the runtime), else close the position."""
+
+    params_model = ScriptParams
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.position(bar.symbol) == 0:
+            self.enter_long(bar.symbol, bar.close)
+        else:
+            self.close_position(bar.symbol, bar.close)
