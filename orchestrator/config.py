@@ -21,6 +21,7 @@ from orchestrator.broker import PaperBrokerConfig
 from orchestrator.errors import ConfigError
 from orchestrator.feeds import FeedConfig, SyntheticFeedConfig
 from orchestrator.market import RESOLUTION_SECONDS
+from orchestrator.risk import RiskConfig
 
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]{0,19}$"
 
@@ -221,6 +222,9 @@ class DaemonConfig(BaseSettings):
     market_data: MarketDataConfig = Field(MarketDataConfig(), description="The market data feed.")
     broker: PaperBrokerConfig = Field(PaperBrokerConfig(), description="The paper broker.")
     runtime: RuntimeConfig = Field(RuntimeConfig(), description="Signals, sizing and stops.")
+    risk: RiskConfig = Field(
+        RiskConfig(), description="Global risk limits, daily loss and the kill switch."
+    )
     strategies: tuple[CatalogEntry, ...] = Field(
         default_factory=default_catalog, description="The strategy catalog."
     )

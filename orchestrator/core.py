@@ -11,11 +11,12 @@ from orchestrator.broker import SequentialIds
 from orchestrator.bus import EventBus
 from orchestrator.clock import Clock
 from orchestrator.config import DaemonConfig
+from orchestrator.events import HaltSource
 from orchestrator.execution import ExecutionService
 from orchestrator.feeds import build_feed
 from orchestrator.marketdata import MarketData
 from orchestrator.portfolio import PortfolioBook
-from orchestrator.risk import RiskGuardian
+from orchestrator.risk import Halt, RiskGuardian
 from orchestrator.runtime import StrategyRuntime
 
 
@@ -46,8 +47,12 @@ def build_trading_core(config: DaemonConfig, bus: EventBus, clock: Clock) -> Tra
         config.market_data.warmup_ticks_per_symbol,
     )
     book = PortfolioBook()
-    risk = RiskGuardian(book, clock)
+    risk = RiskGuardian(config.risk, book, bus, clock, ids)
     execution = ExecutionService(bus, clock, book, config.broker, risk, ids)
+    if config.risk.halted_at_start:
+        execution.engage_kill_switch(
+            Halt("engaged by config (risk.halted_at_start)", False, HaltSource.CONFIG, clock.now())
+        )
     market.on_price(execution.on_tick)
     runtime = StrategyRuntime(config.runtime, market, execution, bus, clock, ids)
     market.prime()

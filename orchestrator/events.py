@@ -24,6 +24,11 @@ class Topic(StrEnum):
     EXECUTION_STATUS = "execution.status"
     MARKET_QUOTE = "market.quote"
     MARKET_BAR = "market.bar"
+    RISK_ORDER_REJECTED = "risk.order_rejected"
+    RISK_ORDER_REDUCED = "risk.order_reduced"
+    RISK_STOP_LOSS = "risk.stop_loss"
+    RISK_LIMIT_BREACH = "risk.limit_breach"
+    RISK_KILL_SWITCH = "risk.kill_switch"
 
 
 class StrategyStatus(StrEnum):
@@ -36,6 +41,27 @@ class StrategyStatus(StrEnum):
 class ExecutionStatus(StrEnum):
     RUNNING = "RUNNING"
     STOPPED = "STOPPED"
+
+
+class RiskLimit(StrEnum):
+    """Which risk limit an event is about; the values are the wire names."""
+
+    MAX_POSITION_VALUE = "maxPositionValue"
+    MAX_ORDERS_PER_MINUTE = "maxOrdersPerMinute"
+    STOP_LOSS_PERCENTAGE = "stopLossPercentage"
+    MAX_GROSS_EXPOSURE = "maxGrossExposure"
+    MAX_ORDERS_PER_SECOND = "maxOrdersPerSecond"
+    MAX_DAILY_LOSS = "maxDailyLoss"
+    KILL_SWITCH = "killSwitch"
+    PRICE_UNKNOWN = "priceUnknown"
+
+
+class HaltSource(StrEnum):
+    """What engaged the kill switch."""
+
+    COMMAND = "COMMAND"
+    DAILY_LOSS = "DAILY_LOSS"
+    CONFIG = "CONFIG"
 
 
 RequestId = str | int
@@ -106,6 +132,78 @@ class BarClosed:
     bar: Bar
 
 
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    """The risk guardian refused (or the kill switch cancelled) an order."""
+
+    topic: ClassVar[Topic] = Topic.RISK_ORDER_REJECTED
+    order: Order
+    limit: RiskLimit
+    limit_value: float
+    actual_value: float
+    """The value the order would have reached (or the count it would have made)."""
+    reason: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class OrderReduced:
+    """The guardian sent a smaller order so the position stays within its limit."""
+
+    topic: ClassVar[Topic] = Topic.RISK_ORDER_REDUCED
+    order: Order
+    """The order as the strategy asked for it."""
+    quantity: float
+    """The quantity that was sent instead."""
+    limit: RiskLimit
+    limit_value: float
+    actual_value: float
+    """The value the order as asked would have reached."""
+    reason: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class StopLossTriggered:
+    """A position lost its stopLossPercentage: ``order`` exits it at market."""
+
+    topic: ClassVar[Topic] = Topic.RISK_STOP_LOSS
+    order: Order
+    position_quantity: float
+    entry_price: float
+    trigger_price: float
+    stop_price: float
+    stop_loss_percentage: float
+    unrealized_pnl: float
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class LimitBreached:
+    """The market (not an order) took a value beyond a limit."""
+
+    topic: ClassVar[Topic] = Topic.RISK_LIMIT_BREACH
+    limit: RiskLimit
+    limit_value: float
+    actual_value: float
+    reason: str
+    ts: float
+    strategy_id: str | None = None
+    symbol: str | None = None
+    engages_kill_switch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitchChanged:
+    topic: ClassVar[Topic] = Topic.RISK_KILL_SWITCH
+    engaged: bool
+    reason: str | None
+    block_all: bool
+    source: HaltSource
+    ts: float
+    origin: CommandOrigin | None = None
+
+
 Event = (
     StrategyStatusChanged
     | SignalEmitted
@@ -114,4 +212,9 @@ Event = (
     | ExecutionStatusChanged
     | QuoteUpdated
     | BarClosed
+    | OrderRejected
+    | OrderReduced
+    | StopLossTriggered
+    | LimitBreached
+    | KillSwitchChanged
 )
