@@ -369,7 +369,7 @@ class RiskGuardian:
         if self.config.position_limit_mode != "reduce":
             return None
         room = max_units - order.side.sign * position
-        if order.quantity.is_integer():
+        if float(order.quantity).is_integer():
             room = math.floor(room + TOLERANCE)
         return room if room > 0 else None
 
