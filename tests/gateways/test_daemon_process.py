@@ -1,0 +1,291 @@
+"""The daemon as a process: ``python -m orchestrator run``, ports, signals, logs.
+
+Ports must be known before the process starts, so each test picks free ones by
+binding port-0 sockets and closing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from gateways.daemon import AddressInUse, Daemon
+from orchestrator.config import DaemonConfig
+from tests.support import Client
+
+SERVERS = ("orchestrator", "market_data", "risk")
+PATHS = {"orchestrator": "/", "market_data": "/ws", "risk": "/ws"}
+STARTUP_TIMEOUT = 10.0
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@contextmanager
+def held_port() -> Iterator[int]:
+    """A port that someone else is listening on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on it (SO_REUSEADDR: a closed connection's TIME_WAIT doesn't count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def write_config(tmp_path: Path, ports: dict[str, int]) -> Path:
+    text = "".join(f"[servers.{name}]\nport = {port}\n" for name, port in ports.items())
+    text += '[logging]\nformat = "json"\n'
+    path = tmp_path / "orchestrator.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("ORCHESTRATOR_")}
+
+
+def json_lines(stderr: bytes) -> list[dict[str, Any]]:
+    lines = []
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if line.startswith(b"{"):
+            lines.append(orjson.loads(line))
+    return lines
+
+
+class Process:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.stderr = b""
+
+    async def wait_for_log(self, event: str) -> dict[str, Any]:
+        """Read stderr until a JSON line with this event (everything read is kept)."""
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            while True:
+                line = await self.proc.stderr.readline()
+                if not line:
+                    raise AssertionError(f"process exited before {event}: {self.stderr!r}")
+                self.stderr += line
+                parsed = json_lines(line)
+                if parsed and parsed[0].get("event") == event:
+                    return parsed[0]
+
+    async def finish(self, timeout: float) -> tuple[int, list[dict[str, Any]]]:
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(timeout):
+            self.stderr += await self.proc.stderr.read()
+            code = await self.proc.wait()
+        return code, json_lines(self.stderr)
+
+
+@asynccontextmanager
+async def daemon_process(config: Path) -> AsyncIterator[Process]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_env(),
+    )
+    try:
+        yield Process(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+# ---------------------------------------------------------------- port in use
+
+
+@pytest.mark.parametrize("taken", SERVERS)
+async def test_a_taken_port_exits_non_zero_naming_the_port(tmp_path: Path, taken: str) -> None:
+    with held_port() as port:
+        others = dict(zip([s for s in SERVERS if s != taken], free_ports(2), strict=True))
+        config = write_config(tmp_path, {**others, taken: port})
+        started = time.monotonic()
+        async with daemon_process(config) as process:
+            code, logs = await process.finish(timeout=5.0)
+        elapsed = time.monotonic() - started
+    assert code != 0
+    assert elapsed < 3.0, f"took {elapsed:.2f}s to give up"
+    [line] = [entry for entry in logs if entry.get("event") == "port_in_use"]
+    assert line["port"] == port
+    assert line["level"] == "error"
+    assert not [entry for entry in logs if entry.get("event") == "daemon_ready"]
+    assert all(port_is_free(p) for p in others.values())
+
+
+async def test_a_taken_port_leaves_nothing_listening_in_process() -> None:
+    with held_port() as port:
+        first, second = free_ports(2)
+        config = DaemonConfig(
+            servers={
+                "orchestrator": {"port": first, "path": "/"},
+                "market_data": {"port": second, "path": "/ws"},
+                "risk": {"port": port, "path": "/ws"},
+            }
+        )
+        daemon = Daemon(config)
+        with pytest.raises(AddressInUse) as caught:
+            await daemon.start()
+        assert (caught.value.server, caught.value.port) == ("risk", port)
+        assert port_is_free(first) and port_is_free(second)
+
+
+async def test_servers_bind_loopback_by_default() -> None:
+    config = DaemonConfig(
+        servers={
+            "orchestrator": {"port": 0, "path": "/"},
+            "market_data": {"port": 0, "path": "/ws"},
+            "risk": {"port": 0, "path": "/ws"},
+        }
+    )
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        for server in daemon.servers.values():
+            assert server._server is not None
+            hosts = {sock.getsockname()[0] for sock in server._server.sockets}
+            assert hosts == {"127.0.0.1"}
+    finally:
+        await daemon.stop()
+
+
+# ---------------------------------------------------------------- run and signals
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signal_closes_clients_with_1001_and_exits_0(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    async with daemon_process(write_config(tmp_path, ports)) as process:
+        ready = await process.wait_for_log("daemon_ready")
+        assert {name: ready[name] for name in SERVERS} == ports
+
+        async with connect(f"ws://127.0.0.1:{ports['orchestrator']}/") as ws:
+            client = Client(ws)
+            await client.read_snapshot()
+            assert client.snapshot[0]["type"] == "execution_service_status"
+            reply = await client.request({"type": "get_strategies"})
+            assert reply["type"] == "strategy_list"
+            await client.send("{not json")
+            assert (await client.recv())["data"]["code"] == "invalid_json"
+
+            process.proc.send_signal(signum)
+            with pytest.raises(ConnectionClosed) as caught:
+                await client.recv()
+            assert caught.value.rcvd is not None and caught.value.rcvd.code == 1001
+
+        code, logs = await process.finish(timeout=5.0)
+    assert code == 0
+    assert all(port_is_free(p) for p in ports.values())
+    events = [entry["event"] for entry in logs]
+    assert events.index("daemon_stopping") < events.index("daemon_stopped")
+    assert logs[-1]["event"] == "daemon_stopped" and logs[-1]["exit_code"] == 0
+
+
+async def test_every_server_answers_on_its_path_and_404s_elsewhere(tmp_path: Path) -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    async with daemon_process(write_config(tmp_path, ports)) as process:
+        await process.wait_for_log("daemon_ready")
+        for name in SERVERS:
+            base = f"ws://127.0.0.1:{ports[name]}"
+            async with connect(base + PATHS[name]) as ws:
+                client = Client(ws)
+                await client.read_snapshot()
+                reply = await client.request({"type": "get_active_strategies"})
+                assert reply["type"] == "strategy_status_list"
+            wrong = "/ws" if PATHS[name] == "/" else "/"
+            with pytest.raises(InvalidStatus) as caught:
+                async with connect(base + wrong):
+                    pass
+            assert caught.value.response.status_code == 404
+        process.proc.send_signal(signal.SIGTERM)
+        code, _ = await process.finish(timeout=5.0)
+    assert code == 0
+
+
+async def test_one_log_line_per_connection_and_per_command(tmp_path: Path) -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    async with daemon_process(write_config(tmp_path, ports)) as process:
+        await process.wait_for_log("daemon_ready")
+        async with connect(f"ws://127.0.0.1:{ports['risk']}/ws") as ws:
+            client = Client(ws)
+            await client.read_snapshot()
+            await client.request({"type": "start_strategy", "id": "strategy-123"})
+            await client.request({"type": "pause_strategy", "id": "nope"})
+        async with connect(f"ws://127.0.0.1:{ports['orchestrator']}/") as ws:
+            client = Client(ws)
+            await client.read_snapshot()
+            await client.request({"type": "get_active_strategies"})
+        process.proc.send_signal(signal.SIGTERM)
+        code, logs = await process.finish(timeout=5.0)
+    assert code == 0
+
+    listening = [entry for entry in logs if entry["event"] == "server_listening"]
+    assert sorted((e["server"], e["port"], e["host"]) for e in listening) == sorted(
+        (name, port, "127.0.0.1") for name, port in ports.items()
+    )
+
+    opened = [entry for entry in logs if entry["event"] == "connection_opened"]
+    closed = [entry for entry in logs if entry["event"] == "connection_closed"]
+    commands = [entry for entry in logs if entry["event"] == "command"]
+    assert [(e["server"], e["conn_id"]) for e in opened] == [
+        (e["server"], e["conn_id"]) for e in closed
+    ]
+    assert [e["server"] for e in opened] == ["risk", "orchestrator"]
+    assert len({e["conn_id"] for e in opened}) == 2
+    assert all(e["code"] == 1000 for e in closed)
+
+    risk_conn, orchestrator_conn = (e["conn_id"] for e in opened)
+    assert [(e["server"], e["conn_id"], e["type"]) for e in commands] == [
+        ("risk", risk_conn, "start_strategy"),
+        ("risk", risk_conn, "pause_strategy"),
+        ("orchestrator", orchestrator_conn, "get_active_strategies"),
+    ]
+    assert commands[0]["strategy_id"] == "strategy-123"
+    assert commands[0]["outcome"] == "ok"
+    assert commands[1]["outcome"] == "unknown_strategy"
+    assert all(e["request_id"] for e in commands)
+    # Never a line per outbound message: the strategy_started reply and its
+    # broadcast, the snapshots and the replies left no lines of their own.
+    assert len([e for e in logs if e.get("conn_id")]) == len(opened) + len(closed) + len(commands)
