@@ -15,6 +15,7 @@ from gateways import routes
 from gateways.commands import StrategyCommands
 from gateways.market_gateway import MarketSubscriptions, market_command_parser
 from gateways.protocol import STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS, CommandParser
+from gateways.risk_gateway import RiskCommands, risk_command_parser
 from gateways.server import CommandHandler, Session, WebSocketServer
 from orchestrator.bus import EventBus
 from orchestrator.clock import Clock, SystemClock
@@ -25,12 +26,20 @@ from orchestrator.registry import StrategyRegistry
 log = structlog.get_logger("gateways.daemon")
 
 
-class AddressInUse(Exception):
-    def __init__(self, server: str, config: ServerConfig) -> None:
-        super().__init__(f"{server} server cannot bind {config.host}:{config.port}: address in use")
+class BindFailed(Exception):
+    """A server cannot bind its configured address; the daemon exits without serving."""
+
+    def __init__(self, server: str, config: ServerConfig, reason: str) -> None:
+        super().__init__(f"{server} server cannot bind {config.host}:{config.port}: {reason}")
         self.server = server
         self.port = config.port
         self.host = config.host
+        self.reason = reason
+
+
+class AddressInUse(BindFailed):
+    def __init__(self, server: str, config: ServerConfig) -> None:
+        super().__init__(server, config, "address in use")
 
 
 class Daemon:
@@ -68,7 +77,8 @@ class Daemon:
         return server
 
     def _build_risk_server(self) -> WebSocketServer:
-        return self._server("risk", CommandParser(STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS))
+        risk = RiskCommands(self.core.risk, self.core.execution, self.registry, self.clock)
+        return self._server("risk", risk_command_parser(), risk.handlers())
 
     def _server(
         self,
@@ -99,9 +109,10 @@ class Daemon:
                 await server.start()
             except OSError as exc:
                 await asyncio.gather(*(s.close() for s in started))
+                config = getattr(self.config.servers, name)
                 if exc.errno == errno.EADDRINUSE:
-                    raise AddressInUse(name, getattr(self.config.servers, name)) from exc
-                raise
+                    raise AddressInUse(name, config) from exc
+                raise BindFailed(name, config, exc.strerror or str(exc)) from exc
             started.append(server)
         self.core.execution.announce()
 
@@ -127,6 +138,9 @@ async def serve_until_signalled(daemon: Daemon, stop: asyncio.Event | None = Non
         await daemon.start()
     except AddressInUse as exc:
         log.error("port_in_use", server=exc.server, host=exc.host, port=exc.port)
+        return 2
+    except BindFailed as exc:
+        log.error("bind_failed", server=exc.server, host=exc.host, port=exc.port, error=exc.reason)
         return 2
     log.info("daemon_ready", **daemon.ports())
     exit_code = 0

@@ -15,11 +15,17 @@ from orchestrator.clock import iso_utc
 from orchestrator.events import (
     Event,
     ExecutionStatusChanged,
+    KillSwitchChanged,
+    LimitBreached,
+    OrderReduced,
+    OrderRejected,
     SignalEmitted,
+    StopLossTriggered,
     StrategyStatus,
     StrategyStatusChanged,
     TradeExecuted,
 )
+from orchestrator.orders import Order
 from orchestrator.registry import PositionView, StrategyView
 
 Payload = dict[str, Any]
@@ -126,3 +132,97 @@ def event_message(event: Event) -> Message | None:
     """The stock-bot message for a core event, or None if clients don't see it."""
     encoder = ENCODERS.get(type(event))
     return encoder(event) if encoder is not None else None
+
+
+# ---------------------------------------------------------------- risk guardian (3002)
+
+
+def _order_fields(order: Order) -> Payload:
+    return {
+        "orderId": order.id,
+        "strategyId": order.strategy_id,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "quantity": order.quantity,
+        "purpose": order.purpose.value,
+    }
+
+
+def order_rejected(event: OrderRejected) -> Message:
+    return "order_rejected", {
+        **_order_fields(event.order),
+        "limit": event.limit.value,
+        "limitValue": event.limit_value,
+        "actualValue": event.actual_value,
+        "reason": event.reason,
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def order_reduced(event: OrderReduced) -> Message:
+    return "order_reduced", {
+        **_order_fields(event.order),
+        "reducedQuantity": event.quantity,
+        "limit": event.limit.value,
+        "limitValue": event.limit_value,
+        "actualValue": event.actual_value,
+        "reason": event.reason,
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def stop_loss_triggered(event: StopLossTriggered) -> Message:
+    return "stop_loss_triggered", {
+        **_order_fields(event.order),
+        "positionQuantity": event.position_quantity,
+        "entryPrice": event.entry_price,
+        "triggerPrice": event.trigger_price,
+        "stopPrice": event.stop_price,
+        "stopLossPercentage": event.stop_loss_percentage,
+        "unrealizedPnl": event.unrealized_pnl,
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def limit_breach(event: LimitBreached) -> Message:
+    return "limit_breach", {
+        "limit": event.limit.value,
+        "limitValue": event.limit_value,
+        "actualValue": event.actual_value,
+        "strategyId": event.strategy_id,
+        "symbol": event.symbol,
+        "action": "KILL_SWITCH" if event.engages_kill_switch else "NONE",
+        "reason": event.reason,
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def kill_switch_data(
+    engaged: bool, reason: str | None, block_all: bool, source: str | None, since: float | None
+) -> Payload:
+    return {
+        "engaged": engaged,
+        "reason": reason,
+        "blockAll": block_all,
+        "source": source,
+        "since": iso_utc(since) if since is not None else None,
+    }
+
+
+def kill_switch(event: KillSwitchChanged) -> Message:
+    since = event.ts if event.engaged else None
+    source = event.source.value
+    return "kill_switch", kill_switch_data(
+        event.engaged, event.reason, event.block_all, source, since
+    )
+
+
+ENCODERS.update(
+    {
+        OrderRejected: order_rejected,
+        OrderReduced: order_reduced,
+        StopLossTriggered: stop_loss_triggered,
+        LimitBreached: limit_breach,
+        KillSwitchChanged: kill_switch,
+    }
+)

@@ -19,11 +19,12 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateways.daemon import AddressInUse, Daemon
-from orchestrator.config import DaemonConfig
+from gateways.daemon import AddressInUse, Daemon, serve_until_signalled
+from orchestrator.config import DaemonConfig, ServerConfig
 from tests.support import Client
 
 SERVERS = ("orchestrator", "market_data", "risk")
@@ -168,6 +169,35 @@ async def test_a_taken_port_leaves_nothing_listening_in_process() -> None:
             await daemon.start()
         assert (caught.value.server, caught.value.port) == ("risk", port)
         assert port_is_free(first) and port_is_free(second)
+
+
+async def test_an_address_that_cannot_be_bound_exits_cleanly_naming_it() -> None:
+    first, second, third = free_ports(3)
+    valid = loopback_config(first, second, third)
+    # 192.0.2.1 (TEST-NET-1) is never an address of this machine. model_copy
+    # skips validation, which would (rightly) ask for tokens beyond loopback.
+    unbindable = ServerConfig(host="192.0.2.1", port=second, path="/ws")
+    config = valid.model_copy(
+        update={"servers": valid.servers.model_copy(update={"market_data": unbindable})}
+    )
+    with structlog.testing.capture_logs() as logs:
+        code = await serve_until_signalled(Daemon(config))
+    assert code == 2
+    [line] = [entry for entry in logs if entry["event"] == "bind_failed"]
+    assert (line["server"], line["host"], line["port"]) == ("market_data", "192.0.2.1", second)
+    assert line["error"]
+    assert not [entry for entry in logs if entry["event"] == "daemon_ready"]
+    assert port_is_free(first)
+
+
+def loopback_config(orchestrator: int, market_data: int, risk: int) -> DaemonConfig:
+    return DaemonConfig(
+        servers={
+            "orchestrator": {"port": orchestrator, "path": "/"},
+            "market_data": {"port": market_data, "path": "/ws"},
+            "risk": {"port": risk, "path": "/ws"},
+        }
+    )
 
 
 async def test_servers_bind_loopback_by_default() -> None:
