@@ -12,8 +12,13 @@ from orchestrator.events import (
     BarClosed,
     Event,
     ExecutionStatusChanged,
+    KillSwitchChanged,
+    LimitBreached,
+    OrderReduced,
+    OrderRejected,
     QuoteUpdated,
     SignalEmitted,
+    StopLossTriggered,
     StrategyStatusChanged,
     TradeExecuted,
 )
@@ -44,8 +49,18 @@ def market_data_router(event: Event) -> Iterable[Outbound]:
     return _to_everyone(event, (ExecutionStatusChanged,))
 
 
+_RISK_EVENTS = (
+    ExecutionStatusChanged,
+    OrderRejected,
+    OrderReduced,
+    StopLossTriggered,
+    LimitBreached,
+    KillSwitchChanged,
+)
+
+
 def risk_router(event: Event) -> Iterable[Outbound]:
-    return _to_everyone(event, (ExecutionStatusChanged,))
+    return _to_everyone(event, _RISK_EVENTS)
 
 
 ROUTERS: dict[str, EventRouter] = {
