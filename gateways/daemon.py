@@ -12,11 +12,18 @@ from typing import Any
 import structlog
 
 from gateways import routes
+from gateways.auth import TokenChecker
 from gateways.commands import StrategyCommands
 from gateways.market_gateway import MarketSubscriptions, market_command_parser
 from gateways.protocol import STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS, CommandParser
 from gateways.risk_gateway import RiskCommands, risk_command_parser
-from gateways.server import CommandHandler, Session, WebSocketServer
+from gateways.server import (
+    CommandHandler,
+    ServerSetup,
+    Session,
+    SnapshotMessages,
+    WebSocketServer,
+)
 from orchestrator.bus import EventBus
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import DaemonConfig, ServerConfig
@@ -50,6 +57,17 @@ class Daemon:
         self.core: TradingCore = build_trading_core(config, self.bus, self.clock)
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
+        self.epoch = int(self.clock.now() * 1000)
+        """The daemon's start epoch (ms): a client that resumes learns of a restart."""
+        self._setup = ServerSetup(
+            connection=config.connections,
+            security=config.security,
+            auth=TokenChecker(config.security, required=config.security.has_tokens),
+            epoch=self.epoch,
+            replay_window=config.streams.replay_window,
+            clock=self.clock,
+        )
+        self._snapshot = routes.Snapshot(self.registry, self.core.execution)
         self.servers = {
             "orchestrator": self._build_orchestrator_server(),
             "market_data": self._build_market_data_server(),
@@ -72,6 +90,10 @@ class Daemon:
             market_command_parser(),
             subscriptions.handlers(),
             on_disconnect=subscriptions.release,
+            snapshot=lambda session: [
+                *self._snapshot.messages(session),
+                *subscriptions.quote_messages(session),
+            ],
         )
         subscriptions.server = server
         return server
@@ -86,18 +108,17 @@ class Daemon:
         parser: CommandParser,
         extra_handlers: Mapping[str, CommandHandler] | None = None,
         on_disconnect: Callable[[Session], None] | None = None,
+        snapshot: SnapshotMessages | None = None,
     ) -> WebSocketServer:
         commands = StrategyCommands(self.registry, name, self.clock)
-        snapshot = routes.Snapshot(self.registry, self.core.execution, self.clock)
         return WebSocketServer(
             name=name,
             config=getattr(self.config.servers, name),
-            connection=self.config.connections,
+            setup=self._setup,
             parser=parser,
             handlers={**commands.handlers(), **(extra_handlers or {})},
             router=routes.ROUTERS[name],
-            clock=self.clock,
-            snapshot=snapshot.frames,
+            snapshot=snapshot or self._snapshot.messages,
             on_disconnect=on_disconnect,
         )
 

@@ -156,6 +156,12 @@ class MarketSubscriptions:
             if channel.startswith("bar:"):
                 self._market.unsubscribe(*channel.split(":")[1:3])
 
+    def quote_messages(self, session: Session) -> list[wire.Message]:
+        """The last quote of each symbol the session follows (for its snapshot)."""
+        symbols = [c.removeprefix("quote:") for c in session.channels if c.startswith("quote:")]
+        ticks = (self._market.last_tick(symbol) for symbol in sorted(symbols))
+        return [("quote", quote_data(tick)) for tick in ticks if tick is not None]
+
     def _snapshot(self, symbols: list[str], now: float) -> Replies:
         frames = []
         for symbol in symbols:

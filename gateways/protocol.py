@@ -24,9 +24,11 @@ class CommandType(StrEnum):
     START_STRATEGY = "start_strategy"
     STOP_STRATEGY = "stop_strategy"
     PAUSE_STRATEGY = "pause_strategy"
+    RESUME = "resume"
 
 
 STRATEGY_COMMANDS = frozenset(CommandType)
+"""The commands every server accepts: the strategy commands and stream resume."""
 
 
 class ProtocolError(OrchestratorError):
@@ -111,8 +113,21 @@ class PauseStrategy(Command):
     id: StrategyId
 
 
+class ResumeStream(Command):
+    """Replay what this server broadcast after ``lastSeq`` of ``epoch``."""
+
+    type: Literal[CommandType.RESUME]
+    last_seq: int = Field(alias="lastSeq", ge=0)
+    epoch: int = Field(ge=0)
+
+
 StrategyCommand = Annotated[
-    GetActiveStrategies | GetStrategies | StartStrategy | StopStrategy | PauseStrategy,
+    GetActiveStrategies
+    | GetStrategies
+    | StartStrategy
+    | StopStrategy
+    | PauseStrategy
+    | ResumeStream,
     Field(discriminator="type"),
 ]
 

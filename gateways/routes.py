@@ -6,8 +6,7 @@ from collections.abc import Iterable
 
 from gateways import wire
 from gateways.market_gateway import bar_channel, bar_data, quote_channel, quote_data
-from gateways.server import EVERYONE, EventRouter, Outbound, Replies, Session
-from orchestrator.clock import Clock
+from gateways.server import EVERYONE, EventRouter, Outbound, Session
 from orchestrator.events import (
     BarClosed,
     Event,
@@ -73,17 +72,13 @@ ROUTERS: dict[str, EventRouter] = {
 class Snapshot:
     """What a new connection is sent first, so a frontend never guesses the state."""
 
-    def __init__(
-        self, registry: StrategyRegistry, execution: ExecutionService, clock: Clock
-    ) -> None:
+    def __init__(self, registry: StrategyRegistry, execution: ExecutionService) -> None:
         self._registry = registry
         self._execution = execution
-        self._clock = clock
 
-    def frames(self, _: Session) -> Replies:
-        now = self._clock.now()
+    def messages(self, _: Session) -> list[wire.Message]:
         status = {"status": self._execution.status.value}
         return [
-            wire.encode("execution_service_status", status, now),
-            wire.encode("strategy_status_list", wire.strategy_list(self._registry.active()), now),
+            ("execution_service_status", status),
+            ("strategy_status_list", wire.strategy_list(self._registry.active())),
         ]

@@ -2,35 +2,86 @@
 
 The three servers of the daemon are instances of :class:`WebSocketServer` that
 differ in their path, the commands they accept and the events they publish.
-Clients join *channels*; an event is encoded once and written to every member
-of its channel with websockets' ``broadcast``.
+Clients join *channels*; an event is encoded once, with the next ``seq`` of
+this server's stream, kept in the replay window and written to every member of
+its channel with websockets' ``broadcast``.
+
+Defences, each a named limit of :class:`ConnectionConfig`: frames over
+``max_message_bytes`` close 1009 (websockets); connections over
+``max_connections`` get HTTP 503; a client more than ``max_outbound_bytes``
+behind is closed 1013; commands over ``commands_per_second`` are answered
+``rate_limited`` and a flood of them closes 1008.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+import orjson
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.typing import Origin
 
 from gateways import wire
-from gateways.protocol import Command, CommandParser, request_context
+from gateways.auth import TokenChecker, bearer_token
+from gateways.protocol import Command, CommandParser, ResumeStream, request_context
+from gateways.stream import Resync, StreamLog
 from orchestrator.clock import Clock
-from orchestrator.config import ConnectionConfig, ServerConfig
+from orchestrator.config import ConnectionConfig, SecurityConfig, ServerConfig
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import CommandOrigin, Event
 
 EVERYONE = "*"
 """The channel every client of a server is in."""
+
+
+class RateLimited(OrchestratorError):
+    code = "rate_limited"
+
+
+class GuardedConnection(ServerConnection):
+    """A connection that tells its server when the peer stops keeping up.
+
+    websockets calls ``pause_writing`` when the unsent bytes pass ``write_limit``,
+    which the server sets to ``max_outbound_bytes``.
+    """
+
+    on_overflow: Callable[[GuardedConnection], None] | None = None
+    authenticated: bool = False
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.on_overflow is not None:
+            self.on_overflow(self)
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 @dataclass(eq=False, slots=True)
@@ -40,12 +91,15 @@ class Session:
     conn_id: str
     ws: ServerConnection
     log: Any
+    bucket: TokenBucket
     channels: set[str] = field(default_factory=set)
+    limited_in_a_row: int = 0
+    evicted: bool = False
 
 
 Replies = list[bytes]
 CommandHandler = Callable[[Any, Session], Awaitable[Replies]]
-Snapshot = Callable[[Session], Replies]
+SnapshotMessages = Callable[[Session], list[wire.Message]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,34 +114,53 @@ class Outbound:
 EventRouter = Callable[[Event], Iterable[Outbound]]
 
 
+@dataclass(frozen=True, slots=True)
+class ServerSetup:
+    """What the composition root gives every server."""
+
+    connection: ConnectionConfig
+    security: SecurityConfig
+    auth: TokenChecker
+    epoch: int
+    replay_window: int
+    clock: Clock
+
+
 class WebSocketServer:
     def __init__(
         self,
         name: str,
         config: ServerConfig,
-        connection: ConnectionConfig,
+        setup: ServerSetup,
         parser: CommandParser,
         handlers: Mapping[str, CommandHandler],
         router: EventRouter,
-        clock: Clock,
-        snapshot: Snapshot | None = None,
+        snapshot: SnapshotMessages,
         on_disconnect: Callable[[Session], None] | None = None,
     ) -> None:
         self.name = name
         self._config = config
-        self._connection = connection
+        self._setup = setup
+        self._limits = setup.connection
+        self._clock = setup.clock
         self._parser = parser
-        self._handlers = handlers
+        self._handlers: dict[str, CommandHandler] = {**handlers, "resume": self._resume}
         self._router = router
-        self._clock = clock
         self._snapshot = snapshot
         self._on_disconnect = on_disconnect
+        self._stream = StreamLog(setup.epoch, setup.replay_window)
         self._sessions: dict[str, Session] = {}
+        self._by_ws: dict[ServerConnection, Session] = {}
         self._channels: dict[str, set[ServerConnection]] = {EVERYONE: set()}
+        self._emptied_at: dict[str, int] = {}
+        self._overflowing: list[ServerConnection] = []
         self._ids = itertools.count(1)
         self._server: Server | None = None
         self._idle = asyncio.Event()
         self.log = structlog.get_logger("gateways.server").bind(server=name)
+        self.slow_clients_closed = 0
+
+    # ------------------------------------------------------------ lifecycle
 
     @property
     def port(self) -> int:
@@ -101,29 +174,39 @@ class WebSocketServer:
     def client_count(self) -> int:
         return len(self._sessions)
 
-    async def wait_for_no_clients(self) -> None:
-        """Return once every connection handler has finished (used by tests and drains)."""
-        while self._sessions:
-            self._idle.clear()
-            await self._idle.wait()
+    @property
+    def stream_seq(self) -> int:
+        return self._stream.seq
 
     async def start(self) -> None:
         """Bind and start accepting; raises OSError if the address is taken."""
-        cfg = self._connection
+        limits = self._limits
+        security = self._setup.security
+        origins: list[Origin | None] | None = None
+        if security.allowed_origins is not None:
+            origins = [*(Origin(o) for o in security.allowed_origins), None]
         self._server = await serve(
             self._serve_connection,
             self._config.host,
             self._config.port,
-            process_request=self._check_path,
-            ping_interval=cfg.ping_interval,
-            ping_timeout=cfg.ping_timeout,
-            close_timeout=cfg.close_timeout,
-            max_size=cfg.max_message_bytes,
-            compression="deflate" if cfg.compression else None,
+            process_request=self._admit,
+            origins=origins,
+            ping_interval=limits.ping_interval,
+            ping_timeout=limits.ping_timeout,
+            close_timeout=limits.close_timeout,
+            max_size=limits.max_message_bytes,
+            write_limit=limits.max_outbound_bytes,
+            compression="deflate" if limits.compression else None,
+            create_connection=GuardedConnection,
+            ssl=_tls_context(security),
             logger=None,
         )
         self.log.info(
-            "server_listening", host=self._config.host, port=self.port, path=self._config.path
+            "server_listening",
+            host=self._config.host,
+            port=self.port,
+            path=self._config.path,
+            tls=security.tls_cert is not None,
         )
 
     async def close(self) -> None:
@@ -134,6 +217,14 @@ class WebSocketServer:
         await self._server.wait_closed()
         self.log.info("server_closed")
 
+    async def wait_for_no_clients(self) -> None:
+        """Return once every connection handler has finished."""
+        while self._sessions:
+            self._idle.clear()
+            await self._idle.wait()
+
+    # ------------------------------------------------------------ fan-out
+
     def publish(self, event: Event) -> None:
         """Bus subscriber: encode the event once per outbound message and fan it out."""
         origin: CommandOrigin | None = getattr(event, "origin", None)
@@ -141,21 +232,31 @@ class WebSocketServer:
         delivered = False
         for out in self._router(event):
             members = self._channels.get(out.channel)
-            if not members:
-                continue
-            frame = wire.encode(out.kind, out.data, self._clock.now())
+            if members is None:
+                continue  # nobody is or recently was in this channel: nothing to keep
+            seq = self._stream.next_seq()
+            position = wire.StreamPosition(seq, self._stream.epoch)
+            now = self._clock.now()
+            frame = wire.encode(out.kind, out.data, now, position=position)
+            self._stream.append(seq, out.channel, frame)
             if requester is not None and requester.ws in members:
                 broadcast(members - {requester.ws}, frame, text=True)
-                self._send_reply(requester, out.kind, out.data, origin)
+                request_id = origin.request_id if origin is not None else None
+                reply = wire.encode(out.kind, out.data, now, request_id, position)
+                self._write(requester, reply)
                 delivered = True
             else:
                 broadcast(members, frame, text=True)
+            if not members:
+                self._forget_if_stale(out.channel)
         if requester is not None and not delivered:
             self._reply_directly(event, requester, origin)
+        self._evict_overflowing()
 
     def join(self, session: Session, channel: str) -> None:
         session.channels.add(channel)
         self._channels.setdefault(channel, set()).add(session.ws)
+        self._emptied_at.pop(channel, None)
 
     def leave(self, session: Session, channel: str) -> None:
         session.channels.discard(channel)
@@ -163,40 +264,95 @@ class WebSocketServer:
         if members is not None:
             members.discard(session.ws)
             if not members and channel != EVERYONE:
-                del self._channels[channel]
+                # Kept while its messages are in the window: a client that
+                # reconnects and resumes must find what it missed here.
+                self._emptied_at[channel] = self._stream.seq
+
+    def _forget_if_stale(self, channel: str) -> None:
+        emptied = self._emptied_at.get(channel)
+        if emptied is not None and self._stream.seq - emptied > self._setup.replay_window:
+            del self._channels[channel]
+            del self._emptied_at[channel]
 
     def _requester(self, origin: CommandOrigin | None) -> Session | None:
         if origin is None or origin.server != self.name:
             return None
         return self._sessions.get(origin.conn_id)
 
-    def _send_reply(
-        self, session: Session, kind: str, data: Any, origin: CommandOrigin | None
-    ) -> None:
-        request_id = origin.request_id if origin is not None else None
-        broadcast([session.ws], wire.encode(kind, data, self._clock.now(), request_id), text=True)
-
     def _reply_directly(self, event: Event, session: Session, origin: CommandOrigin | None) -> None:
         # The requester is on a server that does not broadcast this event: it
         # still gets the stock-bot message as the reply to its command.
         message = wire.event_message(event)
         if message is not None:
-            self._send_reply(session, message[0], message[1], origin)
+            request_id = origin.request_id if origin is not None else None
+            self._write(session, wire.encode(message[0], message[1], self._clock.now(), request_id))
 
-    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _write(self, session: Session, frame: bytes) -> None:
+        """Write without awaiting, so nothing can interleave with what is written next."""
+        broadcast([session.ws], frame, text=True)
+
+    # ------------------------------------------------------------ admission
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Before the upgrade: path, capacity and Authorization header."""
         path = urlsplit(request.path).path
         if path != self._config.path:
             self.log.info("http_not_found", path=path[:200])
             return connection.respond(
                 HTTPStatus.NOT_FOUND, f"No WebSocket endpoint at {path}; use {self._config.path}\n"
             )
+        if len(self._sessions) >= self._limits.max_connections:
+            self.log.warning("connection_refused_full", limit=self._limits.max_connections)
+            return connection.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"This server is at its limit of {self._limits.max_connections} connections\n",
+            )
+        return self._check_header_token(connection, request)
+
+    def _check_header_token(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        assert isinstance(connection, GuardedConnection)
+        connection.on_overflow = self._on_overflow
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
+            return None  # a browser authenticates with its first message instead
+        if not self._setup.auth.accepts(token):
+            self.log.warning("auth_refused", how="header", remote=_remote(connection))
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid token\n")
+        connection.authenticated = True
         return None
+
+    def _needs_auth_message(self, ws: ServerConnection) -> bool:
+        return self._setup.auth.required and not getattr(ws, "authenticated", False)
+
+    async def _authenticate_by_message(self, session: Session) -> bool:
+        ws = session.ws
+        try:
+            async with asyncio.timeout(self._setup.security.auth_timeout):
+                frame = await ws.recv()
+        except TimeoutError:
+            await self._refuse(session, "authentication required: send an auth message first")
+            return False
+        token = _auth_token(frame)
+        if token is None or not self._setup.auth.accepts(token):
+            await self._refuse(session, "authentication failed")
+            return False
+        session.log.info("authenticated", how="message")
+        return True
+
+    async def _refuse(self, session: Session, reason: str) -> None:
+        session.log.warning("auth_refused", how="message", reason=reason)
+        await session.ws.close(CloseCode.POLICY_VIOLATION, reason)
+
+    # ------------------------------------------------------------ connections
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         session = self._open_session(ws)
         try:
-            for snapshot_frame in self._snapshot(session) if self._snapshot else ():
-                await ws.send(snapshot_frame, text=True)
+            if self._needs_auth_message(ws) and not await self._authenticate_by_message(session):
+                return
+            self._begin_stream(session, ws.request.path if ws.request else "/")
             async for frame in ws:
                 await self._on_frame(session, frame)
         except ConnectionClosed:
@@ -206,25 +362,77 @@ class WebSocketServer:
 
     def _open_session(self, ws: ServerConnection) -> Session:
         conn_id = f"{self.name}-{next(self._ids)}"
-        session = Session(conn_id, ws, self.log.bind(conn_id=conn_id))
+        bucket = TokenBucket(self._limits.commands_per_second, self._limits.command_burst)
+        session = Session(conn_id, ws, self.log.bind(conn_id=conn_id), bucket)
         self._sessions[conn_id] = session
-        self.join(session, EVERYONE)
+        self._by_ws[ws] = session
         session.log.info("connection_opened", remote=_remote(ws))
         return session
 
+    def _begin_stream(self, session: Session, path: str) -> None:
+        """Resume from the URL's lastSeq/epoch, or send the snapshot; then join."""
+        query = parse_qs(urlsplit(path).query)
+        self.join(session, EVERYONE)
+        last_seq, epoch = _int_param(query, "lastSeq"), _int_param(query, "epoch")
+        if last_seq is not None and epoch is not None:
+            replies = self._resume_frames(session, epoch, last_seq, None)
+        else:
+            replies = self._snapshot_frames(session)
+        for frame in replies:
+            self._write(session, frame)
+
     def _close_session(self, session: Session) -> None:
-        if self._on_disconnect is not None:
-            self._on_disconnect(session)
-        for channel in list(session.channels):
-            self.leave(session, channel)
+        self._detach(session)
         del self._sessions[session.conn_id]
+        self._by_ws.pop(session.ws, None)
         if not self._sessions:
             self._idle.set()
         session.log.info(
             "connection_closed", code=session.ws.close_code, reason=session.ws.close_reason
         )
 
+    def _detach(self, session: Session) -> None:
+        if self._on_disconnect is not None:
+            self._on_disconnect(session)
+        for channel in list(session.channels):
+            self.leave(session, channel)
+
+    # ------------------------------------------------------------ slow clients
+
+    def _on_overflow(self, ws: GuardedConnection) -> None:
+        # Called from inside a write: act after the write has returned.
+        self._overflowing.append(ws)
+        asyncio.get_running_loop().call_soon(self._evict_overflowing)
+
+    def _evict_overflowing(self) -> None:
+        while self._overflowing:
+            session = self._by_ws.get(self._overflowing.pop())
+            if session is not None and not session.evicted:
+                self._evict(session)
+
+    def _evict(self, session: Session) -> None:
+        ws = session.ws
+        session.evicted = True
+        self._detach(session)
+        self.slow_clients_closed += 1
+        backlog = ws.transport.get_write_buffer_size()
+        session.log.warning(
+            "slow_client_closed", backlog_bytes=backlog, limit=self._limits.max_outbound_bytes
+        )
+        if ws.protocol.state is State.OPEN:
+            ws.protocol.send_close(CloseCode.TRY_AGAIN_LATER, "too slow: outbound buffer full")
+            ws.send_data()
+        # A peer that still does not read never answers the close: drop the
+        # connection and its buffer after the close timeout.
+        asyncio.get_running_loop().call_later(self._limits.close_timeout, ws.transport.abort)
+
+    # ------------------------------------------------------------ commands
+
     async def _on_frame(self, session: Session, frame: str | bytes) -> None:
+        if not session.bucket.take():
+            self._on_rate_limited(session)
+            return
+        session.limited_in_a_row = 0
         started = time.perf_counter()
         command: Command | None = None
         try:
@@ -240,8 +448,58 @@ class WebSocketServer:
             self._log_command(session, frame, command, started, internal.code)
         else:
             self._log_command(session, frame, command, started, "ok")
+        if session.evicted:
+            return
         for reply in replies:
-            await session.ws.send(reply, text=True)
+            self._write(session, reply)
+        self._evict_overflowing()
+
+    def _on_rate_limited(self, session: Session) -> None:
+        session.limited_in_a_row += 1
+        if session.limited_in_a_row == 1:
+            session.log.warning("rate_limited", limit=self._limits.commands_per_second)
+        if session.limited_in_a_row >= self._limits.flood_close_after:
+            if session.limited_in_a_row == self._limits.flood_close_after:
+                session.log.warning("flood_closed", in_a_row=session.limited_in_a_row)
+                asyncio.get_running_loop().create_task(
+                    session.ws.close(CloseCode.POLICY_VIOLATION, "command flood")
+                )
+            return
+        error = RateLimited(
+            f"more than {self._limits.commands_per_second:g} commands per second; "
+            "this one was dropped, slow down"
+        )
+        self._write(session, self._error_reply(error, "", None))
+
+    async def _resume(self, command: ResumeStream, session: Session) -> Replies:
+        return self._resume_frames(session, command.epoch, command.last_seq, command.request_id)
+
+    def _resume_frames(
+        self, session: Session, epoch: int, last_seq: int, request_id: str | int | None
+    ) -> Replies:
+        now = self._clock.now()
+        result = self._stream.replay(epoch, last_seq, session.channels)
+        if isinstance(result, Resync):
+            session.log.info("resync_required", last_seq=last_seq, reason=result.reason)
+            data = {"reason": result.reason, "epoch": self._stream.epoch, "seq": self._stream.seq}
+            notice = wire.encode("resync_required", data, now, request_id)
+            return [notice, *self._snapshot_frames(session)]
+        data = {
+            "epoch": self._stream.epoch,
+            "fromSeq": last_seq + 1,
+            "toSeq": self._stream.seq,
+            "replayed": len(result),
+        }
+        session.log.info("resumed", last_seq=last_seq, replayed=len(result))
+        return [wire.encode("resumed", data, now, request_id), *result]
+
+    def _snapshot_frames(self, session: Session) -> Replies:
+        position = wire.StreamPosition(self._stream.seq, self._stream.epoch, snapshot=True)
+        now = self._clock.now()
+        return [
+            wire.encode(kind, data, now, position=position)
+            for kind, data in self._snapshot(session)
+        ]
 
     def _error_reply(
         self, exc: OrchestratorError, frame: str | bytes, command: Command | None
@@ -250,7 +508,7 @@ class WebSocketServer:
             kind: str | None = str(command.type)  # type: ignore[attr-defined]
             request_id = command.request_id
         else:
-            kind, request_id = request_context(frame)
+            kind, request_id = request_context(frame) if frame else (None, None)
         data = wire.error_data(exc.code, exc.message, kind)
         return wire.encode("error", data, self._clock.now(), request_id)
 
@@ -277,10 +535,36 @@ class WebSocketServer:
         )
 
 
+def _auth_token(frame: str | bytes) -> str | None:
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "auth":
+        return None
+    token = message.get("token")
+    return token if isinstance(token, str) else None
+
+
+def _int_param(query: dict[str, list[str]], name: str) -> int | None:
+    values = query.get(name)
+    if not values:
+        return None
+    try:
+        return int(values[0])
+    except ValueError:
+        return None
+
+
+def _tls_context(security: SecurityConfig) -> ssl.SSLContext | None:
+    if security.tls_cert is None or security.tls_key is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(security.tls_cert, security.tls_key)
+    return context
+
+
 def _remote(ws: ServerConnection) -> str:
     address = ws.remote_address
     return f"{address[0]}:{address[1]}" if address else "unknown"
-
-
-async def close_all(servers: Iterable[WebSocketServer]) -> None:
-    await asyncio.gather(*(server.close() for server in servers))

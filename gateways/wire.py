@@ -7,6 +7,7 @@ Every function here is pure. A broadcast event is turned into bytes once, by
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -33,10 +34,30 @@ Message = tuple[str, Any]
 """A message before encoding: its ``type`` and its ``data``."""
 
 
-def encode(kind: str, data: Any, ts: float, request_id: str | int | None = None) -> bytes:
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """Where a message stands in its server's stream (additive envelope fields)."""
+
+    seq: int
+    epoch: int
+    snapshot: bool = False
+
+
+def encode(
+    kind: str,
+    data: Any,
+    ts: float,
+    request_id: str | int | None = None,
+    position: StreamPosition | None = None,
+) -> bytes:
     message: dict[str, Any] = {"type": kind, "timestamp": iso_utc(ts), "data": data}
     if request_id is not None:
         message["requestId"] = request_id
+    if position is not None:
+        message["seq"] = position.seq
+        message["epoch"] = position.epoch
+        if position.snapshot:
+            message["snapshot"] = True
     return orjson.dumps(message)
 
 

@@ -9,11 +9,20 @@ Every scalar can be overridden from the environment as
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -71,6 +80,71 @@ class ConnectionConfig(FrozenModel):
         description="Offer permessage-deflate. Off by default: it costs CPU per client "
         "because each connection compresses its own copy of every broadcast.",
     )
+    max_connections: int = Field(
+        1000, ge=1, le=100_000, description="Connections per server; the excess gets HTTP 503."
+    )
+    max_outbound_bytes: int = Field(
+        1 * 2**20,
+        ge=4096,
+        le=256 * 2**20,
+        description="Unsent bytes a client may fall behind by before it is closed with 1013.",
+    )
+    commands_per_second: float = Field(
+        20.0, gt=0, le=10_000, description="Sustained commands per second per connection."
+    )
+    command_burst: int = Field(
+        40, ge=1, le=100_000, description="Commands a connection may send at once above the rate."
+    )
+    flood_close_after: int = Field(
+        100,
+        ge=1,
+        le=1_000_000,
+        description="Rate-limited commands in a row after which the connection is closed 1008.",
+    )
+
+
+class StreamConfig(FrozenModel):
+    """Gap-free streams: what a reconnecting client can resume from."""
+
+    replay_window: int = Field(
+        10_000,
+        ge=0,
+        le=1_000_000,
+        description="Broadcast messages per server kept for clients that resume.",
+    )
+
+
+class SecurityConfig(FrozenModel):
+    """Who may connect. Authentication is required when any server binds beyond loopback."""
+
+    tokens: tuple[SecretStr, ...] = Field(
+        (),
+        max_length=100,
+        description="Accepted bearer tokens (ORCHESTRATOR_SECURITY__TOKENS='[\"...\"]').",
+    )
+    tokens_file: Path | None = Field(
+        None, description="A file with one token per line, re-read when it changes (rotation)."
+    )
+    auth_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds a client has to authenticate by message."
+    )
+    allowed_origins: tuple[str, ...] | None = Field(
+        None,
+        description="Origins browsers may connect from (e.g. https://app.example.com); "
+        "None allows any. Clients that send no Origin header are not browsers and pass.",
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate chain: serve wss://.")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SecurityConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
+
+    @property
+    def has_tokens(self) -> bool:
+        return bool(self.tokens) or self.tokens_file is not None
 
 
 class LoggingConfig(FrozenModel):
@@ -109,6 +183,44 @@ class RuntimeConfig(FrozenModel):
     )
     stop_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="How long stop_strategy waits for the closing fills."
+    )
+
+
+class JournalConfig(FrozenModel):
+    """The SQLite journal: where it lives, how writes are batched, how durable a commit is."""
+
+    state_dir: Path | None = Field(
+        None,
+        description="Directory of the journal. None: $STATE_DIRECTORY (set by systemd's "
+        "StateDirectory=), else $XDG_STATE_HOME/orchestrator, else ~/.local/state/orchestrator.",
+    )
+    file_name: str = Field(
+        "journal.sqlite3",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="File name of the journal inside state_dir.",
+    )
+    batch_max_events: int = Field(
+        500, ge=1, le=100_000, description="Most events committed in one transaction."
+    )
+    batch_max_delay_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long a batch that is not full waits for more events before it is "
+        "committed. 0 commits at once; events that arrive during a commit form the next batch.",
+    )
+    max_pending_events: int = Field(
+        100_000,
+        ge=1_000,
+        le=10_000_000,
+        description="Events waiting for the journal; more means the disk cannot keep up, "
+        "which stops the daemon rather than tell clients of trades that are not journaled.",
+    )
+    synchronous: Literal["NORMAL", "FULL"] = Field(
+        "FULL",
+        description="SQLite synchronous mode. FULL: a commit survives a power loss. NORMAL "
+        "(faster): it survives a crash of the daemon but the last commits may be lost if the "
+        "machine loses power.",
     )
 
 
@@ -218,6 +330,8 @@ class DaemonConfig(BaseSettings):
 
     servers: ServersConfig = Field(ServersConfig(), description="The three WebSocket servers.")
     connections: ConnectionConfig = Field(ConnectionConfig(), description="Per-connection limits.")
+    streams: StreamConfig = Field(StreamConfig(), description="Resumable broadcast streams.")
+    security: SecurityConfig = Field(SecurityConfig(), description="Authentication, origins, TLS.")
     logging: LoggingConfig = Field(LoggingConfig(), description="Log level and format.")
     market_data: MarketDataConfig = Field(MarketDataConfig(), description="The market data feed.")
     broker: PaperBrokerConfig = Field(PaperBrokerConfig(), description="The paper broker.")
@@ -225,9 +339,26 @@ class DaemonConfig(BaseSettings):
     risk: RiskConfig = Field(
         RiskConfig(), description="Global risk limits, daily loss and the kill switch."
     )
+    journal: JournalConfig = Field(
+        JournalConfig(), description="The SQLite journal of strategies, orders and trades."
+    )
     strategies: tuple[CatalogEntry, ...] = Field(
         default_factory=default_catalog, description="The strategy catalog."
     )
+
+    @model_validator(mode="after")
+    def _auth_beyond_loopback(self) -> DaemonConfig:
+        exposed = [
+            f"servers.{name} ({server.host})"
+            for name, server in self.servers
+            if not _is_loopback(server.host)
+        ]
+        if exposed and not self.security.has_tokens:
+            raise ValueError(
+                f"{', '.join(exposed)} binds beyond loopback: set security.tokens or "
+                "security.tokens_file so that strangers cannot connect"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_ids(self) -> DaemonConfig:
@@ -248,6 +379,15 @@ class DaemonConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment wins over the file, so operators can override one value.
         return (env_settings, init_settings)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_config(path: Path | None = None) -> DaemonConfig:

@@ -36,13 +36,14 @@ def frame(message: Any) -> str:
     return orjson.dumps(message).decode()
 
 
-def test_the_five_strategy_commands() -> None:
+def test_the_commands_every_server_accepts() -> None:
     assert {str(c) for c in STRATEGY_COMMANDS} == {
         "get_active_strategies",
         "get_strategies",
         "start_strategy",
         "stop_strategy",
         "pause_strategy",
+        "resume",
     }
 
 

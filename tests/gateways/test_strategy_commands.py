@@ -23,11 +23,19 @@ ABSENT = object()
 
 
 def check_envelope(message: dict[str, Any], kind: str, request_id: object = ABSENT) -> Any:
-    """Assert the exact envelope and return its data."""
+    """Assert the exact envelope and return its data.
+
+    The stock-bot envelope is {type, timestamp, data}; a reply adds requestId,
+    and broadcast and snapshot messages add their stream position (seq, epoch,
+    and snapshot on snapshot messages) so that a client can resume without gaps.
+    """
     expected = {"type", "timestamp", "data"} | (
         {"requestId"} if request_id is not ABSENT else set()
     )
-    assert set(message) == expected, message
+    stream_fields = set(message) - expected
+    assert stream_fields in (set(), {"seq", "epoch"}, {"seq", "epoch", "snapshot"}), message
+    if stream_fields:
+        assert type(message["seq"]) is int and type(message["epoch"]) is int
     assert message["type"] == kind, message
     assert isinstance(message["timestamp"], str) and ISO_Z.match(message["timestamp"])
     if request_id is not ABSENT:

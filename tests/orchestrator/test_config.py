@@ -181,13 +181,13 @@ def test_environment_overrides_the_defaults(monkeypatch: pytest.MonkeyPatch) -> 
 def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        '[servers.orchestrator]\nport = 9000\nhost = "0.0.0.0"\n'
+        '[servers.orchestrator]\nport = 9000\nhost = "127.0.0.2"\n'
         "[connections]\nping_timeout = 3.0\n",
     )
     monkeypatch.setenv("ORCHESTRATOR_SERVERS__ORCHESTRATOR__PORT", "9082")
     monkeypatch.setenv("ORCHESTRATOR_CONNECTIONS__PING_INTERVAL", "0.5")
     config = load_config(path)
-    assert config.servers.orchestrator == ServerConfig(host="0.0.0.0", port=9082, path="/")
+    assert config.servers.orchestrator == ServerConfig(host="127.0.0.2", port=9082, path="/")
     assert config.connections.ping_interval == 0.5
     assert config.connections.ping_timeout == 3.0
 
