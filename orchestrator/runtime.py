@@ -186,8 +186,15 @@ class StrategyRuntime:
         metadata: Mapping[str, Any],
     ) -> None:
         held = running.position(symbol)
-        size = quantity if quantity is not None else self._size(running.config, action, held, price)
-        if quantity is None and size <= 0 and action.sign * held > 0:
+        size = signal_quantity(
+            quantity,
+            action,
+            held,
+            price,
+            running.config.max_position_value,
+            self._config.sizing_fraction,
+        )
+        if size is None:
             return  # already at or beyond the target on this side: nothing to do
         if running.paused and not _reduces(held, action.sign * size):
             log.info("signal_dropped_paused", strategy_id=running.strategy_id, symbol=symbol)
@@ -219,18 +226,10 @@ class StrategyRuntime:
             signal_id=signal.id,
         )
         if order.quantity <= 0:
-            self.execution.reject(
-                order,
-                f"maxPositionValue {running.config.max_position_value:g} buys less than one "
-                f"unit of {signal.symbol} at {signal.price:g}",
-            )
+            limit = running.config.max_position_value
+            self.execution.reject(order, too_small_reason(limit, signal.symbol, signal.price))
             return
         self.execution.submit(order, running.config)
-
-    def _size(self, config: StrategyRunConfig, action: Side, held: float, price: float) -> float:
-        """Units that take the position to the target on the signal's side."""
-        target = math.floor(config.max_position_value * self._config.sizing_fraction / price)
-        return max(0.0, float(target) - action.sign * held)
 
     # ------------------------------------------------------------ internals
 
@@ -319,6 +318,38 @@ class StrategyRuntime:
                 await self.execution.wait_for(order_ids)
         except TimeoutError:
             log.warning("positions_not_closed_in_time", strategy_id=strategy_id)
+
+
+def signal_quantity(
+    quantity: float | None,
+    action: Side,
+    held: float,
+    price: float,
+    max_position_value: float,
+    sizing_fraction: float,
+) -> float | None:
+    """The quantity a signal trades; the one sizing rule of live trading and backtests.
+
+    A signal's own ``quantity`` is kept. ``None`` is sized: the units that take
+    ``held`` (orders in flight included) to ``floor(max_position_value *
+    sizing_fraction / price)`` on the signal's side, at least 0 (an order of 0
+    is rejected: see :func:`too_small_reason`). Returns None when a sized
+    signal has nothing to do: the position is already at or beyond the target
+    on that side.
+    """
+    if quantity is not None:
+        return quantity
+    target = math.floor(max_position_value * sizing_fraction / price)
+    size = max(0.0, float(target) - action.sign * held)
+    if size <= 0 and action.sign * held > 0:
+        return None
+    return size
+
+
+def too_small_reason(max_position_value: float, symbol: str, price: float) -> str:
+    """Why a signal sized to 0 units is rejected."""
+    limit = f"maxPositionValue {max_position_value:g}"
+    return f"{limit} buys less than one unit of {symbol} at {price:g}"
 
 
 def _reduces(held: float, signed_quantity: float) -> bool:
