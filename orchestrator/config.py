@@ -56,6 +56,18 @@ class ServersConfig(FrozenModel):
     )
     risk: ServerConfig = Field(ServerConfig(port=3002, path="/ws"), description="Risk guardian.")
 
+    @model_validator(mode="after")
+    def _distinct_addresses(self) -> ServersConfig:
+        servers = list(self)
+        for i, (name, server) in enumerate(servers):
+            for other_name, other in servers[i + 1 :]:
+                if server.port and server.port == other.port and _overlap(server.host, other.host):
+                    raise ValueError(
+                        f"{name} and {other_name} both bind port {server.port} "
+                        f"({server.host}, {other.host}); give each server its own port"
+                    )
+        return self
+
 
 class ConnectionConfig(FrozenModel):
     """Per-connection behaviour shared by the three servers."""
@@ -379,6 +391,16 @@ class DaemonConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment wins over the file, so operators can override one value.
         return (env_settings, init_settings)
+
+
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+
+
+def _overlap(host: str, other: str) -> bool:
+    """Whether binding both addresses on one port conflicts."""
+    if host == other or host in _WILDCARDS or other in _WILDCARDS:
+        return True
+    return {host, other} <= {"localhost", "127.0.0.1", "::1"}
 
 
 def _is_loopback(host: str) -> bool:

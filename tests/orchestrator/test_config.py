@@ -22,6 +22,7 @@ from orchestrator.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TOML = REPO / "config" / "orchestrator.toml"
+SERVER_NAMES = ("orchestrator", "market_data", "risk")
 
 
 @pytest.fixture(autouse=True)
@@ -142,6 +143,28 @@ defaults = { symbols = ["AAPL"], data_resolution = "7m" }
     assert problems[0].startswith("servers.orchestrator.port:") and "70000" in problems[0]
     assert problems[1].startswith("connections.ping_timeout:")
     assert problems[2].startswith("strategies.0.defaults.") and "'7m'" in problems[2]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[servers.risk]\nport = 3001\n",
+        '[servers.risk]\nport = 3001\nhost = "localhost"\n',
+    ],
+)
+def test_two_servers_on_one_port_are_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    [problem] = caught.value.problems
+    assert problem.startswith("servers:")
+    assert "market_data" in problem and "risk" in problem and "3001" in problem
+
+
+def test_one_port_on_different_addresses_or_port_0_is_fine(tmp_path: Path) -> None:
+    text = '[servers.risk]\nport = 3001\nhost = "127.0.0.2"\n'
+    assert load_config(write(tmp_path, text)).servers.risk.port == 3001
+    zeros = "".join(f"[servers.{name}]\nport = 0\n" for name in SERVER_NAMES)
+    assert load_config(write(tmp_path, zeros, "zeros.toml")).servers.risk.port == 0
 
 
 def test_duplicate_strategy_ids_are_refused(tmp_path: Path) -> None:
