@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,17 +113,19 @@ class Process:
 
 
 @asynccontextmanager
-async def daemon_process(config: Path) -> AsyncIterator[Process]:
+async def daemon_process(
+    config: Path | None, env: dict[str, str] | None = None
+) -> AsyncIterator[Process]:
+    args = ["--config", str(config)] if config is not None else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "orchestrator",
         "run",
-        "--config",
-        str(config),
+        *args,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
-        env=clean_env(),
+        env={**clean_env(), **(env or {})},
     )
     try:
         yield Process(proc)
@@ -231,19 +233,24 @@ async def test_a_signal_closes_clients_with_1001_and_exits_0(
         ready = await process.wait_for_log("daemon_ready")
         assert {name: ready[name] for name in SERVERS} == ports
 
-        async with connect(f"ws://127.0.0.1:{ports['orchestrator']}/") as ws:
-            client = Client(ws)
-            await client.read_snapshot()
-            assert client.snapshot[0]["type"] == "execution_service_status"
-            reply = await client.request({"type": "get_strategies"})
-            assert reply["type"] == "strategy_list"
-            await client.send("{not json")
-            assert (await client.recv())["data"]["code"] == "invalid_json"
+        clients = []
+        async with AsyncExitStack() as stack:
+            for name in SERVERS:
+                url = f"ws://127.0.0.1:{ports[name]}{PATHS[name]}"
+                client = Client(await stack.enter_async_context(connect(url)))
+                await client.read_snapshot()
+                assert client.snapshot[0]["type"] == "execution_service_status"
+                reply = await client.request({"type": "get_strategies"})
+                assert reply["type"] == "strategy_list"
+                await client.send("{not json")
+                assert (await client.recv())["data"]["code"] == "invalid_json"
+                clients.append(client)
 
             process.proc.send_signal(signum)
-            with pytest.raises(ConnectionClosed) as caught:
-                await client.recv()
-            assert caught.value.rcvd is not None and caught.value.rcvd.code == 1001
+            for client in clients:
+                with pytest.raises(ConnectionClosed) as caught:
+                    await client.recv()
+                assert caught.value.rcvd is not None and caught.value.rcvd.code == 1001
 
         code, logs = await process.finish(timeout=5.0)
     assert code == 0
@@ -251,6 +258,18 @@ async def test_a_signal_closes_clients_with_1001_and_exits_0(
     events = [entry["event"] for entry in logs]
     assert events.index("daemon_stopping") < events.index("daemon_stopped")
     assert logs[-1]["event"] == "daemon_stopped" and logs[-1]["exit_code"] == 0
+
+
+async def test_run_without_a_file_takes_ports_from_the_environment() -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    env = {f"ORCHESTRATOR_SERVERS__{name.upper()}__PORT": str(p) for name, p in ports.items()}
+    env["ORCHESTRATOR_LOGGING__FORMAT"] = "json"
+    async with daemon_process(None, env) as process:
+        ready = await process.wait_for_log("daemon_ready")
+        assert {name: ready[name] for name in SERVERS} == ports
+        process.proc.send_signal(signal.SIGTERM)
+        code, _ = await process.finish(timeout=5.0)
+    assert code == 0
 
 
 async def test_every_server_answers_on_its_path_and_404s_elsewhere(tmp_path: Path) -> None:
