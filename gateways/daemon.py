@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import signal
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -14,11 +14,13 @@ import structlog
 from gateways import routes
 from gateways.auth import TokenChecker
 from gateways.commands import StrategyCommands
+from gateways.dgbit import DgbitEndpoints, DgbitTranslator
 from gateways.market_gateway import MarketSubscriptions, market_command_parser
 from gateways.protocol import STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS, CommandParser
 from gateways.risk_gateway import RiskCommands, risk_command_parser
 from gateways.server import (
     CommandHandler,
+    Endpoint,
     ServerSetup,
     Session,
     SnapshotMessages,
@@ -77,9 +79,19 @@ class Daemon:
             self.bus.subscribe(server.publish)
 
     def _build_orchestrator_server(self) -> WebSocketServer:
-        return self._server(
-            "orchestrator", CommandParser(STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS)
+        translator = DgbitTranslator(
+            lambda strategy_id: self.registry.view(strategy_id).config.stop_loss_percentage
         )
+        self.dgbit = DgbitEndpoints(translator, self.clock, self._job_exists)
+        self.bus.subscribe(self.dgbit.publish)
+        return self._server(
+            "orchestrator",
+            CommandParser(STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS),
+            endpoints=[self.dgbit],
+        )
+
+    def _job_exists(self, job_id: str) -> bool:
+        return False
 
     def _build_market_data_server(self) -> WebSocketServer:
         subscriptions = MarketSubscriptions(
@@ -109,6 +121,7 @@ class Daemon:
         extra_handlers: Mapping[str, CommandHandler] | None = None,
         on_disconnect: Callable[[Session], None] | None = None,
         snapshot: SnapshotMessages | None = None,
+        endpoints: Iterable[Endpoint] = (),
     ) -> WebSocketServer:
         commands = StrategyCommands(self.registry, name, self.clock)
         return WebSocketServer(
@@ -120,6 +133,7 @@ class Daemon:
             router=routes.ROUTERS[name],
             snapshot=snapshot or self._snapshot.messages,
             on_disconnect=on_disconnect,
+            endpoints=endpoints,
         )
 
     async def start(self) -> None:

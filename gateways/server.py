@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -114,6 +114,18 @@ class Outbound:
 EventRouter = Callable[[Event], Iterable[Outbound]]
 
 
+class Endpoint(Protocol):
+    """Another WebSocket API served on the same port under its own paths."""
+
+    def match(self, path: str) -> Any | None:
+        """The route for ``path`` (anything but None), or None if it is not ours."""
+
+    def admit(self, connection: ServerConnection, route: Any) -> Response | None:
+        """Refuse the handshake (e.g. 404 for an unknown id), or None to accept."""
+
+    async def serve(self, ws: ServerConnection, route: Any) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSetup:
     """What the composition root gives every server."""
@@ -137,8 +149,10 @@ class WebSocketServer:
         router: EventRouter,
         snapshot: SnapshotMessages,
         on_disconnect: Callable[[Session], None] | None = None,
+        endpoints: Iterable[Endpoint] = (),
     ) -> None:
         self.name = name
+        self._endpoints = tuple(endpoints)
         self._config = config
         self._setup = setup
         self._limits = setup.connection
@@ -296,18 +310,37 @@ class WebSocketServer:
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Before the upgrade: path, capacity and Authorization header."""
         path = urlsplit(request.path).path
-        if path != self._config.path:
+        route = None if path == self._config.path else self._route(path)
+        if path != self._config.path and route is None:
             self.log.info("http_not_found", path=path[:200])
             return connection.respond(
                 HTTPStatus.NOT_FOUND, f"No WebSocket endpoint at {path}; use {self._config.path}\n"
             )
-        if len(self._sessions) >= self._limits.max_connections:
+        if (
+            self._server is not None
+            and len(self._server.connections) >= self._limits.max_connections
+        ):
             self.log.warning("connection_refused_full", limit=self._limits.max_connections)
             return connection.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE,
                 f"This server is at its limit of {self._limits.max_connections} connections\n",
             )
-        return self._check_header_token(connection, request)
+        refusal = self._check_header_token(connection, request)
+        if refusal is None and route is not None:
+            endpoint, match = route
+            connection.route = route  # type: ignore[attr-defined]
+            return endpoint.admit(connection, match)
+        return refusal
+
+    def _open_connections(self) -> int:
+        return len(self._server.connections) if self._server is not None else 0
+
+    def _route(self, path: str) -> tuple[Endpoint, Any] | None:
+        for endpoint in self._endpoints:
+            match = endpoint.match(path)
+            if match is not None:
+                return endpoint, match
+        return None
 
     def _check_header_token(
         self, connection: ServerConnection, request: Request
@@ -326,31 +359,32 @@ class WebSocketServer:
     def _needs_auth_message(self, ws: ServerConnection) -> bool:
         return self._setup.auth.required and not getattr(ws, "authenticated", False)
 
-    async def _authenticate_by_message(self, session: Session) -> bool:
-        ws = session.ws
+    async def _authenticate_by_message(self, ws: ServerConnection, log: Any) -> bool:
         try:
             async with asyncio.timeout(self._setup.security.auth_timeout):
                 frame = await ws.recv()
         except TimeoutError:
-            await self._refuse(session, "authentication required: send an auth message first")
+            await _refuse(ws, log, "authentication required: send an auth message first")
             return False
         token = _auth_token(frame)
         if token is None or not self._setup.auth.accepts(token):
-            await self._refuse(session, "authentication failed")
+            await _refuse(ws, log, "authentication failed")
             return False
-        session.log.info("authenticated", how="message")
+        log.info("authenticated", how="message")
         return True
-
-    async def _refuse(self, session: Session, reason: str) -> None:
-        session.log.warning("auth_refused", how="message", reason=reason)
-        await session.ws.close(CloseCode.POLICY_VIOLATION, reason)
 
     # ------------------------------------------------------------ connections
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
+        route: tuple[Endpoint, Any] | None = getattr(ws, "route", None)
+        if route is not None:
+            await self._serve_endpoint(ws, *route)
+            return
         session = self._open_session(ws)
         try:
-            if self._needs_auth_message(ws) and not await self._authenticate_by_message(session):
+            if self._needs_auth_message(ws) and not await self._authenticate_by_message(
+                ws, session.log
+            ):
                 return
             self._begin_stream(session, ws.request.path if ws.request else "/")
             async for frame in ws:
@@ -359,6 +393,20 @@ class WebSocketServer:
             pass
         finally:
             self._close_session(session)
+
+    async def _serve_endpoint(self, ws: ServerConnection, endpoint: Endpoint, match: Any) -> None:
+        log = self.log.bind(
+            conn_id=f"{self.name}-{next(self._ids)}", path=ws.request.path if ws.request else ""
+        )
+        log.info("connection_opened", remote=_remote(ws))
+        try:
+            if self._needs_auth_message(ws) and not await self._authenticate_by_message(ws, log):
+                return
+            await endpoint.serve(ws, match)
+        except ConnectionClosed:
+            pass
+        finally:
+            log.info("connection_closed", code=ws.close_code, reason=ws.close_reason)
 
     def _open_session(self, ws: ServerConnection) -> Session:
         conn_id = f"{self.name}-{next(self._ids)}"
@@ -406,25 +454,17 @@ class WebSocketServer:
 
     def _evict_overflowing(self) -> None:
         while self._overflowing:
-            session = self._by_ws.get(self._overflowing.pop())
-            if session is not None and not session.evicted:
-                self._evict(session)
-
-    def _evict(self, session: Session) -> None:
-        ws = session.ws
-        session.evicted = True
-        self._detach(session)
-        self.slow_clients_closed += 1
-        backlog = ws.transport.get_write_buffer_size()
-        session.log.warning(
-            "slow_client_closed", backlog_bytes=backlog, limit=self._limits.max_outbound_bytes
-        )
-        if ws.protocol.state is State.OPEN:
-            ws.protocol.send_close(CloseCode.TRY_AGAIN_LATER, "too slow: outbound buffer full")
-            ws.send_data()
-        # A peer that still does not read never answers the close: drop the
-        # connection and its buffer after the close timeout.
-        asyncio.get_running_loop().call_later(self._limits.close_timeout, ws.transport.abort)
+            ws = self._overflowing.pop()
+            session = self._by_ws.get(ws)
+            if session is None:
+                closed = close_slow_client(ws, self._limits, self.log)
+            elif session.evicted:
+                continue
+            else:
+                session.evicted = True
+                self._detach(session)
+                closed = close_slow_client(ws, self._limits, session.log)
+            self.slow_clients_closed += closed
 
     # ------------------------------------------------------------ commands
 
@@ -533,6 +573,28 @@ class WebSocketServer:
             outcome=outcome,
             ms=round((time.perf_counter() - started) * 1000, 3),
         )
+
+
+async def _refuse(ws: ServerConnection, log: Any, reason: str) -> None:
+    log.warning("auth_refused", how="message", reason=reason)
+    await ws.close(CloseCode.POLICY_VIOLATION, reason)
+
+
+def close_slow_client(ws: ServerConnection, limits: ConnectionConfig, log: Any) -> bool:
+    """Close a client that fell ``max_outbound_bytes`` behind with 1013, now."""
+    if ws.protocol.state is not State.OPEN:
+        return False
+    log.warning(
+        "slow_client_closed",
+        backlog_bytes=ws.transport.get_write_buffer_size(),
+        limit=limits.max_outbound_bytes,
+    )
+    ws.protocol.send_close(CloseCode.TRY_AGAIN_LATER, "too slow: outbound buffer full")
+    ws.send_data()
+    # A peer that still does not read never answers the close: drop the
+    # connection and its buffer after the close timeout.
+    asyncio.get_running_loop().call_later(limits.close_timeout, ws.transport.abort)
+    return True
 
 
 def _auth_token(frame: str | bytes) -> str | None:

@@ -1,0 +1,179 @@
+"""The dgbit event API on 8082: /api/ws/events and /api/ws/jobs/{job_uuid}."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from tests.gateways.test_daemon_process import (
+    SERVERS,
+    clean_env,
+    daemon_process,
+    free_ports,
+    write_config,
+)
+from tests.gateways.test_strategy_runtime import config_with, next_second
+from tests.support import Client, TestDaemon, running_daemon
+
+EXAMPLES = Path(__file__).parent / "dgbit_examples"
+ENTERED = {"symbol", "side", "quantity", "entry_price", "take_profit", "stop_loss", "strategy"}
+EXITED = {
+    "symbol",
+    "side",
+    "quantity",
+    "entry_price",
+    "exit_price",
+    "exit_type",
+    "pnl",
+    "pnl_pct",
+    "duration_minutes",
+}
+SIGNAL = {"strategy", "symbol", "signal_value", "direction", "confidence"}
+
+
+async def recv(ws: ClientConnection) -> dict[str, Any]:
+    async with asyncio.timeout(5):
+        message: dict[str, Any] = orjson.loads(await ws.recv())
+    assert set(message) == {"type", "timestamp", "payload"}, message
+    assert message["timestamp"].endswith("Z")
+    return message
+
+
+def holding_config() -> Any:
+    return config_with(
+        {
+            "id": "hold",
+            "kind": "tests.scripted_strategies:BuyThenHold",
+            "symbols": ["AAPL"],
+            "defaults": {"stop_loss_percentage": 0.05},
+        }
+    )
+
+
+async def enter_and_stop(daemon: TestDaemon, client: Client) -> None:
+    """One round trip: bought on the first bar at 101, sold by stop_strategy at 110."""
+    await client.request({"type": "start_strategy", "id": "hold"})
+    daemon.tick("AAPL", 100.0)
+    await next_second(daemon, {"AAPL": 101.0})  # the bar closes: BUY 10
+    daemon.tick("AAPL", 101.0)  # fills
+    await client.recv_type("strategy_trade")
+    daemon.advance(60.0)  # held for a minute
+    await client.send({"type": "stop_strategy", "id": "hold"})
+    await daemon.next_event(lambda e: type(e).__name__ == "OrderSubmitted")
+    daemon.tick("AAPL", 110.0)
+    await client.recv_type("strategy_stopped")
+
+
+async def test_trades_and_signals_arrive_with_the_dgbit_payloads() -> None:
+    async with (
+        running_daemon(holding_config()) as daemon,
+        daemon.client() as client,
+        connect(daemon.url(path="/api/ws/events")) as events,
+    ):
+        await enter_and_stop(daemon, client)
+        signal_event = await recv(events)
+        assert signal_event["type"] == "signal.generated"
+        assert set(signal_event["payload"]) == SIGNAL
+        assert signal_event["payload"]["direction"] == "long"
+        assert signal_event["payload"]["confidence"] in {"high", "medium", "low"}
+        entered = await recv(events)
+        assert entered["type"] == "trade.entered"
+        assert set(entered["payload"]) == ENTERED
+        payload = entered["payload"]
+        assert (payload["side"], payload["quantity"], payload["strategy"]) == (
+            "long",
+            10.0,
+            "hold",
+        )
+        assert payload["take_profit"] is None
+        assert payload["stop_loss"] == pytest.approx(payload["entry_price"] * 0.95)
+        exited = await recv(events)
+        assert exited["type"] == "trade.exited"
+        assert set(exited["payload"]) == EXITED
+        out = exited["payload"]
+        assert out["exit_type"] == "strategy_stop"
+        assert out["duration_minutes"] == pytest.approx(1.0)
+        gain = (out["exit_price"] - out["entry_price"]) * 10
+        assert out["pnl"] == pytest.approx(gain)
+        assert out["pnl_pct"] == pytest.approx(gain / (out["entry_price"] * 10) * 100)
+
+
+async def test_a_filter_limits_the_event_types_and_other_messages_are_answered() -> None:
+    async with (
+        running_daemon(holding_config()) as daemon,
+        daemon.client() as client,
+        connect(daemon.url(path="/api/ws/events")) as events,
+    ):
+        await events.send(orjson.dumps({"type": "filter", "events": ["trade.exited"]}).decode())
+        updated = await recv(events)
+        assert updated["type"] == "filter.updated"
+        assert updated["payload"] == {"events": ["trade.exited"]}
+        await events.send("hello")
+        error = await recv(events)
+        assert error["type"] == "error"
+        assert error["payload"]["code"] == "invalid_json"
+        await events.send(orjson.dumps({"type": "echo", "x": 1}).decode())
+        assert (await recv(events))["payload"]["code"] == "unsupported_message"
+        await events.send(orjson.dumps({"type": "filter", "events": ["trade.nope"]}).decode())
+        assert (await recv(events))["payload"]["code"] == "unknown_event_type"
+        await events.send(orjson.dumps({"type": "ping"}).decode())
+        assert (await recv(events))["type"] == "pong"
+        await enter_and_stop(daemon, client)
+        only = await recv(events)
+        assert only["type"] == "trade.exited"
+
+
+async def test_job_paths_refuse_malformed_and_unknown_uuids() -> None:
+    async with running_daemon() as daemon:
+        with pytest.raises(InvalidStatus) as malformed:
+            async with connect(daemon.url(path="/api/ws/jobs/not-a-uuid")):
+                pass
+        assert malformed.value.response.status_code == 400
+        assert b"not a job uuid" in malformed.value.response.body
+        with pytest.raises(InvalidStatus) as unknown:
+            async with connect(daemon.url(path=f"/api/ws/jobs/{uuid.uuid4()}")):
+                pass
+        assert unknown.value.response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [("listener.py", "Event: trade.entered"), ("event_client.py", "Trade entered: {")],
+)
+async def test_the_dgbit_documents_client_examples_run_against_the_daemon(
+    tmp_path: Path, example: str, expected: str
+) -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    async with daemon_process(write_config(tmp_path, ports)) as daemon:
+        await daemon.wait_for_log("daemon_ready")
+        script = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(EXAMPLES / example),
+            str(ports["orchestrator"]),
+            stdout=asyncio.subprocess.PIPE,
+            env=clean_env(),
+        )
+        assert script.stdout is not None
+        try:
+            async with asyncio.timeout(15):
+                first = (await script.stdout.readline()).decode()
+                assert first.startswith("Connected")
+                async with connect(f"ws://127.0.0.1:{ports['orchestrator']}/") as ws:
+                    await Client(ws).request({"type": "start_strategy", "id": "strategy-123"})
+                    while expected not in (await script.stdout.readline()).decode():
+                        pass
+        finally:
+            script.send_signal(signal.SIGINT)
+            await script.wait()
+        daemon.proc.send_signal(signal.SIGTERM)
+        code, _ = await daemon.finish(timeout=5.0)
+    assert code == 0
