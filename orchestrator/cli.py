@@ -9,6 +9,7 @@ from pathlib import Path
 
 from orchestrator.config import DaemonConfig, load_config
 from orchestrator.errors import ConfigError
+from orchestrator.journal_cli import add_journal_parser, journal_command
 from orchestrator.logs import configure_logging
 
 EXIT_OK = 0
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="TOML config file (default: embedded defaults)")
     check = commands.add_parser("check-config", help="validate a config and print what is wrong")
     check.add_argument("--config", type=Path, help="TOML config file (default: embedded defaults)")
+    add_journal_parser(commands)
     return parser
 
 
@@ -32,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check-config":
         return check_config(args.config)
+    if args.command == "journal":
+        return journal_command(args)
     return run_daemon(args.config)
 
 
