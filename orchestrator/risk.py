@@ -232,6 +232,7 @@ class RiskGuardian:
         self._second: deque[tuple[float, str]] = deque()
         self._second_counts: dict[str, int] = {}
         self._last_attempt: dict[str, float] = {}
+        """When each strategy last tried to order, least recent first."""
         self._held: dict[str, dict[str, Position]] = {}
         self._unrealized: dict[str, float] = {}
         self._gross: dict[str, float] = {}
@@ -279,7 +280,7 @@ class RiskGuardian:
 
     def _check_rates(self, order: Order, limits: StrategyRunConfig, now: float) -> Verdict | None:
         strategy_id = order.strategy_id
-        self._last_attempt[strategy_id] = now
+        self._touch(strategy_id, now)
         window = self._minute.get(strategy_id)
         if window is None:
             window = self._minute[strategy_id] = _Window(ORDER_WINDOW_SECONDS)
@@ -304,10 +305,9 @@ class RiskGuardian:
         if total >= limit:
             reason = f"max_orders_per_second {limit} reached: {total} orders in the last second"
             return self._refuse(order, RiskLimit.MAX_ORDERS_PER_SECOND, limit, total + 1, reason)
-        horizon = now - ORDER_WINDOW_SECONDS
-        sharing = sum(1 for last in self._last_attempt.values() if last > horizon)
-        share = math.ceil(limit / max(1, sharing))
         own = self._second_counts.get(order.strategy_id, 0)
+        sharing = self._sharing(now)
+        share = math.ceil(limit / max(1, sharing))
         if own >= share:
             reason = (
                 f"fair share of max_orders_per_second {limit} among {sharing} trading "
@@ -315,6 +315,21 @@ class RiskGuardian:
             )
             return self._refuse(order, RiskLimit.MAX_ORDERS_PER_SECOND, share, own + 1, reason)
         return None
+
+    def _touch(self, strategy_id: str, now: float) -> None:
+        attempts = self._last_attempt
+        attempts.pop(strategy_id, None)
+        attempts[strategy_id] = now
+
+    def _sharing(self, now: float) -> int:
+        """Strategies that tried to order in the last minute."""
+        attempts, horizon = self._last_attempt, now - ORDER_WINDOW_SECONDS
+        while attempts:
+            oldest = next(iter(attempts))
+            if attempts[oldest] > horizon:
+                break
+            del attempts[oldest]
+        return len(attempts)
 
     def _expire_second(self, now: float) -> int:
         window, counts, horizon = self._second, self._second_counts, now - GLOBAL_WINDOW_SECONDS
@@ -409,7 +424,7 @@ class RiskGuardian:
         if window is None:
             window = self._minute[strategy_id] = _Window(ORDER_WINDOW_SECONDS)
         window.add(now)
-        self._last_attempt[strategy_id] = now
+        self._touch(strategy_id, now)
         self._second.append((now, strategy_id))
         self._second_counts[strategy_id] = self._second_counts.get(strategy_id, 0) + 1
 
@@ -438,24 +453,37 @@ class RiskGuardian:
         return self._check_daily_loss(fill.ts)
 
     def on_price(self, tick: Tick, halt: Halt | None) -> RiskActions:
+        """One pass over the positions in the ticked symbol (marked already)."""
         held = self._held.get(tick.symbol)
-        if not held or not 0.0 < tick.price < math.inf:
+        price = tick.price
+        if not held or not 0.0 < price < math.inf:
             return NO_ACTIONS
         self._roll_day(tick.ts)
         exits: list[tuple[Order, StrategyRunConfig]] = []
         stops_allowed = halt is None or not halt.block_all
+        unrealized = gross = 0.0
         for strategy_id, position in held.items():
-            if position.quantity == 0.0:
+            quantity = position.quantity
+            if quantity == 0.0:
                 continue
+            notional = position.notional
+            unrealized += position.unrealized_pnl
+            gross += notional
             limits = self._limits.get(strategy_id)
             if limits is None:
                 continue
-            if stops_allowed and limits.stop_loss_percentage > 0.0:
+            pct = limits.stop_loss_percentage
+            if (
+                stops_allowed
+                and pct > 0.0
+                and _stop_reached(quantity, position.entry_price, pct, price)
+            ):
                 order = self._stop_loss(strategy_id, position, limits, tick)
                 if order is not None:
                     exits.append((order, limits))
-            self._watch_position(strategy_id, position, limits.max_position_value, tick.ts)
-        self._remeasure(tick.symbol, held)
+            if notional > limits.max_position_value * (1 + TOLERANCE) or self._breached:
+                self._watch_position(strategy_id, position, limits.max_position_value, tick.ts)
+        self._measured(tick.symbol, unrealized, gross)
         self._watch_gross(tick.ts)
         actions = self._check_daily_loss(tick.ts)
         if exits:
@@ -465,13 +493,13 @@ class RiskGuardian:
     def _stop_loss(
         self, strategy_id: str, position: Position, limits: StrategyRunConfig, tick: Tick
     ) -> Order | None:
+        """The exit of a position whose stop was reached, unless one is on its way."""
         key = (strategy_id, position.symbol)
         if key in self._stops:
-            return None  # an exit is already on its way
-        stop = stop_price(position.quantity, position.entry_price, limits.stop_loss_percentage)
-        long = position.quantity > 0.0
-        if stop is None or not _at_or_beyond(tick.price, stop, long):
             return None
+        pct = limits.stop_loss_percentage
+        stop = stop_price(position.quantity, position.entry_price, pct)
+        long = position.quantity > 0.0
         order = Order(
             id=self._ids("order"),
             strategy_id=strategy_id,
@@ -496,8 +524,8 @@ class RiskGuardian:
                 position_quantity=position.quantity,
                 entry_price=position.entry_price,
                 trigger_price=tick.price,
-                stop_price=stop,
-                stop_loss_percentage=limits.stop_loss_percentage,
+                stop_price=stop or 0.0,
+                stop_loss_percentage=pct,
                 unrealized_pnl=(tick.price - position.entry_price) * position.quantity,
                 ts=tick.ts,
             )
@@ -552,6 +580,9 @@ class RiskGuardian:
             if position.quantity != 0.0:
                 unrealized += position.unrealized_pnl
                 gross += position.notional
+        self._measured(symbol, unrealized, gross)
+
+    def _measured(self, symbol: str, unrealized: float, gross: float) -> None:
         self._unrealized[symbol] = unrealized
         self._gross[symbol] = gross
         self.gross_exposure = sum(self._gross.values())
@@ -653,10 +684,11 @@ def stop_price(quantity: float, entry_price: float, percentage: float) -> float 
     return entry_price * (1.0 + percentage)
 
 
-def _at_or_beyond(price: float, stop: float, long: bool) -> bool:
-    if long:
-        return price <= stop * (1.0 + TOLERANCE)
-    return price >= stop * (1.0 - TOLERANCE)
+def _stop_reached(quantity: float, entry_price: float, percentage: float, price: float) -> bool:
+    """Long: price <= entry * (1 - pct); short: price >= entry * (1 + pct)."""
+    if quantity > 0.0:
+        return price <= entry_price * (1.0 - percentage) * (1.0 + TOLERANCE)
+    return price >= entry_price * (1.0 + percentage) * (1.0 - TOLERANCE)
 
 
 def _reduces(held: float, signed_quantity: float) -> bool:
