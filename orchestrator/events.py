@@ -7,9 +7,10 @@ and turn events into their own wire formats.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from orchestrator.market import Bar, Tick
 from orchestrator.orders import Fill, Order, Signal
@@ -29,6 +30,7 @@ class Topic(StrEnum):
     RISK_STOP_LOSS = "risk.stop_loss"
     RISK_LIMIT_BREACH = "risk.limit_breach"
     RISK_KILL_SWITCH = "risk.kill_switch"
+    JOB = "job"
 
 
 class StrategyStatus(StrEnum):
@@ -204,6 +206,48 @@ class KillSwitchChanged:
     origin: CommandOrigin | None = None
 
 
+class JobStatus(StrEnum):
+    """A job's state: exactly the dgbit statuses.
+
+    There is no "cancelled": a cancelled job is FAILED with the error
+    ``"cancelled by user"``, which dgbit clients already know how to show.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+JOB_EVENT_TYPES: Mapping[JobStatus, str] = {
+    JobStatus.PENDING: "job.created",
+    JobStatus.RUNNING: "job.started",
+    JobStatus.COMPLETED: "job.completed",
+    JobStatus.FAILED: "job.failed",
+}
+"""The dgbit event type announcing each status."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobStateChanged:
+    """A job was created (pending), started (running), completed or failed."""
+
+    topic: ClassVar[Topic] = Topic.JOB
+    job_id: str
+    job_type: str
+    """Always "backtest" so far."""
+    status: JobStatus
+    ts: float
+    result: Mapping[str, Any] | None = None
+    """JSON-ready; set when completed (for a backtest: total_trades, win_rate, total_return...)."""
+    error: str | None = None
+    """Set when failed: a sentence a person can act on."""
+
+    @property
+    def event_type(self) -> str:
+        return JOB_EVENT_TYPES[self.status]
+
+
 Event = (
     StrategyStatusChanged
     | SignalEmitted
@@ -217,4 +261,5 @@ Event = (
     | StopLossTriggered
     | LimitBreached
     | KillSwitchChanged
+    | JobStateChanged
 )

@@ -12,12 +12,19 @@ new value and subtracts the old one accumulates rounding error without bound,
 and a variance taken as ``E[x^2] - E[x]^2`` from float sums cancels almost all
 its digits on prices: for a price near 60 000 that moves by cents the two terms
 agree to about ten digits, so the band width would be noise and could even come
-out negative. :class:`_ExactWindowSums` keeps the sum and the sum of squares as
-Python integers in binary fixed point, fine enough to hold every value it has
-seen exactly (every finite float is a whole multiple of some ``2**-k``). Adding
-and removing values is then exact, the variance is exact until one final,
-correctly rounded division, and it is never negative. For prices the integers
-stay around 100 bits; an update costs one to three microseconds, nothing per bar.
+out negative. :class:`_FixedPointWindow` keeps the window, the sum and the sum
+of squares as Python integers in binary fixed point, fine enough to hold every
+value it has seen exactly (every finite float is a whole multiple of some
+``2**-k``). Adding and removing values is then exact, the variance is exact
+until one final, correctly rounded division, and it is never negative.
+
+A float becomes fixed point with one multiplication by ``2**k`` (exact: a power
+of two) and ``int()``, after ``is_integer()`` has shown that ``k`` is fine
+enough; only a value with finer bits than any before takes the slow path, which
+rescales the window once. For prices the integers stay around 60 bits (120 for
+squares); an update costs about 0.35 us for the SMA and 1 us for the bands on
+CPython 3.11, and gives the same bits as summing the window exactly and
+dividing once (the bits of the previous, slower, exact implementation).
 """
 
 from __future__ import annotations
@@ -41,79 +48,74 @@ def _require_finite(x: float) -> float:
 
 def _binary_fraction(x: float) -> tuple[int, int]:
     """``(m, k)`` with ``x == m / 2**k`` exactly; ``k`` is small for everyday prices."""
-    numerator, denominator = x.as_integer_ratio()
+    numerator, denominator = _require_finite(x).as_integer_ratio()
     return numerator, denominator.bit_length() - 1
 
 
-class _ExactWindowSums:
-    """Sum and sum of squares over the last ``period`` values, kept exactly.
+MAX_FLOAT_EXPONENT = 1023
+"""Scales above this have no float ``2**k``; such windows always convert exactly by ratio."""
 
-    The sums are integers counting units of ``2**-scale_bits``, where
-    ``scale_bits`` is the finest binary fraction seen so far (45 bits for 100.1,
-    at most 1074). It only grows, and growing shifts the two sums, so every value
-    still in the window converts exactly at the current scale when it leaves.
+
+class _FixedPointWindow:
+    """The last ``period`` values as integers counting units of ``2**-scale``.
+
+    ``scale`` is the finest binary fraction seen so far (46 bits for 100.53, at
+    most 1074). It only grows, and growing shifts the stored values and the
+    sums, so a value converts exactly at the current scale whenever it is used.
+    Subclasses keep the sums they need and shift them in :meth:`_rescale`.
     """
 
-    __slots__ = ("_period", "_scale_bits", "_sum", "_sum_of_squares", "_window")
-
-    def __init__(self, period: int) -> None:
-        self._period = period
-        self._window: deque[float] = deque()
-        self._scale_bits = 0
-        self._sum = 0
-        self._sum_of_squares = 0
-
-    @property
-    def full(self) -> bool:
-        return len(self._window) == self._period
-
-    def push(self, x: float) -> None:
-        numerator, bits = _binary_fraction(x)
-        if bits > self._scale_bits:
-            self._rescale(bits)
-        if self.full:
-            oldest = self._to_fixed(*_binary_fraction(self._window.popleft()))
-            self._sum -= oldest
-            self._sum_of_squares -= oldest * oldest
-        fixed = self._to_fixed(numerator, bits)
-        self._window.append(x)
-        self._sum += fixed
-        self._sum_of_squares += fixed * fixed
-
-    def _to_fixed(self, numerator: int, bits: int) -> int:
-        return numerator << (self._scale_bits - bits)
-
-    def _rescale(self, bits: int) -> None:
-        shift = bits - self._scale_bits
-        self._sum <<= shift
-        self._sum_of_squares <<= 2 * shift
-        self._scale_bits = bits
-
-    def mean(self) -> float:
-        return self._sum / (len(self._window) << self._scale_bits)
-
-    def population_variance(self) -> float:
-        """``(n * sum(x^2) - sum(x)^2) / n^2``, exact up to the final rounding."""
-        n = len(self._window)
-        numerator = n * self._sum_of_squares - self._sum * self._sum
-        return numerator / ((n * n) << (2 * self._scale_bits))
-
-
-class SMA:
-    """Simple moving average over the last ``period`` values."""
-
-    __slots__ = ("_sums", "_value", "period")
+    __slots__ = ("_denominator", "_scale", "_sum", "_unit", "_window", "period")
 
     def __init__(self, period: int) -> None:
         self.period = _require_period(period)
-        self._sums = _ExactWindowSums(self.period)
+        self._window: deque[int] = deque()
+        self._scale = 0
+        self._unit = 1.0
+        """``2.0**scale``, or infinity when no float holds it (every value goes slow)."""
+        self._sum = 0
+        self._denominator = self.period
+        """``period << scale``: the sum over this is the mean."""
+
+    def _to_fixed(self, x: float) -> int:
+        """``x`` in units of ``2**-scale``; rescales first if ``x`` has finer bits."""
+        numerator, bits = _binary_fraction(x)
+        if bits > self._scale:
+            self._rescale(bits - self._scale)
+        return numerator << (self._scale - bits)
+
+    def _rescale(self, shift: int) -> None:
+        self._window = deque(value << shift for value in self._window)
+        self._sum <<= shift
+        self._scale += shift
+        self._denominator = self.period << self._scale
+        self._unit = math.ldexp(1.0, self._scale) if self._scale <= MAX_FLOAT_EXPONENT else math.inf
+
+
+class SMA(_FixedPointWindow):
+    """Simple moving average over the last ``period`` values."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, period: int) -> None:
+        super().__init__(period)
         self._value: float | None = None
 
     def update(self, x: float) -> float | None:
-        self._sums.push(_require_finite(x))
-        if self._sums.full:
-            self._value = self._sums.mean()
-        return self._value
+        # NaN and infinities are not integers after scaling: _to_fixed refuses them.
+        scaled = x * self._unit
+        fixed = int(scaled) if scaled.is_integer() else self._to_fixed(x)
+        window = self._window
+        if len(window) == self.period:
+            self._sum += fixed - window.popleft()
+            window.append(fixed)
+        else:
+            window.append(fixed)
+            self._sum += fixed
+            if len(window) < self.period:
+                return None
+        value = self._value = self._sum / self._denominator
+        return value
 
     @property
     def value(self) -> float | None:
@@ -238,31 +240,48 @@ class Bands(NamedTuple):
     lower: float
 
 
-class BollingerBands:
+class BollingerBands(_FixedPointWindow):
     """Rolling mean ± ``num_std`` population standard deviations over ``period`` values."""
 
-    __slots__ = ("_std", "_sums", "_value", "num_std", "period")
+    __slots__ = ("_std", "_sum_of_squares", "_value", "num_std")
 
     def __init__(self, period: int, num_std: float) -> None:
-        self.period = _require_period(period)
+        super().__init__(period)
         if not (math.isfinite(num_std) and num_std > 0):
             raise ValueError(f"num_std must be a positive finite number, got {num_std!r}")
         self.num_std = float(num_std)
-        self._sums = _ExactWindowSums(self.period)
+        self._sum_of_squares = 0
         self._std: float | None = None
         self._value: Bands | None = None
 
     def update(self, x: float) -> Bands | None:
-        self._sums.push(_require_finite(x))
-        if not self._sums.full:
-            return None
-        middle = self._sums.mean()
-        # The variance is exact, so it cannot be negative; max() documents the invariant.
-        std = math.sqrt(max(self._sums.population_variance(), 0.0))
+        scaled = x * self._unit
+        fixed = int(scaled) if scaled.is_integer() else self._to_fixed(x)
+        window = self._window
+        if len(window) == self.period:
+            oldest = window.popleft()
+            self._sum += fixed - oldest
+            self._sum_of_squares += fixed * fixed - oldest * oldest
+            window.append(fixed)
+        else:
+            window.append(fixed)
+            self._sum += fixed
+            self._sum_of_squares += fixed * fixed
+            if len(window) < self.period:
+                return None
+        n, total = self.period, self._sum
+        middle = total / self._denominator
+        # (n * sum(x^2) - sum(x)^2) / n^2, exact until this one division: never negative.
+        variance = (n * self._sum_of_squares - total * total) / (self._denominator**2)
+        std = math.sqrt(variance)
         width = self.num_std * std
         self._std = std
-        self._value = Bands(middle, middle + width, middle - width)
-        return self._value
+        value = self._value = Bands(middle, middle + width, middle - width)
+        return value
+
+    def _rescale(self, shift: int) -> None:
+        super()._rescale(shift)
+        self._sum_of_squares <<= 2 * shift
 
     @property
     def value(self) -> Bands | None:
