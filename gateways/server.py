@@ -519,6 +519,15 @@ class WebSocketServer:
     ) -> Replies:
         now = self._clock.now()
         result = self._stream.replay(epoch, last_seq, session.channels)
+        if (
+            not isinstance(result, Resync)
+            and sum(map(len, result)) > self._limits.max_outbound_bytes
+        ):
+            # Written at once, it would push the client's buffer past the cap.
+            result = Resync(
+                f"the {len(result)} messages after seq {last_seq} are more than "
+                f"max_outbound_bytes ({self._limits.max_outbound_bytes}) to replay"
+            )
         if isinstance(result, Resync):
             session.log.info("resync_required", last_seq=last_seq, reason=result.reason)
             data = {"reason": result.reason, "epoch": self._stream.epoch, "seq": self._stream.seq}

@@ -1,0 +1,390 @@
+"""Gap-free streams through real servers: seq and epoch, resume by URL and by
+command, resync when the gap is too old or the daemon restarted, and a client
+that reconnects 200 times under load without a gap or a duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.support import RECV_TIMEOUT, TestDaemon, running_daemon, test_config
+
+RECONNECTS = 200
+PRODUCER_BURST = 10
+
+
+def report(capsys: pytest.CaptureFixture[str], title: str, **figures: Any) -> None:
+    """Print a test's figures, visible in a normal run as well as with ``-s``."""
+    line = f"\n[{title}] " + ", ".join(f"{name}={value}" for name, value in figures.items())
+    with capsys.disabled():
+        print(line)
+
+
+async def recv(ws: ClientConnection) -> dict[str, Any]:
+    message: dict[str, Any] = orjson.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT))
+    return message
+
+
+def announce(daemon: TestDaemon, times: int = 1) -> None:
+    """Publish real ExecutionStatusChanged events on the bus (every server broadcasts them)."""
+    for _ in range(times):
+        daemon.daemon.core.execution.announce()
+
+
+def resume_command(last_seq: int, epoch: int, request_id: str | None = None) -> dict[str, Any]:
+    command: dict[str, Any] = {"type": "resume", "lastSeq": last_seq, "epoch": epoch}
+    if request_id is not None:
+        command["requestId"] = request_id
+    return command
+
+
+async def resume_by_command(
+    ws: ClientConnection, last_seq: int, epoch: int, dropped: list[int] | None = None
+) -> dict[str, Any]:
+    """Send resume and return its answer, dropping what came before it.
+
+    The protocol rule: the replay that follows ``resumed`` covers everything
+    after lastSeq, including what this new connection may already have been
+    sent live, so a client drops whatever it received before the answer
+    (the seqs of dropped broadcasts are appended to ``dropped``)."""
+    await ws.send(orjson.dumps(resume_command(last_seq, epoch)).decode())
+    while True:
+        message = await recv(ws)
+        if message["type"] in ("resumed", "resync_required"):
+            return message
+        if dropped is not None and "snapshot" not in message:
+            dropped.append(message["seq"])
+
+
+@dataclass
+class Tally:
+    """Every broadcast seq a client processed, across all its connections."""
+
+    last_seq: int
+    seen: set[int] = field(default_factory=set)
+    duplicates: int = 0
+    out_of_order: int = 0
+
+    def see(self, message: dict[str, Any]) -> None:
+        assert "snapshot" not in message, message
+        seq = message["seq"]
+        if seq in self.seen:
+            self.duplicates += 1
+            return
+        if seq < self.last_seq:
+            self.out_of_order += 1
+        self.seen.add(seq)
+        self.last_seq = max(self.last_seq, seq)
+
+    def gaps(self, first: int, last: int) -> int:
+        return len(set(range(first, last + 1)) - self.seen)
+
+
+# ---------------------------------------------------------------- envelope
+
+
+async def test_broadcasts_carry_consecutive_seq_and_the_epoch_and_snapshots_the_position() -> None:
+    async with running_daemon() as daemon, daemon.client() as client:
+        server = daemon.daemon.servers["orchestrator"]
+        epoch = daemon.daemon.epoch
+        for message in client.snapshot:
+            assert message["snapshot"] is True
+            assert (message["seq"], message["epoch"]) == (server.stream_seq, epoch)
+        start = server.stream_seq
+        announce(daemon, 3)
+        messages = [await client.recv() for _ in range(3)]
+        assert [m["seq"] for m in messages] == [start + 1, start + 2, start + 3]
+        assert all(m["epoch"] == epoch and "snapshot" not in m for m in messages)
+        # Additive: the stock-bot fields are untouched.
+        assert all(set(m) == {"type", "timestamp", "data", "seq", "epoch"} for m in messages)
+        assert messages[0]["type"] == "execution_service_status"
+        assert messages[0]["data"] == {"status": "RUNNING"}
+
+
+# ---------------------------------------------------------------- resume
+
+
+async def test_resume_by_url_replays_what_was_missed_then_continues_live() -> None:
+    async with running_daemon() as daemon:
+        epoch = daemon.daemon.epoch
+        async with daemon.client() as client:
+            last_seq = client.snapshot[0]["seq"]
+        announce(daemon, 4)
+        url = f"{daemon.url()}?lastSeq={last_seq}&epoch={epoch}"
+        async with connect(url) as ws:
+            resumed = await recv(ws)
+            assert resumed["type"] == "resumed"
+            assert resumed["data"] == {
+                "epoch": epoch,
+                "fromSeq": last_seq + 1,
+                "toSeq": last_seq + 4,
+                "replayed": 4,
+            }
+            replayed = [await recv(ws) for _ in range(4)]
+            assert [m["seq"] for m in replayed] == list(range(last_seq + 1, last_seq + 5))
+            announce(daemon)
+            assert (await recv(ws))["seq"] == last_seq + 5
+
+
+async def test_resume_by_command_replays_after_last_seq_and_the_client_drops_earlier_frames() -> (
+    None
+):
+    async with running_daemon() as daemon:
+        epoch = daemon.daemon.epoch
+        async with daemon.client() as client:
+            last_seq = client.snapshot[0]["seq"]
+        announce(daemon, 2)  # missed while away
+        async with daemon.client() as client:
+            # Live frames reach the new connection before it gets to send resume.
+            announce(daemon, 3)
+            early = [await client.recv() for _ in range(3)]
+            assert [m["seq"] for m in early] == [last_seq + 3, last_seq + 4, last_seq + 5]
+            await client.send(resume_command(last_seq, epoch, "r1"))
+            resumed = await client.recv()
+            assert resumed["type"] == "resumed" and resumed["requestId"] == "r1"
+            assert resumed["data"]["replayed"] == 5
+            # The replay covers the early frames again: a client that kept them
+            # would see them twice, so it discards what came before `resumed`.
+            replayed = [await client.recv() for _ in range(5)]
+            assert [m["seq"] for m in replayed] == list(range(last_seq + 1, last_seq + 6))
+            announce(daemon)
+            assert (await client.recv())["seq"] == last_seq + 6
+
+
+@pytest.mark.parametrize("how", ["url", "command"])
+async def test_a_gap_older_than_the_window_gets_resync_and_a_snapshot(how: str) -> None:
+    config = test_config(streams={"replay_window": 5})
+    async with running_daemon(config) as daemon:
+        epoch = daemon.daemon.epoch
+        server = daemon.daemon.servers["orchestrator"]
+        async with daemon.client() as client:
+            last_seq = client.snapshot[0]["seq"]
+        announce(daemon, 6)  # one more than the window holds
+        await check_resync(daemon, how, last_seq, epoch, "no longer held")
+        # Exactly the window is still fine.
+        last_seq = server.stream_seq
+        announce(daemon, 5)
+        async with connect(f"{daemon.url()}?lastSeq={last_seq}&epoch={epoch}") as ws:
+            resumed = await recv(ws)
+            assert resumed["type"] == "resumed" and resumed["data"]["replayed"] == 5
+
+
+@pytest.mark.parametrize("how", ["url", "command"])
+async def test_a_changed_epoch_gets_resync_and_a_snapshot(how: str) -> None:
+    async with running_daemon() as daemon:
+        announce(daemon, 2)
+        # A client of the daemon's previous run: its lastSeq is even in range.
+        await check_resync(daemon, how, 1, daemon.daemon.epoch - 1, "epoch changed")
+
+
+async def test_a_last_seq_ahead_of_the_stream_gets_resync() -> None:
+    async with running_daemon() as daemon:
+        server = daemon.daemon.servers["orchestrator"]
+        await check_resync(daemon, "url", server.stream_seq + 10, daemon.daemon.epoch, "ahead")
+
+
+async def check_resync(
+    daemon: TestDaemon, how: str, last_seq: int, epoch: int, reason: str
+) -> None:
+    server = daemon.daemon.servers["orchestrator"]
+    if how == "url":
+        ws = await connect(f"{daemon.url()}?lastSeq={last_seq}&epoch={epoch}")
+        notice = await recv(ws)
+    else:
+        ws = await connect(daemon.url())
+        notice = await resume_by_command(ws, last_seq, epoch)
+    async with ws:
+        assert notice["type"] == "resync_required"
+        assert reason in notice["data"]["reason"]
+        assert notice["data"]["epoch"] == daemon.daemon.epoch
+        assert notice["data"]["seq"] == server.stream_seq
+        snapshot = [await recv(ws), await recv(ws)]
+        assert [m["type"] for m in snapshot] == ["execution_service_status", "strategy_status_list"]
+        assert all(m["snapshot"] is True and m["seq"] == server.stream_seq for m in snapshot)
+        announce(daemon)
+        live = await recv(ws)
+        assert live["seq"] == notice["data"]["seq"] + 1 and "snapshot" not in live
+
+
+async def test_a_replay_larger_than_the_outbound_cap_gets_resync_not_a_1013() -> None:
+    """A replay is written at once: one that does not fit in max_outbound_bytes would
+    put the whole gap in the client's buffer (many times the cap) and then close it as
+    slow, so the server answers resync_required instead."""
+    cap = 65536
+    config = test_config(
+        connections={"max_outbound_bytes": cap}, streams={"replay_window": 100_000}
+    )
+    async with running_daemon(config) as daemon:
+        server = daemon.daemon.servers["orchestrator"]
+        epoch = daemon.daemon.epoch
+        async with daemon.client() as client:
+            last_seq = client.snapshot[0]["seq"]
+        announce(daemon, 50_000)  # about 6 MB of missed messages
+        async with connect(f"{daemon.url()}?lastSeq={last_seq}&epoch={epoch}") as ws:
+            notice = await recv(ws)
+            assert notice["type"] == "resync_required", notice["data"]
+            assert "max_outbound_bytes" in notice["data"]["reason"]
+            assert [(await recv(ws))["snapshot"] for _ in range(2)] == [True, True]
+            announce(daemon)
+            assert (await recv(ws))["seq"] == server.stream_seq
+        assert server.slow_clients_closed == 0
+        # A gap that fits is replayed as usual.
+        last_seq = server.stream_seq
+        announce(daemon, 100)
+        async with connect(f"{daemon.url()}?lastSeq={last_seq}&epoch={epoch}") as ws:
+            resumed = await recv(ws)
+            assert resumed["type"] == "resumed" and resumed["data"]["replayed"] == 100
+
+
+# ---------------------------------------------------------------- 3001
+
+
+async def test_market_data_resume_after_resubscribing_covers_missed_quotes_only() -> None:
+    async with running_daemon() as daemon, daemon.client("market_data") as other:
+        epoch = daemon.daemon.epoch
+        await other.request({"type": "subscribe", "symbols": ["MSFT"]})
+        async with daemon.client("market_data") as client:
+            await client.request({"type": "subscribe", "symbols": ["AAPL"]})
+            daemon.tick("AAPL", 100.0)
+            last_seq = (await client.recv())["seq"]
+        # While away: AAPL quotes interleaved with MSFT quotes (another channel).
+        for price in (101.0, 102.0, 103.0):
+            daemon.tick("AAPL", price)
+            daemon.tick("MSFT", price + 100)
+        async with daemon.client("market_data") as client:
+            subscribed = await client.request({"type": "subscribe", "symbols": ["AAPL"]})
+            assert subscribed["type"] == "subscribed"
+            assert (await client.recv())["data"]["price"] == 103.0  # last-quote snapshot
+            await client.send(resume_command(last_seq, epoch))
+            resumed = await client.recv()
+            assert resumed["type"] == "resumed" and resumed["data"]["replayed"] == 3
+            missed = [await client.recv() for _ in range(3)]
+            assert [(m["type"], m["data"]["price"]) for m in missed] == [
+                ("quote", 101.0),
+                ("quote", 102.0),
+                ("quote", 103.0),
+            ]
+            seqs = [m["seq"] for m in missed]
+            assert seqs == sorted(seqs) and seqs[0] > last_seq
+            daemon.tick("AAPL", 104.0)
+            live = await client.recv()
+            assert live["data"]["price"] == 104.0 and live["seq"] > seqs[-1]
+
+
+async def test_market_data_resync_snapshot_has_the_last_quotes_of_the_subscriptions() -> None:
+    config = test_config(streams={"replay_window": 2})
+    async with running_daemon(config) as daemon:
+        epoch = daemon.daemon.epoch
+        async with daemon.client("market_data") as client:
+            await client.request({"type": "subscribe", "symbols": ["AAPL"]})
+            daemon.tick("AAPL", 100.0)
+            last_seq = (await client.recv())["seq"]
+        for price in (101.0, 102.0, 103.0):
+            daemon.tick("AAPL", price)
+        async with daemon.client("market_data") as client:
+            await client.request({"type": "subscribe", "symbols": ["AAPL"]})
+            await client.recv()  # last-quote snapshot of the subscription
+            await client.send(resume_command(last_seq, epoch))
+            notice = await client.recv()
+            assert notice["type"] == "resync_required"
+            snapshot = [await client.recv() for _ in range(3)]
+            assert [m["type"] for m in snapshot] == [
+                "execution_service_status",
+                "strategy_status_list",
+                "quote",
+            ]
+            assert snapshot[2]["data"]["price"] == 103.0 and snapshot[2]["snapshot"] is True
+
+
+# ---------------------------------------------------------------- under load
+
+
+async def test_reconnecting_200_times_under_load_sees_no_gap_and_no_duplicate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = test_config(streams={"replay_window": 200_000})
+    async with running_daemon(config) as daemon:
+        server = daemon.daemon.servers["orchestrator"]
+        epoch = daemon.daemon.epoch
+        stop = asyncio.Event()
+        started = time.perf_counter()
+        # max_queue=None: a client that closes with unread messages queued would
+        # otherwise stop reading and wait close_timeout for the server's close frame.
+        ws = await connect(daemon.url(), max_queue=None)
+        snapshot = await recv(ws)
+        await recv(ws)
+        first_seq = snapshot["seq"] + 1
+        tally = Tally(snapshot["seq"])
+        producer = asyncio.create_task(produce(daemon, stop), name="producer")
+        rng = random.Random(8082)
+        replayed = 0
+        dropped: list[int] = []
+        caught_up_to = tally.last_seq
+        for attempt in range(RECONNECTS):
+            # Mostly read the whole replay and a few live messages; every fifth
+            # connection is cut in the middle of its replay.
+            if attempt % 5 == 4:
+                for _ in range(rng.randrange(0, caught_up_to - tally.last_seq + 1)):
+                    tally.see(await recv(ws))
+            else:
+                while tally.last_seq < caught_up_to:
+                    tally.see(await recv(ws))
+                for _ in range(rng.randrange(0, 8)):
+                    tally.see(await recv(ws))
+            if attempt % 4 < 2:
+                await ws.close()
+            else:
+                ws.transport.abort()  # a dropped network: no closing handshake
+                await ws.wait_closed()
+            if attempt % 2 == 0:
+                url = f"{daemon.url()}?lastSeq={tally.last_seq}&epoch={epoch}"
+                ws = await connect(url, max_queue=None)
+                answer = await recv(ws)
+            else:
+                ws = await connect(daemon.url(), max_queue=None)
+                answer = await resume_by_command(ws, tally.last_seq, epoch, dropped)
+            assert answer["type"] == "resumed", answer
+            assert answer["data"]["fromSeq"] == tally.last_seq + 1, answer
+            replayed += answer["data"]["replayed"]
+            caught_up_to = answer["data"]["toSeq"]
+        stop.set()
+        produced = await producer
+        final_seq = server.stream_seq
+        while tally.last_seq < final_seq:
+            tally.see(await recv(ws))
+        await ws.close()
+        duration = time.perf_counter() - started
+        gaps = tally.gaps(first_seq, final_seq)
+        report(
+            capsys,
+            "reconnect under load",
+            reconnects=RECONNECTS,
+            produced=produced,
+            received=len(tally.seen),
+            replayed=replayed,
+            dropped_before_resumed=len(dropped),
+            gaps=gaps,
+            duplicates=tally.duplicates,
+            out_of_order=tally.out_of_order,
+            duration_s=f"{duration:.2f}",
+        )
+        assert (gaps, tally.duplicates, tally.out_of_order) == (0, 0, 0)
+        assert tally.last_seq == final_seq == first_seq - 1 + produced
+        assert len(tally.seen) == produced
+
+
+async def produce(daemon: TestDaemon, stop: asyncio.Event) -> int:
+    """Publish real events until told to stop: a burst of a few per millisecond."""
+    produced = 0
+    while not stop.is_set():
+        announce(daemon, PRODUCER_BURST)
+        produced += PRODUCER_BURST
+        await asyncio.sleep(0.001)  # pacing, like a feed; nothing is awaited here
+    return produced
