@@ -1,0 +1,344 @@
+"""Journal commits per second: what batching buys, what durability costs.
+
+Three measurements, each in a fresh temporary directory (``JOURNAL_BENCH_DIR``
+chooses where; the file system is printed, since fsync cost is the whole story):
+
+- ``Journal.write``: for batch sizes 1, 10, 100 and 1000, with ``synchronous``
+  FULL and NORMAL, commits and events per second. The events are a real mix:
+  each trade is a SignalEmitted, an OrderSubmitted and a TradeExecuted whose
+  fill went through a PortfolioBook (so the position snapshot is written too).
+  Only the ``write`` calls are timed. The baseline, measured in the same run, is
+  bare SQLite: the same number of rows per commit, one pre-built row per event,
+  into one table without indexes, with the same ``synchronous``.
+- ``JournalWriter``: the stage the daemon runs, fed a flood of trades from the
+  event loop (batches form by themselves while a commit is in flight), then fed
+  one trade at a time with the loop otherwise idle: how long a client waits for
+  the commit before it is told (p50 and p99 from submit to deliver).
+- ``rebuild_book``: fills replayed per second when a daemon restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.report import machine, percentile, table
+from orchestrator.config import LoggingConfig
+from orchestrator.events import Event, OrderSubmitted, SignalEmitted, TradeExecuted
+from orchestrator.journal import Journal, Record
+from orchestrator.journal_writer import JournalWriter
+from orchestrator.logs import configure_logging
+from orchestrator.orders import Fill, Order, Side, Signal, TradeStatus
+from orchestrator.portfolio import PortfolioBook
+
+BATCH_SIZES = (1, 10, 100, 1000)
+MODES = ("FULL", "NORMAL")
+TIME_BUDGET = 0.5
+"""Seconds of write time per round (at least MIN_COMMITS commits, at most MAX_EVENTS)."""
+ROUNDS = 3
+"""Rounds per set-up, journal and bare in turn; the best of each is kept."""
+MIN_COMMITS = 20
+MAX_EVENTS = 100_000
+FLOOD_TRADES = 20_000
+IDLE_TRADES = 300
+START = 1_700_000_000.0
+STRATEGIES = ("sma", "rsi", "bb", "macd")
+SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN", "TSLA")
+
+
+def trades(book: PortfolioBook | None = None) -> Iterator[list[Record]]:
+    """Endless trades, three events each, every fill applied to a real book."""
+    book = book if book is not None else PortfolioBook()
+    n = 0
+    while True:
+        n += 1
+        strategy, symbol = STRATEGIES[n % len(STRATEGIES)], SYMBOLS[n % len(SYMBOLS)]
+        side = Side.BUY if (n // 20) % 2 == 0 else Side.SELL
+        price, ts = 100.0 + (n % 97) * 0.25, START + n * 0.001
+        signal = Signal(
+            f"sig_{n:09d}", strategy, strategy.upper(), symbol, side, price, 10.0, 0.8, ts, {}
+        )
+        order = Order(f"order_{n:09d}", strategy, symbol, side, 10.0, ts, signal_id=signal.id)
+        fill = Fill(
+            f"trade_{n:09d}", order.id, strategy, symbol, side, 10.0, price, 0.1, ts,
+            TradeStatus.FILLED,
+        )  # fmt: skip
+        yield [
+            SignalEmitted(signal),
+            OrderSubmitted(order),
+            TradeExecuted(fill, book.apply_fill(fill)),
+        ]
+
+
+def batches(size: int) -> Iterator[list[Record]]:
+    source = trades()
+    pending: list[Record] = []
+    while True:
+        while len(pending) < size:
+            pending.extend(next(source))
+        yield pending[:size]
+        pending = pending[size:]
+
+
+# ------------------------------------------------------------------ Journal.write
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    commits: int
+    events: int
+    seconds: float
+
+    @property
+    def commits_per_second(self) -> float:
+        return self.commits / self.seconds
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def millis_per_commit(self) -> float:
+        return self.seconds / self.commits * 1000.0
+
+
+def measure_journal(path: Path, size: int, mode: str, source: Iterator[list[Record]]) -> Rate:
+    with Journal.open(path, mode) as journal:
+        events = 0
+        spent = 0.0
+        for commits, batch in enumerate(source, start=1):
+            started = time.perf_counter()
+            journal.write(batch)
+            spent += time.perf_counter() - started
+            events += len(batch)
+            if (spent >= TIME_BUDGET and commits >= MIN_COMMITS) or events >= MAX_EVENTS:
+                return Rate(commits, events, spent)
+    raise AssertionError("unreachable")
+
+
+def best_rates(directory: Path, size: int, mode: str) -> tuple[Rate, Rate]:
+    """The best of ROUNDS rounds of the journal and of bare SQLite, taken in turn."""
+    source = batches(size)
+    journal_path = directory / f"journal-{size}-{mode}.sqlite3"
+    journal, bare = [], []
+    for _ in range(ROUNDS):
+        journal.append(measure_journal(journal_path, size, mode, source))
+        bare.append(measure_bare(directory, size, mode))
+    return (
+        max(journal, key=lambda r: r.events_per_second),
+        max(bare, key=lambda r: r.events_per_second),
+    )
+
+
+def measure_bare(directory: Path, size: int, mode: str) -> Rate:
+    """The floor: one pre-built row per event into one plain table, same batching."""
+    path = directory / f"bare-{size}-{mode}.sqlite3"
+    path.unlink(missing_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {mode}")
+        db.execute("CREATE TABLE rows (id TEXT PRIMARY KEY, a TEXT, b REAL, c REAL, ts REAL)")
+        commits = events = 0
+        spent = 0.0
+        while True:
+            rows = [(f"r{events + i}", "AAPL", 10.0, 100.0 + i, START + i) for i in range(size)]
+            started = time.perf_counter()
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+            spent += time.perf_counter() - started
+            commits += 1
+            events += size
+            if (spent >= TIME_BUDGET and commits >= MIN_COMMITS) or events >= MAX_EVENTS:
+                return Rate(commits, events, spent)
+    finally:
+        db.close()
+
+
+# ------------------------------------------------------------------ JournalWriter
+
+
+@dataclass(frozen=True, slots=True)
+class WriterRun:
+    events: int
+    seconds: float
+    batches: int
+    mean_commit_ms: float
+    max_commit_ms: float
+    idle_p50_ms: float
+    idle_p99_ms: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds
+
+
+async def measure_writer(directory: Path, mode: str) -> WriterRun:
+    told: list[int] = []
+    arrived = asyncio.Event()
+
+    def deliver(events: Sequence[Event]) -> None:
+        told.append(len(events))
+        arrived.set()
+
+    journal = Journal.open(directory / f"writer-{mode}.sqlite3", mode)
+    writer = JournalWriter(journal, deliver, max_events=1000, max_pending=10_000_000)
+    task = asyncio.create_task(writer.run(), name="journal-writer")
+    source = trades()
+    flood = [record for _ in range(FLOOD_TRADES) for record in next(source)]
+    started = time.perf_counter()
+    for i, record in enumerate(flood):
+        writer.submit(record)
+        if i % 300 == 299:
+            await asyncio.sleep(0)  # the bus publishes in bursts between other work
+    await writer.flush()
+    seconds = time.perf_counter() - started
+    stats = writer.stats
+    flood_batches = stats.batches
+    mean_ms, max_ms = stats.mean_seconds * 1000.0, stats.max_seconds * 1000.0
+
+    waits = []
+    for _ in range(IDLE_TRADES):
+        trade = next(source)
+        arrived.clear()
+        submitted = time.perf_counter()
+        for record in trade:
+            writer.submit(record)
+        await arrived.wait()
+        waits.append(time.perf_counter() - submitted)
+    await writer.close()
+    await task
+    waits.sort()
+    return WriterRun(
+        len(flood),
+        seconds,
+        flood_batches,
+        mean_ms,
+        max_ms,
+        percentile(waits, 0.5) * 1000.0,
+        percentile(waits, 0.99) * 1000.0,
+    )
+
+
+def measure_rebuild(directory: Path) -> tuple[int, float]:
+    with Journal.open(directory / "journal-1000-FULL.sqlite3") as journal:
+        fills = journal.counts()["fills"]
+        started = time.perf_counter()
+        journal.rebuild_book()
+        return fills, time.perf_counter() - started
+
+
+# ------------------------------------------------------------------ report
+
+
+def file_system(directory: Path) -> str:
+    """The mount (and type) holding ``directory``, from /proc/mounts when there is one."""
+    best, kind = "", "?"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                _, point, fs_type, *_ = line.split()
+                if str(directory).startswith(point) and len(point) > len(best):
+                    best, kind = point, fs_type
+    except OSError:
+        return "unknown file system"
+    return f"{kind} at {best}"
+
+
+def main() -> None:
+    configure_logging(LoggingConfig(level="warning"))
+    base = os.environ.get("JOURNAL_BENCH_DIR")
+    with tempfile.TemporaryDirectory(prefix="journal-bench-", dir=base) as name:
+        directory = Path(name)
+        where = f"{directory} ({file_system(directory)})"
+        measure_journal(directory / "warm-up.sqlite3", 10, "NORMAL", batches(10))
+        rows = []
+        for mode in MODES:
+            first: Rate | None = None
+            for size in BATCH_SIZES:
+                rate, bare = best_rates(directory, size, mode)
+                first = first or rate
+                rows.append(
+                    (
+                        mode,
+                        size,
+                        rate.commits,
+                        rate.commits_per_second,
+                        rate.events_per_second,
+                        rate.millis_per_commit,
+                        f"{rate.events_per_second / first.events_per_second:.1f}x",
+                        bare.events_per_second,
+                        f"{rate.events_per_second / bare.events_per_second:.0%}",
+                    )
+                )
+        print(
+            table(
+                f"journal: Journal.write, one transaction per batch, events = signal + order "
+                f"+ trade, best of {ROUNDS} ({machine()}; {where})",
+                (
+                    "synchronous",
+                    "batch",
+                    "commits",
+                    "commits/s",
+                    "events/s",
+                    "ms/commit",
+                    "vs batch 1",
+                    "bare SQLite events/s",
+                    "of bare",
+                ),
+                rows,
+            )
+        )
+        writer_rows = []
+        for mode in MODES:
+            run = asyncio.run(measure_writer(directory, mode))
+            writer_rows.append(
+                (
+                    mode,
+                    run.events,
+                    run.events_per_second,
+                    run.batches,
+                    run.events / run.batches,
+                    run.mean_commit_ms,
+                    run.max_commit_ms,
+                    run.idle_p50_ms,
+                    run.idle_p99_ms,
+                )
+            )
+        print()
+        print(
+            table(
+                f"journal: JournalWriter (max 1000 events per batch, no added delay): a flood of "
+                f"{FLOOD_TRADES:,} trades, then {IDLE_TRADES} trades one at a time",
+                (
+                    "synchronous",
+                    "flood events",
+                    "events/s",
+                    "commits",
+                    "events/commit",
+                    "mean ms/commit",
+                    "max ms/commit",
+                    "idle wait p50 ms",
+                    "idle wait p99 ms",
+                ),
+                writer_rows,
+            )
+        )
+        fills, seconds = measure_rebuild(directory)
+    full = {row[1]: row for row in rows if row[0] == "FULL"}
+    print(
+        f"\njournal: with FULL, batching 100 events per commit gives "
+        f"{full[100][4]:,.0f} events/s against {full[1][4]:,.0f} one at a time; "
+        f"restart replays {fills / seconds:,.0f} fills/s ({fills:,} in {seconds:.2f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
