@@ -7,10 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.config import DaemonConfig, load_config
+from pydantic import ValidationError
+
+from orchestrator.config import DaemonConfig, describe_validation_errors, load_config
 from orchestrator.errors import ConfigError
 from orchestrator.journal_cli import add_journal_parser, journal_command
 from orchestrator.logs import configure_logging
+from orchestrator.strategy import StrategyLoadError, build_params, load_strategy_class
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -39,9 +42,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_daemon(args.config)
 
 
+def load_runnable_config(path: Path | None) -> DaemonConfig:
+    """The config, refused if a catalog strategy cannot be loaded or has invalid params,
+    so that a typo there is an error at start rather than at the first start_strategy."""
+    config = load_config(path)
+    problems = catalog_problems(config)
+    if problems:
+        where = str(path) if path is not None else "the embedded defaults"
+        raise ConfigError(f"invalid strategy catalog in {where}", problems)
+    return config
+
+
+def catalog_problems(config: DaemonConfig) -> list[str]:
+    problems = []
+    for index, entry in enumerate(config.strategies):
+        where = f"strategies.{index}"
+        try:
+            cls = load_strategy_class(entry.kind)
+        except StrategyLoadError as exc:
+            problems.append(f"{where}.kind: {exc}")
+            continue
+        try:
+            build_params(cls, entry.params)
+        except ValidationError as exc:
+            for line in describe_validation_errors(exc):
+                loc, _, problem = line.partition(": ")
+                field = "" if loc == "(top level)" else f".{loc}"
+                problems.append(f"{where}.params{field}: {problem}")
+    return problems
+
+
 def check_config(path: Path | None) -> int:
     try:
-        config = load_config(path)
+        config = load_runnable_config(path)
     except ConfigError as exc:
         print_config_error(exc)
         return EXIT_CONFIG
@@ -66,7 +99,7 @@ def print_config_error(exc: ConfigError) -> None:
 
 def run_daemon(path: Path | None) -> int:
     try:
-        config = load_config(path)
+        config = load_runnable_config(path)
     except ConfigError as exc:
         configure_logging(DaemonConfig.model_construct().logging)
         print_config_error(exc)

@@ -4,6 +4,8 @@ unknown keys refused, frozen models, and ``orchestrator check-config``."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -318,6 +320,52 @@ def test_check_config_explains_unreadable_files_once(
     assert str(path) in lines[0] and expected in lines[0]
 
 
+BAD_CATALOG = """
+[[strategies]]
+id = "typo"
+name = "Typo in params"
+kind = "sma_crossover"
+params = { fats = 3, slow = 8 }
+defaults = { symbols = ["AAPL"] }
+
+[[strategies]]
+id = "backwards"
+name = "Fast slower than slow"
+kind = "sma_crossover"
+params = { fast = 9, slow = 3 }
+defaults = { symbols = ["AAPL"] }
+
+[[strategies]]
+id = "missing"
+name = "No such code"
+kind = "no_such_module.sub:Thing"
+defaults = { symbols = ["AAPL"] }
+
+[[strategies]]
+id = "fine"
+name = "Fine"
+kind = "rsi_reversion"
+defaults = { symbols = ["GOOG"] }
+"""
+
+
+def test_check_config_loads_every_strategy_and_checks_its_params(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, BAD_CATALOG)
+    assert cli.main(["check-config", "--config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    header, *problems = err.splitlines()
+    assert str(path) in header
+    assert [p.strip().split(":")[0] for p in problems] == [
+        "strategies.0.params.fats",
+        "strategies.1.params",
+        "strategies.2.kind",
+    ]
+    assert "no_such_module" in problems[2]
+
+
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """``orchestrator run`` configures structlog for the process; undo it afterwards."""
@@ -334,3 +382,19 @@ def test_run_with_a_bad_config_exits_2_without_starting(
     assert cli.main(["run", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "servers.orchestrator.port" in err
+
+
+def test_run_refuses_a_catalog_whose_strategies_cannot_run(tmp_path: Path) -> None:
+    servers = "".join(f"[servers.{name}]\nport = 0\n" for name in SERVER_NAMES)
+    path = write(tmp_path, servers + BAD_CATALOG)
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORCHESTRATOR_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "strategies.0.params.fats" in result.stderr and "strategies.2.kind" in result.stderr
