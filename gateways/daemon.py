@@ -16,6 +16,8 @@ from gateways.auth import TokenChecker
 from gateways.commands import StrategyCommands
 from gateways.dgbit import DgbitEndpoints, DgbitTranslator
 from gateways.market_gateway import MarketSubscriptions, market_command_parser
+from gateways.nng_bus import NngBindError, NngPublisher
+from gateways.nng_feed import NngFeed
 from gateways.protocol import STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS, CommandParser
 from gateways.risk_gateway import RiskCommands, risk_command_parser
 from gateways.server import (
@@ -30,6 +32,7 @@ from orchestrator.bus import EventBus
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import DaemonConfig, ServerConfig
 from orchestrator.core import TradingCore, build_trading_core
+from orchestrator.feeds import NngFeedConfig
 from orchestrator.registry import StrategyRegistry
 
 log = structlog.get_logger("gateways.daemon")
@@ -51,12 +54,24 @@ class AddressInUse(BindFailed):
         super().__init__(server, config, "address in use")
 
 
+class NngBindFailed(BindFailed):
+    """An NNG socket cannot listen; ``host`` is its address (ipc:// or tcp://)."""
+
+    def __init__(self, error: NngBindError) -> None:
+        Exception.__init__(self, str(error))
+        self.server = f"nng_{error.role}"
+        self.host = error.address
+        self.port = 0
+        self.reason = error.reason
+
+
 class Daemon:
     def __init__(self, config: DaemonConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.bus = EventBus()
-        self.core: TradingCore = build_trading_core(config, self.bus, self.clock)
+        self.feed = self._build_nng_feed()
+        self.core: TradingCore = build_trading_core(config, self.bus, self.clock, self.feed)
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
         self.epoch = int(self.clock.now() * 1000)
@@ -77,6 +92,19 @@ class Daemon:
         }
         for server in self.servers.values():
             self.bus.subscribe(server.publish)
+        self.nng: NngPublisher | None = None
+        if config.nng.enabled:
+            address = config.nng.resolved_publish_address()
+            self.nng = NngPublisher(config.nng, address, self.clock, self.epoch)
+            self.bus.subscribe(self.nng.publish)
+
+    def _build_nng_feed(self) -> NngFeed | None:
+        """The NNG feed when the config asks for it (the core cannot build it)."""
+        feed = self.config.market_data.feed
+        if not isinstance(feed, NngFeedConfig):
+            return None
+        address = feed.address or self.config.nng.default_ingest_address()
+        return NngFeed(feed, address, self.clock)
 
     def _build_orchestrator_server(self) -> WebSocketServer:
         translator = DgbitTranslator(
@@ -149,7 +177,24 @@ class Daemon:
                     raise AddressInUse(name, config) from exc
                 raise BindFailed(name, config, exc.strerror or str(exc)) from exc
             started.append(server)
+        try:
+            await self._start_nng()
+        except NngBindError as exc:
+            await asyncio.gather(*(s.close() for s in started))
+            raise NngBindFailed(exc) from exc
         self.core.execution.announce()
+
+    async def _start_nng(self) -> None:
+        """Listen for pushed market data, then publish events (both fail fast)."""
+        if self.feed is not None:
+            self.feed.open()
+        if self.nng is not None:
+            try:
+                await self.nng.start()
+            except NngBindError:
+                if self.feed is not None:
+                    self.feed.close()
+                raise
 
     def background_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
         return self.core.background_tasks()
@@ -158,6 +203,10 @@ class Daemon:
         """Stop accepting, close clients with 1001, then stop the core."""
         await asyncio.gather(*(server.close() for server in self.servers.values()))
         await self.core.close()
+        if self.feed is not None:
+            self.feed.close()
+        if self.nng is not None:
+            await self.nng.close()
 
     def ports(self) -> dict[str, int]:
         return {name: server.port for name, server in self.servers.items()}

@@ -20,6 +20,7 @@ from orchestrator.events import (
     LimitBreached,
     OrderReduced,
     OrderRejected,
+    OrderSubmitted,
     SignalEmitted,
     StopLossTriggered,
     StrategyStatus,
@@ -166,6 +167,16 @@ def _order_fields(order: Order) -> Payload:
         "side": order.side.value,
         "quantity": order.quantity,
         "purpose": order.purpose.value,
+    }
+
+
+def order_submitted(event: OrderSubmitted) -> Message:
+    """An order on its way to the broker; no WebSocket server sends it (NNG does)."""
+    order = event.order
+    return "order_submitted", {
+        **_order_fields(order),
+        "signalId": order.signal_id,
+        "timestamp": iso_utc(order.ts),
     }
 
 

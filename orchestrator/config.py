@@ -10,7 +10,10 @@ Every scalar can be overridden from the environment as
 from __future__ import annotations
 
 import ipaddress
+import os
+import tempfile
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,7 +31,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from orchestrator.broker import PaperBrokerConfig
 from orchestrator.errors import ConfigError
-from orchestrator.feeds import FeedConfig, SyntheticFeedConfig
+from orchestrator.feeds import (
+    FeedConfig,
+    NngAddress,
+    NngFeedConfig,
+    SyntheticFeedConfig,
+    nng_address_is_local,
+)
 from orchestrator.market import RESOLUTION_SECONDS
 from orchestrator.risk import RiskConfig
 
@@ -236,6 +245,79 @@ class JournalConfig(FrozenModel):
     )
 
 
+class NngBusConfig(FrozenModel):
+    """The NNG publisher that carries every bus event to other processes (docs/nng.md)."""
+
+    enabled: bool = Field(True, description="Bind the Pub0 socket and publish every event.")
+    runtime_dir: Path | None = Field(
+        None,
+        description="Directory of the default ipc:// sockets (events.ipc, ingest.ipc), created "
+        "with mode 0700. None: $RUNTIME_DIRECTORY (set by systemd's RuntimeDirectory=), else "
+        "$XDG_RUNTIME_DIR/orchestrator, else <temp dir>/orchestrator-<uid>.",
+    )
+    publish_address: NngAddress | None = Field(
+        None,
+        description="Where subscribers dial (Pub0 listens): ipc:///path or tcp://host:port. "
+        "None: ipc://<runtime_dir>/events.ipc.",
+    )
+    allow_remote: bool = Field(
+        False,
+        description="Allow a tcp:// publish_address beyond loopback. NNG has no "
+        "authentication: whoever reaches it reads every signal, order and trade.",
+    )
+    queue_size: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Events waiting in the daemon for the socket. When full, an event is "
+        "dropped and counted instead of slowing the bus; subscribers see the gap in seq.",
+    )
+    send_buffer: int = Field(
+        1024,
+        ge=1,
+        le=8192,
+        description="Messages NNG queues per subscriber; a subscriber further behind loses "
+        "messages (pub/sub never waits for a reader) and sees the gap in seq.",
+    )
+
+    @model_validator(mode="after")
+    def _local_unless_allowed(self) -> NngBusConfig:
+        address = self.publish_address
+        if address is not None and not self.allow_remote and not nng_address_is_local(address):
+            raise ValueError(
+                f"publish_address {address} is reachable beyond this machine and NNG has no "
+                "authentication: bind ipc:// or loopback, or set allow_remote = true"
+            )
+        return self
+
+    def resolved_runtime_dir(self, environ: Mapping[str, str] | None = None) -> Path:
+        if self.runtime_dir is not None:
+            return self.runtime_dir.expanduser()
+        return default_runtime_dir(environ)
+
+    def resolved_publish_address(self, environ: Mapping[str, str] | None = None) -> str:
+        if self.publish_address is not None:
+            return self.publish_address
+        return f"ipc://{self.resolved_runtime_dir(environ) / 'events.ipc'}"
+
+    def default_ingest_address(self, environ: Mapping[str, str] | None = None) -> str:
+        """Where the nng feed listens when its own ``address`` is None."""
+        return f"ipc://{self.resolved_runtime_dir(environ) / 'ingest.ipc'}"
+
+
+def default_runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """$RUNTIME_DIRECTORY (systemd; the first of several), else
+    $XDG_RUNTIME_DIR/orchestrator, else <temp dir>/orchestrator-<uid>."""
+    env = os.environ if environ is None else environ
+    systemd = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return Path(systemd)
+    xdg = env.get("XDG_RUNTIME_DIR", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "orchestrator"
+    return Path(tempfile.gettempdir()) / f"orchestrator-{os.getuid()}"
+
+
 class StrategyRunConfig(BaseModel):
     """How a strategy runs: the ``config`` object of ``start_strategy``.
 
@@ -354,6 +436,9 @@ class DaemonConfig(BaseSettings):
     journal: JournalConfig = Field(
         JournalConfig(), description="The SQLite journal of strategies, orders and trades."
     )
+    nng: NngBusConfig = Field(
+        NngBusConfig(), description="The NNG publisher of every event to other processes."
+    )
     strategies: tuple[CatalogEntry, ...] = Field(
         default_factory=default_catalog, description="The strategy catalog."
     )
@@ -369,6 +454,17 @@ class DaemonConfig(BaseSettings):
             raise ValueError(
                 f"{', '.join(exposed)} binds beyond loopback: set security.tokens or "
                 "security.tokens_file so that strangers cannot connect"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_nng_addresses(self) -> DaemonConfig:
+        feed = self.market_data.feed
+        publish = self.nng.publish_address
+        if isinstance(feed, NngFeedConfig) and publish is not None and feed.address == publish:
+            raise ValueError(
+                f"market_data.feed.address and nng.publish_address are both {publish}; "
+                "the ingest and publish sockets need their own addresses"
             )
         return self
 

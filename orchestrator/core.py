@@ -13,7 +13,7 @@ from orchestrator.clock import Clock
 from orchestrator.config import DaemonConfig
 from orchestrator.events import HaltSource
 from orchestrator.execution import ExecutionService
-from orchestrator.feeds import build_feed
+from orchestrator.feeds import Feed, build_feed
 from orchestrator.marketdata import MarketData
 from orchestrator.portfolio import PortfolioBook
 from orchestrator.risk import Halt, RiskGuardian
@@ -38,10 +38,14 @@ class TradingCore:
         self.execution.broker.cancel_all("daemon shutting down")
 
 
-def build_trading_core(config: DaemonConfig, bus: EventBus, clock: Clock) -> TradingCore:
+def build_trading_core(
+    config: DaemonConfig, bus: EventBus, clock: Clock, feed: Feed | None = None
+) -> TradingCore:
+    """The core from ``config``; ``feed`` replaces the configured one when given
+    (the composition root builds the feeds that live at the edge, such as NNG)."""
     ids = SequentialIds()
     market = MarketData(
-        build_feed(config.market_data.feed, clock),
+        feed if feed is not None else build_feed(config.market_data.feed, clock),
         bus,
         clock,
         config.market_data.warmup_ticks_per_symbol,

@@ -10,6 +10,11 @@ Two sources live here, both offline so that a fresh clone runs without network:
 - :class:`SyntheticFeed`, a seeded geometric Brownian motion per symbol;
 - :class:`CsvReplayFeed`, which replays OHLCV files as ticks.
 
+A third, ``kind = "nng"`` (:class:`NngFeedConfig`), receives ticks and bars
+that other processes push over NNG. Its config lives here with the others, but
+the feed itself lives at the edge (``gateways.nng_feed``) because the core
+does not speak NNG; the composition root builds it and hands it to the core.
+
 The OHLCV parsing lives in :func:`load_ohlcv`, shared with the backtest engine.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import heapq
+import ipaddress
 import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -28,7 +34,15 @@ from pathlib import Path
 from typing import Annotated, Literal, Protocol, TypeAlias
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from orchestrator.clock import Clock
 from orchestrator.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
@@ -168,8 +182,124 @@ class CsvReplayFeedConfig(BaseModel):
     )
 
 
+MAX_IPC_PATH_BYTES = 103
+"""Longest ipc:// path: a Unix socket path holds 104 bytes (macOS) or 108 (Linux) with its NUL."""
+
+
+def _check_nng_address(address: str) -> str:
+    scheme, separator, rest = address.partition("://")
+    if scheme == "ipc" and separator:
+        if not rest.startswith("/"):
+            raise ValueError("an ipc:// address needs an absolute path: ipc:///run/x/events.ipc")
+        if len(rest.encode()) > MAX_IPC_PATH_BYTES:
+            raise ValueError(f"the ipc:// path is longer than {MAX_IPC_PATH_BYTES} bytes")
+        return address
+    if scheme == "tcp" and separator:
+        host, colon, port = rest.rpartition(":")
+        if colon and host and port.isdigit() and 1 <= int(port) <= 65535:
+            return address
+        raise ValueError("a tcp:// address is tcp://host:port with a port from 1 to 65535")
+    raise ValueError("an NNG address is ipc:///absolute/path or tcp://host:port")
+
+
+NngAddress = Annotated[str, Field(min_length=7, max_length=300), AfterValidator(_check_nng_address)]
+"""Where an NNG socket listens: ``ipc:///absolute/path`` or ``tcp://host:port``."""
+
+
+def nng_address_is_local(address: str) -> bool:
+    """Whether only this machine can reach ``address`` (ipc://, or tcp:// on loopback)."""
+    if address.startswith("ipc://"):
+        return True
+    host = address.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _default_nng_symbols() -> tuple[str, ...]:
+    return tuple(_default_symbols())
+
+
+class NngFeedConfig(BaseModel):
+    """Ticks and bars pushed by other processes to an NNG Pull0 socket (see docs/nng.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["nng"] = Field(default="nng", description="Selects this feed.")
+    address: NngAddress | None = Field(
+        default=None,
+        description="Where the daemon listens for market data (Pull0). None: "
+        "ipc://<nng.runtime_dir>/ingest.ipc.",
+    )
+    allow_remote: bool = Field(
+        default=False,
+        description="Allow a tcp:// address beyond loopback. NNG has no authentication: "
+        "whoever reaches the address can push prices that strategies trade on.",
+    )
+    symbols: tuple[Symbol, ...] = Field(
+        default_factory=_default_nng_symbols,
+        min_length=1,
+        max_length=1000,
+        description="The symbols this feed carries; a message for any other is dropped.",
+    )
+    max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=256,
+        le=64 * 2**20,
+        description="Largest message NNG accepts; a larger one is discarded by NNG before "
+        "the daemon sees it.",
+    )
+    max_ticks_per_message: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000,
+        description="Most ticks in one batch message; a larger batch is dropped whole.",
+    )
+    max_future_seconds: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=3600.0,
+        description="A tick stamped further than this ahead of the daemon's clock is dropped: "
+        "it would close bars early and make every later tick late.",
+    )
+    recv_buffer: int = Field(
+        default=1024,
+        ge=1,
+        le=8192,
+        description="Messages NNG queues for the daemon before senders block (Push0 waits "
+        "for room, so a busy daemon slows senders down rather than losing their ticks).",
+    )
+    max_pending_ticks: int = Field(
+        default=100_000,
+        ge=1_000,
+        le=10_000_000,
+        description="Ticks received but not yet handled by the strategies; at this bound the "
+        "receiver stops reading until they catch up.",
+    )
+
+    @field_validator("symbols")
+    @classmethod
+    def _distinct_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("symbols must not repeat")
+        return value
+
+    @model_validator(mode="after")
+    def _local_unless_allowed(self) -> NngFeedConfig:
+        address = self.address
+        if address is not None and not self.allow_remote and not nng_address_is_local(address):
+            raise ValueError(
+                f"address {address} is reachable beyond this machine and NNG has no "
+                "authentication: bind ipc:// or loopback, or set allow_remote = true"
+            )
+        return self
+
+
 FeedConfig: TypeAlias = Annotated[
-    SyntheticFeedConfig | CsvReplayFeedConfig, Field(discriminator="kind")
+    SyntheticFeedConfig | CsvReplayFeedConfig | NngFeedConfig, Field(discriminator="kind")
 ]
 """Any feed's config; the ``kind`` field says which."""
 
@@ -178,6 +308,11 @@ def build_feed(config: FeedConfig, clock: Clock) -> Feed:
     """The feed that ``config`` describes; raises FeedError if its data is unusable."""
     if isinstance(config, SyntheticFeedConfig):
         return SyntheticFeed(config, clock)
+    if isinstance(config, NngFeedConfig):
+        # The core does not speak NNG: the composition root builds this one.
+        raise FeedError(
+            "market_data.feed", "kind 'nng' is built by the daemon (gateways.nng_feed.NngFeed)"
+        )
     return CsvReplayFeed(config, clock)
 
 

@@ -37,6 +37,8 @@ def test_config(**overrides: Any) -> DaemonConfig:
             "risk": {"port": 0, "path": "/ws"},
         },
         "market_data": {"feed": {"kind": "synthetic", "history_seconds": 0}},
+        # Off unless a test gives it its own address: the default ipc:// path is shared.
+        "nng": {"enabled": False},
     }
     data.update(overrides)
     return DaemonConfig(**data)
