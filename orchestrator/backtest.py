@@ -1,0 +1,837 @@
+"""Backtests: one strategy over historical bars, with the rules of live trading.
+
+A backtest runs the strategy classes, the sizing rule
+(:func:`orchestrator.runtime.signal_quantity`), the risk guardian and the paper
+broker's price arithmetic (:meth:`PaperBroker.fill_at`) of live trading, so the
+same bars give the same trades. The model is live trading on a replay of the
+bars (:func:`orchestrator.feeds.ohlcv_ticks`: each bar is four prices, open,
+then low and high in the order the bar most likely traded them, then close),
+with bars closed on time:
+
+- The first ``strategy.warmup_bars`` bars warm the strategy up; what it
+  signals meanwhile is discarded, as when a live strategy starts.
+- A strategy sees each bar once it has closed (the clock at the bar's end). A
+  signal is sized like live (``quantity=None``: ``floor(maxPositionValue *
+  sizing_fraction / price)`` minus the position, pending orders included), then
+  passes the risk guardian's pre-trade checks, then fills at the next price:
+  the next bar's open, with the broker's slippage and commission.
+- The guardian watches prices as live: a stop-loss exit triggered at one of a
+  bar's four prices fills at the next one, and the daily loss limit engages the
+  kill switch, which stays engaged to the end (as live, until someone resumes).
+
+Speed: the guardian only acts on a price that reaches a stop or takes the day's
+loss to its limit, so the engine computes, after each fill and at each UTC
+midnight, the two prices (below and above) beyond which the guardian could act,
+and walks a bar's four prices through the guardian only when the bar reaches
+one of them (or the strategy wants ticks). On every other bar the guardian is
+brought up to date lazily, with the bar's close, before it is next asked
+anything (an order, a fill, a new day) and so ends in the state it would have
+reached seeing every price. The ordinary bar costs a few comparisons and the
+strategy's own ``on_bar``; nothing is published or allocated per bar.
+
+Differences from the live daemon, by design: the broker's ``fill_timeout_seconds``
+does not apply (a replay has no wall clock: the next bar's open fills an order
+however far away it is, a weekend for daily bars); one symbol per backtest;
+orders still pending after the last bar stay unfilled.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from orchestrator.bars import aggregate
+from orchestrator.broker import PaperBroker, PaperBrokerConfig, SequentialIds
+from orchestrator.bus import EventBus
+from orchestrator.clock import ManualClock, iso_utc
+from orchestrator.config import (
+    CatalogEntry,
+    FrozenModel,
+    RuntimeConfig,
+    StrategyRunConfig,
+    Symbol,
+    describe_validation_errors,
+)
+from orchestrator.errors import OrchestratorError
+from orchestrator.events import HaltSource
+from orchestrator.feeds import (
+    FeedError,
+    SyntheticFeed,
+    SyntheticFeedConfig,
+    load_ohlcv,
+    ohlcv_ticks,
+)
+from orchestrator.market import RESOLUTION_SECONDS, Bar
+from orchestrator.orders import Fill, Order, OrderPurpose, Side, TradeStatus
+from orchestrator.portfolio import PortfolioBook, PositionChange
+from orchestrator.risk import NO_ACTIONS, Halt, PreTradeCheck, RiskActions, RiskConfig, RiskGuardian
+from orchestrator.risk import stop_price as risk_stop_price
+from orchestrator.runtime import signal_quantity, too_small_reason
+from orchestrator.strategy import Strategy, StrategyLoadError, build_params, load_strategy_class
+
+DAY_SECONDS = 86_400
+CHUNK_BARS = 16_384
+"""Bars between two looks at ``should_stop`` (cancellation): about 10 ms of work."""
+STOP_ALARM_MARGIN = 1e-6
+"""Relative: a bar is walked through the guardian when it comes this close to a stop."""
+LOSS_ALARM_FRACTION = 0.999
+"""A bar is walked through the guardian when it could take the day's loss to this
+fraction of ``max_daily_loss``: far more slack than any rounding difference."""
+SYNTHETIC_START = 1_704_067_200.0
+"""2024-01-01T00:00:00Z: where synthetic backtests start unless told otherwise."""
+MAX_SYNTHETIC_TICKS = 20_000_000
+"""Most ticks one synthetic backtest may generate (about a minute of work)."""
+
+
+class BacktestError(OrchestratorError):
+    """A backtest that cannot run or did not finish, with a message saying why."""
+
+    code = "backtest_failed"
+
+
+class BacktestCancelled(BacktestError):
+    code = "backtest_cancelled"
+
+
+# --------------------------------------------------------------------------- specs
+
+
+class CsvSource(FrozenModel):
+    """Bars from an OHLCV CSV file (header timestamp,open,high,low,close,volume)."""
+
+    kind: Literal["csv"] = Field("csv", description="Selects this source.")
+    path: Path = Field(description="The file; its rows give the bar resolution.")
+
+
+class SyntheticSource(FrozenModel):
+    """Bars aggregated from the seeded synthetic feed (geometric Brownian motion)."""
+
+    kind: Literal["synthetic"] = Field("synthetic", description="Selects this source.")
+    resolution: str | None = Field(
+        None, description="Bar resolution; None takes the run config's data_resolution."
+    )
+    duration_seconds: float = Field(
+        86_400.0, gt=0, le=366 * 86_400, description="Length of the generated history."
+    )
+    start: float = Field(
+        SYNTHETIC_START,
+        ge=0,
+        le=4_102_444_800,
+        description="Epoch seconds of the first tick (aligned to the resolution's bars).",
+    )
+    initial_price: float = Field(100.0, gt=0, le=1e9, description="Price of the first tick.")
+    drift: float = Field(0.05, ge=-10, le=10, description="Annualised drift, 0.05 = 5 %/year.")
+    volatility: float = Field(0.6, ge=0, le=10, description="Annualised volatility.")
+    ticks_per_second: float = Field(1.0, gt=0, le=1000, description="Ticks per second.")
+    seed: int = Field(7, ge=0, le=2**63 - 1, description="Same seed, same prices.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SyntheticSource:
+        if self.resolution is not None and self.resolution not in RESOLUTION_SECONDS:
+            known = ", ".join(RESOLUTION_SECONDS)
+            raise ValueError(f"unknown resolution {self.resolution!r}; use one of {known}")
+        ticks = self.duration_seconds * self.ticks_per_second
+        if ticks > MAX_SYNTHETIC_TICKS:
+            raise ValueError(
+                f"{ticks:.0f} ticks is more than {MAX_SYNTHETIC_TICKS}: shorten "
+                "duration_seconds or lower ticks_per_second"
+            )
+        return self
+
+
+DataSource = Annotated[CsvSource | SyntheticSource, Field(discriminator="kind")]
+
+
+class BacktestSpec(FrozenModel):
+    """Everything a backtest needs, picklable: it crosses to a worker process."""
+
+    strategy: CatalogEntry = Field(description="The catalog entry: kind, params, defaults.")
+    source: DataSource = Field(description="Where the bars come from.")
+    symbol: Symbol | None = Field(
+        None, description="The symbol traded; None takes the first of the run config's."
+    )
+    config: StrategyRunConfig | None = Field(
+        None, description="Run config (limits); None takes the catalog entry's defaults."
+    )
+    broker: PaperBrokerConfig = Field(PaperBrokerConfig(), description="Slippage, commission.")
+    risk: RiskConfig = Field(RiskConfig(), description="Global risk limits and daily loss.")
+    runtime: RuntimeConfig = Field(RuntimeConfig(), description="Sizing of unsized signals.")
+    initial_capital: float | None = Field(
+        None, gt=0, le=1e12, description="Equity at the start; None: maxPositionValue."
+    )
+
+    @property
+    def run_config(self) -> StrategyRunConfig:
+        return self.config if self.config is not None else self.strategy.defaults
+
+    @property
+    def traded_symbol(self) -> str:
+        return self.symbol if self.symbol is not None else self.run_config.symbols[0]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class RoundTrip:
+    """One trade from flat (or a reversal) back to flat (or the next reversal)."""
+
+    symbol: str
+    direction: int
+    """+1 long, -1 short."""
+    quantity: float
+    """The largest quantity held during the trade."""
+    entry_ts: float
+    entry_price: float
+    """Average entry price of the quantity held when it closed."""
+    exit_ts: float
+    exit_price: float
+    """Price of the fill that closed it."""
+    pnl: float
+    """Net of every commission of the trade (a reversal's is split by quantity)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    """What a backtest measured; ``to_payload()`` is the job.completed ``result``."""
+
+    total_trades: int
+    """Round trips closed: flat to flat, a reversal closing one and opening the next."""
+    win_rate: float
+    """Closed round trips with net P&L > 0, over total_trades (0 when none closed)."""
+    total_return: float
+    """final_equity / initial_capital - 1."""
+    initial_capital: float
+    final_equity: float
+    """Initial capital + realized P&L (commissions paid) + the open position at the
+    last close."""
+    bars: int
+    warmup_bars: int
+    signals: int
+    fills: int
+    rejected: int
+    open_quantity: float
+    """Position left open after the last bar (its P&L is in final_equity)."""
+    start: float
+    """Start of the first bar, epoch seconds."""
+    end: float
+    """End of the last bar."""
+    duration_seconds: float
+    """Wall-clock time the run took."""
+
+    def to_payload(self) -> dict[str, float | int | str]:
+        return {
+            "total_trades": self.total_trades,
+            "win_rate": self.win_rate,
+            "total_return": self.total_return,
+            "initial_capital": self.initial_capital,
+            "final_equity": self.final_equity,
+            "bars": self.bars,
+            "warmup_bars": self.warmup_bars,
+            "signals": self.signals,
+            "fills": self.fills,
+            "rejected": self.rejected,
+            "open_quantity": self.open_quantity,
+            "start": iso_utc(self.start),
+            "end": iso_utc(self.end),
+            "duration_seconds": self.duration_seconds,
+        }
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class _BarClock:
+    """The backtest's time: set by the engine, read by the strategy and the guardian."""
+
+    __slots__ = ("ts",)
+
+    def __init__(self, ts: float) -> None:
+        self.ts = ts
+
+    def now(self) -> float:
+        return self.ts
+
+
+def build_risk(
+    config: RiskConfig, book: PortfolioBook, bus: EventBus, clock: _BarClock, ids: SequentialIds
+) -> RiskGuardian:
+    """The live risk guardian over the backtest's book and clock (its one construction)."""
+    return RiskGuardian(config, book, bus, clock, ids)
+
+
+class BacktestEngine:
+    """Drives one strategy instance over the bars of one symbol; use once.
+
+    It is the strategy's :class:`~orchestrator.strategy.StrategyContext`:
+    ``position`` counts pending orders, as live.
+    """
+
+    _risk: PreTradeCheck
+    """Built by ``run``, when the clock stands at the first bar (the guardian's first day)."""
+
+    def __init__(
+        self,
+        strategy_cls: type[Strategy[Any]],
+        params: Any,
+        config: StrategyRunConfig,
+        *,
+        strategy_id: str = "backtest",
+        name: str = "Backtest",
+        broker: PaperBrokerConfig | None = None,
+        risk: RiskConfig | None = None,
+        sizing_fraction: float = RuntimeConfig().sizing_fraction,
+        initial_capital: float | None = None,
+    ) -> None:
+        if len(config.symbols) != 1:
+            raise BacktestError(
+                f"a backtest trades one symbol; the run config has {', '.join(config.symbols)}"
+            )
+        self.config = config
+        self.symbol = config.symbols[0]
+        self._id = strategy_id
+        self._name = name
+        self._sizing_fraction = sizing_fraction
+        self.initial_capital = (
+            initial_capital if initial_capital is not None else config.max_position_value
+        )
+        self._clock = _BarClock(0.0)
+        self._ids = SequentialIds()
+        self._bus = EventBus()
+        """The guardian's events go here; nobody listens (fills are recorded instead)."""
+        self.book = PortfolioBook()
+        self.portfolio = self.book.portfolio(strategy_id)
+        self._risk_config = risk if risk is not None else RiskConfig()
+        self._broker = PaperBroker(
+            broker if broker is not None else PaperBrokerConfig(),
+            self._clock,
+            _unused_fill_handler,
+            self._ids,
+        )
+        self._strategy_cls = strategy_cls
+        self._params = params
+        self._strategy: Strategy[Any] | None = None
+        self._halt: Halt | None = None
+        self._pending: list[Order] = []
+        self._pending_quantity = 0.0
+        self._warming = True
+        self._wants_ticks = False
+        self._walking = False
+        self._bar: Bar | None = None
+        self._seconds = 0
+        self._guardian_ts = -math.inf
+        """Time of the last price or fill the guardian has seen."""
+        self._alarm_low = -math.inf
+        self._alarm_high = math.inf
+        self._day_end = -math.inf
+        self._day_start_equity = 0.0
+        self._signals = 0
+        self._trip: _OpenTrip | None = None
+        self.fills: list[Fill] = []
+        """Every fill and rejection, in order."""
+        self.trades: list[RoundTrip] = []
+        """Closed round trips, in order."""
+        self._used = False
+
+    # ------------------------------------------------------------ StrategyContext
+
+    @property
+    def strategy_id(self) -> str:
+        return self._id
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def now(self) -> float:
+        return self._clock.ts
+
+    def position(self, symbol: str) -> float:
+        """Held quantity including orders in flight, so a strategy never doubles up."""
+        if symbol != self.symbol:
+            return 0.0
+        return self.portfolio.position(symbol) + self._pending_quantity
+
+    def emit(
+        self,
+        symbol: str,
+        action: Side,
+        *,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        if self._warming:
+            return
+        if symbol != self.symbol:
+            raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
+        held = self.position(symbol)
+        size = signal_quantity(
+            quantity, action, held, price, self.config.max_position_value, self._sizing_fraction
+        )
+        if size is None:
+            return
+        self._signals += 1
+        signal_time = self._clock.ts
+        if not self._walking and self._bar is not None:
+            # Live, the guardian has seen every price up to the bar's close.
+            self._sync(self._bar)
+            self._clock.ts = signal_time
+        order = Order(
+            id=self._ids("order"),
+            strategy_id=self._id,
+            symbol=symbol,
+            side=action,
+            quantity=size,
+            ts=signal_time,
+            purpose=OrderPurpose.SIGNAL,
+            signal_id=self._ids("sig"),
+        )
+        if size <= 0:
+            self._reject(order, too_small_reason(self.config.max_position_value, symbol, price))
+            return
+        self._submit(order)
+
+    # ------------------------------------------------------------ running
+
+    def run(
+        self, bars: Sequence[Bar], should_stop: Callable[[], bool] | None = None
+    ) -> BacktestResult:
+        """Run the strategy over ``bars`` (one symbol, oldest first).
+
+        ``should_stop`` is asked every ``CHUNK_BARS`` bars; when it says yes the
+        run raises :class:`BacktestCancelled`. Raises :class:`BacktestError` for
+        data the strategy cannot run on and for an exception of the strategy.
+        """
+        if self._used:
+            raise RuntimeError("a BacktestEngine runs once; build another")
+        self._used = True
+        started = time.perf_counter()
+        self._check_bars(bars)
+        first = bars[0]
+        self._seconds = RESOLUTION_SECONDS[first.resolution]
+        self._clock.ts = first.start
+        self._risk = build_risk(self._risk_config, self.book, self._bus, self._clock, self._ids)
+        if self._risk_config.halted_at_start:
+            reason = "engaged by config (risk.halted_at_start)"
+            self._halt = Halt(reason, False, HaltSource.CONFIG, first.start)
+        strategy = self._strategy = self._start_strategy()
+        warmup = strategy.warmup_bars
+        if len(bars) <= warmup:
+            raise BacktestError(
+                f"{len(bars)} bars of {self.symbol} are not enough: the strategy warms up on "
+                f"{warmup} and needs at least one more to trade; use a longer history"
+            )
+        self._warm_up(strategy, bars[:warmup])
+        self._wants_ticks = type(strategy).on_tick is not Strategy.on_tick
+        self._day_end = _next_midnight(bars[max(warmup - 1, 0)].start)
+        self._trade(strategy, bars, warmup, should_stop)
+        last = bars[-1]
+        self.book.mark(self.symbol, last.close, last.start + self._seconds)
+        return self._result(bars, warmup, time.perf_counter() - started)
+
+    def _check_bars(self, bars: Sequence[Bar]) -> None:
+        if not bars:
+            raise BacktestError("no data: the history has no bars")
+        first = bars[0]
+        if first.symbol != self.symbol:
+            raise BacktestError(f"the bars are of {first.symbol}; the run trades {self.symbol}")
+        if first.resolution not in RESOLUTION_SECONDS:
+            raise BacktestError(f"unknown bar resolution {first.resolution!r}")
+        # One pass each, in C: this runs before a million bars as before ten.
+        if len({bar.symbol for bar in bars}) > 1 or len({bar.resolution for bar in bars}) > 1:
+            raise BacktestError(
+                f"a backtest takes the bars of one symbol at one resolution; these start "
+                f"with {first.symbol} at {first.resolution} and then change"
+            )
+        starts = [bar.start for bar in bars]
+        if not all(map(operator.lt, starts, islice(starts, 1, None))):
+            later = next(i for i in range(1, len(starts)) if starts[i] <= starts[i - 1])
+            raise BacktestError(
+                f"bar {later} at {iso_utc(starts[later])} is not after the bar before it"
+            )
+
+    def _start_strategy(self) -> Strategy[Any]:
+        try:
+            return self._strategy_cls(self._params, self)
+        except Exception as exc:
+            raise BacktestError(
+                f"strategy {self._id} could not be created: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _warm_up(self, strategy: Strategy[Any], bars: Sequence[Bar]) -> None:
+        clock, seconds = self._clock, self._seconds
+        for bar in bars:
+            clock.ts = bar.start + seconds
+            self._bar = bar
+            try:
+                strategy.on_bar(bar)
+            except Exception as exc:
+                raise self._strategy_failed(exc, bar, "during warm-up") from exc
+        self._warming = False
+
+    def _trade(
+        self,
+        strategy: Strategy[Any],
+        bars: Sequence[Bar],
+        first: int,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        on_bar = strategy.on_bar
+        clock, seconds, pending = self._clock, self._seconds, self._pending
+        wants_ticks = self._wants_ticks
+        for chunk_start in range(first, len(bars), CHUNK_BARS):
+            alarm_low, alarm_high, day_end = self._alarm_low, self._alarm_high, self._day_end
+            for bar in bars[chunk_start : chunk_start + CHUNK_BARS]:
+                if pending or bar.start >= day_end:
+                    self._open_bar(bar)
+                    alarm_low, alarm_high, day_end = (
+                        self._alarm_low,
+                        self._alarm_high,
+                        self._day_end,
+                    )
+                if bar.low <= alarm_low or bar.high >= alarm_high or wants_ticks:
+                    self._walk(bar, strategy)
+                    alarm_low, alarm_high = self._alarm_low, self._alarm_high
+                clock.ts = bar.start + seconds
+                self._bar = bar
+                try:
+                    on_bar(bar)
+                except Exception as exc:
+                    raise self._strategy_failed(exc, bar) from exc
+            if should_stop is not None and should_stop():
+                raise BacktestCancelled("cancelled")
+
+    def _strategy_failed(self, exc: Exception, bar: Bar, when: str = "") -> BacktestError:
+        if isinstance(exc, BacktestError):
+            return exc
+        during = f" {when}" if when else ""
+        return BacktestError(
+            f"strategy {self._id} raised {type(exc).__name__}: {exc}{during}, on the "
+            f"{bar.symbol} {bar.resolution} bar of {iso_utc(bar.start)}"
+        )
+
+    # ------------------------------------------------------------ the slow paths
+
+    def _open_bar(self, bar: Bar) -> None:
+        """A new UTC day, or orders to fill at this bar's open (its first price)."""
+        previous = self._bar
+        assert previous is not None
+        if bar.start >= self._day_end:
+            self._catch_up(previous)
+            self._day_start_equity = self._equity_at(previous.close)
+            self._day_end = _next_midnight(bar.start)
+            self._update_alarms()
+        if self._pending:
+            self._catch_up(previous)
+            # Live, the book was marked by the previous price when the fill comes.
+            self.book.mark(self.symbol, previous.close, _close_time(previous, self._seconds))
+            self._clock.ts = bar.start
+            self._fill_pending(bar.open, bar.start)
+            self._guardian_ts = bar.start
+
+    def _walk(self, bar: Bar, strategy: Strategy[Any]) -> None:
+        """The bar's four prices through fills, marks, the guardian and ``on_tick``."""
+        previous = self._bar
+        if previous is not None:
+            self._catch_up(previous)
+        self._walking = True
+        try:
+            self._walk_ticks(bar, strategy)
+        finally:
+            self._walking = False
+
+    def _walk_ticks(self, bar: Bar, strategy: Strategy[Any]) -> None:
+        clock, book, symbol = self._clock, self.book, self.symbol
+        for index, tick in enumerate(ohlcv_ticks(bar)):
+            clock.ts = tick.ts
+            if index and self._pending:
+                self._fill_pending(tick.price, tick.ts)
+            book.mark(symbol, tick.price, tick.ts)
+            self._act(self._risk.on_price(tick, self._halt))
+            self._guardian_ts = tick.ts
+            if self._wants_ticks:
+                try:
+                    strategy.on_tick(tick)
+                except Exception as exc:
+                    raise self._strategy_failed(exc, bar) from exc
+
+    def _catch_up(self, previous: Bar) -> None:
+        """Bring the guardian to ``previous``'s close if a position moved since it last looked."""
+        if self.portfolio.position(self.symbol) != 0.0:
+            self._sync(previous)
+
+    def _sync(self, bar: Bar) -> None:
+        """Show the guardian ``bar``'s close, the last price before what comes next."""
+        close_ts = _close_time(bar, self._seconds)
+        if self._guardian_ts >= close_ts:
+            return
+        self._clock.ts = close_ts
+        self.book.mark(self.symbol, bar.close, close_ts)
+        self._act(self._risk.on_price(ohlcv_ticks(bar)[-1], self._halt))
+        self._guardian_ts = close_ts
+
+    # ------------------------------------------------------------ execution
+
+    def _submit(self, order: Order) -> None:
+        """Risk first; a refused order is recorded as a rejection (as live)."""
+        position = self.position(order.symbol)
+        verdict = self._risk.check(order, self.config, position, self._halt)
+        if verdict.order is None:
+            self._reject(order, verdict.reason or "refused by the risk checks")
+            return
+        accepted = verdict.order
+        self._pending.append(accepted)
+        self._pending_quantity += accepted.side.sign * accepted.quantity
+
+    def _fill_pending(self, price: float, ts: float) -> None:
+        orders = list(self._pending)
+        self._pending.clear()
+        for order in orders:
+            self._pending_quantity -= order.side.sign * order.quantity
+            if abs(self._pending_quantity) < 1e-9:
+                self._pending_quantity = 0.0
+            self._settle(self._broker.fill_at(order, price, ts))
+        self._update_alarms()
+
+    def _reject(self, order: Order, reason: str) -> None:
+        self._settle(
+            Fill(
+                id=self._ids("trade"),
+                order_id=order.id,
+                strategy_id=order.strategy_id,
+                symbol=order.symbol,
+                side=order.side,
+                quantity=order.quantity,
+                price=0.0,
+                commission=0.0,
+                ts=self._clock.ts,
+                status=TradeStatus.REJECTED,
+                reason=reason,
+            )
+        )
+
+    def _settle(self, fill: Fill) -> None:
+        """What ExecutionService does with a fill: book, guardian, then its actions."""
+        change = self.book.apply_fill(fill) if fill.status is TradeStatus.FILLED else None
+        actions = self._risk.on_fill(fill, change)
+        self.fills.append(fill)
+        if change is not None:
+            self._track(change)
+        self._act(actions)
+
+    def _act(self, actions: RiskActions) -> None:
+        if actions is NO_ACTIONS:
+            return
+        if actions.halt is not None:
+            self._engage(actions.halt)
+        for order, _limits in actions.exits:
+            self._submit(order)
+
+    def _engage(self, halt: Halt) -> None:
+        """The kill switch, as ExecutionService engages it."""
+        self._halt = halt
+        if halt.block_all and self._pending:
+            reason = f"trading is halted ({halt.reason}): every order is blocked"
+            orders = list(self._pending)
+            self._pending.clear()
+            self._pending_quantity = 0.0
+            for order in orders:
+                self._risk.cancelled(order, reason)
+                self._reject(order, reason)
+
+    # ------------------------------------------------------------ alarms
+
+    def _equity_at(self, price: float) -> float:
+        position = self.portfolio.get(self.symbol)
+        if position is None:
+            return 0.0
+        return position.realized_pnl + position.quantity * (price - position.entry_price)
+
+    def _update_alarms(self) -> None:
+        """The prices beyond which the guardian could act on the open position."""
+        position = self.portfolio.get(self.symbol)
+        quantity = 0.0 if position is None else position.quantity
+        self._alarm_low, self._alarm_high = -math.inf, math.inf
+        if position is None or quantity == 0.0:
+            return
+        entry = position.entry_price
+        stop = risk_stop_price(quantity, entry, self.config.stop_loss_percentage)
+        # equity(p) = realized + quantity * (p - entry); the loss alarm is where
+        # day_start - equity(p) reaches LOSS_ALARM_FRACTION of the limit.
+        floor = self._day_start_equity - LOSS_ALARM_FRACTION * self._risk_config.max_daily_loss
+        loss_price = entry + (floor - position.realized_pnl) / quantity
+        if quantity > 0:
+            stop_alarm = -math.inf if stop is None else stop * (1.0 + STOP_ALARM_MARGIN)
+            self._alarm_low = max(stop_alarm, loss_price)
+        else:
+            stop_alarm = math.inf if stop is None else stop * (1.0 - STOP_ALARM_MARGIN)
+            self._alarm_high = min(stop_alarm, loss_price)
+
+    # ------------------------------------------------------------ accounting
+
+    def _track(self, change: PositionChange) -> None:
+        fill = change.fill
+        closed, opened = change.closed_quantity, change.opened_quantity
+        total = closed + opened
+        closed_commission = fill.commission * closed / total if total > 0 else 0.0
+        trip = self._trip
+        if closed > 0 and trip is not None:
+            trip.pnl += change.closed_pnl - closed_commission
+            if change.quantity_after == 0.0 or opened > 0:
+                self.trades.append(trip.close(fill, change.entry_price_before))
+                self._trip = trip = None
+        if opened > 0:
+            if trip is None:
+                trip = self._trip = _OpenTrip(fill.symbol, fill.side.sign, fill.ts)
+            trip.pnl -= fill.commission - closed_commission
+            trip.quantity = max(trip.quantity, abs(change.quantity_after))
+
+    def _result(self, bars: Sequence[Bar], warmup: int, duration: float) -> BacktestResult:
+        portfolio = self.portfolio
+        final_equity = self.initial_capital + portfolio.realized_pnl + portfolio.unrealized_pnl
+        wins = sum(1 for trade in self.trades if trade.pnl > 0)
+        filled = sum(1 for fill in self.fills if fill.status is TradeStatus.FILLED)
+        return BacktestResult(
+            total_trades=len(self.trades),
+            win_rate=wins / len(self.trades) if self.trades else 0.0,
+            total_return=final_equity / self.initial_capital - 1.0,
+            initial_capital=self.initial_capital,
+            final_equity=final_equity,
+            bars=len(bars),
+            warmup_bars=warmup,
+            signals=self._signals,
+            fills=filled,
+            rejected=len(self.fills) - filled,
+            open_quantity=portfolio.position(self.symbol),
+            start=bars[0].start,
+            end=bars[-1].start + self._seconds,
+            duration_seconds=duration,
+        )
+
+
+@dataclass(slots=True)
+class _OpenTrip:
+    symbol: str
+    direction: int
+    entry_ts: float
+    quantity: float = 0.0
+    pnl: float = 0.0
+
+    def close(self, fill: Fill, entry_price: float) -> RoundTrip:
+        return RoundTrip(
+            symbol=self.symbol,
+            direction=self.direction,
+            quantity=self.quantity,
+            entry_ts=self.entry_ts,
+            entry_price=entry_price,
+            exit_ts=fill.ts,
+            exit_price=fill.price,
+            pnl=self.pnl,
+        )
+
+
+def _unused_fill_handler(fill: Fill) -> None:
+    """The engine prices fills with ``fill_at`` and never queues at the broker."""
+
+
+def _close_time(bar: Bar, seconds: int) -> float:
+    """When a replayed bar's close prints: three quarters in (see ohlcv_ticks)."""
+    return bar.start + seconds * 3 / 4
+
+
+def _next_midnight(ts: float) -> float:
+    return float((int(ts // DAY_SECONDS) + 1) * DAY_SECONDS)
+
+
+# --------------------------------------------------------------------------- specs to runs
+
+
+def load_bars(source: CsvSource | SyntheticSource, symbol: str, resolution: str) -> list[Bar]:
+    """The bars ``source`` describes; raises BacktestError saying what to fix."""
+    if isinstance(source, CsvSource):
+        try:
+            return load_ohlcv(source.path, symbol)
+        except FeedError as exc:
+            raise BacktestError(f"bad data file: {exc}") from exc
+    return synthetic_bars(source, symbol, source.resolution or resolution)
+
+
+def synthetic_bars(source: SyntheticSource, symbol: str, resolution: str) -> list[Bar]:
+    """The synthetic feed's ticks over ``source.duration_seconds``, as bars."""
+    seconds = RESOLUTION_SECONDS[resolution]
+    start = float(int(source.start // seconds) * seconds)
+    config = SyntheticFeedConfig(
+        symbols={symbol: source.initial_price},
+        drift=source.drift,
+        volatility=source.volatility,
+        ticks_per_second=source.ticks_per_second,
+        seed=source.seed,
+        history_seconds=0.0,
+    )
+    feed = SyntheticFeed(config, ManualClock(start))
+    return aggregate(feed.ticks(start, start + source.duration_seconds), symbol, resolution)
+
+
+def run_backtest(
+    spec: BacktestSpec, should_stop: Callable[[], bool] | None = None
+) -> BacktestResult:
+    """Load the strategy and the bars of ``spec`` and run them; BacktestError says why not."""
+    entry = spec.strategy
+    strategy_cls, params = load_strategy(entry)
+    symbol = spec.traded_symbol
+    bars = load_bars(spec.source, symbol, spec.run_config.data_resolution)
+    if not bars:
+        raise BacktestError("no data: the source produced no bars")
+    config = spec.run_config.model_copy(
+        update={"symbols": (symbol,), "data_resolution": bars[0].resolution}
+    )
+    engine = BacktestEngine(
+        strategy_cls,
+        params,
+        config,
+        strategy_id=entry.id,
+        name=entry.name,
+        broker=spec.broker,
+        risk=spec.risk,
+        sizing_fraction=spec.runtime.sizing_fraction,
+        initial_capital=spec.initial_capital,
+    )
+    return engine.run(bars, should_stop)
+
+
+def load_strategy(entry: CatalogEntry) -> tuple[type[Strategy[Any]], Any]:
+    """The entry's class and validated params; BacktestError says what to fix."""
+    try:
+        cls = load_strategy_class(entry.kind)
+        return cls, build_params(cls, entry.params)
+    except StrategyLoadError as exc:
+        raise BacktestError(f"strategy {entry.id} cannot be loaded: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(describe_validation_errors(exc))
+        raise BacktestError(f"strategy {entry.id} has invalid params: {problems}") from exc
+
+
+__all__ = [
+    "BacktestCancelled",
+    "BacktestEngine",
+    "BacktestError",
+    "BacktestResult",
+    "BacktestSpec",
+    "CsvSource",
+    "DataSource",
+    "RoundTrip",
+    "SyntheticSource",
+    "load_bars",
+    "run_backtest",
+    "synthetic_bars",
+]
