@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateways.daemon import AddressInUse, Daemon, serve_until_signalled
 from orchestrator.config import DaemonConfig, ServerConfig
-from tests.support import Client
+from tests.support import Client, test_config
 
 SERVERS = ("orchestrator", "market_data", "risk")
 PATHS = {"orchestrator": "/", "market_data": "/ws", "risk": "/ws"}
@@ -159,13 +159,7 @@ async def test_a_taken_port_exits_non_zero_naming_the_port(tmp_path: Path, taken
 async def test_a_taken_port_leaves_nothing_listening_in_process() -> None:
     with held_port() as port:
         first, second = free_ports(2)
-        config = DaemonConfig(
-            servers={
-                "orchestrator": {"port": first, "path": "/"},
-                "market_data": {"port": second, "path": "/ws"},
-                "risk": {"port": port, "path": "/ws"},
-            }
-        )
+        config = loopback_config(first, second, port)
         daemon = Daemon(config)
         with pytest.raises(AddressInUse) as caught:
             await daemon.start()
@@ -193,7 +187,7 @@ async def test_an_address_that_cannot_be_bound_exits_cleanly_naming_it() -> None
 
 
 def loopback_config(orchestrator: int, market_data: int, risk: int) -> DaemonConfig:
-    return DaemonConfig(
+    return test_config(
         servers={
             "orchestrator": {"port": orchestrator, "path": "/"},
             "market_data": {"port": market_data, "path": "/ws"},
@@ -203,13 +197,8 @@ def loopback_config(orchestrator: int, market_data: int, risk: int) -> DaemonCon
 
 
 async def test_servers_bind_loopback_by_default() -> None:
-    config = DaemonConfig(
-        servers={
-            "orchestrator": {"port": 0, "path": "/"},
-            "market_data": {"port": 0, "path": "/ws"},
-            "risk": {"port": 0, "path": "/ws"},
-        }
-    )
+    config = test_config()
+    assert all(server.host == "127.0.0.1" for _, server in config.servers)
     daemon = Daemon(config)
     await daemon.start()
     try:
