@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -65,6 +66,14 @@ class GuardedConnection(ServerConnection):
         super().pause_writing()
         if self.on_overflow is not None:
             self.on_overflow(self)
+
+
+class _NoDebugTraces(logging.LoggerAdapter[logging.Logger]):
+    """websockets' logger without its DEBUG traces, which print request headers
+    (Authorization) and frame contents (auth messages): tokens never reach a log."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
 
 
 class TokenBucket:
@@ -213,7 +222,7 @@ class WebSocketServer:
             compression="deflate" if limits.compression else None,
             create_connection=GuardedConnection,
             ssl=_tls_context(security),
-            logger=None,
+            logger=_NoDebugTraces(logging.getLogger("websockets.server")),
         )
         self.log.info(
             "server_listening",
