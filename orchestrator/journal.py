@@ -3,8 +3,10 @@
 What it records, one table each: strategies (current status and run config),
 their lifecycle (every status change, append-only), signals, orders accepted by
 risk, fills (trades, rejections included) in commit order, and a position
-snapshot after every fill that changed a position. Quotes and bars are not
-recorded.
+snapshot after every fill that changed a position (quantity, average cost and
+cumulative realized P&L, in the fill's transaction; rejections write none).
+Quotes and bars are not recorded. Restoring does not need the snapshots (the
+fills are the truth); they make "where do we stand" one indexed query for tools.
 
 Commit before tell: ``orchestrator.journal_writer.JournalWriter`` is the stage
 between the bus and the servers; it commits events here in batches and only then
@@ -14,7 +16,8 @@ power loss can lose a commit; with NORMAL a daemon crash cannot, a power loss ca
 Idempotence. Every row keyed by an event id is written with ``INSERT OR
 IGNORE``, so a batch written twice changes nothing. An id that comes back with
 different content is not a replay but a reused id: that raises
-:class:`JournalConflict` instead of silently dropping a trade.
+:class:`JournalConflict` instead of silently dropping a trade. Id factories must
+therefore resume after a restart: :meth:`Journal.id_watermarks` says where.
 
 Restoring after a restart. :meth:`Journal.restorable_strategies` lists every
 strategy that was ACTIVE or PAUSED, with its run config, and every strategy in
@@ -28,8 +31,8 @@ broker keeps waiting orders in memory, so after a restart nothing will ever
 fill them, and an order whose fill was not committed was never reported to
 anyone. :meth:`Journal.resolve_unfilled` therefore records a REJECTED fill
 (``restart-<order id>``, reason given by the caller, e.g. "daemon restarted
-before the order filled") for each such order, in order-id commit order, in one
-transaction. An order is thus never filled after a restart, so never twice, and
+before the order filled") for each such order, in the order they were journaled,
+in one transaction. An order is thus never filled after a restart, so never twice, and
 a second start finds nothing left to resolve.
 
 Schema. ``PRAGMA user_version`` is the schema version, ``PRAGMA
@@ -37,7 +40,9 @@ application_id`` marks the file as ours. Opening runs each missing migration in
 its own transaction. A journal from a newer daemon, a file that is not SQLite,
 a SQLite file that is not a journal, or one that fails ``PRAGMA quick_check``
 is refused with :class:`JournalError` naming the file; it is checked through a
-read-only connection first and never modified.
+read-only connection first and never modified (SQLite may leave empty ``-wal``
+and ``-shm`` files beside it). An advisory lock (``<file>.lock``) keeps a second
+daemon out; readers (:meth:`Journal.open_readonly`) need no lock.
 """
 
 from __future__ import annotations
