@@ -41,6 +41,10 @@ log = structlog.get_logger("gateways.nng_feed")
 
 MAX_BATCH_TICKS = 2_000
 """Most ticks the worker hands to the loop at once (it hands over sooner when idle)."""
+NNG_SIZE_LIMIT_FACTOR = 16
+"""NNG's own message size limit, in multiples of ``max_message_bytes``. Up to it, a too
+large message is counted and dropped like any bad one; beyond it NNG closes the
+sender's connection, losing what the sender had queued behind the message."""
 MAX_PRICE = 1e12
 """No instrument trades above this; a larger price is a unit or encoding mistake."""
 _TICK_FIELDS = frozenset({"type", "symbol", "price", "size", "timestamp"})
@@ -211,7 +215,8 @@ class NngFeed:
         if self._socket is not None:
             return
         socket = pynng.Pull0(
-            recv_buffer_size=self.config.recv_buffer, recv_max_size=self.config.max_message_bytes
+            recv_buffer_size=self.config.recv_buffer,
+            recv_max_size=self.config.max_message_bytes * NNG_SIZE_LIMIT_FACTOR,
         )
         try:
             listen(socket, "ingest", self.address)
@@ -288,6 +293,9 @@ class NngFeed:
                 raw = socket.recv(block=block)
                 block = False
                 self.messages += 1
+                if len(raw) > self.config.max_message_bytes:
+                    self._drops.drop("oversized", f"{len(raw)} bytes")
+                    continue
                 try:
                     batch.extend(self._decoder.decode(raw))
                 except Malformed as exc:

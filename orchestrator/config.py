@@ -188,6 +188,21 @@ class MarketDataConfig(FrozenModel):
         description="Recent ticks kept per symbol to warm up a strategy that starts.",
     )
 
+    @field_validator("feed", mode="before")
+    @classmethod
+    def _without_defaults_of_the_default_kind(cls, value: Any) -> Any:
+        # The settings loader (nested_model_default_partial_update) merges the default
+        # feed's fields into a feed of any kind, so that "kind = csv" would arrive with
+        # drift, seed... of the synthetic feed. Drop those it added, unchanged.
+        if not isinstance(value, dict) or value.get("kind", "synthetic") == "synthetic":
+            return value
+        defaults = SyntheticFeedConfig().model_dump()
+        return {
+            key: item
+            for key, item in value.items()
+            if key == "kind" or key not in defaults or item != defaults[key]
+        }
+
 
 class RuntimeConfig(FrozenModel):
     """How signals become orders and how strategies stop."""

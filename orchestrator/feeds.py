@@ -249,8 +249,8 @@ class NngFeedConfig(BaseModel):
         default=1_048_576,
         ge=256,
         le=64 * 2**20,
-        description="Largest message NNG accepts; a larger one is discarded by NNG before "
-        "the daemon sees it.",
+        description="Largest message taken; a larger one is dropped and counted. One over "
+        "16 times this is refused by NNG itself, which closes the sender's connection.",
     )
     max_ticks_per_message: int = Field(
         default=10_000,
