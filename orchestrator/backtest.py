@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import operator
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -69,7 +69,7 @@ from orchestrator.feeds import (
     load_ohlcv,
     ohlcv_ticks,
 )
-from orchestrator.market import RESOLUTION_SECONDS, Bar
+from orchestrator.market import RESOLUTION_SECONDS, Bar, Tick
 from orchestrator.orders import Fill, Order, OrderPurpose, Side, TradeStatus
 from orchestrator.portfolio import PortfolioBook, PositionChange
 from orchestrator.risk import NO_ACTIONS, Halt, PreTradeCheck, RiskActions, RiskConfig, RiskGuardian
@@ -78,8 +78,8 @@ from orchestrator.runtime import signal_quantity, too_small_reason
 from orchestrator.strategy import Strategy, StrategyLoadError, build_params, load_strategy_class
 
 DAY_SECONDS = 86_400
-CHUNK_BARS = 16_384
-"""Bars between two looks at ``should_stop`` (cancellation): about 10 ms of work."""
+CHUNK_BARS = 1024
+"""Bars (or synthetic ticks) between two looks at ``should_stop`` (cancellation)."""
 STOP_ALARM_MARGIN = 1e-6
 """Relative: a bar is walked through the guardian when it comes this close to a stop."""
 LOSS_ALARM_FRACTION = 0.999
@@ -756,18 +756,31 @@ def _next_midnight(ts: float) -> float:
 # --------------------------------------------------------------------------- specs to runs
 
 
-def load_bars(source: CsvSource | SyntheticSource, symbol: str, resolution: str) -> list[Bar]:
+def load_bars(
+    source: CsvSource | SyntheticSource,
+    symbol: str,
+    resolution: str,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Bar]:
     """The bars ``source`` describes; raises BacktestError saying what to fix."""
     if isinstance(source, CsvSource):
         try:
             return load_ohlcv(source.path, symbol)
         except FeedError as exc:
             raise BacktestError(f"bad data file: {exc}") from exc
-    return synthetic_bars(source, symbol, source.resolution or resolution)
+    return synthetic_bars(source, symbol, source.resolution or resolution, should_stop)
 
 
-def synthetic_bars(source: SyntheticSource, symbol: str, resolution: str) -> list[Bar]:
-    """The synthetic feed's ticks over ``source.duration_seconds``, as bars."""
+def synthetic_bars(
+    source: SyntheticSource,
+    symbol: str,
+    resolution: str,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Bar]:
+    """The synthetic feed's ticks over ``source.duration_seconds``, as bars.
+
+    ``should_stop`` is asked every ``CHUNK_BARS`` ticks (BacktestCancelled).
+    """
     seconds = RESOLUTION_SECONDS[resolution]
     start = float(int(source.start // seconds) * seconds)
     config = SyntheticFeedConfig(
@@ -779,7 +792,17 @@ def synthetic_bars(source: SyntheticSource, symbol: str, resolution: str) -> lis
         history_seconds=0.0,
     )
     feed = SyntheticFeed(config, ManualClock(start))
-    return aggregate(feed.ticks(start, start + source.duration_seconds), symbol, resolution)
+    ticks = feed.ticks(start, start + source.duration_seconds)
+    if should_stop is not None:
+        ticks = _stoppable(ticks, should_stop)
+    return aggregate(ticks, symbol, resolution)
+
+
+def _stoppable(ticks: Iterator[Tick], should_stop: Callable[[], bool]) -> Iterator[Tick]:
+    for count, tick in enumerate(ticks, start=1):
+        if count % CHUNK_BARS == 0 and should_stop():
+            raise BacktestCancelled("cancelled")
+        yield tick
 
 
 def run_backtest(
@@ -789,7 +812,7 @@ def run_backtest(
     entry = spec.strategy
     strategy_cls, params = load_strategy(entry)
     symbol = spec.traded_symbol
-    bars = load_bars(spec.source, symbol, spec.run_config.data_resolution)
+    bars = load_bars(spec.source, symbol, spec.run_config.data_resolution, should_stop)
     if not bars:
         raise BacktestError("no data: the source produced no bars")
     config = spec.run_config.model_copy(
