@@ -22,19 +22,28 @@ SMA_NAME = "Moving Average Crossover"
 ABSENT = object()
 
 
-def check_envelope(message: dict[str, Any], kind: str, request_id: object = ABSENT) -> Any:
+STREAM_FIELDS = {
+    "none": set(),
+    "broadcast": {"seq", "epoch"},
+    "snapshot": {"seq", "epoch", "snapshot"},
+}
+
+
+def check_envelope(
+    message: dict[str, Any], kind: str, request_id: object = ABSENT, stream: str = "none"
+) -> Any:
     """Assert the exact envelope and return its data.
 
-    The stock-bot envelope is {type, timestamp, data}; a reply adds requestId,
-    and broadcast and snapshot messages add their stream position (seq, epoch,
-    and snapshot on snapshot messages) so that a client can resume without gaps.
+    The stock-bot envelope is {type, timestamp, data}; a reply adds requestId.
+    What the orchestrator server broadcasts (and so its requester's copy) and
+    the snapshot on connect also carry their stream position (seq, epoch, and
+    snapshot), so that a client can resume without gaps; direct replies don't.
     """
-    expected = {"type", "timestamp", "data"} | (
-        {"requestId"} if request_id is not ABSENT else set()
-    )
-    stream_fields = set(message) - expected
-    assert stream_fields in (set(), {"seq", "epoch"}, {"seq", "epoch", "snapshot"}), message
-    if stream_fields:
+    expected = {"type", "timestamp", "data"} | STREAM_FIELDS[stream]
+    if request_id is not ABSENT:
+        expected.add("requestId")
+    assert set(message) == expected, message
+    if stream != "none":
         assert type(message["seq"]) is int and type(message["epoch"]) is int
     assert message["type"] == kind, message
     assert isinstance(message["timestamp"], str) and ISO_Z.match(message["timestamp"])
@@ -42,6 +51,11 @@ def check_envelope(message: dict[str, Any], kind: str, request_id: object = ABSE
         assert message["requestId"] == request_id
         assert type(message["requestId"]) is type(request_id)
     return message["data"]
+
+
+def lifecycle_stream(server: str) -> str:
+    """Lifecycle replies on 8082 are the requester's copy of a broadcast."""
+    return "broadcast" if server == "orchestrator" else "none"
 
 
 def is_number(value: object) -> bool:
@@ -94,8 +108,10 @@ async def drain_until_reply(client: Client, request_id: str) -> list[dict[str, A
 async def test_a_new_connection_gets_execution_status_and_strategy_list(server: str) -> None:
     async with running_daemon() as daemon, daemon.client(server) as client:
         status, strategies = client.snapshot
-        assert check_envelope(status, "execution_service_status") == {"status": "RUNNING"}
-        assert check_envelope(strategies, "strategy_status_list") == []
+        assert check_envelope(status, "execution_service_status", stream="snapshot") == {
+            "status": "RUNNING"
+        }
+        assert check_envelope(strategies, "strategy_status_list", stream="snapshot") == []
 
 
 # ---------------------------------------------------------------- queries
@@ -170,7 +186,7 @@ async def test_start_pause_resume_stop_on_every_server(server: str) -> None:
     async with running_daemon() as daemon, daemon.client(server) as client:
         registry = daemon.daemon.registry
         started = await send(client, {"type": "start_strategy", "id": SMA}, "a")
-        assert check_envelope(started, "strategy_started", "a") == {
+        assert check_envelope(started, "strategy_started", "a", lifecycle_stream(server)) == {
             "strategyId": SMA,
             "name": SMA_NAME,
             "symbols": ["AAPL", "MSFT"],
@@ -178,18 +194,21 @@ async def test_start_pause_resume_stop_on_every_server(server: str) -> None:
         assert registry.status(SMA) is StrategyStatus.ACTIVE
 
         paused = await send(client, {"type": "pause_strategy", "id": SMA}, "b")
-        assert check_envelope(paused, "strategy_paused", "b") == {
+        assert check_envelope(paused, "strategy_paused", "b", lifecycle_stream(server)) == {
             "strategyId": SMA,
             "name": SMA_NAME,
         }
         assert registry.status(SMA) is StrategyStatus.PAUSED
 
         resumed = await send(client, {"type": "start_strategy", "id": SMA}, "c")
-        assert check_envelope(resumed, "strategy_started", "c")["strategyId"] == SMA
+        assert (
+            check_envelope(resumed, "strategy_started", "c", lifecycle_stream(server))["strategyId"]
+            == SMA
+        )
         assert registry.status(SMA) is StrategyStatus.ACTIVE
 
         stopped = await send(client, {"type": "stop_strategy", "id": SMA}, "d")
-        assert check_envelope(stopped, "strategy_stopped", "d") == {
+        assert check_envelope(stopped, "strategy_stopped", "d", lifecycle_stream(server)) == {
             "strategyId": SMA,
             "name": SMA_NAME,
         }
@@ -268,17 +287,17 @@ async def test_lifecycle_is_broadcast_to_every_orchestrator_client() -> None:
         daemon.client() as observer,
     ):
         reply = await send(requester, {"type": "start_strategy", "id": SMA}, "mine")
-        check_envelope(reply, "strategy_started", "mine")
+        check_envelope(reply, "strategy_started", "mine", "broadcast")
         seen = await observer.recv()
-        assert check_envelope(seen, "strategy_started") == {
+        assert check_envelope(seen, "strategy_started", stream="broadcast") == {
             "strategyId": SMA,
             "name": SMA_NAME,
             "symbols": ["AAPL", "MSFT"],
         }
         await send(requester, {"type": "pause_strategy", "id": SMA}, "p")
-        check_envelope(await observer.recv(), "strategy_paused")
+        check_envelope(await observer.recv(), "strategy_paused", stream="broadcast")
         await send(requester, {"type": "stop_strategy", "id": SMA}, "s")
-        check_envelope(await observer.recv(), "strategy_stopped")
+        check_envelope(await observer.recv(), "strategy_stopped", stream="broadcast")
 
 
 async def test_the_requester_on_8082_gets_its_reply_exactly_once() -> None:
@@ -287,7 +306,7 @@ async def test_the_requester_on_8082_gets_its_reply_exactly_once() -> None:
         seen = await drain_until_reply(client, "after")
         started = [m for m in seen if m["type"] == "strategy_started"]
         assert len(started) == 1
-        check_envelope(started[0], "strategy_started", "start")
+        check_envelope(started[0], "strategy_started", "start", "broadcast")
 
 
 @pytest.mark.parametrize("server", ["risk", "market_data"])
@@ -307,7 +326,7 @@ async def test_a_command_on_another_server_is_answered_there_and_broadcast_on_80
         check_envelope(started[0], "strategy_started", 42)
 
         broadcast = await observer.recv()
-        check_envelope(broadcast, "strategy_started")
+        check_envelope(broadcast, "strategy_started", stream="broadcast")
         assert broadcast["data"]["strategyId"] == SMA
 
         # The other clients of that server were not told (the orchestrator
@@ -331,7 +350,7 @@ async def test_request_ids_round_trip(request_id: str | int) -> None:
         reply = await send(client, {"type": "get_active_strategies"}, request_id)
         check_envelope(reply, "strategy_status_list", request_id)
         reply = await send(client, {"type": "start_strategy", "id": SMA}, request_id)
-        check_envelope(reply, "strategy_started", request_id)
+        check_envelope(reply, "strategy_started", request_id, "broadcast")
 
 
 async def test_http_requests_to_the_wrong_path_get_404() -> None:
