@@ -81,6 +81,11 @@ def check_entries(data: Any) -> list[dict[str, Any]]:
 async def send(client: Client, message: dict[str, Any], request_id: str | int) -> dict[str, Any]:
     """Send with this requestId and return the one reply that carries it."""
     await client.send({**message, "requestId": request_id})
+    return await reply_to(client, request_id)
+
+
+async def reply_to(client: Client, request_id: str | int) -> dict[str, Any]:
+    """The next message that carries this requestId, skipping others."""
     while True:
         reply = await client.recv()
         if reply.get("requestId") == request_id:
@@ -368,3 +373,18 @@ async def test_http_requests_to_the_wrong_path_get_404() -> None:
         for server in SERVERS:
             async with daemon.client(server) as client:
                 assert client.snapshot[0]["type"] == "execution_service_status"
+
+
+async def test_two_clients_starting_one_strategy_at_once_get_one_start_and_one_refusal() -> None:
+    async with (
+        running_daemon() as daemon,
+        daemon.client() as first,
+        daemon.client("risk") as second,
+    ):
+        await first.send({"type": "start_strategy", "id": SMA, "requestId": "one"})
+        await second.send({"type": "start_strategy", "id": SMA, "requestId": "two"})
+        replies = [await reply_to(first, "one"), await reply_to(second, "two")]
+        assert sorted(r["type"] for r in replies) == ["error", "strategy_started"]
+        [error] = [r for r in replies if r["type"] == "error"]
+        assert error["data"]["code"] == "invalid_transition"
+        assert daemon.daemon.registry.status(SMA) is StrategyStatus.ACTIVE
