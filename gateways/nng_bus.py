@@ -148,6 +148,10 @@ class NngPublisher:
         self.dropped_by_topic: Counter[str] = Counter()
         self.send_failed = 0
         self.encode_failed = 0
+        self.unheard = 0
+        """Events numbered while no subscriber was connected, so never encoded."""
+        self._subscribers = 0
+        self._stamp_ms, self._stamp = -1, ""
         self._config = config
         self._clock = clock
         self._topic_seq: dict[str, int] = {}
@@ -161,11 +165,20 @@ class NngPublisher:
     # ------------------------------------------------------------ bus side
 
     def publish(self, event: Event) -> None:
-        """Bus subscriber: number the event and queue it; never blocks, never raises."""
+        """Bus subscriber: number the event and queue it; never blocks, never raises.
+
+        With no subscriber connected the event is numbered and nothing more: nobody
+        could receive it, and a daemon nobody listens to should not pay for NNG on
+        every tick. A subscriber's first message is its starting point, so the
+        numbers it never saw are not counted as lost.
+        """
         self.seq += 1
         topic = str(event.topic)
         topic_seq = self._topic_seq.get(topic, 0) + 1
         self._topic_seq[topic] = topic_seq
+        if not self._subscribers:
+            self.unheard += 1
+            return
         if len(self._queue) >= self._config.queue_size:
             self.dropped += 1
             self.dropped_by_topic[topic] += 1
@@ -179,6 +192,8 @@ class NngPublisher:
     async def start(self) -> None:
         """Listen at the address (raises NngBindError) and start the drain task."""
         socket = pynng.Pub0(send_buffer_size=self._config.send_buffer)
+        socket.add_post_pipe_connect_cb(self._pipe_added)
+        socket.add_post_pipe_remove_cb(self._pipe_removed)
         try:
             listen(socket, "publisher", self.address)
         except NngBindError:
@@ -201,12 +216,19 @@ class NngPublisher:
         self._send_queued()
         self._socket.close()
         self._socket = None
+        self._subscribers = 0
         log.info("nng_publisher_stopped", address=self.address, **self.counters())
 
     @property
     def subscribers(self) -> int:
         """Subscribers connected right now."""
-        return 0 if self._socket is None else len(self._socket.pipes)
+        return self._subscribers
+
+    def _pipe_added(self, pipe: Any) -> None:  # on an NNG thread: one int, under the GIL
+        self._subscribers += 1
+
+    def _pipe_removed(self, pipe: Any) -> None:
+        self._subscribers = max(0, self._subscribers - 1)
 
     def counters(self) -> dict[str, int]:
         return {
@@ -215,6 +237,7 @@ class NngPublisher:
             "dropped": self.dropped,
             "send_failed": self.send_failed,
             "encode_failed": self.encode_failed,
+            "unheard": self.unheard,
             "queued": len(self._queue),
         }
 
@@ -241,7 +264,7 @@ class NngPublisher:
             prefix = self._prefixes.get(topic) or topic_prefix(topic)
             envelope = {
                 "type": kind,
-                "timestamp": iso_utc(ts),
+                "timestamp": self._iso(ts),
                 "seq": seq,
                 "epoch": self.epoch,
                 "topicSeq": topic_seq,
@@ -259,6 +282,13 @@ class NngPublisher:
             self._drops.drop("send_failed", f"{topic}: {exc}")
             return
         self.sent += 1
+
+    def _iso(self, ts: float) -> str:
+        """iso_utc, formatted once per millisecond (a burst shares its timestamps)."""
+        millisecond = int(ts * 1000)
+        if millisecond != self._stamp_ms:
+            self._stamp_ms, self._stamp = millisecond, iso_utc(ts)
+        return self._stamp
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -138,7 +138,9 @@ async def test_a_subscriber_process_receives_every_event_with_its_topic_in_order
     assert [e["type"] for e in events] == [nng_message(event)[0] for event in recorded]
     assert {e["epoch"] for e in events} == {daemon.daemon.epoch}
     assert not any(e["missed"] or e["restarted"] for e in events)
-    assert nng.dropped == 0 and nng.sent == nng.seq
+    assert nng.dropped == 0
+    assert nng.unheard == first_seq - 1  # numbered before anyone listened: not encoded
+    assert nng.sent == nng.seq - nng.unheard
     by_topic: dict[str, list[int]] = {}
     for e in events:
         by_topic.setdefault(e["topic"], []).append(e["topicSeq"])
