@@ -567,12 +567,37 @@ def _is_loopback(host: str) -> bool:
 def load_config(path: Path | None = None) -> DaemonConfig:
     """The embedded defaults, or ``path``'s TOML on top of them, then the environment."""
     data = _read_toml(path) if path is not None else {}
+    unknown = unknown_environment_settings(os.environ)
+    if unknown:
+        raise ConfigError("invalid configuration in the environment", unknown)
     try:
         return DaemonConfig(**data)
     except ValidationError as exc:
         problems = describe_validation_errors(exc)
         where = str(path) if path is not None else "the embedded defaults"
         raise ConfigError(f"invalid configuration in {where}", problems) from exc
+
+
+ENV_PREFIX = "ORCHESTRATOR_"
+
+
+def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
+    """ORCHESTRATOR_* variables whose section is no section of the config.
+
+    pydantic-settings rejects an unknown field inside a section but silently
+    skips a variable whose section is misspelt (ORCHESTRATOR_SERVER__...)."""
+    sections = sorted(DaemonConfig.model_fields)
+    problems = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if section not in sections:
+            problems.append(
+                f"{name}: no such setting; use {ENV_PREFIX}<SECTION>__<FIELD> with a section "
+                f"of {', '.join(sections)}"
+            )
+    return problems
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

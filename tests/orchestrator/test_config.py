@@ -235,6 +235,27 @@ def test_bad_environment_values_are_refused(
     assert [p.split(":")[0] for p in caught.value.problems] == [where]
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["ORCHESTRATOR_SERVER__ORCHESTRATOR__PORT", "ORCHESTRATOR_LOGING__LEVEL", "orchestrator_x"],
+)
+def test_environment_variables_naming_no_section_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "9082")
+    with pytest.raises(ConfigError) as caught:
+        load_config(None)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{name}:")
+    assert "servers" in problem  # says which sections exist
+
+
+def test_unrelated_environment_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATORX", "1")
+    monkeypatch.setenv("MY_ORCHESTRATOR_PORT", "1")
+    assert load_config(None) == DaemonConfig()
+
+
 # ---------------------------------------------------------------- frozen
 
 
