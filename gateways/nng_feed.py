@@ -1,28 +1,35 @@
 """The NNG feed: ticks and bars that other processes push, into the market data path.
 
 :class:`NngFeed` implements :class:`orchestrator.feeds.Feed` for config kind
-``nng``. A Pull0 socket listens at the configured address; a worker thread
-receives with a blocking ``recv`` (one ``arecv`` per message tops out near
-5,000 messages per second, a thread near 30,000), decodes and validates each
-message with :class:`TickDecoder`, and hands the ticks to the event loop in
-batches with ``call_soon_threadsafe``. On the loop, each tick goes to the sink,
+``nng``. A Pull0 socket listens at the configured address. The event loop
+watches the socket's receive descriptor (NNG's ``recv_fd``) and, each time it
+is readable, takes every message already there with a non-blocking ``recv``
+(up to ``MAX_BATCH_TICKS`` ticks, then it lets other tasks run), decodes and
+validates each with :class:`TickDecoder`, and hands each tick to the sink,
 ``MarketData.handle_tick``, the same entry as every other feed's.
+
+Why not ``arecv`` or a thread: one ``arecv`` per message tops out near 5,000
+messages per second; a thread doing blocking ``recv`` fights the loop for the
+GIL on every message (each ``recv`` releases and retakes it) and needs a
+hand-over to the loop, and measured slower than this design under load (see
+bench/nng_bench.py and docs/nng.md). Here there is no thread and no hand-over,
+and a busy loop reads more messages per wake-up.
 
 The formats are in :mod:`gateways.nng_wire` and docs/nng.md. A message that is
 not valid is dropped whole (a batch with one bad tick included), counted by
 reason in :attr:`NngFeed.malformed` and logged at most once per reason every
 ten seconds; it never stops the feed.
 
-Nothing is lost between a sender and the strategies: a Push0 sender waits
-when the daemon's receive buffer is full, and the worker stops receiving while
-``max_pending_ticks`` ticks wait for the loop. A busy daemon slows senders down.
+Nothing is lost between a sender and the strategies: while the loop is busy,
+messages wait in NNG's receive buffer (``recv_buffer``), and when it is full a
+Push0 sender waits. A busy daemon slows senders down rather than dropping.
+Linux and macOS only (the loop must be able to watch the descriptor).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -40,7 +47,7 @@ from orchestrator.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
 log = structlog.get_logger("gateways.nng_feed")
 
 MAX_BATCH_TICKS = 2_000
-"""Most ticks the worker hands to the loop at once (it hands over sooner when idle)."""
+"""Most ticks taken in one wake-up before the loop runs other tasks."""
 NNG_SIZE_LIMIT_FACTOR = 16
 """NNG's own message size limit, in multiples of ``max_message_bytes``. Up to it, a too
 large message is counted and dropped like any bad one; beyond it NNG closes the
@@ -197,13 +204,13 @@ class NngFeed:
         self.messages = 0
         """Messages received, valid or not."""
         self.ticks = 0
-        """Ticks that passed validation and went to the loop."""
+        """Ticks that passed validation and went to the sink."""
+        self.wakeups = 0
+        """Times the socket woke the loop (ticks / wakeups is the mean batch)."""
         self._decoder = TickDecoder(config, clock)
         self._drops = DropLog("nng_ingest_malformed", address=address)
         self._socket: Any = None
-        self._pending = 0
-        self._room = threading.Condition()
-        self._stopping = threading.Event()
+        self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None
 
     @property
     def malformed(self) -> Counter[str]:
@@ -227,71 +234,55 @@ class NngFeed:
         log.info("nng_ingest_listening", address=self.address, symbols=len(self.symbols))
 
     def close(self) -> None:
-        """Stop listening. ``run`` closes on its way out; this is for a feed never run."""
-        self._stopping.set()
-        with self._room:
-            self._room.notify_all()
+        """Stop listening (``run`` does on its way out; the daemon does at stop)."""
+        if self._reader is not None:
+            loop, fd = self._reader
+            self._reader = None
+            loop.remove_reader(fd)
         socket, self._socket = self._socket, None
         if socket is not None:
-            socket.close()  # wakes the worker's blocking recv with pynng.Closed
+            socket.close()
 
     def history(self, until: float) -> list[Tick]:
         """Pushed data has no past the daemon could ask for."""
         return []
 
     async def run(self, sink: TickSink) -> None:
-        """Receive until cancelled; a failure of the sink or the worker is raised here."""
+        """Receive until cancelled; a failure of the sink is raised here."""
         self.open()
         loop = asyncio.get_running_loop()
         failed: asyncio.Future[None] = loop.create_future()
-        worker = threading.Thread(
-            target=self._receive,
-            args=(self._socket, loop, sink, failed),
-            name="nng-ingest",
-            daemon=True,
-        )
-        self._stopping.clear()
-        worker.start()
+        socket = self._socket
+        fd: int = socket.recv_fd
+        loop.add_reader(fd, self._readable, socket, sink, failed)
+        self._reader = (loop, fd)
         try:
             await failed
         finally:
             self.close()
-            await asyncio.to_thread(worker.join, 5.0)
             log.info(
                 "nng_ingest_stopped", messages=self.messages, ticks=self.ticks,
                 malformed=self._drops.total,
             )  # fmt: skip
 
-    # ------------------------------------------------------------ worker thread
-
-    def _receive(
-        self,
-        socket: Any,
-        loop: asyncio.AbstractEventLoop,
-        sink: TickSink,
-        failed: asyncio.Future[None],
-    ) -> None:
+    def _readable(self, socket: Any, sink: TickSink, failed: asyncio.Future[None]) -> None:
+        """The socket has messages: decode what is there (up to MAX_BATCH_TICKS ticks,
+        so other tasks run in between) and hand each tick to the sink."""
+        self.wakeups += 1
+        batch = self._take(socket)
+        self.ticks += len(batch)
         try:
-            while not self._stopping.is_set():
-                batch = self._next_batch(socket)
-                if batch is None:
-                    return
-                if batch:
-                    self._wait_for_room(len(batch))
-                    loop.call_soon_threadsafe(self._deliver, batch, sink, failed)
-        except Exception as exc:  # a bug, not bad input: stop the feed loudly
-            if not self._stopping.is_set():
-                loop.call_soon_threadsafe(_fail, failed, exc)
+            for tick in batch:
+                sink(tick)
+        except Exception as exc:  # a broken invariant downstream: stop the feed loudly
+            if not failed.done():
+                failed.set_exception(exc)
 
-    def _next_batch(self, socket: Any) -> list[Tick] | None:
-        """Block for one message, then decode whatever else is already there, up to
-        MAX_BATCH_TICKS ticks; None once the socket is closed."""
+    def _take(self, socket: Any) -> list[Tick]:
         batch: list[Tick] = []
-        block = True
         try:
             while len(batch) < MAX_BATCH_TICKS:
-                raw = socket.recv(block=block)
-                block = False
+                raw = socket.recv(block=False)
                 self.messages += 1
                 if len(raw) > self.config.max_message_bytes:
                     self._drops.drop("oversized", f"{len(raw)} bytes")
@@ -300,33 +291,6 @@ class NngFeed:
                     batch.extend(self._decoder.decode(raw))
                 except Malformed as exc:
                     self._drops.drop(exc.reason, exc.detail)
-        except pynng.TryAgain:
+        except (pynng.TryAgain, pynng.Closed):
             pass
-        except pynng.Closed:
-            return None
-        self.ticks += len(batch)
         return batch
-
-    def _wait_for_room(self, count: int) -> None:
-        with self._room:
-            while self._pending >= self.config.max_pending_ticks and not self._stopping.is_set():
-                self._room.wait(0.1)
-            self._pending += count
-
-    # ------------------------------------------------------------ loop side
-
-    def _deliver(self, batch: list[Tick], sink: TickSink, failed: asyncio.Future[None]) -> None:
-        try:
-            for tick in batch:
-                sink(tick)
-        except Exception as exc:
-            _fail(failed, exc)
-        finally:
-            with self._room:
-                self._pending -= len(batch)
-                self._room.notify()
-
-
-def _fail(failed: asyncio.Future[None], exc: BaseException) -> None:
-    if not failed.done():
-        failed.set_exception(exc)

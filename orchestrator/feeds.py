@@ -272,13 +272,6 @@ class NngFeedConfig(BaseModel):
         description="Messages NNG queues for the daemon before senders block (Push0 waits "
         "for room, so a busy daemon slows senders down rather than losing their ticks).",
     )
-    max_pending_ticks: int = Field(
-        default=100_000,
-        ge=1_000,
-        le=10_000_000,
-        description="Ticks received but not yet handled by the strategies; at this bound the "
-        "receiver stops reading until they catch up.",
-    )
 
     @field_validator("symbols")
     @classmethod
