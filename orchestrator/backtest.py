@@ -327,8 +327,17 @@ class BacktestEngine:
         self._walking = False
         self._bar: Bar | None = None
         self._seconds = 0
+        self._close_offset = 0.0
+        """When a bar's close prints after its start (three quarters in, see ohlcv_ticks)."""
+        self._held = 0.0
+        """The position's quantity, fills only (``position()`` adds pending orders)."""
         self._guardian_ts = -math.inf
         """Time of the last price or fill the guardian has seen."""
+        self._guardian_price = 0.0
+        """The price the guardian last measured the position at."""
+        self._unseen_days: list[Bar] = []
+        """The last bar of each UTC day that ended, with a position open, since the
+        guardian last looked: it must see their closes before anything else."""
         self._alarm_low = -math.inf
         self._alarm_high = math.inf
         self._day_end = -math.inf
@@ -358,7 +367,7 @@ class BacktestEngine:
         """Held quantity including orders in flight, so a strategy never doubles up."""
         if symbol != self.symbol:
             return 0.0
-        return self.portfolio.position(symbol) + self._pending_quantity
+        return self._held + self._pending_quantity
 
     def emit(
         self,
@@ -374,32 +383,21 @@ class BacktestEngine:
             return
         if symbol != self.symbol:
             raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
-        held = self.position(symbol)
-        size = signal_quantity(
-            quantity, action, held, price, self.config.max_position_value, self._sizing_fraction
-        )
+        held = self._held + self._pending_quantity
+        limit = self.config.max_position_value
+        size = signal_quantity(quantity, action, held, price, limit, self._sizing_fraction)
         if size is None:
             return
         self._signals += 1
-        signal_time = self._clock.ts
+        now = self._clock.ts
         if not self._walking and self._bar is not None:
-            # Live, the guardian has seen every price up to the bar's close.
-            self._sync(self._bar)
-            self._clock.ts = signal_time
-        order = Order(
-            id=self._ids("order"),
-            strategy_id=self._id,
-            symbol=symbol,
-            side=action,
-            quantity=size,
-            ts=signal_time,
-            purpose=OrderPurpose.SIGNAL,
-            signal_id=self._ids("sig"),
-        )
+            self._before_check(self._bar)
+            self._clock.ts = now
+        order = Order(self._ids("order"), self._id, symbol, action, size, now, OrderPurpose.SIGNAL)
         if size <= 0:
-            self._reject(order, too_small_reason(self.config.max_position_value, symbol, price))
+            self._reject(order, too_small_reason(limit, symbol, price))
             return
-        self._submit(order)
+        self._submit(order, held)
 
     # ------------------------------------------------------------ running
 
@@ -419,6 +417,7 @@ class BacktestEngine:
         self._check_bars(bars)
         first = bars[0]
         self._seconds = RESOLUTION_SECONDS[first.resolution]
+        self._close_offset = self._seconds * 3 / 4
         self._clock.ts = first.start
         self._risk = build_risk(self._risk_config, self.book, self._bus, self._clock, self._ids)
         if self._risk_config.halted_at_start:
@@ -527,23 +526,24 @@ class BacktestEngine:
         previous = self._bar
         assert previous is not None
         if bar.start >= self._day_end:
-            self._catch_up(previous)
+            if self._held != 0.0:
+                self._unseen_days.append(previous)
             self._day_start_equity = self._equity_at(previous.close)
             self._day_end = _next_midnight(bar.start)
             self._update_alarms()
         if self._pending:
-            self._catch_up(previous)
-            # Live, the book was marked by the previous price when the fill comes.
-            self.book.mark(self.symbol, previous.close, _close_time(previous, self._seconds))
+            self._catch_up()
+            # Live, the book holds the previous price when the fill comes; the
+            # guardian measures the position there as it takes the fill.
+            self.book.mark(self.symbol, previous.close, previous.start + self._close_offset)
+            self._guardian_price = previous.close
             self._clock.ts = bar.start
             self._fill_pending(bar.open, bar.start)
             self._guardian_ts = bar.start
 
     def _walk(self, bar: Bar, strategy: Strategy[Any]) -> None:
         """The bar's four prices through fills, marks, the guardian and ``on_tick``."""
-        previous = self._bar
-        if previous is not None:
-            self._catch_up(previous)
+        self._catch_up()
         self._walking = True
         try:
             self._walk_ticks(bar, strategy)
@@ -558,33 +558,63 @@ class BacktestEngine:
                 self._fill_pending(tick.price, tick.ts)
             book.mark(symbol, tick.price, tick.ts)
             self._act(self._risk.on_price(tick, self._halt))
-            self._guardian_ts = tick.ts
+            self._guardian_ts, self._guardian_price = tick.ts, tick.price
             if self._wants_ticks:
                 try:
                     strategy.on_tick(tick)
                 except Exception as exc:
                     raise self._strategy_failed(exc, bar) from exc
 
-    def _catch_up(self, previous: Bar) -> None:
-        """Bring the guardian to ``previous``'s close if a position moved since it last looked."""
-        if self.portfolio.position(self.symbol) != 0.0:
-            self._sync(previous)
-
-    def _sync(self, bar: Bar) -> None:
-        """Show the guardian ``bar``'s close, the last price before what comes next."""
-        close_ts = _close_time(bar, self._seconds)
+    def _before_check(self, bar: Bar) -> None:
+        """Live, the guardian has seen every price up to ``bar``'s close before an order."""
+        self._catch_up()
+        close_ts = bar.start + self._close_offset
         if self._guardian_ts >= close_ts:
             return
+        if self._held != 0.0:
+            self._show_close(bar)
+        else:
+            # Flat, the guardian's measures do not depend on the price: it only
+            # values the order at the book's last price.
+            self.book.mark(self.symbol, bar.close, close_ts)
+            self._guardian_ts = close_ts
+
+    def _catch_up(self) -> None:
+        """Show the guardian the last close of the days it missed with a position open.
+
+        Each day's loss is measured from the day before's last close, so the
+        guardian must see that close before it rolls into the next day. Of a run
+        of missed days only the last two matter when rolling straight into the
+        second-to-last one, from the stale measure, cannot take it to the loss
+        limit there; otherwise every missed day is shown, in order.
+        """
+        days = self._unseen_days
+        if not days:
+            return
+        shown = days
+        if len(days) > 2:
+            stale_loss = self._held * (self._guardian_price - days[-2].close)
+            if stale_loss < LOSS_ALARM_FRACTION * self._risk_config.max_daily_loss:
+                shown = days[-2:]
+        for bar in shown:
+            self._show_close(bar)
+        days.clear()
+
+    def _show_close(self, bar: Bar) -> None:
+        close_ts = bar.start + self._close_offset
         self._clock.ts = close_ts
         self.book.mark(self.symbol, bar.close, close_ts)
-        self._act(self._risk.on_price(ohlcv_ticks(bar)[-1], self._halt))
-        self._guardian_ts = close_ts
+        tick = Tick(self.symbol, bar.close, bar.volume / 4, close_ts)
+        self._act(self._risk.on_price(tick, self._halt))
+        self._guardian_ts, self._guardian_price = close_ts, bar.close
 
     # ------------------------------------------------------------ execution
 
-    def _submit(self, order: Order) -> None:
-        """Risk first; a refused order is recorded as a rejection (as live)."""
-        position = self.position(order.symbol)
+    def _submit(self, order: Order, position: float) -> None:
+        """Risk first; a refused order is recorded as a rejection (as live).
+
+        ``position``: the quantity held, pending orders included.
+        """
         verdict = self._risk.check(order, self.config, position, self._halt)
         if verdict.order is None:
             self._reject(order, verdict.reason or "refused by the risk checks")
@@ -594,13 +624,13 @@ class BacktestEngine:
         self._pending_quantity += accepted.side.sign * accepted.quantity
 
     def _fill_pending(self, price: float, ts: float) -> None:
-        orders = list(self._pending)
+        orders = self._pending[:]
         self._pending.clear()
+        fill_at, settle = self._broker.fill_at, self._settle
         for order in orders:
-            self._pending_quantity -= order.side.sign * order.quantity
-            if abs(self._pending_quantity) < 1e-9:
-                self._pending_quantity = 0.0
-            self._settle(self._broker.fill_at(order, price, ts))
+            remaining = self._pending_quantity - order.side.sign * order.quantity
+            self._pending_quantity = 0.0 if abs(remaining) < 1e-9 else remaining
+            settle(fill_at(order, price, ts))
         self._update_alarms()
 
     def _reject(self, order: Order, reason: str) -> None:
@@ -626,6 +656,7 @@ class BacktestEngine:
         actions = self._risk.on_fill(fill, change)
         self.fills.append(fill)
         if change is not None:
+            self._held = change.quantity_after
             self._track(change)
         self._act(actions)
 
@@ -635,7 +666,7 @@ class BacktestEngine:
         if actions.halt is not None:
             self._engage(actions.halt)
         for order, _limits in actions.exits:
-            self._submit(order)
+            self._submit(order, self._held + self._pending_quantity)
 
     def _engage(self, halt: Halt) -> None:
         """The kill switch, as ExecutionService engages it."""
@@ -742,11 +773,6 @@ class _OpenTrip:
 
 def _unused_fill_handler(fill: Fill) -> None:
     """The engine prices fills with ``fill_at`` and never queues at the broker."""
-
-
-def _close_time(bar: Bar, seconds: int) -> float:
-    """When a replayed bar's close prints: three quarters in (see ohlcv_ticks)."""
-    return bar.start + seconds * 3 / 4
 
 
 def _next_midnight(ts: float) -> float:

@@ -48,8 +48,10 @@ def bar(i: int, open_: float, high: float, low: float, close: float, res: str = 
     return Bar(SYMBOL, res, START + 60 * i, open_, high, low, close, 100.0, 4)
 
 
-def entry(kind: str, params: dict[str, Any] | None = None, **limits: Any) -> CatalogEntry:
-    defaults = StrategyRunConfig(symbols=(SYMBOL,), data_resolution="1m", **limits)
+def entry(
+    kind: str, params: dict[str, Any] | None = None, resolution: str = "1m", **limits: Any
+) -> CatalogEntry:
+    defaults = StrategyRunConfig(symbols=(SYMBOL,), data_resolution=resolution, **limits)
     return CatalogEntry(id="bt", name="Backtest", kind=kind, params=params or {}, defaults=defaults)
 
 
@@ -214,10 +216,17 @@ def comparable(fills: Sequence[Fill]) -> list[tuple[Any, ...]]:
 
 
 def synthetic(days: float, resolution: str = "1m", seed: int = 11) -> list[Bar]:
+    rate = 0.2 if resolution == "1m" else 0.01
     source = SyntheticSource(
-        duration_seconds=days * DAY, ticks_per_second=0.2, seed=seed, volatility=0.8
+        duration_seconds=days * DAY, ticks_per_second=rate, seed=seed, volatility=0.8
     )
     return load_bars(source, SYMBOL, resolution)
+
+
+def case_bars(case: str) -> list[Bar]:
+    catalog = CASES[case][0]
+    days = 2.5 if catalog.defaults.data_resolution == "1m" else 60
+    return synthetic(days, catalog.defaults.data_resolution, zlib.crc32(case.encode()) % 1000)
 
 
 class TickFlipParams(StrategyParams):
@@ -276,6 +285,12 @@ CASES = {
         ),
         RiskConfig(max_daily_loss=60.0, daily_loss_blocks_all=True),
     ),
+    # Hourly bars, positions held for days: the guardian is shown only the last
+    # closes of the days it missed (see also the slow multi-day loss below).
+    "sma_hourly_held_for_days": (
+        entry("sma_crossover", {"fast": 24, "slow": 96, "allow_short": True}, "1h"),
+        RiskConfig(),
+    ),
     "tick_strategy": (
         entry(
             f"{__name__}:TickFlip",
@@ -291,23 +306,73 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_the_same_bars_give_the_same_fills_as_live(case: str) -> None:
     catalog, risk = CASES[case]
-    # Ticks 15 s apart in 1-minute bars: let the live broker wait that long for
-    # a price (the backtest has no timeout) so both see the same next price.
-    broker = PaperBrokerConfig(slippage_bps=2.0, commission_bps=1.0, fill_timeout_seconds=60)
-    bars = synthetic(days=2.5, seed=zlib.crc32(case.encode()) % 1000)
+    # A bar's four ticks are a quarter bar apart: let the live broker wait that long
+    # for a price (the backtest has no timeout) so both see the same next price.
+    broker = PaperBrokerConfig(slippage_bps=2.0, commission_bps=1.0, fill_timeout_seconds=3600)
+    bars = case_bars(case)
     expected, warmup = backtest_fills(catalog, bars, broker, risk)
     actual = await live_fills(catalog, bars, warmup, broker, risk)
     assert len(expected) > 10
     assert comparable(actual) == comparable(expected)
 
 
+class ScriptParams(StrategyParams):
+    script: tuple[tuple[int, float], ...] = Field(
+        (), description="(bar number from 0, signed quantity) to order on that bar."
+    )
+
+
+class Scripted(Strategy[ScriptParams]):
+    params_model = ScriptParams
+
+    def __init__(self, params: ScriptParams, context: Any) -> None:
+        super().__init__(params, context)
+        self.seen = -1
+
+    def on_bar(self, bar: Bar) -> None:
+        self.seen += 1
+        for number, quantity in self.params.script:
+            if number == self.seen:
+                side = self.buy if quantity > 0 else self.sell
+                side(bar.symbol, bar.close, quantity=abs(quantity))
+
+
+async def test_a_slow_multi_day_loss_is_measured_day_by_day_as_live() -> None:
+    """A long held while the price falls 0.6 a day (60 on 100 units) for days.
+
+    Each day's loss stays under max_daily_loss (100), but the loss since the
+    guardian last looked grows past it; were the guardian shown only the last
+    days it missed, it would measure that day from the stale price and halt
+    trading, refusing the final buy. It must see every day's close, as live.
+    """
+    bars = [
+        Bar(SYMBOL, "4h", START + 4 * 3600 * i, c + 0.1, c + 0.15, c - 0.05, c, 10.0, 4)
+        for i, c in enumerate(100.0 - 0.1 * i for i in range(42))
+    ]
+    catalog = entry(
+        f"{__name__}:Scripted",
+        {"script": [[1, 100.0], [30, 100.0]]},
+        "4h",
+        stop_loss_percentage=0.0,
+        max_position_value=50_000.0,
+    )
+    broker = PaperBrokerConfig(slippage_bps=0.0, fill_timeout_seconds=86_400)
+    risk = RiskConfig(max_daily_loss=100.0)
+    expected, warmup = backtest_fills(catalog, bars, broker, risk)
+    actual = await live_fills(catalog, bars, warmup, broker, risk)
+    assert comparable(actual) == comparable(expected)
+    assert [(f.status, f.side, f.quantity) for f in expected] == [
+        (TradeStatus.FILLED, Side.BUY, 100.0),
+        (TradeStatus.FILLED, Side.BUY, 100.0),
+    ]
+
+
 def test_the_cases_reach_stops_rate_limits_and_the_kill_switch() -> None:
     """The cases above exercise what makes the engine walk a bar's four prices."""
-    broker = PaperBrokerConfig(fill_timeout_seconds=60)
+    broker = PaperBrokerConfig(fill_timeout_seconds=3600)
     intrabar, reasons = 0, set()
     for case, (catalog, risk) in CASES.items():
-        bars = synthetic(days=2.5, seed=zlib.crc32(case.encode()) % 1000)
-        fills, _ = backtest_fills(catalog, bars, broker, risk)
+        fills, _ = backtest_fills(catalog, case_bars(case), broker, risk)
         intrabar += sum(1 for f in fills if f.ts % 60 and f.status is TradeStatus.FILLED)
         reasons |= {f.reason.split(" ")[0] for f in fills if f.reason is not None}
     assert intrabar > 0  # stop-loss exits filled at the price after the one that hit the stop
