@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from orchestrator.config import DaemonConfig, default_catalog
+from orchestrator.events import ExecutionStatusChanged
 from tests.support import START, TestDaemon, running_daemon, test_config
 
 T = TypeVar("T")
@@ -93,6 +94,7 @@ class ThreadedDaemon:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         async with running_daemon(self._config) as daemon:
+            await settle(daemon)
             self.daemon = daemon
             self._ready.set()
             await self._stop.wait()
@@ -110,6 +112,18 @@ class ThreadedDaemon:
 
     def url(self, server: str) -> str:
         return self.call(lambda daemon: daemon.url(server))
+
+
+async def settle(daemon: TestDaemon) -> None:
+    """Until the start-up broadcasts have gone out (delivery may be asynchronous), so
+    that the fuzzing clients get nothing but answers."""
+    execution = daemon.daemon.core.execution
+    async with daemon.client() as witness:
+        daemon.daemon.bus.publish(
+            ExecutionStatusChanged(execution.status, daemon.clock.now(), "settled")
+        )
+        while (await witness.recv())["data"].get("reason") != "settled":
+            pass
 
 
 # ---------------------------------------------------------------- frames

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +16,9 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support import RECV_TIMEOUT, TestDaemon, running_daemon, test_config
+from orchestrator.config import DaemonConfig
+from orchestrator.events import ExecutionStatusChanged
+from tests.support import RECV_TIMEOUT, Client, TestDaemon, running_daemon, test_config
 
 RECONNECTS = 200
 PRODUCER_BURST = 10
@@ -32,10 +36,42 @@ async def recv(ws: ClientConnection) -> dict[str, Any]:
     return message
 
 
-def announce(daemon: TestDaemon, times: int = 1) -> None:
-    """Publish real ExecutionStatusChanged events on the bus (every server broadcasts them)."""
-    for _ in range(times):
-        daemon.daemon.core.execution.announce()
+def publish(daemon: TestDaemon, *reasons: str) -> None:
+    """Publish real ExecutionStatusChanged events on the bus, told apart by their
+    reason; every server broadcasts them to all its clients."""
+    execution = daemon.daemon.core.execution
+    for reason in reasons:
+        event = ExecutionStatusChanged(execution.status, daemon.clock.now(), reason)
+        daemon.daemon.bus.publish(event)
+
+
+def names(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(1, count + 1)]
+
+
+async def seen_by(witness: Client, reason: str) -> list[dict[str, Any]]:
+    """Read a connected client's messages up to the event with ``reason``.
+
+    Delivery from the bus to the servers may be asynchronous (through the
+    journal); once a client has an event, every server has broadcast it and
+    everything published before it."""
+    messages = []
+    while True:
+        message = await witness.recv()
+        messages.append(message)
+        data = message["data"]
+        if isinstance(data, dict) and data.get("reason") == reason:
+            return messages
+
+
+@asynccontextmanager
+async def quiet_daemon(config: DaemonConfig | None = None) -> AsyncIterator[TestDaemon]:
+    """A running daemon whose start-up broadcasts have all gone out."""
+    async with running_daemon(config) as daemon:
+        async with daemon.client() as witness:
+            publish(daemon, "settled")
+            await seen_by(witness, "settled")
+        yield daemon
 
 
 def resume_command(last_seq: int, epoch: int, request_id: str | None = None) -> dict[str, Any]:
@@ -91,32 +127,33 @@ class Tally:
 
 
 async def test_broadcasts_carry_consecutive_seq_and_the_epoch_and_snapshots_the_position() -> None:
-    async with running_daemon() as daemon, daemon.client() as client:
+    async with quiet_daemon() as daemon, daemon.client() as client:
         server = daemon.daemon.servers["orchestrator"]
         epoch = daemon.daemon.epoch
         for message in client.snapshot:
             assert message["snapshot"] is True
             assert (message["seq"], message["epoch"]) == (server.stream_seq, epoch)
-        start = server.stream_seq
-        announce(daemon, 3)
+        start = client.snapshot[0]["seq"]
+        publish(daemon, "a", "b", "c")
         messages = [await client.recv() for _ in range(3)]
         assert [m["seq"] for m in messages] == [start + 1, start + 2, start + 3]
         assert all(m["epoch"] == epoch and "snapshot" not in m for m in messages)
         # Additive: the stock-bot fields are untouched.
         assert all(set(m) == {"type", "timestamp", "data", "seq", "epoch"} for m in messages)
         assert messages[0]["type"] == "execution_service_status"
-        assert messages[0]["data"] == {"status": "RUNNING"}
+        assert messages[0]["data"] == {"status": "RUNNING", "reason": "a"}
 
 
 # ---------------------------------------------------------------- resume
 
 
 async def test_resume_by_url_replays_what_was_missed_then_continues_live() -> None:
-    async with running_daemon() as daemon:
+    async with quiet_daemon() as daemon, daemon.client() as witness:
         epoch = daemon.daemon.epoch
         async with daemon.client() as client:
             last_seq = client.snapshot[0]["seq"]
-        announce(daemon, 4)
+        publish(daemon, *names("n", 4))  # missed while away
+        await seen_by(witness, "n4")
         url = f"{daemon.url()}?lastSeq={last_seq}&epoch={epoch}"
         async with connect(url) as ws:
             resumed = await recv(ws)
@@ -129,21 +166,24 @@ async def test_resume_by_url_replays_what_was_missed_then_continues_live() -> No
             }
             replayed = [await recv(ws) for _ in range(4)]
             assert [m["seq"] for m in replayed] == list(range(last_seq + 1, last_seq + 5))
-            announce(daemon)
-            assert (await recv(ws))["seq"] == last_seq + 5
+            assert [m["data"]["reason"] for m in replayed] == names("n", 4)
+            publish(daemon, "live")
+            live = await recv(ws)
+            assert (live["seq"], live["data"]["reason"]) == (last_seq + 5, "live")
 
 
 async def test_resume_by_command_replays_after_last_seq_and_the_client_drops_earlier_frames() -> (
     None
 ):
-    async with running_daemon() as daemon:
+    async with quiet_daemon() as daemon, daemon.client() as witness:
         epoch = daemon.daemon.epoch
         async with daemon.client() as client:
             last_seq = client.snapshot[0]["seq"]
-        announce(daemon, 2)  # missed while away
+        publish(daemon, "away1", "away2")  # missed while away
+        await seen_by(witness, "away2")
         async with daemon.client() as client:
             # Live frames reach the new connection before it gets to send resume.
-            announce(daemon, 3)
+            publish(daemon, *names("early", 3))
             early = [await client.recv() for _ in range(3)]
             assert [m["seq"] for m in early] == [last_seq + 3, last_seq + 4, last_seq + 5]
             await client.send(resume_command(last_seq, epoch, "r1"))
@@ -154,23 +194,26 @@ async def test_resume_by_command_replays_after_last_seq_and_the_client_drops_ear
             # would see them twice, so it discards what came before `resumed`.
             replayed = [await client.recv() for _ in range(5)]
             assert [m["seq"] for m in replayed] == list(range(last_seq + 1, last_seq + 6))
-            announce(daemon)
+            assert [m["data"]["reason"] for m in replayed] == ["away1", "away2", *names("early", 3)]
+            publish(daemon, "live")
             assert (await client.recv())["seq"] == last_seq + 6
 
 
 @pytest.mark.parametrize("how", ["url", "command"])
 async def test_a_gap_older_than_the_window_gets_resync_and_a_snapshot(how: str) -> None:
     config = test_config(streams={"replay_window": 5})
-    async with running_daemon(config) as daemon:
+    async with quiet_daemon(config) as daemon, daemon.client() as witness:
         epoch = daemon.daemon.epoch
         server = daemon.daemon.servers["orchestrator"]
         async with daemon.client() as client:
             last_seq = client.snapshot[0]["seq"]
-        announce(daemon, 6)  # one more than the window holds
+        publish(daemon, *names("n", 6))  # one more than the window holds
+        await seen_by(witness, "n6")
         await check_resync(daemon, how, last_seq, epoch, "no longer held")
         # Exactly the window is still fine.
         last_seq = server.stream_seq
-        announce(daemon, 5)
+        publish(daemon, *names("m", 5))
+        await seen_by(witness, "m5")
         async with connect(f"{daemon.url()}?lastSeq={last_seq}&epoch={epoch}") as ws:
             resumed = await recv(ws)
             assert resumed["type"] == "resumed" and resumed["data"]["replayed"] == 5
@@ -178,14 +221,13 @@ async def test_a_gap_older_than_the_window_gets_resync_and_a_snapshot(how: str) 
 
 @pytest.mark.parametrize("how", ["url", "command"])
 async def test_a_changed_epoch_gets_resync_and_a_snapshot(how: str) -> None:
-    async with running_daemon() as daemon:
-        announce(daemon, 2)
+    async with quiet_daemon() as daemon:
         # A client of the daemon's previous run: its lastSeq is even in range.
         await check_resync(daemon, how, 1, daemon.daemon.epoch - 1, "epoch changed")
 
 
 async def test_a_last_seq_ahead_of_the_stream_gets_resync() -> None:
-    async with running_daemon() as daemon:
+    async with quiet_daemon() as daemon:
         server = daemon.daemon.servers["orchestrator"]
         await check_resync(daemon, "url", server.stream_seq + 10, daemon.daemon.epoch, "ahead")
 
@@ -208,7 +250,7 @@ async def check_resync(
         snapshot = [await recv(ws), await recv(ws)]
         assert [m["type"] for m in snapshot] == ["execution_service_status", "strategy_status_list"]
         assert all(m["snapshot"] is True and m["seq"] == server.stream_seq for m in snapshot)
-        announce(daemon)
+        publish(daemon, "live")
         live = await recv(ws)
         assert live["seq"] == notice["data"]["seq"] + 1 and "snapshot" not in live
 
@@ -221,33 +263,38 @@ async def test_a_replay_larger_than_the_outbound_cap_gets_resync_not_a_1013() ->
     config = test_config(
         connections={"max_outbound_bytes": cap}, streams={"replay_window": 100_000}
     )
-    async with running_daemon(config) as daemon:
+    async with quiet_daemon(config) as daemon, daemon.client() as witness:
         server = daemon.daemon.servers["orchestrator"]
         epoch = daemon.daemon.epoch
         async with daemon.client() as client:
             last_seq = client.snapshot[0]["seq"]
-        announce(daemon, 50_000)  # about 6 MB of missed messages
+        padding = "x" * 1000
+        publish(daemon, *(f"{i}{padding}" for i in range(200)), "last")  # about 200 kB
+        await seen_by(witness, "last")
         async with connect(f"{daemon.url()}?lastSeq={last_seq}&epoch={epoch}") as ws:
             notice = await recv(ws)
             assert notice["type"] == "resync_required", notice["data"]
             assert "max_outbound_bytes" in notice["data"]["reason"]
             assert [(await recv(ws))["snapshot"] for _ in range(2)] == [True, True]
-            announce(daemon)
-            assert (await recv(ws))["seq"] == server.stream_seq
+            publish(daemon, "live")
+            assert (await recv(ws))["data"]["reason"] == "live"
         assert server.slow_clients_closed == 0
         # A gap that fits is replayed as usual.
         last_seq = server.stream_seq
-        announce(daemon, 100)
+        publish(daemon, *names("n", 100))
+        await seen_by(witness, "n100")
         async with connect(f"{daemon.url()}?lastSeq={last_seq}&epoch={epoch}") as ws:
             resumed = await recv(ws)
             assert resumed["type"] == "resumed" and resumed["data"]["replayed"] == 100
+            replayed = [(await recv(ws))["data"]["reason"] for _ in range(100)]
+            assert replayed == names("n", 100)
 
 
 # ---------------------------------------------------------------- 3001
 
 
 async def test_market_data_resume_after_resubscribing_covers_missed_quotes_only() -> None:
-    async with running_daemon() as daemon, daemon.client("market_data") as other:
+    async with quiet_daemon() as daemon, daemon.client("market_data") as other:
         epoch = daemon.daemon.epoch
         await other.request({"type": "subscribe", "symbols": ["MSFT"]})
         async with daemon.client("market_data") as client:
@@ -258,6 +305,8 @@ async def test_market_data_resume_after_resubscribing_covers_missed_quotes_only(
         for price in (101.0, 102.0, 103.0):
             daemon.tick("AAPL", price)
             daemon.tick("MSFT", price + 100)
+        # Once the other client has the last MSFT quote, the AAPL ones went out too.
+        assert [(await other.recv())["data"]["price"] for _ in range(3)] == [201.0, 202.0, 203.0]
         async with daemon.client("market_data") as client:
             subscribed = await client.request({"type": "subscribe", "symbols": ["AAPL"]})
             assert subscribed["type"] == "subscribed"
@@ -280,14 +329,16 @@ async def test_market_data_resume_after_resubscribing_covers_missed_quotes_only(
 
 async def test_market_data_resync_snapshot_has_the_last_quotes_of_the_subscriptions() -> None:
     config = test_config(streams={"replay_window": 2})
-    async with running_daemon(config) as daemon:
+    async with quiet_daemon(config) as daemon, daemon.client("market_data") as witness:
         epoch = daemon.daemon.epoch
+        await witness.request({"type": "subscribe", "symbols": ["AAPL"]})
         async with daemon.client("market_data") as client:
             await client.request({"type": "subscribe", "symbols": ["AAPL"]})
             daemon.tick("AAPL", 100.0)
             last_seq = (await client.recv())["seq"]
         for price in (101.0, 102.0, 103.0):
             daemon.tick("AAPL", price)
+        assert [(await witness.recv())["data"]["price"] for _ in range(4)][-1] == 103.0
         async with daemon.client("market_data") as client:
             await client.request({"type": "subscribe", "symbols": ["AAPL"]})
             await client.recv()  # last-quote snapshot of the subscription
@@ -310,7 +361,7 @@ async def test_reconnecting_200_times_under_load_sees_no_gap_and_no_duplicate(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = test_config(streams={"replay_window": 200_000})
-    async with running_daemon(config) as daemon:
+    async with quiet_daemon(config) as daemon:
         server = daemon.daemon.servers["orchestrator"]
         epoch = daemon.daemon.epoch
         stop = asyncio.Event()
@@ -356,9 +407,9 @@ async def test_reconnecting_200_times_under_load_sees_no_gap_and_no_duplicate(
             caught_up_to = answer["data"]["toSeq"]
         stop.set()
         produced = await producer
-        final_seq = server.stream_seq
-        while tally.last_seq < final_seq:
+        while tally.last_seq < first_seq - 1 + produced:
             tally.see(await recv(ws))
+        final_seq = server.stream_seq
         await ws.close()
         duration = time.perf_counter() - started
         gaps = tally.gaps(first_seq, final_seq)
@@ -384,7 +435,7 @@ async def produce(daemon: TestDaemon, stop: asyncio.Event) -> int:
     """Publish real events until told to stop: a burst of a few per millisecond."""
     produced = 0
     while not stop.is_set():
-        announce(daemon, PRODUCER_BURST)
+        publish(daemon, *(f"n{produced + i}" for i in range(PRODUCER_BURST)))
         produced += PRODUCER_BURST
         await asyncio.sleep(0.001)  # pacing, like a feed; nothing is awaited here
     return produced
