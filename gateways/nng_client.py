@@ -70,13 +70,21 @@ class TickPublisher:
     """Pushes ticks and bars to the daemon's ingest address (a Push0 socket)."""
 
     def __init__(
-        self, address: str, *, timeout: float | None = 10.0, batch: int = DEFAULT_BATCH
+        self,
+        address: str,
+        *,
+        timeout: float | None = 10.0,
+        batch: int = DEFAULT_BATCH,
+        send_buffer: int = 1024,
     ) -> None:
         self.address = address
         self.batch = batch
         self.sent = 0
         """Messages handed to NNG (queued towards the daemon; not an acknowledgement)."""
-        self._socket: Any = pynng.Push0(send_timeout=_ms(timeout) or -1)
+        # Without a send buffer every send waits for the previous message to be written.
+        self._socket: Any = pynng.Push0(
+            send_timeout=_ms(timeout) or -1, send_buffer_size=send_buffer
+        )
         self._socket.dial(address, block=False)  # keeps retrying until the daemon listens
 
     def send_tick(
