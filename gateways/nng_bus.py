@@ -40,11 +40,19 @@ import pynng
 import structlog
 
 from gateways import wire
+from gateways.dgbit import _job_message as dgbit_job_message
 from gateways.market_gateway import bar_data, quote_data
 from gateways.nng_wire import event_frame, topic_prefix
 from orchestrator.clock import Clock, iso_utc
 from orchestrator.config import NngBusConfig
-from orchestrator.events import BarClosed, Event, OrderSubmitted, QuoteUpdated, Topic
+from orchestrator.events import (
+    BarClosed,
+    Event,
+    JobStateChanged,
+    OrderSubmitted,
+    QuoteUpdated,
+    Topic,
+)
 
 log = structlog.get_logger("gateways.nng_bus")
 
@@ -115,20 +123,29 @@ class DropLog:
 
 # ---------------------------------------------------------------- encoding
 
-_NNG_ONLY: dict[type[Any], Callable[[Any], wire.Message]] = {
+
+def _job(event: JobStateChanged) -> wire.Message | None:
+    message = dgbit_job_message(event)
+    return None if message is None else (message[0], message[1])
+
+
+_NNG_ONLY: dict[type[Any], Callable[[Any], wire.Message | None]] = {
     QuoteUpdated: lambda event: ("quote", quote_data(event.tick)),
     BarClosed: lambda event: ("bar", bar_data(event.bar)),
     OrderSubmitted: wire.order_submitted,
+    JobStateChanged: _job,
 }
-"""Events no stock-bot encoder covers; the market gateway's encoders for quotes and bars."""
+"""Events no stock-bot encoder covers: the market gateway's quotes and bars, the dgbit
+endpoints' job.* messages (type ``job.created``... and the dgbit payload)."""
 
 
 def nng_message(event: Event) -> wire.Message:
     """The ``type`` and ``data`` published for ``event``: its WebSocket message where it
     has one, else its dataclass fields (so an event added later is never lost)."""
     encoder = _NNG_ONLY.get(type(event))
-    if encoder is not None:
-        return encoder(event)
+    message = encoder(event) if encoder is not None else None
+    if message is not None:
+        return message
     message = wire.event_message(event)
     if message is not None:
         return message
