@@ -4,9 +4,10 @@ stops them in order. Nothing else in the code base constructs components."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import signal
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -30,9 +31,12 @@ from gateways.server import (
 )
 from orchestrator.bus import EventBus
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.config import DaemonConfig, ServerConfig
+from orchestrator.config import DaemonConfig, ServerConfig, StrategyRunConfig
 from orchestrator.core import TradingCore, build_trading_core
+from orchestrator.events import Event, TradeExecuted
 from orchestrator.feeds import NngFeedConfig
+from orchestrator.journal import Journal, JournalError
+from orchestrator.journal_writer import JournalWriter
 from orchestrator.registry import StrategyRegistry
 
 log = structlog.get_logger("gateways.daemon")
@@ -69,11 +73,22 @@ class Daemon:
     def __init__(self, config: DaemonConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
+        self.journal = Journal.from_config(config.journal)
         self.bus = EventBus()
+        """Where the core publishes; the journal writer is its subscriber."""
+        self.outbox = EventBus()
+        """What the journal has committed, for the edges: no client hears of anything else."""
         self.feed = self._build_nng_feed()
-        self.core: TradingCore = build_trading_core(config, self.bus, self.clock, self.feed)
+        self.core: TradingCore = build_trading_core(
+            config, self.bus, self.clock, self.feed, self.journal.id_watermarks()
+        )
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
+        self.writer = JournalWriter.from_config(
+            self.journal, self._deliver, config.journal, config_of=self._config_of
+        )
+        self.bus.subscribe(self.writer.submit)
+        self._writer_task: asyncio.Task[None] | None = None
         self.epoch = int(self.clock.now() * 1000)
         """The daemon's start epoch (ms): a client that resumes learns of a restart."""
         self._setup = ServerSetup(
@@ -83,6 +98,7 @@ class Daemon:
             epoch=self.epoch,
             replay_window=config.streams.replay_window,
             clock=self.clock,
+            settled=self.writer.flush,
         )
         self._snapshot = routes.Snapshot(self.registry, self.core.execution)
         self.servers = {
@@ -91,12 +107,19 @@ class Daemon:
             "risk": self._build_risk_server(),
         }
         for server in self.servers.values():
-            self.bus.subscribe(server.publish)
+            self.outbox.subscribe(server.publish)
         self.nng: NngPublisher | None = None
         if config.nng.enabled:
             address = config.nng.resolved_publish_address()
             self.nng = NngPublisher(config.nng, address, self.clock, self.epoch)
-            self.bus.subscribe(self.nng.publish)
+            self.outbox.subscribe(self.nng.publish)
+
+    def _deliver(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.outbox.publish(event)
+
+    def _config_of(self, strategy_id: str) -> StrategyRunConfig | None:
+        return self.registry.view(strategy_id).config
 
     def _build_nng_feed(self) -> NngFeed | None:
         """The NNG feed when the config asks for it (the core cannot build it)."""
@@ -111,7 +134,7 @@ class Daemon:
             lambda strategy_id: self.registry.view(strategy_id).config.stop_loss_percentage
         )
         self.dgbit = DgbitEndpoints(translator, self.clock, self._job_exists)
-        self.bus.subscribe(self.dgbit.publish)
+        self.outbox.subscribe(self.dgbit.publish)
         return self._server(
             "orchestrator",
             CommandParser(STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS),
@@ -182,7 +205,27 @@ class Daemon:
         except NngBindError as exc:
             await asyncio.gather(*(s.close() for s in started))
             raise NngBindFailed(exc) from exc
+        self._writer_task = asyncio.create_task(self.writer.run(), name="journal-writer")
+        await self._restore()
         self.core.execution.announce()
+
+    async def _restore(self) -> None:
+        """Positions, P&L and strategies as the journal left them."""
+        journal = self.journal
+        for fill in journal.resolve_unfilled(
+            "daemon restarted before the order filled", self.clock.now()
+        ):
+            self.bus.publish(TradeExecuted(fill, None))
+        journal.rebuild_book(self.core.execution.book)
+        saved = journal.restorable_strategies()
+        await self.registry.restore(saved)
+        if saved:
+            log.info("strategies_restored", strategies={s.id: s.status.value for s in saved})
+
+    async def writer_stopped(self) -> None:
+        """Return (or raise) when the journal writer stops: a broken journal stops the daemon."""
+        if self._writer_task is not None:
+            await asyncio.shield(self._writer_task)
 
     async def _start_nng(self) -> None:
         """Listen for pushed market data, then publish events (both fail fast)."""
@@ -200,13 +243,26 @@ class Daemon:
         return self.core.background_tasks()
 
     async def stop(self) -> None:
-        """Stop accepting, close clients with 1001, then stop the core."""
+        """Stop accepting, close clients with 1001, stop the core, then flush and
+        close the journal."""
         await asyncio.gather(*(server.close() for server in self.servers.values()))
         await self.core.close()
         if self.feed is not None:
             self.feed.close()
+        await self._close_journal()
         if self.nng is not None:
             await self.nng.close()
+
+    async def _close_journal(self) -> None:
+        try:
+            await self.writer.close()
+        except JournalError as exc:
+            log.error("journal_close_failed", error=exc.message)
+        if self._writer_task is not None and not self._writer_task.done():
+            self._writer_task.cancel()
+        if self._writer_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, JournalError):
+                await self._writer_task
 
     def ports(self) -> dict[str, int]:
         return {name: server.port for name, server in self.servers.items()}
@@ -246,6 +302,7 @@ async def _supervise(daemon: Daemon, stop: asyncio.Event) -> int:
                 group.create_task(coro, name=name)
                 for name, coro in daemon.background_tasks().items()
             ]
+            tasks.append(group.create_task(daemon.writer_stopped(), name="journal-watch"))
             await stop.wait()
             for task in tasks:
                 task.cancel()
@@ -257,4 +314,13 @@ async def _supervise(daemon: Daemon, stop: asyncio.Event) -> int:
 
 
 def run(config: DaemonConfig) -> int:
-    return asyncio.run(serve_until_signalled(Daemon(config)))
+    return asyncio.run(_main(config))
+
+
+async def _main(config: DaemonConfig) -> int:
+    try:
+        daemon = Daemon(config)
+    except JournalError as exc:
+        log.error("journal_refused", error=exc.message)
+        return 2
+    return await serve_until_signalled(daemon)

@@ -145,6 +145,9 @@ class ServerSetup:
     epoch: int
     replay_window: int
     clock: Clock
+    settled: Callable[[], Awaitable[None]] = field(default=lambda: _nothing_pending())
+    """Awaits the delivery of every event published so far (the journal commits
+    first), so that a reply never overtakes what an earlier command caused."""
 
 
 class WebSocketServer:
@@ -486,6 +489,7 @@ class WebSocketServer:
         command: Command | None = None
         try:
             command = self._parser.parse(frame)
+            await self._setup.settled()
             replies = await self._handlers[command.type](command, session)  # type: ignore[attr-defined]
         except OrchestratorError as exc:
             replies = [self._error_reply(exc, frame, command)]
@@ -591,6 +595,10 @@ class WebSocketServer:
             outcome=outcome,
             ms=round((time.perf_counter() - started) * 1000, 3),
         )
+
+
+async def _nothing_pending() -> None:
+    return None
 
 
 async def _refuse(ws: ServerConnection, log: Any, reason: str) -> None:

@@ -13,7 +13,7 @@ bar open), so live and backtest share one slippage and commission arithmetic.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -82,8 +82,10 @@ class PaperBrokerConfig(BaseModel):
 class SequentialIds:
     """Deterministic ids, counted per prefix: ``trade_000001``, ``trade_000002``..."""
 
-    def __init__(self) -> None:
-        self._counters: dict[str, int] = {}
+    def __init__(self, start: Mapping[str, int] | None = None) -> None:
+        # After a restart the journal says where each prefix stopped, so that
+        # no id is ever given twice.
+        self._counters: dict[str, int] = dict(start or {})
 
     def __call__(self, prefix: str) -> str:
         number = self._counters.get(prefix, 0) + 1

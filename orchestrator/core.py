@@ -3,7 +3,7 @@ runtime, built from the config. The composition root builds it once."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +39,16 @@ class TradingCore:
 
 
 def build_trading_core(
-    config: DaemonConfig, bus: EventBus, clock: Clock, feed: Feed | None = None
+    config: DaemonConfig,
+    bus: EventBus,
+    clock: Clock,
+    feed: Feed | None = None,
+    ids_from: Mapping[str, int] | None = None,
 ) -> TradingCore:
     """The core from ``config``; ``feed`` replaces the configured one when given
-    (the composition root builds the feeds that live at the edge, such as NNG)."""
-    ids = SequentialIds()
+    (the composition root builds the feeds that live at the edge, such as NNG);
+    ``ids_from`` is where each id prefix stopped before a restart."""
+    ids = SequentialIds(ids_from)
     market = MarketData(
         feed if feed is not None else build_feed(config.market_data.feed, clock),
         bus,

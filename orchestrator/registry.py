@@ -27,6 +27,7 @@ from orchestrator.config import CatalogEntry, StrategyRunConfig, describe_valida
 from orchestrator.errors import (
     InvalidStrategyConfig,
     InvalidTransition,
+    OrchestratorError,
     RealTradingUnavailable,
     UnknownStrategy,
 )
@@ -71,6 +72,22 @@ class StrategyEngine(Protocol):
     async def deactivate(self, strategy_id: str) -> None: ...
 
     def positions(self, strategy_id: str) -> Sequence[PositionView]: ...
+
+
+class SavedStrategy(Protocol):
+    """A strategy as the journal last saw it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def status(self) -> StrategyStatus: ...
+
+    @property
+    def config(self) -> StrategyRunConfig | None: ...
+
+    @property
+    def error(self) -> str | None: ...
 
 
 @dataclass(slots=True)
@@ -165,6 +182,34 @@ class StrategyRegistry:
             return None
         record.error = reason
         return self._transition(record, StrategyStatus.ERROR, None, reason)
+
+    async def restore(self, saved: Sequence[SavedStrategy]) -> None:
+        """Bring back what ran before a restart: ACTIVE and PAUSED strategies run
+        again with their configs, ERROR ones stay ERROR. A strategy that can no
+        longer run (its code or its symbols are gone) is restored as ERROR."""
+        for item in saved:
+            record = self._records.get(item.id)
+            if record is None:
+                log.warning("strategy_not_restored", strategy_id=item.id, reason="not in catalog")
+                continue
+            record.config = item.config or record.entry.defaults
+            if item.status is StrategyStatus.ERROR or item.config is None:
+                record.status, record.error = StrategyStatus.ERROR, item.error
+            else:
+                await self._reactivate(record, item.status)
+            log.info("strategy_restored", strategy_id=item.id, status=record.status)
+
+    async def _reactivate(self, record: _Record, status: StrategyStatus) -> None:
+        try:
+            self._engine.check(record.entry, record.config)
+            await self._engine.activate(record.entry, record.config)
+        except OrchestratorError as exc:
+            record.status = StrategyStatus.ACTIVE  # so that the failure is a transition
+            self.fail(record.entry.id, f"not restored: {exc.message}")
+            return
+        record.status = status
+        if status is StrategyStatus.PAUSED:
+            self._engine.pause(record.entry.id)
 
     def _resume(
         self,

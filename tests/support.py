@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,6 +40,12 @@ def test_config(**overrides: Any) -> DaemonConfig:
         "market_data": {"feed": {"kind": "synthetic", "history_seconds": 0}},
         # Off unless a test gives it its own address: the default ipc:// path is shared.
         "nng": {"enabled": False},
+        # Each daemon its own journal; NORMAL survives a crash of the process, which
+        # is all a test needs, and keeps the suite fast.
+        "journal": {
+            "state_dir": tempfile.mkdtemp(prefix="orchestrator-test-"),
+            "synchronous": "NORMAL",
+        },
     }
     data.update(overrides)
     return DaemonConfig(**data)

@@ -68,6 +68,7 @@ def port_is_free(port: int) -> bool:
 def write_config(tmp_path: Path, ports: dict[str, int]) -> Path:
     text = "".join(f"[servers.{name}]\nport = {port}\n" for name, port in ports.items())
     text += '[logging]\nformat = "json"\n'
+    text += f'[journal]\nstate_dir = "{tmp_path / "state"}"\n'
     path = tmp_path / "orchestrator.toml"
     path.write_text(text, encoding="utf-8")
     return path

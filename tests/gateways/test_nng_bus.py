@@ -176,6 +176,11 @@ async def test_gaps_are_reported_only_where_the_publisher_dropped_events(
         def drained() -> bool:
             return nng.counters()["queued"] == 0
 
+        async def settle() -> None:
+            # Events reach the publisher once the journal has committed them.
+            await daemon.daemon.writer.flush()
+            await until(drained)
+
         async with (
             subscriber_process(nng.address) as everything,
             subscriber_process(nng.address, "risk.") as risk_only,
@@ -184,11 +189,11 @@ async def test_gaps_are_reported_only_where_the_publisher_dropped_events(
             # No loss: each action's events fit in the queue before the next action.
             for step in range(3):
                 daemon.tick("AAPL", 100.0 + step)
-                await until(drained)
+                await settle()
                 halt()  # risk.kill_switch and execution.status
-                await until(drained)
+                await settle()
                 execution.release_kill_switch("test")
-                await until(drained)
+                await settle()
             await everything.wait_for(3 * 5)  # a quote, then two events per switch
             await risk_only.wait_for(6)
             assert nng.dropped == 0
@@ -201,6 +206,7 @@ async def test_gaps_are_reported_only_where_the_publisher_dropped_events(
                 daemon.tick("AAPL", 110.0 + step)
             halt()
             execution.release_kill_switch("test")
+            await daemon.daemon.writer.flush()  # one committed batch, delivered at once
             assert nng.dropped == 20
             await until(drained)
             halt()  # delivered: the next number after the gap
@@ -252,8 +258,10 @@ async def test_an_nng_address_in_use_fails_start_and_leaves_nothing_listening(
     tmp_path: Path,
 ) -> None:
     config = nng_config(tmp_path)
+    # Its own journal: a second daemon on the same one is refused before it binds.
+    journal = config.journal.model_copy(update={"state_dir": tmp_path / "second"})
     async with running_daemon(config):
-        second = Daemon(config, clock=ManualClock(START))
+        second = Daemon(config.model_copy(update={"journal": journal}), clock=ManualClock(START))
         with pytest.raises(BindFailed) as caught:
             await second.start()
         assert caught.value.server == "nng_publisher"
