@@ -242,10 +242,14 @@ class Daemon:
     def background_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
         return self.core.background_tasks()
 
+    async def close_servers(self) -> None:
+        """Stop accepting, close clients with 1001, wait for their handlers."""
+        await asyncio.gather(*(server.close() for server in self.servers.values()))
+
     async def stop(self) -> None:
         """Stop accepting, close clients with 1001, stop the core, then flush and
         close the journal."""
-        await asyncio.gather(*(server.close() for server in self.servers.values()))
+        await self.close_servers()
         await self.core.close()
         if self.feed is not None:
             self.feed.close()
@@ -304,6 +308,9 @@ async def _supervise(daemon: Daemon, stop: asyncio.Event) -> int:
             ]
             tasks.append(group.create_task(daemon.writer_stopped(), name="journal-watch"))
             await stop.wait()
+            # Clients first, while the feed still runs: a stop_strategy in flight
+            # gets its closing fills before the market data stops.
+            await daemon.close_servers()
             for task in tasks:
                 task.cancel()
     except* Exception as failures:
