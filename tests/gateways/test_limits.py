@@ -153,7 +153,7 @@ async def read_reply(ws: ClientConnection) -> dict[str, Any]:
 
 
 async def test_a_burst_past_the_rate_is_answered_rate_limited_and_the_connection_stays() -> None:
-    config = test_config(connections={"commands_per_second": 50, "command_burst": 5})
+    config = test_config(connections={"commands_per_second": 5, "command_burst": 5})
     async with running_daemon(config) as daemon, daemon.client() as client:
         for i in range(6):
             await client.send({"type": "get_strategies", "requestId": i})
