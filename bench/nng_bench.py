@@ -9,12 +9,14 @@ unpaced. Baselines in the same run, same subscriber: pre-encoded frames sent
 with a bare Pub0 ``send`` (no bus, no encoding), and with one ``asend`` per
 message (the design the publisher does not use).
 
-Ingest (a sender process, ``TickPublisher``, to a whole ``Daemon`` with the
-``nng`` feed): the three catalog strategies run on the five symbols on the
-system clock, so bars close and strategies compute; the daemon publishes
-every event on NNG as it does by default (no subscriber). Sent as one tick
-per message and as batches of 100. Ticks per second are measured in the daemon
-from the first tick handled to the last. Baseline: the same daemon set-up fed
+Ingest (sender processes, ``TickPublisher`` with pre-encoded messages, to a
+whole ``Daemon`` with the ``nng`` feed): the three catalog strategies run on
+the five symbols on the system clock, so bars close and strategies compute;
+the daemon publishes every event on NNG as it does by default (no
+subscriber). Sent as one tick per message from one process and from three (one
+process cannot push single messages as fast as the daemon takes them), and as
+batches of 100. Ticks per second are measured in the daemon from the first
+tick handled to the last. Baseline: the same daemon set-up fed
 in-process through ``MarketData.handle_tick``, the ceiling of any feed.
 
 Run: ``.venv/bin/python -m bench nng`` (or ``-m bench.nng_bench``).
@@ -56,6 +58,9 @@ CHUNK = 100
 INGEST_SINGLE = 100_000
 INGEST_BATCHED = 400_000
 BATCH = 100
+SENDERS = 3
+"""Sender processes of the second single-tick run: one Python process cannot push
+single-tick messages as fast as the daemon takes them."""
 TARGET = 20_000
 """Ticks (and events) per second the issue asks for, without loss."""
 SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN", "TSLA")
@@ -93,25 +98,34 @@ def push(address: str, count: int, batch: int) -> None:
         messages = [tick_message(symbol, price, size) for symbol, price, size in rows]
     else:
         messages = [ticks_message(rows[i : i + batch]) for i in range(0, count, batch)]
-    with TickPublisher(address, timeout=60.0) as ticks:
+    # A send buffer, so that the sender is not what is measured; the socket stays open
+    # until the bench says the daemon is done, since closing discards what is queued.
+    with TickPublisher(address, timeout=60.0, send_buffer=1024) as ticks:
         started = time.perf_counter()
         for message in messages:
             ticks.send_raw(message)
         seconds = time.perf_counter() - started
         print(orjson.dumps({"sent": count, "seconds": seconds}).decode(), flush=True)
-        time.sleep(1.0)  # let NNG hand the last messages over before the socket closes
+        sys.stdin.readline()
 
 
 async def child(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.nng_bench", *args, stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "bench.nng_bench",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
 
 
 async def read_json(proc: asyncio.subprocess.Process, timeout: float = 120.0) -> dict[str, Any]:
-    assert proc.stdout is not None
+    """The child's result line; then its stdin is closed, which lets it finish."""
+    assert proc.stdout is not None and proc.stdin is not None
     line = await asyncio.wait_for(proc.stdout.readline(), timeout)
     result: dict[str, Any] = orjson.loads(line)
+    proc.stdin.close()
     await proc.wait()
     return result
 
@@ -291,8 +305,9 @@ async def running(config: DaemonConfig) -> tuple[Daemon, Counter]:
     return daemon, counter
 
 
-async def ingest(directory: Path, label: str, count: int, batch: int) -> In:
-    config = ingest_config(directory, str(batch))
+async def ingest(directory: Path, label: str, count: int, batch: int, senders: int = 1) -> In:
+    count -= count % (senders * batch)  # every sender sends whole messages, the same number
+    config = ingest_config(directory, f"{batch}-{senders}")
     daemon, counter = await running(config)
     market = daemon.core.market
     feed = daemon.feed
@@ -302,7 +317,8 @@ async def ingest(directory: Path, label: str, count: int, batch: int) -> In:
         asyncio.create_task(market.run_bar_clock(), name="bar-clock"),
     ]
     try:
-        proc = await child("--push", feed.address, str(count), str(batch))
+        share = str(count // senders)
+        procs = [await child("--push", feed.address, share, str(batch)) for _ in range(senders)]
         await until(lambda: market.ticks_received > 0)
         started = last_change = time.perf_counter()
         first = last = market.ticks_received
@@ -313,7 +329,7 @@ async def ingest(directory: Path, label: str, count: int, batch: int) -> In:
             elif time.perf_counter() - last_change > IDLE_SECONDS:
                 break  # ticks were lost: stop waiting for them
         rate = (last - first) / (last_change - started)
-        sender = await read_json(proc)
+        results = [await read_json(proc) for proc in procs]
     finally:
         for task in tasks:
             task.cancel()
@@ -323,7 +339,7 @@ async def ingest(directory: Path, label: str, count: int, batch: int) -> In:
         await daemon.stop()
     malformed = sum(feed.malformed.values())
     received = market.ticks_received
-    messages_per_second = sender["sent"] / batch / sender["seconds"]
+    messages_per_second = sum(r["sent"] / batch / r["seconds"] for r in results)
     return In(
         label,
         count,
@@ -366,7 +382,10 @@ async def in_process(directory: Path, count: int) -> In:
 async def ingest_rows(directory: Path) -> list[In]:
     return [
         await in_process(directory, INGEST_SINGLE),
-        await ingest(directory, "NNG, 1 tick per message", INGEST_SINGLE, 1),
+        await ingest(directory, "NNG, 1 tick per message, 1 sender", INGEST_SINGLE, 1),
+        await ingest(
+            directory, f"NNG, 1 tick per message, {SENDERS} senders", INGEST_SINGLE, 1, SENDERS
+        ),
         await ingest(directory, f"NNG, {BATCH} ticks per message", INGEST_BATCHED, BATCH),
     ]
 

@@ -75,16 +75,16 @@ class TickPublisher:
         *,
         timeout: float | None = 10.0,
         batch: int = DEFAULT_BATCH,
-        send_buffer: int = 1024,
+        send_buffer: int | None = None,
     ) -> None:
         self.address = address
         self.batch = batch
         self.sent = 0
-        """Messages handed to NNG (queued towards the daemon; not an acknowledgement)."""
-        # Without a send buffer every send waits for the previous message to be written.
-        self._socket: Any = pynng.Push0(
-            send_timeout=_ms(timeout) or -1, send_buffer_size=send_buffer
-        )
+        """Messages handed to NNG (on their way to the daemon; not an acknowledgement)."""
+        # A send buffer (messages queued in this process) makes sends a little faster,
+        # but closing the socket discards whatever is still in it.
+        options = {} if send_buffer is None else {"send_buffer_size": send_buffer}
+        self._socket: Any = pynng.Push0(send_timeout=_ms(timeout) or -1, **options)
         self._socket.dial(address, block=False)  # keeps retrying until the daemon listens
 
     def send_tick(
@@ -130,6 +130,8 @@ class TickPublisher:
         self.sent += 1
 
     def close(self) -> None:
+        """Close the socket. Messages NNG has not written yet are discarded (NNG does not
+        linger): with ``send_buffer`` set, give the daemon time to take them first."""
         self._socket.close()
 
     def __enter__(self) -> TickPublisher:

@@ -19,6 +19,8 @@ from orchestrator.events import (
     ExecutionStatus,
     ExecutionStatusChanged,
     HaltSource,
+    JobStateChanged,
+    JobStatus,
     QuoteUpdated,
     Topic,
 )
@@ -86,6 +88,19 @@ def test_every_event_is_published_as_its_websocket_message() -> None:
     quote = QuoteUpdated(Tick("AAPL", 190.5, 3.0, START))
     kind, data = nng_message(quote)
     assert (kind, data["symbol"], data["price"], data["size"]) == ("quote", "AAPL", 190.5, 3.0)
+
+
+def test_job_events_are_published_as_the_dgbit_messages() -> None:
+    done = JobStateChanged("job-1", "backtest", JobStatus.COMPLETED, START, {"total_trades": 3})
+    assert nng_message(done) == (
+        "job.completed",
+        {
+            "job_id": "job-1",
+            "job_type": "backtest",
+            "status": "completed",
+            "result": {"total_trades": 3},
+        },
+    )
 
 
 def test_a_frame_is_the_topic_a_space_and_a_json_object() -> None:
