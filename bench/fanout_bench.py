@@ -1,0 +1,296 @@
+"""Fan-out: quote deliveries per second from the market data gateway to 100 clients.
+
+Four servers run in this process at once: the market data gateway of a real
+Daemon (system clock, journal and NNG publisher on, as in production), the same
+with permessage-deflate (``connections.compression = true``), and as the
+baseline a bare websockets server (``serve`` + ``broadcast`` of bytes encoded
+before the clock starts), without and with ``compression="deflate"``.
+
+100 clients per server, in 4 other processes (``bench.clients``), connect to
+all four; on the gateways they subscribe to AAPL quotes (3001 protocol:
+``subscribe``, then ``subscribed``). The gateway is driven by AAPL ticks
+injected through ``MarketData.handle_tick``; each becomes one ``quote`` frame
+that the gateway encodes once and broadcasts. The bare server broadcasts the
+frames the gateway would send for the same ticks (same encoder, same size). The
+tick's ``size`` carries its sequence number, so every delivery is matched to
+its send.
+
+After a warm-up on each, the servers take turns, ``ROUNDS`` times, each turn
+``MEASURED`` frames, so that load from elsewhere on the machine falls on all of
+them alike; each figure is that of the server's median round. Pacing is the same
+for all and closed-loop: the producer sends while the slowest client is fewer
+than ``WINDOW_HIGH`` frames behind, else sleeps until it is back to
+``WINDOW_LOW`` (clients publish their counts in shared memory, not on the wire),
+and yields to the event loop after every frame.
+
+Per round: deliveries per second = frames x clients / (last arrival - first
+send); latency per delivery = arrival - the instant before the send call
+(``handle_tick`` or ``broadcast``); server CPU per frame = CPU time of the
+server's thread inside that call (the whole tick for the gateway: core,
+encoding, writes to 100 sockets), which excludes waiting and preemption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+from bench.bare_server import BareServer
+from bench.clients import Arrivals, ClientGroup, ClientSpec, all_arrivals, start_clients
+from bench.report import machine, percentile, table
+from bench.rig import daemon_config, start_background, stop_background, wait_until
+from gateways import wire
+from gateways.daemon import Daemon
+from gateways.market_gateway import quote_data
+from orchestrator.config import LoggingConfig
+from orchestrator.logs import configure_logging
+from orchestrator.market import Tick
+
+CLIENTS = 100
+PROCESSES = 4
+WARMUP = 200
+MEASURED = 1000
+ROUNDS = 3
+WINDOW_HIGH = 8
+WINDOW_LOW = 4
+SYMBOL = "AAPL"
+QUOTE_PREFIX = '{"type":"quote"'
+SUBSCRIBE = '{"type":"subscribe","symbols":["AAPL"]}'
+TARGET_RATIO = 0.90
+GATEWAY = "market gateway"
+BARE = "bare websockets"
+TOTAL = WARMUP + ROUNDS * MEASURED
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    deliveries: int
+    seconds: float
+    send_seconds: float
+    latencies_ns: list[int]
+
+    @property
+    def per_second(self) -> float:
+        return self.deliveries / self.seconds
+
+    @property
+    def send_micros_per_frame(self) -> float:
+        return self.send_seconds / MEASURED * 1e6
+
+    def ms(self, fraction: float) -> float:
+        return percentile(self.latencies_ns, fraction) / 1e6
+
+
+@dataclass(slots=True)
+class Target:
+    """One server under test, how to make it send frame ``seq``, and what it did."""
+
+    server: str
+    compression: bool
+    spec: ClientSpec
+    send: Callable[[int], None]
+    client_count: Callable[[], int]
+    sent_ns: list[int] = field(default_factory=lambda: [0] * TOTAL)
+    send_seconds: list[float] = field(default_factory=list)
+    rounds: list[Round] = field(default_factory=list)
+    frame_bytes: float = 0.0
+
+    @property
+    def median(self) -> Round:
+        ordered = sorted(self.rounds, key=lambda r: r.per_second)
+        return ordered[len(ordered) // 2]
+
+    def has_clients(self, count: int) -> bool:
+        return self.client_count() == count
+
+
+def price(seq: int) -> float:
+    return 190.0 + (seq % 100) * 0.01
+
+
+async def produce(group: ClientGroup, index: int, target: Target, first: int, count: int) -> None:
+    """Send frames ``first`` .. ``first + count - 1`` and wait until every client has them."""
+    cpu = time.thread_time
+    send_seconds = 0.0
+    for seq in range(first, first + count):
+        if seq - min(group.received(index)) >= WINDOW_HIGH:
+            await group.wait_for(seq - WINDOW_LOW, timeout=30, spec=index, poll=0.0005)
+        target.sent_ns[seq] = time.monotonic_ns()
+        started = cpu()
+        target.send(seq)
+        send_seconds += cpu() - started
+        await asyncio.sleep(0)
+    await group.wait_for(first + count, timeout=60, spec=index)
+    target.send_seconds.append(send_seconds)
+
+
+def summarize(target: Target, arrivals: list[Arrivals]) -> None:
+    by_seq = all_arrivals(arrivals)
+    sizes = [size for connection in arrivals for _, _, size in connection]
+    target.frame_bytes = sum(sizes) / len(sizes)
+    for number, send_seconds in enumerate(target.send_seconds[1:]):
+        first = WARMUP + number * MEASURED
+        latencies, last = [], 0
+        for seq in range(first, first + MEASURED):
+            for ns in by_seq.get(seq, ()):
+                latencies.append(ns - target.sent_ns[seq])
+                last = max(last, ns)
+        latencies.sort()
+        seconds = (last - target.sent_ns[first]) / 1e9
+        target.rounds.append(Round(len(latencies), seconds, send_seconds, latencies))
+
+
+def bare_frames() -> list[bytes]:
+    """The quote frames of the gateway for the same ticks, encoded before timing."""
+    now = time.time()
+    frames = []
+    for seq in range(TOTAL):
+        tick = Tick(SYMBOL, price(seq), float(seq), now)
+        position = wire.StreamPosition(seq + 1, 1_700_000_000)
+        frames.append(wire.encode("quote", quote_data(tick), now, position=position))
+    return frames
+
+
+async def gateway(stack: AsyncExitStack, compression: bool) -> Target:
+    state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fanout-"))
+    daemon = Daemon(daemon_config(state_dir, connections={"compression": compression}))
+    await daemon.start()
+    stack.push_async_callback(daemon.stop)
+    tasks = start_background(daemon)
+    stack.push_async_callback(stop_background, tasks)
+    server = daemon.servers["market_data"]
+    market, clock = daemon.core.market, daemon.clock
+
+    def send(seq: int) -> None:
+        market.handle_tick(Tick(SYMBOL, price(seq), float(seq), clock.now()))
+
+    spec = ClientSpec(
+        url=f"ws://127.0.0.1:{server.port}/ws",
+        match=QUOTE_PREFIX,
+        key="quote_seq",
+        subscribe=SUBSCRIBE,
+        compression="deflate" if compression else None,
+    )
+    return Target(GATEWAY, compression, spec, send, lambda: server.client_count)
+
+
+async def bare(stack: AsyncExitStack, compression: bool, frames: list[bytes]) -> Target:
+    server = BareServer("deflate" if compression else None)
+    await server.start()
+    stack.push_async_callback(server.close)
+
+    def send(seq: int) -> None:
+        server.broadcast(frames[seq])
+
+    spec = ClientSpec(
+        url=server.url,
+        match=QUOTE_PREFIX,
+        key="quote_seq",
+        compression="deflate" if compression else None,
+    )
+    return Target(BARE, compression, spec, send, lambda: len(server.connections))
+
+
+async def run_all() -> list[Target]:
+    frames = bare_frames()
+    async with AsyncExitStack() as servers:
+        targets = [
+            await bare(servers, False, frames),
+            await gateway(servers, False),
+            await bare(servers, True, frames),
+            await gateway(servers, True),
+        ]
+        group = await start_clients([t.spec for t in targets], CLIENTS, PROCESSES)
+        try:
+            await group.ready()
+            for target in targets:
+                await wait_until(functools.partial(target.has_clients, CLIENTS))
+            for index, target in enumerate(targets):
+                await produce(group, index, target, 0, WARMUP)
+            for number in range(ROUNDS):
+                for index, target in enumerate(targets):
+                    await produce(group, index, target, WARMUP + number * MEASURED, MEASURED)
+            await servers.aclose()  # closes every client, which then report
+            arrivals = await group.results()
+        finally:
+            await group.close()
+    for target, received in zip(targets, arrivals, strict=True):
+        summarize(target, received)
+    return targets
+
+
+def main() -> None:
+    configure_logging(LoggingConfig(level="warning"))
+    targets = asyncio.run(run_all())
+    baseline = {t.compression: t.median for t in targets if t.server == BARE}
+    rows = []
+    for t in targets:
+        median = t.median
+        rates = [r.per_second for r in t.rounds]
+        rows.append(
+            (
+                t.server,
+                "deflate" if t.compression else "off",
+                t.frame_bytes,
+                f"{median.deliveries}/{MEASURED * CLIENTS}",
+                median.per_second,
+                f"{min(rates) / 1000:.0f}k-{max(rates) / 1000:.0f}k",
+                median.ms(0.50),
+                median.ms(0.99),
+                median.send_micros_per_frame,
+                f"{median.per_second / baseline[t.compression].per_second:.0%}",
+            )
+        )
+    print(
+        table(
+            f"fan-out: AAPL quotes to {CLIENTS} clients in {PROCESSES} processes, "
+            f"{MEASURED} frames a round, median of {ROUNDS} interleaved rounds, "
+            f"at most {WINDOW_HIGH} frames in flight ({machine()})",
+            (
+                "server",
+                "compression",
+                "frame B",
+                "deliveries",
+                "deliveries/s",
+                "range",
+                "p50 ms",
+                "p99 ms",
+                "server CPU us/frame",
+                "vs bare",
+            ),
+            rows,
+        )
+    )
+    print(verdict(targets))
+
+
+def verdict(targets: list[Target]) -> str:
+    by = {(t.server, t.compression): t.median for t in targets}
+    ratio = by[(GATEWAY, False)].per_second / by[(BARE, False)].per_second
+    mark = "ok" if ratio >= TARGET_RATIO else "MISSED"
+    cost = {
+        name: 1 - by[(name, True)].per_second / by[(name, False)].per_second
+        for name in (GATEWAY, BARE)
+    }
+    lost = [
+        f"{t.server}/{'deflate' if t.compression else 'off'}"
+        for t in targets
+        if any(r.deliveries != MEASURED * CLIENTS for r in t.rounds)
+    ]
+    send = {name: by[(name, False)].send_micros_per_frame for name in (GATEWAY, BARE)}
+    line = (
+        f"fan-out: {ratio:.0%} of bare websockets (target >= {TARGET_RATIO:.0%}: {mark}); "
+        f"server CPU per frame {send[GATEWAY] / send[BARE]:.2f}x bare's; "
+        f"permessage-deflate costs {cost[GATEWAY]:.0%} of the rate on the gateway, "
+        f"{cost[BARE]:.0%} on bare websockets"
+    )
+    return line + (f"; deliveries missing in {', '.join(lost)}" if lost else "")
+
+
+if __name__ == "__main__":
+    main()

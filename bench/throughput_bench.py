@@ -1,0 +1,275 @@
+"""Ticks per second through bar aggregation and one strategy per symbol.
+
+For 1, 10 and 100 symbols, the same pre-generated synthetic ticks (10 per
+second per symbol, so one 1-second bar closes per 10 ticks whatever the symbol
+count) go through three set-ups, each tick stamped on a ManualClock first:
+
+- ``core``: ``build_trading_core`` from a DaemonConfig whose synthetic feed has
+  the N symbols and whose catalog has one ``sma_crossover`` (1 s bars) per
+  symbol, each started through the StrategyRegistry; every tick enters through
+  ``MarketData.handle_tick`` (execution marks and fills, bar aggregation,
+  strategies, quote event on the bus). Nothing else listens to the bus.
+- ``daemon``: the same through a whole ``Daemon`` as it runs in production
+  (three started servers, the journal and the NNG publisher on the bus) with
+  no client connected, as a daemon runs unwatched.
+- ``bare``: the baseline, the same ticks through one bare ``BarAggregator`` per
+  symbol and nothing else.
+
+Each set-up runs its first ticks unmeasured, to warm caches and let the
+strategies' averages fill, then times the rest with ``perf_counter``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bench.report import machine, table
+from bench.rig import daemon_config, start_background, stop_background
+from gateways.daemon import Daemon
+from orchestrator.bars import BarAggregator
+from orchestrator.bus import EventBus
+from orchestrator.clock import ManualClock
+from orchestrator.config import CatalogEntry, DaemonConfig, LoggingConfig, StrategyRunConfig
+from orchestrator.core import build_trading_core
+from orchestrator.events import Event, Topic, TradeExecuted
+from orchestrator.feeds import SyntheticFeed, SyntheticFeedConfig
+from orchestrator.logs import configure_logging
+from orchestrator.market import Tick
+from orchestrator.orders import TradeStatus
+from orchestrator.registry import StrategyRegistry
+
+SYMBOL_COUNTS = (1, 10, 100)
+TICKS_PER_SECOND = 10.0
+"""Per symbol; with 1-second bars, one bar closes per 10 ticks of a symbol."""
+MEASURED_TICKS = 150_000
+WARMUP_TICKS = 15_000
+YIELD_EVERY = 100
+"""Ticks handled between two yields to the event loop (the synthetic feed yields per tick
+when paced, every 500 ticks when behind)."""
+START = 1_700_000_000.0
+RESOLUTION = "1s"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    ticks: int
+    seconds: float
+    bars: int
+    signals: int
+    fills: int
+    rejections: int
+
+    @property
+    def ticks_per_second(self) -> float:
+        return self.ticks / self.seconds
+
+    @property
+    def bars_per_second(self) -> float:
+        return self.bars / self.seconds
+
+    @property
+    def micros_per_tick(self) -> float:
+        return self.seconds / self.ticks * 1e6
+
+
+class Counter:
+    """A bus subscriber on the bar, signal and trade topics (never on quotes)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bars = self.signals = self.fills = self.rejections = 0
+        bus.subscribe(self._count, (Topic.MARKET_BAR, Topic.STRATEGY_SIGNAL, Topic.STRATEGY_TRADE))
+
+    def _count(self, event: Event) -> None:
+        if isinstance(event, TradeExecuted):
+            if event.fill.status is TradeStatus.FILLED:
+                self.fills += 1
+            else:
+                self.rejections += 1
+        elif event.topic is Topic.MARKET_BAR:
+            self.bars += 1
+        else:
+            self.signals += 1
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        return self.bars, self.signals, self.fills, self.rejections
+
+
+def symbols(count: int) -> list[str]:
+    return [f"S{i:03d}" for i in range(count)]
+
+
+def feed_config(count: int) -> SyntheticFeedConfig:
+    return SyntheticFeedConfig(
+        symbols={name: 50.0 + i for i, name in enumerate(symbols(count))},
+        ticks_per_second=TICKS_PER_SECOND,
+        history_seconds=0,
+    )
+
+
+def bench_config(count: int, state_dir: str) -> DaemonConfig:
+    catalog = [
+        CatalogEntry(
+            id=f"sma-{name}",
+            name=f"SMA crossover {name}",
+            kind="sma_crossover",
+            params={"fast": 3, "slow": 8, "allow_short": True},
+            defaults=StrategyRunConfig(
+                symbols=(name,), data_resolution=RESOLUTION, max_orders_per_minute=120
+            ),
+        )
+        for name in symbols(count)
+    ]
+    return daemon_config(
+        state_dir,
+        market_data={"feed": feed_config(count), "warmup_ticks_per_symbol": 1000},
+        # Limits wide enough for 100 strategies at once: every check still runs.
+        risk={
+            "max_gross_exposure": 1e12,
+            "max_orders_per_second": 100_000,
+            "max_daily_loss": 1e12,
+        },
+        strategies=catalog,
+    )
+
+
+def generate_ticks(count: int, total: int) -> list[Tick]:
+    # From our own feed config, not the daemon's: the daemon config merges the
+    # default symbols into the configured ones, and those must not tick here.
+    feed = SyntheticFeed(feed_config(count), ManualClock(START))
+    seconds = total / (TICKS_PER_SECOND * count)
+    return list(feed.ticks(START, START + seconds + 1))[:total]
+
+
+async def timed(handle: Callable[[Tick], None], clock: ManualClock, ticks: Sequence[Tick]) -> float:
+    """Seconds to handle ``ticks``, yielding to the loop as a feed does, so that
+    the daemon's background tasks (NNG publisher, journal) do their share."""
+    started = time.perf_counter()
+    for start in range(0, len(ticks), YIELD_EVERY):
+        for tick in ticks[start : start + YIELD_EVERY]:
+            clock.set(tick.ts)
+            handle(tick)
+        await asyncio.sleep(0)
+    return time.perf_counter() - started
+
+
+async def measure(
+    handle: Callable[[Tick], None], clock: ManualClock, ticks: Sequence[Tick], counter: Counter
+) -> Run:
+    await timed(handle, clock, ticks[:WARMUP_TICKS])
+    before = counter.snapshot()
+    seconds = await timed(handle, clock, ticks[WARMUP_TICKS:])
+    counts = (a - b for a, b in zip(counter.snapshot(), before, strict=True))
+    return Run(len(ticks) - WARMUP_TICKS, seconds, *counts)
+
+
+async def run_core(config: DaemonConfig, ticks: Sequence[Tick]) -> Run:
+    clock = ManualClock(START)
+    bus = EventBus()
+    core = build_trading_core(config, bus, clock)
+    registry = StrategyRegistry(config.strategies, core.runtime, bus, clock)
+    for entry in config.strategies:
+        await registry.start(entry.id)
+    return await measure(core.market.handle_tick, clock, ticks, Counter(bus))
+
+
+async def run_daemon(config: DaemonConfig, ticks: Sequence[Tick]) -> Run:
+    clock = ManualClock(START)
+    daemon = Daemon(config, clock)
+    await daemon.start()
+    tasks = start_background(daemon)
+    try:
+        for entry in config.strategies:
+            await daemon.registry.start(entry.id)
+        return await measure(daemon.core.market.handle_tick, clock, ticks, Counter(daemon.bus))
+    finally:
+        await stop_background(tasks)
+        await daemon.stop()
+
+
+async def run_bare(names: Sequence[str], ticks: Sequence[Tick]) -> Run:
+    aggregators = {name: BarAggregator(name, RESOLUTION) for name in names}
+    bars = 0
+
+    def handle(tick: Tick) -> None:
+        nonlocal bars
+        bars += len(aggregators[tick.symbol].on_tick(tick))
+
+    clock = ManualClock(START)
+    await timed(handle, clock, ticks[:WARMUP_TICKS])
+    bars = 0
+    seconds = await timed(handle, clock, ticks[WARMUP_TICKS:])
+    return Run(len(ticks) - WARMUP_TICKS, seconds, bars, 0, 0, 0)
+
+
+async def run_all() -> list[tuple[int, Run, Run, Run]]:
+    results = []
+    for count in SYMBOL_COUNTS:
+        ticks = generate_ticks(count, WARMUP_TICKS + MEASURED_TICKS)
+        with tempfile.TemporaryDirectory(prefix="bench-throughput-") as state_dir:
+            config = bench_config(count, state_dir)
+            core = await run_core(config, ticks)
+            daemon = await run_daemon(config, ticks)
+        bare = await run_bare(symbols(count), ticks)
+        results.append((count, core, daemon, bare))
+    return results
+
+
+def main() -> None:
+    configure_logging(LoggingConfig(level="warning"))
+    results = asyncio.run(run_all())
+    rows = []
+    for count, core, daemon, bare in results:
+        rows.append(
+            (
+                count,
+                core.ticks,
+                core.bars,
+                core.signals,
+                core.fills,
+                core.rejections,
+                core.ticks_per_second,
+                core.bars_per_second,
+                core.micros_per_tick,
+                daemon.ticks_per_second,
+                daemon.micros_per_tick,
+                bare.ticks_per_second,
+                f"{core.ticks_per_second / bare.ticks_per_second:.1%}",
+            )
+        )
+    print(
+        table(
+            f"throughput: ticks through MarketData.handle_tick, 1 s bars, one sma_crossover "
+            f"per symbol ({machine()})",
+            (
+                "symbols",
+                "ticks",
+                "bars",
+                "signals",
+                "fills",
+                "rejected",
+                "core ticks/s",
+                "core bars/s",
+                "core us/tick",
+                "daemon ticks/s",
+                "daemon us/tick",
+                "bare agg ticks/s",
+                "core/bare",
+            ),
+            rows,
+        )
+    )
+    worst = min(results, key=lambda r: r[1].ticks_per_second)
+    slowest_daemon = min(r[2].ticks_per_second for r in results)
+    print(
+        f"throughput: the core sustains >= {worst[1].ticks_per_second:,.0f} ticks/s "
+        f"(daemon with idle servers >= {slowest_daemon:,.0f}); no target set, "
+        f"bare aggregation is the ceiling"
+    )
+
+
+if __name__ == "__main__":
+    main()
