@@ -42,14 +42,15 @@ import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import count, islice
+from operator import attrgetter
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import Field, ValidationError, model_validator
 
 from orchestrator.bars import aggregate
-from orchestrator.broker import PaperBroker, PaperBrokerConfig, SequentialIds
+from orchestrator.broker import IdFactory, PaperBroker, PaperBrokerConfig
 from orchestrator.bus import EventBus
 from orchestrator.clock import ManualClock, iso_utc
 from orchestrator.config import (
@@ -180,8 +181,7 @@ class BacktestSpec(FrozenModel):
 # --------------------------------------------------------------------------- results
 
 
-@dataclass(frozen=True, slots=True)
-class RoundTrip:
+class RoundTrip(NamedTuple):
     """One trade from flat (or a reversal) back to flat (or the next reversal)."""
 
     symbol: str
@@ -261,8 +261,23 @@ class _BarClock:
         return self.ts
 
 
+class _Ids:
+    """Ids per prefix, ``order_000001`` as SequentialIds makes them, a little cheaper."""
+
+    __slots__ = ("_counters",)
+
+    def __init__(self) -> None:
+        self._counters: dict[str, Iterator[int]] = {}
+
+    def __call__(self, prefix: str) -> str:
+        counter = self._counters.get(prefix)
+        if counter is None:
+            counter = self._counters[prefix] = count(1)
+        return f"{prefix}_{next(counter):06d}"
+
+
 def build_risk(
-    config: RiskConfig, book: PortfolioBook, bus: EventBus, clock: _BarClock, ids: SequentialIds
+    config: RiskConfig, book: PortfolioBook, bus: EventBus, clock: _BarClock, ids: IdFactory
 ) -> RiskGuardian:
     """The live risk guardian over the backtest's book and clock (its one construction)."""
     return RiskGuardian(config, book, bus, clock, ids)
@@ -297,6 +312,7 @@ class BacktestEngine:
             )
         self.config = config
         self.symbol = config.symbols[0]
+        self._limit = config.max_position_value
         self._id = strategy_id
         self._name = name
         self._sizing_fraction = sizing_fraction
@@ -304,7 +320,7 @@ class BacktestEngine:
             initial_capital if initial_capital is not None else config.max_position_value
         )
         self._clock = _BarClock(0.0)
-        self._ids = SequentialIds()
+        self._ids = _Ids()
         self._bus = EventBus()
         """The guardian's events go here; nobody listens (fills are recorded instead)."""
         self.book = PortfolioBook()
@@ -384,18 +400,18 @@ class BacktestEngine:
         if symbol != self.symbol:
             raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
         held = self._held + self._pending_quantity
-        limit = self.config.max_position_value
-        size = signal_quantity(quantity, action, held, price, limit, self._sizing_fraction)
+        size = signal_quantity(quantity, action, held, price, self._limit, self._sizing_fraction)
         if size is None:
             return
         self._signals += 1
-        now = self._clock.ts
-        if not self._walking and self._bar is not None:
-            self._before_check(self._bar)
-            self._clock.ts = now
+        clock = self._clock
+        now = clock.ts
+        if not self._walking:
+            self._before_check()
+            clock.ts = now
         order = Order(self._ids("order"), self._id, symbol, action, size, now, OrderPurpose.SIGNAL)
         if size <= 0:
-            self._reject(order, too_small_reason(limit, symbol, price))
+            self._reject(order, too_small_reason(self._limit, symbol, price))
             return
         self._submit(order, held)
 
@@ -447,12 +463,13 @@ class BacktestEngine:
         if first.resolution not in RESOLUTION_SECONDS:
             raise BacktestError(f"unknown bar resolution {first.resolution!r}")
         # One pass each, in C: this runs before a million bars as before ten.
-        if len({bar.symbol for bar in bars}) > 1 or len({bar.resolution for bar in bars}) > 1:
+        symbols = set(map(attrgetter("symbol"), bars))
+        if len(symbols) > 1 or len(set(map(attrgetter("resolution"), bars))) > 1:
             raise BacktestError(
                 f"a backtest takes the bars of one symbol at one resolution; these start "
                 f"with {first.symbol} at {first.resolution} and then change"
             )
-        starts = [bar.start for bar in bars]
+        starts = list(map(attrgetter("start"), bars))
         if not all(map(operator.lt, starts, islice(starts, 1, None))):
             later = next(i for i in range(1, len(starts)) if starts[i] <= starts[i - 1])
             raise BacktestError(
@@ -565,9 +582,12 @@ class BacktestEngine:
                 except Exception as exc:
                     raise self._strategy_failed(exc, bar) from exc
 
-    def _before_check(self, bar: Bar) -> None:
-        """Live, the guardian has seen every price up to ``bar``'s close before an order."""
-        self._catch_up()
+    def _before_check(self) -> None:
+        """Live, the guardian has seen every price up to the bar's close before an order."""
+        bar = self._bar
+        assert bar is not None  # the strategy signals from on_bar or on_tick
+        if self._unseen_days:
+            self._catch_up()
         close_ts = bar.start + self._close_offset
         if self._guardian_ts >= close_ts:
             return
@@ -658,7 +678,8 @@ class BacktestEngine:
         if change is not None:
             self._held = change.quantity_after
             self._track(change)
-        self._act(actions)
+        if actions is not NO_ACTIONS:
+            self._act(actions)
 
     def _act(self, actions: RiskActions) -> None:
         if actions is NO_ACTIONS:
@@ -760,14 +781,14 @@ class _OpenTrip:
 
     def close(self, fill: Fill, entry_price: float) -> RoundTrip:
         return RoundTrip(
-            symbol=self.symbol,
-            direction=self.direction,
-            quantity=self.quantity,
-            entry_ts=self.entry_ts,
-            entry_price=entry_price,
-            exit_ts=fill.ts,
-            exit_price=fill.price,
-            pnl=self.pnl,
+            self.symbol,
+            self.direction,
+            self.quantity,
+            self.entry_ts,
+            entry_price,
+            fill.ts,
+            fill.price,
+            self.pnl,
         )
 
 
@@ -825,8 +846,8 @@ def synthetic_bars(
 
 
 def _stoppable(ticks: Iterator[Tick], should_stop: Callable[[], bool]) -> Iterator[Tick]:
-    for count, tick in enumerate(ticks, start=1):
-        if count % CHUNK_BARS == 0 and should_stop():
+    for number, tick in enumerate(ticks, start=1):
+        if number % CHUNK_BARS == 0 and should_stop():
             raise BacktestCancelled("cancelled")
         yield tick
 
