@@ -217,6 +217,8 @@ class Daemon:
         ):
             self.bus.publish(TradeExecuted(fill, None))
         journal.rebuild_book(self.core.execution.book)
+        limits = {s.id: s.config for s in journal.strategies() if s.config is not None}
+        self.core.risk.resync(limits)  # restored positions keep their stop-losses
         saved = journal.restorable_strategies()
         await self.registry.restore(saved)
         if saved:

@@ -587,6 +587,32 @@ class RiskGuardian:
         self._gross[symbol] = gross
         self.gross_exposure = sum(self._gross.values())
 
+    def resync(self, limits: Mapping[str, StrategyRunConfig] | None = None) -> None:
+        """Index every position of the book afresh, after it was rebuilt without the
+        guardian (a restart replays the journal's fills into the book).
+
+        ``limits`` are the strategies' last run configs, so restored positions keep
+        their stop-losses before their strategy sends an order; limits learned from
+        orders are kept. P&L made before this moment does not count toward the
+        day's loss: the fills' days are not in the book.
+        """
+        for strategy_id, run in (limits or {}).items():
+            self._limits.setdefault(strategy_id, run)
+        self._held.clear()
+        self._unrealized.clear()
+        self._gross.clear()
+        self._realized = 0.0
+        for strategy_id in self._book.strategy_ids():
+            portfolio = self._book.get(strategy_id)
+            for position in portfolio or ():
+                self._held.setdefault(position.symbol, {})[strategy_id] = position
+                self._realized += position.realized_pnl
+        for symbol, held in self._held.items():
+            self._remeasure(symbol, held)
+        self._day = _day_of(self._clock.now())
+        self._day_start_equity = self.equity()
+        log.info("risk_resynced", positions=sum(len(h) for h in self._held.values()))
+
     # ------------------------------------------------------------ daily loss
 
     def equity(self) -> float:

@@ -388,3 +388,27 @@ async def test_the_daily_loss_limit_engages_the_kill_switch_for_everyone() -> No
             status = await client.recv_type("execution_service_status")
             assert exact(status, "execution_service_status") == stopped
         assert daemon.daemon.core.execution.status.value == "STOPPED"
+
+
+async def test_a_restarted_daemon_keeps_the_stop_loss_of_a_restored_position() -> None:
+    config = test_config(strategies=scripted(stop_loss_percentage=0.02), broker=NO_SLIPPAGE)
+    async with running_daemon(config) as daemon, daemon.client() as frontend:
+        await frontend.request({"type": "start_strategy", "id": "holder"})
+        await buy_on_first_bar(daemon)
+        assert (await frontend.recv_type("strategy_trade"))["data"]["status"] == "FILLED"
+    async with running_daemon(config) as daemon, daemon.client("risk") as risk:
+        reply = await risk.request({"type": "get_risk_status"})
+        [holder] = reply["data"]["strategies"]
+        assert holder["positions"] == [
+            {
+                "symbol": "AAPL",
+                "quantity": 10.0,
+                "entryPrice": 100.0,
+                "currentValue": 1_000.0,
+                "stopPrice": 98.0,
+            }
+        ]
+        assert reply["data"]["usage"]["grossExposure"] == 1_000.0
+        daemon.tick("AAPL", 97.0)
+        stop = exact(await risk.recv_type("stop_loss_triggered"), "stop_loss_triggered")
+        assert (stop["strategyId"], stop["side"], stop["quantity"]) == ("holder", "SELL", 10.0)

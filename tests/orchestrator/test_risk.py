@@ -33,7 +33,7 @@ from orchestrator.events import (
 )
 from orchestrator.execution import ExecutionService
 from orchestrator.market import Tick
-from orchestrator.orders import Order, OrderPurpose, Side, TradeStatus
+from orchestrator.orders import Fill, Order, OrderPurpose, Side, TradeStatus
 from orchestrator.portfolio import PortfolioBook
 from orchestrator.risk import Halt, RiskConfig, RiskGuardian
 
@@ -648,3 +648,34 @@ def test_snapshot_reports_limits_and_usage() -> None:
     [position] = s1.positions
     assert position.stop_price == pytest.approx(95.0)
     assert (idle.strategy_id, idle.positions, idle.exposure) == ("idle", (), 0.0)
+
+
+# ---------------------------------------------------------------- restart
+
+
+def test_resync_adopts_positions_rebuilt_without_the_guardian() -> None:
+    harness = Harness(max_gross_exposure=1_500.0)
+    harness.tick(100.0)
+    # As a restart does: fills replayed straight into the book, the guardian unaware.
+    for strategy, side in (("s1", Side.BUY), ("s2", Side.SELL)):
+        fill = Fill(
+            f"trade-{strategy}",
+            f"order-{strategy}",
+            strategy,
+            "AAPL",
+            side,
+            5,
+            100.0,
+            0.0,
+            START,
+            TradeStatus.FILLED,
+        )
+        harness.book.apply_fill(fill)
+    harness.guardian.resync({"s1": limits(stop_loss_percentage=0.02)})
+    assert harness.guardian.gross_exposure == 1_000.0
+    assert not harness.order(Side.BUY, 6, strategy="s3")  # 1 000 held + 600 > 1 500
+    assert rejection(harness).actual_value == 1_600.0
+    harness.tick(98.0)  # s1 long from 100: its stop; s2 has no known limits yet
+    [stop] = harness.of(StopLossTriggered)
+    assert (stop.order.strategy_id, stop.order.quantity) == ("s1", 5)
+    assert harness.guardian.daily_pnl() == 0.0  # -10 on s1, +10 on s2
