@@ -17,7 +17,9 @@ subscriber). Sent as one tick per message from one process and from three (one
 process cannot push single messages as fast as the daemon takes them), and as
 batches of 100. Ticks per second are measured in the daemon from the first
 tick handled to the last. Baseline: the same daemon set-up fed
-in-process through ``MarketData.handle_tick``, the ceiling of any feed.
+in-process through ``MarketData.handle_tick``, the ceiling of any feed. Each
+ingest row is the fastest of two runs (with the larger loss of the two), as
+the figures move with whatever else runs on the machine.
 
 Run: ``.venv/bin/python -m bench nng`` (or ``-m bench.nng_bench``).
 """
@@ -26,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,9 @@ CHUNK = 100
 INGEST_SINGLE = 100_000
 INGEST_BATCHED = 400_000
 BATCH = 100
+REPEATS = 2
+"""Each ingest row is the fastest of this many runs: other work shares the machine."""
+RUNS = itertools.count(1)
 SENDERS = 3
 """Sender processes of the second single-tick run: one Python process cannot push
 single-tick messages as fast as the daemon takes them."""
@@ -307,7 +313,7 @@ async def running(config: DaemonConfig) -> tuple[Daemon, Counter]:
 
 async def ingest(directory: Path, label: str, count: int, batch: int, senders: int = 1) -> In:
     count -= count % (senders * batch)  # every sender sends whole messages, the same number
-    config = ingest_config(directory, f"{batch}-{senders}")
+    config = ingest_config(directory, f"{batch}-{senders}-{next(RUNS)}")
     daemon, counter = await running(config)
     market = daemon.core.market
     feed = daemon.feed
@@ -355,7 +361,7 @@ async def ingest(directory: Path, label: str, count: int, batch: int, senders: i
 
 async def in_process(directory: Path, count: int) -> In:
     """The ceiling: the same daemon set-up, ticks handed to handle_tick directly."""
-    config = ingest_config(directory, "in-process")
+    config = ingest_config(directory, f"in-process-{next(RUNS)}")
     daemon, counter = await running(config)
     market = daemon.core.market
     rng = random.Random(7)
@@ -379,14 +385,26 @@ async def in_process(directory: Path, count: int) -> In:
     return In(label, count, count / seconds, count, 0, counter.bars, counter.signals)
 
 
+async def best_of(runs: int, measure: Callable[[], Awaitable[In]]) -> In:
+    """The fastest of ``runs`` (the machine is shared), with the largest loss of any."""
+    results = [await measure() for _ in range(runs)]
+    best = max(results, key=lambda run: run.rate)
+    return replace(best, received=best.ticks - max(run.lost for run in results))
+
+
 async def ingest_rows(directory: Path) -> list[In]:
+    single, several = (
+        "NNG, 1 tick per message, 1 sender",
+        f"NNG, 1 tick per message, {SENDERS} senders",
+    )
     return [
-        await in_process(directory, INGEST_SINGLE),
-        await ingest(directory, "NNG, 1 tick per message, 1 sender", INGEST_SINGLE, 1),
-        await ingest(
-            directory, f"NNG, 1 tick per message, {SENDERS} senders", INGEST_SINGLE, 1, SENDERS
+        await best_of(REPEATS, lambda: in_process(directory, INGEST_SINGLE)),
+        await best_of(REPEATS, lambda: ingest(directory, single, INGEST_SINGLE, 1)),
+        await best_of(REPEATS, lambda: ingest(directory, several, INGEST_SINGLE, 1, SENDERS)),
+        await best_of(
+            REPEATS,
+            lambda: ingest(directory, f"NNG, {BATCH} ticks per message", INGEST_BATCHED, BATCH),
         ),
-        await ingest(directory, f"NNG, {BATCH} ticks per message", INGEST_BATCHED, BATCH),
     ]
 
 

@@ -20,9 +20,13 @@ not valid is dropped whole (a batch with one bad tick included), counted by
 reason in :attr:`NngFeed.malformed` and logged at most once per reason every
 ten seconds; it never stops the feed.
 
-Nothing is lost between a sender and the strategies: while the loop is busy,
-messages wait in NNG's receive buffer (``recv_buffer``), and when it is full a
-Push0 sender waits. A busy daemon slows senders down rather than dropping.
+Nothing is lost between a sender and the strategies. NNG's Pull0 (1.11) keeps
+one message per connected sender and reads the next one from that sender only
+once the daemon took it; the rest wait in the sender (its NNG send queue, the
+kernel's socket buffer), and a Push0 send waits when those are full. A busy
+daemon slows senders down rather than dropping. The same rule bounds one
+sender's single-tick rate by a round trip through NNG's threads per message:
+batch ticks (or use several senders) for high rates.
 Linux and macOS only (the loop must be able to watch the descriptor).
 """
 
@@ -221,10 +225,7 @@ class NngFeed:
         """Listen at the address (raises NngBindError); ``run`` opens if not done yet."""
         if self._socket is not None:
             return
-        socket = pynng.Pull0(
-            recv_buffer_size=self.config.recv_buffer,
-            recv_max_size=self.config.max_message_bytes * NNG_SIZE_LIMIT_FACTOR,
-        )
+        socket = pynng.Pull0(recv_max_size=self.config.max_message_bytes * NNG_SIZE_LIMIT_FACTOR)
         try:
             listen(socket, "ingest", self.address)
         except Exception:

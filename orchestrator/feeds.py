@@ -265,13 +265,6 @@ class NngFeedConfig(BaseModel):
         description="A tick stamped further than this ahead of the daemon's clock is dropped: "
         "it would close bars early and make every later tick late.",
     )
-    recv_buffer: int = Field(
-        default=1024,
-        ge=1,
-        le=8192,
-        description="Messages NNG queues for the daemon before senders block (Push0 waits "
-        "for room, so a busy daemon slows senders down rather than losing their ticks).",
-    )
 
     @field_validator("symbols")
     @classmethod

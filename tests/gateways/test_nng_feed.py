@@ -196,7 +196,7 @@ async def test_malformed_input_is_counted_and_dropped_while_good_ticks_flow(
 
 async def test_every_tick_of_a_fast_sender_arrives_in_order(tmp_path: Path) -> None:
     """Far more than the daemon's buffers hold: the sender waits, nothing is lost."""
-    config = feed_config(tmp_path, recv_buffer=16)
+    config = feed_config(tmp_path)
     count = 20_000
     prices = [100.0 + (i % 1000) / 100 for i in range(count)]
     async with running_daemon(config) as daemon, running_feed(daemon) as feed:
