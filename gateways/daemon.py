@@ -19,6 +19,7 @@ from gateways.dgbit import DgbitEndpoints, DgbitTranslator
 from gateways.market_gateway import MarketSubscriptions, market_command_parser
 from gateways.nng_bus import NngBindError, NngPublisher
 from gateways.nng_feed import NngFeed
+from gateways.observability import Health, Metrics, WriteLatency
 from gateways.protocol import STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS, CommandParser
 from gateways.risk_gateway import RiskCommands, risk_command_parser
 from gateways.server import (
@@ -91,6 +92,9 @@ class Daemon:
         self._writer_task: asyncio.Task[None] | None = None
         self.epoch = int(self.clock.now() * 1000)
         """The daemon's start epoch (ms): a client that resumes learns of a restart."""
+        self.metrics = Metrics()
+        self.health = Health()
+        self.bus.subscribe(self.metrics.on_event)
         self._setup = ServerSetup(
             connection=config.connections,
             security=config.security,
@@ -99,6 +103,8 @@ class Daemon:
             replay_window=config.streams.replay_window,
             clock=self.clock,
             settled=self.writer.flush,
+            metrics=self.metrics,
+            health=self.health,
         )
         self._snapshot = routes.Snapshot(self.registry, self.core.execution)
         self.servers = {
@@ -108,11 +114,35 @@ class Daemon:
         }
         for server in self.servers.values():
             self.outbox.subscribe(server.publish)
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        """The supervised background tasks, by name, once running."""
+        self._watch()
         self.nng: NngPublisher | None = None
         if config.nng.enabled:
             address = config.nng.resolved_publish_address()
             self.nng = NngPublisher(config.nng, address, self.clock, self.epoch)
             self.outbox.subscribe(self.nng.publish)
+
+    def _watch(self) -> None:
+        """What /healthz and /metrics report."""
+        self.health.add("servers", lambda: all(s.serving for s in self.servers.values()))
+        self.health.add("journal", self._journal_running)
+        self.health.add("market_data", lambda: self._task_ok("market-data-feed"))
+        stats = self.writer.stats
+        self.metrics.watch(
+            {name: _client_counter(server) for name, server in self.servers.items()},
+            lambda: WriteLatency(stats.batches, stats.total_seconds, stats.max_seconds),
+        )
+
+    def _journal_running(self) -> bool:
+        task = self._writer_task
+        return task is not None and not task.done() and self.writer.failure is None
+
+    def _task_ok(self, name: str) -> bool:
+        task = self.tasks.get(name)
+        return (
+            task is None or not task.done() or (not task.cancelled() and task.exception() is None)
+        )
 
     def _deliver(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -242,7 +272,7 @@ class Daemon:
                 raise
 
     def background_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
-        return self.core.background_tasks()
+        return {**self.core.background_tasks(), "loop-lag-probe": self.metrics.probe_loop_lag()}
 
     async def close_servers(self) -> None:
         """Stop accepting, close clients with 1001, wait for their handlers."""
@@ -304,10 +334,9 @@ async def _supervise(daemon: Daemon, stop: asyncio.Event) -> int:
     failed = False
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(coro, name=name)
-                for name, coro in daemon.background_tasks().items()
-            ]
+            for name, coro in daemon.background_tasks().items():
+                daemon.tasks[name] = group.create_task(coro, name=name)
+            tasks = list(daemon.tasks.values())
             tasks.append(group.create_task(daemon.writer_stopped(), name="journal-watch"))
             await stop.wait()
             # Clients first, while the feed still runs: a stop_strategy in flight
@@ -320,6 +349,10 @@ async def _supervise(daemon: Daemon, stop: asyncio.Event) -> int:
         for failure in failures.exceptions:
             log.error("component_failed", error=repr(failure), exc_info=failure)
     return 1 if failed else 0
+
+
+def _client_counter(server: WebSocketServer) -> Callable[[], int]:
+    return lambda: server.client_count
 
 
 def run(config: DaemonConfig) -> int:

@@ -37,6 +37,14 @@ from websockets.typing import Origin
 
 from gateways import wire
 from gateways.auth import TokenChecker, bearer_token
+from gateways.observability import (
+    HEALTH_PATH,
+    METRICS_PATH,
+    Health,
+    Metrics,
+    health_response,
+    metrics_response,
+)
 from gateways.protocol import Command, CommandParser, ResumeStream, request_context
 from gateways.stream import Resync, StreamLog
 from orchestrator.clock import Clock
@@ -145,6 +153,8 @@ class ServerSetup:
     epoch: int
     replay_window: int
     clock: Clock
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health = field(default_factory=Health)
     settled: Callable[[], Awaitable[None]] = field(default=lambda: _nothing_pending())
     """Awaits the delivery of every event published so far (the journal commits
     first), so that a reply never overtakes what an earlier command caused."""
@@ -184,6 +194,8 @@ class WebSocketServer:
         self._server: Server | None = None
         self._idle = asyncio.Event()
         self.log = structlog.get_logger("gateways.server").bind(server=name)
+        self._messages_in = setup.metrics.messages_in.labels(name)
+        self._messages_out = setup.metrics.messages_out.labels(name)
         self.slow_clients_closed = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -195,6 +207,10 @@ class WebSocketServer:
             raise RuntimeError(f"{self.name} server is not started")
         port: int = self._server.sockets[0].getsockname()[1]
         return port
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
 
     @property
     def client_count(self) -> int:
@@ -273,6 +289,7 @@ class WebSocketServer:
                 delivered = True
             else:
                 broadcast(members, frame, text=True)
+            self._messages_out.inc(len(members))
             if not members:
                 self._forget_if_stale(out.channel)
         if requester is not None and not delivered:
@@ -316,12 +333,17 @@ class WebSocketServer:
     def _write(self, session: Session, frame: bytes) -> None:
         """Write without awaiting, so nothing can interleave with what is written next."""
         broadcast([session.ws], frame, text=True)
+        self._messages_out.inc()
 
     # ------------------------------------------------------------ admission
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Before the upgrade: path, capacity and Authorization header."""
         path = urlsplit(request.path).path
+        if path == HEALTH_PATH:
+            return health_response(self._setup.health)
+        if path == METRICS_PATH:
+            return metrics_response(self._setup.metrics)
         route = None if path == self._config.path else self._route(path)
         if path != self._config.path and route is None:
             self.log.info("http_not_found", path=path[:200])
@@ -481,6 +503,7 @@ class WebSocketServer:
     # ------------------------------------------------------------ commands
 
     async def _on_frame(self, session: Session, frame: str | bytes) -> None:
+        self._messages_in.inc()
         if not session.bucket.take():
             self._on_rate_limited(session)
             return
@@ -571,6 +594,7 @@ class WebSocketServer:
             request_id = command.request_id
         else:
             kind, request_id = request_context(frame) if frame else (None, None)
+        self._setup.metrics.errors.labels(self.name, exc.code).inc()
         data = wire.error_data(exc.code, exc.message, kind)
         return wire.encode("error", data, self._clock.now(), request_id)
 
