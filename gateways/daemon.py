@@ -30,10 +30,12 @@ from gateways.server import (
     SnapshotMessages,
     WebSocketServer,
 )
+from gateways.systemd import SystemdNotifier
 from orchestrator.bus import EventBus
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import DaemonConfig, ServerConfig, StrategyRunConfig
 from orchestrator.core import TradingCore, build_trading_core
+from orchestrator.errors import ConfigError
 from orchestrator.events import Event, TradeExecuted
 from orchestrator.feeds import NngFeedConfig
 from orchestrator.journal import Journal, JournalError
@@ -114,6 +116,7 @@ class Daemon:
         }
         for server in self.servers.values():
             self.outbox.subscribe(server.publish)
+        self.notifier = SystemdNotifier()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         """The supervised background tasks, by name, once running."""
         self._watch()
@@ -272,7 +275,39 @@ class Daemon:
                 raise
 
     def background_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
-        return {**self.core.background_tasks(), "loop-lag-probe": self.metrics.probe_loop_lag()}
+        return {
+            **self.core.background_tasks(),
+            "loop-lag-probe": self.metrics.probe_loop_lag(),
+            "systemd-watchdog": self.notifier.run_watchdog(self.summary),
+        }
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=."""
+        ports = "/".join(str(port) for port in self.ports().values())
+        clients = sum(server.client_count for server in self.servers.values())
+        active = len(self.registry.active())
+        return (
+            f"serving on {ports}; {clients} clients; {active} strategies running; "
+            f"execution {self.core.execution.status.value}"
+        )
+
+    def reload_catalog(self, reload: Reload | None) -> None:
+        """SIGHUP: take the file's strategy catalog; keep the old one if it is invalid."""
+        if reload is None:
+            log.warning("reload_unavailable", reason="the daemon was not started from a file")
+            return
+        try:
+            fresh = reload()
+        except ConfigError as exc:
+            log.error("reload_refused", error=exc.message, problems=exc.problems)
+            return
+        changes = self.registry.reload_catalog(fresh.strategies)
+        log.info("catalog_reloaded", changes=changes or ["none"])
+        if fresh.model_copy(update={"strategies": self.config.strategies}) != self.config:
+            log.warning(
+                "reload_partial", reason="only the strategy catalog reloads; restart for the rest"
+            )
+        self.notifier.status(self.summary())
 
     async def close_servers(self) -> None:
         """Stop accepting, close clients with 1001, wait for their handlers."""
@@ -304,12 +339,20 @@ class Daemon:
         return {name: server.port for name, server in self.servers.items()}
 
 
-async def serve_until_signalled(daemon: Daemon, stop: asyncio.Event | None = None) -> int:
-    """Run the daemon until SIGINT/SIGTERM (or ``stop``); return the exit code."""
+Reload = Callable[[], DaemonConfig]
+"""Reads the config file again (raises ConfigError when it is invalid)."""
+
+
+async def serve_until_signalled(
+    daemon: Daemon, stop: asyncio.Event | None = None, reload: Reload | None = None
+) -> int:
+    """Run the daemon until SIGINT/SIGTERM (or ``stop``); return the exit code.
+    SIGHUP re-reads the strategy catalog with ``reload``."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload_catalog, reload)
     try:
         await daemon.start()
     except AddressInUse as exc:
@@ -319,13 +362,16 @@ async def serve_until_signalled(daemon: Daemon, stop: asyncio.Event | None = Non
         log.error("bind_failed", server=exc.server, host=exc.host, port=exc.port, error=exc.reason)
         return 2
     log.info("daemon_ready", **daemon.ports())
+    daemon.notifier.ready(daemon.summary())
     exit_code = 0
     try:
         exit_code = await _supervise(daemon, stop)
     finally:
+        daemon.notifier.stopping()
         log.info("daemon_stopping")
         await daemon.stop()
         log.info("daemon_stopped", exit_code=exit_code)
+        daemon.notifier.close()
     return exit_code
 
 
@@ -355,14 +401,14 @@ def _client_counter(server: WebSocketServer) -> Callable[[], int]:
     return lambda: server.client_count
 
 
-def run(config: DaemonConfig) -> int:
-    return asyncio.run(_main(config))
+def run(config: DaemonConfig, reload: Reload | None = None) -> int:
+    return asyncio.run(_main(config, reload))
 
 
-async def _main(config: DaemonConfig) -> int:
+async def _main(config: DaemonConfig, reload: Reload | None) -> int:
     try:
         daemon = Daemon(config)
     except JournalError as exc:
         log.error("journal_refused", error=exc.message)
         return 2
-    return await serve_until_signalled(daemon)
+    return await serve_until_signalled(daemon, reload=reload)

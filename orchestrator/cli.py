@@ -108,7 +108,7 @@ def run_daemon(path: Path | None) -> int:
     # The edge is imported only here: the core stays free of WebSocket code.
     from gateways.daemon import run
 
-    return run(config)
+    return run(config, reload=lambda: load_runnable_config(path))
 
 
 if __name__ == "__main__":

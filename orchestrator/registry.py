@@ -97,6 +97,10 @@ class _Record:
     config: StrategyRunConfig
     lock: asyncio.Lock
     error: str | None = None
+    next_entry: CatalogEntry | None = None
+    """A reloaded catalog entry, taken when the strategy stops."""
+    removed: bool = False
+    """Gone from the reloaded catalog: dropped when the strategy stops."""
 
 
 class StrategyRegistry:
@@ -173,7 +177,9 @@ class StrategyRegistry:
             if record.status is StrategyStatus.STOPPED:
                 raise InvalidTransition(f"strategy {strategy_id} is already STOPPED")
             await self._engine.deactivate(strategy_id)
-            return self._transition(record, StrategyStatus.STOPPED, origin)
+            event = self._transition(record, StrategyStatus.STOPPED, origin)
+            self._after_stop(record)
+            return event
 
     def fail(self, strategy_id: str, reason: str) -> StrategyStatusChanged | None:
         """The engine reports that a strategy raised; it stays ERROR until started again."""
@@ -182,6 +188,47 @@ class StrategyRegistry:
             return None
         record.error = reason
         return self._transition(record, StrategyStatus.ERROR, None, reason)
+
+    def reload_catalog(self, catalog: Sequence[CatalogEntry]) -> list[str]:
+        """Take a new catalog without touching what runs: new strategies appear
+        STOPPED, stopped ones take their new entry now, running ones when they
+        stop. Returns one line per change, for the log."""
+        changes = []
+        records = {}
+        for entry in catalog:
+            record = self._records.get(entry.id)
+            if record is None:
+                record = _Record(entry, StrategyStatus.STOPPED, entry.defaults, asyncio.Lock())
+                changes.append(f"{entry.id}: added")
+            elif record.entry != entry:
+                changes.append(self._replace_entry(record, entry))
+            records[entry.id] = record
+        for strategy_id, record in self._records.items():
+            if strategy_id not in records:
+                changes.append(self._drop_entry(record, records))
+        self._records = records
+        return changes
+
+    def _replace_entry(self, record: _Record, entry: CatalogEntry) -> str:
+        if record.status is StrategyStatus.STOPPED:
+            record.entry, record.config = entry, entry.defaults
+            return f"{entry.id}: updated"
+        record.next_entry = entry
+        return f"{entry.id}: updated when it stops (it is {record.status})"
+
+    def _drop_entry(self, record: _Record, records: dict[str, _Record]) -> str:
+        if record.status is StrategyStatus.STOPPED:
+            return f"{record.entry.id}: removed"
+        record.removed = True
+        records[record.entry.id] = record
+        return f"{record.entry.id}: removed when it stops (it is {record.status})"
+
+    def _after_stop(self, record: _Record) -> None:
+        if record.removed:
+            self._records.pop(record.entry.id, None)
+        elif record.next_entry is not None:
+            record.entry, record.config = record.next_entry, record.next_entry.defaults
+            record.next_entry = None
 
     async def restore(self, saved: Sequence[SavedStrategy]) -> None:
         """Bring back what ran before a restart: ACTIVE and PAUSED strategies run
