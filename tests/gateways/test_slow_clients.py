@@ -94,6 +94,17 @@ async def until(condition: Callable[[], bool], deadline: float = 2.0) -> None:
             await asyncio.sleep(0.001)
 
 
+async def read_until_closed(ws: ClientConnection, first_seq: int) -> int:
+    """Read until the server closes; how many of the test's messages came first."""
+    received = 0
+    with pytest.raises(ConnectionClosed):
+        async with asyncio.timeout(RECV_TIMEOUT):
+            while True:
+                message = orjson.loads(await ws.recv())
+                received += "snapshot" not in message and message["seq"] >= first_seq
+    return received
+
+
 async def wait_for(readers: list[FastReader], progressed: asyncio.Event, index: int) -> None:
     """Until every reader has the message ``index`` (and so the server broadcast it)."""
     while min(reader.last for reader in readers) < index:
@@ -133,6 +144,7 @@ async def test_a_client_that_never_reads_is_closed_1013_and_the_fast_ones_get_ev
         max_slow_buffer = frame_bytes = 0
         cap_to_close: float | None = None
         evicted_at_message: int | None = None
+        slow_reading: asyncio.Task[int] | None = None
         async with asyncio.timeout(30):
             for index in range(MAX_MESSAGES):
                 before = time.perf_counter()
@@ -147,6 +159,11 @@ async def test_a_client_that_never_reads_is_closed_1013_and_the_fast_ones_get_ev
                     # began before every fast client had it.
                     cap_to_close = after - before
                     evicted_at_message = index + 1
+                    # It starts reading again at once: the close frame is behind
+                    # what the server had buffered, and must arrive before the
+                    # server gives up on it after close_timeout.
+                    slow.transport.resume_reading()
+                    slow_reading = asyncio.create_task(read_until_closed(slow, first_seq))
                 if (
                     evicted_at_message is not None
                     and index + 1 >= evicted_at_message + AFTER_EVICTION
@@ -155,15 +172,8 @@ async def test_a_client_that_never_reads_is_closed_1013_and_the_fast_ones_get_ev
             last_seq = server.stream_seq
         publishing = time.perf_counter() - started
 
-        # The slow client starts reading again: the close frame is behind what
-        # the server had buffered, and it arrives before the close timeout.
-        slow.transport.resume_reading()
-        slow_received = 0
-        with pytest.raises(ConnectionClosed):
-            async with asyncio.timeout(RECV_TIMEOUT):
-                while True:
-                    message = orjson.loads(await slow.recv())
-                    slow_received += "snapshot" not in message and message["seq"] >= first_seq
+        assert slow_reading is not None, "the slow client was never closed"
+        slow_received = await slow_reading
         async with asyncio.timeout(RECV_TIMEOUT):
             await slow_end.wait_closed()
 
