@@ -23,11 +23,17 @@ Speed: the guardian only acts on a price that reaches a stop or takes the day's
 loss to its limit, so the engine computes, after each fill and at each UTC
 midnight, the two prices (below and above) beyond which the guardian could act,
 and walks a bar's four prices through the guardian only when the bar reaches
-one of them (or the strategy wants ticks). On every other bar the guardian is
-brought up to date lazily, with the bar's close, before it is next asked
-anything (an order, a fill, a new day) and so ends in the state it would have
-reached seeing every price. The ordinary bar costs a few comparisons and the
-strategy's own ``on_bar``; nothing is published or allocated per bar.
+one of them (or the strategy wants ticks). Otherwise the guardian is brought up
+to date lazily, before it is next asked anything, with exactly the prices its
+state depends on: the close of the bar an order is checked on (when a position
+is open: the gross exposure it checks is measured there), the book's last
+price before a fill, and the last close of each day that ended with a position
+open (each day's loss counts from it; see ``_catch_up``). So it ends each
+question in the state it would have reached seeing every price, and the fills
+are the live ones, which the tests check against the live components. The
+ordinary bar costs a few comparisons and the strategy's own ``on_bar``; nothing
+is published or allocated per bar. (The guardian's breach *events* are not
+part of a backtest's output: they may come at other moments than live.)
 
 Differences from the live daemon, by design: the broker's ``fill_timeout_seconds``
 does not apply (a replay has no wall clock: the next bar's open fills an order

@@ -99,6 +99,11 @@ A module global because a pool worker receives shared memory only through its
 initializer; the daemon's process never sets it."""
 
 
+def _discard_outcome(future: asyncio.Future[Outcome]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _init_worker(flag: Any) -> None:
     global _stop_flag
     _stop_flag = flag
@@ -376,6 +381,17 @@ class JobManager:
         """The worker's outcome, or the stop reason once the job was stopped."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(slot.executor(), self._runner, job.spec)
+        try:
+            return await self._await_or_stop(job, slot, future)
+        except asyncio.CancelledError:
+            # The daemon is stopping: the caller kills the worker, whose future
+            # then fails (BrokenProcessPool) with nobody left to wait for it.
+            future.add_done_callback(_discard_outcome)
+            raise
+
+    async def _await_or_stop(
+        self, job: _Job, slot: _Slot, future: asyncio.Future[Outcome]
+    ) -> Outcome:
         stop = asyncio.ensure_future(job.stop_requested.wait())
         try:
             await asyncio.wait(
@@ -399,6 +415,7 @@ class JobManager:
                 future.result()
         else:
             log.warning("job_worker_killed", job_id=job.id, reason=job.stop_reason)
+            future.add_done_callback(_discard_outcome)
             slot.kill()
         return False, job.stop_reason, None
 
