@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from gateways.daemon import Daemon
@@ -52,6 +53,13 @@ def test_config(**overrides: Any) -> DaemonConfig:
 
 
 test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def report(capsys: pytest.CaptureFixture[str], title: str, **figures: Any) -> None:
+    """Print a test's figures, visible in a normal run as well as with ``-s``."""
+    line = f"\n[{title}] " + ", ".join(f"{name}={value}" for name, value in figures.items())
+    with capsys.disabled():
+        print(line)
 
 
 class TestDaemon:

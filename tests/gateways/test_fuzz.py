@@ -30,7 +30,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from orchestrator.config import DaemonConfig, default_catalog
 from orchestrator.events import ExecutionStatusChanged
-from tests.support import START, TestDaemon, running_daemon, test_config
+from tests.support import START, TestDaemon, report, running_daemon, test_config
 
 T = TypeVar("T")
 
@@ -47,13 +47,6 @@ DOCUMENTED_CLOSES = {
 CATALOG_IDS = {entry.id for entry in default_catalog()}
 EPOCH = int(START * 1000)
 """The test daemon's epoch (its manual clock starts at START)."""
-
-
-def report(capsys: pytest.CaptureFixture[str], title: str, **figures: Any) -> None:
-    """Print a test's figures, visible in a normal run as well as with ``-s``."""
-    line = f"\n[{title}] " + ", ".join(f"{name}={value}" for name, value in figures.items())
-    with capsys.disabled():
-        print(line)
 
 
 # ---------------------------------------------------------------- the daemon in a thread

@@ -18,14 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support import Client, running_daemon, test_config
-
-
-def report(capsys: pytest.CaptureFixture[str], title: str, **figures: Any) -> None:
-    """Print a test's figures, visible in a normal run as well as with ``-s``."""
-    line = f"\n[{title}] " + ", ".join(f"{name}={value}" for name, value in figures.items())
-    with capsys.disabled():
-        print(line)
+from tests.support import Client, report, running_daemon, test_config
 
 
 async def until(condition: Callable[[], bool], deadline: float = 2.0) -> None:

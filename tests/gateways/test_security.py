@@ -22,18 +22,11 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 from websockets.typing import Origin
 
 from orchestrator.config import DaemonConfig
-from tests.support import TestDaemon, running_daemon, test_config
+from tests.support import TestDaemon, report, running_daemon, test_config
 
 TOKEN = "tok-alpha-5f1c9e"
 OTHER = "tok-beta-77d02a"
 WRONG = "tok-guess-000000"
-
-
-def report(capsys: pytest.CaptureFixture[str], title: str, **figures: Any) -> None:
-    """Print a test's figures, visible in a normal run as well as with ``-s``."""
-    line = f"\n[{title}] " + ", ".join(f"{name}={value}" for name, value in figures.items())
-    with capsys.disabled():
-        print(line)
 
 
 def secured(**security: Any) -> DaemonConfig:

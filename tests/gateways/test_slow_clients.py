@@ -9,7 +9,6 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +19,7 @@ from websockets.protocol import State
 
 from gateways.server import EVERYONE, WebSocketServer
 from orchestrator.events import ExecutionStatusChanged
-from tests.support import RECV_TIMEOUT, TestDaemon, running_daemon, test_config
+from tests.support import RECV_TIMEOUT, TestDaemon, report, running_daemon, test_config
 
 CAP = 64 * 1024
 FAST_CLIENTS = 10
@@ -28,13 +27,6 @@ REASON_BYTES = 16_000
 AFTER_EVICTION = 50
 """Messages published after the slow client is closed, to show nothing slowed down."""
 MAX_MESSAGES = 5_000
-
-
-def report(capsys: pytest.CaptureFixture[str], title: str, **figures: Any) -> None:
-    """Print a test's figures, visible in a normal run as well as with ``-s``."""
-    line = f"\n[{title}] " + ", ".join(f"{name}={value}" for name, value in figures.items())
-    with capsys.disabled():
-        print(line)
 
 
 @dataclass

@@ -18,17 +18,10 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from orchestrator.config import DaemonConfig
 from orchestrator.events import ExecutionStatusChanged
-from tests.support import RECV_TIMEOUT, Client, TestDaemon, running_daemon, test_config
+from tests.support import RECV_TIMEOUT, Client, TestDaemon, report, running_daemon, test_config
 
 RECONNECTS = 200
 PRODUCER_BURST = 10
-
-
-def report(capsys: pytest.CaptureFixture[str], title: str, **figures: Any) -> None:
-    """Print a test's figures, visible in a normal run as well as with ``-s``."""
-    line = f"\n[{title}] " + ", ".join(f"{name}={value}" for name, value in figures.items())
-    with capsys.disabled():
-        print(line)
 
 
 async def recv(ws: ClientConnection) -> dict[str, Any]:
