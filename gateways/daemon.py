@@ -39,7 +39,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.events import Event, TradeExecuted
 from orchestrator.feeds import NngFeedConfig
 from orchestrator.journal import Journal, JournalError
-from orchestrator.journal_writer import JournalWriter
+from orchestrator.journal_writer import DirectDelivery, JournalWriter
 from orchestrator.registry import StrategyRegistry
 
 log = structlog.get_logger("gateways.daemon")
@@ -76,20 +76,24 @@ class Daemon:
     def __init__(self, config: DaemonConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.journal = Journal.from_config(config.journal)
+        self.journal = Journal.from_config(config.journal) if config.journal.enabled else None
+        """None with ``journal.enabled = false``: events go straight to the outbox."""
         self.bus = EventBus()
         """Where the core publishes; the journal writer is its subscriber."""
         self.outbox = EventBus()
         """What the journal has committed, for the edges: no client hears of anything else."""
         self.feed = self._build_nng_feed()
+        watermarks = self.journal.id_watermarks() if self.journal is not None else None
         self.core: TradingCore = build_trading_core(
-            config, self.bus, self.clock, self.feed, self.journal.id_watermarks()
+            config, self.bus, self.clock, self.feed, watermarks
         )
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
-        self.writer = JournalWriter.from_config(
-            self.journal, self._deliver, config.journal, config_of=self._config_of
-        )
+        self.writer: JournalWriter | DirectDelivery = DirectDelivery(self._deliver)
+        if self.journal is not None:
+            self.writer = JournalWriter.from_config(
+                self.journal, self._deliver, config.journal, config_of=self._config_of
+            )
         self.bus.subscribe(self.writer.submit)
         self._writer_task: asyncio.Task[None] | None = None
         self.epoch = int(self.clock.now() * 1000)
@@ -245,6 +249,13 @@ class Daemon:
     async def _restore(self) -> None:
         """Positions, P&L and strategies as the journal left them."""
         journal = self.journal
+        if journal is None:
+            log.warning(
+                "journal_disabled",
+                reason="journal.enabled is false: nothing is journaled, and a restart will "
+                "not restore strategies or positions",
+            )
+            return
         for fill in journal.resolve_unfilled(
             "daemon restarted before the order filled", self.clock.now()
         ):

@@ -265,6 +265,12 @@ class JobsConfig(FrozenModel):
 class JournalConfig(FrozenModel):
     """The SQLite journal: where it lives, how writes are batched, how durable a commit is."""
 
+    enabled: bool = Field(
+        True,
+        description="Commit every event to the journal before any client hears of it, and "
+        "restore strategies and positions from it at start. false (benchmarks, throwaway "
+        "runs): events go straight to the clients, nothing is persisted or restored.",
+    )
     state_dir: Path | None = Field(
         None,
         description="Directory of the journal. None: $STATE_DIRECTORY (set by systemd's "

@@ -13,6 +13,9 @@ full also waits that long for more. Events the journal ignores (quotes, bars)
 travel in the same batches, which keeps their order with the rest, but a batch
 of nothing but them is delivered without touching the database.
 
+With the journal off (``journal.enabled = false``), :class:`DirectDelivery` takes
+this stage's place and delivers every event as it is submitted.
+
 Failure is fatal: a batch whose commit fails is not delivered, nor is anything
 after it, and ``run`` raises :class:`JournalError`, which stops the daemon. So
 does a backlog beyond ``max_pending`` (the disk cannot keep up).
@@ -282,3 +285,36 @@ class JournalWriter:
                 waiter.set_exception(failure)
         self._waiters = []
         self._wake.set()
+
+
+class DirectDelivery:
+    """The stage when the journal is off (``journal.enabled = false``).
+
+    The same interface as :class:`JournalWriter` for the daemon, but each event is
+    handed to ``deliver`` as it is submitted and nothing is written: clients hear
+    of trades that no restart will know.
+    """
+
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._closed = asyncio.Event()
+        self.failure: JournalError | None = None
+        self.stats = WriteStats()
+
+    @property
+    def pending(self) -> int:
+        return 0
+
+    def submit(self, record: Record) -> None:
+        if not self._closed.is_set() and not isinstance(record, StrategyConfigured):
+            self._deliver((record,))
+
+    async def run(self) -> None:
+        """Return once closed (the daemon supervises this like the writer's task)."""
+        await self._closed.wait()
+
+    async def flush(self) -> None:
+        """Everything submitted is already delivered."""
+
+    async def close(self) -> None:
+        self._closed.set()
