@@ -1,4 +1,4 @@
-"""The ``orchestrator`` command: run the daemon, check a config."""
+"""The ``orchestrator`` command: run the daemon, check a config, talk to a running daemon."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from orchestrator.cli_client import CLIENT_COMMANDS, add_client_parsers, client_command
 from orchestrator.config import DaemonConfig, describe_validation_errors, load_config
 from orchestrator.errors import ConfigError
 from orchestrator.journal_cli import add_journal_parser, journal_command
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config and print what is wrong")
     check.add_argument("--config", type=Path, help="TOML config file (default: embedded defaults)")
     add_journal_parser(commands)
+    add_client_parsers(commands)
     return parser
 
 
@@ -39,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.config)
     if args.command == "journal":
         return journal_command(args)
+    if args.command in CLIENT_COMMANDS:
+        return client_command(args)
     return run_daemon(args.config)
 
 

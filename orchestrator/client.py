@@ -331,7 +331,7 @@ class OrchestratorClient:
         if self._supervisor is not None or self._finished:
             raise RuntimeError("connect() may be called once per client")
         ws = await self._open(self.url)
-        self.log.info("connected", url=self.url)
+        self.log.debug("connected", url=self.url)
         self._ws = ws
         self._set_state(ready=True)
         self._supervisor = asyncio.create_task(self._supervise(ws), name=f"client {self.url}")

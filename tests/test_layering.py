@@ -1,7 +1,7 @@
 """The core (``orchestrator/``) knows nothing of WebSockets or NNG.
 
-Only the entry points (``cli``, ``__main__`` and a future ``client``) may reach
-the edge. Checked twice: statically over every import statement, and by
+Only the entry points (``cli``, ``cli_client``, ``__main__`` and ``client``) may
+reach the edge. Checked twice: statically over every import statement, and by
 importing every core module in a fresh interpreter and looking at sys.modules.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "orchestrator"
-ENTRY_POINTS = {"cli", "__main__", "client"}
+ENTRY_POINTS = {"cli", "cli_client", "__main__", "client"}
 FORBIDDEN = ("websockets", "pynng", "gateways")
 
 
