@@ -108,6 +108,8 @@ class DaemonRun:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.logs: list[dict[str, Any]] = []
+        self.other: list[bytes] = []
+        """stderr lines that are not JSON log lines (a traceback)."""
         self.ready = asyncio.Event()
         self.reader = asyncio.create_task(self._read(), name="daemon-log-reader")
 
@@ -116,6 +118,7 @@ class DaemonRun:
         async for raw in self.proc.stderr:
             line = raw.strip()
             if not line.startswith(b"{"):
+                self.other.append(line)
                 continue
             entry = orjson.loads(line)
             self.logs.append(entry)
@@ -129,7 +132,7 @@ class DaemonRun:
             await asyncio.wait((waiter, exited), return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         exited.cancel()
-        assert self.ready.is_set(), f"daemon exited before it was ready: {self.logs[-5:]}"
+        assert self.ready.is_set(), f"daemon exited before it was ready: {self.last_words()}"
 
     async def kill(self) -> int:
         if self.proc.returncode is None:
@@ -144,6 +147,9 @@ class DaemonRun:
             code = await self.proc.wait()
             await self.reader
         return code
+
+    def last_words(self) -> str:
+        return f"{self.logs[-5:]} {b' '.join(self.other[-20:]).decode(errors='replace')}"
 
     def resolved_orders(self) -> list[str]:
         return [e["order_id"] for e in self.logs if e.get("event") == "journal_order_resolved"]
@@ -380,7 +386,7 @@ async def run_and_kill(
         code = await run.kill()
         if not early:
             await watcher
-        assert code == -signal.SIGKILL, f"the daemon had already exited ({code}): {run.logs[-5:]}"
+        assert code == -signal.SIGKILL, f"the daemon exited by itself ({code}): {run.last_words()}"
         figures.kills += 1
         assert run.errors() == []
         if "active" in recorder.replies:  # the client asked before the kill
