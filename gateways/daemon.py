@@ -30,6 +30,7 @@ from gateways.server import (
     SnapshotMessages,
     WebSocketServer,
 )
+from gateways.static_files import StaticFiles
 from gateways.systemd import SystemdNotifier
 from orchestrator.bus import EventBus
 from orchestrator.clock import Clock, SystemClock
@@ -176,7 +177,20 @@ class Daemon:
             "orchestrator",
             CommandParser(STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS),
             endpoints=[self.dgbit],
+            static=StaticFiles.from_package(self._web_config),
         )
+
+    def _web_config(self) -> dict[str, object]:
+        """What the dashboard needs to open its connections (``/static/config.json``)."""
+        return {
+            "servers": {
+                name: {"port": server.port, "path": getattr(self.config.servers, name).path}
+                for name, server in self.servers.items()
+            },
+            "tls": self.config.security.tls_cert is not None,
+            "authRequired": self.config.security.has_tokens,
+            "symbols": sorted(self.core.market.symbols),
+        }
 
     def _job_exists(self, job_id: str) -> bool:
         return False
@@ -210,6 +224,7 @@ class Daemon:
         on_disconnect: Callable[[Session], None] | None = None,
         snapshot: SnapshotMessages | None = None,
         endpoints: Iterable[Endpoint] = (),
+        static: StaticFiles | None = None,
     ) -> WebSocketServer:
         commands = StrategyCommands(self.registry, name, self.clock)
         return WebSocketServer(
@@ -222,6 +237,7 @@ class Daemon:
             snapshot=snapshot or self._snapshot.messages,
             on_disconnect=on_disconnect,
             endpoints=endpoints,
+            static=static,
         )
 
     async def start(self) -> None:

@@ -46,6 +46,7 @@ from gateways.observability import (
     metrics_response,
 )
 from gateways.protocol import Command, CommandParser, ResumeStream, request_context
+from gateways.static_files import StaticFiles
 from gateways.stream import Resync, StreamLog
 from orchestrator.clock import Clock
 from orchestrator.config import ConnectionConfig, SecurityConfig, ServerConfig
@@ -172,9 +173,11 @@ class WebSocketServer:
         snapshot: SnapshotMessages,
         on_disconnect: Callable[[Session], None] | None = None,
         endpoints: Iterable[Endpoint] = (),
+        static: StaticFiles | None = None,
     ) -> None:
         self.name = name
         self._endpoints = tuple(endpoints)
+        self._static = static
         self._config = config
         self._setup = setup
         self._limits = setup.connection
@@ -344,6 +347,9 @@ class WebSocketServer:
             return health_response(self._setup.health)
         if path == METRICS_PATH:
             return metrics_response(self._setup.metrics)
+        page = self._static.respond(request) if self._static is not None else None
+        if page is not None:
+            return page  # the dashboard: a plain GET, not an upgrade
         route = None if path == self._config.path else self._route(path)
         if path != self._config.path and route is None:
             self.log.info("http_not_found", path=path[:200])

@@ -1,0 +1,593 @@
+// The dashboard: strategies with status, symbols, positions and P&L and their
+// start / pause / stop buttons; a live feed of signals and trades; a price
+// chart of a chosen symbol with its fills marked; the execution status and the
+// kill switch of the risk guardian; a connection indicator. Everything goes
+// through the WebSocketService; nothing here talks to a socket itself.
+//
+// Page parameters: ?symbol=MSFT picks the chart's symbol, ?backoffMaxMs=1000
+// caps the reconnection delay; #token=... gives the token when the daemon
+// requires one (kept in sessionStorage, removed from the address bar).
+
+import { WebSocketService } from "./websocket-service.js";
+
+const FEED_LIMIT = 200;
+const CHART_WINDOW_MS = 120_000; // at most; less while there is less history
+const CHART_MIN_WINDOW_MS = 20_000;
+const CHART_POINTS_LIMIT = 3000;
+const TRADE_MARKERS_LIMIT = 1000;
+const RISK_POLL_MS = 2000;
+const STATUS_ORDER = ["ACTIVE", "PAUSED", "ERROR", "STOPPED"];
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  service: null,
+  config: null,
+  catalog: new Map(), // id -> StrategyEntry (+ error)
+  risk: null, // RiskStatus
+  lastRisk: new Map(), // strategyId -> StrategyRisk, kept after it leaves risk_status
+  busy: new Set(), // strategy ids with a command in flight
+  connected: false,
+  execution: null,
+  counts: { signals: 0, trades: 0 },
+  chart: { symbol: null, points: [], fills: [], subscription: null, dirty: true },
+};
+
+// ---------------------------------------------------------------- start-up
+
+async function main() {
+  const config = await (await fetch("/static/config.json", { cache: "no-store" })).json();
+  const token = takeToken();
+  if (config.authRequired && !token) {
+    askForToken(config);
+    return;
+  }
+  start(config, token);
+}
+
+function takeToken() {
+  const match = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+  if (match) {
+    sessionStorage.setItem("orchestrator-token", decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("orchestrator-token");
+}
+
+function askForToken(config, refused = false) {
+  const form = $("token-form");
+  form.hidden = false;
+  form.dataset.refused = String(refused);
+  if (refused) $("token-prompt").textContent = "The daemon refused the token; enter another";
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("token-input").value.trim();
+    if (!token) return;
+    sessionStorage.setItem("orchestrator-token", token);
+    form.hidden = true;
+    if (refused) location.reload(); // a fresh page with the new token
+    else start(config, token);
+  });
+}
+
+function serverUrls(config) {
+  const scheme = config.tls || location.protocol === "https:" ? "wss:" : "ws:";
+  const { orchestrator, market_data: market, risk } = config.servers;
+  return {
+    orchestratorUrl: `${scheme}//${location.host}${orchestrator.path}`,
+    marketDataUrl: `${scheme}//${location.hostname}:${market.port}${market.path}`,
+    riskUrl: `${scheme}//${location.hostname}:${risk.port}${risk.path}`,
+  };
+}
+
+function backoffFromParams() {
+  const backoff = {};
+  const max = Number(params.get("backoffMaxMs"));
+  if (max > 0) backoff.maxMs = max;
+  const initial = Number(params.get("backoffInitialMs"));
+  if (initial > 0) backoff.initialMs = initial;
+  return backoff;
+}
+
+function start(config, token) {
+  state.config = config;
+  const service = new WebSocketService({ ...serverUrls(config), token, backoff: backoffFromParams() });
+  state.service = service;
+  window.orchestratorService = service; // for the console (and the browser test)
+
+  service.connection$.subscribe(onConnection);
+  service.executionStatus$.subscribe(onExecutionStatus);
+  service.getStrategyUpdates().subscribe(onUpdate);
+  service.getStrategySignals().subscribe(onSignal);
+  service.getStrategyTrades().subscribe(onTrade);
+  service.getRiskEvents().subscribe(onRiskEvent);
+  service.resync$.subscribe((notice) => {
+    addFeed("status", `${notice.server}: fresh snapshot (${notice.reason})`);
+    if (notice.server === "orchestrator") refreshCatalog();
+  });
+
+  setupChart(config.symbols);
+  $("kill-switch").addEventListener("click", onKillSwitch);
+  $("strategy-rows").addEventListener("click", onStrategyAction);
+  setInterval(refreshRisk, RISK_POLL_MS);
+  window.addEventListener("resize", () => markChartDirty());
+}
+
+// ---------------------------------------------------------------- connection
+
+const CONNECTION_LABELS = {
+  idle: "Not connected",
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  closed: "Disconnected",
+};
+
+let previousServers = {};
+
+function onConnection(status) {
+  const indicator = $("connection");
+  indicator.dataset.state = status.state;
+  let label = CONNECTION_LABELS[status.state];
+  const retrying = Object.values(status.servers).find((s) => s.state === "reconnecting");
+  if (retrying) label += ` attempt ${retrying.attempt}, next in ${(retrying.retryInMs / 1000).toFixed(1)} s`;
+  indicator.querySelector(".label").textContent = label;
+  indicator.title = Object.entries(status.servers)
+    .map(([name, s]) => `${name}: ${s.state} (${s.url})`)
+    .join("\n");
+
+  const orchestrator = status.servers.orchestrator;
+  if (orchestrator.state === "closed" && orchestrator.lastClose?.code === 1008) {
+    indicator.querySelector(".label").textContent = "Token refused";
+    sessionStorage.removeItem("orchestrator-token");
+    if ($("token-form").hidden) askForToken(state.config, true);
+  }
+
+  const wasConnected = state.connected;
+  state.connected = status.connected;
+  for (const [name, server] of Object.entries(status.servers)) {
+    const before = previousServers[name];
+    if (server.state === "connected" && before !== "connected") {
+      if (name === "orchestrator") refreshCatalog();
+      if (name === "risk") refreshRisk();
+    }
+    if (before === "connected" && server.state !== "connected") {
+      addFeed("status", `lost the ${name} connection; reconnecting`);
+    }
+  }
+  previousServers = Object.fromEntries(Object.entries(status.servers).map(([n, s]) => [n, s.state]));
+  if (wasConnected !== state.connected) renderStrategies();
+  renderKillSwitch();
+}
+
+// ---------------------------------------------------------------- strategies
+
+async function refreshCatalog() {
+  try {
+    const entries = await state.service.getStrategies();
+    for (const entry of entries) state.catalog.set(entry.id, { ...entry });
+    renderStrategies();
+  } catch (error) {
+    showCommandError(`could not load the strategies: ${error.message}`);
+  }
+}
+
+function onUpdate(update) {
+  const { type, data } = update;
+  if (type === "strategy_status_list") {
+    const listed = new Set(data.map((entry) => entry.id));
+    for (const entry of data) state.catalog.set(entry.id, { ...state.catalog.get(entry.id), ...entry });
+    for (const [id, entry] of state.catalog) if (!listed.has(id)) entry.status = "STOPPED";
+  } else {
+    const entry = state.catalog.get(data.strategyId) ?? {
+      id: data.strategyId,
+      name: data.name,
+      symbols: [],
+      positions: [],
+    };
+    state.catalog.set(entry.id, entry);
+    entry.name = data.name;
+    entry.error = null;
+    if (type === "strategy_started") {
+      entry.status = "ACTIVE";
+      entry.symbols = data.symbols;
+      addFeed("status", `${data.name} started on ${data.symbols.join(", ")}`, data.strategyId);
+    } else if (type === "strategy_paused") {
+      entry.status = "PAUSED";
+      addFeed("status", `${data.name} paused`, data.strategyId);
+    } else if (type === "strategy_stopped") {
+      entry.status = "STOPPED";
+      addFeed("status", `${data.name} stopped`, data.strategyId);
+    } else if (type === "strategy_error") {
+      entry.status = "ERROR";
+      entry.error = data.error;
+      addFeed("error", `${data.name} failed: ${data.error}`, data.strategyId);
+    }
+  }
+  renderStrategies();
+}
+
+function renderStrategies() {
+  const body = $("strategy-rows");
+  const entries = [...state.catalog.values()].sort(
+    (a, b) => STATUS_ORDER.indexOf(a.status) - STATUS_ORDER.indexOf(b.status) || a.id.localeCompare(b.id),
+  );
+  const rows = entries.map((entry) => renderRow(entry, findRow(body, entry.id) ?? newRow(entry.id)));
+  rows.forEach((row, index) => {
+    if (body.children[index] !== row) body.insertBefore(row, body.children[index] ?? null);
+  });
+}
+
+function findRow(body, id) {
+  return [...body.children].find((row) => row.dataset.strategyId === id);
+}
+
+function newRow(id) {
+  const row = document.createElement("tr");
+  row.dataset.testid = "strategy-row";
+  row.dataset.strategyId = id;
+  row.innerHTML = `
+    <td class="name"><span class="strategy-name"></span><small class="strategy-id"></small></td>
+    <td><span class="badge" data-testid="strategy-status"></span></td>
+    <td data-testid="strategy-symbols"></td>
+    <td data-testid="strategy-positions" class="positions"></td>
+    <td data-testid="strategy-pnl" class="num"></td>
+    <td class="actions">
+      <button type="button" data-action="start" data-testid="start">Start</button>
+      <button type="button" data-action="pause" data-testid="pause">Pause</button>
+      <button type="button" data-action="stop" data-testid="stop" class="danger">Stop</button>
+    </td>`;
+  return row;
+}
+
+function renderRow(entry, row) {
+  row.dataset.status = entry.status;
+  row.querySelector(".strategy-name").textContent = entry.name;
+  row.querySelector(".strategy-id").textContent = entry.id;
+  const badge = row.querySelector(".badge");
+  badge.textContent = entry.status;
+  badge.className = `badge status-${entry.status}`;
+  badge.title = entry.error ?? "";
+  row.querySelector("[data-testid=strategy-symbols]").textContent = entry.symbols.join(", ");
+
+  const risk = state.lastRisk.get(entry.id);
+  const positions = (risk ? risk.positions : entry.positions).filter((p) => p.quantity !== 0);
+  row.querySelector("[data-testid=strategy-positions]").textContent = positions.length
+    ? positions.map((p) => `${p.symbol} ${signed(p.quantity, 0)} @ ${p.entryPrice.toFixed(2)}`).join(" · ")
+    : "—";
+  const pnlCell = row.querySelector("[data-testid=strategy-pnl]");
+  if (risk) {
+    const pnl = risk.realizedPnl + risk.unrealizedPnl;
+    pnlCell.textContent = signed(pnl, 2);
+    pnlCell.className = `num ${pnl > 0 ? "gain" : pnl < 0 ? "loss" : ""}`;
+    pnlCell.title = `realized ${risk.realizedPnl.toFixed(2)}, unrealized ${risk.unrealizedPnl.toFixed(2)}`;
+  } else {
+    pnlCell.textContent = "—";
+    pnlCell.className = "num";
+    pnlCell.title = "no trades yet";
+  }
+
+  const busy = state.busy.has(entry.id) || !state.connected;
+  const startButton = row.querySelector("[data-action=start]");
+  startButton.textContent = entry.status === "PAUSED" ? "Resume" : "Start";
+  startButton.disabled = busy || entry.status === "ACTIVE";
+  row.querySelector("[data-action=pause]").disabled = busy || entry.status !== "ACTIVE";
+  row.querySelector("[data-action=stop]").disabled = busy || entry.status === "STOPPED";
+  return row;
+}
+
+async function onStrategyAction(event) {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const id = button.closest("tr").dataset.strategyId;
+  const service = state.service;
+  const commands = {
+    start: () => service.startStrategy(id),
+    pause: () => service.pauseStrategy(id),
+    stop: () => service.stopStrategy(id),
+  };
+  state.busy.add(id);
+  renderStrategies();
+  try {
+    await commands[button.dataset.action]();
+    showCommandError(null);
+  } catch (error) {
+    showCommandError(`${button.dataset.action} ${id}: ${error.message}`);
+  } finally {
+    state.busy.delete(id);
+    renderStrategies();
+  }
+}
+
+function showCommandError(text) {
+  const element = $("command-error");
+  element.hidden = !text;
+  element.textContent = text ?? "";
+}
+
+// ---------------------------------------------------------------- feed
+
+function onSignal(signal) {
+  state.counts.signals += 1;
+  $("signal-count").textContent = state.counts.signals;
+  const quantity = signal.quantity === null ? "" : ` ${signal.quantity}`;
+  addFeed(
+    "signal",
+    `${signal.action}${quantity} ${signal.symbol} @ ${signal.price.toFixed(2)} · confidence ${signal.confidence.toFixed(2)}`,
+    signal.strategyId,
+    signal.timestamp,
+  );
+}
+
+function onTrade(trade) {
+  state.counts.trades += 1;
+  $("trade-count").textContent = state.counts.trades;
+  const price = trade.status === "FILLED" ? ` @ ${trade.entryPrice.toFixed(2)}` : "";
+  const text = `${trade.status} ${trade.side} ${trade.quantity} ${trade.symbol}${price}`;
+  addFeed(trade.status === "FILLED" ? "trade" : "rejected", trade.reason ? `${text}: ${trade.reason}` : text,
+    trade.strategyId, trade.timestamp);
+  if (trade.status === "FILLED") {
+    state.chart.fills.push({ t: Date.parse(trade.timestamp), price: trade.entryPrice, side: trade.side, symbol: trade.symbol });
+    if (state.chart.fills.length > TRADE_MARKERS_LIMIT) state.chart.fills.shift();
+    if (trade.symbol === state.chart.symbol) markChartDirty();
+  }
+  scheduleRiskRefresh();
+}
+
+function addFeed(kind, text, strategyId = null, timestamp = null, list = $("feed")) {
+  const item = document.createElement("li");
+  item.dataset.kind = kind;
+  const time = document.createElement("time");
+  const when = timestamp ? new Date(timestamp) : new Date();
+  time.dateTime = when.toISOString();
+  time.textContent = when.toLocaleTimeString();
+  const tag = document.createElement("span");
+  tag.className = `tag ${kind}`;
+  tag.textContent = kind;
+  item.append(time, tag);
+  if (strategyId) {
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = strategyId;
+    item.append(who);
+  }
+  const what = document.createElement("span");
+  what.className = "what";
+  what.textContent = text;
+  item.append(what);
+  list.prepend(item);
+  while (list.children.length > FEED_LIMIT) list.lastElementChild.remove();
+}
+
+// ---------------------------------------------------------------- risk
+
+let riskTimer = null;
+
+function scheduleRiskRefresh() {
+  if (riskTimer === null) riskTimer = setTimeout(() => ((riskTimer = null), refreshRisk()), 300);
+}
+
+async function refreshRisk() {
+  const risk = state.service?.connectionStatus().servers.risk;
+  if (!risk || risk.state !== "connected") return;
+  try {
+    const status = await state.service.getRiskStatus();
+    state.risk = status;
+    for (const strategy of status.strategies) state.lastRisk.set(strategy.strategyId, strategy);
+    // A strategy gone from the status holds no position any more: keep its P&L, drop positions.
+    for (const [id, strategy] of state.lastRisk) {
+      if (!status.strategies.some((s) => s.strategyId === id)) strategy.positions = [];
+    }
+    renderRisk();
+    renderStrategies();
+  } catch {
+    // the connection dropped mid-request: the next poll tries again
+  }
+}
+
+function renderRisk() {
+  const risk = state.risk;
+  if (!risk) return;
+  const kill = risk.killSwitch;
+  $("kill-switch-state").textContent = kill.engaged
+    ? `engaged (${kill.source}${kill.blockAll ? ", blocks all" : ", reduce-only"}): ${kill.reason}`
+    : "released";
+  $("kill-switch-state").dataset.engaged = String(kill.engaged);
+  $("gross-exposure").textContent = `${risk.usage.grossExposure.toFixed(2)} / ${risk.limits.maxGrossExposure}`;
+  $("daily-pnl").textContent = `${signed(risk.usage.dailyPnl, 2)} (loss limit ${risk.limits.maxDailyLoss})`;
+  $("daily-pnl").className = risk.usage.dailyPnl > 0 ? "gain" : risk.usage.dailyPnl < 0 ? "loss" : "";
+  $("orders-per-second").textContent = `${risk.usage.ordersLastSecond} / ${risk.limits.maxOrdersPerSecond}`;
+}
+
+function onRiskEvent(event) {
+  const d = event.data;
+  let text;
+  if (event.type === "kill_switch") {
+    text = d.engaged ? `kill switch engaged: ${d.reason}` : "kill switch released";
+    if (state.risk) state.risk.killSwitch = d;
+    renderRisk();
+  } else if (event.type === "order_rejected") {
+    text = `${d.side} ${d.quantity} ${d.symbol} rejected: ${d.reason}`;
+  } else if (event.type === "stop_loss_triggered") {
+    text = `stop-loss ${d.symbol}: ${d.reason ?? "exit"}`;
+  } else {
+    text = d.reason ?? d.message ?? JSON.stringify(d);
+  }
+  addFeed(event.type, text, d.strategyId ?? null, event.timestamp, $("risk-events"));
+}
+
+function onExecutionStatus(data) {
+  state.execution = data.status;
+  const element = $("execution-status");
+  element.textContent = data.status;
+  element.dataset.status = data.status;
+  element.title = data.reason ?? "";
+  renderKillSwitch();
+}
+
+function renderKillSwitch() {
+  const button = $("kill-switch");
+  const halted = state.execution === "STOPPED";
+  button.textContent = halted ? "Resume trading" : "Kill switch";
+  button.dataset.action = halted ? "resume" : "halt";
+  const risk = state.service?.connectionStatus().servers.risk;
+  button.disabled = !risk || risk.state !== "connected" || state.execution === null;
+}
+
+async function onKillSwitch() {
+  const button = $("kill-switch");
+  button.disabled = true;
+  try {
+    if (button.dataset.action === "halt") {
+      await state.service.haltTrading("kill switch pressed on the dashboard");
+    } else {
+      await state.service.resumeTrading("released on the dashboard");
+    }
+    showCommandError(null);
+  } catch (error) {
+    showCommandError(`kill switch: ${error.message}`);
+  } finally {
+    renderKillSwitch();
+    refreshRisk();
+  }
+}
+
+// ---------------------------------------------------------------- chart
+
+function setupChart(symbols) {
+  const select = $("chart-symbol");
+  for (const symbol of symbols) select.append(new Option(symbol, symbol));
+  const wanted = (params.get("symbol") ?? "").toUpperCase();
+  select.value = symbols.includes(wanted) ? wanted : symbols[0];
+  select.addEventListener("change", () => chooseSymbol(select.value));
+  chooseSymbol(select.value);
+  requestAnimationFrame(drawLoop);
+}
+
+function chooseSymbol(symbol) {
+  const chart = state.chart;
+  chart.subscription?.unsubscribe();
+  chart.symbol = symbol;
+  chart.points = [];
+  $("last-price").textContent = "";
+  Object.assign($("chart").dataset, { symbol, points: "0", markers: "0" });
+  chart.subscription = state.service.getQuotes(symbol).subscribe((quote) => {
+    chart.points.push({ t: Date.parse(quote.timestamp), price: quote.price });
+    if (chart.points.length > CHART_POINTS_LIMIT) chart.points.splice(0, chart.points.length - CHART_POINTS_LIMIT);
+    $("last-price").textContent = quote.price.toFixed(2);
+    markChartDirty();
+  });
+  markChartDirty();
+}
+
+function markChartDirty() {
+  state.chart.dirty = true;
+}
+
+function drawLoop() {
+  if (state.chart.dirty) {
+    state.chart.dirty = false;
+    drawChart();
+  }
+  requestAnimationFrame(drawLoop);
+}
+
+function drawChart() {
+  const canvas = $("chart");
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth;
+  const height = canvas.clientHeight;
+  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+
+  const { points, fills, symbol } = state.chart;
+  const end = points.length ? points[points.length - 1].t : Date.now();
+  const first = points.find((p) => p.t >= end - CHART_WINDOW_MS)?.t ?? end;
+  const span = Math.min(CHART_WINDOW_MS, Math.max(CHART_MIN_WINDOW_MS, end - first));
+  const startT = end - span;
+  const shown = points.filter((p) => p.t >= startT);
+  const markers = fills.filter((f) => f.symbol === symbol && f.t >= startT && f.t <= end + 1000);
+  canvas.dataset.points = String(shown.length);
+  canvas.dataset.markers = String(markers.length);
+  if (shown.length < 2) {
+    ctx.fillStyle = "#8b949e";
+    ctx.font = "13px system-ui, sans-serif";
+    ctx.fillText(`waiting for ${symbol} quotes…`, 16, height / 2);
+    return;
+  }
+  const prices = [...shown.map((p) => p.price), ...markers.map((m) => m.price)];
+  let low = Math.min(...prices);
+  let high = Math.max(...prices);
+  const pad = Math.max((high - low) * 0.1, high * 0.0005);
+  low -= pad;
+  high += pad;
+  const left = 8;
+  const right = width - 64;
+  const top = 10;
+  const bottom = height - 22;
+  const x = (t) => left + ((t - startT) / span) * (right - left);
+  const y = (price) => bottom - ((price - low) / (high - low)) * (bottom - top);
+
+  ctx.strokeStyle = "#30363d";
+  ctx.fillStyle = "#8b949e";
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.lineWidth = 1;
+  for (let i = 0; i <= 4; i += 1) {
+    const price = low + ((high - low) * i) / 4;
+    const py = Math.round(y(price)) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(left, py);
+    ctx.lineTo(right, py);
+    ctx.stroke();
+    ctx.fillText(price.toFixed(2), right + 6, py + 4);
+  }
+  const step = span > 60_000 ? 30 : span > 30_000 ? 10 : 5;
+  for (let s = 0; s * 1000 <= span; s += step) {
+    const px = Math.round(x(end - s * 1000)) + 0.5;
+    ctx.fillText(s === 0 ? "now" : `-${s}s`, px - 10, height - 6);
+  }
+
+  ctx.strokeStyle = "#58a6ff";
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  shown.forEach((p, i) => (i === 0 ? ctx.moveTo(x(p.t), y(p.price)) : ctx.lineTo(x(p.t), y(p.price))));
+  ctx.stroke();
+
+  for (const marker of markers) {
+    const mx = x(Math.min(marker.t, end));
+    const my = y(marker.price);
+    const buy = marker.side === "BUY";
+    ctx.fillStyle = buy ? "#3fb950" : "#f85149";
+    ctx.beginPath();
+    if (buy) {
+      ctx.moveTo(mx, my + 2);
+      ctx.lineTo(mx - 6, my + 12);
+      ctx.lineTo(mx + 6, my + 12);
+    } else {
+      ctx.moveTo(mx, my - 2);
+      ctx.lineTo(mx - 6, my - 12);
+      ctx.lineTo(mx + 6, my - 12);
+    }
+    ctx.closePath();
+    ctx.fill();
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function signed(value, digits) {
+  const text = Math.abs(value).toFixed(digits);
+  return value > 0 ? `+${text}` : value < 0 ? `-${text}` : text;
+}
+
+main().catch((error) => {
+  const indicator = $("connection");
+  indicator.dataset.state = "closed";
+  indicator.querySelector(".label").textContent = `Failed to start: ${error.message}`;
+});

@@ -1,0 +1,393 @@
+// Type declarations for websocket-service.js, the browser client of the
+// strategy orchestrator daemon. Field names are those of the wire protocol
+// (README.md, docs/risk.md, docs/limits-and-security.md).
+
+// ---------------------------------------------------------------- streams
+
+export interface Observer<T> {
+  next?: (value: T) => void;
+  error?: (error: unknown) => void;
+  complete?: () => void;
+}
+
+export interface Unsubscribable {
+  readonly closed: boolean;
+  unsubscribe(): void;
+}
+
+/**
+ * What every stream of the service is: RxJS-compatible, so `from(stream)` or
+ * `new Observable(s => stream.subscribe(s))` turns it into an Observable.
+ */
+export interface Subscribable<T> {
+  subscribe(observerOrNext?: Observer<T> | ((value: T) => void)): Unsubscribable;
+}
+
+/** Every stream the service returns: subscribable, with lazy `filter` and `map`. */
+export interface ServiceStream<T> extends Subscribable<T> {
+  filter(predicate: (value: T) => boolean): ServiceStream<T>;
+  map<R>(project: (value: T) => R): ServiceStream<R>;
+}
+
+/** A multicast stream; with `replayLatest`, a new subscriber gets the last value at once. */
+export declare class Stream<T> implements ServiceStream<T> {
+  constructor(options?: { replayLatest?: boolean; onFirst?: () => void; onLast?: () => void });
+  /** The last value emitted. */
+  readonly value: T | undefined;
+  subscribe(observerOrNext?: Observer<T> | ((value: T) => void)): Unsubscribable;
+  next(value: T): void;
+  filter(predicate: (value: T) => boolean): ServiceStream<T>;
+  map<R>(project: (value: T) => R): ServiceStream<R>;
+}
+
+// ---------------------------------------------------------------- wire types
+
+export type ServerName = "orchestrator" | "risk" | "marketData";
+export type StrategyStatus = "ACTIVE" | "PAUSED" | "STOPPED" | "ERROR";
+export type ExecutionStatus = "RUNNING" | "STOPPED";
+export type Resolution = "1s" | "5s" | "15s" | "30s" | "1m" | "5m" | "15m" | "30m" | "1h" | "4h" | "1d";
+/** ISO-8601 UTC, ending in `Z`. */
+export type Timestamp = string;
+export type RequestId = string | number;
+
+/** Every server message: the stock-bot envelope, plus the stream position of broadcasts. */
+export interface Envelope<K extends string = string, D = unknown> {
+  type: K;
+  timestamp: Timestamp;
+  data: D;
+  requestId?: RequestId;
+  seq?: number;
+  epoch?: number;
+  snapshot?: true;
+}
+
+export interface Position {
+  symbol: string;
+  quantity: number;
+  entryPrice: number;
+  /** quantity × last price (negative for a short). */
+  currentValue: number;
+}
+
+export interface StrategyEntry {
+  id: string;
+  name: string;
+  status: StrategyStatus;
+  symbols: string[];
+  positions: Position[];
+}
+
+/** The `config` of start_strategy; omitted fields take the catalog's defaults. */
+export interface StrategyConfig {
+  symbols: string[];
+  dataResolution: Resolution;
+  realTrading: false;
+  maxPositionValue: number;
+  maxOrdersPerMinute: number;
+  stopLossPercentage: number;
+}
+
+export interface StrategySignal {
+  id: string;
+  strategyId: string;
+  name: string;
+  symbol: string;
+  price: number;
+  action: "BUY" | "SELL";
+  quantity: number | null;
+  metadata: Record<string, unknown>;
+  timestamp: Timestamp;
+  confidence: number;
+}
+
+export interface StrategyTrade {
+  id: string;
+  strategyId: string;
+  orderId: string;
+  symbol: string;
+  side: "BUY" | "SELL";
+  quantity: number;
+  entryPrice: number;
+  entryTime: Timestamp;
+  status: "FILLED" | "REJECTED";
+  timestamp: Timestamp;
+  /** Why a REJECTED trade could not fill. */
+  reason?: string;
+}
+
+export interface StrategyStartedData {
+  strategyId: string;
+  name: string;
+  symbols: string[];
+}
+
+export interface StrategyNoticeData {
+  strategyId: string;
+  name: string;
+}
+
+export interface StrategyErrorData extends StrategyNoticeData {
+  status: "ERROR";
+  error: string;
+}
+
+export type StrategyStatusListMessage = Envelope<"strategy_status_list", StrategyEntry[]>;
+export type StrategyStartedMessage = Envelope<"strategy_started", StrategyStartedData>;
+export type StrategyPausedMessage = Envelope<"strategy_paused", StrategyNoticeData>;
+export type StrategyStoppedMessage = Envelope<"strategy_stopped", StrategyNoticeData>;
+export type StrategyErrorMessage = Envelope<"strategy_error", StrategyErrorData>;
+
+/** What getStrategyUpdates() emits. */
+export type StrategyUpdate =
+  | StrategyStatusListMessage
+  | StrategyStartedMessage
+  | StrategyPausedMessage
+  | StrategyStoppedMessage
+  | StrategyErrorMessage;
+
+export interface ExecutionStatusData {
+  status: ExecutionStatus;
+  /** Why execution stopped (the kill switch's reason). */
+  reason?: string;
+}
+
+export interface ErrorData {
+  code: string;
+  message: string;
+  requestType: string | null;
+}
+
+export type ErrorMessage = Envelope<"error", ErrorData>;
+
+export interface ResumedData {
+  epoch: number;
+  fromSeq: number;
+  toSeq: number;
+  replayed: number;
+}
+
+export interface ResyncData {
+  reason: string;
+  epoch: number;
+  seq: number;
+}
+
+/** What resync$ emits: a server sent a fresh snapshot instead of what was missed. */
+export interface ResyncNotice extends ResyncData {
+  server: ServerName;
+}
+
+// ---------------------------------------------------------------- 3001
+
+export interface Quote {
+  symbol: string;
+  price: number;
+  size: number;
+  timestamp: Timestamp;
+}
+
+export interface Bar {
+  symbol: string;
+  resolution: Resolution;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  volume: number;
+  start: Timestamp;
+  end: Timestamp;
+}
+
+// ---------------------------------------------------------------- 3002
+
+export type HaltSource = "COMMAND" | "DAILY_LOSS" | "CONFIG";
+
+export interface KillSwitchState {
+  engaged: boolean;
+  reason: string | null;
+  blockAll: boolean;
+  source: HaltSource | null;
+  since: Timestamp | null;
+}
+
+export interface StrategyLimits {
+  maxPositionValue: number;
+  maxOrdersPerMinute: number;
+  stopLossPercentage: number;
+}
+
+export interface RiskPosition extends Position {
+  /** The price at which the stop-loss exits; null when it is off. */
+  stopPrice: number | null;
+}
+
+export interface StrategyRisk {
+  strategyId: string;
+  status: StrategyStatus;
+  limits: StrategyLimits | null;
+  exposure: number;
+  ordersLastMinute: number;
+  realizedPnl: number;
+  unrealizedPnl: number;
+  positions: RiskPosition[];
+}
+
+export interface RiskStatus {
+  executionStatus: ExecutionStatus;
+  killSwitch: KillSwitchState;
+  limits: {
+    maxGrossExposure: number;
+    maxOrdersPerSecond: number;
+    maxDailyLoss: number;
+    positionLimitMode: "reject" | "reduce";
+  };
+  usage: {
+    grossExposure: number;
+    ordersLastSecond: number;
+    dailyPnl: number;
+    dailyLoss: number;
+    dayStart: Timestamp;
+  };
+  strategies: StrategyRisk[];
+}
+
+/** 3002's events: order_rejected, order_reduced, stop_loss_triggered, limit_breach, kill_switch. */
+export type RiskEvent =
+  | Envelope<"order_rejected" | "order_reduced" | "stop_loss_triggered" | "limit_breach", Record<string, unknown>>
+  | Envelope<"kill_switch", KillSwitchState>;
+
+// ---------------------------------------------------------------- the service
+
+export interface BackoffOptions {
+  /** First retry delay (default 500 ms). */
+  initialMs: number;
+  /** Longest delay between retries (default 10000 ms). */
+  maxMs: number;
+  /** Growth per failed attempt (default 2). */
+  factor: number;
+  /** Fraction of the delay taken off at random, 0 to 1 (default 0.3). */
+  jitter: number;
+}
+
+export interface WebSocketServiceOptions {
+  /** Default ws://localhost:8082. */
+  orchestratorUrl?: string;
+  /** Default ws://localhost:3002/ws; null: no risk connection (no kill switch, no risk status). */
+  riskUrl?: string | null;
+  /** Default ws://localhost:3001/ws; null: no market data connection (no quotes). */
+  marketDataUrl?: string | null;
+  /** Sent as the first message of every connection when the daemon requires tokens. */
+  token?: string | null;
+  backoff?: Partial<BackoffOptions>;
+  /** How long a command waits for its reply (default 15000 ms). */
+  requestTimeoutMs?: number;
+  /** Connect in the constructor (default true); otherwise call connect(). */
+  autoConnect?: boolean;
+}
+
+/**
+ * idle: not started; connecting: first attempt; connected: open and the server
+ * has spoken; reconnecting: lost, retrying with backoff; closed: close() was
+ * called or the token was refused (no retry).
+ */
+export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
+
+export interface ServerConnectionStatus {
+  state: ConnectionState;
+  url: string;
+  /** Failed attempts since the last successful connection. */
+  attempt: number;
+  /** Delay before the next attempt while reconnecting, else null. */
+  retryInMs: number | null;
+  lastClose: { code: number; reason: string; wasClean: boolean } | null;
+  epoch: number | null;
+  lastSeq: number | null;
+}
+
+export interface ConnectionStatus {
+  /** connected when every configured connection is; reconnecting when any is retrying. */
+  state: ConnectionState;
+  /** isConnected(): the orchestrator connection is open. */
+  connected: boolean;
+  servers: Partial<Record<ServerName, ServerConnectionStatus>>;
+}
+
+export type ServiceErrorCode =
+  | "timeout"
+  | "connection_lost"
+  | "not_connected"
+  | "not_configured"
+  | "closed"
+  | "authentication_failed"
+  | string; // an error reply's code: unknown_strategy, invalid_transition, ...
+
+/** Rejection of a command: the server's error reply, a timeout or a lost connection. */
+export declare class ServiceError extends Error {
+  constructor(code: ServiceErrorCode, message: string, reply?: ErrorMessage | null, requestType?: string | null);
+  readonly code: ServiceErrorCode;
+  /** The error reply, when the server sent one. */
+  readonly reply: ErrorMessage | null;
+  readonly requestType: string | null;
+}
+
+export declare const DEFAULT_URLS: Readonly<{
+  orchestratorUrl: string;
+  riskUrl: string;
+  marketDataUrl: string;
+}>;
+export declare const DEFAULT_BACKOFF: Readonly<BackoffOptions>;
+export declare const DEFAULT_REQUEST_TIMEOUT_MS: number;
+
+export interface ServerMessage {
+  server: ServerName;
+  message: Envelope;
+}
+
+export declare class WebSocketService {
+  constructor(options?: WebSocketServiceOptions);
+
+  /** Connection status of the service and of each server; replays the current one. */
+  readonly connection$: ServiceStream<ConnectionStatus>;
+  /** The execution service's status, from 8082; replays the latest. */
+  readonly executionStatus$: ServiceStream<ExecutionStatusData>;
+  /** A server could not replay what was missed (e.g. the daemon restarted) and sent a snapshot. */
+  readonly resync$: ServiceStream<ResyncNotice>;
+
+  connect(): void;
+  close(): void;
+  /** Whether the orchestrator connection (8082) is open and live. */
+  isConnected(): boolean;
+  connectionStatus(): ConnectionStatus;
+
+  /** Signals of one strategy, or of every strategy when no id is given. */
+  getStrategySignals(strategyId?: string): ServiceStream<StrategySignal>;
+  /** Trades (FILLED and REJECTED) of one strategy, or of every strategy. */
+  getStrategyTrades(strategyId?: string): ServiceStream<StrategyTrade>;
+  /** Status lists and lifecycle notifications of every strategy. */
+  getStrategyUpdates(): ServiceStream<StrategyUpdate>;
+  /** 3002's risk events. */
+  getRiskEvents(): ServiceStream<RiskEvent>;
+  /** Every message of every server. */
+  getMessages(): ServiceStream<ServerMessage>;
+  /** Every message of one server. */
+  getMessages(server: ServerName): ServiceStream<Envelope>;
+  /** Quotes of a symbol (3001), subscribed while anyone listens; re-subscribed after a reconnect. */
+  getQuotes(symbol: string): ServiceStream<Quote>;
+  /** Closed bars of a symbol at a resolution (3001). */
+  getBars(symbol: string, resolution: Resolution): ServiceStream<Bar>;
+
+  /** Sends a command to a server; resolves with the reply that carries its requestId. */
+  request(server: ServerName, command: { type: string; [field: string]: unknown }, timeoutMs?: number): Promise<Envelope>;
+  /** The whole catalog, STOPPED strategies included (strategy_list). */
+  getStrategies(): Promise<StrategyEntry[]>;
+  /** Every strategy that is not STOPPED (strategy_status_list). */
+  getActiveStrategies(): Promise<StrategyEntry[]>;
+  startStrategy(strategyId: string, config?: Partial<StrategyConfig>): Promise<StrategyStartedMessage>;
+  pauseStrategy(strategyId: string): Promise<StrategyPausedMessage>;
+  stopStrategy(strategyId: string): Promise<StrategyStoppedMessage>;
+  getRiskStatus(): Promise<RiskStatus>;
+  /** Engages the kill switch; every server then announces execution_service_status STOPPED. */
+  haltTrading(reason: string, options?: { blockAll?: boolean }): Promise<KillSwitchState>;
+  /** Releases the kill switch (rejects with invalid_transition when not halted). */
+  resumeTrading(reason?: string): Promise<KillSwitchState>;
+}

@@ -1,0 +1,274 @@
+"""The dashboard in a real browser against a real daemon.
+
+Headless Chromium from Debian's packages (``/usr/bin/chromium``), driven by
+Playwright with that executable (no browser download), loads the page the
+daemon serves on its orchestrator port and uses it as a person would: start,
+pause and stop a strategy, watch its signals, trades and chart, press the kill
+switch, and see the connection indicator through a daemon restart. The page
+runs under its real Content-Security-Policy, so waits use Playwright's
+locators (no string evaluation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.gateways.test_daemon_process import SERVERS, Process, daemon_process, free_ports
+from tests.support import report, running_daemon, test_config
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 15_000
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian's chromium is not installed at /usr/bin/chromium (.ci/run installs it)",
+)
+
+playwright_api = pytest.importorskip("playwright.async_api")
+expect = playwright_api.expect
+
+
+def dashboard_config(tmp_path: Path, ports: dict[str, int]) -> Path:
+    text = "".join(f"[servers.{name}]\nport = {port}\n" for name, port in ports.items())
+    text += '[logging]\nformat = "json"\n'
+    text += f'[journal]\nstate_dir = "{tmp_path / "state"}"\nsynchronous = "NORMAL"\n'
+    text += "[nng]\nenabled = false\n"
+    path = tmp_path / "orchestrator.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@asynccontextmanager
+async def chromium_page(profile: Path) -> AsyncIterator[Any]:
+    """A page in Debian's Chromium with a new, empty profile."""
+    async with playwright_api.async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_FLAGS,
+            headless=True,
+            viewport={"width": 1400, "height": 900},
+        )
+        try:
+            yield context.pages[0] if context.pages else await context.new_page()
+        finally:
+            await context.close()
+
+
+@asynccontextmanager
+async def ready_daemon(config: Path) -> AsyncIterator[Process]:
+    async with daemon_process(config) as process:
+        await process.wait_for_log("daemon_ready")
+        yield process
+
+
+async def poll(page: Any, script: str, done: Callable[[Any], bool], timeout: float = 10.0) -> Any:
+    """Evaluate ``script`` until ``done`` holds for its value (at most ``timeout`` s)."""
+    async with asyncio.timeout(timeout):
+        while not done(value := await page.evaluate(script)):  # noqa: ASYNC110 - in the browser
+            await asyncio.sleep(0.1)
+    return value
+
+
+RECORD_SEQS = """() => {
+  window.__seqs = [];
+  window.__resumed = [];
+  window.orchestratorService.getMessages("orchestrator").subscribe((m) => {
+    if (typeof m.seq === "number" && !m.snapshot) window.__seqs.push([m.epoch, m.seq]);
+    if (m.type === "resumed") window.__resumed.push(m.data);
+  });
+}"""
+
+CHART_INK = """() => {
+  const canvas = document.querySelector("[data-testid=chart]");
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let line = 0, buys = 0, sells = 0;
+  for (let i = 0; i < pixels.length; i += 4) {
+    const [r, g, b] = [pixels[i], pixels[i + 1], pixels[i + 2]];
+    const near = (red, green, blue) =>
+      pixels[i + 3] > 128 && Math.abs(r - red) + Math.abs(g - green) + Math.abs(b - blue) < 40;
+    if (near(88, 166, 255)) line += 1;
+    if (near(63, 185, 80)) buys += 1;
+    if (near(248, 81, 73)) sells += 1;
+  }
+  return {line, markers: buys + sells};
+}"""
+
+UNKNOWN_START = """async () => {
+  try {
+    await window.orchestratorService.startStrategy("no-such-strategy");
+    return null;
+  } catch (error) {
+    return {name: error.name, code: error.code, requestType: error.requestType};
+  }
+}"""
+
+
+async def test_the_dashboard_drives_a_real_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    config = dashboard_config(tmp_path, ports)
+    page_errors: list[str] = []
+    async with AsyncExitStack() as stack:
+        daemon = await stack.enter_async_context(ready_daemon(config))
+        page = await stack.enter_async_context(chromium_page(tmp_path / "profile"))
+        page.on("pageerror", lambda error: page_errors.append(str(error)))
+        page.set_default_timeout(TIMEOUT_MS)
+        # A short backoff cap so the page finds the restarted daemon quickly.
+        await page.goto(f"http://127.0.0.1:{ports['orchestrator']}/?backoffMaxMs=500")
+
+        # The page loads and shows the catalog, connected, execution running.
+        connection = page.get_by_test_id("connection")
+        await expect(connection).to_have_attribute("data-state", "connected")
+        rows = page.get_by_test_id("strategy-row")
+        await expect(rows).to_have_count(3)
+        await expect(page.get_by_test_id("execution-status")).to_have_text("RUNNING")
+        assert await page.evaluate("() => window.orchestratorService.isConnected()") is True
+        refused = await page.evaluate(UNKNOWN_START)
+        assert refused == {
+            "name": "ServiceError",
+            "code": "unknown_strategy",
+            "requestType": "start_strategy",
+        }
+        await page.evaluate(RECORD_SEQS)
+
+        # Start from the page: ACTIVE, then its signals and trades, and a chart.
+        row = page.locator("[data-strategy-id='strategy-123']")
+        await row.locator("[data-action=start]").click()
+        await expect(row).to_have_attribute("data-status", "ACTIVE")
+        await expect(row.get_by_test_id("strategy-status")).to_have_text("ACTIVE")
+        await expect(page.get_by_test_id("signal-count")).not_to_have_text("0")
+        await expect(page.get_by_test_id("trade-count")).not_to_have_text("0")
+        feed = page.get_by_test_id("feed")
+        await expect(feed.locator("li[data-kind=signal]").first).to_contain_text("strategy-123")
+        filled = feed.locator("li[data-kind=trade]").first
+        await expect(filled).to_contain_text(re.compile(r"FILLED (BUY|SELL) \S+ [A-Z]+ @"))
+        traded = re.search(r"FILLED (?:BUY|SELL) \S+ ([A-Z]+)", await filled.inner_text())
+        assert traded is not None
+        await page.get_by_test_id("chart-symbol").select_option(traded.group(1))
+        chart = page.get_by_test_id("chart")
+        await expect(chart).to_have_attribute("data-points", re.compile(r"^\d{2,}$"))
+        await expect(chart).not_to_have_attribute("data-markers", "0")
+        ink = await page.evaluate(CHART_INK)
+        assert ink["line"] > 30 and ink["markers"] > 10, ink
+        await expect(row.get_by_test_id("strategy-positions")).not_to_have_text("—")
+        await expect(row.get_by_test_id("strategy-pnl")).to_have_text(re.compile(r"^[+-]?\d"))
+        await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+        # The connection drops mid-stream: it resumes, nothing missing or twice.
+        before = len(await page.evaluate("() => window.__seqs"))
+        await page.evaluate(
+            "() => window.orchestratorService._connections.orchestrator.ws.close(4000, 'test')"
+        )
+        await expect(connection).to_have_attribute("data-state", "connected")
+        resumed = await poll(page, "() => window.__resumed", lambda found: len(found) == 1)
+        recorded = await poll(page, "() => window.__seqs", lambda found: len(found) > before)
+        seqs = [seq for _, seq in recorded]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+
+        # The kill switch halts execution and resumes it.
+        kill = page.get_by_test_id("kill-switch")
+        await kill.click()
+        await expect(page.get_by_test_id("execution-status")).to_have_text("STOPPED")
+        await expect(kill).to_have_text("Resume trading")
+        await expect(page.get_by_test_id("kill-switch-state")).to_contain_text("engaged")
+        await kill.click()
+        await expect(page.get_by_test_id("execution-status")).to_have_text("RUNNING")
+        await expect(kill).to_have_text("Kill switch")
+        await expect(page.get_by_test_id("kill-switch-state")).to_have_text("released")
+
+        # Pause, then stop, from the page.
+        await row.locator("[data-action=pause]").click()
+        await expect(row).to_have_attribute("data-status", "PAUSED")
+        await expect(row.locator("[data-action=start]")).to_have_text("Resume")
+        await row.locator("[data-action=stop]").click()
+        await expect(row).to_have_attribute("data-status", "STOPPED")
+        await expect(row.get_by_test_id("strategy-status")).to_have_text("STOPPED")
+        await expect(row.get_by_test_id("strategy-positions")).to_have_text("—")
+
+        # The daemon dies: the indicator shows reconnection; it comes back on the same ports.
+        epoch = await page.evaluate(
+            "() => window.orchestratorService.connectionStatus().servers.orchestrator.epoch"
+        )
+        daemon.proc.send_signal(signal.SIGKILL)
+        await daemon.proc.wait()
+        await expect(connection).to_have_attribute("data-state", "reconnecting")
+        await expect(connection).to_contain_text("Reconnecting")
+        assert await page.evaluate("() => window.orchestratorService.isConnected()") is False
+        await expect(row.locator("[data-action=start]")).to_be_disabled()
+        async with ready_daemon(config):
+            await expect(connection).to_have_attribute("data-state", "connected")
+            await expect(rows).to_have_count(3)
+            await expect(row).to_have_attribute("data-status", "STOPPED")
+            await expect(row.locator("[data-action=start]")).to_be_enabled()
+            await expect(feed).to_contain_text("fresh snapshot")
+            status = await page.evaluate("() => window.orchestratorService.connectionStatus()")
+            assert status["servers"]["orchestrator"]["epoch"] != epoch
+            assert {s["state"] for s in status["servers"].values()} == {"connected"}
+        signals = await page.get_by_test_id("signal-count").inner_text()
+        trades = await page.get_by_test_id("trade-count").inner_text()
+    assert page_errors == []
+    report(
+        capsys,
+        "dashboard",
+        signals=signals,
+        trades=trades,
+        seqs_across_reconnect=len(seqs),
+        replayed=resumed[0]["replayed"],
+        chart_line_px=ink["line"],
+        marker_px=ink["markers"],
+        screenshot=tmp_path / "dashboard.png",
+    )
+
+
+async def test_the_dashboard_asks_for_a_token_and_sends_it_first(tmp_path: Path) -> None:
+    token = "dashboard-test-token"
+    config = test_config(security={"tokens": [token]})
+    async with (
+        running_daemon(config) as daemon,
+        chromium_page(tmp_path / "profile") as page,
+    ):
+        page.set_default_timeout(TIMEOUT_MS)
+        base = f"http://127.0.0.1:{daemon.daemon.servers['orchestrator'].port}/"
+        connection = page.get_by_test_id("connection")
+        form = page.get_by_test_id("token-form")
+        await page.goto(base)
+        await expect(form).to_be_visible()
+        await page.get_by_test_id("token-input").fill("not-the-token")
+        await form.locator("button").click()
+        await expect(connection).to_have_attribute("data-state", "closed")
+        await expect(connection).to_contain_text("Token refused")
+        await expect(form).to_contain_text("refused the token")
+        await page.get_by_test_id("token-input").fill(token)
+        await form.locator("button").click()
+        await expect(connection).to_have_attribute("data-state", "connected")
+        await expect(page.get_by_test_id("strategy-row")).to_have_count(3)
+        await expect(form).to_be_hidden()
+
+        # A link with the token in its fragment: used, then taken out of the address bar.
+        linked = await page.context.new_page()
+        await linked.goto(f"{base}#token={token}")
+        await expect(linked.get_by_test_id("connection")).to_have_attribute(
+            "data-state", "connected"
+        )
+        await expect(linked.get_by_test_id("strategy-row")).to_have_count(3)
+        assert token not in linked.url
