@@ -16,11 +16,12 @@ from gateways import routes
 from gateways.auth import TokenChecker
 from gateways.commands import StrategyCommands
 from gateways.dgbit import DgbitEndpoints, DgbitTranslator
+from gateways.jobs_gateway import JobCommands, orchestrator_command_parser
 from gateways.market_gateway import MarketSubscriptions, market_command_parser
 from gateways.nng_bus import NngBindError, NngPublisher
 from gateways.nng_feed import NngFeed
 from gateways.observability import Health, Metrics, WriteLatency
-from gateways.protocol import STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS, CommandParser
+from gateways.protocol import CommandParser
 from gateways.risk_gateway import RiskCommands, risk_command_parser
 from gateways.server import (
     CommandHandler,
@@ -39,6 +40,7 @@ from orchestrator.core import TradingCore, build_trading_core
 from orchestrator.errors import ConfigError
 from orchestrator.events import Event, TradeExecuted
 from orchestrator.feeds import NngFeedConfig
+from orchestrator.jobs import JobManager
 from orchestrator.journal import Journal, JournalError
 from orchestrator.journal_writer import DirectDelivery, JournalWriter
 from orchestrator.registry import StrategyRegistry
@@ -90,6 +92,8 @@ class Daemon:
         )
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
+        self.jobs = JobManager(config.jobs, self.bus, self.clock)
+        self._jobs_task: asyncio.Task[None] | None = None
         self.writer: JournalWriter | DirectDelivery = DirectDelivery(self._deliver)
         if self.journal is not None:
             self.writer = JournalWriter.from_config(
@@ -171,11 +175,13 @@ class Daemon:
         translator = DgbitTranslator(
             lambda strategy_id: self.registry.view(strategy_id).config.stop_loss_percentage
         )
-        self.dgbit = DgbitEndpoints(translator, self.clock, self._job_exists)
+        self.dgbit = DgbitEndpoints(translator, self.clock, self.jobs.exists)
         self.outbox.subscribe(self.dgbit.publish)
+        jobs = JobCommands(self.jobs, self.registry, self.config, self.clock)
         return self._server(
             "orchestrator",
-            CommandParser(STRATEGY_COMMAND_ADAPTER, STRATEGY_COMMANDS),
+            orchestrator_command_parser(),
+            jobs.handlers(),
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
         )
@@ -191,9 +197,6 @@ class Daemon:
             "authRequired": self.config.security.has_tokens,
             "symbols": sorted(self.core.market.symbols),
         }
-
-    def _job_exists(self, job_id: str) -> bool:
-        return False
 
     def _build_market_data_server(self) -> WebSocketServer:
         subscriptions = MarketSubscriptions(
@@ -259,6 +262,7 @@ class Daemon:
             await asyncio.gather(*(s.close() for s in started))
             raise NngBindFailed(exc) from exc
         self._writer_task = asyncio.create_task(self.writer.run(), name="journal-writer")
+        self._jobs_task = asyncio.create_task(self.jobs.run(), name="backtest-jobs")
         await self._restore()
         self.core.execution.announce()
 
@@ -288,6 +292,11 @@ class Daemon:
         """Return (or raise) when the journal writer stops: a broken journal stops the daemon."""
         if self._writer_task is not None:
             await asyncio.shield(self._writer_task)
+
+    async def jobs_stopped(self) -> None:
+        """Raise if the backtest job runner fails (it never returns on its own)."""
+        if self._jobs_task is not None:
+            await asyncio.shield(self._jobs_task)
 
     async def _start_nng(self) -> None:
         """Listen for pushed market data, then publish events (both fail fast)."""
@@ -344,12 +353,19 @@ class Daemon:
         """Stop accepting, close clients with 1001, stop the core, then flush and
         close the journal."""
         await self.close_servers()
+        await self._stop_jobs()
         await self.core.close()
         if self.feed is not None:
             self.feed.close()
         await self._close_journal()
         if self.nng is not None:
             await self.nng.close()
+
+    async def _stop_jobs(self) -> None:
+        if self._jobs_task is not None:
+            self._jobs_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._jobs_task
 
     async def _close_journal(self) -> None:
         try:
@@ -411,6 +427,7 @@ async def _supervise(daemon: Daemon, stop: asyncio.Event) -> int:
                 daemon.tasks[name] = group.create_task(coro, name=name)
             tasks = list(daemon.tasks.values())
             tasks.append(group.create_task(daemon.writer_stopped(), name="journal-watch"))
+            tasks.append(group.create_task(daemon.jobs_stopped(), name="jobs-watch"))
             await stop.wait()
             # Clients first, while the feed still runs: a stop_strategy in flight
             # gets its closing fills before the market data stops.

@@ -11,6 +11,7 @@ from orchestrator.events import (
     BarClosed,
     Event,
     ExecutionStatusChanged,
+    JobStateChanged,
     KillSwitchChanged,
     LimitBreached,
     OrderReduced,
@@ -24,7 +25,13 @@ from orchestrator.events import (
 from orchestrator.execution import ExecutionService
 from orchestrator.registry import StrategyRegistry
 
-_ORCHESTRATOR_EVENTS = (StrategyStatusChanged, SignalEmitted, TradeExecuted, ExecutionStatusChanged)
+_ORCHESTRATOR_EVENTS = (
+    StrategyStatusChanged,
+    SignalEmitted,
+    TradeExecuted,
+    ExecutionStatusChanged,
+    JobStateChanged,
+)
 
 
 def _to_everyone(event: Event, kinds: tuple[type, ...]) -> Iterable[Outbound]:

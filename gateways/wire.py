@@ -16,6 +16,7 @@ from orchestrator.clock import iso_utc
 from orchestrator.events import (
     Event,
     ExecutionStatusChanged,
+    JobStateChanged,
     KillSwitchChanged,
     LimitBreached,
     OrderReduced,
@@ -27,6 +28,7 @@ from orchestrator.events import (
     StrategyStatusChanged,
     TradeExecuted,
 )
+from orchestrator.jobs import JobInfo
 from orchestrator.orders import Order
 from orchestrator.registry import PositionView, StrategyView
 
@@ -258,3 +260,22 @@ ENCODERS.update(
         KillSwitchChanged: kill_switch,
     }
 )
+
+
+# ---------------------------------------------------------------- backtest jobs (8082)
+
+
+def job_data(info: JobInfo | JobStateChanged) -> Payload:
+    data: Payload = {"jobId": info.job_id, "jobType": info.job_type, "status": str(info.status)}
+    if info.result is not None:
+        data["result"] = dict(info.result)
+    if info.error is not None:
+        data["error"] = info.error
+    return data
+
+
+def job_state(event: JobStateChanged) -> Message:
+    return "backtest_job", job_data(event)
+
+
+ENCODERS[JobStateChanged] = job_state

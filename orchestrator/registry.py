@@ -134,6 +134,15 @@ class StrategyRegistry:
     def view(self, strategy_id: str) -> StrategyView:
         return self._view(self._record(strategy_id))
 
+    def entry(self, strategy_id: str) -> CatalogEntry:
+        return self._record(strategy_id).entry
+
+    def run_config(
+        self, strategy_id: str, overrides: Mapping[str, Any] | None = None
+    ) -> StrategyRunConfig:
+        """The catalog's defaults with ``overrides`` (wire names), validated as for a start."""
+        return self._merge_config(self._record(strategy_id).entry, overrides)
+
     def status(self, strategy_id: str) -> StrategyStatus:
         return self._record(strategy_id).status
 

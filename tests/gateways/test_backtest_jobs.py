@@ -1,0 +1,125 @@
+"""Backtest jobs through the orchestrator server and the dgbit job stream."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.support import TestDaemon, running_daemon, test_config
+
+RESULT_FIELDS = {"total_trades", "win_rate", "total_return"}
+
+
+async def job_stream(daemon: TestDaemon, job_id: str) -> ClientConnection:
+    ws = await connect(daemon.url(path=f"/api/ws/jobs/{job_id}"))
+    hello = orjson.loads(await ws.recv())
+    assert hello == {
+        "type": "subscribed",
+        "job_uuid": job_id,
+        "message": f"Subscribed to job {job_id}",
+    }
+    return ws
+
+
+async def until_finished(ws: ClientConnection) -> list[dict[str, Any]]:
+    events = []
+    async with asyncio.timeout(60):
+        while True:
+            event = orjson.loads(await ws.recv())
+            events.append(event)
+            if event["type"] in ("job.completed", "job.failed"):
+                return events
+
+
+def synthetic(seconds: float = 600) -> dict[str, Any]:
+    return {
+        "kind": "synthetic",
+        "resolution": "5s",
+        "durationSeconds": seconds,
+        "ticksPerSecond": 2,
+    }
+
+
+async def test_a_backtest_job_runs_to_completion_with_its_events() -> None:
+    async with running_daemon() as daemon, daemon.client() as client, daemon.client() as observer:
+        reply = await client.request(
+            {"type": "run_backtest", "strategyId": "strategy-123", "source": synthetic()}
+        )
+        assert reply["type"] == "backtest_job"
+        job_id = reply["data"]["jobId"]
+        assert reply["data"]["status"] in ("pending", "running")
+        ws = await job_stream(daemon, job_id)
+        await ws.send("anything")
+        assert orjson.loads(await ws.recv()) == {"type": "ack", "job_uuid": job_id}
+        events = await until_finished(ws)
+        await ws.close()
+        assert events[-1]["type"] == "job.completed", events
+        payload = events[-1]["payload"]
+        assert payload["job_id"] == job_id and payload["status"] == "completed"
+        assert set(payload["result"]) >= RESULT_FIELDS
+        listed = await client.request({"type": "get_backtests"})
+        assert [job["status"] for job in listed["data"]] == ["completed"]
+        states = [(await observer.recv_type("backtest_job"))["data"] for _ in range(3)]
+        assert [state["status"] for state in states] == ["pending", "running", "completed"]
+        assert set(states[-1]["result"]) >= RESULT_FIELDS
+
+
+async def test_a_bad_file_fails_the_job_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("timestamp,open,high,low,close,volume\n")
+    config = test_config(jobs={"data_dir": str(tmp_path)})
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        reply = await client.request(
+            {
+                "type": "run_backtest",
+                "strategyId": "strategy-123",
+                "source": {"kind": "csv", "path": "empty.csv"},
+                "symbol": "AAPL",
+            }
+        )
+        ws = await job_stream(daemon, reply["data"]["jobId"])
+        events = await until_finished(ws)
+        await ws.close()
+        assert events[-1]["type"] == "job.failed"
+        assert "empty.csv" in events[-1]["payload"]["error"]
+
+
+async def test_file_backtests_need_a_data_dir_and_unknown_strategies_are_refused() -> None:
+    async with running_daemon() as daemon, daemon.client() as client:
+        error = await client.request(
+            {
+                "type": "run_backtest",
+                "strategyId": "strategy-123",
+                "source": {"kind": "csv", "path": "/etc/passwd"},
+            }
+        )
+        assert error["type"] == "error"
+        assert error["data"]["code"] == "invalid_job"
+        error = await client.request(
+            {"type": "run_backtest", "strategyId": "nope", "source": synthetic()}
+        )
+        assert error["data"]["code"] == "unknown_strategy"
+
+
+async def test_a_running_job_can_be_cancelled() -> None:
+    async with running_daemon() as daemon, daemon.client() as client:
+        reply = await client.request(
+            {
+                "type": "run_backtest",
+                "strategyId": "strategy-123",
+                "source": {**synthetic(86_400 * 30), "ticksPerSecond": 5},
+            }
+        )
+        job_id = reply["data"]["jobId"]
+        ws = await job_stream(daemon, job_id)
+        while (await client.recv_type("backtest_job", timeout=30))["data"]["status"] != "running":
+            pass
+        cancelled = await client.request({"type": "cancel_backtest", "jobId": job_id})
+        assert cancelled["type"] == "backtest_job"
+        events = await until_finished(ws)
+        await ws.close()
+        assert events[-1]["type"] == "job.failed"
+        assert events[-1]["payload"]["error"] == "cancelled by user"
