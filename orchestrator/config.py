@@ -56,14 +56,31 @@ class ServerConfig(FrozenModel):
     path: str = Field(pattern=r"^/", description="WebSocket path; any other path gets 404.")
 
 
+class OrchestratorServerConfig(ServerConfig):
+    port: int = Field(8082, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    path: str = Field("/", pattern=r"^/", description="WebSocket path; any other path gets 404.")
+
+
+class MarketDataServerConfig(ServerConfig):
+    port: int = Field(3001, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    path: str = Field("/ws", pattern=r"^/", description="WebSocket path; any other path gets 404.")
+
+
+class RiskServerConfig(ServerConfig):
+    port: int = Field(3002, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    path: str = Field("/ws", pattern=r"^/", description="WebSocket path; any other path gets 404.")
+
+
 class ServersConfig(FrozenModel):
-    orchestrator: ServerConfig = Field(
-        ServerConfig(port=8082, path="/"), description="Strategy orchestrator server."
+    # One class per server so that a partial section (a port only) keeps the
+    # server's other defaults.
+    orchestrator: OrchestratorServerConfig = Field(
+        OrchestratorServerConfig(), description="Strategy orchestrator server."
     )
-    market_data: ServerConfig = Field(
-        ServerConfig(port=3001, path="/ws"), description="Market data gateway."
+    market_data: MarketDataServerConfig = Field(
+        MarketDataServerConfig(), description="Market data gateway."
     )
-    risk: ServerConfig = Field(ServerConfig(port=3002, path="/ws"), description="Risk guardian.")
+    risk: RiskServerConfig = Field(RiskServerConfig(), description="Risk guardian.")
 
     @model_validator(mode="after")
     def _distinct_addresses(self) -> ServersConfig:
@@ -187,21 +204,6 @@ class MarketDataConfig(FrozenModel):
         le=1_000_000,
         description="Recent ticks kept per symbol to warm up a strategy that starts.",
     )
-
-    @field_validator("feed", mode="before")
-    @classmethod
-    def _without_defaults_of_the_default_kind(cls, value: Any) -> Any:
-        # The settings loader (nested_model_default_partial_update) merges the default
-        # feed's fields into a feed of any kind, so that "kind = csv" would arrive with
-        # drift, seed... of the synthetic feed. Drop those it added, unchanged.
-        if not isinstance(value, dict) or value.get("kind", "synthetic") == "synthetic":
-            return value
-        defaults = SyntheticFeedConfig().model_dump()
-        return {
-            key: item
-            for key, item in value.items()
-            if key == "kind" or key not in defaults or item != defaults[key]
-        }
 
 
 class RuntimeConfig(FrozenModel):
@@ -480,7 +482,6 @@ class DaemonConfig(BaseSettings):
         extra="forbid",
         env_prefix="ORCHESTRATOR_",
         env_nested_delimiter="__",
-        nested_model_default_partial_update=True,
     )
 
     servers: ServersConfig = Field(ServersConfig(), description="The three WebSocket servers.")

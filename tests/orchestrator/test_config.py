@@ -16,7 +16,8 @@ from pydantic import BaseModel, ValidationError
 from orchestrator import cli
 from orchestrator.config import (
     DaemonConfig,
-    ServerConfig,
+    OrchestratorServerConfig,
+    RiskServerConfig,
     StrategyRunConfig,
     load_config,
 )
@@ -82,7 +83,7 @@ def test_every_config_field_has_a_description() -> None:
                 walk(candidate)
 
     walk(DaemonConfig)
-    assert ServerConfig in seen and StrategyRunConfig in seen
+    assert OrchestratorServerConfig in seen and StrategyRunConfig in seen
 
 
 def _model_types(annotation: object) -> list[type[BaseModel]]:
@@ -100,7 +101,7 @@ def _model_types(annotation: object) -> list[type[BaseModel]]:
 def test_toml_overlays_the_defaults_section_by_section(tmp_path: Path) -> None:
     path = write(tmp_path, "[servers.risk]\nport = 4002\n[connections]\nping_interval = 5.0\n")
     config = load_config(path)
-    assert config.servers.risk == ServerConfig(host="127.0.0.1", port=4002, path="/ws")
+    assert config.servers.risk == RiskServerConfig(host="127.0.0.1", port=4002, path="/ws")
     assert config.servers.orchestrator == DaemonConfig().servers.orchestrator
     assert config.connections.ping_interval == 5.0
     assert config.connections.ping_timeout == DaemonConfig().connections.ping_timeout
@@ -198,7 +199,9 @@ def test_environment_overrides_the_defaults(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ORCHESTRATOR_SERVERS__ORCHESTRATOR__PORT", "9082")
     monkeypatch.setenv("ORCHESTRATOR_LOGGING__LEVEL", "debug")
     config = load_config(None)
-    assert config.servers.orchestrator == ServerConfig(host="127.0.0.1", port=9082, path="/")
+    assert config.servers.orchestrator == OrchestratorServerConfig(
+        host="127.0.0.1", port=9082, path="/"
+    )
     assert config.logging.level == "debug"
     assert config.servers.risk == DaemonConfig.model_construct().servers.risk
 
@@ -212,7 +215,9 @@ def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("ORCHESTRATOR_SERVERS__ORCHESTRATOR__PORT", "9082")
     monkeypatch.setenv("ORCHESTRATOR_CONNECTIONS__PING_INTERVAL", "0.5")
     config = load_config(path)
-    assert config.servers.orchestrator == ServerConfig(host="127.0.0.2", port=9082, path="/")
+    assert config.servers.orchestrator == OrchestratorServerConfig(
+        host="127.0.0.2", port=9082, path="/"
+    )
     assert config.connections.ping_interval == 0.5
     assert config.connections.ping_timeout == 3.0
 
@@ -419,3 +424,13 @@ def test_run_refuses_a_catalog_whose_strategies_cannot_run(tmp_path: Path) -> No
     )
     assert result.returncode == 2
     assert "strategies.0.params.fats" in result.stderr and "strategies.2.kind" in result.stderr
+
+
+def test_feed_symbols_in_a_file_replace_the_default_symbols(tmp_path: Path) -> None:
+    # A file's symbols are the feed's symbols: the embedded ones are not merged in.
+    path = write(
+        tmp_path,
+        '[market_data.feed]\nkind = "synthetic"\n[market_data.feed.symbols]\nBTCUSD = 42000.0\n',
+    )
+    config = load_config(path)
+    assert dict(config.market_data.feed.symbols) == {"BTCUSD": 42000.0}  # type: ignore[union-attr]
