@@ -464,7 +464,12 @@ class OrchestratorClient:
             try:
                 ws = await self._open(url)
             except (ConnectionError, TimeoutError) as exc:
-                self.log.info("reconnect_failed", url=self.url, attempt=attempt, error=str(exc))
+                # A refused handshake (a revoked token, a full server) is worth a warning;
+                # a daemon that is not back yet is not.
+                level = "warning" if isinstance(exc, HandshakeRejected) else "info"
+                getattr(self.log, level)(
+                    "reconnect_failed", url=self.url, attempt=attempt, error=str(exc)
+                )
                 continue
             self.reconnects += 1
             self.log.warning("reconnected", url=self.url, attempts=attempt)
@@ -553,8 +558,9 @@ class OrchestratorClient:
                 self.discarded_before_resumed += "requestId" not in message
                 return
             self._discarding = False
-        if self._in_order(message):
-            self._resolve(request_id, message)
+        in_order = self._in_order(message)
+        self._resolve(request_id, message)
+        if in_order:
             self._dispatch(message)
 
     def _decode(self, frame: str | bytes) -> Message | None:
@@ -702,6 +708,8 @@ class OrchestratorClient:
             request_id = self._next_id()
         elif type(request_id) not in (str, int) or request_id in self._pending:
             raise ValueError(f"requestId {request_id!r} is not a fresh string or integer")
+        if self._supervisor is None:
+            raise RuntimeError("the client is not connected: use `async with` or connect() first")
         limit = self._request_timeout
         try:
             async with asyncio.timeout(limit):

@@ -200,6 +200,7 @@ async def test_listeners_filter_by_type_and_strategy() -> None:
         # Registered before connecting: the snapshot reaches it.
         snapshot = client.messages(["execution_service_status", "strategy_status_list"])
         lifecycle = client.messages(("strategy_started", "strategy_stopped"))
+        latest = client.messages("strategy_started", maxsize=1)
         mine = client.messages(strategy_id="strategy-123")
         handled: list[Message] = []
         handled_async: list[Message] = []
@@ -225,6 +226,10 @@ async def test_listeners_filter_by_type_and_strategy() -> None:
             await until(lambda: len(handled_async) == 2)
             assert [m["type"] for m in handled_async] == ["strategy_started", "strategy_stopped"]
             assert [m["data"]["strategyId"] for m in handled] == ["strategy-123"]
+
+            # A full stream drops its oldest message.
+            assert latest.dropped == 1
+            assert (await next_message(latest))["data"]["strategyId"] == "rsi-reversion"
 
             remove()
             await other.request({"type": "start_strategy", "id": "rsi-reversion"})
@@ -318,6 +323,8 @@ async def test_nothing_listening_and_a_refused_token() -> None:
 
     with pytest.raises(ValueError, match="not a WebSocket URL"):
         OrchestratorClient("http://localhost:8082")
+    with pytest.raises(RuntimeError, match="not connected"):
+        await OrchestratorClient(f"ws://127.0.0.1:{port}").get_strategies()
 
 
 # ---------------------------------------------------------------- reconnection
