@@ -1,25 +1,38 @@
 """Tick to trade: from a tick entering the core to the strategy_trade frame at a client.
 
-A Daemon as in production (real clock, servers on ephemeral ports, journal and
-NNG publisher on, bar clock and order expiry running; the feed not running,
-ticks come from here) runs one strategy, ``bench.tick_strategy:EveryTick``,
-which sends an order on every AAPL tick; the paper broker fills it on the next
-tick. Ticks are injected through ``MarketData.handle_tick`` at a steady rate,
-each stamped with ``time.monotonic_ns()`` just before the call. From the second
-tick on, each tick produces one ``strategy_trade`` (the fill of the previous
-tick's order) and one ``strategy_signal`` on the orchestrator server (8082).
+A Daemon as in production (real clock, servers on ephemeral ports, the SQLite
+journal and the NNG publisher on, bar clock and order expiry running; the feed
+not running: ticks come from here) runs one strategy,
+``bench.tick_strategy:EveryTick``, which sends an order on every AAPL tick; the
+paper broker fills it on the next tick. Ticks are injected through
+``MarketData.handle_tick`` at a steady rate, each stamped with
+``time.monotonic_ns()`` just before the call. From the second tick on, each
+tick produces one ``strategy_trade`` (the fill of the previous tick's order)
+and one ``strategy_signal`` on the orchestrator server (8082); the journal
+commits them before any client hears of them.
 
-1, 10 and 100 clients of 8082 run in other processes (``bench.clients``); each
-stamps every strategy_trade frame on arrival with the same system-wide
+(``bench/journal_impact_bench.py`` runs the same with the journal off, to show
+what it costs; with ``synchronous = NORMAL`` instead of the default ``FULL``
+the figures here barely move: the disk flush is not where the time goes.)
+
+Baseline, in the same run and to the same clients: a bare websockets server
+broadcasting, at the same rate, the same two frames per tick (encoded
+beforehand by the daemon's encoder); latency = arrival - the instant before
+``broadcast``.
+
+1, 10 and 100 clients per server run in other processes (``bench.clients``),
+each process holding its share of the connections to both servers; each
+client stamps every strategy_trade frame on arrival with the same system-wide
 monotonic clock. Latency = arrival - injection, for every delivery (trade x
-client) after a warm-up.
+client) after a warm-up. The servers take turns (``ROUNDS`` turns each) so that
+load from elsewhere on the machine falls on all alike.
 
-Baseline, in the same run and to the same clients (each client process holds a
-connection to both servers): a bare websockets server broadcasting, at the same
-rate, the same two frames per tick (a strategy_trade and a strategy_signal,
-encoded beforehand by the daemon's encoder); latency = arrival - the instant
-before ``broadcast``. The daemon and the baseline take turns (``ROUNDS`` turns
-each) so that load from elsewhere on the machine falls on both alike.
+Also per daemon: ``in daemon`` = injection -> the trade leaves the journal and
+has been written to every client's socket (an outbox subscriber after the
+servers); ``CPU us/tick`` = CPU time of this whole process during the turns
+divided by the ticks (for the daemon: core, risk, journal thread, encoding,
+writes; for the baseline: the two broadcasts), which load elsewhere does not
+inflate.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bench.bare_server import BareServer
 from bench.clients import Arrivals, ClientSpec, all_arrivals, start_clients
@@ -48,24 +62,30 @@ CLIENT_COUNTS = (1, 10, 100)
 TICKS_PER_SECOND = 100.0
 WARMUP_TICKS = 50
 ROUNDS = 2
-TICKS_PER_ROUND = 250
+TICKS_PER_ROUND = 200
 TOTAL_TICKS = WARMUP_TICKS + ROUNDS * TICKS_PER_ROUND
 SYMBOL = "AAPL"
 STRATEGY_ID = "every-tick"
 STRATEGY_NAME = "Trades every tick"
 TRADE_PREFIX = '{"type":"strategy_trade"'
 TARGET_P99_MS = {1: 1.0, 100: 5.0}
+DAEMON = "daemon"
+BARE = "bare websockets"
 
 
 @dataclass(slots=True)
 class Target:
-    """One server under test: how to send tick ``i``, and when each trade left."""
+    """One server under test: how to send tick ``i``, and what happened."""
 
+    name: str
     spec: ClientSpec
     send: Callable[[int], None]
     client_count: Callable[[], int]
-    trades: dict[str, tuple[int, int]] = field(default_factory=dict)
+    sent: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Trade id -> (tick index, injection ns)."""
+    written: dict[str, int] = field(default_factory=dict)
+    """Trade id -> when the daemon had written it to every client (ns)."""
+    cpu_seconds: float = 0.0
 
     def has_clients(self, count: int) -> bool:
         return self.client_count() == count
@@ -73,21 +93,29 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Result:
+    name: str
     clients: int
-    processes: int
     trades: int
-    expected: int
     latencies_ns: list[int]
+    in_daemon_ns: list[int]
+    cpu_micros_per_tick: float
+
+    @property
+    def expected(self) -> int:
+        return self.trades * self.clients
 
     def ms(self, fraction: float) -> float:
         return percentile(self.latencies_ns, fraction) / 1e6
+
+    def in_daemon_ms(self, fraction: float) -> float:
+        return percentile(self.in_daemon_ns, fraction) / 1e6
 
 
 def processes_for(clients: int) -> int:
     return min(clients, 4)
 
 
-def bench_config(state_dir: str) -> DaemonConfig:
+def bench_config(state_dir: str, synchronous: Literal["FULL", "NORMAL"]) -> DaemonConfig:
     entry = CatalogEntry(
         id=STRATEGY_ID,
         name=STRATEGY_NAME,
@@ -102,29 +130,41 @@ def bench_config(state_dir: str) -> DaemonConfig:
     )
     # The daemon-wide order rate limit (50/s by default) would refuse half the
     # orders at 100 ticks/s: the checks still run, they just never trip.
-    return daemon_config(state_dir, risk={"max_orders_per_second": 10_000}, strategies=[entry])
+    return daemon_config(
+        state_dir,
+        risk={"max_orders_per_second": 10_000},
+        strategies=[entry],
+        journal={"state_dir": state_dir, "synchronous": synchronous},
+    )
 
 
 def price(i: int) -> float:
     return 190.0 + (i % 50) * 0.01
 
 
-class TradeStamps:
-    """Bus subscriber after the servers: which injection each fill came from."""
+class Stamps:
+    """Bus subscriber: which injection each fill came from; outbox subscriber
+    (after the servers): when it had been written to the clients."""
 
-    def __init__(self, trades: dict[str, tuple[int, int]]) -> None:
+    def __init__(self, target: Target) -> None:
         self.injected_ns = 0
         self.index = 0
-        self._trades = trades
+        self._target = target
 
-    def __call__(self, event: Event) -> None:
+    def submitted(self, event: Event) -> None:
         if isinstance(event, TradeExecuted) and event.fill.status is TradeStatus.FILLED:
-            self._trades[event.fill.id] = (self.index, self.injected_ns)
+            self._target.sent[event.fill.id] = (self.index, self.injected_ns)
+
+    def delivered(self, event: Event) -> None:
+        if isinstance(event, TradeExecuted):
+            self._target.written[event.fill.id] = time.monotonic_ns()
 
 
-async def daemon_target(stack: AsyncExitStack) -> Target:
+async def daemon_target(
+    stack: AsyncExitStack, name: str, synchronous: Literal["FULL", "NORMAL"]
+) -> Target:
     state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-latency-"))
-    daemon = Daemon(bench_config(state_dir))
+    daemon = Daemon(bench_config(state_dir, synchronous))
     await daemon.start()
     stack.push_async_callback(daemon.stop)
     tasks = start_background(daemon)
@@ -133,9 +173,10 @@ async def daemon_target(stack: AsyncExitStack) -> Target:
     server = daemon.servers["orchestrator"]
     market, clock = daemon.core.market, daemon.clock
     spec = ClientSpec(url=f"ws://127.0.0.1:{server.port}/", match=TRADE_PREFIX, key="trade_id")
-    target = Target(spec, lambda i: None, lambda: server.client_count)
-    stamps = TradeStamps(target.trades)
-    daemon.bus.subscribe(stamps, (Topic.STRATEGY_TRADE,))  # after the servers
+    target = Target(name, spec, lambda i: None, lambda: server.client_count)
+    stamps = Stamps(target)
+    daemon.bus.subscribe(stamps.submitted, (Topic.STRATEGY_TRADE,))
+    daemon.outbox.subscribe(stamps.delivered, (Topic.STRATEGY_TRADE,))
 
     def inject(i: int) -> None:
         tick = Tick(SYMBOL, price(i), 1.0, clock.now())
@@ -190,11 +231,11 @@ async def bare_target(stack: AsyncExitStack) -> Target:
     stack.push_async_callback(server.close)
     frames = [bare_frames(i, time.time()) for i in range(TOTAL_TICKS)]
     spec = ClientSpec(url=server.url, match=TRADE_PREFIX, key="trade_id")
-    target = Target(spec, lambda i: None, lambda: len(server.connections))
+    target = Target(BARE, spec, lambda i: None, lambda: len(server.connections))
 
     def send(i: int) -> None:
         trade, signal = frames[i]
-        target.trades[f"trade_{i:06d}"] = (i, time.monotonic_ns())
+        target.sent[f"trade_{i:06d}"] = (i, time.monotonic_ns())
         server.broadcast(trade)
         server.broadcast(signal)
 
@@ -203,22 +244,28 @@ async def bare_target(stack: AsyncExitStack) -> Target:
 
 
 async def run_ticks(target: Target, first: int, count: int) -> None:
+    started = time.process_time()
     await paced(count, TICKS_PER_SECOND, lambda i: target.send(first + i))
+    if first >= WARMUP_TICKS:
+        target.cpu_seconds += time.process_time() - started
 
 
 def result(target: Target, clients: int, arrivals: list[Arrivals]) -> Result:
     by_trade = all_arrivals(arrivals)
-    measured = {t: ns for t, (i, ns) in target.trades.items() if i >= WARMUP_TICKS}
+    measured = {t: ns for t, (i, ns) in target.sent.items() if i >= WARMUP_TICKS}
     latencies = sorted(a - ns for t, ns in measured.items() for a in by_trade.get(t, ()))
-    return Result(
-        clients, processes_for(clients), len(measured), len(measured) * clients, latencies
-    )
+    in_daemon = sorted(target.written[t] - ns for t, ns in measured.items() if t in target.written)
+    cpu = target.cpu_seconds / (ROUNDS * TICKS_PER_ROUND) * 1e6
+    return Result(target.name, clients, len(measured), latencies, in_daemon, cpu)
 
 
-async def run_clients(clients: int) -> tuple[Result, Result]:
+async def run_clients(clients: int) -> list[Result]:
     async with AsyncExitStack() as servers:
-        targets = [await daemon_target(servers), await bare_target(servers)]
-        group = await start_clients([s.spec for s in targets], clients, processes_for(clients))
+        targets = [
+            await daemon_target(servers, DAEMON, "FULL"),
+            await bare_target(servers),
+        ]
+        group = await start_clients([t.spec for t in targets], clients, processes_for(clients))
         try:
             await group.ready()
             for target in targets:
@@ -227,60 +274,55 @@ async def run_clients(clients: int) -> tuple[Result, Result]:
                 await run_ticks(target, 0, WARMUP_TICKS)
             for number in range(ROUNDS):
                 for target in targets:
-                    await run_ticks(
-                        target, WARMUP_TICKS + number * TICKS_PER_ROUND, TICKS_PER_ROUND
-                    )
+                    first = WARMUP_TICKS + number * TICKS_PER_ROUND
+                    await run_ticks(target, first, TICKS_PER_ROUND)
             for index, target in enumerate(targets):
-                await group.wait_for(len(target.trades), timeout=30, spec=index)
+                await group.wait_for(len(target.sent), timeout=60, spec=index)
             await servers.aclose()  # closes every client, which then report
             arrivals = await group.results()
         finally:
             await group.close()
-    daemon, bare = (result(s, clients, a) for s, a in zip(targets, arrivals, strict=True))
-    return daemon, bare
+    return [result(t, clients, a) for t, a in zip(targets, arrivals, strict=True)]
 
 
-async def run_all() -> list[tuple[Result, Result]]:
-    return [await run_clients(clients) for clients in CLIENT_COUNTS]
+async def run_all() -> list[Result]:
+    return [r for clients in CLIENT_COUNTS for r in await run_clients(clients)]
 
 
 def main() -> None:
     configure_logging(LoggingConfig(level="warning"))
     results = asyncio.run(run_all())
-    rows = []
-    for daemon, bare in results:
-        rows.append(
-            (
-                daemon.clients,
-                daemon.processes,
-                daemon.trades,
-                f"{len(daemon.latencies_ns)}/{daemon.expected}",
-                daemon.ms(0.50),
-                daemon.ms(0.90),
-                daemon.ms(0.99),
-                daemon.ms(1.0),
-                bare.ms(0.50),
-                bare.ms(0.99),
-                bare.ms(1.0),
-            )
+    rows = [
+        (
+            r.clients,
+            r.name,
+            f"{len(r.latencies_ns)}/{r.expected}",
+            r.ms(0.50),
+            r.ms(0.90),
+            r.ms(0.99),
+            r.ms(1.0),
+            r.in_daemon_ms(0.50),
+            r.in_daemon_ms(0.99),
+            r.cpu_micros_per_tick,
         )
+        for r in results
+    ]
     print(
         table(
-            f"tick-to-trade: MarketData.handle_tick -> strategy_trade frame at clients in other "
-            f"processes, {TICKS_PER_SECOND:.0f} ticks/s, 1 trade + 1 signal per tick, ms; "
-            f"{ROUNDS} rounds interleaved with the bare baseline ({machine()})",
+            f"tick-to-trade: MarketData.handle_tick -> strategy_trade frame at clients in "
+            f"other processes, {TICKS_PER_SECOND:.0f} ticks/s, 1 trade + 1 signal per tick, "
+            f"{ROUNDS} interleaved rounds ({machine()})",
             (
                 "clients",
-                "procs",
-                "trades",
+                "server",
                 "deliveries",
-                "p50",
-                "p90",
-                "p99",
-                "max",
-                "bare p50",
-                "bare p99",
-                "bare max",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+                "in daemon p50",
+                "in daemon p99",
+                "CPU us/tick",
             ),
             rows,
         )
@@ -288,22 +330,20 @@ def main() -> None:
     print(verdict(results))
 
 
-def verdict(results: list[tuple[Result, Result]]) -> str:
+def verdict(results: list[Result]) -> str:
+    by = {(r.name, r.clients): r for r in results}
     parts = []
-    for daemon, bare in results:
-        target = TARGET_P99_MS.get(daemon.clients)
-        if target is None:
-            continue
-        p99 = daemon.ms(0.99)
-        mark = "ok" if p99 < target else "MISSED"
-        plural = "s" if daemon.clients > 1 else ""
+    for clients, target in TARGET_P99_MS.items():
+        daemon, bare = by[(DAEMON, clients)], by[(BARE, clients)]
+        mark = "ok" if daemon.ms(0.99) < target else "MISSED"
+        plural = "s" if clients > 1 else ""
         parts.append(
-            f"p99 {p99:.2f} ms with {daemon.clients} client{plural} "
-            f"(target < {target:g} ms: {mark}; bare websockets {bare.ms(0.99):.2f} ms)"
+            f"p99 with {clients} client{plural} {daemon.ms(0.99):.2f} ms (target < {target:g} ms: "
+            f"{mark}; bare websockets {bare.ms(0.99):.2f} ms)"
         )
-    lost = [d.clients for d, _ in results if len(d.latencies_ns) != d.expected]
+    lost = [f"{r.name}/{r.clients}" for r in results if len(r.latencies_ns) != r.expected]
     if lost:
-        parts.append(f"frames missing with {lost} clients")
+        parts.append(f"deliveries missing: {', '.join(lost)}")
     return "tick-to-trade: " + "; ".join(parts)
 
 
