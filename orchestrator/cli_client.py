@@ -74,7 +74,9 @@ ORCHESTRATOR_TYPES = frozenset((*SIGNALS, *TRADES, *STATUS))
 RISK_TYPES = frozenset(RISK_EVENTS)
 WATCH_TYPES = ORCHESTRATOR_TYPES | RISK_TYPES
 
-CLIENT_COMMANDS = frozenset({"status", "start", "stop", "pause", "watch", "risk", "halt", "resume"})
+CLIENT_COMMANDS = frozenset(
+    {"status", "start", "stop", "pause", "watch", "risk", "halt", "resume", "backtest"}
+)
 
 
 # ------------------------------------------------------------------ parsers
@@ -143,6 +145,28 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     halt.add_argument("--block-all", action="store_true", help="block every order, exits included")
     resume = _command(commands, "resume", "release the kill switch", DEFAULT_RISK_URL)
     resume.add_argument("--reason", help="why trading resumes")
+    _add_backtest_parser(commands)
+
+
+def _add_backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backtest = _command(commands, "backtest", "backtest a catalog strategy as a job of the daemon")
+    backtest.add_argument("id", help="strategy id of the catalog, e.g. strategy-123")
+    backtest.add_argument(
+        "--csv", metavar="FILE", help="OHLCV file inside the daemon's jobs.data_dir"
+    )
+    backtest.add_argument(
+        "--duration",
+        type=_positive,
+        default=86_400.0,
+        metavar="SECONDS",
+        help="synthetic feed: how much market time to simulate (default one day)",
+    )
+    backtest.add_argument("--symbol", help="the symbol to trade (default: the strategy's first)")
+    backtest.add_argument("--resolution", help="bar resolution (default: the strategy's)")
+    backtest.add_argument("--seed", type=int, default=7, help="synthetic feed seed (default 7)")
+    backtest.add_argument(
+        "--no-wait", action="store_true", help="print the job id and return without waiting"
+    )
 
 
 def _command(
@@ -764,6 +788,56 @@ def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
     return json.dumps(d, separators=(",", ":"))
 
 
+# ------------------------------------------------------------------ backtest
+
+
+async def run_backtest(args: argparse.Namespace, out: Output) -> int:
+    """Submit a backtest job and follow its states until it completes or fails."""
+    async with make_client(args, args.url) as client:
+        states = client.messages("backtest_job")  # before submitting: nothing is missed
+        reply = await client.request(_backtest_command(args))
+        job_id = reply["data"]["jobId"]
+        if args.no_wait:
+            return _job_line(out, args, reply["data"])
+        async for message in states:
+            data = message["data"]
+            if data.get("jobId") == job_id and data["status"] in ("completed", "failed"):
+                return _job_line(out, args, data)
+    raise ConnectionLost("the connection closed before the job finished")
+
+
+def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
+    source: dict[str, Any] = (
+        {"kind": "csv", "path": args.csv}
+        if args.csv
+        else {"kind": "synthetic", "durationSeconds": args.duration, "seed": args.seed}
+    )
+    if args.resolution and not args.csv:
+        source["resolution"] = args.resolution
+    command: dict[str, Any] = {"type": "run_backtest", "strategyId": args.id, "source": source}
+    if args.symbol:
+        command["symbol"] = args.symbol.upper()
+    return command
+
+
+def _job_line(out: Output, args: argparse.Namespace, data: dict[str, Any]) -> int:
+    failed = data["status"] == "failed"
+    if args.json:
+        out.json(data)
+    elif failed:
+        out.print(f"backtest {data['jobId']} failed: {data.get('error')}")
+    elif data["status"] != "completed":
+        out.print(f"backtest {data['jobId']} {data['status']}")
+    else:
+        result = data.get("result") or {}
+        out.print(
+            f"backtest {data['jobId']} completed: {result.get('total_trades')} trades, "
+            f"win rate {number(result.get('win_rate'))}, "
+            f"return {number(result.get('total_return'))}"
+        )
+    return EXIT_DAEMON_ERROR if failed else EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Awaitable[int]]] = {
     "status": show_status,
     "start": start_strategy,
@@ -773,4 +847,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Awaitable[int]]] = {
     "risk": show_risk,
     "halt": halt_trading,
     "resume": resume_trading,
+    "backtest": run_backtest,
 }
