@@ -77,7 +77,7 @@ from orchestrator.feeds import (
     ohlcv_ticks,
 )
 from orchestrator.market import RESOLUTION_SECONDS, Bar, Tick
-from orchestrator.orders import Fill, Order, OrderPurpose, Side, TradeStatus
+from orchestrator.orders import Fill, Order, OrderPurpose, Side, TradeStatus, rejection
 from orchestrator.portfolio import PortfolioBook, PositionChange
 from orchestrator.risk import NO_ACTIONS, Halt, PreTradeCheck, RiskActions, RiskConfig, RiskGuardian
 from orchestrator.risk import stop_price as risk_stop_price
@@ -660,21 +660,7 @@ class BacktestEngine:
         self._update_alarms()
 
     def _reject(self, order: Order, reason: str) -> None:
-        self._settle(
-            Fill(
-                id=self._ids("trade"),
-                order_id=order.id,
-                strategy_id=order.strategy_id,
-                symbol=order.symbol,
-                side=order.side,
-                quantity=order.quantity,
-                price=0.0,
-                commission=0.0,
-                ts=self._clock.ts,
-                status=TradeStatus.REJECTED,
-                reason=reason,
-            )
-        )
+        self._settle(rejection(order, self._ids("trade"), reason, self._clock.ts))
 
     def _settle(self, fill: Fill) -> None:
         """What ExecutionService does with a fill: book, guardian, then its actions."""

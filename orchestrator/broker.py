@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.clock import Clock
 from orchestrator.market import Tick
-from orchestrator.orders import Fill, Order, Side, TradeStatus
+from orchestrator.orders import Fill, Order, Side, TradeStatus, rejection
 
 log = structlog.get_logger("orchestrator.broker")
 
@@ -270,17 +270,4 @@ class PaperBroker:
             symbol=order.symbol,
             reason=reason,
         )
-        return Fill(
-            id=self._new_id("trade"),
-            order_id=order.id,
-            strategy_id=order.strategy_id,
-            symbol=order.symbol,
-            side=order.side,
-            # NaN would not survive JSON encoding; the reason already quotes it.
-            quantity=order.quantity if math.isfinite(order.quantity) else 0.0,
-            price=0.0,
-            commission=0.0,
-            ts=ts,
-            status=TradeStatus.REJECTED,
-            reason=reason,
-        )
+        return rejection(order, self._new_id("trade"), reason, ts)

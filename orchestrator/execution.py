@@ -32,7 +32,7 @@ from orchestrator.events import (
     TradeExecuted,
 )
 from orchestrator.market import Tick
-from orchestrator.orders import Fill, Order, TradeStatus
+from orchestrator.orders import Fill, Order, TradeStatus, rejection
 from orchestrator.portfolio import PortfolioBook
 from orchestrator.risk import NO_ACTIONS, Halt, PreTradeCheck, RiskActions
 
@@ -125,21 +125,7 @@ class ExecutionService:
         return True
 
     def reject(self, order: Order, reason: str) -> None:
-        self._publish_fill(
-            Fill(
-                id=self._ids("trade"),
-                order_id=order.id,
-                strategy_id=order.strategy_id,
-                symbol=order.symbol,
-                side=order.side,
-                quantity=order.quantity,
-                price=0.0,
-                commission=0.0,
-                ts=self._clock.now(),
-                status=TradeStatus.REJECTED,
-                reason=reason,
-            )
-        )
+        self._publish_fill(rejection(order, self._ids("trade"), reason, self._clock.now()))
 
     def projected_position(self, strategy_id: str, symbol: str) -> float:
         """Held quantity plus what pending orders will add when they fill."""

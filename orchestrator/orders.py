@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -75,3 +76,21 @@ class Fill:
     ts: float
     status: TradeStatus
     reason: str | None = None
+
+
+def rejection(order: Order, fill_id: str, reason: str, ts: float) -> Fill:
+    """The REJECTED outcome of ``order``: no price, no commission, and why."""
+    return Fill(
+        id=fill_id,
+        order_id=order.id,
+        strategy_id=order.strategy_id,
+        symbol=order.symbol,
+        side=order.side,
+        # NaN would not survive JSON encoding; the reason already quotes it.
+        quantity=order.quantity if math.isfinite(order.quantity) else 0.0,
+        price=0.0,
+        commission=0.0,
+        ts=ts,
+        status=TradeStatus.REJECTED,
+        reason=reason,
+    )
