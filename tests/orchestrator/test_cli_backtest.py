@@ -27,9 +27,7 @@ async def test_a_failing_backtest_exits_1_with_the_reason(
 ) -> None:
     (tmp_path / "empty.csv").write_text("timestamp,open,high,low,close,volume\n")
     async with cli_daemon(capsys, jobs={"data_dir": str(tmp_path)}) as (_, cli):
-        code, out, _ = await cli(
-            "backtest", "holder", "--csv", "empty.csv", "--symbol", "aapl"
-        )
+        code, out, _ = await cli("backtest", "holder", "--csv", "empty.csv", "--symbol", "aapl")
     assert code == EXIT_DAEMON_ERROR
     assert "failed" in out and "empty.csv" in out
 
