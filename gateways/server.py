@@ -258,9 +258,11 @@ class WebSocketServer:
         """Stop accepting, close every client with 1001 (going away), wait for handlers."""
         if self._server is None:
             return
+        closing = self._server.close_task is None
         self._server.close(close_connections=True)
         await self._server.wait_closed()
-        self.log.info("server_closed")
+        if closing:
+            self.log.info("server_closed")
 
     async def wait_for_no_clients(self) -> None:
         """Return once every connection handler has finished."""

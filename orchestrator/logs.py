@@ -66,3 +66,5 @@ def _route_standard_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(max(level, logging.INFO))
+    # Our servers log their own open/close lines; websockets' would repeat them.
+    logging.getLogger("websockets").setLevel(max(level, logging.WARNING))
