@@ -100,6 +100,8 @@ class JournalWriter:
         self._max_pending = max_pending
         self._config_of = config_of
         self._buffer: deque[Record] = deque()
+        self._unwritten = 0
+        """Records in the buffer that the journal must write (quotes and bars need not)."""
         self._submitted = 0
         self._done = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -139,10 +141,12 @@ class JournalWriter:
         """Queue ``record``; a no-op once the writer has failed or closed."""
         if self.failure is not None or self._closed:
             return
-        if len(self._buffer) >= self._max_pending:
+        # Only what must be written counts: quotes and bars pass through without
+        # touching the disk, so a fast feed alone cannot make the journal "behind".
+        if journaled(record) and self._unwritten >= self._max_pending:
             self._fail(
                 JournalBacklog(
-                    f"journal at {self.journal.path} is {len(self._buffer)} events behind: "
+                    f"journal at {self.journal.path} is {self._unwritten} events behind: "
                     "the disk cannot keep up"
                 )
             )
@@ -154,6 +158,7 @@ class JournalWriter:
         self._append(record)
 
     def _append(self, record: Record) -> None:
+        self._unwritten += journaled(record)
         self._buffer.append(record)
         self._submitted += 1
         self._wake.set()
@@ -230,6 +235,7 @@ class JournalWriter:
                 raise self.failure
             count = min(len(self._buffer), self._max_events)
             batch = [self._buffer.popleft() for _ in range(count)]
+            self._unwritten -= sum(journaled(record) for record in batch)
             try:
                 await self._write(batch)
                 self._deliver_batch([r for r in batch if not isinstance(r, StrategyConfigured)])
@@ -280,6 +286,7 @@ class JournalWriter:
             self.failure = failure
             log.error("journal_failed", path=str(self.journal.path), error=failure.message)
         self._buffer.clear()
+        self._unwritten = 0
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(failure)

@@ -144,13 +144,28 @@ async def test_a_failure_wakes_those_waiting_for_a_flush(journal: Journal) -> No
 async def test_a_backlog_beyond_the_bound_stops_the_writer(journal: Journal) -> None:
     receiver = Receiver(journal.path)
     writer = JournalWriter(journal, receiver, max_pending=10)
-    for i in range(11):
-        writer.submit(quote(float(i + 1)))
+    records = [r for r in trading_records(Trading(), 10) if not isinstance(r, QuoteUpdated)]
+    for record in records[:11]:
+        writer.submit(record)
     with pytest.raises(JournalBacklog, match="10 events behind"):
         async with asyncio.timeout(DEADLINE):
             await writer.run()
     assert receiver.told == []
     await writer.close()
+
+
+async def test_quotes_and_bars_never_count_as_a_journal_backlog(journal: Journal) -> None:
+    # A feed faster than the disk must not stop the daemon: quotes are not written.
+    receiver = Receiver(journal.path)
+    writer = JournalWriter(journal, receiver, max_pending=10)
+    for i in range(1000):
+        writer.submit(quote(float(i + 1)))
+    assert writer.failure is None
+    task = asyncio.create_task(writer.run())
+    await writer.flush()
+    assert len(receiver.told) == 1000
+    await writer.close()
+    await task
 
 
 async def test_status_changes_are_journaled_with_the_config_they_ran_with(
