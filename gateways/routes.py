@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from gateways import wire
 from gateways.market_gateway import bar_channel, bar_data, quote_channel, quote_data
@@ -35,10 +36,8 @@ _ORCHESTRATOR_EVENTS = (
 
 
 def _to_everyone(event: Event, kinds: tuple[type, ...]) -> Iterable[Outbound]:
-    if isinstance(event, kinds):
-        message = wire.event_message(event)
-        if message is not None:
-            yield Outbound(EVERYONE, message[0], message[1])
+    if isinstance(event, kinds) and type(event) in wire.ENCODERS:
+        yield Outbound(EVERYONE, partial(wire.ENCODERS[type(event)], event))
 
 
 def orchestrator_router(event: Event) -> Iterable[Outbound]:
@@ -48,10 +47,11 @@ def orchestrator_router(event: Event) -> Iterable[Outbound]:
 def market_data_router(event: Event) -> Iterable[Outbound]:
     if isinstance(event, QuoteUpdated):
         tick = event.tick
-        return (Outbound(quote_channel(tick.symbol), "quote", quote_data(tick)),)
+        return (Outbound(quote_channel(tick.symbol), lambda: ("quote", quote_data(tick))),)
     if isinstance(event, BarClosed):
         bar = event.bar
-        return (Outbound(bar_channel(bar.symbol, bar.resolution), "bar", bar_data(bar)),)
+        channel = bar_channel(bar.symbol, bar.resolution)
+        return (Outbound(channel, lambda: ("bar", bar_data(bar))),)
     return _to_everyone(event, (ExecutionStatusChanged,))
 
 

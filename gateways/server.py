@@ -122,11 +122,13 @@ SnapshotMessages = Callable[[Session], list[wire.Message]]
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
-    """Where a core event goes on this server, and as what."""
+    """Where a core event goes on this server, and how to build its message.
+
+    ``message`` is called only when the channel has (or recently had) members,
+    so an event nobody follows costs no payload and no encoding."""
 
     channel: str
-    kind: str
-    data: Any
+    message: Callable[[], wire.Message]
 
 
 EventRouter = Callable[[Event], Iterable[Outbound]]
@@ -281,15 +283,16 @@ class WebSocketServer:
             members = self._channels.get(out.channel)
             if members is None:
                 continue  # nobody is or recently was in this channel: nothing to keep
+            kind, data = out.message()
             seq = self._stream.next_seq()
             position = wire.StreamPosition(seq, self._stream.epoch)
             now = self._clock.now()
-            frame = wire.encode(out.kind, out.data, now, position=position)
+            frame = wire.encode(kind, data, now, position=position)
             self._stream.append(seq, out.channel, frame)
             if requester is not None and requester.ws in members:
                 broadcast(members - {requester.ws}, frame, text=True)
                 request_id = origin.request_id if origin is not None else None
-                reply = wire.encode(out.kind, out.data, now, request_id, position)
+                reply = wire.encode(kind, data, now, request_id, position)
                 self._write(requester, reply)
                 delivered = True
             else:
