@@ -1,6 +1,7 @@
 """Domain events published on the in-process bus, and the topics they travel on.
 
-Every event is an immutable slotted dataclass with a ``topic`` class attribute.
+Every event is an immutable record (:mod:`orchestrator.records`) with a ``topic``
+class attribute.
 Edges (WebSocket servers, the NNG publisher, the journal) subscribe to topics
 and turn events into their own wire formats.
 """
@@ -8,13 +9,13 @@ and turn events into their own wire formats.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from orchestrator.market import Bar, Tick
 from orchestrator.orders import Fill, Order, Signal
 from orchestrator.portfolio import PositionChange
+from orchestrator.records import record
 
 
 class Topic(StrEnum):
@@ -69,7 +70,7 @@ class HaltSource(StrEnum):
 RequestId = str | int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommandOrigin:
     """Who asked for a change: lets the edge route the reply to the requester."""
 
@@ -78,7 +79,7 @@ class CommandOrigin:
     request_id: RequestId | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StrategyStatusChanged:
     topic: ClassVar[Topic] = Topic.STRATEGY_STATUS
     strategy_id: str
@@ -91,19 +92,19 @@ class StrategyStatusChanged:
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SignalEmitted:
     topic: ClassVar[Topic] = Topic.STRATEGY_SIGNAL
     signal: Signal
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OrderSubmitted:
     topic: ClassVar[Topic] = Topic.ORDER_SUBMITTED
     order: Order
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TradeExecuted:
     """A fill (or a rejection) and what it did to the strategy's position."""
 
@@ -113,7 +114,7 @@ class TradeExecuted:
     """None for a rejection, which changes no position."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExecutionStatusChanged:
     topic: ClassVar[Topic] = Topic.EXECUTION_STATUS
     status: ExecutionStatus
@@ -122,19 +123,19 @@ class ExecutionStatusChanged:
     origin: CommandOrigin | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class QuoteUpdated:
     topic: ClassVar[Topic] = Topic.MARKET_QUOTE
     tick: Tick
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BarClosed:
     topic: ClassVar[Topic] = Topic.MARKET_BAR
     bar: Bar
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OrderRejected:
     """The risk guardian refused (or the kill switch cancelled) an order."""
 
@@ -148,7 +149,7 @@ class OrderRejected:
     ts: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OrderReduced:
     """The guardian sent a smaller order so the position stays within its limit."""
 
@@ -165,7 +166,7 @@ class OrderReduced:
     ts: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StopLossTriggered:
     """A position lost its stopLossPercentage: ``order`` exits it at market."""
 
@@ -180,7 +181,7 @@ class StopLossTriggered:
     ts: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LimitBreached:
     """The market (not an order) took a value beyond a limit."""
 
@@ -195,7 +196,7 @@ class LimitBreached:
     engages_kill_switch: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KillSwitchChanged:
     topic: ClassVar[Topic] = Topic.RISK_KILL_SWITCH
     engaged: bool
@@ -228,7 +229,7 @@ JOB_EVENT_TYPES: Mapping[JobStatus, str] = {
 """The dgbit event type announcing each status."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class JobStateChanged:
     """A job was created (pending), started (running), completed or failed."""
 

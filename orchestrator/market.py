@@ -1,11 +1,12 @@
 """Market data types shared by feeds, bar aggregation, strategies and the broker.
 
-These are hot-path values: slotted frozen dataclasses, no validation.
+These are hot-path values: records (frozen to the type checker, see
+:mod:`orchestrator.records`), no validation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from orchestrator.records import record
 
 RESOLUTION_SECONDS: dict[str, int] = {
     "1s": 1,
@@ -33,7 +34,7 @@ def bucket_start(ts: float, seconds: int) -> float:
     return float(int(ts // seconds) * seconds)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Tick:
     """One trade or quote print: the last price of a symbol at a moment."""
 
@@ -43,7 +44,7 @@ class Tick:
     ts: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Bar:
     """OHLCV over ``[start, start + seconds)`` for one symbol at one resolution."""
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any
+
+from orchestrator.records import record
 
 
 class Side(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
 
-    @property
-    def sign(self) -> int:
-        return 1 if self is Side.BUY else -1
+    sign: int
+    """+1 for BUY, -1 for SELL: a plain attribute, read on every order and fill."""
+
+    def __init__(self, value: str) -> None:
+        self.sign = 1 if value == "BUY" else -1
 
 
 class TradeStatus(StrEnum):
@@ -31,7 +35,7 @@ class OrderPurpose(StrEnum):
     STRATEGY_STOP = "strategy_stop"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Signal:
     """A strategy's wish to trade. ``quantity`` None means "size it for me"."""
 
@@ -47,7 +51,7 @@ class Signal:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Order:
     """A market order for a strategy; quantity is always positive."""
 
@@ -61,7 +65,7 @@ class Order:
     signal_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Fill:
     """The outcome of an order: FILLED at a price, or REJECTED with a reason."""
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.orders import Fill, TradeStatus
+from orchestrator.records import record
 
 QUANTITY_EPSILON = 1e-9
 """A position whose absolute quantity is below this is flat (float dust from netting)."""
@@ -36,7 +37,7 @@ def _sign(quantity: float) -> int:
     return (quantity > 0.0) - (quantity < 0.0)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PositionChange:
     """What one fill did to one position.
 

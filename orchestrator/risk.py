@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import structlog
@@ -55,6 +55,7 @@ from orchestrator.events import (
 from orchestrator.market import Tick
 from orchestrator.orders import Fill, Order, OrderPurpose, Side, TradeStatus
 from orchestrator.portfolio import PortfolioBook, Position, PositionChange
+from orchestrator.records import record
 
 if TYPE_CHECKING:
     # orchestrator.config imports this module for RiskConfig.
@@ -113,7 +114,7 @@ class RiskConfig(BaseModel):
     )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Verdict:
     """What the pre-trade checks decided: the order to send (maybe reduced) or why not."""
 
@@ -121,7 +122,7 @@ class Verdict:
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Halt:
     """The kill switch, engaged: why, since when, and whether exits still pass."""
 
@@ -131,7 +132,7 @@ class Halt:
     since: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RiskActions:
     """What the execution service must do after a price or a fill."""
 
@@ -162,7 +163,7 @@ class PreTradeCheck(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PositionRisk:
     symbol: str
     quantity: float
@@ -171,7 +172,7 @@ class PositionRisk:
     stop_price: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StrategyRisk:
     strategy_id: str
     limits: StrategyRunConfig | None
@@ -182,7 +183,7 @@ class StrategyRisk:
     positions: tuple[PositionRisk, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RiskSnapshot:
     """Limits and current usage, for get_risk_status."""
 
