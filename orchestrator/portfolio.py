@@ -161,37 +161,47 @@ class Position:
         """Net ``fill`` into this position; a rejected fill changes nothing."""
         if fill.status is not TradeStatus.FILLED:
             return unchanged(fill, self.quantity, self.entry_price)
-        _check_fill(fill, self.symbol)
+        price, quantity, commission = fill.price, fill.quantity, fill.commission
+        if not (
+            fill.symbol == self.symbol
+            and 0.0 < quantity < math.inf
+            and 0.0 < price < math.inf
+            and 0.0 <= commission < math.inf
+        ):
+            _check_fill(fill, self.symbol)
         quantity_before, entry_before = self.quantity, self.entry_price
         direction = fill.side.sign
-        reducing = quantity_before * direction < 0.0
-        closed = min(fill.quantity, abs(quantity_before)) if reducing else 0.0
-        opened = fill.quantity - closed
+        closed = opened = closed_pnl = 0.0
+        duration = None
+        if quantity_before * direction < 0.0:
+            # Reducing: close what the fill covers (realizing its P&L), open the rest.
+            closed = min(quantity, abs(quantity_before))
+            closed_pnl = closed * (price - entry_before) * _sign(quantity_before)
+            duration = self._closed_duration(fill.ts)
+            self._reduce(closed)
+        opened = quantity - closed
         if opened < QUANTITY_EPSILON:
             opened = 0.0
-        closed_pnl = closed * (fill.price - entry_before) * _sign(quantity_before)
-        duration = self._closed_duration(fill.ts) if closed > 0.0 else None
-        if closed > 0.0:
-            self._reduce(closed)
-        if opened > 0.0:
-            self._add(direction * opened, fill.price, fill.ts)
-        self.realized_pnl += closed_pnl - fill.commission
-        self.commission_paid += fill.commission
+        else:
+            self._add(direction * opened, price, fill.ts)
+        realized = closed_pnl - commission
+        self.realized_pnl += realized
+        self.commission_paid += commission
         if self.last_price == 0.0:
             # Never marked: the fill is the only price we know. A later mark wins;
             # an existing mark is kept so slippage shows up as unrealized loss.
-            self.last_price = fill.price
+            self.last_price = price
         return PositionChange(
-            fill=fill,
-            quantity_before=quantity_before,
-            quantity_after=self.quantity,
-            entry_price_before=entry_before,
-            entry_price_after=self.entry_price,
-            closed_quantity=closed,
-            opened_quantity=opened,
-            closed_pnl=closed_pnl,
-            realized_pnl=closed_pnl - fill.commission,
-            closed_duration=duration,
+            fill,
+            quantity_before,
+            self.quantity,
+            entry_before,
+            self.entry_price,
+            closed,
+            opened,
+            closed_pnl,
+            realized,
+            duration,
         )
 
     def _closed_duration(self, ts: float) -> float | None:

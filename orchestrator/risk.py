@@ -70,7 +70,9 @@ GLOBAL_WINDOW_SECONDS = 1.0
 TOLERANCE = 1e-9
 """Relative slack on every bound, so a value exactly at a limit is within it
 despite float rounding (e.g. 0.1 * 3 is 0.30000000000000004)."""
-EXITS = frozenset({OrderPurpose.STOP_LOSS, OrderPurpose.STRATEGY_STOP})
+EXITS = (OrderPurpose.STOP_LOSS, OrderPurpose.STRATEGY_STOP)
+"""A tuple: membership by identity, where a set would hash the enum in Python code."""
+_GROSS_BREACH: tuple[RiskLimit, None, None] = (RiskLimit.MAX_GROSS_EXPOSURE, None, None)
 
 
 class RiskConfig(BaseModel):
@@ -254,19 +256,20 @@ class RiskGuardian:
         reduces = _reduces(position, order.side.sign * order.quantity)
         if halt is not None and (halt.block_all or not reduces):
             return self._refuse_halted(order, halt)
-        if order.purpose in EXITS and reduces:
-            self._record(order)
-            return Verdict(order)
         now = self._clock.now()
+        if order.purpose in EXITS and reduces:
+            self._touch(order.strategy_id, now)
+            self._record(order, now)
+            return Verdict(order)
         refusal = self._check_rates(order, limits, now)
         if refusal is not None:
             return refusal
         if reduces:
-            self._record(order)
+            self._record(order, now)
             return Verdict(order)
         verdict = self._check_exposure(order, limits, position)
         if verdict.order is not None:
-            self._record(verdict.order)
+            self._record(verdict.order, now)
         return verdict
 
     def _refuse_halted(self, order: Order, halt: Halt) -> Verdict:
@@ -307,6 +310,10 @@ class RiskGuardian:
             reason = f"max_orders_per_second {limit} reached: {total} orders in the last second"
             return self._refuse(order, RiskLimit.MAX_ORDERS_PER_SECOND, limit, total + 1, reason)
         own = self._second_counts.get(order.strategy_id, 0)
+        if own * len(self._last_attempt) < limit:
+            # Within the smallest share there can be (the sharers counted before
+            # the last minute's are let go): no need to count them exactly.
+            return None
         sharing = self._sharing(now)
         share = math.ceil(limit / max(1, sharing))
         if own >= share:
@@ -418,14 +425,13 @@ class RiskGuardian:
         )
         return Verdict(None, reason)
 
-    def _record(self, order: Order) -> None:
-        now = self._clock.now()
+    def _record(self, order: Order, now: float) -> None:
+        """Count a sent order; its strategy's attempt was noted (``_touch``) already."""
         strategy_id = order.strategy_id
         window = self._minute.get(strategy_id)
         if window is None:
             window = self._minute[strategy_id] = _Window(ORDER_WINDOW_SECONDS)
         window.add(now)
-        self._touch(strategy_id, now)
         self._second.append((now, strategy_id))
         self._second_counts[strategy_id] = self._second_counts.get(strategy_id, 0) + 1
 
@@ -467,8 +473,9 @@ class RiskGuardian:
             quantity = position.quantity
             if quantity == 0.0:
                 continue
-            notional = position.notional
-            unrealized += position.unrealized_pnl
+            # Position.notional and .unrealized_pnl, inlined: this runs on every tick.
+            notional = abs(quantity) * position.last_price
+            unrealized += (position.last_price - position.entry_price) * quantity
             gross += notional
             limits = self._limits.get(strategy_id)
             if limits is None:
@@ -550,9 +557,10 @@ class RiskGuardian:
 
     def _watch_gross(self, ts: float) -> None:
         limit, value = self.config.max_gross_exposure, self.gross_exposure
-        key = (RiskLimit.MAX_GROSS_EXPOSURE, None, None)
+        key = _GROSS_BREACH
         if value <= limit * (1 + TOLERANCE):
-            self._breached.discard(key)
+            if self._breached:
+                self._breached.discard(key)
         elif key not in self._breached:
             self._breached.add(key)
             reason = f"the price moved gross exposure to {value:.2f}, above {limit:g}"
@@ -578,9 +586,10 @@ class RiskGuardian:
     def _remeasure(self, symbol: str, held: Mapping[str, Position]) -> None:
         unrealized = gross = 0.0
         for position in held.values():
-            if position.quantity != 0.0:
-                unrealized += position.unrealized_pnl
-                gross += position.notional
+            quantity = position.quantity
+            if quantity != 0.0:
+                unrealized += (position.last_price - position.entry_price) * quantity
+                gross += abs(quantity) * position.last_price
         self._measured(symbol, unrealized, gross)
 
     def _measured(self, symbol: str, unrealized: float, gross: float) -> None:
@@ -625,7 +634,7 @@ class RiskGuardian:
         return self.equity() - self._day_start_equity
 
     def _roll_day(self, now: float) -> None:
-        day = _day_of(now)
+        day = int(now // DAY_SECONDS)
         if day != self._day:
             self._day = day
             self._day_start_equity = self.equity()
