@@ -120,11 +120,8 @@ class PaperBroker:
         id_factory: IdFactory | None = None,
     ) -> None:
         self.config = config
-        # The config is frozen: its rates are read once, not on every fill.
         self._slippage = config.slippage_bps / BPS
-        self._per_share = config.commission_per_share
-        self._commission_bps = config.commission_bps
-        self._min_commission = config.min_commission
+        """The config is frozen: its slippage fraction is divided out once."""
         self._clock = clock
         self._on_fill = on_fill
         self._new_id: IdFactory = id_factory if id_factory is not None else SequentialIds()
@@ -235,18 +232,19 @@ class PaperBroker:
         Slippage and commission are applied here and only here; the backtest
         engine calls this with the next bar's open.
         """
-        quantity = order.quantity
-        if not (order.symbol and 0.0 < quantity < math.inf and 0.0 < price < math.inf):
-            problem = _quantity_problem(order) or f"no valid price for {order.symbol}: got {price}"
+        problem = _quantity_problem(order)
+        if problem is None and not 0.0 < price < math.inf:
+            problem = f"no valid price for {order.symbol}: got {price}"
+        if problem is not None:
             return self._rejection(order, problem, ts)
-        side = order.side
-        fill_price = price * (1.0 + side.sign * self._slippage)
+        quantity = order.quantity
+        fill_price = self.slipped_price(order.side, price)
         return Fill(
             self._new_id("trade"),
             order.id,
             order.strategy_id,
             order.symbol,
-            side,
+            order.side,
             quantity,
             fill_price,
             self.commission(quantity, fill_price),
@@ -259,8 +257,9 @@ class PaperBroker:
         return price * (1.0 + side.sign * self._slippage)
 
     def commission(self, quantity: float, fill_price: float) -> float:
-        proportional = self._commission_bps * quantity * fill_price / BPS
-        return max(self._min_commission, self._per_share * quantity + proportional)
+        per_share = self.config.commission_per_share * quantity
+        proportional = self.config.commission_bps * quantity * fill_price / BPS
+        return max(self.config.min_commission, per_share + proportional)
 
     def _timeout(self, order: Order, now: float) -> Fill:
         reason = f"no price for {order.symbol} within {self.config.fill_timeout_seconds} s"

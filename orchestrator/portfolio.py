@@ -161,17 +161,11 @@ class Position:
         """Net ``fill`` into this position; a rejected fill changes nothing."""
         if fill.status is not TradeStatus.FILLED:
             return unchanged(fill, self.quantity, self.entry_price)
+        _check_fill(fill, self.symbol)
         price, quantity, commission = fill.price, fill.quantity, fill.commission
-        if not (
-            fill.symbol == self.symbol
-            and 0.0 < quantity < math.inf
-            and 0.0 < price < math.inf
-            and 0.0 <= commission < math.inf
-        ):
-            _check_fill(fill, self.symbol)
         quantity_before, entry_before = self.quantity, self.entry_price
         direction = fill.side.sign
-        closed = opened = closed_pnl = 0.0
+        closed = closed_pnl = 0.0
         duration = None
         if quantity_before * direction < 0.0:
             # Reducing: close what the fill covers (realizing its P&L), open the rest.

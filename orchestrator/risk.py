@@ -72,7 +72,6 @@ TOLERANCE = 1e-9
 despite float rounding (e.g. 0.1 * 3 is 0.30000000000000004)."""
 EXITS = (OrderPurpose.STOP_LOSS, OrderPurpose.STRATEGY_STOP)
 """A tuple: membership by identity, where a set would hash the enum in Python code."""
-_GROSS_BREACH: tuple[RiskLimit, None, None] = (RiskLimit.MAX_GROSS_EXPOSURE, None, None)
 
 
 class RiskConfig(BaseModel):
@@ -473,9 +472,8 @@ class RiskGuardian:
             quantity = position.quantity
             if quantity == 0.0:
                 continue
-            # Position.notional and .unrealized_pnl, inlined: this runs on every tick.
-            notional = abs(quantity) * position.last_price
-            unrealized += (position.last_price - position.entry_price) * quantity
+            notional = position.notional
+            unrealized += position.unrealized_pnl
             gross += notional
             limits = self._limits.get(strategy_id)
             if limits is None:
@@ -557,10 +555,9 @@ class RiskGuardian:
 
     def _watch_gross(self, ts: float) -> None:
         limit, value = self.config.max_gross_exposure, self.gross_exposure
-        key = _GROSS_BREACH
+        key = (RiskLimit.MAX_GROSS_EXPOSURE, None, None)
         if value <= limit * (1 + TOLERANCE):
-            if self._breached:
-                self._breached.discard(key)
+            self._breached.discard(key)
         elif key not in self._breached:
             self._breached.add(key)
             reason = f"the price moved gross exposure to {value:.2f}, above {limit:g}"
@@ -586,10 +583,9 @@ class RiskGuardian:
     def _remeasure(self, symbol: str, held: Mapping[str, Position]) -> None:
         unrealized = gross = 0.0
         for position in held.values():
-            quantity = position.quantity
-            if quantity != 0.0:
-                unrealized += (position.last_price - position.entry_price) * quantity
-                gross += abs(quantity) * position.last_price
+            if position.quantity != 0.0:
+                unrealized += position.unrealized_pnl
+                gross += position.notional
         self._measured(symbol, unrealized, gross)
 
     def _measured(self, symbol: str, unrealized: float, gross: float) -> None:
@@ -634,7 +630,7 @@ class RiskGuardian:
         return self.equity() - self._day_start_equity
 
     def _roll_day(self, now: float) -> None:
-        day = int(now // DAY_SECONDS)
+        day = _day_of(now)
         if day != self._day:
             self._day = day
             self._day_start_equity = self.equity()
