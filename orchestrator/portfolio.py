@@ -37,6 +37,25 @@ def _sign(quantity: float) -> int:
     return (quantity > 0.0) - (quantity < 0.0)
 
 
+def reduces_position(held: float, signed_quantity: float) -> bool:
+    """Whether trading ``signed_quantity`` shrinks ``held`` toward zero without crossing it."""
+    after = held + signed_quantity
+    return held != 0.0 and abs(after) < abs(held) and after * held >= 0.0
+
+
+def reverses_position(held: float, signed_quantity: float) -> bool:
+    """Whether trading ``signed_quantity`` takes ``held`` through zero to the other side."""
+    return (held + signed_quantity) * held < 0.0
+
+
+def reducing_part(held: float, signed_quantity: float) -> float:
+    """The unsigned quantity of an order that only reduces ``held``: the whole order
+    when it reduces, ``abs(held)`` of a reversal, 0 of an order that adds."""
+    if reduces_position(held, signed_quantity):
+        return abs(signed_quantity)
+    return abs(held) if reverses_position(held, signed_quantity) else 0.0
+
+
 @record
 class PositionChange:
     """What one fill did to one position.

@@ -54,7 +54,13 @@ from orchestrator.events import (
 )
 from orchestrator.market import Tick
 from orchestrator.orders import Fill, Order, OrderPurpose, Side, TradeStatus
-from orchestrator.portfolio import PortfolioBook, Position, PositionChange
+from orchestrator.portfolio import (
+    PortfolioBook,
+    Position,
+    PositionChange,
+    reduces_position,
+    reverses_position,
+)
 from orchestrator.records import record
 
 if TYPE_CHECKING:
@@ -252,9 +258,12 @@ class RiskGuardian:
         self, order: Order, limits: StrategyRunConfig, position: float, halt: Halt | None
     ) -> Verdict:
         self._limits[order.strategy_id] = limits
-        reduces = _reduces(position, order.side.sign * order.quantity)
+        signed = order.side.sign * order.quantity
+        reduces = reduces_position(position, signed)
         if halt is not None and (halt.block_all or not reduces):
-            return self._refuse_halted(order, halt)
+            if halt.block_all or not reverses_position(position, signed):
+                return self._refuse_halted(order, halt)
+            return self._cut_to_flat(order, limits, position, halt)
         now = self._clock.now()
         if order.purpose in EXITS and reduces:
             self._touch(order.strategy_id, now)
@@ -269,6 +278,22 @@ class RiskGuardian:
         verdict = self._check_exposure(order, limits, position)
         if verdict.order is not None:
             self._record(verdict.order, now)
+        return verdict
+
+    def _cut_to_flat(
+        self, order: Order, limits: StrategyRunConfig, position: float, halt: Halt
+    ) -> Verdict:
+        """Reduce-only: of an order that reverses the position, the part that closes it."""
+        cut = replace(order, quantity=abs(position))
+        verdict = self.check(cut, limits, position, None)
+        if verdict.order is not None:
+            price = self._book.last_price(order.symbol) or 0.0
+            reason = (
+                f"trading is halted ({halt.reason}): only orders that reduce a position "
+                f"pass; sent {cut.quantity:g} of {order.quantity:g} to close the position"
+            )
+            asked = order.quantity * price
+            self._announce_reduced(order, cut.quantity, RiskLimit.KILL_SWITCH, 0.0, asked, reason)
         return verdict
 
     def _refuse_halted(self, order: Order, halt: Halt) -> Verdict:
@@ -383,7 +408,14 @@ class RiskGuardian:
                 order, RiskLimit.MAX_GROSS_EXPOSURE, self.config.max_gross_exposure, gross, reason
             )
         if sent is not order:
-            self._announce_reduced(order, sent.quantity, limits.max_position_value, asked_value)
+            limit = limits.max_position_value
+            reason = (
+                f"maxPositionValue {limit:g}: {order.quantity:g} {order.symbol} would be worth "
+                f"{asked_value:.2f}; sent {sent.quantity:g}"
+            )
+            self._announce_reduced(
+                order, sent.quantity, RiskLimit.MAX_POSITION_VALUE, limit, asked_value, reason
+            )
         return Verdict(sent)
 
     def _fitting_quantity(self, order: Order, max_units: float, position: float) -> float | None:
@@ -395,15 +427,17 @@ class RiskGuardian:
             room = math.floor(room + TOLERANCE)
         return room if room > 0 else None
 
-    def _announce_reduced(self, order: Order, quantity: float, limit: float, asked: float) -> None:
-        reason = (
-            f"maxPositionValue {limit:g}: {order.quantity:g} {order.symbol} would be worth "
-            f"{asked:.2f}; sent {quantity:g}"
-        )
+    def _announce_reduced(
+        self,
+        order: Order,
+        quantity: float,
+        limit: RiskLimit,
+        limit_value: float,
+        asked: float,
+        reason: str,
+    ) -> None:
         log.info("order_reduced", strategy_id=order.strategy_id, order_id=order.id, reason=reason)
-        event = OrderReduced(
-            order, quantity, RiskLimit.MAX_POSITION_VALUE, limit, asked, reason, self._clock.now()
-        )
+        event = OrderReduced(order, quantity, limit, limit_value, asked, reason, self._clock.now())
         self._bus.publish(event)
 
     def _refuse(
@@ -721,12 +755,6 @@ def _stop_reached(quantity: float, entry_price: float, percentage: float, price:
     if quantity > 0.0:
         return price <= entry_price * (1.0 - percentage) * (1.0 + TOLERANCE)
     return price >= entry_price * (1.0 + percentage) * (1.0 - TOLERANCE)
-
-
-def _reduces(held: float, signed_quantity: float) -> bool:
-    """Whether the order shrinks the position toward zero without crossing it."""
-    after = held + signed_quantity
-    return held != 0.0 and abs(after) < abs(held) and after * held >= 0.0
 
 
 def _day_of(ts: float) -> int:

@@ -31,6 +31,7 @@ from orchestrator.execution import ExecutionService
 from orchestrator.market import Bar, Tick
 from orchestrator.marketdata import MarketData
 from orchestrator.orders import Order, OrderPurpose, Side, Signal
+from orchestrator.portfolio import reducing_part
 from orchestrator.registry import PositionView
 from orchestrator.strategy import Strategy, StrategyLoadError, build_params, load_strategy_class
 
@@ -196,9 +197,12 @@ class StrategyRuntime:
         )
         if size is None:
             return  # already at or beyond the target on this side: nothing to do
-        if running.paused and not _reduces(held, action.sign * size):
-            log.info("signal_dropped_paused", strategy_id=running.strategy_id, symbol=symbol)
-            return
+        if running.paused:
+            # Paused, a strategy may only get out: a reversal keeps its closing part.
+            size = reducing_part(held, action.sign * size)
+            if size == 0.0:
+                log.info("signal_dropped_paused", strategy_id=running.strategy_id, symbol=symbol)
+                return
         signal = Signal(
             id=self._ids("sig"),
             strategy_id=running.strategy_id,
@@ -350,11 +354,6 @@ def too_small_reason(max_position_value: float, symbol: str, price: float) -> st
     """Why a signal sized to 0 units is rejected."""
     limit = f"maxPositionValue {max_position_value:g}"
     return f"{limit} buys less than one unit of {symbol} at {price:g}"
-
-
-def _reduces(held: float, signed_quantity: float) -> bool:
-    after = held + signed_quantity
-    return held != 0 and abs(after) < abs(held) and after * held >= 0
 
 
 def _remove(index: dict[Any, list[RunningStrategy]], key: Any, running: RunningStrategy) -> None:

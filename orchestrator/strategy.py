@@ -167,18 +167,20 @@ class Strategy(Generic[P]):
     def enter_long(
         self, symbol: str, price: float, confidence: float = 1.0, **metadata: Any
     ) -> bool:
-        """Go long unless already long: close any short first, then buy, sized by the runtime.
+        """Go long unless already long, sized by the runtime; a short is reversed.
 
-        Returns False (and emits nothing) when already long. A reversal is two
-        signals in this order: the exit (explicit quantity), then the entry.
-        ``metadata["reason"]`` defaults to "exit" and "entry" respectively.
+        Returns False (and emits nothing) when already long. One signal, one
+        order: the runtime sizes it to the target long plus the short it covers
+        (a netting account reverses in one fill, as live brokers do), and with
+        the kill switch engaged the risk guardian cuts it to the covering part.
+        ``metadata["reason"]`` defaults to "entry", or "reversal" when short.
         """
         return self._enter(symbol, Side.BUY, price, confidence, metadata)
 
     def enter_short(
         self, symbol: str, price: float, confidence: float = 1.0, **metadata: Any
     ) -> bool:
-        """Go short unless already short: close any long first, then sell (see enter_long)."""
+        """Go short unless already short, reversing a long in one order (see enter_long)."""
         return self._enter(symbol, Side.SELL, price, confidence, metadata)
 
     def _enter(
@@ -192,9 +194,7 @@ class Strategy(Generic[P]):
         held = self.position(symbol)
         if held * side.sign > 0:
             return False
-        if held != 0:
-            self.close_position(symbol, price, confidence, **metadata)
-        tagged = {"reason": "entry", **metadata}
+        tagged = {"reason": "entry" if held == 0 else "reversal", **metadata}
         self._emit(symbol, side, price, None, confidence, tagged)
         return True
 

@@ -30,6 +30,18 @@ class BuyThenHold(Strategy[ScriptParams]):
             self.buy(bar.symbol, bar.close, quantity=self.params.quantity, orderType="MARKET")
 
 
+class AlwaysReverse(Strategy[ScriptParams]):
+    """On every bar: go long if flat or short, else go short (each a reversal)."""
+
+    params_model = ScriptParams
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.position(bar.symbol) <= 0:
+            self.enter_long(bar.symbol, bar.close)
+        else:
+            self.enter_short(bar.symbol, bar.close)
+
+
 class AlwaysEnter(Strategy[ScriptParams]):
     """On every bar: enter long if flat (sized by the runtime), else close the position."""
 

@@ -4,9 +4,10 @@ The bands are the rolling mean of ``period`` closes plus and minus ``num_std``
 population standard deviations. The rule, evaluated on every closed bar once
 the bands are ready (``z = (close - middle) / std``):
 
-- ``close > upper`` and not long: buy (a short is closed first, then the long entry).
-- ``close < lower``, ``allow_short`` and not short: sell (a long is closed
-  first, then the short entry).
+- ``close > upper`` and not long: buy (a short is reversed: one order covers
+  it and opens the long).
+- ``close < lower``, ``allow_short`` and not short: sell (a long is reversed
+  the same way).
 - ``close < middle`` and long: sell to close the long.
 - ``close > middle`` and short: buy to close the short (the mirror of the long
   exit, so a short is not held until an upside breakout).

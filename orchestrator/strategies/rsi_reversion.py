@@ -3,9 +3,10 @@
 The rule, evaluated on every closed bar once the RSI (Wilder's, ``period``
 changes) is ready:
 
-- ``RSI <= oversold`` and not long: buy (a short is closed first, then the long entry).
+- ``RSI <= oversold`` and not long: buy (a short is reversed: one order covers
+  it and opens the long).
 - ``RSI >= overbought`` and long: sell to close the long; with ``allow_short``
-  and not already short, then also sell to go short.
+  and not already short, sell to go short instead (one order reverses the long).
 - otherwise: nothing; a position is held until the opposite extreme.
 
 Entries carry ``quantity=None`` (the runtime sizes them); exits carry the held

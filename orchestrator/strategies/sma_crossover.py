@@ -2,9 +2,10 @@
 
 The rule, evaluated on every closed bar once both averages are ready:
 
-- ``fast > slow`` and not long: buy (a short is closed first, then the long entry).
+- ``fast > slow`` and not long: buy (a short is reversed: one order covers
+  it and opens the long).
 - ``fast < slow`` and long: sell to close the long; with ``allow_short`` and not
-  already short, then also sell to go short.
+  already short, sell to go short instead (one order reverses the long).
 - ``fast == slow``: nothing.
 
 Because it is a regime rule, not a crossing event, a flat strategy signals on

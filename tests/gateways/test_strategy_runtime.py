@@ -108,6 +108,32 @@ async def test_paused_strategy_opens_nothing_but_is_still_valued_and_stopped_fla
         assert status["data"][0]["positions"] == []
 
 
+async def test_a_reversal_is_one_trade_and_paused_keeps_only_its_closing_part() -> None:
+    config = config_with(
+        {
+            "id": "flip",
+            "kind": "tests.scripted_strategies:AlwaysReverse",
+            "symbols": ["AAPL"],
+            "defaults": {"max_position_value": 1000},
+        },
+    )
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        await client.request({"type": "start_strategy", "id": "flip"})
+        daemon.tick("AAPL", 100.0)
+        await next_second(daemon, {"AAPL": 100.0})  # bar 1: long 9
+        await next_second(daemon, {"AAPL": 100.0})  # bar 2: 9 + 9 reverses to short 9
+        opened, reversed_ = await trades_of(client, 2)
+        assert (opened["side"], opened["quantity"]) == ("BUY", 9.0)
+        assert (reversed_["side"], reversed_["quantity"]) == ("SELL", 18.0)
+        await client.request({"type": "pause_strategy", "id": "flip"})
+        await next_second(daemon, {"AAPL": 100.0})  # bar 3: paused, it only covers the 9
+        [covered] = await trades_of(client, 1)
+        assert (covered["side"], covered["quantity"]) == ("BUY", 9.0)
+        await next_second(daemon, {"AAPL": 100.0})  # bar 4: an entry is dropped while paused
+        status = await client.request({"type": "get_active_strategies"})
+        assert status["data"][0]["positions"] == []
+
+
 async def test_stop_closes_positions_and_reports_the_trades_before_strategy_stopped() -> None:
     config = config_with(
         {

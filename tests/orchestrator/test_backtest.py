@@ -281,7 +281,7 @@ CASES = {
             "sma_crossover",
             {"fast": 3, "slow": 9, "allow_short": True},
             stop_loss_percentage=0.003,
-            max_orders_per_minute=2,
+            max_orders_per_minute=1,
         ),
         RiskConfig(max_daily_loss=60.0, daily_loss_blocks_all=True),
     ),

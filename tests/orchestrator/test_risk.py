@@ -546,12 +546,45 @@ def test_reduce_only_while_halted() -> None:
     )
     assert "halted (manual)" in event.reason
     assert not harness.order(Side.BUY, 1, strategy="other")  # a new position
-    assert not harness.order(Side.SELL, 101)  # crosses to a short
     assert harness.order(Side.SELL, 40)  # reduces
     assert harness.order(Side.SELL, 60)  # reduces to flat, counting the one in flight
     assert not harness.order(Side.SELL, 1)  # would go short once both fill
     harness.tick(100.0)
     assert harness.position() == 0
+
+
+def test_reduce_only_cuts_a_reversal_to_the_part_that_closes_the_position() -> None:
+    harness = Harness()
+    harness.hold(100, 100.0)
+    harness.clear()
+    harness.execution.engage_kill_switch(Halt("manual", False, HaltSource.COMMAND, START))
+    harness.clear()
+    assert harness.order(Side.SELL, 250)  # long 100 to short 150: sends the 100
+    [reduced] = harness.of(OrderReduced)
+    assert (reduced.order.quantity, reduced.quantity, reduced.limit) == (
+        250,
+        100,
+        RiskLimit.KILL_SWITCH,
+    )
+    assert (reduced.limit_value, reduced.actual_value) == (0.0, 25_000.0)
+    assert "halted (manual)" in reduced.reason
+    assert "sent 100 of 250" in reduced.reason
+    assert not harness.of(OrderRejected)
+    assert not harness.order(Side.SELL, 1)  # flat once it fills: nothing more passes
+    harness.tick(100.0)
+    assert harness.position() == 0
+
+
+def test_block_all_refuses_reversals_too() -> None:
+    harness = Harness()
+    harness.hold(100, 100.0)
+    harness.execution.engage_kill_switch(Halt("panic", True, HaltSource.COMMAND, START))
+    harness.clear()
+    assert not harness.order(Side.SELL, 250)
+    assert rejection(harness).limit is RiskLimit.KILL_SWITCH
+    assert not harness.of(OrderReduced)
+    harness.tick(100.0)
+    assert harness.position() == 100
 
 
 def test_block_all_refuses_reductions_and_cancels_orders_in_flight() -> None:

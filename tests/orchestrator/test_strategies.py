@@ -69,8 +69,10 @@ class FillingContext:
         self.emitted.append(
             Emitted(self.bar_index, symbol, action, price, quantity, confidence, dict(metadata))
         )
-        filled = LOT if quantity is None else quantity
-        self.positions[symbol] = self.position(symbol) + action.sign * filled
+        # Unsized, a signal takes the position to LOT on its side, as the runtime sizes.
+        held = self.position(symbol)
+        filled = LOT - action.sign * held if quantity is None else quantity
+        self.positions[symbol] = held + action.sign * filled
 
 
 def make_bar(index: int, close: float, symbol: str = "AAPL") -> Bar:
@@ -166,13 +168,10 @@ def test_sma_crossover_with_shorting_reverses_in_one_bar() -> None:
     strategy, context = sma_crossover(allow_short=True)
     assert run(strategy, context, SMA_CLOSES) == [
         sma_signal(2, BUY, None, "entry"),
-        sma_signal(4, SELL, LOT, "exit"),
-        sma_signal(4, SELL, None, "entry"),
+        sma_signal(4, SELL, None, "reversal"),
         # bar 5: fast < slow and already short: nothing.
-        sma_signal(6, BUY, LOT, "exit"),
-        sma_signal(6, BUY, None, "entry"),
-        sma_signal(7, SELL, LOT, "exit"),
-        sma_signal(7, SELL, None, "entry"),
+        sma_signal(6, BUY, None, "reversal"),
+        sma_signal(7, SELL, None, "reversal"),
     ]
     assert context.position("AAPL") == -LOT
 
@@ -263,11 +262,9 @@ def test_rsi_reversion_with_shorting() -> None:
     strategy, context = rsi_reversion(allow_short=True)
     assert run(strategy, context, RSI_CLOSES) == [
         rsi_signal(3, BUY, None, "entry"),
-        rsi_signal(5, SELL, LOT, "exit"),
-        rsi_signal(5, SELL, None, "entry"),
+        rsi_signal(5, SELL, None, "reversal"),
         # bar 6: overbought and already short: nothing.  bar 7: neutral.
-        rsi_signal(8, BUY, LOT, "exit"),
-        rsi_signal(8, BUY, None, "entry"),
+        rsi_signal(8, BUY, None, "reversal"),
     ]
     assert context.position("AAPL") == LOT
 
@@ -344,8 +341,7 @@ def test_bollinger_breakout_reverses_a_long_on_a_downside_breakout() -> None:
     context.positions["AAPL"] = LOT
     run(strategy, context, [10.0, 10.0, 10.0, 9.0])
     assert [(e.bar, e.action, e.quantity, e.metadata["reason"]) for e in context.emitted] == [
-        (3, SELL, LOT, "exit"),
-        (3, SELL, None, "entry"),
+        (3, SELL, None, "reversal"),
     ]
 
 

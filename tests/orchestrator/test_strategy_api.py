@@ -377,21 +377,20 @@ def test_enter_long_from_flat_is_one_sized_by_the_runtime_entry() -> None:
     assert context.emitted == [("AAPL", Side.BUY, 100.0, None, 0.9, {"reason": "entry"})]
 
 
-def test_enter_long_from_short_closes_first() -> None:
+def test_enter_long_from_short_reverses_in_one_signal() -> None:
     strategy, context = bare_strategy(AAPL=-3.0)
     assert strategy.enter_long("AAPL", 100.0, 0.9, orderType="MARKET")
+    # Unsized: the runtime sizes it to the target long plus the 3 it covers.
     assert context.emitted == [
-        ("AAPL", Side.BUY, 100.0, 3.0, 0.9, {"reason": "exit", "orderType": "MARKET"}),
-        ("AAPL", Side.BUY, 100.0, None, 0.9, {"reason": "entry", "orderType": "MARKET"}),
+        ("AAPL", Side.BUY, 100.0, None, 0.9, {"reason": "reversal", "orderType": "MARKET"}),
     ]
 
 
-def test_enter_short_from_long_closes_first() -> None:
+def test_enter_short_from_long_reverses_in_one_signal() -> None:
     strategy, context = bare_strategy(AAPL=2.0)
     assert strategy.enter_short("AAPL", 100.0)
     assert [(e[1], e[3], e[5]["reason"]) for e in context.emitted] == [
-        (Side.SELL, 2.0, "exit"),
-        (Side.SELL, None, "entry"),
+        (Side.SELL, None, "reversal"),
     ]
 
 
