@@ -56,7 +56,7 @@ from bench.report import machine, table
 from orchestrator.backtest import BacktestEngine, RoundTrip
 from orchestrator.broker import PaperBrokerConfig
 from orchestrator.config import StrategyRunConfig
-from orchestrator.indicators import SMA as IncrementalSMA
+from orchestrator.indicators import DualSMA
 from orchestrator.market import Bar
 from orchestrator.strategy import Strategy, StrategyContext, StrategyParams
 
@@ -93,14 +93,12 @@ class SmaCrossParams(StrategyParams):
     slow: int = Field(20, ge=2, le=5000, description="Bars in the slow simple moving average.")
 
 
-class _Averages:
-    __slots__ = ("fast", "previous_fast", "previous_slow", "slow")
+class _Crossing:
+    __slots__ = ("averages", "previous")
 
     def __init__(self, fast: int, slow: int) -> None:
-        self.fast = IncrementalSMA(fast)
-        self.slow = IncrementalSMA(slow)
-        self.previous_fast: float | None = None
-        self.previous_slow: float | None = None
+        self.averages = DualSMA(fast, slow)
+        self.previous: tuple[float, float] | None = None
 
 
 class SmaCross(Strategy[SmaCrossParams]):
@@ -116,22 +114,22 @@ class SmaCross(Strategy[SmaCrossParams]):
 
     def __init__(self, params: SmaCrossParams, context: StrategyContext) -> None:
         super().__init__(params, context)
-        self._by_symbol: dict[str, _Averages] = {}
+        self._by_symbol: dict[str, _Crossing] = {}
 
     @property
     def warmup_bars(self) -> int:
         return self.params.slow
 
     def on_bar(self, bar: Bar) -> None:
-        averages = self._by_symbol.get(bar.symbol)
-        if averages is None:
-            averages = self._by_symbol[bar.symbol] = _Averages(self.params.fast, self.params.slow)
-        fast = averages.fast.update(bar.close)
-        slow = averages.slow.update(bar.close)
-        previous_fast, previous_slow = averages.previous_fast, averages.previous_slow
-        averages.previous_fast, averages.previous_slow = fast, slow
-        if previous_slow is None or previous_fast is None or fast is None or slow is None:
+        crossing = self._by_symbol.get(bar.symbol)
+        if crossing is None:
+            crossing = self._by_symbol[bar.symbol] = _Crossing(self.params.fast, self.params.slow)
+        averages = crossing.averages.update(bar.close)
+        previous, crossing.previous = crossing.previous, averages
+        if previous is None or averages is None:
             return
+        fast, slow = averages
+        previous_fast, previous_slow = previous
         if previous_fast < previous_slow and fast > slow:
             self.enter_long(bar.symbol, bar.close)
         elif previous_slow < previous_fast and slow > fast:

@@ -54,6 +54,8 @@ def _binary_fraction(x: float) -> tuple[int, int]:
 
 MAX_FLOAT_EXPONENT = 1023
 """Scales above this have no float ``2**k``; such windows always convert exactly by ratio."""
+MIN_NORMAL_EXPONENT = 1022
+"""``2**-1022`` is the smallest normal float: below it a product may round twice."""
 
 
 class _FixedPointWindow:
@@ -65,7 +67,7 @@ class _FixedPointWindow:
     Subclasses keep the sums they need and shift them in :meth:`_rescale`.
     """
 
-    __slots__ = ("_denominator", "_scale", "_sum", "_unit", "_window", "period")
+    __slots__ = ("_denominator", "_inverse_unit", "_scale", "_sum", "_unit", "_window", "period")
 
     def __init__(self, period: int) -> None:
         self.period = _require_period(period)
@@ -76,6 +78,8 @@ class _FixedPointWindow:
         self._sum = 0
         self._denominator = self.period
         """``period << scale``: the sum over this is the mean."""
+        self._inverse_unit = 1.0
+        """``2.0**-scale`` while ``sum / count * inverse_unit`` is exact, else 0.0."""
 
     def _to_fixed(self, x: float) -> int:
         """``x`` in units of ``2**-scale``; rescales first if ``x`` has finer bits."""
@@ -90,6 +94,11 @@ class _FixedPointWindow:
         self._scale += shift
         self._denominator = self.period << self._scale
         self._unit = math.ldexp(1.0, self._scale) if self._scale <= MAX_FLOAT_EXPONENT else math.inf
+        # sum / count is correctly rounded; scaling it by a power of two stays exact
+        # unless the mean could be subnormal (at least 2**-scale / count when not 0).
+        # (sum / count itself overflows only past float range: updates fall back.)
+        exact = self._scale + self.period.bit_length() <= MIN_NORMAL_EXPONENT
+        self._inverse_unit = math.ldexp(1.0, -self._scale) if exact else 0.0
 
 
 class SMA(_FixedPointWindow):
@@ -114,11 +123,80 @@ class SMA(_FixedPointWindow):
             self._sum += fixed
             if len(window) < self.period:
                 return None
-        value = self._value = self._sum / self._denominator
+        total, inverse = self._sum, self._inverse_unit
+        try:
+            value = total / self.period * inverse if inverse else total / self._denominator
+        except OverflowError:  # sum / count beyond float range: the scale is too fine
+            value = total / self._denominator
+        self._value = value
         return value
 
     @property
     def value(self) -> float | None:
+        return self._value
+
+    @property
+    def ready(self) -> bool:
+        return self._value is not None
+
+
+class DualSMA(_FixedPointWindow):
+    """Simple moving averages of one series over two periods, ``fast < slow``.
+
+    What a crossover rule reads on every bar, for little more than the cost of
+    one :class:`SMA`: each value becomes fixed point once and both sums move
+    exactly, over one window. ``update`` returns ``(fast, slow)``, the same bits
+    as two SMAs, once ``slow`` values were seen, and None before.
+    """
+
+    __slots__ = ("_fast_denominator", "_fast_sum", "_value", "fast_period")
+
+    def __init__(self, fast: int, slow: int) -> None:
+        if _require_period(fast) >= _require_period(slow):
+            raise ValueError(f"fast ({fast}) must be less than slow ({slow})")
+        super().__init__(slow)
+        self.fast_period = fast
+        self._fast_sum = 0
+        self._fast_denominator = fast
+        self._value: tuple[float, float] | None = None
+
+    def update(self, x: float) -> tuple[float, float] | None:
+        scaled = x * self._unit
+        fixed = int(scaled) if scaled.is_integer() else self._to_fixed(x)
+        window = self._window
+        window.append(fixed)
+        seen = len(window)
+        fast = self.fast_period
+        # The value leaving the fast window is read before the slow one drops.
+        self._fast_sum += fixed - window[-fast - 1] if seen > fast else fixed
+        if seen > self.period:
+            self._sum += fixed - window.popleft()
+        else:
+            self._sum += fixed
+            if seen < self.period:
+                return None
+        inverse = self._inverse_unit
+        try:
+            value = (
+                (self._fast_sum / fast * inverse, self._sum / self.period * inverse)
+                if inverse
+                else self._exact_means()
+            )
+        except OverflowError:  # sum / count beyond float range: the scale is too fine
+            value = self._exact_means()
+        self._value = value
+        return value
+
+    def _exact_means(self) -> tuple[float, float]:
+        return self._fast_sum / self._fast_denominator, self._sum / self._denominator
+
+    def _rescale(self, shift: int) -> None:
+        super()._rescale(shift)
+        self._fast_sum <<= shift
+        self._fast_denominator = self.fast_period << self._scale
+
+    @property
+    def value(self) -> tuple[float, float] | None:
         return self._value
 
     @property

@@ -15,17 +15,17 @@ starting, not at the next crossing, which may be hours away.
 Entries carry ``quantity=None`` (the runtime sizes them); exits carry the held
 quantity. ``confidence = min(1, |fast - slow| / slow * 100)``: a spread of 1% of
 the slow average or more is full confidence. ``metadata`` is
-``{"orderType": "MARKET", "fast": fast, "slow": slow, "reason": "entry" | "exit"}``.
+``{"orderType": "MARKET", "fast": fast, "slow": slow, "reason": ...}``, the reason
+"entry", "exit" or "reversal".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Self
 
 from pydantic import Field, model_validator
 
-from orchestrator.indicators import SMA
+from orchestrator.indicators import DualSMA
 from orchestrator.market import Bar
 from orchestrator.strategy import Strategy, StrategyContext, StrategyParams
 
@@ -46,12 +46,6 @@ class SmaCrossoverParams(StrategyParams):
         return self
 
 
-@dataclass(slots=True)
-class _Averages:
-    fast: SMA
-    slow: SMA
-
-
 class SmaCrossover(Strategy[SmaCrossoverParams]):
     """Moving Average Crossover; see the module docstring for the exact rule."""
 
@@ -59,16 +53,17 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
 
     def __init__(self, params: SmaCrossoverParams, context: StrategyContext) -> None:
         super().__init__(params, context)
-        self._by_symbol: dict[str, _Averages] = {}
+        self._by_symbol: dict[str, DualSMA] = {}
 
     @property
     def warmup_bars(self) -> int:
         return self.params.slow
 
     def on_bar(self, bar: Bar) -> None:
-        fast, slow = self._update_averages(bar)
-        if fast is None or slow is None:
+        averages = self._update_averages(bar)
+        if averages is None:
             return
+        fast, slow = averages
         metadata = {"orderType": "MARKET", "fast": fast, "slow": slow}
         confidence = _spread_confidence(fast, slow)
         if fast > slow:
@@ -82,12 +77,12 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
         elif self.position(bar.symbol) > 0:
             self.close_position(bar.symbol, bar.close, confidence, **metadata)
 
-    def _update_averages(self, bar: Bar) -> tuple[float | None, float | None]:
+    def _update_averages(self, bar: Bar) -> tuple[float, float] | None:
         averages = self._by_symbol.get(bar.symbol)
         if averages is None:
-            averages = _Averages(SMA(self.params.fast), SMA(self.params.slow))
+            averages = DualSMA(self.params.fast, self.params.slow)
             self._by_symbol[bar.symbol] = averages
-        return averages.fast.update(bar.close), averages.slow.update(bar.close)
+        return averages.update(bar.close)
 
 
 def _spread_confidence(fast: float, slow: float) -> float:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.indicators import EMA, RSI, SMA, Bands, BollingerBands
+from orchestrator.indicators import EMA, RSI, SMA, Bands, BollingerBands, DualSMA
 
 PRICES = st.floats(
     min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False
@@ -75,6 +75,75 @@ def test_sma_matches_naive_window_mean(period: int, values: list[float]) -> None
             assert value is None
         else:
             assert close(value, math.fsum(window) / period)
+
+
+ANY_FINITE = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300)
+
+
+def exact_mean(window: list[float]) -> float:
+    return float(sum(map(Fraction, window)) / len(window))
+
+
+@given(
+    period=PERIODS,
+    values=st.lists(
+        st.one_of(PRICES, ANY_FINITE, st.sampled_from([5e-324, 2**-1000])), max_size=40
+    ),
+)
+def test_sma_is_the_correctly_rounded_mean(period: int, values: list[float]) -> None:
+    # Subnormal and tiny values push the scale past where sum / n * 2**-scale is
+    # exact; the SMA must then divide the exact way.
+    sma, dual = SMA(period), DualSMA(period, period + 1)
+    for i, x in enumerate(values):
+        value, pair = sma.update(x), dual.update(x)
+        if i + 1 >= period:
+            assert value == exact_mean(values[i + 1 - period : i + 1])
+        if pair is not None:
+            assert pair == (value, exact_mean(values[i - period : i + 1]))
+
+
+# --- DualSMA ---------------------------------------------------------------
+
+
+def test_dual_sma_by_hand() -> None:
+    dual = DualSMA(2, 3)
+    assert [dual.update(x) for x in [1, 2, 3, 4, 10]] == [
+        None,
+        None,
+        ((2 + 3) / 2, (1 + 2 + 3) / 3),
+        ((3 + 4) / 2, (2 + 3 + 4) / 3),
+        ((4 + 10) / 2, (3 + 4 + 10) / 3),
+    ]
+    assert dual.ready
+    assert dual.value == (7.0, 17 / 3)
+
+
+@given(
+    periods=st.lists(PERIODS, min_size=2, max_size=2, unique=True),
+    values=st.lists(PRICES, max_size=60),
+)
+def test_dual_sma_gives_the_bits_of_two_smas(periods: list[int], values: list[float]) -> None:
+    # The values' finest bits change as they come, so both sums are rescaled mid-window.
+    fast, slow = sorted(periods)
+    dual, fast_sma, slow_sma = DualSMA(fast, slow), SMA(fast), SMA(slow)
+    for x in values:
+        pair, one, other = dual.update(x), fast_sma.update(x), slow_sma.update(x)
+        assert pair == (None if other is None else (one, other))
+
+
+def test_dual_sma_does_not_drift_and_rescales_exactly() -> None:
+    dual, fast_sma, slow_sma = DualSMA(3, 5), SMA(3), SMA(5)
+    for x in [1e12, -3e12, 7.77e12, 1e12] * 250 + [0.1, 0.2, 2**-60, 0.3, 5e-324, 0.7]:
+        pair, one, other = dual.update(x), fast_sma.update(x), slow_sma.update(x)
+        assert pair == (None if other is None else (one, other))
+    assert dual.value == (fast_sma.value, slow_sma.value)
+    assert dual.value[0] == float((Fraction(0.3) + Fraction(5e-324) + Fraction(0.7)) / 3)
+
+
+@pytest.mark.parametrize(("fast", "slow"), [(5, 5), (6, 5)])
+def test_dual_sma_needs_fast_below_slow(fast: int, slow: int) -> None:
+    with pytest.raises(ValueError, match="must be less than slow"):
+        DualSMA(fast, slow)
 
 
 # --- EMA -------------------------------------------------------------------
@@ -248,10 +317,12 @@ def test_invalid_num_std_is_rejected(num_std: float) -> None:
         BollingerBands(20, num_std)
 
 
-@pytest.mark.parametrize("indicator", [SMA(2), EMA(2), RSI(2), BollingerBands(2, 2.0)])
+@pytest.mark.parametrize(
+    "indicator", [SMA(2), DualSMA(1, 2), EMA(2), RSI(2), BollingerBands(2, 2.0)]
+)
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_input_is_rejected(
-    indicator: SMA | EMA | RSI | BollingerBands, bad: float
+    indicator: SMA | DualSMA | EMA | RSI | BollingerBands, bad: float
 ) -> None:
     with pytest.raises(ValueError, match="must be a finite number"):
         indicator.update(bad)
