@@ -27,8 +27,10 @@ one of them (or the strategy wants ticks). Otherwise the guardian is brought up
 to date lazily, before it is next asked anything, with exactly the prices its
 state depends on: the close of the bar an order is checked on (when a position
 is open: the gross exposure it checks is measured there), the book's last
-price before a fill, and the last close of each day that ended with a position
-open (each day's loss counts from it; see ``_catch_up``). So it ends each
+price before a fill, and the last close of the latest day that ended with a
+position open (the next day's loss counts from it; see ``_catch_up``). At those
+prices the guardian only measures (``RiskGuardian.measure``): they reach no
+alarm, so it would not act there. So it ends each
 question in the state it would have reached seeing every price, and the fills
 are the live ones, which the tests check against the live components. The
 ordinary bar costs a few comparisons and the strategy's own ``on_bar``; nothing
@@ -79,7 +81,7 @@ from orchestrator.feeds import (
 from orchestrator.market import RESOLUTION_SECONDS, Bar, Tick
 from orchestrator.orders import Fill, Order, OrderPurpose, Side, TradeStatus, rejection
 from orchestrator.portfolio import PortfolioBook, PositionChange
-from orchestrator.risk import NO_ACTIONS, Halt, PreTradeCheck, RiskActions, RiskConfig, RiskGuardian
+from orchestrator.risk import NO_ACTIONS, Halt, RiskActions, RiskConfig, RiskGuardian
 from orchestrator.risk import stop_price as risk_stop_price
 from orchestrator.runtime import signal_quantity, too_small_reason
 from orchestrator.strategy import Strategy, StrategyLoadError, build_params, load_strategy_class
@@ -296,7 +298,7 @@ class BacktestEngine:
     ``position`` counts pending orders, as live.
     """
 
-    _risk: PreTradeCheck
+    _risk: RiskGuardian
     """Built by ``run``, when the clock stands at the first bar (the guardian's first day)."""
 
     def __init__(
@@ -357,9 +359,9 @@ class BacktestEngine:
         """Time of the last price or fill the guardian has seen."""
         self._guardian_price = 0.0
         """The price the guardian last measured the position at."""
-        self._unseen_days: list[Bar] = []
-        """The last bar of each UTC day that ended, with a position open, since the
-        guardian last looked: it must see their closes before anything else."""
+        self._unseen_close: Bar | None = None
+        """The last bar of the latest UTC day that ended with a position open, while
+        the guardian has not seen its close: the next day's loss counts from it."""
         self._alarm_low = -math.inf
         self._alarm_high = math.inf
         self._day_end = -math.inf
@@ -550,7 +552,7 @@ class BacktestEngine:
         assert previous is not None
         if bar.start >= self._day_end:
             if self._held != 0.0:
-                self._unseen_days.append(previous)
+                self._unseen_close = previous
             self._day_start_equity = self._equity_at(previous.close)
             self._day_end = _next_midnight(bar.start)
             self._update_alarms()
@@ -592,7 +594,7 @@ class BacktestEngine:
         """Live, the guardian has seen every price up to the bar's close before an order."""
         bar = self._bar
         assert bar is not None  # the strategy signals from on_bar or on_tick
-        if self._unseen_days:
+        if self._unseen_close is not None:
             self._catch_up()
         close_ts = bar.start + self._close_offset
         if self._guardian_ts >= close_ts:
@@ -606,32 +608,25 @@ class BacktestEngine:
             self._guardian_ts = close_ts
 
     def _catch_up(self) -> None:
-        """Show the guardian the last close of the days it missed with a position open.
+        """Show the guardian the close the current day's loss counts from, if it missed it.
 
-        Each day's loss is measured from the day before's last close, so the
-        guardian must see that close before it rolls into the next day. Of a run
-        of missed days only the last two matter when rolling straight into the
-        second-to-last one, from the stale measure, cannot take it to the loss
-        limit there; otherwise every missed day is shown, in order.
+        Live, the guardian rolls into a day from the last price it saw, the day
+        before's last close. The closes of the days in between reached no alarm:
+        the guardian would only have measured there, and the last one overwrites
+        those measures.
         """
-        days = self._unseen_days
-        if not days:
-            return
-        shown = days
-        if len(days) > 2:
-            stale_loss = self._held * (self._guardian_price - days[-2].close)
-            if stale_loss < LOSS_ALARM_FRACTION * self._risk_config.max_daily_loss:
-                shown = days[-2:]
-        for bar in shown:
+        bar = self._unseen_close
+        if bar is not None:
+            self._unseen_close = None
             self._show_close(bar)
-        days.clear()
 
     def _show_close(self, bar: Bar) -> None:
+        """The guardian measures the position at a close that reaches no alarm (so it
+        would not act there: it only measures)."""
         close_ts = bar.start + self._close_offset
         self._clock.ts = close_ts
         self.book.mark(self.symbol, bar.close, close_ts)
-        tick = Tick(self.symbol, bar.close, bar.volume / 4, close_ts)
-        self._act(self._risk.on_price(tick, self._halt))
+        self._risk.measure(self.symbol, close_ts)
         self._guardian_ts, self._guardian_price = close_ts, bar.close
 
     # ------------------------------------------------------------ execution

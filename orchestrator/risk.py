@@ -530,6 +530,18 @@ class RiskGuardian:
             return RiskActions(tuple(exits), actions.halt)
         return actions
 
+    def measure(self, symbol: str, ts: float) -> None:
+        """Bring the day and the measures of ``symbol`` to the book's price at ``ts``.
+
+        What ``on_price`` keeps without what it watches for: for a caller that
+        knows the price reaches no stop, limit or daily loss (a backtest's
+        alarms), so that the next order is checked against the right exposure.
+        """
+        held = self._held.get(symbol)
+        if held:
+            self._roll_day(ts)
+            self._remeasure(symbol, held)
+
     def _stop_loss(
         self, strategy_id: str, position: Position, limits: StrategyRunConfig, tick: Tick
     ) -> Order | None:

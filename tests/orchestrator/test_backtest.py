@@ -341,9 +341,9 @@ async def test_a_slow_multi_day_loss_is_measured_day_by_day_as_live() -> None:
     """A long held while the price falls 0.6 a day (60 on 100 units) for days.
 
     Each day's loss stays under max_daily_loss (100), but the loss since the
-    guardian last looked grows past it; were the guardian shown only the last
-    days it missed, it would measure that day from the stale price and halt
-    trading, refusing the final buy. It must see every day's close, as live.
+    guardian last looked grows past it; were the guardian to measure a day from
+    that stale price it would halt trading, refusing the final buy. It must
+    start each day from the day before's close, as live.
     """
     bars = [
         Bar(SYMBOL, "4h", START + 4 * 3600 * i, c + 0.1, c + 0.15, c - 0.05, c, 10.0, 4)
