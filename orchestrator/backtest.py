@@ -45,10 +45,12 @@ orders still pending after the last bar stay unfilled.
 
 from __future__ import annotations
 
+import gc
 import math
 import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import count, islice
 from operator import attrgetter
@@ -79,7 +81,15 @@ from orchestrator.feeds import (
     ohlcv_ticks,
 )
 from orchestrator.market import RESOLUTION_SECONDS, Bar, Tick
-from orchestrator.orders import Fill, Order, OrderPurpose, Side, TradeStatus, rejection
+from orchestrator.orders import (
+    FILLED,
+    SIGNAL,
+    Fill,
+    Order,
+    Side,
+    TradeStatus,
+    rejection,
+)
 from orchestrator.portfolio import PortfolioBook, PositionChange
 from orchestrator.risk import NO_ACTIONS, Halt, RiskActions, RiskConfig, RiskGuardian
 from orchestrator.risk import stop_price as risk_stop_price
@@ -417,7 +427,7 @@ class BacktestEngine:
         if not self._walking:
             self._before_check()
             clock.ts = now
-        order = Order(self._ids("order"), self._id, symbol, action, size, now, OrderPurpose.SIGNAL)
+        order = Order(self._ids("order"), self._id, symbol, action, size, now, SIGNAL)
         if size <= 0:
             self._reject(order, too_small_reason(self._limit, symbol, price))
             return
@@ -457,7 +467,8 @@ class BacktestEngine:
         self._warm_up(strategy, bars[:warmup])
         self._wants_ticks = type(strategy).on_tick is not Strategy.on_tick
         self._day_end = _next_midnight(bars[max(warmup - 1, 0)].start)
-        self._trade(strategy, bars, warmup, should_stop)
+        with _no_cycle_collection():
+            self._trade(strategy, bars, warmup, should_stop)
         last = bars[-1]
         self.book.mark(self.symbol, last.close, last.start + self._seconds)
         return self._result(bars, warmup, time.perf_counter() - started)
@@ -559,8 +570,11 @@ class BacktestEngine:
         if self._pending:
             self._catch_up()
             # Live, the book holds the previous price when the fill comes; the
-            # guardian measures the position there as it takes the fill.
-            self.book.mark(self.symbol, previous.close, previous.start + self._close_offset)
+            # guardian measures the position there as it takes the fill. (When the
+            # guardian was last shown that close, the book holds it already.)
+            close_ts = previous.start + self._close_offset
+            if self._guardian_ts != close_ts:
+                self.book.mark(self.symbol, previous.close, close_ts)
             self._guardian_price = previous.close
             self._clock.ts = bar.start
             self._fill_pending(bar.open, bar.start)
@@ -659,7 +673,7 @@ class BacktestEngine:
 
     def _settle(self, fill: Fill) -> None:
         """What ExecutionService does with a fill: book, guardian, then its actions."""
-        change = self.book.apply_fill(fill) if fill.status is TradeStatus.FILLED else None
+        change = self.book.apply_fill(fill) if fill.status is FILLED else None
         actions = self._risk.on_fill(fill, change)
         self.fills.append(fill)
         if change is not None:
@@ -781,6 +795,25 @@ class _OpenTrip:
 
 def _unused_fill_handler(fill: Fill) -> None:
     """The engine prices fills with ``fill_at`` and never queues at the broker."""
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Hold the cyclic garbage collector off for a replay, then restore it.
+
+    A replay keeps every fill and trade to the end: hundreds of thousands of
+    small records that the collector traverses, with the bars, again and again
+    (its full passes took up to a fifth of a million-bar run, unpredictably)
+    and can never free. Reference counting still frees everything else; cycles
+    a strategy makes wait until the run ends.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _next_midnight(ts: float) -> float:

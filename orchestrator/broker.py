@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.clock import Clock
 from orchestrator.market import Tick
-from orchestrator.orders import Fill, Order, Side, TradeStatus, rejection
+from orchestrator.orders import FILLED, Fill, Order, Side, rejection
 
 log = structlog.get_logger("orchestrator.broker")
 
@@ -249,7 +249,7 @@ class PaperBroker:
             fill_price,
             self.commission(quantity, fill_price),
             ts,
-            TradeStatus.FILLED,
+            FILLED,
         )
 
     def slipped_price(self, side: Side, price: float) -> float:

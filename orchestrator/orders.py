@@ -35,6 +35,13 @@ class OrderPurpose(StrEnum):
     STRATEGY_STOP = "strategy_stop"
 
 
+# The members the fill path reads on every order, bound to module names: on
+# CPython 3.11 ``TradeStatus.FILLED`` is a 75 ns lookup, a global 10 ns.
+BUY, SELL = Side.BUY, Side.SELL
+FILLED = TradeStatus.FILLED
+SIGNAL = OrderPurpose.SIGNAL
+
+
 @record
 class Signal:
     """A strategy's wish to trade. ``quantity`` None means "size it for me"."""

@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from orchestrator.orders import Fill, TradeStatus
+from orchestrator.orders import FILLED, Fill, TradeStatus
 from orchestrator.records import record
 
 QUANTITY_EPSILON = 1e-9
@@ -178,7 +178,7 @@ class Position:
 
     def apply_fill(self, fill: Fill) -> PositionChange:
         """Net ``fill`` into this position; a rejected fill changes nothing."""
-        if fill.status is not TradeStatus.FILLED:
+        if fill.status is not FILLED:
             return unchanged(fill, self.quantity, self.entry_price)
         _check_fill(fill, self.symbol)
         price, quantity, commission = fill.price, fill.quantity, fill.commission
@@ -291,7 +291,7 @@ class Portfolio:
                 f"fill {fill.id} belongs to {fill.strategy_id}, not {self.strategy_id}"
             )
         existing = self._positions.get(fill.symbol)
-        if existing is None and fill.status is not TradeStatus.FILLED:
+        if existing is None and fill.status is not FILLED:
             # Do not create a position just to record that nothing happened.
             return unchanged(fill, 0.0, 0.0)
         position = existing if existing is not None else self._create(fill.symbol)
@@ -388,8 +388,10 @@ class PortfolioBook:
         positions = self._by_symbol.get(symbol)
         if not positions:
             return 0
-        for position in positions:
-            position.mark(price, ts)
+        for position in positions:  # the price is valid: set it without asking again
+            position.last_price = price
+            if ts is not None:
+                position.marked_at = ts
         return len(positions)
 
     def last_price(self, symbol: str) -> float | None:

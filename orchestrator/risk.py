@@ -53,7 +53,7 @@ from orchestrator.events import (
     StopLossTriggered,
 )
 from orchestrator.market import Tick
-from orchestrator.orders import Fill, Order, OrderPurpose, Side, TradeStatus
+from orchestrator.orders import FILLED, Fill, Order, OrderPurpose, Side
 from orchestrator.portfolio import (
     PortfolioBook,
     Position,
@@ -480,7 +480,7 @@ class RiskGuardian:
         if self._stops.get(key) == fill.order_id:
             # Filled, the position is flat; refused, the next price may try again.
             del self._stops[key]
-        if fill.status is not TradeStatus.FILLED or change is None:
+        if fill.status is not FILLED or change is None:
             return NO_ACTIONS
         self._roll_day(fill.ts)
         self._realized += change.realized_pnl

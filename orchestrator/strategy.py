@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.market import Bar, Tick
-from orchestrator.orders import Side
+from orchestrator.orders import BUY, SELL, Side
 
 
 class StrategyLoadError(ValueError):
@@ -135,7 +135,7 @@ class Strategy(Generic[P]):
         **metadata: Any,
     ) -> None:
         """Signal a buy at ``price``; ``quantity=None`` lets the runtime size it."""
-        self._emit(symbol, Side.BUY, price, quantity, confidence, metadata)
+        self._emit(symbol, BUY, price, quantity, confidence, metadata)
 
     def sell(
         self,
@@ -146,7 +146,7 @@ class Strategy(Generic[P]):
         **metadata: Any,
     ) -> None:
         """Signal a sell at ``price``; ``quantity=None`` lets the runtime size it."""
-        self._emit(symbol, Side.SELL, price, quantity, confidence, metadata)
+        self._emit(symbol, SELL, price, quantity, confidence, metadata)
 
     def close_position(
         self, symbol: str, price: float, confidence: float = 1.0, **metadata: Any
@@ -159,7 +159,7 @@ class Strategy(Generic[P]):
         held = self.position(symbol)
         if held == 0:
             return False
-        side = Side.SELL if held > 0 else Side.BUY
+        side = SELL if held > 0 else BUY
         tagged = {"reason": "exit", **metadata}
         self._emit(symbol, side, price, abs(held), confidence, tagged)
         return True
@@ -175,13 +175,13 @@ class Strategy(Generic[P]):
         the kill switch engaged the risk guardian cuts it to the covering part.
         ``metadata["reason"]`` defaults to "entry", or "reversal" when short.
         """
-        return self._enter(symbol, Side.BUY, price, confidence, metadata)
+        return self._enter(symbol, BUY, price, confidence, metadata)
 
     def enter_short(
         self, symbol: str, price: float, confidence: float = 1.0, **metadata: Any
     ) -> bool:
         """Go short unless already short, reversing a long in one order (see enter_long)."""
-        return self._enter(symbol, Side.SELL, price, confidence, metadata)
+        return self._enter(symbol, SELL, price, confidence, metadata)
 
     def _enter(
         self,
