@@ -8,9 +8,9 @@ back at every seam, for both engines alike).
 Strategy: the SmaCross of backtesting.py's README (SMA 10/20 of the close; on
 a cross above, buy, on a cross below, sell; ``exclusive_orders=True`` closes
 the opposite position first), and ours, :class:`SmaCross` below, the same rule
-on our Strategy API with our incremental SMA (``enter_long`` and
-``enter_short`` close the opposite position first). Both fill market orders at
-the next bar's open with no spread or slippage, start with 10,000 and charge
+on our Strategy API with our incremental SMAs (``enter_long`` and
+``enter_short`` reverse the opposite position in one order). Both fill market
+orders at the next bar's open with no spread or slippage, start with 10,000 and charge
 the commission on every fill (the README's 0.2 % for GOOG; 0.02 % for EURUSD,
 because at 0.2 % per fill the hourly crossovers take backtesting.py's
 compounding account to zero within the first tile, after which it can buy
@@ -98,16 +98,19 @@ class _Crossing:
 
     def __init__(self, fast: int, slow: int) -> None:
         self.averages = DualSMA(fast, slow)
-        self.previous: tuple[float, float] | None = None
+        self.previous: int | None = None
+        """The regime on the bar before: +1 fast above slow, -1 below, 0 level."""
 
 
 class SmaCross(Strategy[SmaCrossParams]):
     """The README's crossover as an event: act on the bar where the averages cross.
 
     ``fast`` crosses above ``slow`` (below on the previous bar, above on this
-    one): go long, closing a short first; crosses below: go short, closing a
-    long first. Entries are sized by the runtime. Usable live by import path
-    ``bench.backtest_bench:SmaCross``.
+    one): go long, reversing a short in the same order; crosses below: go
+    short, reversing a long. Above and below are decided exactly on the window
+    sums (:class:`DualSMA`); the bench checks that the trades are still
+    backtesting.py's, one for one. Entries are sized by the runtime. Usable live by
+    import path ``bench.backtest_bench:SmaCross``.
     """
 
     params_model = SmaCrossParams
@@ -124,15 +127,14 @@ class SmaCross(Strategy[SmaCrossParams]):
         crossing = self._by_symbol.get(bar.symbol)
         if crossing is None:
             crossing = self._by_symbol[bar.symbol] = _Crossing(self.params.fast, self.params.slow)
-        averages = crossing.averages.update(bar.close)
-        previous, crossing.previous = crossing.previous, averages
-        if previous is None or averages is None:
+        regime = crossing.averages.update(bar.close)
+        previous, crossing.previous = crossing.previous, regime
+        if previous is None or regime is None or regime == previous:
             return
-        fast, slow = averages
-        previous_fast, previous_slow = previous
-        if previous_fast < previous_slow and fast > slow:
+        # backtesting.py's crossover(): below on the bar before, above on this one.
+        if previous < 0 < regime:
             self.enter_long(bar.symbol, bar.close)
-        elif previous_slow < previous_fast and slow > fast:
+        elif regime < 0 < previous:
             self.enter_short(bar.symbol, bar.close)
 
 

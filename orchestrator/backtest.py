@@ -735,19 +735,23 @@ class BacktestEngine:
     def _track(self, change: PositionChange) -> None:
         fill = change.fill
         closed, opened = change.closed_quantity, change.opened_quantity
-        total = closed + opened
-        closed_commission = fill.commission * closed / total if total > 0 else 0.0
-        trip = self._trip
-        if closed > 0 and trip is not None:
-            trip.pnl += change.closed_pnl - closed_commission
-            if change.quantity_after == 0.0 or opened > 0:
-                self.trades.append(trip.close(fill, change.entry_price_before))
-                self._trip = trip = None
-        if opened > 0:
+        trip, opening_commission = self._trip, fill.commission
+        if closed > 0.0:
+            # A reversal's commission is split between its two trades by quantity.
+            closed_commission = opening_commission * closed / (closed + opened)
+            opening_commission -= closed_commission
+            if trip is not None:
+                trip.pnl += change.closed_pnl - closed_commission
+                if opened > 0.0 or change.quantity_after == 0.0:
+                    self.trades.append(trip.close(fill, change.entry_price_before))
+                    self._trip = trip = None
+        if opened > 0.0:
             if trip is None:
                 trip = self._trip = _OpenTrip(fill.symbol, fill.side.sign, fill.ts)
-            trip.pnl -= fill.commission - closed_commission
-            trip.quantity = max(trip.quantity, abs(change.quantity_after))
+            trip.pnl -= opening_commission
+            held = abs(change.quantity_after)
+            if held > trip.quantity:
+                trip.quantity = held
 
     def _result(self, bars: Sequence[Bar], warmup: int, duration: float) -> BacktestResult:
         portfolio = self.portfolio

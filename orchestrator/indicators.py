@@ -141,15 +141,18 @@ class SMA(_FixedPointWindow):
 
 
 class DualSMA(_FixedPointWindow):
-    """Simple moving averages of one series over two periods, ``fast < slow``.
+    """Two simple moving averages of one series, ``fast < slow``, and which is above.
 
-    What a crossover rule reads on every bar, for little more than the cost of
-    one :class:`SMA`: each value becomes fixed point once and both sums move
-    exactly, over one window. ``update`` returns ``(fast, slow)``, the same bits
-    as two SMAs, once ``slow`` values were seen, and None before.
+    What a crossover rule reads on every bar. ``update(x)`` returns the regime:
+    +1 while the fast average is above the slow one, -1 below, 0 level, or None
+    until ``slow`` values were seen. It is decided exactly, on the window sums
+    (``fast_sum * slow > slow_sum * fast``), so no rounding can make two
+    different averages look level, and it costs no division: each value becomes
+    fixed point once and both sums move over one window. ``value`` gives the
+    two averages when asked, the same bits as two :class:`SMA`.
     """
 
-    __slots__ = ("_fast_denominator", "_fast_sum", "_value", "fast_period")
+    __slots__ = ("_fast_denominator", "_fast_sum", "fast_period")
 
     def __init__(self, fast: int, slow: int) -> None:
         if _require_period(fast) >= _require_period(slow):
@@ -158,9 +161,8 @@ class DualSMA(_FixedPointWindow):
         self.fast_period = fast
         self._fast_sum = 0
         self._fast_denominator = fast
-        self._value: tuple[float, float] | None = None
 
-    def update(self, x: float) -> tuple[float, float] | None:
+    def update(self, x: float) -> int | None:
         scaled = x * self._unit
         fixed = int(scaled) if scaled.is_integer() else self._to_fixed(x)
         window = self._window
@@ -175,33 +177,33 @@ class DualSMA(_FixedPointWindow):
             self._sum += fixed
             if seen < self.period:
                 return None
+        fast_side, slow_side = self._fast_sum * self.period, self._sum * fast
+        return (fast_side > slow_side) - (fast_side < slow_side)
+
+    @property
+    def value(self) -> tuple[float, float] | None:
+        """``(fast, slow)``, each correctly rounded; None until ``slow`` values were seen."""
+        if len(self._window) < self.period:
+            return None
         inverse = self._inverse_unit
         try:
-            value = (
-                (self._fast_sum / fast * inverse, self._sum / self.period * inverse)
-                if inverse
-                else self._exact_means()
-            )
+            if inverse:
+                return (
+                    self._fast_sum / self.fast_period * inverse,
+                    self._sum / self.period * inverse,
+                )
         except OverflowError:  # sum / count beyond float range: the scale is too fine
-            value = self._exact_means()
-        self._value = value
-        return value
-
-    def _exact_means(self) -> tuple[float, float]:
+            pass
         return self._fast_sum / self._fast_denominator, self._sum / self._denominator
+
+    @property
+    def ready(self) -> bool:
+        return len(self._window) == self.period
 
     def _rescale(self, shift: int) -> None:
         super()._rescale(shift)
         self._fast_sum <<= shift
         self._fast_denominator = self.fast_period << self._scale
-
-    @property
-    def value(self) -> tuple[float, float] | None:
-        return self._value
-
-    @property
-    def ready(self) -> bool:
-        return self._value is not None
 
 
 class EMA:

@@ -476,15 +476,18 @@ class RiskGuardian:
     # ------------------------------------------------------------ post-trade
 
     def on_fill(self, fill: Fill, change: PositionChange | None) -> RiskActions:
-        key = (fill.strategy_id, fill.symbol)
-        if self._stops.get(key) == fill.order_id:
-            # Filled, the position is flat; refused, the next price may try again.
-            del self._stops[key]
+        if self._stops:
+            key = (fill.strategy_id, fill.symbol)
+            if self._stops.get(key) == fill.order_id:
+                # Filled, the position is flat; refused, the next price may try again.
+                del self._stops[key]
         if fill.status is not FILLED or change is None:
             return NO_ACTIONS
         self._roll_day(fill.ts)
         self._realized += change.realized_pnl
-        held = self._held.setdefault(fill.symbol, {})
+        held = self._held.get(fill.symbol)
+        if held is None:
+            held = self._held[fill.symbol] = {}
         if fill.strategy_id not in held:
             position = self._book.portfolio(fill.strategy_id).get(fill.symbol)
             if position is not None:

@@ -60,15 +60,17 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
         return self.params.slow
 
     def on_bar(self, bar: Bar) -> None:
-        averages = self._update_averages(bar)
-        if averages is None:
+        averages = self._averages_of(bar.symbol)
+        regime = averages.update(bar.close)
+        means = averages.value
+        if regime is None or means is None:
             return
-        fast, slow = averages
+        fast, slow = means
         metadata = {"orderType": "MARKET", "fast": fast, "slow": slow}
         confidence = _spread_confidence(fast, slow)
-        if fast > slow:
+        if regime > 0:
             self.enter_long(bar.symbol, bar.close, confidence, **metadata)
-        elif fast < slow:
+        elif regime < 0:
             self._leave_long(bar, confidence, metadata)
 
     def _leave_long(self, bar: Bar, confidence: float, metadata: dict[str, object]) -> None:
@@ -77,12 +79,11 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
         elif self.position(bar.symbol) > 0:
             self.close_position(bar.symbol, bar.close, confidence, **metadata)
 
-    def _update_averages(self, bar: Bar) -> tuple[float, float] | None:
-        averages = self._by_symbol.get(bar.symbol)
+    def _averages_of(self, symbol: str) -> DualSMA:
+        averages = self._by_symbol.get(symbol)
         if averages is None:
-            averages = DualSMA(self.params.fast, self.params.slow)
-            self._by_symbol[bar.symbol] = averages
-        return averages.update(bar.close)
+            averages = self._by_symbol[symbol] = DualSMA(self.params.fast, self.params.slow)
+        return averages
 
 
 def _spread_confidence(fast: float, slow: float) -> float:

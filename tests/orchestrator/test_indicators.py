@@ -95,11 +95,12 @@ def test_sma_is_the_correctly_rounded_mean(period: int, values: list[float]) -> 
     # exact; the SMA must then divide the exact way.
     sma, dual = SMA(period), DualSMA(period, period + 1)
     for i, x in enumerate(values):
-        value, pair = sma.update(x), dual.update(x)
+        value = sma.update(x)
+        dual.update(x)
         if i + 1 >= period:
             assert value == exact_mean(values[i + 1 - period : i + 1])
-        if pair is not None:
-            assert pair == (value, exact_mean(values[i - period : i + 1]))
+        if dual.ready:
+            assert dual.value == (value, exact_mean(values[i - period : i + 1]))
 
 
 # --- DualSMA ---------------------------------------------------------------
@@ -107,37 +108,69 @@ def test_sma_is_the_correctly_rounded_mean(period: int, values: list[float]) -> 
 
 def test_dual_sma_by_hand() -> None:
     dual = DualSMA(2, 3)
-    assert [dual.update(x) for x in [1, 2, 3, 4, 10]] == [
+    assert [dual.update(x) for x in [1, 2, 3, 4, 10, 1, 0, 5]] == [
         None,
         None,
-        ((2 + 3) / 2, (1 + 2 + 3) / 3),
-        ((3 + 4) / 2, (2 + 3 + 4) / 3),
-        ((4 + 10) / 2, (3 + 4 + 10) / 3),
+        1,  # 2.5 above 2
+        1,  # 3.5 above 3
+        1,  # 7 above 17/3
+        1,  # 5.5 above 5
+        -1,  # 0.5 below 11/3
+        1,  # 2.5 above 2
     ]
     assert dual.ready
-    assert dual.value == (7.0, 17 / 3)
+    assert dual.value == (2.5, 2.0)
+
+
+def test_dual_sma_is_level_only_when_the_averages_are_equal() -> None:
+    dual = DualSMA(1, 2)
+    assert [dual.update(x) for x in [3.0, 3.0, 3.0]] == [None, 0, 0]
+    # The slow mean is 1 + 4/3 ulp exactly and rounds to 1 + 1 ulp, the fast mean:
+    # equal as floats, below exactly.
+    ulp = 2.0**-52
+    dual = DualSMA(1, 3)
+    for x in [1.0 + ulp, 1.0 + 2 * ulp]:
+        dual.update(x)
+    assert dual.update(1.0 + ulp) == -1
+    assert dual.value == (1.0 + ulp, 1.0 + ulp)
+
+
+def test_dual_sma_not_ready_until_full() -> None:
+    dual = DualSMA(2, 4)
+    assert [dual.update(5.0) for _ in range(3)] == [None, None, None]
+    assert not dual.ready
+    assert dual.value is None
 
 
 @given(
     periods=st.lists(PERIODS, min_size=2, max_size=2, unique=True),
-    values=st.lists(PRICES, max_size=60),
+    values=st.lists(st.one_of(PRICES, ANY_FINITE), max_size=60),
 )
-def test_dual_sma_gives_the_bits_of_two_smas(periods: list[int], values: list[float]) -> None:
+def test_dual_sma_gives_two_smas_and_the_exact_regime(
+    periods: list[int], values: list[float]
+) -> None:
     # The values' finest bits change as they come, so both sums are rescaled mid-window.
     fast, slow = sorted(periods)
     dual, fast_sma, slow_sma = DualSMA(fast, slow), SMA(fast), SMA(slow)
-    for x in values:
-        pair, one, other = dual.update(x), fast_sma.update(x), slow_sma.update(x)
-        assert pair == (None if other is None else (one, other))
+    for i, x in enumerate(values):
+        regime, one, other = dual.update(x), fast_sma.update(x), slow_sma.update(x)
+        if other is None:
+            assert regime is None
+            continue
+        assert dual.value == (one, other)
+        fast_mean = sum(map(Fraction, values[i + 1 - fast : i + 1])) / fast
+        slow_mean = sum(map(Fraction, values[i + 1 - slow : i + 1])) / slow
+        assert regime == (fast_mean > slow_mean) - (fast_mean < slow_mean)
 
 
 def test_dual_sma_does_not_drift_and_rescales_exactly() -> None:
     dual, fast_sma, slow_sma = DualSMA(3, 5), SMA(3), SMA(5)
     for x in [1e12, -3e12, 7.77e12, 1e12] * 250 + [0.1, 0.2, 2**-60, 0.3, 5e-324, 0.7]:
-        pair, one, other = dual.update(x), fast_sma.update(x), slow_sma.update(x)
-        assert pair == (None if other is None else (one, other))
+        dual.update(x)
+        one, other = fast_sma.update(x), slow_sma.update(x)
+        assert dual.value == (None if other is None else (one, other))
     assert dual.value == (fast_sma.value, slow_sma.value)
-    assert dual.value[0] == float((Fraction(0.3) + Fraction(5e-324) + Fraction(0.7)) / 3)
+    assert fast_sma.value == float((Fraction(0.3) + Fraction(5e-324) + Fraction(0.7)) / 3)
 
 
 @pytest.mark.parametrize(("fast", "slow"), [(5, 5), (6, 5)])
