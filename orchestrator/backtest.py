@@ -285,13 +285,14 @@ class _Ids:
     __slots__ = ("_counters",)
 
     def __init__(self) -> None:
-        self._counters: dict[str, Iterator[int]] = {}
+        self._counters: dict[str, tuple[str, Iterator[int]]] = {}
 
     def __call__(self, prefix: str) -> str:
         counter = self._counters.get(prefix)
         if counter is None:
-            counter = self._counters[prefix] = count(1)
-        return f"{prefix}_{next(counter):06d}"
+            counter = self._counters[prefix] = (f"{prefix}_%06d", count(1))
+        template, numbers = counter
+        return template % next(numbers)
 
 
 def build_risk(
