@@ -152,13 +152,15 @@ class DualSMA(_FixedPointWindow):
     two averages when asked, the same bits as two :class:`SMA`.
     """
 
-    __slots__ = ("_fast_denominator", "_fast_sum", "fast_period")
+    __slots__ = ("_fast_denominator", "_fast_leaving", "_fast_sum", "fast_period")
 
     def __init__(self, fast: int, slow: int) -> None:
         if _require_period(fast) >= _require_period(slow):
             raise ValueError(f"fast ({fast}) must be less than slow ({slow})")
         super().__init__(slow)
         self.fast_period = fast
+        self._fast_leaving = -fast - 1
+        """Where, once appended to, the window holds the value leaving the fast average."""
         self._fast_sum = 0
         self._fast_denominator = fast
 
@@ -167,18 +169,23 @@ class DualSMA(_FixedPointWindow):
         fixed = int(scaled) if scaled.is_integer() else self._to_fixed(x)
         window = self._window
         window.append(fixed)
-        seen = len(window)
-        fast = self.fast_period
-        # The value leaving the fast window is read before the slow one drops.
-        self._fast_sum += fixed - window[-fast - 1] if seen > fast else fixed
-        if seen > self.period:
-            self._sum += fixed - window.popleft()
+        if len(window) > self.period:
+            # Full: both windows slide. The value leaving the fast one is read
+            # before the slow one's drops.
+            fast_sum = self._fast_sum = self._fast_sum + fixed - window[self._fast_leaving]
+            slow_sum = self._sum = self._sum + fixed - window.popleft()
         else:
-            self._sum += fixed
-            if seen < self.period:
+            fast_sum, slow_sum = self._warm_up(fixed, len(window))
+            if len(window) < self.period:
                 return None
-        fast_side, slow_side = self._fast_sum * self.period, self._sum * fast
-        return (fast_side > slow_side) - (fast_side < slow_side)
+        difference = fast_sum * self.period - slow_sum * self.fast_period
+        return (difference > 0) - (difference < 0)
+
+    def _warm_up(self, fixed: int, seen: int) -> tuple[int, int]:
+        leaving = self._window[self._fast_leaving] if seen > self.fast_period else 0
+        self._fast_sum += fixed - leaving
+        self._sum += fixed
+        return self._fast_sum, self._sum
 
     @property
     def value(self) -> tuple[float, float] | None:
