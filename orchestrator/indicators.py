@@ -22,9 +22,12 @@ A float becomes fixed point with one multiplication by ``2**k`` (exact: a power
 of two) and ``int()``, after ``is_integer()`` has shown that ``k`` is fine
 enough; only a value with finer bits than any before takes the slow path, which
 rescales the window once. For prices the integers stay around 60 bits (120 for
-squares); an update costs about 0.35 us for the SMA and 1 us for the bands on
-CPython 3.11, and gives the same bits as summing the window exactly and
-dividing once (the bits of the previous, slower, exact implementation).
+squares). The mean is ``sum / count`` (correctly rounded) times ``2**-k``,
+exact while the result cannot be subnormal; otherwise the sum is divided by
+``count << k`` in one step. Either way it has the same bits as summing the
+window exactly and dividing once. An update costs about 0.3 us for the SMA and
+1 us for the bands on CPython 3.11; :class:`DualSMA` keeps two averages of one
+series for about 0.3 us and compares them without dividing.
 """
 
 from __future__ import annotations
