@@ -396,7 +396,13 @@ class BacktestEngine:
         return self._name
 
     def now(self) -> float:
-        return self._clock.ts
+        """In ``on_bar`` the end of the bar; in ``on_tick`` the tick's time."""
+        bar = self._bar
+        if self._walking or bar is None:
+            return self._clock.ts
+        # The replay loop does not set the clock for every bar: most bars have
+        # no reader. Whoever reads it in on_bar (here, or emit) sets it.
+        return bar.start + self._seconds
 
     def position(self, symbol: str) -> float:
         """Held quantity including orders in flight, so a strategy never doubles up."""
@@ -424,7 +430,7 @@ class BacktestEngine:
             return
         self._signals += 1
         clock = self._clock
-        now = clock.ts
+        now = clock.ts = self.now()
         if not self._walking:
             self._before_check()
             clock.ts = now
@@ -523,8 +529,7 @@ class BacktestEngine:
         should_stop: Callable[[], bool] | None,
     ) -> None:
         on_bar = strategy.on_bar
-        clock, seconds, pending = self._clock, self._seconds, self._pending
-        wants_ticks = self._wants_ticks
+        pending, wants_ticks = self._pending, self._wants_ticks
         for chunk_start in range(first, len(bars), CHUNK_BARS):
             alarm_low, alarm_high, day_end = self._alarm_low, self._alarm_high, self._day_end
             for bar in bars[chunk_start : chunk_start + CHUNK_BARS]:
@@ -538,7 +543,6 @@ class BacktestEngine:
                 if bar.low <= alarm_low or bar.high >= alarm_high or wants_ticks:
                     self._walk(bar, strategy)
                     alarm_low, alarm_high = self._alarm_low, self._alarm_high
-                clock.ts = bar.start + seconds
                 self._bar = bar
                 try:
                     on_bar(bar)

@@ -3,6 +3,7 @@ the same bars, and the errors a person can act on."""
 
 from __future__ import annotations
 
+import gc
 import math
 import zlib
 from collections.abc import Sequence
@@ -544,3 +545,55 @@ def test_the_backtest_fills_no_order_left_after_the_last_bar() -> None:
     assert (result.signals, result.fills, result.total_trades, result.open_quantity) == (1, 0, 0, 0)
     assert result.total_return == 0.0
     assert not [f for f in engine.fills if f.status is TradeStatus.FILLED]
+
+
+class ClockReader(Strategy[StrategyParams]):
+    """Notes what ``now()`` says in each callback; buys on the third bar."""
+
+    def __init__(self, params: StrategyParams, context: Any) -> None:
+        super().__init__(params, context)
+        self.seen: list[tuple[str, float, float]] = []
+
+    @property
+    def warmup_bars(self) -> int:
+        return 1
+
+    def on_bar(self, item: Bar) -> None:
+        self.seen.append(("bar", item.start + 60, self.context.now()))
+        if item.start == START + 2 * 60:
+            self.buy(SYMBOL, item.close, quantity=1)
+
+
+class TickClockReader(ClockReader):
+    def on_tick(self, tick: Tick) -> None:
+        self.seen.append(("tick", tick.ts, self.context.now()))
+
+
+@pytest.mark.parametrize("cls", [ClockReader, TickClockReader])
+def test_the_clock_stands_at_the_bar_end_in_on_bar_and_at_the_tick_in_on_tick(
+    cls: type[ClockReader],
+) -> None:
+    bars = [bar(i, 10.0, 10.2, 9.8, 10.1) for i in range(6)]
+    config = StrategyRunConfig(symbols=(SYMBOL,), stop_loss_percentage=0.0)
+    engine = BacktestEngine(cls, StrategyParams(), config)
+    engine.run(bars)
+    strategy = engine._strategy
+    assert isinstance(strategy, ClockReader)
+    assert [kind for kind, _, _ in strategy.seen].count("bar") == 6
+    assert all(expected == seen for _, expected, seen in strategy.seen)
+    [fill] = engine.fills
+    assert fill.ts == bars[3].start  # signalled at bar 2's end, filled at bar 3's open
+
+
+def test_a_run_restores_the_cyclic_collector() -> None:
+    bars = [bar(i, 10.0, 10.2, 9.8, 10.1) for i in range(4)]
+    config = StrategyRunConfig(symbols=(SYMBOL,))
+    assert gc.isenabled()
+    BacktestEngine(ClockReader, StrategyParams(), config).run(bars)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        BacktestEngine(ClockReader, StrategyParams(), config).run(bars)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
