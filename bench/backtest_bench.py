@@ -128,8 +128,11 @@ class SmaCross(Strategy[SmaCrossParams]):
         if crossing is None:
             crossing = self._by_symbol[bar.symbol] = _Crossing(self.params.fast, self.params.slow)
         regime = crossing.averages.update(bar.close)
-        previous, crossing.previous = crossing.previous, regime
-        if previous is None or regime is None or regime == previous:
+        previous = crossing.previous
+        if regime == previous:
+            return
+        crossing.previous = regime
+        if previous is None or regime is None:
             return
         # backtesting.py's crossover(): below on the bar before, above on this one.
         if previous < 0 < regime:

@@ -220,14 +220,15 @@ class Strategy(Generic[P]):
 
 def _check_signal(price: float, quantity: float | None, confidence: float) -> None:
     # Reject here, in the strategy's own call stack, so the traceback points at the bug.
-    if not (math.isfinite(price) and price > 0):
+    # Each chained comparison also fails for NaN.
+    if not 0.0 < price < math.inf:
         raise ValueError(f"signal price must be a positive finite number, got {price!r}")
-    if quantity is not None and not (math.isfinite(quantity) and quantity > 0):
+    if quantity is not None and not 0.0 < quantity < math.inf:
         raise ValueError(
             f"signal quantity must be a positive finite number or None "
             f"(let the runtime size it), got {quantity!r}"
         )
-    if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+    if not 0.0 <= confidence <= 1.0:
         raise ValueError(f"signal confidence must be between 0 and 1, got {confidence!r}")
 
 
