@@ -107,6 +107,45 @@ async def test_trades_and_signals_arrive_with_the_dgbit_payloads() -> None:
         assert out["pnl_pct"] == pytest.approx(gain / (out["entry_price"] * 10) * 100)
 
 
+async def test_a_reversal_is_one_fill_reported_as_an_exit_then_an_entry() -> None:
+    config = config_with(
+        {
+            "id": "flip",
+            "kind": "tests.scripted_strategies:AlwaysReverse",
+            "symbols": ["AAPL"],
+            "defaults": {"max_position_value": 1000, "stop_loss_percentage": 0.0},
+        }
+    )
+    async with (
+        running_daemon(config) as daemon,
+        daemon.client() as client,
+        connect(daemon.url(path="/api/ws/events")) as events,
+    ):
+        await client.request({"type": "start_strategy", "id": "flip"})
+        daemon.tick("AAPL", 100.0)
+        await next_second(daemon, {"AAPL": 100.0})  # bar 1: long 9
+        await next_second(daemon, {"AAPL": 101.0})  # bar 2: one SELL 18, filled at 101
+        kinds = []
+        while len(kinds) < 5:
+            message = await recv(events)
+            kinds.append((message["type"], message["payload"].get("side")))
+            if message["type"] == "trade.exited":
+                exited = message["payload"]
+            if len(kinds) == 5:
+                entered = message["payload"]
+        assert kinds == [
+            ("signal.generated", None),
+            ("trade.entered", "long"),
+            ("signal.generated", None),
+            ("trade.exited", "long"),
+            ("trade.entered", "short"),
+        ]
+        # Both halves of the one fill: its price closes the long and opens the short.
+        assert (exited["quantity"], entered["quantity"]) == (9.0, 9.0)
+        assert exited["exit_price"] == entered["entry_price"] == pytest.approx(101.0, rel=1e-3)
+        assert exited["pnl"] < 9.0 * (exited["exit_price"] - exited["entry_price"]) + 1e-9
+
+
 async def test_a_filter_limits_the_event_types_and_other_messages_are_answered() -> None:
     async with (
         running_daemon(holding_config()) as daemon,
