@@ -181,8 +181,8 @@ class DualSMA(_FixedPointWindow):
             fast_sum, slow_sum = self._warm_up(fixed, len(window))
             if len(window) < self.period:
                 return None
-        difference = fast_sum * self.period - slow_sum * self.fast_period
-        return (difference > 0) - (difference < 0)
+        fast_side, slow_side = fast_sum * self.period, slow_sum * self.fast_period
+        return 1 if fast_side > slow_side else -1 if fast_side < slow_side else 0
 
     def _warm_up(self, fixed: int, seen: int) -> tuple[int, int]:
         leaving = self._window[self._fast_leaving] if seen > self.fast_period else 0
