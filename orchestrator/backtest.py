@@ -90,7 +90,7 @@ from orchestrator.orders import (
     TradeStatus,
     rejection,
 )
-from orchestrator.portfolio import PortfolioBook, PositionChange
+from orchestrator.portfolio import PortfolioBook, Position, PositionChange
 from orchestrator.risk import NO_ACTIONS, Halt, RiskActions, RiskConfig, RiskGuardian
 from orchestrator.risk import stop_price as risk_stop_price
 from orchestrator.runtime import signal_quantity, too_small_reason
@@ -375,6 +375,10 @@ class BacktestEngine:
         the guardian has not seen its close: the next day's loss counts from it."""
         self._alarm_low = -math.inf
         self._alarm_high = math.inf
+        self._position: Position | None = None
+        """The strategy's position in the symbol, once a fill made it."""
+        self._stop_alarm = -math.inf
+        """The stop-loss alarm of the open position (set after each fill)."""
         self._day_end = -math.inf
         self._day_start_equity = 0.0
         self._signals = 0
@@ -567,11 +571,7 @@ class BacktestEngine:
         previous = self._bar
         assert previous is not None
         if bar.start >= self._day_end:
-            if self._held != 0.0:
-                self._unseen_close = previous
-            self._day_start_equity = self._equity_at(previous.close)
-            self._day_end = _next_midnight(bar.start)
-            self._update_alarms()
+            self._new_day(previous, bar.start)
         if self._pending:
             self._catch_up()
             # Live, the book holds the previous price when the fill comes; the
@@ -709,31 +709,56 @@ class BacktestEngine:
 
     # ------------------------------------------------------------ alarms
 
-    def _equity_at(self, price: float) -> float:
-        position = self.portfolio.get(self.symbol)
-        if position is None:
-            return 0.0
-        return position.realized_pnl + position.quantity * (price - position.entry_price)
+    def _new_day(self, last: Bar, start: float) -> None:
+        """``last`` ended a UTC day: the next day's loss counts from its close.
+
+        (With daily bars this is every bar: it stays short.)
+        """
+        self._day_end = _next_midnight(start)
+        position = self._position
+        if position is None or position.quantity == 0.0:
+            # Flat: the alarms stay off and the guardian has nothing to see.
+            self._day_start_equity = 0.0 if position is None else position.realized_pnl
+            return
+        self._unseen_close = last
+        unrealized = position.quantity * (last.close - position.entry_price)
+        self._day_start_equity = position.realized_pnl + unrealized
+        self._update_loss_alarm(position)
 
     def _update_alarms(self) -> None:
-        """The prices beyond which the guardian could act on the open position."""
-        position = self.portfolio.get(self.symbol)
-        quantity = 0.0 if position is None else position.quantity
-        self._alarm_low, self._alarm_high = -math.inf, math.inf
-        if position is None or quantity == 0.0:
+        """After fills: the prices beyond which the guardian could act on the position."""
+        position = self._position
+        if position is None:
+            # The book keeps one Position per symbol from the first fill on.
+            position = self._position = self.portfolio.get(self.symbol)
+        if position is None or position.quantity == 0.0:
+            self._alarm_low, self._alarm_high = -math.inf, math.inf
             return
-        entry = position.entry_price
-        stop = risk_stop_price(quantity, entry, self.config.stop_loss_percentage)
-        # equity(p) = realized + quantity * (p - entry); the loss alarm is where
-        # day_start - equity(p) reaches LOSS_ALARM_FRACTION of the limit.
-        floor = self._day_start_equity - LOSS_ALARM_FRACTION * self._risk_config.max_daily_loss
-        loss_price = entry + (floor - position.realized_pnl) / quantity
-        if quantity > 0:
-            stop_alarm = -math.inf if stop is None else stop * (1.0 + STOP_ALARM_MARGIN)
-            self._alarm_low = max(stop_alarm, loss_price)
+        quantity = position.quantity
+        stop = risk_stop_price(quantity, position.entry_price, self.config.stop_loss_percentage)
+        if stop is None:
+            self._stop_alarm = -math.inf if quantity > 0 else math.inf
         else:
-            stop_alarm = math.inf if stop is None else stop * (1.0 - STOP_ALARM_MARGIN)
-            self._alarm_high = min(stop_alarm, loss_price)
+            margin = -STOP_ALARM_MARGIN if quantity < 0 else STOP_ALARM_MARGIN
+            self._stop_alarm = stop * (1.0 + margin)
+        self._update_loss_alarm(position)
+
+    def _update_loss_alarm(self, position: Position) -> None:
+        """The alarm on the position's side: its stop's, or the day's loss limit's if nearer.
+
+        equity(p) = realized + quantity * (p - entry); the loss alarm is where
+        day_start - equity(p) reaches LOSS_ALARM_FRACTION of the limit.
+        """
+        quantity = position.quantity
+        floor = self._day_start_equity - LOSS_ALARM_FRACTION * self._risk_config.max_daily_loss
+        loss_price = position.entry_price + (floor - position.realized_pnl) / quantity
+        stop_alarm = self._stop_alarm
+        if quantity > 0:
+            nearer = loss_price if loss_price > stop_alarm else stop_alarm
+            self._alarm_low, self._alarm_high = nearer, math.inf
+        else:
+            nearer = loss_price if loss_price < stop_alarm else stop_alarm
+            self._alarm_low, self._alarm_high = -math.inf, nearer
 
     # ------------------------------------------------------------ accounting
 
