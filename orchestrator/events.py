@@ -151,7 +151,8 @@ class OrderRejected:
 
 @record
 class OrderReduced:
-    """The guardian sent a smaller order so the position stays within its limit."""
+    """The guardian sent a smaller order: one that fits ``maxPositionValue`` (reduce
+    mode), or of a reversal a limit refused, the part that closes the position."""
 
     topic: ClassVar[Topic] = Topic.RISK_ORDER_REDUCED
     order: Order
@@ -161,7 +162,8 @@ class OrderReduced:
     limit: RiskLimit
     limit_value: float
     actual_value: float
-    """The value the order as asked would have reached."""
+    """What the order as asked would have reached on ``limit``: the position's value,
+    the gross exposure, or (kill switch) its own notional."""
     reason: str
     ts: float
 

@@ -18,6 +18,12 @@ refuses it (published as :class:`OrderRejected`):
    ``position_limit_mode`` is ``reduce``;
 7. ``max_gross_exposure`` across every strategy.
 
+An order that reverses a position (closes it and opens the other side, as a
+strategy's ``enter_long`` from short does) and is refused by the kill switch
+(reduce-only) or by 6 or 7 is cut to the part that closes the position, which
+would pass on its own, and published as :class:`OrderReduced` with the limit
+that bit: a strategy is never kept in a position it asked to leave.
+
 Rate windows count the orders that were sent, never the refused ones, so a
 strategy over its limit gets its next order through as soon as the window
 slides. On every price update the guardian checks the positions in that symbol
@@ -37,7 +43,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
@@ -127,6 +133,15 @@ class Verdict:
 
     order: Order | None
     reason: str | None = None
+
+
+class _Refusal(NamedTuple):
+    """A limit an order breaks, before it is published (see ``RiskGuardian._refuse``)."""
+
+    limit: RiskLimit
+    limit_value: float
+    actual: float
+    reason: str
 
 
 @record
@@ -260,10 +275,11 @@ class RiskGuardian:
         self._limits[order.strategy_id] = limits
         signed = order.side.sign * order.quantity
         reduces = reduces_position(position, signed)
+        cut: _Refusal | None = None  # why a reversal may send only its closing part
         if halt is not None and (halt.block_all or not reduces):
             if halt.block_all or not reverses_position(position, signed):
                 return self._refuse_halted(order, halt)
-            return self._cut_to_flat(order, limits, position, halt)
+            cut = self._halted(order, halt)
         now = self._clock.now()
         if order.purpose in EXITS and reduces:
             self._touch(order.strategy_id, now)
@@ -275,26 +291,34 @@ class RiskGuardian:
         if reduces:
             self._record(order, now)
             return Verdict(order)
-        verdict = self._check_exposure(order, limits, position)
-        if verdict.order is not None:
-            self._record(verdict.order, now)
-        return verdict
+        if cut is None:
+            exposure = self._check_exposure(order, limits, position)
+            if isinstance(exposure, Verdict):
+                if exposure.order is not None:
+                    self._record(exposure.order, now)
+                return exposure
+            if not reverses_position(position, signed):
+                return self._refuse(order, *exposure)
+            cut = exposure
+        return self._send_closing_part(order, position, cut, now)
 
-    def _cut_to_flat(
-        self, order: Order, limits: StrategyRunConfig, position: float, halt: Halt
+    def _send_closing_part(
+        self, order: Order, position: float, cut: _Refusal, now: float
     ) -> Verdict:
-        """Reduce-only: of an order that reverses the position, the part that closes it."""
-        cut = replace(order, quantity=abs(position))
-        verdict = self.check(cut, limits, position, None)
-        if verdict.order is not None:
-            price = self._book.last_price(order.symbol) or 0.0
-            reason = (
-                f"trading is halted ({halt.reason}): only orders that reduce a position "
-                f"pass; sent {cut.quantity:g} of {order.quantity:g} to close the position"
-            )
-            asked = order.quantity * price
-            self._announce_reduced(order, cut.quantity, RiskLimit.KILL_SWITCH, 0.0, asked, reason)
-        return verdict
+        """Of a reversal a limit refuses, the part that closes the position: it would
+        pass on its own, as the exit of the old two-order reversal did."""
+        closing = replace(order, quantity=abs(position))
+        self._record(closing, now)
+        sent = f"sent {closing.quantity:g} of {order.quantity:g} to close the position"
+        self._announce_reduced(
+            order, closing.quantity, cut.limit, cut.limit_value, cut.actual, f"{cut.reason}; {sent}"
+        )
+        return Verdict(closing)
+
+    def _halted(self, order: Order, halt: Halt) -> _Refusal:
+        reason = f"trading is halted ({halt.reason}): only orders that reduce a position pass"
+        price = self._book.last_price(order.symbol) or 0.0
+        return _Refusal(RiskLimit.KILL_SWITCH, 0.0, order.quantity * price, reason)
 
     def _refuse_halted(self, order: Order, halt: Halt) -> Verdict:
         mode = (
@@ -374,11 +398,14 @@ class RiskGuardian:
                 del counts[strategy_id]
         return len(window)
 
-    def _check_exposure(self, order: Order, limits: StrategyRunConfig, position: float) -> Verdict:
+    def _check_exposure(
+        self, order: Order, limits: StrategyRunConfig, position: float
+    ) -> Verdict | _Refusal:
+        """The order to send (maybe reduced to fit), or the limit it breaks (unpublished)."""
         price = self._book.last_price(order.symbol)
         if price is None:
             reason = f"no price for {order.symbol} yet: the order cannot be valued"
-            return self._refuse(order, RiskLimit.PRICE_UNKNOWN, 0.0, 0.0, reason)
+            return _Refusal(RiskLimit.PRICE_UNKNOWN, 0.0, 0.0, reason)
         sign = order.side.sign
         asked_value = abs(position + sign * order.quantity) * price
         sent = order
@@ -389,13 +416,8 @@ class RiskGuardian:
                     f"maxPositionValue {limits.max_position_value:g} exceeded: the position "
                     f"in {order.symbol} would be worth {asked_value:.2f}"
                 )
-                return self._refuse(
-                    order,
-                    RiskLimit.MAX_POSITION_VALUE,
-                    limits.max_position_value,
-                    asked_value,
-                    reason,
-                )
+                limit = limits.max_position_value
+                return _Refusal(RiskLimit.MAX_POSITION_VALUE, limit, asked_value, reason)
             sent = replace(order, quantity=fitting)
         after = abs(position + sign * sent.quantity)
         gross = self.gross_exposure + (after - abs(position)) * price
@@ -404,9 +426,8 @@ class RiskGuardian:
                 f"max_gross_exposure {self.config.max_gross_exposure:g} exceeded: gross "
                 f"exposure would be {gross:.2f}"
             )
-            return self._refuse(
-                order, RiskLimit.MAX_GROSS_EXPOSURE, self.config.max_gross_exposure, gross, reason
-            )
+            limit = self.config.max_gross_exposure
+            return _Refusal(RiskLimit.MAX_GROSS_EXPOSURE, limit, gross, reason)
         if sent is not order:
             limit = limits.max_position_value
             reason = (

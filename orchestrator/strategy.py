@@ -31,7 +31,8 @@ The contract between a strategy and the runtime that drives it:
   risk checks before the paper broker fills it, so a signal is a wish, not a
   fill: read :meth:`StrategyContext.position` to learn what you hold.
 - While the strategy is ``PAUSED`` the runtime drops signals that would open or
-  increase a position; signals that reduce or close one still go through.
+  increase a position; signals that reduce or close one still go through, and
+  of one that would cross to the other side only the part that closes it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ quantity. Confidence measures how far the close is from the middle: for an
 entry ``min(1, |z| / (2 * num_std))`` (0.5 on the band, 1 at twice its
 distance), for an exit ``min(1, |z| / num_std)`` (0 at the middle, 1 at the
 opposite band). ``metadata`` is
-``{"orderType": "MARKET", "middle": .., "upper": .., "lower": .., "reason": "entry" | "exit"}``.
+``{"orderType": "MARKET", "middle": .., "upper": .., "lower": .., "reason": ...}``, the
+reason "entry", "exit" or "reversal".
 """
 
 from __future__ import annotations

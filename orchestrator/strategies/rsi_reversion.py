@@ -14,7 +14,8 @@ quantity. Confidence grows with depth into the extreme zone, from 0.5 at the
 threshold to 1 at the end of the scale: for a buy
 ``0.5 + 0.5 * (oversold - RSI) / oversold``, for a sell
 ``0.5 + 0.5 * (RSI - overbought) / (100 - overbought)``. ``metadata`` is
-``{"orderType": "MARKET", "rsi": rsi, "reason": "entry" | "exit"}``.
+``{"orderType": "MARKET", "rsi": rsi, "reason": ...}``, the
+reason "entry", "exit" or "reversal".
 """
 
 from __future__ import annotations

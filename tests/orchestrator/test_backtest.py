@@ -28,7 +28,7 @@ from orchestrator.broker import PaperBrokerConfig, SequentialIds
 from orchestrator.bus import EventBus
 from orchestrator.clock import ManualClock, iso_utc
 from orchestrator.config import CatalogEntry, RuntimeConfig, StrategyRunConfig
-from orchestrator.events import Event, Topic, TradeExecuted
+from orchestrator.events import Event, OrderReduced, RiskLimit, Topic, TradeExecuted
 from orchestrator.execution import ExecutionService
 from orchestrator.feeds import TickSink, ohlcv_ticks, replay_bars
 from orchestrator.market import Bar, Tick
@@ -286,8 +286,16 @@ CASES = {
         ),
         RiskConfig(max_daily_loss=60.0, daily_loss_blocks_all=True),
     ),
+    # The daily loss engages the reduce-only kill switch; the reversals after it
+    # are cut to the part that closes the position.
+    "sma_reversals_cut_by_the_kill_switch": (
+        entry(
+            "sma_crossover", {"fast": 3, "slow": 9, "allow_short": True}, stop_loss_percentage=0.0
+        ),
+        RiskConfig(max_daily_loss=30.0),
+    ),
     # Hourly bars, positions held for days: the guardian is shown only the last
-    # closes of the days it missed (see also the slow multi-day loss below).
+    # close of the latest day it missed (see also the slow multi-day loss below).
     "sma_hourly_held_for_days": (
         entry("sma_crossover", {"fast": 24, "slow": 96, "allow_short": True}, "1h"),
         RiskConfig(),
@@ -597,3 +605,20 @@ def test_a_run_restores_the_cyclic_collector() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_reversal_after_the_kill_switch_closes_and_opens_nothing() -> None:
+    case = "sma_reversals_cut_by_the_kill_switch"
+    catalog, risk = CASES[case]
+    cls, params = load_strategy(catalog)
+    engine = BacktestEngine(cls, params, catalog.defaults, risk=risk)
+    reduced: list[OrderReduced] = []
+    engine._bus.subscribe(
+        lambda event: reduced.extend([event] if isinstance(event, OrderReduced) else [])
+    )
+    engine.run(case_bars(case))
+    assert reduced, "the case must reach the kill switch with a position open"
+    first = reduced[0]
+    assert first.limit is RiskLimit.KILL_SWITCH
+    assert first.quantity < first.order.quantity
+    assert engine.portfolio.position(SYMBOL) == 0.0  # nothing opened after the halt

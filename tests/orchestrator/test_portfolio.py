@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.orders import Fill, Side, TradeStatus
-from orchestrator.portfolio import Portfolio, PortfolioBook, Position
+from orchestrator.portfolio import (
+    Portfolio,
+    PortfolioBook,
+    Position,
+    reduces_position,
+    reducing_part,
+    reverses_position,
+)
 
 T0 = 1_700_000_000.0
 
@@ -331,3 +338,23 @@ def test_realized_plus_unrealized_equals_cash_flow_pnl(
         portfolio.mark(symbol, price)
         cash += portfolio.position(symbol) * price
     assert portfolio.realized_pnl + portfolio.unrealized_pnl == pytest.approx(cash, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("held", "signed", "reduces", "reverses", "part"),
+    [
+        (10.0, -4.0, True, False, 4.0),  # partly closes a long
+        (10.0, -10.0, True, False, 10.0),  # exactly to flat
+        (10.0, -25.0, False, True, 10.0),  # through zero: only the 10 closes
+        (-10.0, 25.0, False, True, 10.0),  # a short, reversed
+        (10.0, 5.0, False, False, 0.0),  # adds to the long
+        (0.0, 5.0, False, False, 0.0),  # opens from flat
+        (0.0, -5.0, False, False, 0.0),
+    ],
+)
+def test_what_an_order_does_to_a_position(
+    held: float, signed: float, reduces: bool, reverses: bool, part: float
+) -> None:
+    assert reduces_position(held, signed) is reduces
+    assert reverses_position(held, signed) is reverses
+    assert reducing_part(held, signed) == part

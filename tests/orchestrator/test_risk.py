@@ -358,6 +358,57 @@ def test_gross_exposure_bound_across_strategies(quantity: int, accepted: bool) -
         )
 
 
+def test_a_reversal_beyond_gross_exposure_sends_the_part_that_closes_the_position() -> None:
+    harness = Harness(max_gross_exposure=10_000.0)
+    harness.hold(-50, 100.0)  # short 5,000
+    harness.hold(40, 100.0, strategy="other")  # gross 9,000
+    harness.clear()
+    assert harness.order(Side.BUY, 120)  # to long 70: gross would be 11,000
+    [reduced] = harness.of(OrderReduced)
+    assert (reduced.quantity, reduced.limit, reduced.limit_value, reduced.actual_value) == (
+        50,
+        RiskLimit.MAX_GROSS_EXPOSURE,
+        10_000.0,
+        11_000.0,
+    )
+    assert reduced.reason.endswith("; sent 50 of 120 to close the position")
+    assert not harness.of(OrderRejected)
+    harness.tick(100.0)
+    assert harness.position() == 0
+
+
+def test_a_reversal_beyond_max_position_value_in_reject_mode_still_closes() -> None:
+    harness = Harness()
+    harness.hold(50, 100.0)
+    harness.clear()
+    assert harness.order(Side.SELL, 200)  # to short 150: worth 15,000 over 10,000
+    [reduced] = harness.of(OrderReduced)
+    assert (reduced.quantity, reduced.limit) == (50, RiskLimit.MAX_POSITION_VALUE)
+    harness.tick(100.0)
+    assert harness.position() == 0
+
+
+def test_a_refused_order_that_does_not_reverse_is_not_cut() -> None:
+    harness = Harness(max_gross_exposure=10_000.0)
+    harness.hold(90, 100.0)
+    harness.clear()
+    assert not harness.order(Side.BUY, 20)  # adds to the long: refused whole
+    assert rejection(harness).limit is RiskLimit.MAX_POSITION_VALUE
+    assert not harness.of(OrderReduced)
+
+
+def test_a_reversal_over_the_rate_limit_is_refused_whole() -> None:
+    harness = Harness()
+    run = limits(max_orders_per_minute=1)
+    harness.hold(-50, 100.0, run=run)
+    harness.execution.engage_kill_switch(Halt("manual", False, HaltSource.COMMAND, START))
+    harness.clear()
+    assert not harness.order(Side.BUY, 120, run=run)
+    event = rejection(harness)
+    assert (event.limit, event.order.quantity) == (RiskLimit.MAX_ORDERS_PER_MINUTE, 120)
+    assert not harness.of(OrderReduced)
+
+
 # ---------------------------------------------------------------- stop-loss
 
 
@@ -712,3 +763,19 @@ def test_resync_adopts_positions_rebuilt_without_the_guardian() -> None:
     [stop] = harness.of(StopLossTriggered)
     assert (stop.order.strategy_id, stop.order.quantity) == ("s1", 5)
     assert harness.guardian.daily_pnl() == 0.0  # -10 on s1, +10 on s2
+
+
+def test_measure_updates_the_exposure_and_the_day_without_acting() -> None:
+    harness = Harness()
+    run = limits(stop_loss_percentage=0.02)
+    harness.hold(100, 100.0, run=run)
+    harness.clear()
+    harness.book.mark("AAPL", 90.0, START)  # beyond the 2 % stop
+    harness.guardian.measure("AAPL", START)
+    assert harness.guardian.gross_exposure == 9_000.0
+    assert harness.events == []  # measuring is not watching: no stop-loss, no breach
+    harness.clock.advance(86_400.0)
+    harness.book.mark("AAPL", 95.0, START + 86_400.0)
+    harness.guardian.measure("AAPL", START + 86_400.0)
+    # The new day starts from the equity last measured, at 90: up 500 since.
+    assert harness.guardian.daily_pnl() == 500.0
