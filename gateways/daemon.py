@@ -283,6 +283,10 @@ class Daemon:
         journal.rebuild_book(self.core.execution.book)
         limits = {s.id: s.config for s in journal.strategies() if s.config is not None}
         self.core.risk.resync(limits)  # restored positions keep their stop-losses
+        halt = journal.kill_switch()
+        if halt is not None:
+            # Engaged when the daemon stopped: it stays engaged until someone resumes.
+            self.core.execution.engage_kill_switch(halt)
         saved = journal.restorable_strategies()
         await self.registry.restore(saved)
         if saved:

@@ -4,7 +4,8 @@ What it records, one table each: strategies (current status and run config),
 their lifecycle (every status change, append-only), signals, orders accepted by
 risk, fills (trades, rejections included) in commit order, and a position
 snapshot after every fill that changed a position (quantity, average cost and
-cumulative realized P&L, in the fill's transaction; rejections write none).
+cumulative realized P&L, in the fill's transaction; rejections write none),
+and every engagement and release of the kill switch (schema 3).
 Quotes and bars are not recorded. Restoring does not need the snapshots (the
 fills are the truth); they make "where do we stand" one indexed query for tools.
 
@@ -65,6 +66,8 @@ from orchestrator.config import JournalConfig, StrategyRunConfig
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import (
     Event,
+    HaltSource,
+    KillSwitchChanged,
     OrderSubmitted,
     SignalEmitted,
     StrategyStatus,
@@ -73,6 +76,7 @@ from orchestrator.events import (
 )
 from orchestrator.orders import Fill, Order, OrderPurpose, Side, Signal, TradeStatus
 from orchestrator.portfolio import PortfolioBook
+from orchestrator.risk import Halt
 
 log = structlog.get_logger("orchestrator.journal")
 
@@ -186,7 +190,19 @@ CREATE INDEX fills_by_strategy ON fills (strategy_id);
 CREATE INDEX snapshots_by_position ON position_snapshots (strategy_id, symbol);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
+_V3: Final = """
+-- The kill switch: every engagement and release, so that a restart keeps it engaged.
+CREATE TABLE kill_switch (
+    seq       INTEGER PRIMARY KEY,
+    engaged   INTEGER NOT NULL,
+    reason    TEXT,
+    block_all INTEGER NOT NULL,
+    source    TEXT NOT NULL,
+    ts        REAL NOT NULL
+);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
 """``MIGRATIONS[n]`` takes a journal from version n to n + 1. Never edit a shipped one."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -259,6 +275,7 @@ _JOURNALED: Final = (
     SignalEmitted,
     OrderSubmitted,
     TradeExecuted,
+    KillSwitchChanged,
 )
 
 
@@ -495,10 +512,25 @@ class Journal:
                 marks[prefix] = max(marks.get(prefix, 0), int(number))
         return marks
 
+    def kill_switch(self) -> Halt | None:
+        """The kill switch as the last engagement or release left it: None when released
+        (or never engaged, or the journal predates schema 3)."""
+        if self.schema_version < 3:
+            return None
+        rows = self._query(
+            "SELECT engaged, reason, block_all, source, ts FROM kill_switch ORDER BY seq DESC "
+            "LIMIT 1"
+        )
+        if not rows or not rows[0][0]:
+            return None
+        _, reason, block_all, source, ts = rows[0]
+        return Halt(reason or "engaged before the restart", bool(block_all), HaltSource(source), ts)
+
     def counts(self) -> dict[str, int]:
         """Rows per table."""
         tables = ("strategies", "lifecycle", "signals", "orders", "fills", "position_snapshots")
-        return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}
+        counted = (*tables, "kill_switch") if self.schema_version >= 3 else tables
+        return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in counted}
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -762,12 +794,20 @@ def _insert_once(db: sqlite3.Connection, table: str, columns: str, row: tuple[An
     return False
 
 
+def _write_kill_switch(db: sqlite3.Connection, event: KillSwitchChanged) -> None:
+    db.execute(
+        "INSERT INTO kill_switch (engaged, reason, block_all, source, ts) VALUES (?, ?, ?, ?, ?)",
+        (int(event.engaged), event.reason, int(event.block_all), event.source, event.ts),
+    )
+
+
 _WRITERS: Final[dict[type[Any], Callable[[sqlite3.Connection, Any], None]]] = {
     StrategyConfigured: _write_configured,
     StrategyStatusChanged: _write_status,
     SignalEmitted: _write_signal,
     OrderSubmitted: _write_order,
     TradeExecuted: _write_trade,
+    KillSwitchChanged: _write_kill_switch,
 }
 
 

@@ -412,3 +412,23 @@ async def test_a_restarted_daemon_keeps_the_stop_loss_of_a_restored_position() -
         daemon.tick("AAPL", 97.0)
         stop = exact(await risk.recv_type("stop_loss_triggered"), "stop_loss_triggered")
         assert (stop["strategyId"], stop["side"], stop["quantity"]) == ("holder", "SELL", 10.0)
+
+
+async def test_an_engaged_kill_switch_stays_engaged_across_a_restart() -> None:
+    config = test_config()
+    async with running_daemon(config) as daemon, daemon.client("risk") as operator:
+        reply = await operator.request(
+            {"type": "halt_trading", "reason": "maintenance", "blockAll": True}
+        )
+        exact(reply, "kill_switch", reply["requestId"])
+    async with running_daemon(config) as daemon, daemon.client() as frontend:
+        halt = daemon.daemon.core.execution.halt
+        assert halt is not None
+        assert (halt.reason, halt.block_all, halt.source) == ("maintenance", True, "COMMAND")
+        status = await frontend.recv_type("execution_service_status")
+        assert status["data"]["status"] == "STOPPED"
+        async with daemon.client("risk") as operator:
+            reply = await operator.request({"type": "resume_trading", "reason": "done"})
+            assert exact(reply, "kill_switch", reply["requestId"])["engaged"] is False
+    async with running_daemon(config) as daemon:
+        assert daemon.daemon.core.execution.halt is None  # released before the stop

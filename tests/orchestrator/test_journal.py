@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import JournalConfig
-from orchestrator.events import BarClosed, QuoteUpdated, StrategyStatus
+from orchestrator.events import (
+    BarClosed,
+    HaltSource,
+    KillSwitchChanged,
+    QuoteUpdated,
+    StrategyStatus,
+)
 from orchestrator.journal import (
     APPLICATION_ID,
     SCHEMA_VERSION,
@@ -26,6 +32,7 @@ from orchestrator.journal import (
 from orchestrator.market import Bar, Tick
 from orchestrator.orders import OrderPurpose, Side, TradeStatus
 from orchestrator.portfolio import PortfolioBook
+from orchestrator.risk import Halt
 from tests.orchestrator.journal_support import T0, Trading, run_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,7 +74,7 @@ def a_day_of_trading(trading: Trading) -> list[Record]:
 
 def test_a_new_journal_is_created_in_wal_mode_at_the_current_version(path: Path) -> None:
     with Journal.open(path) as journal:
-        assert journal.schema_version == SCHEMA_VERSION == 2
+        assert journal.schema_version == SCHEMA_VERSION == 3
     assert path.is_file()
     db = sqlite3.connect(path)
     try:
@@ -411,7 +418,8 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_data(path: Path) -> None:
     assert indexes(path) == set()
 
     with Journal.open(path) as journal:
-        assert journal.schema_version == 2
+        assert journal.schema_version == SCHEMA_VERSION
+        assert journal.kill_switch() is None
         assert [f.id for f in journal.fills()] == ["trade_000001"]
         assert [o.id for o in journal.unfilled_orders()] == ["order_000002"]
         [strategy] = journal.restorable_strategies()
@@ -424,8 +432,22 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_data(path: Path) -> None:
         assert position is not None and position.quantity == 5
     assert indexes(path) == {"fills_by_order", "fills_by_strategy", "snapshots_by_position"}
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
+
+
+def test_the_kill_switch_is_journaled_and_its_last_change_read_back(path: Path) -> None:
+    with Journal.open(path) as journal:
+        assert journal.kill_switch() is None
+        journal.write([KillSwitchChanged(True, "panic", True, HaltSource.COMMAND, 1_000.0)])
+        assert journal.kill_switch() == Halt("panic", True, HaltSource.COMMAND, 1_000.0)
+        journal.write([KillSwitchChanged(False, "calm", False, HaltSource.COMMAND, 2_000.0)])
+        assert journal.kill_switch() is None
+        loss = KillSwitchChanged(True, "daily loss", False, HaltSource.DAILY_LOSS, 3_000.0)
+        journal.write([loss])
+        assert journal.counts()["kill_switch"] == 3
+    with Journal.open_readonly(path) as reader:
+        assert reader.kill_switch() == Halt("daily loss", False, HaltSource.DAILY_LOSS, 3_000.0)
 
 
 def test_a_failed_migration_leaves_the_journal_at_its_version(path: Path) -> None:
