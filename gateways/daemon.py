@@ -286,7 +286,7 @@ class Daemon:
         halt = journal.kill_switch()
         if halt is not None:
             # Engaged when the daemon stopped: it stays engaged until someone resumes.
-            self.core.execution.engage_kill_switch(halt)
+            self.core.execution.restore_halt(halt)
         saved = journal.restorable_strategies()
         await self.registry.restore(saved)
         if saved:

@@ -85,6 +85,9 @@ class Snapshot:
 
     def messages(self, _: Session) -> list[wire.Message]:
         status = {"status": self._execution.status.value}
+        halt = self._execution.halt
+        if halt is not None:  # as the broadcast says it: a frontend learns why at once
+            status["reason"] = halt.reason
         return [
             ("execution_service_status", status),
             ("strategy_status_list", wire.strategy_list(self._registry.active())),

@@ -162,8 +162,9 @@ class OrderReduced:
     limit: RiskLimit
     limit_value: float
     actual_value: float
-    """What the order as asked would have reached on ``limit``: the position's value,
-    the gross exposure, or (kill switch) its own notional."""
+    """What the order would have reached on ``limit`` (after any cut to fit
+    maxPositionValue): the position's value, the gross exposure, or (kill switch)
+    its own notional."""
     reason: str
     ts: float
 

@@ -84,6 +84,14 @@ class ExecutionService:
         if was_running:
             self.announce()
 
+    def restore_halt(self, halt: Halt) -> None:
+        """The kill switch as the journal left it before a restart: engaged again without
+        announcing it as a new engagement (start-up announces the status to everyone)."""
+        self.halt = halt
+        log.warning(
+            "kill_switch_restored", reason=halt.reason, block_all=halt.block_all, source=halt.source
+        )
+
     def release_kill_switch(
         self, reason: str | None = None, origin: CommandOrigin | None = None
     ) -> None:

@@ -5,7 +5,8 @@ their lifecycle (every status change, append-only), signals, orders accepted by
 risk, fills (trades, rejections included) in commit order, and a position
 snapshot after every fill that changed a position (quantity, average cost and
 cumulative realized P&L, in the fill's transaction; rejections write none),
-and every engagement and release of the kill switch (schema 3).
+and every engagement and release of the kill switch made while the daemon runs
+(schema 3; ``risk.halted_at_start`` engages it at every start, unjournaled).
 Quotes and bars are not recorded. Restoring does not need the snapshots (the
 fills are the truth); they make "where do we stand" one indexed query for tools.
 
@@ -198,7 +199,8 @@ CREATE TABLE kill_switch (
     reason    TEXT,
     block_all INTEGER NOT NULL,
     source    TEXT NOT NULL,
-    ts        REAL NOT NULL
+    ts        REAL NOT NULL,
+    UNIQUE (engaged, reason, block_all, source, ts)
 );
 """
 
@@ -796,7 +798,8 @@ def _insert_once(db: sqlite3.Connection, table: str, columns: str, row: tuple[An
 
 def _write_kill_switch(db: sqlite3.Connection, event: KillSwitchChanged) -> None:
     db.execute(
-        "INSERT INTO kill_switch (engaged, reason, block_all, source, ts) VALUES (?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO kill_switch (engaged, reason, block_all, source, ts) "
+        "VALUES (?, ?, ?, ?, ?)",
         (int(event.engaged), event.reason, int(event.block_all), event.source, event.ts),
     )
 

@@ -20,9 +20,10 @@ refuses it (published as :class:`OrderRejected`):
 
 An order that reverses a position (closes it and opens the other side, as a
 strategy's ``enter_long`` from short does) and is refused by the kill switch
-(reduce-only) or by 6 or 7 is cut to the part that closes the position, which
-would pass on its own, and published as :class:`OrderReduced` with the limit
-that bit: a strategy is never kept in a position it asked to leave.
+(reduce-only), an unknown price or 6 or 7 is cut to the part that closes the
+position, which would pass on its own, and published as :class:`OrderReduced`
+with the limit that bit: a strategy is never kept in a position it asked to
+leave.
 
 Rate windows count the orders that were sent, never the refused ones, so a
 strategy over its limit gets its next order through as soon as the window

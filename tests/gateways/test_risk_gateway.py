@@ -198,7 +198,10 @@ async def test_halted_at_start_by_config() -> None:
     config = test_config(risk={"halted_at_start": True})
     async with running_daemon(config) as daemon, daemon.client("risk") as client:
         [status, _] = client.snapshot
-        assert exact(status, "execution_service_status") == {"status": "STOPPED"}
+        assert exact(status, "execution_service_status") == {
+            "status": "STOPPED",
+            "reason": "engaged by config (risk.halted_at_start)",
+        }
         reply = await client.request({"type": "get_risk_status"})
         assert reply["data"]["killSwitch"] == {
             "engaged": True,
@@ -421,14 +424,36 @@ async def test_an_engaged_kill_switch_stays_engaged_across_a_restart() -> None:
             {"type": "halt_trading", "reason": "maintenance", "blockAll": True}
         )
         exact(reply, "kill_switch", reply["requestId"])
-    async with running_daemon(config) as daemon, daemon.client() as frontend:
-        halt = daemon.daemon.core.execution.halt
-        assert halt is not None
-        assert (halt.reason, halt.block_all, halt.source) == ("maintenance", True, "COMMAND")
-        status = await frontend.recv_type("execution_service_status")
-        assert status["data"]["status"] == "STOPPED"
-        async with daemon.client("risk") as operator:
-            reply = await operator.request({"type": "resume_trading", "reason": "done"})
-            assert exact(reply, "kill_switch", reply["requestId"])["engaged"] is False
+    for _ in range(2):  # restarted twice: restored, not engaged anew
+        async with running_daemon(config) as daemon, daemon.client() as frontend:
+            halt = daemon.daemon.core.execution.halt
+            assert halt is not None
+            assert (halt.reason, halt.block_all, halt.source) == ("maintenance", True, "COMMAND")
+            [status] = [m for m in frontend.snapshot if m["type"] == "execution_service_status"]
+            assert (status["data"]["status"], status["data"]["reason"]) == (
+                "STOPPED",
+                "maintenance",
+            )
+            journal = daemon.daemon.journal
+            assert journal is not None and journal.counts()["kill_switch"] == 1
+    async with running_daemon(config) as daemon, daemon.client("risk") as operator:
+        reply = await operator.request({"type": "resume_trading", "reason": "done"})
+        assert exact(reply, "kill_switch", reply["requestId"])["engaged"] is False
     async with running_daemon(config) as daemon:
         assert daemon.daemon.core.execution.halt is None  # released before the stop
+
+
+async def test_halted_at_start_halts_every_start_whatever_the_journal_says() -> None:
+    config = test_config(risk={"halted_at_start": True})
+    async with running_daemon(config) as daemon, daemon.client("risk") as operator:
+        reply = await operator.request({"type": "resume_trading"})
+        assert exact(reply, "kill_switch", reply["requestId"])["engaged"] is False
+    async with running_daemon(config) as daemon:  # the release is journaled; config wins
+        halt = daemon.daemon.core.execution.halt
+        assert halt is not None and halt.source == "CONFIG"
+        async with daemon.client("risk") as operator:
+            reply = await operator.request({"type": "halt_trading", "reason": "audit"})
+            exact(reply, "kill_switch", reply["requestId"])
+    async with running_daemon(config) as daemon:  # a journaled engagement replaces it
+        halt = daemon.daemon.core.execution.halt
+        assert halt is not None and (halt.reason, halt.source) == ("audit", "COMMAND")

@@ -415,6 +415,8 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_data(path: Path) -> None:
     with Journal.open_readonly(path) as old:  # tools read a v1 journal as it is
         assert old.schema_version == 1
         assert [h.config for h in old.history()] == [None]
+        assert old.kill_switch() is None
+        assert "kill_switch" not in old.counts()
     assert indexes(path) == set()
 
     with Journal.open(path) as journal:
@@ -445,6 +447,7 @@ def test_the_kill_switch_is_journaled_and_its_last_change_read_back(path: Path) 
         assert journal.kill_switch() is None
         loss = KillSwitchChanged(True, "daily loss", False, HaltSource.DAILY_LOSS, 3_000.0)
         journal.write([loss])
+        journal.write([loss])  # a batch written twice changes nothing
         assert journal.counts()["kill_switch"] == 3
     with Journal.open_readonly(path) as reader:
         assert reader.kill_switch() == Halt("daily loss", False, HaltSource.DAILY_LOSS, 3_000.0)

@@ -388,6 +388,16 @@ def test_a_reversal_beyond_max_position_value_in_reject_mode_still_closes() -> N
     assert harness.position() == 0
 
 
+def test_a_reversal_without_a_price_sends_the_part_that_closes_the_position() -> None:
+    harness = Harness()
+    harness.hold(-50, 100.0)
+    harness.book._last_prices.clear()  # as after a restart: positions, no prices yet
+    harness.clear()
+    assert harness.order(Side.BUY, 120)
+    [reduced] = harness.of(OrderReduced)
+    assert (reduced.quantity, reduced.limit) == (50, RiskLimit.PRICE_UNKNOWN)
+
+
 def test_a_refused_order_that_does_not_reverse_is_not_cut() -> None:
     harness = Harness(max_gross_exposure=10_000.0)
     harness.hold(90, 100.0)
