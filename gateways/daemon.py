@@ -245,6 +245,7 @@ class Daemon:
 
     async def start(self) -> None:
         """Bind every server first (fail fast, leaving nothing listening), then go live."""
+        self._restore_kill_switch()
         started: list[WebSocketServer] = []
         for name, server in self.servers.items():
             try:
@@ -266,6 +267,15 @@ class Daemon:
         await self._restore()
         self.core.execution.announce()
 
+    def _restore_kill_switch(self) -> None:
+        """Engaged when the daemon stopped: it stays engaged until someone resumes.
+
+        Restored before any server listens, so that no halt_trading a client sends
+        can come before it (and be replaced by it)."""
+        halt = self.journal.kill_switch() if self.journal is not None else None
+        if halt is not None:
+            self.core.execution.restore_halt(halt)
+
     async def _restore(self) -> None:
         """Positions, P&L and strategies as the journal left them."""
         journal = self.journal
@@ -283,10 +293,6 @@ class Daemon:
         journal.rebuild_book(self.core.execution.book)
         limits = {s.id: s.config for s in journal.strategies() if s.config is not None}
         self.core.risk.resync(limits)  # restored positions keep their stop-losses
-        halt = journal.kill_switch()
-        if halt is not None:
-            # Engaged when the daemon stopped: it stays engaged until someone resumes.
-            self.core.execution.restore_halt(halt)
         saved = journal.restorable_strategies()
         await self.registry.restore(saved)
         if saved:
