@@ -368,8 +368,6 @@ class BacktestEngine:
         """The position's quantity, fills only (``position()`` adds pending orders)."""
         self._guardian_ts = -math.inf
         """Time of the last price or fill the guardian has seen."""
-        self._guardian_price = 0.0
-        """The price the guardian last measured the position at."""
         self._unseen_close: Bar | None = None
         """The last bar of the latest UTC day that ended with a position open, while
         the guardian has not seen its close: the next day's loss counts from it."""
@@ -580,7 +578,6 @@ class BacktestEngine:
             close_ts = previous.start + self._close_offset
             if self._guardian_ts != close_ts:
                 self.book.mark(self.symbol, previous.close, close_ts)
-            self._guardian_price = previous.close
             self._clock.ts = bar.start
             self._fill_pending(bar.open, bar.start)
             self._guardian_ts = bar.start
@@ -602,7 +599,7 @@ class BacktestEngine:
                 self._fill_pending(tick.price, tick.ts)
             book.mark(symbol, tick.price, tick.ts)
             self._act(self._risk.on_price(tick, self._halt))
-            self._guardian_ts, self._guardian_price = tick.ts, tick.price
+            self._guardian_ts = tick.ts
             if self._wants_ticks:
                 try:
                     strategy.on_tick(tick)
@@ -646,7 +643,7 @@ class BacktestEngine:
         self._clock.ts = close_ts
         self.book.mark(self.symbol, bar.close, close_ts)
         self._risk.measure(self.symbol, close_ts)
-        self._guardian_ts, self._guardian_price = close_ts, bar.close
+        self._guardian_ts = close_ts
 
     # ------------------------------------------------------------ execution
 

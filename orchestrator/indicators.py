@@ -80,7 +80,8 @@ class _FixedPointWindow:
         """``2.0**scale``, or infinity when no float holds it (every value goes slow)."""
         self._sum = 0
         self._denominator = self.period
-        """``period << scale``: the sum over this is the mean."""
+        """``period << scale``: the sum over this is the mean (the bands' variance
+        divides by its square)."""
         self._inverse_unit = 1.0
         """``2.0**-scale`` while ``sum / count * inverse_unit`` is exact, else 0.0."""
 
@@ -102,6 +103,18 @@ class _FixedPointWindow:
         # (sum / count itself overflows only past float range: updates fall back.)
         exact = self._scale + self.period.bit_length() <= MIN_NORMAL_EXPONENT
         self._inverse_unit = math.ldexp(1.0, -self._scale) if exact else 0.0
+
+    def _mean(self, total: int, count: int) -> float:
+        """``total`` units of ``2**-scale`` over ``count`` (at most ``period``), correctly
+        rounded: ``total / count`` scaled by ``2**-scale`` while that is exact, else
+        one division by ``count << scale``."""
+        inverse = self._inverse_unit
+        if inverse:
+            try:
+                return total / count * inverse
+            except OverflowError:  # total / count beyond float range: the scale is too fine
+                pass
+        return total / (count << self._scale)
 
 
 class SMA(_FixedPointWindow):
@@ -126,12 +139,7 @@ class SMA(_FixedPointWindow):
             self._sum += fixed
             if len(window) < self.period:
                 return None
-        total, inverse = self._sum, self._inverse_unit
-        try:
-            value = total / self.period * inverse if inverse else total / self._denominator
-        except OverflowError:  # sum / count beyond float range: the scale is too fine
-            value = total / self._denominator
-        self._value = value
+        value = self._value = self._mean(self._sum, self.period)
         return value
 
     @property
@@ -155,7 +163,7 @@ class DualSMA(_FixedPointWindow):
     two averages when asked, the same bits as two :class:`SMA`.
     """
 
-    __slots__ = ("_fast_denominator", "_fast_leaving", "_fast_sum", "fast_period")
+    __slots__ = ("_fast_leaving", "_fast_sum", "fast_period")
 
     def __init__(self, fast: int, slow: int) -> None:
         if _require_period(fast) >= _require_period(slow):
@@ -165,7 +173,6 @@ class DualSMA(_FixedPointWindow):
         self._fast_leaving = -fast - 1
         """Where, once appended to, the window holds the value leaving the fast average."""
         self._fast_sum = 0
-        self._fast_denominator = fast
 
     def update(self, x: float) -> int | None:
         scaled = x * self._unit
@@ -195,16 +202,7 @@ class DualSMA(_FixedPointWindow):
         """``(fast, slow)``, each correctly rounded; None until ``slow`` values were seen."""
         if len(self._window) < self.period:
             return None
-        inverse = self._inverse_unit
-        try:
-            if inverse:
-                return (
-                    self._fast_sum / self.fast_period * inverse,
-                    self._sum / self.period * inverse,
-                )
-        except OverflowError:  # sum / count beyond float range: the scale is too fine
-            pass
-        return self._fast_sum / self._fast_denominator, self._sum / self._denominator
+        return self._mean(self._fast_sum, self.fast_period), self._mean(self._sum, self.period)
 
     @property
     def ready(self) -> bool:
@@ -213,7 +211,6 @@ class DualSMA(_FixedPointWindow):
     def _rescale(self, shift: int) -> None:
         super()._rescale(shift)
         self._fast_sum <<= shift
-        self._fast_denominator = self.fast_period << self._scale
 
 
 class EMA:
@@ -360,7 +357,7 @@ class BollingerBands(_FixedPointWindow):
             if len(window) < self.period:
                 return None
         n, total = self.period, self._sum
-        middle = total / self._denominator
+        middle = self._mean(total, n)
         # (n * sum(x^2) - sum(x)^2) / n^2, exact until this one division: never negative.
         variance = (n * self._sum_of_squares - total * total) / (self._denominator**2)
         std = math.sqrt(variance)
