@@ -388,10 +388,8 @@ class PortfolioBook:
         positions = self._by_symbol.get(symbol)
         if not positions:
             return 0
-        for position in positions:  # the price is valid: set it without asking again
-            position.last_price = price
-            if ts is not None:
-                position.marked_at = ts
+        for position in positions:
+            position.mark(price, ts)
         return len(positions)
 
     def last_price(self, symbol: str) -> float | None:

@@ -279,7 +279,7 @@ class RiskGuardian:
         cut: _Refusal | None = None  # why a reversal may send only its closing part
         if halt is not None and (halt.block_all or not reduces):
             if halt.block_all or not reverses_position(position, signed):
-                return self._refuse_halted(order, halt)
+                return self._refuse(order, *self._halted(order, halt))
             cut = self._halted(order, halt)
         now = self._clock.now()
         if order.purpose in EXITS and reduces:
@@ -317,19 +317,17 @@ class RiskGuardian:
         return Verdict(closing)
 
     def _halted(self, order: Order, halt: Halt) -> _Refusal:
-        reason = f"trading is halted ({halt.reason}): only orders that reduce a position pass"
-        price = self._book.last_price(order.symbol) or 0.0
-        return _Refusal(RiskLimit.KILL_SWITCH, 0.0, order.quantity * price, reason)
-
-    def _refuse_halted(self, order: Order, halt: Halt) -> Verdict:
         mode = (
             "every order is blocked"
             if halt.block_all
             else "only orders that reduce a position pass"
         )
-        reason = f"trading is halted ({halt.reason}): {mode}"
+        return self._kill_switch(order, f"trading is halted ({halt.reason}): {mode}")
+
+    def _kill_switch(self, order: Order, reason: str) -> _Refusal:
+        """The kill switch's refusal of ``order``, valued at the book's last price."""
         price = self._book.last_price(order.symbol) or 0.0
-        return self._refuse(order, RiskLimit.KILL_SWITCH, 0.0, order.quantity * price, reason)
+        return _Refusal(RiskLimit.KILL_SWITCH, 0.0, order.quantity * price, reason)
 
     def _check_rates(self, order: Order, limits: StrategyRunConfig, now: float) -> Verdict | None:
         strategy_id = order.strategy_id
@@ -492,8 +490,7 @@ class RiskGuardian:
 
     def cancelled(self, order: Order, reason: str) -> None:
         """The kill switch withdrew ``order`` from the broker: report it like a refusal."""
-        price = self._book.last_price(order.symbol) or 0.0
-        self._refuse(order, RiskLimit.KILL_SWITCH, 0.0, order.quantity * price, reason)
+        self._refuse(order, *self._kill_switch(order, reason))
 
     # ------------------------------------------------------------ post-trade
 
