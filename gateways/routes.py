@@ -84,10 +84,9 @@ class Snapshot:
         self._execution = execution
 
     def messages(self, _: Session) -> list[wire.Message]:
-        status = {"status": self._execution.status.value}
         halt = self._execution.halt
-        if halt is not None:  # as the broadcast says it: a frontend learns why at once
-            status["reason"] = halt.reason
+        reason = halt.reason if halt is not None else None  # a frontend learns why at once
+        status = wire.execution_status_data(self._execution.status, reason)
         return [
             ("execution_service_status", status),
             ("strategy_status_list", wire.strategy_list(self._registry.active())),

@@ -15,6 +15,7 @@ import orjson
 from orchestrator.clock import iso_utc
 from orchestrator.events import (
     Event,
+    ExecutionStatus,
     ExecutionStatusChanged,
     JobStateChanged,
     KillSwitchChanged,
@@ -103,10 +104,15 @@ def status_change(event: StrategyStatusChanged) -> Message:
 
 
 def execution_status(event: ExecutionStatusChanged) -> Message:
-    data: Payload = {"status": event.status.value}
-    if event.reason is not None:
-        data["reason"] = event.reason
-    return "execution_service_status", data
+    return "execution_service_status", execution_status_data(event.status, event.reason)
+
+
+def execution_status_data(status: ExecutionStatus, reason: str | None) -> Payload:
+    """The broadcast's data and the snapshot's alike: a halt's reason when there is one."""
+    data: Payload = {"status": status.value}
+    if reason is not None:
+        data["reason"] = reason
+    return data
 
 
 def signal(event: SignalEmitted) -> Message:
