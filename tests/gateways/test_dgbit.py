@@ -125,14 +125,8 @@ async def test_a_reversal_is_one_fill_reported_as_an_exit_then_an_entry() -> Non
         daemon.tick("AAPL", 100.0)
         await next_second(daemon, {"AAPL": 100.0})  # bar 1: long 9
         await next_second(daemon, {"AAPL": 101.0})  # bar 2: one SELL 18, filled at 101
-        kinds = []
-        while len(kinds) < 5:
-            message = await recv(events)
-            kinds.append((message["type"], message["payload"].get("side")))
-            if message["type"] == "trade.exited":
-                exited = message["payload"]
-            if len(kinds) == 5:
-                entered = message["payload"]
+        messages = [await recv(events) for _ in range(5)]
+        kinds = [(m["type"], m["payload"].get("side")) for m in messages]
         assert kinds == [
             ("signal.generated", None),
             ("trade.entered", "long"),
@@ -140,6 +134,7 @@ async def test_a_reversal_is_one_fill_reported_as_an_exit_then_an_entry() -> Non
             ("trade.exited", "long"),
             ("trade.entered", "short"),
         ]
+        exited, entered = messages[3]["payload"], messages[4]["payload"]
         # Both halves of the one fill: its price closes the long and opens the short.
         assert (exited["quantity"], entered["quantity"]) == (9.0, 9.0)
         assert exited["exit_price"] == entered["entry_price"] == pytest.approx(101.0, rel=1e-3)
