@@ -260,6 +260,8 @@ async def test_run_without_a_file_takes_ports_from_the_environment() -> None:
         process.proc.send_signal(signal.SIGTERM)
         code, _ = await process.finish(timeout=5.0)
     assert code == 0
+    # With no file the journal goes to the default state directory: the test's own.
+    assert (Path(os.environ["XDG_STATE_HOME"]) / "orchestrator" / "journal.sqlite3").exists()
 
 
 async def test_every_server_answers_on_its_path_and_404s_elsewhere(tmp_path: Path) -> None:
