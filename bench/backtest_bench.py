@@ -53,12 +53,12 @@ from backtesting.test import EURUSD, GOOG, SMA
 from pydantic import Field
 
 from bench.report import machine, table
-from orchestrator.backtest import BacktestEngine, RoundTrip
-from orchestrator.broker import PaperBrokerConfig
+from orchestrator.backtest.engine import BacktestEngine, RoundTrip
 from orchestrator.config import StrategyRunConfig
-from orchestrator.indicators import DualSMA
-from orchestrator.market import Bar
-from orchestrator.strategy import Strategy, StrategyContext, StrategyParams
+from orchestrator.model.market import Bar
+from orchestrator.strategy.api import Strategy, StrategyContext, StrategyParams
+from orchestrator.strategy.indicators import DualSMA
+from orchestrator.trading.paper_broker import PaperBrokerConfig
 
 CASH = 10_000.0
 TILED_BARS = 1_000_000

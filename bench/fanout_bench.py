@@ -48,12 +48,12 @@ from bench.bare_server import BareServer
 from bench.clients import Arrivals, ClientGroup, ClientSpec, all_arrivals, start_clients
 from bench.report import machine, percentile, table
 from bench.rig import daemon_config, start_background, stop_background, wait_until
-from gateways import wire
+from gateways.api import outbound
+from gateways.api.market_data import quote_data
 from gateways.daemon import Daemon
-from gateways.market_gateway import quote_data
+from gateways.logs import configure_logging
 from orchestrator.config import LoggingConfig
-from orchestrator.logs import configure_logging
-from orchestrator.market import Tick
+from orchestrator.model.market import Tick
 
 CLIENTS = 100
 PROCESSES = 4
@@ -152,8 +152,8 @@ def bare_frames() -> list[bytes]:
     frames = []
     for seq in range(TOTAL):
         tick = Tick(SYMBOL, price(seq), float(seq), now)
-        position = wire.StreamPosition(seq + 1, 1_700_000_000)
-        frames.append(wire.encode("quote", quote_data(tick), now, position=position))
+        position = outbound.StreamPosition(seq + 1, 1_700_000_000)
+        frames.append(outbound.encode("quote", quote_data(tick), now, position=position))
     return frames
 
 

@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report import machine, percentile, table
+from gateways.logs import configure_logging
 from orchestrator.config import LoggingConfig
-from orchestrator.events import Event, OrderSubmitted, SignalEmitted, TradeExecuted
-from orchestrator.journal import Journal, Record
-from orchestrator.journal_writer import JournalWriter
-from orchestrator.logs import configure_logging
-from orchestrator.orders import Fill, Order, Side, Signal, TradeStatus
-from orchestrator.portfolio import PortfolioBook
+from orchestrator.journal.store import Journal, Record
+from orchestrator.journal.writer import JournalWriter
+from orchestrator.model.events import Event, OrderSubmitted, SignalEmitted, TradeExecuted
+from orchestrator.model.orders import Fill, Order, Side, Signal, TradeStatus
+from orchestrator.trading.portfolio import PortfolioBook
 
 BATCH_SIZES = (1, 10, 100, 1000)
 MODES = ("FULL", "NORMAL")

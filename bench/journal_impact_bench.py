@@ -3,7 +3,7 @@
 "Journal off" is a real mode of the daemon (``journal.enabled = false``): the
 bus hands every event straight to the servers and nothing is written or
 restored. "Journal on" is the default: every event goes through the journal's
-writer stage (``orchestrator.journal_writer``), which commits it in a batch
+writer stage (``orchestrator.journal.writer``), which commits it in a batch
 (``synchronous = FULL``: the commit waits for the disk) before any client hears
 of it. Both daemons are otherwise as in production (real clock, NNG publisher
 on, bar clock and order expiry running), in this process, side by side; the
@@ -46,11 +46,11 @@ from bench.clients import Arrivals, ClientSpec, all_arrivals, start_clients
 from bench.report import machine, percentile, table
 from bench.rig import daemon_config, paced, start_background, stop_background, wait_until
 from gateways.daemon import Daemon
+from gateways.logs import configure_logging
 from orchestrator.config import CatalogEntry, DaemonConfig, LoggingConfig, StrategyRunConfig
-from orchestrator.events import Event, Topic, TradeExecuted
-from orchestrator.logs import configure_logging
-from orchestrator.market import Tick
-from orchestrator.orders import TradeStatus
+from orchestrator.model.events import Event, Topic, TradeExecuted
+from orchestrator.model.market import Tick
+from orchestrator.model.orders import TradeStatus
 
 ON = "journal on"
 OFF = "journal off"

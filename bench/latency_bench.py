@@ -51,13 +51,13 @@ from bench.bare_server import BareServer
 from bench.clients import Arrivals, ClientSpec, all_arrivals, start_clients
 from bench.report import machine, percentile, table
 from bench.rig import daemon_config, paced, start_background, stop_background, wait_until
-from gateways import wire
+from gateways.api import outbound
 from gateways.daemon import Daemon
+from gateways.logs import configure_logging
 from orchestrator.config import CatalogEntry, DaemonConfig, LoggingConfig, StrategyRunConfig
-from orchestrator.events import Event, SignalEmitted, Topic, TradeExecuted
-from orchestrator.logs import configure_logging
-from orchestrator.market import Tick
-from orchestrator.orders import Fill, Side, Signal, TradeStatus
+from orchestrator.model.events import Event, SignalEmitted, Topic, TradeExecuted
+from orchestrator.model.market import Tick
+from orchestrator.model.orders import Fill, Side, Signal, TradeStatus
 
 CLIENT_COUNTS = (1, 10, 100)
 TICKS_PER_SECOND = 100.0
@@ -215,14 +215,14 @@ def bare_frames(i: int, now: float) -> tuple[bytes, bytes]:
         ts=now,
         metadata={"orderType": "MARKET"},
     )
-    trade_kind, trade_data = wire.trade(TradeExecuted(fill, None))
-    signal_kind, signal_data = wire.signal(SignalEmitted(signal))
+    trade_kind, trade_data = outbound.trade(TradeExecuted(fill, None))
+    signal_kind, signal_data = outbound.signal(SignalEmitted(signal))
     # The daemon's servers stamp each broadcast with its place in the stream.
-    trade_at = wire.StreamPosition(2 * i + 1, 1_700_000_000)
-    signal_at = wire.StreamPosition(2 * i + 2, 1_700_000_000)
+    trade_at = outbound.StreamPosition(2 * i + 1, 1_700_000_000)
+    signal_at = outbound.StreamPosition(2 * i + 2, 1_700_000_000)
     return (
-        wire.encode(trade_kind, trade_data, now, position=trade_at),
-        wire.encode(signal_kind, signal_data, now, position=signal_at),
+        outbound.encode(trade_kind, trade_data, now, position=trade_at),
+        outbound.encode(signal_kind, signal_data, now, position=signal_at),
     )
 
 

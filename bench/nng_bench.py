@@ -43,16 +43,16 @@ import orjson
 import pynng
 
 from bench.report import machine, table
+from gateways.client.nng_client import EventSubscriber, TickPublisher
+from gateways.client.nng_wire import event_frame, tick_message, ticks_message, topic_prefix
 from gateways.daemon import Daemon
-from gateways.nng_bus import NngPublisher, nng_message
-from gateways.nng_client import EventSubscriber, TickPublisher
-from gateways.nng_wire import event_frame, tick_message, ticks_message, topic_prefix
+from gateways.logs import configure_logging
+from gateways.nng.publisher import NngPublisher, nng_message
 from orchestrator.bus import EventBus
-from orchestrator.clock import SystemClock, iso_utc
 from orchestrator.config import DaemonConfig, LoggingConfig, NngBusConfig
-from orchestrator.events import Event, QuoteUpdated, Topic
-from orchestrator.logs import configure_logging
-from orchestrator.market import Tick
+from orchestrator.model.clock import SystemClock, iso_utc
+from orchestrator.model.events import Event, QuoteUpdated, Topic
+from orchestrator.model.market import Tick
 
 EVENTS = 200_000
 ASEND_EVENTS = 50_000

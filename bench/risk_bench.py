@@ -25,17 +25,14 @@ import time
 from dataclasses import dataclass
 
 from bench.report import machine, table
-from orchestrator.broker import PaperBrokerConfig, SequentialIds
+from gateways.logs import configure_logging
 from orchestrator.bus import EventBus
-from orchestrator.clock import ManualClock
 from orchestrator.config import LoggingConfig, StrategyRunConfig
-from orchestrator.events import TradeExecuted
-from orchestrator.execution import ExecutionService
-from orchestrator.logs import configure_logging
-from orchestrator.market import Tick
-from orchestrator.orders import Fill, Order, Side, TradeStatus
-from orchestrator.portfolio import PortfolioBook, PositionChange
-from orchestrator.risk import (
+from orchestrator.model.clock import ManualClock
+from orchestrator.model.events import TradeExecuted
+from orchestrator.model.market import Tick
+from orchestrator.model.orders import Fill, Order, Side, TradeStatus
+from orchestrator.risk.guardian import (
     NO_ACTIONS,
     Halt,
     PreTradeCheck,
@@ -44,6 +41,9 @@ from orchestrator.risk import (
     RiskGuardian,
     Verdict,
 )
+from orchestrator.trading.execution import ExecutionService
+from orchestrator.trading.paper_broker import PaperBrokerConfig, SequentialIds
+from orchestrator.trading.portfolio import PortfolioBook, PositionChange
 
 START = 1_700_000_000.0
 STRATEGIES = 20

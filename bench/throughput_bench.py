@@ -33,17 +33,17 @@ from dataclasses import dataclass
 from bench.report import machine, table
 from bench.rig import daemon_config, start_background, stop_background
 from gateways.daemon import Daemon
-from orchestrator.bars import BarAggregator
+from gateways.logs import configure_logging
 from orchestrator.bus import EventBus
-from orchestrator.clock import ManualClock
 from orchestrator.config import CatalogEntry, DaemonConfig, LoggingConfig, StrategyRunConfig
-from orchestrator.core import build_trading_core
-from orchestrator.events import Event, Topic, TradeExecuted
-from orchestrator.feeds import SyntheticFeed, SyntheticFeedConfig
-from orchestrator.logs import configure_logging
-from orchestrator.market import Tick
-from orchestrator.orders import TradeStatus
-from orchestrator.registry import StrategyRegistry
+from orchestrator.kernel import build_trading_core
+from orchestrator.marketdata.bars import BarAggregator
+from orchestrator.marketdata.feeds import SyntheticFeed, SyntheticFeedConfig
+from orchestrator.model.clock import ManualClock
+from orchestrator.model.events import Event, Topic, TradeExecuted
+from orchestrator.model.market import Tick
+from orchestrator.model.orders import TradeStatus
+from orchestrator.strategy.registry import StrategyRegistry
 
 SYMBOL_COUNTS = (1, 10, 100)
 TICKS_PER_SECOND = 10.0

@@ -8,8 +8,8 @@ second tick on, every tick fills the previous tick's order (one
 
 from __future__ import annotations
 
-from orchestrator.market import Tick
-from orchestrator.strategy import Strategy, StrategyParams
+from orchestrator.model.market import Tick
+from orchestrator.strategy.api import Strategy, StrategyParams
 
 
 class EveryTick(Strategy[StrategyParams]):

@@ -12,18 +12,19 @@ from typing import Any
 
 import structlog
 
-from gateways import routes
-from gateways.auth import TokenChecker
-from gateways.commands import StrategyCommands
+from gateways.api import routes
+from gateways.api.inbound import CommandParser
+from gateways.api.jobs import JobCommands, orchestrator_command_parser
+from gateways.api.market_data import MarketSubscriptions, market_command_parser
+from gateways.api.risk import RiskCommands, risk_command_parser
+from gateways.api.strategy_commands import StrategyCommands
 from gateways.dgbit import DgbitEndpoints, DgbitTranslator
-from gateways.jobs_gateway import JobCommands, orchestrator_command_parser
-from gateways.market_gateway import MarketSubscriptions, market_command_parser
-from gateways.nng_bus import NngBindError, NngPublisher
-from gateways.nng_feed import NngFeed
-from gateways.observability import Health, Metrics, WriteLatency
-from gateways.protocol import CommandParser
-from gateways.risk_gateway import RiskCommands, risk_command_parser
-from gateways.server import (
+from gateways.nng.feed import NngFeed
+from gateways.nng.publisher import NngBindError, NngPublisher
+from gateways.systemd import SystemdNotifier
+from gateways.ws.auth import TokenChecker
+from gateways.ws.observability import Health, Metrics, WriteLatency
+from gateways.ws.server import (
     CommandHandler,
     Endpoint,
     ServerSetup,
@@ -31,19 +32,18 @@ from gateways.server import (
     SnapshotMessages,
     WebSocketServer,
 )
-from gateways.static_files import StaticFiles
-from gateways.systemd import SystemdNotifier
+from gateways.ws.static_files import StaticFiles
+from orchestrator.backtest.jobs import JobManager
 from orchestrator.bus import EventBus
-from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import DaemonConfig, ServerConfig, StrategyRunConfig
-from orchestrator.core import TradingCore, build_trading_core
-from orchestrator.errors import ConfigError
-from orchestrator.events import Event, TradeExecuted
-from orchestrator.feeds import NngFeedConfig
-from orchestrator.jobs import JobManager
-from orchestrator.journal import Journal, JournalError
-from orchestrator.journal_writer import DirectDelivery, JournalWriter
-from orchestrator.registry import StrategyRegistry
+from orchestrator.journal.store import Journal, JournalError
+from orchestrator.journal.writer import DirectDelivery, JournalWriter
+from orchestrator.kernel import TradingCore, build_trading_core
+from orchestrator.marketdata.feeds import NngFeedConfig
+from orchestrator.model.clock import Clock, SystemClock
+from orchestrator.model.errors import ConfigError
+from orchestrator.model.events import Event, TradeExecuted
+from orchestrator.strategy.registry import StrategyRegistry
 
 log = structlog.get_logger("gateways.daemon")
 

@@ -21,10 +21,10 @@ import structlog
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.http11 import Response
 
-from orchestrator.clock import Clock, iso_utc
-from orchestrator.events import Event, OrderSubmitted, SignalEmitted, TradeExecuted
-from orchestrator.orders import OrderPurpose, Side
-from orchestrator.portfolio import PositionChange
+from orchestrator.model.clock import Clock, iso_utc
+from orchestrator.model.events import Event, OrderSubmitted, SignalEmitted, TradeExecuted
+from orchestrator.model.orders import OrderPurpose, Side
+from orchestrator.trading.portfolio import PositionChange
 
 log = structlog.get_logger("gateways.dgbit")
 

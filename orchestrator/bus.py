@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
-from orchestrator.events import Event, Topic
+from orchestrator.model.events import Event, Topic
 
 Handler = Callable[[Event], None]
 

@@ -29,17 +29,17 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orchestrator.broker import PaperBrokerConfig
-from orchestrator.errors import ConfigError
-from orchestrator.feeds import (
+from orchestrator.marketdata.feeds import (
     FeedConfig,
     NngAddress,
     NngFeedConfig,
     SyntheticFeedConfig,
     nng_address_is_local,
 )
-from orchestrator.market import RESOLUTION_SECONDS
-from orchestrator.risk import RiskConfig
+from orchestrator.model.errors import ConfigError
+from orchestrator.model.market import RESOLUTION_SECONDS
+from orchestrator.risk.guardian import RiskConfig
+from orchestrator.trading.paper_broker import PaperBrokerConfig
 
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]{0,19}$"
 

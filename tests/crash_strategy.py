@@ -13,8 +13,8 @@ import random
 
 from pydantic import Field
 
-from orchestrator.market import Tick
-from orchestrator.strategy import Strategy, StrategyContext, StrategyParams
+from orchestrator.model.market import Tick
+from orchestrator.strategy.api import Strategy, StrategyContext, StrategyParams
 
 
 class ChurnParams(StrategyParams):

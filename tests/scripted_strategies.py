@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from orchestrator.market import Bar
-from orchestrator.strategy import Strategy, StrategyParams
+from orchestrator.model.market import Bar
+from orchestrator.strategy.api import Strategy, StrategyParams
 
 
 class ScriptParams(StrategyParams):

@@ -19,10 +19,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from gateways.daemon import Daemon
-from orchestrator.clock import ManualClock
 from orchestrator.config import DaemonConfig
-from orchestrator.events import Event
-from orchestrator.market import Tick
+from orchestrator.model.clock import ManualClock
+from orchestrator.model.events import Event
+from orchestrator.model.market import Tick
 
 START = 1_699_999_980.0
 """A manual-clock start on a whole minute, so bar buckets are easy to reason about."""

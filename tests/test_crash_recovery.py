@@ -1,6 +1,6 @@
 """Crash and restart, for real: the daemon as a process, killed with SIGKILL.
 
-The daemon (``python -m orchestrator run``) trades fast on a synthetic feed: a
+The daemon (``python -m gateways run``) trades fast on a synthetic feed: a
 strategy that sends an order on almost every tick of three symbols
 (``tests.crash_strategy:Churn``) and one that enters or exits on every 1-second
 bar (``tests.scripted_strategies:AlwaysEnter``). A WebSocket client starts both
@@ -41,8 +41,8 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from orchestrator.journal import RESTART_FILL_PREFIX, Journal
-from orchestrator.orders import Fill, TradeStatus
+from orchestrator.journal.store import RESTART_FILL_PREFIX, Journal
+from orchestrator.model.orders import Fill, TradeStatus
 from tests.gateways.test_daemon_process import SERVERS, clean_env, free_ports, write_config
 
 SEED = 20_240_611
@@ -163,7 +163,7 @@ async def spawned(config: Path) -> AsyncIterator[DaemonRun]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "orchestrator",
+        "gateways",
         "run",
         "--config",
         str(config),

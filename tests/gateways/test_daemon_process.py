@@ -1,4 +1,4 @@
-"""The daemon as a process: ``python -m orchestrator run``, ports, signals, logs.
+"""The daemon as a process: ``python -m gateways run``, ports, signals, logs.
 
 Ports must be known before the process starts, so each test picks free ones by
 binding port-0 sockets and closing them.
@@ -121,7 +121,7 @@ async def daemon_process(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "orchestrator",
+        "gateways",
         "run",
         *args,
         stdout=asyncio.subprocess.DEVNULL,

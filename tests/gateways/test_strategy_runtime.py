@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.events import OrderSubmitted
+from orchestrator.model.events import OrderSubmitted
 from tests.support import Client, TestDaemon, running_daemon, test_config
 
 

@@ -13,7 +13,7 @@ import pytest
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from orchestrator import cli
+from gateways.cli import main as cli
 from orchestrator.config import (
     DaemonConfig,
     OrchestratorServerConfig,
@@ -21,7 +21,7 @@ from orchestrator.config import (
     StrategyRunConfig,
     load_config,
 )
-from orchestrator.errors import ConfigError
+from orchestrator.model.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TOML = REPO / "config" / "orchestrator.toml"
@@ -415,7 +415,7 @@ def test_run_refuses_a_catalog_whose_strategies_cannot_run(tmp_path: Path) -> No
     path = write(tmp_path, servers + BAD_CATALOG)
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("ORCHESTRATOR_")}
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", "--config", str(path)],
+        [sys.executable, "-m", "gateways", "run", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=10,

@@ -1,0 +1,5 @@
+import sys
+
+from gateways.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,204 @@
+"""Client-to-server messages: pydantic models at the untrusted edge.
+
+``parse_command`` turns one WebSocket frame into a typed command or raises a
+:class:`ProtocolError` whose code and message go back to the client. Pure: no
+sockets here, so every bad-input case is tested without a server.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from orchestrator.model.errors import OrchestratorError
+
+REQUEST_ID_FIELD = "requestId"
+
+
+class CommandType(StrEnum):
+    GET_ACTIVE_STRATEGIES = "get_active_strategies"
+    GET_STRATEGIES = "get_strategies"
+    START_STRATEGY = "start_strategy"
+    STOP_STRATEGY = "stop_strategy"
+    PAUSE_STRATEGY = "pause_strategy"
+    RESUME = "resume"
+
+
+STRATEGY_COMMANDS = frozenset(CommandType)
+"""The commands every server accepts: the strategy commands and stream resume."""
+
+
+class ProtocolError(OrchestratorError):
+    """A frame the server cannot act on; answered, never fatal to the connection."""
+
+
+class InvalidJson(ProtocolError):
+    code = "invalid_json"
+
+
+class BinaryFrame(ProtocolError):
+    code = "binary_frame"
+
+
+class UnknownMessageType(ProtocolError):
+    code = "unknown_type"
+
+
+class InvalidMessage(ProtocolError):
+    code = "invalid_message"
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    request_id: str | int | None = Field(None, alias=REQUEST_ID_FIELD)
+
+    @field_validator("request_id", mode="plain")
+    @classmethod
+    def _check_request_id(cls, value: Any) -> str | int | None:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        if isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+        raise ValueError("requestId must be a string of 1 to 128 characters or an integer")
+
+
+StrategyId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class StartStrategyConfig(BaseModel):
+    """The optional, possibly partial ``config`` of start_strategy.
+
+    Shapes are checked here; bounds and catalog defaults are applied by the
+    registry, so that one model (StrategyRunConfig) owns the rules.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    symbols: list[str] | None = None
+    dataResolution: str | None = None
+    realTrading: bool | None = None
+    maxPositionValue: float | None = None
+    maxOrdersPerMinute: int | None = None
+    stopLossPercentage: float | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class GetActiveStrategies(Command):
+    type: Literal[CommandType.GET_ACTIVE_STRATEGIES]
+
+
+class GetStrategies(Command):
+    type: Literal[CommandType.GET_STRATEGIES]
+
+
+class StartStrategy(Command):
+    type: Literal[CommandType.START_STRATEGY]
+    id: StrategyId
+    config: StartStrategyConfig | None = None
+
+
+class StopStrategy(Command):
+    type: Literal[CommandType.STOP_STRATEGY]
+    id: StrategyId
+
+
+class PauseStrategy(Command):
+    type: Literal[CommandType.PAUSE_STRATEGY]
+    id: StrategyId
+
+
+class ResumeStream(Command):
+    """Replay what this server broadcast after ``lastSeq`` of ``epoch``."""
+
+    type: Literal[CommandType.RESUME]
+    last_seq: int = Field(alias="lastSeq", ge=0)
+    epoch: int = Field(ge=0)
+
+
+StrategyCommand = Annotated[
+    GetActiveStrategies
+    | GetStrategies
+    | StartStrategy
+    | StopStrategy
+    | PauseStrategy
+    | ResumeStream,
+    Field(discriminator="type"),
+]
+
+
+class CommandParser:
+    """Parses the frames of one server, which accepts a fixed set of command types."""
+
+    def __init__(self, adapter: TypeAdapter[Any], accepted: frozenset[str]) -> None:
+        self._adapter = adapter
+        self._accepted = accepted
+        self._accepted_list = ", ".join(sorted(accepted))
+
+    def parse(self, frame: str | bytes) -> Command:
+        message = decode_object(frame)
+        kind = message.get("type")
+        if not isinstance(kind, str):
+            raise InvalidMessage(
+                'every message needs a "type" string, e.g. "get_active_strategies"'
+            )
+        if kind not in self._accepted:
+            raise UnknownMessageType(
+                f"unknown message type {kind[:64]!r}; this server accepts: {self._accepted_list}"
+            )
+        try:
+            command: Command = self._adapter.validate_python(message)
+        except ValidationError as exc:
+            raise InvalidMessage(describe_message_errors(kind, exc)) from exc
+        return command
+
+
+def decode_object(frame: str | bytes) -> dict[str, Any]:
+    if isinstance(frame, bytes):
+        raise BinaryFrame("binary frames are not accepted; send JSON as a text frame")
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJson(f"the message is not valid JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise InvalidMessage('a message must be a JSON object with a "type" field')
+    return message
+
+
+def request_context(frame: str | bytes) -> tuple[str | None, Any]:
+    """Best-effort ``type`` and ``requestId`` of a frame that failed to parse."""
+    try:
+        message = decode_object(frame)
+    except ProtocolError:
+        return None, None
+    kind = message.get("type")
+    request_id = message.get(REQUEST_ID_FIELD)
+    return (
+        kind[:64] if isinstance(kind, str) else None,
+        request_id
+        if isinstance(request_id, str | int) and not isinstance(request_id, bool)
+        else None,
+    )
+
+
+def describe_message_errors(kind: str, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        # The discriminator tag is the first location part; people don't need it.
+        loc = [str(part) for part in error["loc"] if part != kind]
+        where = ".".join(loc) or "message"
+        if error["type"] == "missing":
+            problems.append(f"field {where!r} is required")
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"field {where!r} is not allowed")
+        else:
+            problems.append(f"field {where!r}: {error['msg']}")
+    return f"invalid {kind}: " + "; ".join(problems)
+
+
+STRATEGY_COMMAND_ADAPTER: TypeAdapter[Any] = TypeAdapter(StrategyCommand)

@@ -1,0 +1,149 @@
+"""Backtest jobs on the orchestrator server: run, cancel and list them.
+
+A job runs a catalog strategy over an OHLCV file (inside ``jobs.data_dir``) or
+the synthetic feed, with the live risk rules and paper broker, in a worker
+process. Its states reach every 8082 client as ``backtest_job`` messages and
+the dgbit streams as ``job.*`` events.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from gateways.api import outbound
+from gateways.api.inbound import (
+    STRATEGY_COMMANDS,
+    Command,
+    CommandParser,
+    InvalidMessage,
+    StartStrategyConfig,
+    StrategyCommand,
+)
+from gateways.ws.server import CommandHandler, Replies, Session
+from orchestrator.backtest.engine import BacktestSpec, CsvSource, SyntheticSource
+from orchestrator.backtest.jobs import JobInfo, JobManager
+from orchestrator.config import DaemonConfig, describe_validation_errors
+from orchestrator.model.clock import Clock
+from orchestrator.strategy.registry import StrategyRegistry
+
+
+class JobCommandType(StrEnum):
+    RUN_BACKTEST = "run_backtest"
+    CANCEL_BACKTEST = "cancel_backtest"
+    GET_BACKTESTS = "get_backtests"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class CsvSourceIn(_Wire):
+    kind: Literal["csv"]
+    path: str = Field(min_length=1, max_length=1024)
+
+
+class SyntheticSourceIn(_Wire):
+    kind: Literal["synthetic"]
+    resolution: str | None = None
+    durationSeconds: float = 3600.0
+    initialPrice: float = 100.0
+    drift: float = 0.05
+    volatility: float = 0.6
+    ticksPerSecond: float = 1.0
+    seed: int = 7
+
+
+class RunBacktest(Command):
+    type: Literal[JobCommandType.RUN_BACKTEST]
+    strategyId: str = Field(min_length=1, max_length=64)
+    source: Annotated[CsvSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
+    symbol: str | None = Field(None, max_length=20)
+    config: StartStrategyConfig | None = None
+
+
+class CancelBacktest(Command):
+    type: Literal[JobCommandType.CANCEL_BACKTEST]
+    jobId: str = Field(min_length=1, max_length=64)
+
+
+class GetBacktests(Command):
+    type: Literal[JobCommandType.GET_BACKTESTS]
+
+
+OrchestratorCommand = Annotated[
+    StrategyCommand | RunBacktest | CancelBacktest | GetBacktests, Field(discriminator="type")
+]
+
+
+def orchestrator_command_parser() -> CommandParser:
+    adapter: TypeAdapter[Any] = TypeAdapter(OrchestratorCommand)
+    return CommandParser(adapter, STRATEGY_COMMANDS | frozenset(JobCommandType))
+
+
+class JobCommands:
+    def __init__(
+        self, jobs: JobManager, registry: StrategyRegistry, config: DaemonConfig, clock: Clock
+    ) -> None:
+        self._jobs = jobs
+        self._registry = registry
+        self._config = config
+        self._clock = clock
+
+    def handlers(self) -> dict[str, CommandHandler]:
+        return {
+            JobCommandType.RUN_BACKTEST: self.run_backtest,
+            JobCommandType.CANCEL_BACKTEST: self.cancel_backtest,
+            JobCommandType.GET_BACKTESTS: self.get_backtests,
+        }
+
+    async def run_backtest(self, command: RunBacktest, _: Session) -> Replies:
+        spec = self._spec(command)
+        job_id = self._jobs.submit(spec)
+        return [self._reply(self._jobs.get(job_id), command)]
+
+    async def cancel_backtest(self, command: CancelBacktest, _: Session) -> Replies:
+        return [self._reply(self._jobs.cancel(command.jobId), command)]
+
+    async def get_backtests(self, command: GetBacktests, _: Session) -> Replies:
+        data = [outbound.job_data(info) for info in self._jobs.list()]
+        return [outbound.encode("backtest_jobs", data, self._clock.now(), command.request_id)]
+
+    def _reply(self, info: JobInfo, command: Command) -> bytes:
+        return outbound.encode(
+            "backtest_job", outbound.job_data(info), self._clock.now(), command.request_id
+        )
+
+    def _spec(self, command: RunBacktest) -> BacktestSpec:
+        overrides = command.config.overrides() if command.config is not None else None
+        run_config = self._registry.run_config(command.strategyId, overrides)
+        try:
+            return BacktestSpec(
+                strategy=self._registry.entry(command.strategyId),
+                source=_source(command.source),
+                symbol=command.symbol,
+                config=run_config,
+                broker=self._config.broker,
+                risk=self._config.risk,
+                runtime=self._config.runtime,
+            )
+        except ValidationError as exc:
+            problems = "; ".join(describe_validation_errors(exc))
+            raise InvalidMessage(f"invalid run_backtest: {problems}") from exc
+
+
+def _source(source: CsvSourceIn | SyntheticSourceIn) -> CsvSource | SyntheticSource:
+    if isinstance(source, CsvSourceIn):
+        return CsvSource(path=Path(source.path))
+    return SyntheticSource(
+        resolution=source.resolution,
+        duration_seconds=source.durationSeconds,
+        initial_price=source.initialPrice,
+        drift=source.drift,
+        volatility=source.volatility,
+        ticks_per_second=source.ticksPerSecond,
+        seed=source.seed,
+    )

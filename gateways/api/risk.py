@@ -1,0 +1,172 @@
+"""The risk guardian's own commands (3002): risk status and the kill switch.
+
+The risk server accepts the strategy commands like every server, plus
+``get_risk_status``, ``halt_trading`` and ``resume_trading``. The kill switch
+commands answer through the bus: the ``kill_switch`` event goes to every client
+of the risk server, carrying the ``requestId`` to the one that asked, and
+``execution_service_status`` goes to every client of every server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from gateways.api import outbound
+from gateways.api.inbound import STRATEGY_COMMANDS, Command, CommandParser, StrategyCommand
+from gateways.ws.server import CommandHandler, Replies, Session
+from orchestrator.config import StrategyRunConfig
+from orchestrator.model.clock import Clock, iso_utc
+from orchestrator.model.events import CommandOrigin, HaltSource, StrategyStatus
+from orchestrator.risk.guardian import Halt, PositionRisk, RiskGuardian, RiskSnapshot, StrategyRisk
+from orchestrator.strategy.registry import StrategyRegistry
+from orchestrator.trading.execution import ExecutionService
+
+
+class RiskCommandType(StrEnum):
+    GET_RISK_STATUS = "get_risk_status"
+    HALT_TRADING = "halt_trading"
+    RESUME_TRADING = "resume_trading"
+
+
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class GetRiskStatus(Command):
+    type: Literal[RiskCommandType.GET_RISK_STATUS]
+
+
+class HaltTrading(Command):
+    type: Literal[RiskCommandType.HALT_TRADING]
+    reason: Reason
+    blockAll: bool = False
+
+
+class ResumeTrading(Command):
+    type: Literal[RiskCommandType.RESUME_TRADING]
+    reason: Reason | None = None
+
+
+RiskCommand = Annotated[
+    StrategyCommand | GetRiskStatus | HaltTrading | ResumeTrading, Field(discriminator="type")
+]
+
+RISK_COMMANDS = STRATEGY_COMMANDS | frozenset(RiskCommandType)
+
+
+def risk_command_parser() -> CommandParser:
+    adapter: TypeAdapter[Any] = TypeAdapter(RiskCommand)
+    return CommandParser(adapter, RISK_COMMANDS)
+
+
+class RiskCommands:
+    """Handles the risk server's own commands."""
+
+    def __init__(
+        self,
+        guardian: RiskGuardian,
+        execution: ExecutionService,
+        registry: StrategyRegistry,
+        clock: Clock,
+        server_name: str = "risk",
+    ) -> None:
+        self._guardian = guardian
+        self._execution = execution
+        self._registry = registry
+        self._clock = clock
+        self._server = server_name
+
+    def handlers(self) -> dict[str, CommandHandler]:
+        return {
+            RiskCommandType.GET_RISK_STATUS: self.get_risk_status,
+            RiskCommandType.HALT_TRADING: self.halt_trading,
+            RiskCommandType.RESUME_TRADING: self.resume_trading,
+        }
+
+    async def get_risk_status(self, command: GetRiskStatus, _: Session) -> Replies:
+        views = self._registry.active()
+        snapshot = self._guardian.snapshot({view.id: view.config for view in views})
+        statuses = {view.id: view.status for view in views}
+        data = risk_status_data(snapshot, self._execution, statuses)
+        return [outbound.encode("risk_status", data, self._clock.now(), command.request_id)]
+
+    async def halt_trading(self, command: HaltTrading, session: Session) -> Replies:
+        halt = Halt(command.reason, command.blockAll, HaltSource.COMMAND, self._clock.now())
+        self._execution.engage_kill_switch(halt, self._origin(command, session))
+        return []
+
+    async def resume_trading(self, command: ResumeTrading, session: Session) -> Replies:
+        self._execution.release_kill_switch(command.reason, self._origin(command, session))
+        return []
+
+    def _origin(self, command: Command, session: Session) -> CommandOrigin:
+        return CommandOrigin(self._server, session.conn_id, command.request_id)
+
+
+def risk_status_data(
+    snapshot: RiskSnapshot,
+    execution: ExecutionService,
+    statuses: Mapping[str, StrategyStatus],
+) -> outbound.Payload:
+    halt = execution.halt
+    config = snapshot.config
+    switch = (
+        outbound.kill_switch_data(True, halt.reason, halt.block_all, halt.source.value, halt.since)
+        if halt is not None
+        else outbound.kill_switch_data(False, None, False, None, None)
+    )
+    return {
+        "executionStatus": execution.status.value,
+        "killSwitch": switch,
+        "limits": {
+            "maxGrossExposure": config.max_gross_exposure,
+            "maxOrdersPerSecond": config.max_orders_per_second,
+            "maxDailyLoss": config.max_daily_loss,
+            "positionLimitMode": config.position_limit_mode,
+        },
+        "usage": {
+            "grossExposure": snapshot.gross_exposure,
+            "ordersLastSecond": snapshot.orders_last_second,
+            "dailyPnl": snapshot.daily_pnl,
+            "dailyLoss": max(0.0, -snapshot.daily_pnl),
+            "dayStart": iso_utc(snapshot.day_start),
+        },
+        "strategies": [
+            _strategy_data(s, statuses.get(s.strategy_id, StrategyStatus.STOPPED))
+            for s in snapshot.strategies
+        ],
+    }
+
+
+def _strategy_data(risk: StrategyRisk, status: StrategyStatus) -> outbound.Payload:
+    return {
+        "strategyId": risk.strategy_id,
+        "status": status.value,
+        "limits": _limits_data(risk.limits) if risk.limits is not None else None,
+        "exposure": risk.exposure,
+        "ordersLastMinute": risk.orders_last_minute,
+        "realizedPnl": risk.realized_pnl,
+        "unrealizedPnl": risk.unrealized_pnl,
+        "positions": [_position_data(p) for p in risk.positions],
+    }
+
+
+def _limits_data(limits: StrategyRunConfig) -> outbound.Payload:
+    return {
+        "maxPositionValue": limits.max_position_value,
+        "maxOrdersPerMinute": limits.max_orders_per_minute,
+        "stopLossPercentage": limits.stop_loss_percentage,
+    }
+
+
+def _position_data(position: PositionRisk) -> outbound.Payload:
+    return {
+        "symbol": position.symbol,
+        "quantity": position.quantity,
+        "entryPrice": position.entry_price,
+        "currentValue": position.current_value,
+        "stopPrice": position.stop_price,
+    }

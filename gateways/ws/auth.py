@@ -1,0 +1,67 @@
+"""Bearer tokens: from the config, the environment or a file that can rotate.
+
+Tokens are compared in constant time against every accepted token, and never
+logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+import structlog
+
+from orchestrator.config import SecurityConfig
+
+log = structlog.get_logger("gateways.ws.auth")
+
+
+class TokenChecker:
+    def __init__(self, config: SecurityConfig, required: bool) -> None:
+        self.required = required
+        self._static = [token.get_secret_value().encode() for token in config.tokens]
+        self._file = config.tokens_file
+        self._file_stamp: tuple[float, int] | None = None
+        self._file_tokens: list[bytes] = []
+
+    def accepts(self, presented: str) -> bool:
+        candidate = presented.encode()
+        matched = False
+        for token in [*self._static, *self._tokens_from_file()]:
+            # No early exit: the time taken does not depend on which token matched.
+            matched |= hmac.compare_digest(candidate, token)
+        return matched
+
+    def _tokens_from_file(self) -> list[bytes]:
+        if self._file is None:
+            return []
+        try:
+            stat = self._file.stat()
+        except OSError as exc:
+            log.error("tokens_file_unreadable", path=str(self._file), error=exc.strerror)
+            return []
+        stamp = (stat.st_mtime, stat.st_size)
+        if stamp != self._file_stamp:
+            self._file_tokens = _read_tokens(self._file)
+            self._file_stamp = stamp
+            log.info("tokens_file_loaded", path=str(self._file), count=len(self._file_tokens))
+        return self._file_tokens
+
+
+def _read_tokens(path: Path) -> list[bytes]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        log.error("tokens_file_unreadable", path=str(path), error=exc.strerror)
+        return []
+    return [line.strip().encode() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if that is what it is."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

@@ -1,0 +1,695 @@
+"""One WebSocket server: connections, command dispatch, and event fan-out.
+
+The three servers of the daemon are instances of :class:`WebSocketServer` that
+differ in their path, the commands they accept and the events they publish.
+Clients join *channels*; an event is encoded once, with the next ``seq`` of
+this server's stream, kept in the replay window and written to every member of
+its channel with websockets' ``broadcast``.
+
+Defences, each a named limit of :class:`ConnectionConfig`: frames over
+``max_message_bytes`` close 1009 (websockets); connections over
+``max_connections`` get HTTP 503; a client more than ``max_outbound_bytes``
+behind is closed 1013; commands over ``commands_per_second`` are answered
+``rate_limited`` and a flood of them closes 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.typing import Origin
+
+from gateways.api import outbound
+from gateways.api.inbound import Command, CommandParser, ResumeStream, request_context
+from gateways.ws.auth import TokenChecker, bearer_token
+from gateways.ws.observability import (
+    HEALTH_PATH,
+    METRICS_PATH,
+    Health,
+    Metrics,
+    health_response,
+    metrics_response,
+)
+from gateways.ws.static_files import StaticFiles
+from gateways.ws.stream import Resync, StreamLog
+from orchestrator.config import ConnectionConfig, SecurityConfig, ServerConfig
+from orchestrator.model.clock import Clock
+from orchestrator.model.errors import OrchestratorError
+from orchestrator.model.events import CommandOrigin, Event
+
+EVERYONE = "*"
+"""The channel every client of a server is in."""
+
+
+class RateLimited(OrchestratorError):
+    code = "rate_limited"
+
+
+class GuardedConnection(ServerConnection):
+    """A connection that tells its server when the peer stops keeping up.
+
+    websockets calls ``pause_writing`` when the unsent bytes pass ``write_limit``,
+    which the server sets to ``max_outbound_bytes``.
+    """
+
+    on_overflow: Callable[[GuardedConnection], None] | None = None
+    authenticated: bool = False
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.on_overflow is not None:
+            self.on_overflow(self)
+
+
+class _NoDebugTraces(logging.LoggerAdapter[logging.Logger]):
+    """websockets' logger without its DEBUG traces, which print request headers
+    (Authorization) and frame contents (auth messages): tokens never reach a log."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+@dataclass(eq=False, slots=True)
+class Session:
+    """One client connection and what it has subscribed to."""
+
+    conn_id: str
+    ws: ServerConnection
+    log: Any
+    bucket: TokenBucket
+    channels: set[str] = field(default_factory=set)
+    limited_in_a_row: int = 0
+    evicted: bool = False
+
+
+Replies = list[bytes]
+CommandHandler = Callable[[Any, Session], Awaitable[Replies]]
+SnapshotMessages = Callable[[Session], list[outbound.Message]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """Where a core event goes on this server, and how to build its message.
+
+    ``message`` is called only when the channel has (or recently had) members,
+    so an event nobody follows costs no payload and no encoding."""
+
+    channel: str
+    message: Callable[[], outbound.Message]
+
+
+EventRouter = Callable[[Event], Iterable[Outbound]]
+
+
+class Endpoint(Protocol):
+    """Another WebSocket API served on the same port under its own paths."""
+
+    def match(self, path: str) -> Any | None:
+        """The route for ``path`` (anything but None), or None if it is not ours."""
+
+    def admit(self, connection: ServerConnection, route: Any) -> Response | None:
+        """Refuse the handshake (e.g. 404 for an unknown id), or None to accept."""
+
+    async def serve(self, ws: ServerConnection, route: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSetup:
+    """What the composition root gives every server."""
+
+    connection: ConnectionConfig
+    security: SecurityConfig
+    auth: TokenChecker
+    epoch: int
+    replay_window: int
+    clock: Clock
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health = field(default_factory=Health)
+    settled: Callable[[], Awaitable[None]] = field(default=lambda: _nothing_pending())
+    """Awaits the delivery of every event published so far (the journal commits
+    first), so that a reply never overtakes what an earlier command caused."""
+
+
+class WebSocketServer:
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        setup: ServerSetup,
+        parser: CommandParser,
+        handlers: Mapping[str, CommandHandler],
+        router: EventRouter,
+        snapshot: SnapshotMessages,
+        on_disconnect: Callable[[Session], None] | None = None,
+        endpoints: Iterable[Endpoint] = (),
+        static: StaticFiles | None = None,
+    ) -> None:
+        self.name = name
+        self._endpoints = tuple(endpoints)
+        self._static = static
+        self._config = config
+        self._setup = setup
+        self._limits = setup.connection
+        self._clock = setup.clock
+        self._parser = parser
+        self._handlers: dict[str, CommandHandler] = {**handlers, "resume": self._resume}
+        self._router = router
+        self._snapshot = snapshot
+        self._on_disconnect = on_disconnect
+        self._stream = StreamLog(setup.epoch, setup.replay_window)
+        self._sessions: dict[str, Session] = {}
+        self._by_ws: dict[ServerConnection, Session] = {}
+        self._channels: dict[str, set[ServerConnection]] = {EVERYONE: set()}
+        self._emptied_at: dict[str, int] = {}
+        self._overflowing: list[ServerConnection] = []
+        self._ids = itertools.count(1)
+        self._server: Server | None = None
+        self._idle = asyncio.Event()
+        self.log = structlog.get_logger("gateways.ws.server").bind(server=name)
+        self._messages_in = setup.metrics.messages_in.labels(name)
+        self._messages_out = setup.metrics.messages_out.labels(name)
+        self.slow_clients_closed = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when the config asked for port 0)."""
+        if self._server is None:
+            raise RuntimeError(f"{self.name} server is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    @property
+    def client_count(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def stream_seq(self) -> int:
+        return self._stream.seq
+
+    async def start(self) -> None:
+        """Bind and start accepting; raises OSError if the address is taken."""
+        limits = self._limits
+        security = self._setup.security
+        origins: list[Origin | None] | None = None
+        if security.allowed_origins is not None:
+            origins = [*(Origin(o) for o in security.allowed_origins), None]
+        self._server = await serve(
+            self._serve_connection,
+            self._config.host,
+            self._config.port,
+            process_request=self._admit,
+            origins=origins,
+            ping_interval=limits.ping_interval,
+            ping_timeout=limits.ping_timeout,
+            close_timeout=limits.close_timeout,
+            max_size=limits.max_message_bytes,
+            write_limit=limits.max_outbound_bytes,
+            compression="deflate" if limits.compression else None,
+            create_connection=GuardedConnection,
+            ssl=_tls_context(security),
+            logger=_NoDebugTraces(logging.getLogger("websockets.server")),
+        )
+        self.log.info(
+            "server_listening",
+            host=self._config.host,
+            port=self.port,
+            path=self._config.path,
+            tls=security.tls_cert is not None,
+        )
+
+    async def close(self) -> None:
+        """Stop accepting, close every client with 1001 (going away), wait for handlers."""
+        if self._server is None:
+            return
+        closing = self._server.close_task is None
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+        if closing:
+            self.log.info("server_closed")
+
+    async def wait_for_no_clients(self) -> None:
+        """Return once every connection handler has finished."""
+        while self._sessions:
+            self._idle.clear()
+            await self._idle.wait()
+
+    # ------------------------------------------------------------ fan-out
+
+    def publish(self, event: Event) -> None:
+        """Bus subscriber: encode the event once per outbound message and fan it out."""
+        origin: CommandOrigin | None = getattr(event, "origin", None)
+        requester = self._requester(origin)
+        delivered = False
+        for out in self._router(event):
+            members = self._channels.get(out.channel)
+            if members is None:
+                continue  # nobody is or recently was in this channel: nothing to keep
+            kind, data = out.message()
+            seq = self._stream.next_seq()
+            position = outbound.StreamPosition(seq, self._stream.epoch)
+            now = self._clock.now()
+            frame = outbound.encode(kind, data, now, position=position)
+            self._stream.append(seq, out.channel, frame)
+            if requester is not None and requester.ws in members:
+                broadcast(members - {requester.ws}, frame, text=True)
+                request_id = origin.request_id if origin is not None else None
+                reply = outbound.encode(kind, data, now, request_id, position)
+                self._write(requester, reply)
+                delivered = True
+            else:
+                broadcast(members, frame, text=True)
+            self._messages_out.inc(len(members))
+            if not members:
+                self._forget_if_stale(out.channel)
+        if requester is not None and not delivered:
+            self._reply_directly(event, requester, origin)
+        self._evict_overflowing()
+
+    def join(self, session: Session, channel: str) -> None:
+        session.channels.add(channel)
+        self._channels.setdefault(channel, set()).add(session.ws)
+        self._emptied_at.pop(channel, None)
+
+    def leave(self, session: Session, channel: str) -> None:
+        session.channels.discard(channel)
+        members = self._channels.get(channel)
+        if members is not None:
+            members.discard(session.ws)
+            if not members and channel != EVERYONE:
+                # Kept while its messages are in the window: a client that
+                # reconnects and resumes must find what it missed here.
+                self._emptied_at[channel] = self._stream.seq
+
+    def _forget_if_stale(self, channel: str) -> None:
+        emptied = self._emptied_at.get(channel)
+        if emptied is not None and self._stream.seq - emptied > self._setup.replay_window:
+            del self._channels[channel]
+            del self._emptied_at[channel]
+
+    def _requester(self, origin: CommandOrigin | None) -> Session | None:
+        if origin is None or origin.server != self.name:
+            return None
+        return self._sessions.get(origin.conn_id)
+
+    def _reply_directly(self, event: Event, session: Session, origin: CommandOrigin | None) -> None:
+        # The requester is on a server that does not broadcast this event: it
+        # still gets the stock-bot message as the reply to its command.
+        message = outbound.event_message(event)
+        if message is not None:
+            request_id = origin.request_id if origin is not None else None
+            self._write(
+                session, outbound.encode(message[0], message[1], self._clock.now(), request_id)
+            )
+
+    def _write(self, session: Session, frame: bytes) -> None:
+        """Write without awaiting, so nothing can interleave with what is written next."""
+        broadcast([session.ws], frame, text=True)
+        self._messages_out.inc()
+
+    # ------------------------------------------------------------ admission
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Before the upgrade: path, capacity and Authorization header."""
+        path = urlsplit(request.path).path
+        if path == HEALTH_PATH:
+            return health_response(self._setup.health)
+        if path == METRICS_PATH:
+            return metrics_response(self._setup.metrics)
+        page = self._static.respond(request) if self._static is not None else None
+        if page is not None:
+            return page  # the dashboard: a plain GET, not an upgrade
+        route = None if path == self._config.path else self._route(path)
+        if path != self._config.path and route is None:
+            self.log.info("http_not_found", path=path[:200])
+            return connection.respond(
+                HTTPStatus.NOT_FOUND, f"No WebSocket endpoint at {path}; use {self._config.path}\n"
+            )
+        if (
+            self._server is not None
+            and len(self._server.connections) >= self._limits.max_connections
+        ):
+            self.log.warning("connection_refused_full", limit=self._limits.max_connections)
+            return connection.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"This server is at its limit of {self._limits.max_connections} connections\n",
+            )
+        refusal = self._check_header_token(connection, request)
+        if refusal is None and route is not None:
+            endpoint, match = route
+            connection.route = route  # type: ignore[attr-defined]
+            return endpoint.admit(connection, match)
+        return refusal
+
+    def _open_connections(self) -> int:
+        return len(self._server.connections) if self._server is not None else 0
+
+    def _route(self, path: str) -> tuple[Endpoint, Any] | None:
+        for endpoint in self._endpoints:
+            match = endpoint.match(path)
+            if match is not None:
+                return endpoint, match
+        return None
+
+    def _check_header_token(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        assert isinstance(connection, GuardedConnection)
+        connection.on_overflow = self._on_overflow
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
+            return None  # a browser authenticates with its first message instead
+        if not self._setup.auth.accepts(token):
+            self.log.warning("auth_refused", how="header", remote=_remote(connection))
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid token\n")
+        connection.authenticated = True
+        return None
+
+    def _needs_auth_message(self, ws: ServerConnection) -> bool:
+        return self._setup.auth.required and not getattr(ws, "authenticated", False)
+
+    async def _authenticate_by_message(self, ws: ServerConnection, log: Any) -> bool:
+        try:
+            async with asyncio.timeout(self._setup.security.auth_timeout):
+                frame = await ws.recv()
+        except TimeoutError:
+            await _refuse(ws, log, "authentication required: send an auth message first")
+            return False
+        token = _auth_token(frame)
+        if token is None or not self._setup.auth.accepts(token):
+            await _refuse(ws, log, "authentication failed")
+            return False
+        log.info("authenticated", how="message")
+        return True
+
+    # ------------------------------------------------------------ connections
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
+        route: tuple[Endpoint, Any] | None = getattr(ws, "route", None)
+        if route is not None:
+            await self._serve_endpoint(ws, *route)
+            return
+        session = self._open_session(ws)
+        try:
+            if self._needs_auth_message(ws) and not await self._authenticate_by_message(
+                ws, session.log
+            ):
+                return
+            self._begin_stream(session, ws.request.path if ws.request else "/")
+            async for frame in ws:
+                await self._on_frame(session, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._close_session(session)
+
+    async def _serve_endpoint(self, ws: ServerConnection, endpoint: Endpoint, match: Any) -> None:
+        log = self.log.bind(
+            conn_id=f"{self.name}-{next(self._ids)}", path=ws.request.path if ws.request else ""
+        )
+        log.info("connection_opened", remote=_remote(ws))
+        try:
+            if self._needs_auth_message(ws) and not await self._authenticate_by_message(ws, log):
+                return
+            await endpoint.serve(ws, match)
+        except ConnectionClosed:
+            pass
+        finally:
+            log.info("connection_closed", code=ws.close_code, reason=ws.close_reason)
+
+    def _open_session(self, ws: ServerConnection) -> Session:
+        conn_id = f"{self.name}-{next(self._ids)}"
+        bucket = TokenBucket(self._limits.commands_per_second, self._limits.command_burst)
+        session = Session(conn_id, ws, self.log.bind(conn_id=conn_id), bucket)
+        self._sessions[conn_id] = session
+        self._by_ws[ws] = session
+        session.log.info("connection_opened", remote=_remote(ws))
+        return session
+
+    def _begin_stream(self, session: Session, path: str) -> None:
+        """Resume from the URL's lastSeq/epoch, or send the snapshot; then join."""
+        query = parse_qs(urlsplit(path).query)
+        self.join(session, EVERYONE)
+        last_seq, epoch = _int_param(query, "lastSeq"), _int_param(query, "epoch")
+        if last_seq is not None and epoch is not None:
+            replies = self._resume_frames(session, epoch, last_seq, None)
+        else:
+            replies = self._snapshot_frames(session)
+        for frame in replies:
+            self._write(session, frame)
+
+    def _close_session(self, session: Session) -> None:
+        self._detach(session)
+        del self._sessions[session.conn_id]
+        self._by_ws.pop(session.ws, None)
+        if not self._sessions:
+            self._idle.set()
+        session.log.info(
+            "connection_closed", code=session.ws.close_code, reason=session.ws.close_reason
+        )
+
+    def _detach(self, session: Session) -> None:
+        if self._on_disconnect is not None:
+            self._on_disconnect(session)
+        for channel in list(session.channels):
+            self.leave(session, channel)
+
+    # ------------------------------------------------------------ slow clients
+
+    def _on_overflow(self, ws: GuardedConnection) -> None:
+        # Called from inside a write: act after the write has returned.
+        self._overflowing.append(ws)
+        asyncio.get_running_loop().call_soon(self._evict_overflowing)
+
+    def _evict_overflowing(self) -> None:
+        while self._overflowing:
+            ws = self._overflowing.pop()
+            session = self._by_ws.get(ws)
+            if session is None:
+                closed = close_slow_client(ws, self._limits, self.log)
+            elif session.evicted:
+                continue
+            else:
+                session.evicted = True
+                self._detach(session)
+                closed = close_slow_client(ws, self._limits, session.log)
+            self.slow_clients_closed += closed
+
+    # ------------------------------------------------------------ commands
+
+    async def _on_frame(self, session: Session, frame: str | bytes) -> None:
+        self._messages_in.inc()
+        if not session.bucket.take():
+            self._on_rate_limited(session)
+            return
+        session.limited_in_a_row = 0
+        started = time.perf_counter()
+        command: Command | None = None
+        try:
+            command = self._parser.parse(frame)
+            await self._setup.settled()
+            replies = await self._handlers[command.type](command, session)  # type: ignore[attr-defined]
+        except OrchestratorError as exc:
+            replies = [self._error_reply(exc, frame, command)]
+            self._log_command(session, frame, command, started, exc.code)
+        except Exception:
+            session.log.exception("command_crashed")
+            internal = OrchestratorError("the server failed to handle this message; it was logged")
+            replies = [self._error_reply(internal, frame, command)]
+            self._log_command(session, frame, command, started, internal.code)
+        else:
+            self._log_command(session, frame, command, started, "ok")
+        if session.evicted:
+            return
+        for reply in replies:
+            self._write(session, reply)
+        self._evict_overflowing()
+
+    def _on_rate_limited(self, session: Session) -> None:
+        session.limited_in_a_row += 1
+        if session.limited_in_a_row == 1:
+            session.log.warning("rate_limited", limit=self._limits.commands_per_second)
+        if session.limited_in_a_row >= self._limits.flood_close_after:
+            if session.limited_in_a_row == self._limits.flood_close_after:
+                session.log.warning("flood_closed", in_a_row=session.limited_in_a_row)
+                asyncio.get_running_loop().create_task(
+                    session.ws.close(CloseCode.POLICY_VIOLATION, "command flood")
+                )
+            return
+        error = RateLimited(
+            f"more than {self._limits.commands_per_second:g} commands per second; "
+            "this one was dropped, slow down"
+        )
+        self._write(session, self._error_reply(error, "", None))
+
+    async def _resume(self, command: ResumeStream, session: Session) -> Replies:
+        return self._resume_frames(session, command.epoch, command.last_seq, command.request_id)
+
+    def _resume_frames(
+        self, session: Session, epoch: int, last_seq: int, request_id: str | int | None
+    ) -> Replies:
+        now = self._clock.now()
+        result = self._stream.replay(epoch, last_seq, session.channels)
+        if (
+            not isinstance(result, Resync)
+            and sum(map(len, result)) > self._limits.max_outbound_bytes
+        ):
+            # Written at once, it would push the client's buffer past the cap.
+            result = Resync(
+                f"the {len(result)} messages after seq {last_seq} are more than "
+                f"max_outbound_bytes ({self._limits.max_outbound_bytes}) to replay"
+            )
+        if isinstance(result, Resync):
+            session.log.info("resync_required", last_seq=last_seq, reason=result.reason)
+            data = {"reason": result.reason, "epoch": self._stream.epoch, "seq": self._stream.seq}
+            notice = outbound.encode("resync_required", data, now, request_id)
+            return [notice, *self._snapshot_frames(session)]
+        data = {
+            "epoch": self._stream.epoch,
+            "fromSeq": last_seq + 1,
+            "toSeq": self._stream.seq,
+            "replayed": len(result),
+        }
+        session.log.info("resumed", last_seq=last_seq, replayed=len(result))
+        return [outbound.encode("resumed", data, now, request_id), *result]
+
+    def _snapshot_frames(self, session: Session) -> Replies:
+        position = outbound.StreamPosition(self._stream.seq, self._stream.epoch, snapshot=True)
+        now = self._clock.now()
+        return [
+            outbound.encode(kind, data, now, position=position)
+            for kind, data in self._snapshot(session)
+        ]
+
+    def _error_reply(
+        self, exc: OrchestratorError, frame: str | bytes, command: Command | None
+    ) -> bytes:
+        if command is not None:
+            kind: str | None = str(command.type)  # type: ignore[attr-defined]
+            request_id = command.request_id
+        else:
+            kind, request_id = request_context(frame) if frame else (None, None)
+        self._setup.metrics.errors.labels(self.name, exc.code).inc()
+        data = outbound.error_data(exc.code, exc.message, kind)
+        return outbound.encode("error", data, self._clock.now(), request_id)
+
+    def _log_command(
+        self,
+        session: Session,
+        frame: str | bytes,
+        command: Command | None,
+        started: float,
+        outcome: str,
+    ) -> None:
+        kind, request_id = (
+            (str(command.type), command.request_id)  # type: ignore[attr-defined]
+            if command is not None
+            else request_context(frame)
+        )
+        session.log.info(
+            "command",
+            type=kind,
+            strategy_id=getattr(command, "id", None),
+            request_id=request_id,
+            outcome=outcome,
+            ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+
+async def _nothing_pending() -> None:
+    return None
+
+
+async def _refuse(ws: ServerConnection, log: Any, reason: str) -> None:
+    log.warning("auth_refused", how="message", reason=reason)
+    await ws.close(CloseCode.POLICY_VIOLATION, reason)
+
+
+def close_slow_client(ws: ServerConnection, limits: ConnectionConfig, log: Any) -> bool:
+    """Close a client that fell ``max_outbound_bytes`` behind with 1013, now."""
+    if ws.protocol.state is not State.OPEN:
+        return False
+    log.warning(
+        "slow_client_closed",
+        backlog_bytes=ws.transport.get_write_buffer_size(),
+        limit=limits.max_outbound_bytes,
+    )
+    ws.protocol.send_close(CloseCode.TRY_AGAIN_LATER, "too slow: outbound buffer full")
+    ws.send_data()
+    # A peer that still does not read never answers the close: drop the
+    # connection and its buffer after the close timeout.
+    asyncio.get_running_loop().call_later(limits.close_timeout, ws.transport.abort)
+    return True
+
+
+def _auth_token(frame: str | bytes) -> str | None:
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "auth":
+        return None
+    token = message.get("token")
+    return token if isinstance(token, str) else None
+
+
+def _int_param(query: dict[str, list[str]], name: str) -> int | None:
+    values = query.get(name)
+    if not values:
+        return None
+    try:
+        return int(values[0])
+    except ValueError:
+        return None
+
+
+def _tls_context(security: SecurityConfig) -> ssl.SSLContext | None:
+    if security.tls_cert is None or security.tls_key is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(security.tls_cert, security.tls_key)
+    return context
+
+
+def _remote(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return f"{address[0]}:{address[1]}" if address else "unknown"

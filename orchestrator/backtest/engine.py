@@ -1,0 +1,958 @@
+"""Backtests: one strategy over historical bars, with the rules of live trading.
+
+A backtest runs the strategy classes, the sizing rule
+(:func:`orchestrator.strategy.runtime.signal_quantity`), the risk guardian and the paper
+broker's price arithmetic (:meth:`PaperBroker.fill_at`) of live trading, so the
+same bars give the same trades. The model is live trading on a replay of the
+bars (:func:`orchestrator.marketdata.feeds.ohlcv_ticks`: each bar is four prices, open,
+then low and high in the order the bar most likely traded them, then close),
+with bars closed on time:
+
+- The first ``strategy.warmup_bars`` bars warm the strategy up; what it
+  signals meanwhile is discarded, as when a live strategy starts.
+- A strategy sees each bar once it has closed (the clock at the bar's end). A
+  signal is sized like live (``quantity=None``: ``floor(maxPositionValue *
+  sizing_fraction / price)`` minus the position, pending orders included), then
+  passes the risk guardian's pre-trade checks, then fills at the next price:
+  the next bar's open, with the broker's slippage and commission.
+- The guardian watches prices as live: a stop-loss exit triggered at one of a
+  bar's four prices fills at the next one, and the daily loss limit engages the
+  kill switch, which stays engaged to the end (as live, until someone resumes).
+
+Speed: the guardian only acts on a price that reaches a stop or takes the day's
+loss to its limit, so the engine computes, after each fill and at each UTC
+midnight, the two prices (below and above) beyond which the guardian could act,
+and walks a bar's four prices through the guardian only when the bar reaches
+one of them (or the strategy wants ticks). Otherwise the guardian is brought up
+to date lazily, before it is next asked anything, with exactly the prices its
+state depends on: the close of the bar an order is checked on (when a position
+is open: the gross exposure it checks is measured there), the book's last
+price before a fill, and the last close of the latest day that ended with a
+position open (the next day's loss counts from it; see ``_catch_up``). At those
+prices the guardian only measures (``RiskGuardian.measure``): they reach no
+alarm, so it would not act there. So it ends each
+question in the state it would have reached seeing every price, and the fills
+are the live ones, which the tests check against the live components. The
+ordinary bar costs a few comparisons and the strategy's own ``on_bar``; nothing
+is published or allocated per bar. (The guardian's breach *events* are not
+part of a backtest's output: they may come at other moments than live.)
+
+Differences from the live daemon, by design: the broker's ``fill_timeout_seconds``
+does not apply (a replay has no wall clock: the next bar's open fills an order
+however far away it is, a weekend for daily bars); one symbol per backtest;
+orders still pending after the last bar stay unfilled.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import operator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import count, islice
+from operator import attrgetter
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import Field, ValidationError, model_validator
+
+from orchestrator.bus import EventBus
+from orchestrator.config import (
+    CatalogEntry,
+    FrozenModel,
+    RuntimeConfig,
+    StrategyRunConfig,
+    Symbol,
+    describe_validation_errors,
+)
+from orchestrator.marketdata.bars import aggregate
+from orchestrator.marketdata.feeds import (
+    FeedError,
+    SyntheticFeed,
+    SyntheticFeedConfig,
+    load_ohlcv,
+    ohlcv_ticks,
+)
+from orchestrator.model.clock import ManualClock, iso_utc
+from orchestrator.model.errors import OrchestratorError
+from orchestrator.model.events import HaltSource
+from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick
+from orchestrator.model.orders import (
+    FILLED,
+    SIGNAL,
+    Fill,
+    Order,
+    Side,
+    TradeStatus,
+    rejection,
+)
+from orchestrator.risk.guardian import NO_ACTIONS, Halt, RiskActions, RiskConfig, RiskGuardian
+from orchestrator.risk.guardian import stop_price as risk_stop_price
+from orchestrator.strategy.api import Strategy, StrategyLoadError, build_params, load_strategy_class
+from orchestrator.strategy.runtime import signal_quantity, too_small_reason
+from orchestrator.trading.paper_broker import IdFactory, PaperBroker, PaperBrokerConfig
+from orchestrator.trading.portfolio import PortfolioBook, Position, PositionChange
+
+DAY_SECONDS = 86_400
+CHUNK_BARS = 1024
+"""Bars (or synthetic ticks) between two looks at ``should_stop`` (cancellation)."""
+STOP_ALARM_MARGIN = 1e-6
+"""Relative: a bar is walked through the guardian when it comes this close to a stop."""
+LOSS_ALARM_FRACTION = 0.999
+"""A bar is walked through the guardian when it could take the day's loss to this
+fraction of ``max_daily_loss``: far more slack than any rounding difference."""
+SYNTHETIC_START = 1_704_067_200.0
+"""2024-01-01T00:00:00Z: where synthetic backtests start unless told otherwise."""
+MAX_SYNTHETIC_TICKS = 20_000_000
+"""Most ticks one synthetic backtest may generate (about a minute of work)."""
+
+
+class BacktestError(OrchestratorError):
+    """A backtest that cannot run or did not finish, with a message saying why."""
+
+    code = "backtest_failed"
+
+
+class BacktestCancelled(BacktestError):
+    code = "backtest_cancelled"
+
+
+# --------------------------------------------------------------------------- specs
+
+
+class CsvSource(FrozenModel):
+    """Bars from an OHLCV CSV file (header timestamp,open,high,low,close,volume)."""
+
+    kind: Literal["csv"] = Field("csv", description="Selects this source.")
+    path: Path = Field(description="The file; its rows give the bar resolution.")
+
+
+class SyntheticSource(FrozenModel):
+    """Bars aggregated from the seeded synthetic feed (geometric Brownian motion)."""
+
+    kind: Literal["synthetic"] = Field("synthetic", description="Selects this source.")
+    resolution: str | None = Field(
+        None, description="Bar resolution; None takes the run config's data_resolution."
+    )
+    duration_seconds: float = Field(
+        86_400.0, gt=0, le=366 * 86_400, description="Length of the generated history."
+    )
+    start: float = Field(
+        SYNTHETIC_START,
+        ge=0,
+        le=4_102_444_800,
+        description="Epoch seconds of the first tick (aligned to the resolution's bars).",
+    )
+    initial_price: float = Field(100.0, gt=0, le=1e9, description="Price of the first tick.")
+    drift: float = Field(0.05, ge=-10, le=10, description="Annualised drift, 0.05 = 5 %/year.")
+    volatility: float = Field(0.6, ge=0, le=10, description="Annualised volatility.")
+    ticks_per_second: float = Field(1.0, gt=0, le=1000, description="Ticks per second.")
+    seed: int = Field(7, ge=0, le=2**63 - 1, description="Same seed, same prices.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SyntheticSource:
+        if self.resolution is not None and self.resolution not in RESOLUTION_SECONDS:
+            known = ", ".join(RESOLUTION_SECONDS)
+            raise ValueError(f"unknown resolution {self.resolution!r}; use one of {known}")
+        ticks = self.duration_seconds * self.ticks_per_second
+        if ticks > MAX_SYNTHETIC_TICKS:
+            raise ValueError(
+                f"{ticks:.0f} ticks is more than {MAX_SYNTHETIC_TICKS}: shorten "
+                "duration_seconds or lower ticks_per_second"
+            )
+        return self
+
+
+DataSource = Annotated[CsvSource | SyntheticSource, Field(discriminator="kind")]
+
+
+class BacktestSpec(FrozenModel):
+    """Everything a backtest needs, picklable: it crosses to a worker process."""
+
+    strategy: CatalogEntry = Field(description="The catalog entry: kind, params, defaults.")
+    source: DataSource = Field(description="Where the bars come from.")
+    symbol: Symbol | None = Field(
+        None, description="The symbol traded; None takes the first of the run config's."
+    )
+    config: StrategyRunConfig | None = Field(
+        None, description="Run config (limits); None takes the catalog entry's defaults."
+    )
+    broker: PaperBrokerConfig = Field(PaperBrokerConfig(), description="Slippage, commission.")
+    risk: RiskConfig = Field(RiskConfig(), description="Global risk limits and daily loss.")
+    runtime: RuntimeConfig = Field(RuntimeConfig(), description="Sizing of unsized signals.")
+    initial_capital: float | None = Field(
+        None, gt=0, le=1e12, description="Equity at the start; None: maxPositionValue."
+    )
+
+    @property
+    def run_config(self) -> StrategyRunConfig:
+        return self.config if self.config is not None else self.strategy.defaults
+
+    @property
+    def traded_symbol(self) -> str:
+        return self.symbol if self.symbol is not None else self.run_config.symbols[0]
+
+
+# --------------------------------------------------------------------------- results
+
+
+class RoundTrip(NamedTuple):
+    """One trade from flat (or a reversal) back to flat (or the next reversal)."""
+
+    symbol: str
+    direction: int
+    """+1 long, -1 short."""
+    quantity: float
+    """The largest quantity held during the trade."""
+    entry_ts: float
+    entry_price: float
+    """Average entry price of the quantity held when it closed."""
+    exit_ts: float
+    exit_price: float
+    """Price of the fill that closed it."""
+    pnl: float
+    """Net of every commission of the trade (a reversal's is split by quantity)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    """What a backtest measured; ``to_payload()`` is the job.completed ``result``."""
+
+    total_trades: int
+    """Round trips closed: flat to flat, a reversal closing one and opening the next."""
+    win_rate: float
+    """Closed round trips with net P&L > 0, over total_trades (0 when none closed)."""
+    total_return: float
+    """final_equity / initial_capital - 1."""
+    initial_capital: float
+    final_equity: float
+    """Initial capital + realized P&L (commissions paid) + the open position at the
+    last close."""
+    bars: int
+    warmup_bars: int
+    signals: int
+    fills: int
+    rejected: int
+    open_quantity: float
+    """Position left open after the last bar (its P&L is in final_equity)."""
+    start: float
+    """Start of the first bar, epoch seconds."""
+    end: float
+    """End of the last bar."""
+    duration_seconds: float
+    """Wall-clock time the run took."""
+
+    def to_payload(self) -> dict[str, float | int | str]:
+        return {
+            "total_trades": self.total_trades,
+            "win_rate": self.win_rate,
+            "total_return": self.total_return,
+            "initial_capital": self.initial_capital,
+            "final_equity": self.final_equity,
+            "bars": self.bars,
+            "warmup_bars": self.warmup_bars,
+            "signals": self.signals,
+            "fills": self.fills,
+            "rejected": self.rejected,
+            "open_quantity": self.open_quantity,
+            "start": iso_utc(self.start),
+            "end": iso_utc(self.end),
+            "duration_seconds": self.duration_seconds,
+        }
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class _BarClock:
+    """The backtest's time: set by the engine, read by the strategy and the guardian."""
+
+    __slots__ = ("ts",)
+
+    def __init__(self, ts: float) -> None:
+        self.ts = ts
+
+    def now(self) -> float:
+        return self.ts
+
+
+class _Ids:
+    """Ids per prefix, ``order_000001`` as SequentialIds makes them, a little cheaper."""
+
+    __slots__ = ("_counters",)
+
+    def __init__(self) -> None:
+        self._counters: dict[str, tuple[str, Iterator[int]]] = {}
+
+    def __call__(self, prefix: str) -> str:
+        counter = self._counters.get(prefix)
+        if counter is None:
+            counter = self._counters[prefix] = (f"{prefix}_%06d", count(1))
+        template, numbers = counter
+        return template % next(numbers)
+
+
+def build_risk(
+    config: RiskConfig, book: PortfolioBook, bus: EventBus, clock: _BarClock, ids: IdFactory
+) -> RiskGuardian:
+    """The live risk guardian over the backtest's book and clock (its one construction)."""
+    return RiskGuardian(config, book, bus, clock, ids)
+
+
+class BacktestEngine:
+    """Drives one strategy instance over the bars of one symbol; use once.
+
+    It is the strategy's :class:`~orchestrator.strategy.api.StrategyContext`:
+    ``position`` counts pending orders, as live.
+    """
+
+    _risk: RiskGuardian
+    """Built by ``run``, when the clock stands at the first bar (the guardian's first day)."""
+
+    def __init__(
+        self,
+        strategy_cls: type[Strategy[Any]],
+        params: Any,
+        config: StrategyRunConfig,
+        *,
+        strategy_id: str = "backtest",
+        name: str = "Backtest",
+        broker: PaperBrokerConfig | None = None,
+        risk: RiskConfig | None = None,
+        sizing_fraction: float = RuntimeConfig().sizing_fraction,
+        initial_capital: float | None = None,
+    ) -> None:
+        if len(config.symbols) != 1:
+            raise BacktestError(
+                f"a backtest trades one symbol; the run config has {', '.join(config.symbols)}"
+            )
+        self.config = config
+        self.symbol = config.symbols[0]
+        self._limit = config.max_position_value
+        self._id = strategy_id
+        self._name = name
+        self._sizing_fraction = sizing_fraction
+        self.initial_capital = (
+            initial_capital if initial_capital is not None else config.max_position_value
+        )
+        self._clock = _BarClock(0.0)
+        self._ids = _Ids()
+        self._bus = EventBus()
+        """The guardian's events go here; nobody listens (fills are recorded instead)."""
+        self.book = PortfolioBook()
+        self.portfolio = self.book.portfolio(strategy_id)
+        self._risk_config = risk if risk is not None else RiskConfig()
+        self._broker = PaperBroker(
+            broker if broker is not None else PaperBrokerConfig(),
+            self._clock,
+            _unused_fill_handler,
+            self._ids,
+        )
+        self._strategy_cls = strategy_cls
+        self._params = params
+        self._strategy: Strategy[Any] | None = None
+        self._halt: Halt | None = None
+        self._pending: list[Order] = []
+        self._pending_quantity = 0.0
+        self._warming = True
+        self._wants_ticks = False
+        self._walking = False
+        self._bar: Bar | None = None
+        self._seconds = 0
+        self._close_offset = 0.0
+        """When a bar's close prints after its start (three quarters in, see ohlcv_ticks)."""
+        self._held = 0.0
+        """The position's quantity, fills only (``position()`` adds pending orders)."""
+        self._guardian_ts = -math.inf
+        """Time of the last price or fill the guardian has seen."""
+        self._unseen_close: Bar | None = None
+        """The last bar of the latest UTC day that ended with a position open, while
+        the guardian has not seen its close: the next day's loss counts from it."""
+        self._alarm_low = -math.inf
+        self._alarm_high = math.inf
+        self._position: Position | None = None
+        """The strategy's position in the symbol, once a fill made it."""
+        self._stop_alarm = -math.inf
+        """The stop-loss alarm of the open position (set after each fill)."""
+        self._day_end = -math.inf
+        self._day_start_equity = 0.0
+        self._signals = 0
+        self._trip: _OpenTrip | None = None
+        self.fills: list[Fill] = []
+        """Every fill and rejection, in order."""
+        self.trades: list[RoundTrip] = []
+        """Closed round trips, in order."""
+        self._used = False
+
+    # ------------------------------------------------------------ StrategyContext
+
+    @property
+    def strategy_id(self) -> str:
+        return self._id
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def now(self) -> float:
+        """In ``on_bar`` the end of the bar; in ``on_tick`` the tick's time."""
+        bar = self._bar
+        if self._walking or bar is None:
+            return self._clock.ts
+        # The replay loop does not set the clock for every bar: most bars have
+        # no reader. Whoever reads it in on_bar (here, or emit) sets it.
+        return bar.start + self._seconds
+
+    def position(self, symbol: str) -> float:
+        """Held quantity including orders in flight, so a strategy never doubles up."""
+        if symbol != self.symbol:
+            return 0.0
+        return self._held + self._pending_quantity
+
+    def emit(
+        self,
+        symbol: str,
+        action: Side,
+        *,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        if self._warming:
+            return
+        if symbol != self.symbol:
+            raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
+        held = self._held + self._pending_quantity
+        size = signal_quantity(quantity, action, held, price, self._limit, self._sizing_fraction)
+        if size is None:
+            return
+        self._signals += 1
+        clock = self._clock
+        now = clock.ts = self.now()
+        if not self._walking:
+            self._before_check()
+            clock.ts = now
+        order = Order(self._ids("order"), self._id, symbol, action, size, now, SIGNAL)
+        if size <= 0:
+            self._reject(order, too_small_reason(self._limit, symbol, price))
+            return
+        self._submit(order, held)
+
+    # ------------------------------------------------------------ running
+
+    def run(
+        self, bars: Sequence[Bar], should_stop: Callable[[], bool] | None = None
+    ) -> BacktestResult:
+        """Run the strategy over ``bars`` (one symbol, oldest first).
+
+        ``should_stop`` is asked every ``CHUNK_BARS`` bars; when it says yes the
+        run raises :class:`BacktestCancelled`. Raises :class:`BacktestError` for
+        data the strategy cannot run on and for an exception of the strategy.
+        """
+        if self._used:
+            raise RuntimeError("a BacktestEngine runs once; build another")
+        self._used = True
+        started = time.perf_counter()
+        self._check_bars(bars)
+        first = bars[0]
+        self._seconds = RESOLUTION_SECONDS[first.resolution]
+        self._close_offset = self._seconds * 3 / 4
+        self._clock.ts = first.start
+        self._risk = build_risk(self._risk_config, self.book, self._bus, self._clock, self._ids)
+        if self._risk_config.halted_at_start:
+            reason = "engaged by config (risk.halted_at_start)"
+            self._halt = Halt(reason, False, HaltSource.CONFIG, first.start)
+        strategy = self._strategy = self._start_strategy()
+        warmup = strategy.warmup_bars
+        if len(bars) <= warmup:
+            raise BacktestError(
+                f"{len(bars)} bars of {self.symbol} are not enough: the strategy warms up on "
+                f"{warmup} and needs at least one more to trade; use a longer history"
+            )
+        self._warm_up(strategy, bars[:warmup])
+        self._wants_ticks = type(strategy).on_tick is not Strategy.on_tick
+        self._day_end = _next_midnight(bars[max(warmup - 1, 0)].start)
+        with _no_cycle_collection():
+            self._trade(strategy, bars, warmup, should_stop)
+        last = bars[-1]
+        self.book.mark(self.symbol, last.close, last.start + self._seconds)
+        return self._result(bars, warmup, time.perf_counter() - started)
+
+    def _check_bars(self, bars: Sequence[Bar]) -> None:
+        if not bars:
+            raise BacktestError("no data: the history has no bars")
+        first = bars[0]
+        if first.symbol != self.symbol:
+            raise BacktestError(f"the bars are of {first.symbol}; the run trades {self.symbol}")
+        if first.resolution not in RESOLUTION_SECONDS:
+            raise BacktestError(f"unknown bar resolution {first.resolution!r}")
+        # One pass each, in C: this runs before a million bars as before ten.
+        symbols = set(map(attrgetter("symbol"), bars))
+        if len(symbols) > 1 or len(set(map(attrgetter("resolution"), bars))) > 1:
+            raise BacktestError(
+                f"a backtest takes the bars of one symbol at one resolution; these start "
+                f"with {first.symbol} at {first.resolution} and then change"
+            )
+        starts = list(map(attrgetter("start"), bars))
+        if not all(map(operator.lt, starts, islice(starts, 1, None))):
+            later = next(i for i in range(1, len(starts)) if starts[i] <= starts[i - 1])
+            raise BacktestError(
+                f"bar {later} at {iso_utc(starts[later])} is not after the bar before it"
+            )
+
+    def _start_strategy(self) -> Strategy[Any]:
+        try:
+            return self._strategy_cls(self._params, self)
+        except Exception as exc:
+            raise BacktestError(
+                f"strategy {self._id} could not be created: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _warm_up(self, strategy: Strategy[Any], bars: Sequence[Bar]) -> None:
+        clock, seconds = self._clock, self._seconds
+        for bar in bars:
+            clock.ts = bar.start + seconds
+            self._bar = bar
+            try:
+                strategy.on_bar(bar)
+            except Exception as exc:
+                raise self._strategy_failed(exc, bar, "during warm-up") from exc
+        self._warming = False
+
+    def _trade(
+        self,
+        strategy: Strategy[Any],
+        bars: Sequence[Bar],
+        first: int,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        on_bar = strategy.on_bar
+        pending, wants_ticks = self._pending, self._wants_ticks
+        for chunk_start in range(first, len(bars), CHUNK_BARS):
+            alarm_low, alarm_high, day_end = self._alarm_low, self._alarm_high, self._day_end
+            for bar in bars[chunk_start : chunk_start + CHUNK_BARS]:
+                if pending or bar.start >= day_end:
+                    self._open_bar(bar)
+                    alarm_low, alarm_high, day_end = (
+                        self._alarm_low,
+                        self._alarm_high,
+                        self._day_end,
+                    )
+                if bar.low <= alarm_low or bar.high >= alarm_high or wants_ticks:
+                    self._walk(bar, strategy)
+                    alarm_low, alarm_high = self._alarm_low, self._alarm_high
+                self._bar = bar
+                try:
+                    on_bar(bar)
+                except Exception as exc:
+                    raise self._strategy_failed(exc, bar) from exc
+            if should_stop is not None and should_stop():
+                raise BacktestCancelled("cancelled")
+
+    def _strategy_failed(self, exc: Exception, bar: Bar, when: str = "") -> BacktestError:
+        if isinstance(exc, BacktestError):
+            return exc
+        during = f" {when}" if when else ""
+        return BacktestError(
+            f"strategy {self._id} raised {type(exc).__name__}: {exc}{during}, on the "
+            f"{bar.symbol} {bar.resolution} bar of {iso_utc(bar.start)}"
+        )
+
+    # ------------------------------------------------------------ the slow paths
+
+    def _open_bar(self, bar: Bar) -> None:
+        """A new UTC day, or orders to fill at this bar's open (its first price)."""
+        previous = self._bar
+        assert previous is not None
+        if bar.start >= self._day_end:
+            self._new_day(previous, bar.start)
+        if self._pending:
+            self._catch_up()
+            # Live, the book holds the previous price when the fill comes; the
+            # guardian measures the position there as it takes the fill. (When the
+            # guardian was last shown that close, the book holds it already.)
+            close_ts = previous.start + self._close_offset
+            if self._guardian_ts != close_ts:
+                self.book.mark(self.symbol, previous.close, close_ts)
+            self._clock.ts = bar.start
+            self._fill_pending(bar.open, bar.start)
+            self._guardian_ts = bar.start
+
+    def _walk(self, bar: Bar, strategy: Strategy[Any]) -> None:
+        """The bar's four prices through fills, marks, the guardian and ``on_tick``."""
+        self._catch_up()
+        self._walking = True
+        try:
+            self._walk_ticks(bar, strategy)
+        finally:
+            self._walking = False
+
+    def _walk_ticks(self, bar: Bar, strategy: Strategy[Any]) -> None:
+        clock, book, symbol = self._clock, self.book, self.symbol
+        for index, tick in enumerate(ohlcv_ticks(bar)):
+            clock.ts = tick.ts
+            if index and self._pending:
+                self._fill_pending(tick.price, tick.ts)
+            book.mark(symbol, tick.price, tick.ts)
+            self._act(self._risk.on_price(tick, self._halt))
+            self._guardian_ts = tick.ts
+            if self._wants_ticks:
+                try:
+                    strategy.on_tick(tick)
+                except Exception as exc:
+                    raise self._strategy_failed(exc, bar) from exc
+
+    def _before_check(self) -> None:
+        """Live, the guardian has seen every price up to the bar's close before an order."""
+        bar = self._bar
+        assert bar is not None  # the strategy signals from on_bar or on_tick
+        if self._unseen_close is not None:
+            self._catch_up()
+        close_ts = bar.start + self._close_offset
+        if self._guardian_ts >= close_ts:
+            return
+        if self._held != 0.0:
+            self._show_close(bar)
+        else:
+            # Flat, the guardian's measures do not depend on the price: it only
+            # values the order at the book's last price.
+            self.book.mark(self.symbol, bar.close, close_ts)
+            self._guardian_ts = close_ts
+
+    def _catch_up(self) -> None:
+        """Show the guardian the close the current day's loss counts from, if it missed it.
+
+        Live, the guardian rolls into a day from the last price it saw, the day
+        before's last close. The closes of the days in between reached no alarm:
+        the guardian would only have measured there, and the last one overwrites
+        those measures.
+        """
+        bar = self._unseen_close
+        if bar is not None:
+            self._unseen_close = None
+            self._show_close(bar)
+
+    def _show_close(self, bar: Bar) -> None:
+        """The guardian measures the position at a close that reaches no alarm (so it
+        would not act there: it only measures)."""
+        close_ts = bar.start + self._close_offset
+        self._clock.ts = close_ts
+        self.book.mark(self.symbol, bar.close, close_ts)
+        self._risk.measure(self.symbol, close_ts)
+        self._guardian_ts = close_ts
+
+    # ------------------------------------------------------------ execution
+
+    def _submit(self, order: Order, position: float) -> None:
+        """Risk first; a refused order is recorded as a rejection (as live).
+
+        ``position``: the quantity held, pending orders included.
+        """
+        verdict = self._risk.check(order, self.config, position, self._halt)
+        if verdict.order is None:
+            self._reject(order, verdict.reason or "refused by the risk checks")
+            return
+        accepted = verdict.order
+        self._pending.append(accepted)
+        self._pending_quantity += accepted.side.sign * accepted.quantity
+
+    def _fill_pending(self, price: float, ts: float) -> None:
+        orders = self._pending[:]
+        self._pending.clear()
+        fill_at, settle = self._broker.fill_at, self._settle
+        for order in orders:
+            remaining = self._pending_quantity - order.side.sign * order.quantity
+            self._pending_quantity = 0.0 if abs(remaining) < 1e-9 else remaining
+            settle(fill_at(order, price, ts))
+        self._update_alarms()
+
+    def _reject(self, order: Order, reason: str) -> None:
+        self._settle(rejection(order, self._ids("trade"), reason, self._clock.ts))
+
+    def _settle(self, fill: Fill) -> None:
+        """What ExecutionService does with a fill: book, guardian, then its actions."""
+        change = self.book.apply_fill(fill) if fill.status is FILLED else None
+        actions = self._risk.on_fill(fill, change)
+        self.fills.append(fill)
+        if change is not None:
+            self._held = change.quantity_after
+            self._track(change)
+        if actions is not NO_ACTIONS:
+            self._act(actions)
+
+    def _act(self, actions: RiskActions) -> None:
+        if actions is NO_ACTIONS:
+            return
+        if actions.halt is not None:
+            self._engage(actions.halt)
+        for order, _limits in actions.exits:
+            self._submit(order, self._held + self._pending_quantity)
+
+    def _engage(self, halt: Halt) -> None:
+        """The kill switch, as ExecutionService engages it."""
+        self._halt = halt
+        if halt.block_all and self._pending:
+            reason = f"trading is halted ({halt.reason}): every order is blocked"
+            orders = list(self._pending)
+            self._pending.clear()
+            self._pending_quantity = 0.0
+            for order in orders:
+                self._risk.cancelled(order, reason)
+                self._reject(order, reason)
+
+    # ------------------------------------------------------------ alarms
+
+    def _new_day(self, last: Bar, start: float) -> None:
+        """``last`` ended a UTC day: the next day's loss counts from its close.
+
+        (With daily bars this is every bar: it stays short.)
+        """
+        self._day_end = _next_midnight(start)
+        position = self._position
+        if position is None or position.quantity == 0.0:
+            # Flat: the alarms stay off and the guardian has nothing to see.
+            self._day_start_equity = 0.0 if position is None else position.realized_pnl
+            return
+        self._unseen_close = last
+        unrealized = position.quantity * (last.close - position.entry_price)
+        self._day_start_equity = position.realized_pnl + unrealized
+        self._update_loss_alarm(position)
+
+    def _update_alarms(self) -> None:
+        """After fills: the prices beyond which the guardian could act on the position."""
+        position = self._position
+        if position is None:
+            # The book keeps one Position per symbol from the first fill on.
+            position = self._position = self.portfolio.get(self.symbol)
+        if position is None or position.quantity == 0.0:
+            self._alarm_low, self._alarm_high = -math.inf, math.inf
+            return
+        quantity = position.quantity
+        stop = risk_stop_price(quantity, position.entry_price, self.config.stop_loss_percentage)
+        if stop is None:
+            self._stop_alarm = -math.inf if quantity > 0 else math.inf
+        else:
+            margin = -STOP_ALARM_MARGIN if quantity < 0 else STOP_ALARM_MARGIN
+            self._stop_alarm = stop * (1.0 + margin)
+        self._update_loss_alarm(position)
+
+    def _update_loss_alarm(self, position: Position) -> None:
+        """The alarm on the position's side: its stop's, or the day's loss limit's if nearer.
+
+        equity(p) = realized + quantity * (p - entry); the loss alarm is where
+        day_start - equity(p) reaches LOSS_ALARM_FRACTION of the limit.
+        """
+        quantity = position.quantity
+        floor = self._day_start_equity - LOSS_ALARM_FRACTION * self._risk_config.max_daily_loss
+        loss_price = position.entry_price + (floor - position.realized_pnl) / quantity
+        stop_alarm = self._stop_alarm
+        if quantity > 0:
+            nearer = loss_price if loss_price > stop_alarm else stop_alarm
+            self._alarm_low, self._alarm_high = nearer, math.inf
+        else:
+            nearer = loss_price if loss_price < stop_alarm else stop_alarm
+            self._alarm_low, self._alarm_high = -math.inf, nearer
+
+    # ------------------------------------------------------------ accounting
+
+    def _track(self, change: PositionChange) -> None:
+        fill = change.fill
+        closed, opened = change.closed_quantity, change.opened_quantity
+        trip, opening_commission = self._trip, fill.commission
+        if closed > 0.0:
+            # A reversal's commission is split between its two trades by quantity.
+            closed_commission = opening_commission * closed / (closed + opened)
+            opening_commission -= closed_commission
+            if trip is not None:
+                trip.pnl += change.closed_pnl - closed_commission
+                if opened > 0.0 or change.quantity_after == 0.0:
+                    self.trades.append(trip.close(fill, change.entry_price_before))
+                    self._trip = trip = None
+        if opened > 0.0:
+            if trip is None:
+                trip = self._trip = _OpenTrip(fill.symbol, fill.side.sign, fill.ts)
+            trip.pnl -= opening_commission
+            held = abs(change.quantity_after)
+            if held > trip.quantity:
+                trip.quantity = held
+
+    def _result(self, bars: Sequence[Bar], warmup: int, duration: float) -> BacktestResult:
+        portfolio = self.portfolio
+        final_equity = self.initial_capital + portfolio.realized_pnl + portfolio.unrealized_pnl
+        wins = sum(1 for trade in self.trades if trade.pnl > 0)
+        filled = sum(1 for fill in self.fills if fill.status is TradeStatus.FILLED)
+        return BacktestResult(
+            total_trades=len(self.trades),
+            win_rate=wins / len(self.trades) if self.trades else 0.0,
+            total_return=final_equity / self.initial_capital - 1.0,
+            initial_capital=self.initial_capital,
+            final_equity=final_equity,
+            bars=len(bars),
+            warmup_bars=warmup,
+            signals=self._signals,
+            fills=filled,
+            rejected=len(self.fills) - filled,
+            open_quantity=portfolio.position(self.symbol),
+            start=bars[0].start,
+            end=bars[-1].start + self._seconds,
+            duration_seconds=duration,
+        )
+
+
+@dataclass(slots=True)
+class _OpenTrip:
+    symbol: str
+    direction: int
+    entry_ts: float
+    quantity: float = 0.0
+    pnl: float = 0.0
+
+    def close(self, fill: Fill, entry_price: float) -> RoundTrip:
+        return RoundTrip(
+            self.symbol,
+            self.direction,
+            self.quantity,
+            self.entry_ts,
+            entry_price,
+            fill.ts,
+            fill.price,
+            self.pnl,
+        )
+
+
+def _unused_fill_handler(fill: Fill) -> None:
+    """The engine prices fills with ``fill_at`` and never queues at the broker."""
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Hold the cyclic garbage collector off for a replay, then restore it.
+
+    A replay keeps every fill and trade to the end: hundreds of thousands of
+    small records that the collector traverses, with the bars, again and again
+    (its full passes took up to a fifth of a million-bar run, unpredictably)
+    and can never free. Reference counting still frees everything else; cycles
+    a strategy makes wait until the run ends.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _next_midnight(ts: float) -> float:
+    return float((int(ts // DAY_SECONDS) + 1) * DAY_SECONDS)
+
+
+# --------------------------------------------------------------------------- specs to runs
+
+
+def load_bars(
+    source: CsvSource | SyntheticSource,
+    symbol: str,
+    resolution: str,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Bar]:
+    """The bars ``source`` describes; raises BacktestError saying what to fix."""
+    if isinstance(source, CsvSource):
+        try:
+            return load_ohlcv(source.path, symbol)
+        except FeedError as exc:
+            raise BacktestError(f"bad data file: {exc}") from exc
+    return synthetic_bars(source, symbol, source.resolution or resolution, should_stop)
+
+
+def synthetic_bars(
+    source: SyntheticSource,
+    symbol: str,
+    resolution: str,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Bar]:
+    """The synthetic feed's ticks over ``source.duration_seconds``, as bars.
+
+    ``should_stop`` is asked every ``CHUNK_BARS`` ticks (BacktestCancelled).
+    """
+    seconds = RESOLUTION_SECONDS[resolution]
+    start = float(int(source.start // seconds) * seconds)
+    config = SyntheticFeedConfig(
+        symbols={symbol: source.initial_price},
+        drift=source.drift,
+        volatility=source.volatility,
+        ticks_per_second=source.ticks_per_second,
+        seed=source.seed,
+        history_seconds=0.0,
+    )
+    feed = SyntheticFeed(config, ManualClock(start))
+    ticks = feed.ticks(start, start + source.duration_seconds)
+    if should_stop is not None:
+        ticks = _stoppable(ticks, should_stop)
+    return aggregate(ticks, symbol, resolution)
+
+
+def _stoppable(ticks: Iterator[Tick], should_stop: Callable[[], bool]) -> Iterator[Tick]:
+    for number, tick in enumerate(ticks, start=1):
+        if number % CHUNK_BARS == 0 and should_stop():
+            raise BacktestCancelled("cancelled")
+        yield tick
+
+
+def run_backtest(
+    spec: BacktestSpec, should_stop: Callable[[], bool] | None = None
+) -> BacktestResult:
+    """Load the strategy and the bars of ``spec`` and run them; BacktestError says why not."""
+    entry = spec.strategy
+    strategy_cls, params = load_strategy(entry)
+    symbol = spec.traded_symbol
+    bars = load_bars(spec.source, symbol, spec.run_config.data_resolution, should_stop)
+    if not bars:
+        raise BacktestError("no data: the source produced no bars")
+    config = spec.run_config.model_copy(
+        update={"symbols": (symbol,), "data_resolution": bars[0].resolution}
+    )
+    engine = BacktestEngine(
+        strategy_cls,
+        params,
+        config,
+        strategy_id=entry.id,
+        name=entry.name,
+        broker=spec.broker,
+        risk=spec.risk,
+        sizing_fraction=spec.runtime.sizing_fraction,
+        initial_capital=spec.initial_capital,
+    )
+    return engine.run(bars, should_stop)
+
+
+def load_strategy(entry: CatalogEntry) -> tuple[type[Strategy[Any]], Any]:
+    """The entry's class and validated params; BacktestError says what to fix."""
+    try:
+        cls = load_strategy_class(entry.kind)
+        return cls, build_params(cls, entry.params)
+    except StrategyLoadError as exc:
+        raise BacktestError(f"strategy {entry.id} cannot be loaded: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(describe_validation_errors(exc))
+        raise BacktestError(f"strategy {entry.id} has invalid params: {problems}") from exc
+
+
+__all__ = [
+    "BacktestCancelled",
+    "BacktestEngine",
+    "BacktestError",
+    "BacktestResult",
+    "BacktestSpec",
+    "CsvSource",
+    "DataSource",
+    "RoundTrip",
+    "SyntheticSource",
+    "load_bars",
+    "run_backtest",
+    "synthetic_bars",
+]

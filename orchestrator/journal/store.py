@@ -1,0 +1,912 @@
+"""The journal: an embedded SQLite database of everything a client can be told.
+
+What it records, one table each: strategies (current status and run config),
+their lifecycle (every status change, append-only), signals, orders accepted by
+risk, fills (trades, rejections included) in commit order, and a position
+snapshot after every fill that changed a position (quantity, average cost and
+cumulative realized P&L, in the fill's transaction; rejections write none),
+and every engagement and release of the kill switch made while the daemon runs
+(schema 3; ``risk.halted_at_start`` engages it at every start, unjournaled).
+Quotes and bars are not recorded. Restoring does not need the snapshots (the
+fills are the truth); they make "where do we stand" one indexed query for tools.
+
+Commit before tell: ``orchestrator.journal.writer.JournalWriter`` is the stage
+between the bus and the servers; it commits events here in batches and only then
+hands them to the servers. With ``synchronous = "FULL"`` (the default) not even a
+power loss can lose a commit; with NORMAL a daemon crash cannot, a power loss can.
+
+Idempotence. Every row keyed by an event id is written with ``INSERT OR
+IGNORE``, so a batch written twice changes nothing. An id that comes back with
+different content is not a replay but a reused id: that raises
+:class:`JournalConflict` instead of silently dropping a trade. Id factories must
+therefore resume after a restart: :meth:`Journal.id_watermarks` says where.
+
+Restoring after a restart. :meth:`Journal.restorable_strategies` lists every
+strategy that was ACTIVE or PAUSED, with its run config, and every strategy in
+ERROR (not running, but listed with its error, as before the restart).
+:meth:`Journal.rebuild_book` replays every fill, in commit order, into a
+:class:`PortfolioBook`: positions, average cost and realized P&L come out
+exactly as they were, because they are a function of the fills.
+
+Orders that were accepted but have no fill (the deterministic rule). The paper
+broker keeps waiting orders in memory, so after a restart nothing will ever
+fill them, and an order whose fill was not committed was never reported to
+anyone. :meth:`Journal.resolve_unfilled` therefore records a REJECTED fill
+(``restart-<order id>``, reason given by the caller, e.g. "daemon restarted
+before the order filled") for each such order, in the order they were journaled,
+in one transaction. An order is thus never filled after a restart, so never twice, and
+a second start finds nothing left to resolve.
+
+Schema. ``PRAGMA user_version`` is the schema version, ``PRAGMA
+application_id`` marks the file as ours. Opening runs each missing migration in
+its own transaction. A journal from a newer daemon, a file that is not SQLite,
+a SQLite file that is not a journal, or one that fails ``PRAGMA quick_check``
+is refused with :class:`JournalError` naming the file; it is checked through a
+read-only connection first and never modified (SQLite may leave empty ``-wal``
+and ``-shm`` files beside it). An advisory lock (``<file>.lock``) keeps a second
+daemon out; readers (:meth:`Journal.open_readonly`) need no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import orjson
+import structlog
+from pydantic import ValidationError
+
+from orchestrator.config import JournalConfig, StrategyRunConfig
+from orchestrator.model.errors import OrchestratorError
+from orchestrator.model.events import (
+    Event,
+    HaltSource,
+    KillSwitchChanged,
+    OrderSubmitted,
+    SignalEmitted,
+    StrategyStatus,
+    StrategyStatusChanged,
+    TradeExecuted,
+)
+from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, Signal, TradeStatus
+from orchestrator.risk.guardian import Halt
+from orchestrator.trading.portfolio import PortfolioBook
+
+log = structlog.get_logger("orchestrator.journal.store")
+
+APPLICATION_ID: Final = 0x4F524348
+"""``PRAGMA application_id`` of a journal ("ORCH")."""
+
+SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+RESTART_FILL_PREFIX: Final = "restart-"
+"""Id prefix of the REJECTED fills that :meth:`Journal.resolve_unfilled` records."""
+
+
+class JournalError(OrchestratorError):
+    """The journal cannot be opened, read or written."""
+
+    code = "journal_error"
+
+
+class JournalNotFound(JournalError):
+    code = "journal_not_found"
+
+
+class JournalConflict(JournalError):
+    """An id already in the journal came back with different content."""
+
+    code = "journal_conflict"
+
+
+class JournalBacklog(JournalError):
+    """More events wait for the journal than the configured bound."""
+
+    code = "journal_backlog"
+
+
+# ------------------------------------------------------------------ schema
+
+_V1: Final = """
+CREATE TABLE strategies (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    config_json TEXT,
+    error       TEXT,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE lifecycle (
+    seq         INTEGER PRIMARY KEY,
+    strategy_id TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    previous    TEXT NOT NULL,
+    reason      TEXT,
+    ts          REAL NOT NULL,
+    UNIQUE (strategy_id, ts, previous, status)
+);
+CREATE TABLE signals (
+    id            TEXT PRIMARY KEY,
+    strategy_id   TEXT NOT NULL,
+    strategy_name TEXT NOT NULL,
+    symbol        TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    quantity      REAL,
+    price         REAL NOT NULL,
+    confidence    REAL NOT NULL,
+    metadata_json TEXT NOT NULL,
+    ts            REAL NOT NULL
+);
+CREATE TABLE orders (
+    id          TEXT PRIMARY KEY,
+    strategy_id TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    side        TEXT NOT NULL,
+    quantity    REAL NOT NULL,
+    purpose     TEXT NOT NULL,
+    signal_id   TEXT,
+    ts          REAL NOT NULL
+);
+CREATE TABLE fills (
+    seq         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    order_id    TEXT NOT NULL,
+    strategy_id TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    side        TEXT NOT NULL,
+    quantity    REAL NOT NULL,
+    price       REAL NOT NULL,
+    commission  REAL NOT NULL,
+    status      TEXT NOT NULL,
+    reason      TEXT,
+    ts          REAL NOT NULL
+);
+CREATE TABLE position_snapshots (
+    seq          INTEGER PRIMARY KEY,
+    fill_id      TEXT NOT NULL UNIQUE,
+    strategy_id  TEXT NOT NULL,
+    symbol       TEXT NOT NULL,
+    quantity     REAL NOT NULL,
+    entry_price  REAL NOT NULL,
+    realized_pnl REAL NOT NULL,
+    ts           REAL NOT NULL
+);
+"""
+
+_V2: Final = """
+-- Which run config each start (and every later change) used: history, not just the last.
+ALTER TABLE lifecycle ADD COLUMN config_json TEXT;
+-- Lookups that otherwise scan tables growing with every trade: an order's fill
+-- (resolving unfilled orders at start), a strategy's trades, and a position's
+-- last snapshot (read for every fill to carry realized P&L forward).
+CREATE INDEX fills_by_order ON fills (order_id);
+CREATE INDEX fills_by_strategy ON fills (strategy_id);
+CREATE INDEX snapshots_by_position ON position_snapshots (strategy_id, symbol);
+"""
+
+_V3: Final = """
+-- The kill switch: every engagement and release, so that a restart keeps it engaged.
+CREATE TABLE kill_switch (
+    seq       INTEGER PRIMARY KEY,
+    engaged   INTEGER NOT NULL,
+    reason    TEXT,
+    block_all INTEGER NOT NULL,
+    source    TEXT NOT NULL,
+    ts        REAL NOT NULL,
+    UNIQUE (engaged, reason, block_all, source, ts)
+);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
+"""``MIGRATIONS[n]`` takes a journal from version n to n + 1. Never edit a shipped one."""
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+# ------------------------------------------------------------------ records
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyConfigured:
+    """The run config a strategy has at a status change.
+
+    The bus's :class:`StrategyStatusChanged` does not carry the config, so
+    :class:`JournalWriter` takes it from ``config_of`` when it sees the event and
+    journals this record just before it. Never delivered to clients.
+    """
+
+    strategy_id: str
+    name: str
+    config: StrategyRunConfig
+    ts: float
+
+
+Record = Event | StrategyConfigured
+"""What the journal accepts: bus events (most of them ignored) and configs."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredStrategy:
+    id: str
+    name: str
+    status: StrategyStatus
+    config: StrategyRunConfig | None
+    """None only with status ERROR: the journal holds no valid config for it."""
+    error: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEntry:
+    strategy_id: str
+    status: StrategyStatus
+    previous: StrategyStatus
+    reason: str | None
+    ts: float
+    config: StrategyRunConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionSnapshot:
+    """A position as the last fill in its symbol left it."""
+
+    strategy_id: str
+    symbol: str
+    quantity: float
+    entry_price: float
+    realized_pnl: float
+    ts: float
+    fill_id: str
+
+
+def journaled(record: Record) -> bool:
+    """Whether the journal writes anything for ``record``."""
+    return isinstance(record, _JOURNALED)
+
+
+_JOURNALED: Final = (
+    StrategyConfigured,
+    StrategyStatusChanged,
+    SignalEmitted,
+    OrderSubmitted,
+    TradeExecuted,
+    KillSwitchChanged,
+)
+
+
+# ------------------------------------------------------------------ location
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """$STATE_DIRECTORY (systemd; the first of several), else
+    $XDG_STATE_HOME/orchestrator, else ~/.local/state/orchestrator."""
+    env = os.environ if environ is None else environ
+    systemd = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return Path(systemd)
+    xdg = env.get("XDG_STATE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "orchestrator"
+    home = env.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "state" / "orchestrator"
+
+
+def journal_path(config: JournalConfig, environ: Mapping[str, str] | None = None) -> Path:
+    state_dir = config.state_dir if config.state_dir is not None else default_state_dir(environ)
+    return state_dir.expanduser() / config.file_name
+
+
+# ------------------------------------------------------------------ the journal
+
+_FILL_COLUMNS: Final = (
+    "id, order_id, strategy_id, symbol, side, quantity, price, commission, status, reason, ts"
+)
+_ORDER_COLUMNS: Final = "id, strategy_id, symbol, side, quantity, purpose, signal_id, ts"
+_SIGNAL_COLUMNS: Final = (
+    "id, strategy_id, strategy_name, symbol, action, quantity, price, confidence, metadata_json, ts"
+)
+
+
+class Journal:
+    """One SQLite connection, used by one thread at a time (a lock makes sure).
+
+    Build it with :meth:`open` (the daemon: read-write, migrated, locked against a
+    second daemon) or :meth:`open_readonly` (tools, also while the daemon runs).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        connection: sqlite3.Connection,
+        *,
+        readonly: bool,
+        schema_version: int,
+        lock_file: TextIO | None = None,
+    ) -> None:
+        self.path = path
+        self.readonly = readonly
+        self.schema_version = schema_version
+        self._db = connection
+        self._lock = threading.Lock()
+        self._lock_file = lock_file
+
+    # -------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, path: Path, synchronous: str = "FULL") -> Journal:
+        """Open (creating it if absent) and migrate the journal at ``path``."""
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"cannot create the journal directory {path.parent}: {exc}") from exc
+        lock_file = _lock(path)
+        try:
+            found = _inspect(path, full_check=True) if _has_content(path) else 0
+            connection = _connect(path, readonly=False)
+            try:
+                _configure(connection, path, synchronous)
+                version = _migrate(connection, path, found)
+            except BaseException:
+                connection.close()
+                raise
+        except BaseException:
+            lock_file.close()
+            raise
+        log.info("journal_opened", path=str(path), schema_version=version, migrated_from=found)
+        return cls(path, connection, readonly=False, schema_version=version, lock_file=lock_file)
+
+    @classmethod
+    def from_config(
+        cls, config: JournalConfig, environ: Mapping[str, str] | None = None
+    ) -> Journal:
+        return cls.open(journal_path(config, environ), config.synchronous)
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Journal:
+        """Open for reading only; never creates, migrates or writes anything."""
+        path = Path(path)
+        if not path.is_file():
+            raise JournalNotFound(f"no journal at {path}")
+        version = _inspect(path, full_check=False)
+        if version == 0:
+            raise JournalError(f"journal at {path} is empty: the daemon has not written it yet")
+        return cls(path, _connect(path, readonly=True), readonly=True, schema_version=version)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- writing
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Commit ``records`` in one transaction; records the journal ignores are skipped."""
+        with self._lock, self._transaction():
+            for record in records:
+                writer = _WRITERS.get(type(record))
+                if writer is not None:
+                    writer(self._db, record)
+
+    def resolve_unfilled(self, reason: str, ts: float) -> list[Fill]:
+        """Record a REJECTED fill for every accepted order without one (see the module
+        docstring); returns those fills, which have not been told to anyone yet."""
+        with self._lock, self._transaction():
+            fills = [_restart_fill(order, reason, ts) for order in self._unfilled_orders()]
+            for fill in fills:
+                _insert_fill(self._db, fill)
+        for fill in fills:
+            log.warning(
+                "journal_order_resolved",
+                order_id=fill.order_id,
+                strategy_id=fill.strategy_id,
+                symbol=fill.symbol,
+                status=fill.status,
+                reason=reason,
+            )
+        return fills
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self.readonly:
+            raise JournalError(f"journal at {self.path} is open read-only")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise JournalError(f"journal at {self.path} cannot be written: {exc}") from exc
+            raise
+
+    # -------------------------------------------------------------- reading
+
+    def strategies(self) -> list[RestoredStrategy]:
+        """Every strategy the journal knows, by id."""
+        rows = self._query(
+            "SELECT id, name, status, config_json, error, updated_at FROM strategies ORDER BY id"
+        )
+        return [_restored(*row) for row in rows]
+
+    def restorable_strategies(self) -> list[RestoredStrategy]:
+        """Strategies that were ACTIVE, PAUSED or ERROR: what the daemon restores."""
+        return [s for s in self.strategies() if s.status is not StrategyStatus.STOPPED]
+
+    def history(self, strategy_id: str | None = None) -> list[LifecycleEntry]:
+        """Status changes in the order they happened."""
+        config = "config_json" if self.schema_version >= 2 else "NULL"
+        sql = f"SELECT strategy_id, status, previous, reason, ts, {config} FROM lifecycle"
+        rows = self._query(*_filtered(sql, strategy_id))
+        return [
+            LifecycleEntry(
+                sid, StrategyStatus(status), StrategyStatus(prev), reason, ts, _config(js)[0]
+            )
+            for sid, status, prev, reason, ts, js in rows
+        ]
+
+    def signals(self) -> list[Signal]:
+        return [_signal(row) for row in self._query(f"SELECT {_SIGNAL_COLUMNS} FROM signals")]
+
+    def orders(self) -> list[Order]:
+        return [_order(row) for row in self._query(f"SELECT {_ORDER_COLUMNS} FROM orders")]
+
+    def fills(self, strategy_id: str | None = None, limit: int | None = None) -> list[Fill]:
+        """Fills in commit order; with ``limit``, the last ``limit`` of them."""
+        sql, params = _filtered(f"SELECT seq, {_FILL_COLUMNS} FROM fills", strategy_id)
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?)"
+            params = (*params, limit)
+        return [_fill(row[1:]) for row in self._query(sql + " ORDER BY seq", params)]
+
+    def unfilled_orders(self) -> list[Order]:
+        """Accepted orders without a fill (nor a rejection), in the order they came."""
+        with self._lock:
+            return self._unfilled_orders()
+
+    def positions(self) -> list[PositionSnapshot]:
+        """The last snapshot of every position ever held, flat ones included."""
+        rows = self._query(
+            "SELECT strategy_id, symbol, quantity, entry_price, realized_pnl, ts, fill_id "
+            "FROM position_snapshots WHERE seq IN "
+            "(SELECT MAX(seq) FROM position_snapshots GROUP BY strategy_id, symbol) "
+            "ORDER BY strategy_id, symbol"
+        )
+        return [PositionSnapshot(*row) for row in rows]
+
+    def rebuild_book(self, book: PortfolioBook | None = None) -> PortfolioBook:
+        """Replay every fill, in commit order, into ``book`` (a new one by default)."""
+        book = book if book is not None else PortfolioBook()
+        with self._lock:
+            cursor = self._db.execute(f"SELECT {_FILL_COLUMNS} FROM fills ORDER BY seq")
+            for row in cursor:
+                book.apply_fill(_fill(row))
+        return book
+
+    def id_watermarks(self) -> dict[str, int]:
+        """The highest number used per id prefix (``order_000042`` counts for "order"),
+        over signals, orders and fills: where an id factory must resume after a restart."""
+        marks: dict[str, int] = {}
+        ids = (
+            "SELECT id FROM signals UNION ALL SELECT id FROM orders UNION ALL SELECT id FROM fills"
+        )
+        for (record_id,) in self._query(ids):
+            prefix, _, number = record_id.rpartition("_")
+            if prefix and number.isdigit():
+                marks[prefix] = max(marks.get(prefix, 0), int(number))
+        return marks
+
+    def kill_switch(self) -> Halt | None:
+        """The kill switch as the last engagement or release left it: None when released
+        (or never engaged, or the journal predates schema 3)."""
+        if self.schema_version < 3:
+            return None
+        rows = self._query(
+            "SELECT engaged, reason, block_all, source, ts FROM kill_switch ORDER BY seq DESC "
+            "LIMIT 1"
+        )
+        if not rows or not rows[0][0]:
+            return None
+        _, reason, block_all, source, ts = rows[0]
+        return Halt(reason or "engaged before the restart", bool(block_all), HaltSource(source), ts)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table."""
+        tables = ("strategies", "lifecycle", "signals", "orders", "fills", "position_snapshots")
+        counted = (*tables, "kill_switch") if self.schema_version >= 3 else tables
+        return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in counted}
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(f"journal at {self.path} cannot be read: {exc}") from exc
+
+    def _unfilled_orders(self) -> list[Order]:
+        rows = self._db.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders o "
+            "WHERE NOT EXISTS (SELECT 1 FROM fills f WHERE f.order_id = o.id) ORDER BY o.rowid"
+        ).fetchall()
+        return [_order(row) for row in rows]
+
+
+# ------------------------------------------------------------------ opening helpers
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _lock(path: Path) -> TextIO:
+    """An exclusive advisory lock next to the journal: one daemon per journal."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        handle = lock_path.open("a+")
+    except OSError as exc:
+        raise JournalError(f"cannot create the journal lock {lock_path}: {exc}") from exc
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise JournalError(
+            f"journal at {path} is in use by another daemon (lock {lock_path} is held)"
+        ) from None
+    return handle
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        uri = f"{path.absolute().as_uri()}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA busy_timeout = 5000")
+    return connection
+
+
+def _inspect(path: Path, *, full_check: bool) -> int:
+    """The schema version of an existing journal, read without writing to it.
+
+    Raises JournalError for anything that is not a journal this code can open.
+    """
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise JournalError(f"journal at {path} cannot be read: {exc}") from exc
+    if header != SQLITE_MAGIC:
+        raise JournalError(
+            f"{path} is not a SQLite database; it was left untouched. "
+            "Move it away or point the daemon at another state directory."
+        )
+    connection = _connect(path, readonly=True)
+    try:
+        version, app_id, tables = _read_header(connection, path, full_check)
+    finally:
+        connection.close()
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"journal at {path} has schema version {version}; this daemon understands up to "
+            f"{SCHEMA_VERSION}; upgrade the daemon or restore a backup"
+        )
+    if app_id not in (0, APPLICATION_ID) or (version == 0 and tables):
+        raise JournalError(f"{path} is a SQLite database but not an orchestrator journal")
+    return version
+
+
+def _read_header(
+    connection: sqlite3.Connection, path: Path, full_check: bool
+) -> tuple[int, int, int]:
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        app_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        tables = connection.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()[0]
+        if full_check:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise JournalError(
+                    f"journal at {path} is corrupt ({'; '.join(problems)}); it was left "
+                    "untouched. Restore a backup or move it away to start a new journal."
+                )
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(
+            f"journal at {path} is corrupt or not a database ({exc}); it was left untouched. "
+            "Restore a backup or move it away to start a new journal."
+        ) from exc
+    return int(version), int(app_id), int(tables)
+
+
+def _configure(connection: sqlite3.Connection, path: Path, synchronous: str) -> None:
+    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise JournalError(f"journal at {path} cannot use write-ahead logging (mode {mode})")
+    connection.execute(f"PRAGMA synchronous = {synchronous}")
+
+
+def _migrate(connection: sqlite3.Connection, path: Path, found: int) -> int:
+    for version in range(found, SCHEMA_VERSION):
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for statement in _statements(MIGRATIONS[version]):
+                connection.execute(statement)
+            connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            connection.execute(f"PRAGMA user_version = {version + 1}")
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            connection.execute("ROLLBACK")
+            raise JournalError(
+                f"journal at {path}: migration to schema version {version + 1} failed: {exc}"
+            ) from exc
+        if found:
+            log.info("journal_migrated", path=str(path), schema_version=version + 1)
+    return SCHEMA_VERSION
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (none of ours has a ';' inside a literal)."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+# ------------------------------------------------------------------ writing helpers
+
+
+def _write_configured(db: sqlite3.Connection, record: StrategyConfigured) -> None:
+    db.execute(
+        "INSERT INTO strategies (id, name, status, config_json, error, updated_at) "
+        "VALUES (?, ?, 'STOPPED', ?, NULL, ?) ON CONFLICT (id) DO UPDATE SET "
+        "name = excluded.name, config_json = excluded.config_json",
+        (
+            record.strategy_id,
+            record.name,
+            record.config.model_dump_json(by_alias=True),
+            record.ts,
+        ),
+    )
+
+
+def _write_status(db: sqlite3.Connection, event: StrategyStatusChanged) -> None:
+    inserted = db.execute(
+        "INSERT OR IGNORE INTO lifecycle (strategy_id, status, previous, reason, ts, config_json) "
+        "VALUES (?, ?, ?, ?, ?, (SELECT config_json FROM strategies WHERE id = ?))",
+        (
+            event.strategy_id,
+            event.status,
+            event.previous,
+            event.reason,
+            event.ts,
+            event.strategy_id,
+        ),
+    ).rowcount
+    if not inserted:
+        return  # a replay: the status it set may since have changed
+    error = event.reason if event.status is StrategyStatus.ERROR else None
+    db.execute(
+        "INSERT INTO strategies (id, name, status, config_json, error, updated_at) "
+        "VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+        "status = excluded.status, error = excluded.error, updated_at = excluded.updated_at",
+        (event.strategy_id, event.name, event.status, error, event.ts),
+    )
+
+
+_JSON_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def _write_signal(db: sqlite3.Connection, event: SignalEmitted) -> None:
+    s = event.signal
+    metadata = orjson.dumps(dict(s.metadata), default=str, option=_JSON_OPTIONS).decode()
+    row = (
+        s.id,
+        s.strategy_id,
+        s.strategy_name,
+        s.symbol,
+        s.action,
+        s.quantity,
+        s.price,
+        s.confidence,
+        metadata,
+        s.ts,
+    )
+    _insert_once(db, "signals", _SIGNAL_COLUMNS, row)
+
+
+def _write_order(db: sqlite3.Connection, event: OrderSubmitted) -> None:
+    o = event.order
+    row = (o.id, o.strategy_id, o.symbol, o.side, o.quantity, o.purpose, o.signal_id, o.ts)
+    _insert_once(db, "orders", _ORDER_COLUMNS, row)
+
+
+def _write_trade(db: sqlite3.Connection, event: TradeExecuted) -> None:
+    if not _insert_fill(db, event.fill):
+        return
+    change = event.change
+    if change is None or not change.applied:
+        return
+    fill = event.fill
+    db.execute(
+        "INSERT OR IGNORE INTO position_snapshots "
+        "(fill_id, strategy_id, symbol, quantity, entry_price, realized_pnl, ts) "
+        "VALUES (?, ?, ?, ?, ?, ? + COALESCE((SELECT realized_pnl FROM position_snapshots "
+        "WHERE strategy_id = ? AND symbol = ? ORDER BY seq DESC LIMIT 1), 0.0), ?)",
+        (
+            fill.id,
+            fill.strategy_id,
+            fill.symbol,
+            change.quantity_after,
+            change.entry_price_after,
+            change.realized_pnl,
+            fill.strategy_id,
+            fill.symbol,
+            fill.ts,
+        ),
+    )
+
+
+def _insert_fill(db: sqlite3.Connection, fill: Fill) -> bool:
+    """Insert ``fill``; False when it was already there (a replay)."""
+    row = (
+        fill.id,
+        fill.order_id,
+        fill.strategy_id,
+        fill.symbol,
+        fill.side,
+        fill.quantity,
+        fill.price,
+        fill.commission,
+        fill.status,
+        fill.reason,
+        fill.ts,
+    )
+    return _insert_once(db, "fills", _FILL_COLUMNS, row)
+
+
+def _insert_once(db: sqlite3.Connection, table: str, columns: str, row: tuple[Any, ...]) -> bool:
+    """INSERT OR IGNORE by id; an id already there with other content is a conflict."""
+    marks = ", ".join("?" * len(row))
+    if db.execute(f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})", row).rowcount:
+        return True
+    stored = db.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row[0],)).fetchone()
+    if tuple(stored) != row:
+        raise JournalConflict(
+            f"{table} id {row[0]!r} is already in the journal with other content "
+            f"(stored {tuple(stored)!r}, new {row!r}): ids must not be reused across restarts"
+        )
+    return False
+
+
+def _write_kill_switch(db: sqlite3.Connection, event: KillSwitchChanged) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO kill_switch (engaged, reason, block_all, source, ts) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (int(event.engaged), event.reason, int(event.block_all), event.source, event.ts),
+    )
+
+
+_WRITERS: Final[dict[type[Any], Callable[[sqlite3.Connection, Any], None]]] = {
+    StrategyConfigured: _write_configured,
+    StrategyStatusChanged: _write_status,
+    SignalEmitted: _write_signal,
+    OrderSubmitted: _write_order,
+    TradeExecuted: _write_trade,
+    KillSwitchChanged: _write_kill_switch,
+}
+
+
+def _restart_fill(order: Order, reason: str, ts: float) -> Fill:
+    return Fill(
+        id=RESTART_FILL_PREFIX + order.id,
+        order_id=order.id,
+        strategy_id=order.strategy_id,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=order.quantity,
+        price=0.0,
+        commission=0.0,
+        ts=ts,
+        status=TradeStatus.REJECTED,
+        reason=reason,
+    )
+
+
+# ------------------------------------------------------------------ reading helpers
+
+
+def _filtered(sql: str, strategy_id: str | None) -> tuple[str, tuple[Any, ...]]:
+    if strategy_id is None:
+        return sql, ()
+    return f"{sql} WHERE strategy_id = ?", (strategy_id,)
+
+
+def _config(config_json: str | None) -> tuple[StrategyRunConfig | None, str | None]:
+    """The config, or None and why not."""
+    if config_json is None:
+        return None, "the journal holds no run config for it"
+    try:
+        return StrategyRunConfig.model_validate_json(config_json), None
+    except ValidationError as exc:
+        return None, f"its journaled run config is no longer valid: {exc.errors()[0]['msg']}"
+
+
+def _restored(
+    strategy_id: str,
+    name: str,
+    status: str,
+    config_json: str | None,
+    error: str | None,
+    updated_at: float,
+) -> RestoredStrategy:
+    config, problem = _config(config_json)
+    state = StrategyStatus(status)
+    if problem is not None and state is not StrategyStatus.STOPPED:
+        # Restarting with defaults the user never chose would be worse than not running.
+        state, error = StrategyStatus.ERROR, f"not restored: {problem}"
+    return RestoredStrategy(strategy_id, name, state, config, error, updated_at)
+
+
+def _fill(row: Sequence[Any]) -> Fill:
+    fid, order_id, sid, symbol, side, quantity, price, commission, status, reason, ts = row
+    return Fill(
+        id=fid,
+        order_id=order_id,
+        strategy_id=sid,
+        symbol=symbol,
+        side=Side(side),
+        quantity=quantity,
+        price=price,
+        commission=commission,
+        ts=ts,
+        status=TradeStatus(status),
+        reason=reason,
+    )
+
+
+def _order(row: Sequence[Any]) -> Order:
+    oid, sid, symbol, side, quantity, purpose, signal_id, ts = row
+    return Order(
+        id=oid,
+        strategy_id=sid,
+        symbol=symbol,
+        side=Side(side),
+        quantity=quantity,
+        ts=ts,
+        purpose=OrderPurpose(purpose),
+        signal_id=signal_id,
+    )
+
+
+def _signal(row: Sequence[Any]) -> Signal:
+    sid, strategy_id, name, symbol, action, quantity, price, confidence, metadata, ts = row
+    return Signal(
+        id=sid,
+        strategy_id=strategy_id,
+        strategy_name=name,
+        symbol=symbol,
+        action=Side(action),
+        price=price,
+        quantity=quantity,
+        confidence=confidence,
+        ts=ts,
+        metadata=orjson.loads(metadata),
+    )

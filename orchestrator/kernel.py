@@ -1,0 +1,68 @@
+"""The trading core as one unit: market data, risk, execution and the strategy
+runtime, built from the config. The composition root builds it once."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.bus import EventBus
+from orchestrator.config import DaemonConfig
+from orchestrator.marketdata.feeds import Feed, build_feed
+from orchestrator.marketdata.hub import MarketData
+from orchestrator.model.clock import Clock
+from orchestrator.model.events import HaltSource
+from orchestrator.risk.guardian import Halt, RiskGuardian
+from orchestrator.strategy.runtime import StrategyRuntime
+from orchestrator.trading.execution import ExecutionService
+from orchestrator.trading.paper_broker import SequentialIds
+from orchestrator.trading.portfolio import PortfolioBook
+
+
+@dataclass(frozen=True, slots=True)
+class TradingCore:
+    market: MarketData
+    risk: RiskGuardian
+    execution: ExecutionService
+    runtime: StrategyRuntime
+
+    def background_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+        return {
+            "market-data-feed": self.market.run_feed(),
+            "bar-clock": self.market.run_bar_clock(),
+            "order-expiry": self.execution.run_expiry(),
+        }
+
+    async def close(self) -> None:
+        self.execution.broker.cancel_all("daemon shutting down")
+
+
+def build_trading_core(
+    config: DaemonConfig,
+    bus: EventBus,
+    clock: Clock,
+    feed: Feed | None = None,
+    ids_from: Mapping[str, int] | None = None,
+) -> TradingCore:
+    """The core from ``config``; ``feed`` replaces the configured one when given
+    (the composition root builds the feeds that live at the edge, such as NNG);
+    ``ids_from`` is where each id prefix stopped before a restart."""
+    ids = SequentialIds(ids_from)
+    market = MarketData(
+        feed if feed is not None else build_feed(config.market_data.feed, clock),
+        bus,
+        clock,
+        config.market_data.warmup_ticks_per_symbol,
+    )
+    book = PortfolioBook()
+    risk = RiskGuardian(config.risk, book, bus, clock, ids)
+    execution = ExecutionService(bus, clock, book, config.broker, risk, ids)
+    if config.risk.halted_at_start:
+        execution.engage_kill_switch(
+            Halt("engaged by config (risk.halted_at_start)", False, HaltSource.CONFIG, clock.now())
+        )
+    market.on_price(execution.on_tick)
+    runtime = StrategyRuntime(config.runtime, market, execution, bus, clock, ids)
+    market.prime()
+    return TradingCore(market, risk, execution, runtime)

@@ -1,0 +1,716 @@
+"""Market data sources: where ticks come from.
+
+Every source implements :class:`Feed`. The daemon builds one from its validated
+config with :func:`build_feed`, warms strategies up from :meth:`Feed.history`,
+then runs :meth:`Feed.run` as a supervised task that pushes ticks into the bar
+hub until it is cancelled.
+
+Two sources live here, both offline so that a fresh clone runs without network:
+
+- :class:`SyntheticFeed`, a seeded geometric Brownian motion per symbol;
+- :class:`CsvReplayFeed`, which replays OHLCV files as ticks.
+
+A third, ``kind = "nng"`` (:class:`NngFeedConfig`), receives ticks and bars
+that other processes push over NNG. Its config lives here with the others, but
+the feed itself lives at the edge (``gateways.nng.feed``) because the core
+does not speak NNG; the composition root builds it and hands it to the core.
+
+The OHLCV parsing lives in :func:`load_ohlcv`, shared with the backtest engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import heapq
+import ipaddress
+import math
+import random
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import chain, pairwise
+from pathlib import Path
+from typing import Annotated, Literal, Protocol, TypeAlias
+
+import structlog
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from orchestrator.model.clock import Clock
+from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
+
+log = structlog.get_logger(__name__)
+
+Sleep: TypeAlias = Callable[[float], Awaitable[None]]
+"""How a feed waits; injected so tests can advance a manual clock instead."""
+
+TickSink: TypeAlias = Callable[[Tick], None]
+
+SECONDS_PER_YEAR = 365 * 24 * 3600
+MAX_HISTORY_TICKS = 5_000_000
+"""Upper bound on the ticks one ``history()`` call may hold in memory."""
+MAX_SYNTHETIC_LAG_SECONDS = 5.0
+"""A synthetic tick this far behind the clock (the machine slept) is skipped, not sent."""
+MAX_SPEED_YIELD_EVERY = 500
+"""A feed that never needs to sleep still yields to the loop after this many ticks."""
+OHLCV_HEADER = ("timestamp", "open", "high", "low", "close", "volume")
+DEFAULT_BAR_SECONDS = 60
+"""Bar length assumed for a file with a single row, where no interval can be seen."""
+TICKS_PER_OHLCV_ROW = 4
+EPOCH_MILLISECONDS_THRESHOLD = 1e11
+"""Epoch values above this (year 5138) are milliseconds, which we refuse to guess."""
+
+Symbol = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"),
+]
+InitialPrice = Annotated[float, Field(gt=0.0, le=1e9, allow_inf_nan=False)]
+
+
+class FeedError(ValueError):
+    """A market data source that cannot be used, with the file and line to fix."""
+
+    def __init__(self, path: str | Path, problem: str, line: int | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {problem}")
+
+
+class Feed(Protocol):
+    """A source of ticks for a fixed set of symbols.
+
+    ``history(until)`` returns ticks strictly before ``until`` in timestamp
+    order, to warm strategies up; it may return an empty list. ``run(sink)``
+    calls ``sink`` with each live tick, in timestamp order, until it is
+    cancelled or the source is exhausted, in which case it returns. ``sink``
+    must be quick and must not raise: it runs on the feed's task.
+    """
+
+    symbols: tuple[str, ...]
+
+    def history(self, until: float) -> list[Tick]: ...
+
+    async def run(self, sink: TickSink) -> None: ...
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _default_symbols() -> dict[str, float]:
+    return {"AAPL": 190.0, "MSFT": 420.0, "GOOG": 170.0, "AMZN": 185.0, "TSLA": 250.0}
+
+
+class SyntheticFeedConfig(BaseModel):
+    """A seeded random walk per symbol: deterministic, offline, the default feed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["synthetic"] = Field(default="synthetic", description="Selects this feed.")
+    symbols: dict[Symbol, InitialPrice] = Field(
+        default_factory=_default_symbols,
+        min_length=1,
+        max_length=1000,
+        description="Symbol to its price at the start of the path (history_seconds "
+        "before the feed is built).",
+    )
+    drift: float = Field(
+        default=0.05, ge=-10.0, le=10.0, description="Annualised drift (mu), 0.05 = 5 %/year."
+    )
+    volatility: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=10.0,
+        description="Annualised volatility (sigma); high by default so 1-second bars move.",
+    )
+    ticks_per_second: float = Field(
+        default=5.0, gt=0.0, le=1000.0, description="Ticks per second for each symbol."
+    )
+    seed: int = Field(default=7, ge=0, le=2**63 - 1, description="Seed of every symbol's path.")
+    history_seconds: float = Field(
+        default=300.0,
+        ge=0.0,
+        le=86_400.0,
+        description="Seconds of backfill that history() returns for warming strategies up.",
+    )
+
+    @model_validator(mode="after")
+    def _history_fits_in_memory(self) -> SyntheticFeedConfig:
+        held = self.history_seconds * self.ticks_per_second * len(self.symbols)
+        if held > MAX_HISTORY_TICKS:
+            raise ValueError(
+                f"history would hold {held:.0f} ticks, more than {MAX_HISTORY_TICKS}; "
+                "lower history_seconds or ticks_per_second, or use fewer symbols"
+            )
+        return self
+
+
+ReplaySpeed = Literal["realtime", "max"] | Annotated[float, Field(ge=1.0, le=1e6)]
+
+
+class CsvReplayFeedConfig(BaseModel):
+    """Replays OHLCV CSV files (one per symbol) as ticks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["csv"] = Field(default="csv", description="Selects this feed.")
+    files: dict[Symbol, Path] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Symbol to its CSV file, header timestamp,open,high,low,close,volume; "
+        "timestamps ISO-8601 (naive means UTC) or epoch seconds.",
+    )
+    speed: ReplaySpeed = Field(
+        default="realtime",
+        description='"realtime", "max" (as fast as consumers keep up) or a multiplier of '
+        "real time >= 1 (slower than real time would put data behind the wall clock that "
+        "closes bars).",
+    )
+    shift_to_now: bool = Field(
+        default=True,
+        description="Move the whole replay by a whole number of bars so it starts at the next "
+        "bar boundary after now, as live data would; false keeps the file's own timestamps.",
+    )
+
+
+MAX_IPC_PATH_BYTES = 103
+"""Longest ipc:// path: a Unix socket path holds 104 bytes (macOS) or 108 (Linux) with its NUL."""
+
+
+def _check_nng_address(address: str) -> str:
+    scheme, separator, rest = address.partition("://")
+    if scheme == "ipc" and separator:
+        if not rest.startswith("/"):
+            raise ValueError("an ipc:// address needs an absolute path: ipc:///run/x/events.ipc")
+        if len(rest.encode()) > MAX_IPC_PATH_BYTES:
+            raise ValueError(f"the ipc:// path is longer than {MAX_IPC_PATH_BYTES} bytes")
+        return address
+    if scheme == "tcp" and separator:
+        host, colon, port = rest.rpartition(":")
+        if colon and host and port.isdigit() and 1 <= int(port) <= 65535:
+            return address
+        raise ValueError("a tcp:// address is tcp://host:port with a port from 1 to 65535")
+    raise ValueError("an NNG address is ipc:///absolute/path or tcp://host:port")
+
+
+NngAddress = Annotated[str, Field(min_length=7, max_length=300), AfterValidator(_check_nng_address)]
+"""Where an NNG socket listens: ``ipc:///absolute/path`` or ``tcp://host:port``."""
+
+
+def nng_address_is_local(address: str) -> bool:
+    """Whether only this machine can reach ``address`` (ipc://, or tcp:// on loopback)."""
+    if address.startswith("ipc://"):
+        return True
+    host = address.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _default_nng_symbols() -> tuple[str, ...]:
+    return tuple(_default_symbols())
+
+
+class NngFeedConfig(BaseModel):
+    """Ticks and bars pushed by other processes to an NNG Pull0 socket (see docs/nng.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["nng"] = Field(default="nng", description="Selects this feed.")
+    address: NngAddress | None = Field(
+        default=None,
+        description="Where the daemon listens for market data (Pull0). None: "
+        "ipc://<nng.runtime_dir>/ingest.ipc.",
+    )
+    allow_remote: bool = Field(
+        default=False,
+        description="Allow a tcp:// address beyond loopback. NNG has no authentication: "
+        "whoever reaches the address can push prices that strategies trade on.",
+    )
+    symbols: tuple[Symbol, ...] = Field(
+        default_factory=_default_nng_symbols,
+        min_length=1,
+        max_length=1000,
+        description="The symbols this feed carries; a message for any other is dropped.",
+    )
+    max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=256,
+        le=64 * 2**20,
+        description="Largest message taken; a larger one is dropped and counted. One over "
+        "16 times this is refused by NNG itself, which closes the sender's connection.",
+    )
+    max_ticks_per_message: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000,
+        description="Most ticks in one batch message; a larger batch is dropped whole.",
+    )
+    max_future_seconds: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=3600.0,
+        description="A tick stamped further than this ahead of the daemon's clock is dropped: "
+        "it would close bars early and make every later tick late.",
+    )
+
+    @field_validator("symbols")
+    @classmethod
+    def _distinct_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("symbols must not repeat")
+        return value
+
+    @model_validator(mode="after")
+    def _local_unless_allowed(self) -> NngFeedConfig:
+        address = self.address
+        if address is not None and not self.allow_remote and not nng_address_is_local(address):
+            raise ValueError(
+                f"address {address} is reachable beyond this machine and NNG has no "
+                "authentication: bind ipc:// or loopback, or set allow_remote = true"
+            )
+        return self
+
+
+FeedConfig: TypeAlias = Annotated[
+    SyntheticFeedConfig | CsvReplayFeedConfig | NngFeedConfig, Field(discriminator="kind")
+]
+"""Any feed's config; the ``kind`` field says which."""
+
+
+def build_feed(config: FeedConfig, clock: Clock) -> Feed:
+    """The feed that ``config`` describes; raises FeedError if its data is unusable."""
+    if isinstance(config, SyntheticFeedConfig):
+        return SyntheticFeed(config, clock)
+    if isinstance(config, NngFeedConfig):
+        # The core does not speak NNG: the composition root builds this one.
+        raise FeedError(
+            "market_data.feed", "kind 'nng' is built by the daemon (gateways.nng.feed.NngFeed)"
+        )
+    return CsvReplayFeed(config, clock)
+
+
+# --------------------------------------------------------------------------- pacing
+
+
+class _Pacer:
+    """Waits until each tick is due by the clock, yielding to the loop when behind."""
+
+    def __init__(self, clock: Clock, sleep: Sleep) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._without_yield = 0
+
+    async def wait_until(self, due: float) -> None:
+        delay = due - self._clock.now()
+        if delay > 0:
+            self._without_yield = 0
+            await self._sleep(delay)
+            return
+        # Catching up (or replaying at max speed): emit at once, but never starve
+        # the consumers that run on the same loop.
+        self._without_yield += 1
+        if self._without_yield >= MAX_SPEED_YIELD_EVERY:
+            self._without_yield = 0
+            await self._sleep(0)
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+class _RandomWalk:
+    """One symbol's geometric Brownian motion on the feed's tick grid.
+
+    Step ``k`` (k >= 0) is the k-th grid point after the path's origin. The
+    path is always generated forward from the origin with its own generator,
+    so the price at a step never depends on which range was asked for.
+    """
+
+    def __init__(self, symbol: str, initial_price: float, config: SyntheticFeedConfig) -> None:
+        self.symbol = symbol
+        self._initial_price = initial_price
+        # A string seed is hashed with SHA-512: stable across runs and processes,
+        # and another symbol's name cannot shift this symbol's draws.
+        self._seed = f"{config.seed}:{symbol}"
+        years_per_step = 1.0 / (config.ticks_per_second * SECONDS_PER_YEAR)
+        sigma = config.volatility
+        self._log_drift = (config.drift - sigma * sigma / 2.0) * years_per_step
+        self._log_scale = sigma * math.sqrt(years_per_step)
+
+    def steps(self) -> Iterator[tuple[float, float]]:
+        """(price, size) at step 0, 1, 2, ... forever."""
+        rng = random.Random(self._seed)
+        price = self._initial_price
+        while True:
+            size = float(rng.randint(1, 100))
+            yield price, size
+            price *= math.exp(self._log_drift + self._log_scale * rng.gauss(0.0, 1.0))
+
+
+class SyntheticFeed:
+    """Seeded geometric Brownian motion for each configured symbol.
+
+    The path starts at the configured prices ``history_seconds`` before the
+    feed is built, so ``history(now)`` followed by ``run`` is one continuous
+    path. Timestamps sit on a fixed grid (multiples of 1/ticks_per_second);
+    the same seed and build time give the same ticks.
+    """
+
+    def __init__(
+        self, config: SyntheticFeedConfig, clock: Clock, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        self.config = config
+        self.symbols = tuple(config.symbols)
+        self._clock = clock
+        self._sleep = sleep
+        self._rate = config.ticks_per_second
+        self._origin = self._first_index_at_or_after(clock.now() - config.history_seconds)
+        self._walks = [_RandomWalk(s, p, config) for s, p in config.symbols.items()]
+
+    def _timestamp(self, index: int) -> float:
+        return index / self._rate
+
+    def _first_index_at_or_after(self, ts: float) -> int:
+        # ceil(ts * rate) can be off by one in floating point; settle it against
+        # the very formula that stamps the ticks.
+        index = math.ceil(ts * self._rate)
+        while self._timestamp(index - 1) >= ts:
+            index -= 1
+        while self._timestamp(index) < ts:
+            index += 1
+        return index
+
+    def ticks(self, start: float, end: float | None = None) -> Iterator[Tick]:
+        """Ticks with ``start <= ts < end`` (endless without ``end``), in order."""
+        first = max(self._first_index_at_or_after(start), self._origin)
+        stop = None if end is None else self._first_index_at_or_after(end)
+        paths = zip(*(walk.steps() for walk in self._walks), strict=True)
+        for index, quotes in enumerate(paths, start=self._origin):
+            if stop is not None and index >= stop:
+                return
+            if index < first:
+                continue
+            ts = self._timestamp(index)
+            for walk, (price, size) in zip(self._walks, quotes, strict=True):
+                yield Tick(walk.symbol, price, size, ts)
+
+    def history(self, until: float) -> list[Tick]:
+        """The ``history_seconds`` of ticks before ``until`` (none before the path's origin)."""
+        return list(self.ticks(until - self.config.history_seconds, until))
+
+    async def run(self, sink: TickSink) -> None:
+        """Emit each tick when the clock reaches its timestamp, forever.
+
+        After a jump of the clock (a suspended machine), ticks more than
+        ``MAX_SYNTHETIC_LAG_SECONDS`` old are skipped rather than sent in a
+        burst that every bar aggregator would drop as late anyway.
+        """
+        log.info("feed_started", feed="synthetic", symbols=self.symbols, rate=self._rate)
+        pacer = _Pacer(self._clock, self._sleep)
+        skipped = 0
+        for tick in self.ticks(self._clock.now()):
+            await pacer.wait_until(tick.ts)
+            if tick.ts < self._clock.now() - MAX_SYNTHETIC_LAG_SECONDS:
+                skipped += 1
+                continue
+            if skipped:
+                log.warning("synthetic_ticks_skipped", ticks=skipped, reason="clock jumped")
+                skipped = 0
+            sink(tick)
+
+
+# --------------------------------------------------------------------------- OHLCV files
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    line: int
+    ts: float
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+def load_ohlcv(path: str | Path, symbol: str) -> list[Bar]:
+    """Read an OHLCV CSV file into bars, oldest first.
+
+    The header must be ``timestamp,open,high,low,close,volume``; timestamps are
+    ISO-8601 (naive ones are taken as UTC) or epoch seconds, strictly
+    increasing. The resolution is the smallest gap between rows (60 s for a
+    single row) and must be one of ``RESOLUTION_SECONDS``. Bars get
+    ``ticks=4``, the number of ticks :class:`CsvReplayFeed` makes of each row,
+    so a replayed and re-aggregated bar equals the loaded one. Raises
+    FeedError naming the file and line of the first problem.
+    """
+    path = Path(path)
+    rows = _read_rows(path)
+    seconds = _bar_seconds(rows)
+    resolution = _resolution_label(seconds, path)
+    _check_grid(rows, seconds, path)
+    return [
+        Bar(symbol, resolution, r.ts, r.open, r.high, r.low, r.close, r.volume, TICKS_PER_OHLCV_ROW)
+        for r in rows
+    ]
+
+
+def _read_rows(path: Path) -> list[_Row]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as lines:
+            reader = csv.reader(lines)
+            _check_header(next(reader, None), path)
+            rows = [_parse_row(fields, reader.line_num, path) for fields in reader if fields]
+    except FileNotFoundError:
+        raise FeedError(path, "file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise FeedError(path, f"cannot read the file: {exc}") from exc
+    if not rows:
+        raise FeedError(path, "no data rows after the header")
+    _check_increasing(rows, path)
+    return rows
+
+
+def _check_header(fields: list[str] | None, path: Path) -> None:
+    expected = ",".join(OHLCV_HEADER)
+    if fields is None:
+        raise FeedError(path, f"file is empty; expected the header {expected!r}", line=1)
+    found = tuple(field.strip().lower() for field in fields)
+    if found != OHLCV_HEADER:
+        raise FeedError(path, f"header is {','.join(fields)!r}; expected {expected!r}", line=1)
+
+
+def _parse_row(fields: list[str], line: int, path: Path) -> _Row:
+    if len(fields) != len(OHLCV_HEADER):
+        raise FeedError(
+            path,
+            f"{len(fields)} fields, expected {len(OHLCV_HEADER)} ({','.join(OHLCV_HEADER)})",
+            line,
+        )
+    ts = _parse_timestamp(fields[0].strip(), line, path)
+    open_, high, low, close, volume = (
+        _parse_number(name, text.strip(), line, path)
+        for name, text in zip(OHLCV_HEADER[1:], fields[1:], strict=True)
+    )
+    row = _Row(line, ts, open_, high, low, close, volume)
+    _check_prices(row, path)
+    return row
+
+
+def _parse_timestamp(text: str, line: int, path: Path) -> float:
+    try:
+        epoch = float(text)
+    except ValueError:
+        return _parse_iso(text, line, path)
+    if not math.isfinite(epoch):
+        raise FeedError(path, f"timestamp {text!r} is not a finite number", line)
+    if abs(epoch) > EPOCH_MILLISECONDS_THRESHOLD:
+        raise FeedError(
+            path, f"timestamp {text!r} looks like milliseconds; write epoch seconds", line
+        )
+    return epoch
+
+
+def _parse_iso(text: str, line: int, path: Path) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise FeedError(
+            path,
+            f"timestamp {text!r} is neither ISO-8601 (2024-01-02T09:30:00Z) nor epoch seconds",
+            line,
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _parse_number(name: str, text: str, line: int, path: Path) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise FeedError(path, f"{name} {text!r} is not a number", line) from None
+    if not math.isfinite(value) or value < 0:
+        raise FeedError(path, f"{name} {text!r} must be a finite number >= 0", line)
+    return value
+
+
+def _check_prices(row: _Row, path: Path) -> None:
+    if row.low <= 0:
+        raise FeedError(path, f"low {row.low} must be above 0", row.line)
+    if row.high < max(row.open, row.close) or row.low > min(row.open, row.close):
+        raise FeedError(
+            path,
+            f"prices are inconsistent: need low <= open, close <= high "
+            f"(open {row.open}, high {row.high}, low {row.low}, close {row.close})",
+            row.line,
+        )
+
+
+def _check_increasing(rows: Sequence[_Row], path: Path) -> None:
+    for before, row in pairwise(rows):
+        if row.ts <= before.ts:
+            raise FeedError(
+                path,
+                f"timestamp does not increase: it is not after line {before.line}'s",
+                row.line,
+            )
+
+
+def _bar_seconds(rows: Sequence[_Row]) -> float:
+    gaps = [after.ts - before.ts for before, after in pairwise(rows)]
+    return min(gaps, default=float(DEFAULT_BAR_SECONDS))
+
+
+def _resolution_label(seconds: float, path: Path) -> str:
+    for label, length in RESOLUTION_SECONDS.items():
+        if math.isclose(seconds, length, abs_tol=1e-6):
+            return label
+    known = ", ".join(RESOLUTION_SECONDS)
+    raise FeedError(
+        path, f"rows are at least {seconds:g} s apart, which is no bar resolution ({known})"
+    )
+
+
+def _check_grid(rows: Sequence[_Row], seconds: float, path: Path) -> None:
+    """Every row on one grid of ``seconds``, else its bars would overlap when replayed."""
+    first = rows[0].ts
+    for row in rows:
+        steps = (row.ts - first) / seconds
+        if not math.isclose(steps, round(steps), abs_tol=1e-6):
+            raise FeedError(
+                path,
+                f"timestamp is not a whole number of {seconds:g} s bars after the first row",
+                row.line,
+            )
+    if not math.isclose(bucket_start(first, int(seconds)), first, abs_tol=1e-6):
+        # Still usable, but the bars that aggregation rebuilds from the replayed
+        # ticks straddle the UTC-aligned buckets instead of matching the file's.
+        log.warning("ohlcv_not_bucket_aligned", path=str(path), first_ts=first, seconds=seconds)
+
+
+def ohlcv_ticks(bar: Bar, offset: float = 0.0) -> tuple[Tick, ...]:
+    """The four ticks a replayed bar becomes, ``offset`` seconds later.
+
+    Open at the start, then low and high in the order the bar most likely
+    traded them (low first in an up bar), close at three quarters. The volume
+    is split evenly, the last part taking the rounding, so the ticks' sizes
+    summed in order give back exactly the bar's volume.
+    """
+    step = RESOLUTION_SECONDS[bar.resolution] / TICKS_PER_OHLCV_ROW
+    quarter = bar.volume / TICKS_PER_OHLCV_ROW
+    rest = bar.volume - (quarter + quarter + quarter)
+    middle = (bar.low, bar.high) if bar.close >= bar.open else (bar.high, bar.low)
+    prices = (bar.open, *middle, bar.close)
+    sizes = (quarter, quarter, quarter, rest)
+    start = bar.start + offset
+    return tuple(
+        Tick(bar.symbol, price, size, start + i * step)
+        for i, (price, size) in enumerate(zip(prices, sizes, strict=True))
+    )
+
+
+# --------------------------------------------------------------------------- CSV replay
+
+
+class CsvReplayFeed:
+    """Replays OHLCV files as ticks, all symbols merged in timestamp order.
+
+    Files are read and checked when the feed is built, so a bad file stops
+    the daemon at start with a FeedError naming the file and line.
+    """
+
+    def __init__(
+        self, config: CsvReplayFeedConfig, clock: Clock, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        self.config = config
+        self.symbols = tuple(config.files)
+        self._clock = clock
+        self._sleep = sleep
+        self._bars = {symbol: load_ohlcv(path, symbol) for symbol, path in config.files.items()}
+        log.info(
+            "csv_feed_loaded",
+            bars={symbol: len(bars) for symbol, bars in self._bars.items()},
+            speed=config.speed,
+        )
+
+    def history(self, until: float) -> list[Tick]:
+        """A replay has no past of its own: it starts where the files start."""
+        return []
+
+    def ticks(self, offset: float = 0.0) -> Iterator[Tick]:
+        """Every file's ticks, ``offset`` seconds later, merged in timestamp order."""
+        per_file = (replay_bars(bars, offset) for bars in self._bars.values())
+        # heapq.merge is stable: on equal timestamps the earlier file goes first.
+        return heapq.merge(*per_file, key=_tick_time)
+
+    def shift_for(self, now: float) -> float:
+        """Seconds to add to the files' timestamps so the replay starts at ``now``.
+
+        The replay moves to the first boundary, at or after ``now``, of the
+        coarsest file resolution, so every file stays on its own bar grid.
+        """
+        unit = max(RESOLUTION_SECONDS[bars[0].resolution] for bars in self._bars.values())
+        first = min(bars[0].start for bars in self._bars.values())
+        target = math.ceil(now / unit) * unit
+        return target - bucket_start(first, unit)
+
+    async def run(self, sink: TickSink) -> None:
+        """Replay every tick at the configured speed, then return."""
+        now = self._clock.now()
+        offset = self.shift_for(now) if self.config.shift_to_now else 0.0
+        multiplier = _speed_multiplier(self.config.speed)
+        log.info("feed_started", feed="csv", symbols=self.symbols, offset=offset)
+        ticks = self.ticks(offset)
+        first = next(ticks, None)
+        if first is None:
+            return
+        # In real time with shifted timestamps, data time *is* wall time: wait
+        # for the first tick's moment. Otherwise the replay starts right now.
+        wall_origin = first.ts if multiplier == 1.0 and self.config.shift_to_now else now
+        pacer = _Pacer(self._clock, self._sleep)
+        count = 0
+        for tick in chain((first,), ticks):
+            due = (
+                -math.inf
+                if multiplier is None
+                else _replay_due(tick, first, wall_origin, multiplier)
+            )
+            await pacer.wait_until(due)
+            sink(tick)
+            count += 1
+        log.info("feed_exhausted", feed="csv", ticks=count)
+
+
+def _tick_time(tick: Tick) -> float:
+    return tick.ts
+
+
+def _speed_multiplier(speed: ReplaySpeed) -> float | None:
+    """Times faster than real time; None for as fast as possible."""
+    if speed == "max":
+        return None
+    if speed == "realtime":
+        return 1.0
+    return float(speed)
+
+
+def _replay_due(tick: Tick, first: Tick, wall_origin: float, multiplier: float) -> float:
+    return wall_origin + (tick.ts - first.ts) / multiplier
+
+
+def replay_bars(bars: Iterable[Bar], offset: float = 0.0) -> Iterator[Tick]:
+    """The ticks of ``bars`` in order, as a replay would emit them (for backtests)."""
+    return chain.from_iterable(ohlcv_ticks(bar, offset) for bar in bars)

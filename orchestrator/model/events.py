@@ -1,0 +1,269 @@
+"""Domain events published on the in-process bus, and the topics they travel on.
+
+Every event is an immutable record (:mod:`orchestrator.model.records`) with a ``topic``
+class attribute.
+Edges (WebSocket servers, the NNG publisher, the journal) subscribe to topics
+and turn events into their own wire formats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from orchestrator.model.market import Bar, Tick
+from orchestrator.model.orders import Fill, Order, Signal
+from orchestrator.model.records import record
+from orchestrator.trading.portfolio import PositionChange
+
+
+class Topic(StrEnum):
+    STRATEGY_STATUS = "strategy.status"
+    STRATEGY_SIGNAL = "strategy.signal"
+    ORDER_SUBMITTED = "order.submitted"
+    STRATEGY_TRADE = "strategy.trade"
+    EXECUTION_STATUS = "execution.status"
+    MARKET_QUOTE = "market.quote"
+    MARKET_BAR = "market.bar"
+    RISK_ORDER_REJECTED = "risk.order_rejected"
+    RISK_ORDER_REDUCED = "risk.order_reduced"
+    RISK_STOP_LOSS = "risk.stop_loss"
+    RISK_LIMIT_BREACH = "risk.limit_breach"
+    RISK_KILL_SWITCH = "risk.kill_switch"
+    JOB = "job"
+
+
+class StrategyStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    STOPPED = "STOPPED"
+    ERROR = "ERROR"
+
+
+class ExecutionStatus(StrEnum):
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+
+
+class RiskLimit(StrEnum):
+    """Which risk limit an event is about; the values are the wire names."""
+
+    MAX_POSITION_VALUE = "maxPositionValue"
+    MAX_ORDERS_PER_MINUTE = "maxOrdersPerMinute"
+    STOP_LOSS_PERCENTAGE = "stopLossPercentage"
+    MAX_GROSS_EXPOSURE = "maxGrossExposure"
+    MAX_ORDERS_PER_SECOND = "maxOrdersPerSecond"
+    MAX_DAILY_LOSS = "maxDailyLoss"
+    KILL_SWITCH = "killSwitch"
+    PRICE_UNKNOWN = "priceUnknown"
+
+
+class HaltSource(StrEnum):
+    """What engaged the kill switch."""
+
+    COMMAND = "COMMAND"
+    DAILY_LOSS = "DAILY_LOSS"
+    CONFIG = "CONFIG"
+
+
+RequestId = str | int
+
+
+@record
+class CommandOrigin:
+    """Who asked for a change: lets the edge route the reply to the requester."""
+
+    server: str
+    conn_id: str
+    request_id: RequestId | None = None
+
+
+@record
+class StrategyStatusChanged:
+    topic: ClassVar[Topic] = Topic.STRATEGY_STATUS
+    strategy_id: str
+    name: str
+    status: StrategyStatus
+    previous: StrategyStatus
+    symbols: tuple[str, ...]
+    ts: float
+    origin: CommandOrigin | None = None
+    reason: str | None = None
+
+
+@record
+class SignalEmitted:
+    topic: ClassVar[Topic] = Topic.STRATEGY_SIGNAL
+    signal: Signal
+
+
+@record
+class OrderSubmitted:
+    topic: ClassVar[Topic] = Topic.ORDER_SUBMITTED
+    order: Order
+
+
+@record
+class TradeExecuted:
+    """A fill (or a rejection) and what it did to the strategy's position."""
+
+    topic: ClassVar[Topic] = Topic.STRATEGY_TRADE
+    fill: Fill
+    change: PositionChange | None
+    """None for a rejection, which changes no position."""
+
+
+@record
+class ExecutionStatusChanged:
+    topic: ClassVar[Topic] = Topic.EXECUTION_STATUS
+    status: ExecutionStatus
+    ts: float
+    reason: str | None = None
+    origin: CommandOrigin | None = None
+
+
+@record
+class QuoteUpdated:
+    topic: ClassVar[Topic] = Topic.MARKET_QUOTE
+    tick: Tick
+
+
+@record
+class BarClosed:
+    topic: ClassVar[Topic] = Topic.MARKET_BAR
+    bar: Bar
+
+
+@record
+class OrderRejected:
+    """The risk guardian refused (or the kill switch cancelled) an order."""
+
+    topic: ClassVar[Topic] = Topic.RISK_ORDER_REJECTED
+    order: Order
+    limit: RiskLimit
+    limit_value: float
+    actual_value: float
+    """The value the order would have reached (or the count it would have made)."""
+    reason: str
+    ts: float
+
+
+@record
+class OrderReduced:
+    """The guardian sent a smaller order: one that fits ``maxPositionValue`` (reduce
+    mode), or of a reversal a limit refused, the part that closes the position."""
+
+    topic: ClassVar[Topic] = Topic.RISK_ORDER_REDUCED
+    order: Order
+    """The order as the strategy asked for it."""
+    quantity: float
+    """The quantity that was sent instead."""
+    limit: RiskLimit
+    limit_value: float
+    actual_value: float
+    """What the order would have reached on ``limit`` (after any cut to fit
+    maxPositionValue): the position's value, the gross exposure, or (kill switch)
+    its own notional."""
+    reason: str
+    ts: float
+
+
+@record
+class StopLossTriggered:
+    """A position lost its stopLossPercentage: ``order`` exits it at market."""
+
+    topic: ClassVar[Topic] = Topic.RISK_STOP_LOSS
+    order: Order
+    position_quantity: float
+    entry_price: float
+    trigger_price: float
+    stop_price: float
+    stop_loss_percentage: float
+    unrealized_pnl: float
+    ts: float
+
+
+@record
+class LimitBreached:
+    """The market (not an order) took a value beyond a limit."""
+
+    topic: ClassVar[Topic] = Topic.RISK_LIMIT_BREACH
+    limit: RiskLimit
+    limit_value: float
+    actual_value: float
+    reason: str
+    ts: float
+    strategy_id: str | None = None
+    symbol: str | None = None
+    engages_kill_switch: bool = False
+
+
+@record
+class KillSwitchChanged:
+    topic: ClassVar[Topic] = Topic.RISK_KILL_SWITCH
+    engaged: bool
+    reason: str | None
+    block_all: bool
+    source: HaltSource
+    ts: float
+    origin: CommandOrigin | None = None
+
+
+class JobStatus(StrEnum):
+    """A job's state: exactly the dgbit statuses.
+
+    There is no "cancelled": a cancelled job is FAILED with the error
+    ``"cancelled by user"``, which dgbit clients already know how to show.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+JOB_EVENT_TYPES: Mapping[JobStatus, str] = {
+    JobStatus.PENDING: "job.created",
+    JobStatus.RUNNING: "job.started",
+    JobStatus.COMPLETED: "job.completed",
+    JobStatus.FAILED: "job.failed",
+}
+"""The dgbit event type announcing each status."""
+
+
+@record
+class JobStateChanged:
+    """A job was created (pending), started (running), completed or failed."""
+
+    topic: ClassVar[Topic] = Topic.JOB
+    job_id: str
+    job_type: str
+    """Always "backtest" so far."""
+    status: JobStatus
+    ts: float
+    result: Mapping[str, Any] | None = None
+    """JSON-ready; set when completed (for a backtest: total_trades, win_rate, total_return...)."""
+    error: str | None = None
+    """Set when failed: a sentence a person can act on."""
+
+    @property
+    def event_type(self) -> str:
+        return JOB_EVENT_TYPES[self.status]
+
+
+Event = (
+    StrategyStatusChanged
+    | SignalEmitted
+    | OrderSubmitted
+    | TradeExecuted
+    | ExecutionStatusChanged
+    | QuoteUpdated
+    | BarClosed
+    | OrderRejected
+    | OrderReduced
+    | StopLossTriggered
+    | LimitBreached
+    | KillSwitchChanged
+    | JobStateChanged
+)

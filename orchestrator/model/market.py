@@ -1,0 +1,63 @@
+"""Market data types shared by feeds, bar aggregation, strategies and the broker.
+
+These are hot-path values: records (frozen to the type checker, see
+:mod:`orchestrator.model.records`), no validation.
+"""
+
+from __future__ import annotations
+
+from orchestrator.model.records import record
+
+RESOLUTION_SECONDS: dict[str, int] = {
+    "1s": 1,
+    "5s": 5,
+    "15s": 15,
+    "30s": 30,
+    "1m": 60,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "4h": 14400,
+    "1d": 86400,
+}
+"""Every bar resolution a strategy may ask for, by its wire label."""
+
+
+def resolution_seconds(label: str) -> int:
+    """Length of a bar in seconds; raises KeyError for an unknown label."""
+    return RESOLUTION_SECONDS[label]
+
+
+def bucket_start(ts: float, seconds: int) -> float:
+    """Start of the wall-clock bucket (UTC-aligned) that contains ``ts``."""
+    return float(int(ts // seconds) * seconds)
+
+
+@record
+class Tick:
+    """One trade or quote print: the last price of a symbol at a moment."""
+
+    symbol: str
+    price: float
+    size: float
+    ts: float
+
+
+@record
+class Bar:
+    """OHLCV over ``[start, start + seconds)`` for one symbol at one resolution."""
+
+    symbol: str
+    resolution: str
+    start: float
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    ticks: int
+
+    @property
+    def end(self) -> float:
+        return self.start + RESOLUTION_SECONDS[self.resolution]

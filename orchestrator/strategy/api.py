@@ -1,0 +1,332 @@
+"""The API a strategy is written against.
+
+A strategy is one class in one file: a :class:`Strategy` subclass with a
+:class:`StrategyParams` model. The daemon's config names it by a built-in name
+(``sma_crossover``) or by a dotted import path (``mypackage.momentum:Momentum``),
+so a new strategy needs no change to the daemon. A minimal one::
+
+    class BuyDipsParams(StrategyParams):
+        drop: float = Field(0.01, gt=0, le=0.5, description="Fractional drop that triggers a buy.")
+
+    class BuyDips(Strategy[BuyDipsParams]):
+        params_model = BuyDipsParams
+
+        def on_bar(self, bar: Bar) -> None:
+            if bar.close < bar.open * (1 - self.params.drop) and self.position(bar.symbol) <= 0:
+                self.buy(bar.symbol, bar.close, confidence=0.6, orderType="MARKET")
+
+The contract between a strategy and the runtime that drives it:
+
+- Bars arrive closed and in time order for each (symbol, resolution); the
+  runtime delivers only the resolution the strategy was started with, so a
+  strategy keys its state by symbol.
+- Before going live the runtime feeds :attr:`Strategy.warmup_bars` past bars
+  per symbol through ``on_bar``; signals emitted during warm-up are discarded.
+- Callbacks run on the daemon's event loop: they must return quickly and never
+  block (no sleeping, no network or disk I/O).
+- An exception raised from a callback puts the strategy in ``ERROR``; the
+  runtime catches it, records the reason and stops delivering data.
+- A signal with ``quantity=None`` is sized by the runtime's sizing rule,
+  bounded by the strategy's ``maxPositionValue``. Every signal then passes the
+  risk checks before the paper broker fills it, so a signal is a wish, not a
+  fill: read :meth:`StrategyContext.position` to learn what you hold.
+- While the strategy is ``PAUSED`` the runtime drops signals that would open or
+  increase a position; signals that reduce or close one still go through, and
+  of one that would cross to the other side only the part that closes it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.model.market import Bar, Tick
+from orchestrator.model.orders import BUY, SELL, Side
+
+
+class StrategyLoadError(ValueError):
+    """A strategy named in the config cannot be found or is not a Strategy."""
+
+
+class StrategyParams(BaseModel):
+    """Base for each strategy's parameters.
+
+    Subclasses declare every field with ``Field(default, <bounds>, description=...)``
+    so that a typo or an out-of-range value is an error when the strategy is
+    configured, not a silent default at trading time.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StrategyContext(Protocol):
+    """What the runtime gives a strategy: identity, time, positions and an outlet."""
+
+    @property
+    def strategy_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def now(self) -> float:
+        """Seconds since the Unix epoch, UTC, from the daemon's clock."""
+        ...
+
+    def position(self, symbol: str) -> float:
+        """Signed quantity held: positive long, negative short, 0 flat."""
+        ...
+
+    def emit(
+        self,
+        symbol: str,
+        action: Side,
+        *,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        """Turn a wish to trade into a Signal; sizing, risk and the broker follow."""
+        ...
+
+
+P = TypeVar("P", bound=StrategyParams)
+
+
+class Strategy(Generic[P]):
+    """Base class of every strategy; override ``on_bar`` and/or ``on_tick``.
+
+    See the module docstring for the contract with the runtime.
+    """
+
+    params_model: ClassVar[type[StrategyParams]] = StrategyParams
+    """The parameters this strategy accepts; ``build_params`` validates with it."""
+
+    def __init__(self, params: P, context: StrategyContext) -> None:
+        self.params = params
+        self.context = context
+
+    @property
+    def warmup_bars(self) -> int:
+        """How many past bars per symbol the runtime feeds before going live."""
+        return 0
+
+    def on_bar(self, bar: Bar) -> None:
+        """Called once per closed bar of the strategy's resolution, per symbol."""
+
+    def on_tick(self, tick: Tick) -> None:
+        """Called on every trade or quote print of the strategy's symbols."""
+
+    def position(self, symbol: str) -> float:
+        """Signed quantity held in ``symbol`` (positive long, negative short)."""
+        return self.context.position(symbol)
+
+    def buy(
+        self,
+        symbol: str,
+        price: float,
+        quantity: float | None = None,
+        confidence: float = 1.0,
+        **metadata: Any,
+    ) -> None:
+        """Signal a buy at ``price``; ``quantity=None`` lets the runtime size it."""
+        self._emit(symbol, BUY, price, quantity, confidence, metadata)
+
+    def sell(
+        self,
+        symbol: str,
+        price: float,
+        quantity: float | None = None,
+        confidence: float = 1.0,
+        **metadata: Any,
+    ) -> None:
+        """Signal a sell at ``price``; ``quantity=None`` lets the runtime size it."""
+        self._emit(symbol, SELL, price, quantity, confidence, metadata)
+
+    def close_position(
+        self, symbol: str, price: float, confidence: float = 1.0, **metadata: Any
+    ) -> bool:
+        """Signal the trade that flattens ``symbol``; False (and no signal) when flat.
+
+        The quantity is explicit (the size of the position) so that an exit is
+        never left to the sizing rule. ``metadata["reason"]`` defaults to "exit".
+        """
+        held = self.position(symbol)
+        if held == 0:
+            return False
+        side = SELL if held > 0 else BUY
+        tagged = {"reason": "exit", **metadata}
+        self._emit(symbol, side, price, abs(held), confidence, tagged)
+        return True
+
+    def enter_long(
+        self, symbol: str, price: float, confidence: float = 1.0, **metadata: Any
+    ) -> bool:
+        """Go long unless already long, sized by the runtime; a short is reversed.
+
+        Returns False (and emits nothing) when already long. One signal, one
+        order: the runtime sizes it to the target long plus the short it covers
+        (a netting account reverses in one fill, as live brokers do), and with
+        the kill switch engaged the risk guardian cuts it to the covering part.
+        ``metadata["reason"]`` defaults to "entry", or "reversal" when short.
+        """
+        return self._enter(symbol, BUY, price, confidence, metadata)
+
+    def enter_short(
+        self, symbol: str, price: float, confidence: float = 1.0, **metadata: Any
+    ) -> bool:
+        """Go short unless already short, reversing a long in one order (see enter_long)."""
+        return self._enter(symbol, SELL, price, confidence, metadata)
+
+    def _enter(
+        self,
+        symbol: str,
+        side: Side,
+        price: float,
+        confidence: float,
+        metadata: Mapping[str, Any],
+    ) -> bool:
+        held = self.position(symbol)
+        if held * side.sign > 0:
+            return False
+        tagged = {"reason": "entry" if held == 0 else "reversal", **metadata}
+        self._emit(symbol, side, price, None, confidence, tagged)
+        return True
+
+    def _emit(
+        self,
+        symbol: str,
+        side: Side,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        _check_signal(price, quantity, confidence)
+        self.context.emit(
+            symbol,
+            side,
+            price=price,
+            quantity=quantity,
+            confidence=confidence,
+            metadata=metadata,
+        )
+
+
+def _check_signal(price: float, quantity: float | None, confidence: float) -> None:
+    # Reject here, in the strategy's own call stack, so the traceback points at the bug.
+    # Each chained comparison also fails for NaN.
+    if not 0.0 < price < math.inf:
+        raise ValueError(f"signal price must be a positive finite number, got {price!r}")
+    if quantity is not None and not 0.0 < quantity < math.inf:
+        raise ValueError(
+            f"signal quantity must be a positive finite number or None "
+            f"(let the runtime size it), got {quantity!r}"
+        )
+    if not 0.0 <= confidence <= 1.0:
+        raise ValueError(f"signal confidence must be between 0 and 1, got {confidence!r}")
+
+
+def load_strategy_class(kind: str) -> type[Strategy[Any]]:
+    """The Strategy subclass named by ``kind``.
+
+    ``kind`` is a built-in name (see ``orchestrator.strategy.builtin.BUILTIN_STRATEGIES``)
+    or a dotted import path, ``package.module:ClassName`` or
+    ``package.module.ClassName``. Raises :class:`StrategyLoadError` saying what
+    to fix when the module cannot be imported, lacks the attribute, or the
+    attribute is not a Strategy subclass.
+    """
+    # Imported here because the built-in strategies import this module.
+    from orchestrator.strategy.builtin import BUILTIN_STRATEGIES
+
+    name = kind.strip()
+    if name in BUILTIN_STRATEGIES:
+        return BUILTIN_STRATEGIES[name]
+    module_name, attribute = _split_import_path(name, sorted(BUILTIN_STRATEGIES))
+    module = _import_strategy_module(module_name)
+    if not hasattr(module, attribute):
+        raise StrategyLoadError(
+            f"module {module_name!r} has no attribute {attribute!r}"
+            f"{_available_strategies_hint(module)}"
+        )
+    return _require_strategy_class(getattr(module, attribute), f"{module_name}:{attribute}")
+
+
+def build_params(cls: type[Strategy[Any]], raw: Mapping[str, Any]) -> StrategyParams:
+    """Validate ``raw`` with the strategy's params model; ValidationError propagates."""
+    return cls.params_model.model_validate(dict(raw))
+
+
+def _split_import_path(name: str, builtins: list[str]) -> tuple[str, str]:
+    if ":" in name:
+        module_name, _, attribute = name.partition(":")
+    else:
+        module_name, _, attribute = name.rpartition(".")
+    if not module_name or not attribute.isidentifier():
+        raise StrategyLoadError(
+            f"unknown strategy {name!r}: use a built-in strategy ({', '.join(builtins)}) "
+            f"or an import path such as 'package.module:ClassName'"
+        )
+    return module_name, attribute
+
+
+def _import_strategy_module(module_name: str) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and _is_same_or_parent(exc.name, module_name):
+            raise StrategyLoadError(
+                f"strategy module {module_name!r} not found: check the spelling and "
+                f"that its package is installed or on PYTHONPATH"
+            ) from exc
+        raise StrategyLoadError(
+            f"strategy module {module_name!r} imports {exc.name!r}, which is not installed"
+        ) from exc
+    except Exception as exc:
+        raise StrategyLoadError(
+            f"strategy module {module_name!r} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _is_same_or_parent(missing: str, module_name: str) -> bool:
+    return module_name == missing or module_name.startswith(missing + ".")
+
+
+def _require_strategy_class(candidate: object, where: str) -> type[Strategy[Any]]:
+    if not (inspect.isclass(candidate) and issubclass(candidate, Strategy)):
+        raise StrategyLoadError(
+            f"{where} is {_describe(candidate)}, "
+            "not a subclass of orchestrator.strategy.api.Strategy"
+        )
+    if candidate is Strategy:
+        raise StrategyLoadError(f"{where} is the Strategy base class itself; name a subclass")
+    params_model = candidate.params_model
+    if not (inspect.isclass(params_model) and issubclass(params_model, StrategyParams)):
+        raise StrategyLoadError(
+            f"{where}.params_model must be a subclass of "
+            f"orchestrator.strategy.api.StrategyParams, got {params_model!r}"
+        )
+    return candidate
+
+
+def _describe(candidate: object) -> str:
+    if inspect.isclass(candidate):
+        return f"the class {candidate.__qualname__}"
+    return f"a {type(candidate).__name__}"
+
+
+def _available_strategies_hint(module: ModuleType) -> str:
+    names = sorted(
+        name
+        for name, value in vars(module).items()
+        if inspect.isclass(value) and issubclass(value, Strategy) and value is not Strategy
+    )
+    if not names:
+        return ""
+    return f"; Strategy subclasses it defines: {', '.join(names)}"

@@ -1,0 +1,364 @@
+"""The strategy runtime: runs strategy instances on market data and turns their
+signals into sized orders for the execution service.
+
+It implements the registry's StrategyEngine: the registry decides lifecycle,
+the runtime attaches and detaches strategies, isolates a strategy that raises
+(it goes to ERROR, the others keep running) and closes positions on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from orchestrator.bus import EventBus
+from orchestrator.config import (
+    CatalogEntry,
+    RuntimeConfig,
+    StrategyRunConfig,
+    describe_validation_errors,
+)
+from orchestrator.marketdata.hub import MarketData
+from orchestrator.model.clock import Clock
+from orchestrator.model.errors import InvalidStrategyConfig, StrategyUnavailable
+from orchestrator.model.events import SignalEmitted
+from orchestrator.model.market import Bar, Tick
+from orchestrator.model.orders import Order, OrderPurpose, Side, Signal
+from orchestrator.strategy.api import Strategy, StrategyLoadError, build_params, load_strategy_class
+from orchestrator.strategy.registry import PositionView
+from orchestrator.trading.execution import ExecutionService
+from orchestrator.trading.paper_broker import IdFactory
+from orchestrator.trading.portfolio import reducing_part
+
+log = structlog.get_logger("orchestrator.strategy.runtime")
+
+FailureHandler = Callable[[str, str], object]
+
+
+class RunningStrategy:
+    """One live strategy instance and the context it trades through."""
+
+    def __init__(
+        self, entry: CatalogEntry, config: StrategyRunConfig, runtime: StrategyRuntime
+    ) -> None:
+        self.entry = entry
+        self.config = config
+        self._runtime = runtime
+        self.paused = False
+        self.warming = True
+        self.strategy: Strategy[Any] | None = None
+        self.wants_ticks = False
+
+    @property
+    def strategy_id(self) -> str:
+        return self.entry.id
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    def now(self) -> float:
+        return self._runtime.clock.now()
+
+    def position(self, symbol: str) -> float:
+        """Held quantity including orders in flight, so a strategy never doubles up."""
+        return self._runtime.execution.projected_position(self.entry.id, symbol)
+
+    def emit(
+        self,
+        symbol: str,
+        action: Side,
+        *,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        if self.warming:
+            return
+        if symbol not in self.config.symbols:
+            raise ValueError(
+                f"{self.entry.id} trades {', '.join(self.config.symbols)}, not {symbol}"
+            )
+        self._runtime.route_signal(self, symbol, action, price, quantity, confidence, metadata)
+
+
+class StrategyRuntime:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        market: MarketData,
+        execution: ExecutionService,
+        bus: EventBus,
+        clock: Clock,
+        ids: IdFactory,
+    ) -> None:
+        self._config = config
+        self.market = market
+        self.execution = execution
+        self._bus = bus
+        self.clock = clock
+        self._ids = ids
+        self._running: dict[str, RunningStrategy] = {}
+        self._by_bar: dict[tuple[str, str], list[RunningStrategy]] = {}
+        self._by_tick: dict[str, list[RunningStrategy]] = {}
+        self._configs: dict[str, StrategyRunConfig] = {}
+        self.on_failure: FailureHandler = lambda strategy_id, reason: None
+        market.on_bar(self.deliver_bar)
+        market.on_tick(self.deliver_tick)
+
+    # ------------------------------------------------------------ StrategyEngine
+
+    def check(self, entry: CatalogEntry, config: StrategyRunConfig) -> None:
+        self._load(entry)
+        unknown = [s for s in config.symbols if s not in self.market.symbols]
+        if unknown:
+            raise InvalidStrategyConfig(
+                f"no market data for {', '.join(unknown)}; the feed provides "
+                f"{', '.join(sorted(self.market.symbols))}"
+            )
+
+    async def activate(self, entry: CatalogEntry, config: StrategyRunConfig) -> None:
+        cls, params = self._load(entry)
+        running = RunningStrategy(entry, config, self)
+        strategy = cls(params, running)
+        running.strategy = strategy
+        running.wants_ticks = type(strategy).on_tick is not Strategy.on_tick
+        self._warm_up(running, strategy)
+        self._configs[entry.id] = config
+        self._attach(running)
+        log.info("strategy_activated", strategy_id=entry.id, symbols=config.symbols)
+
+    def pause(self, strategy_id: str) -> None:
+        self._running[strategy_id].paused = True
+
+    def resume(self, strategy_id: str) -> None:
+        self._running[strategy_id].paused = False
+
+    async def deactivate(self, strategy_id: str) -> None:
+        running = self._running.get(strategy_id)
+        if running is not None:
+            self._detach(running)
+        self.execution.broker.cancel_strategy(strategy_id, "strategy stopped")
+        if self._config.close_positions_on_stop:
+            await self._close_positions(strategy_id)
+
+    def positions(self, strategy_id: str) -> Sequence[PositionView]:
+        portfolio = self.execution.book.get(strategy_id)
+        if portfolio is None:
+            return ()
+        return [
+            PositionView(
+                symbol=p.symbol,
+                quantity=p.quantity,
+                entry_price=p.entry_price,
+                current_value=p.market_value,
+                realized_pnl=p.realized_pnl,
+                unrealized_pnl=p.unrealized_pnl,
+            )
+            for p in portfolio.open_positions()
+        ]
+
+    # ------------------------------------------------------------ market data
+
+    def deliver_bar(self, bar: Bar) -> None:
+        for running in self._by_bar.get((bar.symbol, bar.resolution), ()):
+            self._call(running, "on_bar", bar)
+
+    def deliver_tick(self, tick: Tick) -> None:
+        for running in self._by_tick.get(tick.symbol, ()):
+            self._call(running, "on_tick", tick)
+
+    # ------------------------------------------------------------ signals
+
+    def route_signal(
+        self,
+        running: RunningStrategy,
+        symbol: str,
+        action: Side,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        held = running.position(symbol)
+        size = signal_quantity(
+            quantity,
+            action,
+            held,
+            price,
+            running.config.max_position_value,
+            self._config.sizing_fraction,
+        )
+        if size is None:
+            return  # already at or beyond the target on this side: nothing to do
+        if running.paused:
+            # Paused, a strategy may only get out: a reversal keeps its closing part.
+            size = reducing_part(held, action.sign * size)
+            if size == 0.0:
+                log.info("signal_dropped_paused", strategy_id=running.strategy_id, symbol=symbol)
+                return
+        signal = Signal(
+            id=self._ids("sig"),
+            strategy_id=running.strategy_id,
+            strategy_name=running.name,
+            symbol=symbol,
+            action=action,
+            price=price,
+            quantity=size,
+            confidence=confidence,
+            ts=self.clock.now(),
+            metadata=dict(metadata),
+        )
+        self._bus.publish(SignalEmitted(signal))
+        self._send_order(running, signal)
+
+    def _send_order(self, running: RunningStrategy, signal: Signal) -> None:
+        order = Order(
+            id=self.execution.new_order_id(),
+            strategy_id=signal.strategy_id,
+            symbol=signal.symbol,
+            side=signal.action,
+            quantity=signal.quantity or 0.0,
+            ts=signal.ts,
+            purpose=OrderPurpose.SIGNAL,
+            signal_id=signal.id,
+        )
+        if order.quantity <= 0:
+            limit = running.config.max_position_value
+            self.execution.reject(order, too_small_reason(limit, signal.symbol, signal.price))
+            return
+        self.execution.submit(order, running.config)
+
+    # ------------------------------------------------------------ internals
+
+    def _load(self, entry: CatalogEntry) -> tuple[type[Strategy[Any]], Any]:
+        try:
+            cls = load_strategy_class(entry.kind)
+            return cls, build_params(cls, entry.params)
+        except StrategyLoadError as exc:
+            raise StrategyUnavailable(f"strategy {entry.id} cannot be loaded: {exc}") from exc
+        except ValidationError as exc:
+            problems = "; ".join(describe_validation_errors(exc))
+            raise StrategyUnavailable(
+                f"strategy {entry.id} has invalid params: {problems}"
+            ) from exc
+
+    def _warm_up(self, running: RunningStrategy, strategy: Strategy[Any]) -> None:
+        count = strategy.warmup_bars
+        resolution = running.config.data_resolution
+        bars = [
+            bar
+            for symbol in running.config.symbols
+            for bar in self.market.warmup_bars(symbol, resolution, count)
+        ]
+        bars.sort(key=lambda bar: bar.start)
+        try:
+            for bar in bars:
+                strategy.on_bar(bar)
+        except Exception as exc:
+            raise StrategyUnavailable(
+                f"strategy {running.strategy_id} raised during warm-up: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            running.warming = False
+
+    def _attach(self, running: RunningStrategy) -> None:
+        resolution = running.config.data_resolution
+        self._running[running.strategy_id] = running
+        for symbol in running.config.symbols:
+            self.market.subscribe(symbol, resolution)
+            self._by_bar.setdefault((symbol, resolution), []).append(running)
+            if running.wants_ticks:
+                self._by_tick.setdefault(symbol, []).append(running)
+
+    def _detach(self, running: RunningStrategy) -> None:
+        resolution = running.config.data_resolution
+        self._running.pop(running.strategy_id, None)
+        for symbol in running.config.symbols:
+            self.market.unsubscribe(symbol, resolution)
+            _remove(self._by_bar, (symbol, resolution), running)
+            _remove(self._by_tick, symbol, running)
+
+    def _call(self, running: RunningStrategy, callback: str, value: Bar | Tick) -> None:
+        try:
+            getattr(running.strategy, callback)(value)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.exception("strategy_failed", strategy_id=running.strategy_id, callback=callback)
+            self._detach(running)
+            self.on_failure(running.strategy_id, reason)
+
+    async def _close_positions(self, strategy_id: str) -> None:
+        portfolio = self.execution.book.get(strategy_id)
+        if portfolio is None:
+            return
+        orders = []
+        limits = self._configs[strategy_id]
+        for position in portfolio.open_positions():
+            side = Side.SELL if position.quantity > 0 else Side.BUY
+            order = Order(
+                id=self.execution.new_order_id(),
+                strategy_id=strategy_id,
+                symbol=position.symbol,
+                side=side,
+                quantity=abs(position.quantity),
+                ts=self.clock.now(),
+                purpose=OrderPurpose.STRATEGY_STOP,
+            )
+            orders.append(order)
+            self.execution.submit(order, limits)
+        if orders:
+            await self._await_fills(strategy_id, [order.id for order in orders])
+
+    async def _await_fills(self, strategy_id: str, order_ids: list[str]) -> None:
+        try:
+            async with asyncio.timeout(self._config.stop_timeout_seconds):
+                await self.execution.wait_for(order_ids)
+        except TimeoutError:
+            log.warning("positions_not_closed_in_time", strategy_id=strategy_id)
+
+
+def signal_quantity(
+    quantity: float | None,
+    action: Side,
+    held: float,
+    price: float,
+    max_position_value: float,
+    sizing_fraction: float,
+) -> float | None:
+    """The quantity a signal trades; the one sizing rule of live trading and backtests.
+
+    A signal's own ``quantity`` is kept. ``None`` is sized: the units that take
+    ``held`` (orders in flight included) to ``floor(max_position_value *
+    sizing_fraction / price)`` on the signal's side, at least 0 (an order of 0
+    is rejected: see :func:`too_small_reason`). Returns None when a sized
+    signal has nothing to do: the position is already at or beyond the target
+    on that side.
+    """
+    if quantity is not None:
+        return quantity
+    target = math.floor(max_position_value * sizing_fraction / price)
+    size = max(0.0, float(target) - action.sign * held)
+    if size <= 0 and action.sign * held > 0:
+        return None
+    return size
+
+
+def too_small_reason(max_position_value: float, symbol: str, price: float) -> str:
+    """Why a signal sized to 0 units is rejected."""
+    limit = f"maxPositionValue {max_position_value:g}"
+    return f"{limit} buys less than one unit of {symbol} at {price:g}"
+
+
+def _remove(index: dict[Any, list[RunningStrategy]], key: Any, running: RunningStrategy) -> None:
+    members = index.get(key)
+    if members and running in members:
+        members.remove(running)
+        if not members:
+            del index[key]

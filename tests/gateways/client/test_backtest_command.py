@@ -1,0 +1,40 @@
+"""`orchestrator backtest` against a real daemon: a job submitted and followed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateways.client.commands import EXIT_DAEMON_ERROR, EXIT_OK, EXIT_UNREACHABLE
+from tests.gateways.client.test_commands import cli_daemon, dead_url
+
+
+async def test_backtest_runs_a_job_to_completion(capsys: pytest.CaptureFixture[str]) -> None:
+    async with cli_daemon(capsys) as (_, cli):
+        code, out, err = await cli(
+            "backtest", "holder", "--duration", "900", "--resolution", "5s", "--json"
+        )
+    assert code == EXIT_OK, err
+    job = json.loads(out)
+    assert job["status"] == "completed"
+    assert {"total_trades", "win_rate", "total_return"} <= set(job["result"])
+
+
+async def test_a_failing_backtest_exits_1_with_the_reason(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "empty.csv").write_text("timestamp,open,high,low,close,volume\n")
+    async with cli_daemon(capsys, jobs={"data_dir": str(tmp_path)}) as (_, cli):
+        code, out, _ = await cli("backtest", "holder", "--csv", "empty.csv", "--symbol", "aapl")
+    assert code == EXIT_DAEMON_ERROR
+    assert "failed" in out and "empty.csv" in out
+
+
+async def test_backtest_without_a_daemon_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateways.client.commands import main_async
+
+    code = await main_async(["backtest", "holder", "--url", dead_url()])
+    assert code == EXIT_UNREACHABLE
+    assert "is `orchestrator run` running?" in capsys.readouterr().err

@@ -1,0 +1,425 @@
+"""``orchestrator status|start|stop|pause|watch|risk|halt|resume`` against a real daemon.
+
+The CLI runs in-process through its async entry (``main_async``), in the loop of
+the daemon that ``running_daemon`` starts; ``main()`` itself (the sync wrapper
+that calls ``asyncio.run``) is run where no loop is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import structlog
+from websockets.asyncio.server import ServerConnection, serve
+
+from gateways.cli import main as cli
+from gateways.client.commands import (
+    EXIT_DAEMON_ERROR,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    TOKEN_ENV,
+    Output,
+    _wants_color,
+    main_async,
+    risk_url_for,
+)
+from tests.support import TestDaemon, running_daemon, test_config
+
+NO_SLIPPAGE = {"slippage_bps": 0.0}
+WAIT = 5.0
+
+
+def catalog() -> list[dict[str, Any]]:
+    """Two strategies that buy 10 units on their first bar and hold."""
+    return [
+        {
+            "id": strategy_id,
+            "name": f"Hold {symbol}",
+            "kind": "tests.scripted_strategies:BuyThenHold",
+            "defaults": {"symbols": [symbol], "data_resolution": "1s"},
+        }
+        for strategy_id, symbol in (("holder", "AAPL"), ("other", "MSFT"))
+    ]
+
+
+def cli_config(**overrides: Any) -> Any:
+    return test_config(strategies=catalog(), broker=NO_SLIPPAGE, **overrides)
+
+
+class Cli:
+    """Runs the CLI against one daemon and returns (exit code, stdout, stderr)."""
+
+    def __init__(self, test: TestDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+        self.test = test
+        self.capsys = capsys
+        self.url = test.url()
+        self.risk_url = test.url("risk")
+
+    def urls(self, command: str) -> list[str]:
+        if command in ("risk", "halt", "resume"):
+            return ["--url", self.risk_url]
+        if command in ("status", "watch"):
+            return ["--url", self.url, "--risk-url", self.risk_url]
+        return ["--url", self.url]
+
+    async def __call__(self, command: str, *argv: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = await main_async([command, *self.urls(command), *argv])
+        captured = self.capsys.readouterr()
+        return code, captured.out, captured.err
+
+    async def json(self, command: str, *argv: str) -> Any:
+        code, out, err = await self(command, *argv, "--json")
+        assert code == EXIT_OK, err
+        return json.loads(out)
+
+
+@asynccontextmanager
+async def cli_daemon(
+    capsys: pytest.CaptureFixture[str], **overrides: Any
+) -> AsyncIterator[tuple[TestDaemon, Cli]]:
+    # The daemon's own log lines would land in the captured stdout: keep them apart.
+    with structlog.testing.capture_logs():
+        async with running_daemon(cli_config(**overrides)) as test:
+            yield test, Cli(test, capsys)
+
+
+def buy_on_first_bar(test: TestDaemon, symbol: str, price: float) -> None:
+    """Let the holders see their first bar and buy 10 units, filled at ``price``."""
+    test.tick(symbol, price)
+    test.advance(1.0)
+    test.tick(symbol, price)
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT):
+        while not predicate():  # noqa: ASYNC110 - the state moves in the CLI's own task
+            await asyncio.sleep(0.005)
+
+
+def dead_url() -> str:
+    """A URL nothing listens on: a port 0 socket's port, once closed."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"ws://127.0.0.1:{port}/"
+
+
+# ---------------------------------------------------------------- start, stop, pause, status
+
+
+async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFixture[str]) -> None:
+    async with cli_daemon(capsys) as (test, run):
+        code, out, err = await run(
+            "start",
+            "holder",
+            *("--symbols", "aapl,MSFT", "--resolution", "1s", "--max-position-value", "5000"),
+            *("--max-orders-per-minute", "7", "--stop-loss", "2%"),
+        )
+        assert (code, err) == (EXIT_OK, "")
+        assert out == "started holder (Hold AAPL) on AAPL, MSFT\n"
+        buy_on_first_bar(test, "AAPL", 100.0)
+        test.tick("AAPL", 103.0)
+
+        # The start config reached the risk guardian.
+        risk = await run.json("risk")
+        [holder] = risk["data"]["strategies"]
+        assert holder["limits"] == {
+            "maxPositionValue": 5000.0,
+            "maxOrdersPerMinute": 7,
+            "stopLossPercentage": 0.02,
+        }
+
+        code, out, _ = await run("status")
+        assert code == EXIT_OK
+        lines = out.splitlines()
+        assert lines[0] == "execution  RUNNING"
+        header, rule, row, total = lines[2:6]
+        assert header.split() == [
+            *("id", "name", "status", "symbols", "positions"),
+            *("realized", "P&L", "unrealized", "P&L"),
+        ]
+        assert set(rule) == {"-", " "}
+        assert row.split() == [
+            *("holder", "Hold", "AAPL", "ACTIVE", "AAPL,MSFT"),
+            *("AAPL", "10", "@", "100", "0.00", "30.00"),
+        ]
+        # Aligned: every cell starts under its header.
+        assert row.index("ACTIVE") == header.index("status")
+        assert row.rstrip().endswith("30.00") and len(row) == len(header)
+        assert total == "total: realized P&L 0.00, unrealized P&L 30.00"
+        assert "\x1b[" not in out  # no colour when stdout is not a terminal
+
+        status = await run.json("status")
+        assert status["executionStatus"] == "RUNNING"
+        assert status["killSwitch"]["engaged"] is False
+        assert status["pnlSource"] == "risk_guardian"
+        [entry] = status["strategies"]
+        assert entry["id"] == "holder" and entry["status"] == "ACTIVE"
+        assert entry["positions"] == [
+            {"symbol": "AAPL", "quantity": 10.0, "entryPrice": 100.0, "currentValue": 1030.0}
+        ]
+        assert (entry["realizedPnl"], entry["unrealizedPnl"]) == (0.0, 30.0)
+
+        everything = await run.json("status", "--all")
+        assert {s["id"]: s["status"] for s in everything["strategies"]} == {
+            "holder": "ACTIVE",
+            "other": "STOPPED",
+        }
+
+        paused = await run.json("pause", "holder")
+        assert paused["type"] == "strategy_paused"
+        assert paused["data"] == {"strategyId": "holder", "name": "Hold AAPL"}
+        # stop closes the position at market: the order fills on AAPL's next tick.
+        stopping = asyncio.create_task(run("stop", "holder"))
+        await until(lambda: test.tick("AAPL", 104.0) is None and stopping.done())
+        code, out, _ = stopping.result()
+        assert (code, out) == (EXIT_OK, "stopped holder (Hold AAPL)\n")
+        code, out, _ = await run("status")
+        assert "no strategies running" in out
+
+
+async def test_status_without_the_risk_guardian_computes_unrealized_pnl(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (test, run):
+        await run("start", "holder")
+        buy_on_first_bar(test, "AAPL", 100.0)
+        test.tick("AAPL", 99.0)
+        run.risk_url = dead_url()
+        status = await run.json("status")
+        assert status["pnlSource"] == "positions"
+        assert status["killSwitch"] is None
+        [entry] = status["strategies"]
+        assert (entry["realizedPnl"], entry["unrealizedPnl"]) == (None, -10.0)
+
+        code, out, err = await run("status")
+        assert (code, err) == (EXIT_OK, "")
+        assert "total: unrealized P&L -10.00" in out
+        assert f"(risk guardian: no daemon answers at {run.risk_url}: connection refused;" in out
+
+
+# ---------------------------------------------------------------- risk, halt, resume
+
+
+async def test_risk_halt_and_resume(capsys: pytest.CaptureFixture[str]) -> None:
+    async with cli_daemon(capsys) as (test, run):
+        await run("start", "holder")
+        buy_on_first_bar(test, "AAPL", 100.0)
+        code, out, _ = await run("risk")
+        assert code == EXIT_OK
+        lines = out.splitlines()
+        assert lines[0].split() == ["execution", "RUNNING"]
+        assert lines[1].split() == ["kill", "switch", "off"]
+        assert "gross exposure  1,000.00 of 100,000.00" in out
+        assert any(line.split()[:2] == ["holder", "ACTIVE"] for line in out.splitlines())
+
+        code, out, _ = await run("halt", "--reason", "maintenance", "--block-all")
+        assert code == EXIT_OK
+        assert out.startswith("trading halted: ENGAGED (every order blocked) since ")
+        assert out.rstrip().endswith("by COMMAND: maintenance")
+        risk = await run.json("risk")
+        assert risk["type"] == "risk_status"
+        assert risk["data"]["executionStatus"] == "STOPPED"
+        assert risk["data"]["killSwitch"]["reason"] == "maintenance"
+        assert risk["data"]["killSwitch"]["blockAll"] is True
+        status = await run.json("status")
+        assert status["executionStatus"] == "STOPPED"
+
+        released = await run.json("resume", "--reason", "done")
+        assert released["type"] == "kill_switch"
+        assert released["data"]["engaged"] is False and released["data"]["reason"] == "done"
+        halted = await run.json("halt")
+        assert halted["data"]["reason"] == "halted from the command line"
+        assert halted["data"]["blockAll"] is False
+        code, out, _ = await run("resume")
+        assert (code, out) == (EXIT_OK, "trading resumed\n")
+
+
+# ---------------------------------------------------------------- watch
+
+
+async def test_watch_shows_signals_trades_and_risk_events(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (test, run), test.client("risk") as risk:
+        watching = asyncio.create_task(run("watch", "--count", "5"))
+        servers = test.daemon.servers
+        # The watch connects to both: 8082 for strategies, 3002 for risk events.
+        await until(
+            lambda: servers["orchestrator"].client_count == 1 and servers["risk"].client_count == 2
+        )
+        await risk.request({"type": "start_strategy", "id": "holder"})
+        buy_on_first_bar(test, "AAPL", 100.0)
+        await risk.request({"type": "halt_trading", "reason": "lunch"})
+        async with asyncio.timeout(WAIT):
+            code, out, err = await watching
+    assert (code, err) == (EXIT_OK, "")
+    # Two connections: the order holds within each server's stream.
+    [kill_switch] = [line.split(None, 4) for line in out.splitlines() if "kill switch" in line]
+    assert kill_switch[1:4] == ["kill", "switch", "-"]
+    assert kill_switch[4].startswith("ENGAGED (reduce-only) since ")
+    assert kill_switch[4].endswith("by COMMAND: lunch")
+    strategies = [line.split(None, 3) for line in out.splitlines() if "kill switch" not in line]
+    assert [(kind, strategy) for _, kind, strategy, _ in strategies] == [
+        ("started", "holder"),
+        ("signal", "holder"),
+        ("trade", "holder"),
+        ("execution", "-"),
+    ]
+    assert strategies[0][3] == "Hold AAPL on AAPL"
+    assert strategies[1][3].startswith("BUY 10 AAPL @ 100  confidence ")
+    assert strategies[2][3].startswith("BUY 10 AAPL @ 100  FILLED  order_")
+    assert strategies[3][3] == "STOPPED: lunch"
+
+
+async def test_watch_json_lines_filtered_by_type_and_strategy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (test, run), test.client() as other:
+        watching = asyncio.create_task(
+            run("watch", "--json", "--type", "trades", "--strategy", "other", "--count", "1")
+        )
+        server = test.daemon.servers["orchestrator"]
+        await until(lambda: server.client_count == 2)
+        # Only 8082 types were asked for: the watch did not connect to 3002.
+        assert test.daemon.servers["risk"].client_count == 0
+        await other.request({"type": "start_strategy", "id": "holder"})
+        await other.request({"type": "start_strategy", "id": "other"})
+        buy_on_first_bar(test, "AAPL", 100.0)
+        buy_on_first_bar(test, "MSFT", 400.0)
+        async with asyncio.timeout(WAIT):
+            code, out, err = await watching
+    assert (code, err) == (EXIT_OK, "")
+    [line] = out.splitlines()
+    message = json.loads(line)
+    assert message["type"] == "strategy_trade"
+    assert message["data"]["strategyId"] == "other" and message["data"]["symbol"] == "MSFT"
+
+
+# ---------------------------------------------------------------- failures and exit codes
+
+
+async def test_a_daemon_error_exits_1_with_its_code_and_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (_, run):
+        code, out, err = await run("start", "nope")
+        assert (code, out) == (EXIT_DAEMON_ERROR, "")
+        assert err.startswith("orchestrator start: the daemon refused start_strategy: no strategy")
+        assert err.rstrip().endswith("(unknown_strategy)")
+        code, _, err = await run("pause", "holder")
+        assert code == EXIT_DAEMON_ERROR and "(invalid_transition)" in err
+        code, _, err = await run("start", "holder", "--resolution", "7m")
+        assert code == EXIT_DAEMON_ERROR and "(invalid_config)" in err
+        code, _, err = await run("resume")
+        assert code == EXIT_DAEMON_ERROR
+        assert "trading is not halted: there is nothing to resume (invalid_transition)" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["start", "holder"],
+        ["stop", "holder"],
+        ["pause", "holder"],
+        ["watch"],
+        ["risk"],
+        ["halt"],
+        ["resume"],
+    ],
+)
+async def test_no_daemon_exits_3_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    url = dead_url()
+    code = await main_async([*argv, "--url", url])
+    captured = capsys.readouterr()
+    assert code == EXIT_UNREACHABLE
+    assert captured.out == ""
+    assert captured.err == (
+        f"orchestrator {argv[0]}: no daemon answers at {url}: connection refused"
+        " — is `orchestrator run` running?\n"
+    )
+
+
+def test_main_is_the_sync_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    url = dead_url()
+    assert cli.main(["risk", "--url", url, "--json"]) == EXIT_UNREACHABLE
+    assert "no daemon answers" in capsys.readouterr().err
+
+
+async def test_no_reply_exits_4(capsys: pytest.CaptureFixture[str]) -> None:
+    async def silent(ws: ServerConnection) -> None:
+        async for _ in ws:
+            pass
+
+    async with serve(silent, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        code = await main_async(["risk", "--url", url, "--timeout", "0.2"])
+    assert code == EXIT_TIMEOUT
+    assert capsys.readouterr().err == (
+        "orchestrator risk: no reply to get_risk_status within 0.2 s\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--url", "http://localhost:8082"],
+        ["watch", "--type", "gossip"],
+        ["start"],
+        ["start", "holder", "--stop-loss", "lots"],
+        ["halt", "--timeout", "0"],
+    ],
+)
+async def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        await main_async(argv)
+    assert caught.value.code == EXIT_USAGE
+    assert "usage: orchestrator" in capsys.readouterr().err
+
+
+async def test_tokens_by_option_and_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with cli_daemon(capsys, security={"tokens": ["s3cret"]}) as (_, run):
+        code, _, err = await run("status", "--token", "wrong")
+        assert code == EXIT_DAEMON_ERROR
+        assert "refused the connection with HTTP 401" in err and "wrong" not in err
+        assert (await run("risk", "--token", "s3cret"))[0] == EXIT_OK
+        monkeypatch.setenv(TOKEN_ENV, "s3cret")
+        assert (await run("status"))[0] == EXIT_OK
+
+
+# ---------------------------------------------------------------- output details
+
+
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert _wants_color(Terminal()) and not _wants_color(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not _wants_color(Terminal())
+    assert Output(Terminal(), color=True).paint("ACTIVE", "green") == "\x1b[32mACTIVE\x1b[0m"
+    assert Output(Terminal(), color=False).paint("ACTIVE", "green") == "ACTIVE"
+
+
+def test_the_risk_guardian_is_found_beside_the_orchestrator_server() -> None:
+    assert risk_url_for("ws://localhost:8082") == "ws://localhost:3002/ws"
+    assert risk_url_for("wss://trading.example.com:9082/") == "wss://trading.example.com:3002/ws"
+    assert risk_url_for("ws://[::1]:8082") == "ws://[::1]:3002/ws"

@@ -1,0 +1,243 @@
+"""The writer stage: events reach clients only after their commit, in order, never
+after a failed one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import JournalConfig, StrategyRunConfig
+from orchestrator.journal.store import (
+    Journal,
+    JournalBacklog,
+    JournalConflict,
+    JournalError,
+    Record,
+)
+from orchestrator.journal.writer import JournalWriter
+from orchestrator.model.events import Event, QuoteUpdated, StrategyStatus, TradeExecuted
+from orchestrator.model.market import Tick
+from orchestrator.model.orders import Side
+from tests.orchestrator.journal.journal_support import T0, Trading, run_config
+
+DEADLINE = 10.0
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal.open(tmp_path / "journal.sqlite3")
+
+
+def events_of(records: Sequence[Record]) -> list[Event]:
+    return [r for r in records if not hasattr(r, "config")]
+
+
+class Receiver:
+    """A client: records what it is told and checks it is already in the journal,
+    read through a second (read-only) connection as another process would."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.told: list[Event] = []
+        self.batches = 0
+        self.unjournaled_trades: list[str] = []
+        self.arrived = asyncio.Event()
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        self.batches += 1
+        with Journal.open_readonly(self.path) as reader:
+            stored = {fill.id for fill in reader.fills()}
+        for event in events:
+            if isinstance(event, TradeExecuted) and event.fill.id not in stored:
+                self.unjournaled_trades.append(event.fill.id)
+        self.told.extend(events)
+        self.arrived.set()
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.told) < count:
+            self.arrived.clear()
+            await self.arrived.wait()
+
+
+def quote(price: float) -> QuoteUpdated:
+    return QuoteUpdated(Tick("AAPL", price, 1.0, T0))
+
+
+def trading_records(trading: Trading, rounds: int) -> list[Record]:
+    records: list[Record] = [*trading.status("sma", StrategyStatus.ACTIVE, run_config("AAPL"))]
+    for i in range(rounds):
+        records.append(quote(100.0 + i))
+        side = Side.BUY if i % 2 == 0 else Side.SELL
+        records += trading.round_trip("sma", "AAPL", side, 1 + i % 3, 100.0 + i)
+    return records
+
+
+async def test_clients_are_told_only_what_is_committed_in_order(journal: Journal) -> None:
+    receiver = Receiver(journal.path)
+    writer = JournalWriter(journal, receiver, max_events=7)
+    task = asyncio.create_task(writer.run())
+    records = trading_records(Trading(), 40)
+    for record in records[:50]:
+        writer.submit(record)
+    await asyncio.sleep(0)  # let a first batch start so later ones queue behind it
+    for record in records[50:]:
+        writer.submit(record)
+    async with asyncio.timeout(DEADLINE):
+        await writer.flush()
+    assert receiver.told == events_of(records)
+    assert receiver.unjournaled_trades == []
+    assert 1 < receiver.batches < len(records)  # batched, at most 7 per commit
+    assert writer.stats.batches >= len(records) // 7
+    assert writer.stats.records == sum(not isinstance(r, QuoteUpdated) for r in records)
+    assert writer.stats.max_seconds > 0 and writer.stats.total_seconds >= writer.stats.max_seconds
+    assert writer.pending == 0
+    async with asyncio.timeout(DEADLINE):
+        await writer.close()
+        await task  # close() ends run() cleanly
+
+
+async def test_a_batch_of_quotes_only_is_told_without_a_commit(journal: Journal) -> None:
+    receiver = Receiver(journal.path)
+    writer = JournalWriter(journal, receiver)
+    writer.submit(quote(1.0))
+    writer.submit(quote(2.0))
+    await writer.flush()  # without run(), flush drains itself
+    assert receiver.told == [quote(1.0), quote(2.0)]
+    assert writer.stats.batches == 0
+    await writer.close()
+
+
+async def test_a_failed_commit_is_never_told_and_stops_the_writer(journal: Journal) -> None:
+    receiver = Receiver(journal.path)
+    writer = JournalWriter(journal, receiver, max_events=3)
+    trading = Trading()
+    good = trading.round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+    reused = Trading().round_trip("sma", "AAPL", Side.SELL, 5, 99.0)  # ids start over
+    after = trading.round_trip("sma", "AAPL", Side.BUY, 1, 101.0)
+    for record in [*good, *reused, *after]:
+        writer.submit(record)
+    with pytest.raises(JournalConflict, match="ids must not be reused"):
+        async with asyncio.timeout(DEADLINE):
+            await writer.run()
+    assert receiver.told == good
+    assert writer.failure is not None
+    with pytest.raises(JournalError):
+        await writer.flush()
+    writer.submit(quote(1.0))  # ignored from now on
+    assert receiver.told == good
+    with Journal.open_readonly(journal.path) as reader:
+        assert [f.id for f in reader.fills()] == [good[2].fill.id]  # type: ignore[union-attr]
+    await writer.close()
+
+
+async def test_a_failure_wakes_those_waiting_for_a_flush(journal: Journal) -> None:
+    writer = JournalWriter(journal, Receiver(journal.path))
+    task = asyncio.create_task(writer.run())
+    writer.submit(Trading().round_trip("s", "AAPL", Side.BUY, 1, 1.0)[0])
+    await writer.flush()
+    writer.submit(Trading().round_trip("s", "AAPL", Side.BUY, 2, 9.0)[0])  # sig_000001 again
+    async with asyncio.timeout(DEADLINE):
+        with pytest.raises(JournalConflict):
+            await writer.flush()
+        with pytest.raises(JournalConflict):
+            await task
+    await writer.close()
+
+
+async def test_a_backlog_beyond_the_bound_stops_the_writer(journal: Journal) -> None:
+    receiver = Receiver(journal.path)
+    writer = JournalWriter(journal, receiver, max_pending=10)
+    records = [r for r in trading_records(Trading(), 10) if not isinstance(r, QuoteUpdated)]
+    for record in records[:11]:
+        writer.submit(record)
+    with pytest.raises(JournalBacklog, match="10 events behind"):
+        async with asyncio.timeout(DEADLINE):
+            await writer.run()
+    assert receiver.told == []
+    await writer.close()
+
+
+async def test_quotes_and_bars_never_count_as_a_journal_backlog(journal: Journal) -> None:
+    # A feed faster than the disk must not stop the daemon: quotes are not written.
+    receiver = Receiver(journal.path)
+    writer = JournalWriter(journal, receiver, max_pending=10)
+    for i in range(1000):
+        writer.submit(quote(float(i + 1)))
+    assert writer.failure is None
+    task = asyncio.create_task(writer.run())
+    await writer.flush()
+    assert len(receiver.told) == 1000
+    await writer.close()
+    await task
+
+
+async def test_status_changes_are_journaled_with_the_config_they_ran_with(
+    journal: Journal,
+) -> None:
+    configs = {"sma": run_config("AAPL", max_position_value=5000.0)}
+
+    def config_of(strategy_id: str) -> StrategyRunConfig | None:
+        return configs.get(strategy_id)
+
+    receiver = Receiver(journal.path)
+    writer = JournalWriter(journal, receiver, config_of=config_of)
+    trading = Trading()
+    started = trading.status("sma", StrategyStatus.ACTIVE)
+    writer.submit(started[0])
+    configs["sma"] = run_config("MSFT")  # a later change must not rewrite what was captured
+    unknown = trading.status("other", StrategyStatus.ACTIVE)
+    writer.submit(unknown[0])
+    await writer.close()
+    assert receiver.told == [started[0], unknown[0]]  # the config records are not told
+    with Journal.open(journal.path) as again:
+        restored = {s.id: s for s in again.restorable_strategies()}
+    assert restored["sma"].status is StrategyStatus.ACTIVE
+    assert restored["sma"].config == run_config("AAPL", max_position_value=5000.0)
+    assert restored["other"].status is StrategyStatus.ERROR  # no config: not restored
+
+
+async def test_a_full_batch_does_not_wait_for_the_delay(journal: Journal) -> None:
+    receiver = Receiver(journal.path)
+    writer = JournalWriter(journal, receiver, max_events=3, max_delay=3600.0)
+    task = asyncio.create_task(writer.run())
+    records = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+    for record in records:
+        writer.submit(record)
+    async with asyncio.timeout(DEADLINE):
+        await receiver.wait_for(3)
+        writer.submit(quote(1.0))  # not full: would wait an hour, but a flush sends it now
+        await writer.flush()
+    assert receiver.told == [*records, quote(1.0)]
+    assert receiver.batches == 2
+    await writer.close()
+    await task
+
+
+async def test_built_from_the_config(journal: Journal) -> None:
+    config = JournalConfig(batch_max_events=2, batch_max_delay_ms=0, max_pending_events=1000)
+    receiver = Receiver(journal.path)
+    writer = JournalWriter.from_config(journal, receiver, config)
+    records = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+    for record in records:
+        writer.submit(record)
+    await writer.close()
+    assert receiver.batches == 2
+    assert receiver.told == records
+
+
+async def test_a_failing_receiver_does_not_stop_the_journal(journal: Journal) -> None:
+    told: list[Event] = []
+
+    def deliver(events: Sequence[Event]) -> None:
+        told.extend(events)
+        raise RuntimeError("a broken server")
+
+    writer = JournalWriter(journal, deliver, max_events=1)
+    for record in Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0):
+        writer.submit(record)
+    await writer.close()
+    assert len(told) == 3
+    assert writer.deliver_errors == 3
