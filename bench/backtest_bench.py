@@ -54,11 +54,11 @@ from pydantic import Field
 
 from bench.report import machine, table
 from orchestrator.backtest.engine import BacktestEngine, RoundTrip
-from orchestrator.config import StrategyRunConfig
 from orchestrator.model.market import Bar
 from orchestrator.strategy.api import Strategy, StrategyContext, StrategyParams
+from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.strategy.indicators import DualSMA
-from orchestrator.trading.paper_broker import PaperBrokerConfig
+from orchestrator.trading.config import PaperBrokerConfig
 
 CASH = 10_000.0
 TILED_BARS = 1_000_000

@@ -50,9 +50,9 @@ from bench.report import machine, percentile, table
 from bench.rig import daemon_config, start_background, stop_background, wait_until
 from gateways.api import outbound
 from gateways.api.market_data import quote_data
+from gateways.config import LoggingConfig
 from gateways.daemon import Daemon
 from gateways.logs import configure_logging
-from orchestrator.config import LoggingConfig
 from orchestrator.model.market import Tick
 
 CLIENTS = 100

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report import machine, percentile, table
+from gateways.config import LoggingConfig
 from gateways.logs import configure_logging
-from orchestrator.config import LoggingConfig
 from orchestrator.journal.store import Journal, Record
 from orchestrator.journal.writer import JournalWriter
 from orchestrator.model.events import Event, OrderSubmitted, SignalEmitted, TradeExecuted

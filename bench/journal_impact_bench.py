@@ -45,12 +45,13 @@ from bench.bare_server import BareServer
 from bench.clients import Arrivals, ClientSpec, all_arrivals, start_clients
 from bench.report import machine, percentile, table
 from bench.rig import daemon_config, paced, start_background, stop_background, wait_until
+from gateways.config import DaemonConfig, LoggingConfig
 from gateways.daemon import Daemon
 from gateways.logs import configure_logging
-from orchestrator.config import CatalogEntry, DaemonConfig, LoggingConfig, StrategyRunConfig
 from orchestrator.model.events import Event, Topic, TradeExecuted
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import TradeStatus
+from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
 
 ON = "journal on"
 OFF = "journal off"

@@ -52,12 +52,13 @@ from bench.clients import Arrivals, ClientSpec, all_arrivals, start_clients
 from bench.report import machine, percentile, table
 from bench.rig import daemon_config, paced, start_background, stop_background, wait_until
 from gateways.api import outbound
+from gateways.config import DaemonConfig, LoggingConfig
 from gateways.daemon import Daemon
 from gateways.logs import configure_logging
-from orchestrator.config import CatalogEntry, DaemonConfig, LoggingConfig, StrategyRunConfig
 from orchestrator.model.events import Event, SignalEmitted, Topic, TradeExecuted
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Fill, Side, Signal, TradeStatus
+from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
 
 CLIENT_COUNTS = (1, 10, 100)
 TICKS_PER_SECOND = 100.0

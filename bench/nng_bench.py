@@ -45,11 +45,11 @@ import pynng
 from bench.report import machine, table
 from gateways.client.nng_client import EventSubscriber, TickPublisher
 from gateways.client.nng_wire import event_frame, tick_message, ticks_message, topic_prefix
+from gateways.config import DaemonConfig, LoggingConfig, NngBusConfig
 from gateways.daemon import Daemon
 from gateways.logs import configure_logging
 from gateways.nng.publisher import NngPublisher, nng_message
 from orchestrator.bus import EventBus
-from orchestrator.config import DaemonConfig, LoggingConfig, NngBusConfig
 from orchestrator.model.clock import SystemClock, iso_utc
 from orchestrator.model.events import Event, QuoteUpdated, Topic
 from orchestrator.model.market import Tick

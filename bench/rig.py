@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateways.config import DaemonConfig
 from gateways.daemon import Daemon
-from orchestrator.config import DaemonConfig
 
 
 def daemon_config(state_dir: str, **overrides: Any) -> DaemonConfig:

@@ -25,24 +25,26 @@ import time
 from dataclasses import dataclass
 
 from bench.report import machine, table
+from gateways.config import LoggingConfig
 from gateways.logs import configure_logging
 from orchestrator.bus import EventBus
-from orchestrator.config import LoggingConfig, StrategyRunConfig
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.events import TradeExecuted
+from orchestrator.model.ids import SequentialIds
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Fill, Order, Side, TradeStatus
+from orchestrator.risk.config import RiskConfig
 from orchestrator.risk.guardian import (
     NO_ACTIONS,
     Halt,
     PreTradeCheck,
     RiskActions,
-    RiskConfig,
     RiskGuardian,
     Verdict,
 )
+from orchestrator.strategy.config import StrategyRunConfig
+from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.execution import ExecutionService
-from orchestrator.trading.paper_broker import PaperBrokerConfig, SequentialIds
 from orchestrator.trading.portfolio import PortfolioBook, PositionChange
 
 START = 1_700_000_000.0

@@ -32,17 +32,19 @@ from dataclasses import dataclass
 
 from bench.report import machine, table
 from bench.rig import daemon_config, start_background, stop_background
+from gateways.config import DaemonConfig, LoggingConfig
 from gateways.daemon import Daemon
 from gateways.logs import configure_logging
 from orchestrator.bus import EventBus
-from orchestrator.config import CatalogEntry, DaemonConfig, LoggingConfig, StrategyRunConfig
 from orchestrator.kernel import build_trading_core
 from orchestrator.marketdata.bars import BarAggregator
-from orchestrator.marketdata.feeds import SyntheticFeed, SyntheticFeedConfig
+from orchestrator.marketdata.config import SyntheticFeedConfig
+from orchestrator.marketdata.feeds import SyntheticFeed
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.events import Event, Topic, TradeExecuted
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import TradeStatus
+from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
 from orchestrator.strategy.registry import StrategyRegistry
 
 SYMBOL_COUNTS = (1, 10, 100)

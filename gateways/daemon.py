@@ -18,6 +18,7 @@ from gateways.api.jobs import JobCommands, orchestrator_command_parser
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
 from gateways.api.risk import RiskCommands, risk_command_parser
 from gateways.api.strategy_commands import StrategyCommands
+from gateways.config import DaemonConfig, ServerConfig
 from gateways.dgbit import DgbitEndpoints, DgbitTranslator
 from gateways.nng.feed import NngFeed
 from gateways.nng.publisher import NngBindError, NngPublisher
@@ -35,14 +36,14 @@ from gateways.ws.server import (
 from gateways.ws.static_files import StaticFiles
 from orchestrator.backtest.jobs import JobManager
 from orchestrator.bus import EventBus
-from orchestrator.config import DaemonConfig, ServerConfig, StrategyRunConfig
 from orchestrator.journal.store import Journal, JournalError
 from orchestrator.journal.writer import DirectDelivery, JournalWriter
 from orchestrator.kernel import TradingCore, build_trading_core
-from orchestrator.marketdata.feeds import NngFeedConfig
+from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
 from orchestrator.model.events import Event, TradeExecuted
+from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.strategy.registry import StrategyRegistry
 
 log = structlog.get_logger("gateways.daemon")

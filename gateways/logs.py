@@ -9,7 +9,7 @@ from typing import TextIO
 import orjson
 import structlog
 
-from orchestrator.config import LoggingConfig
+from gateways.config import LoggingConfig
 
 _LEVELS = {
     "debug": logging.DEBUG,

@@ -1,23 +1,39 @@
 """The trading core as one unit: market data, risk, execution and the strategy
-runtime, built from the config. The composition root builds it once."""
+runtime, built from the components' configs. The composition root builds it once."""
 
 from __future__ import annotations
 
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.bus import EventBus
-from orchestrator.config import DaemonConfig
+from orchestrator.marketdata.config import MarketDataConfig
 from orchestrator.marketdata.feeds import Feed, build_feed
 from orchestrator.marketdata.hub import MarketData
 from orchestrator.model.clock import Clock
 from orchestrator.model.events import HaltSource
+from orchestrator.model.ids import SequentialIds
+from orchestrator.risk.config import RiskConfig
 from orchestrator.risk.guardian import Halt, RiskGuardian
+from orchestrator.strategy.config import RuntimeConfig
 from orchestrator.strategy.runtime import StrategyRuntime
+from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.execution import ExecutionService
-from orchestrator.trading.paper_broker import SequentialIds
 from orchestrator.trading.portfolio import PortfolioBook
+
+
+class TradingConfig(Protocol):
+    """The component configs the core is built from (the daemon config has them all)."""
+
+    @property
+    def market_data(self) -> MarketDataConfig: ...
+    @property
+    def broker(self) -> PaperBrokerConfig: ...
+    @property
+    def risk(self) -> RiskConfig: ...
+    @property
+    def runtime(self) -> RuntimeConfig: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +55,7 @@ class TradingCore:
 
 
 def build_trading_core(
-    config: DaemonConfig,
+    config: TradingConfig,
     bus: EventBus,
     clock: Clock,
     feed: Feed | None = None,

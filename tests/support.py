@@ -18,8 +18,8 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from gateways.config import DaemonConfig
 from gateways.daemon import Daemon
-from orchestrator.config import DaemonConfig
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.events import Event
 from orchestrator.model.market import Tick

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.config import default_runtime_dir
+from gateways.config import default_runtime_dir
 from orchestrator.journal.store import default_state_dir
 from tests.conftest import USER_DIRS, USER_HOME, fingerprint
 

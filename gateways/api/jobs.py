@@ -23,11 +23,12 @@ from gateways.api.inbound import (
     StartStrategyConfig,
     StrategyCommand,
 )
+from gateways.config import DaemonConfig
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.backtest.engine import BacktestSpec, CsvSource, SyntheticSource
 from orchestrator.backtest.jobs import JobInfo, JobManager
-from orchestrator.config import DaemonConfig, describe_validation_errors
 from orchestrator.model.clock import Clock
+from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.registry import StrategyRegistry
 
 

@@ -18,10 +18,10 @@ from pydantic import Field, TypeAdapter
 from gateways.api import outbound
 from gateways.api.inbound import STRATEGY_COMMANDS, Command, CommandParser, StrategyCommand
 from gateways.ws.server import CommandHandler, Replies, Session
-from orchestrator.config import StrategyRunConfig
 from orchestrator.model.clock import Clock, iso_utc
 from orchestrator.model.events import CommandOrigin, HaltSource, StrategyStatus
 from orchestrator.risk.guardian import Halt, PositionRisk, RiskGuardian, RiskSnapshot, StrategyRisk
+from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.strategy.registry import StrategyRegistry
 from orchestrator.trading.execution import ExecutionService
 

@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.config import JournalConfig, load_config
+from gateways.config import load_config
+from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import (
     Journal,
     JournalError,

@@ -11,10 +11,11 @@ from pydantic import ValidationError
 
 from gateways.cli.journal import add_journal_parser, journal_command
 from gateways.client.commands import CLIENT_COMMANDS, add_client_parsers, client_command
+from gateways.config import DaemonConfig, load_config
 from gateways.logs import configure_logging
-from orchestrator.config import DaemonConfig, describe_validation_errors, load_config
 from orchestrator.model.errors import ConfigError
-from orchestrator.strategy.api import StrategyLoadError, build_params, load_strategy_class
+from orchestrator.model.validation import describe_validation_errors
+from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -255,13 +255,16 @@ def client_command(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
 
+def build_client_parser() -> argparse.ArgumentParser:
+    """A parser of the client commands alone, as ``orchestrator`` parses them."""
+    parser = argparse.ArgumentParser(prog="orchestrator")
+    add_client_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return parser
+
+
 async def main_async(argv: Sequence[str]) -> int:
     """``orchestrator ARGV`` for a command of this module, in the running loop (tests)."""
-    from gateways.cli.main import build_parser
-
-    args = build_parser().parse_args(argv)
-    if args.command not in CLIENT_COMMANDS:
-        raise ValueError(f"{args.command} is not a client command")
+    args = build_client_parser().parse_args(argv)
     return await run_client_command(args)
 
 

@@ -44,12 +44,8 @@ import pynng
 import structlog
 
 from gateways.nng.publisher import DropLog, listen
-from orchestrator.marketdata.feeds import (
-    EPOCH_MILLISECONDS_THRESHOLD,
-    NngFeedConfig,
-    TickSink,
-    ohlcv_ticks,
-)
+from orchestrator.marketdata.config import NngFeedConfig
+from orchestrator.marketdata.feeds import EPOCH_MILLISECONDS_THRESHOLD, TickSink, ohlcv_ticks
 from orchestrator.model.clock import Clock
 from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
 

@@ -42,8 +42,8 @@ import structlog
 from gateways.api import outbound
 from gateways.api.market_data import bar_data, quote_data
 from gateways.client.nng_wire import event_frame, topic_prefix
+from gateways.config import NngBusConfig
 from gateways.dgbit import _job_message as dgbit_job_message
-from orchestrator.config import NngBusConfig
 from orchestrator.model.clock import Clock, iso_utc
 from orchestrator.model.events import (
     BarClosed,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import structlog
 
-from orchestrator.config import SecurityConfig
+from gateways.config import SecurityConfig
 
 log = structlog.get_logger("gateways.ws.auth")
 

@@ -37,6 +37,7 @@ from websockets.typing import Origin
 
 from gateways.api import outbound
 from gateways.api.inbound import Command, CommandParser, ResumeStream, request_context
+from gateways.config import ConnectionConfig, SecurityConfig, ServerConfig
 from gateways.ws.auth import TokenChecker, bearer_token
 from gateways.ws.observability import (
     HEALTH_PATH,
@@ -48,7 +49,6 @@ from gateways.ws.observability import (
 )
 from gateways.ws.static_files import StaticFiles
 from gateways.ws.stream import Resync, StreamLog
-from orchestrator.config import ConnectionConfig, SecurityConfig, ServerConfig
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import CommandOrigin, Event

@@ -60,26 +60,14 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import Field, ValidationError, model_validator
 
 from orchestrator.bus import EventBus
-from orchestrator.config import (
-    CatalogEntry,
-    FrozenModel,
-    RuntimeConfig,
-    StrategyRunConfig,
-    Symbol,
-    describe_validation_errors,
-)
 from orchestrator.marketdata.bars import aggregate
-from orchestrator.marketdata.feeds import (
-    FeedError,
-    SyntheticFeed,
-    SyntheticFeedConfig,
-    load_ohlcv,
-    ohlcv_ticks,
-)
+from orchestrator.marketdata.config import SyntheticFeedConfig
+from orchestrator.marketdata.feeds import FeedError, SyntheticFeed, load_ohlcv, ohlcv_ticks
 from orchestrator.model.clock import ManualClock, iso_utc
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import HaltSource
-from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick
+from orchestrator.model.ids import IdFactory
+from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Symbol, Tick
 from orchestrator.model.orders import (
     FILLED,
     SIGNAL,
@@ -89,11 +77,16 @@ from orchestrator.model.orders import (
     TradeStatus,
     rejection,
 )
-from orchestrator.risk.guardian import NO_ACTIONS, Halt, RiskActions, RiskConfig, RiskGuardian
+from orchestrator.model.validation import FrozenModel, describe_validation_errors
+from orchestrator.risk.config import RiskConfig
+from orchestrator.risk.guardian import NO_ACTIONS, Halt, RiskActions, RiskGuardian
 from orchestrator.risk.guardian import stop_price as risk_stop_price
-from orchestrator.strategy.api import Strategy, StrategyLoadError, build_params, load_strategy_class
+from orchestrator.strategy.api import Strategy
+from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRunConfig
+from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
 from orchestrator.strategy.runtime import signal_quantity, too_small_reason
-from orchestrator.trading.paper_broker import IdFactory, PaperBroker, PaperBrokerConfig
+from orchestrator.trading.config import PaperBrokerConfig
+from orchestrator.trading.paper_broker import PaperBroker
 from orchestrator.trading.portfolio import PortfolioBook, Position, PositionChange
 
 DAY_SECONDS = 86_400

@@ -44,9 +44,9 @@ from typing import Any
 
 import structlog
 
+from orchestrator.backtest.config import JobsConfig
 from orchestrator.backtest.engine import BacktestCancelled, BacktestError, BacktestSpec, CsvSource
 from orchestrator.bus import EventBus
-from orchestrator.config import JobsConfig
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import InvalidTransition, OrchestratorError
 from orchestrator.model.events import JobStateChanged, JobStatus

@@ -63,7 +63,7 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from orchestrator.config import JournalConfig, StrategyRunConfig
+from orchestrator.journal.config import JournalConfig
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import (
     Event,
@@ -77,6 +77,7 @@ from orchestrator.model.events import (
 )
 from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, Signal, TradeStatus
 from orchestrator.risk.guardian import Halt
+from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import PortfolioBook
 
 log = structlog.get_logger("orchestrator.journal.store")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from orchestrator.config import JournalConfig, StrategyRunConfig
+from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import (
     Journal,
     JournalBacklog,
@@ -43,6 +43,7 @@ from orchestrator.journal.store import (
     journaled,
 )
 from orchestrator.model.events import Event, StrategyStatusChanged
+from orchestrator.strategy.config import StrategyRunConfig
 
 log = structlog.get_logger("orchestrator.journal.store")
 

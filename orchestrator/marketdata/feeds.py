@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import heapq
-import ipaddress
 import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -31,19 +30,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain, pairwise
 from pathlib import Path
-from typing import Annotated, Literal, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
 import structlog
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    field_validator,
-    model_validator,
-)
 
+from orchestrator.marketdata.config import (
+    CsvReplayFeedConfig,
+    FeedConfig,
+    NngFeedConfig,
+    ReplaySpeed,
+    SyntheticFeedConfig,
+)
 from orchestrator.model.clock import Clock
 from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
 
@@ -55,8 +52,6 @@ Sleep: TypeAlias = Callable[[float], Awaitable[None]]
 TickSink: TypeAlias = Callable[[Tick], None]
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
-MAX_HISTORY_TICKS = 5_000_000
-"""Upper bound on the ticks one ``history()`` call may hold in memory."""
 MAX_SYNTHETIC_LAG_SECONDS = 5.0
 """A synthetic tick this far behind the clock (the machine slept) is skipped, not sent."""
 MAX_SPEED_YIELD_EVERY = 500
@@ -67,12 +62,6 @@ DEFAULT_BAR_SECONDS = 60
 TICKS_PER_OHLCV_ROW = 4
 EPOCH_MILLISECONDS_THRESHOLD = 1e11
 """Epoch values above this (year 5138) are milliseconds, which we refuse to guess."""
-
-Symbol = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"),
-]
-InitialPrice = Annotated[float, Field(gt=0.0, le=1e9, allow_inf_nan=False)]
 
 
 class FeedError(ValueError):
@@ -104,190 +93,6 @@ class Feed(Protocol):
 
 
 # --------------------------------------------------------------------------- config
-
-
-def _default_symbols() -> dict[str, float]:
-    return {"AAPL": 190.0, "MSFT": 420.0, "GOOG": 170.0, "AMZN": 185.0, "TSLA": 250.0}
-
-
-class SyntheticFeedConfig(BaseModel):
-    """A seeded random walk per symbol: deterministic, offline, the default feed."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["synthetic"] = Field(default="synthetic", description="Selects this feed.")
-    symbols: dict[Symbol, InitialPrice] = Field(
-        default_factory=_default_symbols,
-        min_length=1,
-        max_length=1000,
-        description="Symbol to its price at the start of the path (history_seconds "
-        "before the feed is built).",
-    )
-    drift: float = Field(
-        default=0.05, ge=-10.0, le=10.0, description="Annualised drift (mu), 0.05 = 5 %/year."
-    )
-    volatility: float = Field(
-        default=0.6,
-        ge=0.0,
-        le=10.0,
-        description="Annualised volatility (sigma); high by default so 1-second bars move.",
-    )
-    ticks_per_second: float = Field(
-        default=5.0, gt=0.0, le=1000.0, description="Ticks per second for each symbol."
-    )
-    seed: int = Field(default=7, ge=0, le=2**63 - 1, description="Seed of every symbol's path.")
-    history_seconds: float = Field(
-        default=300.0,
-        ge=0.0,
-        le=86_400.0,
-        description="Seconds of backfill that history() returns for warming strategies up.",
-    )
-
-    @model_validator(mode="after")
-    def _history_fits_in_memory(self) -> SyntheticFeedConfig:
-        held = self.history_seconds * self.ticks_per_second * len(self.symbols)
-        if held > MAX_HISTORY_TICKS:
-            raise ValueError(
-                f"history would hold {held:.0f} ticks, more than {MAX_HISTORY_TICKS}; "
-                "lower history_seconds or ticks_per_second, or use fewer symbols"
-            )
-        return self
-
-
-ReplaySpeed = Literal["realtime", "max"] | Annotated[float, Field(ge=1.0, le=1e6)]
-
-
-class CsvReplayFeedConfig(BaseModel):
-    """Replays OHLCV CSV files (one per symbol) as ticks."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["csv"] = Field(default="csv", description="Selects this feed.")
-    files: dict[Symbol, Path] = Field(
-        min_length=1,
-        max_length=1000,
-        description="Symbol to its CSV file, header timestamp,open,high,low,close,volume; "
-        "timestamps ISO-8601 (naive means UTC) or epoch seconds.",
-    )
-    speed: ReplaySpeed = Field(
-        default="realtime",
-        description='"realtime", "max" (as fast as consumers keep up) or a multiplier of '
-        "real time >= 1 (slower than real time would put data behind the wall clock that "
-        "closes bars).",
-    )
-    shift_to_now: bool = Field(
-        default=True,
-        description="Move the whole replay by a whole number of bars so it starts at the next "
-        "bar boundary after now, as live data would; false keeps the file's own timestamps.",
-    )
-
-
-MAX_IPC_PATH_BYTES = 103
-"""Longest ipc:// path: a Unix socket path holds 104 bytes (macOS) or 108 (Linux) with its NUL."""
-
-
-def _check_nng_address(address: str) -> str:
-    scheme, separator, rest = address.partition("://")
-    if scheme == "ipc" and separator:
-        if not rest.startswith("/"):
-            raise ValueError("an ipc:// address needs an absolute path: ipc:///run/x/events.ipc")
-        if len(rest.encode()) > MAX_IPC_PATH_BYTES:
-            raise ValueError(f"the ipc:// path is longer than {MAX_IPC_PATH_BYTES} bytes")
-        return address
-    if scheme == "tcp" and separator:
-        host, colon, port = rest.rpartition(":")
-        if colon and host and port.isdigit() and 1 <= int(port) <= 65535:
-            return address
-        raise ValueError("a tcp:// address is tcp://host:port with a port from 1 to 65535")
-    raise ValueError("an NNG address is ipc:///absolute/path or tcp://host:port")
-
-
-NngAddress = Annotated[str, Field(min_length=7, max_length=300), AfterValidator(_check_nng_address)]
-"""Where an NNG socket listens: ``ipc:///absolute/path`` or ``tcp://host:port``."""
-
-
-def nng_address_is_local(address: str) -> bool:
-    """Whether only this machine can reach ``address`` (ipc://, or tcp:// on loopback)."""
-    if address.startswith("ipc://"):
-        return True
-    host = address.removeprefix("tcp://").rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _default_nng_symbols() -> tuple[str, ...]:
-    return tuple(_default_symbols())
-
-
-class NngFeedConfig(BaseModel):
-    """Ticks and bars pushed by other processes to an NNG Pull0 socket (see docs/nng.md)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["nng"] = Field(default="nng", description="Selects this feed.")
-    address: NngAddress | None = Field(
-        default=None,
-        description="Where the daemon listens for market data (Pull0). None: "
-        "ipc://<nng.runtime_dir>/ingest.ipc.",
-    )
-    allow_remote: bool = Field(
-        default=False,
-        description="Allow a tcp:// address beyond loopback. NNG has no authentication: "
-        "whoever reaches the address can push prices that strategies trade on.",
-    )
-    symbols: tuple[Symbol, ...] = Field(
-        default_factory=_default_nng_symbols,
-        min_length=1,
-        max_length=1000,
-        description="The symbols this feed carries; a message for any other is dropped.",
-    )
-    max_message_bytes: int = Field(
-        default=1_048_576,
-        ge=256,
-        le=64 * 2**20,
-        description="Largest message taken; a larger one is dropped and counted. One over "
-        "16 times this is refused by NNG itself, which closes the sender's connection.",
-    )
-    max_ticks_per_message: int = Field(
-        default=10_000,
-        ge=1,
-        le=100_000,
-        description="Most ticks in one batch message; a larger batch is dropped whole.",
-    )
-    max_future_seconds: float = Field(
-        default=5.0,
-        ge=0.0,
-        le=3600.0,
-        description="A tick stamped further than this ahead of the daemon's clock is dropped: "
-        "it would close bars early and make every later tick late.",
-    )
-
-    @field_validator("symbols")
-    @classmethod
-    def _distinct_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("symbols must not repeat")
-        return value
-
-    @model_validator(mode="after")
-    def _local_unless_allowed(self) -> NngFeedConfig:
-        address = self.address
-        if address is not None and not self.allow_remote and not nng_address_is_local(address):
-            raise ValueError(
-                f"address {address} is reachable beyond this machine and NNG has no "
-                "authentication: bind ipc:// or loopback, or set allow_remote = true"
-            )
-        return self
-
-
-FeedConfig: TypeAlias = Annotated[
-    SyntheticFeedConfig | CsvReplayFeedConfig | NngFeedConfig, Field(discriminator="kind")
-]
-"""Any feed's config; the ``kind`` field says which."""
 
 
 def build_feed(config: FeedConfig, clock: Clock) -> Feed:

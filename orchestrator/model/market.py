@@ -6,6 +6,10 @@ These are hot-path values: records (frozen to the type checker, see
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from orchestrator.model.records import record
 
 RESOLUTION_SECONDS: dict[str, int] = {
@@ -61,3 +65,9 @@ class Bar:
     @property
     def end(self) -> float:
         return self.start + RESOLUTION_SECONDS[self.resolution]
+
+
+SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]{0,19}$"
+
+
+Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, description="An instrument ticker.")]

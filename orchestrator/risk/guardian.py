@@ -44,10 +44,9 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.bus import EventBus
 from orchestrator.model.clock import Clock
@@ -62,6 +61,7 @@ from orchestrator.model.events import (
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import FILLED, Fill, Order, OrderPurpose, Side
 from orchestrator.model.records import record
+from orchestrator.risk.config import RiskConfig
 from orchestrator.trading.portfolio import (
     PortfolioBook,
     Position,
@@ -72,8 +72,8 @@ from orchestrator.trading.portfolio import (
 
 if TYPE_CHECKING:
     # orchestrator.config imports this module for RiskConfig.
-    from orchestrator.config import StrategyRunConfig
-    from orchestrator.trading.paper_broker import IdFactory
+    from orchestrator.model.ids import IdFactory
+    from orchestrator.strategy.config import StrategyRunConfig
 
 log = structlog.get_logger("orchestrator.risk.guardian")
 
@@ -85,47 +85,6 @@ TOLERANCE = 1e-9
 despite float rounding (e.g. 0.1 * 3 is 0.30000000000000004)."""
 EXITS = (OrderPurpose.STOP_LOSS, OrderPurpose.STRATEGY_STOP)
 """A tuple: membership by identity, where a set would hash the enum in Python code."""
-
-
-class RiskConfig(BaseModel):
-    """The global limits of the risk guardian and how the kill switch starts."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    max_gross_exposure: float = Field(
-        100_000.0,
-        gt=0.0,
-        le=1e12,
-        description="Largest sum over every strategy and symbol of |quantity| * last price; "
-        "an order that would take it above is rejected.",
-    )
-    max_orders_per_second: int = Field(
-        50,
-        ge=1,
-        le=100_000,
-        description="Orders the whole daemon may send in any sliding second; strategies "
-        "that sent orders in the last minute share it equally when it is contended.",
-    )
-    max_daily_loss: float = Field(
-        5_000.0,
-        gt=0.0,
-        le=1e12,
-        description="Loss of the UTC day (realized plus unrealized P&L since midnight, "
-        "over every strategy) at which the kill switch engages by itself.",
-    )
-    position_limit_mode: Literal["reject", "reduce"] = Field(
-        "reject",
-        description="An order beyond maxPositionValue is rejected (reject) or cut to the "
-        "largest order that fits (reduce; rejected when none fits).",
-    )
-    halted_at_start: bool = Field(
-        False, description="Engage the kill switch (reduce-only) when the daemon starts."
-    )
-    daily_loss_blocks_all: bool = Field(
-        False,
-        description="The kill switch engaged by max_daily_loss blocks every order, exits "
-        "and stop-losses included, instead of leaving reducing orders through.",
-    )
 
 
 @record

@@ -22,7 +22,6 @@ import structlog
 from pydantic import ValidationError
 
 from orchestrator.bus import EventBus
-from orchestrator.config import CatalogEntry, StrategyRunConfig, describe_validation_errors
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import (
     InvalidStrategyConfig,
@@ -32,6 +31,8 @@ from orchestrator.model.errors import (
     UnknownStrategy,
 )
 from orchestrator.model.events import CommandOrigin, StrategyStatus, StrategyStatusChanged
+from orchestrator.model.validation import describe_validation_errors
+from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
 
 log = structlog.get_logger("orchestrator.strategy.registry")
 

@@ -17,22 +17,19 @@ import structlog
 from pydantic import ValidationError
 
 from orchestrator.bus import EventBus
-from orchestrator.config import (
-    CatalogEntry,
-    RuntimeConfig,
-    StrategyRunConfig,
-    describe_validation_errors,
-)
 from orchestrator.marketdata.hub import MarketData
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import InvalidStrategyConfig, StrategyUnavailable
 from orchestrator.model.events import SignalEmitted
+from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Bar, Tick
 from orchestrator.model.orders import Order, OrderPurpose, Side, Signal
-from orchestrator.strategy.api import Strategy, StrategyLoadError, build_params, load_strategy_class
+from orchestrator.model.validation import describe_validation_errors
+from orchestrator.strategy.api import Strategy
+from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRunConfig
+from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
 from orchestrator.strategy.registry import PositionView
 from orchestrator.trading.execution import ExecutionService
-from orchestrator.trading.paper_broker import IdFactory
 from orchestrator.trading.portfolio import reducing_part
 
 log = structlog.get_logger("orchestrator.strategy.runtime")

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 import structlog
 
 from orchestrator.bus import EventBus
-from orchestrator.config import StrategyRunConfig
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import InvalidTransition
 from orchestrator.model.events import (
@@ -30,10 +29,13 @@ from orchestrator.model.events import (
     OrderSubmitted,
     TradeExecuted,
 )
+from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Fill, Order, TradeStatus, rejection
 from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActions
-from orchestrator.trading.paper_broker import IdFactory, PaperBroker, PaperBrokerConfig
+from orchestrator.strategy.config import StrategyRunConfig
+from orchestrator.trading.config import PaperBrokerConfig
+from orchestrator.trading.paper_broker import PaperBroker
 from orchestrator.trading.portfolio import PortfolioBook
 
 log = structlog.get_logger("orchestrator.trading.execution")

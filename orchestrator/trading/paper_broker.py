@@ -13,84 +13,21 @@ bar open), so live and backtest share one slippage and commission arithmetic.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.model.clock import Clock
+from orchestrator.model.ids import IdFactory, SequentialIds
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import FILLED, Fill, Order, Side, rejection
+from orchestrator.trading.config import BPS, PaperBrokerConfig
 
 log = structlog.get_logger("orchestrator.trading.paper_broker")
 
 FillHandler = Callable[[Fill], object]
 """Told of every fill and rejection; its return value is ignored."""
-IdFactory = Callable[[str], str]
-"""Given a prefix such as ``"trade"``, returns a fresh id such as ``"trade_000001"``."""
-
-BPS = 1e4
-
-
-class PaperBrokerConfig(BaseModel):
-    """How the paper broker prices fills and how long and how many orders it holds."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    slippage_bps: float = Field(
-        default=1.0,
-        ge=0.0,
-        le=1000.0,
-        description="Price moved against every fill, in basis points: buys pay "
-        "price * (1 + bps / 1e4), sells receive price * (1 - bps / 1e4).",
-    )
-    commission_per_share: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=100.0,
-        description="Commission per unit of quantity filled, in quote currency.",
-    )
-    commission_bps: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=1000.0,
-        description="Commission in basis points of the filled notional (quantity * fill price).",
-    )
-    min_commission: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=10_000.0,
-        description="Smallest commission charged on a fill, in quote currency.",
-    )
-    fill_timeout_seconds: float = Field(
-        default=5.0,
-        gt=0.0,
-        le=86_400.0,
-        description="An order that sees no price of its symbol within this many seconds "
-        "of submission is rejected.",
-    )
-    max_pending_orders: int = Field(
-        default=10_000,
-        ge=1,
-        le=1_000_000,
-        description="Most orders waiting for a price at once, over all symbols; "
-        "orders beyond it are rejected.",
-    )
-
-
-class SequentialIds:
-    """Deterministic ids, counted per prefix: ``trade_000001``, ``trade_000002``..."""
-
-    def __init__(self, start: Mapping[str, int] | None = None) -> None:
-        # After a restart the journal says where each prefix stopped, so that
-        # no id is ever given twice.
-        self._counters: dict[str, int] = dict(start or {})
-
-    def __call__(self, prefix: str) -> str:
-        number = self._counters.get(prefix, 0) + 1
-        self._counters[prefix] = number
-        return f"{prefix}_{number:06d}"
 
 
 @dataclass(frozen=True, slots=True)

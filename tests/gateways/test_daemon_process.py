@@ -23,8 +23,8 @@ import structlog
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from gateways.config import DaemonConfig, ServerConfig
 from gateways.daemon import AddressInUse, Daemon, serve_until_signalled
-from orchestrator.config import DaemonConfig, ServerConfig
 from tests.support import Client, test_config
 
 SERVERS = ("orchestrator", "market_data", "risk")

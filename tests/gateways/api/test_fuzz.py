@@ -28,8 +28,9 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from orchestrator.config import DaemonConfig, default_catalog
+from gateways.config import DaemonConfig
 from orchestrator.model.events import ExecutionStatusChanged
+from orchestrator.strategy.config import default_catalog
 from tests.support import START, TestDaemon, report, running_daemon, test_config
 
 T = TypeVar("T")

@@ -9,7 +9,6 @@ import orjson
 import pytest
 
 from gateways.api import outbound
-from orchestrator.config import StrategyRunConfig
 from orchestrator.model.events import (
     CommandOrigin,
     ExecutionStatus,
@@ -19,6 +18,7 @@ from orchestrator.model.events import (
     StrategyStatusChanged,
 )
 from orchestrator.model.market import Tick
+from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.strategy.registry import PositionView, StrategyView
 
 TS = 1_689_000_000.25

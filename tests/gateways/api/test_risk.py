@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.config import StrategyRunConfig
 from orchestrator.model.clock import iso_utc
 from orchestrator.model.orders import Order, Side
+from orchestrator.strategy.config import StrategyRunConfig
 from tests.support import START, Client, TestDaemon, running_daemon, test_config
 
 ENVELOPE = {"type", "timestamp", "data"}

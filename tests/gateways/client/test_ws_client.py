@@ -30,8 +30,8 @@ from gateways.client.ws_client import (
     resume_url,
     start_config,
 )
+from gateways.config import DaemonConfig
 from gateways.daemon import Daemon
-from orchestrator.config import DaemonConfig
 from orchestrator.model.clock import ManualClock
 from tests.support import START, TestDaemon, report, running_daemon, test_config
 

@@ -15,9 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from gateways.client.nng_client import TickPublisher
+from gateways.config import DaemonConfig, NngBusConfig, load_config
 from gateways.nng.feed import Malformed, NngFeed, TickDecoder
-from orchestrator.config import DaemonConfig, NngBusConfig, load_config
-from orchestrator.marketdata.feeds import NngFeedConfig, ohlcv_ticks
+from orchestrator.marketdata.config import NngFeedConfig
+from orchestrator.marketdata.feeds import ohlcv_ticks
 from orchestrator.marketdata.hub import MarketData
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.errors import ConfigError

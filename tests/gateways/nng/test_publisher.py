@@ -9,10 +9,10 @@ import pytest
 from gateways.api import outbound
 from gateways.client.nng_client import LossTracker
 from gateways.client.nng_wire import FrameError, split_event_frame, topic_prefix
+from gateways.config import DaemonConfig
 from gateways.daemon import BindFailed, Daemon
 from gateways.nng.publisher import NngPublisher, nng_message
 from orchestrator.bus import EventBus
-from orchestrator.config import DaemonConfig
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.events import (
     Event,

@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.typing import Origin
 
-from orchestrator.config import DaemonConfig
+from gateways.config import DaemonConfig
 from tests.support import TestDaemon, report, running_daemon, test_config
 
 TOKEN = "tok-alpha-5f1c9e"

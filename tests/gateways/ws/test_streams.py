@@ -16,7 +16,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from orchestrator.config import DaemonConfig
+from gateways.config import DaemonConfig
 from orchestrator.model.events import ExecutionStatusChanged
 from tests.support import RECV_TIMEOUT, Client, TestDaemon, report, running_daemon, test_config
 

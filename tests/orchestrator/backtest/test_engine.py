@@ -25,19 +25,21 @@ from orchestrator.backtest.engine import (
     run_backtest,
 )
 from orchestrator.bus import EventBus
-from orchestrator.config import CatalogEntry, RuntimeConfig, StrategyRunConfig
 from orchestrator.marketdata.feeds import TickSink, ohlcv_ticks, replay_bars
 from orchestrator.marketdata.hub import MarketData
 from orchestrator.model.clock import ManualClock, iso_utc
 from orchestrator.model.events import Event, OrderReduced, RiskLimit, Topic, TradeExecuted
+from orchestrator.model.ids import SequentialIds
 from orchestrator.model.market import Bar, Tick
 from orchestrator.model.orders import Fill, Side, TradeStatus
-from orchestrator.risk.guardian import RiskConfig, RiskGuardian
+from orchestrator.risk.config import RiskConfig
+from orchestrator.risk.guardian import RiskGuardian
 from orchestrator.strategy.api import Strategy, StrategyParams
 from orchestrator.strategy.builtin.sma_crossover import SmaCrossover, SmaCrossoverParams
+from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRunConfig
 from orchestrator.strategy.runtime import StrategyRuntime
+from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.execution import ExecutionService
-from orchestrator.trading.paper_broker import PaperBrokerConfig, SequentialIds
 from orchestrator.trading.portfolio import PortfolioBook
 
 DAY = 86_400.0

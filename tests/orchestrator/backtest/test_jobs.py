@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import Field
 
+from orchestrator.backtest.config import JobsConfig
 from orchestrator.backtest.engine import BacktestSpec, CsvSource, SyntheticSource
 from orchestrator.backtest.jobs import (
     CANCELLED_BY_USER,
@@ -23,12 +24,12 @@ from orchestrator.backtest.jobs import (
     UnknownJob,
 )
 from orchestrator.bus import EventBus
-from orchestrator.config import CatalogEntry, JobsConfig, StrategyRunConfig
 from orchestrator.model.clock import SystemClock
 from orchestrator.model.errors import InvalidTransition
 from orchestrator.model.events import Event, JobStateChanged, JobStatus, Topic
 from orchestrator.model.market import Bar
 from orchestrator.strategy.api import Strategy, StrategyParams
+from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
 
 DAY = 86_400.0
 DEADLINE = 60.0

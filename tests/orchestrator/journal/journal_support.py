@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from orchestrator.config import StrategyRunConfig
 from orchestrator.journal.store import Record, StrategyConfigured
 from orchestrator.model.events import (
     OrderSubmitted,
@@ -16,6 +15,7 @@ from orchestrator.model.events import (
     TradeExecuted,
 )
 from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, Signal, TradeStatus
+from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import PortfolioBook
 
 T0 = 1_700_000_000.0

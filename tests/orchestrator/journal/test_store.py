@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import JournalConfig
+from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,

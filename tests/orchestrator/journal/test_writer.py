@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import JournalConfig, StrategyRunConfig
+from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import (
     Journal,
     JournalBacklog,
@@ -21,6 +21,7 @@ from orchestrator.journal.writer import JournalWriter
 from orchestrator.model.events import Event, QuoteUpdated, StrategyStatus, TradeExecuted
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Side
+from orchestrator.strategy.config import StrategyRunConfig
 from tests.orchestrator.journal.journal_support import T0, Trading, run_config
 
 DEADLINE = 10.0

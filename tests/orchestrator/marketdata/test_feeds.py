@@ -14,15 +14,13 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.marketdata.bars import aggregate
+from orchestrator.marketdata.config import CsvReplayFeedConfig, FeedConfig, SyntheticFeedConfig
 from orchestrator.marketdata.feeds import (
     MAX_SPEED_YIELD_EVERY,
     MAX_SYNTHETIC_LAG_SECONDS,
     CsvReplayFeed,
-    CsvReplayFeedConfig,
-    FeedConfig,
     FeedError,
     SyntheticFeed,
-    SyntheticFeedConfig,
     build_feed,
     load_ohlcv,
     ohlcv_ticks,

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import pytest
 from pydantic import ValidationError
 
+from gateways.config import DaemonConfig
 from orchestrator.bus import EventBus
-from orchestrator.config import DaemonConfig, StrategyRunConfig
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.errors import InvalidTransition
 from orchestrator.model.events import (
@@ -30,11 +30,14 @@ from orchestrator.model.events import (
     StopLossTriggered,
     TradeExecuted,
 )
+from orchestrator.model.ids import SequentialIds
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, TradeStatus
-from orchestrator.risk.guardian import Halt, RiskConfig, RiskGuardian
+from orchestrator.risk.config import RiskConfig
+from orchestrator.risk.guardian import Halt, RiskGuardian
+from orchestrator.strategy.config import StrategyRunConfig
+from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.execution import ExecutionService
-from orchestrator.trading.paper_broker import PaperBrokerConfig, SequentialIds
 from orchestrator.trading.portfolio import PortfolioBook
 
 START = 1_700_000_000.0

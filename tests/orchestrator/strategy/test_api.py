@@ -15,20 +15,16 @@ from pydantic import ValidationError
 
 from orchestrator.model.market import Bar, Tick
 from orchestrator.model.orders import Side
-from orchestrator.strategy.api import (
-    Strategy,
+from orchestrator.strategy.api import Strategy, StrategyParams
+from orchestrator.strategy.builtin.bollinger_breakout import BollingerBreakout
+from orchestrator.strategy.builtin.rsi_reversion import RsiReversion
+from orchestrator.strategy.builtin.sma_crossover import SmaCrossover, SmaCrossoverParams
+from orchestrator.strategy.loader import (
+    BUILTIN_STRATEGIES,
     StrategyLoadError,
-    StrategyParams,
     build_params,
     load_strategy_class,
 )
-from orchestrator.strategy.builtin import (
-    BUILTIN_STRATEGIES,
-    BollingerBreakout,
-    RsiReversion,
-    SmaCrossover,
-)
-from orchestrator.strategy.builtin.sma_crossover import SmaCrossoverParams
 
 SAMPLE_DIR = Path(__file__).parent
 
@@ -240,13 +236,13 @@ def test_load_error_is_a_value_error() -> None:
 
 @pytest.mark.parametrize("kind", sorted(BUILTIN_STRATEGIES))
 def test_every_builtin_has_valid_defaults(kind: str) -> None:
-    cls = BUILTIN_STRATEGIES[kind]
+    cls = load_strategy_class(kind)
     assert build_params(cls, {}) == cls.params_model()
 
 
 @pytest.mark.parametrize("kind", sorted(BUILTIN_STRATEGIES))
 def test_every_builtin_param_is_described_and_numeric_ones_bounded(kind: str) -> None:
-    for name, info in BUILTIN_STRATEGIES[kind].params_model.model_fields.items():
+    for name, info in load_strategy_class(kind).params_model.model_fields.items():
         assert info.description, f"{kind}.{name} has no description"
         if info.annotation in (int, float):
             assert len(info.metadata) >= 2, f"{kind}.{name} lacks a lower and an upper bound"

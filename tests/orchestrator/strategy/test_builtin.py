@@ -15,15 +15,13 @@ import pytest
 from orchestrator.model.market import Bar
 from orchestrator.model.orders import Side
 from orchestrator.strategy.api import Strategy
-from orchestrator.strategy.builtin import (
-    BUILTIN_STRATEGIES,
+from orchestrator.strategy.builtin.bollinger_breakout import (
     BollingerBreakout,
-    RsiReversion,
-    SmaCrossover,
+    BollingerBreakoutParams,
 )
-from orchestrator.strategy.builtin.bollinger_breakout import BollingerBreakoutParams
-from orchestrator.strategy.builtin.rsi_reversion import RsiReversionParams
-from orchestrator.strategy.builtin.sma_crossover import SmaCrossoverParams
+from orchestrator.strategy.builtin.rsi_reversion import RsiReversion, RsiReversionParams
+from orchestrator.strategy.builtin.sma_crossover import SmaCrossover, SmaCrossoverParams
+from orchestrator.strategy.loader import BUILTIN_STRATEGIES, load_strategy_class
 
 LOT = 10.0
 BUY, SELL = Side.BUY, Side.SELL
@@ -371,7 +369,7 @@ def test_warmup_covers_the_slowest_indicator(strategy: Strategy[Any], expected: 
 def test_warmup_is_enough_to_trade_on_the_first_live_bar(
     kind: str, trigger: float, action: Side
 ) -> None:
-    cls = BUILTIN_STRATEGIES[kind]
+    cls = load_strategy_class(kind)
     context = FillingContext()
     strategy = cls(cls.params_model(), context)
     closes = [100.0] * strategy.warmup_bars + [trigger]
@@ -380,7 +378,7 @@ def test_warmup_is_enough_to_trade_on_the_first_live_bar(
 
 
 def test_builtin_names() -> None:
-    assert dict(BUILTIN_STRATEGIES) == {
+    assert {name: load_strategy_class(name) for name in BUILTIN_STRATEGIES} == {
         "sma_crossover": SmaCrossover,
         "rsi_reversion": RsiReversion,
         "bollinger_breakout": BollingerBreakout,

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from orchestrator.bus import EventBus
-from orchestrator.config import CatalogEntry, StrategyRunConfig
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.errors import (
     InvalidStrategyConfig,
@@ -18,6 +17,7 @@ from orchestrator.model.errors import (
     UnknownStrategy,
 )
 from orchestrator.model.events import CommandOrigin, Event, StrategyStatus, StrategyStatusChanged
+from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
 from orchestrator.strategy.registry import PositionView, StrategyRegistry, StrategyView
 
 ACTIVE, PAUSED, STOPPED, ERROR = (

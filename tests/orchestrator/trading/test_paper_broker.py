@@ -6,9 +6,11 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrator.model.clock import ManualClock
+from orchestrator.model.ids import SequentialIds
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Fill, Order, Side, TradeStatus
-from orchestrator.trading.paper_broker import PaperBroker, PaperBrokerConfig, SequentialIds
+from orchestrator.trading.config import PaperBrokerConfig
+from orchestrator.trading.paper_broker import PaperBroker
 from orchestrator.trading.portfolio import PortfolioBook
 
 T0 = 1_700_000_000.0

@@ -14,14 +14,9 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from gateways.cli import main as cli
-from orchestrator.config import (
-    DaemonConfig,
-    OrchestratorServerConfig,
-    RiskServerConfig,
-    StrategyRunConfig,
-    load_config,
-)
+from gateways.config import DaemonConfig, OrchestratorServerConfig, RiskServerConfig, load_config
 from orchestrator.model.errors import ConfigError
+from orchestrator.strategy.config import StrategyRunConfig
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TOML = REPO / "config" / "orchestrator.toml"

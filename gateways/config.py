@@ -1,4 +1,6 @@
-"""The daemon's configuration: one frozen model per component, composed into one.
+"""The daemon's configuration: the edge's own settings (servers, connections,
+streams, security, logging, the NNG publisher) and the core components' configs,
+composed into one :class:`DaemonConfig`.
 
 Every field has bounds and a description; unknown keys are errors, so a typo in
 the TOML stops the daemon at start instead of silently becoming a default.
@@ -15,39 +17,24 @@ import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic.alias_generators import to_camel
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orchestrator.marketdata.feeds import (
-    FeedConfig,
+from orchestrator.backtest.config import JobsConfig
+from orchestrator.journal.config import JournalConfig
+from orchestrator.marketdata.config import (
+    MarketDataConfig,
     NngAddress,
     NngFeedConfig,
-    SyntheticFeedConfig,
     nng_address_is_local,
 )
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.market import RESOLUTION_SECONDS
-from orchestrator.risk.guardian import RiskConfig
-from orchestrator.trading.paper_broker import PaperBrokerConfig
-
-SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]{0,19}$"
-
-Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, description="An instrument ticker.")]
-
-
-class FrozenModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+from orchestrator.model.validation import FrozenModel, describe_validation_errors
+from orchestrator.risk.config import RiskConfig
+from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, default_catalog
+from orchestrator.trading.config import PaperBrokerConfig
 
 
 class ServerConfig(FrozenModel):
@@ -194,120 +181,6 @@ class LoggingConfig(FrozenModel):
     )
 
 
-class MarketDataConfig(FrozenModel):
-    feed: FeedConfig = Field(
-        default_factory=SyntheticFeedConfig, description="Where ticks come from (kind = ...)."
-    )
-    warmup_ticks_per_symbol: int = Field(
-        20_000,
-        ge=0,
-        le=1_000_000,
-        description="Recent ticks kept per symbol to warm up a strategy that starts.",
-    )
-
-
-class RuntimeConfig(FrozenModel):
-    """How signals become orders and how strategies stop."""
-
-    sizing_fraction: float = Field(
-        0.95,
-        gt=0,
-        le=1,
-        description="A signal without quantity targets this fraction of maxPositionValue, "
-        "leaving room for the price to move before the fill.",
-    )
-    close_positions_on_stop: bool = Field(
-        True, description="stop_strategy closes the strategy's positions at market first."
-    )
-    stop_timeout_seconds: float = Field(
-        10.0, gt=0, le=300, description="How long stop_strategy waits for the closing fills."
-    )
-
-
-class JobsConfig(FrozenModel):
-    """Backtest jobs: how many run at once, how many wait, how long one may take."""
-
-    max_concurrent_jobs: int = Field(
-        1,
-        ge=1,
-        le=32,
-        description="Jobs running at once, each in its own worker process; keep it below "
-        "the CPU cores so the live servers keep one.",
-    )
-    max_queued_jobs: int = Field(
-        16,
-        ge=0,
-        le=10_000,
-        description="Jobs waiting for a worker; a submission beyond it is refused "
-        "(job_queue_full).",
-    )
-    max_job_seconds: float = Field(
-        600.0, gt=0, le=86_400, description="A job still running after this is stopped: failed."
-    )
-    cancel_grace_seconds: float = Field(
-        5.0,
-        gt=0,
-        le=300,
-        description="How long a cancelled or timed-out job may take to stop by itself "
-        "before its worker process is killed.",
-    )
-    max_finished_jobs: int = Field(
-        1000,
-        ge=1,
-        le=1_000_000,
-        description="Finished jobs kept for get and list; the oldest are forgotten first.",
-    )
-    data_dir: Path | None = Field(
-        None,
-        description="Directory that OHLCV files of backtest jobs must be in (paths are "
-        "relative to it); None refuses file backtests, leaving the synthetic feed.",
-    )
-
-
-class JournalConfig(FrozenModel):
-    """The SQLite journal: where it lives, how writes are batched, how durable a commit is."""
-
-    enabled: bool = Field(
-        True,
-        description="Commit every event to the journal before any client hears of it, and "
-        "restore strategies and positions from it at start. false (benchmarks, throwaway "
-        "runs): events go straight to the clients, nothing is persisted or restored.",
-    )
-    state_dir: Path | None = Field(
-        None,
-        description="Directory of the journal. None: $STATE_DIRECTORY (set by systemd's "
-        "StateDirectory=), else $XDG_STATE_HOME/orchestrator, else ~/.local/state/orchestrator.",
-    )
-    file_name: str = Field(
-        "journal.sqlite3",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
-        description="File name of the journal inside state_dir.",
-    )
-    batch_max_events: int = Field(
-        500, ge=1, le=100_000, description="Most events committed in one transaction."
-    )
-    batch_max_delay_ms: float = Field(
-        0.0,
-        ge=0,
-        le=1000,
-        description="How long a batch that is not full waits for more events before it is "
-        "committed. 0 commits at once; events that arrive during a commit form the next batch.",
-    )
-    max_pending_events: int = Field(
-        100_000,
-        ge=1_000,
-        le=10_000_000,
-        description="Events waiting for the journal; more means the disk cannot keep up, "
-        "which stops the daemon rather than tell clients of trades that are not journaled.",
-    )
-    synchronous: Literal["NORMAL", "FULL"] = Field(
-        "FULL",
-        description="SQLite synchronous mode. FULL: a commit survives a power loss. NORMAL "
-        "(faster): it survives a crash of the daemon but the last commits may be lost if the "
-        "machine loses power.",
-    )
-
-
 class NngBusConfig(FrozenModel):
     """The NNG publisher that carries every bus event to other processes (docs/nng.md)."""
 
@@ -379,99 +252,6 @@ def default_runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / "orchestrator"
     return Path(tempfile.gettempdir()) / f"orchestrator-{os.getuid()}"
-
-
-class StrategyRunConfig(BaseModel):
-    """How a strategy runs: the ``config`` object of ``start_strategy``.
-
-    Field names are snake_case in TOML and camelCase on the wire.
-    """
-
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
-    )
-
-    symbols: tuple[Symbol, ...] = Field(
-        min_length=1, max_length=50, description="Instruments the strategy trades."
-    )
-    data_resolution: str = Field("1m", description="Bar resolution, e.g. 1s, 1m, 1h, 1d.")
-    real_trading: bool = Field(False, description="Route to a live broker (not available yet).")
-    max_position_value: float = Field(
-        10_000.0, gt=0, le=1e9, description="Largest notional position per symbol."
-    )
-    max_orders_per_minute: int = Field(
-        5, ge=1, le=10_000, description="Orders per sliding minute per strategy."
-    )
-    stop_loss_percentage: float = Field(
-        0.02, ge=0, lt=1, description="Loss fraction of entry that exits a position; 0 disables."
-    )
-
-    @field_validator("symbols", mode="before")
-    @classmethod
-    def _upper_case_symbols(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            return tuple(s.upper() if isinstance(s, str) else s for s in value)
-        return value
-
-    @field_validator("symbols")
-    @classmethod
-    def _distinct_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("symbols must not repeat")
-        return value
-
-    @field_validator("data_resolution")
-    @classmethod
-    def _known_resolution(cls, value: str) -> str:
-        if value not in RESOLUTION_SECONDS:
-            raise ValueError(
-                f"unknown resolution {value!r}; use one of {', '.join(RESOLUTION_SECONDS)}"
-            )
-        return value
-
-
-class CatalogEntry(FrozenModel):
-    """A strategy the daemon can run: what it is and how it starts by default."""
-
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Stable id.")
-    name: str = Field(min_length=1, max_length=100, description="Name shown to people.")
-    kind: str = Field(
-        min_length=1,
-        description="A built-in strategy (sma_crossover, rsi_reversion, bollinger_breakout) "
-        "or a dotted import path to a Strategy subclass.",
-    )
-    params: dict[str, Any] = Field(default_factory=dict, description="The strategy's parameters.")
-    defaults: StrategyRunConfig = Field(
-        description="Run config used where start_strategy omits it."
-    )
-
-
-def default_catalog() -> tuple[CatalogEntry, ...]:
-    return (
-        CatalogEntry(
-            id="strategy-123",
-            name="Moving Average Crossover",
-            kind="sma_crossover",
-            params={"fast": 3, "slow": 8},
-            defaults=StrategyRunConfig(
-                symbols=("AAPL", "MSFT"), data_resolution="1s", max_orders_per_minute=30
-            ),
-        ),
-        CatalogEntry(
-            id="rsi-reversion",
-            name="RSI Mean Reversion",
-            kind="rsi_reversion",
-            params={"period": 14, "oversold": 30, "overbought": 70},
-            defaults=StrategyRunConfig(symbols=("GOOG",), data_resolution="5s"),
-        ),
-        CatalogEntry(
-            id="bollinger-breakout",
-            name="Bollinger Band Breakout",
-            kind="bollinger_breakout",
-            params={"period": 20, "num_std": 2.0},
-            defaults=StrategyRunConfig(symbols=("TSLA", "AMZN"), data_resolution="5s"),
-        ),
-    )
 
 
 class DaemonConfig(BaseSettings):
@@ -617,14 +397,3 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-
-
-def describe_validation_errors(exc: ValidationError) -> list[str]:
-    """One line per problem: where it is, what is wrong, and what was given."""
-    lines = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        given = error.get("input")
-        shown = "" if error["type"] == "missing" or isinstance(given, dict) else f" (got {given!r})"
-        lines.append(f"{where}: {error['msg']}{shown}")
-    return lines

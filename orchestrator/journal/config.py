@@ -1,0 +1,54 @@
+"""Config of the SQLite journal: where it lives, batching and durability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from orchestrator.model.validation import FrozenModel
+
+
+class JournalConfig(FrozenModel):
+    """The SQLite journal: where it lives, how writes are batched, how durable a commit is."""
+
+    enabled: bool = Field(
+        True,
+        description="Commit every event to the journal before any client hears of it, and "
+        "restore strategies and positions from it at start. false (benchmarks, throwaway "
+        "runs): events go straight to the clients, nothing is persisted or restored.",
+    )
+    state_dir: Path | None = Field(
+        None,
+        description="Directory of the journal. None: $STATE_DIRECTORY (set by systemd's "
+        "StateDirectory=), else $XDG_STATE_HOME/orchestrator, else ~/.local/state/orchestrator.",
+    )
+    file_name: str = Field(
+        "journal.sqlite3",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="File name of the journal inside state_dir.",
+    )
+    batch_max_events: int = Field(
+        500, ge=1, le=100_000, description="Most events committed in one transaction."
+    )
+    batch_max_delay_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long a batch that is not full waits for more events before it is "
+        "committed. 0 commits at once; events that arrive during a commit form the next batch.",
+    )
+    max_pending_events: int = Field(
+        100_000,
+        ge=1_000,
+        le=10_000_000,
+        description="Events waiting for the journal; more means the disk cannot keep up, "
+        "which stops the daemon rather than tell clients of trades that are not journaled.",
+    )
+    synchronous: Literal["NORMAL", "FULL"] = Field(
+        "FULL",
+        description="SQLite synchronous mode. FULL: a commit survives a power loss. NORMAL "
+        "(faster): it survives a crash of the daemon but the last commits may be lost if the "
+        "machine loses power.",
+    )

@@ -1,0 +1,53 @@
+"""Config of the paper broker: commission, slippage and order expiry."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BPS = 1e4
+
+
+class PaperBrokerConfig(BaseModel):
+    """How the paper broker prices fills and how long and how many orders it holds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    slippage_bps: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1000.0,
+        description="Price moved against every fill, in basis points: buys pay "
+        "price * (1 + bps / 1e4), sells receive price * (1 - bps / 1e4).",
+    )
+    commission_per_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100.0,
+        description="Commission per unit of quantity filled, in quote currency.",
+    )
+    commission_bps: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1000.0,
+        description="Commission in basis points of the filled notional (quantity * fill price).",
+    )
+    min_commission: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=10_000.0,
+        description="Smallest commission charged on a fill, in quote currency.",
+    )
+    fill_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=86_400.0,
+        description="An order that sees no price of its symbol within this many seconds "
+        "of submission is rejected.",
+    )
+    max_pending_orders: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Most orders waiting for a price at once, over all symbols; "
+        "orders beyond it are rejected.",
+    )
