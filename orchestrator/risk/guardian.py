@@ -44,7 +44,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import structlog
 
@@ -58,10 +58,12 @@ from orchestrator.model.events import (
     RiskLimit,
     StopLossTriggered,
 )
+from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import FILLED, Fill, Order, OrderPurpose, Side
 from orchestrator.model.records import record
 from orchestrator.risk.config import RiskConfig
+from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import (
     PortfolioBook,
     Position,
@@ -69,11 +71,6 @@ from orchestrator.trading.portfolio import (
     reduces_position,
     reverses_position,
 )
-
-if TYPE_CHECKING:
-    # orchestrator.config imports this module for RiskConfig.
-    from orchestrator.model.ids import IdFactory
-    from orchestrator.strategy.config import StrategyRunConfig
 
 log = structlog.get_logger("orchestrator.risk.guardian")
 
