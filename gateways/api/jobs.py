@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_snake
 
 from gateways.api import outbound
 from gateways.api.inbound import (
@@ -28,6 +29,7 @@ from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.backtest.engine import BacktestSpec, CsvSource, SyntheticSource
 from orchestrator.backtest.jobs import JobInfo, JobManager
 from orchestrator.model.clock import Clock
+from orchestrator.model.market import Symbol
 from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.registry import StrategyRegistry
 
@@ -48,21 +50,24 @@ class CsvSourceIn(_Wire):
 
 
 class SyntheticSourceIn(_Wire):
+    """The wire's names for :class:`SyntheticSource`; an omitted field (None) takes the
+    core model's default, so the wire, the CLI and the core run the same history."""
+
     kind: Literal["synthetic"]
     resolution: str | None = None
-    durationSeconds: float = 3600.0
-    initialPrice: float = 100.0
-    drift: float = 0.05
-    volatility: float = 0.6
-    ticksPerSecond: float = 1.0
-    seed: int = 7
+    durationSeconds: float | None = None
+    initialPrice: float | None = None
+    drift: float | None = None
+    volatility: float | None = None
+    ticksPerSecond: float | None = None
+    seed: int | None = None
 
 
 class RunBacktest(Command):
     type: Literal[JobCommandType.RUN_BACKTEST]
     strategyId: str = Field(min_length=1, max_length=64)
     source: Annotated[CsvSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
-    symbol: str | None = Field(None, max_length=20)
+    symbol: Symbol | None = None
     config: StartStrategyConfig | None = None
 
 
@@ -139,12 +144,5 @@ class JobCommands:
 def _source(source: CsvSourceIn | SyntheticSourceIn) -> CsvSource | SyntheticSource:
     if isinstance(source, CsvSourceIn):
         return CsvSource(path=Path(source.path))
-    return SyntheticSource(
-        resolution=source.resolution,
-        duration_seconds=source.durationSeconds,
-        initial_price=source.initialPrice,
-        drift=source.drift,
-        volatility=source.volatility,
-        ticks_per_second=source.ticksPerSecond,
-        seed=source.seed,
-    )
+    given = source.model_dump(exclude={"kind"}, exclude_none=True)
+    return SyntheticSource(**{to_snake(name): value for name, value in given.items()})

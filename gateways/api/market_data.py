@@ -24,7 +24,7 @@ from gateways.api.inbound import (
 from gateways.ws.server import CommandHandler, Replies, Session, WebSocketServer
 from orchestrator.marketdata.hub import MarketData
 from orchestrator.model.clock import Clock, iso_utc
-from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick
+from orchestrator.model.market import Bar, Symbol, Tick, unknown_resolution
 
 
 class MarketCommandType(StrEnum):
@@ -44,9 +44,7 @@ class TooManySubscriptions(ProtocolError):
     code = "too_many_subscriptions"
 
 
-Symbols = Annotated[
-    list[Annotated[str, Field(min_length=1, max_length=20)]], Field(min_length=1, max_length=100)
-]
+Symbols = Annotated[list[Symbol], Field(min_length=1, max_length=100)]
 
 
 class Subscribe(Command):
@@ -178,10 +176,9 @@ class MarketSubscriptions:
                 f"no market data for {', '.join(unknown)}; available: "
                 f"{', '.join(sorted(self._market.symbols))}"
             )
-        if resolution is not None and resolution not in RESOLUTION_SECONDS:
-            raise UnknownResolution(
-                f"unknown resolution {resolution!r}; use one of {', '.join(RESOLUTION_SECONDS)}"
-            )
+        problem = None if resolution is None else unknown_resolution(resolution)
+        if problem is not None:
+            raise UnknownResolution(problem)
         return upper
 
     def _channels(self, symbols: list[str], resolution: str | None) -> set[str]:

@@ -47,7 +47,13 @@ from gateways.nng.publisher import DropLog, listen
 from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.marketdata.feeds import EPOCH_MILLISECONDS_THRESHOLD, TickSink, ohlcv_ticks
 from orchestrator.model.clock import Clock
-from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
+from orchestrator.model.market import (
+    RESOLUTION_SECONDS,
+    Bar,
+    Tick,
+    bucket_start,
+    unknown_resolution,
+)
 
 log = structlog.get_logger("gateways.nng.feed")
 
@@ -149,8 +155,9 @@ class TickDecoder:
         symbol, resolution = message["symbol"], message["resolution"]
         if not isinstance(symbol, str) or symbol not in self._symbols:
             raise Malformed("unknown_symbol", f"symbol {str(symbol)[:40]!r} is not configured")
-        if not isinstance(resolution, str) or resolution not in RESOLUTION_SECONDS:
-            raise Malformed("bad_resolution", f"resolution {str(resolution)[:20]!r} is unknown")
+        problem = unknown_resolution(resolution)
+        if problem is not None or not isinstance(resolution, str):
+            raise Malformed("bad_resolution", str(problem))
         prices = [message[name] for name in ("open", "high", "low", "close")]
         if not all(_is_number(p) and 0 < p <= MAX_PRICE for p in prices):
             raise Malformed("bad_price", "open, high, low and close must be numbers in (0, 1e12]")

@@ -67,7 +67,14 @@ from orchestrator.model.clock import ManualClock, iso_utc
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import HaltSource
 from orchestrator.model.ids import IdFactory
-from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Symbol, Tick
+from orchestrator.model.market import (
+    RESOLUTION_SECONDS,
+    Bar,
+    Resolution,
+    Symbol,
+    Tick,
+    unknown_resolution,
+)
 from orchestrator.model.orders import (
     FILLED,
     SIGNAL,
@@ -127,7 +134,7 @@ class SyntheticSource(FrozenModel):
     """Bars aggregated from the seeded synthetic feed (geometric Brownian motion)."""
 
     kind: Literal["synthetic"] = Field("synthetic", description="Selects this source.")
-    resolution: str | None = Field(
+    resolution: Resolution | None = Field(
         None, description="Bar resolution; None takes the run config's data_resolution."
     )
     duration_seconds: float = Field(
@@ -147,9 +154,6 @@ class SyntheticSource(FrozenModel):
 
     @model_validator(mode="after")
     def _bounded(self) -> SyntheticSource:
-        if self.resolution is not None and self.resolution not in RESOLUTION_SECONDS:
-            known = ", ".join(RESOLUTION_SECONDS)
-            raise ValueError(f"unknown resolution {self.resolution!r}; use one of {known}")
         ticks = self.duration_seconds * self.ticks_per_second
         if ticks > MAX_SYNTHETIC_TICKS:
             raise ValueError(
@@ -481,8 +485,9 @@ class BacktestEngine:
         first = bars[0]
         if first.symbol != self.symbol:
             raise BacktestError(f"the bars are of {first.symbol}; the run trades {self.symbol}")
-        if first.resolution not in RESOLUTION_SECONDS:
-            raise BacktestError(f"unknown bar resolution {first.resolution!r}")
+        problem = unknown_resolution(first.resolution)
+        if problem is not None:
+            raise BacktestError(problem)
         # One pass each, in C: this runs before a million bars as before ten.
         symbols = set(map(attrgetter("symbol"), bars))
         if len(symbols) > 1 or len(set(map(attrgetter("resolution"), bars))) > 1:

@@ -18,7 +18,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
+from orchestrator.model.market import (
+    RESOLUTION_SECONDS,
+    Bar,
+    Tick,
+    bucket_start,
+    unknown_resolution,
+)
 
 BarHandler = Callable[[Bar], None]
 
@@ -49,9 +55,9 @@ class BarAggregator:
     )
 
     def __init__(self, symbol: str, resolution: str) -> None:
-        if resolution not in RESOLUTION_SECONDS:
-            known = ", ".join(RESOLUTION_SECONDS)
-            raise ValueError(f"unknown bar resolution {resolution!r}; expected one of {known}")
+        problem = unknown_resolution(resolution)
+        if problem is not None:
+            raise ValueError(problem)
         self.symbol = symbol
         self.resolution = resolution
         self.seconds = RESOLUTION_SECONDS[resolution]

@@ -11,20 +11,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     field_validator,
     model_validator,
 )
 
+from orchestrator.model.market import Symbol
 from orchestrator.model.validation import FrozenModel
 
 MAX_HISTORY_TICKS = 5_000_000
 """Upper bound on the ticks one ``history()`` call may hold in memory."""
-
-Symbol = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"),
-]
 
 
 InitialPrice = Annotated[float, Field(gt=0.0, le=1e9, allow_inf_nan=False)]

@@ -1,14 +1,16 @@
 """Market data types shared by feeds, bar aggregation, strategies and the broker.
 
-These are hot-path values: records (frozen to the type checker, see
-:mod:`orchestrator.model.records`), no validation.
+Ticks and bars are hot-path values: records (frozen to the type checker, see
+:mod:`orchestrator.model.records`), no validation. :data:`Symbol` and
+:data:`Resolution` are the one rule for a ticker and a bar resolution that every
+config and message model validates with.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from orchestrator.model.records import record
 
@@ -26,6 +28,13 @@ RESOLUTION_SECONDS: dict[str, int] = {
     "1d": 86400,
 }
 """Every bar resolution a strategy may ask for, by its wire label."""
+
+
+def unknown_resolution(label: object) -> str | None:
+    """Why ``label`` is no bar resolution, or None when it is one."""
+    if isinstance(label, str) and label in RESOLUTION_SECONDS:
+        return None
+    return f"unknown resolution {str(label)[:20]!r}; use one of {', '.join(RESOLUTION_SECONDS)}"
 
 
 def resolution_seconds(label: str) -> int:
@@ -67,7 +76,28 @@ class Bar:
         return self.start + RESOLUTION_SECONDS[self.resolution]
 
 
-SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]{0,19}$"
+SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]{0,31}$"
+"""A ticker as exchanges write them (AAPL, BRK.B, BTC/USDT, BTC/USDT:USDT), upper case."""
 
 
-Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, description="An instrument ticker.")]
+def _upper_case(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _known_resolution(label: str) -> str:
+    problem = unknown_resolution(label)
+    if problem is not None:
+        raise ValueError(problem)
+    return label
+
+
+Symbol = Annotated[
+    str,
+    BeforeValidator(_upper_case),
+    Field(pattern=SYMBOL_PATTERN, description="An instrument ticker (upper-cased)."),
+]
+Resolution = Annotated[
+    str,
+    AfterValidator(_known_resolution),
+    Field(description="Bar resolution: " + ", ".join(RESOLUTION_SECONDS) + "."),
+]

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from orchestrator.model.market import RESOLUTION_SECONDS, Symbol
+from orchestrator.model.market import Resolution, Symbol
 from orchestrator.model.validation import FrozenModel
 
 
@@ -42,7 +42,7 @@ class StrategyRunConfig(BaseModel):
     symbols: tuple[Symbol, ...] = Field(
         min_length=1, max_length=50, description="Instruments the strategy trades."
     )
-    data_resolution: str = Field("1m", description="Bar resolution, e.g. 1s, 1m, 1h, 1d.")
+    data_resolution: Resolution = Field("1m", description="Bar resolution, e.g. 1s, 1m, 1h, 1d.")
     real_trading: bool = Field(False, description="Route to a live broker (not available yet).")
     max_position_value: float = Field(
         10_000.0, gt=0, le=1e9, description="Largest notional position per symbol."
@@ -54,27 +54,11 @@ class StrategyRunConfig(BaseModel):
         0.02, ge=0, lt=1, description="Loss fraction of entry that exits a position; 0 disables."
     )
 
-    @field_validator("symbols", mode="before")
-    @classmethod
-    def _upper_case_symbols(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            return tuple(s.upper() if isinstance(s, str) else s for s in value)
-        return value
-
     @field_validator("symbols")
     @classmethod
     def _distinct_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if len(set(value)) != len(value):
             raise ValueError("symbols must not repeat")
-        return value
-
-    @field_validator("data_resolution")
-    @classmethod
-    def _known_resolution(cls, value: str) -> str:
-        if value not in RESOLUTION_SECONDS:
-            raise ValueError(
-                f"unknown resolution {value!r}; use one of {', '.join(RESOLUTION_SECONDS)}"
-            )
         return value
 
 

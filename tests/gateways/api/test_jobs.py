@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from gateways.api.jobs import SyntheticSourceIn, _source
+from orchestrator.backtest.engine import SyntheticSource
 from tests.support import TestDaemon, running_daemon, test_config
 
 RESULT_FIELDS = {"total_trades", "win_rate", "total_return"}
@@ -123,3 +125,10 @@ async def test_a_running_job_can_be_cancelled() -> None:
         await ws.close()
         assert events[-1]["type"] == "job.failed"
         assert events[-1]["payload"]["error"] == "cancelled by user"
+
+
+def test_a_synthetic_source_without_fields_takes_the_core_defaults() -> None:
+    # The wire once ran one hour where the core and the CLI ran one day.
+    assert _source(SyntheticSourceIn(kind="synthetic")) == SyntheticSource()
+    given = SyntheticSourceIn(kind="synthetic", durationSeconds=600.0, seed=3)
+    assert _source(given) == SyntheticSource(duration_seconds=600.0, seed=3)

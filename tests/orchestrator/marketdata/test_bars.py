@@ -252,7 +252,7 @@ def test_unsubscribe_is_reference_counted() -> None:
 def test_subscribing_to_an_unknown_resolution_leaves_the_hub_unchanged() -> None:
     hub = BarHub(Recorder())
 
-    with pytest.raises(ValueError, match="unknown bar resolution"):
+    with pytest.raises(ValueError, match="unknown resolution"):
         hub.subscribe("AAPL", "2m")
 
     assert hub.aggregator_count == 0
