@@ -157,13 +157,12 @@ def _add_backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
     backtest.add_argument(
         "--duration",
         type=_positive,
-        default=86_400.0,
         metavar="SECONDS",
-        help="synthetic feed: how much market time to simulate (default one day)",
+        help="synthetic feed: how much market time to simulate (default: the daemon's, one day)",
     )
     backtest.add_argument("--symbol", help="the symbol to trade (default: the strategy's first)")
     backtest.add_argument("--resolution", help="bar resolution (default: the strategy's)")
-    backtest.add_argument("--seed", type=int, default=7, help="synthetic feed seed (default 7)")
+    backtest.add_argument("--seed", type=int, help="synthetic feed seed (default: the daemon's, 7)")
     backtest.add_argument(
         "--no-wait", action="store_true", help="print the job id and return without waiting"
     )
@@ -810,13 +809,16 @@ async def run_backtest(args: argparse.Namespace, out: Output) -> int:
 
 
 def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
-    source: dict[str, Any] = (
-        {"kind": "csv", "path": args.csv}
-        if args.csv
-        else {"kind": "synthetic", "durationSeconds": args.duration, "seed": args.seed}
-    )
-    if args.resolution and not args.csv:
-        source["resolution"] = args.resolution
+    if args.csv:
+        source: dict[str, Any] = {"kind": "csv", "path": args.csv}
+    else:
+        # What is not given is left to the daemon, so that the CLI runs its defaults.
+        given = {
+            "durationSeconds": args.duration,
+            "seed": args.seed,
+            "resolution": args.resolution or None,
+        }
+        source = {"kind": "synthetic"} | {k: v for k, v in given.items() if v is not None}
     command: dict[str, Any] = {"type": "run_backtest", "strategyId": args.id, "source": source}
     if args.symbol:
         command["symbol"] = args.symbol.upper()

@@ -36,7 +36,6 @@ import asyncio
 import math
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -46,7 +45,7 @@ import structlog
 from gateways.nng.publisher import DropLog, listen
 from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.marketdata.feeds import EPOCH_MILLISECONDS_THRESHOLD, TickSink, ohlcv_ticks
-from orchestrator.model.clock import Clock
+from orchestrator.model.clock import Clock, parse_iso_utc
 from orchestrator.model.market import (
     RESOLUTION_SECONDS,
     Bar,
@@ -195,12 +194,9 @@ def _is_number(value: Any) -> bool:
 
 def _parse_iso(text: str) -> float:
     try:
-        moment = datetime.fromisoformat(text)
+        return parse_iso_utc(text)
     except ValueError:
         raise Malformed("bad_timestamp", f"timestamp {text[:40]!r} is not ISO-8601") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 # ---------------------------------------------------------------- the feed

@@ -63,7 +63,7 @@ from orchestrator.bus import EventBus
 from orchestrator.marketdata.bars import aggregate
 from orchestrator.marketdata.config import SyntheticFeedConfig
 from orchestrator.marketdata.feeds import FeedError, SyntheticFeed, load_ohlcv, ohlcv_ticks
-from orchestrator.model.clock import ManualClock, iso_utc
+from orchestrator.model.clock import DAY_SECONDS, ManualClock, iso_utc
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import HaltSource
 from orchestrator.model.ids import IdFactory
@@ -96,7 +96,6 @@ from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.paper_broker import PaperBroker
 from orchestrator.trading.portfolio import PortfolioBook, Position, PositionChange
 
-DAY_SECONDS = 86_400
 CHUNK_BARS = 1024
 """Bars (or synthetic ticks) between two looks at ``should_stop`` (cancellation)."""
 STOP_ALARM_MARGIN = 1e-6

@@ -14,8 +14,7 @@ by bar cadence keep their rhythm through quiet periods.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from orchestrator.model.market import (
@@ -27,9 +26,6 @@ from orchestrator.model.market import (
 )
 
 BarHandler = Callable[[Bar], None]
-
-DEFAULT_BAR_HISTORY = 500
-"""Closed bars kept per (symbol, resolution) for warming strategies up."""
 
 
 class BarAggregator:
@@ -143,7 +139,6 @@ def aggregate(ticks: Iterable[Tick], symbol: str, resolution: str) -> list[Bar]:
 @dataclass(slots=True)
 class _Subscription:
     aggregator: BarAggregator
-    recent: deque[Bar]
     subscribers: int = 0
 
 
@@ -154,11 +149,8 @@ class BarHub:
     exceptions propagate to the caller of ``on_tick`` / ``on_time``.
     """
 
-    def __init__(self, on_bar: BarHandler, history: int = DEFAULT_BAR_HISTORY) -> None:
-        if history < 0:
-            raise ValueError(f"history must be >= 0 bars, got {history}")
+    def __init__(self, on_bar: BarHandler) -> None:
         self._on_bar = on_bar
-        self._history = history
         # symbol -> resolution -> subscription: a tick touches only its symbol's.
         self._by_symbol: dict[str, dict[str, _Subscription]] = {}
         self._last_ticks: dict[str, Tick] = {}
@@ -172,12 +164,12 @@ class BarHub:
         subscription = self._by_symbol.get(symbol, {}).get(resolution)
         if subscription is None:
             aggregator = BarAggregator(symbol, resolution)  # refuses unknown resolutions
-            subscription = _Subscription(aggregator, deque(maxlen=self._history))
+            subscription = _Subscription(aggregator)
             self._by_symbol.setdefault(symbol, {})[resolution] = subscription
         subscription.subscribers += 1
 
     def unsubscribe(self, symbol: str, resolution: str) -> None:
-        """Remove a subscriber; the last one out drops the aggregator and its bars.
+        """Remove a subscriber; the last one out drops the aggregator.
 
         Raises KeyError if the pair has no subscriber, which is a caller's bug.
         """
@@ -228,7 +220,6 @@ class BarHub:
 
     def _deliver(self, subscription: _Subscription, bars: Iterable[Bar]) -> None:
         for bar in bars:
-            subscription.recent.append(bar)
             self._on_bar(bar)
 
     def next_close(self) -> float | None:
@@ -242,11 +233,6 @@ class BarHub:
             for subscription in by_resolution.values()
         )
         return min((end for end in ends if end is not None), default=None)
-
-    def recent_bars(self, symbol: str, resolution: str) -> Sequence[Bar]:
-        """Up to ``history`` most recent closed bars of the pair, oldest first."""
-        subscription = self._by_symbol.get(symbol, {}).get(resolution)
-        return () if subscription is None else tuple(subscription.recent)
 
     def last_tick(self, symbol: str) -> Tick | None:
         """The newest tick seen for ``symbol``, subscribed or not (quote snapshots)."""

@@ -27,7 +27,6 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from itertools import chain, pairwise
 from pathlib import Path
 from typing import Protocol, TypeAlias
@@ -41,7 +40,8 @@ from orchestrator.marketdata.config import (
     ReplaySpeed,
     SyntheticFeedConfig,
 )
-from orchestrator.model.clock import Clock
+from orchestrator.model.clock import Clock, parse_iso_utc
+from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
 
 log = structlog.get_logger(__name__)
@@ -64,8 +64,10 @@ EPOCH_MILLISECONDS_THRESHOLD = 1e11
 """Epoch values above this (year 5138) are milliseconds, which we refuse to guess."""
 
 
-class FeedError(ValueError):
+class FeedError(OrchestratorError, ValueError):
     """A market data source that cannot be used, with the file and line to fix."""
+
+    code = "invalid_data"
 
     def __init__(self, path: str | Path, problem: str, line: int | None = None) -> None:
         self.path = str(path)
@@ -330,16 +332,13 @@ def _parse_timestamp(text: str, line: int, path: Path) -> float:
 
 def _parse_iso(text: str, line: int, path: Path) -> float:
     try:
-        moment = datetime.fromisoformat(text)
+        return parse_iso_utc(text)
     except ValueError:
         raise FeedError(
             path,
             f"timestamp {text!r} is neither ISO-8601 (2024-01-02T09:30:00Z) nor epoch seconds",
             line,
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _parse_number(name: str, text: str, line: int, path: Path) -> float:

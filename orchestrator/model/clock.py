@@ -34,6 +34,18 @@ class ManualClock:
         self._now = now
 
 
+DAY_SECONDS = 86_400
+
+
+def parse_iso_utc(text: str) -> float:
+    """Epoch seconds of an ISO-8601 moment, UTC where it names no zone; ValueError if
+    ``text`` is not ISO-8601."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 def iso_utc(ts: float) -> str:
     """ISO-8601 UTC with milliseconds and a trailing ``Z``, as every message carries."""
     moment = datetime.fromtimestamp(ts, tz=UTC)

@@ -49,7 +49,7 @@ from typing import NamedTuple, Protocol
 import structlog
 
 from orchestrator.bus import EventBus
-from orchestrator.model.clock import Clock
+from orchestrator.model.clock import DAY_SECONDS, Clock
 from orchestrator.model.events import (
     HaltSource,
     LimitBreached,
@@ -74,7 +74,6 @@ from orchestrator.trading.portfolio import (
 
 log = structlog.get_logger("orchestrator.risk.guardian")
 
-DAY_SECONDS = 86_400
 ORDER_WINDOW_SECONDS = 60.0
 GLOBAL_WINDOW_SECONDS = 1.0
 TOLERANCE = 1e-9

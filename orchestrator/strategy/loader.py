@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
+from orchestrator.model.errors import OrchestratorError
 from orchestrator.strategy.api import Strategy, StrategyParams
 
 BUILTIN_STRATEGIES: Mapping[str, str] = MappingProxyType(
@@ -22,8 +23,10 @@ BUILTIN_STRATEGIES: Mapping[str, str] = MappingProxyType(
 Read-only: a user strategy is named by its import path, not registered here."""
 
 
-class StrategyLoadError(ValueError):
+class StrategyLoadError(OrchestratorError, ValueError):
     """A strategy named in the config cannot be found or is not a Strategy."""
+
+    code = "strategy_unavailable"
 
 
 def load_strategy_class(kind: str) -> type[Strategy[Any]]:

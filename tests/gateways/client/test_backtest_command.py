@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from gateways.client.commands import EXIT_DAEMON_ERROR, EXIT_OK, EXIT_UNREACHABLE
+from gateways.client.commands import (
+    EXIT_DAEMON_ERROR,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    _backtest_command,
+    build_client_parser,
+)
 from tests.gateways.client.test_commands import cli_daemon, dead_url
 
 
@@ -38,3 +44,15 @@ async def test_backtest_without_a_daemon_exits_3(capsys: pytest.CaptureFixture[s
     code = await main_async(["backtest", "holder", "--url", dead_url()])
     assert code == EXIT_UNREACHABLE
     assert "is `orchestrator run` running?" in capsys.readouterr().err
+
+
+def test_a_synthetic_backtest_leaves_what_is_not_given_to_the_daemon() -> None:
+    parser = build_client_parser()
+    bare = _backtest_command(parser.parse_args(["backtest", "holder"]))
+    assert bare == {"type": "run_backtest", "strategyId": "holder", "source": {"kind": "synthetic"}}
+    given = parser.parse_args(["backtest", "holder", "--duration", "60", "--seed", "3"])
+    assert _backtest_command(given)["source"] == {
+        "kind": "synthetic",
+        "durationSeconds": 60.0,
+        "seed": 3,
+    }

@@ -240,11 +240,10 @@ def test_unsubscribe_is_reference_counted() -> None:
 
     hub.unsubscribe("AAPL", "1s")
     assert hub.aggregator("AAPL", "1s") is shared
-    assert len(hub.recent_bars("AAPL", "1s")) == 1
 
     hub.unsubscribe("AAPL", "1s")
     assert hub.aggregator_count == 0
-    assert hub.recent_bars("AAPL", "1s") == ()
+    assert hub.aggregator("AAPL", "1s") is None
     with pytest.raises(KeyError):
         hub.unsubscribe("AAPL", "1s")
 
@@ -297,17 +296,6 @@ def test_on_time_delivers_due_bars_of_every_pair_in_closing_order() -> None:
     assert hub.next_close() == T0 + 6
 
 
-def test_recent_bars_are_bounded_and_newest_last() -> None:
-    hub = BarHub(Recorder(), history=3)
-    hub.subscribe("AAPL", "1s")
-    hub.on_tick(tick(T0, 1.0))
-
-    hub.on_time(T0 + 10)
-
-    assert [bar.start for bar in hub.recent_bars("AAPL", "1s")] == [T0 + 7, T0 + 8, T0 + 9]
-    assert hub.recent_bars("MSFT", "1s") == ()
-
-
 def test_last_tick_is_kept_per_symbol_even_without_subscribers() -> None:
     hub = BarHub(Recorder())
     newest = tick(T0 + 2, 3.0, symbol="MSFT")
@@ -330,4 +318,4 @@ def test_a_late_subscriber_gets_bars_from_its_first_tick() -> None:
 
     assert [(b.resolution, b.start) for b in seen.bars if b.resolution == "5s"] == []
     hub.on_time(T0 + 10)
-    assert [b.open for b in hub.recent_bars("AAPL", "5s")] == [2.0]
+    assert [b.open for b in seen.bars if b.resolution == "5s"] == [2.0]
