@@ -178,7 +178,9 @@ class Daemon:
         )
         self.dgbit = DgbitEndpoints(translator, self.clock, self.jobs.exists)
         self.outbox.subscribe(self.dgbit.publish)
-        jobs = JobCommands(self.jobs, self.registry, self.config, self.clock)
+        jobs = JobCommands(
+            self.jobs, self.registry, self.config, self.clock, self.core.market.symbols
+        )
         return self._server(
             "orchestrator",
             orchestrator_command_parser(),

@@ -8,12 +8,13 @@ the dgbit streams as ``job.*`` events.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic.alias_generators import to_snake
+from pydantic.alias_generators import to_camel, to_snake
 
 from gateways.api import outbound
 from gateways.api.inbound import (
@@ -29,7 +30,8 @@ from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.backtest.engine import BacktestSpec, CsvSource, SyntheticSource
 from orchestrator.backtest.jobs import JobInfo, JobManager
 from orchestrator.model.clock import Clock
-from orchestrator.model.market import Symbol
+from orchestrator.model.errors import InvalidStrategyConfig
+from orchestrator.model.market import Symbol, missing_market_data
 from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.registry import StrategyRegistry
 
@@ -92,12 +94,18 @@ def orchestrator_command_parser() -> CommandParser:
 
 class JobCommands:
     def __init__(
-        self, jobs: JobManager, registry: StrategyRegistry, config: DaemonConfig, clock: Clock
+        self,
+        jobs: JobManager,
+        registry: StrategyRegistry,
+        config: DaemonConfig,
+        clock: Clock,
+        market_symbols: Collection[str],
     ) -> None:
         self._jobs = jobs
         self._registry = registry
         self._config = config
         self._clock = clock
+        self._market_symbols = market_symbols
 
     def handlers(self) -> dict[str, CommandHandler]:
         return {
@@ -108,6 +116,12 @@ class JobCommands:
 
     async def run_backtest(self, command: RunBacktest, _: Session) -> Replies:
         spec = self._spec(command)
+        if isinstance(spec.source, SyntheticSource):
+            # Checked as start_strategy checks it: synthetic bars of a symbol the
+            # daemon never trades would test nothing a user can run.
+            problem = missing_market_data((spec.traded_symbol,), self._market_symbols)
+            if problem is not None:
+                raise InvalidStrategyConfig(problem)
         job_id = self._jobs.submit(spec)
         return [self._reply(self._jobs.get(job_id), command)]
 
@@ -145,4 +159,17 @@ def _source(source: CsvSourceIn | SyntheticSourceIn) -> CsvSource | SyntheticSou
     if isinstance(source, CsvSourceIn):
         return CsvSource(path=Path(source.path))
     given = source.model_dump(exclude={"kind"}, exclude_none=True)
-    return SyntheticSource(**{to_snake(name): value for name, value in given.items()})
+    try:
+        return SyntheticSource(**{to_snake(name): value for name, value in given.items()})
+    except ValidationError as exc:
+        problems = "; ".join(_in_wire_words(problem) for problem in describe_validation_errors(exc))
+        raise InvalidMessage(f"invalid run_backtest: {problems}") from exc
+
+
+def _in_wire_words(problem: str) -> str:
+    """A problem of the core's SyntheticSource, where the wire's names put it."""
+    where, _, what = problem.partition(": ")
+    where = "source" if where == "(top level)" else f"source.{where}"
+    for name in SyntheticSource.model_fields:
+        where, what = where.replace(name, to_camel(name)), what.replace(name, to_camel(name))
+    return f"{where}: {what}"

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
@@ -279,7 +280,8 @@ async def run_client_command(args: argparse.Namespace) -> int:
         _error(args, str(exc))
         return EXIT_DAEMON_ERROR
     except CommandError as exc:
-        _error(args, f"the daemon refused {exc.request_type}: {exc.message} ({exc.code})")
+        message = _in_flag_words(args.command, exc.message)
+        _error(args, f"the daemon refused {exc.request_type}: {message} ({exc.code})")
         return EXIT_DAEMON_ERROR
     except ConnectionLost as exc:
         _error(args, f"{exc} — did the daemon stop?")
@@ -291,6 +293,25 @@ async def run_client_command(args: argparse.Namespace) -> int:
         # `orchestrator watch | head`: the reader left; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+FLAGS_OF_FIELDS = {
+    "backtest": {
+        "source.durationSeconds": "--duration",
+        "source.resolution": "--resolution",
+        "source.seed": "--seed",
+        "source.path": "--csv",
+        "durationSeconds": "--duration",
+        "symbol": "--symbol",
+    },
+}
+"""The wire's field names as the user typed them: the flags of each command."""
+
+
+def _in_flag_words(command: str, message: str) -> str:
+    for field, flag in FLAGS_OF_FIELDS.get(command, {}).items():
+        message = re.sub(rf"(?<![\w.]){re.escape(field)}(?!\w)", flag, message)
+    return message
 
 
 def _error(args: argparse.Namespace, message: str) -> None:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import gc
 import math
 import operator
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -69,6 +70,7 @@ from orchestrator.model.events import HaltSource
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import (
     RESOLUTION_SECONDS,
+    SYMBOL_PATTERN,
     Bar,
     Resolution,
     Symbol,
@@ -171,7 +173,9 @@ class BacktestSpec(FrozenModel):
     strategy: CatalogEntry = Field(description="The catalog entry: kind, params, defaults.")
     source: DataSource = Field(description="Where the bars come from.")
     symbol: Symbol | None = Field(
-        None, description="The symbol traded; None takes the first of the run config's."
+        None,
+        description="The symbol traded; None: a CSV file's name (AAPL.csv trades AAPL), "
+        "the first of the run config's for synthetic bars.",
     )
     config: StrategyRunConfig | None = Field(
         None, description="Run config (limits); None takes the catalog entry's defaults."
@@ -187,9 +191,28 @@ class BacktestSpec(FrozenModel):
     def run_config(self) -> StrategyRunConfig:
         return self.config if self.config is not None else self.strategy.defaults
 
+    @model_validator(mode="after")
+    def _symbol_known(self) -> BacktestSpec:
+        source = self.source
+        if self.symbol is None and isinstance(source, CsvSource) and not file_symbol(source.path):
+            raise ValueError(
+                f"the file name {source.path.name!r} is no ticker: name the symbol it holds"
+            )
+        return self
+
     @property
     def traded_symbol(self) -> str:
-        return self.symbol if self.symbol is not None else self.run_config.symbols[0]
+        if self.symbol is not None:
+            return self.symbol
+        if isinstance(self.source, CsvSource):
+            return file_symbol(self.source.path)
+        return self.run_config.symbols[0]
+
+
+def file_symbol(path: Path) -> str:
+    """The ticker a file is named after (``aapl.csv``: AAPL), or "" when its name is none."""
+    name = path.stem.upper()
+    return name if re.fullmatch(SYMBOL_PATTERN, name) else ""
 
 
 # --------------------------------------------------------------------------- results

@@ -57,6 +57,10 @@ MAX_SYNTHETIC_LAG_SECONDS = 5.0
 MAX_SPEED_YIELD_EVERY = 500
 """A feed that never needs to sleep still yields to the loop after this many ticks."""
 OHLCV_HEADER = ("timestamp", "open", "high", "low", "close", "volume")
+TIME_COLUMNS = ("timestamp", "date", "datetime", "time")
+"""Names the time column may have: ours, and Yahoo's and pandas' (Date, Datetime)."""
+IGNORED_COLUMNS = ("adj close", "dividends", "stock splits")
+"""Columns of Yahoo and yfinance files that a backtest does not read: it trades Close."""
 DEFAULT_BAR_SECONDS = 60
 """Bar length assumed for a file with a single row, where no interval can be seen."""
 TICKS_PER_OHLCV_ROW = 4
@@ -255,8 +259,12 @@ class _Row:
 def load_ohlcv(path: str | Path, symbol: str) -> list[Bar]:
     """Read an OHLCV CSV file into bars, oldest first.
 
-    The header must be ``timestamp,open,high,low,close,volume``; timestamps are
-    ISO-8601 (naive ones are taken as UTC) or epoch seconds, strictly
+    The header names the columns, in any order and any case:
+    ``timestamp,open,high,low,close,volume``, or Yahoo's and pandas'
+    ``Date,Open,High,Low,Close,Adj Close,Volume`` (the time column may also be
+    ``Datetime`` or ``time``; ``Adj Close``, ``Dividends`` and ``Stock Splits``
+    are ignored). Timestamps are ISO-8601 (naive ones, and bare dates, are
+    taken as UTC) or epoch seconds, strictly
     increasing. The resolution is the smallest gap between rows (60 s for a
     single row) and must be one of ``RESOLUTION_SECONDS``. Bars get
     ``ticks=4``, the number of ticks :class:`CsvReplayFeed` makes of each row,
@@ -278,8 +286,14 @@ def _read_rows(path: Path) -> list[_Row]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as lines:
             reader = csv.reader(lines)
-            _check_header(next(reader, None), path)
-            rows = [_parse_row(fields, reader.line_num, path) for fields in reader if fields]
+            header = next(reader, None)
+            columns = _columns(header, path)
+            width = len(header or ())
+            rows = [
+                _parse_row(fields, columns, width, reader.line_num, path)
+                for fields in reader
+                if fields
+            ]
     except FileNotFoundError:
         raise FeedError(path, "file not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -290,26 +304,34 @@ def _read_rows(path: Path) -> list[_Row]:
     return rows
 
 
-def _check_header(fields: list[str] | None, path: Path) -> None:
+def _columns(fields: list[str] | None, path: Path) -> tuple[int, ...]:
+    """Where the time, open, high, low, close and volume columns are in the header."""
     expected = ",".join(OHLCV_HEADER)
     if fields is None:
         raise FeedError(path, f"file is empty; expected the header {expected!r}", line=1)
-    found = tuple(field.strip().lower() for field in fields)
-    if found != OHLCV_HEADER:
-        raise FeedError(path, f"header is {','.join(fields)!r}; expected {expected!r}", line=1)
-
-
-def _parse_row(fields: list[str], line: int, path: Path) -> _Row:
-    if len(fields) != len(OHLCV_HEADER):
+    names = [field.strip().lower() for field in fields]
+    known = {*TIME_COLUMNS, *OHLCV_HEADER[1:], *IGNORED_COLUMNS}
+    times = [name for name in names if name in TIME_COLUMNS]
+    usable = len(times) == 1 and len(set(names)) == len(names) and set(names) <= known
+    if not usable or not set(OHLCV_HEADER[1:]) <= set(names):
         raise FeedError(
             path,
-            f"{len(fields)} fields, expected {len(OHLCV_HEADER)} ({','.join(OHLCV_HEADER)})",
-            line,
+            f"header is {','.join(fields)!r}; expected {expected!r} "
+            "(or Yahoo's Date,Open,High,Low,Close,Adj Close,Volume)",
+            line=1,
         )
-    ts = _parse_timestamp(fields[0].strip(), line, path)
+    return tuple(names.index(name) for name in (times[0], *OHLCV_HEADER[1:]))
+
+
+def _parse_row(
+    fields: list[str], columns: tuple[int, ...], width: int, line: int, path: Path
+) -> _Row:
+    if len(fields) != width:
+        raise FeedError(path, f"{len(fields)} fields, expected {width} as in the header", line)
+    ts = _parse_timestamp(fields[columns[0]].strip(), line, path)
     open_, high, low, close, volume = (
-        _parse_number(name, text.strip(), line, path)
-        for name, text in zip(OHLCV_HEADER[1:], fields[1:], strict=True)
+        _parse_number(name, fields[index].strip(), line, path)
+        for name, index in zip(OHLCV_HEADER[1:], columns[1:], strict=True)
     )
     row = _Row(line, ts, open_, high, low, close, volume)
     _check_prices(row, path)

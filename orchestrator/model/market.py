@@ -8,6 +8,7 @@ config and message model validates with.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -35,6 +36,16 @@ def unknown_resolution(label: object) -> str | None:
     if isinstance(label, str) and label in RESOLUTION_SECONDS:
         return None
     return f"unknown resolution {str(label)[:20]!r}; use one of {', '.join(RESOLUTION_SECONDS)}"
+
+
+def missing_market_data(wanted: Iterable[str], available: Collection[str]) -> str | None:
+    """Why ``wanted`` cannot trade on a feed of ``available``, or None when it can."""
+    unknown = [symbol for symbol in wanted if symbol not in available]
+    if not unknown:
+        return None
+    return (
+        f"no market data for {', '.join(unknown)}; the feed provides {', '.join(sorted(available))}"
+    )
 
 
 def resolution_seconds(label: str) -> int:

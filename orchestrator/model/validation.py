@@ -16,5 +16,7 @@ def describe_validation_errors(exc: ValidationError) -> list[str]:
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
         given = error.get("input")
         shown = "" if error["type"] == "missing" or isinstance(given, dict) else f" (got {given!r})"
-        lines.append(f"{where}: {error['msg']}{shown}")
+        # A validator's own sentence, without pydantic's "Value error, " before it.
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}{shown}")
     return lines

@@ -22,7 +22,7 @@ from orchestrator.model.clock import Clock
 from orchestrator.model.errors import InvalidStrategyConfig, StrategyUnavailable
 from orchestrator.model.events import SignalEmitted
 from orchestrator.model.ids import IdFactory
-from orchestrator.model.market import Bar, Tick
+from orchestrator.model.market import Bar, Tick, missing_market_data
 from orchestrator.model.orders import Order, OrderPurpose, Side, Signal
 from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.api import Strategy
@@ -113,12 +113,9 @@ class StrategyRuntime:
 
     def check(self, entry: CatalogEntry, config: StrategyRunConfig) -> None:
         self._load(entry)
-        unknown = [s for s in config.symbols if s not in self.market.symbols]
-        if unknown:
-            raise InvalidStrategyConfig(
-                f"no market data for {', '.join(unknown)}; the feed provides "
-                f"{', '.join(sorted(self.market.symbols))}"
-            )
+        problem = missing_market_data(config.symbols, self.market.symbols)
+        if problem is not None:
+            raise InvalidStrategyConfig(problem)
 
     async def activate(self, entry: CatalogEntry, config: StrategyRunConfig) -> None:
         cls, params = self._load(entry)

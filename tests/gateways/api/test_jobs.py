@@ -132,3 +132,45 @@ def test_a_synthetic_source_without_fields_takes_the_core_defaults() -> None:
     assert _source(SyntheticSourceIn(kind="synthetic")) == SyntheticSource()
     given = SyntheticSourceIn(kind="synthetic", durationSeconds=600.0, seed=3)
     assert _source(given) == SyntheticSource(duration_seconds=600.0, seed=3)
+
+
+async def test_a_synthetic_backtest_of_a_symbol_the_feed_lacks_is_refused_as_live() -> None:
+    async with running_daemon() as daemon, daemon.client() as client:
+        command = {"strategyId": "strategy-123", "source": synthetic(), "symbol": "nope"}
+        backtest = await client.request({"type": "run_backtest", **command})
+        live = await client.request(
+            {"type": "start_strategy", "id": "strategy-123", "config": {"symbols": ["NOPE"]}}
+        )
+        assert backtest["type"] == live["type"] == "error"
+        assert backtest["data"]["code"] == live["data"]["code"] == "invalid_config"
+        assert backtest["data"]["message"] == live["data"]["message"]
+        assert backtest["data"]["message"].startswith("no market data for NOPE; the feed provides")
+        listed = await client.request({"type": "get_backtests"})
+        assert listed["data"] == []
+
+
+async def test_a_file_backtest_trades_the_symbol_its_file_is_named_after(tmp_path: Path) -> None:
+    rows = ["timestamp,open,high,low,close,volume"]
+    closes = [100 + i % 5 for i in range(40)]
+    rows += [f"{1_704_067_200 + 60 * i},{c},{c + 1},{c - 1},{c},10" for i, c in enumerate(closes)]
+    (tmp_path / "spy.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "my data.csv").write_text("\n".join(rows) + "\n")
+    config = test_config(jobs={"data_dir": str(tmp_path)})
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        named = await client.request(
+            {"type": "run_backtest", "strategyId": "strategy-123", "source": csv("spy.csv")}
+        )
+        assert named["type"] == "backtest_job", named
+        ws = await job_stream(daemon, named["data"]["jobId"])
+        events = await until_finished(ws)
+        await ws.close()
+        assert events[-1]["type"] == "job.completed", events
+        unnamed = await client.request(
+            {"type": "run_backtest", "strategyId": "strategy-123", "source": csv("my data.csv")}
+        )
+        assert unnamed["type"] == "error"
+        assert "'my data.csv' is no ticker: name the symbol" in unnamed["data"]["message"]
+
+
+def csv(path: str) -> dict[str, str]:
+    return {"kind": "csv", "path": path}

@@ -56,3 +56,17 @@ def test_a_synthetic_backtest_leaves_what_is_not_given_to_the_daemon() -> None:
         "durationSeconds": 60.0,
         "seed": 3,
     }
+
+
+async def test_the_daemons_bounds_come_back_in_the_clis_flag_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (_, cli):
+        code, _, err = await cli("backtest", "holder", "--duration", "1e12")
+        assert code == EXIT_DAEMON_ERROR
+        assert "--duration: Input should be less than or equal to 31622400" in err
+        code, _, err = await cli("backtest", "holder", "--resolution", "7m")
+        assert "--resolution: unknown resolution '7m'; use one of 1s" in err
+        code, _, err = await cli("backtest", "holder", "--symbol", "nope")
+        assert code == EXIT_DAEMON_ERROR
+        assert "no market data for NOPE; the feed provides" in err

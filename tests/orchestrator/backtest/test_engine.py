@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from orchestrator.backtest.engine import (
     BacktestCancelled,
@@ -421,6 +421,7 @@ def spec_for(path: Path, **params: Any) -> BacktestSpec:
     return BacktestSpec(
         strategy=entry("sma_crossover", params or {"fast": 3, "slow": 8}),
         source=CsvSource(path=path),
+        symbol="TEST",
     )
 
 
@@ -494,7 +495,9 @@ class FailOnBar(Strategy[FailParams]):
 def test_a_strategy_exception_names_the_bar(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "data.csv", 30)
     spec = BacktestSpec(
-        strategy=entry(f"{__name__}:FailOnBar", {"on_bar": 12}), source=CsvSource(path=path)
+        strategy=entry(f"{__name__}:FailOnBar", {"on_bar": 12}),
+        source=CsvSource(path=path),
+        symbol="TEST",
     )
     with pytest.raises(BacktestError) as caught:
         run_backtest(spec)
@@ -507,11 +510,15 @@ def test_a_strategy_exception_names_the_bar(tmp_path: Path) -> None:
 
 def test_an_unknown_strategy_or_bad_params_say_what_to_fix(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "data.csv", 30)
-    unknown = BacktestSpec(strategy=entry("no_such_strategy"), source=CsvSource(path=path))
+    unknown = BacktestSpec(
+        strategy=entry("no_such_strategy"), source=CsvSource(path=path), symbol="TEST"
+    )
     with pytest.raises(BacktestError, match="strategy bt cannot be loaded: unknown strategy"):
         run_backtest(unknown)
     bad = BacktestSpec(
-        strategy=entry("sma_crossover", {"fast": 9, "slow": 3}), source=CsvSource(path=path)
+        strategy=entry("sma_crossover", {"fast": 9, "slow": 3}),
+        source=CsvSource(path=path),
+        symbol="TEST",
     )
     with pytest.raises(BacktestError, match=r"invalid params: .*fast \(9\) must be less than"):
         run_backtest(bad)
@@ -624,3 +631,14 @@ def test_a_reversal_after_the_kill_switch_closes_and_opens_nothing() -> None:
     assert first.limit is RiskLimit.KILL_SWITCH
     assert first.quantity < first.order.quantity
     assert engine.portfolio.position(SYMBOL) == 0.0  # nothing opened after the halt
+
+
+def test_a_file_without_a_symbol_trades_the_ticker_it_is_named_after() -> None:
+    named = BacktestSpec(strategy=entry("sma_crossover"), source=CsvSource(path=Path("brk.b.csv")))
+    assert named.traded_symbol == "BRK.B"
+    given = BacktestSpec(
+        strategy=entry("sma_crossover"), source=CsvSource(path=Path("x.csv")), symbol="msft"
+    )
+    assert given.traded_symbol == "MSFT"
+    with pytest.raises(ValidationError, match=r"'2024 data\.csv' is no ticker"):
+        BacktestSpec(strategy=entry("sma_crossover"), source=CsvSource(path=Path("2024 data.csv")))

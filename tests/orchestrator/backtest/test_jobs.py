@@ -167,15 +167,24 @@ async def test_failures_carry_a_reason_a_person_can_act_on(tmp_path: Path) -> No
     (tmp_path / "empty.csv").write_text("timestamp,open,high,low,close,volume\n", "utf-8")
     write_csv(tmp_path / "short.csv", 5)
     specs = {
-        "bad file": BacktestSpec(strategy=entry(), source=CsvSource(path=Path("bad.csv"))),
-        "no rows": BacktestSpec(strategy=entry(), source=CsvSource(path=Path("empty.csv"))),
-        "too few bars": BacktestSpec(strategy=entry(), source=CsvSource(path=Path("short.csv"))),
+        "bad file": BacktestSpec(
+            strategy=entry(), source=CsvSource(path=Path("bad.csv")), symbol="TEST"
+        ),
+        "no rows": BacktestSpec(
+            strategy=entry(), source=CsvSource(path=Path("empty.csv")), symbol="TEST"
+        ),
+        "too few bars": BacktestSpec(
+            strategy=entry(), source=CsvSource(path=Path("short.csv")), symbol="TEST"
+        ),
         "bad params": BacktestSpec(
             strategy=entry("sma_crossover", {"fast": 3, "slow": 8, "nope": 1}),
             source=CsvSource(path=Path("good.csv")),
+            symbol="TEST",
         ),
         "unknown strategy": BacktestSpec(
-            strategy=entry("no.such.module:Strategy"), source=CsvSource(path=Path("good.csv"))
+            strategy=entry("no.such.module:Strategy"),
+            source=CsvSource(path=Path("good.csv")),
+            symbol="TEST",
         ),
     }
     async with jobs(data_dir=tmp_path) as harness:
@@ -203,6 +212,7 @@ async def test_an_exception_in_the_strategy_names_the_bar(tmp_path: Path) -> Non
     spec = BacktestSpec(
         strategy=entry("tests.orchestrator.backtest.test_engine:FailOnBar", {"on_bar": 10}),
         source=CsvSource(path=Path("data.csv")),
+        symbol="TEST",
     )
     async with jobs(data_dir=tmp_path) as harness:
         failed = await harness.finished(harness.manager.submit(spec))
@@ -217,8 +227,12 @@ async def test_files_must_be_inside_data_dir(tmp_path: Path) -> None:
     inside = tmp_path / "data"
     inside.mkdir()
     write_csv(tmp_path / "secret.csv", 50)
-    outside = BacktestSpec(strategy=entry(), source=CsvSource(path=Path("../secret.csv")))
-    absolute = BacktestSpec(strategy=entry(), source=CsvSource(path=tmp_path / "secret.csv"))
+    outside = BacktestSpec(
+        strategy=entry(), source=CsvSource(path=Path("../secret.csv")), symbol="TEST"
+    )
+    absolute = BacktestSpec(
+        strategy=entry(), source=CsvSource(path=tmp_path / "secret.csv"), symbol="TEST"
+    )
     async with jobs(start=False, data_dir=inside) as harness:
         for spec in (outside, absolute):
             with pytest.raises(InvalidJob, match="is outside the data directory"):

@@ -394,3 +394,51 @@ async def test_a_speed_multiplier_scales_the_waits(tmp_path: Path) -> None:
     assert aapl[-1] - aapl[-2] == 15
     assert sleep.delays[-1] == pytest.approx(0.25)
     assert ticks[0].ts == 1_704_205_800
+
+
+def test_a_yahoo_file_loads_its_close_not_its_adjusted_close(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "GOOG.csv",
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2024-01-02,139.6,140.6,137.7,139.6,139.4,20071900\n"
+        "2024-01-03,138.6,141.1,138.4,140.4,140.2,18974300\n",
+    )
+    bars = load_ohlcv(path, "GOOG")
+    assert [(b.resolution, b.start, b.close, b.volume) for b in bars] == [
+        ("1d", 1_704_153_600.0, 139.6, 20_071_900.0),
+        ("1d", 1_704_240_000.0, 140.4, 18_974_300.0),
+    ]
+
+
+def test_a_pandas_file_with_its_columns_in_another_order_loads(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "aapl.csv",
+        "Datetime,Volume,Close,Low,High,Open,Dividends,Stock Splits\n"
+        "2024-01-02 14:30:00+00:00,10,2.5,1,3,2,0.0,0.0\n",
+    )
+    [bar] = load_ohlcv(path, "AAPL")
+    assert (bar.start, bar.open, bar.high, bar.low, bar.close, bar.volume) == (
+        1_704_205_800.0,
+        2.0,
+        3.0,
+        1.0,
+        2.5,
+        10.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Date,Open,High,Low,Close,Volume,Notes",
+        "Date,Timestamp,Open,High,Low,Close,Volume",
+        "Date,Open,High,Low,Close",
+        "Date,Open,Open,High,Low,Close,Volume",
+    ],
+)
+def test_a_header_with_unknown_missing_or_repeated_columns_is_refused(
+    tmp_path: Path, header: str
+) -> None:
+    path = write(tmp_path / "bad.csv", header + "\n")
+    with pytest.raises(FeedError, match="or Yahoo's Date,Open,High,Low,Close,Adj Close,Volume"):
+        load_ohlcv(path, "A")
