@@ -5,8 +5,11 @@ readers in beside the writer) and never changes the file. Where the journal is:
 ``--file``, else ``--state-dir`` (with the config's file name), else the config's
 ``[journal]`` section (``--config``, the environment, the embedded defaults).
 
-Exit codes: 0 done, 1 the journal cannot be read (corrupt, newer, foreign) or
-the export cannot be written, 2 no journal there or a bad config.
+Keys of ``--json`` and columns of the CSV export are camelCase, as on the wire.
+
+Exit codes: 0 done, 1 the export cannot be written (or would overwrite a file
+without ``--force``), 2 no journal there, a journal that cannot be used
+(corrupt, newer, foreign: the daemon exits 2 for it too) or a bad config.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from gateways.config import load_config
 from orchestrator.journal.config import JournalConfig
@@ -32,10 +35,11 @@ from orchestrator.journal.store import (
 from orchestrator.model.clock import iso_utc
 from orchestrator.model.errors import ConfigError
 from orchestrator.model.orders import Fill, TradeStatus
+from orchestrator.trading.portfolio import PortfolioBook
 
 EXIT_OK = 0
-EXIT_UNREADABLE = 1
-EXIT_MISSING = 2
+EXIT_EXPORT_FAILED = 1
+EXIT_JOURNAL = 2
 
 DEFAULT_LIMIT = 50
 
@@ -43,28 +47,33 @@ TRADE_FIELDS = (
     "time",
     "ts",
     "id",
-    "order_id",
-    "strategy_id",
+    "orderId",
+    "strategyId",
     "symbol",
     "side",
     "quantity",
     "price",
     "commission",
+    "realizedPnl",
     "status",
     "reason",
 )
-"""Columns of the CSV export and keys of ``trades --json``."""
+"""Columns of the CSV export and keys of ``trades --json``. ``realizedPnl`` is what a
+fill added to realized P&L (the closed part's price move less its commission), so
+a strategy's fills add up to its position's realized P&L; empty (null) for a
+rejection."""
 
 POSITION_FIELDS = (
-    "strategy_id",
+    "strategyId",
     "symbol",
     "quantity",
-    "entry_price",
-    "realized_pnl",
+    "entryPrice",
+    "realizedPnl",
     "time",
     "ts",
-    "fill_id",
+    "fillId",
 )
+"""Keys of ``positions --json``; ``entryPrice`` is null for a flat position."""
 
 
 def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -104,6 +113,7 @@ def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--output", type=Path, required=True, metavar="FILE", help="CSV file to write; - for stdout"
     )
     export.add_argument("--strategy", metavar="ID", help="only this strategy's trades")
+    export.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
 
 def journal_command(args: argparse.Namespace) -> int:
@@ -112,7 +122,7 @@ def journal_command(args: argparse.Namespace) -> int:
         path = locate(args)
     except ConfigError as exc:
         _error(exc.message, *(p for p in exc.problems if p != exc.message))
-        return EXIT_MISSING
+        return EXIT_JOURNAL
     action = _ACTIONS[args.journal_command]
     try:
         with Journal.open_readonly(path) as journal:
@@ -123,10 +133,10 @@ def journal_command(args: argparse.Namespace) -> int:
             "the daemon has not run with this state directory yet; "
             "point at one with --state-dir DIR or --file PATH",
         )
-        return EXIT_MISSING
+        return EXIT_JOURNAL
     except JournalError as exc:
         _error(exc.message)
-        return EXIT_UNREADABLE
+        return EXIT_JOURNAL
     except BrokenPipeError:
         # `orchestrator journal trades | head`: the reader left; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -152,15 +162,18 @@ def _env_config() -> JournalConfig:
 
 def show_trades(journal: Journal, args: argparse.Namespace) -> int:
     limit = args.limit or None
-    fills = journal.fills(strategy_id=args.strategy, limit=limit)
+    # Every fill of the strategies shown is replayed: a closing fill's P&L needs its entries.
+    history = journal.fills(strategy_id=args.strategy)
+    realized = realized_pnl_by_fill(history)
+    fills = history[-limit:] if limit is not None else history
     if args.json:
-        _print_json([_trade_row(fill) for fill in fills])
+        _print_json([_trade_row(fill, realized) for fill in fills])
         return EXIT_OK
     if not fills:
         print("no trades" + (f" for {args.strategy}" if args.strategy else ""))
         return EXIT_OK
     headers = (
-        *("time", "strategy", "symbol", "side", "quantity", "price", "commission"),
+        *("time", "strategy", "symbol", "side", "quantity", "price", "commission", "P&L"),
         *("status", "trade", "order", "reason"),
     )
     rows = [
@@ -172,6 +185,7 @@ def show_trades(journal: Journal, args: argparse.Namespace) -> int:
             _number(f.quantity),
             _number(f.price) if f.status is TradeStatus.FILLED else "-",
             _money(f.commission),
+            _optional_money(realized.get(f.id)),
             f.status.value,
             f.id,
             f.order_id,
@@ -179,7 +193,7 @@ def show_trades(journal: Journal, args: argparse.Namespace) -> int:
         )
         for f in fills
     ]
-    print(table(headers, rows, numeric={4, 5, 6}))
+    print(table(headers, rows, numeric={4, 5, 6, 7}))
     if limit is not None and len(fills) == limit:
         print(f"(the last {limit} trades; --limit 0 shows all)")
     return EXIT_OK
@@ -199,7 +213,7 @@ def show_positions(journal: Journal, args: argparse.Namespace) -> int:
             p.strategy_id,
             p.symbol,
             _number(p.quantity),
-            _number(p.entry_price),
+            _number(p.entry_price) if p.quantity else "-",
             _money(p.realized_pnl),
             iso_utc(p.ts),
         )
@@ -216,11 +230,15 @@ def export_trades(journal: Journal, args: argparse.Namespace) -> int:
         write_csv(sys.stdout, fills)
         return EXIT_OK
     try:
-        with Path(args.output).open("w", newline="", encoding="utf-8") as handle:
+        mode: Literal["w", "x"] = "w" if args.force else "x"
+        with Path(args.output).open(mode, newline="", encoding="utf-8") as handle:
             write_csv(handle, fills)
+    except FileExistsError:
+        _error(f"{args.output} exists; add --force to overwrite it")
+        return EXIT_EXPORT_FAILED
     except OSError as exc:
         _error(f"cannot write {args.output}: {exc.strerror or exc}")
-        return EXIT_UNREADABLE
+        return EXIT_EXPORT_FAILED
     print(f"exported {len(fills)} trades to {args.output}", file=sys.stderr)
     return EXIT_OK
 
@@ -235,12 +253,25 @@ _ACTIONS: dict[str, Callable[[Journal, argparse.Namespace], int]] = {
 # ------------------------------------------------------------------ formats
 
 
+def realized_pnl_by_fill(fills: Sequence[Fill]) -> dict[str, float | None]:
+    """What each fill added to realized P&L, replaying ``fills`` in order: the closed
+    part's price move less the fill's commission (an opening fill: its commission);
+    None for a rejection. ``fills`` must hold every fill of the strategies it covers."""
+    book = PortfolioBook()
+    realized: dict[str, float | None] = {}
+    for fill in fills:
+        change = book.apply_fill(fill)
+        realized[fill.id] = change.realized_pnl if fill.status is TradeStatus.FILLED else None
+    return realized
+
+
 def write_csv(stream: TextIO, fills: Sequence[Fill]) -> None:
     """A header, then one row per trade; numbers at full precision, UTC times."""
     writer = csv.DictWriter(stream, fieldnames=TRADE_FIELDS, lineterminator="\n")
     writer.writeheader()
+    realized = realized_pnl_by_fill(fills)
     for fill in fills:
-        writer.writerow(_trade_row(fill))
+        writer.writerow(_trade_row(fill, realized))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
@@ -256,18 +287,19 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[in
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def _trade_row(fill: Fill) -> dict[str, Any]:
+def _trade_row(fill: Fill, realized: dict[str, float | None]) -> dict[str, Any]:
     return {
         "time": iso_utc(fill.ts),
         "ts": fill.ts,
         "id": fill.id,
-        "order_id": fill.order_id,
-        "strategy_id": fill.strategy_id,
+        "orderId": fill.order_id,
+        "strategyId": fill.strategy_id,
         "symbol": fill.symbol,
         "side": fill.side.value,
         "quantity": fill.quantity,
         "price": fill.price,
         "commission": fill.commission,
+        "realizedPnl": realized.get(fill.id),
         "status": fill.status.value,
         "reason": fill.reason,
     }
@@ -275,14 +307,14 @@ def _trade_row(fill: Fill) -> dict[str, Any]:
 
 def _position_row(position: PositionSnapshot) -> dict[str, Any]:
     return {
-        "strategy_id": position.strategy_id,
+        "strategyId": position.strategy_id,
         "symbol": position.symbol,
         "quantity": position.quantity,
-        "entry_price": position.entry_price,
-        "realized_pnl": position.realized_pnl,
+        "entryPrice": position.entry_price if position.quantity else None,
+        "realizedPnl": position.realized_pnl,
         "time": iso_utc(position.ts),
         "ts": position.ts,
-        "fill_id": position.fill_id,
+        "fillId": position.fill_id,
     }
 
 
@@ -298,6 +330,10 @@ def _number(value: float) -> str:
 
 def _money(value: float) -> str:
     return f"{value:,.2f}"
+
+
+def _optional_money(value: float | None) -> str:
+    return "" if value is None else _money(value)
 
 
 def _non_negative(text: str) -> int:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,19 @@ def fills(state: Path) -> list[Fill]:
         return journal.fills()
 
 
+def trade_id(line: str) -> str:
+    """The trade id of a table row: after the time, strategy, symbol, side, quantity,
+    price, commission, P&L (empty for an opening fill) and status."""
+    return next(cell for cell in line.split() if cell.startswith("trade_"))
+
+
+def fill_of(row: dict[str, Any]) -> Fill:
+    """The Fill a JSON or CSV row of ``trades`` describes (its wire names undone)."""
+    names = {"orderId": "order_id", "strategyId": "strategy_id"}
+    fields = {names.get(k, k): v for k, v in row.items() if k not in ("time", "realizedPnl")}
+    return Fill(**fields)
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(["journal", *argv])
     out, err = capsys.readouterr()
@@ -69,13 +83,13 @@ def test_trades_are_an_aligned_table_oldest_first(
     assert (code, err) == (0, "")
     header, dashes, *rows = out.splitlines()
     assert header.split() == [
-        *("time", "strategy", "symbol", "side", "quantity", "price", "commission"),
+        *("time", "strategy", "symbol", "side", "quantity", "price", "commission", "P&L"),
         *("status", "trade", "order", "reason"),
     ]
     assert len(rows) == len(fills) == 5
     starts = columns(dashes)
     for row, fill in zip(rows, fills, strict=True):
-        assert row.split()[:10] == [
+        cells = [
             iso_utc(fill.ts),
             fill.strategy_id,
             fill.symbol,
@@ -83,13 +97,12 @@ def test_trades_are_an_aligned_table_oldest_first(
             f"{fill.quantity:g}",
             f"{fill.price:g}" if fill.status == "FILLED" else "-",
             f"{fill.commission:.2f}",
-            fill.status,
-            fill.id,
-            fill.order_id,
         ]
+        assert row.split()[:7] == cells
+        assert row[starts[8] :].split()[:3] == [fill.status, fill.id, fill.order_id]
         # text columns start where their dashes start; numbers end where theirs end
         assert row[starts[1] :].startswith(fill.strategy_id)
-        assert row[starts[8] :].startswith(fill.id)
+        assert row[starts[9] :].startswith(fill.id)
         assert row[: starts[6] - 2].endswith(f"{fill.price:g}" if fill.price else "-")
     assert rows[-1].endswith("maxOrdersPerMinute 5 reached")
 
@@ -99,16 +112,16 @@ def test_trades_of_one_strategy_the_last_n_and_as_json(
 ) -> None:
     code, out, _ = run(capsys, "--state-dir", str(state), "trades", "--strategy", "sma")
     assert code == 0
-    assert [line.split()[8] for line in out.splitlines()[2:]] == [
+    assert [trade_id(line) for line in out.splitlines()[2:]] == [
         f.id for f in fills if f.strategy_id == "sma"
     ]
     code, out, _ = run(capsys, "--state-dir", str(state), "trades", "--limit", "2")
-    assert [line.split()[8] for line in out.splitlines()[2:4]] == [f.id for f in fills[-2:]]
+    assert [trade_id(line) for line in out.splitlines()[2:4]] == [f.id for f in fills[-2:]]
     assert "the last 2 trades" in out
     code, out, _ = run(capsys, "--state-dir", str(state), "trades", "--json", "--limit", "0")
     rows = json.loads(out)
     assert [tuple(row) for row in rows] == [TRADE_FIELDS] * len(fills)
-    assert [Fill(**{k: v for k, v in row.items() if k != "time"}) for row in rows] == fills
+    assert [fill_of(row) for row in rows] == fills
     code, out, _ = run(capsys, "--state-dir", str(state), "trades", "--strategy", "none")
     assert (code, out) == (0, "no trades for none\n")
 
@@ -130,9 +143,9 @@ def test_positions_show_quantity_average_cost_and_realized_pnl(
     code, out, _ = run(capsys, "--file", str(state / FILE), "positions", "--json")
     book = Journal.open_readonly(state / FILE).rebuild_book()
     for row in json.loads(out):
-        position = book.portfolio(row["strategy_id"]).get(row["symbol"])
+        position = book.portfolio(row["strategyId"]).get(row["symbol"])
         assert position is not None
-        assert (row["quantity"], row["entry_price"], row["realized_pnl"]) == (
+        assert (row["quantity"], row["entryPrice"], row["realizedPnl"]) == (
             position.quantity,
             position.entry_price,
             position.realized_pnl,
@@ -183,13 +196,13 @@ def test_a_missing_journal_exits_2_and_creates_nothing(
     assert not state.exists()
 
 
-def test_a_corrupt_journal_exits_1_untouched(
+def test_a_corrupt_journal_exits_2_as_the_daemon_does_and_stays_untouched(
     state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state.mkdir()
     (state / FILE).write_bytes(b"not a database, just text\n" * 100)
     code, out, err = run(capsys, "--state-dir", str(state), "positions")
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert "is not a SQLite database" in err
     assert (state / FILE).read_bytes() == b"not a database, just text\n" * 100
 
@@ -232,3 +245,50 @@ def test_finds_the_journal_the_daemon_would_use(
     code, _, err = run(capsys, "--config", str(config), "trades")
     assert code == 2
     assert "journal.bogus" in err
+
+
+def test_each_closing_trade_shows_what_it_realized(
+    state: Path, fills: list[Fill], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = run(capsys, "--state-dir", str(state), "trades", "--json", "--limit", "0")
+    realized = {row["id"]: row["realizedPnl"] for row in json.loads(out)}
+    # AAPL: bought 10 @ 100 and 10 @ 110.5, sold 15 @ 120.25 (avg 105.25): 225 gross;
+    # each fill pays 0.5 commission, so the three add up to the position's 223.50
+    aapl = [f.id for f in fills if f.symbol == "AAPL"]
+    assert [realized[i] for i in aapl] == [-0.5, -0.5, 224.5]
+    _, out, _ = run(capsys, "--state-dir", str(state), "trades", "--limit", "3")
+    last_aapl = next(line for line in out.splitlines() if aapl[-1] in line)
+    assert "224.50" in last_aapl.split()
+    _, out, _ = run(capsys, "--state-dir", str(state), "trades", "--json", "--limit", "1")
+    assert [row["realizedPnl"] for row in json.loads(out)] == [None]  # a rejection
+
+
+def test_a_flat_position_shows_no_entry_price(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trading = Trading()
+    with Journal.open(state / FILE) as journal:
+        journal.write(trading.round_trip("sma", "AAPL", Side.BUY, 10, 100.0))
+        journal.write(trading.round_trip("sma", "AAPL", Side.SELL, 10, 101.0))
+    capsys.readouterr()  # the journal's log lines
+    code, out, _ = run(capsys, "--state-dir", str(state), "positions")
+    assert code == 0
+    [row] = out.splitlines()[2:-1]
+    assert row.split()[:4] == ["sma", "AAPL", "0", "-"]
+    code, out, _ = run(capsys, "--state-dir", str(state), "positions", "--json")
+    assert [row["entryPrice"] for row in json.loads(out)] == [None]
+
+
+def test_export_refuses_to_overwrite_without_force(
+    state: Path, fills: list[Fill], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    output = tmp_path / "trades.csv"
+    output.write_text("precious\n")
+    code, _, err = run(capsys, "--state-dir", str(state), "export", "--output", str(output))
+    assert code == 1
+    assert f"{output} exists; add --force to overwrite it" in err
+    assert output.read_text() == "precious\n"
+    argv = ("--state-dir", str(state), "export", "--output", str(output), "--force")
+    code, _, _ = run(capsys, *argv)
+    assert code == 0
+    assert output.read_text().startswith(",".join(TRADE_FIELDS))
