@@ -103,7 +103,7 @@ function start(config, token) {
   service.getStrategyTrades().subscribe(onTrade);
   service.getRiskEvents().subscribe(onRiskEvent);
   service.resync$.subscribe((notice) => {
-    addFeed("status", `${notice.server}: fresh snapshot (${notice.reason})`);
+    addFeed("status", `${SERVER_NAMES[notice.server]}: fresh snapshot (${notice.reason})`);
     if (notice.server === "orchestrator") refreshCatalog();
   });
 
@@ -115,6 +115,12 @@ function start(config, token) {
 }
 
 // ---------------------------------------------------------------- connection
+
+const SERVER_NAMES = {
+  orchestrator: "strategy orchestrator",
+  marketData: "market data",
+  risk: "risk guardian",
+};
 
 const CONNECTION_LABELS = {
   idle: "Not connected",
@@ -153,12 +159,32 @@ function onConnection(status) {
       if (name === "risk") refreshRisk();
     }
     if (before === "connected" && server.state !== "connected") {
-      addFeed("status", `lost the ${name} connection; reconnecting`);
+      addFeed("status", `lost the ${SERVER_NAMES[name]} connection; reconnecting`);
     }
   }
   previousServers = Object.fromEntries(Object.entries(status.servers).map(([n, s]) => [n, s.state]));
+  renderReachability(status.servers);
   if (wasConnected !== state.connected) renderStrategies();
   renderKillSwitch();
+}
+
+// What the page shows while a server is away is what it last heard, and says so:
+// execution UNKNOWN (not a green RUNNING), statuses and P&L marked "last known".
+function renderReachability(servers) {
+  const orchestratorAway = servers.orchestrator.state !== "connected";
+  const riskAway = servers.risk.state !== "connected";
+  document.body.dataset.orchestrator = orchestratorAway ? "away" : "connected";
+  document.body.dataset.risk = riskAway ? "away" : "connected";
+  const element = $("execution-status");
+  if (orchestratorAway && state.execution !== null) {
+    element.textContent = "UNKNOWN";
+    element.dataset.status = "UNKNOWN";
+    element.title = `last known: ${state.execution}; the daemon does not answer`;
+  } else if (!orchestratorAway && element.dataset.status === "UNKNOWN") {
+    element.textContent = state.execution;
+    element.dataset.status = state.execution;
+    element.title = "";
+  }
 }
 
 // ---------------------------------------------------------------- strategies
@@ -243,12 +269,13 @@ function newRow(id) {
 
 function renderRow(entry, row) {
   row.dataset.status = entry.status;
+  row.dataset.stale = String(!state.connected);
   row.querySelector(".strategy-name").textContent = entry.name;
   row.querySelector(".strategy-id").textContent = entry.id;
   const badge = row.querySelector(".badge");
   badge.textContent = entry.status;
   badge.className = `badge status-${entry.status}`;
-  badge.title = entry.error ?? "";
+  badge.title = state.connected ? entry.error ?? "" : "last known status: the daemon does not answer";
   row.querySelector("[data-testid=strategy-symbols]").textContent = entry.symbols.join(", ");
 
   const risk = state.lastRisk.get(entry.id);

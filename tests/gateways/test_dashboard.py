@@ -56,8 +56,12 @@ def dashboard_config(tmp_path: Path, ports: dict[str, int]) -> Path:
     return path
 
 
+DESKTOP = {"width": 1400, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
 @asynccontextmanager
-async def chromium_page(profile: Path) -> AsyncIterator[Any]:
+async def chromium_page(profile: Path, viewport: dict[str, int] = DESKTOP) -> AsyncIterator[Any]:
     """A page in Debian's Chromium with a new, empty profile."""
     async with playwright_api.async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
@@ -65,7 +69,7 @@ async def chromium_page(profile: Path) -> AsyncIterator[Any]:
             executable_path=str(CHROMIUM),
             args=CHROMIUM_FLAGS,
             headless=True,
-            viewport={"width": 1400, "height": 900},
+            viewport=viewport,
         )
         try:
             yield context.pages[0] if context.pages else await context.new_page()
@@ -215,8 +219,12 @@ async def test_the_dashboard_drives_a_real_daemon(
         await expect(connection).to_contain_text("Reconnecting")
         assert await page.evaluate("() => window.orchestratorService.isConnected()") is False
         await expect(row.locator("[data-action=start]")).to_be_disabled()
+        await expect(page.get_by_test_id("execution-status")).to_have_text("UNKNOWN")
+        await expect(row).to_have_attribute("data-stale", "true")
         async with ready_daemon(config):
             await expect(connection).to_have_attribute("data-state", "connected")
+            await expect(page.get_by_test_id("execution-status")).to_have_text("RUNNING")
+            await expect(row).to_have_attribute("data-stale", "false")
             await expect(rows).to_have_count(3)
             await expect(row).to_have_attribute("data-status", "STOPPED")
             await expect(row.locator("[data-action=start]")).to_be_enabled()
@@ -272,3 +280,55 @@ async def test_the_dashboard_asks_for_a_token_and_sends_it_first(tmp_path: Path)
         )
         await expect(linked.get_by_test_id("strategy-row")).to_have_count(3)
         assert token not in linked.url
+
+
+OFF_SCREEN = """(width) => {
+  const outside = (element) => {
+    const box = element.getBoundingClientRect();
+    return box.left < 0 || box.right > width;
+  };
+  const selector = "#kill-switch, [data-testid=strategy-row] button";
+  const controls = [...document.querySelectorAll(selector)];
+  return {
+    pageWidth: document.documentElement.scrollWidth,
+    controls: controls.length,
+    offScreen: controls.filter(outside).map((element) => element.id || element.textContent.trim()),
+  };
+}"""
+
+
+async def test_on_a_phone_every_control_is_on_screen_and_a_dead_daemon_is_not_shown_live(
+    tmp_path: Path,
+) -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    config = dashboard_config(tmp_path, ports)
+    async with AsyncExitStack() as stack:
+        daemon = await stack.enter_async_context(ready_daemon(config))
+        page = await stack.enter_async_context(chromium_page(tmp_path / "profile", PHONE))
+        page.set_default_timeout(TIMEOUT_MS)
+        await page.goto(f"http://127.0.0.1:{ports['orchestrator']}/?backoffMaxMs=500")
+        await expect(page.get_by_test_id("strategy-row")).to_have_count(3)
+        execution = page.get_by_test_id("execution-status")
+        await expect(execution).to_have_text("RUNNING")
+        layout = await page.evaluate(OFF_SCREEN, PHONE["width"])
+        await page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        assert layout == {"pageWidth": PHONE["width"], "controls": 10, "offScreen": []}, layout
+
+        row = page.locator("[data-strategy-id='strategy-123']")
+        daemon.proc.send_signal(signal.SIGKILL)
+        await daemon.proc.wait()
+        await expect(execution).to_have_text("UNKNOWN")
+        await expect(execution).not_to_have_attribute("data-status", "RUNNING")
+        await expect(row).to_have_attribute("data-stale", "true")
+        await expect(row.get_by_test_id("strategy-status")).to_have_attribute(
+            "title", re.compile("last known")
+        )
+        feed = page.get_by_test_id("feed")
+        await expect(feed).to_contain_text("lost the market data connection")
+        assert "marketData" not in await feed.inner_text()
+        await page.screenshot(path=str(tmp_path / "phone-down.png"), full_page=True)
+        async with ready_daemon(config):
+            await expect(execution).to_have_text("RUNNING")
+            await expect(row).to_have_attribute("data-stale", "false")
+            layout = await page.evaluate(OFF_SCREEN, PHONE["width"])
+            assert layout["offScreen"] == [] and layout["pageWidth"] == PHONE["width"], layout
