@@ -52,3 +52,12 @@ class AlwaysEnter(Strategy[ScriptParams]):
             self.enter_long(bar.symbol, bar.close)
         else:
             self.close_position(bar.symbol, bar.close)
+
+
+class BuyEveryBar(Strategy[ScriptParams]):
+    """Buys ``quantity`` on every bar, whatever it holds: the same order again and again."""
+
+    params_model = ScriptParams
+
+    def on_bar(self, bar: Bar) -> None:
+        self.buy(bar.symbol, bar.close, quantity=self.params.quantity, orderType="MARKET")

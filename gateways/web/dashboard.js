@@ -362,11 +362,39 @@ function onTrade(trade) {
   scheduleRiskRefresh();
 }
 
+// Refusals a strategy repeats bar after bar would fill the view with one line each;
+// the same refusal again, among the last few lines, counts up on its line instead
+// ("×12") and moves to the top.
+const COLLAPSED_KINDS = new Set(["rejected", "order_rejected"]);
+const COLLAPSE_WITHIN = 10;
+
+function earlierRepeat(list, kind, text, strategyId) {
+  if (!COLLAPSED_KINDS.has(kind)) return null;
+  const recent = [...list.children].slice(0, COLLAPSE_WITHIN);
+  return recent.find(
+    (item) =>
+      item.dataset.kind === kind &&
+      (item.querySelector(".who")?.textContent ?? null) === strategyId &&
+      item.querySelector(".what").textContent === text,
+  ) ?? null;
+}
+
 function addFeed(kind, text, strategyId = null, timestamp = null, list = $("feed")) {
+  const when = timestamp ? new Date(timestamp) : new Date();
+  const repeated = earlierRepeat(list, kind, text, strategyId);
+  if (repeated) {
+    const count = Number(repeated.dataset.repeat ?? "1") + 1;
+    repeated.dataset.repeat = String(count);
+    repeated.querySelector(".repeat").textContent = `×${count}`;
+    const time = repeated.querySelector("time");
+    time.dateTime = when.toISOString();
+    time.textContent = when.toLocaleTimeString();
+    list.prepend(repeated);
+    return;
+  }
   const item = document.createElement("li");
   item.dataset.kind = kind;
   const time = document.createElement("time");
-  const when = timestamp ? new Date(timestamp) : new Date();
   time.dateTime = when.toISOString();
   time.textContent = when.toLocaleTimeString();
   const tag = document.createElement("span");
@@ -382,7 +410,9 @@ function addFeed(kind, text, strategyId = null, timestamp = null, list = $("feed
   const what = document.createElement("span");
   what.className = "what";
   what.textContent = text;
-  item.append(what);
+  const repeat = document.createElement("span");
+  repeat.className = "repeat";
+  item.append(what, repeat);
   list.prepend(item);
   while (list.children.length > FEED_LIMIT) list.lastElementChild.remove();
 }

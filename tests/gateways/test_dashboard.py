@@ -332,3 +332,37 @@ async def test_on_a_phone_every_control_is_on_screen_and_a_dead_daemon_is_not_sh
             await expect(row).to_have_attribute("data-stale", "false")
             layout = await page.evaluate(OFF_SCREEN, PHONE["width"])
             assert layout["offScreen"] == [] and layout["pageWidth"] == PHONE["width"], layout
+
+
+REPEATER = """
+[risk]
+halted_at_start = true
+
+[[strategies]]
+id = "repeater"
+name = "Repeater"
+kind = "tests.scripted_strategies:BuyEveryBar"
+[strategies.defaults]
+symbols = ["AAPL"]
+data_resolution = "1s"
+"""
+
+
+REPEATED_3_TIMES = re.compile(r"^([3-9]|\d\d+)$")
+TIMES_N = re.compile("^\u00d7\\d+$")  # the multiplication sign, then the count
+
+
+async def test_a_refusal_repeated_bar_after_bar_is_one_line_that_counts(tmp_path: Path) -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    config = dashboard_config(tmp_path, ports)
+    config.write_text(config.read_text() + REPEATER, encoding="utf-8")
+    async with ready_daemon(config), chromium_page(tmp_path / "profile") as page:
+        page.set_default_timeout(TIMEOUT_MS)
+        await page.goto(f"http://127.0.0.1:{ports['orchestrator']}/")
+        row = page.locator("[data-strategy-id='repeater']")
+        await row.locator("[data-action=start]").click()
+        for list_id, kind in (("feed", "rejected"), ("risk-events", "order_rejected")):
+            refusals = page.get_by_test_id(list_id).locator(f"li[data-kind={kind}]")
+            await expect(refusals.first).to_have_attribute("data-repeat", REPEATED_3_TIMES)
+            await expect(refusals).to_have_count(1)
+            await expect(refusals.first.locator(".repeat")).to_have_text(TIMES_N)
