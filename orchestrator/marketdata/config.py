@@ -11,11 +11,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    field_validator,
     model_validator,
 )
 
-from orchestrator.model.market import Symbol
+from orchestrator.model.market import DistinctSymbols, Symbol
 from orchestrator.model.validation import FrozenModel
 
 MAX_HISTORY_TICKS = 5_000_000
@@ -158,7 +157,7 @@ class NngFeedConfig(BaseModel):
         description="Allow a tcp:// address beyond loopback. NNG has no authentication: "
         "whoever reaches the address can push prices that strategies trade on.",
     )
-    symbols: tuple[Symbol, ...] = Field(
+    symbols: DistinctSymbols = Field(
         default_factory=_default_nng_symbols,
         min_length=1,
         max_length=1000,
@@ -184,13 +183,6 @@ class NngFeedConfig(BaseModel):
         description="A tick stamped further than this ahead of the daemon's clock is dropped: "
         "it would close bars early and make every later tick late.",
     )
-
-    @field_validator("symbols")
-    @classmethod
-    def _distinct_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("symbols must not repeat")
-        return value
 
     @model_validator(mode="after")
     def _local_unless_allowed(self) -> NngFeedConfig:

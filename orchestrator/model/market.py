@@ -107,6 +107,16 @@ Symbol = Annotated[
     BeforeValidator(_upper_case),
     Field(pattern=SYMBOL_PATTERN, description="An instrument ticker (upper-cased)."),
 ]
+
+
+def _distinct(symbols: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(symbols)) != len(symbols):
+        raise ValueError("symbols must not repeat")
+    return symbols
+
+
+DistinctSymbols = Annotated[tuple[Symbol, ...], AfterValidator(_distinct)]
+"""Symbols, none twice (after upper-casing: aapl and AAPL are one)."""
 Resolution = Annotated[
     str,
     AfterValidator(_known_resolution),

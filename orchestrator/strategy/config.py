@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from orchestrator.model.market import Resolution, Symbol
+from orchestrator.model.market import DistinctSymbols, Resolution
 from orchestrator.model.validation import FrozenModel
 
 
@@ -39,7 +39,7 @@ class StrategyRunConfig(BaseModel):
         frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
     )
 
-    symbols: tuple[Symbol, ...] = Field(
+    symbols: DistinctSymbols = Field(
         min_length=1, max_length=50, description="Instruments the strategy trades."
     )
     data_resolution: Resolution = Field("1m", description="Bar resolution, e.g. 1s, 1m, 1h, 1d.")
@@ -53,13 +53,6 @@ class StrategyRunConfig(BaseModel):
     stop_loss_percentage: float = Field(
         0.02, ge=0, lt=1, description="Loss fraction of entry that exits a position; 0 disables."
     )
-
-    @field_validator("symbols")
-    @classmethod
-    def _distinct_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("symbols must not repeat")
-        return value
 
 
 class CatalogEntry(FrozenModel):

@@ -75,3 +75,15 @@ def test_every_model_refuses_an_unknown_resolution_with_one_message(label: str) 
 def test_every_known_resolution_passes() -> None:
     assert [unknown_resolution(label) for label in RESOLUTION_SECONDS] == [None] * 11
     assert unknown_resolution(None) is not None
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda symbols: StrategyRunConfig(symbols=symbols),
+        lambda symbols: NngFeedConfig(symbols=symbols),
+    ],
+)
+def test_symbols_may_not_repeat_even_in_other_case(build: Any) -> None:
+    with pytest.raises(ValidationError, match="symbols must not repeat"):
+        build(("AAPL", "aapl"))
