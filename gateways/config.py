@@ -11,8 +11,10 @@ Every scalar can be overridden from the environment as
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
+import re
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -24,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from orchestrator.backtest.config import JobsConfig
 from orchestrator.journal.config import JournalConfig
+from orchestrator.journal.store import default_state_dir
 from orchestrator.marketdata.config import (
     MarketDataConfig,
     NngAddress,
@@ -189,7 +192,9 @@ class NngBusConfig(FrozenModel):
         None,
         description="Directory of the default ipc:// sockets (events.ipc, ingest.ipc), created "
         "with mode 0700. None: $RUNTIME_DIRECTORY (set by systemd's RuntimeDirectory=), else "
-        "$XDG_RUNTIME_DIR/orchestrator, else <temp dir>/orchestrator-<uid>.",
+        "$XDG_RUNTIME_DIR/orchestrator, else <temp dir>/orchestrator-<uid>; a daemon whose "
+        "journal.state_dir is not the default one gets a subdirectory of its own there "
+        "(<state dir name>-<hash>), so that a second daemon needs no NNG setting.",
     )
     publish_address: NngAddress | None = Field(
         None,
@@ -226,32 +231,57 @@ class NngBusConfig(FrozenModel):
             )
         return self
 
-    def resolved_runtime_dir(self, environ: Mapping[str, str] | None = None) -> Path:
+    def resolved_runtime_dir(
+        self, environ: Mapping[str, str] | None = None, instance: Path | None = None
+    ) -> Path:
+        """``runtime_dir``, else :func:`default_runtime_dir` for ``instance``."""
         if self.runtime_dir is not None:
             return self.runtime_dir.expanduser()
-        return default_runtime_dir(environ)
+        return default_runtime_dir(environ, instance)
 
-    def resolved_publish_address(self, environ: Mapping[str, str] | None = None) -> str:
+    def resolved_publish_address(
+        self, environ: Mapping[str, str] | None = None, instance: Path | None = None
+    ) -> str:
         if self.publish_address is not None:
             return self.publish_address
-        return f"ipc://{self.resolved_runtime_dir(environ) / 'events.ipc'}"
+        return f"ipc://{self.resolved_runtime_dir(environ, instance) / 'events.ipc'}"
 
-    def default_ingest_address(self, environ: Mapping[str, str] | None = None) -> str:
+    def default_ingest_address(
+        self, environ: Mapping[str, str] | None = None, instance: Path | None = None
+    ) -> str:
         """Where the nng feed listens when its own ``address`` is None."""
-        return f"ipc://{self.resolved_runtime_dir(environ) / 'ingest.ipc'}"
+        return f"ipc://{self.resolved_runtime_dir(environ, instance) / 'ingest.ipc'}"
 
 
-def default_runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
+def default_runtime_dir(
+    environ: Mapping[str, str] | None = None, instance: Path | None = None
+) -> Path:
     """$RUNTIME_DIRECTORY (systemd; the first of several), else
-    $XDG_RUNTIME_DIR/orchestrator, else <temp dir>/orchestrator-<uid>."""
+    $XDG_RUNTIME_DIR/orchestrator, else <temp dir>/orchestrator-<uid>.
+
+    ``instance`` (a daemon's own state directory, when it is not the default one)
+    adds a subdirectory named after it, so that two daemons of one user do not
+    share a socket path. systemd gives every unit its own RuntimeDirectory=, so
+    there the directory is taken as it is."""
     env = os.environ if environ is None else environ
     systemd = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
     if systemd:
         return Path(systemd)
     xdg = env.get("XDG_RUNTIME_DIR", "")
     if xdg and Path(xdg).is_absolute():
-        return Path(xdg) / "orchestrator"
-    return Path(tempfile.gettempdir()) / f"orchestrator-{os.getuid()}"
+        base = Path(xdg) / "orchestrator"
+    else:
+        base = Path(tempfile.gettempdir()) / f"orchestrator-{os.getuid()}"
+    return base if instance is None else base / instance_dir_name(instance)
+
+
+def instance_dir_name(state_dir: Path) -> str:
+    """A short, readable and unique name for a state directory: ipc:// paths hold
+    at most 103 bytes, so the path itself cannot be used."""
+    absolute = os.path.abspath(state_dir.expanduser())
+    digest = hashlib.sha256(absolute.encode()).hexdigest()[:10]
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(absolute).name)[:24] or "root"
+    return f"{readable}-{digest}"
 
 
 class DaemonConfig(BaseSettings):
@@ -318,6 +348,26 @@ class DaemonConfig(BaseSettings):
         if duplicates:
             raise ValueError(f"strategy ids must be unique; repeated: {', '.join(duplicates)}")
         return self
+
+    def instance_state_dir(self, environ: Mapping[str, str] | None = None) -> Path | None:
+        """The journal's state directory when it is not the default one: what tells
+        a second daemon of the same user apart (its NNG sockets follow it)."""
+        state_dir = self.journal.state_dir
+        if state_dir is None:
+            return None
+        state_dir = state_dir.expanduser()
+        return None if state_dir == default_state_dir(environ) else state_dir
+
+    def nng_publish_address(self, environ: Mapping[str, str] | None = None) -> str:
+        """Where the NNG publisher listens."""
+        return self.nng.resolved_publish_address(environ, self.instance_state_dir(environ))
+
+    def nng_ingest_address(self, environ: Mapping[str, str] | None = None) -> str:
+        """Where the nng feed listens: its own ``address``, else the default ipc:// path."""
+        feed = self.market_data.feed
+        if isinstance(feed, NngFeedConfig) and feed.address is not None:
+            return feed.address
+        return self.nng.default_ingest_address(environ, self.instance_state_dir(environ))
 
     @classmethod
     def settings_customise_sources(

@@ -36,7 +36,7 @@ from gateways.ws.server import (
 from gateways.ws.static_files import StaticFiles
 from orchestrator.backtest.jobs import JobManager
 from orchestrator.bus import EventBus
-from orchestrator.journal.store import Journal, JournalError
+from orchestrator.journal.store import Journal, JournalError, JournalLocked
 from orchestrator.journal.writer import DirectDelivery, JournalWriter
 from orchestrator.kernel import TradingCore, build_trading_core
 from orchestrator.marketdata.config import NngFeedConfig
@@ -65,15 +65,32 @@ class AddressInUse(BindFailed):
         super().__init__(server, config, "address in use")
 
 
+NNG_SETTINGS = {
+    "publisher": ("nng.publish_address", "nng.runtime_dir"),
+    "ingest": ("market_data.feed.address", "nng.runtime_dir"),
+}
+"""The config keys that move each NNG socket, for the message of a failed bind."""
+
+
 class NngBindFailed(BindFailed):
-    """An NNG socket cannot listen; ``host`` is its address (ipc:// or tcp://)."""
+    """An NNG socket cannot listen at its ``address`` (ipc:// or tcp://); ``host``
+    is the address too, so that code handling any BindFailed can name it."""
 
     def __init__(self, error: NngBindError) -> None:
         Exception.__init__(self, str(error))
         self.server = f"nng_{error.role}"
+        self.address = error.address
         self.host = error.address
         self.port = 0
         self.reason = error.reason
+        self.settings = NNG_SETTINGS.get(error.role, ("nng.runtime_dir",))
+
+    @property
+    def hint(self) -> str:
+        return (
+            f"another daemon may be listening there; set {' or '.join(self.settings)} "
+            "(or give this daemon its own journal.state_dir)"
+        )
 
 
 class Daemon:
@@ -132,7 +149,7 @@ class Daemon:
         self._watch()
         self.nng: NngPublisher | None = None
         if config.nng.enabled:
-            address = config.nng.resolved_publish_address()
+            address = config.nng_publish_address()
             self.nng = NngPublisher(config.nng, address, self.clock, self.epoch)
             self.outbox.subscribe(self.nng.publish)
 
@@ -169,8 +186,7 @@ class Daemon:
         feed = self.config.market_data.feed
         if not isinstance(feed, NngFeedConfig):
             return None
-        address = feed.address or self.config.nng.default_ingest_address()
-        return NngFeed(feed, address, self.clock)
+        return NngFeed(feed, self.config.nng_ingest_address(), self.clock)
 
     def _build_orchestrator_server(self) -> WebSocketServer:
         translator = DgbitTranslator(
@@ -414,6 +430,16 @@ async def serve_until_signalled(
     except AddressInUse as exc:
         log.error("port_in_use", server=exc.server, host=exc.host, port=exc.port)
         return 2
+    except NngBindFailed as exc:
+        log.error(
+            "bind_failed",
+            server=exc.server,
+            address=exc.address,
+            error=exc.reason,
+            settings=list(exc.settings),
+            hint=exc.hint,
+        )
+        return 2
     except BindFailed as exc:
         log.error("bind_failed", server=exc.server, host=exc.host, port=exc.port, error=exc.reason)
         return 2
@@ -465,6 +491,9 @@ def run(config: DaemonConfig, reload: Reload | None = None) -> int:
 async def _main(config: DaemonConfig, reload: Reload | None) -> int:
     try:
         daemon = Daemon(config)
+    except JournalLocked as exc:
+        log.error("already_running", pid=exc.pid, state_dir=str(exc.path.parent), error=exc.message)
+        return 2
     except JournalError as exc:
         log.error("journal_refused", error=exc.message)
         return 2
