@@ -17,13 +17,14 @@ import os
 import re
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateways.config_problems import ConfigSource, Problem, describe_config_errors
 from orchestrator.backtest.config import JobsConfig
 from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import default_state_dir
@@ -34,7 +35,7 @@ from orchestrator.marketdata.config import (
     nng_address_is_local,
 )
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.validation import FrozenModel, describe_validation_errors
+from orchestrator.model.validation import FrozenModel
 from orchestrator.risk.config import RiskConfig
 from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, default_catalog
 from orchestrator.trading.config import PaperBrokerConfig
@@ -403,16 +404,44 @@ def _is_loopback(host: str) -> bool:
 
 def load_config(path: Path | None = None) -> DaemonConfig:
     """The embedded defaults, or ``path``'s TOML on top of them, then the environment."""
-    data = _read_toml(path) if path is not None else {}
+    return config_from_source(read_config_source(path), path)
+
+
+def read_config_source(path: Path | None) -> ConfigSource:
+    """The file's TOML and text, or nothing (the embedded defaults) without a file."""
+    if path is None:
+        return ConfigSource({})
+    text = _read_text(path)
+    try:
+        return ConfigSource(tomllib.loads(text), text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def config_from_source(source: ConfigSource, path: Path | None) -> DaemonConfig:
+    """Validate ``source`` with the environment on top; every problem of both in one error."""
     unknown = unknown_environment_settings(os.environ)
+    try:
+        config = DaemonConfig(**source.data)
+    except ValidationError as exc:
+        problems = describe_config_errors(exc, DaemonConfig, source, os.environ)
+        where = _blamed(problems, path, env_problems=bool(unknown))
+        raise ConfigError(
+            f"invalid configuration in {where}", [*unknown, *map(str, problems)]
+        ) from exc
     if unknown:
         raise ConfigError("invalid configuration in the environment", unknown)
-    try:
-        return DaemonConfig(**data)
-    except ValidationError as exc:
-        problems = describe_validation_errors(exc)
-        where = str(path) if path is not None else "the embedded defaults"
-        raise ConfigError(f"invalid configuration in {where}", problems) from exc
+    return config
+
+
+def _blamed(problems: Sequence[Problem], path: Path | None, *, env_problems: bool) -> str:
+    """Where the problems are: the file (or the embedded defaults), the environment, or both."""
+    places = []
+    if any(problem.env_var is None for problem in problems):
+        places.append(str(path) if path is not None else "the embedded defaults")
+    if env_problems or any(problem.env_var is not None for problem in problems):
+        places.append("the environment")
+    return " and ".join(places)
 
 
 ENV_PREFIX = "ORCHESTRATOR_"
@@ -437,13 +466,12 @@ def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_text(path: Path) -> str:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: not UTF-8 ({exc})") from exc
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
