@@ -18,6 +18,7 @@ from gateways.api.jobs import JobCommands, orchestrator_command_parser
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
 from gateways.api.risk import RiskCommands, risk_command_parser
 from gateways.api.strategy_commands import StrategyCommands
+from gateways.client.text import plural
 from gateways.config import DaemonConfig, ServerConfig
 from gateways.dgbit import DgbitEndpoints, DgbitTranslator
 from gateways.nng.feed import NngFeed
@@ -352,7 +353,8 @@ class Daemon:
         clients = sum(server.client_count for server in self.servers.values())
         active = len(self.registry.active())
         return (
-            f"serving on {ports}; {clients} clients; {active} strategies running; "
+            f"serving on {ports}; {plural(clients, 'client')}; "
+            f"{plural(active, 'strategy', 'strategies')} running; "
             f"execution {self.core.execution.status.value}"
         )
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from gateways.client.text import plural
 from gateways.config import load_config
 from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import (
@@ -214,7 +215,7 @@ def show_trades(journal: Journal, args: argparse.Namespace) -> int:
     ]
     print(table(headers, rows, numeric={4, 5, 6, 7}))
     if limit is not None and len(fills) == limit:
-        print(f"(the last {limit} trades; --limit 0 shows all)")
+        print(f"(the last {plural(limit, 'trade')}; --limit 0 shows all)")
     return EXIT_OK
 
 
@@ -258,7 +259,7 @@ def export_trades(journal: Journal, args: argparse.Namespace) -> int:
     except OSError as exc:
         _error(f"cannot write {args.output}: {exc.strerror or exc}")
         return EXIT_EXPORT_FAILED
-    print(f"exported {len(fills)} trades to {args.output}", file=sys.stderr)
+    print(f"exported {plural(len(fills), 'trade')} to {args.output}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
+from gateways.client.text import percent, plural
 from gateways.client.ws_client import (
     CommandError,
     ConnectionLost,
@@ -903,10 +904,12 @@ def _job_line(out: Output, args: argparse.Namespace, data: dict[str, Any]) -> in
         out.print(f"backtest {data['jobId']} {data['status']}")
     else:
         result = data.get("result") or {}
+        trades = result.get("total_trades")
         out.print(
-            f"backtest {data['jobId']} completed: {result.get('total_trades')} trades, "
-            f"win rate {number(result.get('win_rate'))}, "
-            f"return {number(result.get('total_return'))}"
+            f"backtest {data['jobId']} completed: "
+            f"{plural(trades, 'trade') if isinstance(trades, int) else '? trades'}, "
+            f"win rate {percent(result.get('win_rate'))}, "
+            f"return {percent(result.get('total_return'), signed=True)}"
         )
     return EXIT_DAEMON_ERROR if failed else EXIT_OK
 

@@ -119,6 +119,8 @@ def test_trades_of_one_strategy_the_last_n_and_as_json(
     code, out, _ = run(capsys, "--state-dir", str(state), "trades", "--limit", "2")
     assert [trade_id(line) for line in out.splitlines()[2:4]] == [f.id for f in fills[-2:]]
     assert "the last 2 trades" in out
+    code, out, _ = run(capsys, "--state-dir", str(state), "trades", "--limit", "1")
+    assert "(the last 1 trade; --limit 0 shows all)" in out
     code, out, _ = run(capsys, "--state-dir", str(state), "trades", "--json", "--limit", "0")
     rows = json.loads(out)
     assert [tuple(row) for row in rows] == [TRADE_FIELDS] * len(fills)
