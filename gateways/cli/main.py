@@ -163,8 +163,9 @@ def _entry_problems(
         if missing:
             add(
                 ("defaults", "symbols"),
-                f"the feed ({feed.kind}) does not provide {', '.join(missing)}; it provides "
-                f"{', '.join(sorted(provided))}",
+                f"the feed ({feed.kind}) does not provide {', '.join(missing)} (it provides "
+                f"{', '.join(sorted(provided))}): add it to market_data.feed or change the "
+                "strategy's defaults.symbols",
             )
     try:
         cls = load_strategy_class(entry.kind)

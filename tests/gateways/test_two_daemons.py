@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
+from gateways.cli import main as cli
 from gateways.config import DaemonConfig, default_runtime_dir, instance_dir_name
 from gateways.daemon import Daemon, serve_until_signalled
 from orchestrator.model.clock import ManualClock
@@ -105,3 +106,18 @@ async def test_an_nng_bind_failure_names_the_address_and_the_settings_that_move_
     assert "port" not in line and "host" not in line
     assert line["settings"] == ["nng.publish_address", "nng.runtime_dir"]
     assert "nng.publish_address" in line["hint"]
+
+
+def test_check_config_prints_the_nng_addresses(
+    no_systemd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "second"
+    path = tmp_path / "orchestrator.toml"
+    path.write_text(
+        f'[journal]\nstate_dir = "{state}"\n[market_data.feed]\nkind = "nng"\n', encoding="utf-8"
+    )
+    assert cli.main(["check-config", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    runtime = no_systemd / "orchestrator" / instance_dir_name(state)
+    assert f"  nng publish   ipc://{runtime / 'events.ipc'}\n" in out
+    assert f"  nng ingest    ipc://{runtime / 'ingest.ipc'}\n" in out
