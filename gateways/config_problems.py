@@ -66,17 +66,23 @@ def _problem(
 ) -> Problem:
     raw_loc = tuple(error["loc"])
     loc = _without_tags(root, raw_loc)
-    where = readable_location(loc, source.data)
-    what = toml_words(error["msg"].removeprefix("Value error, "))
-    if error["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
-        what = unknown_key_message(loc[-1], _field_names(root, raw_loc[:-1]))
-    else:
-        given = error.get("input")
-        if error["type"] != "missing" and not isinstance(given, dict):
-            what += f" (got {given!r})"
+    what = error_text(error, _field_names(root, raw_loc[:-1]))
     env_var = environment_variable_for(loc, environ)
     line = None if env_var or source.text is None else toml_line(source.text, loc)
-    return Problem(where, what, env_var, line)
+    return Problem(readable_location(loc, source.data), what, env_var, line)
+
+
+def error_text(error: ErrorDetails, known: Sequence[str]) -> str:
+    """What is wrong, in TOML's words and with what was given; an unknown key gets a
+    did-you-mean among ``known`` (the fields of the model it was given to)."""
+    loc = error["loc"]
+    if error["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+        return unknown_key_message(loc[-1], known)
+    what = toml_words(error["msg"].removeprefix("Value error, "))
+    given = error.get("input")
+    if error["type"] != "missing" and not isinstance(given, dict):
+        what += f" (got {given!r})"
+    return what
 
 
 # ------------------------------------------------------------------ words
