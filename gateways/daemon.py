@@ -77,7 +77,7 @@ class NngBindFailed(BindFailed):
     """An NNG socket cannot listen at its ``address`` (ipc:// or tcp://); ``host``
     is the address too, so that code handling any BindFailed can name it."""
 
-    def __init__(self, error: NngBindError) -> None:
+    def __init__(self, error: NngBindError, *, default_address: bool) -> None:
         Exception.__init__(self, str(error))
         self.server = f"nng_{error.role}"
         self.address = error.address
@@ -85,13 +85,15 @@ class NngBindFailed(BindFailed):
         self.port = 0
         self.reason = error.reason
         self.settings = NNG_SETTINGS.get(error.role, ("nng.runtime_dir",))
+        self.default_address = default_address
+        """Whether the address is the default one, which follows journal.state_dir."""
 
     @property
     def hint(self) -> str:
-        return (
-            f"another daemon may be listening there; set {' or '.join(self.settings)} "
-            "(or give this daemon its own journal.state_dir)"
-        )
+        hint = f"another daemon may be listening there; set {' or '.join(self.settings)}"
+        if self.default_address:
+            hint += " (or give this daemon its own journal.state_dir)"
+        return hint
 
 
 class Daemon:
@@ -281,11 +283,18 @@ class Daemon:
             await self._start_nng()
         except NngBindError as exc:
             await asyncio.gather(*(s.close() for s in started))
-            raise NngBindFailed(exc) from exc
+            raise NngBindFailed(exc, default_address=self._default_nng_address(exc.role)) from exc
         self._writer_task = asyncio.create_task(self.writer.run(), name="journal-writer")
         self._jobs_task = asyncio.create_task(self.jobs.run(), name="backtest-jobs")
         await self._restore()
         self.core.execution.announce()
+
+    def _default_nng_address(self, role: str) -> bool:
+        """Whether the NNG socket of ``role`` listens at its default address."""
+        if role == "publisher":
+            return self.config.nng.publish_address is None
+        feed = self.config.market_data.feed
+        return isinstance(feed, NngFeedConfig) and feed.address is None
 
     def _restore_kill_switch(self) -> None:
         """Engaged when the daemon stopped: it stays engaged until someone resumes.

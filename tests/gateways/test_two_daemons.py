@@ -106,6 +106,8 @@ async def test_an_nng_bind_failure_names_the_address_and_the_settings_that_move_
     assert "port" not in line and "host" not in line
     assert line["settings"] == ["nng.publish_address", "nng.runtime_dir"]
     assert "nng.publish_address" in line["hint"]
+    # Its own state_dir would not move an address set by hand: the hint does not offer it.
+    assert "journal.state_dir" not in line["hint"]
 
 
 def test_check_config_prints_the_nng_addresses(
@@ -121,3 +123,21 @@ def test_check_config_prints_the_nng_addresses(
     runtime = no_systemd / "orchestrator" / instance_dir_name(state)
     assert f"  nng publish   ipc://{runtime / 'events.ipc'}\n" in out
     assert f"  nng ingest    ipc://{runtime / 'ingest.ipc'}\n" in out
+
+
+async def test_a_clash_on_the_default_address_suggests_an_own_state_dir(no_systemd: Path) -> None:
+    # No journal, so nothing stops the second daemon before its NNG sockets.
+    config = nng_daemon_config(enabled=False)
+    first = Daemon(config, clock=ManualClock(START))
+    await first.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            code = await serve_until_signalled(Daemon(config, clock=ManualClock(START)))
+    finally:
+        await first.stop()
+    assert code == 2
+    [line] = [entry for entry in logs if entry["event"] == "bind_failed"]
+    assert line["server"] == "nng_ingest"  # the feed listens first
+    assert line["address"] == f"ipc://{no_systemd / 'orchestrator' / 'ingest.ipc'}"
+    assert line["settings"] == ["market_data.feed.address", "nng.runtime_dir"]
+    assert "its own journal.state_dir" in line["hint"]
