@@ -756,9 +756,17 @@ def _watch_banner(types: frozenset[str], strategies: set[str] | None, urls: list
     """The first line of ``watch``: what it shows, from where, and how to stop it."""
     groups = [name for name, members in WATCH_GROUPS.items() if set(members) <= types]
     grouped = {t for name in groups for t in WATCH_GROUPS[name]}
-    what = _and_list([*groups, *sorted(types - grouped)])
+    what = _and_list([*(_GROUP_WORDS[g] for g in groups), *sorted(types - grouped)])
     whose = f"strategies {', '.join(sorted(strategies))}" if strategies else "every strategy"
     return f"watching {what} of {whose} on {' and '.join(urls)}; Ctrl-C to stop"
+
+
+_GROUP_WORDS = {
+    "signals": "signals",
+    "trades": "trades",
+    "status": "status changes",
+    "risk": "risk events",
+}
 
 
 def _and_list(items: Sequence[str]) -> str:

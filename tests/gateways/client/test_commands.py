@@ -267,8 +267,8 @@ async def test_watch_shows_signals_trades_and_risk_events(
     assert code == EXIT_OK
     # The first line (on stderr, so that stdout stays the events) says what and how to stop.
     assert err == (
-        f"watching signals, trades, status and risk of every strategy on {run.url} and "
-        f"{run.risk_url}; Ctrl-C to stop\n"
+        "watching signals, trades, status changes and risk events of every strategy on "
+        f"{run.url} and {run.risk_url}; Ctrl-C to stop\n"
     )
     # Two connections: the order holds within each server's stream.
     [kill_switch] = [line.split(None, 4) for line in out.splitlines() if "kill switch" in line]
