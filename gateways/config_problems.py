@@ -216,6 +216,9 @@ def toml_line(text: str, loc: Loc) -> int | None:
     for number in range(start, len(lines)):
         if assignment.search(_without_comment(lines[number])):
             return number + 1
+    table = _table_start(lines, loc)  # a key that is a table: [brokr]
+    if table:
+        return table + 1
     return start + 1 if start else None
 
 

@@ -93,3 +93,10 @@ def test_a_default_symbol_the_feed_does_not_provide_is_an_error(
     header, problem = check(tmp_path, text, capsys)
     assert header.startswith("invalid strategy catalog in")
     assert problem.startswith("strategies.offfeed.defaults.symbols: the feed (synthetic)")
+
+
+def test_a_misspelt_table_gets_a_did_you_mean_and_its_header_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, problem = check(tmp_path, "[logging]\nlevel = 'info'\n\n[brokr]\nslippage_bps = 2\n", capsys)
+    assert problem == "brokr: unknown key; did you mean broker? (line 4)"
