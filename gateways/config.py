@@ -11,19 +11,23 @@ Every scalar can be overridden from the environment as
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
+import re
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateways.config_problems import ConfigSource, Problem, describe_config_errors
 from orchestrator.backtest.config import JobsConfig
 from orchestrator.journal.config import JournalConfig
+from orchestrator.journal.store import default_state_dir
 from orchestrator.marketdata.config import (
     MarketDataConfig,
     NngAddress,
@@ -31,7 +35,7 @@ from orchestrator.marketdata.config import (
     nng_address_is_local,
 )
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.validation import FrozenModel, describe_validation_errors
+from orchestrator.model.validation import FrozenModel
 from orchestrator.risk.config import RiskConfig
 from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, default_catalog
 from orchestrator.trading.config import PaperBrokerConfig
@@ -189,7 +193,9 @@ class NngBusConfig(FrozenModel):
         None,
         description="Directory of the default ipc:// sockets (events.ipc, ingest.ipc), created "
         "with mode 0700. None: $RUNTIME_DIRECTORY (set by systemd's RuntimeDirectory=), else "
-        "$XDG_RUNTIME_DIR/orchestrator, else <temp dir>/orchestrator-<uid>.",
+        "$XDG_RUNTIME_DIR/orchestrator, else <temp dir>/orchestrator-<uid>; a daemon whose "
+        "journal.state_dir is not the default one gets a subdirectory of its own there "
+        "(<state dir name>-<hash>), so that a second daemon needs no NNG setting.",
     )
     publish_address: NngAddress | None = Field(
         None,
@@ -226,32 +232,57 @@ class NngBusConfig(FrozenModel):
             )
         return self
 
-    def resolved_runtime_dir(self, environ: Mapping[str, str] | None = None) -> Path:
+    def resolved_runtime_dir(
+        self, environ: Mapping[str, str] | None = None, instance: Path | None = None
+    ) -> Path:
+        """``runtime_dir``, else :func:`default_runtime_dir` for ``instance``."""
         if self.runtime_dir is not None:
             return self.runtime_dir.expanduser()
-        return default_runtime_dir(environ)
+        return default_runtime_dir(environ, instance)
 
-    def resolved_publish_address(self, environ: Mapping[str, str] | None = None) -> str:
+    def resolved_publish_address(
+        self, environ: Mapping[str, str] | None = None, instance: Path | None = None
+    ) -> str:
         if self.publish_address is not None:
             return self.publish_address
-        return f"ipc://{self.resolved_runtime_dir(environ) / 'events.ipc'}"
+        return f"ipc://{self.resolved_runtime_dir(environ, instance) / 'events.ipc'}"
 
-    def default_ingest_address(self, environ: Mapping[str, str] | None = None) -> str:
+    def default_ingest_address(
+        self, environ: Mapping[str, str] | None = None, instance: Path | None = None
+    ) -> str:
         """Where the nng feed listens when its own ``address`` is None."""
-        return f"ipc://{self.resolved_runtime_dir(environ) / 'ingest.ipc'}"
+        return f"ipc://{self.resolved_runtime_dir(environ, instance) / 'ingest.ipc'}"
 
 
-def default_runtime_dir(environ: Mapping[str, str] | None = None) -> Path:
+def default_runtime_dir(
+    environ: Mapping[str, str] | None = None, instance: Path | None = None
+) -> Path:
     """$RUNTIME_DIRECTORY (systemd; the first of several), else
-    $XDG_RUNTIME_DIR/orchestrator, else <temp dir>/orchestrator-<uid>."""
+    $XDG_RUNTIME_DIR/orchestrator, else <temp dir>/orchestrator-<uid>.
+
+    ``instance`` (a daemon's own state directory, when it is not the default one)
+    adds a subdirectory named after it, so that two daemons of one user do not
+    share a socket path. systemd gives every unit its own RuntimeDirectory=, so
+    there the directory is taken as it is."""
     env = os.environ if environ is None else environ
     systemd = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
     if systemd:
         return Path(systemd)
     xdg = env.get("XDG_RUNTIME_DIR", "")
     if xdg and Path(xdg).is_absolute():
-        return Path(xdg) / "orchestrator"
-    return Path(tempfile.gettempdir()) / f"orchestrator-{os.getuid()}"
+        base = Path(xdg) / "orchestrator"
+    else:
+        base = Path(tempfile.gettempdir()) / f"orchestrator-{os.getuid()}"
+    return base if instance is None else base / instance_dir_name(instance)
+
+
+def instance_dir_name(state_dir: Path) -> str:
+    """A short, readable and unique name for a state directory: ipc:// paths hold
+    at most 103 bytes, so the path itself cannot be used."""
+    absolute = os.path.abspath(state_dir.expanduser())
+    digest = hashlib.sha256(absolute.encode()).hexdigest()[:10]
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(absolute).name)[:24] or "root"
+    return f"{readable}-{digest}"
 
 
 class DaemonConfig(BaseSettings):
@@ -319,6 +350,26 @@ class DaemonConfig(BaseSettings):
             raise ValueError(f"strategy ids must be unique; repeated: {', '.join(duplicates)}")
         return self
 
+    def instance_state_dir(self, environ: Mapping[str, str] | None = None) -> Path | None:
+        """The journal's state directory when it is not the default one: what tells
+        a second daemon of the same user apart (its NNG sockets follow it)."""
+        state_dir = self.journal.state_dir
+        if state_dir is None:
+            return None
+        state_dir = state_dir.expanduser()
+        return None if state_dir == default_state_dir(environ) else state_dir
+
+    def nng_publish_address(self, environ: Mapping[str, str] | None = None) -> str:
+        """Where the NNG publisher listens."""
+        return self.nng.resolved_publish_address(environ, self.instance_state_dir(environ))
+
+    def nng_ingest_address(self, environ: Mapping[str, str] | None = None) -> str:
+        """Where the nng feed listens: its own ``address``, else the default ipc:// path."""
+        feed = self.market_data.feed
+        if isinstance(feed, NngFeedConfig) and feed.address is not None:
+            return feed.address
+        return self.nng.default_ingest_address(environ, self.instance_state_dir(environ))
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -353,16 +404,44 @@ def _is_loopback(host: str) -> bool:
 
 def load_config(path: Path | None = None) -> DaemonConfig:
     """The embedded defaults, or ``path``'s TOML on top of them, then the environment."""
-    data = _read_toml(path) if path is not None else {}
+    return config_from_source(read_config_source(path), path)
+
+
+def read_config_source(path: Path | None) -> ConfigSource:
+    """The file's TOML and text, or nothing (the embedded defaults) without a file."""
+    if path is None:
+        return ConfigSource({})
+    text = _read_text(path)
+    try:
+        return ConfigSource(tomllib.loads(text), text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def config_from_source(source: ConfigSource, path: Path | None) -> DaemonConfig:
+    """Validate ``source`` with the environment on top; every problem of both in one error."""
     unknown = unknown_environment_settings(os.environ)
+    try:
+        config = DaemonConfig(**source.data)
+    except ValidationError as exc:
+        problems = describe_config_errors(exc, DaemonConfig, source, os.environ)
+        where = _blamed(problems, path, env_problems=bool(unknown))
+        raise ConfigError(
+            f"invalid configuration in {where}", [*unknown, *map(str, problems)]
+        ) from exc
     if unknown:
         raise ConfigError("invalid configuration in the environment", unknown)
-    try:
-        return DaemonConfig(**data)
-    except ValidationError as exc:
-        problems = describe_validation_errors(exc)
-        where = str(path) if path is not None else "the embedded defaults"
-        raise ConfigError(f"invalid configuration in {where}", problems) from exc
+    return config
+
+
+def _blamed(problems: Sequence[Problem], path: Path | None, *, env_problems: bool) -> str:
+    """Where the problems are: the file (or the embedded defaults), the environment, or both."""
+    places = []
+    if any(problem.env_var is None for problem in problems):
+        places.append(str(path) if path is not None else "the embedded defaults")
+    if env_problems or any(problem.env_var is not None for problem in problems):
+        places.append("the environment")
+    return " and ".join(places)
 
 
 ENV_PREFIX = "ORCHESTRATOR_"
@@ -387,13 +466,12 @@ def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_text(path: Path) -> str:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: not UTF-8 ({exc})") from exc
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc

@@ -18,6 +18,7 @@ from gateways.api.jobs import JobCommands, orchestrator_command_parser
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
 from gateways.api.risk import RiskCommands, risk_command_parser
 from gateways.api.strategy_commands import StrategyCommands
+from gateways.client.text import plural
 from gateways.config import DaemonConfig, ServerConfig
 from gateways.dgbit import DgbitEndpoints, DgbitTranslator
 from gateways.nng.feed import NngFeed
@@ -36,7 +37,7 @@ from gateways.ws.server import (
 from gateways.ws.static_files import StaticFiles
 from orchestrator.backtest.jobs import JobManager
 from orchestrator.bus import EventBus
-from orchestrator.journal.store import Journal, JournalError
+from orchestrator.journal.store import Journal, JournalError, JournalLocked
 from orchestrator.journal.writer import DirectDelivery, JournalWriter
 from orchestrator.kernel import TradingCore, build_trading_core
 from orchestrator.marketdata.config import NngFeedConfig
@@ -65,15 +66,34 @@ class AddressInUse(BindFailed):
         super().__init__(server, config, "address in use")
 
 
-class NngBindFailed(BindFailed):
-    """An NNG socket cannot listen; ``host`` is its address (ipc:// or tcp://)."""
+NNG_SETTINGS = {
+    "publisher": ("nng.publish_address", "nng.runtime_dir"),
+    "ingest": ("market_data.feed.address", "nng.runtime_dir"),
+}
+"""The config keys that move each NNG socket, for the message of a failed bind."""
 
-    def __init__(self, error: NngBindError) -> None:
+
+class NngBindFailed(BindFailed):
+    """An NNG socket cannot listen at its ``address`` (ipc:// or tcp://); ``host``
+    is the address too, so that code handling any BindFailed can name it."""
+
+    def __init__(self, error: NngBindError, *, default_address: bool) -> None:
         Exception.__init__(self, str(error))
         self.server = f"nng_{error.role}"
+        self.address = error.address
         self.host = error.address
         self.port = 0
         self.reason = error.reason
+        self.settings = NNG_SETTINGS.get(error.role, ("nng.runtime_dir",))
+        self.default_address = default_address
+        """Whether the address is the default one, which follows journal.state_dir."""
+
+    @property
+    def hint(self) -> str:
+        hint = f"another daemon may be listening there; set {' or '.join(self.settings)}"
+        if self.default_address:
+            hint += " (or give this daemon its own journal.state_dir)"
+        return hint
 
 
 class Daemon:
@@ -132,7 +152,7 @@ class Daemon:
         self._watch()
         self.nng: NngPublisher | None = None
         if config.nng.enabled:
-            address = config.nng.resolved_publish_address()
+            address = config.nng_publish_address()
             self.nng = NngPublisher(config.nng, address, self.clock, self.epoch)
             self.outbox.subscribe(self.nng.publish)
 
@@ -169,8 +189,7 @@ class Daemon:
         feed = self.config.market_data.feed
         if not isinstance(feed, NngFeedConfig):
             return None
-        address = feed.address or self.config.nng.default_ingest_address()
-        return NngFeed(feed, address, self.clock)
+        return NngFeed(feed, self.config.nng_ingest_address(), self.clock)
 
     def _build_orchestrator_server(self) -> WebSocketServer:
         translator = DgbitTranslator(
@@ -264,11 +283,18 @@ class Daemon:
             await self._start_nng()
         except NngBindError as exc:
             await asyncio.gather(*(s.close() for s in started))
-            raise NngBindFailed(exc) from exc
+            raise NngBindFailed(exc, default_address=self._default_nng_address(exc.role)) from exc
         self._writer_task = asyncio.create_task(self.writer.run(), name="journal-writer")
         self._jobs_task = asyncio.create_task(self.jobs.run(), name="backtest-jobs")
         await self._restore()
         self.core.execution.announce()
+
+    def _default_nng_address(self, role: str) -> bool:
+        """Whether the NNG socket of ``role`` listens at its default address."""
+        if role == "publisher":
+            return self.config.nng.publish_address is None
+        feed = self.config.market_data.feed
+        return isinstance(feed, NngFeedConfig) and feed.address is None
 
     def _restore_kill_switch(self) -> None:
         """Engaged when the daemon stopped: it stays engaged until someone resumes.
@@ -336,7 +362,8 @@ class Daemon:
         clients = sum(server.client_count for server in self.servers.values())
         active = len(self.registry.active())
         return (
-            f"serving on {ports}; {clients} clients; {active} strategies running; "
+            f"serving on {ports}; {plural(clients, 'client')}; "
+            f"{plural(active, 'strategy', 'strategies')} running; "
             f"execution {self.core.execution.status.value}"
         )
 
@@ -414,6 +441,16 @@ async def serve_until_signalled(
     except AddressInUse as exc:
         log.error("port_in_use", server=exc.server, host=exc.host, port=exc.port)
         return 2
+    except NngBindFailed as exc:
+        log.error(
+            "bind_failed",
+            server=exc.server,
+            address=exc.address,
+            error=exc.reason,
+            settings=list(exc.settings),
+            hint=exc.hint,
+        )
+        return 2
     except BindFailed as exc:
         log.error("bind_failed", server=exc.server, host=exc.host, port=exc.port, error=exc.reason)
         return 2
@@ -465,6 +502,9 @@ def run(config: DaemonConfig, reload: Reload | None = None) -> int:
 async def _main(config: DaemonConfig, reload: Reload | None) -> int:
     try:
         daemon = Daemon(config)
+    except JournalLocked as exc:
+        log.error("already_running", pid=exc.pid, state_dir=str(exc.path.parent), error=exc.message)
+        return 2
     except JournalError as exc:
         log.error("journal_refused", error=exc.message)
         return 2

@@ -9,7 +9,8 @@ Keys of ``--json`` and columns of the CSV export are camelCase, as on the wire.
 
 Exit codes: 0 done, 1 the export cannot be written (or would overwrite a file
 without ``--force``), 2 no journal there, a journal that cannot be used
-(corrupt, newer, foreign: the daemon exits 2 for it too) or a bad config.
+(corrupt, newer, foreign: the daemon exits 2 for it too), a bad config or a usage
+error.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from gateways.client.text import plural
 from gateways.config import load_config
 from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import (
@@ -40,6 +42,7 @@ from orchestrator.trading.portfolio import PortfolioBook
 EXIT_OK = 0
 EXIT_EXPORT_FAILED = 1
 EXIT_JOURNAL = 2
+EXIT_USAGE = 2
 
 DEFAULT_LIMIT = 50
 
@@ -83,15 +86,17 @@ def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="show trades and positions from the journal, export trades as CSV",
         description="Read the daemon's journal (read-only; works while the daemon runs).",
     )
-    journal.add_argument(
-        "--config", type=Path, help="TOML config whose [journal] section locates the journal"
-    )
-    where = journal.add_mutually_exclusive_group()
-    where.add_argument("--state-dir", type=Path, help="the daemon's state directory")
-    where.add_argument("--file", type=Path, help="the journal file itself")
+    _add_location_options(journal, default=None)
+    # The same options after the action (`journal trades --state-dir D`): SUPPRESS keeps
+    # an action's parser from resetting what was given before the action.
+    location = argparse.ArgumentParser(add_help=False)
+    _add_location_options(location, default=argparse.SUPPRESS)
     actions = journal.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
 
-    trades = actions.add_parser("trades", help="fills and rejections, oldest first")
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help, description=help, parents=[location])
+
+    trades = action("trades", "fills and rejections, oldest first")
     trades.add_argument("--strategy", metavar="ID", help="only this strategy's trades")
     trades.add_argument(
         "--limit",
@@ -102,13 +107,11 @@ def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     trades.add_argument("--json", action="store_true", help="a JSON array instead of a table")
 
-    positions = actions.add_parser(
-        "positions", help="every position after its last fill, with realized P&L"
-    )
+    positions = action("positions", "every position after its last fill, with realized P&L")
     positions.add_argument("--strategy", metavar="ID", help="only this strategy's positions")
     positions.add_argument("--json", action="store_true", help="a JSON array instead of a table")
 
-    export = actions.add_parser("export", help="write every trade to a CSV file with a header")
+    export = action("export", "write every trade to a CSV file with a header")
     export.add_argument(
         "--output", type=Path, required=True, metavar="FILE", help="CSV file to write; - for stdout"
     )
@@ -116,8 +119,25 @@ def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     export.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
 
+def _add_location_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default,
+        help="TOML config whose [journal] section locates the journal",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--state-dir", type=Path, default=default, help="the daemon's state directory"
+    )
+    where.add_argument("--file", type=Path, default=default, help="the journal file itself")
+
+
 def journal_command(args: argparse.Namespace) -> int:
     """Run ``orchestrator journal ...``; returns the exit code."""
+    if args.file is not None and args.state_dir is not None:
+        _error("--file and --state-dir exclude each other: give one")
+        return EXIT_USAGE
     try:
         path = locate(args)
     except ConfigError as exc:
@@ -195,7 +215,7 @@ def show_trades(journal: Journal, args: argparse.Namespace) -> int:
     ]
     print(table(headers, rows, numeric={4, 5, 6, 7}))
     if limit is not None and len(fills) == limit:
-        print(f"(the last {limit} trades; --limit 0 shows all)")
+        print(f"(the last {plural(limit, 'trade')}; --limit 0 shows all)")
     return EXIT_OK
 
 
@@ -239,7 +259,7 @@ def export_trades(journal: Journal, args: argparse.Namespace) -> int:
     except OSError as exc:
         _error(f"cannot write {args.output}: {exc.strerror or exc}")
         return EXIT_EXPORT_FAILED
-    print(f"exported {len(fills)} trades to {args.output}", file=sys.stderr)
+    print(f"exported {plural(len(fills), 'trade')} to {args.output}", file=sys.stderr)
     return EXIT_OK
 
 

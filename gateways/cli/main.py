@@ -3,29 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from gateways.cli.journal import add_journal_parser, journal_command
+from gateways.cli.runnable import load_runnable_config
 from gateways.client.commands import CLIENT_COMMANDS, add_client_parsers, client_command
-from gateways.config import DaemonConfig, load_config
+from gateways.config import DaemonConfig
 from gateways.logs import configure_logging
+from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.validation import describe_validation_errors
-from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+
+PACKAGE = "strategy-orchestrator"
+"""The distribution whose version ``orchestrator --version`` prints."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator", description="Strategy orchestrator daemon and its tools."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon (three WebSocket servers)")
     run.add_argument("--config", type=Path, help="TOML config file (default: embedded defaults)")
@@ -36,8 +39,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def package_version() -> str:
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Like ``parse_args``, but an unknown option is reported with the usage of the command
+    it was given to (``orchestrator journal trades --bogus``), not the top-level one."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def chosen_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The innermost subcommand's parser that ``args`` went through."""
+    while True:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subparsers[0].dest, None) if subparsers else None
+        if not subparsers or name not in subparsers[0].choices:
+            return parser
+        parser = subparsers[0].choices[name]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     if args.command == "check-config":
         return check_config(args.config)
     if args.command == "journal":
@@ -45,36 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in CLIENT_COMMANDS:
         return client_command(args)
     return run_daemon(args.config)
-
-
-def load_runnable_config(path: Path | None) -> DaemonConfig:
-    """The config, refused if a catalog strategy cannot be loaded or has invalid params,
-    so that a typo there is an error at start rather than at the first start_strategy."""
-    config = load_config(path)
-    problems = catalog_problems(config)
-    if problems:
-        where = str(path) if path is not None else "the embedded defaults"
-        raise ConfigError(f"invalid strategy catalog in {where}", problems)
-    return config
-
-
-def catalog_problems(config: DaemonConfig) -> list[str]:
-    problems = []
-    for index, entry in enumerate(config.strategies):
-        where = f"strategies.{index}"
-        try:
-            cls = load_strategy_class(entry.kind)
-        except StrategyLoadError as exc:
-            problems.append(f"{where}.kind: {exc}")
-            continue
-        try:
-            build_params(cls, entry.params)
-        except ValidationError as exc:
-            for line in describe_validation_errors(exc):
-                loc, _, problem = line.partition(": ")
-                field = "" if loc == "(top level)" else f".{loc}"
-                problems.append(f"{where}.params{field}: {problem}")
-    return problems
 
 
 def check_config(path: Path | None) -> int:
@@ -89,6 +90,10 @@ def check_config(path: Path | None) -> int:
         server = getattr(servers, name)
         print(f"  {name:<13} ws://{server.host}:{server.port}{server.path}")
     print(f"  strategies    {', '.join(entry.id for entry in config.strategies)}")
+    if config.nng.enabled:
+        print(f"  nng publish   {config.nng_publish_address()}")
+    if isinstance(config.market_data.feed, NngFeedConfig):
+        print(f"  nng ingest    {config.nng_ingest_address()}")
     return EXIT_OK
 
 

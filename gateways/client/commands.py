@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
+from gateways.client.text import percent, plural
 from gateways.client.ws_client import (
     CommandError,
     ConnectionLost,
@@ -74,6 +75,9 @@ WATCH_GROUPS = {"signals": SIGNALS, "trades": TRADES, "status": STATUS, "risk": 
 ORCHESTRATOR_TYPES = frozenset((*SIGNALS, *TRADES, *STATUS))
 RISK_TYPES = frozenset(RISK_EVENTS)
 WATCH_TYPES = ORCHESTRATOR_TYPES | RISK_TYPES
+
+RISK_COMMANDS = frozenset({"risk", "halt", "resume"})
+"""The commands for the risk guardian (3002), not the orchestrator server."""
 
 CLIENT_COMMANDS = frozenset(
     {"status", "start", "stop", "pause", "watch", "risk", "halt", "resume", "backtest"}
@@ -280,6 +284,9 @@ async def run_client_command(args: argparse.Namespace) -> int:
         _error(args, str(exc))
         return EXIT_DAEMON_ERROR
     except CommandError as exc:
+        if args.command in RISK_COMMANDS and exc.code == "unknown_type":
+            _error(args, _not_the_risk_guardian(args))
+            return EXIT_USAGE
         message = _in_flag_words(args.command, exc.message)
         _error(args, f"the daemon refused {exc.request_type}: {message} ({exc.code})")
         return EXIT_DAEMON_ERROR
@@ -312,6 +319,14 @@ def _in_flag_words(command: str, message: str) -> str:
     for field, flag in FLAGS_OF_FIELDS.get(command, {}).items():
         message = re.sub(rf"(?<![\w.]){re.escape(field)}(?!\w)", flag, message)
     return message
+
+
+def _not_the_risk_guardian(args: argparse.Namespace) -> str:
+    """Why ``halt --url ws://host:8082`` failed: the server there has no risk commands."""
+    return (
+        f"{args.command} talks to the risk guardian, and {args.url} is not it (that server "
+        f"does not take risk commands); use --url {risk_url_for(args.url)} or leave --url out"
+    )
 
 
 def _error(args: argparse.Namespace, message: str) -> None:
@@ -691,14 +706,22 @@ async def watch(args: argparse.Namespace, out: Output) -> int:
     merged: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=1000)
     async with AsyncExitStack() as stack:
         streams: list[MessageStream] = []
+        clients: list[OrchestratorClient] = []
         for url, wanted in sources:
             if wanted:
                 client = make_client(args, url, reconnect=True)
                 streams.append(client.messages(wanted | {"resync_required"}))
-                await stack.enter_async_context(client)
+                clients.append(await stack.enter_async_context(client))
         if not streams:
             _error(args, "nothing to watch: --no-risk leaves none of the types asked for")
             return EXIT_USAGE
+        if strategies is not None:
+            # Every server answers strategy commands: ask the first one for the catalog.
+            problem = await _unknown_strategies(clients[0], strategies)
+            if problem:
+                _error(args, problem)
+                return EXIT_USAGE
+        print(_watch_banner(types, strategies, [c.url for c in clients]), file=sys.stderr)
         forwarders = [asyncio.create_task(_forward(stream, merged)) for stream in streams]
         stack.callback(lambda: [task.cancel() for task in forwarders])
         shown, open_streams = 0, len(streams)
@@ -716,6 +739,39 @@ async def watch(args: argparse.Namespace, out: Output) -> int:
                     out.print(watch_line(out, message))
                 shown += 1
     return EXIT_OK
+
+
+async def _unknown_strategies(client: OrchestratorClient, wanted: set[str]) -> str:
+    """What is wrong with ``--strategy``: ids the catalog does not have ('' if none)."""
+    catalog = (await client.get_strategies()).get("data") or []
+    known = sorted(str(entry.get("id")) for entry in catalog if isinstance(entry, dict))
+    unknown = sorted(wanted - set(known))
+    if not unknown:
+        return ""
+    what = "no strategy" if len(unknown) == 1 else "no strategies"
+    return f"{what} {', '.join(map(repr, unknown))}; known ids: {', '.join(known) or 'none'}"
+
+
+def _watch_banner(types: frozenset[str], strategies: set[str] | None, urls: list[str]) -> str:
+    """The first line of ``watch``: what it shows, from where, and how to stop it."""
+    groups = [name for name, members in WATCH_GROUPS.items() if set(members) <= types]
+    grouped = {t for name in groups for t in WATCH_GROUPS[name]}
+    what = _and_list([*(_GROUP_WORDS[g] for g in groups), *sorted(types - grouped)])
+    whose = f"strategies {', '.join(sorted(strategies))}" if strategies else "every strategy"
+    return f"watching {what} of {whose} on {' and '.join(urls)}; Ctrl-C to stop"
+
+
+_GROUP_WORDS = {
+    "signals": "signals",
+    "trades": "trades",
+    "status": "status changes",
+    "risk": "risk events",
+}
+
+
+def _and_list(items: Sequence[str]) -> str:
+    """a, b and c."""
+    return items[0] if len(items) < 2 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 async def _forward(stream: MessageStream, merged: asyncio.Queue[Message | None]) -> None:
@@ -856,10 +912,12 @@ def _job_line(out: Output, args: argparse.Namespace, data: dict[str, Any]) -> in
         out.print(f"backtest {data['jobId']} {data['status']}")
     else:
         result = data.get("result") or {}
+        trades = result.get("total_trades")
         out.print(
-            f"backtest {data['jobId']} completed: {result.get('total_trades')} trades, "
-            f"win rate {number(result.get('win_rate'))}, "
-            f"return {number(result.get('total_return'))}"
+            f"backtest {data['jobId']} completed: "
+            f"{plural(trades, 'trade') if isinstance(trades, int) else '? trades'}, "
+            f"win rate {percent(result.get('win_rate'))}, "
+            f"return {percent(result.get('total_return'), signed=True)}"
         )
     return EXIT_DAEMON_ERROR if failed else EXIT_OK
 

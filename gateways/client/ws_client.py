@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import inspect
 import itertools
+import logging
 import random
 import secrets
 from collections import deque
@@ -40,10 +41,14 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
-import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.uri import parse_uri
+
+LOGGER = logging.getLogger(__name__)
+# A library logs through the standard logging tree and prints nothing unless the
+# application configures logging (structlog's default would print to stdout).
+LOGGER.addHandler(logging.NullHandler())
 
 Message = dict[str, Any]
 """A decoded server message: ``{"type", "timestamp", "data", ...}``."""
@@ -235,6 +240,44 @@ class _HandlerEntry:
     callback: Handler
 
 
+class KeyValueLogger:
+    """The client's log calls (``log.warning("connection_lost", url=..., code=...)``) on a
+    standard :class:`logging.Logger`: the message is ``event key=value ...``; the
+    record carries ``client_event`` and ``client_fields`` for handlers that want them."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        self.target = target
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log(logging.ERROR, event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        self._log(logging.ERROR, event, {"exc_info": True, **fields})
+
+    def _log(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        if not self.target.isEnabledFor(level):
+            return
+        exc_info = fields.pop("exc_info", None)
+        text = " ".join([event, *(f"{key}={value!r}" for key, value in fields.items())])
+        self.target.log(
+            level,
+            "%s",
+            text,
+            exc_info=exc_info,
+            extra={"client_event": event, "client_fields": fields},
+            stacklevel=3,
+        )
+
+
 # ------------------------------------------------------------------ the client
 
 
@@ -246,8 +289,10 @@ class OrchestratorClient:
     ``backoff`` is a :class:`Backoff` or an ``(initial, maximum, factor)``
     tuple; with ``jitter`` (full jitter) each delay is uniform in
     ``[0, cap]``. ``max_attempts`` reconnection attempts in a row (None: no
-    limit) before the client gives up and closes. ``sleep`` and ``rand`` are
-    there so that tests need not wait.
+    limit) before the client gives up and closes. ``logger`` is a
+    :class:`logging.Logger` (default ``gateways.client.ws_client``, silent until
+    the application configures logging) or a structlog-style logger.
+    ``sleep`` and ``rand`` are there so that tests need not wait.
     """
 
     def __init__(
@@ -279,9 +324,8 @@ class OrchestratorClient:
         self._request_timeout = request_timeout
         self._open_timeout = open_timeout
         self._max_size = max_message_bytes
-        self.log: Any = (
-            logger if logger is not None else structlog.get_logger("gateways.client.ws_client")
-        )
+        logger = LOGGER if logger is None else logger
+        self.log: Any = KeyValueLogger(logger) if isinstance(logger, logging.Logger) else logger
         self._sleep = sleep
         self._rand = rand
 

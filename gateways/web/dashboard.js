@@ -8,7 +8,7 @@
 // caps the reconnection delay; #token=... gives the token when the daemon
 // requires one (kept in sessionStorage, removed from the address bar).
 
-import { WebSocketService } from "./websocket-service.js";
+import { WebSocketService, serverLabel } from "./websocket-service.js";
 
 const FEED_LIMIT = 200;
 const CHART_WINDOW_MS = 120_000; // at most; less while there is less history
@@ -103,7 +103,7 @@ function start(config, token) {
   service.getStrategyTrades().subscribe(onTrade);
   service.getRiskEvents().subscribe(onRiskEvent);
   service.resync$.subscribe((notice) => {
-    addFeed("status", `${SERVER_NAMES[notice.server]}: fresh snapshot (${notice.reason})`);
+    addFeed("status", `${serverLabel(notice.server)}: fresh snapshot (${notice.reason})`);
     if (notice.server === "orchestrator") refreshCatalog();
   });
 
@@ -115,12 +115,6 @@ function start(config, token) {
 }
 
 // ---------------------------------------------------------------- connection
-
-const SERVER_NAMES = {
-  orchestrator: "strategy orchestrator",
-  marketData: "market data",
-  risk: "risk guardian",
-};
 
 const CONNECTION_LABELS = {
   idle: "Not connected",
@@ -140,7 +134,7 @@ function onConnection(status) {
   if (retrying) label += ` attempt ${retrying.attempt}, next in ${(retrying.retryInMs / 1000).toFixed(1)} s`;
   indicator.querySelector(".label").textContent = label;
   indicator.title = Object.entries(status.servers)
-    .map(([name, s]) => `${name}: ${s.state} (${s.url})`)
+    .map(([name, s]) => `${serverLabel(name)}: ${s.state} (${s.url})`)
     .join("\n");
 
   const orchestrator = status.servers.orchestrator;
@@ -159,7 +153,7 @@ function onConnection(status) {
       if (name === "risk") refreshRisk();
     }
     if (before === "connected" && server.state !== "connected") {
-      addFeed("status", `lost the ${SERVER_NAMES[name]} connection; reconnecting`);
+      addFeed("status", `lost the ${serverLabel(name)} connection; reconnecting`);
     }
   }
   previousServers = Object.fromEntries(Object.entries(status.servers).map(([n, s]) => [n, s.state]));

@@ -43,6 +43,9 @@ export declare class Stream<T> implements ServiceStream<T> {
 // ---------------------------------------------------------------- wire types
 
 export type ServerName = "orchestrator" | "risk" | "marketData";
+/** The servers as people call them ("market data", not "marketData"), for messages. */
+export declare const SERVER_LABELS: Readonly<Record<ServerName, string>>;
+export declare function serverLabel(server: ServerName | string): string;
 export type StrategyStatus = "ACTIVE" | "PAUSED" | "STOPPED" | "ERROR";
 export type ExecutionStatus = "RUNNING" | "STOPPED";
 export type Resolution = "1s" | "5s" | "15s" | "30s" | "1m" | "5m" | "15m" | "30m" | "1h" | "4h" | "1d";

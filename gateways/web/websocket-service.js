@@ -22,6 +22,18 @@ export const DEFAULT_URLS = Object.freeze({
   marketDataUrl: "ws://localhost:3001/ws",
 });
 
+// The servers as people call them, for messages; the keys are the API's names.
+export const SERVER_LABELS = Object.freeze({
+  orchestrator: "strategy orchestrator",
+  marketData: "market data",
+  risk: "risk guardian",
+});
+
+/** A server's name for a message a person reads ("market data", not "marketData"). */
+export function serverLabel(server) {
+  return SERVER_LABELS[server] ?? server;
+}
+
 export const DEFAULT_BACKOFF = Object.freeze({
   initialMs: 500,
   maxMs: 10000,
@@ -262,7 +274,7 @@ class Connection {
         clearTimeout(request.timer);
         this.pending.delete(id);
         request.reject(
-          new ServiceError("connection_lost", `the ${this.server} connection closed before the reply`),
+          new ServiceError("connection_lost", `the ${serverLabel(this.server)} connection closed before the reply`),
         );
       }
     }
@@ -346,7 +358,7 @@ class Connection {
   request(command, timeoutMs = this.requestTimeoutMs) {
     return new Promise((resolve, reject) => {
       if (this.state === "closed" || this.state === "idle") {
-        reject(new ServiceError("not_connected", `the ${this.server} connection is not open`));
+        reject(new ServiceError("not_connected", `the ${serverLabel(this.server)} connection is not open`));
         return;
       }
       const requestId = this.nextId();
@@ -379,7 +391,7 @@ class Connection {
     for (const [id, request] of this.pending) {
       clearTimeout(request.timer);
       this.pending.delete(id);
-      request.reject(new ServiceError(code, `the ${this.server} connection closed: ${reason}`));
+      request.reject(new ServiceError(code, `the ${serverLabel(this.server)} connection closed: ${reason}`));
     }
   }
 
@@ -538,7 +550,7 @@ export class WebSocketService {
     const existing = streams.get(key);
     if (existing) return existing.public;
     const market = this._connections.marketData;
-    if (!market) throw new ServiceError("not_configured", "no marketDataUrl was given");
+    if (!market) throw new ServiceError("not_configured", "no market data URL was given (marketDataUrl)");
     let inner = null;
     const stream = new Stream({
       onFirst: () => {
@@ -580,7 +592,7 @@ export class WebSocketService {
   /** Sends a command to one server and resolves with its reply (rejects with a ServiceError). */
   request(server, command, timeoutMs) {
     const connection = this._connections[server];
-    if (!connection) return Promise.reject(new ServiceError("not_configured", `no ${server} URL was given`));
+    if (!connection) return Promise.reject(new ServiceError("not_configured", `no ${serverLabel(server)} URL was given`));
     return connection.request(command, timeoutMs);
   }
 

@@ -101,6 +101,21 @@ class JournalNotFound(JournalError):
     code = "journal_not_found"
 
 
+class JournalLocked(JournalError):
+    """Another daemon runs on this journal (its ``pid`` when the lock file names one)."""
+
+    code = "journal_locked"
+
+    def __init__(self, path: Path, lock_path: Path, pid: int | None) -> None:
+        who = f"another orchestrator (pid {pid})" if pid is not None else "another orchestrator"
+        super().__init__(
+            f"{who} is running on the state directory {path.parent} (it holds {lock_path}); "
+            "stop it first, or give this daemon its own journal.state_dir"
+        )
+        self.path = path
+        self.pid = pid
+
+
 class JournalConflict(JournalError):
     """An id already in the journal came back with different content."""
 
@@ -561,7 +576,10 @@ def _has_content(path: Path) -> bool:
 
 
 def _lock(path: Path) -> TextIO:
-    """An exclusive advisory lock next to the journal: one daemon per journal."""
+    """An exclusive advisory lock next to the journal: one daemon per journal.
+
+    The holder writes its pid into the lock file, so that the one refused can
+    say which process holds it."""
     lock_path = path.with_name(path.name + ".lock")
     try:
         handle = lock_path.open("a+")
@@ -571,10 +589,28 @@ def _lock(path: Path) -> TextIO:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise JournalError(
-            f"journal at {path} is in use by another daemon (lock {lock_path} is held)"
-        ) from None
+        raise JournalLocked(path, lock_path, _lock_holder(lock_path)) from None
+    _write_pid(handle)
     return handle
+
+
+def _write_pid(handle: TextIO) -> None:
+    # Best effort: the lock is the flock; the pid is only for the message of the next one.
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+    except OSError:
+        pass
+
+
+def _lock_holder(lock_path: Path) -> int | None:
+    try:
+        text = lock_path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:

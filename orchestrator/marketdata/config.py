@@ -150,7 +150,8 @@ class NngFeedConfig(BaseModel):
     address: NngAddress | None = Field(
         default=None,
         description="Where the daemon listens for market data (Pull0). None: "
-        "ipc://<nng.runtime_dir>/ingest.ipc.",
+        "ipc://<nng.runtime_dir>/ingest.ipc (that directory follows journal.state_dir, "
+        "see nng.runtime_dir).",
     )
     allow_remote: bool = Field(
         default=False,

@@ -140,7 +140,7 @@ defaults = { symbols = ["AAPL"], data_resolution = "7m" }
     assert len(problems) == 3
     assert problems[0].startswith("servers.orchestrator.port:") and "70000" in problems[0]
     assert problems[1].startswith("connections.ping_timeout:")
-    assert problems[2].startswith("strategies.0.defaults.") and "'7m'" in problems[2]
+    assert problems[2].startswith("strategies.sma.defaults.") and "'7m'" in problems[2]
 
 
 @pytest.mark.parametrize(
@@ -232,7 +232,8 @@ def test_bad_environment_values_are_refused(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as caught:
         load_config(None)
-    assert [p.split(":")[0] for p in caught.value.problems] == [where]
+    assert caught.value.message == "invalid configuration in the environment"
+    assert [p.split(":")[0] for p in caught.value.problems] == [f"{name} ({where})"]
 
 
 @pytest.mark.parametrize(
@@ -380,9 +381,9 @@ def test_check_config_loads_every_strategy_and_checks_its_params(
     header, *problems = err.splitlines()
     assert str(path) in header
     assert [p.strip().split(":")[0] for p in problems] == [
-        "strategies.0.params.fats",
-        "strategies.1.params",
-        "strategies.2.kind",
+        "strategies.typo.params.fats",
+        "strategies.backwards.params",
+        "strategies.missing.kind",
     ]
     assert "no_such_module" in problems[2]
 
@@ -418,7 +419,8 @@ def test_run_refuses_a_catalog_whose_strategies_cannot_run(tmp_path: Path) -> No
         check=False,
     )
     assert result.returncode == 2
-    assert "strategies.0.params.fats" in result.stderr and "strategies.2.kind" in result.stderr
+    assert "strategies.typo.params.fats" in result.stderr
+    assert "strategies.missing.kind" in result.stderr
 
 
 def test_feed_symbols_in_a_file_replace_the_default_symbols(tmp_path: Path) -> None:

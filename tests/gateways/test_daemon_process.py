@@ -330,3 +330,26 @@ async def test_one_log_line_per_connection_and_per_command(tmp_path: Path) -> No
     # Never a line per outbound message: the strategy_started reply and its
     # broadcast, the snapshots and the replies left no lines of their own.
     assert len([e for e in logs if e.get("conn_id")]) == len(opened) + len(closed) + len(commands)
+
+
+async def test_a_second_run_on_the_same_state_dir_names_the_running_one(tmp_path: Path) -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    async with daemon_process(write_config(tmp_path, ports)) as first:
+        await first.wait_for_log("daemon_ready")
+        other_ports = dict(zip(SERVERS, free_ports(3), strict=True))
+        (tmp_path / "second").mkdir()
+        config = write_config(tmp_path / "second", other_ports)
+        # The same state directory as the first one, other ports.
+        text = config.read_text(encoding="utf-8").replace(
+            str(tmp_path / "second" / "state"), str(tmp_path / "state")
+        )
+        config.write_text(text, encoding="utf-8")
+        async with daemon_process(config) as second:
+            code, logs = await second.finish(timeout=10.0)
+        first.proc.send_signal(signal.SIGTERM)
+        await first.finish(timeout=5.0)
+    assert code == 2
+    [line] = [entry for entry in logs if entry.get("event") == "already_running"]
+    assert line["pid"] == first.proc.pid
+    assert line["state_dir"] == str(tmp_path / "state")
+    assert f"another orchestrator (pid {first.proc.pid}) is running" in line["error"]

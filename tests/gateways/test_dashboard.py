@@ -217,6 +217,11 @@ async def test_the_dashboard_drives_a_real_daemon(
         await daemon.proc.wait()
         await expect(connection).to_have_attribute("data-state", "reconnecting")
         await expect(connection).to_contain_text("Reconnecting")
+        # People's names for the servers, not the API's (marketData).
+        await expect(feed).to_contain_text("lost the market data connection; reconnecting")
+        await expect(connection).to_have_attribute("title", re.compile("^strategy orchestrator: "))
+        assert "marketData" not in (await feed.inner_text())
+        assert "marketData" not in (await connection.get_attribute("title") or "")
         assert await page.evaluate("() => window.orchestratorService.isConnected()") is False
         await expect(row.locator("[data-action=start]")).to_be_disabled()
         await expect(page.get_by_test_id("execution-status")).to_have_text("UNKNOWN")

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from gateways.daemon import Daemon
+from orchestrator.model.clock import ManualClock
 from tests.gateways.test_daemon_process import SERVERS, daemon_process, free_ports, write_config
-from tests.support import Client
+from tests.support import START, Client, test_config
 
 UNIT = Path(__file__).parents[2] / "config" / "orchestrator.service"
 
@@ -76,6 +78,8 @@ async def test_sd_notify_ready_watchdog_status_and_stopping_in_order(tmp_path: P
         listener.close()
     assert code == 0
     assert ready.startswith("READY=1\nSTATUS=serving on ")
+    # One of each reads as one: "0 clients; 0 strategies running", never "1 clients".
+    assert "; 0 clients; 0 strategies running; execution RUNNING" in ready
     assert all("WATCHDOG=1" in ping for ping in pings)
     [ready_log] = [entry for entry in logs if entry["event"] == "daemon_ready"]
     assert ready_log  # READY=1 came only after the servers bound
@@ -121,3 +125,13 @@ kind = "rsi_reversion"
 [strategies.defaults]
 symbols = ["GOOG"]
 """
+
+
+async def test_the_systemd_summary_counts_in_words() -> None:
+    daemon = Daemon(test_config(), clock=ManualClock(START))
+    await daemon.start()
+    try:
+        await daemon.registry.start("strategy-123")
+        assert "; 0 clients; 1 strategy running; " in daemon.summary()
+    finally:
+        await daemon.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from gateways.cli.journal import TRADE_FIELDS
-from gateways.cli.main import main
+from gateways.cli.main import PACKAGE, main
 from orchestrator.journal.store import Journal, Record
 from orchestrator.model.clock import iso_utc
 from orchestrator.model.events import StrategyStatus
@@ -118,6 +119,8 @@ def test_trades_of_one_strategy_the_last_n_and_as_json(
     code, out, _ = run(capsys, "--state-dir", str(state), "trades", "--limit", "2")
     assert [trade_id(line) for line in out.splitlines()[2:4]] == [f.id for f in fills[-2:]]
     assert "the last 2 trades" in out
+    code, out, _ = run(capsys, "--state-dir", str(state), "trades", "--limit", "1")
+    assert "(the last 1 trade; --limit 0 shows all)" in out
     code, out, _ = run(capsys, "--state-dir", str(state), "trades", "--json", "--limit", "0")
     rows = json.loads(out)
     assert [tuple(row) for row in rows] == [TRADE_FIELDS] * len(fills)
@@ -292,3 +295,50 @@ def test_export_refuses_to_overwrite_without_force(
     code, _, _ = run(capsys, *argv)
     assert code == 0
     assert output.read_text().startswith(",".join(TRADE_FIELDS))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("trades", "--state-dir", "{state}"),
+        ("--state-dir", "{state}", "trades"),
+        ("trades", "--file", "{state}/journal.sqlite3"),
+        ("positions", "--file", "{state}/journal.sqlite3"),
+        ("export", "--output", "-", "--state-dir", "{state}"),
+    ],
+)
+def test_location_options_work_after_the_action(
+    state: Path, fills: list[Fill], capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    code, out, err = run(capsys, *(arg.format(state=state) for arg in argv))
+    assert (code, err) == (0, "")
+    assert "AAPL" in out
+
+
+def test_file_and_state_dir_on_both_sides_of_the_action_are_refused(
+    state: Path, fills: list[Fill], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "--file", str(state / FILE), "trades", "--state-dir", str(state))
+    assert (code, out) == (2, "")
+    assert "--file and --state-dir" in err
+
+
+def test_a_bad_option_prints_the_usage_of_that_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["journal", "trades", "--bogus"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: orchestrator journal trades")
+    assert "orchestrator journal trades: error: unrecognized arguments: --bogus" in err
+    with pytest.raises(SystemExit):
+        main(["status", "--bogus"])
+    assert capsys.readouterr().err.startswith("usage: orchestrator status")
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"orchestrator {importlib.metadata.version(PACKAGE)}\n"

@@ -264,7 +264,12 @@ async def test_watch_shows_signals_trades_and_risk_events(
         await risk.request({"type": "halt_trading", "reason": "lunch"})
         async with asyncio.timeout(WAIT):
             code, out, err = await watching
-    assert (code, err) == (EXIT_OK, "")
+    assert code == EXIT_OK
+    # The first line (on stderr, so that stdout stays the events) says what and how to stop.
+    assert err == (
+        "watching signals, trades, status changes and risk events of every strategy on "
+        f"{run.url} and {run.risk_url}; Ctrl-C to stop\n"
+    )
     # Two connections: the order holds within each server's stream.
     [kill_switch] = [line.split(None, 4) for line in out.splitlines() if "kill switch" in line]
     assert kill_switch[1:4] == ["kill", "switch", "-"]
@@ -300,14 +305,39 @@ async def test_watch_json_lines_filtered_by_type_and_strategy(
         buy_on_first_bar(test, "MSFT", 400.0)
         async with asyncio.timeout(WAIT):
             code, out, err = await watching
-    assert (code, err) == (EXIT_OK, "")
+    assert code == EXIT_OK
+    assert err == f"watching trades of strategies other on {run.url}; Ctrl-C to stop\n"
     [line] = out.splitlines()
     message = json.loads(line)
     assert message["type"] == "strategy_trade"
     assert message["data"]["strategyId"] == "other" and message["data"]["symbol"] == "MSFT"
 
 
+async def test_watch_of_a_strategy_that_does_not_exist_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (_, run):
+        code, out, err = await run("watch", "--strategy", "nope", "--count", "1")
+    assert (code, out) == (EXIT_USAGE, "")
+    assert err == "orchestrator watch: no strategy 'nope'; known ids: holder, other\n"
+
+
 # ---------------------------------------------------------------- failures and exit codes
+
+
+@pytest.mark.parametrize("argv", [["risk"], ["halt"], ["resume"]])
+async def test_risk_commands_at_the_orchestrator_server_point_at_the_risk_guardian(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    async with cli_daemon(capsys) as (test, _):
+        url = test.url()
+        capsys.readouterr()
+        code = await main_async([*argv, "--url", url])
+        out, err = capsys.readouterr()
+    assert (code, out) == (EXIT_USAGE, "")
+    assert f"{argv[0]} talks to the risk guardian" in err
+    assert f"--url {risk_url_for(url)}" in err
+    assert risk_url_for(url).endswith(":3002/ws")
 
 
 async def test_a_daemon_error_exits_1_with_its_code_and_message(

@@ -8,13 +8,16 @@ that records each delay and waits until the test has the server back up.
 from __future__ import annotations
 
 import asyncio
+import logging
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 import pytest
-import structlog
 from websockets.asyncio.server import ServerConnection, serve
 
 from gateways.client.ws_client import (
@@ -240,7 +243,22 @@ async def test_listeners_filter_by_type_and_strategy() -> None:
         assert [m async for m in lifecycle] == []
 
 
-async def test_a_failing_handler_is_logged_and_the_others_still_run() -> None:
+CLIENT_LOGGER = "gateways.client.ws_client"
+
+
+def client_logs(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The client's log records as ``{"event", "level", **fields}``."""
+    return [
+        {"event": r.client_event, "level": r.levelname.lower(), **r.client_fields}
+        for r in caplog.records
+        if r.name == CLIENT_LOGGER
+    ]
+
+
+async def test_a_failing_handler_is_logged_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=CLIENT_LOGGER)
     async with running_daemon() as test:
         client = OrchestratorClient(test.url(), reconnect=False)
         seen: list[str] = []
@@ -250,17 +268,21 @@ async def test_a_failing_handler_is_logged_and_the_others_still_run() -> None:
 
         client.on("strategy_started", broken)
         client.on("strategy_started", lambda m: seen.append(m["type"]))
-        with structlog.testing.capture_logs() as logs:
-            async with client:
-                await client.start_strategy("strategy-123")
-                await until(lambda: seen == ["strategy_started"])
-        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["handler_failed"]
+        async with client:
+            await client.start_strategy("strategy-123")
+            await until(lambda: seen == ["strategy_started"])
+        logs = client_logs(caplog)
+        assert [e["event"] for e in logs if e["level"] == "error"] == ["handler_failed"]
+        [failed] = [r for r in caplog.records if r.name == CLIENT_LOGGER and r.exc_info]
+        assert "handler bug" in str(failed.exc_info[1] if failed.exc_info else None)
 
 
 # ---------------------------------------------------------------- bad servers
 
 
-async def test_bad_frames_are_logged_and_skipped() -> None:
+async def test_bad_frames_are_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger=CLIENT_LOGGER)
+
     async def garbage(ws: ServerConnection) -> None:
         await ws.send("{not json")
         await ws.send("[1, 2, 3]")
@@ -273,14 +295,13 @@ async def test_bad_frames_are_logged_and_skipped() -> None:
             reply = {"type": "strategy_list", "data": [], "requestId": request["requestId"]}
             await ws.send(orjson.dumps(reply).decode())
 
-    with structlog.testing.capture_logs() as logs:
-        async with raw_server(garbage) as url, OrchestratorClient(url, reconnect=False) as client:
-            stream = client.messages()
-            reply = await client.get_strategies()
-            assert reply["type"] == "strategy_list"
-            assert (await next_message(stream))["type"] == "hello"
-            assert (await next_message(stream))["type"] == "strategy_list"
-    bad = [entry for entry in logs if entry["event"] == "bad_frame"]
+    async with raw_server(garbage) as url, OrchestratorClient(url, reconnect=False) as client:
+        stream = client.messages()
+        reply = await client.get_strategies()
+        assert reply["type"] == "strategy_list"
+        assert (await next_message(stream))["type"] == "hello"
+        assert (await next_message(stream))["type"] == "strategy_list"
+    bad = [entry for entry in client_logs(caplog) if entry["event"] == "bad_frame"]
     assert [entry["reason"].split(":")[0] for entry in bad] == [
         "invalid JSON",
         "not a JSON object",
@@ -540,3 +561,45 @@ def test_resume_url_and_start_config() -> None:
         "stopLossPercentage": 0.02,
     }
     assert start_config() == {}
+
+
+async def test_the_client_logs_through_logging_and_never_prints(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def garbage(ws: ServerConnection) -> None:
+        await ws.send("{not json")
+        await ws.wait_closed()
+
+    caplog.set_level(logging.DEBUG, logger=CLIENT_LOGGER)
+    async with raw_server(garbage) as url, OrchestratorClient(url, reconnect=False) as client:
+        await until(lambda: any(e["event"] == "bad_frame" for e in client_logs(caplog)))
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "")
+    [record] = [r for r in caplog.records if r.name == CLIENT_LOGGER and "bad_frame" in r.message]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith(f"bad_frame url={url!r} reason=")
+    # Silent by default, as a library should be: a NullHandler, nothing of its own that prints.
+    handlers = logging.getLogger(CLIENT_LOGGER).handlers
+    assert [type(h) for h in handlers] == [logging.NullHandler]
+    assert client.log.target is logging.getLogger(CLIENT_LOGGER)
+
+
+def test_the_client_prints_nothing_in_a_fresh_interpreter() -> None:
+    # structlog's default configuration prints to stdout; the client must not use it.
+    code = textwrap.dedent(
+        """
+        import asyncio
+        from gateways.client.ws_client import OrchestratorClient
+
+        async def main():
+            client = OrchestratorClient("ws://127.0.0.1:9/")
+            for level in ("debug", "info", "warning", "error"):
+                getattr(client.log, level)("probe", url=client.url)
+
+        asyncio.run(main())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert (result.stdout, result.stderr) == ("", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -102,8 +103,11 @@ def test_the_journal_path_follows_the_state_directory_conventions(tmp_path: Path
 
 def test_a_second_daemon_cannot_open_the_same_journal(path: Path) -> None:
     with Journal.open(path):
-        with pytest.raises(JournalError, match="in use by another daemon"):
+        with pytest.raises(JournalError, match="another orchestrator") as caught:
             Journal.open(path)
+        assert f"(pid {os.getpid()}) is running on the state directory {path.parent}" in str(
+            caught.value
+        )
         with Journal.open_readonly(path) as reader:  # readers are welcome
             assert reader.fills() == []
     Journal.open(path).close()  # and the lock goes with the first one
