@@ -12,7 +12,6 @@ Every scalar can be overridden from the environment as
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import re
 import tempfile
@@ -32,8 +31,10 @@ from orchestrator.marketdata.config import (
     MarketDataConfig,
     NngAddress,
     NngFeedConfig,
-    nng_address_is_local,
+    is_loopback_host,
+    refuse_unauthenticated_remote,
 )
+from orchestrator.model.directories import APPLICATION, systemd_directory, xdg_directory
 from orchestrator.model.errors import ConfigError
 from orchestrator.model.validation import FrozenModel
 from orchestrator.risk.config import RiskConfig
@@ -224,12 +225,7 @@ class NngBusConfig(FrozenModel):
 
     @model_validator(mode="after")
     def _local_unless_allowed(self) -> NngBusConfig:
-        address = self.publish_address
-        if address is not None and not self.allow_remote and not nng_address_is_local(address):
-            raise ValueError(
-                f"publish_address {address} is reachable beyond this machine and NNG has no "
-                "authentication: bind ipc:// or loopback, or set allow_remote = true"
-            )
+        refuse_unauthenticated_remote("publish_address", self.publish_address, self.allow_remote)
         return self
 
     def resolved_runtime_dir(
@@ -265,14 +261,12 @@ def default_runtime_dir(
     share a socket path. systemd gives every unit its own RuntimeDirectory=, so
     there the directory is taken as it is."""
     env = os.environ if environ is None else environ
-    systemd = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    if systemd:
-        return Path(systemd)
-    xdg = env.get("XDG_RUNTIME_DIR", "")
-    if xdg and Path(xdg).is_absolute():
-        base = Path(xdg) / "orchestrator"
-    else:
-        base = Path(tempfile.gettempdir()) / f"orchestrator-{os.getuid()}"
+    systemd = systemd_directory(env, "RUNTIME_DIRECTORY")
+    if systemd is not None:
+        return systemd
+    base = xdg_directory(env, "XDG_RUNTIME_DIR") or Path(tempfile.gettempdir()) / (
+        f"{APPLICATION}-{os.getuid()}"
+    )
     return base if instance is None else base / instance_dir_name(instance)
 
 
@@ -322,7 +316,7 @@ class DaemonConfig(BaseSettings):
         exposed = [
             f"servers.{name} ({server.host})"
             for name, server in self.servers
-            if not _is_loopback(server.host)
+            if not is_loopback_host(server.host)
         ]
         if exposed and not self.security.has_tokens:
             raise ValueError(
@@ -391,15 +385,6 @@ def _overlap(host: str, other: str) -> bool:
     if host == other or host in _WILDCARDS or other in _WILDCARDS:
         return True
     return {host, other} <= {"localhost", "127.0.0.1", "::1"}
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_config(path: Path | None = None) -> DaemonConfig:

@@ -64,6 +64,7 @@ import structlog
 from pydantic import ValidationError
 
 from orchestrator.journal.config import JournalConfig
+from orchestrator.model.directories import APPLICATION, systemd_directory, xdg_directory
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import (
     Event,
@@ -304,14 +305,11 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     """$STATE_DIRECTORY (systemd; the first of several), else
     $XDG_STATE_HOME/orchestrator, else ~/.local/state/orchestrator."""
     env = os.environ if environ is None else environ
-    systemd = env.get("STATE_DIRECTORY", "").split(":")[0]
-    if systemd:
-        return Path(systemd)
-    xdg = env.get("XDG_STATE_HOME", "")
-    if xdg and Path(xdg).is_absolute():
-        return Path(xdg) / "orchestrator"
+    found = systemd_directory(env, "STATE_DIRECTORY") or xdg_directory(env, "XDG_STATE_HOME")
+    if found is not None:
+        return found
     home = env.get("HOME") or str(Path.home())
-    return Path(home) / ".local" / "state" / "orchestrator"
+    return Path(home) / ".local" / "state" / APPLICATION
 
 
 def journal_path(config: JournalConfig, environ: Mapping[str, str] | None = None) -> Path:

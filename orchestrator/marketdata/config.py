@@ -124,17 +124,31 @@ NngAddress = Annotated[str, Field(min_length=7, max_length=300), AfterValidator(
 """Where an NNG socket listens: ``ipc:///absolute/path`` or ``tcp://host:port``."""
 
 
-def nng_address_is_local(address: str) -> bool:
-    """Whether only this machine can reach ``address`` (ipc://, or tcp:// on loopback)."""
-    if address.startswith("ipc://"):
-        return True
-    host = address.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def nng_address_is_local(address: str) -> bool:
+    """Whether only this machine can reach ``address`` (ipc://, or tcp:// on loopback)."""
+    if address.startswith("ipc://"):
+        return True
+    return is_loopback_host(address.removeprefix("tcp://").rpartition(":")[0].strip("[]"))
+
+
+def refuse_unauthenticated_remote(name: str, address: str | None, allow_remote: bool) -> None:
+    """Raise unless ``address`` is local or the config says remote is meant: NNG has no
+    authentication, so whoever reaches the socket reads or writes everything."""
+    if address is not None and not allow_remote and not nng_address_is_local(address):
+        raise ValueError(
+            f"{name} {address} is reachable beyond this machine and NNG has no "
+            "authentication: bind ipc:// or loopback, or set allow_remote = true"
+        )
 
 
 def _default_nng_symbols() -> tuple[str, ...]:
@@ -187,12 +201,7 @@ class NngFeedConfig(BaseModel):
 
     @model_validator(mode="after")
     def _local_unless_allowed(self) -> NngFeedConfig:
-        address = self.address
-        if address is not None and not self.allow_remote and not nng_address_is_local(address):
-            raise ValueError(
-                f"address {address} is reachable beyond this machine and NNG has no "
-                "authentication: bind ipc:// or loopback, or set allow_remote = true"
-            )
+        refuse_unauthenticated_remote("address", self.address, self.allow_remote)
         return self
 
 
