@@ -22,7 +22,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -316,8 +316,8 @@ FLAGS_OF_FIELDS = {
 
 
 def _in_flag_words(command: str, message: str) -> str:
-    for field, flag in FLAGS_OF_FIELDS.get(command, {}).items():
-        message = re.sub(rf"(?<![\w.]){re.escape(field)}(?!\w)", flag, message)
+    for name, flag in FLAGS_OF_FIELDS.get(command, {}).items():
+        message = re.sub(rf"(?<![\w.]){re.escape(name)}(?!\w)", flag, message)
     return message
 
 
@@ -725,20 +725,80 @@ async def watch(args: argparse.Namespace, out: Output) -> int:
         forwarders = [asyncio.create_task(_forward(stream, merged)) for stream in streams]
         stack.callback(lambda: [task.cancel() for task in forwarders])
         shown, open_streams = 0, len(streams)
-        while args.count is None or shown < args.count:
-            message = await merged.get()
-            if message is None:
-                open_streams -= 1
-                if not open_streams:
-                    return EXIT_UNREACHABLE
-                continue
-            if _show(message, strategies):
-                if args.json:
-                    out.json(message, lines=True)
-                else:
-                    out.print(watch_line(out, message))
-                shown += 1
+        folder = RepeatedRefusals()
+        try:
+            while args.count is None or shown < args.count:
+                message = await merged.get()
+                if message is None:
+                    open_streams -= 1
+                    if not open_streams:
+                        return EXIT_UNREACHABLE
+                    continue
+                if _show(message, strategies):
+                    shown += _print_event(out, args.json, folder, message)
+        finally:
+            for line in folder.flush():
+                out.print(line)
     return EXIT_OK
+
+
+def _print_event(out: Output, as_json: bool, folder: RepeatedRefusals, message: Message) -> int:
+    """Print one event (JSON lines are never folded); how many events it counts as."""
+    if as_json:
+        out.json(message, lines=True)
+        return 1
+    lines = folder.lines(message, watch_line(out, message))
+    for line in lines:
+        out.print(line)
+    return 1 if lines else 0
+
+
+@dataclass
+class RepeatedRefusals:
+    """Folds a refusal that repeats its strategy's last one, as syslog folds "last message
+    repeated N times": a strategy refused on every bar shows one line, then a count
+    once something other than a signal happens to it (or the watch ends), not a line
+    a bar."""
+
+    _last: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+
+    def lines(self, message: Message, line: str) -> list[str]:
+        raw = message.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        strategy = str(data.get("strategyId") or "-")
+        if not _is_refusal(message):
+            # A signal is what each refusal answers: it does not end the repetition.
+            ended = message.get("type") != "strategy_signal"
+            return [*(self._flush(strategy) if ended else []), line]
+        key, what = (str(message.get("type")), strategy), line.split("  ", 1)[-1]
+        seen, count = self._last.get(key, ("", 0))
+        if seen == what:
+            self._last[key] = (what, count + 1)
+            return []
+        summary = self._summary(key) if count > 1 else []
+        self._last[key] = (what, 1)
+        return [*summary, line]
+
+    def flush(self) -> list[str]:
+        return [line for key in list(self._last) for line in self._summary(key)]
+
+    def _flush(self, strategy: str) -> list[str]:
+        return [
+            line for key in list(self._last) if key[1] == strategy for line in self._summary(key)
+        ]
+
+    def _summary(self, key: tuple[str, str]) -> list[str]:
+        _, count = self._last.pop(key)
+        if count < 2:
+            return []
+        return [f"{'':12}  {'':{_LABEL_WIDTH}}  {key[1]:<18}  the refusal above x{count} in all"]
+
+
+def _is_refusal(message: Message) -> bool:
+    data = message.get("data")
+    rejected = isinstance(data, dict) and data.get("status") == "REJECTED"
+    kind = message.get("type")
+    return kind == "order_rejected" or (kind == "strategy_trade" and rejected)
 
 
 async def _unknown_strategies(client: OrchestratorClient, wanted: set[str]) -> str:
