@@ -113,11 +113,14 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="FRACTION",
         help="0.02 or 2%% of the entry price; 0 disables",
     )
-    for name, what in (
-        ("stop", "stop a strategy (closing its positions)"),
-        ("pause", "pause a strategy"),
-    ):
-        _command(commands, name, what).add_argument("id", help="strategy id")
+    stop = _command(commands, "stop", "stop a strategy (closing its positions)")
+    stop.add_argument("id", help="strategy id")
+    stop.add_argument(
+        "--risk-url",
+        type=_ws_url,
+        help="risk guardian for the P&L of the closing trades (default: as for status)",
+    )
+    _command(commands, "pause", "pause a strategy").add_argument("id", help="strategy id")
 
     watch = _command(commands, "watch", "a live stream of signals, trades and risk events")
     watch.add_argument(
@@ -576,9 +579,45 @@ async def start_strategy(args: argparse.Namespace, out: Output) -> int:
 
 
 async def stop_strategy(args: argparse.Namespace, out: Output) -> int:
+    """Stop a strategy and say what its closing trades did: the daemon sends them
+    before the reply, and the risk guardian's realized P&L tells what they made."""
+    before = await _realized_pnl(args, args.id)
     async with make_client(args, args.url) as client:
+        trades = client.messages("strategy_trade", strategy_id=args.id)
         reply = await client.stop_strategy(args.id)
-    return _lifecycle_reply(out, args, reply, "stopped")
+        await trades.aclose()
+        closes = [m["data"] async for m in trades if m["data"].get("status") == "FILLED"]
+    if args.json:
+        return _lifecycle_reply(out, args, reply, "stopped")
+    after = await _realized_pnl(args, args.id) if closes else None
+    data = reply.get("data") or {}
+    stopped = f"stopped {data.get('strategyId', args.id)} ({data.get('name')})"
+    out.print(f"{stopped}: {_closed_text(closes, before, after)}")
+    return EXIT_OK
+
+
+async def _realized_pnl(args: argparse.Namespace, strategy_id: str) -> float | None:
+    """The strategy's realized P&L by the risk guardian; None when it does not answer."""
+    risk, _ = await _risk_status(args, args.risk_url or risk_url_for(args.url))
+    strategies = risk.get("strategies", []) if risk is not None else []
+    found = next((s for s in strategies if s.get("strategyId") == strategy_id), None)
+    value = found.get("realizedPnl") if found is not None else (0.0 if risk else None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _closed_text(closes: list[dict[str, Any]], before: float | None, after: float | None) -> str:
+    if not closes:
+        return "no position to close"
+    parts = [
+        f"{'long' if c.get('side') == 'SELL' else 'short'} {number(c.get('quantity'))} "
+        f"{c.get('symbol')} at {number(c.get('entryPrice'))}"
+        for c in closes
+    ]
+    text = f"closed {', '.join(parts)}"
+    if before is not None and after is not None:
+        made = after - before
+        text += f"; realized P&L {'+' if made > 0 else ''}{money(made)}"
+    return text
 
 
 async def pause_strategy(args: argparse.Namespace, out: Output) -> int:

@@ -683,15 +683,14 @@ class RiskGuardian:
     def snapshot(self, configs: Mapping[str, StrategyRunConfig]) -> RiskSnapshot:
         """Limits and usage; ``configs`` are the running strategies' own limits.
 
-        Strategies with open positions are listed too, with the limits of their
-        last order.
+        Every other strategy that has traded (a stopped one too) is listed with the
+        limits of its last order, so that its realized P&L stays in every total.
         """
         now = self._clock.now()
         ids = list(configs)
-        for strategy_id in self._book.strategy_ids():
-            portfolio = self._book.get(strategy_id)
-            if strategy_id not in configs and portfolio and portfolio.open_positions():
-                ids.append(strategy_id)
+        ids += [
+            strategy_id for strategy_id in self._book.strategy_ids() if strategy_id not in configs
+        ]
         strategies = tuple(
             self._strategy_risk(strategy_id, configs.get(strategy_id)) for strategy_id in ids
         )

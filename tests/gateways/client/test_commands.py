@@ -66,7 +66,7 @@ class Cli:
     def urls(self, command: str) -> list[str]:
         if command in ("risk", "halt", "resume"):
             return ["--url", self.risk_url]
-        if command in ("status", "watch"):
+        if command in ("status", "watch", "stop"):
             return ["--url", self.url, "--risk-url", self.risk_url]
         return ["--url", self.url]
 
@@ -184,9 +184,20 @@ async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFi
         stopping = asyncio.create_task(run("stop", "holder"))
         await until(lambda: test.tick("AAPL", 104.0) is None and stopping.done())
         code, out, _ = stopping.result()
-        assert (code, out) == (EXIT_OK, "stopped holder (Hold AAPL)\n")
+        # Bought 10 at 100, closed at 104 (no slippage, no commission): +40.
+        assert (code, out) == (
+            EXIT_OK,
+            "stopped holder (Hold AAPL): closed long 10 AAPL at 104; realized P&L +40.00\n",
+        )
         code, out, _ = await run("status")
         assert "no strategies running" in out
+        # A stopped strategy's realized P&L stays in the totals.
+        everything = await run.json("status", "--all")
+        held = {s["id"]: s["realizedPnl"] for s in everything["strategies"]}
+        assert held["holder"] == 40.0
+        await run("start", "other")
+        code, out, _ = await run("stop", "other")
+        assert (code, out) == (EXIT_OK, "stopped other (Hold MSFT): no position to close\n")
 
 
 async def test_status_without_the_risk_guardian_computes_unrealized_pnl(
