@@ -275,14 +275,14 @@ function renderRow(entry, row) {
   const risk = state.lastRisk.get(entry.id);
   const positions = (risk ? risk.positions : entry.positions).filter((p) => p.quantity !== 0);
   row.querySelector("[data-testid=strategy-positions]").textContent = positions.length
-    ? positions.map((p) => `${p.symbol} ${signed(p.quantity, 0)} @ ${p.entryPrice.toFixed(2)}`).join(" · ")
+    ? positions.map((p) => `${p.symbol} ${signed(p.quantity, 0)} @ ${fixed(p.entryPrice, 2)}`).join(" · ")
     : "—";
   const pnlCell = row.querySelector("[data-testid=strategy-pnl]");
   if (risk) {
     const pnl = risk.realizedPnl + risk.unrealizedPnl;
     pnlCell.textContent = signed(pnl, 2);
     pnlCell.className = `num ${pnl > 0 ? "gain" : pnl < 0 ? "loss" : ""}`;
-    pnlCell.title = `realized ${risk.realizedPnl.toFixed(2)}, unrealized ${risk.unrealizedPnl.toFixed(2)}`;
+    pnlCell.title = `realized ${fixed(risk.realizedPnl, 2)}, unrealized ${fixed(risk.unrealizedPnl, 2)}`;
   } else {
     pnlCell.textContent = "—";
     pnlCell.className = "num";
@@ -335,7 +335,7 @@ function onSignal(signal) {
   const quantity = signal.quantity === null ? "" : ` ${signal.quantity}`;
   addFeed(
     "signal",
-    `${signal.action}${quantity} ${signal.symbol} @ ${signal.price.toFixed(2)} · confidence ${signal.confidence.toFixed(2)}`,
+    `${signal.action}${quantity} ${signal.symbol} @ ${fixed(signal.price, 2)} · confidence ${signal.confidence.toFixed(2)}`,
     signal.strategyId,
     signal.timestamp,
   );
@@ -344,7 +344,7 @@ function onSignal(signal) {
 function onTrade(trade) {
   state.counts.trades += 1;
   $("trade-count").textContent = state.counts.trades;
-  const price = trade.status === "FILLED" ? ` @ ${trade.entryPrice.toFixed(2)}` : "";
+  const price = trade.status === "FILLED" ? ` @ ${fixed(trade.entryPrice, 2)}` : "";
   const text = `${trade.status} ${trade.side} ${trade.quantity} ${trade.symbol}${price}`;
   addFeed(trade.status === "FILLED" ? "trade" : "rejected", trade.reason ? `${text}: ${trade.reason}` : text,
     trade.strategyId, trade.timestamp);
@@ -445,8 +445,8 @@ function renderRisk() {
     ? `engaged (${kill.source}${kill.blockAll ? ", blocks all" : ", reduce-only"}): ${kill.reason}`
     : "released";
   $("kill-switch-state").dataset.engaged = String(kill.engaged);
-  $("gross-exposure").textContent = `${risk.usage.grossExposure.toFixed(2)} / ${risk.limits.maxGrossExposure}`;
-  $("daily-pnl").textContent = `${signed(risk.usage.dailyPnl, 2)} (loss limit ${risk.limits.maxDailyLoss})`;
+  $("gross-exposure").textContent = `${fixed(risk.usage.grossExposure, 2)} / ${fixed(risk.limits.maxGrossExposure, 0)}`;
+  $("daily-pnl").textContent = `${signed(risk.usage.dailyPnl, 2)} (loss limit ${fixed(risk.limits.maxDailyLoss, 0)})`;
   $("daily-pnl").className = risk.usage.dailyPnl > 0 ? "gain" : risk.usage.dailyPnl < 0 ? "loss" : "";
   $("orders-per-second").textContent = `${risk.usage.ordersLastSecond} / ${risk.limits.maxOrdersPerSecond}`;
 }
@@ -526,7 +526,7 @@ function chooseSymbol(symbol) {
   chart.subscription = state.service.getQuotes(symbol).subscribe((quote) => {
     chart.points.push({ t: Date.parse(quote.timestamp), price: quote.price });
     if (chart.points.length > CHART_POINTS_LIMIT) chart.points.splice(0, chart.points.length - CHART_POINTS_LIMIT);
-    $("last-price").textContent = quote.price.toFixed(2);
+    $("last-price").textContent = fixed(quote.price, 2);
     markChartDirty();
   });
   markChartDirty();
@@ -632,8 +632,20 @@ function drawChart() {
 
 // ---------------------------------------------------------------- helpers
 
+// Thousands grouped and decimals fixed, as the CLI writes them ("{:,.2f}"): 18,723.56.
+const FORMATS = new Map();
+function fixed(value, digits) {
+  if (!FORMATS.has(digits)) {
+    FORMATS.set(digits, new Intl.NumberFormat("en-US", {
+      minimumFractionDigits: digits,
+      maximumFractionDigits: digits,
+    }));
+  }
+  return FORMATS.get(digits).format(value);
+}
+
 function signed(value, digits) {
-  const text = Math.abs(value).toFixed(digits);
+  const text = fixed(Math.abs(value), digits);
   return value > 0 ? `+${text}` : value < 0 ? `-${text}` : text;
 }
 

@@ -116,6 +116,8 @@ CHART_INK = """() => {
   return {line, markers: buys + sells};
 }"""
 
+GROUPED_EXPOSURE = re.compile(r"^\d{1,3}(,\d{3})*\.\d\d / 100,000$")
+
 UNKNOWN_START = """async () => {
   try {
     await window.orchestratorService.startStrategy("no-such-strategy");
@@ -176,6 +178,9 @@ async def test_the_dashboard_drives_a_real_daemon(
         assert ink["line"] > 30 and ink["markers"] > 10, ink
         await expect(row.get_by_test_id("strategy-positions")).not_to_have_text("—")
         await expect(row.get_by_test_id("strategy-pnl")).to_have_text(re.compile(r"^[+-]?\d"))
+        # Numbers grouped as the CLI groups them.
+        await expect(page.locator("#gross-exposure")).to_have_text(GROUPED_EXPOSURE)
+        await expect(page.locator("#daily-pnl")).to_contain_text("(loss limit 5,000)")
         await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
         # The connection drops mid-stream: it resumes, nothing missing or twice.
