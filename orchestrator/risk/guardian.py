@@ -79,7 +79,6 @@ GLOBAL_WINDOW_SECONDS = 1.0
 TOLERANCE = 1e-9
 """Relative slack on every bound, so a value exactly at a limit is within it
 despite float rounding (e.g. 0.1 * 3 is 0.30000000000000004)."""
-EXITS = (OrderPurpose.STOP_LOSS, OrderPurpose.STRATEGY_STOP)
 """A tuple: membership by identity, where a set would hash the enum in Python code."""
 
 
@@ -237,16 +236,18 @@ class RiskGuardian:
                 return self._refuse(order, *self._halted(order, halt))
             cut = self._halted(order, halt)
         now = self._clock.now()
-        if order.purpose in EXITS and reduces:
+        if reduces:
+            # Whatever asks for it (a stop-loss, stop_strategy or the strategy itself), an
+            # order that only reduces a position is never held back by a rate or an
+            # exposure limit: a strategy is never kept in a position it asked to leave.
             self._touch(order.strategy_id, now)
             self._record(order, now)
             return Verdict(order)
-        refusal = self._check_rates(order, limits, now)
-        if refusal is not None:
-            return refusal
-        if reduces:
-            self._record(order, now)
-            return Verdict(order)
+        rate = self._check_rates(order, limits, now)
+        if rate is not None:
+            if not reverses_position(position, signed):
+                return self._refuse(order, *rate)
+            cut = cut or rate
         if cut is None:
             exposure = self._check_exposure(order, limits, position)
             if isinstance(exposure, Verdict):
@@ -284,7 +285,7 @@ class RiskGuardian:
         price = self._book.last_price(order.symbol) or 0.0
         return _Refusal(RiskLimit.KILL_SWITCH, 0.0, order.quantity * price, reason)
 
-    def _check_rates(self, order: Order, limits: StrategyRunConfig, now: float) -> Verdict | None:
+    def _check_rates(self, order: Order, limits: StrategyRunConfig, now: float) -> _Refusal | None:
         strategy_id = order.strategy_id
         self._touch(strategy_id, now)
         window = self._minute.get(strategy_id)
@@ -296,21 +297,16 @@ class RiskGuardian:
                 f"maxOrdersPerMinute {limits.max_orders_per_minute} reached: "
                 f"{strategy_id} sent {sent} orders in the last 60 s"
             )
-            return self._refuse(
-                order,
-                RiskLimit.MAX_ORDERS_PER_MINUTE,
-                limits.max_orders_per_minute,
-                sent + 1,
-                reason,
-            )
+            limit = limits.max_orders_per_minute
+            return _Refusal(RiskLimit.MAX_ORDERS_PER_MINUTE, limit, sent + 1, reason)
         return self._check_global_rate(order, now)
 
-    def _check_global_rate(self, order: Order, now: float) -> Verdict | None:
+    def _check_global_rate(self, order: Order, now: float) -> _Refusal | None:
         limit = self.config.max_orders_per_second
         total = self._expire_second(now)
         if total >= limit:
             reason = f"max_orders_per_second {limit} reached: {total} orders in the last second"
-            return self._refuse(order, RiskLimit.MAX_ORDERS_PER_SECOND, limit, total + 1, reason)
+            return _Refusal(RiskLimit.MAX_ORDERS_PER_SECOND, limit, total + 1, reason)
         own = self._second_counts.get(order.strategy_id, 0)
         if own * len(self._last_attempt) < limit:
             # Within the smallest share there can be (the sharers counted before
@@ -323,7 +319,7 @@ class RiskGuardian:
                 f"fair share of max_orders_per_second {limit} among {sharing} trading "
                 f"strategies is {share}: {order.strategy_id} sent {own} in the last second"
             )
-            return self._refuse(order, RiskLimit.MAX_ORDERS_PER_SECOND, share, own + 1, reason)
+            return _Refusal(RiskLimit.MAX_ORDERS_PER_SECOND, share, own + 1, reason)
         return None
 
     def _touch(self, strategy_id: str, now: float) -> None:

@@ -410,16 +410,31 @@ def test_a_refused_order_that_does_not_reverse_is_not_cut() -> None:
     assert not harness.of(OrderReduced)
 
 
-def test_a_reversal_over_the_rate_limit_is_refused_whole() -> None:
+def test_a_reversal_over_the_rate_limit_sends_the_part_that_closes() -> None:
+    # The rule changed: a rate limit once refused the whole reversal, which kept the
+    # strategy in the position it asked to leave.
     harness = Harness()
     run = limits(max_orders_per_minute=1)
-    harness.hold(-50, 100.0, run=run)
-    harness.execution.engage_kill_switch(Halt("manual", False, HaltSource.COMMAND, START))
+    harness.hold(-50, 100.0, run=run)  # the minute's one order
     harness.clear()
-    assert not harness.order(Side.BUY, 120, run=run)
-    event = rejection(harness)
-    assert (event.limit, event.order.quantity) == (RiskLimit.MAX_ORDERS_PER_MINUTE, 120)
-    assert not harness.of(OrderReduced)
+    assert harness.order(Side.BUY, 120, run=run)
+    [reduced] = harness.of(OrderReduced)
+    assert (reduced.limit, reduced.quantity) == (RiskLimit.MAX_ORDERS_PER_MINUTE, 50)
+    assert not harness.of(OrderRejected)
+    assert not harness.order(Side.BUY, 10, run=run)  # flat now: an entry waits for the window
+    assert rejection(harness).limit is RiskLimit.MAX_ORDERS_PER_MINUTE
+
+
+def test_a_strategys_own_exit_is_not_held_back_by_rate_limits() -> None:
+    harness = Harness(max_orders_per_second=1)
+    run = limits(max_orders_per_minute=1)
+    harness.hold(10, 100.0, run=run)
+    harness.clear()
+    assert harness.order(Side.SELL, 4, run=run)  # a signal's exit, not stop_strategy's
+    assert harness.order(Side.SELL, 6, run=run)
+    assert not harness.of(OrderRejected)
+    assert not harness.order(Side.SELL, 1, run=run)  # opening a short is an entry
+    assert rejection(harness).limit is RiskLimit.MAX_ORDERS_PER_MINUTE
 
 
 # ---------------------------------------------------------------- stop-loss
