@@ -221,7 +221,7 @@ def _statistics(
     annual = _annualised(times, equity)
     drawdown = _drawdowns(times, equity)
     beta = _beta(equity, closes)
-    trade = _trade_figures(trades)
+    closed = _trade_figures(trades)
     excess_return_pct = annual.annual_return * 100 - risk_free_rate * 100
     return Statistics(
         start=float(times[0]),
@@ -246,16 +246,16 @@ def _statistics(
         max_drawdown_duration_seconds=_round_up(_max(drawdown.durations), unit),
         avg_drawdown_duration_seconds=_round_up(_mean(drawdown.durations), unit),
         trade_count=len(trades),
-        win_rate_pct=trade.win_rate * 100,
-        best_trade_pct=_max(trade.returns) * 100,
-        worst_trade_pct=_min(trade.returns) * 100,
-        avg_trade_pct=_geometric_mean(trade.returns) * 100,
-        max_trade_duration_seconds=_round_up(_max(trade.durations), unit),
-        avg_trade_duration_seconds=_round_up(_mean(trade.durations), unit),
-        profit_factor=_profit_factor(trade.returns),
-        expectancy_pct=_mean(trade.returns) * 100,
-        sqn=_system_quality_number(trade.pnls),
-        kelly_criterion=_kelly_criterion(trade.pnls, trade.win_rate),
+        win_rate_pct=closed.win_rate * 100,
+        best_trade_pct=_max(closed.returns) * 100,
+        worst_trade_pct=_min(closed.returns) * 100,
+        avg_trade_pct=_geometric_mean(closed.returns) * 100,
+        max_trade_duration_seconds=_round_up(_max(closed.durations), unit),
+        avg_trade_duration_seconds=_round_up(_mean(closed.durations), unit),
+        profit_factor=_profit_factor(closed.returns),
+        expectancy_pct=_mean(closed.returns) * 100,
+        sqn=_system_quality_number(closed.pnls),
+        kelly_criterion=_kelly_criterion(closed.pnls, closed.win_rate),
     )
 
 
@@ -318,8 +318,6 @@ class _Annualised:
     period_returns: FloatArray
     """Simple returns between the last equities of consecutive periods (days mostly)."""
     periods_per_year: int
-    mean_period_return: float
-    """Geometric mean of period_returns."""
     annual_return: float
     """A fraction."""
     volatility_pct: float
@@ -338,7 +336,6 @@ def _annualised(times: FloatArray, equity: FloatArray) -> _Annualised:
     return _Annualised(
         period_returns=period_returns,
         periods_per_year=periods_per_year,
-        mean_period_return=growth - 1,
         annual_return=float(np.float64(growth) ** periods_per_year - 1),
         volatility_pct=float(volatility * 100),
     )
