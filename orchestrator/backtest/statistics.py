@@ -201,10 +201,17 @@ def _check_run(
     if not -1 < risk_free_rate < 1:
         raise ValueError("risk_free_rate must be a fraction between -1 and 1")
     for trade in trades:
-        if not 0 <= trade.entry_bar <= trade.exit_bar < bars:
-            raise ValueError(
-                f"trade bars {trade.entry_bar}..{trade.exit_bar} outside 0..{bars - 1}"
-            )
+        _check_trade(trade, bars)
+
+
+def _check_trade(trade: ClosedTrade, bars: int) -> None:
+    if not 0 <= trade.entry_bar <= trade.exit_bar < bars:
+        raise ValueError(f"trade bars {trade.entry_bar}..{trade.exit_bar} outside 0..{bars - 1}")
+    if trade.exit_time < trade.entry_time:
+        raise ValueError("a trade's exit_time must not precede its entry_time")
+    numbers = (trade.entry_time, trade.exit_time, trade.pnl, trade.return_fraction)
+    if not all(map(math.isfinite, (*numbers, trade.commission))):
+        raise ValueError("a trade's times, pnl, return_fraction and commission must be finite")
 
 
 def _statistics(
@@ -336,7 +343,7 @@ def _annualised(times: FloatArray, equity: FloatArray) -> _Annualised:
     return _Annualised(
         period_returns=period_returns,
         periods_per_year=periods_per_year,
-        annual_return=float(np.float64(growth) ** periods_per_year - 1),
+        annual_return=float(growth**periods_per_year - 1),
         volatility_pct=float(volatility * 100),
     )
 
@@ -408,10 +415,10 @@ def _drawdowns(times: FloatArray, equity: FloatArray) -> _Drawdowns:
     bounds = np.unique(np.r_[np.flatnonzero(drawdown == 0), len(drawdown) - 1])
     starts, stops = bounds[:-1], bounds[1:]
     episodes = stops > starts + 1
-    starts, stops = starts[episodes], stops[episodes]
-    if len(starts):
-        peaks = np.array([drawdown[a : b + 1].max() for a, b in zip(starts, stops, strict=True)])
-        durations = times[stops] - times[starts]
+    if episodes.any():
+        # the deepest point from each bound to the next (the next is 0 or the last bar)
+        peaks = np.maximum.reduceat(drawdown, starts)[episodes]
+        durations = times[stops[episodes]] - times[starts[episodes]]
     else:
         peaks, durations = drawdown[drawdown != 0], np.array([], dtype=np.float64)
     max_drawdown = -float(np.nan_to_num(drawdown.max()))

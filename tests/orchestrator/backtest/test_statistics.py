@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -431,6 +431,8 @@ def test_wire_keys_are_camel_case_and_times_iso() -> None:
         ({"first_trading_bar": 3}, "first_trading_bar"),
         ({"risk_free_rate": 1.0}, "risk_free_rate"),
         ({"trades": [winning_trade()]}, "outside 0..2"),
+        ({"trades": [replace(winning_trade(), entry_bar=0, exit_bar=1, pnl=math.nan)]}, "finite"),
+        ({"trades": [replace(winning_trade(), entry_bar=0, exit_bar=1, exit_time=0.0)]}, "precede"),
     ],
 )
 def test_inputs_that_do_not_fit_are_refused(change: dict[str, Any], message: str) -> None:
