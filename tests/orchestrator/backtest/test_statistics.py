@@ -5,10 +5,12 @@ hand-computed edge cases (no trades, one trade, flat and falling equity)."""
 
 from __future__ import annotations
 
+import ast
 import math
 import warnings
 from collections.abc import Callable
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from backtesting._util import _indicator_warmup_nbars
 from backtesting.lib import crossover
 from backtesting.test import EURUSD, GOOG, SMA
 
+from orchestrator.backtest import statistics
 from orchestrator.backtest.statistics import ClosedTrade, Statistics, compute_statistics
 
 REL_TOL = 1e-9
@@ -457,3 +460,15 @@ def is_nan(value: float) -> bool:
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
+
+
+def test_the_module_needs_numpy_alone() -> None:
+    """No pandas in production: the statistics import the standard library and numpy."""
+    source = Path(statistics.__file__).read_text(encoding="utf-8")
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported <= {"__future__", "math", "collections", "dataclasses", "numpy", "orchestrator"}
