@@ -7,6 +7,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests race no clock: a loaded machine (CI on two shared cores) must not fail
+# them for being slow, and the same run finds the same examples.
+settings.register_profile(
+    "suite",
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("suite")
 
 # Where a daemon started with no config would keep its journal, sockets and config
 # on this machine; read once, before any test changes the environment.
