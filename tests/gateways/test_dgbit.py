@@ -209,5 +209,5 @@ async def test_the_dgbit_documents_client_examples_run_against_the_daemon(
             script.send_signal(signal.SIGINT)
             await script.wait()
         daemon.proc.send_signal(signal.SIGTERM)
-        code, _ = await daemon.finish(timeout=5.0)
+        code, _ = await daemon.finish()
     assert code == 0

@@ -73,7 +73,7 @@ async def test_sd_notify_ready_watchdog_status_and_stopping_in_order(tmp_path: P
             daemon.proc.send_signal(signal.SIGTERM)
             while "STOPPING=1" not in await next_message():
                 pass
-            code, logs = await daemon.finish(timeout=10)
+            code, logs = await daemon.finish()
     finally:
         listener.close()
     assert code == 0
@@ -113,7 +113,7 @@ async def test_sighup_reloads_the_catalog_without_dropping_clients(tmp_path: Pat
             listed = await client.request({"type": "get_strategies"})
             assert [entry["id"] for entry in listed["data"]] == ["extra"]
         daemon.proc.send_signal(signal.SIGTERM)
-        code, _ = await daemon.finish(timeout=10)
+        code, _ = await daemon.finish()
     assert code == 0
 
 
