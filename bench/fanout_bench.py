@@ -49,7 +49,6 @@ from bench.clients import Arrivals, ClientGroup, ClientSpec, all_arrivals, start
 from bench.report import machine, percentile, table
 from bench.rig import daemon_config, start_background, stop_background, wait_until
 from gateways.api import outbound
-from gateways.api.market_data import quote_data
 from gateways.config import LoggingConfig
 from gateways.daemon import Daemon
 from gateways.logs import configure_logging
@@ -153,7 +152,7 @@ def bare_frames() -> list[bytes]:
     for seq in range(TOTAL):
         tick = Tick(SYMBOL, price(seq), float(seq), now)
         position = outbound.StreamPosition(seq + 1, 1_700_000_000)
-        frames.append(outbound.encode("quote", quote_data(tick), now, position=position))
+        frames.append(outbound.encode("quote", outbound.quote_data(tick), now, position=position))
     return frames
 
 

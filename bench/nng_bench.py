@@ -47,6 +47,7 @@ from gateways.client.nng_client import EventSubscriber, TickPublisher
 from gateways.client.nng_wire import event_frame, tick_message, ticks_message, topic_prefix
 from gateways.config import DaemonConfig, LoggingConfig, NngBusConfig
 from gateways.daemon import Daemon
+from gateways.fanout import Fanout
 from gateways.logs import configure_logging
 from gateways.nng.publisher import NngPublisher, nng_message
 from orchestrator.bus import EventBus
@@ -189,7 +190,9 @@ async def through_publisher(directory: Path, label: str, rate: float | None) -> 
     publisher = NngPublisher(
         NngBusConfig(queue_size=EVENTS, send_buffer=8192), address, SystemClock(), 1
     )
-    bus.subscribe(publisher.publish)
+    fanout = Fanout()  # as the daemon hands events to its publisher
+    bus.subscribe(fanout.publish)
+    fanout.add(publisher.publish)
     await publisher.start()
     events = quotes(EVENTS)
 

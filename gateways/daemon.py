@@ -16,11 +16,13 @@ from gateways.api import routes
 from gateways.api.inbound import CommandParser
 from gateways.api.jobs import JobCommands, orchestrator_command_parser
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
+from gateways.api.outbound import DgbitTranslator
 from gateways.api.risk import RiskCommands, risk_command_parser
 from gateways.api.strategy_commands import StrategyCommands
 from gateways.client.text import plural
 from gateways.config import DaemonConfig, ServerConfig
-from gateways.dgbit import DgbitEndpoints, DgbitTranslator
+from gateways.dgbit import DGBIT_TOPICS, DgbitEndpoints
+from gateways.fanout import Fanout
 from gateways.nng.feed import NngFeed
 from gateways.nng.publisher import NngBindError, NngPublisher
 from gateways.systemd import SystemdNotifier
@@ -44,7 +46,6 @@ from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
 from orchestrator.model.events import Event, TradeExecuted
-from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.strategy.registry import StrategyRegistry
 
 log = structlog.get_logger("gateways.daemon")
@@ -106,6 +107,9 @@ class Daemon:
         """Where the core publishes; the journal writer is its subscriber."""
         self.outbox = EventBus()
         """What the journal has committed, for the edges: no client hears of anything else."""
+        self.fanout = Fanout()
+        """The outbox's events to the servers, dgbit and NNG, each message built once."""
+        self.outbox.subscribe(self.fanout.publish)
         self.feed = self._build_nng_feed()
         watermarks = self.journal.id_watermarks() if self.journal is not None else None
         self.core: TradingCore = build_trading_core(
@@ -117,9 +121,7 @@ class Daemon:
         self._jobs_task: asyncio.Task[None] | None = None
         self.writer: JournalWriter | DirectDelivery = DirectDelivery(self._deliver)
         if self.journal is not None:
-            self.writer = JournalWriter.from_config(
-                self.journal, self._deliver, config.journal, config_of=self._config_of
-            )
+            self.writer = JournalWriter.from_config(self.journal, self._deliver, config.journal)
         self.bus.subscribe(self.writer.submit)
         self._writer_task: asyncio.Task[None] | None = None
         self.epoch = int(self.clock.now() * 1000)
@@ -145,7 +147,7 @@ class Daemon:
             "risk": self._build_risk_server(),
         }
         for server in self.servers.values():
-            self.outbox.subscribe(server.publish)
+            self.fanout.add(server.publish, server.topics)
         self.notifier = SystemdNotifier()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         """The supervised background tasks, by name, once running."""
@@ -154,7 +156,7 @@ class Daemon:
         if config.nng.enabled:
             address = config.nng_publish_address()
             self.nng = NngPublisher(config.nng, address, self.clock, self.epoch)
-            self.outbox.subscribe(self.nng.publish)
+            self.fanout.add(self.nng.publish)
 
     def _watch(self) -> None:
         """What /healthz and /metrics report."""
@@ -181,9 +183,6 @@ class Daemon:
         for event in events:
             self.outbox.publish(event)
 
-    def _config_of(self, strategy_id: str) -> StrategyRunConfig | None:
-        return self.registry.view(strategy_id).config
-
     def _build_nng_feed(self) -> NngFeed | None:
         """The NNG feed when the config asks for it (the core cannot build it)."""
         feed = self.config.market_data.feed
@@ -192,11 +191,8 @@ class Daemon:
         return NngFeed(feed, self.config.nng_ingest_address(), self.clock)
 
     def _build_orchestrator_server(self) -> WebSocketServer:
-        translator = DgbitTranslator(
-            lambda strategy_id: self.registry.view(strategy_id).config.stop_loss_percentage
-        )
-        self.dgbit = DgbitEndpoints(translator, self.clock, self.jobs.exists)
-        self.outbox.subscribe(self.dgbit.publish)
+        self.dgbit = DgbitEndpoints(DgbitTranslator(), self.clock, self.jobs.exists)
+        self.fanout.add(self.dgbit.publish, DGBIT_TOPICS)
         jobs = JobCommands(
             self.jobs, self.registry, self.config, self.clock, self.core.market.symbols
         )
@@ -258,7 +254,7 @@ class Daemon:
             setup=self._setup,
             parser=parser,
             handlers={**commands.handlers(), **(extra_handlers or {})},
-            router=routes.ROUTERS[name],
+            routes=routes.ROUTES[name],
             snapshot=snapshot or self._snapshot.messages,
             on_disconnect=on_disconnect,
             endpoints=endpoints,

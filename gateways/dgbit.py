@@ -4,8 +4,8 @@
 Envelope ``{"type", "timestamp", "payload"}`` with exactly the event types and
 payload fields of the dgbit document: ``job.created``, ``job.started``,
 ``job.completed``, ``job.failed``, ``trade.entered``, ``trade.exited``,
-``signal.generated``. Each event is encoded once and written to every client
-whose filter admits it.
+``signal.generated``. The messages are built by :mod:`gateways.api.outbound`;
+each is encoded once and written to every client whose filter admits it.
 """
 
 from __future__ import annotations
@@ -21,134 +21,22 @@ import structlog
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.http11 import Response
 
-from orchestrator.model.clock import Clock, iso_utc
-from orchestrator.model.events import Event, OrderSubmitted, SignalEmitted, TradeExecuted
-from orchestrator.model.orders import OrderPurpose, Side
-from orchestrator.trading.portfolio import PositionChange
+from gateways.api.outbound import DgbitTranslator, Outgoing, encode_dgbit
+from orchestrator.model.clock import Clock
+from orchestrator.model.events import JOB_EVENT_TYPES, Topic
 
 log = structlog.get_logger("gateways.dgbit")
 
-JOB_EVENTS = ("job.created", "job.started", "job.completed", "job.failed")
+JOB_EVENTS = tuple(JOB_EVENT_TYPES.values())
 EVENT_TYPES = (*JOB_EVENTS, "trade.entered", "trade.exited", "signal.generated")
 EVENTS_PATH = "/api/ws/events"
 JOBS_PATH = re.compile(r"^/api/ws/jobs/(?P<job>[^/]+)$")
+DGBIT_TOPICS = frozenset(
+    {Topic.ORDER_SUBMITTED, Topic.STRATEGY_TRADE, Topic.STRATEGY_SIGNAL, Topic.JOB}
+)
+"""The bus topics the dgbit messages come from (orders: why each trade happened)."""
 
-Payload = dict[str, Any]
-DgbitMessage = tuple[str, Payload, str | None]
-"""An event for dgbit clients: its type, its payload and the job it belongs to."""
-
-StopLossOf = Callable[[str], float]
-"""The stop-loss fraction of a strategy (0 when it has none)."""
 JobExists = Callable[[str], bool]
-
-
-def encode(kind: str, payload: Payload, ts: float) -> bytes:
-    return orjson.dumps({"type": kind, "timestamp": iso_utc(ts), "payload": payload})
-
-
-def _direction(sign: int) -> str:
-    return "long" if sign > 0 else "short"
-
-
-def _confidence_label(confidence: float) -> str:
-    if confidence >= 0.7:
-        return "high"
-    if confidence >= 0.4:
-        return "medium"
-    return "low"
-
-
-class DgbitTranslator:
-    """Turns core events into dgbit messages; remembers why each order exists."""
-
-    def __init__(self, stop_loss_of: StopLossOf) -> None:
-        self._stop_loss_of = stop_loss_of
-        self._purposes: dict[str, OrderPurpose] = {}
-
-    def messages(self, event: Event) -> list[DgbitMessage]:
-        if isinstance(event, OrderSubmitted):
-            self._purposes[event.order.id] = event.order.purpose
-            return []
-        if isinstance(event, TradeExecuted):
-            purpose = self._purposes.pop(event.fill.order_id, OrderPurpose.SIGNAL)
-            return self._trade(event.change, purpose) if event.change is not None else []
-        if isinstance(event, SignalEmitted):
-            return [self._signal(event)]
-        job = _job_message(event)
-        return [job] if job is not None else []
-
-    def _trade(self, change: PositionChange, purpose: OrderPurpose) -> list[DgbitMessage]:
-        messages: list[DgbitMessage] = []
-        if change.is_exit:
-            messages.append(("trade.exited", self._exited(change, purpose), None))
-        if change.is_entry:
-            messages.append(("trade.entered", self._entered(change), None))
-        return messages
-
-    def _entered(self, change: PositionChange) -> Payload:
-        fill = change.fill
-        direction = change.opened_direction
-        fraction = self._stop_loss_of(fill.strategy_id)
-        entry = change.entry_price_after
-        return {
-            "symbol": fill.symbol,
-            "side": _direction(direction),
-            "quantity": change.opened_quantity,
-            "entry_price": entry,
-            "take_profit": None,
-            "stop_loss": entry * (1 - direction * fraction) if fraction > 0 else None,
-            "strategy": fill.strategy_id,
-        }
-
-    def _exited(self, change: PositionChange, purpose: OrderPurpose) -> Payload:
-        cost = change.closed_quantity * change.entry_price_before
-        commission_share = change.fill.commission * change.closed_quantity / change.fill.quantity
-        pnl = change.closed_pnl - commission_share
-        return {
-            "symbol": change.symbol,
-            "side": _direction(change.closed_direction),
-            "quantity": change.closed_quantity,
-            "entry_price": change.entry_price_before,
-            "exit_price": change.exit_price,
-            "exit_type": purpose.value,
-            "pnl": pnl,
-            "pnl_pct": pnl / cost * 100.0 if cost > 0 else 0.0,
-            "duration_minutes": change.closed_duration_minutes,
-        }
-
-    def _signal(self, event: SignalEmitted) -> DgbitMessage:
-        signal = event.signal
-        payload = {
-            "strategy": signal.strategy_id,
-            "symbol": signal.symbol,
-            "signal_value": signal.confidence,
-            "direction": _direction(1 if signal.action is Side.BUY else -1),
-            "confidence": _confidence_label(signal.confidence),
-        }
-        return "signal.generated", payload, None
-
-
-_JOB_KINDS = {
-    "pending": "job.created",
-    "running": "job.started",
-    "completed": "job.completed",
-    "failed": "job.failed",
-}
-
-
-def _job_message(event: Event) -> DgbitMessage | None:
-    """job.* from a job event, read by attribute so the core keeps its own type."""
-    job: Any = event
-    job_id, status = getattr(job, "job_id", None), getattr(job, "status", None)
-    kind = _JOB_KINDS.get(str(status)) if job_id is not None else None
-    if kind is None:
-        return None
-    payload: Payload = {"job_id": job_id, "job_type": job.job_type, "status": str(status)}
-    if kind == "job.completed":
-        payload["result"] = job.result
-    if kind == "job.failed":
-        payload["error"] = job.error
-    return kind, payload, job_id
 
 
 class DgbitEndpoints:
@@ -164,13 +52,13 @@ class DgbitEndpoints:
 
     # ------------------------------------------------------------ bus
 
-    def publish(self, event: Event) -> None:
-        for kind, payload, job_id in self._translator.messages(event):
+    def publish(self, outgoing: Outgoing) -> None:
+        for kind, payload, job_id in self._translator.messages(outgoing.event):
             watchers = self._by_type[kind]
             job_watchers = self._by_job.get(job_id, set()) if job_id is not None else set()
             if not watchers and not job_watchers:
                 continue
-            frame = encode(kind, payload, self._clock.now())
+            frame = encode_dgbit(kind, payload, self._clock.now())
             broadcast(watchers | job_watchers, frame, text=True)
 
     # ------------------------------------------------------------ Endpoint
@@ -222,7 +110,7 @@ class DgbitEndpoints:
         if not isinstance(message, dict):
             return _error("invalid_message", "send a JSON object", now)
         if message.get("type") == "ping":
-            return encode("pong", {}, now)
+            return encode_dgbit("pong", {}, now)
         if message.get("type") != "filter":
             return _error(
                 "unsupported_message",
@@ -246,7 +134,7 @@ class DgbitEndpoints:
         else:
             return _error("invalid_message", '"events" must be a list of event type names', now)
         self._set_filter(ws, chosen)
-        return encode("filter.updated", {"events": sorted(chosen)}, now)
+        return encode_dgbit("filter.updated", {"events": sorted(chosen)}, now)
 
     def _set_filter(self, ws: ServerConnection, chosen: frozenset[str]) -> None:
         for kind in self._filters.get(ws, frozenset()) - chosen:
@@ -274,4 +162,4 @@ class DgbitEndpoints:
 
 
 def _error(code: str, message: str, now: float) -> bytes:
-    return encode("error", {"code": code, "message": message}, now)
+    return encode_dgbit("error", {"code": code, "message": message}, now)

@@ -52,8 +52,12 @@ class InvalidMessage(ProtocolError):
 
 
 class Command(BaseModel):
+    """What every command has: its ``type`` (each model narrows it to its own literal)
+    and an optional ``requestId``."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
+    type: str
     request_id: str | int | None = Field(None, alias=REQUEST_ID_FIELD)
 
     @field_validator("request_id", mode="plain")

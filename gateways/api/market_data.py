@@ -2,7 +2,8 @@
 
 A subscription is to quotes of a symbol, and optionally to its bars at one
 resolution. Clients join channels ``quote:SYMBOL`` and ``bar:SYMBOL:RES``; the
-server encodes each quote or bar once and writes it to that channel's members.
+server encodes each quote or bar once and writes it to that channel's members
+(the messages are :mod:`gateways.api.outbound`'s, the channels are here).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from gateways.api.inbound import (
 )
 from gateways.ws.server import CommandHandler, Replies, Session, WebSocketServer
 from orchestrator.marketdata.hub import MarketData
-from orchestrator.model.clock import Clock, iso_utc
-from orchestrator.model.market import Bar, Symbol, Tick, unknown_resolution
+from orchestrator.model.clock import Clock
+from orchestrator.model.market import Symbol, unknown_resolution
 
 
 class MarketCommandType(StrEnum):
@@ -73,29 +74,6 @@ def quote_channel(symbol: str) -> str:
 
 def bar_channel(symbol: str, resolution: str) -> str:
     return f"bar:{symbol}:{resolution}"
-
-
-def quote_data(tick: Tick) -> outbound.Payload:
-    return {
-        "symbol": tick.symbol,
-        "price": tick.price,
-        "size": tick.size,
-        "timestamp": iso_utc(tick.ts),
-    }
-
-
-def bar_data(bar: Bar) -> outbound.Payload:
-    return {
-        "symbol": bar.symbol,
-        "resolution": bar.resolution,
-        "open": bar.open,
-        "high": bar.high,
-        "low": bar.low,
-        "close": bar.close,
-        "volume": bar.volume,
-        "start": iso_utc(bar.start),
-        "end": iso_utc(bar.end),
-    }
 
 
 class MarketSubscriptions:
@@ -158,14 +136,14 @@ class MarketSubscriptions:
         """The last quote of each symbol the session follows (for its snapshot)."""
         symbols = [c.removeprefix("quote:") for c in session.channels if c.startswith("quote:")]
         ticks = (self._market.last_tick(symbol) for symbol in sorted(symbols))
-        return [("quote", quote_data(tick)) for tick in ticks if tick is not None]
+        return [("quote", outbound.quote_data(tick)) for tick in ticks if tick is not None]
 
     def _snapshot(self, symbols: list[str], now: float) -> Replies:
         frames = []
         for symbol in symbols:
             tick = self._market.last_tick(symbol)
             if tick is not None:
-                frames.append(outbound.encode("quote", quote_data(tick), now))
+                frames.append(outbound.encode("quote", outbound.quote_data(tick), now))
         return frames
 
     def _check(self, symbols: list[str], resolution: str | None) -> list[str]:

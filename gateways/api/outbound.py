@@ -1,41 +1,56 @@
-"""Server-to-client messages: the stock-bot envelope and its camelCase payloads.
+"""Every message the daemon sends, in one place: the envelopes (stock-bot, dgbit),
+the payloads, and :data:`MESSAGES`, the one table from event type to message.
 
-Every function here is pure. A broadcast event is turned into bytes once, by
-:func:`encode`, and the same bytes go to every client.
+Every function here is pure but :class:`DgbitTranslator`, which remembers why each
+order exists. Each delivered event is wrapped once in an :class:`Outgoing`, handed
+to the three servers and the NNG publisher alike: the first of them that needs the
+event's message builds it, payload and the payload's JSON, and the others embed the
+same JSON bytes in their own envelopes (each with its own ``seq``). Within a server,
+one frame goes to every member of a channel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Protocol
 
 import orjson
 
 from orchestrator.backtest.jobs import JobInfo
 from orchestrator.model.clock import iso_utc
 from orchestrator.model.events import (
+    BarClosed,
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
     JobStateChanged,
+    JobStatus,
     KillSwitchChanged,
     LimitBreached,
     OrderReduced,
     OrderRejected,
     OrderSubmitted,
+    QuoteUpdated,
     SignalEmitted,
     StopLossTriggered,
     StrategyStatus,
     StrategyStatusChanged,
     TradeExecuted,
 )
-from orchestrator.model.orders import Order
-from orchestrator.strategy.registry import PositionView, StrategyView
+from orchestrator.model.market import Bar, Tick
+from orchestrator.model.orders import Order, OrderPurpose, Side
+from orchestrator.risk.guardian import RiskSnapshot, StrategyRisk
+from orchestrator.strategy.config import StrategyRunConfig
+from orchestrator.strategy.registry import StrategyView
+from orchestrator.trading.execution import ExecutionService
+from orchestrator.trading.portfolio import PositionChange
 
 Payload = dict[str, Any]
 Message = tuple[str, Any]
 """A message before encoding: its ``type`` and its ``data``."""
+DgbitMessage = tuple[str, Payload, str | None]
+"""An event for dgbit clients: its type, its payload and the job it belongs to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +80,29 @@ def encode(
     return orjson.dumps(message)
 
 
+def encode_dgbit(kind: str, payload: Any, ts: float) -> bytes:
+    """The dgbit envelope: ``payload`` where the stock-bot one says ``data``."""
+    return orjson.dumps({"type": kind, "timestamp": iso_utc(ts), "payload": payload})
+
+
 def error_data(code: str, message: str, request_type: str | None) -> Payload:
     return {"code": code, "message": message, "requestType": request_type}
 
 
-def position_data(position: PositionView) -> Payload:
+class HeldPosition(Protocol):
+    """A position as a strategy's entry and the risk status both show it."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def quantity(self) -> float: ...
+    @property
+    def entry_price(self) -> float: ...
+    @property
+    def current_value(self) -> float: ...
+
+
+def position_data(position: HeldPosition) -> Payload:
     return {
         "symbol": position.symbol,
         "quantity": position.quantity,
@@ -150,18 +183,38 @@ def trade(event: TradeExecuted) -> Message:
     return "strategy_trade", data
 
 
-ENCODERS: dict[type[Any], Callable[[Any], Message]] = {
-    StrategyStatusChanged: status_change,
-    ExecutionStatusChanged: execution_status,
-    SignalEmitted: signal,
-    TradeExecuted: trade,
-}
+# ---------------------------------------------------------------- market data (3001)
 
 
-def event_message(event: Event) -> Message | None:
-    """The stock-bot message for a core event, or None if clients don't see it."""
-    encoder = ENCODERS.get(type(event))
-    return encoder(event) if encoder is not None else None
+def quote_data(tick: Tick) -> Payload:
+    return {
+        "symbol": tick.symbol,
+        "price": tick.price,
+        "size": tick.size,
+        "timestamp": iso_utc(tick.ts),
+    }
+
+
+def bar_data(bar: Bar) -> Payload:
+    return {
+        "symbol": bar.symbol,
+        "resolution": bar.resolution,
+        "open": bar.open,
+        "high": bar.high,
+        "low": bar.low,
+        "close": bar.close,
+        "volume": bar.volume,
+        "start": iso_utc(bar.start),
+        "end": iso_utc(bar.end),
+    }
+
+
+def quote(event: QuoteUpdated) -> Message:
+    return "quote", quote_data(event.tick)
+
+
+def bar(event: BarClosed) -> Message:
+    return "bar", bar_data(event.bar)
 
 
 # ---------------------------------------------------------------- risk guardian (3002)
@@ -257,15 +310,60 @@ def kill_switch(event: KillSwitchChanged) -> Message:
     )
 
 
-ENCODERS.update(
-    {
-        OrderRejected: order_rejected,
-        OrderReduced: order_reduced,
-        StopLossTriggered: stop_loss_triggered,
-        LimitBreached: limit_breach,
-        KillSwitchChanged: kill_switch,
+def risk_status_data(
+    snapshot: RiskSnapshot,
+    execution: ExecutionService,
+    statuses: Mapping[str, StrategyStatus],
+) -> Payload:
+    halt = execution.halt
+    config = snapshot.config
+    switch = (
+        kill_switch_data(True, halt.reason, halt.block_all, halt.source.value, halt.since)
+        if halt is not None
+        else kill_switch_data(False, None, False, None, None)
+    )
+    return {
+        "executionStatus": execution.status.value,
+        "killSwitch": switch,
+        "limits": {
+            "maxGrossExposure": config.max_gross_exposure,
+            "maxOrdersPerSecond": config.max_orders_per_second,
+            "maxDailyLoss": config.max_daily_loss,
+            "positionLimitMode": config.position_limit_mode,
+        },
+        "usage": {
+            "grossExposure": snapshot.gross_exposure,
+            "ordersLastSecond": snapshot.orders_last_second,
+            "dailyPnl": snapshot.daily_pnl,
+            "dailyLoss": max(0.0, -snapshot.daily_pnl),
+            "dayStart": iso_utc(snapshot.day_start),
+        },
+        "strategies": [
+            _strategy_risk_data(s, statuses.get(s.strategy_id, StrategyStatus.STOPPED))
+            for s in snapshot.strategies
+        ],
     }
-)
+
+
+def _strategy_risk_data(risk: StrategyRisk, status: StrategyStatus) -> Payload:
+    return {
+        "strategyId": risk.strategy_id,
+        "status": status.value,
+        "limits": _limits_data(risk.limits) if risk.limits is not None else None,
+        "exposure": risk.exposure,
+        "ordersLastMinute": risk.orders_last_minute,
+        "realizedPnl": risk.realized_pnl,
+        "unrealizedPnl": risk.unrealized_pnl,
+        "positions": [{**position_data(p), "stopPrice": p.stop_price} for p in risk.positions],
+    }
+
+
+def _limits_data(limits: StrategyRunConfig) -> Payload:
+    return {
+        "maxPositionValue": limits.max_position_value,
+        "maxOrdersPerMinute": limits.max_orders_per_minute,
+        "stopLossPercentage": limits.stop_loss_percentage,
+    }
 
 
 # ---------------------------------------------------------------- backtest jobs (8082)
@@ -284,4 +382,189 @@ def job_state(event: JobStateChanged) -> Message:
     return "backtest_job", job_data(event)
 
 
-ENCODERS[JobStateChanged] = job_state
+# ---------------------------------------------------------------- the table
+
+
+MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
+    StrategyStatusChanged: status_change,
+    ExecutionStatusChanged: execution_status,
+    SignalEmitted: signal,
+    TradeExecuted: trade,
+    OrderSubmitted: order_submitted,
+    QuoteUpdated: quote,
+    BarClosed: bar,
+    OrderRejected: order_rejected,
+    OrderReduced: order_reduced,
+    StopLossTriggered: stop_loss_triggered,
+    LimitBreached: limit_breach,
+    KillSwitchChanged: kill_switch,
+    JobStateChanged: job_state,
+}
+"""The message of every event, as the WebSocket servers and NNG send it. Which
+server sends which to whom is the routes' business (:mod:`gateways.api.routes`)."""
+
+_FOLLOWED_NOT_BROADCAST = frozenset({QuoteUpdated, BarClosed, OrderSubmitted})
+"""Quotes and bars go to their channels' members only; no client sees an order on
+its way (NNG does)."""
+
+
+def event_message(event: Event) -> Message | None:
+    """The message a server sends to every client for ``event``, or None if it sends
+    it to no client or only to the members of a channel."""
+    if type(event) in _FOLLOWED_NOT_BROADCAST:
+        return None
+    build = MESSAGES.get(type(event))
+    return build(event) if build is not None else None
+
+
+def nng_message(event: Event) -> Message:
+    """The ``type`` and ``data`` NNG publishes for ``event``: its WebSocket message,
+    but dgbit's job.* for a job (as on the dgbit streams), and for an event added
+    later without a message, its topic and its fields (so that none is lost)."""
+    if isinstance(event, JobStateChanged):
+        kind, payload, _ = dgbit_job(event)
+        return kind, payload
+    build = MESSAGES.get(type(event))
+    return build(event) if build is not None else (str(event.topic), event)
+
+
+def preencoded(message: Message) -> Message:
+    """``message`` with its data as JSON already, which every envelope embeds as is."""
+    kind, data = message
+    return kind, orjson.Fragment(orjson.dumps(data))
+
+
+_UNBUILT: Any = object()
+
+
+class Outgoing:
+    """One delivered event on its way out, and its message, built once when first asked.
+
+    The composition root makes one per event and hands the same object to every
+    server and to the NNG publisher, so the payload and its JSON are built once
+    however many servers and subscribers send it, and not at all if none does.
+    """
+
+    __slots__ = ("_message", "event")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self._message: Message | None = _UNBUILT
+
+    @property
+    def message(self) -> Message | None:
+        """The event's message from :data:`MESSAGES`, its data JSON already (None: it has
+        none)."""
+        if self._message is _UNBUILT:
+            build = MESSAGES.get(type(self.event))
+            self._message = preencoded(build(self.event)) if build is not None else None
+        return self._message
+
+    @property
+    def nng_message(self) -> Message:
+        """What NNG publishes (:func:`nng_message`): the same object as :attr:`message`
+        wherever NNG sends the WebSocket message."""
+        if not isinstance(self.event, JobStateChanged):
+            shared = self.message
+            if shared is not None:
+                return shared
+        return preencoded(nng_message(self.event))
+
+
+# ---------------------------------------------------------------- dgbit (8082 /api/ws/...)
+
+
+def _direction(sign: int) -> str:
+    return "long" if sign > 0 else "short"
+
+
+def _confidence_label(confidence: float) -> str:
+    if confidence >= 0.7:
+        return "high"
+    if confidence >= 0.4:
+        return "medium"
+    return "low"
+
+
+def dgbit_job(event: JobStateChanged) -> DgbitMessage:
+    """job.created, job.started, job.completed or job.failed, by the job's status."""
+    payload: Payload = {
+        "job_id": event.job_id,
+        "job_type": event.job_type,
+        "status": str(event.status),
+    }
+    if event.status is JobStatus.COMPLETED:
+        payload["result"] = event.result
+    if event.status is JobStatus.FAILED:
+        payload["error"] = event.error
+    return event.event_type, payload, event.job_id
+
+
+class DgbitTranslator:
+    """Turns core events into dgbit messages; remembers why each order exists."""
+
+    def __init__(self) -> None:
+        self._purposes: dict[str, OrderPurpose] = {}
+
+    def messages(self, event: Event) -> list[DgbitMessage]:
+        if isinstance(event, OrderSubmitted):
+            self._purposes[event.order.id] = event.order.purpose
+            return []
+        if isinstance(event, TradeExecuted):
+            purpose = self._purposes.pop(event.fill.order_id, OrderPurpose.SIGNAL)
+            change = event.change
+            return self._trade(change, event.stop_price, purpose) if change is not None else []
+        if isinstance(event, SignalEmitted):
+            return [self._signal(event)]
+        if isinstance(event, JobStateChanged):
+            return [dgbit_job(event)]
+        return []
+
+    def _trade(
+        self, change: PositionChange, stop_price: float | None, purpose: OrderPurpose
+    ) -> list[DgbitMessage]:
+        messages: list[DgbitMessage] = []
+        if change.is_exit:
+            messages.append(("trade.exited", self._exited(change, purpose), None))
+        if change.is_entry:
+            messages.append(("trade.entered", self._entered(change, stop_price), None))
+        return messages
+
+    def _entered(self, change: PositionChange, stop_price: float | None) -> Payload:
+        fill = change.fill
+        return {
+            "symbol": fill.symbol,
+            "side": _direction(change.opened_direction),
+            "quantity": change.opened_quantity,
+            "entry_price": change.entry_price_after,
+            "take_profit": None,
+            "stop_loss": stop_price,
+            "strategy": fill.strategy_id,
+        }
+
+    def _exited(self, change: PositionChange, purpose: OrderPurpose) -> Payload:
+        cost = change.closed_quantity * change.entry_price_before
+        commission_share = change.fill.commission * change.closed_quantity / change.fill.quantity
+        pnl = change.closed_pnl - commission_share
+        return {
+            "symbol": change.symbol,
+            "side": _direction(change.closed_direction),
+            "quantity": change.closed_quantity,
+            "entry_price": change.entry_price_before,
+            "exit_price": change.exit_price,
+            "exit_type": purpose.value,
+            "pnl": pnl,
+            "pnl_pct": pnl / cost * 100.0 if cost > 0 else 0.0,
+            "duration_minutes": change.closed_duration_minutes,
+        }
+
+    def _signal(self, event: SignalEmitted) -> DgbitMessage:
+        signal = event.signal
+        payload = {
+            "strategy": signal.strategy_id,
+            "symbol": signal.symbol,
+            "signal_value": signal.confidence,
+            "direction": _direction(1 if signal.action is Side.BUY else -1),
+            "confidence": _confidence_label(signal.confidence),
+        }
+        return "signal.generated", payload, None

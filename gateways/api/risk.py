@@ -9,7 +9,6 @@ of the risk server, carrying the ``requestId`` to the one that asked, and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -18,10 +17,9 @@ from pydantic import Field, TypeAdapter
 from gateways.api import outbound
 from gateways.api.inbound import STRATEGY_COMMANDS, Command, CommandParser, StrategyCommand
 from gateways.ws.server import CommandHandler, Replies, Session
-from orchestrator.model.clock import Clock, iso_utc
-from orchestrator.model.events import CommandOrigin, HaltSource, StrategyStatus
-from orchestrator.risk.guardian import Halt, PositionRisk, RiskGuardian, RiskSnapshot, StrategyRisk
-from orchestrator.strategy.config import StrategyRunConfig
+from orchestrator.model.clock import Clock
+from orchestrator.model.events import CommandOrigin, HaltSource
+from orchestrator.risk.guardian import Halt, RiskGuardian
 from orchestrator.strategy.registry import StrategyRegistry
 from orchestrator.trading.execution import ExecutionService
 
@@ -90,7 +88,7 @@ class RiskCommands:
         views = self._registry.active()
         snapshot = self._guardian.snapshot({view.id: view.config for view in views})
         statuses = {view.id: view.status for view in views}
-        data = risk_status_data(snapshot, self._execution, statuses)
+        data = outbound.risk_status_data(snapshot, self._execution, statuses)
         return [outbound.encode("risk_status", data, self._clock.now(), command.request_id)]
 
     async def halt_trading(self, command: HaltTrading, session: Session) -> Replies:
@@ -104,69 +102,3 @@ class RiskCommands:
 
     def _origin(self, command: Command, session: Session) -> CommandOrigin:
         return CommandOrigin(self._server, session.conn_id, command.request_id)
-
-
-def risk_status_data(
-    snapshot: RiskSnapshot,
-    execution: ExecutionService,
-    statuses: Mapping[str, StrategyStatus],
-) -> outbound.Payload:
-    halt = execution.halt
-    config = snapshot.config
-    switch = (
-        outbound.kill_switch_data(True, halt.reason, halt.block_all, halt.source.value, halt.since)
-        if halt is not None
-        else outbound.kill_switch_data(False, None, False, None, None)
-    )
-    return {
-        "executionStatus": execution.status.value,
-        "killSwitch": switch,
-        "limits": {
-            "maxGrossExposure": config.max_gross_exposure,
-            "maxOrdersPerSecond": config.max_orders_per_second,
-            "maxDailyLoss": config.max_daily_loss,
-            "positionLimitMode": config.position_limit_mode,
-        },
-        "usage": {
-            "grossExposure": snapshot.gross_exposure,
-            "ordersLastSecond": snapshot.orders_last_second,
-            "dailyPnl": snapshot.daily_pnl,
-            "dailyLoss": max(0.0, -snapshot.daily_pnl),
-            "dayStart": iso_utc(snapshot.day_start),
-        },
-        "strategies": [
-            _strategy_data(s, statuses.get(s.strategy_id, StrategyStatus.STOPPED))
-            for s in snapshot.strategies
-        ],
-    }
-
-
-def _strategy_data(risk: StrategyRisk, status: StrategyStatus) -> outbound.Payload:
-    return {
-        "strategyId": risk.strategy_id,
-        "status": status.value,
-        "limits": _limits_data(risk.limits) if risk.limits is not None else None,
-        "exposure": risk.exposure,
-        "ordersLastMinute": risk.orders_last_minute,
-        "realizedPnl": risk.realized_pnl,
-        "unrealizedPnl": risk.unrealized_pnl,
-        "positions": [_position_data(p) for p in risk.positions],
-    }
-
-
-def _limits_data(limits: StrategyRunConfig) -> outbound.Payload:
-    return {
-        "maxPositionValue": limits.max_position_value,
-        "maxOrdersPerMinute": limits.max_orders_per_minute,
-        "stopLossPercentage": limits.stop_loss_percentage,
-    }
-
-
-def _position_data(position: PositionRisk) -> outbound.Payload:
-    return {
-        "symbol": position.symbol,
-        "quantity": position.quantity,
-        "entryPrice": position.entry_price,
-        "currentValue": position.current_value,
-        "stopPrice": position.stop_price,
-    }

@@ -1,78 +1,60 @@
-"""Which core events each server publishes, to which channel, as which message."""
+"""Which core events each server sends, and to which channel: one table per server
+from bus topic to channel. The messages themselves are :mod:`gateways.api.outbound`'s.
+
+A topic missing from a server's table is not sent by it; a server still hears the
+events that answer commands (``ANSWER_TOPICS``) to reply to its own requesters.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from functools import partial
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from gateways.api import outbound
-from gateways.api.market_data import bar_channel, bar_data, quote_channel, quote_data
-from gateways.ws.server import EVERYONE, EventRouter, Outbound, Session
-from orchestrator.model.events import (
-    BarClosed,
-    Event,
-    ExecutionStatusChanged,
-    JobStateChanged,
-    KillSwitchChanged,
-    LimitBreached,
-    OrderReduced,
-    OrderRejected,
-    QuoteUpdated,
-    SignalEmitted,
-    StopLossTriggered,
-    StrategyStatusChanged,
-    TradeExecuted,
-)
+from gateways.api.market_data import bar_channel, quote_channel
+from gateways.ws.server import EVERYONE, Routes, Session
+from orchestrator.model.events import BarClosed, QuoteUpdated, Topic
 from orchestrator.strategy.registry import StrategyRegistry
 from orchestrator.trading.execution import ExecutionService
 
-_ORCHESTRATOR_EVENTS = (
-    StrategyStatusChanged,
-    SignalEmitted,
-    TradeExecuted,
-    ExecutionStatusChanged,
-    JobStateChanged,
-)
+
+def _everyone(_: Any) -> str:
+    return EVERYONE
 
 
-def _to_everyone(event: Event, kinds: tuple[type, ...]) -> Iterable[Outbound]:
-    if isinstance(event, kinds) and type(event) in outbound.ENCODERS:
-        yield Outbound(EVERYONE, partial(outbound.ENCODERS[type(event)], event))
+def _quote_channel(event: QuoteUpdated) -> str:
+    return quote_channel(event.tick.symbol)
 
 
-def orchestrator_router(event: Event) -> Iterable[Outbound]:
-    return _to_everyone(event, _ORCHESTRATOR_EVENTS)
+def _bar_channel(event: BarClosed) -> str:
+    return bar_channel(event.bar.symbol, event.bar.resolution)
 
 
-def market_data_router(event: Event) -> Iterable[Outbound]:
-    if isinstance(event, QuoteUpdated):
-        tick = event.tick
-        return (Outbound(quote_channel(tick.symbol), lambda: ("quote", quote_data(tick))),)
-    if isinstance(event, BarClosed):
-        bar = event.bar
-        channel = bar_channel(bar.symbol, bar.resolution)
-        return (Outbound(channel, lambda: ("bar", bar_data(bar))),)
-    return _to_everyone(event, (ExecutionStatusChanged,))
+def _to_everyone(*topics: Topic) -> dict[Topic, Callable[[Any], str]]:
+    return dict.fromkeys(topics, _everyone)
 
 
-_RISK_EVENTS = (
-    ExecutionStatusChanged,
-    OrderRejected,
-    OrderReduced,
-    StopLossTriggered,
-    LimitBreached,
-    KillSwitchChanged,
-)
-
-
-def risk_router(event: Event) -> Iterable[Outbound]:
-    return _to_everyone(event, _RISK_EVENTS)
-
-
-ROUTERS: dict[str, EventRouter] = {
-    "orchestrator": orchestrator_router,
-    "market_data": market_data_router,
-    "risk": risk_router,
+ROUTES: Mapping[str, Routes] = {
+    "orchestrator": _to_everyone(
+        Topic.STRATEGY_STATUS,
+        Topic.STRATEGY_SIGNAL,
+        Topic.STRATEGY_TRADE,
+        Topic.EXECUTION_STATUS,
+        Topic.JOB,
+    ),
+    "market_data": {
+        Topic.MARKET_QUOTE: _quote_channel,
+        Topic.MARKET_BAR: _bar_channel,
+        **_to_everyone(Topic.EXECUTION_STATUS),
+    },
+    "risk": _to_everyone(
+        Topic.EXECUTION_STATUS,
+        Topic.RISK_ORDER_REJECTED,
+        Topic.RISK_ORDER_REDUCED,
+        Topic.RISK_STOP_LOSS,
+        Topic.RISK_LIMIT_BREACH,
+        Topic.RISK_KILL_SWITCH,
+    ),
 }
 
 

@@ -1,10 +1,12 @@
 """The NNG publisher: every bus event, encoded once, to other processes.
 
-:class:`NngPublisher` is a bus subscriber of every topic. For each event it
+:class:`NngPublisher` is a fan-out sink of every topic. For each event it
 takes the next ``seq`` (and the next ``topicSeq`` of the event's topic) and the
 clock's time, then queues the event; one task drains the queue, encodes each
-event once (``<topic> SP <JSON envelope>``, see :mod:`gateways.client.nng_wire`) and
-hands it to a Pub0 socket, which copies it to every subscriber.
+event once (``<topic> SP <JSON envelope>``, see :mod:`gateways.client.nng_wire`;
+the message is the one the WebSocket servers send, its data's JSON built once for
+all of them, :class:`gateways.api.outbound.Outgoing`) and hands it to a Pub0
+socket, which copies it to every subscriber.
 
 Limits, and where a message can be lost (a subscriber sees each loss as a jump
 in ``seq`` or ``topicSeq``, because numbers are taken before the queue):
@@ -32,27 +34,18 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pynng
 import structlog
 
-from gateways.api import outbound
-from gateways.api.market_data import bar_data, quote_data
+from gateways.api.outbound import Outgoing
+from gateways.api.outbound import nng_message as nng_message  # what NNG publishes of an event
 from gateways.client.nng_wire import event_frame, topic_prefix
 from gateways.config import NngBusConfig
-from gateways.dgbit import _job_message as dgbit_job_message
 from orchestrator.model.clock import Clock, iso_utc
-from orchestrator.model.events import (
-    BarClosed,
-    Event,
-    JobStateChanged,
-    OrderSubmitted,
-    QuoteUpdated,
-    Topic,
-)
+from orchestrator.model.events import Topic
 
 log = structlog.get_logger("gateways.nng.publisher")
 
@@ -61,7 +54,7 @@ YIELD_EVERY = 256
 DROP_LOG_INTERVAL = 10.0
 """Seconds between two log lines about the same kind of dropped message."""
 
-_Queued = tuple[int, int, float, Event]
+_Queued = tuple[int, int, float, Outgoing]
 """(seq, topicSeq, time, event) of an event waiting for the socket."""
 
 
@@ -121,37 +114,6 @@ class DropLog:
         return sum(self.counts.values())
 
 
-# ---------------------------------------------------------------- encoding
-
-
-def _job(event: JobStateChanged) -> outbound.Message | None:
-    message = dgbit_job_message(event)
-    return None if message is None else (message[0], message[1])
-
-
-_NNG_ONLY: dict[type[Any], Callable[[Any], outbound.Message | None]] = {
-    QuoteUpdated: lambda event: ("quote", quote_data(event.tick)),
-    BarClosed: lambda event: ("bar", bar_data(event.bar)),
-    OrderSubmitted: outbound.order_submitted,
-    JobStateChanged: _job,
-}
-"""Events no stock-bot encoder covers: the market gateway's quotes and bars, the dgbit
-endpoints' job.* messages (type ``job.created``... and the dgbit payload)."""
-
-
-def nng_message(event: Event) -> outbound.Message:
-    """The ``type`` and ``data`` published for ``event``: its WebSocket message where it
-    has one, else its dataclass fields (so an event added later is never lost)."""
-    encoder = _NNG_ONLY.get(type(event))
-    message = encoder(event) if encoder is not None else None
-    if message is not None:
-        return message
-    message = outbound.event_message(event)
-    if message is not None:
-        return message
-    return str(event.topic), event
-
-
 class NngPublisher:
     """Publishes every bus event on an NNG Pub0 socket (see the module docstring)."""
 
@@ -181,8 +143,8 @@ class NngPublisher:
 
     # ------------------------------------------------------------ bus side
 
-    def publish(self, event: Event) -> None:
-        """Bus subscriber: number the event and queue it; never blocks, never raises.
+    def publish(self, outgoing: Outgoing) -> None:
+        """Fan-out sink: number the event and queue it; never blocks, never raises.
 
         With no subscriber connected the event is numbered and nothing more: nobody
         could receive it, and a daemon nobody listens to should not pay for NNG on
@@ -190,7 +152,7 @@ class NngPublisher:
         numbers it never saw are not counted as lost.
         """
         self.seq += 1
-        topic = str(event.topic)
+        topic = str(outgoing.event.topic)
         topic_seq = self._topic_seq.get(topic, 0) + 1
         self._topic_seq[topic] = topic_seq
         if not self._subscribers:
@@ -201,7 +163,7 @@ class NngPublisher:
             self.dropped_by_topic[topic] += 1
             self._drops.drop("queue_full", topic)
             return
-        self._queue.append((self.seq, topic_seq, self._clock.now(), event))
+        self._queue.append((self.seq, topic_seq, self._clock.now(), outgoing))
         self._wakeup.set()
 
     # ------------------------------------------------------------ lifecycle
@@ -274,10 +236,10 @@ class NngPublisher:
             self._send(*self._queue.popleft())
             sent += 1
 
-    def _send(self, seq: int, topic_seq: int, ts: float, event: Event) -> None:
-        topic = str(event.topic)
+    def _send(self, seq: int, topic_seq: int, ts: float, outgoing: Outgoing) -> None:
+        topic = str(outgoing.event.topic)
         try:
-            kind, data = nng_message(event)
+            kind, data = outgoing.nng_message
             prefix = self._prefixes.get(topic) or topic_prefix(topic)
             envelope = {
                 "type": kind,

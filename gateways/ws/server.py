@@ -37,6 +37,7 @@ from websockets.typing import Origin
 
 from gateways.api import outbound
 from gateways.api.inbound import Command, CommandParser, ResumeStream, request_context
+from gateways.api.outbound import Outgoing
 from gateways.config import ConnectionConfig, SecurityConfig, ServerConfig
 from gateways.ws.auth import TokenChecker, bearer_token
 from gateways.ws.observability import (
@@ -51,7 +52,7 @@ from gateways.ws.static_files import StaticFiles
 from gateways.ws.stream import Resync, StreamLog
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import OrchestratorError
-from orchestrator.model.events import CommandOrigin, Event
+from orchestrator.model.events import ANSWER_TOPICS, CommandOrigin, Topic
 
 EVERYONE = "*"
 """The channel every client of a server is in."""
@@ -70,6 +71,8 @@ class GuardedConnection(ServerConnection):
 
     on_overflow: Callable[[GuardedConnection], None] | None = None
     authenticated: bool = False
+    route: tuple[Endpoint, Any] | None = None
+    """The endpoint that admitted the handshake and its match (None: the server's own path)."""
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -120,18 +123,8 @@ CommandHandler = Callable[[Any, Session], Awaitable[Replies]]
 SnapshotMessages = Callable[[Session], list[outbound.Message]]
 
 
-@dataclass(frozen=True, slots=True)
-class Outbound:
-    """Where a core event goes on this server, and how to build its message.
-
-    ``message`` is called only when the channel has (or recently had) members,
-    so an event nobody follows costs no payload and no encoding."""
-
-    channel: str
-    message: Callable[[], outbound.Message]
-
-
-EventRouter = Callable[[Event], Iterable[Outbound]]
+Routes = Mapping[Topic, Callable[[Any], str]]
+"""A server's table from bus topic to the channel an event of that topic goes to."""
 
 
 class Endpoint(Protocol):
@@ -171,7 +164,7 @@ class WebSocketServer:
         setup: ServerSetup,
         parser: CommandParser,
         handlers: Mapping[str, CommandHandler],
-        router: EventRouter,
+        routes: Routes,
         snapshot: SnapshotMessages,
         on_disconnect: Callable[[Session], None] | None = None,
         endpoints: Iterable[Endpoint] = (),
@@ -186,7 +179,7 @@ class WebSocketServer:
         self._clock = setup.clock
         self._parser = parser
         self._handlers: dict[str, CommandHandler] = {**handlers, "resume": self._resume}
-        self._router = router
+        self._routes = routes
         self._snapshot = snapshot
         self._on_disconnect = on_disconnect
         self._stream = StreamLog(setup.epoch, setup.replay_window)
@@ -224,6 +217,11 @@ class WebSocketServer:
     @property
     def stream_seq(self) -> int:
         return self._stream.seq
+
+    @property
+    def topics(self) -> frozenset[Topic]:
+        """What this server hears: what it sends, and what can answer its clients' commands."""
+        return frozenset(self._routes) | ANSWER_TOPICS
 
     async def start(self) -> None:
         """Bind and start accepting; raises OSError if the address is taken."""
@@ -274,35 +272,52 @@ class WebSocketServer:
 
     # ------------------------------------------------------------ fan-out
 
-    def publish(self, event: Event) -> None:
-        """Bus subscriber: encode the event once per outbound message and fan it out."""
+    def publish(self, outgoing: Outgoing) -> None:
+        """Fan-out sink: the event to its channel's members, encoded once; the client
+        whose command caused it gets it with its requestId."""
+        event = outgoing.event
         origin: CommandOrigin | None = getattr(event, "origin", None)
         requester = self._requester(origin)
+        channel_of = self._routes.get(event.topic)
         delivered = False
-        for out in self._router(event):
-            members = self._channels.get(out.channel)
-            if members is None:
-                continue  # nobody is or recently was in this channel: nothing to keep
-            kind, data = out.message()
-            seq = self._stream.next_seq()
-            position = outbound.StreamPosition(seq, self._stream.epoch)
-            now = self._clock.now()
-            frame = outbound.encode(kind, data, now, position=position)
-            self._stream.append(seq, out.channel, frame)
-            if requester is not None and requester.ws in members:
-                broadcast(members - {requester.ws}, frame, text=True)
-                request_id = origin.request_id if origin is not None else None
-                reply = outbound.encode(kind, data, now, request_id, position)
-                self._write(requester, reply)
-                delivered = True
-            else:
-                broadcast(members, frame, text=True)
-            self._messages_out.inc(len(members))
-            if not members:
-                self._forget_if_stale(out.channel)
+        if channel_of is not None:
+            delivered = self._broadcast(outgoing, channel_of(event), requester, origin)
         if requester is not None and not delivered:
-            self._reply_directly(event, requester, origin)
+            self._reply_directly(outgoing, requester, origin)
         self._evict_overflowing()
+
+    def _broadcast(
+        self,
+        outgoing: Outgoing,
+        channel: str,
+        requester: Session | None,
+        origin: CommandOrigin | None,
+    ) -> bool:
+        """Send to the channel's members; True if the requester was one of them."""
+        members = self._channels.get(channel)
+        if members is None:
+            return False  # nobody is or recently was in this channel: nothing to keep
+        message = outgoing.message
+        if message is None:
+            return False
+        kind, data = message
+        seq = self._stream.next_seq()
+        position = outbound.StreamPosition(seq, self._stream.epoch)
+        now = self._clock.now()
+        frame = outbound.encode(kind, data, now, position=position)
+        self._stream.append(seq, channel, frame)
+        delivered = False
+        if requester is not None and requester.ws in members:
+            broadcast(members - {requester.ws}, frame, text=True)
+            request_id = origin.request_id if origin is not None else None
+            self._write(requester, outbound.encode(kind, data, now, request_id, position))
+            delivered = True
+        else:
+            broadcast(members, frame, text=True)
+        self._messages_out.inc(len(members))
+        if not members:
+            self._forget_if_stale(channel)
+        return delivered
 
     def join(self, session: Session, channel: str) -> None:
         session.channels.add(channel)
@@ -330,10 +345,12 @@ class WebSocketServer:
             return None
         return self._sessions.get(origin.conn_id)
 
-    def _reply_directly(self, event: Event, session: Session, origin: CommandOrigin | None) -> None:
+    def _reply_directly(
+        self, outgoing: Outgoing, session: Session, origin: CommandOrigin | None
+    ) -> None:
         # The requester is on a server that does not broadcast this event: it
         # still gets the stock-bot message as the reply to its command.
-        message = outbound.event_message(event)
+        message = outgoing.message
         if message is not None:
             request_id = origin.request_id if origin is not None else None
             self._write(
@@ -375,12 +392,9 @@ class WebSocketServer:
         refusal = self._check_header_token(connection, request)
         if refusal is None and route is not None:
             endpoint, match = route
-            connection.route = route  # type: ignore[attr-defined]
+            _guarded(connection).route = route
             return endpoint.admit(connection, match)
         return refusal
-
-    def _open_connections(self) -> int:
-        return len(self._server.connections) if self._server is not None else 0
 
     def _route(self, path: str) -> tuple[Endpoint, Any] | None:
         for endpoint in self._endpoints:
@@ -392,15 +406,15 @@ class WebSocketServer:
     def _check_header_token(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        assert isinstance(connection, GuardedConnection)
-        connection.on_overflow = self._on_overflow
+        guarded = _guarded(connection)
+        guarded.on_overflow = self._on_overflow
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             return None  # a browser authenticates with its first message instead
         if not self._setup.auth.accepts(token):
             self.log.warning("auth_refused", how="header", remote=_remote(connection))
             return connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid token\n")
-        connection.authenticated = True
+        guarded.authenticated = True
         return None
 
     def _needs_auth_message(self, ws: ServerConnection) -> bool:
@@ -423,7 +437,7 @@ class WebSocketServer:
     # ------------------------------------------------------------ connections
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        route: tuple[Endpoint, Any] | None = getattr(ws, "route", None)
+        route = ws.route if isinstance(ws, GuardedConnection) else None
         if route is not None:
             await self._serve_endpoint(ws, *route)
             return
@@ -526,7 +540,7 @@ class WebSocketServer:
         try:
             command = self._parser.parse(frame)
             await self._setup.settled()
-            replies = await self._handlers[command.type](command, session)  # type: ignore[attr-defined]
+            replies = await self._handlers[command.type](command, session)
         except OrchestratorError as exc:
             replies = [self._error_reply(exc, frame, command)]
             self._log_command(session, frame, command, started, exc.code)
@@ -603,7 +617,7 @@ class WebSocketServer:
         self, exc: OrchestratorError, frame: str | bytes, command: Command | None
     ) -> bytes:
         if command is not None:
-            kind: str | None = str(command.type)  # type: ignore[attr-defined]
+            kind: str | None = str(command.type)
             request_id = command.request_id
         else:
             kind, request_id = request_context(frame) if frame else (None, None)
@@ -620,7 +634,7 @@ class WebSocketServer:
         outcome: str,
     ) -> None:
         kind, request_id = (
-            (str(command.type), command.request_id)  # type: ignore[attr-defined]
+            (str(command.type), command.request_id)
             if command is not None
             else request_context(frame)
         )
@@ -658,6 +672,12 @@ def close_slow_client(ws: ServerConnection, limits: ConnectionConfig, log: Any) 
     # connection and its buffer after the close timeout.
     asyncio.get_running_loop().call_later(limits.close_timeout, ws.transport.abort)
     return True
+
+
+def _guarded(connection: ServerConnection) -> GuardedConnection:
+    """The connection as the server made it (``create_connection=GuardedConnection``)."""
+    assert isinstance(connection, GuardedConnection)
+    return connection
 
 
 def _auth_token(frame: str | bytes) -> str | None:

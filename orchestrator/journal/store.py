@@ -234,9 +234,8 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 class StrategyConfigured:
     """The run config a strategy has at a status change.
 
-    The bus's :class:`StrategyStatusChanged` does not carry the config, so
-    :class:`JournalWriter` takes it from ``config_of`` when it sees the event and
-    journals this record just before it. Never delivered to clients.
+    :class:`JournalWriter` makes it from the config a :class:`StrategyStatusChanged`
+    carries and journals it just before the event. Never delivered to clients.
     """
 
     strategy_id: str

@@ -43,13 +43,11 @@ from orchestrator.journal.store import (
     journaled,
 )
 from orchestrator.model.events import Event, StrategyStatusChanged
-from orchestrator.strategy.config import StrategyRunConfig
 
 log = structlog.get_logger("orchestrator.journal.store")
 
 
 Deliver = Callable[[Sequence[Event]], None]
-ConfigLookup = Callable[[str], StrategyRunConfig | None]
 
 
 @dataclass(slots=True)
@@ -77,9 +75,8 @@ class JournalWriter:
     """Batches records into journal commits and delivers events after they commit.
 
     ``deliver`` gets each committed batch's events (not the StrategyConfigured
-    records) on the event loop, in submission order. ``config_of`` (the registry's
-    current config of a strategy) is asked for the config at every
-    StrategyStatusChanged, which does not carry it.
+    records) on the event loop, in submission order. A StrategyStatusChanged that
+    carries its run config is journaled with a StrategyConfigured record just before it.
     """
 
     def __init__(
@@ -90,7 +87,6 @@ class JournalWriter:
         max_events: int = 500,
         max_delay: float = 0.0,
         max_pending: int = 100_000,
-        config_of: ConfigLookup | None = None,
     ) -> None:
         if max_events < 1 or max_pending < 1 or max_delay < 0:
             raise ValueError("max_events and max_pending must be positive, max_delay >= 0")
@@ -99,7 +95,6 @@ class JournalWriter:
         self._max_events = max_events
         self._max_delay = max_delay
         self._max_pending = max_pending
-        self._config_of = config_of
         self._buffer: deque[Record] = deque()
         self._unwritten = 0
         """Records in the buffer that the journal must write (quotes and bars need not)."""
@@ -122,7 +117,6 @@ class JournalWriter:
         journal: Journal,
         deliver: Deliver,
         config: JournalConfig,
-        config_of: ConfigLookup | None = None,
     ) -> JournalWriter:
         return cls(
             journal,
@@ -130,7 +124,6 @@ class JournalWriter:
             max_events=config.batch_max_events,
             max_delay=config.batch_max_delay_ms / 1000.0,
             max_pending=config.max_pending_events,
-            config_of=config_of,
         )
 
     @property
@@ -152,10 +145,10 @@ class JournalWriter:
                 )
             )
             return
-        if isinstance(record, StrategyStatusChanged) and self._config_of is not None:
-            config = self._config_of(record.strategy_id)
-            if config is not None:
-                self._append(StrategyConfigured(record.strategy_id, record.name, config, record.ts))
+        if isinstance(record, StrategyStatusChanged) and record.config is not None:
+            self._append(
+                StrategyConfigured(record.strategy_id, record.name, record.config, record.ts)
+            )
         self._append(record)
 
     def _append(self, record: Record) -> None:

@@ -9,12 +9,14 @@ and turn events into their own wire formats.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 from orchestrator.model.market import Bar, Tick
 from orchestrator.model.orders import Fill, Order, Signal
 from orchestrator.model.records import record
+from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import PositionChange
 
 
@@ -90,6 +92,10 @@ class StrategyStatusChanged:
     ts: float
     origin: CommandOrigin | None = None
     reason: str | None = None
+    config: StrategyRunConfig | None = field(default=None, compare=False)
+    """The run config the strategy has after the change, for the journal (which restores
+    it after a restart). Not part of the change's identity: two events announcing the
+    same transition are equal whatever config rides along."""
 
 
 @record
@@ -112,6 +118,10 @@ class TradeExecuted:
     fill: Fill
     change: PositionChange | None
     """None for a rejection, which changes no position."""
+    stop_price: float | None = None
+    """The stop-loss price of the position after this fill (None when it has none, is
+    flat, or nothing changed): what the guardian watches for, so that consumers need
+    not look up the strategy's config."""
 
 
 @record
@@ -249,6 +259,7 @@ class JobStateChanged:
 
     @property
     def event_type(self) -> str:
+        """The dgbit event type announcing this state (job.created...)."""
         return JOB_EVENT_TYPES[self.status]
 
 
@@ -267,3 +278,8 @@ Event = (
     | KillSwitchChanged
     | JobStateChanged
 )
+
+ANSWER_TOPICS: frozenset[Topic] = frozenset(
+    kind.topic for kind in get_args(Event) if "origin" in kind.__dataclass_fields__
+)
+"""The topics of the events that can answer a command (they carry its CommandOrigin)."""

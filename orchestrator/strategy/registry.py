@@ -321,6 +321,7 @@ class StrategyRegistry:
             ts=self._clock.now(),
             origin=origin,
             reason=reason,
+            config=record.config,
         )
         log.info(
             "strategy_status_changed",

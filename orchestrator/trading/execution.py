@@ -32,11 +32,11 @@ from orchestrator.model.events import (
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Fill, Order, TradeStatus, rejection
-from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActions
+from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActions, stop_price
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.paper_broker import PaperBroker
-from orchestrator.trading.portfolio import PortfolioBook
+from orchestrator.trading.portfolio import PortfolioBook, PositionChange
 
 log = structlog.get_logger("orchestrator.trading.execution")
 
@@ -60,7 +60,8 @@ class ExecutionService:
         self.halt: Halt | None = None
         """The kill switch while it is engaged; None while trading runs."""
         self._pending: dict[tuple[str, str], float] = {}
-        self._orders: dict[str, Order] = {}
+        self._orders: dict[str, tuple[Order, StrategyRunConfig]] = {}
+        """Orders at the broker, with the limits they were sent with."""
         self._waiters: dict[str, asyncio.Future[Fill]] = {}
 
     @property
@@ -129,13 +130,13 @@ class ExecutionService:
         accepted = verdict.order
         key = (accepted.strategy_id, accepted.symbol)
         self._pending[key] = self._pending.get(key, 0.0) + accepted.side.sign * accepted.quantity
-        self._orders[accepted.id] = accepted
+        self._orders[accepted.id] = (accepted, limits)
         self._bus.publish(OrderSubmitted(accepted))
         self.broker.submit(accepted)
         return True
 
     def reject(self, order: Order, reason: str) -> None:
-        self._publish_fill(rejection(order, self._ids("trade"), reason, self._clock.now()))
+        self._publish_fill(rejection(order, self._ids("trade"), reason, self._clock.now()), None)
 
     def projected_position(self, strategy_id: str, symbol: str) -> float:
         """Held quantity plus what pending orders will add when they fill."""
@@ -174,21 +175,30 @@ class ExecutionService:
         return list(await asyncio.gather(*futures))
 
     def _on_fill(self, fill: Fill) -> None:
-        order = self._orders.pop(fill.order_id, None)
-        if order is not None:
+        sent = self._orders.pop(fill.order_id, None)
+        limits = None
+        if sent is not None:
+            order, limits = sent
             key = (order.strategy_id, order.symbol)
             remaining = self._pending.get(key, 0.0) - order.side.sign * order.quantity
             if abs(remaining) < 1e-9:
                 self._pending.pop(key, None)
             else:
                 self._pending[key] = remaining
-        self._publish_fill(fill)
+        self._publish_fill(fill, limits)
         waiter = self._waiters.pop(fill.order_id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(fill)
 
-    def _publish_fill(self, fill: Fill) -> None:
+    def _publish_fill(self, fill: Fill, limits: StrategyRunConfig | None) -> None:
         change = self.book.apply_fill(fill) if fill.status is TradeStatus.FILLED else None
         actions = self._risk.on_fill(fill, change)
-        self._bus.publish(TradeExecuted(fill, change))
+        self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits)))
         self._act(actions)
+
+
+def _stop_after(change: PositionChange | None, limits: StrategyRunConfig | None) -> float | None:
+    """The stop-loss price of the position a fill left, by the limits its order came with."""
+    if change is None or limits is None:
+        return None
+    return stop_price(change.quantity_after, change.entry_price_after, limits.stop_loss_percentage)

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from gateways.api.outbound import DgbitTranslator
+from orchestrator.model.events import TradeExecuted
+from orchestrator.model.orders import Fill, Side, TradeStatus
+from orchestrator.trading.portfolio import PortfolioBook
 from tests.gateways.test_daemon_process import (
     SERVERS,
     clean_env,
@@ -22,7 +27,7 @@ from tests.gateways.test_daemon_process import (
     write_config,
 )
 from tests.gateways.test_strategy_runtime import config_with, next_second
-from tests.support import Client, TestDaemon, running_daemon
+from tests.support import START, Client, TestDaemon, running_daemon
 
 EXAMPLES = Path(__file__).parent / "dgbit_examples"
 ENTERED = {"symbol", "side", "quantity", "entry_price", "take_profit", "stop_loss", "strategy"}
@@ -105,6 +110,33 @@ async def test_trades_and_signals_arrive_with_the_dgbit_payloads() -> None:
         gain = (out["exit_price"] - out["entry_price"]) * 10
         assert out["pnl"] == pytest.approx(gain)
         assert out["pnl_pct"] == pytest.approx(gain / (out["entry_price"] * 10) * 100)
+
+
+def buy(book: PortfolioBook, strategy_id: str, price: float) -> TradeExecuted:
+    fill = Fill(
+        id=f"trade-{strategy_id}",
+        order_id=f"order-{strategy_id}",
+        strategy_id=strategy_id,
+        symbol="AAPL",
+        side=Side.BUY,
+        quantity=10.0,
+        price=price,
+        commission=0.0,
+        ts=START,
+        status=TradeStatus.FILLED,
+    )
+    return TradeExecuted(fill, book.apply_fill(fill))
+
+
+def test_an_entry_takes_its_stop_loss_from_the_trade_event_alone() -> None:
+    book = PortfolioBook()
+    translator = DgbitTranslator()  # nothing to ask about the strategy: the event says it
+    with_stop = replace(buy(book, "guarded", 101.0), stop_price=95.95)
+    [(kind, payload, job)] = translator.messages(with_stop)
+    assert (kind, job) == ("trade.entered", None)
+    assert (payload["stop_loss"], payload["take_profit"]) == (95.95, None)
+    [(_, unguarded, _)] = translator.messages(buy(book, "unguarded", 101.0))
+    assert (unguarded["stop_loss"], unguarded["take_profit"]) == (None, None)
 
 
 async def test_a_reversal_is_one_fill_reported_as_an_exit_then_an_entry() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,12 @@ from orchestrator.journal.store import (
     JournalConflict,
     JournalError,
     Record,
+    StrategyConfigured,
 )
 from orchestrator.journal.writer import JournalWriter
 from orchestrator.model.events import Event, QuoteUpdated, StrategyStatus, TradeExecuted
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Side
-from orchestrator.strategy.config import StrategyRunConfig
 from tests.orchestrator.journal.journal_support import T0, Trading, run_config
 
 DEADLINE = 10.0
@@ -33,7 +34,7 @@ def journal(tmp_path: Path) -> Journal:
 
 
 def events_of(records: Sequence[Record]) -> list[Event]:
-    return [r for r in records if not hasattr(r, "config")]
+    return [r for r in records if not isinstance(r, StrategyConfigured)]
 
 
 class Receiver:
@@ -178,17 +179,12 @@ async def test_quotes_and_bars_never_count_as_a_journal_backlog(journal: Journal
 async def test_status_changes_are_journaled_with_the_config_they_ran_with(
     journal: Journal,
 ) -> None:
-    configs = {"sma": run_config("AAPL", max_position_value=5000.0)}
-
-    def config_of(strategy_id: str) -> StrategyRunConfig | None:
-        return configs.get(strategy_id)
-
     receiver = Receiver(journal.path)
-    writer = JournalWriter(journal, receiver, config_of=config_of)
+    writer = JournalWriter(journal, receiver)  # no registry to ask: the event has the config
     trading = Trading()
-    started = trading.status("sma", StrategyStatus.ACTIVE)
+    config = run_config("AAPL", max_position_value=5000.0)
+    started = [replace(trading.status("sma", StrategyStatus.ACTIVE)[0], config=config)]
     writer.submit(started[0])
-    configs["sma"] = run_config("MSFT")  # a later change must not rewrite what was captured
     unknown = trading.status("other", StrategyStatus.ACTIVE)
     writer.submit(unknown[0])
     await writer.close()

@@ -542,6 +542,25 @@ def test_stop_loss_waits_while_everything_is_blocked_then_fires_once() -> None:
     assert harness.position() == 0
 
 
+def test_every_fill_carries_the_stop_price_of_the_position_it_leaves() -> None:
+    harness = Harness()
+    run = limits(stop_loss_percentage=0.05)
+    harness.hold(10, 100.0, run=run)
+    assert [t.stop_price for t in harness.of(TradeExecuted)] == [pytest.approx(95.0)]
+    harness.clear()
+    assert harness.order(Side.SELL, 20, run=run)  # through zero: short 10 at 100
+    harness.tick(100.0)
+    assert [t.stop_price for t in harness.of(TradeExecuted)] == [pytest.approx(105.0)]
+    harness.clear()
+    assert harness.order(Side.BUY, 10, run=run)
+    harness.tick(100.0)
+    assert harness.position() == 0.0
+    assert [t.stop_price for t in harness.of(TradeExecuted)] == [None]  # flat: no stop
+    harness.clear()
+    harness.hold(10, 100.0, strategy="s2", run=limits(stop_loss_percentage=0.0))
+    assert [t.stop_price for t in harness.of(TradeExecuted)] == [None]  # stop-loss off
+
+
 # ---------------------------------------------------------------- daily loss
 
 

@@ -133,6 +133,14 @@ async def test_start_activates_with_catalog_defaults_and_publishes(fx: Fixture) 
     assert [v.id for v in fx.registry.active()] == ["sma"]
 
 
+async def test_every_status_change_carries_the_run_config_it_leaves(fx: Fixture) -> None:
+    await fx.registry.start("sma", {"maxPositionValue": 5000})
+    await fx.registry.pause("sma")
+    await fx.registry.stop("sma")
+    started = fx.registry.run_config("sma", {"maxPositionValue": 5000})
+    assert [e.config for e in fx.events] == [started, started, started]
+
+
 async def test_partial_config_is_filled_from_catalog_defaults_and_stored(fx: Fixture) -> None:
     await fx.registry.start("sma", {"symbols": ["aapl"], "maxPositionValue": 5000})
     view = fx.registry.view("sma")

@@ -1,0 +1,119 @@
+"""The fan-out: one message per event, shared by the three servers and NNG."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateways.api import outbound
+from gateways.api.outbound import Outgoing
+from gateways.fanout import Fanout
+from orchestrator.model.events import (
+    ExecutionStatus,
+    ExecutionStatusChanged,
+    KillSwitchChanged,
+    QuoteUpdated,
+    Topic,
+)
+from orchestrator.model.market import Tick
+from tests.gateways.nng.nng_support import subscriber_process, until
+from tests.support import START, Client, running_daemon, test_config
+
+COUNTED = (ExecutionStatusChanged, KillSwitchChanged, QuoteUpdated)
+
+
+def count_builds(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count the calls of the table's builders of COUNTED, by event type name."""
+    built: Counter[str] = Counter()
+
+    def counting(kind: type[Any], build: Callable[[Any], outbound.Message]) -> Any:
+        def wrapper(event: Any) -> outbound.Message:
+            built[kind.__name__] += 1
+            return build(event)
+
+        return wrapper
+
+    for kind in COUNTED:
+        monkeypatch.setitem(outbound.MESSAGES, kind, counting(kind, outbound.MESSAGES[kind]))
+    return built
+
+
+async def test_each_event_is_built_once_for_every_server_client_and_nng(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = test_config(nng={"publish_address": f"ipc://{tmp_path}/events.ipc"})
+    async with running_daemon(config) as daemon, AsyncExitStack() as stack:
+        clients: dict[str, list[Client]] = {}
+        for server in ("orchestrator", "market_data", "risk"):
+            clients[server] = [
+                await stack.enter_async_context(daemon.client(server)) for _ in range(2)
+            ]
+        for watcher in clients["market_data"]:
+            await watcher.request({"type": "subscribe", "symbols": ["AAPL"]})
+        nng = daemon.daemon.nng
+        assert nng is not None
+        subscriber = await stack.enter_async_context(subscriber_process(nng.address))
+        await until(lambda: nng.subscribers == 1)
+        built = count_builds(monkeypatch)
+
+        operator = clients["risk"][0]
+        await operator.request({"type": "halt_trading", "reason": "maintenance"})
+        daemon.tick("AAPL", 101.0)
+        for client in (c for group in clients.values() for c in group):
+            status = await client.recv_type("execution_service_status")
+            assert status["data"]["status"] == ExecutionStatus.STOPPED
+        quotes = [await watcher.recv_type("quote") for watcher in clients["market_data"]]
+        await subscriber.wait_for(3)
+
+    assert built == {"ExecutionStatusChanged": 1, "KillSwitchChanged": 1, "QuoteUpdated": 1}
+    by_type = {event["type"]: event for event in subscriber.events}
+    assert set(by_type) == {"kill_switch", "execution_service_status", "quote"}
+    assert by_type["quote"]["data"] == quotes[0]["data"] == quotes[1]["data"]
+
+
+def test_sinks_share_one_outgoing_and_get_only_their_topics() -> None:
+    fanout = Fanout()
+    every: list[Outgoing] = []
+    quotes: list[Outgoing] = []
+    fanout.add(every.append)
+    fanout.add(quotes.append, [Topic.MARKET_QUOTE])
+    quote = QuoteUpdated(Tick("AAPL", 190.5, 3.0, START))
+    fanout.publish(quote)
+    fanout.publish(ExecutionStatusChanged(ExecutionStatus.RUNNING, START))
+    assert [o.event for o in every] == [
+        quote,
+        ExecutionStatusChanged(ExecutionStatus.RUNNING, START),
+    ]
+    assert quotes == [every[0]]  # the same object: its message is built once for both
+
+
+def test_a_broken_sink_does_not_keep_the_event_from_the_others() -> None:
+    fanout = Fanout()
+    seen: list[Outgoing] = []
+
+    def broken(_: Outgoing) -> None:
+        raise RuntimeError("a broken sink")
+
+    fanout.add(broken)
+    fanout.add(seen.append)
+    fanout.publish(QuoteUpdated(Tick("AAPL", 1.0, 1.0, START)))
+    assert len(seen) == 1
+    assert fanout.sink_errors == 1
+
+
+def test_the_message_is_built_on_first_use_and_then_shared() -> None:
+    outgoing = Outgoing(QuoteUpdated(Tick("AAPL", 190.5, 3.0, START)))
+    first = outgoing.message
+    assert first is not None
+    assert outgoing.message is first
+    assert outgoing.nng_message is first  # NNG embeds the very same JSON
+    kind, data = first
+    assert kind == "quote"
+    assert outbound.encode(kind, data, START) == outbound.encode(
+        "quote", outbound.quote_data(Tick("AAPL", 190.5, 3.0, START)), START
+    )
