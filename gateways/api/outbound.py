@@ -166,6 +166,7 @@ def signal(event: SignalEmitted) -> Message:
 
 def trade(event: TradeExecuted) -> Message:
     fill = event.fill
+    filled_at = iso_utc(fill.ts)  # both fields say when it filled: formatted once
     data: Payload = {
         "id": fill.id,
         "strategyId": fill.strategy_id,
@@ -174,9 +175,9 @@ def trade(event: TradeExecuted) -> Message:
         "side": fill.side.value,
         "quantity": fill.quantity,
         "entryPrice": fill.price,
-        "entryTime": iso_utc(fill.ts),
+        "entryTime": filled_at,
         "status": fill.status.value,
-        "timestamp": iso_utc(fill.ts),
+        "timestamp": filled_at,
     }
     if fill.reason is not None:
         data["reason"] = fill.reason
