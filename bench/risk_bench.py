@@ -45,6 +45,7 @@ from orchestrator.risk.guardian import (
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.execution import ExecutionService
+from orchestrator.trading.paper_broker import PaperBroker
 from orchestrator.trading.portfolio import PortfolioBook, PositionChange
 
 START = 1_700_000_000.0
@@ -113,7 +114,7 @@ class Bench:
         check: PreTradeCheck = (
             RiskGuardian(RISK, book, bus, self.clock, ids) if guarded else PassThrough()
         )
-        broker = PaperBrokerConfig(slippage_bps=1.0)
+        broker = PaperBroker(PaperBrokerConfig(slippage_bps=1.0), self.clock, ids)
         self.execution = ExecutionService(bus, self.clock, book, broker, check, ids)
         self.filled = self.refused = 0
         self._step = 0

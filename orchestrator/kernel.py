@@ -20,6 +20,7 @@ from orchestrator.strategy.config import RuntimeConfig
 from orchestrator.strategy.runtime import StrategyRuntime
 from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.execution import ExecutionService
+from orchestrator.trading.paper_broker import PaperBroker
 from orchestrator.trading.portfolio import PortfolioBook
 
 
@@ -51,7 +52,7 @@ class TradingCore:
         }
 
     async def close(self) -> None:
-        self.execution.broker.cancel_all("daemon shutting down")
+        self.execution.cancel_all("daemon shutting down")
 
 
 def build_trading_core(
@@ -73,7 +74,9 @@ def build_trading_core(
     )
     book = PortfolioBook()
     risk = RiskGuardian(config.risk, book, bus, clock, ids)
-    execution = ExecutionService(bus, clock, book, config.broker, risk, ids)
+    # The one place that picks the broker: a live venue replaces the paper broker here.
+    broker = PaperBroker(config.broker, clock, ids)
+    execution = ExecutionService(bus, clock, book, broker, risk, ids)
     if config.risk.halted_at_start:
         execution.engage_kill_switch(
             Halt("engaged by config (risk.halted_at_start)", False, HaltSource.CONFIG, clock.now())

@@ -1,9 +1,11 @@
 """Backtests: one strategy over historical bars, with the rules of live trading.
 
-A backtest runs the strategy classes, the sizing rule
-(:func:`orchestrator.strategy.runtime.signal_quantity`), the risk guardian and the paper
-broker's price arithmetic (:meth:`PaperBroker.fill_at`) of live trading, so the
-same bars give the same trades. The model is live trading on a replay of the
+A backtest runs the strategy classes and the order pipeline of live trading
+(:class:`orchestrator.trading.pipeline.OrderPipeline`: the sizing rule, the
+risk guardian, pending quantities, settlement and the guardian's actions) over
+a broker with the paper broker's price arithmetic
+(:class:`orchestrator.backtest.broker.ReplayBroker`), so the same bars give the
+same trades. The model is live trading on a replay of the
 bars (:func:`orchestrator.marketdata.feeds.ohlcv_ticks`: each bar is four prices, open,
 then low and high in the order the bar most likely traded them, then close),
 with bars closed on time:
@@ -53,21 +55,22 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import count, islice
+from itertools import islice
 from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import Field, ValidationError, model_validator
 
+from orchestrator.backtest.broker import ReplayBroker
 from orchestrator.bus import EventBus
 from orchestrator.marketdata.bars import aggregate
 from orchestrator.marketdata.config import SyntheticFeedConfig
 from orchestrator.marketdata.feeds import FeedError, SyntheticFeed, load_ohlcv, ohlcv_ticks
-from orchestrator.model.clock import DAY_SECONDS, ManualClock, iso_utc
+from orchestrator.model.clock import DAY_SECONDS, Clock, ManualClock, iso_utc
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import HaltSource
-from orchestrator.model.ids import IdFactory
+from orchestrator.model.ids import IdFactory, SequentialIds
 from orchestrator.model.market import (
     RESOLUTION_SECONDS,
     SYMBOL_PATTERN,
@@ -77,25 +80,17 @@ from orchestrator.model.market import (
     Tick,
     unknown_resolution,
 )
-from orchestrator.model.orders import (
-    FILLED,
-    SIGNAL,
-    Fill,
-    Order,
-    Side,
-    TradeStatus,
-    rejection,
-)
+from orchestrator.model.orders import SIGNAL, Fill, Order, Side, TradeStatus
 from orchestrator.model.validation import FrozenModel, describe_validation_errors
 from orchestrator.risk.config import RiskConfig
-from orchestrator.risk.guardian import NO_ACTIONS, Halt, RiskActions, RiskGuardian
+from orchestrator.risk.guardian import Halt, RiskGuardian
 from orchestrator.risk.guardian import stop_price as risk_stop_price
 from orchestrator.strategy.api import Strategy
 from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRunConfig
 from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
-from orchestrator.strategy.runtime import signal_quantity, too_small_reason
 from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.paper_broker import PaperBroker
+from orchestrator.trading.pipeline import OrderPipeline, signal_quantity
 from orchestrator.trading.portfolio import PortfolioBook, Position, PositionChange
 
 CHUNK_BARS = 1024
@@ -286,36 +281,8 @@ class BacktestResult:
 # --------------------------------------------------------------------------- engine
 
 
-class _BarClock:
-    """The backtest's time: set by the engine, read by the strategy and the guardian."""
-
-    __slots__ = ("ts",)
-
-    def __init__(self, ts: float) -> None:
-        self.ts = ts
-
-    def now(self) -> float:
-        return self.ts
-
-
-class _Ids:
-    """Ids per prefix, ``order_000001`` as SequentialIds makes them, a little cheaper."""
-
-    __slots__ = ("_counters",)
-
-    def __init__(self) -> None:
-        self._counters: dict[str, tuple[str, Iterator[int]]] = {}
-
-    def __call__(self, prefix: str) -> str:
-        counter = self._counters.get(prefix)
-        if counter is None:
-            counter = self._counters[prefix] = (f"{prefix}_%06d", count(1))
-        template, numbers = counter
-        return template % next(numbers)
-
-
 def build_risk(
-    config: RiskConfig, book: PortfolioBook, bus: EventBus, clock: _BarClock, ids: IdFactory
+    config: RiskConfig, book: PortfolioBook, bus: EventBus, clock: Clock, ids: IdFactory
 ) -> RiskGuardian:
     """The live risk guardian over the backtest's book and clock (its one construction)."""
     return RiskGuardian(config, book, bus, clock, ids)
@@ -325,11 +292,14 @@ class BacktestEngine:
     """Drives one strategy instance over the bars of one symbol; use once.
 
     It is the strategy's :class:`~orchestrator.strategy.api.StrategyContext`:
-    ``position`` counts pending orders, as live.
+    ``position`` counts pending orders, as live; and its order pipeline's
+    :class:`~orchestrator.trading.pipeline.OrderEvents`.
     """
 
     _risk: RiskGuardian
     """Built by ``run``, when the clock stands at the first bar (the guardian's first day)."""
+    _pipeline: OrderPipeline
+    """Built by ``run``, with the guardian."""
 
     def __init__(
         self,
@@ -357,25 +327,22 @@ class BacktestEngine:
         self.initial_capital = (
             initial_capital if initial_capital is not None else config.max_position_value
         )
-        self._clock = _BarClock(0.0)
-        self._ids = _Ids()
+        self._clock = ManualClock(0.0)
+        self._ids = SequentialIds()
         self._bus = EventBus()
         """The guardian's events go here; nobody listens (fills are recorded instead)."""
         self.book = PortfolioBook()
         self.portfolio = self.book.portfolio(strategy_id)
         self._risk_config = risk if risk is not None else RiskConfig()
-        self._broker = PaperBroker(
-            broker if broker is not None else PaperBrokerConfig(),
-            self._clock,
-            _unused_fill_handler,
-            self._ids,
+        pricing = PaperBroker(
+            broker if broker is not None else PaperBrokerConfig(), self._clock, self._ids
         )
+        self._broker = ReplayBroker(pricing, self._clock, self._ids)
+        self._waiting = self._broker.waiting
+        """The orders waiting for the next bar's open, read by the replay loop."""
         self._strategy_cls = strategy_cls
         self._params = params
         self._strategy: Strategy[Any] | None = None
-        self._halt: Halt | None = None
-        self._pending: list[Order] = []
-        self._pending_quantity = 0.0
         self._warming = True
         self._wants_ticks = False
         self._walking = False
@@ -420,7 +387,7 @@ class BacktestEngine:
         """In ``on_bar`` the end of the bar; in ``on_tick`` the tick's time."""
         bar = self._bar
         if self._walking or bar is None:
-            return self._clock.ts
+            return self._clock.now()
         # The replay loop does not set the clock for every bar: most bars have
         # no reader. Whoever reads it in on_bar (here, or emit) sets it.
         return bar.start + self._seconds
@@ -429,7 +396,7 @@ class BacktestEngine:
         """Held quantity including orders in flight, so a strategy never doubles up."""
         if symbol != self.symbol:
             return 0.0
-        return self._held + self._pending_quantity
+        return self._pipeline.projected_position(self._id, symbol)
 
     def emit(
         self,
@@ -445,21 +412,19 @@ class BacktestEngine:
             return
         if symbol != self.symbol:
             raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
-        held = self._held + self._pending_quantity
+        held = self._pipeline.projected_position(self._id, symbol)
         size = signal_quantity(quantity, action, held, price, self._limit, self._sizing_fraction)
         if size is None:
             return
         self._signals += 1
         clock = self._clock
-        now = clock.ts = self.now()
+        now = self.now()
+        clock.set(now)
         if not self._walking:
             self._before_check()
-            clock.ts = now
+            clock.set(now)
         order = Order(self._ids("order"), self._id, symbol, action, size, now, SIGNAL)
-        if size <= 0:
-            self._reject(order, too_small_reason(self._limit, symbol, price))
-            return
-        self._submit(order, held)
+        self._pipeline.submit_signal(order, self.config, price)
 
     # ------------------------------------------------------------ running
 
@@ -480,11 +445,14 @@ class BacktestEngine:
         first = bars[0]
         self._seconds = RESOLUTION_SECONDS[first.resolution]
         self._close_offset = self._seconds * 3 / 4
-        self._clock.ts = first.start
+        self._clock.set(first.start)
         self._risk = build_risk(self._risk_config, self.book, self._bus, self._clock, self._ids)
+        self._pipeline = OrderPipeline(
+            self.book, self._risk, self._broker, self._clock, self._ids, self
+        )
         if self._risk_config.halted_at_start:
             reason = "engaged by config (risk.halted_at_start)"
-            self._halt = Halt(reason, False, HaltSource.CONFIG, first.start)
+            self._pipeline.halt = Halt(reason, False, HaltSource.CONFIG, first.start)
         strategy = self._strategy = self._start_strategy()
         warmup = strategy.warmup_bars
         if len(bars) <= warmup:
@@ -535,7 +503,7 @@ class BacktestEngine:
     def _warm_up(self, strategy: Strategy[Any], bars: Sequence[Bar]) -> None:
         clock, seconds = self._clock, self._seconds
         for bar in bars:
-            clock.ts = bar.start + seconds
+            clock.set(bar.start + seconds)
             self._bar = bar
             try:
                 strategy.on_bar(bar)
@@ -551,7 +519,7 @@ class BacktestEngine:
         should_stop: Callable[[], bool] | None,
     ) -> None:
         on_bar = strategy.on_bar
-        pending, wants_ticks = self._pending, self._wants_ticks
+        pending, wants_ticks = self._waiting, self._wants_ticks
         for chunk_start in range(first, len(bars), CHUNK_BARS):
             alarm_low, alarm_high, day_end = self._alarm_low, self._alarm_high, self._day_end
             for bar in bars[chunk_start : chunk_start + CHUNK_BARS]:
@@ -590,7 +558,7 @@ class BacktestEngine:
         assert previous is not None
         if bar.start >= self._day_end:
             self._new_day(previous, bar.start)
-        if self._pending:
+        if self._waiting:
             self._catch_up()
             # Live, the book holds the previous price when the fill comes; the
             # guardian measures the position there as it takes the fill. (When the
@@ -598,8 +566,9 @@ class BacktestEngine:
             close_ts = previous.start + self._close_offset
             if self._guardian_ts != close_ts:
                 self.book.mark(self.symbol, previous.close, close_ts)
-            self._clock.ts = bar.start
-            self._fill_pending(bar.open, bar.start)
+            self._clock.set(bar.start)
+            # The bar's opening print; the broker reads its price and time only.
+            self._fill(Tick(bar.symbol, bar.open, 0.0, bar.start))
             self._guardian_ts = bar.start
 
     def _walk(self, bar: Bar, strategy: Strategy[Any]) -> None:
@@ -612,13 +581,12 @@ class BacktestEngine:
             self._walking = False
 
     def _walk_ticks(self, bar: Bar, strategy: Strategy[Any]) -> None:
-        clock, book, symbol = self._clock, self.book, self.symbol
+        clock, pipeline, waiting = self._clock, self._pipeline, self._waiting
         for index, tick in enumerate(ohlcv_ticks(bar)):
-            clock.ts = tick.ts
-            if index and self._pending:
-                self._fill_pending(tick.price, tick.ts)
-            book.mark(symbol, tick.price, tick.ts)
-            self._act(self._risk.on_price(tick, self._halt))
+            clock.set(tick.ts)
+            if index and waiting:
+                self._fill(tick)
+            pipeline.watch(tick)
             self._guardian_ts = tick.ts
             if self._wants_ticks:
                 try:
@@ -660,69 +628,32 @@ class BacktestEngine:
         """The guardian measures the position at a close that reaches no alarm (so it
         would not act there: it only measures)."""
         close_ts = bar.start + self._close_offset
-        self._clock.ts = close_ts
+        self._clock.set(close_ts)
         self.book.mark(self.symbol, bar.close, close_ts)
         self._risk.measure(self.symbol, close_ts)
         self._guardian_ts = close_ts
 
     # ------------------------------------------------------------ execution
 
-    def _submit(self, order: Order, position: float) -> None:
-        """Risk first; a refused order is recorded as a rejection (as live).
-
-        ``position``: the quantity held, pending orders included.
-        """
-        verdict = self._risk.check(order, self.config, position, self._halt)
-        if verdict.order is None:
-            self._reject(order, verdict.reason or "refused by the risk checks")
-            return
-        accepted = verdict.order
-        self._pending.append(accepted)
-        self._pending_quantity += accepted.side.sign * accepted.quantity
-
-    def _fill_pending(self, price: float, ts: float) -> None:
-        orders = self._pending[:]
-        self._pending.clear()
-        fill_at, settle = self._broker.fill_at, self._settle
-        for order in orders:
-            remaining = self._pending_quantity - order.side.sign * order.quantity
-            self._pending_quantity = 0.0 if abs(remaining) < 1e-9 else remaining
-            settle(fill_at(order, price, ts))
+    def _fill(self, tick: Tick) -> None:
+        """Fill the waiting orders at ``tick``; then the alarms of the new position."""
+        self._pipeline.fill(tick)
         self._update_alarms()
 
-    def _reject(self, order: Order, reason: str) -> None:
-        self._settle(rejection(order, self._ids("trade"), reason, self._clock.ts))
+    def accepted(self, order: Order) -> None:
+        """Nothing to record: a backtest's output is its fills."""
 
-    def _settle(self, fill: Fill) -> None:
-        """What ExecutionService does with a fill: book, guardian, then its actions."""
-        change = self.book.apply_fill(fill) if fill.status is FILLED else None
-        actions = self._risk.on_fill(fill, change)
+    def settled(
+        self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
+    ) -> None:
         self.fills.append(fill)
         if change is not None:
             self._held = change.quantity_after
             self._track(change)
-        if actions is not NO_ACTIONS:
-            self._act(actions)
 
-    def _act(self, actions: RiskActions) -> None:
-        if actions is NO_ACTIONS:
-            return
-        if actions.halt is not None:
-            self._engage(actions.halt)
-        for order, _limits in actions.exits:
-            self._submit(order, self._held + self._pending_quantity)
-
-    def _engage(self, halt: Halt) -> None:
-        """The kill switch, as ExecutionService engages it."""
-        self._halt = halt
-        if halt.block_all and self._pending:
-            reason = f"trading is halted ({halt.reason}): every order is blocked"
-            orders = list(self._pending)
-            self._pending.clear()
-            self._pending_quantity = 0.0
-            for order in orders:
-                self._risk.cancelled(order, reason)
-                self._reject(order, reason)
+    def engage_kill_switch(self, halt: Halt) -> None:
+        """Engaged by the guardian (the daily loss), it stays engaged to the end."""
+        self._pipeline.engage(halt)
 
     # ------------------------------------------------------------ alarms
 
@@ -842,10 +773,6 @@ class _OpenTrip:
             fill.price,
             self.pnl,
         )
-
-
-def _unused_fill_handler(fill: Fill) -> None:
-    """The engine prices fills with ``fill_at`` and never queues at the broker."""
 
 
 @contextmanager

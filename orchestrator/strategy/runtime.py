@@ -9,7 +9,6 @@ the runtime attaches and detaches strategies, isolates a strategy that raises
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRu
 from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
 from orchestrator.strategy.registry import PositionView
 from orchestrator.trading.execution import ExecutionService
+from orchestrator.trading.pipeline import signal_quantity
 from orchestrator.trading.portfolio import reducing_part
 
 log = structlog.get_logger("orchestrator.strategy.runtime")
@@ -138,7 +138,7 @@ class StrategyRuntime:
         running = self._running.get(strategy_id)
         if running is not None:
             self._detach(running)
-        self.execution.broker.cancel_strategy(strategy_id, "strategy stopped")
+        self.execution.cancel_strategy(strategy_id, "strategy stopped")
         if self._config.close_positions_on_stop:
             await self._close_positions(strategy_id)
 
@@ -223,11 +223,7 @@ class StrategyRuntime:
             purpose=OrderPurpose.SIGNAL,
             signal_id=signal.id,
         )
-        if order.quantity <= 0:
-            limit = running.config.max_position_value
-            self.execution.reject(order, too_small_reason(limit, signal.symbol, signal.price))
-            return
-        self.execution.submit(order, running.config)
+        self.execution.submit_signal(order, running.config, signal.price)
 
     # ------------------------------------------------------------ internals
 
@@ -316,38 +312,6 @@ class StrategyRuntime:
                 await self.execution.wait_for(order_ids)
         except TimeoutError:
             log.warning("positions_not_closed_in_time", strategy_id=strategy_id)
-
-
-def signal_quantity(
-    quantity: float | None,
-    action: Side,
-    held: float,
-    price: float,
-    max_position_value: float,
-    sizing_fraction: float,
-) -> float | None:
-    """The quantity a signal trades; the one sizing rule of live trading and backtests.
-
-    A signal's own ``quantity`` is kept. ``None`` is sized: the units that take
-    ``held`` (orders in flight included) to ``floor(max_position_value *
-    sizing_fraction / price)`` on the signal's side, at least 0 (an order of 0
-    is rejected: see :func:`too_small_reason`). Returns None when a sized
-    signal has nothing to do: the position is already at or beyond the target
-    on that side.
-    """
-    if quantity is not None:
-        return quantity
-    target = math.floor(max_position_value * sizing_fraction / price)
-    size = max(0.0, float(target) - action.sign * held)
-    if size <= 0 and action.sign * held > 0:
-        return None
-    return size
-
-
-def too_small_reason(max_position_value: float, symbol: str, price: float) -> str:
-    """Why a signal sized to 0 units is rejected."""
-    limit = f"maxPositionValue {max_position_value:g}"
-    return f"{limit} buys less than one unit of {symbol} at {price:g}"
 
 
 def _remove(index: dict[Any, list[RunningStrategy]], key: Any, running: RunningStrategy) -> None:

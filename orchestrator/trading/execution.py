@@ -1,5 +1,10 @@
-"""The execution service: every order passes the risk guardian, then the paper
-broker; every fill updates the book and is published as a trade.
+"""The execution service: every order passes the risk guardian, then the broker;
+every fill updates the book and is published as a trade.
+
+The steps themselves are the order pipeline's
+(:class:`orchestrator.trading.pipeline.OrderPipeline`), which the backtest runs
+too; this service runs it live, with the broker the kernel injects, and
+publishes what it does on the bus.
 
 The execution service is RUNNING or STOPPED. It is STOPPED while the kill
 switch is engaged (by a command, by the daily loss limit or by config); every
@@ -31,11 +36,11 @@ from orchestrator.model.events import (
 )
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
-from orchestrator.model.orders import Fill, Order, TradeStatus, rejection
-from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActions, stop_price
+from orchestrator.model.orders import Fill, Order
+from orchestrator.risk.guardian import Halt, PreTradeCheck, stop_price
 from orchestrator.strategy.config import StrategyRunConfig
-from orchestrator.trading.config import PaperBrokerConfig
-from orchestrator.trading.paper_broker import PaperBroker
+from orchestrator.trading.broker import Broker
+from orchestrator.trading.pipeline import OrderPipeline
 from orchestrator.trading.portfolio import PortfolioBook, PositionChange
 
 log = structlog.get_logger("orchestrator.trading.execution")
@@ -47,22 +52,22 @@ class ExecutionService:
         bus: EventBus,
         clock: Clock,
         book: PortfolioBook,
-        broker_config: PaperBrokerConfig,
+        broker: Broker,
         risk: PreTradeCheck,
         ids: IdFactory,
     ) -> None:
         self._bus = bus
         self._clock = clock
         self.book = book
-        self._risk = risk
+        self.broker = broker
         self._ids = ids
-        self.broker = PaperBroker(broker_config, clock, self._on_fill, ids)
-        self.halt: Halt | None = None
-        """The kill switch while it is engaged; None while trading runs."""
-        self._pending: dict[tuple[str, str], float] = {}
-        self._orders: dict[str, tuple[Order, StrategyRunConfig]] = {}
-        """Orders at the broker, with the limits they were sent with."""
+        self._pipeline = OrderPipeline(book, risk, broker, clock, ids, self)
         self._waiters: dict[str, asyncio.Future[Fill]] = {}
+
+    @property
+    def halt(self) -> Halt | None:
+        """The kill switch while it is engaged; None while trading runs."""
+        return self._pipeline.halt
 
     @property
     def status(self) -> ExecutionStatus:
@@ -73,14 +78,15 @@ class ExecutionService:
         self._bus.publish(ExecutionStatusChanged(self.status, self._clock.now(), reason, origin))
 
     def engage_kill_switch(self, halt: Halt, origin: CommandOrigin | None = None) -> None:
-        """Halt trading. Engaging it again replaces the reason and the block-all flag."""
+        """Halt trading. Engaging it again replaces the reason and the block-all flag.
+
+        Also what the pipeline calls when the guardian asks for the kill switch.
+        """
         was_running = self.halt is None
-        self.halt = halt
         log.warning(
             "kill_switch_engaged", reason=halt.reason, block_all=halt.block_all, source=halt.source
         )
-        if halt.block_all:
-            self._cancel_pending(f"trading is halted ({halt.reason}): every order is blocked")
+        self._pipeline.engage(halt)
         self._bus.publish(
             KillSwitchChanged(True, halt.reason, halt.block_all, halt.source, halt.since, origin)
         )
@@ -90,7 +96,7 @@ class ExecutionService:
     def restore_halt(self, halt: Halt) -> None:
         """The kill switch as the journal left it before a restart: engaged again without
         announcing it as a new engagement (start-up announces the status to everyone)."""
-        self.halt = halt
+        self._pipeline.halt = halt
         log.warning(
             "kill_switch_restored", reason=halt.reason, block_all=halt.block_all, source=halt.source
         )
@@ -101,18 +107,11 @@ class ExecutionService:
         """Resume trading; raises InvalidTransition when it is not halted."""
         if self.halt is None:
             raise InvalidTransition("trading is not halted: there is nothing to resume")
-        self.halt = None
+        self._pipeline.halt = None
         log.warning("kill_switch_released", reason=reason)
         now = self._clock.now()
         self._bus.publish(KillSwitchChanged(False, reason, False, HaltSource.COMMAND, now, origin))
         self.announce()
-
-    def _cancel_pending(self, reason: str) -> None:
-        orders = self.broker.pending_orders()
-        for order in orders:
-            self._risk.cancelled(order, reason)
-        if orders:
-            self.broker.cancel_all(reason)
 
     def new_order_id(self) -> str:
         return self._ids("order")
@@ -122,79 +121,60 @@ class ExecutionService:
 
         Returns whether the order (maybe reduced) went to the broker.
         """
-        position = self.projected_position(order.strategy_id, order.symbol)
-        verdict = self._risk.check(order, limits, position, self.halt)
-        if verdict.order is None:
-            self.reject(order, verdict.reason or "refused by the risk checks")
-            return False
-        accepted = verdict.order
-        key = (accepted.strategy_id, accepted.symbol)
-        self._pending[key] = self._pending.get(key, 0.0) + accepted.side.sign * accepted.quantity
-        self._orders[accepted.id] = (accepted, limits)
-        self._bus.publish(OrderSubmitted(accepted))
-        self.broker.submit(accepted)
-        return True
+        return self._pipeline.submit(order, limits)
+
+    def submit_signal(self, order: Order, limits: StrategyRunConfig, price: float) -> bool:
+        """A sized signal's order: one of no units is rejected as too small, else ``submit``."""
+        return self._pipeline.submit_signal(order, limits, price)
 
     def reject(self, order: Order, reason: str) -> None:
-        self._publish_fill(rejection(order, self._ids("trade"), reason, self._clock.now()), None)
+        self._pipeline.reject(order, reason)
 
     def projected_position(self, strategy_id: str, symbol: str) -> float:
         """Held quantity plus what pending orders will add when they fill."""
-        held = self.book.portfolio(strategy_id).position(symbol)
-        return held + self._pending.get((strategy_id, symbol), 0.0)
+        return self._pipeline.projected_position(strategy_id, symbol)
 
     def on_tick(self, tick: Tick) -> None:
         """Fill orders waiting for this symbol's next price, mark positions, then let
         the guardian watch them (stop-losses, daily loss, limits the market broke)."""
-        self.broker.on_tick(tick)
-        self.book.mark(tick.symbol, tick.price, tick.ts)
-        self._act(self._risk.on_price(tick, self.halt))
+        self._pipeline.on_tick(tick)
 
-    def _act(self, actions: RiskActions) -> None:
-        if actions is NO_ACTIONS:
-            return
-        if actions.halt is not None:
-            self.engage_kill_switch(actions.halt)
-        for order, limits in actions.exits:
-            self.submit(order, limits)
+    def cancel_strategy(self, strategy_id: str, reason: str) -> None:
+        """Reject the strategy's orders still waiting at the broker."""
+        self._pipeline.cancel_strategy(strategy_id, reason)
+
+    def cancel_all(self, reason: str) -> None:
+        """Reject every order still waiting at the broker (shutdown)."""
+        self._pipeline.cancel_all(reason)
 
     async def run_expiry(self, interval: float = 0.5) -> None:
         """Reject orders that found no price in time, even when no tick ever comes."""
         while True:
             await asyncio.sleep(interval)
-            self.broker.expire()
+            self._pipeline.expire()
 
     async def wait_for(self, order_ids: Iterable[str]) -> list[Fill]:
         """Await the outcome (fill or rejection) of pending orders."""
         loop = asyncio.get_running_loop()
         futures = []
         for order_id in order_ids:
-            if order_id in self._orders:
+            if self._pipeline.is_pending(order_id):
                 future = self._waiters.setdefault(order_id, loop.create_future())
                 futures.append(future)
         return list(await asyncio.gather(*futures))
 
-    def _on_fill(self, fill: Fill) -> None:
-        sent = self._orders.pop(fill.order_id, None)
-        limits = None
-        if sent is not None:
-            order, limits = sent
-            key = (order.strategy_id, order.symbol)
-            remaining = self._pending.get(key, 0.0) - order.side.sign * order.quantity
-            if abs(remaining) < 1e-9:
-                self._pending.pop(key, None)
-            else:
-                self._pending[key] = remaining
-        self._publish_fill(fill, limits)
+    # ------------------------------------------------------------ OrderEvents
+
+    def accepted(self, order: Order) -> None:
+        self._bus.publish(OrderSubmitted(order))
+
+    def settled(
+        self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
+    ) -> None:
+        self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits)))
         waiter = self._waiters.pop(fill.order_id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(fill)
-
-    def _publish_fill(self, fill: Fill, limits: StrategyRunConfig | None) -> None:
-        change = self.book.apply_fill(fill) if fill.status is TradeStatus.FILLED else None
-        actions = self._risk.on_fill(fill, change)
-        self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits)))
-        self._act(actions)
 
 
 def _stop_after(change: PositionChange | None, limits: StrategyRunConfig | None) -> float | None:

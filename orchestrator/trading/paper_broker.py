@@ -4,7 +4,8 @@ An order submitted now fills at the first tick of its symbol that arrives after
 it, at that price moved against the order by the configured slippage, less a
 commission. An order that sees no price within ``fill_timeout_seconds`` is
 rejected, and so is an invalid one, or one beyond ``max_pending_orders``.
-Every outcome, fill or rejection, is reported once through ``on_fill``.
+Every outcome, fill or rejection, is returned once, by the call that settled it
+(it implements :class:`orchestrator.trading.broker.Broker`).
 
 The backtest engine prices its fills through :meth:`PaperBroker.fill_at` (next
 bar open), so live and backtest share one slippage and commission arithmetic.
@@ -13,7 +14,7 @@ bar open), so live and backtest share one slippage and commission arithmetic.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -26,8 +27,8 @@ from orchestrator.trading.config import BPS, PaperBrokerConfig
 
 log = structlog.get_logger("orchestrator.trading.paper_broker")
 
-FillHandler = Callable[[Fill], object]
-"""Told of every fill and rejection; its return value is ignored."""
+NO_FILLS: tuple[Fill, ...] = ()
+"""What a call that settled nothing returns: one shared empty tuple, no allocation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +54,12 @@ class PaperBroker:
         self,
         config: PaperBrokerConfig,
         clock: Clock,
-        on_fill: FillHandler,
         id_factory: IdFactory | None = None,
     ) -> None:
         self.config = config
         self._slippage = config.slippage_bps / BPS
         """The config is frozen: its slippage fraction is divided out once."""
         self._clock = clock
-        self._on_fill = on_fill
         self._new_id: IdFactory = id_factory if id_factory is not None else SequentialIds()
         # Submission order, for expiry and cancellation; and by symbol, so a tick
         # is one dict lookup and nothing more when its symbol has no orders.
@@ -75,25 +74,24 @@ class PaperBroker:
         """Orders waiting for a price, oldest first."""
         return [pending.order for pending in self._pending.values()]
 
-    def submit(self, order: Order) -> bool:
+    def submit(self, order: Order) -> Sequence[Fill]:
         """Queue a market order for the next price of its symbol.
 
-        Returns whether it was queued; an order that was not has already been
-        reported through ``on_fill`` as a rejection. Reusing the id of a pending
-        order raises ValueError: a rejection carrying that id would be taken for
-        the outcome of the pending order by anyone tracking orders by id.
+        Returns nothing when it was queued, else its rejection. Reusing the id
+        of a pending order raises ValueError: a rejection carrying that id would
+        be taken for the outcome of the pending order by anyone tracking orders
+        by id.
         """
         if order.id in self._pending:
             raise ValueError(f"order {order.id} is already pending")
         now = self._clock.now()
         problem = self._submission_problem(order)
         if problem is not None:
-            self._on_fill(self._rejection(order, problem, now))
-            return False
+            return [self._rejection(order, problem, now)]
         pending = _Pending(order, now + self.config.fill_timeout_seconds)
         self._pending[order.id] = pending
         self._by_symbol.setdefault(order.symbol, {})[order.id] = pending
-        return True
+        return NO_FILLS
 
     def _submission_problem(self, order: Order) -> str | None:
         problem = _quantity_problem(order)
@@ -103,13 +101,13 @@ class PaperBroker:
             return f"too many pending orders ({self.config.max_pending_orders})"
         return None
 
-    def on_tick(self, tick: Tick) -> int:
-        """Fill every pending order of ``tick.symbol`` at this price; returns how many."""
+    def on_tick(self, tick: Tick) -> Sequence[Fill]:
+        """Fill every pending order of ``tick.symbol`` at this price; returns the fills."""
         if tick.symbol not in self._by_symbol:
-            return 0
+            return NO_FILLS
         if not 0.0 < tick.price < math.inf:
             # A broken print is no price: the orders wait for a good one or time out.
-            return 0
+            return NO_FILLS
         bucket = self._by_symbol.pop(tick.symbol)
         now = self._clock.now()
         fills: list[Fill] = []
@@ -120,35 +118,30 @@ class PaperBroker:
                 fills.append(self._timeout(pending.order, now))
             else:
                 fills.append(self.fill_at(pending.order, tick.price, tick.ts))
-        # State is settled before anyone hears of it, so a failing handler cannot
-        # leave an order both reported and pending.
-        self._deliver(fills)
-        return len(fills)
+        return fills
 
-    def expire(self, now: float | None = None) -> int:
-        """Reject orders that waited longer than the timeout; returns how many.
+    def expire(self, now: float | None = None) -> Sequence[Fill]:
+        """Reject orders that waited longer than the timeout; returns the rejections.
 
         Scans every pending order rather than stopping at the first fresh one:
         a wall clock can step backwards, so deadlines need not be in order.
         """
         moment = self._clock.now() if now is None else now
         stale = [p.order for p in self._pending.values() if moment > p.deadline]
-        self._deliver([self._timeout(order, moment) for order in self._withdraw(stale)])
-        return len(stale)
+        return [self._timeout(order, moment) for order in self._withdraw(stale)]
 
-    def cancel_all(self, reason: str) -> int:
+    def cancel_all(self, reason: str) -> Sequence[Fill]:
         """Reject every pending order with ``reason`` (kill switch, shutdown)."""
         return self._cancel(self.pending_orders(), reason)
 
-    def cancel_strategy(self, strategy_id: str, reason: str) -> int:
+    def cancel_strategy(self, strategy_id: str, reason: str) -> Sequence[Fill]:
         """Reject the pending orders of one strategy with ``reason``."""
         orders = [o for o in self.pending_orders() if o.strategy_id == strategy_id]
         return self._cancel(orders, reason)
 
-    def _cancel(self, orders: list[Order], reason: str) -> int:
+    def _cancel(self, orders: list[Order], reason: str) -> Sequence[Fill]:
         now = self._clock.now()
-        self._deliver([self._rejection(order, reason, now) for order in self._withdraw(orders)])
-        return len(orders)
+        return [self._rejection(order, reason, now) for order in self._withdraw(orders)]
 
     def _withdraw(self, orders: list[Order]) -> list[Order]:
         for order in orders:
@@ -158,10 +151,6 @@ class PaperBroker:
             if not bucket:
                 del self._by_symbol[order.symbol]
         return orders
-
-    def _deliver(self, fills: list[Fill]) -> None:
-        for fill in fills:
-            self._on_fill(fill)
 
     def fill_at(self, order: Order, price: float, ts: float) -> Fill:
         """The fill of ``order`` against market price ``price`` at ``ts``.

@@ -336,19 +336,6 @@ class Portfolio:
     def gross_exposure(self) -> float:
         return sum(p.notional for p in self._positions.values())
 
-    @property
-    def net_exposure(self) -> float:
-        return sum(p.market_value for p in self._positions.values())
-
-    @property
-    def commission_paid(self) -> float:
-        return sum(p.commission_paid for p in self._positions.values())
-
-    @property
-    def equity_change(self) -> float:
-        """Realized plus unrealized: how much the strategy made or lost so far."""
-        return self.realized_pnl + self.unrealized_pnl
-
 
 class PortfolioBook:
     """Every strategy's portfolio, with a symbol index so a tick is cheap.
@@ -394,26 +381,6 @@ class PortfolioBook:
 
     def last_price(self, symbol: str) -> float | None:
         return self._last_prices.get(symbol)
-
-    def positions_in(self, symbol: str) -> list[Position]:
-        """Every strategy's position in ``symbol``, flat ones included."""
-        return list(self._by_symbol.get(symbol, ()))
-
-    def net_quantity(self, symbol: str) -> float:
-        """Sum of every strategy's signed quantity in ``symbol``."""
-        return sum(p.quantity for p in self._by_symbol.get(symbol, ()))
-
-    def drop(self, strategy_id: str) -> Portfolio | None:
-        """Forget a strategy's portfolio (and unindex its positions); returns it."""
-        portfolio = self._portfolios.pop(strategy_id, None)
-        if portfolio is None:
-            return None
-        for position in portfolio:
-            index = self._by_symbol[position.symbol]
-            index[:] = [p for p in index if p is not position]
-            if not index:
-                del self._by_symbol[position.symbol]
-        return portfolio
 
     def _index(self, position: Position) -> None:
         self._by_symbol.setdefault(position.symbol, []).append(position)

@@ -40,6 +40,7 @@ from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRu
 from orchestrator.strategy.runtime import StrategyRuntime
 from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.execution import ExecutionService
+from orchestrator.trading.paper_broker import PaperBroker
 from orchestrator.trading.portfolio import PortfolioBook
 
 DAY = 86_400.0
@@ -175,7 +176,7 @@ async def live_fills(
     bus, book, ids = EventBus(), PortfolioBook(), SequentialIds()
     market = MarketData(_History(bars[:warmup]), bus, clock, 4 * len(bars))
     guardian = RiskGuardian(risk, book, bus, clock, ids)
-    execution = ExecutionService(bus, clock, book, broker, guardian, ids)
+    execution = ExecutionService(bus, clock, book, PaperBroker(broker, clock, ids), guardian, ids)
     market.on_price(execution.on_tick)
     runtime = StrategyRuntime(RuntimeConfig(), market, execution, bus, clock, ids)
     market.prime()

@@ -38,6 +38,7 @@ from orchestrator.risk.guardian import Halt, RiskGuardian
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.execution import ExecutionService
+from orchestrator.trading.paper_broker import PaperBroker
 from orchestrator.trading.portfolio import PortfolioBook
 
 START = 1_700_000_000.0
@@ -66,7 +67,7 @@ class Harness:
         self.book = PortfolioBook()
         ids = SequentialIds()
         self.guardian = RiskGuardian(RiskConfig(**risk), self.book, self.bus, self.clock, ids)
-        broker = PaperBrokerConfig(slippage_bps=0.0)
+        broker = PaperBroker(PaperBrokerConfig(slippage_bps=0.0), self.clock, ids)
         self.execution = ExecutionService(
             self.bus, self.clock, self.book, broker, self.guardian, ids
         )

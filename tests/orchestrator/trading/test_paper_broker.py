@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from pydantic import ValidationError
 
@@ -16,15 +18,56 @@ from orchestrator.trading.portfolio import PortfolioBook
 T0 = 1_700_000_000.0
 
 
+class RecordingBroker:
+    """The broker under test, recording every fill its calls return (in ``fills``).
+
+    It answers as the tests below ask: ``submit`` whether the order was queued
+    (it returned no rejection), ``expire`` and the cancels how many orders they
+    settled. The returned fills themselves are checked in test_broker.py.
+    """
+
+    def __init__(self, broker: PaperBroker, fills: list[Fill]) -> None:
+        self._broker = broker
+        self._fills = fills
+
+    @property
+    def pending_count(self) -> int:
+        return self._broker.pending_count
+
+    def pending_orders(self) -> list[Order]:
+        return self._broker.pending_orders()
+
+    def submit(self, order: Order) -> bool:
+        return not self._record(self._broker.submit(order))
+
+    def on_tick(self, tick: Tick) -> int:
+        return self._record(self._broker.on_tick(tick))
+
+    def expire(self, now: float | None = None) -> int:
+        return self._record(self._broker.expire(now))
+
+    def cancel_all(self, reason: str) -> int:
+        return self._record(self._broker.cancel_all(reason))
+
+    def cancel_strategy(self, strategy_id: str, reason: str) -> int:
+        return self._record(self._broker.cancel_strategy(strategy_id, reason))
+
+    def fill_at(self, order: Order, price: float, ts: float) -> Fill:
+        return self._broker.fill_at(order, price, ts)
+
+    def _record(self, fills: Sequence[Fill]) -> int:
+        self._fills.extend(fills)
+        return len(fills)
+
+
 class Harness:
     """A broker on a manual clock that records every fill it reports."""
 
     def __init__(self, **config: float) -> None:
         self.clock = ManualClock(T0)
         self.fills: list[Fill] = []
-        self.broker = PaperBroker(
-            PaperBrokerConfig(**config), self.clock, self.fills.append, SequentialIds()
-        )
+        broker = PaperBroker(PaperBrokerConfig(**config), self.clock, SequentialIds())
+        self.broker = RecordingBroker(broker, self.fills)
 
     def tick(self, symbol: str, price: float) -> int:
         return self.broker.on_tick(Tick(symbol, price, 100.0, self.clock.now()))
@@ -225,12 +268,18 @@ def test_fill_at_uses_the_same_arithmetic_for_backtests() -> None:
 def test_broker_fills_flow_into_the_book() -> None:
     clock = ManualClock(T0)
     book = PortfolioBook()
-    broker = PaperBroker(PaperBrokerConfig(slippage_bps=0.0), clock, book.apply_fill)
-    broker.submit(order("a", side=Side.BUY, quantity=10.0))
-    broker.on_tick(Tick("AAPL", 100.0, 1.0, T0))
+    broker = PaperBroker(PaperBrokerConfig(slippage_bps=0.0), clock)
+    for fill in [
+        *broker.submit(order("a", side=Side.BUY, quantity=10.0)),
+        *broker.on_tick(Tick("AAPL", 100.0, 1.0, T0)),
+    ]:
+        book.apply_fill(fill)
     clock.advance(60.0)
-    broker.submit(order("b", side=Side.SELL, quantity=10.0))
-    broker.on_tick(Tick("AAPL", 103.0, 1.0, T0 + 60.0))
+    for fill in [
+        *broker.submit(order("b", side=Side.SELL, quantity=10.0)),
+        *broker.on_tick(Tick("AAPL", 103.0, 1.0, T0 + 60.0)),
+    ]:
+        book.apply_fill(fill)
     portfolio = book.portfolio("s1")
     assert portfolio.position("AAPL") == 0
     assert portfolio.realized_pnl == pytest.approx(30.0)

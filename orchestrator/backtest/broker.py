@@ -1,0 +1,76 @@
+"""The broker of a backtest: the paper broker's prices on a replay of bars.
+
+Every order waits for the next price of its symbol and fills there, priced by
+:meth:`PaperBroker.fill_at` (the slippage and commission of live trading; a
+broken price rejects the order). A replay has no wall clock, so no order times
+out (the next bar's open fills it, however far away that is) and none is turned
+away for how many wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from orchestrator.model.clock import Clock
+from orchestrator.model.ids import IdFactory
+from orchestrator.model.market import Tick
+from orchestrator.model.orders import Fill, Order, rejection
+from orchestrator.trading.paper_broker import NO_FILLS, PaperBroker
+
+
+class ReplayBroker:
+    """A :class:`orchestrator.trading.broker.Broker` for one backtest."""
+
+    def __init__(self, pricing: PaperBroker, clock: Clock, ids: IdFactory) -> None:
+        self._pricing = pricing
+        self._clock = clock
+        self._ids = ids
+        self.waiting: list[Order] = []
+        """The pending orders, oldest first. One list for the broker's life: the
+        replay loop holds it and asks it, bar after bar, whether anything waits."""
+
+    @property
+    def pending_count(self) -> int:
+        return len(self.waiting)
+
+    def pending_orders(self) -> list[Order]:
+        return list(self.waiting)
+
+    def submit(self, order: Order) -> Sequence[Fill]:
+        self.waiting.append(order)
+        return NO_FILLS
+
+    def on_tick(self, tick: Tick) -> Sequence[Fill]:
+        waiting, symbol = self.waiting, tick.symbol
+        orders = [order for order in waiting if order.symbol == symbol]
+        if not orders:
+            return NO_FILLS
+        if len(orders) == len(waiting):
+            waiting.clear()  # a backtest trades one symbol: this is the usual case
+        else:
+            waiting[:] = [order for order in waiting if order.symbol != symbol]
+        fill_at, price, ts = self._pricing.fill_at, tick.price, tick.ts
+        return [fill_at(order, price, ts) for order in orders]
+
+    def expire(self) -> Sequence[Fill]:
+        return NO_FILLS
+
+    def cancel_all(self, reason: str) -> Sequence[Fill]:
+        return self._rejections(self._withdraw(lambda order: True), reason)
+
+    def cancel_strategy(self, strategy_id: str, reason: str) -> Sequence[Fill]:
+        orders = self._withdraw(lambda order: order.strategy_id == strategy_id)
+        return self._rejections(orders, reason)
+
+    def _withdraw(self, chosen: Callable[[Order], bool]) -> list[Order]:
+        waiting = self.waiting
+        orders = [order for order in waiting if chosen(order)]
+        if len(orders) == len(waiting):
+            waiting.clear()  # in place: the replay loop holds this list
+        else:
+            waiting[:] = [order for order in waiting if not chosen(order)]
+        return orders
+
+    def _rejections(self, orders: list[Order], reason: str) -> list[Fill]:
+        now = self._clock.now()
+        return [rejection(order, self._ids("trade"), reason, now) for order in orders]

@@ -1,0 +1,50 @@
+"""The broker port: where accepted orders go and where their fills come from.
+
+Every method returns the fills and rejections it produced, settled on the
+broker's side before they are returned: the caller books them and acts on them
+(stop-loss exits, the kill switch) after the broker's call is over, so a fill
+never re-enters the broker from inside ``on_tick``. The paper broker
+(:class:`orchestrator.trading.paper_broker.PaperBroker`) and the backtest's
+replay broker implement it; a live venue is one more implementation, injected
+into the execution service by the kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from orchestrator.model.market import Tick
+from orchestrator.model.orders import Fill, Order
+
+
+class Broker(Protocol):
+    @property
+    def pending_count(self) -> int:
+        """Orders accepted and not yet filled or rejected."""
+        ...
+
+    def pending_orders(self) -> list[Order]:
+        """The pending orders, oldest first."""
+        ...
+
+    def submit(self, order: Order) -> Sequence[Fill]:
+        """Take ``order``; returns what became of it at once (a rejection, or a fill
+        on a venue that fills on submission), nothing while it waits for a price."""
+        ...
+
+    def on_tick(self, tick: Tick) -> Sequence[Fill]:
+        """A price of ``tick.symbol``: the fills (and late rejections) it brought."""
+        ...
+
+    def expire(self) -> Sequence[Fill]:
+        """The rejections of orders that waited too long for a price."""
+        ...
+
+    def cancel_all(self, reason: str) -> Sequence[Fill]:
+        """Withdraw every pending order; returns their rejections with ``reason``."""
+        ...
+
+    def cancel_strategy(self, strategy_id: str, reason: str) -> Sequence[Fill]:
+        """Withdraw the pending orders of one strategy; returns their rejections."""
+        ...

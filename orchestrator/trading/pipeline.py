@@ -1,0 +1,233 @@
+"""The order pipeline: the one path every order takes, live and in a backtest.
+
+A signal is sized (:func:`signal_quantity`) into an order; the order passes the
+risk checks against the position it would make (held plus orders in flight),
+then goes to the broker. Every fill or rejection the broker returns is settled
+here: the order leaves the pending quantities, the book nets the fill, the
+guardian sees it, and what the guardian asks for (stop-loss exits, the kill
+switch) is done. The execution service runs the pipeline on the live price
+stream; the backtest engine runs it on a replay of bars, so both trade by the
+same rules because there is only one copy of them.
+
+The owner hears of what happens through :class:`OrderEvents` (the execution
+service publishes it; a backtest records it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Protocol
+
+from orchestrator.model.clock import Clock
+from orchestrator.model.ids import IdFactory
+from orchestrator.model.market import Tick
+from orchestrator.model.orders import FILLED, Fill, Order, Side, rejection
+from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActions
+from orchestrator.strategy.config import StrategyRunConfig
+from orchestrator.trading.broker import Broker
+from orchestrator.trading.portfolio import PortfolioBook, PositionChange
+
+PENDING_EPSILON = 1e-9
+"""A pending quantity below this is float dust of orders that all settled."""
+
+
+class OrderEvents(Protocol):
+    """What the pipeline tells its owner, each at the moment it happens."""
+
+    def accepted(self, order: Order) -> None:
+        """``order`` passed the risk checks (maybe reduced) and goes to the broker now."""
+        ...
+
+    def settled(
+        self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
+    ) -> None:
+        """``fill`` is booked and the guardian has seen it; its actions come next.
+        ``limits``: those its order was sent with; None for an order refused before
+        it reached the broker."""
+        ...
+
+    def engage_kill_switch(self, halt: Halt) -> None:
+        """The guardian asks for the kill switch: engage it (:meth:`OrderPipeline.engage`)
+        and tell whoever needs to know."""
+        ...
+
+
+class OrderPipeline:
+    """Risk check, broker, settlement and the guardian's actions, for every strategy."""
+
+    def __init__(
+        self,
+        book: PortfolioBook,
+        risk: PreTradeCheck,
+        broker: Broker,
+        clock: Clock,
+        ids: IdFactory,
+        events: OrderEvents,
+    ) -> None:
+        self.book = book
+        self.broker = broker
+        self._risk = risk
+        self._clock = clock
+        self._ids = ids
+        self._events = events
+        self.halt: Halt | None = None
+        """The kill switch while it is engaged; None while trading runs."""
+        self._pending: dict[tuple[str, str], float] = {}
+        """Signed quantity of the orders at the broker, by (strategy, symbol)."""
+        self._orders: dict[str, tuple[Order, StrategyRunConfig]] = {}
+        """The orders at the broker, by id, with the limits they were sent with: what
+        their fills take out of ``_pending``."""
+
+    # ------------------------------------------------------------ orders
+
+    def projected_position(self, strategy_id: str, symbol: str) -> float:
+        """Held quantity plus what pending orders will add when they fill."""
+        held = self.book.portfolio(strategy_id).position(symbol)
+        pending = self._pending
+        # Mostly nothing is in flight: then no key is built (a backtest asks per signal).
+        return held + pending.get((strategy_id, symbol), 0.0) if pending else held
+
+    def is_pending(self, order_id: str) -> bool:
+        return order_id in self._orders
+
+    def submit_signal(self, order: Order, limits: StrategyRunConfig, price: float) -> bool:
+        """The order of a sized signal: one of no units is rejected as too small."""
+        if order.quantity <= 0:
+            reason = too_small_reason(limits.max_position_value, order.symbol, price)
+            self.reject(order, reason)
+            return False
+        return self.submit(order, limits)
+
+    def submit(self, order: Order, limits: StrategyRunConfig) -> bool:
+        """Risk first; an order the checks refuse is settled as a rejection.
+
+        Returns whether the order (maybe reduced) went to the broker.
+        """
+        position = self.projected_position(order.strategy_id, order.symbol)
+        verdict = self._risk.check(order, limits, position, self.halt)
+        accepted = verdict.order
+        if accepted is None:
+            self.reject(order, verdict.reason or "refused by the risk checks")
+            return False
+        key = (accepted.strategy_id, accepted.symbol)
+        self._pending[key] = self._pending.get(key, 0.0) + accepted.side.sign * accepted.quantity
+        self._orders[accepted.id] = (accepted, limits)
+        self._events.accepted(accepted)
+        for fill in self.broker.submit(accepted):
+            self.settle(fill)
+        return True
+
+    def reject(self, order: Order, reason: str) -> None:
+        """Settle ``order`` as refused before it reached the broker."""
+        self._book_fill(rejection(order, self._ids("trade"), reason, self._clock.now()), None)
+
+    # ------------------------------------------------------------ prices
+
+    def on_tick(self, tick: Tick) -> None:
+        """Fill orders waiting for this symbol's next price, mark positions, then let
+        the guardian watch them (stop-losses, daily loss, limits the market broke)."""
+        self.fill(tick)
+        self.watch(tick)
+
+    def fill(self, tick: Tick) -> None:
+        """Settle what the broker fills at this price."""
+        self.settle_all(self.broker.on_tick(tick))
+
+    def watch(self, tick: Tick) -> None:
+        """Mark the book at this price and act on what the guardian sees there."""
+        self.book.mark(tick.symbol, tick.price, tick.ts)
+        self.act(self._risk.on_price(tick, self.halt))
+
+    def expire(self) -> None:
+        """Settle the rejections of orders that found no price in time."""
+        self.settle_all(self.broker.expire())
+
+    # ------------------------------------------------------------ settlement
+
+    def settle_all(self, fills: Iterable[Fill]) -> None:
+        """Settle what a broker call returned, in its order, once the call is over:
+        an exit a fill triggers goes to the broker after it, never from inside it."""
+        for fill in fills:
+            self.settle(fill)
+
+    def settle(self, fill: Fill) -> None:
+        """A fill or rejection from the broker: out of the pending quantities, then booked."""
+        sent = self._orders.pop(fill.order_id, None)
+        limits = None
+        if sent is not None:
+            order, limits = sent
+            key = (order.strategy_id, order.symbol)
+            remaining = self._pending.get(key, 0.0) - order.side.sign * order.quantity
+            if abs(remaining) < PENDING_EPSILON:
+                self._pending.pop(key, None)
+            else:
+                self._pending[key] = remaining
+        self._book_fill(fill, limits)
+
+    def _book_fill(self, fill: Fill, limits: StrategyRunConfig | None) -> None:
+        change = self.book.apply_fill(fill) if fill.status is FILLED else None
+        actions = self._risk.on_fill(fill, change)
+        self._events.settled(fill, change, limits)
+        self.act(actions)
+
+    def act(self, actions: RiskActions) -> None:
+        """Do what the guardian asked: engage the kill switch, send the exits."""
+        if actions is NO_ACTIONS:
+            return
+        if actions.halt is not None:
+            self._events.engage_kill_switch(actions.halt)
+        for order, limits in actions.exits:
+            self.submit(order, limits)
+
+    # ------------------------------------------------------------ kill switch and cancels
+
+    def engage(self, halt: Halt) -> None:
+        """Halt trading. With ``block_all`` every pending order is cancelled: reported
+        to the guardian as its refusal, then settled as a rejection."""
+        self.halt = halt
+        if halt.block_all:
+            reason = f"trading is halted ({halt.reason}): every order is blocked"
+            orders = self.broker.pending_orders()
+            for order in orders:
+                self._risk.cancelled(order, reason)
+            if orders:
+                self.settle_all(self.broker.cancel_all(reason))
+
+    def cancel_all(self, reason: str) -> None:
+        self.settle_all(self.broker.cancel_all(reason))
+
+    def cancel_strategy(self, strategy_id: str, reason: str) -> None:
+        self.settle_all(self.broker.cancel_strategy(strategy_id, reason))
+
+
+def signal_quantity(
+    quantity: float | None,
+    action: Side,
+    held: float,
+    price: float,
+    max_position_value: float,
+    sizing_fraction: float,
+) -> float | None:
+    """The quantity a signal trades; the one sizing rule of live trading and backtests.
+
+    A signal's own ``quantity`` is kept. ``None`` is sized: the units that take
+    ``held`` (orders in flight included) to ``floor(max_position_value *
+    sizing_fraction / price)`` on the signal's side, at least 0 (an order of 0
+    is rejected: see :func:`too_small_reason`). Returns None when a sized
+    signal has nothing to do: the position is already at or beyond the target
+    on that side.
+    """
+    if quantity is not None:
+        return quantity
+    target = math.floor(max_position_value * sizing_fraction / price)
+    size = max(0.0, float(target) - action.sign * held)
+    if size <= 0 and action.sign * held > 0:
+        return None
+    return size
+
+
+def too_small_reason(max_position_value: float, symbol: str, price: float) -> str:
+    """Why a signal sized to 0 units is rejected."""
+    limit = f"maxPositionValue {max_position_value:g}"
+    return f"{limit} buys less than one unit of {symbol} at {price:g}"
