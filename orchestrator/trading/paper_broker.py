@@ -7,8 +7,8 @@ rejected, and so is an invalid one, or one beyond ``max_pending_orders``.
 Every outcome, fill or rejection, is returned once, by the call that settled it
 (it implements :class:`orchestrator.trading.broker.Broker`).
 
-The backtest engine prices its fills through :meth:`PaperBroker.fill_at` (next
-bar open), so live and backtest share one slippage and commission arithmetic.
+The backtest's replay broker prices its fills through :meth:`PaperBroker.fill_at`
+(next bar open), so live and backtest share one slippage and commission arithmetic.
 """
 
 from __future__ import annotations
@@ -155,8 +155,8 @@ class PaperBroker:
     def fill_at(self, order: Order, price: float, ts: float) -> Fill:
         """The fill of ``order`` against market price ``price`` at ``ts``.
 
-        Slippage and commission are applied here and only here; the backtest
-        engine calls this with the next bar's open.
+        Slippage and commission are applied here and only here; the backtest's
+        replay broker calls this with the next bar's open.
         """
         problem = _quantity_problem(order)
         if problem is None and not 0.0 < price < math.inf:
