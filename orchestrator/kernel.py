@@ -12,15 +12,15 @@ from orchestrator.marketdata.config import MarketDataConfig
 from orchestrator.marketdata.feeds import Feed, build_feed
 from orchestrator.marketdata.hub import MarketData
 from orchestrator.model.clock import Clock
-from orchestrator.model.events import HaltSource
 from orchestrator.model.ids import SequentialIds
 from orchestrator.risk.config import RiskConfig
-from orchestrator.risk.guardian import Halt, RiskGuardian
+from orchestrator.risk.guardian import RiskGuardian
 from orchestrator.strategy.config import RuntimeConfig
 from orchestrator.strategy.runtime import StrategyRuntime
 from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.execution import ExecutionService
 from orchestrator.trading.paper_broker import PaperBroker
+from orchestrator.trading.pipeline import halt_at_start
 from orchestrator.trading.portfolio import PortfolioBook
 
 
@@ -77,10 +77,9 @@ def build_trading_core(
     # The one place that picks the broker: a live venue replaces the paper broker here.
     broker = PaperBroker(config.broker, clock, ids)
     execution = ExecutionService(bus, clock, book, broker, risk, ids)
-    if config.risk.halted_at_start:
-        execution.engage_kill_switch(
-            Halt("engaged by config (risk.halted_at_start)", False, HaltSource.CONFIG, clock.now())
-        )
+    halt = halt_at_start(config.risk, clock.now())
+    if halt is not None:
+        execution.engage_kill_switch(halt)
     market.on_price(execution.on_tick)
     runtime = StrategyRuntime(config.runtime, market, execution, bus, clock, ids)
     market.prime()

@@ -69,7 +69,6 @@ from orchestrator.marketdata.config import SyntheticFeedConfig
 from orchestrator.marketdata.feeds import FeedError, SyntheticFeed, load_ohlcv, ohlcv_ticks
 from orchestrator.model.clock import DAY_SECONDS, Clock, ManualClock, iso_utc
 from orchestrator.model.errors import OrchestratorError
-from orchestrator.model.events import HaltSource
 from orchestrator.model.ids import IdFactory, SequentialIds
 from orchestrator.model.market import (
     RESOLUTION_SECONDS,
@@ -90,7 +89,7 @@ from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRu
 from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
 from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.paper_broker import PaperBroker
-from orchestrator.trading.pipeline import OrderPipeline, signal_quantity
+from orchestrator.trading.pipeline import OrderPipeline, halt_at_start, signal_quantity
 from orchestrator.trading.portfolio import PortfolioBook, Position, PositionChange
 
 CHUNK_BARS = 1024
@@ -350,8 +349,6 @@ class BacktestEngine:
         self._seconds = 0
         self._close_offset = 0.0
         """When a bar's close prints after its start (three quarters in, see ohlcv_ticks)."""
-        self._held = 0.0
-        """The position's quantity, fills only (``position()`` adds pending orders)."""
         self._guardian_ts = -math.inf
         """Time of the last price or fill the guardian has seen."""
         self._unseen_close: Bar | None = None
@@ -450,9 +447,8 @@ class BacktestEngine:
         self._pipeline = OrderPipeline(
             self.book, self._risk, self._broker, self._clock, self._ids, self
         )
-        if self._risk_config.halted_at_start:
-            reason = "engaged by config (risk.halted_at_start)"
-            self._pipeline.halt = Halt(reason, False, HaltSource.CONFIG, first.start)
+        # Engaged before the first bar, it cancels nothing: no order waits yet.
+        self._pipeline.halt = halt_at_start(self._risk_config, first.start)
         strategy = self._strategy = self._start_strategy()
         warmup = strategy.warmup_bars
         if len(bars) <= warmup:
@@ -582,11 +578,12 @@ class BacktestEngine:
 
     def _walk_ticks(self, bar: Bar, strategy: Strategy[Any]) -> None:
         clock, pipeline, waiting = self._clock, self._pipeline, self._waiting
-        for index, tick in enumerate(ohlcv_ticks(bar)):
+        for tick in ohlcv_ticks(bar):
             clock.set(tick.ts)
-            if index and waiting:
-                self._fill(tick)
-            pipeline.watch(tick)
+            filling = bool(waiting)
+            pipeline.on_tick(tick)  # as live: fills at this price, marks, the guardian
+            if filling:
+                self._update_alarms()
             self._guardian_ts = tick.ts
             if self._wants_ticks:
                 try:
@@ -603,7 +600,8 @@ class BacktestEngine:
         close_ts = bar.start + self._close_offset
         if self._guardian_ts >= close_ts:
             return
-        if self._held != 0.0:
+        position = self._position
+        if position is not None and position.quantity != 0.0:
             self._show_close(bar)
         else:
             # Flat, the guardian's measures do not depend on the price: it only
@@ -648,7 +646,6 @@ class BacktestEngine:
     ) -> None:
         self.fills.append(fill)
         if change is not None:
-            self._held = change.quantity_after
             self._track(change)
 
     def engage_kill_switch(self, halt: Halt) -> None:

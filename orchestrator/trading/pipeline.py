@@ -20,9 +20,11 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from orchestrator.model.clock import Clock
+from orchestrator.model.events import HaltSource
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import FILLED, Fill, Order, Side, rejection
+from orchestrator.risk.config import RiskConfig
 from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActions
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.broker import Broker
@@ -132,7 +134,8 @@ class OrderPipeline:
 
     def fill(self, tick: Tick) -> None:
         """Settle what the broker fills at this price."""
-        self.settle_all(self.broker.on_tick(tick))
+        for fill in self.broker.on_tick(tick):
+            self.settle(fill)
 
     def watch(self, tick: Tick) -> None:
         """Mark the book at this price and act on what the guardian sees there."""
@@ -169,7 +172,8 @@ class OrderPipeline:
         change = self.book.apply_fill(fill) if fill.status is FILLED else None
         actions = self._risk.on_fill(fill, change)
         self._events.settled(fill, change, limits)
-        self.act(actions)
+        if actions is not NO_ACTIONS:
+            self.act(actions)
 
     def act(self, actions: RiskActions) -> None:
         """Do what the guardian asked: engage the kill switch, send the exits."""
@@ -199,6 +203,14 @@ class OrderPipeline:
 
     def cancel_strategy(self, strategy_id: str, reason: str) -> None:
         self.settle_all(self.broker.cancel_strategy(strategy_id, reason))
+
+
+def halt_at_start(risk: RiskConfig, now: float) -> Halt | None:
+    """The kill switch ``risk.halted_at_start`` engages before anything trades, live
+    and in a backtest; None when trading starts running."""
+    if not risk.halted_at_start:
+        return None
+    return Halt("engaged by config (risk.halted_at_start)", False, HaltSource.CONFIG, now)
 
 
 def signal_quantity(
