@@ -15,7 +15,8 @@ from orchestrator.model.clock import Clock
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Fill, Order, rejection
-from orchestrator.trading.paper_broker import NO_FILLS, PaperBroker
+from orchestrator.trading.broker import NO_FILLS
+from orchestrator.trading.paper_broker import PaperBroker
 
 
 class ReplayBroker:

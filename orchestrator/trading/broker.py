@@ -17,6 +17,9 @@ from typing import Protocol
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Fill, Order
 
+NO_FILLS: tuple[Fill, ...] = ()
+"""What a call that settled nothing returns: one shared empty tuple, no allocation."""
+
 
 class Broker(Protocol):
     @property

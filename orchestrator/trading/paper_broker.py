@@ -23,12 +23,10 @@ from orchestrator.model.clock import Clock
 from orchestrator.model.ids import IdFactory, SequentialIds
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import FILLED, Fill, Order, Side, rejection
+from orchestrator.trading.broker import NO_FILLS
 from orchestrator.trading.config import BPS, PaperBrokerConfig
 
 log = structlog.get_logger("orchestrator.trading.paper_broker")
-
-NO_FILLS: tuple[Fill, ...] = ()
-"""What a call that settled nothing returns: one shared empty tuple, no allocation."""
 
 
 @dataclass(frozen=True, slots=True)

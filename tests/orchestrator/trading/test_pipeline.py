@@ -20,9 +20,10 @@ from orchestrator.model.orders import FILLED, Fill, Order, OrderPurpose, Side, T
 from orchestrator.risk.config import RiskConfig
 from orchestrator.risk.guardian import NO_ACTIONS, Halt, RiskActions, RiskGuardian, Verdict
 from orchestrator.strategy.config import RuntimeConfig, StrategyRunConfig
+from orchestrator.trading.broker import NO_FILLS
 from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.execution import ExecutionService
-from orchestrator.trading.paper_broker import NO_FILLS, PaperBroker
+from orchestrator.trading.paper_broker import PaperBroker
 from orchestrator.trading.portfolio import PortfolioBook, PositionChange
 
 T0 = 1_700_000_000.0
