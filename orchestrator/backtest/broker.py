@@ -42,16 +42,20 @@ class ReplayBroker:
         return NO_FILLS
 
     def on_tick(self, tick: Tick) -> Sequence[Fill]:
-        waiting, symbol = self.waiting, tick.symbol
-        orders = [order for order in waiting if order.symbol == symbol]
-        if not orders:
+        waiting = self.waiting
+        if not waiting:
             return NO_FILLS
-        if len(orders) == len(waiting):
-            waiting.clear()  # a backtest trades one symbol: this is the usual case
-        else:
-            waiting[:] = [order for order in waiting if order.symbol != symbol]
-        fill_at, price, ts = self._pricing.fill_at, tick.price, tick.ts
-        return [fill_at(order, price, ts) for order in orders]
+        fill_at, symbol, price, ts = self._pricing.fill_at, tick.symbol, tick.price, tick.ts
+        fills: list[Fill] = []
+        others: list[Order] = []
+        # One pass, no comprehension frames: this runs for every order of a backtest.
+        for order in waiting:
+            if order.symbol == symbol:
+                fills.append(fill_at(order, price, ts))
+            else:
+                others.append(order)
+        waiting[:] = others  # in place: the replay loop holds this list
+        return fills
 
     def expire(self) -> Sequence[Fill]:
         return NO_FILLS

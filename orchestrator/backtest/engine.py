@@ -414,12 +414,12 @@ class BacktestEngine:
         if size is None:
             return
         self._signals += 1
-        clock = self._clock
         now = self.now()
-        clock.set(now)
         if not self._walking:
+            # Walking, the clock stands at the tick already; in on_bar, bringing the
+            # guardian up to date may move it to the bar's close: it ends at the bar's end.
             self._before_check()
-            clock.set(now)
+            self._clock.set(now)
         order = Order(self._ids("order"), self._id, symbol, action, size, now, SIGNAL)
         self._pipeline.submit_signal(order, self.config, price)
 
@@ -564,7 +564,8 @@ class BacktestEngine:
                 self.book.mark(self.symbol, previous.close, close_ts)
             self._clock.set(bar.start)
             # The bar's opening print; the broker reads its price and time only.
-            self._fill(Tick(bar.symbol, bar.open, 0.0, bar.start))
+            self._pipeline.fill(Tick(bar.symbol, bar.open, 0.0, bar.start))
+            self._update_alarms()
             self._guardian_ts = bar.start
 
     def _walk(self, bar: Bar, strategy: Strategy[Any]) -> None:
@@ -632,11 +633,6 @@ class BacktestEngine:
         self._guardian_ts = close_ts
 
     # ------------------------------------------------------------ execution
-
-    def _fill(self, tick: Tick) -> None:
-        """Fill the waiting orders at ``tick``; then the alarms of the new position."""
-        self._pipeline.fill(tick)
-        self._update_alarms()
 
     def accepted(self, order: Order) -> None:
         """Nothing to record: a backtest's output is its fills."""

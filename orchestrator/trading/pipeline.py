@@ -85,7 +85,7 @@ class OrderPipeline:
 
     def projected_position(self, strategy_id: str, symbol: str) -> float:
         """Held quantity plus what pending orders will add when they fill."""
-        held = self.book.portfolio(strategy_id).position(symbol)
+        held = self.book.quantity(strategy_id, symbol)
         pending = self._pending
         # Mostly nothing is in flight: then no key is built (a backtest asks per signal).
         return held + pending.get((strategy_id, symbol), 0.0) if pending else held
@@ -121,8 +121,8 @@ class OrderPipeline:
         return True
 
     def reject(self, order: Order, reason: str) -> None:
-        """Settle ``order`` as refused before it reached the broker."""
-        self._book_fill(rejection(order, self._ids("trade"), reason, self._clock.now()), None)
+        """Settle ``order`` as refused before it reached the broker (so it is not pending)."""
+        self.settle(rejection(order, self._ids("trade"), reason, self._clock.now()))
 
     # ------------------------------------------------------------ prices
 
@@ -155,7 +155,8 @@ class OrderPipeline:
             self.settle(fill)
 
     def settle(self, fill: Fill) -> None:
-        """A fill or rejection from the broker: out of the pending quantities, then booked."""
+        """A fill or rejection: out of the pending quantities, into the book, to the
+        guardian, then what the guardian asks for."""
         sent = self._orders.pop(fill.order_id, None)
         limits = None
         if sent is not None:
@@ -166,9 +167,6 @@ class OrderPipeline:
                 self._pending.pop(key, None)
             else:
                 self._pending[key] = remaining
-        self._book_fill(fill, limits)
-
-    def _book_fill(self, fill: Fill, limits: StrategyRunConfig | None) -> None:
         change = self.book.apply_fill(fill) if fill.status is FILLED else None
         actions = self._risk.on_fill(fill, change)
         self._events.settled(fill, change, limits)

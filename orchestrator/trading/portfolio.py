@@ -361,6 +361,14 @@ class PortfolioBook:
     def get(self, strategy_id: str) -> Portfolio | None:
         return self._portfolios.get(strategy_id)
 
+    def quantity(self, strategy_id: str, symbol: str) -> float:
+        """``portfolio(strategy_id).position(symbol)``, one call shorter: the order
+        pipeline asks it for every signal and every order."""
+        portfolio = self._portfolios.get(strategy_id)
+        if portfolio is None:
+            portfolio = self.portfolio(strategy_id)
+        return portfolio.position(symbol)
+
     def strategy_ids(self) -> list[str]:
         return list(self._portfolios)
 
