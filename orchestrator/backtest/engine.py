@@ -413,15 +413,17 @@ class BacktestEngine:
         size = signal_quantity(quantity, action, held, price, self._limit, self._sizing_fraction)
         if size is None:
             return
-        self._signals += 1
         now = self.now()
         if not self._walking:
             # Walking, the clock stands at the tick already; in on_bar, bringing the
             # guardian up to date may move it to the bar's close: it ends at the bar's end.
             self._before_check()
             self._clock.set(now)
+        if self._pipeline.holds_back((self._id, symbol, action), quantity, self.config):
+            return  # refused before and would be again, as live (trading/refusals)
+        self._signals += 1
         order = Order(self._ids("order"), self._id, symbol, action, size, now, SIGNAL)
-        self._pipeline.submit_signal(order, self.config, price)
+        self._pipeline.submit_signal(order, self.config, price, quantity)
 
     # ------------------------------------------------------------ running
 

@@ -88,6 +88,11 @@ class Verdict:
 
     order: Order | None
     reason: str | None = None
+    limit: RiskLimit | None = None
+    """The limit that refused the order; None when it was sent."""
+    retry_at: float | None = None
+    """For a limit that frees with time (the order rates): when the same order would
+    pass if nothing else changed. None: it stays refused until something changes."""
 
 
 class _Refusal(NamedTuple):
@@ -97,6 +102,7 @@ class _Refusal(NamedTuple):
     limit_value: float
     actual: float
     reason: str
+    retry_at: float | None = None
 
 
 @record
@@ -189,6 +195,10 @@ class _Window:
 
     def add(self, now: float) -> None:
         self._times.append(now)
+
+    def oldest(self) -> float:
+        """The time of the oldest order counted (call after :meth:`count`, which found some)."""
+        return self._times[0]
 
 
 class RiskGuardian:
@@ -298,7 +308,8 @@ class RiskGuardian:
                 f"{strategy_id} sent {sent} orders in the last 60 s"
             )
             limit = limits.max_orders_per_minute
-            return _Refusal(RiskLimit.MAX_ORDERS_PER_MINUTE, limit, sent + 1, reason)
+            frees = window.oldest() + ORDER_WINDOW_SECONDS
+            return _Refusal(RiskLimit.MAX_ORDERS_PER_MINUTE, limit, sent + 1, reason, frees)
         return self._check_global_rate(order, now)
 
     def _check_global_rate(self, order: Order, now: float) -> _Refusal | None:
@@ -306,7 +317,8 @@ class RiskGuardian:
         total = self._expire_second(now)
         if total >= limit:
             reason = f"max_orders_per_second {limit} reached: {total} orders in the last second"
-            return _Refusal(RiskLimit.MAX_ORDERS_PER_SECOND, limit, total + 1, reason)
+            frees = self._second[0][0] + GLOBAL_WINDOW_SECONDS
+            return _Refusal(RiskLimit.MAX_ORDERS_PER_SECOND, limit, total + 1, reason, frees)
         own = self._second_counts.get(order.strategy_id, 0)
         if own * len(self._last_attempt) < limit:
             # Within the smallest share there can be (the sharers counted before
@@ -319,7 +331,8 @@ class RiskGuardian:
                 f"fair share of max_orders_per_second {limit} among {sharing} trading "
                 f"strategies is {share}: {order.strategy_id} sent {own} in the last second"
             )
-            return _Refusal(RiskLimit.MAX_ORDERS_PER_SECOND, share, own + 1, reason)
+            frees = now + GLOBAL_WINDOW_SECONDS  # at the latest: the whole window has moved on
+            return _Refusal(RiskLimit.MAX_ORDERS_PER_SECOND, share, own + 1, reason, frees)
         return None
 
     def _touch(self, strategy_id: str, now: float) -> None:
@@ -412,7 +425,13 @@ class RiskGuardian:
         self._bus.publish(event)
 
     def _refuse(
-        self, order: Order, limit: RiskLimit, limit_value: float, actual: float, reason: str
+        self,
+        order: Order,
+        limit: RiskLimit,
+        limit_value: float,
+        actual: float,
+        reason: str,
+        retry_at: float | None = None,
     ) -> Verdict:
         log.info(
             "order_refused",
@@ -427,7 +446,7 @@ class RiskGuardian:
                 order, limit, float(limit_value), float(actual), reason, self._clock.now()
             )
         )
-        return Verdict(None, reason)
+        return Verdict(None, reason, limit, retry_at)
 
     def _record(self, order: Order, now: float) -> None:
         """Count a sent order; its strategy's attempt was noted (``_touch``) already."""

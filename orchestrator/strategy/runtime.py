@@ -197,6 +197,11 @@ class StrategyRuntime:
             if size == 0.0:
                 log.info("signal_dropped_paused", strategy_id=running.strategy_id, symbol=symbol)
                 return
+        if self.execution.holds_back(
+            (running.strategy_id, symbol, action), quantity, running.config
+        ):
+            log.debug("signal_held_back", strategy_id=running.strategy_id, symbol=symbol)
+            return  # the same order was refused and would be again: see trading/refusals
         signal = Signal(
             id=self._ids("sig"),
             strategy_id=running.strategy_id,
@@ -210,9 +215,9 @@ class StrategyRuntime:
             metadata=dict(metadata),
         )
         self._bus.publish(SignalEmitted(signal))
-        self._send_order(running, signal)
+        self._send_order(running, signal, quantity)
 
-    def _send_order(self, running: RunningStrategy, signal: Signal) -> None:
+    def _send_order(self, running: RunningStrategy, signal: Signal, asked: float | None) -> None:
         order = Order(
             id=self.execution.new_order_id(),
             strategy_id=signal.strategy_id,
@@ -223,7 +228,7 @@ class StrategyRuntime:
             purpose=OrderPurpose.SIGNAL,
             signal_id=signal.id,
         )
-        self.execution.submit_signal(order, running.config, signal.price)
+        self.execution.submit_signal(order, running.config, signal.price, asked)
 
     # ------------------------------------------------------------ internals
 

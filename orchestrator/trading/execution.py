@@ -36,7 +36,7 @@ from orchestrator.model.events import (
 )
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
-from orchestrator.model.orders import Fill, Order
+from orchestrator.model.orders import Fill, Order, Side
 from orchestrator.risk.guardian import Halt, PreTradeCheck, stop_price
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.broker import Broker
@@ -123,9 +123,18 @@ class ExecutionService:
         """
         return self._pipeline.submit(order, limits)
 
-    def submit_signal(self, order: Order, limits: StrategyRunConfig, price: float) -> bool:
-        """A sized signal's order: one of no units is rejected as too small, else ``submit``."""
-        return self._pipeline.submit_signal(order, limits, price)
+    def submit_signal(
+        self, order: Order, limits: StrategyRunConfig, price: float, asked: float | None
+    ) -> bool:
+        """A sized signal's order (``asked``: the quantity the signal asked for, None
+        when sized): one of no units is rejected as too small, else ``submit``."""
+        return self._pipeline.submit_signal(order, limits, price, asked)
+
+    def holds_back(
+        self, order: tuple[str, str, Side], asked: float | None, limits: StrategyRunConfig
+    ) -> bool:
+        """Whether this signal repeats a refused one whose refusal still holds."""
+        return self._pipeline.holds_back(order, asked, limits)
 
     def reject(self, order: Order, reason: str) -> None:
         self._pipeline.reject(order, reason)

@@ -20,15 +20,16 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from orchestrator.model.clock import Clock
-from orchestrator.model.events import HaltSource
+from orchestrator.model.events import HaltSource, RiskLimit
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import FILLED, Fill, Order, Side, rejection
 from orchestrator.risk.config import RiskConfig
-from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActions
+from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActions, Verdict
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.broker import Broker
 from orchestrator.trading.portfolio import PortfolioBook, PositionChange
+from orchestrator.trading.refusals import UNREMEMBERED_LIMITS, RefusalMemory, RefusedSignal
 
 PENDING_EPSILON = 1e-9
 """A pending quantity below this is float dust of orders that all settled."""
@@ -80,6 +81,7 @@ class OrderPipeline:
         self._orders: dict[str, tuple[Order, StrategyRunConfig]] = {}
         """The orders at the broker, by id, with the limits they were sent with: what
         their fills take out of ``_pending``."""
+        self._refusals = RefusalMemory()
 
     # ------------------------------------------------------------ orders
 
@@ -93,13 +95,44 @@ class OrderPipeline:
     def is_pending(self, order_id: str) -> bool:
         return order_id in self._orders
 
-    def submit_signal(self, order: Order, limits: StrategyRunConfig, price: float) -> bool:
-        """The order of a sized signal: one of no units is rejected as too small."""
+    def holds_back(
+        self, order: tuple[str, str, Side], asked: float | None, limits: StrategyRunConfig
+    ) -> bool:
+        """Whether a signal's order (strategy, symbol, side; ``asked``: the quantity the
+        signal asked for) repeats one the risk checks refused and would refuse again
+        (see :mod:`orchestrator.trading.refusals`): then it is not sent, and the signal
+        is not published again."""
+        strategy_id, symbol, side = order
+        signal = (side, asked, self.projected_position(strategy_id, symbol))
+        return self._refusals.holds_back(
+            strategy_id, symbol, signal, limits, (self.halt, self._clock.now())
+        )
+
+    def submit_signal(
+        self, order: Order, limits: StrategyRunConfig, price: float, asked: float | None
+    ) -> bool:
+        """The order of a sized signal (``asked``: the quantity the signal asked for,
+        None when it was sized); one of no units is rejected as too small. A refusal
+        is remembered: :meth:`holds_back` holds back the same signal while it holds."""
+        position = self.projected_position(order.strategy_id, order.symbol)
         if order.quantity <= 0:
             reason = too_small_reason(limits.max_position_value, order.symbol, price)
             self.reject(order, reason)
-            return False
-        return self.submit(order, limits)
+            verdict = Verdict(None, reason, RiskLimit.MAX_POSITION_VALUE)
+        else:
+            verdict = self._send(order, limits, position)
+        if verdict.order is None and verdict.limit not in UNREMEMBERED_LIMITS:
+            refused = RefusedSignal(
+                order.side,
+                asked,
+                position,
+                limits,
+                self.halt,
+                self._refusals.fills,
+                verdict.retry_at,
+            )
+            self._refusals.remember(order.strategy_id, order.symbol, refused)
+        return verdict.order is not None
 
     def submit(self, order: Order, limits: StrategyRunConfig) -> bool:
         """Risk first; an order the checks refuse is settled as a rejection.
@@ -107,18 +140,21 @@ class OrderPipeline:
         Returns whether the order (maybe reduced) went to the broker.
         """
         position = self.projected_position(order.strategy_id, order.symbol)
+        return self._send(order, limits, position).order is not None
+
+    def _send(self, order: Order, limits: StrategyRunConfig, position: float) -> Verdict:
         verdict = self._risk.check(order, limits, position, self.halt)
         accepted = verdict.order
         if accepted is None:
             self.reject(order, verdict.reason or "refused by the risk checks")
-            return False
+            return verdict
         key = (accepted.strategy_id, accepted.symbol)
         self._pending[key] = self._pending.get(key, 0.0) + accepted.side.sign * accepted.quantity
         self._orders[accepted.id] = (accepted, limits)
         self._events.accepted(accepted)
         for fill in self.broker.submit(accepted):
             self.settle(fill)
-        return True
+        return verdict
 
     def reject(self, order: Order, reason: str) -> None:
         """Settle ``order`` as refused before it reached the broker (so it is not pending)."""
@@ -167,7 +203,10 @@ class OrderPipeline:
                 self._pending.pop(key, None)
             else:
                 self._pending[key] = remaining
-        change = self.book.apply_fill(fill) if fill.status is FILLED else None
+        change = None
+        if fill.status is FILLED:
+            change = self.book.apply_fill(fill)
+            self._refusals.fills += 1
         actions = self._risk.on_fill(fill, change)
         self._events.settled(fill, change, limits)
         if actions is not NO_ACTIONS:

@@ -204,3 +204,32 @@ async def test_warm_up_from_history_lets_a_strategy_signal_on_its_first_live_bar
         await next_second(daemon, {"AAPL": 250.0, "MSFT": 500.0})
         signal = await client.recv_type("strategy_signal")
         assert signal["data"]["action"] == "BUY"
+
+
+async def test_a_refused_order_is_not_sent_again_on_every_bar() -> None:
+    config = config_with(
+        {
+            "id": "greedy",
+            "kind": "tests.scripted_strategies:BuyEveryBar",
+            "symbols": ["AAPL"],
+            "params": {"quantity": 100},
+            "defaults": {"max_position_value": 1000},
+        },
+    )
+    # The watcher sees every event; the client's requests skip what is not their reply.
+    async with (
+        running_daemon(config) as daemon,
+        daemon.client() as client,
+        daemon.client() as watcher,
+    ):
+        await client.request({"type": "start_strategy", "id": "greedy"})
+        daemon.tick("AAPL", 100.0)
+        for price in (100.0, 100.5, 99.5, 100.0):  # four bars, each asks for 10,000
+            await next_second(daemon, {"AAPL": price})
+        await client.request({"type": "stop_strategy", "id": "greedy"})
+        wider = {"maxPositionValue": 20000}
+        await client.request({"type": "start_strategy", "id": "greedy", "config": wider})
+        await next_second(daemon, {"AAPL": 100.0})
+        await next_second(daemon, {"AAPL": 100.0})  # the limit changed: it is sent
+        first, second = await trades_of(watcher, 2)
+    assert (first["status"], second["status"]) == ("REJECTED", "FILLED")

@@ -643,3 +643,15 @@ def test_a_file_without_a_symbol_trades_the_ticker_it_is_named_after() -> None:
     assert given.traded_symbol == "MSFT"
     with pytest.raises(ValidationError, match=r"'2024 data\.csv' is no ticker"):
         BacktestSpec(strategy=entry("sma_crossover"), source=CsvSource(path=Path("2024 data.csv")))
+
+
+def test_a_refused_order_is_not_sent_again_on_every_bar_as_live() -> None:
+    bars = [bar(i, 10.0, 10.2, 9.8, 10.0 + 0.01 * i) for i in range(8)]
+
+    class BuyTooMuch(Strategy[StrategyParams]):
+        def on_bar(self, item: Bar) -> None:
+            self.buy(SYMBOL, item.close, quantity=1_000)  # 10,000 over a 1,000 limit
+
+    config = StrategyRunConfig(symbols=(SYMBOL,), max_position_value=1_000)
+    result = BacktestEngine(BuyTooMuch, StrategyParams(), config).run(bars)
+    assert (result.signals, result.rejected, result.fills) == (1, 1, 0)
