@@ -14,6 +14,7 @@ import structlog
 
 from gateways.api import routes
 from gateways.api.inbound import CommandParser
+from gateways.api.instruments import InstrumentQueries
 from gateways.api.jobs import JobCommands, orchestrator_command_parser
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
 from gateways.api.outbound import DgbitTranslator
@@ -248,12 +249,13 @@ class Daemon:
         static: StaticFiles | None = None,
     ) -> WebSocketServer:
         commands = StrategyCommands(self.registry, name, self.clock)
+        instruments = InstrumentQueries(self.config.market_data, self.clock)
         return WebSocketServer(
             name=name,
             config=getattr(self.config.servers, name),
             setup=self._setup,
             parser=parser,
-            handlers={**commands.handlers(), **(extra_handlers or {})},
+            handlers={**commands.handlers(), **instruments.handlers(), **(extra_handlers or {})},
             routes=routes.ROUTES[name],
             snapshot=snapshot or self._snapshot.messages,
             on_disconnect=on_disconnect,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from orchestrator.model.market import Bar
@@ -61,3 +63,19 @@ class BuyEveryBar(Strategy[ScriptParams]):
 
     def on_bar(self, bar: Bar) -> None:
         self.buy(bar.symbol, bar.close, quantity=self.params.quantity, orderType="MARKET")
+
+
+class AlternateBuys(Strategy[ScriptParams]):
+    """Buys ``quantity`` on odd bars and one more on even bars: two orders, each asked
+    again every other bar (so a refusal of one is not the last refusal remembered)."""
+
+    params_model = ScriptParams
+
+    def __init__(self, params: ScriptParams, context: Any) -> None:
+        super().__init__(params, context)
+        self._bars = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self._bars += 1
+        extra = 1 if self._bars % 2 == 0 else 0
+        self.buy(bar.symbol, bar.close, quantity=self.params.quantity + extra, orderType="MARKET")

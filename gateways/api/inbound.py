@@ -24,6 +24,7 @@ class CommandType(StrEnum):
     START_STRATEGY = "start_strategy"
     STOP_STRATEGY = "stop_strategy"
     PAUSE_STRATEGY = "pause_strategy"
+    GET_INSTRUMENTS = "get_instruments"
     RESUME = "resume"
 
 
@@ -117,6 +118,10 @@ class PauseStrategy(Command):
     id: StrategyId
 
 
+class GetInstruments(Command):
+    type: Literal[CommandType.GET_INSTRUMENTS]
+
+
 class ResumeStream(Command):
     """Replay what this server broadcast after ``lastSeq`` of ``epoch``."""
 
@@ -131,6 +136,7 @@ StrategyCommand = Annotated[
     | StartStrategy
     | StopStrategy
     | PauseStrategy
+    | GetInstruments
     | ResumeStream,
     Field(discriminator="type"),
 ]

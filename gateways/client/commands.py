@@ -375,6 +375,27 @@ def risk_url_for(url: str) -> str:
 class Output:
     stream: TextIO
     color: bool
+    price_decimals: dict[str, int] = field(default_factory=dict)
+    """Decimals of each symbol's prices, from the daemon's ``instruments``."""
+
+    def price(self, value: Any, symbol: Any) -> str:
+        """A price to its instrument's decimals: 101.25 for AAPL, 1.08345 for EURUSD;
+        up to 8 decimals for a symbol the daemon did not describe."""
+        decimals = self.price_decimals.get(str(symbol))
+        if decimals is None or not isinstance(value, int | float):
+            return number(value)
+        return f"{value:,.{decimals}f}"
+
+    async def learn_prices(self, client: OrchestratorClient) -> None:
+        """Ask the daemon how each symbol is quoted; without an answer (a daemon that
+        predates ``get_instruments``) prices keep up to 8 decimals."""
+        try:
+            reply = await client.get_instruments()
+        except CommandError:
+            return
+        for entry in reply.get("data") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("priceDecimals"), int):
+                self.price_decimals[str(entry.get("symbol"))] = entry["priceDecimals"]
 
     def print(self, text: str = "") -> None:
         print(text, file=self.stream, flush=True)
@@ -444,9 +465,10 @@ def _status_cell(status: Any) -> Cell:
     return text, _STATUS_STYLES.get(text)
 
 
-def positions_text(positions: Iterable[dict[str, Any]]) -> str:
+def positions_text(out: Output, positions: Iterable[dict[str, Any]]) -> str:
     parts = [
-        f"{p.get('symbol')} {number(p.get('quantity'))} @ {number(p.get('entryPrice'))}"
+        f"{p.get('symbol')} {number(p.get('quantity'))} @ "
+        f"{out.price(p.get('entryPrice'), p.get('symbol'))}"
         for p in positions
     ]
     return ", ".join(parts) or "-"
@@ -474,6 +496,7 @@ async def show_status(args: argparse.Namespace, out: Output) -> int:
     execution = client.messages("execution_service_status", maxsize=10)
     async with client:
         reply = await (client.get_strategies() if args.all else client.get_active_strategies())
+        await out.learn_prices(client)
         async with asyncio.timeout(args.timeout):
             # The snapshot's execution_service_status came before any reply.
             status_message = await anext(execution)
@@ -543,7 +566,7 @@ def _print_strategies(out: Output, strategies: list[dict[str, Any]]) -> None:
             str(s.get("name")),
             _status_cell(s.get("status")),
             ",".join(s.get("symbols") or []) or "-",
-            positions_text(s.get("positions") or []),
+            positions_text(out, s.get("positions") or []),
             _pnl_cell(s.get("realizedPnl")),
             _pnl_cell(s.get("unrealizedPnl")),
         ]
@@ -586,13 +609,14 @@ async def stop_strategy(args: argparse.Namespace, out: Output) -> int:
         trades = client.messages("strategy_trade", strategy_id=args.id)
         reply = await client.stop_strategy(args.id)
         await trades.aclose()
+        await out.learn_prices(client)
         closes = [m["data"] async for m in trades if m["data"].get("status") == "FILLED"]
     if args.json:
         return _lifecycle_reply(out, args, reply, "stopped")
     after = await _realized_pnl(args, args.id) if closes else None
     data = reply.get("data") or {}
     stopped = f"stopped {data.get('strategyId', args.id)} ({data.get('name')})"
-    out.print(f"{stopped}: {_closed_text(closes, before, after)}")
+    out.print(f"{stopped}: {_closed_text(out, closes, before, after)}")
     return EXIT_OK
 
 
@@ -605,12 +629,14 @@ async def _realized_pnl(args: argparse.Namespace, strategy_id: str) -> float | N
     return float(value) if isinstance(value, int | float) else None
 
 
-def _closed_text(closes: list[dict[str, Any]], before: float | None, after: float | None) -> str:
+def _closed_text(
+    out: Output, closes: list[dict[str, Any]], before: float | None, after: float | None
+) -> str:
     if not closes:
         return "no position to close"
     parts = [
         f"{'long' if c.get('side') == 'SELL' else 'short'} {number(c.get('quantity'))} "
-        f"{c.get('symbol')} at {number(c.get('entryPrice'))}"
+        f"{c.get('symbol')} at {out.price(c.get('entryPrice'), c.get('symbol'))}"
         for c in closes
     ]
     text = f"closed {', '.join(parts)}"
@@ -644,6 +670,7 @@ def _lifecycle_reply(out: Output, args: argparse.Namespace, reply: Message, verb
 async def show_risk(args: argparse.Namespace, out: Output) -> int:
     async with make_client(args, args.url) as client:
         reply = await client.get_risk_status()
+        await out.learn_prices(client)
     if args.json:
         out.json(reply)
         return EXIT_OK
@@ -695,7 +722,7 @@ async def show_risk(args: argparse.Namespace, out: Output) -> int:
                 f"{stop * 100:g}%" if isinstance(stop, int | float) and stop else "off",
                 _pnl_cell(s.get("realizedPnl")),
                 _pnl_cell(s.get("unrealizedPnl")),
-                positions_text(s.get("positions") or []),
+                positions_text(out, s.get("positions") or []),
             ]
         )
     out.print(table(out, headers, rows, numeric={2, 3, 4, 5, 6, 7}))
@@ -754,6 +781,7 @@ async def watch(args: argparse.Namespace, out: Output) -> int:
         if not streams:
             _error(args, "nothing to watch: --no-risk leaves none of the types asked for")
             return EXIT_USAGE
+        await out.learn_prices(clients[0])
         if strategies is not None:
             # Every server answers strategy commands: ask the first one for the catalog.
             problem = await _unknown_strategies(clients[0], strategies)
@@ -931,15 +959,20 @@ def watch_line(out: Output, message: Message) -> str:
 def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
     side = d.get("side") or d.get("action")
     painted = out.paint(str(side), _SIDE_STYLES.get(str(side)))
+    symbol = d.get("symbol")
+
+    def price(key: str) -> str:
+        return out.price(d.get(key), symbol)
+
     order = f"{painted} {number(d.get('quantity'))} {d.get('symbol')}"
     if kind == "strategy_signal":
         reason = (d.get("metadata") or {}).get("reason")
-        text = f"{order} @ {number(d.get('price'))}  confidence {number(d.get('confidence'))}"
+        text = f"{order} @ {price('price')}  confidence {number(d.get('confidence'))}"
         return f"{text}  ({reason})" if reason else text
     if kind == "strategy_trade":
         if d.get("status") == "REJECTED":
             return f"{order} {out.paint('REJECTED', 'red')}: {d.get('reason')}"
-        return f"{order} @ {number(d.get('entryPrice'))}  {d.get('status')}  {d.get('orderId')}"
+        return f"{order} @ {price('entryPrice')}  {d.get('status')}  {d.get('orderId')}"
     if kind == "strategy_started":
         return f"{d.get('name')} on {', '.join(d.get('symbols') or [])}"
     if kind in ("strategy_paused", "strategy_stopped"):
@@ -956,8 +989,8 @@ def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
         return f"{order} sent as {number(d.get('reducedQuantity'))}: {d.get('reason')}"
     if kind == "stop_loss_triggered":
         return (
-            f"{order} at {number(d.get('triggerPrice'))} (entry {number(d.get('entryPrice'))}, "
-            f"stop {number(d.get('stopPrice'))}, P&L {money(d.get('unrealizedPnl'))})"
+            f"{order} at {price('triggerPrice')} (entry {price('entryPrice')}, "
+            f"stop {price('stopPrice')}, P&L {money(d.get('unrealizedPnl'))})"
         )
     if kind == "limit_breach":
         return f"{d.get('limit')}: {d.get('reason')} (action {d.get('action')})"

@@ -794,6 +794,10 @@ class OrchestratorClient:
         """``strategy_list``: the whole catalog, STOPPED strategies included."""
         return await self.request({"type": "get_strategies"})
 
+    async def get_instruments(self) -> Message:
+        """``instruments``: each symbol of the feed with its price grid and decimals."""
+        return await self.request({"type": "get_instruments"})
+
     async def start_strategy(
         self,
         strategy_id: str,

@@ -25,6 +25,7 @@ const state = {
   service: null,
   config: null,
   catalog: new Map(), // id -> StrategyEntry (+ error)
+  priceDecimals: new Map(), // symbol -> decimals of its price grid (get_instruments)
   risk: null, // RiskStatus
   lastRisk: new Map(), // strategyId -> StrategyRisk, kept after it leaves risk_status
   busy: new Set(), // strategy ids with a command in flight
@@ -185,7 +186,11 @@ function renderReachability(servers) {
 
 async function refreshCatalog() {
   try {
-    const entries = await state.service.getStrategies();
+    const [entries, instruments] = await Promise.all([
+      state.service.getStrategies(),
+      state.service.getInstruments(),
+    ]);
+    for (const { symbol, priceDecimals } of instruments) state.priceDecimals.set(symbol, priceDecimals);
     for (const entry of entries) state.catalog.set(entry.id, { ...entry });
     renderStrategies();
   } catch (error) {
@@ -275,7 +280,7 @@ function renderRow(entry, row) {
   const risk = state.lastRisk.get(entry.id);
   const positions = (risk ? risk.positions : entry.positions).filter((p) => p.quantity !== 0);
   row.querySelector("[data-testid=strategy-positions]").textContent = positions.length
-    ? positions.map((p) => `${p.symbol} ${signed(p.quantity, 0)} @ ${fixed(p.entryPrice, 2)}`).join(" · ")
+    ? positions.map((p) => `${p.symbol} ${signed(p.quantity, 0)} @ ${price(p.entryPrice, p.symbol)}`).join(" · ")
     : "—";
   const pnlCell = row.querySelector("[data-testid=strategy-pnl]");
   if (risk) {
@@ -335,7 +340,7 @@ function onSignal(signal) {
   const quantity = signal.quantity === null ? "" : ` ${signal.quantity}`;
   addFeed(
     "signal",
-    `${signal.action}${quantity} ${signal.symbol} @ ${fixed(signal.price, 2)} · confidence ${signal.confidence.toFixed(2)}`,
+    `${signal.action}${quantity} ${signal.symbol} @ ${price(signal.price, signal.symbol)} · confidence ${signal.confidence.toFixed(2)}`,
     signal.strategyId,
     signal.timestamp,
   );
@@ -344,8 +349,8 @@ function onSignal(signal) {
 function onTrade(trade) {
   state.counts.trades += 1;
   $("trade-count").textContent = state.counts.trades;
-  const price = trade.status === "FILLED" ? ` @ ${fixed(trade.entryPrice, 2)}` : "";
-  const text = `${trade.status} ${trade.side} ${trade.quantity} ${trade.symbol}${price}`;
+  const at = trade.status === "FILLED" ? ` @ ${price(trade.entryPrice, trade.symbol)}` : "";
+  const text = `${trade.status} ${trade.side} ${trade.quantity} ${trade.symbol}${at}`;
   addFeed(trade.status === "FILLED" ? "trade" : "rejected", trade.reason ? `${text}: ${trade.reason}` : text,
     trade.strategyId, trade.timestamp);
   if (trade.status === "FILLED") {
@@ -526,7 +531,7 @@ function chooseSymbol(symbol) {
   chart.subscription = state.service.getQuotes(symbol).subscribe((quote) => {
     chart.points.push({ t: Date.parse(quote.timestamp), price: quote.price });
     if (chart.points.length > CHART_POINTS_LIMIT) chart.points.splice(0, chart.points.length - CHART_POINTS_LIMIT);
-    $("last-price").textContent = fixed(quote.price, 2);
+    $("last-price").textContent = price(quote.price, quote.symbol);
     markChartDirty();
   });
   markChartDirty();
@@ -583,20 +588,20 @@ function drawChart() {
   const top = 10;
   const bottom = height - 22;
   const x = (t) => left + ((t - startT) / span) * (right - left);
-  const y = (price) => bottom - ((price - low) / (high - low)) * (bottom - top);
+  const y = (level) => bottom - ((level - low) / (high - low)) * (bottom - top);
 
   ctx.strokeStyle = "#30363d";
   ctx.fillStyle = "#8b949e";
   ctx.font = "11px system-ui, sans-serif";
   ctx.lineWidth = 1;
   for (let i = 0; i <= 4; i += 1) {
-    const price = low + ((high - low) * i) / 4;
-    const py = Math.round(y(price)) + 0.5;
+    const level = low + ((high - low) * i) / 4;
+    const py = Math.round(y(level)) + 0.5;
     ctx.beginPath();
     ctx.moveTo(left, py);
     ctx.lineTo(right, py);
     ctx.stroke();
-    ctx.fillText(price.toFixed(2), right + 6, py + 4);
+    ctx.fillText(price(level, symbol), right + 6, py + 4);
   }
   const step = span > 60_000 ? 30 : span > 30_000 ? 10 : 5;
   for (let s = 0; s * 1000 <= span; s += step) {
@@ -642,6 +647,11 @@ function fixed(value, digits) {
     }));
   }
   return FORMATS.get(digits).format(value);
+}
+
+// A price to its instrument's decimals (two until the daemon has described it).
+function price(value, symbol) {
+  return fixed(value, state.priceDecimals.get(symbol) ?? 2);
 }
 
 function signed(value, digits) {

@@ -72,6 +72,14 @@ export interface Position {
   currentValue: number;
 }
 
+export interface Instrument {
+  symbol: string;
+  /** The price grid (tick size), e.g. 0.01 or 0.00001. */
+  priceIncrement: number;
+  /** Decimals a price on that grid needs: 2, 5. */
+  priceDecimals: number;
+}
+
 export interface StrategyEntry {
   id: string;
   name: string;
@@ -385,6 +393,8 @@ export declare class WebSocketService {
   getStrategies(): Promise<StrategyEntry[]>;
   /** Every strategy that is not STOPPED (strategy_status_list). */
   getActiveStrategies(): Promise<StrategyEntry[]>;
+  /** Each symbol of the feed with its price grid (instruments). */
+  getInstruments(): Promise<Instrument[]>;
   startStrategy(strategyId: string, config?: Partial<StrategyConfig>): Promise<StrategyStartedMessage>;
   pauseStrategy(strategyId: string): Promise<StrategyPausedMessage>;
   stopStrategy(strategyId: string): Promise<StrategyStoppedMessage>;

@@ -600,6 +600,11 @@ export class WebSocketService {
     return (await this.request("orchestrator", { type: "get_strategies" })).data;
   }
 
+  /** Each symbol of the feed with its price grid and the decimals of its prices. */
+  async getInstruments() {
+    return (await this.request("orchestrator", { type: "get_instruments" })).data;
+  }
+
   async getActiveStrategies() {
     return (await this.request("orchestrator", { type: "get_active_strategies" })).data;
   }

@@ -22,6 +22,7 @@ MAX_HISTORY_TICKS = 5_000_000
 
 
 InitialPrice = Annotated[float, Field(gt=0.0, le=1e9, allow_inf_nan=False)]
+PriceIncrement = Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)]
 
 
 def _default_symbols() -> dict[str, float]:
@@ -98,6 +99,10 @@ class CsvReplayFeedConfig(BaseModel):
         description="Move the whole replay by a whole number of bars so it starts at the next "
         "bar boundary after now, as live data would; false keeps the file's own timestamps.",
     )
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self.files)
 
 
 MAX_IPC_PATH_BYTES = 103
@@ -215,9 +220,33 @@ class MarketDataConfig(FrozenModel):
     feed: FeedConfig = Field(
         default_factory=SyntheticFeedConfig, description="Where ticks come from (kind = ...)."
     )
+    default_price_increment: PriceIncrement = Field(
+        0.01,
+        description="The price grid (tick size) of a symbol price_increments does not name: "
+        "prices are shown to its decimals (0.01: two).",
+    )
+    price_increments: dict[Symbol, PriceIncrement] = Field(
+        default_factory=dict,
+        description="The price grid of each symbol that has its own, e.g. "
+        "{EURUSD = 0.00001, ES = 0.25}; every key must be a symbol of the feed.",
+    )
     warmup_ticks_per_symbol: int = Field(
         20_000,
         ge=0,
         le=1_000_000,
         description="Recent ticks kept per symbol to warm up a strategy that starts.",
     )
+
+    @model_validator(mode="after")
+    def _increments_of_feed_symbols(self) -> MarketDataConfig:
+        unknown = sorted(set(self.price_increments) - set(self.feed.symbols))
+        if unknown:
+            raise ValueError(
+                f"price_increments names {', '.join(unknown)}, which the feed does not "
+                f"provide (it provides {', '.join(sorted(self.feed.symbols))})"
+            )
+        return self
+
+    def price_increment(self, symbol: str) -> float:
+        """The price grid of ``symbol``."""
+        return self.price_increments.get(symbol, self.default_price_increment)

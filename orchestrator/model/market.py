@@ -9,6 +9,7 @@ config and message model validates with.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -122,3 +123,10 @@ Resolution = Annotated[
     AfterValidator(_known_resolution),
     Field(description="Bar resolution: " + ", ".join(RESOLUTION_SECONDS) + "."),
 ]
+
+
+def price_decimals(increment: float) -> int:
+    """The decimals a price on a grid of ``increment`` needs: 0.01 → 2, 0.00001 → 5,
+    0.25 → 2, 5 → 0."""
+    exponent = Decimal(repr(increment)).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0

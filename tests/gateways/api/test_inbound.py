@@ -43,6 +43,7 @@ def test_the_commands_every_server_accepts() -> None:
         "start_strategy",
         "stop_strategy",
         "pause_strategy",
+        "get_instruments",
         "resume",
     }
 

@@ -152,7 +152,7 @@ async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFi
         assert set(rule) == {"-", " "}
         assert row.split() == [
             *("holder", "Hold", "AAPL", "ACTIVE", "AAPL,MSFT"),
-            *("AAPL", "10", "@", "100", "0.00", "30.00"),
+            *("AAPL", "10", "@", "100.00", "0.00", "30.00"),
         ]
         # Aligned: every cell starts under its header.
         assert row.index("ACTIVE") == header.index("status")
@@ -187,7 +187,7 @@ async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFi
         # Bought 10 at 100, closed at 104 (no slippage, no commission): +40.
         assert (code, out) == (
             EXIT_OK,
-            "stopped holder (Hold AAPL): closed long 10 AAPL at 104; realized P&L +40.00\n",
+            "stopped holder (Hold AAPL): closed long 10 AAPL at 104.00; realized P&L +40.00\n",
         )
         code, out, _ = await run("status")
         assert "no strategies running" in out
@@ -294,8 +294,8 @@ async def test_watch_shows_signals_trades_and_risk_events(
         ("execution", "-"),
     ]
     assert strategies[0][3] == "Hold AAPL on AAPL"
-    assert strategies[1][3].startswith("BUY 10 AAPL @ 100  confidence ")
-    assert strategies[2][3].startswith("BUY 10 AAPL @ 100  FILLED  order_")
+    assert strategies[1][3].startswith("BUY 10 AAPL @ 100.00  confidence ")
+    assert strategies[2][3].startswith("BUY 10 AAPL @ 100.00  FILLED  order_")
     assert strategies[3][3] == "STOPPED: lunch"
 
 

@@ -11,7 +11,7 @@ from gateways.api.jobs import RunBacktest
 from gateways.api.market_data import Subscribe
 from orchestrator.backtest.engine import SyntheticSource
 from orchestrator.marketdata.config import NngFeedConfig, SyntheticFeedConfig
-from orchestrator.model.market import RESOLUTION_SECONDS, unknown_resolution
+from orchestrator.model.market import RESOLUTION_SECONDS, price_decimals, unknown_resolution
 from orchestrator.strategy.config import StrategyRunConfig
 
 
@@ -87,3 +87,11 @@ def test_every_known_resolution_passes() -> None:
 def test_symbols_may_not_repeat_even_in_other_case(build: Any) -> None:
     with pytest.raises(ValidationError, match="symbols must not repeat"):
         build(("AAPL", "aapl"))
+
+
+@pytest.mark.parametrize(
+    ("increment", "decimals"),
+    [(0.01, 2), (0.00001, 5), (0.25, 2), (5.0, 0), (1.0, 0), (0.5, 1), (1e-8, 8)],
+)
+def test_price_decimals_follow_the_increment(increment: float, decimals: int) -> None:
+    assert price_decimals(increment) == decimals
