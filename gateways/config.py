@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateways.config_problems import ConfigSource, Problem, describe_config_errors
@@ -144,6 +144,29 @@ class StreamConfig(FrozenModel):
     )
 
 
+MIN_TOKEN_LENGTH = 24
+MIN_TOKEN_DISTINCT_CHARACTERS = 10
+TOKEN_HINT = 'generate one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def weak_token_problem(token: str) -> str | None:
+    """Why a bearer token is too weak to guard a trading daemon, or None.
+
+    Length and variety are what a config can check: at least 24 characters and 10
+    different ones (a token from ``secrets.token_urlsafe(32)`` has 43 and about 30).
+    """
+    if not token.strip():
+        return f"a token is empty or blank; {TOKEN_HINT}"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"a token has {len(token)} characters, fewer than {MIN_TOKEN_LENGTH}; {TOKEN_HINT}"
+    if len(set(token)) < MIN_TOKEN_DISTINCT_CHARACTERS:
+        return (
+            f"a token uses {len(set(token))} different characters, fewer than "
+            f"{MIN_TOKEN_DISTINCT_CHARACTERS}: it is guessable; {TOKEN_HINT}"
+        )
+    return None
+
+
 class SecurityConfig(FrozenModel):
     """Who may connect. Authentication is required when any server binds beyond loopback."""
 
@@ -165,6 +188,15 @@ class SecurityConfig(FrozenModel):
     )
     tls_cert: Path | None = Field(None, description="PEM certificate chain: serve wss://.")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
+
+    @field_validator("tokens")
+    @classmethod
+    def _strong_tokens(cls, tokens: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for token in tokens:
+            problem = weak_token_problem(token.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)  # the message never holds the token itself
+        return tokens
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SecurityConfig:

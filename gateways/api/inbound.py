@@ -11,7 +11,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from orchestrator.model.errors import OrchestratorError
 
@@ -71,7 +79,22 @@ class Command(BaseModel):
         raise ValueError("requestId must be a string of 1 to 128 characters or an integer")
 
 
-StrategyId = Annotated[str, Field(min_length=1, max_length=64)]
+def refuse_control_characters(text: str) -> str:
+    """Free text must print as it reads: a control character (ESC, BEL, CR, newline,
+    the C1 set) could steer the terminal of whoever reads it in a log or the CLI."""
+    for index, char in enumerate(text):
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            raise ValueError(
+                f"control character {char!r} at position {index}: free text must be printable"
+            )
+    return text
+
+
+PrintableText = AfterValidator(refuse_control_characters)
+"""Refuses control characters in a free-text field of a command."""
+
+StrategyId = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
 
 
 class StartStrategyConfig(BaseModel):

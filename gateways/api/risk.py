@@ -15,7 +15,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter
 
 from gateways.api import outbound
-from gateways.api.inbound import STRATEGY_COMMANDS, Command, CommandParser, StrategyCommand
+from gateways.api.inbound import (
+    STRATEGY_COMMANDS,
+    Command,
+    CommandParser,
+    PrintableText,
+    StrategyCommand,
+)
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.model.clock import Clock
 from orchestrator.model.events import CommandOrigin, HaltSource
@@ -30,7 +36,7 @@ class RiskCommandType(StrEnum):
     RESUME_TRADING = "resume_trading"
 
 
-Reason = Annotated[str, Field(min_length=1, max_length=500)]
+Reason = Annotated[str, Field(min_length=1, max_length=500), PrintableText]
 
 
 class GetRiskStatus(Command):

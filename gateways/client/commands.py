@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from gateways.client.text import percent, plural
+from gateways.client.text import percent, plural, printable_message
 from gateways.client.ws_client import (
     CommandError,
     ConnectionLost,
@@ -356,6 +356,9 @@ def make_client(
         request_timeout=args.timeout,
         open_timeout=args.timeout,
         logger=logger,
+        # Text for a terminal: a string from the wire must not steer it (JSON output
+        # escapes control characters itself, and keeps the data as sent).
+        prepare=None if getattr(args, "json", False) else printable_message,
     )
 
 

@@ -25,3 +25,34 @@ def percent(fraction: Any, *, signed: bool = False) -> str:
     if text in ("-0", "+0"):
         text = "+0" if signed else "0"
     return f"{text}%"
+
+
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def _is_control(char: str) -> bool:
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code <= 0x9F or char in _BIDI_CONTROLS
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: every control character (ESC, BEL, CR,
+    newline, the C1 set, bidi overrides) written as its escape, ``\\x1b``, so that
+    a string from the wire can neither move the cursor, retitle the window nor fake
+    a line."""
+    if not any(_is_control(char) for char in text):
+        return text
+    return "".join(repr(char)[1:-1] if _is_control(char) else char for char in text)
+
+
+def printable_message(value: Any) -> Any:
+    """``value`` (a decoded message) with every string in it made :func:`printable`."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(str(k)): printable_message(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable_message(item) for item in value]
+    return value

@@ -292,7 +292,9 @@ class OrchestratorClient:
     limit) before the client gives up and closes. ``logger`` is a
     :class:`logging.Logger` (default ``gateways.client.ws_client``, silent until
     the application configures logging) or a structlog-style logger.
-    ``sleep`` and ``rand`` are there so that tests need not wait.
+    ``sleep`` and ``rand`` are there so that tests need not wait. ``prepare``
+    is applied to every decoded message before anyone sees it (the CLI makes
+    its strings safe for a terminal with it).
     """
 
     def __init__(
@@ -310,6 +312,7 @@ class OrchestratorClient:
         logger: Any = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        prepare: Callable[[Message], Message] | None = None,
     ) -> None:
         try:
             parse_uri(url)
@@ -328,6 +331,7 @@ class OrchestratorClient:
         self.log: Any = KeyValueLogger(logger) if isinstance(logger, logging.Logger) else logger
         self._sleep = sleep
         self._rand = rand
+        self._prepare = prepare
 
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
@@ -619,7 +623,7 @@ class OrchestratorClient:
         if not isinstance(message.get("type"), str):
             self._bad_frame(frame, 'no "type" string')
             return None
-        return message
+        return message if self._prepare is None else self._prepare(message)
 
     def _bad_frame(self, frame: str | bytes, reason: str) -> None:
         self.log.warning("bad_frame", url=self.url, reason=reason, frame=repr(frame[:120]))

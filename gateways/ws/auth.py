@@ -11,7 +11,7 @@ from pathlib import Path
 
 import structlog
 
-from gateways.config import SecurityConfig
+from gateways.config import SecurityConfig, weak_token_problem
 
 log = structlog.get_logger("gateways.ws.auth")
 
@@ -54,7 +54,18 @@ def _read_tokens(path: Path) -> list[bytes]:
     except OSError as exc:
         log.error("tokens_file_unreadable", path=str(path), error=exc.strerror)
         return []
-    return [line.strip().encode() for line in lines if line.strip() and not line.startswith("#")]
+    tokens = []
+    for number, line in enumerate(lines, start=1):
+        token = line.strip()
+        if not token or token.startswith("#"):
+            continue
+        problem = weak_token_problem(token)
+        if problem is not None:
+            # Skipped, never accepted: a weak token is no better than none.
+            log.error("tokens_file_weak_token", path=str(path), line=number, problem=problem)
+            continue
+        tokens.append(token.encode())
+    return tokens
 
 
 def bearer_token(authorization: str | None) -> str | None:

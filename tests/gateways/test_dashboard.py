@@ -266,7 +266,7 @@ async def test_the_dashboard_drives_a_real_daemon(
 
 
 async def test_the_dashboard_asks_for_a_token_and_sends_it_first(tmp_path: Path) -> None:
-    token = "dashboard-test-token"
+    token = "dashboard-test-token-7f3a9c"
     config = test_config(security={"tokens": [token]})
     async with (
         running_daemon(config) as daemon,

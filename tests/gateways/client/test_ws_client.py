@@ -334,12 +334,12 @@ async def test_nothing_listening_and_a_refused_token() -> None:
     assert isinstance(caught.value, ConnectionError)
     assert str(caught.value) == f"no daemon answers at ws://127.0.0.1:{port}: connection refused"
 
-    config = test_config(security={"tokens": ["right-token"]})
+    config = test_config(security={"tokens": ["right-token-4b7e1d9c2a6f0e8"]})
     async with running_daemon(config) as test:
         with pytest.raises(HandshakeRejected) as refused:
             await OrchestratorClient(test.url(), token="wrong").connect()
         assert refused.value.status == 401
-        async with OrchestratorClient(test.url(), token="right-token") as client:
+        async with OrchestratorClient(test.url(), token="right-token-4b7e1d9c2a6f0e8") as client:
             assert (await client.get_strategies())["type"] == "strategy_list"
 
     with pytest.raises(ValueError, match="not a WebSocket URL"):

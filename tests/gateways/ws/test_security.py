@@ -24,9 +24,9 @@ from websockets.typing import Origin
 from gateways.config import DaemonConfig
 from tests.support import TestDaemon, report, running_daemon, test_config
 
-TOKEN = "tok-alpha-5f1c9e"
-OTHER = "tok-beta-77d02a"
-WRONG = "tok-guess-000000"
+TOKEN = "tok-alpha-5f1c9e-8b3d27a4e0"
+OTHER = "tok-beta-77d02a-c41f9e6b3a82"
+WRONG = "tok-guess-000000-1a2b3c4d5e"
 
 
 def secured(**security: Any) -> DaemonConfig:
@@ -173,6 +173,29 @@ async def test_a_tokens_file_rotates_without_a_restart(tmp_path: Path) -> None:
         async with connect(daemon.url()) as ws:  # and by message
             await ws.send(orjson.dumps({"type": "auth", "token": OTHER}).decode())
             await snapshot_of(ws)
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("", "empty or blank"),
+        ("   ", "empty or blank"),
+        ("x", "1 characters, fewer than 24"),
+        ("a" * 40, "1 different characters"),
+    ],
+)
+def test_an_empty_blank_short_or_uniform_token_is_refused_at_load(token: str, why: str) -> None:
+    with pytest.raises(ValidationError, match=why) as caught:
+        test_config(security={"tokens": [token]})
+    assert "secrets.token_urlsafe(32)" in str(caught.value)  # says how to make one
+
+
+async def test_a_weak_token_in_the_tokens_file_is_never_accepted(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"short\n{TOKEN}\n")
+    async with running_daemon(test_config(security={"tokens_file": tokens})) as daemon:
+        assert await header_status(daemon, TOKEN) == 101
+        assert await header_status(daemon, "short") == 401
 
 
 # ---------------------------------------------------------------- beyond loopback
