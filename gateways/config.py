@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateways.config_problems import ConfigSource, Problem, describe_config_errors
@@ -189,14 +189,15 @@ class SecurityConfig(FrozenModel):
     tls_cert: Path | None = Field(None, description="PEM certificate chain: serve wss://.")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
 
-    @field_validator("tokens")
-    @classmethod
-    def _strong_tokens(cls, tokens: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        for token in tokens:
+    @model_validator(mode="after")
+    def _strong_tokens(self) -> SecurityConfig:
+        # On the model, not the field: the error's input is then this table, which
+        # no error message shows, rather than the list of tokens.
+        for token in self.tokens:
             problem = weak_token_problem(token.get_secret_value())
             if problem is not None:
-                raise ValueError(problem)  # the message never holds the token itself
-        return tokens
+                raise ValueError(f"in tokens, {problem}")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SecurityConfig:
@@ -319,6 +320,7 @@ class DaemonConfig(BaseSettings):
         extra="forbid",
         env_prefix="ORCHESTRATOR_",
         env_nested_delimiter="__",
+        hide_input_in_errors=True,  # str(error) would print tokens; describe_* choose
     )
 
     servers: ServersConfig = Field(ServersConfig(), description="The three WebSocket servers.")

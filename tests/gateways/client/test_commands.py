@@ -435,12 +435,12 @@ async def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: lis
 async def test_tokens_by_option_and_environment(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with cli_daemon(capsys, security={"tokens": ["s3cret-9d4f7a2c1e8b6053"]}) as (_, run):
+    async with cli_daemon(capsys, security={"tokens": ["s3cret-9d4f7a2c1e8b6053xyz"]}) as (_, run):
         code, _, err = await run("status", "--token", "wrong")
         assert code == EXIT_DAEMON_ERROR
         assert "refused the connection with HTTP 401" in err and "wrong" not in err
-        assert (await run("risk", "--token", "s3cret-9d4f7a2c1e8b6053"))[0] == EXIT_OK
-        monkeypatch.setenv(TOKEN_ENV, "s3cret-9d4f7a2c1e8b6053")
+        assert (await run("risk", "--token", "s3cret-9d4f7a2c1e8b6053xyz"))[0] == EXIT_OK
+        monkeypatch.setenv(TOKEN_ENV, "s3cret-9d4f7a2c1e8b6053xyz")
         assert (await run("status"))[0] == EXIT_OK
 
 

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 from websockets.typing import Origin
 
 from gateways.config import DaemonConfig
+from orchestrator.model.validation import describe_validation_errors
 from tests.support import TestDaemon, report, running_daemon, test_config
 
 TOKEN = "tok-alpha-5f1c9e-8b3d27a4e0"
@@ -188,6 +189,14 @@ def test_an_empty_blank_short_or_uniform_token_is_refused_at_load(token: str, wh
     with pytest.raises(ValidationError, match=why) as caught:
         test_config(security={"tokens": [token]})
     assert "secrets.token_urlsafe(32)" in str(caught.value)  # says how to make one
+
+
+def test_a_refused_token_is_not_in_the_error() -> None:
+    weak = "sw0rdfish-0123456789"  # 20 characters: refused, and must not be shown
+    with pytest.raises(ValidationError) as caught:
+        test_config(security={"tokens": [weak]})
+    assert weak not in str(caught.value)
+    assert not [line for line in describe_validation_errors(caught.value) if weak in line]
 
 
 async def test_a_weak_token_in_the_tokens_file_is_never_accepted(tmp_path: Path) -> None:
