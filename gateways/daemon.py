@@ -113,8 +113,9 @@ class Daemon:
         self.outbox.subscribe(self.fanout.publish)
         self.feed = self._build_nng_feed()
         watermarks = self.journal.id_watermarks() if self.journal is not None else None
+        last_prices = self.journal.last_prices() if self.journal is not None else None
         self.core: TradingCore = build_trading_core(
-            config, self.bus, self.clock, self.feed, watermarks
+            config, self.bus, self.clock, self.feed, watermarks, last_prices
         )
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail

@@ -61,13 +61,15 @@ def build_trading_core(
     clock: Clock,
     feed: Feed | None = None,
     ids_from: Mapping[str, int] | None = None,
+    last_prices: Mapping[str, float] | None = None,
 ) -> TradingCore:
     """The core from ``config``; ``feed`` replaces the configured one when given
     (the composition root builds the feeds that live at the edge, such as NNG);
-    ``ids_from`` is where each id prefix stopped before a restart."""
+    ``ids_from`` is where each id prefix stopped before a restart, ``last_prices``
+    each symbol's last price then (a synthetic feed continues from it)."""
     ids = SequentialIds(ids_from)
     market = MarketData(
-        feed if feed is not None else build_feed(config.market_data.feed, clock),
+        feed if feed is not None else build_feed(config.market_data.feed, clock, last_prices),
         bus,
         clock,
         config.market_data.warmup_ticks_per_symbol,

@@ -527,6 +527,21 @@ class Journal:
                 marks[prefix] = max(marks.get(prefix, 0), int(number))
         return marks
 
+    def last_prices(self) -> dict[str, float]:
+        """The last price journaled per symbol (a fill's or a signal's, whichever is
+        later; a fill at the same time as a signal came after it): where a synthetic
+        feed continues after a restart, so that prices do not jump back to the
+        config's and fire stop-losses and signals on the jump."""
+        latest = (
+            "SELECT symbol, price, ts, 1 FROM fills WHERE status = 'FILLED' "
+            "UNION ALL SELECT symbol, price, ts, 0 FROM signals"
+        )
+        prices: dict[str, tuple[float, int, float]] = {}
+        for symbol, price, ts, rank in self._query(latest):
+            if symbol not in prices or (ts, rank) >= prices[symbol][:2]:
+                prices[symbol] = (ts, rank, price)
+        return {symbol: price for symbol, (_, _, price) in prices.items()}
+
     def kill_switch(self) -> Halt | None:
         """The kill switch as the last engagement or release left it: None when released
         (or never engaged, or the journal predates schema 3)."""

@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import heapq
+import itertools
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, pairwise
 from pathlib import Path
@@ -101,10 +102,14 @@ class Feed(Protocol):
 # --------------------------------------------------------------------------- config
 
 
-def build_feed(config: FeedConfig, clock: Clock) -> Feed:
-    """The feed that ``config`` describes; raises FeedError if its data is unusable."""
+def build_feed(
+    config: FeedConfig, clock: Clock, last_prices: Mapping[str, float] | None = None
+) -> Feed:
+    """The feed that ``config`` describes; raises FeedError if its data is unusable.
+    ``last_prices`` (from the journal) is where a synthetic path continues; a file
+    replays its own prices and NNG carries another process's."""
     if isinstance(config, SyntheticFeedConfig):
-        return SyntheticFeed(config, clock)
+        return SyntheticFeed(config, clock, continue_from=last_prices)
     if isinstance(config, NngFeedConfig):
         # The core does not speak NNG: the composition root builds this one.
         raise FeedError(
@@ -147,14 +152,25 @@ class _RandomWalk:
     Step ``k`` (k >= 0) is the k-th grid point after the path's origin. The
     path is always generated forward from the origin with its own generator,
     so the price at a step never depends on which range was asked for.
+
+    An anchored walk (``anchor``: a price and the step it is at) passes through
+    that price at that step: the steps before it are drawn backward from it,
+    the steps after forward, each with a generator of its own segment.
     """
 
-    def __init__(self, symbol: str, initial_price: float, config: SyntheticFeedConfig) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        initial_price: float,
+        config: SyntheticFeedConfig,
+        anchor: tuple[float, int] | None = None,
+    ) -> None:
         self.symbol = symbol
         self._initial_price = initial_price
         # A string seed is hashed with SHA-512: stable across runs and processes,
         # and another symbol's name cannot shift this symbol's draws.
         self._seed = f"{config.seed}:{symbol}"
+        self._anchor = anchor
         years_per_step = 1.0 / (config.ticks_per_second * SECONDS_PER_YEAR)
         sigma = config.volatility
         self._log_drift = (config.drift - sigma * sigma / 2.0) * years_per_step
@@ -162,12 +178,27 @@ class _RandomWalk:
 
     def steps(self) -> Iterator[tuple[float, float]]:
         """(price, size) at step 0, 1, 2, ... forever."""
-        rng = random.Random(self._seed)
-        price = self._initial_price
+        if self._anchor is None:
+            return self._forward(self._initial_price, random.Random(self._seed))
+        price, at = self._anchor
+        segment = f"{self._seed}@{at}:{price!r}"
+        before = self._backward(price, at, random.Random(f"{segment}:before"))
+        return itertools.chain(before, self._forward(price, random.Random(f"{segment}:after")))
+
+    def _forward(self, price: float, rng: random.Random) -> Iterator[tuple[float, float]]:
         while True:
             size = float(rng.randint(1, 100))
             yield price, size
             price *= math.exp(self._log_drift + self._log_scale * rng.gauss(0.0, 1.0))
+
+    def _backward(self, price: float, steps: int, rng: random.Random) -> list[tuple[float, float]]:
+        """The ``steps`` steps that lead up to ``price``, oldest first."""
+        path: list[tuple[float, float]] = []
+        for _ in range(steps):
+            price /= math.exp(self._log_drift + self._log_scale * rng.gauss(0.0, 1.0))
+            path.append((price, float(rng.randint(1, 100))))
+        path.reverse()
+        return path
 
 
 class SyntheticFeed:
@@ -177,10 +208,18 @@ class SyntheticFeed:
     feed is built, so ``history(now)`` followed by ``run`` is one continuous
     path. Timestamps sit on a fixed grid (multiples of 1/ticks_per_second);
     the same seed and build time give the same ticks.
+
+    ``continue_from`` (the last price of each symbol before a restart) makes a
+    symbol's path pass through that price at the build time instead: its first
+    live tick is where the last run left it, and its history leads up to it.
     """
 
     def __init__(
-        self, config: SyntheticFeedConfig, clock: Clock, sleep: Sleep = asyncio.sleep
+        self,
+        config: SyntheticFeedConfig,
+        clock: Clock,
+        sleep: Sleep = asyncio.sleep,
+        continue_from: Mapping[str, float] | None = None,
     ) -> None:
         self.config = config
         self.symbols = tuple(config.symbols)
@@ -188,7 +227,12 @@ class SyntheticFeed:
         self._sleep = sleep
         self._rate = config.ticks_per_second
         self._origin = self._first_index_at_or_after(clock.now() - config.history_seconds)
-        self._walks = [_RandomWalk(s, p, config) for s, p in config.symbols.items()]
+        now = self._first_index_at_or_after(clock.now()) - self._origin
+        last = continue_from or {}
+        self._walks = [
+            _RandomWalk(s, p, config, (last[s], now) if s in last else None)
+            for s, p in config.symbols.items()
+        ]
 
     def _timestamp(self, index: int) -> float:
         return index / self._rate

@@ -442,3 +442,24 @@ def test_a_header_with_unknown_missing_or_repeated_columns_is_refused(
     path = write(tmp_path / "bad.csv", header + "\n")
     with pytest.raises(FeedError, match="or Yahoo's Date,Open,High,Low,Close,Adj Close,Volume"):
         load_ohlcv(path, "A")
+
+
+# ---------------------------------------------------------------- continuing after a restart
+
+
+def test_a_synthetic_path_continues_from_the_last_price_of_the_run_before() -> None:
+    config = SyntheticFeedConfig(symbols={"AAPL": 190.0, "MSFT": 420.0}, history_seconds=30)
+    clock = ManualClock(START)
+    fresh = SyntheticFeed(config, clock)
+    resumed = SyntheticFeed(config, clock, continue_from={"AAPL": 123.45})
+    first = next(t for t in resumed.ticks(START) if t.symbol == "AAPL")
+    assert first.price == 123.45  # the first live tick: where the last run left it
+    history = [t.price for t in resumed.history(START) if t.symbol == "AAPL"]
+    assert len(history) == 30 * config.ticks_per_second
+    assert abs(math.log(history[-1] / 123.45)) < 0.01  # it leads up to it: no jump
+    # A symbol without a last price keeps the path of a first start.
+    same = [t for t in fresh.ticks(START - 30, START + 5) if t.symbol == "MSFT"]
+    assert same == [t for t in resumed.ticks(START - 30, START + 5) if t.symbol == "MSFT"]
+    # And the same restart gives the same ticks.
+    again = SyntheticFeed(config, clock, continue_from={"AAPL": 123.45})
+    assert list(again.ticks(START - 30, START + 5)) == list(resumed.ticks(START - 30, START + 5))
