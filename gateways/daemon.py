@@ -193,7 +193,9 @@ class Daemon:
         return NngFeed(feed, self.config.nng_ingest_address(), self.clock)
 
     def _build_orchestrator_server(self) -> WebSocketServer:
-        self.dgbit = DgbitEndpoints(DgbitTranslator(), self.clock, self.jobs.exists)
+        self.dgbit = DgbitEndpoints(
+            DgbitTranslator(), self.clock, self.jobs.exists, self.config.connections
+        )
         self.fanout.add(self.dgbit.publish, DGBIT_TOPICS)
         jobs = JobCommands(
             self.jobs, self.registry, self.config, self.clock, self.core.market.symbols

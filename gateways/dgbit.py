@@ -10,6 +10,7 @@ each is encoded once and written to every client whose filter admits it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Callable
@@ -19,9 +20,12 @@ from typing import Any
 import orjson
 import structlog
 from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.frames import CloseCode
 from websockets.http11 import Response
 
 from gateways.api.outbound import DgbitTranslator, Outgoing, encode_dgbit
+from gateways.config import ConnectionConfig
+from gateways.ws.budget import Admission, MessageBudget
 from orchestrator.model.clock import Clock
 from orchestrator.model.events import JOB_EVENT_TYPES, Topic
 
@@ -42,10 +46,19 @@ JobExists = Callable[[str], bool]
 class DgbitEndpoints:
     """Both dgbit paths; an Endpoint of the orchestrator server."""
 
-    def __init__(self, translator: DgbitTranslator, clock: Clock, job_exists: JobExists) -> None:
+    def __init__(
+        self,
+        translator: DgbitTranslator,
+        clock: Clock,
+        job_exists: JobExists,
+        limits: ConnectionConfig,
+    ) -> None:
         self._translator = translator
         self._clock = clock
         self._job_exists = job_exists
+        self._limits = limits
+        self._closing: set[asyncio.Task[None]] = set()
+        """Flood closes in progress, referenced until they end."""
         self._by_type: dict[str, set[ServerConnection]] = {kind: set() for kind in EVENT_TYPES}
         self._filters: dict[ServerConnection, frozenset[str]] = {}
         self._by_job: dict[str, set[ServerConnection]] = {}
@@ -95,8 +108,7 @@ class DgbitEndpoints:
     async def _serve_events(self, ws: ServerConnection) -> None:
         self._set_filter(ws, frozenset(EVENT_TYPES))
         try:
-            async for frame in ws:
-                await ws.send(self._answer(ws, frame), text=True)
+            await self._answer_each(ws, lambda frame: self._answer(ws, frame))
         finally:
             self._set_filter(ws, frozenset())
             self._filters.pop(ws, None)
@@ -152,13 +164,34 @@ class DgbitEndpoints:
         broadcast([ws], orjson.dumps(hello), text=True)
         watchers = self._by_job.setdefault(job_id, set())
         watchers.add(ws)
+        ack = orjson.dumps({"type": "ack", "job_uuid": job_id})
         try:
-            async for _ in ws:
-                await ws.send(orjson.dumps({"type": "ack", "job_uuid": job_id}), text=True)
+            await self._answer_each(ws, lambda _: ack)
         finally:
             watchers.discard(ws)
             if not watchers:
                 self._by_job.pop(job_id, None)
+
+    async def _answer_each(self, ws: ServerConnection, answer: Callable[[Any], bytes]) -> None:
+        """Answer every message within the connection's budget, as the main path does:
+        one over it gets ``rate_limited``, a flood closes the connection with 1008."""
+        budget = MessageBudget(self._limits, log.bind(path=ws.request.path if ws.request else ""))
+        async for frame in ws:
+            admission = budget.admit()
+            if admission is Admission.SERVE:
+                await ws.send(answer(frame), text=True)
+            elif admission is Admission.REFUSE:
+                await ws.send(
+                    _error("rate_limited", budget.refusal(), self._clock.now()), text=True
+                )
+            elif admission is Admission.CLOSE:
+                # Not awaited here: the loop goes on draining what the client sent, or
+                # its close frame would wait behind them for close_timeout.
+                closing = asyncio.get_running_loop().create_task(
+                    ws.close(CloseCode.POLICY_VIOLATION, "command flood")
+                )
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
 
 
 def _error(code: str, message: str, now: float) -> bytes:

@@ -40,6 +40,7 @@ from gateways.api.inbound import Command, CommandParser, ResumeStream, request_c
 from gateways.api.outbound import Outgoing
 from gateways.config import ConnectionConfig, SecurityConfig, ServerConfig
 from gateways.ws.auth import TokenChecker, bearer_token
+from gateways.ws.budget import Admission, MessageBudget
 from gateways.ws.observability import (
     HEALTH_PATH,
     METRICS_PATH,
@@ -88,23 +89,6 @@ class _NoDebugTraces(logging.LoggerAdapter[logging.Logger]):
         return level > logging.DEBUG and self.logger.isEnabledFor(level)
 
 
-class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
-
 @dataclass(eq=False, slots=True)
 class Session:
     """One client connection and what it has subscribed to."""
@@ -112,9 +96,8 @@ class Session:
     conn_id: str
     ws: ServerConnection
     log: Any
-    bucket: TokenBucket
+    budget: MessageBudget
     channels: set[str] = field(default_factory=set)
-    limited_in_a_row: int = 0
     evicted: bool = False
 
 
@@ -471,8 +454,8 @@ class WebSocketServer:
 
     def _open_session(self, ws: ServerConnection) -> Session:
         conn_id = f"{self.name}-{next(self._ids)}"
-        bucket = TokenBucket(self._limits.commands_per_second, self._limits.command_burst)
-        session = Session(conn_id, ws, self.log.bind(conn_id=conn_id), bucket)
+        log = self.log.bind(conn_id=conn_id)
+        session = Session(conn_id, ws, log, MessageBudget(self._limits, log))
         self._sessions[conn_id] = session
         self._by_ws[ws] = session
         session.log.info("connection_opened", remote=_remote(ws))
@@ -531,10 +514,10 @@ class WebSocketServer:
 
     async def _on_frame(self, session: Session, frame: str | bytes) -> None:
         self._messages_in.inc()
-        if not session.bucket.take():
-            self._on_rate_limited(session)
+        admission = session.budget.admit()
+        if admission is not Admission.SERVE:
+            self._on_rate_limited(session, admission)
             return
-        session.limited_in_a_row = 0
         started = time.perf_counter()
         command: Command | None = None
         try:
@@ -557,22 +540,14 @@ class WebSocketServer:
             self._write(session, reply)
         self._evict_overflowing()
 
-    def _on_rate_limited(self, session: Session) -> None:
-        session.limited_in_a_row += 1
-        if session.limited_in_a_row == 1:
-            session.log.warning("rate_limited", limit=self._limits.commands_per_second)
-        if session.limited_in_a_row >= self._limits.flood_close_after:
-            if session.limited_in_a_row == self._limits.flood_close_after:
-                session.log.warning("flood_closed", in_a_row=session.limited_in_a_row)
-                asyncio.get_running_loop().create_task(
-                    session.ws.close(CloseCode.POLICY_VIOLATION, "command flood")
-                )
-            return
-        error = RateLimited(
-            f"more than {self._limits.commands_per_second:g} commands per second; "
-            "this one was dropped, slow down"
-        )
-        self._write(session, self._error_reply(error, "", None))
+    def _on_rate_limited(self, session: Session, admission: Admission) -> None:
+        if admission is Admission.CLOSE:
+            asyncio.get_running_loop().create_task(
+                session.ws.close(CloseCode.POLICY_VIOLATION, "command flood")
+            )
+        elif admission is Admission.REFUSE:
+            error = RateLimited(session.budget.refusal())
+            self._write(session, self._error_reply(error, "", None))
 
     async def _resume(self, command: ResumeStream, session: Session) -> Replies:
         return self._resume_frames(session, command.epoch, command.last_seq, command.request_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import uuid
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateways.api.outbound import DgbitTranslator
 from orchestrator.model.events import TradeExecuted
@@ -27,7 +28,7 @@ from tests.gateways.test_daemon_process import (
     write_config,
 )
 from tests.gateways.test_strategy_runtime import config_with, next_second
-from tests.support import START, Client, TestDaemon, running_daemon
+from tests.support import START, Client, TestDaemon, running_daemon, test_config
 
 EXAMPLES = Path(__file__).parent / "dgbit_examples"
 ENTERED = {"symbol", "side", "quantity", "entry_price", "take_profit", "stop_loss", "strategy"}
@@ -243,3 +244,51 @@ async def test_the_dgbit_documents_client_examples_run_against_the_daemon(
         daemon.proc.send_signal(signal.SIGTERM)
         code, _ = await daemon.finish()
     assert code == 0
+
+
+FLOOD_LIMITS = {"commands_per_second": 1, "command_burst": 5, "flood_close_after": 20}
+
+
+async def flood(ws: ClientConnection, message: bytes) -> tuple[dict[str, int], int | None]:
+    """Send 200 messages as fast as possible; what came back, and the close code."""
+    with contextlib.suppress(ConnectionClosed):  # it may close before the last
+        for _ in range(200):
+            await ws.send(message.decode())
+    kinds: dict[str, int] = {}
+    with pytest.raises(ConnectionClosed) as caught:
+        async with asyncio.timeout(10):
+            while True:
+                reply = orjson.loads(await ws.recv())
+                kind = reply["payload"]["code"] if reply["type"] == "error" else reply["type"]
+                kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds, caught.value.rcvd.code if caught.value.rcvd is not None else None
+
+
+async def test_a_flood_on_the_events_path_is_closed_1008_and_quotes_keep_flowing() -> None:
+    config = test_config(connections=FLOOD_LIMITS)
+    async with (
+        running_daemon(config) as daemon,
+        daemon.client("market_data") as quotes,
+        connect(daemon.url(path="/api/ws/events")) as flooder,
+    ):
+        await quotes.request({"type": "subscribe", "symbols": ["AAPL"]})
+        kinds, code = await flood(flooder, orjson.dumps({"type": "ping"}))
+        daemon.tick("AAPL", 101.0)  # after the flood: another client is served at once
+        quote = await quotes.recv_type("quote")
+    assert kinds == {"pong": 5, "rate_limited": 19}
+    assert code == 1008
+    assert quote["data"]["price"] == 101.0
+
+
+async def test_a_flood_on_a_job_path_is_closed_1008() -> None:
+    config = test_config(connections=FLOOD_LIMITS)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        source = {"kind": "synthetic", "durationSeconds": 3600, "resolution": "1m"}
+        job = await client.request(
+            {"type": "run_backtest", "strategyId": "strategy-123", "source": source}
+        )
+        job_id = job["data"]["jobId"]
+        async with connect(daemon.url(path=f"/api/ws/jobs/{job_id}")) as watcher:
+            kinds, code = await flood(watcher, b'{"type": "hello"}')
+    assert kinds.get("ack") == 5 and kinds.get("rate_limited") == 19
+    assert code == 1008
