@@ -186,6 +186,11 @@ class SecurityConfig(FrozenModel):
         description="Origins browsers may connect from (e.g. https://app.example.com); "
         "None allows any. Clients that send no Origin header are not browsers and pass.",
     )
+    public_metrics: bool = Field(
+        False,
+        description="Serve /metrics to anyone. false: while authentication is required, "
+        "only to loopback clients and to requests with a valid Authorization header.",
+    )
     tls_cert: Path | None = Field(None, description="PEM certificate chain: serve wss://.")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
 

@@ -43,6 +43,11 @@ DGBIT_TOPICS = frozenset(
 JobExists = Callable[[str], bool]
 
 
+UNKNOWN_JOB_CLOSE = 4404
+"""Close code for a job path whose job does not exist, found once the client
+authenticated by message (before that, a stranger must not learn which ids exist)."""
+
+
 class DgbitEndpoints:
     """Both dgbit paths; an Endpoint of the orchestrator server."""
 
@@ -82,7 +87,9 @@ class DgbitEndpoints:
         found = JOBS_PATH.match(path)
         return ("job", found.group("job")) if found else None
 
-    def admit(self, connection: ServerConnection, route: tuple[str, str | None]) -> Response | None:
+    def admit(
+        self, connection: ServerConnection, route: tuple[str, str | None], known: bool
+    ) -> Response | None:
         kind, job = route
         if kind != "job" or job is None:
             return None
@@ -92,9 +99,9 @@ class DgbitEndpoints:
             return connection.respond(
                 HTTPStatus.BAD_REQUEST, f"{job[:64]!r} is not a job uuid (e.g. 550e8400-e29b-...)\n"
             )
-        if not self._job_exists(canonical):
+        if known and not self._job_exists(canonical):
             return connection.respond(HTTPStatus.NOT_FOUND, f"No job {canonical}\n")
-        return None
+        return None  # a stranger is told after it authenticates (see _serve_job)
 
     async def serve(self, ws: ServerConnection, route: tuple[str, str | None]) -> None:
         kind, job = route
@@ -158,6 +165,9 @@ class DgbitEndpoints:
     # ------------------------------------------------------------ /api/ws/jobs/{uuid}
 
     async def _serve_job(self, ws: ServerConnection, job_id: str) -> None:
+        if not self._job_exists(job_id):
+            await ws.close(UNKNOWN_JOB_CLOSE, f"No job {job_id}")
+            return
         hello = {"type": "subscribed", "job_uuid": job_id, "message": f"Subscribed to job {job_id}"}
         # Written and registered without awaiting in between: no job event can
         # slip before the hello or be missed after it.

@@ -51,6 +51,7 @@ from gateways.ws.observability import (
 )
 from gateways.ws.static_files import StaticFiles
 from gateways.ws.stream import Resync, StreamLog
+from orchestrator.marketdata.config import is_loopback_host
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import ANSWER_TOPICS, CommandOrigin, Topic
@@ -116,8 +117,10 @@ class Endpoint(Protocol):
     def match(self, path: str) -> Any | None:
         """The route for ``path`` (anything but None), or None if it is not ours."""
 
-    def admit(self, connection: ServerConnection, route: Any) -> Response | None:
-        """Refuse the handshake (e.g. 404 for an unknown id), or None to accept."""
+    def admit(self, connection: ServerConnection, route: Any, known: bool) -> Response | None:
+        """Refuse the handshake (e.g. 404 for an unknown id), or None to accept.
+        ``known``: the client is authenticated (or need not be), so the answer may
+        tell what exists; a stranger learns nothing before it authenticates."""
 
     async def serve(self, ws: ServerConnection, route: Any) -> None: ...
 
@@ -353,7 +356,7 @@ class WebSocketServer:
         if path == HEALTH_PATH:
             return health_response(self._setup.health)
         if path == METRICS_PATH:
-            return metrics_response(self._setup.metrics)
+            return self._metrics_for(connection, request)
         page = self._static.respond(request) if self._static is not None else None
         if page is not None:
             return page  # the dashboard: a plain GET, not an upgrade
@@ -376,8 +379,29 @@ class WebSocketServer:
         if refusal is None and route is not None:
             endpoint, match = route
             _guarded(connection).route = route
-            return endpoint.admit(connection, match)
+            return endpoint.admit(connection, match, not self._needs_auth_message(connection))
         return refusal
+
+    def _metrics_for(self, connection: ServerConnection, request: Request) -> Response:
+        """/metrics: the order, fill and rejection totals are no stranger's business.
+        Served to all while no authentication is required, else to a loopback
+        client or one with a valid Authorization header (or to all with
+        ``security.public_metrics``)."""
+        address = connection.remote_address
+        loopback = bool(address) and is_loopback_host(str(address[0]))
+        token = bearer_token(request.headers.get("Authorization"))
+        if (
+            not self._setup.auth.required
+            or self._setup.security.public_metrics
+            or loopback
+            or (token is not None and self._setup.auth.accepts(token))
+        ):
+            return metrics_response(self._setup.metrics)
+        self.log.warning("metrics_refused", remote=_remote(connection))
+        return connection.respond(
+            HTTPStatus.UNAUTHORIZED,
+            "Metrics need a token (Authorization: Bearer) or a loopback client\n",
+        )
 
     def _route(self, path: str) -> tuple[Endpoint, Any] | None:
         for endpoint in self._endpoints:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -350,3 +353,72 @@ async def test_tls_and_tokens_together(ca: trustme.CA, tmp_path: Path) -> None:
         with pytest.raises(InvalidStatus) as caught:
             await connect(wss(daemon), ssl=trusting, additional_headers=bearer(WRONG))
         assert caught.value.response.status_code == 401
+
+
+# ---------------------------------------------------------------- what a stranger may see
+
+
+def lan_address() -> str | None:
+    """This machine's address on its network (no packet is sent), or None."""
+    for target in ("10.255.255.255", "192.0.2.1", "198.51.100.1"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect((target, 9))  # a UDP connect only picks the route
+            except OSError:
+                continue
+            address = str(probe.getsockname()[0])
+            if not address.startswith("127."):
+                return address
+    return None
+
+
+def http_status(url: str, token: str | None = None) -> int:
+    request = urllib.request.Request(url, headers=bearer(token) if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refusal:
+        return refusal.code
+
+
+async def test_metrics_need_a_token_or_loopback_and_health_does_not() -> None:
+    lan = lan_address()
+    if lan is None:
+        pytest.skip("this machine has no network address besides loopback")
+    servers = {
+        "orchestrator": {"host": "0.0.0.0", "port": 0, "path": "/"},
+        "market_data": {"port": 0, "path": "/ws"},
+        "risk": {"port": 0, "path": "/ws"},
+    }
+    async with running_daemon(test_config(servers=servers, security={"tokens": [TOKEN]})) as d:
+        port = d.daemon.servers["orchestrator"].port
+        stranger = f"http://{lan}:{port}"
+        statuses = await asyncio.gather(
+            asyncio.to_thread(http_status, f"{stranger}/metrics"),
+            asyncio.to_thread(http_status, f"{stranger}/metrics", TOKEN),
+            asyncio.to_thread(http_status, f"http://127.0.0.1:{port}/metrics"),
+            asyncio.to_thread(http_status, f"{stranger}/healthz"),
+        )
+    assert statuses == [401, 200, 200, 200]
+
+
+async def test_a_stranger_learns_which_jobs_exist_only_after_authenticating() -> None:
+    unknown = "550e8400-e29b-41d4-a716-446655440000"
+    async with running_daemon(secured(auth_timeout=1.0)) as daemon:
+        path = f"/api/ws/jobs/{unknown}"
+        # Without a token the upgrade is the same for a job that exists and one that
+        # does not; a wrong auth message is refused as everywhere.
+        async with connect(daemon.url(path=path)) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": WRONG}).decode())
+            with pytest.raises(ConnectionClosed) as refused:
+                await ws.recv()
+        assert refused.value.rcvd is not None and refused.value.rcvd.code == 1008
+        async with connect(daemon.url(path=path)) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "token": TOKEN}).decode())
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+        with pytest.raises(InvalidStatus) as by_header:
+            async with connect(daemon.url(path=path), additional_headers=bearer(TOKEN)):
+                pass
+        assert by_header.value.response.status_code == 404
