@@ -113,6 +113,20 @@ class ConnectionConfig(FrozenModel):
     max_connections: int = Field(
         1000, ge=1, le=100_000, description="Connections per server; the excess gets HTTP 503."
     )
+    max_unauthenticated: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="Connections per server still to authenticate by message (no valid "
+        "Authorization header); the excess gets HTTP 503, so strangers cannot take the "
+        "slots of clients with a token. None: a tenth of max_connections (at least 1).",
+    )
+    max_unauthenticated_per_address: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="Connections still to authenticate from one remote address, per server.",
+    )
     max_outbound_bytes: int = Field(
         1 * 2**20,
         ge=4096,
@@ -131,6 +145,23 @@ class ConnectionConfig(FrozenModel):
         le=1_000_000,
         description="Rate-limited commands in a row after which the connection is closed 1008.",
     )
+
+    @model_validator(mode="after")
+    def _room_for_clients_with_a_token(self) -> ConnectionConfig:
+        if self.max_unauthenticated is not None and (
+            self.max_unauthenticated >= self.max_connections
+        ):
+            raise ValueError(
+                f"max_unauthenticated ({self.max_unauthenticated}) must be below "
+                f"max_connections ({self.max_connections}): leave room for clients with a token"
+            )
+        return self
+
+    @property
+    def unauthenticated_limit(self) -> int:
+        if self.max_unauthenticated is not None:
+            return self.max_unauthenticated
+        return max(1, self.max_connections // 10)
 
 
 class StreamConfig(FrozenModel):

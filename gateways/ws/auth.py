@@ -7,7 +7,10 @@ logged.
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -46,6 +49,39 @@ class TokenChecker:
             self._file_stamp = stamp
             log.info("tokens_file_loaded", path=str(self._file), count=len(self._file_tokens))
         return self._file_tokens
+
+
+class RefusalLog:
+    """Refusals of strangers, logged at most ``burst`` lines per ``interval`` seconds:
+    an attack of a thousand connections must not write a thousand lines. Each line
+    after a quiet spell says how many were left out (``suppressed``)."""
+
+    def __init__(
+        self,
+        log: Any,
+        interval: float = 10.0,
+        burst: int = 5,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = log
+        self._interval = interval
+        self._burst = burst
+        self._now = now
+        self._window_start = -interval
+        self._lines = 0
+        self.suppressed = 0
+
+    def warning(self, event: str, **fields: Any) -> None:
+        now = self._now()
+        if now - self._window_start >= self._interval:
+            self._window_start, self._lines = now, 0
+        if self._lines >= self._burst:
+            self.suppressed += 1
+            return
+        self._lines += 1
+        if self.suppressed:
+            fields["suppressed"], self.suppressed = self.suppressed, 0
+        self._log.warning(event, **fields)
 
 
 def _read_tokens(path: Path) -> list[bytes]:

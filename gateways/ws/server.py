@@ -39,7 +39,7 @@ from gateways.api import outbound
 from gateways.api.inbound import Command, CommandParser, ResumeStream, request_context
 from gateways.api.outbound import Outgoing
 from gateways.config import ConnectionConfig, SecurityConfig, ServerConfig
-from gateways.ws.auth import TokenChecker, bearer_token
+from gateways.ws.auth import RefusalLog, TokenChecker, bearer_token
 from gateways.ws.budget import Admission, MessageBudget
 from gateways.ws.observability import (
     HEALTH_PATH,
@@ -178,6 +178,8 @@ class WebSocketServer:
         self._server: Server | None = None
         self._idle = asyncio.Event()
         self.log = structlog.get_logger("gateways.ws.server").bind(server=name)
+        self._refusals = RefusalLog(self.log)
+        """Strangers' refusals: a few lines per interval, the rest counted."""
         self._messages_in = setup.metrics.messages_in.labels(name)
         self._messages_out = setup.metrics.messages_out.labels(name)
         self.slow_clients_closed = 0
@@ -376,11 +378,37 @@ class WebSocketServer:
                 f"This server is at its limit of {self._limits.max_connections} connections\n",
             )
         refusal = self._check_header_token(connection, request)
+        if refusal is None and self._needs_auth_message(connection):
+            refusal = self._check_unauthenticated_room(connection)
         if refusal is None and route is not None:
             endpoint, match = route
             _guarded(connection).route = route
             return endpoint.admit(connection, match, not self._needs_auth_message(connection))
         return refusal
+
+    def _check_unauthenticated_room(self, connection: ServerConnection) -> Response | None:
+        """Strangers (no valid header token) may hold only so many connections while
+        they authenticate, per server and per address: the rest stays for clients
+        with a token."""
+        address = _host(connection)
+        waiting = [ws for ws in self._connections() if self._needs_auth_message(ws)]
+        limit, per_address = (
+            self._limits.unauthenticated_limit,
+            self._limits.max_unauthenticated_per_address,
+        )
+        from_there = sum(1 for ws in waiting if _host(ws) == address)
+        if len(waiting) < limit and from_there < per_address:
+            return None
+        self._refusals.warning(
+            "connection_refused_unauthenticated", remote=_remote(connection), waiting=len(waiting)
+        )
+        return connection.respond(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "Too many connections waiting to authenticate; send an Authorization header\n",
+        )
+
+    def _connections(self) -> Iterable[ServerConnection]:
+        return self._server.connections if self._server is not None else ()
 
     def _metrics_for(self, connection: ServerConnection, request: Request) -> Response:
         """/metrics: the order, fill and rejection totals are no stranger's business.
@@ -419,10 +447,14 @@ class WebSocketServer:
         if token is None:
             return None  # a browser authenticates with its first message instead
         if not self._setup.auth.accepts(token):
-            self.log.warning("auth_refused", how="header", remote=_remote(connection))
+            self._refusals.warning("auth_refused", how="header", remote=_remote(connection))
             return connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid token\n")
         guarded.authenticated = True
         return None
+
+    async def _refuse(self, ws: ServerConnection, reason: str) -> None:
+        self._refusals.warning("auth_refused", how="message", reason=reason, remote=_remote(ws))
+        await ws.close(CloseCode.POLICY_VIOLATION, reason)
 
     def _needs_auth_message(self, ws: ServerConnection) -> bool:
         return self._setup.auth.required and not getattr(ws, "authenticated", False)
@@ -432,12 +464,13 @@ class WebSocketServer:
             async with asyncio.timeout(self._setup.security.auth_timeout):
                 frame = await ws.recv()
         except TimeoutError:
-            await _refuse(ws, log, "authentication required: send an auth message first")
+            await self._refuse(ws, "authentication required: send an auth message first")
             return False
         token = _auth_token(frame)
         if token is None or not self._setup.auth.accepts(token):
-            await _refuse(ws, log, "authentication failed")
+            await self._refuse(ws, "authentication failed")
             return False
+        _guarded(ws).authenticated = True  # no longer counts as waiting to authenticate
         log.info("authenticated", how="message")
         return True
 
@@ -651,9 +684,9 @@ async def _nothing_pending() -> None:
     return None
 
 
-async def _refuse(ws: ServerConnection, log: Any, reason: str) -> None:
-    log.warning("auth_refused", how="message", reason=reason)
-    await ws.close(CloseCode.POLICY_VIOLATION, reason)
+def _host(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if address else "unknown"
 
 
 def close_slow_client(ws: ServerConnection, limits: ConnectionConfig, log: Any) -> bool:

@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 from websockets.typing import Origin
 
 from gateways.config import DaemonConfig
+from gateways.ws.auth import RefusalLog
 from orchestrator.model.validation import describe_validation_errors
 from tests.support import TestDaemon, report, running_daemon, test_config
 
@@ -422,3 +423,60 @@ async def test_a_stranger_learns_which_jobs_exist_only_after_authenticating() ->
             async with connect(daemon.url(path=path), additional_headers=bearer(TOKEN)):
                 pass
         assert by_header.value.response.status_code == 404
+
+
+# ---------------------------------------------------------------- strangers and slots
+
+
+async def test_strangers_cannot_take_the_slots_of_clients_with_a_token() -> None:
+    config = secured(auth_timeout=30.0)
+    config = config.model_copy(
+        update={"connections": config.connections.model_copy(update={"max_connections": 20})}
+    )
+    assert config.connections.unauthenticated_limit == 2
+    async with (
+        running_daemon(config) as daemon,
+        connect(daemon.url()) as first,  # two silent strangers
+        connect(daemon.url()),
+    ):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(daemon.url()):
+                pass
+        assert refused.value.response.status_code == 503
+        assert b"waiting to authenticate" in refused.value.response.body
+        assert await header_status(daemon, TOKEN) == 101  # a token always gets in
+        await first.send(orjson.dumps({"type": "auth", "token": TOKEN}).decode())
+        await snapshot_of(first)  # authenticated: it no longer waits
+        async with connect(daemon.url()) as third:
+            await third.send(orjson.dumps({"type": "auth", "token": TOKEN}).decode())
+            await snapshot_of(third)
+
+
+async def test_one_address_may_hold_only_a_few_unauthenticated_connections() -> None:
+    config = secured(auth_timeout=30.0)
+    limits = {"max_unauthenticated": 5, "max_unauthenticated_per_address": 1}
+    config = config.model_copy(update={"connections": config.connections.model_copy(update=limits)})
+    async with running_daemon(config) as daemon, connect(daemon.url()):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(daemon.url()):
+                pass
+        assert refused.value.response.status_code == 503
+
+
+def test_unauthenticated_room_must_leave_room_for_tokens() -> None:
+    with pytest.raises(ValidationError, match="leave room for clients with a token"):
+        test_config(connections={"max_connections": 10, "max_unauthenticated": 10})
+
+
+def test_refusals_are_logged_a_few_lines_per_interval_with_a_count() -> None:
+    now = [0.0]
+    with structlog.testing.capture_logs() as logs:
+        refusals = RefusalLog(
+            structlog.get_logger("test"), interval=10.0, burst=3, now=lambda: now[0]
+        )
+        for _ in range(100):
+            refusals.warning("auth_refused", how="message")
+        now[0] = 10.0
+        refusals.warning("auth_refused", how="message")
+    assert len(logs) == 4
+    assert "suppressed" not in logs[0] and logs[3]["suppressed"] == 97
