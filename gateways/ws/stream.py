@@ -27,6 +27,11 @@ class Resync:
     reason: str
 
 
+def right_sized(frame: bytes) -> bytes:
+    """``frame`` in an allocation of its own size (to keep; not worth it to send)."""
+    return memoryview(frame).tobytes()
+
+
 class StreamLog:
     def __init__(self, epoch: int, window: int) -> None:
         self.epoch = epoch
@@ -38,7 +43,9 @@ class StreamLog:
         return self.seq
 
     def append(self, seq: int, channel: str, frame: bytes) -> None:
-        self._window.append(Logged(seq, channel, frame))
+        # A copy the size of the message: orjson's bytes keep the buffer it grew
+        # (about 4 KB whatever the message), twelve times what a status message needs.
+        self._window.append(Logged(seq, channel, right_sized(frame)))
 
     @property
     def oldest(self) -> int:
