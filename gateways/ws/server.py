@@ -507,7 +507,7 @@ class WebSocketServer:
         except ConnectionClosed:
             pass
         finally:
-            log.info("connection_closed", code=ws.close_code, reason=ws.close_reason)
+            log_close(log, ws)
 
     def _open_session(self, ws: ServerConnection) -> Session:
         conn_id = f"{self.name}-{next(self._ids)}"
@@ -536,9 +536,7 @@ class WebSocketServer:
         self._by_ws.pop(session.ws, None)
         if not self._sessions:
             self._idle.set()
-        session.log.info(
-            "connection_closed", code=session.ws.close_code, reason=session.ws.close_reason
-        )
+        log_close(session.log, session.ws)
 
     def _detach(self, session: Session) -> None:
         if self._on_disconnect is not None:
@@ -614,14 +612,18 @@ class WebSocketServer:
     ) -> Replies:
         now = self._clock.now()
         result = self._stream.replay(epoch, last_seq, session.channels)
+        # What the client has not read yet counts: a replay after a replay must not
+        # pile up past the cap either.
+        buffered = session.ws.transport.get_write_buffer_size()
         if (
             not isinstance(result, Resync)
-            and sum(map(len, result)) > self._limits.max_outbound_bytes
+            and buffered + sum(map(len, result)) > self._limits.max_outbound_bytes
         ):
             # Written at once, it would push the client's buffer past the cap.
             result = Resync(
-                f"the {len(result)} messages after seq {last_seq} are more than "
-                f"max_outbound_bytes ({self._limits.max_outbound_bytes}) to replay"
+                f"the {len(result)} messages after seq {last_seq}, with the {buffered} bytes "
+                f"not yet read, are more than max_outbound_bytes "
+                f"({self._limits.max_outbound_bytes}) to replay"
             )
         if isinstance(result, Resync):
             session.log.info("resync_required", last_seq=last_seq, reason=result.reason)
@@ -682,6 +684,23 @@ class WebSocketServer:
 
 async def _nothing_pending() -> None:
     return None
+
+
+def log_close(log: Any, ws: ServerConnection) -> None:
+    """One line per closed connection, with the code each side sent: ``code`` alone
+    (what the client sent, 1006 when it vanished) hides why the server closed it.
+    A keepalive close (the client stopped answering pings) gets its own line."""
+    sent, received = ws.protocol.close_sent, ws.protocol.close_rcvd
+    fields: dict[str, Any] = {
+        "code": ws.close_code,
+        "reason": ws.close_reason,
+        "sent_code": sent.code if sent is not None else None,
+        "sent_reason": sent.reason if sent is not None else None,
+        "received_code": received.code if received is not None else None,
+    }
+    if sent is not None and sent.code == CloseCode.INTERNAL_ERROR and "keepalive" in sent.reason:
+        log.warning("keepalive_closed", reason=sent.reason)
+    log.info("connection_closed", **fields)
 
 
 def _host(ws: ServerConnection) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 import pytest
+import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -232,3 +233,73 @@ async def test_a_slow_client_is_dropped_after_the_close_timeout_if_it_never_read
         slow.transport.abort()
         await witness.ws.close()
         await reading
+
+
+async def until_logged(logs: list[dict[str, object]], event: str) -> dict[str, object]:
+    """The first captured log line of ``event``, awaited with a deadline."""
+    async with asyncio.timeout(RECV_TIMEOUT):
+        while True:
+            found = next((line for line in logs if line["event"] == event), None)
+            if found is not None:
+                return found
+            await asyncio.sleep(0.01)  # log lines are not awaitable: poll with a deadline
+
+
+async def test_the_close_log_says_which_code_the_server_sent() -> None:
+    config = test_config(connections={"max_outbound_bytes": CAP, "close_timeout": 0.2})
+    with structlog.testing.capture_logs() as logs:
+        async with running_daemon(config) as daemon:
+            server = daemon.daemon.servers["orchestrator"]
+            slow = await connect(daemon.url(), sock=small_buffer_socket(server.port))
+            slow.transport.pause_reading()
+            slow_end = server_side(server, slow)
+            async with asyncio.timeout(30):
+                index = 0
+                while slow_end.protocol.state is State.OPEN:
+                    publish_big(daemon, index)
+                    index += 1
+                    await asyncio.sleep(0)
+                closed = await until_logged(logs, "connection_closed")
+            slow.transport.abort()
+    assert closed["sent_code"] == 1013 and closed["code"] == 1006  # it never answered
+
+
+async def test_a_client_that_stops_answering_pings_is_closed_and_logged() -> None:
+    limits = {"ping_interval": 0.1, "ping_timeout": 0.2, "close_timeout": 0.2}
+    config = test_config(connections=limits)
+    with structlog.testing.capture_logs() as logs:
+        async with running_daemon(config) as daemon:
+            dead = await connect(daemon.url(), ping_interval=None)
+            dead.transport.pause_reading()  # a peer that vanished without a word
+            keepalive = await until_logged(logs, "keepalive_closed")
+            closed = await until_logged(logs, "connection_closed")
+            dead.transport.abort()
+    assert "keepalive ping timeout" in str(keepalive["reason"])
+    assert closed["sent_code"] == 1011
+
+
+async def test_a_replay_that_would_pile_past_the_cap_with_what_is_unread_is_a_resync() -> None:
+    config = test_config(connections={"max_outbound_bytes": CAP, "close_timeout": 0.2})
+    with structlog.testing.capture_logs() as logs:
+        async with running_daemon(config) as daemon:
+            server = daemon.daemon.servers["orchestrator"]
+            slow = await connect(daemon.url(), sock=small_buffer_socket(server.port))
+            slow.transport.pause_reading()  # reads nothing more; it can still send
+            slow_end = server_side(server, slow)
+            async with asyncio.timeout(30):
+                index = 0
+                while slow_end.transport.get_write_buffer_size() < CAP // 2:
+                    publish_big(daemon, index)
+                    index += 1
+                    await asyncio.sleep(0)
+            # Three messages (48 KB) fit the cap alone, not with what sits unread.
+            resume = {
+                "type": "resume",
+                "lastSeq": server.stream_seq - 3,
+                "epoch": daemon.daemon.epoch,
+            }
+            await slow.send(orjson.dumps(resume).decode())
+            resync = await until_logged(logs, "resync_required")
+            assert slow_end.protocol.state is State.OPEN  # not pushed past the cap: not closed
+            slow.transport.abort()
+    assert "not yet read" in str(resync["reason"])
