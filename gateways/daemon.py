@@ -47,6 +47,7 @@ from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
 from orchestrator.model.events import Event, TradeExecuted
+from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
 
 log = structlog.get_logger("gateways.daemon")
@@ -142,7 +143,17 @@ class Daemon:
             metrics=self.metrics,
             health=self.health,
         )
-        self._snapshot = routes.Snapshot(self.registry, self.core.execution)
+        halt = self.core.execution.halt
+        self.committed = CommittedViews(
+            self.registry,
+            self.core.execution.book.last_price,
+            self.core.execution.status,
+            halt.reason if halt is not None else None,
+        )
+        """What clients are shown: the state after exactly the events delivered."""
+        self.committed.seed(self.registry.catalog())
+        self.outbox.subscribe(self.committed.apply)
+        self._snapshot = routes.Snapshot(self.committed)
         self.servers = {
             "orchestrator": self._build_orchestrator_server(),
             "market_data": self._build_market_data_server(),
@@ -251,7 +262,7 @@ class Daemon:
         endpoints: Iterable[Endpoint] = (),
         static: StaticFiles | None = None,
     ) -> WebSocketServer:
-        commands = StrategyCommands(self.registry, name, self.clock)
+        commands = StrategyCommands(self.registry, self.committed, name, self.clock)
         instruments = InstrumentQueries(self.config.market_data, self.clock)
         return WebSocketServer(
             name=name,
@@ -305,6 +316,10 @@ class Daemon:
         halt = self.journal.kill_switch() if self.journal is not None else None
         if halt is not None:
             self.core.execution.restore_halt(halt)
+            self.committed.execution, self.committed.execution_reason = (
+                self.core.execution.status,
+                halt.reason,
+            )
 
     async def _restore(self) -> None:
         """Positions, P&L and strategies as the journal left them."""
@@ -325,6 +340,8 @@ class Daemon:
         self.core.risk.resync(limits)  # restored positions keep their stop-losses
         saved = journal.restorable_strategies()
         await self.registry.restore(saved)
+        # Restored statuses and positions are the journal's: committed by definition.
+        self.committed.seed(self.registry.catalog())
         if saved:
             log.info("strategies_restored", strategies={s.id: s.status.value for s in saved})
 

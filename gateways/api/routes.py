@@ -14,8 +14,7 @@ from gateways.api import outbound
 from gateways.api.market_data import bar_channel, quote_channel
 from gateways.ws.server import EVERYONE, Routes, Session
 from orchestrator.model.events import BarClosed, QuoteUpdated, Topic
-from orchestrator.strategy.registry import StrategyRegistry
-from orchestrator.trading.execution import ExecutionService
+from orchestrator.strategy.committed_views import CommittedViews
 
 
 def _everyone(_: Any) -> str:
@@ -59,17 +58,18 @@ ROUTES: Mapping[str, Routes] = {
 
 
 class Snapshot:
-    """What a new connection is sent first, so a frontend never guesses the state."""
+    """What a new connection is sent first, so a frontend never guesses the state: the
+    committed state at the stream position the snapshot carries (every later change
+    comes as an event), never the core's state ahead of it."""
 
-    def __init__(self, registry: StrategyRegistry, execution: ExecutionService) -> None:
-        self._registry = registry
-        self._execution = execution
+    def __init__(self, committed: CommittedViews) -> None:
+        self._committed = committed
 
     def messages(self, _: Session) -> list[outbound.Message]:
-        halt = self._execution.halt
-        reason = halt.reason if halt is not None else None  # a frontend learns why at once
-        status = outbound.execution_status_data(self._execution.status, reason)
+        committed = self._committed
+        # A frontend learns at once why execution is halted.
+        status = outbound.execution_status_data(committed.execution, committed.execution_reason)
         return [
             ("execution_service_status", status),
-            ("strategy_status_list", outbound.strategy_list(self._registry.active())),
+            ("strategy_status_list", outbound.strategy_list(committed.active())),
         ]

@@ -15,6 +15,7 @@ from gateways.api.inbound import (
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.model.clock import Clock
 from orchestrator.model.events import CommandOrigin
+from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
 
 
@@ -22,8 +23,15 @@ class StrategyCommands:
     """Lifecycle commands answer through the bus (the registry publishes the
     change and each server routes it to the requester); queries answer here."""
 
-    def __init__(self, registry: StrategyRegistry, server_name: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        registry: StrategyRegistry,
+        committed: CommittedViews,
+        server_name: str,
+        clock: Clock,
+    ) -> None:
         self._registry = registry
+        self._committed = committed
         self._server = server_name
         self._clock = clock
 
@@ -37,13 +45,13 @@ class StrategyCommands:
         }
 
     async def get_active_strategies(self, command: GetActiveStrategies, _: Session) -> Replies:
-        data = outbound.strategy_list(self._registry.active())
+        data = outbound.strategy_list(self._committed.active())
         return [
             outbound.encode("strategy_status_list", data, self._clock.now(), command.request_id)
         ]
 
     async def get_strategies(self, command: GetStrategies, _: Session) -> Replies:
-        data = outbound.strategy_list(self._registry.catalog())
+        data = outbound.strategy_list(self._committed.catalog())
         return [outbound.encode("strategy_list", data, self._clock.now(), command.request_id)]
 
     async def start_strategy(self, command: StartStrategy, session: Session) -> Replies:
