@@ -1,6 +1,6 @@
 """Backtest jobs on the orchestrator server: run, cancel and list them.
 
-A job runs a catalog strategy over an OHLCV file (inside ``jobs.data_dir``) or
+A job runs a catalog strategy over a history file (CSV or Parquet, inside ``jobs.data_dir``) or
 the synthetic feed, with the live risk rules and paper broker, in a worker
 process. Its states reach every 8082 client as ``backtest_job`` messages and
 the dgbit streams as ``job.*`` events.
@@ -27,7 +27,7 @@ from gateways.api.inbound import (
 )
 from gateways.config import DaemonConfig
 from gateways.ws.server import CommandHandler, Replies, Session
-from orchestrator.backtest.engine import BacktestSpec, CsvSource, SyntheticSource
+from orchestrator.backtest.engine import BacktestSpec, FileSource, SyntheticSource
 from orchestrator.backtest.jobs import JobInfo, JobManager
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import InvalidStrategyConfig
@@ -46,8 +46,10 @@ class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-class CsvSourceIn(_Wire):
-    kind: Literal["csv"]
+class FileSourceIn(_Wire):
+    """A history file inside ``jobs.data_dir``: CSV, Parquet, a dataset or a recording."""
+
+    kind: Literal["file", "csv"]
     path: str = Field(min_length=1, max_length=1024)
 
 
@@ -68,7 +70,7 @@ class SyntheticSourceIn(_Wire):
 class RunBacktest(Command):
     type: Literal[JobCommandType.RUN_BACKTEST]
     strategyId: str = Field(min_length=1, max_length=64)
-    source: Annotated[CsvSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
+    source: Annotated[FileSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
     symbol: Symbol | None = None
     config: StartStrategyConfig | None = None
 
@@ -155,9 +157,9 @@ class JobCommands:
             raise InvalidMessage(f"invalid run_backtest: {problems}") from exc
 
 
-def _source(source: CsvSourceIn | SyntheticSourceIn) -> CsvSource | SyntheticSource:
-    if isinstance(source, CsvSourceIn):
-        return CsvSource(path=Path(source.path))
+def _source(source: FileSourceIn | SyntheticSourceIn) -> FileSource | SyntheticSource:
+    if isinstance(source, FileSourceIn):
+        return FileSource(kind=source.kind, path=Path(source.path))
     given = source.model_dump(exclude={"kind"}, exclude_none=True)
     try:
         return SyntheticSource(**{to_snake(name): value for name, value in given.items()})

@@ -160,7 +160,12 @@ def _add_backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
     backtest = _command(commands, "backtest", "backtest a catalog strategy as a job of the daemon")
     backtest.add_argument("id", help="strategy id of the catalog, e.g. strategy-123")
     backtest.add_argument(
-        "--csv", metavar="FILE", help="OHLCV file inside the daemon's jobs.data_dir"
+        "--file",
+        "--csv",
+        dest="file",
+        metavar="PATH",
+        help="history inside the daemon's jobs.data_dir: a CSV or Parquet file, a Parquet "
+        "dataset or a recording directory",
     )
     backtest.add_argument(
         "--duration",
@@ -310,7 +315,7 @@ FLAGS_OF_FIELDS = {
         "source.durationSeconds": "--duration",
         "source.resolution": "--resolution",
         "source.seed": "--seed",
-        "source.path": "--csv",
+        "source.path": "--file",
         "durationSeconds": "--duration",
         "symbol": "--symbol",
     },
@@ -1021,8 +1026,8 @@ async def run_backtest(args: argparse.Namespace, out: Output) -> int:
 
 
 def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
-    if args.csv:
-        source: dict[str, Any] = {"kind": "csv", "path": args.csv}
+    if args.file:
+        source: dict[str, Any] = {"kind": "file", "path": args.file}
     else:
         # What is not given is left to the daemon, so that the CLI runs its defaults.
         given = {

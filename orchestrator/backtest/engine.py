@@ -66,7 +66,8 @@ from orchestrator.backtest.broker import ReplayBroker
 from orchestrator.bus import EventBus
 from orchestrator.marketdata.bars import aggregate
 from orchestrator.marketdata.config import SyntheticFeedConfig
-from orchestrator.marketdata.feeds import FeedError, SyntheticFeed, load_ohlcv, ohlcv_ticks
+from orchestrator.marketdata.feeds import SyntheticFeed, ohlcv_ticks
+from orchestrator.marketdata.history import FeedError, load_history
 from orchestrator.model.clock import DAY_SECONDS, Clock, ManualClock, iso_utc
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.ids import IdFactory, SequentialIds
@@ -118,11 +119,18 @@ class BacktestCancelled(BacktestError):
 # --------------------------------------------------------------------------- specs
 
 
-class CsvSource(FrozenModel):
-    """Bars from an OHLCV CSV file (header timestamp,open,high,low,close,volume)."""
+class FileSource(FrozenModel):
+    """Bars from a history file: CSV, Parquet, a Parquet dataset or a recording
+    (:func:`orchestrator.marketdata.history.load_history`; the form follows the path)."""
 
-    kind: Literal["csv"] = Field("csv", description="Selects this source.")
-    path: Path = Field(description="The file; its rows give the bar resolution.")
+    kind: Literal["file", "csv"] = Field(
+        "file", description="Selects this source ('csv' is its former name, still accepted)."
+    )
+    path: Path = Field(description="The file or directory; its rows give the bar resolution.")
+
+
+CsvSource = FileSource
+"""The former name of :class:`FileSource`."""
 
 
 class SyntheticSource(FrozenModel):
@@ -158,7 +166,7 @@ class SyntheticSource(FrozenModel):
         return self
 
 
-DataSource = Annotated[CsvSource | SyntheticSource, Field(discriminator="kind")]
+DataSource = Annotated[FileSource | SyntheticSource, Field(discriminator="kind")]
 
 
 class BacktestSpec(FrozenModel):
@@ -188,7 +196,7 @@ class BacktestSpec(FrozenModel):
     @model_validator(mode="after")
     def _symbol_known(self) -> BacktestSpec:
         source = self.source
-        if self.symbol is None and isinstance(source, CsvSource) and not file_symbol(source.path):
+        if self.symbol is None and isinstance(source, FileSource) and not file_symbol(source.path):
             raise ValueError(
                 f"the file name {source.path.name!r} is no ticker: name the symbol it holds"
             )
@@ -198,13 +206,14 @@ class BacktestSpec(FrozenModel):
     def traded_symbol(self) -> str:
         if self.symbol is not None:
             return self.symbol
-        if isinstance(self.source, CsvSource):
+        if isinstance(self.source, FileSource):
             return file_symbol(self.source.path)
         return self.run_config.symbols[0]
 
 
 def file_symbol(path: Path) -> str:
-    """The ticker a file is named after (``aapl.csv``: AAPL), or "" when its name is none."""
+    """The ticker a file is named after (``aapl.csv``, ``AAPL.parquet``: AAPL), or "" when
+    its name is none."""
     name = path.stem.upper()
     return name if re.fullmatch(SYMBOL_PATTERN, name) else ""
 
@@ -797,15 +806,15 @@ def _next_midnight(ts: float) -> float:
 
 
 def load_bars(
-    source: CsvSource | SyntheticSource,
+    source: FileSource | SyntheticSource,
     symbol: str,
     resolution: str,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[Bar]:
     """The bars ``source`` describes; raises BacktestError saying what to fix."""
-    if isinstance(source, CsvSource):
+    if isinstance(source, FileSource):
         try:
-            return load_ohlcv(source.path, symbol)
+            return load_history(source.path, symbol, resolution)
         except FeedError as exc:
             raise BacktestError(f"bad data file: {exc}") from exc
     return synthetic_bars(source, symbol, source.resolution or resolution, should_stop)
@@ -892,6 +901,7 @@ __all__ = [
     "BacktestSpec",
     "CsvSource",
     "DataSource",
+    "FileSource",
     "RoundTrip",
     "SyntheticSource",
     "load_bars",

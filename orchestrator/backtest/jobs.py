@@ -45,7 +45,7 @@ from typing import Any
 import structlog
 
 from orchestrator.backtest.config import JobsConfig
-from orchestrator.backtest.engine import BacktestCancelled, BacktestError, BacktestSpec, CsvSource
+from orchestrator.backtest.engine import BacktestCancelled, BacktestError, BacktestSpec, FileSource
 from orchestrator.bus import EventBus
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import InvalidTransition, OrchestratorError
@@ -312,7 +312,7 @@ class JobManager:
     def _admit(self, spec: BacktestSpec) -> BacktestSpec:
         """The spec with its file resolved inside data_dir; InvalidJob otherwise."""
         source = spec.source
-        if not isinstance(source, CsvSource):
+        if not isinstance(source, FileSource):
             return spec
         if self.config.data_dir is None:
             raise InvalidJob(
@@ -323,7 +323,7 @@ class JobManager:
         path = (root / source.path).resolve()
         if not path.is_relative_to(root):
             raise InvalidJob(f"{source.path} is outside the data directory {root}")
-        return spec.model_copy(update={"source": CsvSource(path=path)})
+        return spec.model_copy(update={"source": source.model_copy(update={"path": path})})
 
     # ------------------------------------------------------------ running
 

@@ -15,21 +15,19 @@ that other processes push over NNG. Its config lives here with the others, but
 the feed itself lives at the edge (``gateways.nng.feed``) because the core
 does not speak NNG; the composition root builds it and hands it to the core.
 
-The OHLCV parsing lives in :func:`load_ohlcv`, shared with the backtest engine.
+The history files (CSV, Parquet, recordings) are read by
+:mod:`orchestrator.marketdata.history`, shared with the backtest engine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import heapq
 import itertools
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from itertools import chain, pairwise
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from itertools import chain
 from typing import Protocol, TypeAlias
 
 import structlog
@@ -41,8 +39,8 @@ from orchestrator.marketdata.config import (
     ReplaySpeed,
     SyntheticFeedConfig,
 )
-from orchestrator.model.clock import Clock, parse_iso_utc
-from orchestrator.model.errors import OrchestratorError
+from orchestrator.marketdata.history import TICKS_PER_OHLCV_ROW, FeedError, load_history
+from orchestrator.model.clock import Clock
 from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
 
 log = structlog.get_logger(__name__)
@@ -57,31 +55,6 @@ MAX_SYNTHETIC_LAG_SECONDS = 5.0
 """A synthetic tick this far behind the clock (the machine slept) is skipped, not sent."""
 MAX_SPEED_YIELD_EVERY = 500
 """A feed that never needs to sleep still yields to the loop after this many ticks."""
-OHLCV_HEADER = ("timestamp", "open", "high", "low", "close", "volume")
-TIME_COLUMNS = ("timestamp", "date", "datetime", "time")
-"""Names the time column may have: ours, and Yahoo's and pandas' (Date, Datetime)."""
-IGNORED_COLUMNS = ("adj close", "dividends", "stock splits")
-"""Columns of Yahoo and yfinance files that a backtest does not read: it trades Close."""
-DEFAULT_BAR_SECONDS = 60
-"""Bar length assumed for a file with a single row, where no interval can be seen."""
-TICKS_PER_OHLCV_ROW = 4
-EPOCH_MILLISECONDS_THRESHOLD = 1e11
-"""Epoch values above this (year 5138) are milliseconds, which we refuse to guess."""
-
-
-class FeedError(OrchestratorError, ValueError):
-    """A market data source that cannot be used, with the file and line to fix."""
-
-    code = "invalid_data"
-
-    def __init__(self, path: str | Path, problem: str, line: int | None = None) -> None:
-        self.path = str(path)
-        self.line = line
-        self.problem = problem
-        where = self.path if line is None else f"{self.path}:{line}"
-        super().__init__(f"{where}: {problem}")
-
-
 class Feed(Protocol):
     """A source of ticks for a fixed set of symbols.
 
@@ -286,189 +259,7 @@ class SyntheticFeed:
             sink(tick)
 
 
-# --------------------------------------------------------------------------- OHLCV files
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    line: int
-    ts: float
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-
-
-def load_ohlcv(path: str | Path, symbol: str) -> list[Bar]:
-    """Read an OHLCV CSV file into bars, oldest first.
-
-    The header names the columns, in any order and any case:
-    ``timestamp,open,high,low,close,volume``, or Yahoo's and pandas'
-    ``Date,Open,High,Low,Close,Adj Close,Volume`` (the time column may also be
-    ``Datetime`` or ``time``; ``Adj Close``, ``Dividends`` and ``Stock Splits``
-    are ignored). Timestamps are ISO-8601 (naive ones, and bare dates, are
-    taken as UTC) or epoch seconds, strictly
-    increasing. The resolution is the smallest gap between rows (60 s for a
-    single row) and must be one of ``RESOLUTION_SECONDS``. Bars get
-    ``ticks=4``, the number of ticks :class:`CsvReplayFeed` makes of each row,
-    so a replayed and re-aggregated bar equals the loaded one. Raises
-    FeedError naming the file and line of the first problem.
-    """
-    path = Path(path)
-    rows = _read_rows(path)
-    seconds = _bar_seconds(rows)
-    resolution = _resolution_label(seconds, path)
-    _check_grid(rows, seconds, path)
-    return [
-        Bar(symbol, resolution, r.ts, r.open, r.high, r.low, r.close, r.volume, TICKS_PER_OHLCV_ROW)
-        for r in rows
-    ]
-
-
-def _read_rows(path: Path) -> list[_Row]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as lines:
-            reader = csv.reader(lines)
-            header = next(reader, None)
-            columns = _columns(header, path)
-            width = len(header or ())
-            rows = [
-                _parse_row(fields, columns, width, reader.line_num, path)
-                for fields in reader
-                if fields
-            ]
-    except FileNotFoundError:
-        raise FeedError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise FeedError(path, f"cannot read the file: {exc}") from exc
-    if not rows:
-        raise FeedError(path, "no data rows after the header")
-    _check_increasing(rows, path)
-    return rows
-
-
-def _columns(fields: list[str] | None, path: Path) -> tuple[int, ...]:
-    """Where the time, open, high, low, close and volume columns are in the header."""
-    expected = ",".join(OHLCV_HEADER)
-    if fields is None:
-        raise FeedError(path, f"file is empty; expected the header {expected!r}", line=1)
-    names = [field.strip().lower() for field in fields]
-    known = {*TIME_COLUMNS, *OHLCV_HEADER[1:], *IGNORED_COLUMNS}
-    times = [name for name in names if name in TIME_COLUMNS]
-    usable = len(times) == 1 and len(set(names)) == len(names) and set(names) <= known
-    if not usable or not set(OHLCV_HEADER[1:]) <= set(names):
-        raise FeedError(
-            path,
-            f"header is {','.join(fields)!r}; expected {expected!r} "
-            "(or Yahoo's Date,Open,High,Low,Close,Adj Close,Volume)",
-            line=1,
-        )
-    return tuple(names.index(name) for name in (times[0], *OHLCV_HEADER[1:]))
-
-
-def _parse_row(
-    fields: list[str], columns: tuple[int, ...], width: int, line: int, path: Path
-) -> _Row:
-    if len(fields) != width:
-        raise FeedError(path, f"{len(fields)} fields, expected {width} as in the header", line)
-    ts = _parse_timestamp(fields[columns[0]].strip(), line, path)
-    open_, high, low, close, volume = (
-        _parse_number(name, fields[index].strip(), line, path)
-        for name, index in zip(OHLCV_HEADER[1:], columns[1:], strict=True)
-    )
-    row = _Row(line, ts, open_, high, low, close, volume)
-    _check_prices(row, path)
-    return row
-
-
-def _parse_timestamp(text: str, line: int, path: Path) -> float:
-    try:
-        epoch = float(text)
-    except ValueError:
-        return _parse_iso(text, line, path)
-    if not math.isfinite(epoch):
-        raise FeedError(path, f"timestamp {text!r} is not a finite number", line)
-    if abs(epoch) > EPOCH_MILLISECONDS_THRESHOLD:
-        raise FeedError(
-            path, f"timestamp {text!r} looks like milliseconds; write epoch seconds", line
-        )
-    return epoch
-
-
-def _parse_iso(text: str, line: int, path: Path) -> float:
-    try:
-        return parse_iso_utc(text)
-    except ValueError:
-        raise FeedError(
-            path,
-            f"timestamp {text!r} is neither ISO-8601 (2024-01-02T09:30:00Z) nor epoch seconds",
-            line,
-        ) from None
-
-
-def _parse_number(name: str, text: str, line: int, path: Path) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise FeedError(path, f"{name} {text!r} is not a number", line) from None
-    if not math.isfinite(value) or value < 0:
-        raise FeedError(path, f"{name} {text!r} must be a finite number >= 0", line)
-    return value
-
-
-def _check_prices(row: _Row, path: Path) -> None:
-    if row.low <= 0:
-        raise FeedError(path, f"low {row.low} must be above 0", row.line)
-    if row.high < max(row.open, row.close) or row.low > min(row.open, row.close):
-        raise FeedError(
-            path,
-            f"prices are inconsistent: need low <= open, close <= high "
-            f"(open {row.open}, high {row.high}, low {row.low}, close {row.close})",
-            row.line,
-        )
-
-
-def _check_increasing(rows: Sequence[_Row], path: Path) -> None:
-    for before, row in pairwise(rows):
-        if row.ts <= before.ts:
-            raise FeedError(
-                path,
-                f"timestamp does not increase: it is not after line {before.line}'s",
-                row.line,
-            )
-
-
-def _bar_seconds(rows: Sequence[_Row]) -> float:
-    gaps = [after.ts - before.ts for before, after in pairwise(rows)]
-    return min(gaps, default=float(DEFAULT_BAR_SECONDS))
-
-
-def _resolution_label(seconds: float, path: Path) -> str:
-    for label, length in RESOLUTION_SECONDS.items():
-        if math.isclose(seconds, length, abs_tol=1e-6):
-            return label
-    known = ", ".join(RESOLUTION_SECONDS)
-    raise FeedError(
-        path, f"rows are at least {seconds:g} s apart, which is no bar resolution ({known})"
-    )
-
-
-def _check_grid(rows: Sequence[_Row], seconds: float, path: Path) -> None:
-    """Every row on one grid of ``seconds``, else its bars would overlap when replayed."""
-    first = rows[0].ts
-    for row in rows:
-        steps = (row.ts - first) / seconds
-        if not math.isclose(steps, round(steps), abs_tol=1e-6):
-            raise FeedError(
-                path,
-                f"timestamp is not a whole number of {seconds:g} s bars after the first row",
-                row.line,
-            )
-    if not math.isclose(bucket_start(first, int(seconds)), first, abs_tol=1e-6):
-        # Still usable, but the bars that aggregation rebuilds from the replayed
-        # ticks straddle the UTC-aligned buckets instead of matching the file's.
-        log.warning("ohlcv_not_bucket_aligned", path=str(path), first_ts=first, seconds=seconds)
+# --------------------------------------------------------------------------- OHLCV replay
 
 
 def ohlcv_ticks(bar: Bar, offset: float = 0.0) -> tuple[Tick, ...]:
@@ -496,7 +287,7 @@ def ohlcv_ticks(bar: Bar, offset: float = 0.0) -> tuple[Tick, ...]:
 
 
 class CsvReplayFeed:
-    """Replays OHLCV files as ticks, all symbols merged in timestamp order.
+    """Replays OHLCV files (CSV or Parquet, see history) as ticks, all symbols merged in timestamp order.
 
     Files are read and checked when the feed is built, so a bad file stops
     the daemon at start with a FeedError naming the file and line.
@@ -509,7 +300,7 @@ class CsvReplayFeed:
         self.symbols = tuple(config.files)
         self._clock = clock
         self._sleep = sleep
-        self._bars = {symbol: load_ohlcv(path, symbol) for symbol, path in config.files.items()}
+        self._bars = {symbol: load_history(path, symbol) for symbol, path in config.files.items()}
         log.info(
             "csv_feed_loaded",
             bars={symbol: len(bars) for symbol, bars in self._bars.items()},

@@ -22,10 +22,10 @@ from orchestrator.marketdata.feeds import (
     FeedError,
     SyntheticFeed,
     build_feed,
-    load_ohlcv,
     ohlcv_ticks,
     replay_bars,
 )
+from orchestrator.marketdata.history import load_ohlcv
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.market import Bar, Tick
 

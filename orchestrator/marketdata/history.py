@@ -1,0 +1,525 @@
+"""History files: OHLCV bars from CSV or Parquet, checked alike, for backtests and replays.
+
+:func:`load_history` takes a path and the symbol it holds and returns the bars,
+oldest first, whatever the form:
+
+- a CSV file (any name but ``.parquet``/``.pq``), parsed by :func:`load_ohlcv`;
+- a Parquet file, one symbol per file (``AAPL.parquet``);
+- a directory of Parquet files, a dataset partitioned by symbol the Hive way
+  (``symbol=AAPL/2024.parquet``) or with a ``symbol`` column, of which only the
+  rows of the symbol are read, in time order;
+- a recording of the daemon (a directory with ``bars/`` or ``ticks/``, see
+  :mod:`orchestrator.marketdata.recording`): its bars at the resolution asked,
+  or else its ticks aggregated into bars.
+
+Columns are matched as a trader's files name them, in any order and any case:
+the time is ``timestamp``, ``date``, ``datetime`` or ``time``; then ``open``,
+``high``, ``low``, ``close`` and ``volume``. Yahoo's ``Adj Close``,
+``Dividends`` and ``Stock Splits`` are ignored: a backtest trades Close. In
+Parquet the time is a timestamp type of any unit (with a time zone, or naive,
+which is taken as UTC), a date, or numbers: epoch seconds, or epoch
+milliseconds when every value is above ``EPOCH_MILLISECONDS_THRESHOLD`` (year
+5138 in seconds, 1973 in milliseconds). Prices and volume are any numeric type.
+
+Both formats then pass the same checks, over whole columns at once (numpy):
+finite prices and volume >= 0, low > 0, low <= open, close <= high, strictly
+increasing times on one grid of a known bar resolution. A problem raises
+:class:`FeedError` naming the file and the line (CSV) or the column and row
+(Parquet). Bars get ``ticks=4``, the ticks a replay makes of each (see
+``feeds.ohlcv_ticks``), so a replayed and re-aggregated bar equals the loaded one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import structlog
+
+from orchestrator.marketdata.bars import aggregate
+from orchestrator.model.clock import parse_iso_utc
+from orchestrator.model.errors import OrchestratorError
+from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
+
+log = structlog.get_logger(__name__)
+
+OHLCV_HEADER = ("timestamp", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS = OHLCV_HEADER[1:]
+TIME_COLUMNS = ("timestamp", "date", "datetime", "time")
+"""Names the time column may have: ours, and Yahoo's and pandas' (Date, Datetime)."""
+IGNORED_COLUMNS = ("adj close", "dividends", "stock splits")
+"""Columns of Yahoo and yfinance files that a backtest does not read: it trades Close."""
+SYMBOL_COLUMN = "symbol"
+PARQUET_SUFFIXES = (".parquet", ".pq")
+DEFAULT_BAR_SECONDS = 60
+"""Bar length assumed for a file with a single row, where no interval can be seen."""
+TICKS_PER_OHLCV_ROW = 4
+EPOCH_MILLISECONDS_THRESHOLD = 1e11
+"""Epoch values above this (year 5138) are milliseconds: CSV refuses them, Parquet
+takes a column whose values are all above it as milliseconds."""
+RECORDED_BARS = "bars"
+RECORDED_TICKS = "ticks"
+"""The subdirectories of a recording (see orchestrator.marketdata.recording)."""
+
+
+class FeedError(OrchestratorError, ValueError):
+    """A market data source that cannot be used, with the file and line or column to fix."""
+
+    code = "invalid_data"
+
+    def __init__(
+        self,
+        path: str | Path,
+        problem: str,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.line = line
+        self.column = column
+        self.problem = problem
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {problem}")
+
+
+def load_history(path: str | Path, symbol: str, resolution: str | None = None) -> list[Bar]:
+    """The bars of ``symbol`` in the file, dataset or recording at ``path``.
+
+    ``resolution`` picks the bars of a recording (None: its finest); files
+    have theirs. Raises FeedError naming what to fix.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / RECORDED_BARS).is_dir() or (path / RECORDED_TICKS).is_dir():
+            return load_recording(path, symbol, resolution)
+        return _bars_of_table(_dataset_table(path, symbol), path, symbol, sort=True)
+    if is_parquet(path):
+        return _bars_of_table(_parquet_table(path), path, symbol, sort=False)
+    return load_ohlcv(path, symbol)
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in PARQUET_SUFFIXES
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+@dataclass(frozen=True, slots=True)
+class OhlcvColumns:
+    """A file's columns as float64 arrays, one entry per row, before the checks."""
+
+    ts: np.ndarray[Any, np.dtype[np.float64]]
+    open: np.ndarray[Any, np.dtype[np.float64]]
+    high: np.ndarray[Any, np.dtype[np.float64]]
+    low: np.ndarray[Any, np.dtype[np.float64]]
+    close: np.ndarray[Any, np.dtype[np.float64]]
+    volume: np.ndarray[Any, np.dtype[np.float64]]
+
+
+Locate = Callable[[int, str, str], FeedError]
+"""The error for (row index, column, problem): CSV names the line, Parquet the row."""
+Name = Callable[[int], str]
+"""How a row is named in a message: "line 5" or "row 4"."""
+
+
+def checked_bars(
+    columns: OhlcvColumns, symbol: str, path: Path, locate: Locate, name: Name
+) -> list[Bar]:
+    """The bars of ``columns`` once every check passed; FeedError at the first problem."""
+    _check_values(columns, locate)
+    _check_increasing(columns.ts, locate, name)
+    seconds = _bar_seconds(columns.ts)
+    resolution = _resolution_label(seconds, path)
+    _check_grid(columns.ts, seconds, path, locate)
+    return list(
+        map(
+            Bar,
+            repeat(symbol),
+            repeat(resolution),
+            columns.ts.tolist(),
+            columns.open.tolist(),
+            columns.high.tolist(),
+            columns.low.tolist(),
+            columns.close.tolist(),
+            columns.volume.tolist(),
+            repeat(TICKS_PER_OHLCV_ROW),
+        )
+    )
+
+
+def _first(mask: np.ndarray[Any, np.dtype[np.bool_]]) -> int | None:
+    return int(np.argmax(mask)) if mask.any() else None
+
+
+def _check_values(columns: OhlcvColumns, locate: Locate) -> None:
+    for column in PRICE_COLUMNS:
+        values = getattr(columns, column)
+        bad = _first(~np.isfinite(values) | (values < 0))
+        if bad is not None:
+            problem = f"{column} {values[bad]!r} must be a finite number >= 0"
+            raise locate(bad, column, problem)
+    bad = _first(columns.low <= 0)
+    if bad is not None:
+        raise locate(bad, "low", f"low {columns.low[bad]} must be above 0")
+    top = np.maximum(columns.open, columns.close)
+    bottom = np.minimum(columns.open, columns.close)
+    bad = _first((columns.high < top) | (columns.low > bottom))
+    if bad is not None:
+        o, h, lo, c = (getattr(columns, n)[bad] for n in ("open", "high", "low", "close"))
+        raise locate(
+            bad,
+            "high" if h < max(o, c) else "low",
+            f"prices are inconsistent: need low <= open, close <= high "
+            f"(open {o}, high {h}, low {lo}, close {c})",
+        )
+
+
+def _check_increasing(ts: np.ndarray[Any, np.dtype[np.float64]], locate: Locate, name: Name) -> None:
+    bad = _first(np.diff(ts) <= 0)
+    if bad is not None:
+        raise locate(
+            bad + 1,
+            "timestamp",
+            f"timestamp does not increase: it is not after {name(bad)}'s",
+        )
+
+
+def _bar_seconds(ts: np.ndarray[Any, np.dtype[np.float64]]) -> float:
+    return float(np.diff(ts).min()) if len(ts) > 1 else float(DEFAULT_BAR_SECONDS)
+
+
+def _resolution_label(seconds: float, path: Path) -> str:
+    for label, length in RESOLUTION_SECONDS.items():
+        if math.isclose(seconds, length, abs_tol=1e-6):
+            return label
+    known = ", ".join(RESOLUTION_SECONDS)
+    raise FeedError(
+        path, f"rows are at least {seconds:g} s apart, which is no bar resolution ({known})"
+    )
+
+
+def _check_grid(
+    ts: np.ndarray[Any, np.dtype[np.float64]], seconds: float, path: Path, locate: Locate
+) -> None:
+    """Every row on one grid of ``seconds``, else its bars would overlap when replayed."""
+    first = float(ts[0])
+    steps = (ts - first) / seconds
+    bad = _first(np.abs(steps - np.round(steps)) > 1e-6)
+    if bad is not None:
+        raise locate(
+            bad,
+            "timestamp",
+            f"timestamp is not a whole number of {seconds:g} s bars after the first row",
+        )
+    if not math.isclose(bucket_start(first, int(seconds)), first, abs_tol=1e-6):
+        # Still usable, but the bars that aggregation rebuilds from the replayed
+        # ticks straddle the UTC-aligned buckets instead of matching the file's.
+        log.warning("ohlcv_not_bucket_aligned", path=str(path), first_ts=first, seconds=seconds)
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def load_ohlcv(path: str | Path, symbol: str) -> list[Bar]:
+    """Read an OHLCV CSV file into bars, oldest first.
+
+    The header names the columns as the module says. Timestamps are ISO-8601
+    (naive ones, and bare dates, are taken as UTC) or epoch seconds, strictly
+    increasing. The resolution is the smallest gap between rows (60 s for a
+    single row) and must be one of ``RESOLUTION_SECONDS``. Raises FeedError
+    naming the file and line of the first problem.
+    """
+    path = Path(path)
+    columns, lines = _read_csv(path)
+
+    def locate(index: int, column: str, problem: str) -> FeedError:
+        return FeedError(path, problem, lines[index], column)
+
+    return checked_bars(columns, symbol, path, locate, lambda index: f"line {lines[index]}")
+
+
+def _read_csv(path: Path) -> tuple[OhlcvColumns, list[int]]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as text:
+            reader = csv.reader(text)
+            header = next(reader, None)
+            positions = _header_positions(header, path)
+            width = len(header or ())
+            rows: list[tuple[float, ...]] = []
+            lines: list[int] = []
+            for fields in reader:
+                if fields:
+                    rows.append(_parse_row(fields, positions, width, reader.line_num, path))
+                    lines.append(reader.line_num)
+    except FileNotFoundError:
+        raise FeedError(path, "file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise FeedError(path, f"cannot read the file: {exc}") from exc
+    if not rows:
+        raise FeedError(path, "no data rows after the header")
+    table = np.array(rows, dtype=np.float64)
+    return OhlcvColumns(*(table[:, i] for i in range(len(OHLCV_HEADER)))), lines
+
+
+def _header_positions(fields: list[str] | None, path: Path) -> tuple[int, ...]:
+    """Where the time, open, high, low, close and volume columns are in the header."""
+    expected = ",".join(OHLCV_HEADER)
+    if fields is None:
+        raise FeedError(path, f"file is empty; expected the header {expected!r}", line=1)
+    names = [field.strip().lower() for field in fields]
+    known = {*TIME_COLUMNS, *PRICE_COLUMNS, *IGNORED_COLUMNS}
+    times = [name for name in names if name in TIME_COLUMNS]
+    usable = len(times) == 1 and len(set(names)) == len(names) and set(names) <= known
+    if not usable or not set(PRICE_COLUMNS) <= set(names):
+        raise FeedError(
+            path,
+            f"header is {','.join(fields)!r}; expected {expected!r} "
+            "(or Yahoo's Date,Open,High,Low,Close,Adj Close,Volume)",
+            line=1,
+        )
+    return tuple(names.index(name) for name in (times[0], *PRICE_COLUMNS))
+
+
+def _parse_row(
+    fields: list[str], positions: tuple[int, ...], width: int, line: int, path: Path
+) -> tuple[float, ...]:
+    if len(fields) != width:
+        raise FeedError(path, f"{len(fields)} fields, expected {width} as in the header", line)
+    ts = _parse_timestamp(fields[positions[0]].strip(), line, path)
+    prices = zip(PRICE_COLUMNS, positions[1:], strict=True)
+    return (ts, *(_parse_number(name, fields[index].strip(), line, path) for name, index in prices))
+
+
+def _parse_timestamp(text: str, line: int, path: Path) -> float:
+    try:
+        epoch = float(text)
+    except ValueError:
+        return _parse_iso(text, line, path)
+    if not math.isfinite(epoch):
+        raise FeedError(path, f"timestamp {text!r} is not a finite number", line, "timestamp")
+    if abs(epoch) > EPOCH_MILLISECONDS_THRESHOLD:
+        raise FeedError(
+            path, f"timestamp {text!r} looks like milliseconds; write epoch seconds", line
+        )
+    return epoch
+
+
+def _parse_iso(text: str, line: int, path: Path) -> float:
+    try:
+        return parse_iso_utc(text)
+    except ValueError:
+        raise FeedError(
+            path,
+            f"timestamp {text!r} is neither ISO-8601 (2024-01-02T09:30:00Z) nor epoch seconds",
+            line,
+            "timestamp",
+        ) from None
+
+
+def _parse_number(name: str, text: str, line: int, path: Path) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise FeedError(path, f"{name} {text!r} is not a number", line, name) from None
+    if not math.isfinite(value) or value < 0:
+        raise FeedError(path, f"{name} {text!r} must be a finite number >= 0", line, name)
+    return value
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def _parquet_table(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError:
+        raise FeedError(path, "file not found") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise FeedError(path, f"cannot read the Parquet file: {exc}") from exc
+
+
+def _dataset_table(path: Path, symbol: str) -> pa.Table:
+    """The rows of ``symbol`` in a directory of Parquet files (partitioned or not)."""
+    try:
+        dataset = ds.dataset(path, format="parquet", partitioning="hive")
+        names = {name.lower(): name for name in dataset.schema.names}
+        if SYMBOL_COLUMN not in names:
+            raise FeedError(
+                path,
+                "a directory of Parquet files needs symbol=... partitions or a symbol column",
+                column=SYMBOL_COLUMN,
+            )
+        field = ds.field(names[SYMBOL_COLUMN])
+        table = dataset.to_table(filter=field == symbol)
+    except (OSError, pa.ArrowException) as exc:
+        raise FeedError(path, f"cannot read the Parquet dataset: {exc}") from exc
+    partitions = dataset.partitioning.schema.names if dataset.partitioning else []
+    return table.drop_columns([names[SYMBOL_COLUMN], *(set(partitions) - {names[SYMBOL_COLUMN]})])
+
+
+def _bars_of_table(table: pa.Table, path: Path, symbol: str, *, sort: bool) -> list[Bar]:
+    named = _table_columns(table, path)
+    if table.num_rows == 0:
+        raise FeedError(path, f"no rows of {symbol}" if sort else "no data rows")
+    if sort:
+        table = table.sort_by(named["timestamp"])
+    columns = parquet_columns(table, named, path)
+
+    def locate(index: int, column: str, problem: str) -> FeedError:
+        return FeedError(path, f"column {named[column]!r}, row {index}: {problem}", column=column)
+
+    return checked_bars(columns, symbol, path, locate, lambda index: f"row {index}")
+
+
+def _table_columns(table: pa.Table, path: Path) -> dict[str, str]:
+    """Our column name -> the file's, matched as the CSV header is; FeedError if unusable."""
+    by_name: dict[str, str] = {}
+    for name in table.column_names:
+        key = name.strip().lower()
+        if key in by_name or (key in TIME_COLUMNS and "timestamp" in by_name):
+            raise FeedError(path, f"column {name!r} appears twice (case aside)", column=name)
+        if key in TIME_COLUMNS:
+            by_name["timestamp"] = name
+        elif key in PRICE_COLUMNS:
+            by_name[key] = name
+        elif key not in IGNORED_COLUMNS:
+            raise FeedError(
+                path, f"column {name!r} is unknown; expected {','.join(OHLCV_HEADER)}", column=name
+            )
+    for column in OHLCV_HEADER:
+        if column not in by_name:
+            found = ",".join(table.column_names)
+            raise FeedError(path, f"column {column!r} is missing (found {found})", column=column)
+    return by_name
+
+
+def parquet_columns(table: pa.Table, named: dict[str, str], path: Path) -> OhlcvColumns:
+    """The float64 arrays of the table's time, price and volume columns."""
+    for column in OHLCV_HEADER:
+        _check_no_nulls(table.column(named[column]), named[column], path)
+    ts = epoch_seconds(table.column(named["timestamp"]), named["timestamp"], path)
+    prices = (_numbers(table.column(named[c]), named[c], path) for c in PRICE_COLUMNS)
+    return OhlcvColumns(ts, *prices)
+
+
+def _check_no_nulls(values: pa.ChunkedArray, name: str, path: Path) -> None:
+    if values.null_count:
+        row = int(pc.index(pc.is_null(values), True).as_py())
+        raise FeedError(path, f"column {name!r}, row {row}: no value (null)", column=name)
+
+
+def _numbers(values: pa.ChunkedArray, name: str, path: Path) -> np.ndarray[Any, Any]:
+    kind = values.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+        raise FeedError(path, f"column {name!r} is {kind}, not numbers", column=name)
+    return np.asarray(pc.cast(values, pa.float64()).to_numpy(), dtype=np.float64)
+
+
+def epoch_seconds(values: pa.ChunkedArray, name: str, path: Path) -> np.ndarray[Any, Any]:
+    """Epoch seconds of a time column: timestamps (naive = UTC), dates or epoch numbers."""
+    kind = values.type
+    if pa.types.is_timestamp(kind) or pa.types.is_date64(kind):
+        unit = "ms" if pa.types.is_date64(kind) else kind.unit
+        return _scaled(pc.cast(values, pa.int64()).to_numpy(), _UNITS_PER_SECOND[unit])
+    if pa.types.is_date32(kind):
+        return pc.cast(values, pa.int64()).to_numpy().astype(np.float64) * 86_400.0
+    numbers = _wrong_time_type(values, name, path, kind)
+    above = numbers > EPOCH_MILLISECONDS_THRESHOLD
+    if above.all():
+        return numbers / 1000.0
+    if above.any():
+        row = int(np.argmax(above != above[0]))
+        raise FeedError(
+            path,
+            f"column {name!r}, row {row}: epoch seconds and milliseconds are mixed",
+            column=name,
+        )
+    return numbers
+
+
+def _wrong_time_type(
+    values: pa.ChunkedArray, name: str, path: Path, kind: pa.DataType
+) -> np.ndarray[Any, Any]:
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        numbers = np.asarray(pc.cast(values, pa.float64()).to_numpy(), dtype=np.float64)
+        bad = _first(~np.isfinite(numbers))
+        if bad is None:
+            return numbers
+        problem = f"row {bad}: timestamp {numbers[bad]} is not a finite number"
+    else:
+        problem = f"is {kind}; expected a timestamp, a date, or epoch seconds or milliseconds"
+    raise FeedError(path, f"column {name!r} {problem}", column=name)
+
+
+_UNITS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _scaled(ints: np.ndarray[Any, Any], per_second: int) -> np.ndarray[Any, Any]:
+    """Integer counts of 1/per_second to float seconds, exact to the float's precision."""
+    whole, part = np.divmod(ints.astype(np.int64), per_second)
+    return whole.astype(np.float64) + part.astype(np.float64) / per_second
+
+
+# --------------------------------------------------------------------------- recordings
+
+
+def load_recording(path: Path, symbol: str, resolution: str | None) -> list[Bar]:
+    """The recorded bars of ``symbol`` at ``resolution``, or its recorded ticks as bars.
+
+    The bars the daemon closed live are taken as they were (their tick counts
+    too); with none at that resolution, the recorded ticks are aggregated the
+    way the daemon aggregates them.
+    """
+    bars = _recorded_bars(path / RECORDED_BARS, symbol, resolution)
+    if bars:
+        return bars
+    ticks = recorded_ticks(path / RECORDED_TICKS, symbol)
+    if resolution is None or not ticks:
+        at = "" if resolution is None else f" at {resolution}"
+        raise FeedError(path, f"the recording holds no bars{at} and no ticks of {symbol}")
+    return aggregate(ticks, symbol, resolution)
+
+
+def _recorded_table(directory: Path, symbol: str) -> pa.Table | None:
+    if not directory.is_dir():
+        return None
+    try:
+        dataset = ds.dataset(directory, format="parquet", partitioning="hive")
+        if dataset.count_rows() == 0:
+            return None
+        return dataset.to_table(filter=ds.field(SYMBOL_COLUMN) == symbol)
+    except (OSError, pa.ArrowException) as exc:
+        raise FeedError(directory, f"cannot read the recording: {exc}") from exc
+
+
+def _recorded_bars(directory: Path, symbol: str, resolution: str | None) -> list[Bar]:
+    table = _recorded_table(directory, symbol)
+    if table is None or table.num_rows == 0:
+        return []
+    if resolution is None:
+        resolution = min(set(table.column("resolution").to_pylist()), key=RESOLUTION_SECONDS.get)
+    table = table.filter(pc.field("resolution") == resolution).sort_by("start")
+    names = ("start", "open", "high", "low", "close", "volume", "ticks")
+    columns = [table.column(name).to_pylist() for name in names]
+    return list(map(Bar, repeat(symbol), repeat(resolution), *columns))
+
+
+def recorded_ticks(directory: Path, symbol: str) -> list[Tick]:
+    """The recorded ticks of ``symbol``, in the order the daemon received them."""
+    table = _recorded_table(directory, symbol)
+    if table is None or table.num_rows == 0:
+        return []
+    table = table.sort_by([("run", "ascending"), ("seq", "ascending")])
+    columns: Sequence[list[Any]] = [table.column(n).to_pylist() for n in ("price", "size", "ts")]
+    return list(map(Tick, repeat(symbol), *columns))
