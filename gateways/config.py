@@ -31,6 +31,7 @@ from orchestrator.marketdata.config import (
     MarketDataConfig,
     NngAddress,
     NngFeedConfig,
+    RecordingConfig,
     is_loopback_host,
     refuse_unauthenticated_remote,
 )
@@ -377,6 +378,9 @@ class DaemonConfig(BaseSettings):
         NngBusConfig(), description="The NNG publisher of every event to other processes."
     )
     jobs: JobsConfig = Field(JobsConfig(), description="Backtest jobs: workers, queue, limits.")
+    recording: RecordingConfig = Field(
+        RecordingConfig(), description="Ticks and bars the feed delivers, to Parquet (off)."
+    )
     strategies: tuple[CatalogEntry, ...] = Field(
         default_factory=default_catalog, description="The strategy catalog."
     )
@@ -422,6 +426,14 @@ class DaemonConfig(BaseSettings):
             return None
         state_dir = state_dir.expanduser()
         return None if state_dir == default_state_dir(environ) else state_dir
+
+    def recording_directory(self, environ: Mapping[str, str] | None = None) -> Path:
+        """Where the recording goes: its own directory, else recording/ in the state dir."""
+        if self.recording.directory is not None:
+            return self.recording.directory.expanduser()
+        state_dir = self.journal.state_dir
+        base = state_dir.expanduser() if state_dir is not None else default_state_dir(environ)
+        return base / "recording"
 
     def nng_publish_address(self, environ: Mapping[str, str] | None = None) -> str:
         """Where the NNG publisher listens."""

@@ -44,6 +44,7 @@ from orchestrator.journal.store import Journal, JournalError, JournalLocked
 from orchestrator.journal.writer import DirectDelivery, JournalWriter
 from orchestrator.kernel import TradingCore, build_trading_core
 from orchestrator.marketdata.config import NngFeedConfig
+from orchestrator.marketdata.recording import MarketRecorder
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
 from orchestrator.model.events import Event, TradeExecuted
@@ -120,6 +121,7 @@ class Daemon:
         )
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
+        self.recorder = self._build_recorder()
         self.jobs = JobManager(config.jobs, self.bus, self.clock)
         self._jobs_task: asyncio.Task[None] | None = None
         self.writer: JournalWriter | DirectDelivery = DirectDelivery(self._deliver)
@@ -202,6 +204,18 @@ class Daemon:
         if not isinstance(feed, NngFeedConfig):
             return None
         return NngFeed(feed, self.config.nng_ingest_address(), self.clock)
+
+    def _build_recorder(self) -> MarketRecorder | None:
+        """The recorder of what the feed delivers, listening to the market data path."""
+        config = self.config.recording
+        if not config.enabled:
+            return None
+        recorder = MarketRecorder(config, self.config.recording_directory(), self.clock)
+        if config.ticks:
+            self.core.market.on_tick(recorder.record_tick)
+        if config.bars:
+            self.core.market.on_bar(recorder.record_bar)
+        return recorder
 
     def _build_orchestrator_server(self) -> WebSocketServer:
         self.dgbit = DgbitEndpoints(
@@ -368,11 +382,14 @@ class Daemon:
                 raise
 
     def background_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
-        return {
+        tasks = {
             **self.core.background_tasks(),
             "loop-lag-probe": self.metrics.probe_loop_lag(),
             "systemd-watchdog": self.notifier.run_watchdog(self.summary),
         }
+        if self.recorder is not None:
+            tasks["market-recorder"] = self.recorder.run()
+        return tasks
 
     def summary(self) -> str:
         """One line for systemd's STATUS=."""
@@ -415,6 +432,9 @@ class Daemon:
         await self.core.close()
         if self.feed is not None:
             self.feed.close()
+        if self.recorder is not None:
+            # After the feed: the last ticks it delivered are in the buffer, and written.
+            await self.recorder.close()
         await self._close_journal()
         if self.nng is not None:
             await self.nng.close()

@@ -250,3 +250,36 @@ class MarketDataConfig(FrozenModel):
     def price_increment(self, symbol: str) -> float:
         """The price grid of ``symbol``."""
         return self.price_increments.get(symbol, self.default_price_increment)
+
+
+class RecordingConfig(FrozenModel):
+    """``[recording]``: the ticks and bars the daemon's feed delivers, to Parquet files
+    (orchestrator.marketdata.recording; docs/recording.md)."""
+
+    enabled: bool = Field(False, description="Record what the feed delivers; off by default.")
+    directory: Path | None = Field(
+        None,
+        description="Where the recording goes. None: recording/ in the journal's state_dir "
+        "(its default when that is unset too).",
+    )
+    ticks: bool = Field(True, description="Record every tick (NNG input included).")
+    bars: bool = Field(True, description="Record every bar the daemon closes.")
+    flush_rows: int = Field(
+        50_000,
+        ge=1,
+        le=1_000_000,
+        description="Rows of one kind buffered before they are written as one file.",
+    )
+    flush_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Longest a row waits in the buffer; a crash loses at most this much.",
+    )
+    max_pending_files: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Files handed to the writer thread and not yet written; beyond this a "
+        "full buffer is dropped (counted and logged) rather than the tick path blocked.",
+    )

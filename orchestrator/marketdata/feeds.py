@@ -55,6 +55,8 @@ MAX_SYNTHETIC_LAG_SECONDS = 5.0
 """A synthetic tick this far behind the clock (the machine slept) is skipped, not sent."""
 MAX_SPEED_YIELD_EVERY = 500
 """A feed that never needs to sleep still yields to the loop after this many ticks."""
+
+
 class Feed(Protocol):
     """A source of ticks for a fixed set of symbols.
 
@@ -287,7 +289,8 @@ def ohlcv_ticks(bar: Bar, offset: float = 0.0) -> tuple[Tick, ...]:
 
 
 class CsvReplayFeed:
-    """Replays OHLCV files (CSV or Parquet, see history) as ticks, all symbols merged in timestamp order.
+    """Replays OHLCV files (CSV or Parquet, see history) as ticks, all symbols merged
+    in timestamp order.
 
     Files are read and checked when the feed is built, so a bad file stops
     the daemon at start with a FeedError naming the file and line.

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -115,16 +115,19 @@ def is_parquet(path: Path) -> bool:
 # --------------------------------------------------------------------------- the checks
 
 
+FloatArray: TypeAlias = np.ndarray[Any, np.dtype[np.float64]]
+
+
 @dataclass(frozen=True, slots=True)
 class OhlcvColumns:
     """A file's columns as float64 arrays, one entry per row, before the checks."""
 
-    ts: np.ndarray[Any, np.dtype[np.float64]]
-    open: np.ndarray[Any, np.dtype[np.float64]]
-    high: np.ndarray[Any, np.dtype[np.float64]]
-    low: np.ndarray[Any, np.dtype[np.float64]]
-    close: np.ndarray[Any, np.dtype[np.float64]]
-    volume: np.ndarray[Any, np.dtype[np.float64]]
+    ts: FloatArray
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
 
 
 Locate = Callable[[int, str, str], FeedError]
@@ -185,7 +188,7 @@ def _check_values(columns: OhlcvColumns, locate: Locate) -> None:
         )
 
 
-def _check_increasing(ts: np.ndarray[Any, np.dtype[np.float64]], locate: Locate, name: Name) -> None:
+def _check_increasing(ts: FloatArray, locate: Locate, name: Name) -> None:
     bad = _first(np.diff(ts) <= 0)
     if bad is not None:
         raise locate(
@@ -195,7 +198,7 @@ def _check_increasing(ts: np.ndarray[Any, np.dtype[np.float64]], locate: Locate,
         )
 
 
-def _bar_seconds(ts: np.ndarray[Any, np.dtype[np.float64]]) -> float:
+def _bar_seconds(ts: FloatArray) -> float:
     return float(np.diff(ts).min()) if len(ts) > 1 else float(DEFAULT_BAR_SECONDS)
 
 
@@ -209,9 +212,7 @@ def _resolution_label(seconds: float, path: Path) -> str:
     )
 
 
-def _check_grid(
-    ts: np.ndarray[Any, np.dtype[np.float64]], seconds: float, path: Path, locate: Locate
-) -> None:
+def _check_grid(ts: FloatArray, seconds: float, path: Path, locate: Locate) -> None:
     """Every row on one grid of ``seconds``, else its bars would overlap when replayed."""
     first = float(ts[0])
     steps = (ts - first) / seconds
@@ -433,7 +434,8 @@ def epoch_seconds(values: pa.ChunkedArray, name: str, path: Path) -> np.ndarray[
         unit = "ms" if pa.types.is_date64(kind) else kind.unit
         return _scaled(pc.cast(values, pa.int64()).to_numpy(), _UNITS_PER_SECOND[unit])
     if pa.types.is_date32(kind):
-        return pc.cast(values, pa.int64()).to_numpy().astype(np.float64) * 86_400.0
+        days = np.asarray(pc.cast(values, pa.int32()).to_numpy(), dtype=np.float64)
+        return days * 86_400.0
     numbers = _wrong_time_type(values, name, path, kind)
     above = numbers > EPOCH_MILLISECONDS_THRESHOLD
     if above.all():
@@ -508,7 +510,8 @@ def _recorded_bars(directory: Path, symbol: str, resolution: str | None) -> list
     if table is None or table.num_rows == 0:
         return []
     if resolution is None:
-        resolution = min(set(table.column("resolution").to_pylist()), key=RESOLUTION_SECONDS.get)
+        recorded: set[str] = set(table.column("resolution").to_pylist())
+        resolution = min(recorded, key=RESOLUTION_SECONDS.__getitem__)
     table = table.filter(pc.field("resolution") == resolution).sort_by("start")
     names = ("start", "open", "high", "low", "close", "volume", "ticks")
     columns = [table.column(name).to_pylist() for name in names]

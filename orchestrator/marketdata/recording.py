@@ -1,0 +1,203 @@
+"""Recording: the ticks and closed bars the daemon sees, to Parquet, for exact replays.
+
+:class:`MarketRecorder` is handed every tick after the market data path has
+used it (``MarketData.on_tick``: the feed's ticks, NNG input included) and
+every bar the daemon closes (``MarketData.on_bar``). The tick path only
+appends a tuple to a buffer; a full buffer (``flush_rows``), the timer
+(``flush_seconds``) and :meth:`MarketRecorder.close` hand the buffer to one
+writer thread, which turns it into a Parquet file. If the disk falls so far
+behind that ``max_pending_files`` files are waiting, a full buffer is dropped,
+counted in :attr:`MarketRecorder.dropped` and logged: the tick path never
+waits for the disk.
+
+Each handed-over buffer becomes one complete file, written under a dot-name
+(which Parquet readers skip) and renamed when closed, so a reader never sees
+a half-written file::
+
+    DIR/ticks/date=2026-12-02/20261202T230000Z-ab12cd34-000001.parquet
+    DIR/bars/date=2026-12-02/...
+
+Files rotate per run (the run id starts the name) and per UTC day (of the
+file's first row). A file per hand-over, not one long file per day, because a
+Parquet file is only readable once its footer is written: a crash of the
+daemon then loses only the rows still in the buffer (at most ``flush_seconds``
+or ``flush_rows`` of them) and the file being renamed, never a whole day.
+
+Columns: ticks ``symbol, ts, price, size, run, seq`` (``ts`` epoch seconds as
+float64, exactly the daemon's; ``run, seq`` the order of arrival);
+bars ``symbol, resolution, start, open, high, low, close, volume, ticks``.
+:func:`orchestrator.marketdata.history.load_recording` reads them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import structlog
+
+from orchestrator.marketdata.config import RecordingConfig
+from orchestrator.marketdata.history import RECORDED_BARS, RECORDED_TICKS
+from orchestrator.model.clock import Clock
+from orchestrator.model.market import Bar, Tick
+
+log = structlog.get_logger("orchestrator.marketdata.recording")
+
+TICK_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("ts", pa.float64()),
+        ("price", pa.float64()),
+        ("size", pa.float64()),
+        ("run", pa.string()),
+        ("seq", pa.int64()),
+    ]
+)
+BAR_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("resolution", pa.string()),
+        ("start", pa.float64()),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("volume", pa.float64()),
+        ("ticks", pa.int64()),
+    ]
+)
+_TIME_COLUMN = {RECORDED_TICKS: 1, RECORDED_BARS: 2}
+"""Where each kind's time is in a row: the first row's UTC day names the file's folder."""
+
+
+class _Buffer:
+    """The rows of one kind waiting to be written."""
+
+    def __init__(self, kind: str, schema: pa.Schema) -> None:
+        self.kind = kind
+        self.schema = schema
+        self.rows: list[tuple[Any, ...]] = []
+        self.files = 0
+
+    def take(self) -> list[tuple[Any, ...]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
+class MarketRecorder:
+    """Buffers ticks and bars and writes them as Parquet files off the event loop."""
+
+    def __init__(self, config: RecordingConfig, directory: Path, clock: Clock) -> None:
+        self.config = config
+        self.directory = directory
+        self.run_id = f"{_compact_utc(clock.now())}-{uuid.uuid4().hex[:8]}"
+        self.rows_written: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        """Rows lost by kind: the writer was too far behind, or a file could not be written."""
+        self._ticks = _Buffer(RECORDED_TICKS, TICK_SCHEMA)
+        self._bars = _Buffer(RECORDED_BARS, BAR_SCHEMA)
+        self._seq = 0
+        self._pending: list[tuple[Future[int], str, int]] = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
+
+    def record_tick(self, tick: Tick) -> None:
+        """On the tick path: one append, and a hand-over when the buffer is full."""
+        self._seq += 1
+        rows = self._ticks.rows
+        rows.append((tick.symbol, tick.ts, tick.price, tick.size, self.run_id, self._seq))
+        if len(rows) >= self.config.flush_rows:
+            self._hand_over(self._ticks)
+
+    def record_bar(self, bar: Bar) -> None:
+        rows = self._bars.rows
+        rows.append(
+            (bar.symbol, bar.resolution, bar.start, bar.open, bar.high, bar.low, bar.close,
+             bar.volume, bar.ticks)
+        )  # fmt: skip
+        if len(rows) >= self.config.flush_rows:
+            self._hand_over(self._bars)
+
+    def flush(self) -> None:
+        """Hand every buffered row to the writer thread (the timer and close do)."""
+        self._hand_over(self._ticks)
+        self._hand_over(self._bars)
+
+    async def run(self) -> None:
+        """Flush every ``flush_seconds`` until cancelled."""
+        log.info("recording_started", directory=str(self.directory), run=self.run_id)
+        while True:
+            await asyncio.sleep(self.config.flush_seconds)
+            self.flush()
+
+    async def close(self) -> None:
+        """Write what is buffered, wait for every file, and stop the writer thread."""
+        self.flush()
+        waiting = [asyncio.wrap_future(future) for future, _, _ in self._pending]
+        # A failed write is counted and logged by _settle, not raised here.
+        await asyncio.gather(*waiting, return_exceptions=True)
+        self._settle()
+        self._executor.shutdown(wait=True)
+        log.info(
+            "recording_closed", run=self.run_id, rows=dict(self.rows_written),
+            dropped=dict(self.dropped),
+        )  # fmt: skip
+
+    def _hand_over(self, buffer: _Buffer) -> None:
+        self._settle()
+        rows = buffer.take()
+        if not rows:
+            return
+        if len(self._pending) >= self.config.max_pending_files:
+            self.dropped[buffer.kind] += len(rows)
+            log.warning("recording_behind", kind=buffer.kind, dropped_rows=len(rows))
+            return
+        buffer.files += 1
+        path = self.directory / buffer.kind / _file_name(self.run_id, buffer, rows)
+        future = self._executor.submit(write_part, path, buffer.schema, rows)
+        self._pending.append((future, buffer.kind, len(rows)))
+
+    def _settle(self) -> None:
+        """Count the files written since last time; forget them."""
+        waiting = []
+        for future, kind, rows in self._pending:
+            if not future.done():
+                waiting.append((future, kind, rows))
+            elif future.exception() is not None:
+                self.dropped[kind] += rows
+                log.error("recording_write_failed", kind=kind, rows=rows,
+                          error=str(future.exception()))  # fmt: skip
+            else:
+                self.rows_written[kind] += rows
+        self._pending = waiting
+
+
+def write_part(path: Path, schema: pa.Schema, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Write ``rows`` as one Parquet file at ``path``, visible only once complete."""
+    columns = zip(*rows, strict=True)
+    typed = zip(columns, schema, strict=True)
+    arrays = [pa.array(column, type=field.type) for column, field in typed]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, temporary)
+    os.replace(temporary, path)
+    return len(rows)
+
+
+def _file_name(run_id: str, buffer: _Buffer, rows: Sequence[tuple[Any, ...]]) -> str:
+    day = _compact_utc(rows[0][_TIME_COLUMN[buffer.kind]])
+    return f"date={day[:4]}-{day[4:6]}-{day[6:8]}/{run_id}-{buffer.files:06d}.parquet"
+
+
+def _compact_utc(ts: float) -> str:
+    """20261202T230000Z: sortable, and valid in a file name."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts))
