@@ -1,4 +1,5 @@
-"""The ``orchestrator`` command: run the daemon, check a config, talk to a running daemon."""
+"""The ``orchestrator`` command: run the daemon, check a config, read its journal, convert
+history files, talk to a running daemon."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateways.cli.data import add_data_parser, data_command
 from gateways.cli.journal import add_journal_parser, journal_command
 from gateways.cli.runnable import load_runnable_config
 from gateways.client.commands import CLIENT_COMMANDS, add_client_parsers, client_command
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config and print what is wrong")
     check.add_argument("--config", type=Path, help="TOML config file (default: embedded defaults)")
     add_journal_parser(commands)
+    add_data_parser(commands)
     add_client_parsers(commands)
     return parser
 
@@ -73,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.config)
     if args.command == "journal":
         return journal_command(args)
+    if args.command == "data":
+        return data_command(args)
     if args.command in CLIENT_COMMANDS:
         return client_command(args)
     return run_daemon(args.config)

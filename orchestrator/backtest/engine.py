@@ -50,7 +50,6 @@ from __future__ import annotations
 import gc
 import math
 import operator
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -67,13 +66,12 @@ from orchestrator.bus import EventBus
 from orchestrator.marketdata.bars import aggregate
 from orchestrator.marketdata.config import SyntheticFeedConfig
 from orchestrator.marketdata.feeds import SyntheticFeed, ohlcv_ticks
-from orchestrator.marketdata.history import FeedError, load_history
+from orchestrator.marketdata.history import FeedError, file_symbol, load_history
 from orchestrator.model.clock import DAY_SECONDS, Clock, ManualClock, iso_utc
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.ids import IdFactory, SequentialIds
 from orchestrator.model.market import (
     RESOLUTION_SECONDS,
-    SYMBOL_PATTERN,
     Bar,
     Resolution,
     Symbol,
@@ -209,13 +207,6 @@ class BacktestSpec(FrozenModel):
         if isinstance(self.source, FileSource):
             return file_symbol(self.source.path)
         return self.run_config.symbols[0]
-
-
-def file_symbol(path: Path) -> str:
-    """The ticker a file is named after (``aapl.csv``, ``AAPL.parquet``: AAPL), or "" when
-    its name is none."""
-    name = path.stem.upper()
-    return name if re.fullmatch(SYMBOL_PATTERN, name) else ""
 
 
 # --------------------------------------------------------------------------- results

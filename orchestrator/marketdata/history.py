@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -49,7 +51,7 @@ import structlog
 from orchestrator.marketdata.bars import aggregate
 from orchestrator.model.clock import parse_iso_utc
 from orchestrator.model.errors import OrchestratorError
-from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
+from orchestrator.model.market import RESOLUTION_SECONDS, SYMBOL_PATTERN, Bar, Tick, bucket_start
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +112,34 @@ def load_history(path: str | Path, symbol: str, resolution: str | None = None) -
 
 def is_parquet(path: Path) -> bool:
     return path.suffix.lower() in PARQUET_SUFFIXES
+
+
+def file_symbol(path: Path) -> str:
+    """The ticker a file is named after (``aapl.csv``, ``AAPL.parquet``: AAPL), or "" when
+    its name is none."""
+    name = path.stem.upper()
+    return name if re.fullmatch(SYMBOL_PATTERN, name) else ""
+
+
+def write_parquet(bars: Sequence[Bar], path: Path) -> None:
+    """Write ``bars`` (one symbol) as a Parquet history file that :func:`load_history`
+    reads back as the same bars: ``timestamp`` in UTC microseconds, then
+    ``open,high,low,close,volume`` as float64. The file appears whole or not at
+    all (written under a dot-name, then renamed)."""
+    micros = [round(bar.start * 1_000_000) for bar in bars]
+    columns = {
+        "timestamp": pa.array(micros, type=pa.timestamp("us", tz="UTC")),
+        **{
+            name: pa.array([getattr(bar, name) for bar in bars], pa.float64())
+            for name in PRICE_COLUMNS
+        },
+    }
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        pq.write_table(pa.table(columns), temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- the checks
