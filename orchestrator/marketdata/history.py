@@ -395,8 +395,15 @@ def _dataset_table(path: Path, symbol: str) -> pa.Table:
         table = dataset.to_table(filter=field == symbol)
     except (OSError, pa.ArrowException) as exc:
         raise FeedError(path, f"cannot read the Parquet dataset: {exc}") from exc
-    partitions = dataset.partitioning.schema.names if dataset.partitioning else []
-    return table.drop_columns([names[SYMBOL_COLUMN], *(set(partitions) - {names[SYMBOL_COLUMN]})])
+    return table.drop_columns(
+        [names[SYMBOL_COLUMN], *(_partition_keys(dataset, path) - {names[SYMBOL_COLUMN]})]
+    )
+
+
+def _partition_keys(dataset: ds.Dataset, root: Path) -> set[str]:
+    """The keys of the ``key=value`` directories the dataset's files are in."""
+    folders = (Path(file).relative_to(root).parts[:-1] for file in dataset.files)
+    return {part.partition("=")[0] for parts in folders for part in parts if "=" in part}
 
 
 def _bars_of_table(table: pa.Table, path: Path, symbol: str, *, sort: bool) -> list[Bar]:
