@@ -9,8 +9,8 @@ oldest first, whatever the form:
   (``symbol=AAPL/2024.parquet``) or with a ``symbol`` column, of which only the
   rows of the symbol are read, in time order;
 - a recording of the daemon (a directory with ``bars/`` or ``ticks/``, see
-  :mod:`orchestrator.marketdata.recording`): its bars at the resolution asked,
-  or else its ticks aggregated into bars.
+  :mod:`orchestrator.marketdata.recording`): its ticks aggregated into bars of
+  the resolution asked, or else the bars it recorded.
 
 Columns are matched as a trader's files name them, in any order and any case:
 the time is ``timestamp``, ``date``, ``datetime`` or ``time``; then ``open``,
@@ -514,20 +514,23 @@ def _scaled(ints: np.ndarray[Any, Any], per_second: int) -> np.ndarray[Any, Any]
 
 
 def load_recording(path: Path, symbol: str, resolution: str | None) -> list[Bar]:
-    """The recorded bars of ``symbol`` at ``resolution``, or its recorded ticks as bars.
+    """The bars of ``symbol`` in a recording: its ticks aggregated at ``resolution``,
+    or, when no tick of it was recorded, the bars the daemon closed at that
+    resolution (None: the finest recorded).
 
-    The bars the daemon closed live are taken as they were (their tick counts
-    too); with none at that resolution, the recorded ticks are aggregated the
-    way the daemon aggregates them.
+    Ticks come first because they are what the feed delivered: bars exist only
+    while a strategy or client subscribes, ticks from the first one on. The
+    ticks are aggregated as the daemon aggregates them (same buckets, same
+    quiet-bucket bars), in the order the daemon received them.
     """
-    bars = _recorded_bars(path / RECORDED_BARS, symbol, resolution)
-    if bars:
-        return bars
     ticks = recorded_ticks(path / RECORDED_TICKS, symbol)
-    if resolution is None or not ticks:
+    if ticks and resolution is not None:
+        return aggregate(ticks, symbol, resolution)
+    bars = _recorded_bars(path / RECORDED_BARS, symbol, resolution)
+    if not bars:
         at = "" if resolution is None else f" at {resolution}"
-        raise FeedError(path, f"the recording holds no bars{at} and no ticks of {symbol}")
-    return aggregate(ticks, symbol, resolution)
+        raise FeedError(path, f"the recording holds no ticks and no bars{at} of {symbol}")
+    return bars
 
 
 def _recorded_table(directory: Path, symbol: str) -> pa.Table | None:

@@ -36,10 +36,10 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -79,6 +79,11 @@ _TIME_COLUMN = {RECORDED_TICKS: 1, RECORDED_BARS: 2}
 """Where each kind's time is in a row: the first row's UTC day names the file's folder."""
 
 
+WritePart: TypeAlias = Callable[[Path, pa.Schema, Sequence[tuple[Any, ...]]], int]
+"""Writes one file of rows (run on the writer thread); :func:`write_part` unless a test
+needs a slower disk."""
+
+
 class _Buffer:
     """The rows of one kind waiting to be written."""
 
@@ -96,7 +101,13 @@ class _Buffer:
 class MarketRecorder:
     """Buffers ticks and bars and writes them as Parquet files off the event loop."""
 
-    def __init__(self, config: RecordingConfig, directory: Path, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: RecordingConfig,
+        directory: Path,
+        clock: Clock,
+        write: WritePart | None = None,
+    ) -> None:
         self.config = config
         self.directory = directory
         self.run_id = f"{_compact_utc(clock.now())}-{uuid.uuid4().hex[:8]}"
@@ -107,6 +118,7 @@ class MarketRecorder:
         self._bars = _Buffer(RECORDED_BARS, BAR_SCHEMA)
         self._seq = 0
         self._pending: list[tuple[Future[int], str, int]] = []
+        self._write = write or write_part
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
 
     def record_tick(self, tick: Tick) -> None:
@@ -162,7 +174,7 @@ class MarketRecorder:
             return
         buffer.files += 1
         path = self.directory / buffer.kind / _file_name(self.run_id, buffer, rows)
-        future = self._executor.submit(write_part, path, buffer.schema, rows)
+        future = self._executor.submit(self._write, path, buffer.schema, rows)
         self._pending.append((future, buffer.kind, len(rows)))
 
     def _settle(self) -> None:
