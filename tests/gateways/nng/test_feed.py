@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from gateways.client.nng_client import TickPublisher
 from gateways.config import DaemonConfig, NngBusConfig, load_config
 from gateways.nng.feed import Malformed, NngFeed, TickDecoder
-from orchestrator.marketdata.config import NngFeedConfig
+from orchestrator.marketdata.config import NngFeedConfig, RecordingConfig
 from orchestrator.marketdata.feeds import ohlcv_ticks
+from orchestrator.marketdata.history import recorded_ticks
 from orchestrator.marketdata.hub import MarketData
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.errors import ConfigError
@@ -215,6 +216,23 @@ async def test_every_tick_of_a_fast_sender_arrives_in_order(tmp_path: Path) -> N
             await asyncio.to_thread(one_by_one)
             await until(lambda: market.ticks_received == count)
     assert seen == prices
+
+
+async def test_pushed_ticks_and_bars_are_recorded_as_the_ticks_they_became(tmp_path: Path) -> None:
+    config = feed_config(tmp_path).model_copy(
+        update={"recording": RecordingConfig(enabled=True, directory=tmp_path / "recording")}
+    )
+    async with running_daemon(config) as daemon, running_feed(daemon) as feed:
+        market = daemon.daemon.core.market
+        with TickPublisher(feed.address) as ticks:
+            await asyncio.to_thread(ticks.send_tick, "MSFT", 401.5, 2.0)
+            await asyncio.to_thread(ticks.send_raw, orjson.dumps(GOOD_BAR))
+            await ticks_received(market, 5)
+    # The daemon has stopped: what it buffered is on disk.
+    recorded = recorded_ticks(tmp_path / "recording" / "ticks", "AAPL")
+    assert recorded == list(ohlcv_ticks(Bar("AAPL", "1m", START - 60, 10, 12, 9, 11, 100, 4)))
+    [msft] = recorded_ticks(tmp_path / "recording" / "ticks", "MSFT")
+    assert msft == Tick("MSFT", 401.5, 2.0, START)
 
 
 # ---------------------------------------------------------------- config

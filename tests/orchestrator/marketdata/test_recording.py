@@ -125,18 +125,24 @@ async def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
 
 
 async def test_the_timer_flushes_every_flush_seconds(tmp_path: Path) -> None:
-    recording = recorder(tmp_path, flush_seconds=0.01)
+    written = threading.Event()
+
+    def signalling_write(path: Path, schema: pa.Schema, rows: Sequence[tuple[Any, ...]]) -> int:
+        count = write_part(path, schema, rows)
+        written.set()
+        return count
+
+    config = RecordingConfig(enabled=True, flush_seconds=0.01)
+    recording = MarketRecorder(config, tmp_path, ManualClock(START), signalling_write)
     recording.record_tick(ticks(1)[0])
     timer = asyncio.create_task(recording.run())
     try:
-        async with asyncio.timeout(5):
-            while not files(tmp_path):
-                await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(written.wait, 5.0)
     finally:
         timer.cancel()
-    await recording.close()
 
     assert recorded_ticks(tmp_path / "ticks", "AAPL") == ticks(1)
+    await recording.close()
 
 
 # ---------------------------------------------------------------- read back
