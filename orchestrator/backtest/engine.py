@@ -47,12 +47,10 @@ orders still pending after the last bar stay unfilled.
 
 from __future__ import annotations
 
-import gc
 import math
 import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from operator import attrgetter
@@ -79,6 +77,7 @@ from orchestrator.model.market import (
     unknown_resolution,
 )
 from orchestrator.model.orders import SIGNAL, Fill, Order, Side, TradeStatus
+from orchestrator.model.records import no_cycle_collection
 from orchestrator.model.validation import FrozenModel, describe_validation_errors
 from orchestrator.risk.config import RiskConfig
 from orchestrator.risk.guardian import Halt, RiskGuardian
@@ -461,7 +460,7 @@ class BacktestEngine:
         self._warm_up(strategy, bars[:warmup])
         self._wants_ticks = type(strategy).on_tick is not Strategy.on_tick
         self._day_end = _next_midnight(bars[max(warmup - 1, 0)].start)
-        with _no_cycle_collection():
+        with no_cycle_collection():
             self._trade(strategy, bars, warmup, should_stop)
         last = bars[-1]
         self.book.mark(self.symbol, last.close, last.start + self._seconds)
@@ -768,25 +767,6 @@ class _OpenTrip:
             fill.price,
             self.pnl,
         )
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Hold the cyclic garbage collector off for a replay, then restore it.
-
-    A replay keeps every fill and trade to the end: hundreds of thousands of
-    small records that the collector traverses, with the bars, again and again
-    (its full passes took up to a fifth of a million-bar run, unpredictably)
-    and can never free. Reference counting still frees everything else; cycles
-    a strategy makes wait until the run ends.
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _next_midnight(ts: float) -> float:

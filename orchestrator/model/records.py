@@ -12,6 +12,9 @@ are by value, as for a frozen dataclass.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar, dataclass_transform
 
@@ -24,4 +27,24 @@ def record(cls: type[T]) -> type[T]:
     return dataclass(slots=True, unsafe_hash=True)(cls)
 
 
-__all__ = ["record"]
+@contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """Hold the cyclic garbage collector off while records pile up, then restore it.
+
+    Records are acyclic, and a run that keeps hundreds of thousands of them (a
+    replay's fills and trades, a history file's bars) makes the collector
+    traverse them again and again and free none: its passes took up to a fifth
+    of a million-bar backtest and two thirds of loading a million bars from
+    Parquet. Reference counting still frees everything else; cycles made
+    meanwhile wait until the block ends.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+__all__ = ["no_cycle_collection", "record"]

@@ -1,0 +1,92 @@
+"""Loading history: 1,000,000 minute bars from CSV and from Parquet, side by side.
+
+Data: a seeded random walk of 1,000,000 one-minute bars (about two years),
+written once to a temporary directory as a CSV file in our header
+(``timestamp,open,high,low,close,volume``, epoch seconds, prices as Python
+prints floats) and converted to Parquet the way ``orchestrator data import``
+does it (:func:`orchestrator.marketdata.history.write_parquet`: UTC
+microsecond timestamps, float64 prices). Writing is not timed.
+
+Timed (``perf_counter``): :func:`orchestrator.marketdata.history.load_history`
+on each file, which is what a backtest calls; both end with the same checks and
+the same list of ``Bar`` objects, and the bench checks the two lists are equal.
+Each figure is the best of 3 loads, the two formats taking turns. The CSV load
+is the baseline; the target is a Parquet load at least 5x faster.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bench.report import machine, table
+from orchestrator.marketdata.history import load_history, write_parquet
+from orchestrator.model.market import Bar
+
+BARS = 1_000_000
+REPEATS = 3
+TARGET = 5.0
+START = 1_704_067_200  # 2024-01-01T00:00:00Z
+
+
+def random_walk_csv(path: Path) -> None:
+    """``BARS`` plausible minute bars, seeded, as our CSV."""
+    rng = np.random.default_rng(7)
+    closes = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.0005, BARS)))
+    opens = np.concatenate(([100.0], closes[:-1]))
+    spread = np.abs(rng.normal(0, 0.0003, BARS)) * closes
+    highs = np.maximum(opens, closes) + spread
+    lows = np.minimum(opens, closes) - spread
+    volumes = rng.integers(100, 10_000, BARS)
+    starts = START + 60 * np.arange(BARS)
+    with path.open("w", encoding="utf-8") as out:
+        out.write("timestamp,open,high,low,close,volume\n")
+        rows = zip(starts.tolist(), opens.tolist(), highs.tolist(), lows.tolist(),
+                   closes.tolist(), volumes.tolist(), strict=True)  # fmt: skip
+        out.writelines(f"{t},{o!r},{h!r},{lo!r},{c!r},{v}\n" for t, o, h, lo, c, v in rows)
+
+
+def timed(load: Callable[[], list[Bar]]) -> tuple[float, list[Bar]]:
+    started = time.perf_counter()
+    bars = load()
+    return time.perf_counter() - started, bars
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="history-bench-") as scratch:
+        csv, parquet = Path(scratch) / "bench.csv", Path(scratch) / "BENCH.parquet"
+        random_walk_csv(csv)
+        write_parquet(load_history(csv, "BENCH"), parquet)
+        sizes = {"CSV": csv.stat().st_size, "Parquet": parquet.stat().st_size}
+        timings: dict[str, list[float]] = {"CSV": [], "Parquet": []}
+        loaded: dict[str, list[Bar]] = {}
+        for _ in range(REPEATS):
+            for name, path in (("CSV", csv), ("Parquet", parquet)):
+                seconds, loaded[name] = timed(lambda path=path: load_history(path, "BENCH"))
+                timings[name].append(seconds)
+    if loaded["CSV"] != loaded["Parquet"]:
+        raise RuntimeError("the CSV and the Parquet file do not load as the same bars")
+    best = {name: min(values) for name, values in timings.items()}
+    rows = [
+        (name, BARS, sizes[name] / 1e6, best[name], BARS / best[name] / 1e6)
+        for name in ("CSV", "Parquet")
+    ]
+    print(
+        table(
+            f"Loading {BARS:,} minute bars (load_history, checks and Bar objects included)",
+            ("format", "bars", "file MB", "seconds", "M bars/s"),
+            rows,
+        )
+    )
+    ratio = best["CSV"] / best["Parquet"]
+    verdict = "meets" if ratio >= TARGET else "misses"
+    print(f"Parquet / CSV: {ratio:.1f}x faster; {verdict} the {TARGET:.0f}x target")
+    print(f"({machine()}; the same bars from both; best of {REPEATS})")
+
+
+if __name__ == "__main__":
+    main()
