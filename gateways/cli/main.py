@@ -99,6 +99,8 @@ def check_config(path: Path | None) -> int:
         print(f"  nng publish   {config.nng_publish_address()}")
     if isinstance(config.market_data.feed, NngFeedConfig):
         print(f"  nng ingest    {config.nng_ingest_address()}")
+    if config.recording.enabled:
+        print(f"  recording     {config.recording_directory()}")
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""Config of the market data feeds (synthetic, CSV replay, NNG ingest), chosen by ``kind``."""
+"""Config of the market data feeds (synthetic, CSV replay, NNG ingest), chosen by ``kind``,
+and of the recording of what they deliver."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ ReplaySpeed = Literal["realtime", "max"] | Annotated[float, Field(ge=1.0, le=1e6
 
 
 class CsvReplayFeedConfig(BaseModel):
-    """Replays OHLCV CSV files (one per symbol) as ticks."""
+    """Replays OHLCV history files (one per symbol: CSV or Parquet) as ticks."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -85,8 +86,9 @@ class CsvReplayFeedConfig(BaseModel):
     files: dict[Symbol, Path] = Field(
         min_length=1,
         max_length=1000,
-        description="Symbol to its CSV file, header timestamp,open,high,low,close,volume; "
-        "timestamps ISO-8601 (naive means UTC) or epoch seconds.",
+        description="Symbol to its history file: CSV (header timestamp,open,high,low,close,"
+        "volume; timestamps ISO-8601, naive means UTC, or epoch seconds), Parquet (.parquet, "
+        "the same columns), a Parquet dataset or a recording directory.",
     )
     speed: ReplaySpeed = Field(
         default="realtime",

@@ -65,6 +65,16 @@ def test_shipped_config_file_equals_the_embedded_defaults() -> None:
     assert load_config(DEFAULT_TOML) == DaemonConfig()
 
 
+def test_recording_is_off_and_goes_to_the_state_dir_by_default(tmp_path: Path) -> None:
+    assert not DaemonConfig().recording.enabled
+    in_state = DaemonConfig(journal={"state_dir": str(tmp_path)}, recording={"enabled": True})
+    assert in_state.recording_directory() == tmp_path / "recording"
+    xdg = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
+    assert DaemonConfig().recording_directory(xdg) == tmp_path / "xdg/orchestrator/recording"
+    given = DaemonConfig(recording={"directory": str(tmp_path / "rec")})
+    assert given.recording_directory() == tmp_path / "rec"
+
+
 def test_every_config_field_has_a_description() -> None:
     seen: set[type[BaseModel]] = set()
 
@@ -109,6 +119,7 @@ def test_toml_overlays_the_defaults_section_by_section(tmp_path: Path) -> None:
         ("[servers.orchestrator]\nprot = 8082\n", "servers.orchestrator.prot"),
         ("[connections]\nping_intervall = 1.0\n", "connections.ping_intervall"),
         ("[serverz.risk]\nport = 1\n", "serverz"),
+        ("[recording]\nenable = true\n", "recording.enable"),
     ],
 )
 def test_unknown_keys_are_refused(tmp_path: Path, text: str, where: str) -> None:

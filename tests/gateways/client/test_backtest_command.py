@@ -14,6 +14,7 @@ from gateways.client.commands import (
     _backtest_command,
     build_client_parser,
 )
+from orchestrator.marketdata.history import load_ohlcv, write_parquet
 from tests.gateways.client.test_commands import cli_daemon, dead_url
 
 
@@ -33,9 +34,33 @@ async def test_a_failing_backtest_exits_1_with_the_reason(
 ) -> None:
     (tmp_path / "empty.csv").write_text("timestamp,open,high,low,close,volume\n")
     async with cli_daemon(capsys, jobs={"data_dir": str(tmp_path)}) as (_, cli):
+        # --csv, the option's former name, still works.
         code, out, _ = await cli("backtest", "holder", "--csv", "empty.csv", "--symbol", "aapl")
     assert code == EXIT_DAEMON_ERROR
     assert "failed" in out and "empty.csv" in out
+
+
+async def test_a_parquet_dataset_backtests_like_its_csv(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rows = ["timestamp,open,high,low,close,volume"]
+    closes = [100 + (i * 7 % 11) for i in range(120)]
+    rows += [f"{1_704_067_200 + 60 * i},{c},{c + 1},{c - 1},{c},10" for i, c in enumerate(closes)]
+    csv = tmp_path / "aapl.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    (tmp_path / "set" / "symbol=AAPL").mkdir(parents=True)
+    write_parquet(load_ohlcv(csv, "AAPL"), tmp_path / "set" / "symbol=AAPL" / "part.parquet")
+    results = []
+    async with cli_daemon(capsys, jobs={"data_dir": str(tmp_path)}) as (_, cli):
+        for path in ("aapl.csv", "set"):
+            code, out, err = await cli(
+                "backtest", "holder", "--file", path, "--symbol", "aapl", "--json"
+            )
+            assert code == EXIT_OK, err
+            result = json.loads(out)["result"]
+            results.append({k: v for k, v in result.items() if k != "duration_seconds"})
+    assert results[0] == results[1]
+    assert results[0]["bars"] == 120
 
 
 async def test_backtest_without_a_daemon_exits_3(capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,7 +25,7 @@ from orchestrator.marketdata.feeds import (
     ohlcv_ticks,
     replay_bars,
 )
-from orchestrator.marketdata.history import load_ohlcv
+from orchestrator.marketdata.history import load_ohlcv, write_parquet
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.market import Bar, Tick
 
@@ -348,6 +348,18 @@ async def test_replay_merges_files_in_time_order_and_rebuilds_their_bars(tmp_pat
         by_symbol[tick.symbol].append(tick)
     assert aggregate(by_symbol["AAPL"], "AAPL", "1m") == load_ohlcv(tmp_path / "aapl.csv", "AAPL")
     assert aggregate(by_symbol["MSFT"], "MSFT", "5s") == load_ohlcv(tmp_path / "msft.csv", "MSFT")
+
+
+async def test_a_parquet_file_replays_as_its_csv_file_does(tmp_path: Path) -> None:
+    csv = write(tmp_path / "aapl.csv", HEADER + EPOCH_ROWS)
+    write_parquet(load_ohlcv(csv, "AAPL"), tmp_path / "AAPL.parquet")
+    clock = ManualClock(START)
+
+    def feed(path: Path) -> CsvReplayFeed:
+        config = CsvReplayFeedConfig(files={"AAPL": path}, speed="max", shift_to_now=False)
+        return CsvReplayFeed(config, clock, FakeSleep(clock))
+
+    assert await replay(feed(tmp_path / "AAPL.parquet")) == await replay(feed(csv))
 
 
 async def test_max_speed_never_waits_but_yields_to_the_loop(tmp_path: Path) -> None:
