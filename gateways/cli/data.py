@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gateways.client.text import plural
-from orchestrator.marketdata.history import FeedError, file_symbol, load_ohlcv, write_parquet
 from orchestrator.model.clock import iso_utc
 from orchestrator.model.market import RESOLUTION_SECONDS, Bar
 
@@ -48,24 +47,28 @@ def add_data_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 def data_command(args: argparse.Namespace) -> int:
     """Run ``orchestrator data import ...``; returns the exit code."""
-    plan = _plan(args.csv, args.symbol, args.to)
+    # Imported here: pyarrow takes about half a second to load, and the other
+    # commands of `orchestrator` (status, journal, ...) should not wait for it.
+    from orchestrator.marketdata import history
+
+    plan = _plan(args.csv, args.symbol, args.to, history.file_symbol)
     if isinstance(plan, str):
         _error(plan)
         return EXIT_BAD_INPUT
     try:
-        loaded = [(load_ohlcv(source, symbol), target) for source, symbol, target in plan]
-    except FeedError as exc:
+        loaded = [(history.load_ohlcv(path, symbol), target) for path, symbol, target in plan]
+    except history.FeedError as exc:
         _error(f"cannot import {exc}")
         return EXIT_BAD_INPUT
     existing = [target for _, target in loaded if target.exists()]
     if existing and not args.force:
         _error(f"{', '.join(map(str, existing))} exists; add --force to overwrite")
         return EXIT_WRITE_FAILED
-    return _write(loaded, args.to)
+    return _write(loaded, args.to, history.write_parquet)
 
 
 def _plan(
-    sources: Sequence[Path], symbol: str | None, to: Path
+    sources: Sequence[Path], symbol: str | None, to: Path, file_symbol: Callable[[Path], str]
 ) -> list[tuple[Path, str, Path]] | str:
     """(CSV, symbol, target) per file, or what is wrong with the command."""
     if symbol is not None and len(sources) > 1:
@@ -83,7 +86,11 @@ def _plan(
     return plan
 
 
-def _write(loaded: Sequence[tuple[list[Bar], Path]], to: Path) -> int:
+def _write(
+    loaded: Sequence[tuple[list[Bar], Path]],
+    to: Path,
+    write_parquet: Callable[[Sequence[Bar], Path], None],
+) -> int:
     try:
         to.mkdir(parents=True, exist_ok=True)
         for bars, target in loaded:

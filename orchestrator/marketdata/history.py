@@ -25,7 +25,7 @@ Both formats then pass the same checks, over whole columns at once (numpy):
 finite prices and volume >= 0, low > 0, low <= open, close <= high, strictly
 increasing times on one grid of a known bar resolution. A problem raises
 :class:`FeedError` naming the file and the line (CSV) or the column and row
-(Parquet). Bars get ``ticks=4``, the ticks a replay makes of each (see
+(Parquet; rows counted from 0, in time order for a dataset). Bars get ``ticks=4``, the ticks a replay makes of each (see
 ``feeds.ohlcv_ticks``), so a replayed and re-aggregated bar equals the loaded one.
 """
 
