@@ -44,6 +44,7 @@ class JobsConfig(FrozenModel):
     )
     data_dir: Path | None = Field(
         None,
-        description="Directory that OHLCV files of backtest jobs must be in (paths are "
-        "relative to it); None refuses file backtests, leaving the synthetic feed.",
+        description="Directory that the history of backtest jobs must be in (CSV and "
+        "Parquet files, datasets, recordings; paths are relative to it); None refuses file "
+        "backtests, leaving the synthetic feed.",
     )

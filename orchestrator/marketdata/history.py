@@ -25,8 +25,9 @@ Both formats then pass the same checks, over whole columns at once (numpy):
 finite prices and volume >= 0, low > 0, low <= open, close <= high, strictly
 increasing times on one grid of a known bar resolution. A problem raises
 :class:`FeedError` naming the file and the line (CSV) or the column and row
-(Parquet; rows counted from 0, in time order for a dataset). Bars get ``ticks=4``, the ticks a replay makes of each (see
-``feeds.ohlcv_ticks``), so a replayed and re-aggregated bar equals the loaded one.
+(Parquet; rows counted from 0, in time order for a dataset). Bars get
+``ticks=4``, the ticks a replay makes of each (see ``feeds.ohlcv_ticks``), so a
+replayed and re-aggregated bar equals the loaded one.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ class FeedError(OrchestratorError, ValueError):
 def load_history(path: str | Path, symbol: str, resolution: str | None = None) -> list[Bar]:
     """The bars of ``symbol`` in the file, dataset or recording at ``path``.
 
-    ``resolution`` picks the bars of a recording (None: its finest); files
-    have theirs. Raises FeedError naming what to fix.
+    ``resolution`` is what a recording's ticks are aggregated to (None: take
+    its finest recorded bars); files have their own. Raises FeedError naming
+    what to fix.
     """
     path = Path(path)
     # A million bars are a million acyclic records: the collector would traverse
@@ -204,7 +206,7 @@ def _check_values(columns: OhlcvColumns, locate: Locate) -> None:
         values = getattr(columns, column)
         bad = _first(~np.isfinite(values) | (values < 0))
         if bad is not None:
-            problem = f"{column} {values[bad]!r} must be a finite number >= 0"
+            problem = f"{column} {float(values[bad])} must be a finite number >= 0"
             raise locate(bad, column, problem)
     bad = _first(columns.low <= 0)
     if bad is not None:
@@ -429,7 +431,10 @@ def _table_columns(table: pa.Table, path: Path) -> dict[str, str]:
     by_name: dict[str, str] = {}
     for name in table.column_names:
         key = name.strip().lower()
-        if key in by_name or (key in TIME_COLUMNS and "timestamp" in by_name):
+        if key in TIME_COLUMNS and "timestamp" in by_name:
+            first = by_name["timestamp"]
+            raise FeedError(path, f"columns {first!r} and {name!r} are both times", column=name)
+        if key in by_name:
             raise FeedError(path, f"column {name!r} appears twice (case aside)", column=name)
         if key in TIME_COLUMNS:
             by_name["timestamp"] = name
