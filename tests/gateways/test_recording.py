@@ -1,4 +1,5 @@
-"""A live run, recorded, replays in a backtest with the same trades.
+"""Recording in the daemon: a live run replays in a backtest with the same trades, and a
+killed daemon leaves only complete files.
 
 The daemon runs on ephemeral ports with ``[recording]`` on, on a manual clock,
 fed scripted ticks (each seeded bar's four ticks, the way a replay makes them);
@@ -8,10 +9,13 @@ then has exactly the live run's fills.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import pyarrow.dataset as ds
 
 from orchestrator.backtest.engine import (
     BacktestEngine,
@@ -28,7 +32,10 @@ from orchestrator.model.events import Event, TradeExecuted
 from orchestrator.model.market import Bar
 from orchestrator.model.orders import Fill
 from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
+from tests.gateways.nng.nng_support import until
+from tests.gateways.test_daemon_process import SERVERS, free_ports, write_config
 from tests.support import TestDaemon, running_daemon, test_config
+from tests.test_crash_recovery import STARTUP_TIMEOUT, spawned
 
 SYMBOL = "AAPL"
 CATALOG = CatalogEntry(
@@ -106,3 +113,58 @@ async def test_a_backtest_over_the_recording_has_the_live_trades(tmp_path: Path)
     assert comparable(engine.fills) == comparable(live)
     spec = BacktestSpec(strategy=CATALOG, source=FileSource(path=recording), symbol=SYMBOL)
     assert run_backtest(spec).fills == len(live)
+
+
+# ---------------------------------------------------------------- a real process
+
+
+def recording_config(tmp_path: Path) -> Path:
+    ports = dict(zip(SERVERS, free_ports(len(SERVERS)), strict=True))
+    path = write_config(tmp_path, ports)
+    with path.open("a", encoding="utf-8") as text:
+        text.write(
+            "[nng]\nenabled = false\n"
+            "[market_data.feed]\nkind = 'synthetic'\nticks_per_second = 50.0\n"
+            "history_seconds = 0.0\n"
+            f"[recording]\nenabled = true\ndirectory = '{tmp_path / 'recording'}'\n"
+            "flush_rows = 40\nflush_seconds = 0.05\n"
+        )
+    return path
+
+
+def tick_files(recording: Path) -> list[Path]:
+    return [p for p in (recording / "ticks").rglob("*.parquet") if not p.name.startswith(".")]
+
+
+async def until_files(recording: Path, count: int) -> None:
+    """Until ``count`` tick files are there (another process writes them)."""
+    await until(lambda: len(tick_files(recording)) >= count, STARTUP_TIMEOUT)
+
+
+def arrival_numbers(recording: Path) -> list[int]:
+    table = ds.dataset(recording / "ticks", format="parquet", partitioning="hive").to_table()
+    return sorted(table.column("seq").to_pylist())
+
+
+async def test_a_killed_daemon_leaves_complete_files_of_a_gapless_prefix(tmp_path: Path) -> None:
+    recording = tmp_path / "recording"
+    async with spawned(recording_config(tmp_path)) as daemon:
+        await daemon.wait_ready()
+        await until_files(recording, 5)
+        assert await daemon.kill() == -signal.SIGKILL
+    numbers = arrival_numbers(recording)  # every visible file reads whole
+    assert numbers == list(range(1, len(numbers) + 1))  # lost: only the end, never between
+    assert len(numbers) >= len(tick_files(recording)) >= 5
+
+
+async def test_a_clean_stop_writes_every_tick_the_feed_delivered(tmp_path: Path) -> None:
+    recording = tmp_path / "recording"
+    async with spawned(recording_config(tmp_path)) as daemon:
+        await daemon.wait_ready()
+        await until_files(recording, 2)
+        assert await daemon.stop() == 0
+    [closed] = [entry for entry in daemon.logs if entry.get("event") == "recording_closed"]
+    numbers = arrival_numbers(recording)
+    assert numbers == list(range(1, closed["rows"]["ticks"] + 1))
+    assert closed["dropped"] == {}
+    assert not [p for p in recording.rglob(".*")]
