@@ -15,7 +15,9 @@ oldest first, whatever the form:
 Columns are matched as a trader's files name them, in any order and any case:
 the time is ``timestamp``, ``date``, ``datetime`` or ``time``; then ``open``,
 ``high``, ``low``, ``close`` and ``volume``. Yahoo's ``Adj Close``,
-``Dividends`` and ``Stock Splits`` are ignored: a backtest trades Close. In
+``Dividends`` and ``Stock Splits`` are ignored: a backtest trades Close. A
+DataFrame indexed by time and saved with pandas' ``to_parquet`` loads too (its
+index is a column, named or ``__index_level_0__``). In
 Parquet the time is a timestamp type of any unit (with a time zone, or naive,
 which is taken as UTC), a date, or numbers: epoch seconds, or epoch
 milliseconds when every value is above ``EPOCH_MILLISECONDS_THRESHOLD`` (year
@@ -63,6 +65,10 @@ TIME_COLUMNS = ("timestamp", "date", "datetime", "time")
 """Names the time column may have: ours, and Yahoo's and pandas' (Date, Datetime)."""
 IGNORED_COLUMNS = ("adj close", "dividends", "stock splits")
 """Columns of Yahoo and yfinance files that a backtest does not read: it trades Close."""
+PANDAS_INDEX_PREFIX = "__index_level_"
+PANDAS_TIME_INDEX = "__index_level_0__"
+"""Where pandas' ``to_parquet`` keeps an unnamed index: the time when no column is named
+as one (a DataFrame indexed by time), else ignored like pandas' other index columns."""
 SYMBOL_COLUMN = "symbol"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 DEFAULT_BAR_SECONDS = 60
@@ -440,10 +446,12 @@ def _table_columns(table: pa.Table, path: Path) -> dict[str, str]:
             by_name["timestamp"] = name
         elif key in PRICE_COLUMNS:
             by_name[key] = name
-        elif key not in IGNORED_COLUMNS:
+        elif key not in IGNORED_COLUMNS and not key.startswith(PANDAS_INDEX_PREFIX):
             raise FeedError(
                 path, f"column {name!r} is unknown; expected {','.join(OHLCV_HEADER)}", column=name
             )
+    if "timestamp" not in by_name and PANDAS_TIME_INDEX in table.column_names:
+        by_name["timestamp"] = PANDAS_TIME_INDEX
     for column in OHLCV_HEADER:
         if column not in by_name:
             found = ",".join(table.column_names)

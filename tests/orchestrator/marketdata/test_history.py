@@ -81,6 +81,25 @@ def test_yahoo_column_names_in_any_case_and_order_are_matched(tmp_path: Path) ->
     assert load_history(write_table(tmp_path / "y.pq", yahoo), "AAPL") == expected()
 
 
+def test_a_pandas_frame_indexed_by_time_loads(tmp_path: Path) -> None:
+    """``DataFrame.to_parquet`` keeps an unnamed index as ``__index_level_0__``."""
+    columns: dict[str, Any] = rows()
+    columns["__index_level_0__"] = pa.array(columns.pop("timestamp"), pa.timestamp("s"))
+
+    assert load_history(write_table(tmp_path / "pd.parquet", columns), "AAPL") == expected()
+
+
+def test_a_daily_file_at_local_midnight_keeps_its_instants(tmp_path: Path) -> None:
+    """Yahoo's daily bars at New York midnight: 05:00 UTC in winter, off the UTC grid."""
+    columns: dict[str, Any] = rows(3, start=1_704_171_600, step=86_400)
+    columns["timestamp"] = pa.array(columns["timestamp"], pa.timestamp("s", tz="America/New_York"))
+
+    bars = load_history(write_table(tmp_path / "ny.parquet", columns), "AAPL")
+
+    assert [b.start for b in bars] == [1_704_171_600.0, 1_704_258_000.0, 1_704_344_400.0]
+    assert bars[0].resolution == "1d"
+
+
 def as_type(values: list[int], kind: pa.DataType, scale: int = 1) -> pa.Array:
     return pa.array([v * scale for v in values], type=kind)
 
