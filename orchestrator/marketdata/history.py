@@ -424,7 +424,7 @@ def _bars_of_table(table: pa.Table, path: Path, symbol: str, *, sort: bool) -> l
         raise FeedError(path, f"no rows of {symbol}" if sort else "no data rows")
     if sort:
         table = table.sort_by(named["timestamp"])
-    columns = parquet_columns(table, named, path)
+    columns = _parquet_columns(table, named, path)
 
     def locate(index: int, column: str, problem: str) -> FeedError:
         return FeedError(path, f"column {named[column]!r}, row {index}: {problem}", column=column)
@@ -459,11 +459,11 @@ def _table_columns(table: pa.Table, path: Path) -> dict[str, str]:
     return by_name
 
 
-def parquet_columns(table: pa.Table, named: dict[str, str], path: Path) -> OhlcvColumns:
+def _parquet_columns(table: pa.Table, named: dict[str, str], path: Path) -> OhlcvColumns:
     """The float64 arrays of the table's time, price and volume columns."""
     for column in OHLCV_HEADER:
         _check_no_nulls(table.column(named[column]), named[column], path)
-    ts = epoch_seconds(table.column(named["timestamp"]), named["timestamp"], path)
+    ts = _epoch_seconds(table.column(named["timestamp"]), named["timestamp"], path)
     prices = (_numbers(table.column(named[c]), named[c], path) for c in PRICE_COLUMNS)
     return OhlcvColumns(ts, *prices)
 
@@ -481,7 +481,7 @@ def _numbers(values: pa.ChunkedArray, name: str, path: Path) -> np.ndarray[Any, 
     return np.asarray(pc.cast(values, pa.float64()).to_numpy(), dtype=np.float64)
 
 
-def epoch_seconds(values: pa.ChunkedArray, name: str, path: Path) -> np.ndarray[Any, Any]:
+def _epoch_seconds(values: pa.ChunkedArray, name: str, path: Path) -> np.ndarray[Any, Any]:
     """Epoch seconds of a time column: timestamps (naive = UTC), dates or epoch numbers."""
     kind = values.type
     if pa.types.is_timestamp(kind) or pa.types.is_date64(kind):
@@ -490,7 +490,7 @@ def epoch_seconds(values: pa.ChunkedArray, name: str, path: Path) -> np.ndarray[
     if pa.types.is_date32(kind):
         days = np.asarray(pc.cast(values, pa.int32()).to_numpy(), dtype=np.float64)
         return days * 86_400.0
-    numbers = _wrong_time_type(values, name, path, kind)
+    numbers = _epoch_numbers(values, name, path, kind)
     above = numbers > EPOCH_MILLISECONDS_THRESHOLD
     if above.all():
         return numbers / 1000.0
@@ -504,9 +504,11 @@ def epoch_seconds(values: pa.ChunkedArray, name: str, path: Path) -> np.ndarray[
     return numbers
 
 
-def _wrong_time_type(
+def _epoch_numbers(
     values: pa.ChunkedArray, name: str, path: Path, kind: pa.DataType
 ) -> np.ndarray[Any, Any]:
+    """A time column's epoch numbers as float64; FeedError for another type or a
+    value that is no finite number."""
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         numbers = np.asarray(pc.cast(values, pa.float64()).to_numpy(), dtype=np.float64)
         bad = _first(~np.isfinite(numbers))
