@@ -6,9 +6,9 @@ every bar the daemon closes (``MarketData.on_bar``). The tick path only
 appends a tuple to a buffer; a full buffer (``flush_rows``), the timer
 (``flush_seconds``) and :meth:`MarketRecorder.close` hand the buffer to one
 writer thread, which turns it into a Parquet file. If the disk falls so far
-behind that ``max_pending_files`` files are waiting, a full buffer is dropped,
-counted in :attr:`MarketRecorder.dropped` and logged: the tick path never
-waits for the disk.
+behind that ``max_pending_files`` files are waiting, the buffer keeps filling
+and, once full, is dropped, counted in :attr:`MarketRecorder.dropped` and
+logged: the tick path never waits for the disk.
 
 Each handed-over buffer becomes one complete file, written under a dot-name
 (which Parquet readers skip) and renamed when closed, so a reader never sees
@@ -152,26 +152,32 @@ class MarketRecorder:
 
     async def close(self) -> None:
         """Write what is buffered, wait for every file, and stop the writer thread."""
+        await self._written()  # first, so that the writer has room for the last buffers
         self.flush()
-        waiting = [asyncio.wrap_future(future) for future, _, _ in self._pending]
-        # A failed write is counted and logged by _settle, not raised here.
-        await asyncio.gather(*waiting, return_exceptions=True)
-        self._settle()
+        await self._written()
         self._executor.shutdown(wait=True)
         log.info(
             "recording_closed", run=self.run_id, rows=dict(self.rows_written),
             dropped=dict(self.dropped),
         )  # fmt: skip
 
+    async def _written(self) -> None:
+        """Until every file handed over is written (or failed: counted, not raised)."""
+        waiting = [asyncio.wrap_future(future) for future, _, _ in self._pending]
+        await asyncio.gather(*waiting, return_exceptions=True)
+        self._settle()
+
     def _hand_over(self, buffer: _Buffer) -> None:
         self._settle()
-        rows = buffer.take()
-        if not rows:
+        if not buffer.rows:
             return
         if len(self._pending) >= self.config.max_pending_files:
-            self.dropped[buffer.kind] += len(rows)
-            log.warning("recording_behind", kind=buffer.kind, dropped_rows=len(rows))
+            if len(buffer.rows) < self.config.flush_rows:
+                return  # room left in the buffer: the next hand-over tries again
+            self.dropped[buffer.kind] += len(buffer.take())
+            log.warning("recording_behind", kind=buffer.kind, dropped_rows=self.config.flush_rows)
             return
+        rows = buffer.take()
         buffer.files += 1
         path = self.directory / buffer.kind / _file_name(self.run_id, buffer, rows)
         future = self._executor.submit(self._write, path, buffer.schema, rows)
@@ -200,8 +206,11 @@ def write_part(path: Path, schema: pa.Schema, rows: Sequence[tuple[Any, ...]]) -
     table = pa.Table.from_arrays(arrays, schema=schema)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
+    try:
+        pq.write_table(table, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # a write that failed half way leaves nothing
     return len(rows)
 
 

@@ -103,13 +103,17 @@ async def test_a_writer_too_far_behind_drops_a_buffer_instead_of_blocking(tmp_pa
 
     config = RecordingConfig(enabled=True, flush_rows=2, max_pending_files=1)
     recording = MarketRecorder(config, tmp_path, ManualClock(START), slow_write)
-    for tick in ticks(4):  # the second full buffer finds the first still being written
+    sent = ticks(5)
+    for tick in sent[:4]:  # the second full buffer finds the first still being written
         recording.record_tick(tick)
+    assert recording.dropped["ticks"] == 2
+    recording.record_tick(sent[4])
+    recording.flush()  # the timer: a buffer with room left waits for the writer
     assert recording.dropped["ticks"] == 2
     release.set()
     await recording.close()
 
-    assert recorded_ticks(tmp_path / "ticks", "AAPL") == ticks(2)
+    assert recorded_ticks(tmp_path / "ticks", "AAPL") == [*sent[:2], sent[4]]
 
 
 async def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
