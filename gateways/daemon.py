@@ -183,6 +183,8 @@ class Daemon:
             {name: _client_counter(server) for name, server in self.servers.items()},
             lambda: WriteLatency(stats.batches, stats.total_seconds, stats.max_seconds),
         )
+        if self.recorder is not None:
+            self.metrics.watch_recording(self.recorder)
 
     def _journal_running(self) -> bool:
         task = self._writer_task

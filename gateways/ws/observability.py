@@ -15,11 +15,12 @@ from http import HTTPStatus
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from orchestrator.marketdata.recording import RECORDED_KINDS, MarketRecorder
 from orchestrator.model.events import Event, OrderSubmitted, TradeExecuted
 from orchestrator.model.orders import TradeStatus
 
@@ -81,6 +82,10 @@ class Metrics:
         """Gauges read at scrape time: connections per server, journal latency."""
         self.registry.register(_LiveFigures(connections, latency))
 
+    def watch_recording(self, recorder: MarketRecorder) -> None:
+        """Counters read at scrape time: the rows the recorder wrote, dropped, lost."""
+        self.registry.register(_RecordingFigures(recorder))
+
     def on_event(self, event: Event) -> None:
         if isinstance(event, OrderSubmitted):
             self.orders.inc()
@@ -129,6 +134,26 @@ class _LiveFigures(Collector):
         )
         slowest.add_metric([], latency.max_seconds)
         yield slowest
+
+
+class _RecordingFigures(Collector):
+    def __init__(self, recorder: MarketRecorder) -> None:
+        self._recorder = recorder
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        rows = CounterMetricFamily(
+            "orchestrator_recording_rows",
+            "Rows of the recording by kind and outcome: written (in complete files), "
+            "dropped (the writer too far behind), failed (a file not written).",
+            labels=["kind", "outcome"],
+        )
+        recorder = self._recorder
+        outcomes = (("written", recorder.rows_written), ("dropped", recorder.dropped),
+                    ("failed", recorder.failed))  # fmt: skip
+        for outcome, counts in outcomes:
+            for kind in RECORDED_KINDS:
+                rows.add_metric([kind, outcome], counts[kind])
+        yield rows
 
 
 class Health:

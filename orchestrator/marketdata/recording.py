@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import uuid
 from collections import Counter
@@ -75,6 +76,7 @@ BAR_SCHEMA = pa.schema(
         ("ticks", pa.int64()),
     ]
 )
+RECORDED_KINDS = (RECORDED_TICKS, RECORDED_BARS)
 _TIME_COLUMN = {RECORDED_TICKS: 1, RECORDED_BARS: 2}
 """Where each kind's time is in a row: the first row's UTC day names the file's folder."""
 
@@ -112,12 +114,16 @@ class MarketRecorder:
         self.directory = directory
         self.run_id = f"{_compact_utc(clock.now())}-{uuid.uuid4().hex[:8]}"
         self.rows_written: Counter[str] = Counter()
+        """Rows in complete files, by kind."""
         self.dropped: Counter[str] = Counter()
-        """Rows lost by kind: the writer was too far behind, or a file could not be written."""
+        """Rows dropped by kind because the writer was too far behind."""
+        self.failed: Counter[str] = Counter()
+        """Rows lost by kind because their file could not be written."""
         self._ticks = _Buffer(RECORDED_TICKS, TICK_SCHEMA)
         self._bars = _Buffer(RECORDED_BARS, BAR_SCHEMA)
         self._seq = 0
-        self._pending: list[tuple[Future[int], str, int]] = []
+        self._pending: list[Future[int]] = []
+        self._count_lock = threading.Lock()
         self._write = write or write_part
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
 
@@ -158,17 +164,17 @@ class MarketRecorder:
         self._executor.shutdown(wait=True)
         log.info(
             "recording_closed", run=self.run_id, rows=dict(self.rows_written),
-            dropped=dict(self.dropped),
+            dropped=dict(self.dropped), failed=dict(self.failed),
         )  # fmt: skip
 
     async def _written(self) -> None:
         """Until every file handed over is written (or failed: counted, not raised)."""
-        waiting = [asyncio.wrap_future(future) for future, _, _ in self._pending]
+        waiting = [asyncio.wrap_future(future) for future in self._pending]
         await asyncio.gather(*waiting, return_exceptions=True)
-        self._settle()
+        self._pending = []
 
     def _hand_over(self, buffer: _Buffer) -> None:
-        self._settle()
+        self._pending = [future for future in self._pending if not future.done()]
         if not buffer.rows:
             return
         if len(self._pending) >= self.config.max_pending_files:
@@ -181,21 +187,18 @@ class MarketRecorder:
         buffer.files += 1
         path = self.directory / buffer.kind / _file_name(self.run_id, buffer, rows)
         future = self._executor.submit(self._write, path, buffer.schema, rows)
-        self._pending.append((future, buffer.kind, len(rows)))
+        future.add_done_callback(lambda done: self._count(done, buffer.kind, len(rows)))
+        self._pending.append(future)
 
-    def _settle(self) -> None:
-        """Count the files written since last time; forget them."""
-        waiting = []
-        for future, kind, rows in self._pending:
-            if not future.done():
-                waiting.append((future, kind, rows))
-            elif future.exception() is not None:
-                self.dropped[kind] += rows
-                log.error("recording_write_failed", kind=kind, rows=rows,
-                          error=str(future.exception()))  # fmt: skip
-            else:
-                self.rows_written[kind] += rows
-        self._pending = waiting
+    def _count(self, future: Future[int], kind: str, rows: int) -> None:
+        """Count a file done: on the writer thread, or on the loop's if it was done before
+        the callback was added; hence the lock."""
+        problem = future.exception()
+        with self._count_lock:
+            counter = self.rows_written if problem is None else self.failed
+            counter[kind] += rows
+        if problem is not None:
+            log.error("recording_write_failed", kind=kind, rows=rows, error=str(problem))
 
 
 def write_part(path: Path, schema: pa.Schema, rows: Sequence[tuple[Any, ...]]) -> int:

@@ -166,5 +166,5 @@ async def test_a_clean_stop_writes_every_tick_the_feed_delivered(tmp_path: Path)
     [closed] = [entry for entry in daemon.logs if entry.get("event") == "recording_closed"]
     numbers = arrival_numbers(recording)
     assert numbers == list(range(1, closed["rows"]["ticks"] + 1))
-    assert closed["dropped"] == {}
+    assert closed["dropped"] == closed["failed"] == {}
     assert not [p for p in recording.rglob(".*")]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.support import TestDaemon, running_daemon
+from tests.gateways.nng.nng_support import until
+from tests.support import TestDaemon, running_daemon, test_config
 
 SERVERS = ["orchestrator", "market_data", "risk"]
 
@@ -75,3 +77,19 @@ async def test_metrics_count_connections_messages_errors_orders_and_fills() -> N
     assert figures["orchestrator_fills_total"] >= 1
     assert figures["orchestrator_journal_write_seconds_count"] >= 1
     assert "orchestrator_event_loop_lag_seconds" in figures
+
+
+async def test_metrics_count_the_rows_recorded(tmp_path: Path) -> None:
+    recording = {"enabled": True, "directory": str(tmp_path), "flush_rows": 2}
+    async with running_daemon(test_config(recording=recording)) as daemon:
+        recorder = daemon.daemon.recorder
+        assert recorder is not None
+        for step in range(5):
+            daemon.tick("AAPL", 100.0 + step)
+        await until(lambda: recorder.rows_written["ticks"] == 4)  # two files of two
+        _, _, body = await get(daemon, "orchestrator", "/metrics")
+    figures = dict(
+        line.rsplit(" ", 1) for line in body.decode().splitlines() if line.startswith("orch")
+    )
+    assert float(figures['orchestrator_recording_rows_total{kind="ticks",outcome="written"}']) == 4
+    assert float(figures['orchestrator_recording_rows_total{kind="ticks",outcome="dropped"}']) == 0

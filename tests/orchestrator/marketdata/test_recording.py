@@ -125,7 +125,8 @@ async def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
 
     await recording.close()
 
-    assert recording.dropped["ticks"] == 3
+    assert recording.failed["ticks"] == 3
+    assert recording.rows_written["ticks"] == 0
 
 
 async def test_the_timer_flushes_every_flush_seconds(tmp_path: Path) -> None:
