@@ -44,7 +44,7 @@ from orchestrator.journal.store import Journal, JournalError, JournalLocked
 from orchestrator.journal.writer import DirectDelivery, JournalWriter
 from orchestrator.kernel import TradingCore, build_trading_core
 from orchestrator.marketdata.config import NngFeedConfig
-from orchestrator.marketdata.recording import MarketRecorder
+from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
 from orchestrator.model.events import Event, TradeExecuted
@@ -104,6 +104,8 @@ class Daemon:
     def __init__(self, config: DaemonConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
+        # First: a recording that cannot work refuses the start before the journal is locked.
+        self.recorder = self._open_recorder()
         self.journal = Journal.from_config(config.journal) if config.journal.enabled else None
         """None with ``journal.enabled = false``: events go straight to the outbox."""
         self.bus = EventBus()
@@ -121,7 +123,8 @@ class Daemon:
         )
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
-        self.recorder = self._build_recorder()
+        if self.recorder is not None:
+            self._record_market(self.recorder)
         self.jobs = JobManager(config.jobs, self.bus, self.clock)
         self._jobs_task: asyncio.Task[None] | None = None
         self.writer: JournalWriter | DirectDelivery = DirectDelivery(self._deliver)
@@ -207,17 +210,21 @@ class Daemon:
             return None
         return NngFeed(feed, self.config.nng_ingest_address(), self.clock)
 
-    def _build_recorder(self) -> MarketRecorder | None:
-        """The recorder of what the feed delivers, listening to the market data path."""
-        config = self.config.recording
-        if not config.enabled:
+    def _open_recorder(self) -> MarketRecorder | None:
+        """The recorder of what the feed delivers, its directory ready (or RecordingUnavailable)."""
+        if not self.config.recording.enabled:
             return None
-        recorder = MarketRecorder(config, self.config.recording_directory(), self.clock)
-        if config.ticks:
-            self.core.market.on_tick(recorder.record_tick)
-        if config.bars:
-            self.core.market.on_bar(recorder.record_bar)
+        directory = self.config.recording_directory()
+        recorder = MarketRecorder(self.config.recording, directory, self.clock)
+        recorder.open()
         return recorder
+
+    def _record_market(self, recorder: MarketRecorder) -> None:
+        """Hand the recorder every tick and bar of the market data path, as configured."""
+        if recorder.config.ticks:
+            self.core.market.on_tick(recorder.record_tick)
+        if recorder.config.bars:
+            self.core.market.on_bar(recorder.record_bar)
 
     def _build_orchestrator_server(self) -> WebSocketServer:
         self.dgbit = DgbitEndpoints(
@@ -547,5 +554,8 @@ async def _main(config: DaemonConfig, reload: Reload | None) -> int:
         return 2
     except JournalError as exc:
         log.error("journal_refused", error=exc.message)
+        return 2
+    except RecordingUnavailable as exc:
+        log.error("recording_refused", error=exc.message)
         return 2
     return await serve_until_signalled(daemon, reload=reload)

@@ -49,6 +49,7 @@ import structlog
 from orchestrator.marketdata.config import RecordingConfig
 from orchestrator.marketdata.history import RECORDED_BARS, RECORDED_TICKS
 from orchestrator.model.clock import Clock
+from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.market import Bar, Tick
 
 log = structlog.get_logger("orchestrator.marketdata.recording")
@@ -84,6 +85,12 @@ _TIME_COLUMN = {RECORDED_TICKS: 1, RECORDED_BARS: 2}
 WritePart: TypeAlias = Callable[[Path, pa.Schema, Sequence[tuple[Any, ...]]], int]
 """Writes one file of rows (run on the writer thread); :func:`write_part` unless a test
 needs a slower disk."""
+
+
+class RecordingUnavailable(OrchestratorError):
+    """The recording directory cannot be created or written: the daemon does not start."""
+
+    code = "recording_unavailable"
 
 
 class _Buffer:
@@ -126,6 +133,17 @@ class MarketRecorder:
         self._count_lock = threading.Lock()
         self._write = write or write_part
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
+
+    def open(self) -> None:
+        """Create the directory and check it is writable, so that a recording that
+        cannot work stops the daemon at start instead of failing every file."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+            raise RecordingUnavailable(f"{self.directory}: cannot create it: {problem}") from exc
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise RecordingUnavailable(f"{self.directory}: not writable by this user")
 
     def record_tick(self, tick: Tick) -> None:
         """On the tick path: one append, and a hand-over when the buffer is full."""

@@ -33,7 +33,7 @@ from orchestrator.model.market import Bar
 from orchestrator.model.orders import Fill
 from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
 from tests.gateways.nng.nng_support import until
-from tests.gateways.test_daemon_process import SERVERS, free_ports, write_config
+from tests.gateways.test_daemon_process import SERVERS, daemon_process, free_ports, write_config
 from tests.support import TestDaemon, running_daemon, test_config
 from tests.test_crash_recovery import STARTUP_TIMEOUT, spawned
 
@@ -168,3 +168,20 @@ async def test_a_clean_stop_writes_every_tick_the_feed_delivered(tmp_path: Path)
     assert numbers == list(range(1, closed["rows"]["ticks"] + 1))
     assert closed["dropped"] == closed["failed"] == {}
     assert not [p for p in recording.rglob(".*")]
+
+
+async def test_a_recording_directory_that_cannot_be_made_refuses_the_start(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    config = recording_config(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace(str(tmp_path / "recording"), str(blocker / "rec")), "utf-8")
+
+    async with daemon_process(config) as daemon:
+        code, logs = await daemon.finish()
+
+    assert code == 2
+    [line] = [entry for entry in logs if entry.get("event") == "recording_refused"]
+    assert line["error"].startswith(f"{blocker / 'rec'}: cannot create it")
