@@ -27,16 +27,22 @@ from gateways.api.outbound import DgbitTranslator, Outgoing, encode_dgbit
 from gateways.config import ConnectionConfig
 from gateways.ws.budget import Admission, MessageBudget
 from orchestrator.model.clock import Clock
-from orchestrator.model.events import JOB_EVENT_TYPES, Topic
+from orchestrator.model.events import JOB_EVENT_TYPES, JOB_PROGRESS, Topic
 
 log = structlog.get_logger("gateways.dgbit")
 
 JOB_EVENTS = tuple(JOB_EVENT_TYPES.values())
-EVENT_TYPES = (*JOB_EVENTS, "trade.entered", "trade.exited", "signal.generated")
+EVENT_TYPES = (*JOB_EVENTS, JOB_PROGRESS, "trade.entered", "trade.exited", "signal.generated")
 EVENTS_PATH = "/api/ws/events"
 JOBS_PATH = re.compile(r"^/api/ws/jobs/(?P<job>[^/]+)$")
 DGBIT_TOPICS = frozenset(
-    {Topic.ORDER_SUBMITTED, Topic.STRATEGY_TRADE, Topic.STRATEGY_SIGNAL, Topic.JOB}
+    {
+        Topic.ORDER_SUBMITTED,
+        Topic.STRATEGY_TRADE,
+        Topic.STRATEGY_SIGNAL,
+        Topic.JOB,
+        Topic.JOB_PROGRESS,
+    }
 )
 """The bus topics the dgbit messages come from (orders: why each trade happened)."""
 

@@ -9,6 +9,7 @@ the dgbit streams as ``job.*`` events.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +30,7 @@ from gateways.config import DaemonConfig
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.backtest.engine import BacktestSpec, FileSource, SyntheticSource
 from orchestrator.backtest.jobs import JobInfo, JobManager
+from orchestrator.backtest.report import counts_only
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import InvalidStrategyConfig
 from orchestrator.model.market import Symbol, missing_market_data
@@ -40,6 +42,7 @@ class JobCommandType(StrEnum):
     RUN_BACKTEST = "run_backtest"
     CANCEL_BACKTEST = "cancel_backtest"
     GET_BACKTESTS = "get_backtests"
+    GET_BACKTEST_REPORT = "get_backtest_report"
 
 
 class _Wire(BaseModel):
@@ -84,8 +87,18 @@ class GetBacktests(Command):
     type: Literal[JobCommandType.GET_BACKTESTS]
 
 
+class GetBacktestReport(Command):
+    """One page of a completed job's full report (docs/statistics.md: the pages)."""
+
+    type: Literal[JobCommandType.GET_BACKTEST_REPORT]
+    jobId: str = Field(min_length=1, max_length=64)
+    offset: int = Field(0, ge=0, le=10**9, description="First bar of the page's curves.")
+    tradeOffset: int = Field(0, ge=0, le=10**9, description="First trade of the page.")
+
+
 OrchestratorCommand = Annotated[
-    StrategyCommand | RunBacktest | CancelBacktest | GetBacktests, Field(discriminator="type")
+    StrategyCommand | RunBacktest | CancelBacktest | GetBacktests | GetBacktestReport,
+    Field(discriminator="type"),
 ]
 
 
@@ -114,6 +127,7 @@ class JobCommands:
             JobCommandType.RUN_BACKTEST: self.run_backtest,
             JobCommandType.CANCEL_BACKTEST: self.cancel_backtest,
             JobCommandType.GET_BACKTESTS: self.get_backtests,
+            JobCommandType.GET_BACKTEST_REPORT: self.get_backtest_report,
         }
 
     async def run_backtest(self, command: RunBacktest, _: Session) -> Replies:
@@ -131,8 +145,15 @@ class JobCommands:
         return [self._reply(self._jobs.cancel(command.jobId), command)]
 
     async def get_backtests(self, command: GetBacktests, _: Session) -> Replies:
-        data = [outbound.job_data(info) for info in self._jobs.list()]
+        # Counts only: a thousand jobs with their reports would not fit in one reply.
+        listed = [replace(info, result=counts_only(info.result)) for info in self._jobs.list()]
+        data = [outbound.job_data(info) for info in listed]
         return [outbound.encode("backtest_jobs", data, self._clock.now(), command.request_id)]
+
+    async def get_backtest_report(self, command: GetBacktestReport, _: Session) -> Replies:
+        page = self._jobs.report(command.jobId).page(command.offset, command.tradeOffset)
+        data = outbound.backtest_report(command.jobId, page)
+        return [outbound.encode("backtest_report", data, self._clock.now(), command.request_id)]
 
     def _reply(self, info: JobInfo, command: Command) -> bytes:
         return outbound.encode(

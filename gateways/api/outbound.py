@@ -20,10 +20,12 @@ import orjson
 from orchestrator.backtest.jobs import JobInfo
 from orchestrator.model.clock import iso_utc
 from orchestrator.model.events import (
+    JOB_PROGRESS,
     BarClosed,
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
+    JobProgress,
     JobStateChanged,
     JobStatus,
     KillSwitchChanged,
@@ -383,6 +385,23 @@ def job_state(event: JobStateChanged) -> Message:
     return "backtest_job", job_data(event)
 
 
+def job_progress(event: JobProgress) -> Message:
+    data = {
+        "jobId": event.job_id,
+        "jobType": event.job_type,
+        "fraction": event.fraction,
+        "barsDone": event.done,
+        "barsTotal": event.total,
+    }
+    return "backtest_progress", data
+
+
+def backtest_report(job_id: str, page: Payload) -> Payload:
+    """The ``backtest_report`` reply: the job and one page of its report (snake_case
+    inside, as the job's result)."""
+    return {"jobId": job_id, "report": page}
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -400,6 +419,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     LimitBreached: limit_breach,
     KillSwitchChanged: kill_switch,
     JobStateChanged: job_state,
+    JobProgress: job_progress,
 }
 """The message of every event, as the WebSocket servers and NNG send it. Which
 server sends which to whom is the routes' business (:mod:`gateways.api.routes`)."""
@@ -422,7 +442,7 @@ def nng_message(event: Event) -> Message:
     """The ``type`` and ``data`` NNG publishes for ``event``: its WebSocket message,
     but dgbit's job.* for a job (as on the dgbit streams), and for an event added
     later without a message, its topic and its fields (so that none is lost)."""
-    if isinstance(event, JobStateChanged):
+    if isinstance(event, JobStateChanged | JobProgress):
         kind, payload, _ = dgbit_job(event)
         return kind, payload
     build = MESSAGES.get(type(event))
@@ -465,7 +485,7 @@ class Outgoing:
     def nng_message(self) -> Message:
         """What NNG publishes (:func:`nng_message`): the same object as :attr:`message`
         wherever NNG sends the WebSocket message."""
-        if not isinstance(self.event, JobStateChanged):
+        if not isinstance(self.event, JobStateChanged | JobProgress):
             shared = self.message
             if shared is not None:
                 return shared
@@ -487,8 +507,11 @@ def _confidence_label(confidence: float) -> str:
     return "low"
 
 
-def dgbit_job(event: JobStateChanged) -> DgbitMessage:
-    """job.created, job.started, job.completed or job.failed, by the job's status."""
+def dgbit_job(event: JobStateChanged | JobProgress) -> DgbitMessage:
+    """job.created, job.started, job.completed or job.failed, by the job's status;
+    job.progress while it runs."""
+    if isinstance(event, JobProgress):
+        return JOB_PROGRESS, dgbit_progress(event), event.job_id
     payload: Payload = {
         "job_id": event.job_id,
         "job_type": event.job_type,
@@ -499,6 +522,17 @@ def dgbit_job(event: JobStateChanged) -> DgbitMessage:
     if event.status is JobStatus.FAILED:
         payload["error"] = event.error
     return event.event_type, payload, event.job_id
+
+
+def dgbit_progress(event: JobProgress) -> Payload:
+    return {
+        "job_id": event.job_id,
+        "job_type": event.job_type,
+        "status": str(JobStatus.RUNNING),
+        "progress": event.fraction,
+        "bars_done": event.done,
+        "bars_total": event.total,
+    }
 
 
 class DgbitTranslator:
@@ -517,7 +551,7 @@ class DgbitTranslator:
             return self._trade(change, event.stop_price, purpose) if change is not None else []
         if isinstance(event, SignalEmitted):
             return [self._signal(event)]
-        if isinstance(event, JobStateChanged):
+        if isinstance(event, JobStateChanged | JobProgress):
             return [dgbit_job(event)]
         return []
 

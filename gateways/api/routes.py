@@ -40,6 +40,7 @@ ROUTES: Mapping[str, Routes] = {
         Topic.STRATEGY_TRADE,
         Topic.EXECUTION_STATUS,
         Topic.JOB,
+        Topic.JOB_PROGRESS,
     ),
     "market_data": {
         Topic.MARKET_QUOTE: _quote_channel,

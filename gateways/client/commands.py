@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
+from gateways.client.backtest_text import ProgressBar, statistics_table
 from gateways.client.text import percent, plural, printable_message
 from gateways.client.ws_client import (
     CommandError,
@@ -1011,16 +1012,26 @@ def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
 
 
 async def run_backtest(args: argparse.Namespace, out: Output) -> int:
-    """Submit a backtest job and follow its states until it completes or fails."""
+    """Submit a backtest job and follow its states until it completes or fails; a
+    progress bar meanwhile on a terminal."""
     async with make_client(args, args.url) as client:
-        states = client.messages("backtest_job")  # before submitting: nothing is missed
+        # Subscribed before submitting: nothing is missed.
+        states = client.messages(("backtest_job", "backtest_progress"))
         reply = await client.request(_backtest_command(args))
         job_id = reply["data"]["jobId"]
         if args.no_wait:
             return _job_line(out, args, reply["data"])
+        bar = ProgressBar(out.stream) if not args.json else None
         async for message in states:
             data = message["data"]
-            if data.get("jobId") == job_id and data["status"] in ("completed", "failed"):
+            if data.get("jobId") != job_id:
+                continue
+            if message["type"] == "backtest_progress":
+                if bar is not None:
+                    bar.show(data.get("fraction", 0.0), data["barsDone"], data["barsTotal"])
+            elif data["status"] in ("completed", "failed"):
+                if bar is not None:
+                    bar.clear()
                 return _job_line(out, args, data)
     raise ConnectionLost("the connection closed before the job finished")
 
@@ -1059,6 +1070,11 @@ def _job_line(out: Output, args: argparse.Namespace, data: dict[str, Any]) -> in
             f"win rate {percent(result.get('win_rate'))}, "
             f"return {percent(result.get('total_return'), signed=True)}"
         )
+        statistics = result.get("statistics")
+        if isinstance(statistics, dict):
+            out.print()
+            for line in statistics_table(statistics):
+                out.print(line)
     return EXIT_DAEMON_ERROR if failed else EXIT_OK
 
 

@@ -56,3 +56,22 @@ def printable_message(value: Any) -> Any:
     if isinstance(value, list):
         return [printable_message(item) for item in value]
     return value
+
+
+_DURATION_UNITS = ((86_400, "day"), (3_600, "h"), (60, "min"), (1, "s"))
+
+
+def duration(seconds: Any) -> str:
+    """Seconds a person reads: 2,853,000 → '33 days', 93,784 → '1 day 2 h 3 min 4 s',
+    0.25 → '0.25 s'. Not a number: '-'."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds != seconds:
+        return "-"
+    if abs(seconds) < 1:
+        return f"{seconds:g} s"
+    sign, rest = ("-" if seconds < 0 else ""), round(abs(seconds))
+    parts = []
+    for size, unit in _DURATION_UNITS:
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(plural(count, unit) if unit == "day" else f"{count:,} {unit}")
+    return sign + " ".join(parts)

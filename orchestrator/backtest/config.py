@@ -42,6 +42,14 @@ class JobsConfig(FrozenModel):
         le=1_000_000,
         description="Finished jobs kept for get and list; the oldest are forgotten first.",
     )
+    max_kept_reports: int = Field(
+        8,
+        ge=0,
+        le=1000,
+        description="Finished jobs whose full report (every bar's equity, every trade) is "
+        "kept for get_backtest_report, newest first; older results keep the engine's "
+        "counts only. A report holds 24 bytes a bar plus its trades.",
+    )
     data_dir: Path | None = Field(
         None,
         description="Directory that the history of backtest jobs must be in (CSV and "

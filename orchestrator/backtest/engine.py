@@ -57,6 +57,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import Field, ValidationError, model_validator
 
 from orchestrator.backtest.broker import ReplayBroker
@@ -101,6 +103,10 @@ SYNTHETIC_START = 1_704_067_200.0
 """2024-01-01T00:00:00Z: where synthetic backtests start unless told otherwise."""
 MAX_SYNTHETIC_TICKS = 20_000_000
 """Most ticks one synthetic backtest may generate (about a minute of work)."""
+
+FloatArray = npt.NDArray[np.float64]
+Progress = Callable[[int, int], None]
+"""Told (bars done, bars in all) as a run goes."""
 
 
 class BacktestError(OrchestratorError):
@@ -211,6 +217,10 @@ class BacktestSpec(FrozenModel):
 # --------------------------------------------------------------------------- results
 
 
+END_OF_DATA = "end_of_data"
+"""The exit reason of the trade still open after the last bar (marked at its close)."""
+
+
 class RoundTrip(NamedTuple):
     """One trade from flat (or a reversal) back to flat (or the next reversal)."""
 
@@ -227,6 +237,24 @@ class RoundTrip(NamedTuple):
     """Price of the fill that closed it."""
     pnl: float
     """Net of every commission of the trade (a reversal's is split by quantity)."""
+    commission: float = 0.0
+    """Commissions of the trade's fills (a reversal's split by quantity)."""
+    exit_reason: str = SIGNAL.value
+    """Why the closing order was sent: an ``OrderPurpose`` value ("signal",
+    "stop_loss", ...), or END_OF_DATA for the trade still open after the last bar."""
+
+
+@dataclass(frozen=True, slots=True)
+class EquityCurve:
+    """The run's account at each bar's close, one value per bar (warm-up included)."""
+
+    times: FloatArray
+    """Start of each bar, epoch seconds."""
+    closes: FloatArray
+    """The traded symbol's close of each bar."""
+    equity: FloatArray
+    """Initial capital + realized P&L (commissions paid) + the position marked at the
+    bar's close: what backtesting.py's ``_equity_curve["Equity"]`` holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +284,13 @@ class BacktestResult:
     """End of the last bar."""
     duration_seconds: float
     """Wall-clock time the run took."""
+    curve: EquityCurve
+    trades: tuple[RoundTrip, ...] = ()
+    """Closed round trips, in order."""
+    open_trade: RoundTrip | None = None
+    """The trade still open after the last bar, marked at the last close (exit
+    reason END_OF_DATA, net of its entry commission), or None. Not a closed trade: the
+    statistics leave it out, as backtesting.py does without ``finalize_trades``."""
 
     def to_payload(self) -> dict[str, float | int | str]:
         return {
@@ -367,6 +402,19 @@ class BacktestEngine:
         """Every fill and rejection, in order."""
         self.trades: list[RoundTrip] = []
         """Closed round trips, in order."""
+        self._exit_purposes: dict[str, str] = {}
+        """Orders sent for another reason than a signal (stop-loss exits), by id."""
+        self._realized = 0.0
+        """Realized P&L (commissions paid) after the last fill."""
+        self._fill_times: list[float] = []
+        self._cash_after: list[float] = []
+        self._quantity_after: list[float] = []
+        """Time, cash and quantity after each fill: equity is cash + quantity x price
+        until the next, so the per-bar curve is computed once, after the run, and the
+        replay loop does nothing per bar for it. (Three flat lists: numpy reads them
+        ten times faster than one list of tuples.)"""
+        self._starts: list[float] = []
+        """Each bar's start, read once by ``_check_bars``."""
         self._used = False
 
     # ------------------------------------------------------------ StrategyContext
@@ -427,13 +475,18 @@ class BacktestEngine:
     # ------------------------------------------------------------ running
 
     def run(
-        self, bars: Sequence[Bar], should_stop: Callable[[], bool] | None = None
+        self,
+        bars: Sequence[Bar],
+        should_stop: Callable[[], bool] | None = None,
+        progress: Progress | None = None,
     ) -> BacktestResult:
         """Run the strategy over ``bars`` (one symbol, oldest first).
 
         ``should_stop`` is asked every ``CHUNK_BARS`` bars; when it says yes the
-        run raises :class:`BacktestCancelled`. Raises :class:`BacktestError` for
-        data the strategy cannot run on and for an exception of the strategy.
+        run raises :class:`BacktestCancelled`. ``progress`` is told the bars done
+        (warm-up included) and the total at the same moments, the last time with all
+        done. Raises :class:`BacktestError` for data the strategy cannot run on and
+        for an exception of the strategy.
         """
         if self._used:
             raise RuntimeError("a BacktestEngine runs once; build another")
@@ -461,7 +514,7 @@ class BacktestEngine:
         self._wants_ticks = type(strategy).on_tick is not Strategy.on_tick
         self._day_end = _next_midnight(bars[max(warmup - 1, 0)].start)
         with no_cycle_collection():
-            self._trade(strategy, bars, warmup, should_stop)
+            self._trade(strategy, bars, warmup, should_stop, progress)
         last = bars[-1]
         self.book.mark(self.symbol, last.close, last.start + self._seconds)
         return self._result(bars, warmup, time.perf_counter() - started)
@@ -482,7 +535,7 @@ class BacktestEngine:
                 f"a backtest takes the bars of one symbol at one resolution; these start "
                 f"with {first.symbol} at {first.resolution} and then change"
             )
-        starts = list(map(attrgetter("start"), bars))
+        starts = self._starts = list(map(attrgetter("start"), bars))
         if not all(map(operator.lt, starts, islice(starts, 1, None))):
             later = next(i for i in range(1, len(starts)) if starts[i] <= starts[i - 1])
             raise BacktestError(
@@ -514,6 +567,7 @@ class BacktestEngine:
         bars: Sequence[Bar],
         first: int,
         should_stop: Callable[[], bool] | None,
+        progress: Progress | None,
     ) -> None:
         on_bar = strategy.on_bar
         pending, wants_ticks = self._waiting, self._wants_ticks
@@ -537,6 +591,8 @@ class BacktestEngine:
                     raise self._strategy_failed(exc, bar) from exc
             if should_stop is not None and should_stop():
                 raise BacktestCancelled("cancelled")
+            if progress is not None:
+                progress(min(chunk_start + CHUNK_BARS, len(bars)), len(bars))
 
     def _strategy_failed(self, exc: Exception, bar: Bar, when: str = "") -> BacktestError:
         if isinstance(exc, BacktestError):
@@ -636,7 +692,9 @@ class BacktestEngine:
     # ------------------------------------------------------------ execution
 
     def accepted(self, order: Order) -> None:
-        """Nothing to record: a backtest's output is its fills."""
+        """Notes why an order that is no signal was sent: its trade's exit reason."""
+        if order.purpose is not SIGNAL:
+            self._exit_purposes[order.id] = order.purpose.value
 
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
@@ -644,6 +702,13 @@ class BacktestEngine:
         self.fills.append(fill)
         if change is not None:
             self._track(change)
+            # The position's realized P&L, summed in the same order as the book sums it.
+            realized = self._realized = self._realized + change.realized_pnl
+            quantity = change.quantity_after
+            cash = self.initial_capital + realized - quantity * change.entry_price_after
+            self._fill_times.append(fill.ts)
+            self._cash_after.append(cash)
+            self._quantity_after.append(quantity)
 
     def engage_kill_switch(self, halt: Halt) -> None:
         """Engaged by the guardian (the daily loss), it stays engaged to the end."""
@@ -714,20 +779,25 @@ class BacktestEngine:
             opening_commission -= closed_commission
             if trip is not None:
                 trip.pnl += change.closed_pnl - closed_commission
+                trip.commission += closed_commission
                 if opened > 0.0 or change.quantity_after == 0.0:
-                    self.trades.append(trip.close(fill, change.entry_price_before))
+                    reason = self._exit_purposes.pop(fill.order_id, SIGNAL.value)
+                    trade = trip.close(fill.ts, fill.price, change.entry_price_before, reason)
+                    self.trades.append(trade)
                     self._trip = trip = None
         if opened > 0.0:
             if trip is None:
                 trip = self._trip = _OpenTrip(fill.symbol, fill.side.sign, fill.ts)
             trip.pnl -= opening_commission
+            trip.commission += opening_commission
             held = abs(change.quantity_after)
             if held > trip.quantity:
                 trip.quantity = held
 
     def _result(self, bars: Sequence[Bar], warmup: int, duration: float) -> BacktestResult:
         portfolio = self.portfolio
-        final_equity = self.initial_capital + portfolio.realized_pnl + portfolio.unrealized_pnl
+        curve = self._curve(bars)
+        final_equity = float(curve.equity[-1])  # the curve's: one figure in every table
         wins = sum(1 for trade in self.trades if trade.pnl > 0)
         filled = sum(1 for fill in self.fills if fill.status is TradeStatus.FILLED)
         return BacktestResult(
@@ -745,7 +815,31 @@ class BacktestEngine:
             start=bars[0].start,
             end=bars[-1].start + self._seconds,
             duration_seconds=duration,
+            curve=curve,
+            trades=tuple(self.trades),
+            open_trade=self._open_trade(bars[-1]),
         )
+
+    def _curve(self, bars: Sequence[Bar]) -> EquityCurve:
+        # A list comprehension and one conversion: twice as fast as np.fromiter here.
+        times = np.array(self._starts, dtype=np.float64)
+        closes = np.array([bar.close for bar in bars], dtype=np.float64)
+        # Every fill of a bar comes by its close (at its open or at one of its prices):
+        # the account at a bar's close is the one after the bar's last fill, or before.
+        fill_bars = np.searchsorted(times, self._fill_times, side="right") - 1
+        fills_so_far = np.cumsum(np.bincount(fill_bars, minlength=len(times)))
+        cash = np.array([self.initial_capital, *self._cash_after])[fills_so_far]
+        quantity = np.array([0.0, *self._quantity_after])[fills_so_far]
+        return EquityCurve(times=times, closes=closes, equity=cash + quantity * closes)
+
+    def _open_trade(self, last: Bar) -> RoundTrip | None:
+        trip, position = self._trip, self._position
+        if trip is None or position is None or position.quantity == 0.0:
+            return None
+        held = position.quantity
+        pnl = trip.pnl + held * (last.close - position.entry_price)
+        end = last.start + self._seconds
+        return trip.close(end, last.close, position.entry_price, END_OF_DATA)._replace(pnl=pnl)
 
 
 @dataclass(slots=True)
@@ -755,17 +849,20 @@ class _OpenTrip:
     entry_ts: float
     quantity: float = 0.0
     pnl: float = 0.0
+    commission: float = 0.0
 
-    def close(self, fill: Fill, entry_price: float) -> RoundTrip:
+    def close(self, ts: float, price: float, entry_price: float, reason: str) -> RoundTrip:
         return RoundTrip(
             self.symbol,
             self.direction,
             self.quantity,
             self.entry_ts,
             entry_price,
-            fill.ts,
-            fill.price,
+            ts,
+            price,
             self.pnl,
+            self.commission,
+            reason,
         )
 
 
@@ -826,7 +923,9 @@ def _stoppable(ticks: Iterator[Tick], should_stop: Callable[[], bool]) -> Iterat
 
 
 def run_backtest(
-    spec: BacktestSpec, should_stop: Callable[[], bool] | None = None
+    spec: BacktestSpec,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
 ) -> BacktestResult:
     """Load the strategy and the bars of ``spec`` and run them; BacktestError says why not."""
     entry = spec.strategy
@@ -849,7 +948,7 @@ def run_backtest(
         sizing_fraction=spec.runtime.sizing_fraction,
         initial_capital=spec.initial_capital,
     )
-    return engine.run(bars, should_stop)
+    return engine.run(bars, should_stop, progress)
 
 
 def load_strategy(entry: CatalogEntry) -> tuple[type[Strategy[Any]], Any]:
@@ -865,6 +964,7 @@ def load_strategy(entry: CatalogEntry) -> tuple[type[Strategy[Any]], Any]:
 
 
 __all__ = [
+    "END_OF_DATA",
     "BacktestCancelled",
     "BacktestEngine",
     "BacktestError",
@@ -872,7 +972,9 @@ __all__ = [
     "BacktestSpec",
     "CsvSource",
     "DataSource",
+    "EquityCurve",
     "FileSource",
+    "Progress",
     "RoundTrip",
     "SyntheticSource",
     "load_bars",

@@ -21,7 +21,16 @@ raises the slot's shared stop flag, which the engine reads between chunks of
 bars; a job that has not stopped ``cancel_grace_seconds`` later (a strategy
 stuck in ``on_bar``) has its worker process killed, and the slot starts a fresh
 one for the next job. Limits: ``max_queued_jobs`` waiting (beyond, submit raises
-:class:`JobQueueFull`), ``max_finished_jobs`` remembered.
+:class:`JobQueueFull`), ``max_finished_jobs`` remembered, of which the newest
+``max_kept_reports`` with their full report (:mod:`orchestrator.backtest.report`:
+every bar's equity, every trade; ``report``); older results keep the engine's
+counts only (``counts_only``).
+
+Progress: the engine tells the worker its bars done every ``CHUNK_BARS`` bars; the
+worker sends at most one progress every ``PROGRESS_INTERVAL_SECONDS`` (and the last,
+all bars done) through its slot's pipe, which the manager reads when it has data
+(``loop.add_reader``: no polling) and publishes as :class:`JobProgress`, for a
+running job only and never going back.
 
 OHLCV files come only from ``jobs.data_dir``: a client names a path relative to
 it, and a path that resolves outside (``..``, a symlink) is refused, so a job
@@ -33,7 +42,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import multiprocessing
+import time
 import traceback
 import uuid
 from collections import deque
@@ -46,10 +57,11 @@ import structlog
 
 from orchestrator.backtest.config import JobsConfig
 from orchestrator.backtest.engine import BacktestCancelled, BacktestError, BacktestSpec, FileSource
+from orchestrator.backtest.report import BacktestReport, counts_only
 from orchestrator.bus import EventBus
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import InvalidTransition, OrchestratorError
-from orchestrator.model.events import JobStateChanged, JobStatus
+from orchestrator.model.events import JobProgress, JobStateChanged, JobStatus
 
 log = structlog.get_logger("orchestrator.backtest.jobs")
 
@@ -57,6 +69,8 @@ BACKTEST = "backtest"
 """The ``job_type`` of backtest jobs (the only kind so far)."""
 CANCELLED_BY_USER = "cancelled by user"
 """The error of a job cancelled by ``cancel`` (dgbit has no cancelled status)."""
+PROGRESS_INTERVAL_SECONDS = 0.25
+"""A worker sends at most one progress per this many seconds, and the last one."""
 
 
 class JobQueueFull(OrchestratorError):
@@ -71,6 +85,20 @@ class InvalidJob(OrchestratorError):
     """A job the manager refuses to queue (for instance a file outside data_dir)."""
 
     code = "invalid_job"
+
+
+class NoReport(OrchestratorError):
+    """A known job without a report: not finished, failed, or its report dropped."""
+
+    code = "no_report"
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedBacktest:
+    """A completed job's outcome: its result (the wire's) and its full report."""
+
+    result: Mapping[str, Any]
+    report: BacktestReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +125,8 @@ _stop_flag: Any = None
 
 A module global because a pool worker receives shared memory only through its
 initializer; the daemon's process never sets it."""
+_progress_pipe: Any = None
+"""In a worker process only: the sending end of its slot's progress pipe (as above)."""
 
 
 def _discard_outcome(future: asyncio.Future[Outcome]) -> None:
@@ -104,9 +134,9 @@ def _discard_outcome(future: asyncio.Future[Outcome]) -> None:
         future.exception()
 
 
-def _init_worker(flag: Any) -> None:
-    global _stop_flag
-    _stop_flag = flag
+def _init_worker(flag: Any, progress_pipe: Any = None) -> None:
+    global _stop_flag, _progress_pipe
+    _stop_flag, _progress_pipe = flag, progress_pipe
     # The guardian logs every refused order, the broker every rejection: in a
     # backtest that is noise on the daemon's log, not news. Only errors pass.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
@@ -116,44 +146,105 @@ def _should_stop() -> bool:
     return _stop_flag is not None and bool(_stop_flag.value)
 
 
-def execute_backtest(spec: BacktestSpec) -> Outcome:
+class ProgressSender:
+    """Sends (job id, done, total) down the pipe, at most every PROGRESS_INTERVAL_SECONDS."""
+
+    def __init__(
+        self, pipe: Any, job_id: str, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._pipe = pipe
+        self._job_id = job_id
+        self._monotonic = monotonic
+        self._sent_at = -math.inf
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._monotonic()
+        if done < total and now - self._sent_at < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._sent_at = now
+        self._pipe.send((self._job_id, done, total))
+
+
+def execute_backtest(spec: BacktestSpec, job_id: str = "") -> Outcome:
     """Run ``spec`` in this (worker) process; never raises."""
     # Imported here so that the daemon's import of this module stays light.
     from orchestrator.backtest.engine import run_backtest
+    from orchestrator.backtest.report import build_report
 
+    progress = ProgressSender(_progress_pipe, job_id) if _progress_pipe is not None else None
     try:
-        result = run_backtest(spec, _should_stop)
+        report = build_report(run_backtest(spec, _should_stop, progress))
     except BacktestCancelled:
         return False, CANCELLED_BY_USER, None
     except BacktestError as exc:
         return False, exc.message, None
     except Exception as exc:
         return False, f"internal error: {type(exc).__name__}: {exc}", traceback.format_exc()
-    return True, result.to_payload(), None
+    return True, FinishedBacktest(report.to_wire(), report), None
+
+
+ProgressHandler = Callable[[str, int, int], None]
+"""Told (job id, bars done, bars in all) by a worker."""
+
+
+LOGGED_RESULT_FIELDS = ("total_trades", "win_rate", "total_return", "bars")
+"""A completed job's log line: these of its result (not its curves and trades)."""
+
+
+def _headline(result: Mapping[str, Any] | None) -> dict[str, Any]:
+    given = result or {}
+    return {name: given[name] for name in LOGGED_RESULT_FIELDS if name in given}
 
 
 class _Slot:
-    """One worker process (a one-worker pool) and the flag that asks its job to stop."""
+    """One worker process (a one-worker pool), the flag that asks its job to stop, and
+    the pipe its progress comes back through (one per worker process, so a killed
+    worker's pipe goes with it)."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, on_progress: ProgressHandler) -> None:
         self.index = index
         self._context = multiprocessing.get_context("spawn")
         self.stop_flag = self._context.RawValue("b", 0)
         self._executor: ProcessPoolExecutor | None = None
+        self._on_progress = on_progress
+        self._pipe: tuple[Any, Any] | None = None
 
     def executor(self) -> ProcessPoolExecutor:
+        """The worker pool; on the event loop (it watches the progress pipe there)."""
         if self._executor is None:
+            receiver, sender = self._pipe = self._context.Pipe(duplex=False)
+            asyncio.get_running_loop().add_reader(receiver.fileno(), self.drain)
             self._executor = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=self._context,
                 initializer=_init_worker,
-                initargs=(self.stop_flag,),
+                initargs=(self.stop_flag, sender),
             )
         return self._executor
+
+    def drain(self) -> None:
+        """Hand on every progress waiting in the pipe (each send is one small write,
+        atomic: a killed worker leaves no half message)."""
+        if self._pipe is None:
+            return
+        receiver = self._pipe[0]
+        with contextlib.suppress(EOFError, OSError):
+            while receiver.poll():
+                job_id, done, total = receiver.recv()
+                self._on_progress(job_id, done, total)
+
+    def _close_pipe(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            with contextlib.suppress(RuntimeError):  # no loop any more: nothing to remove
+                asyncio.get_running_loop().remove_reader(pipe[0].fileno())
+            for end in pipe:
+                end.close()
 
     def kill(self) -> None:
         """Kill the worker process (its job is lost); the next job starts a new one."""
         executor, self._executor = self._executor, None
+        self._close_pipe()
         if executor is None:
             return
         kill_workers = getattr(executor, "kill_workers", None)  # Python 3.14+
@@ -166,6 +257,7 @@ class _Slot:
 
     def close(self) -> None:
         executor, self._executor = self._executor, None
+        self._close_pipe()
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -180,6 +272,8 @@ class _Job:
         "error",
         "finished_at",
         "id",
+        "progress",
+        "report",
         "result",
         "spec",
         "started_at",
@@ -196,6 +290,10 @@ class _Job:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.result: Mapping[str, Any] | None = None
+        self.report: BacktestReport | None = None
+        """Kept for the newest ``max_kept_reports`` completed jobs."""
+        self.progress = 0
+        """Bars done at the last progress published."""
         self.error: str | None = None
         self.stop_reason: str | None = None
         self.stop_requested = asyncio.Event()
@@ -214,7 +312,8 @@ class _Job:
         )
 
 
-Runner = Callable[[BacktestSpec], Outcome]
+Runner = Callable[[BacktestSpec, str], Outcome]
+"""Runs a job's spec in a worker: (spec, job id) to its outcome."""
 
 
 class JobManager:
@@ -241,7 +340,11 @@ class JobManager:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued = 0
         self._finished: deque[str] = deque()
-        self._slots = [_Slot(index) for index in range(config.max_concurrent_jobs)]
+        self._reports: deque[str] = deque()
+        """Jobs holding their report, oldest first."""
+        self._slots = [
+            _Slot(index, self._on_progress) for index in range(config.max_concurrent_jobs)
+        ]
 
     # ------------------------------------------------------------ commands
 
@@ -296,6 +399,20 @@ class JobManager:
     def list(self) -> list[JobInfo]:
         """Every job remembered, oldest first."""
         return [job.info() for job in self._jobs.values()]
+
+    def report(self, job_id: str) -> BacktestReport:
+        """The full report of a completed job; UnknownJob, or NoReport saying why not."""
+        job = self._job(job_id)
+        if job.report is not None:
+            return job.report
+        if job.status in (JobStatus.PENDING, JobStatus.RUNNING):
+            raise NoReport(f"job {job_id} is {job.status}: its report comes when it completes")
+        if job.status is JobStatus.FAILED:
+            raise NoReport(f"job {job_id} failed ({job.error}): it has no report")
+        raise NoReport(
+            f"the report of job {job_id} is no longer kept (max_kept_reports "
+            f"{self.config.max_kept_reports}, newest first); its result keeps the counts"
+        )
 
     async def wait(self, job_id: str) -> JobInfo:
         """The job once it has completed or failed."""
@@ -368,10 +485,12 @@ class JobManager:
             slot.kill()
             outcome = (False, f"the backtest worker process failed: {exc!r}", None)
         completed, payload, trace = outcome
+        slot.drain()  # the last progress was sent before the outcome: it goes first
         if job.stop_reason is not None:
             self._finish(job, JobStatus.FAILED, error=job.stop_reason)
         elif completed:
-            self._finish(job, JobStatus.COMPLETED, result=payload)
+            self._keep_report(job, payload.report)
+            self._finish(job, JobStatus.COMPLETED, result=payload.result)
         else:
             if trace is not None:
                 log.error("job_internal_error", job_id=job.id, traceback=trace)
@@ -380,7 +499,7 @@ class JobManager:
     async def _outcome(self, job: _Job, slot: _Slot) -> Outcome:
         """The worker's outcome, or the stop reason once the job was stopped."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(slot.executor(), self._runner, job.spec)
+        future = loop.run_in_executor(slot.executor(), self._runner, job.spec, job.id)
         try:
             return await self._await_or_stop(job, slot, future)
         except asyncio.CancelledError:
@@ -431,7 +550,7 @@ class JobManager:
         job.error = error
         job.finished_at = self._clock.now()
         if status is JobStatus.COMPLETED:
-            log.info("job_completed", job_id=job.id, result=result)
+            log.info("job_completed", job_id=job.id, **_headline(result))
         else:
             log.info("job_failed", job_id=job.id, error=error)
         self._publish(job)
@@ -439,6 +558,26 @@ class JobManager:
         self._finished.append(job.id)
         while len(self._finished) > self.config.max_finished_jobs:
             self._jobs.pop(self._finished.popleft(), None)
+
+    def _keep_report(self, job: _Job, report: BacktestReport) -> None:
+        """Keep ``report`` (before job.completed, so a client told can ask for it) and
+        drop the oldest beyond max_kept_reports, their results down to the counts."""
+        if self.config.max_kept_reports == 0:
+            return
+        job.report = report
+        self._reports.append(job.id)
+        while len(self._reports) > self.config.max_kept_reports:
+            dropped = self._jobs.get(self._reports.popleft())
+            if dropped is not None:
+                dropped.report = None
+                dropped.result = counts_only(dropped.result)
+
+    def _on_progress(self, job_id: str, done: int, total: int) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not JobStatus.RUNNING or done < job.progress:
+            return  # a late message of a job that ended, or one overtaken
+        job.progress = done
+        self._bus.publish(JobProgress(job.id, BACKTEST, done, total, self._clock.now()))
 
     def _publish(self, job: _Job) -> None:
         self._bus.publish(

@@ -128,15 +128,14 @@ class Statistics:
     kelly_criterion: float
     """win rate - (1 - win rate) / (mean win / mean loss), as a fraction."""
 
-    def to_wire(self) -> dict[str, float | int | str | None]:
-        """camelCase keys; start and end ISO-8601 UTC; NaN and infinities as None."""
+    def to_wire(self, *, snake_case: bool = False) -> dict[str, float | int | str | None]:
+        """camelCase keys (the field names with ``snake_case``, as a backtest job's
+        result has them); start and end ISO-8601 UTC; NaN and infinities as None."""
         wire: dict[str, float | int | str | None] = {}
         for field in fields(self):
             value = getattr(self, field.name)
-            if field.name in ("start", "end"):
-                wire[_camel_case(field.name)] = iso_utc(value)
-            else:
-                wire[_camel_case(field.name)] = _json_number(value)
+            key = field.name if snake_case else _camel_case(field.name)
+            wire[key] = iso_utc(value) if field.name in ("start", "end") else _json_number(value)
         return wire
 
 

@@ -34,6 +34,7 @@ class Topic(StrEnum):
     RISK_LIMIT_BREACH = "risk.limit_breach"
     RISK_KILL_SWITCH = "risk.kill_switch"
     JOB = "job"
+    JOB_PROGRESS = "job.progress"
 
 
 class StrategyStatus(StrEnum):
@@ -240,6 +241,8 @@ JOB_EVENT_TYPES: Mapping[JobStatus, str] = {
     JobStatus.FAILED: "job.failed",
 }
 """The dgbit event type announcing each status."""
+JOB_PROGRESS = "job.progress"
+"""The dgbit event type of a running job's progress."""
 
 
 @record
@@ -263,6 +266,25 @@ class JobStateChanged:
         return JOB_EVENT_TYPES[self.status]
 
 
+@record
+class JobProgress:
+    """A running job's progress, at a bounded rate (see orchestrator/backtest/jobs.py)."""
+
+    topic: ClassVar[Topic] = Topic.JOB_PROGRESS
+    job_id: str
+    job_type: str
+    done: int
+    """Bars replayed so far (warm-up included)."""
+    total: int
+    """Bars in the run."""
+    ts: float
+
+    @property
+    def fraction(self) -> float:
+        """done / total: 0 to 1, never falling for one job."""
+        return self.done / self.total if self.total else 1.0
+
+
 Event = (
     StrategyStatusChanged
     | SignalEmitted
@@ -277,6 +299,7 @@ Event = (
     | LimitBreached
     | KillSwitchChanged
     | JobStateChanged
+    | JobProgress
 )
 
 ANSWER_TOPICS: frozenset[Topic] = frozenset(

@@ -292,3 +292,49 @@ async def test_a_flood_on_a_job_path_is_closed_1008() -> None:
             kinds, code = await flood(watcher, b'{"type": "hello"}')
     assert kinds.get("ack") == 5 and kinds.get("rate_limited") == 19
     assert code == 1008
+
+
+RESULT_HEADLINE = {"total_trades", "win_rate", "total_return"}
+RESULT_REPORT = {"statistics", "trades", "open_trade", "series", "buy_and_hold_return"}
+TRADE = {
+    "side",
+    "quantity",
+    "entry_time",
+    "exit_time",
+    "entry_price",
+    "exit_price",
+    "pnl",
+    "pnl_pct",
+    "commission",
+    "duration_seconds",
+    "exit_reason",
+    "entry_bar",
+    "exit_bar",
+}
+
+
+async def test_a_job_reports_progress_then_completes_with_its_report_in_snake_case() -> None:
+    async with (
+        running_daemon() as daemon,
+        daemon.client() as client,
+        connect(daemon.url(path="/api/ws/events")) as events,
+    ):
+        source = {"kind": "synthetic", "durationSeconds": 86_400, "resolution": "1m"}
+        await client.request(
+            {"type": "run_backtest", "strategyId": "strategy-123", "source": source}
+        )
+        messages = [await recv(events)]
+        while messages[-1]["type"] != "job.completed":
+            messages.append(await recv(events))
+    kinds = [message["type"] for message in messages]
+    assert kinds[:2] == ["job.created", "job.started"] and kinds[-2] == "job.progress"
+    progress = messages[-2]["payload"]
+    assert progress["status"] == "running" and progress["progress"] == 1.0
+    assert progress["bars_done"] == progress["bars_total"] == 1_440
+    result = messages[-1]["payload"]["result"]
+    assert set(result) >= RESULT_HEADLINE | RESULT_REPORT
+    assert result["statistics"]["trade_count"] == result["total_trades"] > 0
+    assert "max_drawdown_pct" in result["statistics"] and "sharpe_ratio" in result["statistics"]
+    assert all(set(trade) == TRADE for trade in result["trades"])
+    assert set(result["series"]) == {"time", "equity", "drawdown_pct", "buy_and_hold"}
+    assert len(result["series"]["time"]) <= 500

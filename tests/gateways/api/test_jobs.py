@@ -174,3 +174,95 @@ async def test_a_file_backtest_trades_the_symbol_its_file_is_named_after(tmp_pat
 
 def csv(path: str) -> dict[str, str]:
     return {"kind": "csv", "path": path}
+
+
+# ---------------------------------------------------------------- reports and progress
+
+
+async def test_a_finished_job_has_its_full_report_page_by_page() -> None:
+    async with running_daemon() as daemon, daemon.client() as client:
+        # 5s bars over 6 hours: 4,320 bars, so the report takes three pages
+        reply = await client.request(
+            {"type": "run_backtest", "strategyId": "strategy-123", "source": synthetic(21_600)}
+        )
+        job_id = reply["data"]["jobId"]
+        early = await client.request({"type": "get_backtest_report", "jobId": job_id})
+        state = await client.recv_type("backtest_job", timeout=60)
+        while state["data"]["status"] != "completed":
+            state = await client.recv_type("backtest_job", timeout=60)
+        result = state["data"]["result"]
+        [listed] = (await client.request({"type": "get_backtests"}))["data"]
+        equity: list[float] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = await client.request(
+                {"type": "get_backtest_report", "jobId": job_id, "offset": offset}
+            )
+            assert page["type"] == "backtest_report" and page["data"]["jobId"] == job_id
+            report = page["data"]["report"]
+            assert set(report["series"]) == {"time", "equity", "drawdown_pct", "buy_and_hold"}
+            equity += report["series"]["equity"]
+            offset = report["next_offset"]
+        assert len(equity) == result["bars"] == result["series_points"] == 4_320
+        assert equity[-1] == result["final_equity"]
+        assert len(result["series"]["equity"]) <= 500
+        assert min(result["series"]["equity"]) == min(equity)
+        assert max(result["series"]["equity"]) == max(equity)
+        assert report["trade_count"] == result["total_trades"] == len(report["trades"])
+        assert report["statistics"] == result["statistics"]
+        # the listing holds the counts only: a thousand reports would not fit a reply
+        assert listed["result"]["total_trades"] == result["total_trades"]
+        assert not {"statistics", "trades", "series"} & set(listed["result"])
+        unknown = await client.request(
+            {"type": "get_backtest_report", "jobId": "00000000-0000-4000-8000-000000000000"}
+        )
+    assert early["type"] == "error" and early["data"]["code"] == "no_report"
+    assert "its report comes when it completes" in early["data"]["message"]
+    assert unknown["type"] == "error" and unknown["data"]["code"] == "unknown_job"
+
+
+async def test_a_failed_job_has_no_report() -> None:
+    async with running_daemon() as daemon, daemon.client() as client:
+        reply = await client.request(
+            {"type": "run_backtest", "strategyId": "strategy-123", "source": synthetic(30)}
+        )
+        job_id = reply["data"]["jobId"]
+        while (await client.recv_type("backtest_job", timeout=60))["data"]["status"] != "failed":
+            pass
+        error = await client.request({"type": "get_backtest_report", "jobId": job_id})
+    assert error["data"]["code"] == "no_report"
+    assert f"job {job_id} failed" in error["data"]["message"]
+
+
+async def test_progress_arrives_in_order_up_to_all_bars_before_completion() -> None:
+    async with running_daemon() as daemon, daemon.client() as client:
+        reply = await client.request(
+            {
+                "type": "run_backtest",
+                "strategyId": "strategy-123",
+                "source": {**synthetic(86_400 * 2), "ticksPerSecond": 1},
+            }
+        )
+        job_id = reply["data"]["jobId"]
+        ws = await job_stream(daemon, job_id)
+        events = await until_finished(ws)
+        await ws.close()
+        progress_messages = []
+        async with asyncio.timeout(10):
+            while True:
+                message = await client.recv()
+                if message["type"] == "backtest_progress":
+                    progress_messages.append(message["data"])
+                if message["type"] == "backtest_job" and message["data"]["status"] == "completed":
+                    break
+    kinds = [event["type"] for event in events]
+    assert kinds[-1] == "job.completed"
+    progress = [event["payload"] for event in events if event["type"] == "job.progress"]
+    assert progress
+    assert kinds[-2] == "job.progress"  # the last progress comes before the completion
+    fractions = [p["progress"] for p in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert progress[-1]["bars_done"] == progress[-1]["bars_total"] == 34_560
+    assert {p["job_id"] for p in progress} == {job_id}
+    assert [p["fraction"] for p in progress_messages] == fractions
+    assert progress_messages[-1]["barsDone"] == 34_560

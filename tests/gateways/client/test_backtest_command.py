@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateways.client.backtest_text import STATISTICS_ROWS
 from gateways.client.commands import (
     EXIT_DAEMON_ERROR,
     EXIT_OK,
@@ -26,7 +27,31 @@ async def test_backtest_runs_a_job_to_completion(capsys: pytest.CaptureFixture[s
     assert code == EXIT_OK, err
     job = json.loads(out)
     assert job["status"] == "completed"
-    assert {"total_trades", "win_rate", "total_return"} <= set(job["result"])
+    result = job["result"]
+    assert {"total_trades", "win_rate", "total_return"} <= set(result)
+    assert {"statistics", "trades", "open_trade", "series", "buy_and_hold_return"} <= set(result)
+    assert len(result["series"]["equity"]) == result["bars"] == 180
+
+
+async def test_backtest_prints_the_statistics_as_an_aligned_table(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (_, cli):
+        code, out, err = await cli("backtest", "holder", "--duration", "3600", "--resolution", "5s")
+    assert code == EXIT_OK, err
+    headline, blank, *table = out.rstrip("\n").split("\n")
+    assert headline.startswith("backtest ") and " completed: " in headline and "trade" in headline
+    assert blank == ""
+    assert len(table) == len(STATISTICS_ROWS)
+    assert len({len(line) for line in table}) == 1  # labels and values aligned
+    rows = {line[:24].rstrip(): line[24:].strip() for line in table}
+    assert rows["Start"] == "2024-01-01T00:00:00.000Z"
+    assert rows["Duration"] == "59 min 55 s"
+    assert rows["Return"].endswith("%") and rows["Max. drawdown"].endswith("%")
+    assert rows["Equity final"].replace(",", "").replace(".", "").isdigit()
+    assert "," in rows["Equity final"]  # thousands separators, as the rest of the CLI
+    assert rows["Trades"].isdigit()
+    assert "\r" not in out  # no progress bar when the output is no terminal
 
 
 async def test_a_failing_backtest_exits_1_with_the_reason(

@@ -8,7 +8,7 @@ import io
 import pytest
 
 from gateways.client.commands import Output, _job_line
-from gateways.client.text import percent, plural
+from gateways.client.text import duration, percent, plural
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,21 @@ def test_a_completed_backtest_reads_as_a_sentence() -> None:
     }
     assert _job_line(Output(stream, color=False), args, data) == 0
     assert stream.getvalue() == "backtest job_1 completed: 1 trade, win rate 100%, return -1.25%\n"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (33 * 86_400, "33 days"),
+        (86_400 + 7_384, "1 day 2 h 3 min 4 s"),
+        (3_600 * 5, "5 h"),
+        (59, "59 s"),
+        (0.25, "0.25 s"),
+        (0, "0 s"),
+        (-120, "-2 min"),
+        (float("nan"), "-"),
+        (None, "-"),
+    ],
+)
+def test_duration(seconds: float | None, expected: str) -> None:
+    assert duration(seconds) == expected

@@ -18,11 +18,15 @@ from orchestrator.backtest.config import JobsConfig
 from orchestrator.backtest.engine import BacktestSpec, CsvSource, SyntheticSource
 from orchestrator.backtest.jobs import (
     CANCELLED_BY_USER,
+    PROGRESS_INTERVAL_SECONDS,
     InvalidJob,
     JobManager,
     JobQueueFull,
+    NoReport,
+    ProgressSender,
     UnknownJob,
 )
+from orchestrator.backtest.report import REPORT_KEYS
 from orchestrator.bus import EventBus
 from orchestrator.model.clock import SystemClock
 from orchestrator.model.errors import InvalidTransition
@@ -330,6 +334,35 @@ async def test_finished_jobs_are_forgotten_oldest_first() -> None:
     assert [job.job_id for job in harness.manager.list()] == ids[1:]
 
 
+async def test_only_the_newest_reports_are_kept_and_older_results_keep_their_counts() -> None:
+    async with jobs(max_kept_reports=1) as harness:
+        first, second = harness.manager.submit(synthetic()), harness.manager.submit(synthetic())
+        await harness.finished(first)
+        kept = harness.manager.report(first)
+        await harness.finished(second)
+        with pytest.raises(NoReport, match=r"no longer kept \(max_kept_reports 1"):
+            harness.manager.report(first)
+        assert harness.manager.report(second).points == kept.points
+    old, new = (harness.manager.get(job_id).result for job_id in (first, second))
+    assert old is not None and new is not None
+    assert {"statistics", "series", "trades", "open_trade"} <= set(new)
+    same_run = {"duration_seconds"}  # the run's wall time differs from job to job
+    kept_keys = set(new) - set(REPORT_KEYS)
+    assert set(old) == kept_keys
+    assert all(old[key] == new[key] for key in kept_keys - same_run)
+    assert old["total_trades"] == new["total_trades"] > 0
+
+
+async def test_a_job_has_no_report_until_it_completes() -> None:
+    async with jobs(start=False) as harness:
+        job_id = harness.manager.submit(synthetic())
+        with pytest.raises(NoReport, match="is pending: its report comes when it completes"):
+            harness.manager.report(job_id)
+        harness.manager.cancel(job_id)
+        with pytest.raises(NoReport, match=r"failed \(cancelled by user\): it has no report"):
+            harness.manager.report(job_id)
+
+
 async def test_stopping_the_manager_fails_running_and_queued_jobs() -> None:
     async with jobs() as harness:
         running = harness.manager.submit(slow(3600.0))
@@ -374,3 +407,24 @@ async def test_the_event_loop_keeps_ticking_while_a_backtest_computes() -> None:
     assert busy > 0.5, "the backtest was too short to show anything"
     assert len(gaps) > 20
     assert max(gaps) < 0.25, f"the loop stalled for {max(gaps):.3f} s during the backtest"
+
+
+class Pipe:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int, int]] = []
+
+    def send(self, message: tuple[str, int, int]) -> None:
+        self.sent.append(message)
+
+
+def test_a_worker_sends_at_most_one_progress_per_interval_and_always_the_last() -> None:
+    pipe, now = Pipe(), [100.0]
+    send = ProgressSender(pipe, "job-1", lambda: now[0])
+    for done in range(1024, 100_000, 1024):
+        send(done, 100_000)
+        now[0] += PROGRESS_INTERVAL_SECONDS / 10
+    send(100_000, 100_000)
+    assert pipe.sent[0] == ("job-1", 1024, 100_000) and pipe.sent[-1] == ("job-1", 100_000, 100_000)
+    elapsed = 97 * PROGRESS_INTERVAL_SECONDS / 10
+    assert 5 < len(pipe.sent) <= elapsed / PROGRESS_INTERVAL_SECONDS + 2
+    assert [done for _, done, _ in pipe.sent] == sorted(done for _, done, _ in pipe.sent)

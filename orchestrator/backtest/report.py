@@ -1,0 +1,304 @@
+"""A backtest's report: its figures, its trades, and its curves, for a trader to judge.
+
+:func:`build_report` turns what the engine measured (a :class:`BacktestResult`:
+per-bar equity, closes and round trips) into a :class:`BacktestReport`: the
+statistics of :mod:`orchestrator.backtest.statistics`, every trade with its times,
+prices, P&L and exit reason, the equity, drawdown and buy-and-hold curves. Two
+wire shapes (snake_case keys, as the job result's neighbours ``total_trades``...):
+
+- :meth:`BacktestReport.to_wire`: the job's result (``job.completed`` and
+  ``backtest_job``), bounded whatever the run's length: the curves downsampled to
+  at most ``SUMMARY_POINTS`` points (each bucket keeps its extremes, so the
+  deepest drawdown and the equity's peak and trough stay visible), the first
+  ``SUMMARY_TRADES`` trades.
+- :meth:`BacktestReport.page`: the full curves and trades, a page at a time
+  (``get_backtest_report``): at most ``PAGE_POINTS`` points and ``PAGE_TRADES``
+  trades per reply, so one reply stays far below a connection's outbound limit.
+
+docs/statistics.md describes the figures and the bounds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from orchestrator.backtest.engine import BacktestResult, EquityCurve, RoundTrip
+from orchestrator.backtest.statistics import ClosedTrade, Statistics, compute_statistics
+from orchestrator.model.clock import iso_utc
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+Payload = dict[str, Any]
+
+SUMMARY_POINTS = 500
+"""Most points of each curve in a job's result (downsampled, extremes kept)."""
+SUMMARY_TRADES = 200
+"""Most trades in a job's result (the first ones; ``get_backtest_report`` has all)."""
+PAGE_POINTS = 2_000
+"""Most points of each curve in one ``get_backtest_report`` reply (about 170 kB)."""
+PAGE_TRADES = 500
+"""Most trades in one ``get_backtest_report`` reply (about 170 kB): a page stays far
+below a connection's default max_outbound_bytes (1 MiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    """One trade as a trader reads it."""
+
+    side: str
+    """"long" or "short"."""
+    quantity: float
+    """The largest quantity held during the trade."""
+    entry_time: float
+    """Epoch seconds of the entry fill."""
+    exit_time: float
+    """Epoch seconds of the exit fill (for the trade open at the end: the last bar's end)."""
+    entry_price: float
+    """Average entry price of the quantity held when it closed."""
+    exit_price: float
+    pnl: float
+    """Net of the trade's commissions, account currency."""
+    pnl_pct: float
+    """pnl over the entry notional (quantity x entry price), %."""
+    commission: float
+    duration_seconds: float
+    exit_reason: str
+    """"signal", "stop_loss", ... (why the closing order was sent) or "end_of_data"."""
+    entry_bar: int
+    """Index of the bar the entry filled in (warm-up bars counted)."""
+    exit_bar: int
+
+    def to_wire(self) -> Payload:
+        return {
+            "side": self.side,
+            "quantity": self.quantity,
+            "entry_time": iso_utc(self.entry_time),
+            "exit_time": iso_utc(self.exit_time),
+            "entry_price": self.entry_price,
+            "exit_price": self.exit_price,
+            "pnl": self.pnl,
+            "pnl_pct": self.pnl_pct,
+            "commission": self.commission,
+            "duration_seconds": self.duration_seconds,
+            "exit_reason": self.exit_reason,
+            "entry_bar": self.entry_bar,
+            "exit_bar": self.exit_bar,
+        }
+
+    def closed_trade(self) -> ClosedTrade:
+        return ClosedTrade(
+            entry_bar=self.entry_bar,
+            exit_bar=self.exit_bar,
+            entry_time=self.entry_time,
+            exit_time=self.exit_time,
+            entry_price=self.entry_price,
+            exit_price=self.exit_price,
+            size=self.quantity if self.side == "long" else -self.quantity,
+            pnl=self.pnl,
+            return_fraction=self.pnl_pct / 100,
+            commission=self.commission,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestReport:
+    """Everything a backtest job shows; picklable (it crosses from the worker process)."""
+
+    summary: Payload
+    """The engine's counts: ``BacktestResult.to_payload()`` (total_trades, win_rate...)."""
+    statistics: Statistics
+    trades: tuple[TradeRecord, ...]
+    """Closed trades, in order."""
+    open_trade: TradeRecord | None
+    """Still open after the last bar, marked at its close; not in the statistics."""
+    times: FloatArray
+    """Start of each bar, epoch seconds."""
+    equity: FloatArray
+    """Account equity at each bar's close."""
+    buy_and_hold: FloatArray
+    """Equity of buying the initial capital's worth at the last warm-up bar's close
+    and holding it (the initial capital before it), as backtesting.py's Buy & Hold."""
+
+    @property
+    def points(self) -> int:
+        return len(self.times)
+
+    @property
+    def drawdown_pct(self) -> FloatArray:
+        """Equity's fall below its running peak at each bar, % (zero or negative)."""
+        drawdown: FloatArray = (self.equity / np.maximum.accumulate(self.equity) - 1) * 100
+        return drawdown
+
+    def to_wire(self) -> Payload:
+        """The job's result: bounded curves and trades (module docstring)."""
+        kept = downsample((self.equity, self.drawdown_pct), SUMMARY_POINTS)
+        return {
+            **self.summary,
+            "statistics": self.statistics.to_wire(snake_case=True),
+            "buy_and_hold_return": self.statistics.buy_and_hold_return_pct / 100,
+            "trades": [trade.to_wire() for trade in self.trades[:SUMMARY_TRADES]],
+            "trades_truncated": len(self.trades) > SUMMARY_TRADES,
+            "open_trade": self.open_trade.to_wire() if self.open_trade is not None else None,
+            "series": self._series(kept),
+            "series_points": self.points,
+        }
+
+    def page(self, offset: int = 0, trade_offset: int = 0) -> Payload:
+        """Every point and trade from the offsets on, up to PAGE_POINTS and PAGE_TRADES;
+        ``next_offset`` and ``next_trade_offset`` name the next page (None: no more)."""
+        points = np.arange(min(offset, self.points), min(offset + PAGE_POINTS, self.points))
+        trades = self.trades[trade_offset : trade_offset + PAGE_TRADES]
+        return {
+            "points": self.points,
+            "offset": offset,
+            "next_offset": _next_page(offset, PAGE_POINTS, self.points),
+            "series": self._series(points),
+            "trade_count": len(self.trades),
+            "trade_offset": trade_offset,
+            "next_trade_offset": _next_page(trade_offset, PAGE_TRADES, len(self.trades)),
+            "trades": [trade.to_wire() for trade in trades],
+            "open_trade": self.open_trade.to_wire() if self.open_trade is not None else None,
+            "statistics": self.statistics.to_wire(snake_case=True),
+        }
+
+    def _series(self, kept: IntArray) -> Payload:
+        return {
+            "time": [iso_utc(ts) for ts in self.times[kept].tolist()],
+            "equity": self.equity[kept].tolist(),
+            "drawdown_pct": self.drawdown_pct[kept].tolist(),
+            "buy_and_hold": self.buy_and_hold[kept].tolist(),
+        }
+
+
+REPORT_KEYS = (
+    "statistics",
+    "buy_and_hold_return",
+    "trades",
+    "trades_truncated",
+    "open_trade",
+    "series",
+    "series_points",
+)
+"""The keys of a job's result that ``counts_only`` drops: what the report added."""
+
+
+def counts_only(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A job's result without its report (statistics, trades, curves): the engine's
+    counts, ``BacktestResult.to_payload()``. What a job listing shows and an old job
+    keeps, so that a thousand of them stay small (about 400 bytes of JSON each)."""
+    if result is None:
+        return None
+    return {key: value for key, value in result.items() if key not in REPORT_KEYS}
+
+
+def build_report(result: BacktestResult) -> BacktestReport:
+    """The figures, trades and curves of a finished run."""
+    curve = result.curve
+    trades = _records(result.trades, curve.times)
+    # backtesting.py holds from the close before the first bar its strategy trades on:
+    # the last warm-up bar's (its warm-up counts one bar less than ours).
+    first_trading_bar = max(result.warmup_bars - 1, 0)
+    statistics = compute_statistics(
+        curve.times,
+        curve.equity,
+        curve.closes,
+        [trade.closed_trade() for trade in trades],
+        first_trading_bar=first_trading_bar,
+    )
+    open_trips = () if result.open_trade is None else (result.open_trade,)
+    return BacktestReport(
+        summary=result.to_payload(),
+        statistics=statistics,
+        trades=trades,
+        open_trade=next(iter(_records(open_trips, curve.times)), None),
+        times=curve.times,
+        equity=curve.equity,
+        buy_and_hold=buy_and_hold(curve, result.initial_capital, first_trading_bar),
+    )
+
+
+def buy_and_hold(curve: EquityCurve, capital: float, first_trading_bar: int) -> FloatArray:
+    """``capital`` held in the symbol from the first trading bar's close on (fractional
+    units, no commission): the line the strategy's equity is judged against."""
+    closes = curve.closes
+    held: FloatArray = capital * closes / closes[first_trading_bar]
+    held[:first_trading_bar] = capital
+    return held
+
+
+def _next_page(offset: int, size: int, total: int) -> int | None:
+    following = offset + size
+    return following if following < total else None
+
+
+def _records(trips: Sequence[RoundTrip], times: FloatArray) -> tuple[TradeRecord, ...]:
+    """The trades, each with the bars its fills fell in (found for all at once: one
+    search per trade would cost more than the statistics of a million bars)."""
+    fill_times = np.array([(trip.entry_ts, trip.exit_ts) for trip in trips], dtype=np.float64)
+    bars = (np.searchsorted(times, fill_times.reshape(-1), side="right") - 1).tolist()
+    return tuple(
+        _record(trip, entry_bar, exit_bar)
+        for trip, entry_bar, exit_bar in zip(trips, bars[::2], bars[1::2], strict=True)
+    )
+
+
+def _record(trip: RoundTrip, entry_bar: int, exit_bar: int) -> TradeRecord:
+    notional = trip.quantity * trip.entry_price
+    return TradeRecord(
+        side="long" if trip.direction > 0 else "short",
+        quantity=trip.quantity,
+        entry_time=trip.entry_ts,
+        exit_time=trip.exit_ts,
+        entry_price=trip.entry_price,
+        exit_price=trip.exit_price,
+        pnl=trip.pnl,
+        pnl_pct=trip.pnl / notional * 100 if notional else 0.0,
+        commission=trip.commission,
+        duration_seconds=trip.exit_ts - trip.entry_ts,
+        exit_reason=trip.exit_reason,
+        entry_bar=entry_bar,
+        exit_bar=exit_bar,
+    )
+
+
+def downsample(series: Sequence[FloatArray], max_points: int) -> IntArray:
+    """Indexes of at most ``max_points`` points of equally long ``series`` to draw them.
+
+    All points when there are few enough; else the first and the last, and in each of
+    equal buckets of the points between, the lowest and the highest of every series:
+    a chart of them shows each series' global minimum and maximum, where a plain
+    stride would skip a one-bar crash. Indexes in time order.
+    """
+    length = len(series[0])
+    if length <= max_points:
+        return np.arange(length)
+    per_bucket = 2 * len(series)
+    buckets = max(1, (max_points - 2) // per_bucket)
+    bounds = np.linspace(1, length - 1, buckets + 1).astype(np.int64)
+    kept = [np.array([0, length - 1])]
+    for start, stop in itertools.pairwise(bounds):
+        if stop > start:
+            for values in series:
+                part = values[start:stop]
+                kept.append(start + np.array([part.argmin(), part.argmax()]))
+    return np.unique(np.concatenate(kept))
+
+
+__all__ = [
+    "PAGE_POINTS",
+    "PAGE_TRADES",
+    "SUMMARY_POINTS",
+    "SUMMARY_TRADES",
+    "BacktestReport",
+    "TradeRecord",
+    "build_report",
+    "buy_and_hold",
+    "counts_only",
+    "downsample",
+]
