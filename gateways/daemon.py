@@ -272,7 +272,7 @@ class Daemon:
         return server
 
     def _build_risk_server(self) -> WebSocketServer:
-        risk = RiskCommands(self.core.risk, self.core.execution, self.registry, self.clock)
+        risk = RiskCommands(self.core.risk, self.core.execution, self.committed, self.clock)
         return self._server("risk", risk_command_parser(), risk.handlers())
 
     def _server(
@@ -359,6 +359,7 @@ class Daemon:
         ):
             self.bus.publish(TradeExecuted(fill, None))
         journal.rebuild_book(self.core.execution.book)
+        journal.rebuild_book(self.committed.book)  # what clients are shown, from the same fills
         limits = {s.id: s.config for s in journal.strategies() if s.config is not None}
         self.core.risk.resync(limits)  # restored positions keep their stop-losses
         saved = journal.restorable_strategies()

@@ -23,8 +23,10 @@ from gateways.api.inbound import (
     Command,
     CommandParser,
     InvalidMessage,
+    PrintableText,
     StartStrategyConfig,
     StrategyCommand,
+    StrategyId,
 )
 from gateways.config import DaemonConfig
 from gateways.ws.server import CommandHandler, Replies, Session
@@ -36,6 +38,8 @@ from orchestrator.model.errors import InvalidStrategyConfig
 from orchestrator.model.market import Symbol, missing_market_data
 from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.registry import StrategyRegistry
+
+JobId = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
 
 
 class JobCommandType(StrEnum):
@@ -72,7 +76,7 @@ class SyntheticSourceIn(_Wire):
 
 class RunBacktest(Command):
     type: Literal[JobCommandType.RUN_BACKTEST]
-    strategyId: str = Field(min_length=1, max_length=64)
+    strategyId: StrategyId
     source: Annotated[FileSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
     symbol: Symbol | None = None
     config: StartStrategyConfig | None = None
@@ -80,7 +84,7 @@ class RunBacktest(Command):
 
 class CancelBacktest(Command):
     type: Literal[JobCommandType.CANCEL_BACKTEST]
-    jobId: str = Field(min_length=1, max_length=64)
+    jobId: JobId
 
 
 class GetBacktests(Command):
@@ -91,7 +95,7 @@ class GetBacktestReport(Command):
     """One page of a completed job's full report (docs/statistics.md: the pages)."""
 
     type: Literal[JobCommandType.GET_BACKTEST_REPORT]
-    jobId: str = Field(min_length=1, max_length=64)
+    jobId: JobId
     offset: int = Field(0, ge=0, le=10**9, description="First bar of the page's curves.")
     tradeOffset: int = Field(0, ge=0, le=10**9, description="First trade of the page.")
 

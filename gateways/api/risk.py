@@ -26,7 +26,7 @@ from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.model.clock import Clock
 from orchestrator.model.events import CommandOrigin, HaltSource
 from orchestrator.risk.guardian import Halt, RiskGuardian
-from orchestrator.strategy.registry import StrategyRegistry
+from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.trading.execution import ExecutionService
 
 
@@ -73,13 +73,13 @@ class RiskCommands:
         self,
         guardian: RiskGuardian,
         execution: ExecutionService,
-        registry: StrategyRegistry,
+        committed: CommittedViews,
         clock: Clock,
         server_name: str = "risk",
     ) -> None:
         self._guardian = guardian
         self._execution = execution
-        self._registry = registry
+        self._committed = committed
         self._clock = clock
         self._server = server_name
 
@@ -91,8 +91,10 @@ class RiskCommands:
         }
 
     async def get_risk_status(self, command: GetRiskStatus, _: Session) -> Replies:
-        views = self._registry.active()
-        snapshot = self._guardian.snapshot({view.id: view.config for view in views})
+        # Positions, exposure and P&L as committed: what a client is shown (design.md).
+        views = self._committed.active()
+        configs = {view.id: view.config for view in views}
+        snapshot = self._guardian.snapshot(configs, self._committed.marked_book())
         statuses = {view.id: view.status for view in views}
         data = outbound.risk_status_data(snapshot, self._execution, statuses)
         return [outbound.encode("risk_status", data, self._clock.now(), command.request_id)]

@@ -695,33 +695,38 @@ class RiskGuardian:
         window = self._minute.get(strategy_id)
         return 0 if window is None else window.count(self._clock.now())
 
-    def snapshot(self, configs: Mapping[str, StrategyRunConfig]) -> RiskSnapshot:
-        """Limits and usage; ``configs`` are the running strategies' own limits.
+    def snapshot(
+        self, configs: Mapping[str, StrategyRunConfig], book: PortfolioBook | None = None
+    ) -> RiskSnapshot:
+        """Limits and usage; ``configs`` are the running strategies' own limits;
+        ``book``: the positions to report (the committed ones a client is shown;
+        the guardian's own by default).
 
         Every other strategy that has traded (a stopped one too) is listed with the
         limits of its last order, so that its realized P&L stays in every total.
         """
         now = self._clock.now()
+        book = book if book is not None else self._book
         ids = list(configs)
-        ids += [
-            strategy_id for strategy_id in self._book.strategy_ids() if strategy_id not in configs
-        ]
+        ids += [strategy_id for strategy_id in book.strategy_ids() if strategy_id not in configs]
         strategies = tuple(
-            self._strategy_risk(strategy_id, configs.get(strategy_id)) for strategy_id in ids
+            self._strategy_risk(strategy_id, configs.get(strategy_id), book) for strategy_id in ids
         )
         daily = self.daily_pnl()
         return RiskSnapshot(
             config=self.config,
-            gross_exposure=self.gross_exposure,
+            gross_exposure=self.gross_exposure if book is self._book else book.gross_exposure,
             orders_last_second=self._expire_second(now),
             daily_pnl=daily,
             day_start=float(self._day * DAY_SECONDS),
             strategies=strategies,
         )
 
-    def _strategy_risk(self, strategy_id: str, config: StrategyRunConfig | None) -> StrategyRisk:
+    def _strategy_risk(
+        self, strategy_id: str, config: StrategyRunConfig | None, book: PortfolioBook
+    ) -> StrategyRisk:
         limits = config or self._limits.get(strategy_id)
-        portfolio = self._book.get(strategy_id)
+        portfolio = book.get(strategy_id)
         positions = portfolio.open_positions() if portfolio is not None else []
         pct = limits.stop_loss_percentage if limits is not None else 0.0
         return StrategyRisk(

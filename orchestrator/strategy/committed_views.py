@@ -27,18 +27,13 @@ from orchestrator.model.events import (
     StrategyStatusChanged,
     TradeExecuted,
 )
+from orchestrator.model.orders import FILLED
 from orchestrator.model.records import record
 from orchestrator.strategy.registry import PositionView, StrategyRegistry, StrategyView
+from orchestrator.trading.portfolio import PortfolioBook
 
 Price = Callable[[str], float | None]
 """The last price of a symbol (a mark, not state: quotes are not journaled)."""
-
-
-@record
-class _Held:
-    quantity: float
-    entry_price: float
-    realized_pnl: float
 
 
 @record
@@ -50,7 +45,8 @@ class _Status:
 
 class CommittedViews:
     """``registry`` gives what no event changes (names, configs, catalog order);
-    ``price`` values the positions."""
+    ``price`` marks the positions. :attr:`book` holds the committed fills only
+    (rebuilt from the journal at a restart, then fed by the committed events)."""
 
     def __init__(
         self,
@@ -62,67 +58,65 @@ class CommittedViews:
         self._registry = registry
         self._price = price
         self._statuses: dict[str, _Status] = {}
-        self._held: dict[str, dict[str, _Held]] = {}
+        self.book = PortfolioBook()
         self.execution = execution
         self.execution_reason = reason
 
     def seed(self, views: Iterable[StrategyView]) -> None:
-        """Start from state that is committed already (restored from the journal)."""
+        """Take the statuses as they are: restored from the journal, so committed.
+        (The restored positions go into :meth:`marked_book` by a rebuild from the
+        journal, as the core's own book.)"""
         for view in views:
             self._statuses[view.id] = _Status(view.status, view.symbols, view.error)
-            self._held[view.id] = {
-                p.symbol: _Held(p.quantity, p.entry_price, p.realized_pnl) for p in view.positions
-            }
 
     def apply(self, event: Event) -> None:
         """Fold one committed event."""
         if isinstance(event, TradeExecuted):
-            self._apply_trade(event)
+            if event.fill.status is FILLED:
+                self.book.apply_fill(event.fill)
         elif isinstance(event, StrategyStatusChanged):
             error = event.reason if event.status is StrategyStatus.ERROR else None
             self._statuses[event.strategy_id] = _Status(event.status, event.symbols, error)
         elif isinstance(event, ExecutionStatusChanged):
             self.execution, self.execution_reason = event.status, event.reason
 
-    def _apply_trade(self, event: TradeExecuted) -> None:
-        change = event.change
-        if change is None or not change.applied:
-            return
-        positions = self._held.setdefault(change.fill.strategy_id, {})
-        before = positions.get(change.symbol)
-        realized = (before.realized_pnl if before is not None else 0.0) + change.realized_pnl
-        positions[change.symbol] = _Held(change.quantity_after, change.entry_price_after, realized)
+    def marked_book(self) -> PortfolioBook:
+        """The committed positions, marked at the last prices: for views and the risk
+        status (exposure, P&L)."""
+        book = self.book
+        for strategy_id in book.strategy_ids():
+            for position in book.portfolio(strategy_id).open_positions():
+                price = self._price(position.symbol)
+                if price is not None:
+                    position.mark(price)
+        return book
 
     def catalog(self) -> list[StrategyView]:
         """Every strategy as committed, in catalog order."""
-        return [self._committed(view) for view in self._registry.catalog()]
+        book = self.marked_book()
+        return [self._committed(view, book) for view in self._registry.catalog()]
 
     def active(self) -> list[StrategyView]:
         """The committed views that are not STOPPED."""
         return [v for v in self.catalog() if v.status is not StrategyStatus.STOPPED]
 
-    def _committed(self, view: StrategyView) -> StrategyView:
-        status = self._statuses.get(view.id)
-        held = self._held.get(view.id, {})
-        price = self._price
+    def _committed(self, view: StrategyView, book: PortfolioBook) -> StrategyView:
+        portfolio = book.get(view.id)
         positions = tuple(
-            _position(symbol, h, price(symbol)) for symbol, h in held.items() if h.quantity != 0.0
+            PositionView(
+                symbol=p.symbol,
+                quantity=p.quantity,
+                entry_price=p.entry_price,
+                current_value=p.market_value,
+                realized_pnl=p.realized_pnl,
+                unrealized_pnl=p.unrealized_pnl,
+            )
+            for p in (portfolio.open_positions() if portfolio is not None else ())
         )
+        status = self._statuses.get(view.id)
         if status is None:
             return replace(view, positions=positions)
         symbols = status.symbols or view.symbols
         return replace(
             view, status=status.status, symbols=symbols, error=status.error, positions=positions
         )
-
-
-def _position(symbol: str, held: _Held, price: float | None) -> PositionView:
-    mark = held.entry_price if price is None else price
-    return PositionView(
-        symbol=symbol,
-        quantity=held.quantity,
-        entry_price=held.entry_price,
-        current_value=held.quantity * mark,
-        realized_pnl=held.realized_pnl,
-        unrealized_pnl=held.quantity * (mark - held.entry_price),
-    )

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from gateways.api.risk import GetRiskStatus
 from tests.gateways.test_strategy_runtime import config_with, next_second
 from tests.support import Client, TestDaemon, running_daemon
 
@@ -25,6 +28,16 @@ def shown_positions(daemon: TestDaemon) -> list[dict[str, Any]]:
     return [p for entry in strategies for p in entry["positions"]]
 
 
+async def risk_positions(daemon: TestDaemon) -> list[dict[str, Any]]:
+    """The risk status's positions, answered now: the handler runs to its reply without
+    yielding, so the journal writer cannot commit meanwhile."""
+    handler = daemon.daemon.servers["risk"]._handlers["get_risk_status"]
+    command = GetRiskStatus.model_validate({"type": "get_risk_status"})
+    [reply] = await handler(command, None)  # type: ignore[arg-type]
+    data = orjson.loads(reply)["data"]
+    return [p for s in data["strategies"] for p in s["positions"]]
+
+
 async def test_a_fill_not_yet_committed_is_in_no_snapshot_and_no_status_reply() -> None:
     async with running_daemon(config_with(FLIPPER)) as daemon, daemon.client() as client:
         await client.request({"type": "start_strategy", "id": "flip"})
@@ -33,9 +46,12 @@ async def test_a_fill_not_yet_committed_is_in_no_snapshot_and_no_status_reply() 
         daemon.tick("AAPL", 100.5)  # ...and fills on this tick, in memory, now
         assert daemon.daemon.registry.active()[0].positions  # the core has it
         assert shown_positions(daemon) == []  # not committed: not shown
+        assert await risk_positions(daemon) == []  # the risk status neither
         await daemon.daemon.writer.flush()
         [shown] = shown_positions(daemon)
         assert shown["quantity"] == 9.0
+        [risked] = await risk_positions(daemon)
+        assert risked["quantity"] == 9.0
         status = await client.request({"type": "get_active_strategies"})
         assert status["data"][0]["positions"][0]["quantity"] == 9.0
 

@@ -55,3 +55,19 @@ async def test_the_daemon_refuses_control_characters_in_a_halt_reason() -> None:
     assert reply["data"]["code"] == "invalid_message"
     assert "control character '\\x1b' at position 11" in reply["data"]["message"]
     assert status["data"]["killSwitch"]["engaged"] is False
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        {"type": "start_strategy", "id": "strategy-123\x1b[2J"},
+        {"type": "cancel_backtest", "jobId": "job\r\x07"},
+        {"type": "run_backtest", "strategyId": "s\x1b", "source": {"kind": "synthetic"}},
+    ],
+)
+async def test_ids_with_control_characters_are_refused(command: dict[str, object]) -> None:
+    async with running_daemon(test_config()) as daemon, daemon.client() as client:
+        reply = await client.request(command)
+    assert reply["type"] == "error"
+    assert reply["data"]["code"] == "invalid_message"
+    assert "control character" in reply["data"]["message"]
