@@ -88,8 +88,10 @@ async def test_snapshot_and_the_events_after_it_are_the_journals_positions() -> 
             context = daemon.client()
             clients.append((await context.__aenter__(), context))
         await daemon.daemon.writer.flush()
-        book = daemon.daemon.core.execution.book
-        journaled = book.quantity("flip", "AAPL")
+        journal = daemon.daemon.journal
+        assert journal is not None
+        journaled = journal.rebuild_book().quantity("flip", "AAPL")
+        assert journaled == daemon.daemon.core.execution.book.quantity("flip", "AAPL")
         try:
             for client, _ in clients:
                 later = await told_until_reply(client)
