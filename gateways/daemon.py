@@ -18,6 +18,7 @@ from gateways.api.instruments import InstrumentQueries
 from gateways.api.jobs import JobCommands, orchestrator_command_parser
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
 from gateways.api.outbound import DgbitTranslator
+from gateways.api.report_page import ReportPages
 from gateways.api.risk import RiskCommands, risk_command_parser
 from gateways.api.strategy_commands import StrategyCommands
 from gateways.client.text import plural
@@ -32,6 +33,7 @@ from gateways.ws.observability import Health, Metrics, WriteLatency
 from gateways.ws.server import (
     CommandHandler,
     Endpoint,
+    Pages,
     ServerSetup,
     Session,
     SnapshotMessages,
@@ -39,6 +41,7 @@ from gateways.ws.server import (
 )
 from gateways.ws.static_files import StaticFiles
 from orchestrator.backtest.jobs import JobManager
+from orchestrator.backtest.report import BacktestReport
 from orchestrator.bus import EventBus
 from orchestrator.journal.store import Journal, JournalError, JournalLocked
 from orchestrator.journal.writer import DirectDelivery, JournalWriter
@@ -240,7 +243,14 @@ class Daemon:
             jobs.handlers(),
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
+            pages=[ReportPages(self._report_of)],
         )
+
+    def _report_of(self, job_id: str) -> tuple[BacktestReport, str]:
+        spec = self.jobs.spec(job_id)
+        report = self.jobs.report(job_id)
+        title = f"{spec.strategy.name}: {spec.traded_symbol} backtest (job {job_id})"
+        return report, title
 
     def _web_config(self) -> dict[str, object]:
         """What the dashboard needs to open its connections (``/static/config.json``)."""
@@ -284,6 +294,7 @@ class Daemon:
         snapshot: SnapshotMessages | None = None,
         endpoints: Iterable[Endpoint] = (),
         static: StaticFiles | None = None,
+        pages: Sequence[Pages] = (),
     ) -> WebSocketServer:
         commands = StrategyCommands(self.registry, self.committed, name, self.clock)
         instruments = InstrumentQueries(self.config.market_data, self.clock)
@@ -298,6 +309,7 @@ class Daemon:
             on_disconnect=on_disconnect,
             endpoints=endpoints,
             static=static,
+            pages=pages,
         )
 
     async def start(self) -> None:

@@ -51,9 +51,15 @@ STATISTICS_ROWS: tuple[tuple[str, str, Unit], ...] = (
 PROGRESS_BAR_WIDTH = 30
 
 
+def statistics_rows(statistics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, value with its unit) per figure, in backtesting.py's order; "-" for none.
+    The one formatting of the figures: the CLI's table and the HTML report's."""
+    return [(label, _value(statistics.get(key), unit)) for label, key, unit in STATISTICS_ROWS]
+
+
 def statistics_table(statistics: Mapping[str, Any]) -> list[str]:
     """One line per figure: labels left, values right-aligned; "-" for no value."""
-    rows = [(label, _value(statistics.get(key), unit)) for label, key, unit in STATISTICS_ROWS]
+    rows = statistics_rows(statistics)
     label_width = max(len(label) for label, _ in rows)
     value_width = max(len(value) for _, value in rows)
     return [f"{label:<{label_width}}  {value:>{value_width}}" for label, value in rows]

@@ -20,9 +20,12 @@ import logging
 import os
 import re
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -179,6 +182,14 @@ def _add_backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
     backtest.add_argument("--seed", type=int, help="synthetic feed seed (default: the daemon's, 7)")
     backtest.add_argument(
         "--no-wait", action="store_true", help="print the job id and return without waiting"
+    )
+    backtest.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="save the job's HTML report (charts, statistics, trades) to this file",
+    )
+    backtest.add_argument(
+        "--force", action="store_true", help="let --report overwrite an existing file"
     )
 
 
@@ -1014,6 +1025,9 @@ def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
 async def run_backtest(args: argparse.Namespace, out: Output) -> int:
     """Submit a backtest job and follow its states until it completes or fails; a
     progress bar meanwhile on a terminal."""
+    if args.report and _taken(args.report) and not args.force:
+        _error(args, f"{args.report} exists; add --force to overwrite it")
+        return EXIT_USAGE
     async with make_client(args, args.url) as client:
         # Subscribed before submitting: nothing is missed.
         states = client.messages(("backtest_job", "backtest_progress"))
@@ -1032,7 +1046,10 @@ async def run_backtest(args: argparse.Namespace, out: Output) -> int:
             elif data["status"] in ("completed", "failed"):
                 if bar is not None:
                     bar.clear()
-                return _job_line(out, args, data)
+                code = _job_line(out, args, data)
+                if code == EXIT_OK and args.report:
+                    code = await _save_report(args, out, job_id)
+                return code
     raise ConnectionLost("the connection closed before the job finished")
 
 
@@ -1051,6 +1068,44 @@ def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
     if args.symbol:
         command["symbol"] = args.symbol.upper()
     return command
+
+
+def report_url(ws_url: str, job_id: str) -> str:
+    """The HTTP address of a job's HTML report on the server of ``ws_url``."""
+    parts = urlsplit(ws_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return f"{scheme}://{parts.netloc}/api/backtests/{job_id}/report.html"
+
+
+async def _save_report(args: argparse.Namespace, out: Output, job_id: str) -> int:
+    url = report_url(args.url, job_id)
+    token = args.token or os.environ.get(TOKEN_ENV)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        size = await asyncio.to_thread(_fetch_to, request, args.timeout, Path(args.report))
+    except urllib.error.HTTPError as refusal:
+        why = refusal.read().decode(errors="replace").strip()
+        _error(args, f"{url} answered {refusal.code}: {why}")
+        return EXIT_DAEMON_ERROR
+    except (OSError, TimeoutError) as exc:
+        _error(args, f"could not fetch the report from {url} into {args.report}: {exc}")
+        return EXIT_UNREACHABLE
+    if not args.json:
+        out.print(f"report saved to {args.report} ({size:,} bytes; it needs no network)")
+    return EXIT_OK
+
+
+def _taken(path: str) -> bool:
+    return Path(path).exists()
+
+
+def _fetch_to(request: urllib.request.Request, timeout: float, path: Path) -> int:
+    """Fetch ``request``'s body into ``path``; its size."""
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body: bytes = response.read()
+    path.write_bytes(body)
+    return len(body)
 
 
 def _job_line(out: Output, args: argparse.Namespace, data: dict[str, Any]) -> int:

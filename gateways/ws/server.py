@@ -20,7 +20,7 @@ import itertools
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -111,6 +111,14 @@ Routes = Mapping[Topic, Callable[[Any], str]]
 """A server's table from bus topic to the channel an event of that topic goes to."""
 
 
+class Pages(Protocol):
+    """Plain HTTP pages a server answers besides its WebSocket paths (a report)."""
+
+    def respond(self, request: Request, authenticated: bool) -> Response | None:
+        """The response, or None when the request is not for these pages.
+        ``authenticated``: the request carries a valid token (or none is needed)."""
+
+
 class Endpoint(Protocol):
     """Another WebSocket API served on the same port under its own paths."""
 
@@ -155,10 +163,12 @@ class WebSocketServer:
         on_disconnect: Callable[[Session], None] | None = None,
         endpoints: Iterable[Endpoint] = (),
         static: StaticFiles | None = None,
+        pages: Sequence[Pages] = (),
     ) -> None:
         self.name = name
         self._endpoints = tuple(endpoints)
         self._static = static
+        self._pages = tuple(pages)
         self._config = config
         self._setup = setup
         self._limits = setup.connection
@@ -359,6 +369,10 @@ class WebSocketServer:
             return health_response(self._setup.health)
         if path == METRICS_PATH:
             return self._metrics_for(connection, request)
+        for pages in self._pages:
+            answer = pages.respond(request, self._authenticated_request(request))
+            if answer is not None:
+                return answer
         page = self._static.respond(request) if self._static is not None else None
         if page is not None:
             return page  # the dashboard: a plain GET, not an upgrade
@@ -409,6 +423,13 @@ class WebSocketServer:
 
     def _connections(self) -> Iterable[ServerConnection]:
         return self._server.connections if self._server is not None else ()
+
+    def _authenticated_request(self, request: Request) -> bool:
+        """Whether a plain HTTP request may see what a client with a token sees."""
+        if not self._setup.auth.required:
+            return True
+        token = bearer_token(request.headers.get("Authorization"))
+        return token is not None and self._setup.auth.accepts(token)
 
     def _metrics_for(self, connection: ServerConnection, request: Request) -> Response:
         """/metrics: the order, fill and rejection totals are no stranger's business.

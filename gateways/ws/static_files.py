@@ -138,6 +138,13 @@ def _etags(header: str | None) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",")}
 
 
+def plain_response(
+    status: HTTPStatus, body: str | bytes, kind: str = "text/plain; charset=utf-8"
+) -> Response:
+    """A complete HTTP response of its own (no upgrade follows), as the pages send."""
+    return _response(status, body.encode() if isinstance(body, str) else body, kind)
+
+
 def _response(
     status: HTTPStatus,
     body: bytes,

@@ -400,6 +400,10 @@ class JobManager:
         """Every job remembered, oldest first."""
         return [job.info() for job in self._jobs.values()]
 
+    def spec(self, job_id: str) -> BacktestSpec:
+        """What the job runs; UnknownJob if there is no such job."""
+        return self._job(job_id).spec
+
     def report(self, job_id: str) -> BacktestReport:
         """The full report of a completed job; UnknownJob, or NoReport saying why not."""
         job = self._job(job_id)

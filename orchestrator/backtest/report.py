@@ -121,6 +121,8 @@ class BacktestReport:
     """Start of each bar, epoch seconds."""
     equity: FloatArray
     """Account equity at each bar's close."""
+    closes: FloatArray
+    """The traded symbol's close of each bar (the price chart of the HTML report)."""
     buy_and_hold: FloatArray
     """Equity of buying the initial capital's worth at the last warm-up bar's close
     and holding it (the initial capital before it), as backtesting.py's Buy & Hold."""
@@ -219,6 +221,7 @@ def build_report(result: BacktestResult) -> BacktestReport:
         open_trade=next(iter(_records(open_trips, curve.times)), None),
         times=curve.times,
         equity=curve.equity,
+        closes=curve.closes,
         buy_and_hold=buy_and_hold(curve, result.initial_capital, first_trading_bar),
     )
 
