@@ -438,6 +438,11 @@ class BacktestEngine:
 
     def position(self, symbol: str) -> float:
         """Held quantity including orders in flight, so a strategy never doubles up."""
+        position = self._position
+        if position is not None and not self._waiting and symbol == self.symbol:
+            # The ordinary bar, asked by a strategy on every bar: nothing in flight,
+            # so the projected position is the book's own Position, held here.
+            return position.quantity
         if symbol != self.symbol:
             return 0.0
         return self._pipeline.projected_position(self._id, symbol)
@@ -928,16 +933,23 @@ def run_backtest(
     progress: Progress | None = None,
 ) -> BacktestResult:
     """Load the strategy and the bars of ``spec`` and run them; BacktestError says why not."""
-    entry = spec.strategy
-    strategy_cls, params = load_strategy(entry)
-    symbol = spec.traded_symbol
-    bars = load_bars(spec.source, symbol, spec.run_config.data_resolution, should_stop)
+    strategy_cls, params = load_strategy(spec.strategy)
+    bars = load_bars(spec.source, spec.traded_symbol, spec.run_config.data_resolution, should_stop)
     if not bars:
         raise BacktestError("no data: the source produced no bars")
+    return build_engine(spec, strategy_cls, params, bars).run(bars, should_stop, progress)
+
+
+def build_engine(
+    spec: BacktestSpec, strategy_cls: type[Strategy[Any]], params: Any, bars: Sequence[Bar]
+) -> BacktestEngine:
+    """The engine ``run_backtest`` runs ``spec``'s strategy with over its loaded ``bars``
+    (``bench/backtest_bench.py`` times its run)."""
+    entry = spec.strategy
     config = spec.run_config.model_copy(
-        update={"symbols": (symbol,), "data_resolution": bars[0].resolution}
+        update={"symbols": (spec.traded_symbol,), "data_resolution": bars[0].resolution}
     )
-    engine = BacktestEngine(
+    return BacktestEngine(
         strategy_cls,
         params,
         config,
@@ -948,7 +960,6 @@ def run_backtest(
         sizing_fraction=spec.runtime.sizing_fraction,
         initial_capital=spec.initial_capital,
     )
-    return engine.run(bars, should_stop, progress)
 
 
 def load_strategy(entry: CatalogEntry) -> tuple[type[Strategy[Any]], Any]:
@@ -977,6 +988,7 @@ __all__ = [
     "Progress",
     "RoundTrip",
     "SyntheticSource",
+    "build_engine",
     "load_bars",
     "run_backtest",
     "synthetic_bars",

@@ -54,36 +54,50 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
     def __init__(self, params: SmaCrossoverParams, context: StrategyContext) -> None:
         super().__init__(params, context)
         self._by_symbol: dict[str, DualSMA] = {}
+        self._allow_short = params.allow_short
+        self._position_of = context.position
+        """The context's own method: ``Strategy.position`` would add a call per bar."""
 
     @property
     def warmup_bars(self) -> int:
         return self.params.slow
 
     def on_bar(self, bar: Bar) -> None:
-        averages = self._averages_of(bar.symbol)
-        regime = averages.update(bar.close)
-        means = averages.value
-        if regime is None or means is None:
-            return
-        fast, slow = means
-        metadata = {"orderType": "MARKET", "fast": fast, "slow": slow}
-        confidence = _spread_confidence(fast, slow)
-        if regime > 0:
-            self.enter_long(bar.symbol, bar.close, confidence, **metadata)
-        elif regime < 0:
-            self._leave_long(bar, confidence, metadata)
-
-    def _leave_long(self, bar: Bar, confidence: float, metadata: dict[str, object]) -> None:
-        if self.params.allow_short:
-            self.enter_short(bar.symbol, bar.close, confidence, **metadata)
-        elif self.position(bar.symbol) > 0:
-            self.close_position(bar.symbol, bar.close, confidence, **metadata)
-
-    def _averages_of(self, symbol: str) -> DualSMA:
+        # Most bars change nothing: the averages move, the regime and the position
+        # stay. Those cost one indicator update and one look at the position; the
+        # averages, confidence and metadata are built only for a bar that signals.
+        symbol = bar.symbol
         averages = self._by_symbol.get(symbol)
         if averages is None:
             averages = self._by_symbol[symbol] = DualSMA(self.params.fast, self.params.slow)
-        return averages
+        regime = averages.update(bar.close)
+        if not regime:  # None while the averages warm up, 0 when they are level
+            return
+        held = self._position_of(symbol)
+        if regime > 0:
+            if held <= 0:
+                self._go_long(bar, averages)
+        elif held > 0 or (held == 0 and self._allow_short):
+            self._leave_long(bar, averages)
+
+    def _go_long(self, bar: Bar, averages: DualSMA) -> None:
+        confidence, metadata = self._signal_terms(averages)
+        self.enter_long(bar.symbol, bar.close, confidence, **metadata)
+
+    def _leave_long(self, bar: Bar, averages: DualSMA) -> None:
+        confidence, metadata = self._signal_terms(averages)
+        if self._allow_short:
+            self.enter_short(bar.symbol, bar.close, confidence, **metadata)
+        else:
+            self.close_position(bar.symbol, bar.close, confidence, **metadata)
+
+    @staticmethod
+    def _signal_terms(averages: DualSMA) -> tuple[float, dict[str, object]]:
+        """The confidence and metadata of a signal, from the averages of its bar."""
+        means = averages.value
+        assert means is not None  # asked only once the regime is known
+        fast, slow = means
+        return _spread_confidence(fast, slow), {"orderType": "MARKET", "fast": fast, "slow": slow}
 
 
 def _spread_confidence(fast: float, slow: float) -> float:
