@@ -1,9 +1,11 @@
 """Run every benchmark: ``python -m bench [name ...]`` (``make bench``).
 
 Every module of this package named ``*_bench.py`` is a benchmark with a
-``main()`` that prints its table and verdict; a new one is picked up without
-touching this file. With names (``python -m bench fanout latency``) only those
-run. One benchmark that fails does not stop the others; the exit code says so.
+``main()`` that prints its table and returns its verdicts (a list of
+:class:`bench.report.Verdict`); a new one is picked up without touching this
+file. With names (``python -m bench fanout latency``) only those run. At the
+end one table sums up every verdict. One benchmark that fails does not stop
+the others; the exit code says so.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 import time
 import traceback
 from pathlib import Path
+
+from bench.report import Verdict, summary
 
 SUFFIX = "_bench"
 FIRST = ("throughput", "latency", "fanout")
@@ -35,19 +39,30 @@ def discover() -> list[str]:
     )
 
 
-def run(name: str) -> bool:
+def run(name: str) -> list[Verdict] | None:
+    """The benchmark's verdicts, or None when it failed."""
     started = time.monotonic()
     try:
         module = importlib.import_module(f"bench.{name}{SUFFIX}")
         result = module.main()
         if inspect.iscoroutine(result):
-            asyncio.run(result)
+            result = asyncio.run(result)
+        verdicts = returned_verdicts(result)
     except Exception:
         traceback.print_exc()
         print(f"[{name}: FAILED after {time.monotonic() - started:.0f} s]\n", flush=True)
-        return False
+        return None
     print(f"[{name}: {time.monotonic() - started:.0f} s]\n", flush=True)
-    return True
+    return verdicts
+
+
+def returned_verdicts(result: object) -> list[Verdict]:
+    """What a ``main()`` returned, checked: a list of Verdict (None counts as none)."""
+    if result is None:
+        return []
+    if isinstance(result, list) and all(isinstance(v, Verdict) for v in result):
+        return result
+    raise TypeError(f"main() returned {type(result).__name__}, not a list of Verdict")
 
 
 def main(argv: list[str]) -> int:
@@ -59,7 +74,9 @@ def main(argv: list[str]) -> int:
         return 2
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"benchmarks: {', '.join(wanted)} (load average before: {load})\n", flush=True)
-    failed = [name for name in wanted if not run(name)]
+    results = [(name, run(name)) for name in wanted]
+    print(summary(results))
+    failed = [name for name, verdicts in results if verdicts is None]
     if failed:
         print(f"failed: {', '.join(failed)}")
         return 1

@@ -1,4 +1,4 @@
-"""Printing for the benchmarks: aligned tables, percentiles and verdict lines."""
+"""Printing for the benchmarks: aligned tables, percentiles, verdicts and their summary."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 import os
 import platform
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
@@ -51,3 +52,50 @@ def machine() -> str:
         f"{platform.python_implementation()} {platform.python_version()}, {cores} CPU cores, "
         f"load {load:.2f}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One figure of a benchmark against its target: what each ``main()`` returns, a
+    list of them, for the summary ``python -m bench`` prints after every benchmark ran."""
+
+    name: str
+    """What was measured, e.g. "backtest sma_crossover, 1,000,000 bars"."""
+    figure: str
+    """The figure, e.g. "5.3x backtesting.py"."""
+    target: str
+    """The target it is held to, e.g. ">= 5x, same trades"; "none" when there is none."""
+    passed: bool | None
+    """None when there is no target (the figure is for reading)."""
+
+    def line(self) -> str:
+        """The verdict as one line, as a benchmark prints it under its table."""
+        return f"{self.name}: {self.figure} (target {self.target}): {_mark(self.passed)}"
+
+
+def summary(results: Sequence[tuple[str, Sequence[Verdict] | None]]) -> str:
+    """One table of every benchmark's verdicts; ``None``: the benchmark failed to run."""
+    rows: list[tuple[str, str, str, str, str]] = []
+    for bench, verdicts in results:
+        if verdicts is None:
+            rows.append((bench, "-", "did not finish", "-", "FAILED"))
+        elif not verdicts:
+            rows.append((bench, "-", "returned no verdict", "-", "-"))
+        rows.extend((bench, v.name, v.figure, v.target, _mark(v.passed)) for v in verdicts or ())
+    headers = ("benchmark", "measured", "figure", "target", "verdict")
+    return _left_table("summary: every benchmark's figure against its target", headers, rows)
+
+
+def _mark(passed: bool | None) -> str:
+    return "-" if passed is None else "met" if passed else "MISSED"
+
+
+def _left_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Like ``table``, but text reads better left-aligned."""
+    widths = [
+        max([len(header), *(len(row[i]) for row in rows)]) for i, header in enumerate(headers)
+    ]
+    lines = [title, "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
