@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 from bench.bare_server import BareServer
 from bench.clients import Arrivals, ClientGroup, ClientSpec, all_arrivals, start_clients
-from bench.report import machine, percentile, table
+from bench.report import Verdict, machine, percentile, table
 from bench.rig import daemon_config, start_background, stop_background, wait_until
 from gateways.api import outbound
 from gateways.config import LoggingConfig
@@ -230,7 +230,7 @@ def paired_ratio(numerator: Target, denominator: Target) -> float:
     return statistics.median(a.per_second / b.per_second for a, b in pairs)
 
 
-def main() -> None:
+def main() -> list[Verdict]:
     configure_logging(LoggingConfig(level="warning"))
     targets = asyncio.run(run_all())
     baseline = {t.compression: t for t in targets if t.server == BARE}
@@ -274,6 +274,19 @@ def main() -> None:
         )
     )
     print(verdict(targets))
+    return [summary_verdict(targets)]
+
+
+def summary_verdict(targets: list[Target]) -> Verdict:
+    ratio = paired_ratio(target_of(targets, GATEWAY), target_of(targets, BARE))
+    whole = all(r.deliveries == MEASURED * CLIENTS for t in targets for r in t.rounds)
+    figure = f"{ratio:.0%} of bare websockets" + ("" if whole else ", deliveries missing")
+    name = f"fan-out, {CLIENTS} clients, no compression"
+    return Verdict(name, figure, f">= {TARGET_RATIO:.0%}", whole and ratio >= TARGET_RATIO)
+
+
+def target_of(targets: list[Target], server: str) -> Target:
+    return next(t for t in targets if t.server == server and not t.compression)
 
 
 def verdict(targets: list[Target]) -> str:

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import machine, percentile, table
+from bench.report import Verdict, machine, percentile, table
 from gateways.config import LoggingConfig
 from gateways.logs import configure_logging
 from orchestrator.journal.store import Journal, Record
@@ -252,7 +252,7 @@ def file_system(directory: Path) -> str:
     return f"{kind} at {best}"
 
 
-def main() -> None:
+def main() -> list[Verdict]:
     configure_logging(LoggingConfig(level="warning"))
     base = os.environ.get("JOURNAL_BENCH_DIR")
     with tempfile.TemporaryDirectory(prefix="journal-bench-", dir=base) as name:
@@ -338,6 +338,8 @@ def main() -> None:
         f"{full[100][4]:,.0f} events/s against {full[1][4]:,.0f} one at a time; "
         f"restart replays {fills / seconds:,.0f} fills/s ({fills:,} in {seconds:.2f} s)"
     )
+    figure = f"{full[100][4]:,.0f} events/s by 100, {full[1][4]:,.0f} one at a time"
+    return [Verdict("journal commits, synchronous FULL", figure, "none", None)]
 
 
 if __name__ == "__main__":

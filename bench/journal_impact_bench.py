@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from bench import fanout_bench as fanout
 from bench.bare_server import BareServer
 from bench.clients import Arrivals, ClientSpec, all_arrivals, start_clients
-from bench.report import machine, percentile, table
+from bench.report import Verdict, machine, percentile, table
 from bench.rig import daemon_config, paced, start_background, stop_background, wait_until
 from gateways.config import DaemonConfig, LoggingConfig
 from gateways.daemon import Daemon
@@ -351,13 +351,16 @@ async def run_all() -> tuple[list[fanout.Target], list[Latency]]:
     return targets, results
 
 
-def main() -> None:
+def main() -> list[Verdict]:
     configure_logging(LoggingConfig(level="error"))  # journal off warns at every start
     targets, results = asyncio.run(run_all())
     print(fanout_report(targets))
     print()
     print(latency_report(results))
     print(verdict(targets, results))
+    on, off = (next(r for r in results if r.name == name and r.clients == 1) for name in (ON, OFF))
+    figure = f"p99 {on.ms(0.99):.2f} ms on, {off.ms(0.99):.2f} ms off"
+    return [Verdict("journal on vs off, tick-to-trade, 1 client", figure, "none", None)]
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from typing import Literal
 
 from bench.bare_server import BareServer
 from bench.clients import Arrivals, ClientSpec, all_arrivals, start_clients
-from bench.report import machine, percentile, table
+from bench.report import Verdict, machine, percentile, table
 from bench.rig import daemon_config, paced, start_background, stop_background, wait_until
 from gateways.api import outbound
 from gateways.config import DaemonConfig, LoggingConfig
@@ -291,7 +291,7 @@ async def run_all() -> list[Result]:
     return [r for clients in CLIENT_COUNTS for r in await run_clients(clients)]
 
 
-def main() -> None:
+def main() -> list[Verdict]:
     configure_logging(LoggingConfig(level="warning"))
     results = asyncio.run(run_all())
     rows = [
@@ -330,6 +330,20 @@ def main() -> None:
         )
     )
     print(verdict(results))
+    return verdicts(results)
+
+
+def verdicts(results: list[Result]) -> list[Verdict]:
+    by = {(r.name, r.clients): r for r in results}
+    made = []
+    for clients, target in TARGET_P99_MS.items():
+        daemon, bare = by[(DAEMON, clients)], by[(BARE, clients)]
+        whole = len(daemon.latencies_ns) == daemon.expected
+        figure = f"{daemon.ms(0.99):.2f} ms (bare websockets {bare.ms(0.99):.2f} ms)"
+        passed = whole and daemon.ms(0.99) < target
+        name = f"tick-to-trade p99, {clients} client{'s' if clients > 1 else ''}"
+        made.append(Verdict(name, figure + ("" if whole else ", lost"), f"< {target:g} ms", passed))
+    return made
 
 
 def verdict(results: list[Result]) -> str:

@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 import pynng
 
-from bench.report import machine, table
+from bench.report import Verdict, machine, table
 from gateways.client.nng_client import EventSubscriber, TickPublisher
 from gateways.client.nng_wire import event_frame, tick_message, ticks_message, topic_prefix
 from gateways.config import DaemonConfig, LoggingConfig, NngBusConfig
@@ -414,15 +414,12 @@ async def ingest_rows(directory: Path) -> list[In]:
 # ---------------------------------------------------------------- report
 
 
-def verdict(name: str, rate: float, lost: int) -> str:
+def verdict(name: str, rate: float, lost: int) -> Verdict:
     ok = rate >= TARGET and lost == 0
-    return (
-        f"{name}: {rate:,.0f}/s, {lost} lost (target >= {TARGET:,}/s without loss): "
-        f"{'PASS' if ok else 'FAIL'}"
-    )
+    return Verdict(name, f"{rate:,.0f}/s, {lost} lost", f">= {TARGET:,}/s without loss", ok)
 
 
-def report(outs: Sequence[Out], ins: Sequence[In]) -> None:
+def report(outs: Sequence[Out], ins: Sequence[In]) -> list[Verdict]:
     bare = outs[0].rate
     print(
         table(
@@ -475,25 +472,29 @@ def report(outs: Sequence[Out], ins: Sequence[In]) -> None:
     lossless = [o for o in outs if o.label.startswith("publisher") and o.lost == 0]
     best = max(lossless, key=lambda o: o.rate, default=None)
     if best is None:
-        print("events through the publisher: every run lost events: FAIL")
+        verdicts = [Verdict("events through the publisher", "every run lost events", "", False)]
     else:
-        print(verdict(f"events through the publisher (best lossless: {best.label})", best.rate, 0))
+        name = f"events through the publisher (best lossless: {best.label})"
+        verdicts = [verdict(name, best.rate, 0)]
     for run in ins[1:]:
-        print(verdict(f"ingest, {run.label.removeprefix('NNG, ')}", run.rate, run.lost))
+        verdicts.append(verdict(f"ingest, {run.label.removeprefix('NNG, ')}", run.rate, run.lost))
+    for each in verdicts:
+        print(each.line())
     print(machine())
+    return verdicts
 
 
-async def measure() -> None:
+async def measure() -> list[Verdict]:
     configure_logging(LoggingConfig(level="error"))
     with tempfile.TemporaryDirectory(prefix="nng-bench-") as name:
         directory = Path(name)
         outs = await publisher_rows(directory)
         ins = await ingest_rows(directory)
-    report(outs, ins)
+    return report(outs, ins)
 
 
-def main() -> None:
-    asyncio.run(measure())
+def main() -> list[Verdict]:
+    return asyncio.run(measure())
 
 
 if __name__ == "__main__":

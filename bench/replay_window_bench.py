@@ -14,7 +14,7 @@ from __future__ import annotations
 import tracemalloc
 from collections.abc import Callable
 
-from bench.report import machine, table
+from bench.report import Verdict, machine, table
 from gateways.api import outbound
 from gateways.config import StreamConfig
 from gateways.ws.stream import Logged, StreamLog
@@ -86,7 +86,7 @@ def as_encoded(made: list[bytes]) -> list[Logged]:
     return [Logged(seq, "*", frame) for seq, frame in enumerate(made, start=1)]
 
 
-def main() -> None:
+def main() -> list[Verdict]:
     window = StreamConfig().replay_window
     size = sum(len(frame) for frame in frames(1000)) / 1000
     baseline = held_bytes(window, as_encoded)
@@ -108,3 +108,7 @@ def main() -> None:
         f"verdict: {verdict}: {ours * window / 2**20:.1f} MiB per server at the default "
         f"window, documented as at most {documented:g} MiB\n"
     )
+    held = ours * window / 2**20
+    name = f"replay window held, default {window:,} messages"
+    figure, target = f"{held:.1f} MiB per server", f"<= {documented:g} MiB"
+    return [Verdict(name, figure, target, held <= documented)]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from bench.report import Verdict as BenchVerdict
 from bench.report import machine, table
 from gateways.config import LoggingConfig
 from gateways.logs import configure_logging
@@ -162,7 +163,7 @@ def measure() -> tuple[Run, Run]:
     return Run(MEASURED_ORDERS, best[0]), Run(MEASURED_ORDERS, best[1])
 
 
-def main() -> None:
+def main() -> list[BenchVerdict]:
     configure_logging(LoggingConfig(level="warning"))
     guarded, baseline = measure()
     rows = [
@@ -188,6 +189,8 @@ def main() -> None:
         f"the risk guardian adds {added:.1f} us per order"
     )
     print(f"({machine()}; {STRATEGIES} strategies, {len(SYMBOLS)} symbols, best of {REPEATS})")
+    figure = f"{guarded.orders_per_second:,.0f}/s, {ratio:.2f} of unchecked"
+    return [BenchVerdict("orders through risk and the paper broker", figure, "none", None)]
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bench.report import machine, table
+from bench.report import Verdict, machine, table
 from bench.rig import daemon_config, start_background, stop_background
 from gateways.config import DaemonConfig, LoggingConfig
 from gateways.daemon import Daemon
@@ -267,7 +267,7 @@ async def run_all() -> list[tuple[int, Run, Run, Run]]:
     return results
 
 
-def main() -> None:
+def main() -> list[Verdict]:
     configure_logging(LoggingConfig(level="warning"))
     results = asyncio.run(run_all())
     rows = []
@@ -318,6 +318,8 @@ def main() -> None:
         f"(the whole daemon, journal included, no client: >= {slowest_daemon:,.0f}); "
         f"no target set; bare aggregation is the ceiling"
     )
+    figure = f">= {worst[1].ticks_per_second:,.0f} ticks/s (daemon >= {slowest_daemon:,.0f})"
+    return [Verdict("throughput, core, 1-100 symbols", figure, "none", None)]
 
 
 if __name__ == "__main__":
