@@ -67,7 +67,7 @@ from backtesting.test import EURUSD, GOOG, SMA
 from bench.report import Verdict, machine, table
 from orchestrator.backtest.engine import (
     BacktestSpec,
-    CsvSource,
+    FileSource,
     RoundTrip,
     build_engine,
     load_bars,
@@ -125,7 +125,7 @@ def catalog_spec(symbol: str, resolution: str, csv: Path, commission: float) -> 
         ),
     )
     broker = PaperBrokerConfig(slippage_bps=0.0, commission_bps=commission * 1e4)
-    return BacktestSpec(strategy=entry, source=CsvSource(path=csv), symbol=symbol, broker=broker)
+    return BacktestSpec(strategy=entry, source=FileSource(path=csv), symbol=symbol, broker=broker)
 
 
 # --------------------------------------------------------------------------- data

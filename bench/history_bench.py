@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import machine, table
+from bench.report import Verdict, machine, table
 from orchestrator.marketdata.history import load_history, write_parquet
 from orchestrator.model.market import Bar
 
@@ -56,7 +56,7 @@ def timed(load: Callable[[], list[Bar]]) -> tuple[float, list[Bar]]:
     return time.perf_counter() - started, bars
 
 
-def main() -> None:
+def main() -> list[Verdict]:
     with tempfile.TemporaryDirectory(prefix="history-bench-") as scratch:
         csv, parquet = Path(scratch) / "bench.csv", Path(scratch) / "BENCH.parquet"
         random_walk_csv(csv)
@@ -86,6 +86,8 @@ def main() -> None:
     verdict = "meets" if ratio >= TARGET else "misses"
     print(f"Parquet / CSV: {ratio:.1f}x faster; {verdict} the {TARGET:.0f}x target")
     print(f"({machine()}; the same bars from both; best of {REPEATS})")
+    figure = f"Parquet {ratio:.1f}x faster than CSV"
+    return [Verdict(f"history load, {BARS:,} bars", figure, f">= {TARGET:.0f}x", ratio >= TARGET)]
 
 
 if __name__ == "__main__":
