@@ -55,7 +55,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -318,11 +318,11 @@ def journal_path(config: JournalConfig, environ: Mapping[str, str] | None = None
 
 # ------------------------------------------------------------------ the journal
 
-_FILL_COLUMNS: Final = (
+FILL_COLUMNS: Final = (
     "id, order_id, strategy_id, symbol, side, quantity, price, commission, status, reason, ts"
 )
-_ORDER_COLUMNS: Final = "id, strategy_id, symbol, side, quantity, purpose, signal_id, ts"
-_SIGNAL_COLUMNS: Final = (
+ORDER_COLUMNS: Final = "id, strategy_id, symbol, side, quantity, purpose, signal_id, ts"
+SIGNAL_COLUMNS: Final = (
     "id, strategy_id, strategy_name, symbol, action, quantity, price, confidence, metadata_json, ts"
 )
 
@@ -412,19 +412,16 @@ class Journal:
 
     def write(self, records: Sequence[Record]) -> None:
         """Commit ``records`` in one transaction; records the journal ignores are skipped."""
+        rows = _GroupRows.of(records)  # encoded before the transaction, to keep it short
         with self._lock, self._transaction():
-            for record in records:
-                writer = _WRITERS.get(type(record))
-                if writer is not None:
-                    writer(self._db, record)
+            rows.write(self._db)
 
     def resolve_unfilled(self, reason: str, ts: float) -> list[Fill]:
         """Record a REJECTED fill for every accepted order without one (see the module
         docstring); returns those fills, which have not been told to anyone yet."""
         with self._lock, self._transaction():
             fills = [_restart_fill(order, reason, ts) for order in self._unfilled_orders()]
-            for fill in fills:
-                _insert_fill(self._db, fill)
+            _insert_many(self._db, _FILLS, [_fill_row(fill) for fill in fills])
         for fill in fills:
             log.warning(
                 "journal_order_resolved",
@@ -477,14 +474,14 @@ class Journal:
         ]
 
     def signals(self) -> list[Signal]:
-        return [_signal(row) for row in self._query(f"SELECT {_SIGNAL_COLUMNS} FROM signals")]
+        return [_signal(row) for row in self._query(f"SELECT {SIGNAL_COLUMNS} FROM signals")]
 
     def orders(self) -> list[Order]:
-        return [_order(row) for row in self._query(f"SELECT {_ORDER_COLUMNS} FROM orders")]
+        return [_order(row) for row in self._query(f"SELECT {ORDER_COLUMNS} FROM orders")]
 
     def fills(self, strategy_id: str | None = None, limit: int | None = None) -> list[Fill]:
         """Fills in commit order; with ``limit``, the last ``limit`` of them."""
-        sql, params = _filtered(f"SELECT seq, {_FILL_COLUMNS} FROM fills", strategy_id)
+        sql, params = _filtered(f"SELECT seq, {FILL_COLUMNS} FROM fills", strategy_id)
         if limit is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?)"
             params = (*params, limit)
@@ -509,7 +506,7 @@ class Journal:
         """Replay every fill, in commit order, into ``book`` (a new one by default)."""
         book = book if book is not None else PortfolioBook()
         with self._lock:
-            cursor = self._db.execute(f"SELECT {_FILL_COLUMNS} FROM fills ORDER BY seq")
+            cursor = self._db.execute(f"SELECT {FILL_COLUMNS} FROM fills ORDER BY seq")
             for row in cursor:
                 book.apply_fill(_fill(row))
         return book
@@ -571,7 +568,7 @@ class Journal:
 
     def _unfilled_orders(self) -> list[Order]:
         rows = self._db.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders o "
+            f"SELECT {ORDER_COLUMNS} FROM orders o "
             "WHERE NOT EXISTS (SELECT 1 FROM fills f WHERE f.order_id = o.id) ORDER BY o.rowid"
         ).fetchall()
         return [_order(row) for row in rows]
@@ -760,13 +757,100 @@ def _write_status(db: sqlite3.Connection, event: StrategyStatusChanged) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """A table keyed by event id, with its statements built once."""
+
+    name: str
+    columns: str
+
+    @property
+    def insert(self) -> str:
+        marks = ", ".join("?" * len(self.columns.split(", ")))
+        return f"INSERT OR IGNORE INTO {self.name} ({self.columns}) VALUES ({marks})"
+
+    @property
+    def select(self) -> str:
+        return f"SELECT {self.columns} FROM {self.name} WHERE id = ?"
+
+
+_SIGNALS: Final = _Table("signals", SIGNAL_COLUMNS)
+_ORDERS: Final = _Table("orders", ORDER_COLUMNS)
+_FILLS: Final = _Table("fills", FILL_COLUMNS)
+_STATEMENTS: Final = {table: (table.insert, table.select) for table in (_SIGNALS, _ORDERS, _FILLS)}
+
+_SNAPSHOT_INSERT: Final = (
+    "INSERT OR IGNORE INTO position_snapshots "
+    "(fill_id, strategy_id, symbol, quantity, entry_price, realized_pnl, ts) "
+    "VALUES (?, ?, ?, ?, ?, ? + COALESCE((SELECT realized_pnl FROM position_snapshots "
+    "WHERE strategy_id = ? AND symbol = ? ORDER BY seq DESC LIMIT 1), 0.0), ?)"
+)
+"""A position after a fill; cumulative realized P&L carried from its last snapshot.
+OR IGNORE: a replayed fill already has its snapshot, written in its transaction."""
+
 _JSON_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
+Row = tuple[Any, ...]
 
-def _write_signal(db: sqlite3.Connection, event: SignalEmitted) -> None:
-    s = event.signal
+
+@dataclass(slots=True)
+class _GroupRows:
+    """One write's rows, each table's in record order, so that each table takes one
+    ``executemany``: per-statement overhead is most of a row's cost otherwise.
+    Status changes, configs and the kill switch (rare, and a status row reads the
+    config row before it) keep their order among themselves, one statement each."""
+
+    signals: list[Row] = field(default_factory=list)
+    orders: list[Row] = field(default_factory=list)
+    fills: list[Row] = field(default_factory=list)
+    snapshots: list[Row] = field(default_factory=list)
+    one_by_one: list[Record] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, records: Sequence[Record]) -> _GroupRows:
+        rows = cls()
+        for record in records:
+            if isinstance(record, TradeExecuted):
+                rows.add_trade(record)
+            elif isinstance(record, OrderSubmitted):
+                rows.orders.append(_order_row(record.order))
+            elif isinstance(record, SignalEmitted):
+                rows.signals.append(_signal_row(record.signal))
+            elif type(record) in _WRITERS:
+                rows.one_by_one.append(record)
+        return rows
+
+    def add_trade(self, event: TradeExecuted) -> None:
+        fill, change = event.fill, event.change
+        self.fills.append(_fill_row(fill))
+        if change is not None and change.applied:
+            self.snapshots.append(
+                (
+                    fill.id,
+                    fill.strategy_id,
+                    fill.symbol,
+                    change.quantity_after,
+                    change.entry_price_after,
+                    change.realized_pnl,
+                    fill.strategy_id,
+                    fill.symbol,
+                    fill.ts,
+                )
+            )
+
+    def write(self, db: sqlite3.Connection) -> None:
+        for record in self.one_by_one:
+            _WRITERS[type(record)](db, record)
+        _insert_many(db, _SIGNALS, self.signals)
+        _insert_many(db, _ORDERS, self.orders)
+        _insert_many(db, _FILLS, self.fills)
+        if self.snapshots:
+            db.executemany(_SNAPSHOT_INSERT, self.snapshots)
+
+
+def _signal_row(s: Signal) -> Row:
     metadata = orjson.dumps(dict(s.metadata), default=str, option=_JSON_OPTIONS).decode()
-    row = (
+    return (
         s.id,
         s.strategy_id,
         s.strategy_name,
@@ -778,44 +862,14 @@ def _write_signal(db: sqlite3.Connection, event: SignalEmitted) -> None:
         metadata,
         s.ts,
     )
-    _insert_once(db, "signals", _SIGNAL_COLUMNS, row)
 
 
-def _write_order(db: sqlite3.Connection, event: OrderSubmitted) -> None:
-    o = event.order
-    row = (o.id, o.strategy_id, o.symbol, o.side, o.quantity, o.purpose, o.signal_id, o.ts)
-    _insert_once(db, "orders", _ORDER_COLUMNS, row)
+def _order_row(o: Order) -> Row:
+    return (o.id, o.strategy_id, o.symbol, o.side, o.quantity, o.purpose, o.signal_id, o.ts)
 
 
-def _write_trade(db: sqlite3.Connection, event: TradeExecuted) -> None:
-    if not _insert_fill(db, event.fill):
-        return
-    change = event.change
-    if change is None or not change.applied:
-        return
-    fill = event.fill
-    db.execute(
-        "INSERT OR IGNORE INTO position_snapshots "
-        "(fill_id, strategy_id, symbol, quantity, entry_price, realized_pnl, ts) "
-        "VALUES (?, ?, ?, ?, ?, ? + COALESCE((SELECT realized_pnl FROM position_snapshots "
-        "WHERE strategy_id = ? AND symbol = ? ORDER BY seq DESC LIMIT 1), 0.0), ?)",
-        (
-            fill.id,
-            fill.strategy_id,
-            fill.symbol,
-            change.quantity_after,
-            change.entry_price_after,
-            change.realized_pnl,
-            fill.strategy_id,
-            fill.symbol,
-            fill.ts,
-        ),
-    )
-
-
-def _insert_fill(db: sqlite3.Connection, fill: Fill) -> bool:
-    """Insert ``fill``; False when it was already there (a replay)."""
-    row = (
+def _fill_row(fill: Fill) -> Row:
+    return (
         fill.id,
         fill.order_id,
         fill.strategy_id,
@@ -828,21 +882,24 @@ def _insert_fill(db: sqlite3.Connection, fill: Fill) -> bool:
         fill.reason,
         fill.ts,
     )
-    return _insert_once(db, "fills", _FILL_COLUMNS, row)
 
 
-def _insert_once(db: sqlite3.Connection, table: str, columns: str, row: tuple[Any, ...]) -> bool:
-    """INSERT OR IGNORE by id; an id already there with other content is a conflict."""
-    marks = ", ".join("?" * len(row))
-    if db.execute(f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})", row).rowcount:
-        return True
-    stored = db.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row[0],)).fetchone()
-    if tuple(stored) != row:
-        raise JournalConflict(
-            f"{table} id {row[0]!r} is already in the journal with other content "
-            f"(stored {tuple(stored)!r}, new {row!r}): ids must not be reused across restarts"
-        )
-    return False
+def _insert_many(db: sqlite3.Connection, table: _Table, rows: list[Row]) -> None:
+    """INSERT OR IGNORE by id; an id already there with other content is a conflict.
+
+    When every row went in (the rule: replays are rare) nothing is read back."""
+    if not rows:
+        return
+    insert, select = _STATEMENTS[table]
+    if db.executemany(insert, rows).rowcount == len(rows):
+        return
+    for row in rows:
+        stored = db.execute(select, (row[0],)).fetchone()
+        if tuple(stored) != row:
+            raise JournalConflict(
+                f"{table.name} id {row[0]!r} is already in the journal with other content "
+                f"(stored {tuple(stored)!r}, new {row!r}): ids must not be reused across restarts"
+            )
 
 
 def _write_kill_switch(db: sqlite3.Connection, event: KillSwitchChanged) -> None:
@@ -856,11 +913,9 @@ def _write_kill_switch(db: sqlite3.Connection, event: KillSwitchChanged) -> None
 _WRITERS: Final[dict[type[Any], Callable[[sqlite3.Connection, Any], None]]] = {
     StrategyConfigured: _write_configured,
     StrategyStatusChanged: _write_status,
-    SignalEmitted: _write_signal,
-    OrderSubmitted: _write_order,
-    TradeExecuted: _write_trade,
     KillSwitchChanged: _write_kill_switch,
 }
+"""Records written one statement at a time, in order (the rest: :class:`_GroupRows`)."""
 
 
 def _restart_fill(order: Order, reason: str, ts: float) -> Fill:

@@ -1,22 +1,30 @@
 """The journal's writer stage: commit before tell.
 
 :class:`JournalWriter` sits between the bus and the servers. Events go in with
-:meth:`JournalWriter.submit` (a synchronous bus handler); the task
-:meth:`JournalWriter.run` commits them in batches in a worker thread and only
-then hands them, in order, to ``deliver`` on the event loop. So no client is
-told of anything a crash could lose from the journal.
+:meth:`JournalWriter.submit` (a synchronous bus handler, on the event loop); one
+long-lived thread, ``journal-writer``, started by :meth:`JournalWriter.run`,
+commits them and hands each committed group back to the loop with one
+``call_soon_threadsafe``, which delivers its events, in order, to ``deliver``.
+So no client is told of anything a crash could lose from the journal, and the
+loop never waits for a commit: it only appends to a queue.
 
-Batching: a batch is everything buffered (up to ``max_events``), taken as soon
-as the previous commit returns, so records that arrive during a commit form the
-next batch (group commit); with a positive ``max_delay`` a batch that is not
-full also waits that long for more. Events the journal ignores (quotes, bars)
-travel in the same batches, which keeps their order with the rest, but a batch
-of nothing but them is delivered without touching the database.
+Group commit: the thread takes everything waiting in the queue (up to
+``max_events``) as soon as its previous commit returns, so records that arrive
+during a commit form the next group, written in one transaction; with a
+positive ``max_delay`` a group that is not full also waits that long for more
+(a flush sends it at once). The rows are encoded in the thread, not on the loop.
+
+Quotes and bars never wait behind a commit: the journal does not write them, and
+they derive from nothing it holds, so :meth:`JournalWriter.submit` delivers them
+at once, ahead of the trades still committing. Other events the journal ignores
+(risk alerts, execution status, job states) keep their place behind the
+journaled ones (a rejection is not told before the signal it rejects), and are
+delivered at once only when nothing is waiting ahead of them.
 
 With the journal off (``journal.enabled = false``), :class:`DirectDelivery` takes
 this stage's place and delivers every event as it is submitted.
 
-Failure is fatal: a batch whose commit fails is not delivered, nor is anything
+Failure is fatal: a group whose commit fails is not delivered, nor is anything
 after it, and ``run`` raises :class:`JournalError`, which stops the daemon. So
 does a backlog beyond ``max_pending`` (the disk cannot keep up).
 """
@@ -26,10 +34,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import queue
+import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum, auto
 
 import structlog
 
@@ -42,17 +52,32 @@ from orchestrator.journal.store import (
     StrategyConfigured,
     journaled,
 )
-from orchestrator.model.events import Event, StrategyStatusChanged
+from orchestrator.model.events import BarClosed, Event, QuoteUpdated, StrategyStatusChanged
 
 log = structlog.get_logger("orchestrator.journal.store")
 
 
 Deliver = Callable[[Sequence[Event]], None]
 
+THREAD_NAME = "journal-writer"
+
+MARKET_DATA = (QuoteUpdated, BarClosed)
+"""Events told at once, ahead of any commit in flight: not journaled, and made
+from the feed alone, so telling them early cannot reveal an uncommitted trade."""
+
+
+class _Control(Enum):
+    """What the loop puts in the thread's queue besides records."""
+
+    FLUSH = auto()
+    """Commit what is waiting now, without the rest of ``max_delay``."""
+    STOP = auto()
+    """Commit what came before, then end the thread."""
+
 
 @dataclass(slots=True)
 class WriteStats:
-    """Commit latency of the batches written so far (batches with nothing to journal
+    """Commit latency of the groups written so far (groups with nothing to journal
     are not counted)."""
 
     batches: int = 0
@@ -71,10 +96,22 @@ class WriteStats:
         return self.total_seconds / self.batches if self.batches else math.nan
 
 
-class JournalWriter:
-    """Batches records into journal commits and delivers events after they commit.
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    """A group the thread has committed, for the loop to deliver."""
 
-    ``deliver`` gets each committed batch's events (not the StrategyConfigured
+    size: int
+    """Records taken from the queue (StrategyConfigured ones included)."""
+    written: int
+    """Of them, those the journal wrote."""
+    events: list[Event]
+    seconds: float
+
+
+class JournalWriter:
+    """Commits records in groups on its own thread and delivers events after they commit.
+
+    ``deliver`` gets each committed group's events (not the StrategyConfigured
     records) on the event loop, in submission order. A StrategyStatusChanged that
     carries its run config is journaled with a StrategyConfigured record just before it.
     """
@@ -95,17 +132,19 @@ class JournalWriter:
         self._max_events = max_events
         self._max_delay = max_delay
         self._max_pending = max_pending
-        self._buffer: deque[Record] = deque()
+        self._queue: queue.SimpleQueue[Record | _Control] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._abandon = False
+        """Set by the loop on a failure: the thread commits nothing more."""
         self._unwritten = 0
-        """Records in the buffer that the journal must write (quotes and bars need not)."""
+        """Records queued that the journal must write (what is delivered at once is not)."""
         self._submitted = 0
         self._done = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._wake = asyncio.Event()
-        self._stopped = asyncio.Event()
-        self._drain_lock = asyncio.Lock()
+        self._ended = asyncio.Event()
+        """Set once the thread has ended or the writer has failed: run() returns."""
         self._running = False
-        self._closing = False
         self._closed = False
         self.failure: JournalError | None = None
         self.stats = WriteStats()
@@ -131,13 +170,20 @@ class JournalWriter:
         """Records submitted but not yet committed and delivered."""
         return self._submitted - self._done
 
+    # -------------------------------------------------------------- the loop's side
+
     def submit(self, record: Record) -> None:
-        """Queue ``record``; a no-op once the writer has failed or closed."""
+        """Queue ``record`` for the thread, or tell it at once (see the module
+        docstring); a no-op once the writer has failed or closed."""
         if self.failure is not None or self._closed:
             return
-        # Only what must be written counts: quotes and bars pass through without
-        # touching the disk, so a fast feed alone cannot make the journal "behind".
-        if journaled(record) and self._unwritten >= self._max_pending:
+        if not journaled(record) and not isinstance(record, StrategyConfigured):
+            if isinstance(record, MARKET_DATA) or self._submitted == self._done:
+                self._deliver_events((record,))
+                return
+        elif self._unwritten >= self._max_pending:
+            # Only what must be written counts: quotes and bars never touch the disk,
+            # so a fast feed alone cannot make the journal "behind".
             self._fail(
                 JournalBacklog(
                     f"journal at {self.journal.path} is {self._unwritten} events behind: "
@@ -146,116 +192,80 @@ class JournalWriter:
             )
             return
         if isinstance(record, StrategyStatusChanged) and record.config is not None:
-            self._append(
+            self._enqueue(
                 StrategyConfigured(record.strategy_id, record.name, record.config, record.ts)
             )
-        self._append(record)
+        self._enqueue(record)
 
-    def _append(self, record: Record) -> None:
+    def _enqueue(self, record: Record) -> None:
         self._unwritten += journaled(record)
-        self._buffer.append(record)
         self._submitted += 1
-        self._wake.set()
+        self._queue.put(record)
 
     async def run(self) -> None:
-        """Write until :meth:`close`; raises JournalError when the journal fails."""
+        """Start the thread and wait for it until :meth:`close`; raises JournalError
+        when the journal fails."""
         if self._running:
             raise RuntimeError("JournalWriter.run is already running")
         self._running = True
-        self._stopped.clear()
         try:
-            while True:
-                if self.failure is not None:
-                    raise self.failure
-                if not self._buffer:
-                    if self._closing:
-                        return
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                await self._gather()
-                await self._drain_one()
+            self._start_thread()
+            await self._ended.wait()
+            if self.failure is not None:
+                raise self.failure
         finally:
             self._running = False
-            self._stopped.set()
 
     async def flush(self) -> None:
         """Return once everything submitted so far is committed and delivered."""
         if self.failure is not None:
             raise self.failure
         target = self._submitted
-        if not self._running:
-            while self._done < target:
-                await self._drain_one()
-            return
         if self._done >= target:
             return
+        self._start_thread()  # before run() (a start that failed half way): drain anyway
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append((target, waiter))
-        self._wake.set()  # a batch waiting for more records goes now
+        self._queue.put(_Control.FLUSH)  # a group waiting for more records goes now
         await waiter
 
     async def close(self) -> None:
-        """Commit and deliver what is buffered, stop ``run``, close the journal."""
+        """Commit and deliver what is queued, stop and join the thread, close the journal."""
         try:
             if self.failure is None:
                 await self.flush()
         finally:
-            self._closing = True
-            self._wake.set()
-            if self._running:
-                await self._stopped.wait()  # run() drains what came meanwhile, then returns
-            elif self.failure is None and self._buffer:
-                await self.flush()
             self._closed = True
+            await self._stop_thread()
             await asyncio.to_thread(self.journal.close)
 
-    async def _gather(self) -> None:
-        """With a positive ``max_delay``, wait for a full batch or the deadline."""
-        if self._max_delay <= 0:
+    def _start_thread(self) -> None:
+        if self._thread is not None:
             return
-        deadline = asyncio.get_running_loop().time() + self._max_delay
-        while len(self._buffer) < self._max_events and not (self._closing or self._waiters):
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0 or self.failure is not None:
-                return
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), remaining)
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._write_forever, name=THREAD_NAME, daemon=True)
+        self._thread.start()
 
-    async def _drain_one(self) -> None:
-        async with self._drain_lock:
-            if self.failure is not None:
-                raise self.failure
-            count = min(len(self._buffer), self._max_events)
-            batch = [self._buffer.popleft() for _ in range(count)]
-            self._unwritten -= sum(journaled(record) for record in batch)
-            try:
-                await self._write(batch)
-                self._deliver_batch([r for r in batch if not isinstance(r, StrategyConfigured)])
-            finally:
-                # Counted even when cancelled mid-write (then committed or not, but
-                # never delivered), so that flush() cannot wait for it forever.
-                self._done += count
-                self._release_waiters()
-
-    async def _write(self, batch: list[Record]) -> None:
-        records = [r for r in batch if journaled(r)]
-        if not records:
+    async def _stop_thread(self) -> None:
+        thread = self._thread
+        if thread is None:
+            self._ended.set()
             return
-        started = time.perf_counter()
-        try:
-            await asyncio.to_thread(self.journal.write, records)
-        except JournalError as exc:
-            self._fail(exc)
-            raise
-        except Exception as exc:
-            failure = JournalError(f"journal at {self.journal.path} cannot be written: {exc}")
-            self._fail(failure)
-            raise failure from exc
-        self.stats.add(len(records), time.perf_counter() - started)
+        self._queue.put(_Control.STOP)
+        await self._ended.wait()  # set by the thread's last callback, after every group's
+        await asyncio.to_thread(thread.join)
 
-    def _deliver_batch(self, events: list[Event]) -> None:
+    def _on_committed(self, group: _Committed) -> None:
+        if self.failure is not None:
+            return  # committed after the failure: never told
+        self._unwritten -= group.written
+        if group.written:
+            self.stats.add(group.written, group.seconds)
+        self._deliver_events(group.events)
+        self._done += group.size
+        self._release_waiters()
+
+    def _deliver_events(self, events: Sequence[Event]) -> None:
         if not events:
             return
         try:
@@ -279,13 +289,73 @@ class JournalWriter:
         if self.failure is None:
             self.failure = failure
             log.error("journal_failed", path=str(self.journal.path), error=failure.message)
-        self._buffer.clear()
+        self._abandon = True
+        self._queue.put(_Control.STOP)
         self._unwritten = 0
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(failure)
         self._waiters = []
-        self._wake.set()
+        self._ended.set()
+
+    # -------------------------------------------------------------- the thread's side
+
+    def _write_forever(self) -> None:
+        """The thread: take a group, commit it, hand it to the loop; until STOP."""
+        try:
+            stop = False
+            while not stop and not self._abandon:
+                group, stop = self._take_group()
+                if group and not self._abandon:
+                    self._post(self._on_committed, self._commit(group))
+        except JournalError as exc:
+            self._post(self._fail, exc)
+        except Exception as exc:
+            failure = JournalError(f"journal at {self.journal.path} cannot be written: {exc}")
+            self._post(self._fail, failure)
+        finally:
+            self._post(self._ended.set)
+
+    def _take_group(self) -> tuple[list[Record], bool]:
+        """What waits in the queue (blocking for the first), up to ``max_events``;
+        and whether STOP came."""
+        group: list[Record] = []
+        item = self._queue.get()
+        deadline = time.monotonic() + self._max_delay if self._max_delay > 0 else None
+        while True:
+            if item is _Control.STOP:
+                return group, True
+            if item is _Control.FLUSH:
+                deadline = None
+            else:
+                group.append(item)
+                if len(group) >= self._max_events:
+                    return group, False
+            try:
+                item = self._next(deadline)
+            except queue.Empty:
+                return group, False
+
+    def _next(self, deadline: float | None) -> Record | _Control:
+        if deadline is None:
+            return self._queue.get_nowait()
+        return self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _commit(self, group: list[Record]) -> _Committed:
+        records = [record for record in group if journaled(record)]
+        started = time.perf_counter()
+        if records:
+            self.journal.write(records)
+        seconds = time.perf_counter() - started
+        events = [record for record in group if not isinstance(record, StrategyConfigured)]
+        return _Committed(len(group), len(records), events, seconds)
+
+    def _post(self, callback: Callable[..., None], *args: object) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
+            loop.call_soon_threadsafe(callback, *args)
 
 
 class DirectDelivery:
