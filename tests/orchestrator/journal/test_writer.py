@@ -4,6 +4,8 @@ after a failed one."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,8 +21,15 @@ from orchestrator.journal.store import (
     Record,
     StrategyConfigured,
 )
-from orchestrator.journal.writer import JournalWriter
-from orchestrator.model.events import Event, QuoteUpdated, StrategyStatus, TradeExecuted
+from orchestrator.journal.writer import THREAD_NAME, JournalWriter
+from orchestrator.model.events import (
+    Event,
+    ExecutionStatus,
+    ExecutionStatusChanged,
+    QuoteUpdated,
+    StrategyStatus,
+    TradeExecuted,
+)
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Side
 from tests.orchestrator.journal.journal_support import T0, Trading, run_config
@@ -84,16 +93,17 @@ async def test_clients_are_told_only_what_is_committed_in_order(journal: Journal
     records = trading_records(Trading(), 40)
     for record in records[:50]:
         writer.submit(record)
-    await asyncio.sleep(0)  # let a first batch start so later ones queue behind it
+    await asyncio.sleep(0)  # let a first group start so later ones queue behind it
     for record in records[50:]:
         writer.submit(record)
     async with asyncio.timeout(DEADLINE):
         await writer.flush()
-    assert receiver.told == events_of(records)
+    # Journaled events keep their order across groups; quotes keep theirs, told at once.
+    assert not_quotes(receiver.told) == not_quotes(events_of(records))
+    assert quotes(receiver.told) == quotes(records)
     assert receiver.unjournaled_trades == []
-    assert 1 < receiver.batches < len(records)  # batched, at most 7 per commit
-    assert writer.stats.batches >= len(records) // 7
-    assert writer.stats.records == sum(not isinstance(r, QuoteUpdated) for r in records)
+    assert writer.stats.batches >= len(not_quotes(records)) // 7  # at most 7 per commit
+    assert writer.stats.records == len(not_quotes(records))
     assert writer.stats.max_seconds > 0 and writer.stats.total_seconds >= writer.stats.max_seconds
     assert writer.pending == 0
     async with asyncio.timeout(DEADLINE):
@@ -101,15 +111,154 @@ async def test_clients_are_told_only_what_is_committed_in_order(journal: Journal
         await task  # close() ends run() cleanly
 
 
-async def test_a_batch_of_quotes_only_is_told_without_a_commit(journal: Journal) -> None:
+def quotes(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if isinstance(r, QuoteUpdated)]
+
+
+def not_quotes(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if not isinstance(r, QuoteUpdated)]
+
+
+async def test_quotes_are_told_at_once_without_a_commit(journal: Journal) -> None:
     receiver = Receiver(journal.path)
     writer = JournalWriter(journal, receiver)
     writer.submit(quote(1.0))
     writer.submit(quote(2.0))
-    await writer.flush()  # without run(), flush drains itself
     assert receiver.told == [quote(1.0), quote(2.0)]
-    assert writer.stats.batches == 0
+    assert writer.pending == 0
     await writer.close()
+    assert writer.stats.batches == 0
+
+
+class BlockingJournal(Journal):
+    """A journal whose commits wait until the test lets them go."""
+
+    release: threading.Event
+    writing: threading.Event
+
+    def write(self, records: Sequence[Record]) -> None:
+        self.writing.set()
+        if not self.release.wait(DEADLINE):
+            raise AssertionError("the test never released the commit")
+        super().write(records)
+
+
+@pytest.fixture
+def blocking(tmp_path: Path) -> BlockingJournal:
+    journal = BlockingJournal.open(tmp_path / "journal.sqlite3")
+    assert isinstance(journal, BlockingJournal)
+    journal.release, journal.writing = threading.Event(), threading.Event()
+    return journal
+
+
+async def test_quotes_never_wait_behind_a_commit_and_trades_wait_for_theirs(
+    blocking: BlockingJournal,
+) -> None:
+    receiver = Receiver(blocking.path)
+    writer = JournalWriter(blocking, receiver)
+    task = asyncio.create_task(writer.run())
+    trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+    for record in trade:
+        writer.submit(record)
+    await asyncio.to_thread(blocking.writing.wait, DEADLINE)  # the commit has begun, and waits
+    halted = ExecutionStatusChanged(ExecutionStatus.STOPPED, T0, reason="kill switch")
+    writer.submit(quote(1.0))
+    writer.submit(halted)  # not journaled, but not market data: keeps its place
+    writer.submit(quote(2.0))
+    assert receiver.told == [quote(1.0), quote(2.0)]  # while the commit is still blocked
+    blocking.release.set()
+    async with asyncio.timeout(DEADLINE):
+        await writer.flush()
+    assert receiver.told == [quote(1.0), quote(2.0), *trade, halted]
+    assert receiver.unjournaled_trades == []
+    await writer.close()
+    await task
+
+
+async def test_nothing_is_told_before_its_commit_returns(blocking: BlockingJournal) -> None:
+    receiver = Receiver(blocking.path)
+    writer = JournalWriter(blocking, receiver, max_events=2)
+    task = asyncio.create_task(writer.run())
+    trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+    for record in trade:
+        writer.submit(record)
+    await asyncio.to_thread(blocking.writing.wait, DEADLINE)
+    for _ in range(20):
+        await asyncio.sleep(0)  # give the loop every chance to deliver early
+    assert receiver.told == []
+    assert writer.pending == len(trade)
+    blocking.release.set()
+    async with asyncio.timeout(DEADLINE):
+        await receiver.wait_for(len(trade))
+    assert receiver.told == trade and receiver.batches == 2  # two groups: 2 and 1
+    await writer.close()
+    await task
+
+
+async def test_close_commits_everything_and_joins_the_thread(journal: Journal) -> None:
+    receiver = Receiver(journal.path)
+    writer = JournalWriter(journal, receiver, max_events=5)
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)
+    assert THREAD_NAME in {thread.name for thread in threading.enumerate()}
+    records = not_quotes(trading_records(Trading(), 30))
+    for record in records:
+        writer.submit(record)
+    async with asyncio.timeout(DEADLINE):
+        await writer.close()  # no flush first: close commits what is queued
+        await task
+    assert receiver.told == events_of(records)
+    assert THREAD_NAME not in {thread.name for thread in threading.enumerate()}
+    with Journal.open_readonly(journal.path) as reader:
+        assert len(reader.fills()) == sum(isinstance(r, TradeExecuted) for r in records) > 0
+    writer.submit(quote(1.0))  # closed: ignored
+    assert len(receiver.told) == len(events_of(records))
+
+
+class FailingJournal(Journal):
+    """A journal on a disk that fails every write."""
+
+    def write(self, records: Sequence[Record]) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_a_disk_error_fails_the_writer_and_tells_nothing(tmp_path: Path) -> None:
+    journal = FailingJournal.open(tmp_path / "journal.sqlite3")
+    receiver = Receiver(journal.path)
+    writer = JournalWriter(journal, receiver)
+    for record in Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0):
+        writer.submit(record)
+    with pytest.raises(JournalError, match="cannot be written: disk I/O error"):
+        async with asyncio.timeout(DEADLINE):
+            await writer.run()
+    assert receiver.told == []
+    assert writer.failure is not None
+    with pytest.raises(JournalError):
+        await writer.flush()
+    async with asyncio.timeout(DEADLINE):
+        await writer.close()
+    assert THREAD_NAME not in {thread.name for thread in threading.enumerate()}
+
+
+async def test_a_backlog_while_the_disk_is_slow_stops_the_writer(
+    blocking: BlockingJournal,
+) -> None:
+    receiver = Receiver(blocking.path)
+    writer = JournalWriter(blocking, receiver, max_pending=10)
+    task = asyncio.create_task(writer.run())
+    records = not_quotes(trading_records(Trading(), 10))
+    writer.submit(records[0])
+    await asyncio.to_thread(blocking.writing.wait, DEADLINE)  # one commit stuck on the disk
+    for record in records[1:12]:
+        writer.submit(record)
+    assert isinstance(writer.failure, JournalBacklog)
+    blocking.release.set()
+    with pytest.raises(JournalBacklog, match="10 events behind"):
+        async with asyncio.timeout(DEADLINE):
+            await task
+    assert receiver.told == []  # the stuck commit went through, but is never told
+    async with asyncio.timeout(DEADLINE):
+        await writer.close()
 
 
 async def test_a_failed_commit_is_never_told_and_stops_the_writer(journal: Journal) -> None:
