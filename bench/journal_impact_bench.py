@@ -14,9 +14,8 @@ Fan-out (the method and code of ``bench.fanout_bench``): AAPL quotes from each
 daemon's market data gateway (3001) to 100 clients in 4 other processes,
 closed-loop pacing, the servers taking turns for ``ROUNDS`` rounds; each figure
 is a server's median round, with a bare websockets broadcast of the same frames
-for reference. Quotes are not journaled, but with the journal on they travel
-through the writer stage like every event (delivered by its task, after the
-commit of whatever journaled events share their batch): that hop is the cost.
+for reference. Quotes are not journaled, and the writer stage tells them at
+once, never behind a commit: what is left is its check on each event.
 
 Tick-to-trade (the method of ``bench.latency_bench``): each daemon runs
 ``bench.tick_strategy:EveryTick``, which orders on every AAPL tick and is filled
@@ -24,7 +23,9 @@ on the next; ticks injected at ``TICKS_PER_SECOND``, each stamped just before
 ``MarketData.handle_tick``; latency = the arrival of the ``strategy_trade``
 frame at each client (1, 10 and 100 clients in other processes) - injection.
 Here, with the journal on, every trade, signal and order is committed before it
-is sent. ``in daemon`` = injection -> the trade written to every client socket.
+is sent; one daemon per durability mode (``synchronous`` FULL and NORMAL), both
+against the journal off. ``in daemon`` = injection -> the trade written to
+every client socket.
 
 Ratios are journal on / journal off: below 1 for rates and above 1 for
 latencies means the journal costs that much.
@@ -55,6 +56,8 @@ from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
 
 ON = "journal on"
 OFF = "journal off"
+DURABILITY = {"journal FULL": "FULL", "journal NORMAL": "NORMAL"}
+"""The tick-to-trade daemons with the journal on, by name: one per ``synchronous`` mode."""
 BARE = "bare websockets"
 
 CLIENT_COUNTS = (1, 10, 100)
@@ -67,11 +70,15 @@ STRATEGY_ID = "every-tick"
 TRADE_PREFIX = '{"type":"strategy_trade"'
 
 
-def journal_config(state_dir: str, journal: bool, **overrides: object) -> DaemonConfig:
-    """The rig's production-like daemon, with the journal on (the default) or off."""
-    return daemon_config(
-        state_dir, journal={"state_dir": state_dir, "enabled": journal}, **overrides
-    )
+def journal_config(
+    state_dir: str, journal: bool, synchronous: str | None = None, **overrides: object
+) -> DaemonConfig:
+    """The rig's production-like daemon, with the journal on (the default) or off,
+    in the default durability or the ``synchronous`` mode given."""
+    section: dict[str, object] = {"state_dir": state_dir, "enabled": journal}
+    if synchronous is not None:
+        section["synchronous"] = synchronous
+    return daemon_config(state_dir, journal=section, **overrides)
 
 
 # ---------------------------------------------------------------- fan-out
@@ -176,7 +183,7 @@ class Latency:
         return percentile(self.in_daemon_ns, fraction) / 1e6
 
 
-def trading_config(state_dir: str, journal: bool) -> DaemonConfig:
+def trading_config(state_dir: str, synchronous: str | None) -> DaemonConfig:
     """``latency_bench``'s daemon: one strategy that orders on every AAPL tick."""
     entry = CatalogEntry(
         id=STRATEGY_ID,
@@ -192,13 +199,18 @@ def trading_config(state_dir: str, journal: bool) -> DaemonConfig:
     )
     # At 100 ticks/s the daemon-wide order limit (50/s by default) would refuse half.
     return journal_config(
-        state_dir, journal, risk={"max_orders_per_second": 10_000}, strategies=[entry]
+        state_dir,
+        synchronous is not None,
+        synchronous,
+        risk={"max_orders_per_second": 10_000},
+        strategies=[entry],
     )
 
 
-async def trading_daemon(stack: AsyncExitStack, journal: bool) -> TradeTarget:
+async def trading_daemon(stack: AsyncExitStack, name: str) -> TradeTarget:
+    """The daemon ``name``: a key of DURABILITY, or OFF."""
     state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-impact-"))
-    daemon = Daemon(trading_config(state_dir, journal))
+    daemon = Daemon(trading_config(state_dir, DURABILITY.get(name)))
     await daemon.start()
     stack.push_async_callback(daemon.stop)
     stack.push_async_callback(stop_background, start_background(daemon))
@@ -206,7 +218,7 @@ async def trading_daemon(stack: AsyncExitStack, journal: bool) -> TradeTarget:
     server = daemon.servers["orchestrator"]
     market, clock = daemon.core.market, daemon.clock
     spec = ClientSpec(url=f"ws://127.0.0.1:{server.port}/", match=TRADE_PREFIX, key="trade_id")
-    target = TradeTarget(ON if journal else OFF, spec, lambda i: None, lambda: server.client_count)
+    target = TradeTarget(name, spec, lambda i: None, lambda: server.client_count)
     injected = [0, 0]  # tick index, injection ns
 
     def submitted(event: Event) -> None:
@@ -243,7 +255,7 @@ def latency(target: TradeTarget, clients: int, arrivals: list[Arrivals]) -> Late
 
 async def run_trades(clients: int) -> list[Latency]:
     async with AsyncExitStack() as servers:
-        targets = [await trading_daemon(servers, True), await trading_daemon(servers, False)]
+        targets = [await trading_daemon(servers, name) for name in (*DURABILITY, OFF)]
         group = await start_clients([t.spec for t in targets], clients, min(clients, 4))
         try:
             await group.ready()
@@ -328,10 +340,10 @@ def verdict(targets: list[fanout.Target], results: list[Latency]) -> str:
     by = {t.server: t.median for t in targets}
     parts = [f"fan-out {by[ON].per_second / by[OFF].per_second:.2f}x the rate"]
     pairs = {(r.name, r.clients): r for r in results}
-    for clients in CLIENT_COUNTS:
-        on, off = pairs[(ON, clients)], pairs[(OFF, clients)]
+    for clients, name in ((c, n) for c in CLIENT_COUNTS for n in DURABILITY):
+        on, off = pairs[(name, clients)], pairs[(OFF, clients)]
         parts.append(
-            f"tick-to-trade with {clients} client{'s' if clients > 1 else ''} "
+            f"{name}, tick-to-trade with {clients} client{'s' if clients > 1 else ''} "
             f"p50 {on.ms(0.50) / off.ms(0.50):.2f}x, p99 {on.ms(0.99) / off.ms(0.99):.2f}x "
             f"({on.ms(0.50):.2f}/{on.ms(0.99):.2f} ms vs {off.ms(0.50):.2f}/{off.ms(0.99):.2f})"
         )
