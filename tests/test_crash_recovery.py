@@ -468,7 +468,8 @@ async def test_every_told_trade_survives_sigkill_and_positions_are_the_fills(
     print(
         f"\ncrash recovery ({synchronous}): {figures.kills} SIGKILLs "
         f"({figures.kills_in_startup} before the daemon was ready) over {figures.runs} runs "
-        f"in {elapsed:.1f} s; trades told to the client {len(recorder.trades)} ({told['FILLED']} FILLED); fills journaled "
+        f"in {elapsed:.1f} s; trades told to the client {len(recorder.trades)} "
+        f"({told['FILLED']} FILLED); fills journaled "
         f"{len(fills)} ({journaled['FILLED']} FILLED, {journaled['REJECTED']} REJECTED) for "
         f"{len(orders)} orders; orders resolved as restart- rejections "
         f"{len(resolutions.resolved)} (at {len(resolutions.resolved_at_start)} starts); "
