@@ -47,8 +47,13 @@ class JournalConfig(FrozenModel):
         "which stops the daemon rather than tell clients of trades that are not journaled.",
     )
     synchronous: Literal["NORMAL", "FULL"] = Field(
-        "FULL",
-        description="SQLite synchronous mode. FULL: a commit survives a power loss. NORMAL "
-        "(faster): it survives a crash of the daemon but the last commits may be lost if the "
-        "machine loses power.",
+        "NORMAL",
+        description="Durability of a commit (SQLite's synchronous mode; the journal is in "
+        "WAL mode). Both modes survive a crash of the daemon (kill -9, out of memory, a bug): "
+        "a commit is in the operating system before any client is told of it, and the crash "
+        "test checks it in both. NORMAL (the default, for paper trading): a power loss or a "
+        "kernel crash may lose the last commits (those since SQLite's last checkpoint, at "
+        "most about 4 MB of journal), trades clients were told of included; the journal "
+        "stays consistent. FULL: each commit waits for the disk (fsync), so it survives a "
+        "power loss too, at the cost in docs/journal.md. Use FULL when the broker is real.",
     )

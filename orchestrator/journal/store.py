@@ -12,8 +12,9 @@ fills are the truth); they make "where do we stand" one indexed query for tools.
 
 Commit before tell: ``orchestrator.journal.writer.JournalWriter`` is the stage
 between the bus and the servers; it commits events here in batches and only then
-hands them to the servers. With ``synchronous = "FULL"`` (the default) not even a
-power loss can lose a commit; with NORMAL a daemon crash cannot, a power loss can.
+hands them to the servers. With ``synchronous = "NORMAL"`` (the default) a daemon
+crash cannot lose a commit, a power loss can; with FULL not even a power loss
+can (docs/journal.md).
 
 Idempotence. Every row keyed by an event id is written with ``INSERT OR
 IGNORE``, so a batch written twice changes nothing. An id that comes back with
@@ -375,7 +376,13 @@ class Journal:
         except BaseException:
             lock_file.close()
             raise
-        log.info("journal_opened", path=str(path), schema_version=version, migrated_from=found)
+        log.info(
+            "journal_opened",
+            path=str(path),
+            schema_version=version,
+            migrated_from=found,
+            synchronous=synchronous,
+        )
         return cls(path, connection, readonly=False, schema_version=version, lock_file=lock_file)
 
     @classmethod

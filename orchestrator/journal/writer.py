@@ -177,28 +177,31 @@ class JournalWriter:
         docstring); a no-op once the writer has failed or closed."""
         if self.failure is not None or self._closed:
             return
-        if not journaled(record) and not isinstance(record, StrategyConfigured):
-            if isinstance(record, MARKET_DATA) or self._submitted == self._done:
-                self._deliver_events((record,))
-                return
-        elif self._unwritten >= self._max_pending:
+        if journaled(record):
             # Only what must be written counts: quotes and bars never touch the disk,
             # so a fast feed alone cannot make the journal "behind".
-            self._fail(
-                JournalBacklog(
-                    f"journal at {self.journal.path} is {self._unwritten} events behind: "
-                    "the disk cannot keep up"
+            if self._unwritten >= self._max_pending:
+                self._fail(
+                    JournalBacklog(
+                        f"journal at {self.journal.path} is {self._unwritten} events behind: "
+                        "the disk cannot keep up"
+                    )
                 )
-            )
-            return
-        if isinstance(record, StrategyStatusChanged) and record.config is not None:
-            self._enqueue(
-                StrategyConfigured(record.strategy_id, record.name, record.config, record.ts)
-            )
-        self._enqueue(record)
+                return
+            if isinstance(record, StrategyStatusChanged) and record.config is not None:
+                config = StrategyConfigured(
+                    record.strategy_id, record.name, record.config, record.ts
+                )
+                self._enqueue(config, 1)
+            self._enqueue(record, 1)
+        elif isinstance(record, MARKET_DATA) or self._submitted == self._done:
+            # Not journaled, so not a StrategyConfigured: an Event (mypy cannot tell).
+            self._deliver_events((record,))  # type: ignore[arg-type]
+        else:
+            self._enqueue(record, 0)
 
-    def _enqueue(self, record: Record) -> None:
-        self._unwritten += journaled(record)
+    def _enqueue(self, record: Record, written: int) -> None:
+        self._unwritten += written
         self._submitted += 1
         self._queue.put(record)
 
