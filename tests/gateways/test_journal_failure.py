@@ -35,10 +35,15 @@ async def test_a_disk_error_stops_the_daemon_with_exit_code_1(
     daemon.outbox.subscribe(told.append)
     engaged = KillSwitchChanged(True, "test", False, HaltSource.COMMAND, START)
     daemon.bus.publish(engaged)  # journaled: the writer's first commit fails
+    before = writer_threads()
     with structlog.testing.capture_logs() as logs:
         async with asyncio.timeout(DEADLINE):
             code = await serve_until_signalled(daemon)
     assert code == 1
     assert engaged not in told
     assert "journal_failed" in {entry["event"] for entry in logs}
-    assert THREAD_NAME not in {thread.name for thread in threading.enumerate()}
+    assert writer_threads() <= before  # this daemon's writer thread is joined
+
+
+def writer_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == THREAD_NAME}
