@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import signal
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from gateways.client.text import plural
 from gateways.config import DaemonConfig, ServerConfig
 from gateways.dgbit import DGBIT_TOPICS, DgbitEndpoints
 from gateways.fanout import Fanout
+from gateways.journal_stage import JournalStage
 from gateways.nng.feed import NngFeed
 from gateways.nng.publisher import NngBindError, NngPublisher
 from gateways.systemd import SystemdNotifier
@@ -50,7 +52,7 @@ from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.events import Event, TradeExecuted
+from orchestrator.model.events import Event, Topic, TradeExecuted
 from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
 
@@ -103,6 +105,10 @@ class NngBindFailed(BindFailed):
         return hint
 
 
+COMMITTED_TOPICS = (Topic.STRATEGY_TRADE, Topic.STRATEGY_STATUS, Topic.EXECUTION_STATUS)
+"""What ``CommittedViews.apply`` folds: a quote need not stop there on its way out."""
+
+
 class Daemon:
     def __init__(self, config: DaemonConfig, clock: Clock | None = None) -> None:
         self.config = config
@@ -133,13 +139,15 @@ class Daemon:
         self.writer: JournalWriter | DirectDelivery = DirectDelivery(self._deliver)
         if self.journal is not None:
             self.writer = JournalWriter.from_config(self.journal, self._deliver, config.journal)
-        self.bus.subscribe(self.writer.submit)
+        self.journal_stage = JournalStage(self.writer, self.outbox, self._heard)
+        """The bus's events to the writer, or past it when it need not commit them."""
+        self.bus.subscribe(self.journal_stage.submit)
         self._writer_task: asyncio.Task[None] | None = None
         self.epoch = int(self.clock.now() * 1000)
         """The daemon's start epoch (ms): a client that resumes learns of a restart."""
         self.metrics = Metrics()
         self.health = Health()
-        self.bus.subscribe(self.metrics.on_event)
+        self.bus.subscribe(self.metrics.on_event, Metrics.TOPICS)
         self._setup = ServerSetup(
             connection=config.connections,
             security=config.security,
@@ -160,7 +168,7 @@ class Daemon:
         )
         """What clients are shown: the state after exactly the events delivered."""
         self.committed.seed(self.registry.catalog())
-        self.outbox.subscribe(self.committed.apply)
+        self.outbox.subscribe(self.committed.apply, COMMITTED_TOPICS)
         self._snapshot = routes.Snapshot(self.committed)
         self.servers = {
             "orchestrator": self._build_orchestrator_server(),
@@ -168,7 +176,8 @@ class Daemon:
             "risk": self._build_risk_server(),
         }
         for server in self.servers.values():
-            self.fanout.add(server.publish, server.topics)
+            self.fanout.add(server.publish, server.topics, server.deaf_topics)
+            server.on_hearing = functools.partial(self.fanout.hear, server.publish)
         self.notifier = SystemdNotifier()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         """The supervised background tasks, by name, once running."""
@@ -201,6 +210,10 @@ class Daemon:
         return (
             task is None or not task.done() or (not task.cancelled() and task.exception() is None)
         )
+
+    def _heard(self, topic: Topic) -> bool:
+        """Whether anything on the outbox takes an event of ``topic`` now."""
+        return topic in COMMITTED_TOPICS or self.fanout.hears(topic)
 
     def _deliver(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -305,6 +318,7 @@ class Daemon:
             parser=parser,
             handlers={**commands.handlers(), **instruments.handlers(), **(extra_handlers or {})},
             routes=routes.ROUTES[name],
+            keyed=routes.KEYED,
             snapshot=snapshot or self._snapshot.messages,
             on_disconnect=on_disconnect,
             endpoints=endpoints,

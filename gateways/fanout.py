@@ -1,11 +1,18 @@
 """The edges' side of the outbox: each committed event, wrapped once, to every sink
-of its topic.
+that hears its topic.
 
 The journal delivers what it committed on the outbox; :class:`Fanout` is its one
 subscriber for the edges. It wraps each event in one :class:`Outgoing`, so the
 three servers, the dgbit endpoints and the NNG publisher share the event's message
-(built by the first that needs it), and calls only the sinks of the event's topic:
-a quote costs the orchestrator and risk servers nothing.
+(built by the first that needs it), and calls only the sinks that hear the event's
+topic: a quote costs the orchestrator and risk servers nothing, and the market data
+server nothing while no client has a quote channel.
+
+The sinks of each topic are resolved once, and again only when a sink is added or
+tells :meth:`Fanout.hear` that it starts or stops hearing a topic (a server whose
+last channel of the topic is gone), so publishing costs one dict lookup, and an
+event no sink hears is not even wrapped (``hears`` lets the stage before the outbox
+skip it altogether).
 """
 
 from __future__ import annotations
@@ -25,15 +32,39 @@ Sink = Callable[[Outgoing], None]
 class Fanout:
     def __init__(self) -> None:
         self._sinks: dict[Topic, list[Sink]] = {topic: [] for topic in Topic}
+        self._deaf: set[tuple[Sink, Topic]] = set()
+        self._live: dict[Topic, tuple[Sink, ...]] = {topic: () for topic in Topic}
+        """Each topic's sinks that hear it, in the order they were added."""
         self.sink_errors = 0
 
-    def add(self, sink: Sink, topics: Iterable[Topic] = Topic) -> None:
-        """Hand ``sink`` the events of ``topics`` (every topic by default), in order."""
+    def add(self, sink: Sink, topics: Iterable[Topic] = Topic, deaf: Iterable[Topic] = ()) -> None:
+        """Hand ``sink`` the events of ``topics`` (every topic by default), in order; not
+        those of ``deaf`` until it says it hears them."""
         for topic in topics:
             self._sinks[topic].append(sink)
+        self._deaf.update((sink, topic) for topic in deaf)
+        self._resolve()
+
+    def hear(self, sink: Sink, topic: Topic, hearing: bool) -> None:
+        """Start (or stop) handing ``sink`` the events of ``topic`` it was added for."""
+        if hearing:
+            self._deaf.discard((sink, topic))
+        else:
+            self._deaf.add((sink, topic))
+        self._resolve()
+
+    def _resolve(self) -> None:
+        self._live = {
+            topic: tuple(sink for sink in sinks if (sink, topic) not in self._deaf)
+            for topic, sinks in self._sinks.items()
+        }
+
+    def hears(self, topic: Topic) -> bool:
+        """Whether any sink would be handed an event of ``topic`` now."""
+        return bool(self._live[topic])
 
     def publish(self, event: Event) -> None:
-        sinks = self._sinks[event.topic]
+        sinks = self._live[event.topic]
         if not sinks:
             return
         outgoing = Outgoing(event)

@@ -58,6 +58,14 @@ ROUTES: Mapping[str, Routes] = {
 }
 
 
+KEYED: Mapping[str, Topic] = {
+    quote_channel("").partition(":")[0]: Topic.MARKET_QUOTE,
+    bar_channel("", "").partition(":")[0]: Topic.MARKET_BAR,
+}
+"""The channels named per key, by prefix, and their topic: a server keeping none of a
+topic's channels is not handed its events (see ``WebSocketServer.deaf_topics``)."""
+
+
 class Snapshot:
     """What a new connection is sent first, so a frontend never guesses the state: the
     committed state at the stream position the snapshot carries (every later change

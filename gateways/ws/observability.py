@@ -21,7 +21,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from orchestrator.marketdata.recording import RECORDED_KINDS, MarketRecorder
-from orchestrator.model.events import Event, OrderSubmitted, TradeExecuted
+from orchestrator.model.events import Event, OrderSubmitted, Topic, TradeExecuted
 from orchestrator.model.orders import TradeStatus
 
 HEALTH_PATH = "/healthz"
@@ -40,6 +40,9 @@ class WriteLatency:
 
 class Metrics:
     """Every figure /metrics shows; the servers and the bus feed it."""
+
+    TOPICS = (Topic.ORDER_SUBMITTED, Topic.STRATEGY_TRADE)
+    """What :meth:`on_event` counts, the bus topics to subscribe it to."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()

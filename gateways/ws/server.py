@@ -20,6 +20,7 @@ import itertools
 import logging
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -164,8 +165,20 @@ class WebSocketServer:
         endpoints: Iterable[Endpoint] = (),
         static: StaticFiles | None = None,
         pages: Sequence[Pages] = (),
+        keyed: Mapping[str, Topic] | None = None,
     ) -> None:
         self.name = name
+        self._keyed = {
+            prefix: topic
+            for prefix, topic in (keyed or {}).items()
+            if topic in routes and topic not in ANSWER_TOPICS
+        }
+        """Channel prefix to topic, for the topics sent per key (``quote:AAPL``): this
+        server hears such a topic only while it keeps a channel of it."""
+        self._keyed_channels: Counter[Topic] = Counter()
+        self.on_hearing: Callable[[Topic, bool], None] = lambda topic, hearing: None
+        """Told when this server starts or stops hearing a keyed topic (the fan-out
+        then hands it that topic's events, or stops)."""
         self._endpoints = tuple(endpoints)
         self._static = static
         self._pages = tuple(pages)
@@ -220,6 +233,11 @@ class WebSocketServer:
     def topics(self) -> frozenset[Topic]:
         """What this server hears: what it sends, and what can answer its clients' commands."""
         return frozenset(self._routes) | ANSWER_TOPICS
+
+    @property
+    def deaf_topics(self) -> frozenset[Topic]:
+        """The keyed topics of which this server keeps no channel now."""
+        return frozenset(self._keyed.values()) - self._keyed_channels.keys()
 
     async def start(self) -> None:
         """Bind and start accepting; raises OSError if the address is taken."""
@@ -319,8 +337,25 @@ class WebSocketServer:
 
     def join(self, session: Session, channel: str) -> None:
         session.channels.add(channel)
-        self._channels.setdefault(channel, set()).add(session.ws)
+        members = self._channels.get(channel)
+        if members is None:
+            members = self._channels[channel] = set()
+            self._count_channel(channel, 1)
+        members.add(session.ws)
         self._emptied_at.pop(channel, None)
+
+    def _count_channel(self, channel: str, change: int) -> None:
+        """Keep count of the keyed channels kept; tell when a topic gains its first
+        or loses its last (an emptied channel is kept while a resume may want it)."""
+        topic = self._keyed.get(channel.partition(":")[0])
+        if topic is None:
+            return
+        self._keyed_channels[topic] += change
+        if self._keyed_channels[topic] <= 0:
+            del self._keyed_channels[topic]
+            self.on_hearing(topic, False)
+        elif change > 0 and self._keyed_channels[topic] == 1:
+            self.on_hearing(topic, True)
 
     def leave(self, session: Session, channel: str) -> None:
         session.channels.discard(channel)
@@ -337,6 +372,7 @@ class WebSocketServer:
         if emptied is not None and self._stream.seq - emptied > self._setup.replay_window:
             del self._channels[channel]
             del self._emptied_at[channel]
+            self._count_channel(channel, -1)
 
     def _requester(self, origin: CommandOrigin | None) -> Session | None:
         if origin is None or origin.server != self.name:

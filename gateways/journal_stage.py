@@ -1,0 +1,52 @@
+"""The core bus's events on their way to the outbox: through the journal writer when it
+must commit them first, straight on when it need not.
+
+The writer commits what it stores (:func:`orchestrator.journal.store.journaled`) and
+hands every event to the outbox after the commit of the batch it came in, in order.
+A quote or a bar is stored by nobody: when the writer holds nothing, nothing can be
+overtaken, so the event goes to the outbox at once and the writer never sees it.
+Behind a pending commit it still waits its turn in the writer, so the outbox keeps
+the bus's order and no client hears of a quote before an earlier trade's commit.
+An event that nobody on the outbox hears is not delivered at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from orchestrator.bus import EventBus
+from orchestrator.journal.store import journaled
+from orchestrator.model.events import Event, Topic
+
+
+class Writer(Protocol):
+    """What this stage needs of :class:`~orchestrator.journal.writer.JournalWriter`."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def submit(self, record: Event) -> None: ...
+
+
+class JournalStage:
+    def __init__(self, writer: Writer, outbox: EventBus, heard: Callable[[Topic], bool]) -> None:
+        self._writer = writer
+        self._outbox = outbox
+        self._heard = heard
+        self.passed = 0
+        """Events that went to the outbox without the writer."""
+        self.unheard = 0
+        """Events dropped here: the journal does not store them and nobody hears them."""
+
+    def submit(self, event: Event) -> None:
+        """Bus handler: ``event`` to the writer, or past it (see the module docstring)."""
+        if journaled(event):
+            self._writer.submit(event)
+        elif not self._heard(event.topic):
+            self.unheard += 1
+        elif self._writer.pending:
+            self._writer.submit(event)
+        else:
+            self.passed += 1
+            self._outbox.publish(event)
