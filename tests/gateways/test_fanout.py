@@ -117,3 +117,53 @@ def test_the_message_is_built_on_first_use_and_then_shared() -> None:
     assert outbound.encode(kind, data, START) == outbound.encode(
         "quote", outbound.quote_data(Tick("AAPL", 190.5, 3.0, START)), START
     )
+
+
+# ---------------------------------------------------------------- routing by who hears
+
+
+def test_a_deaf_sink_gets_nothing_until_it_hears_and_nothing_once_it_stops() -> None:
+    fanout = Fanout()
+    quotes: list[Outgoing] = []
+    fanout.add(quotes.append, [Topic.MARKET_QUOTE], deaf=[Topic.MARKET_QUOTE])
+    first, second, third = (QuoteUpdated(Tick("AAPL", p, 1.0, START)) for p in (1.0, 2.0, 3.0))
+    assert not fanout.hears(Topic.MARKET_QUOTE)
+    fanout.publish(first)
+    fanout.hear(quotes.append, Topic.MARKET_QUOTE, True)
+    fanout.publish(second)
+    fanout.hear(quotes.append, Topic.MARKET_QUOTE, False)
+    fanout.publish(third)
+    assert [o.event for o in quotes] == [second]
+    assert not fanout.hears(Topic.MARKET_QUOTE)
+
+
+async def test_a_quote_nobody_subscribed_to_is_never_built_nor_journaled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = test_config(nng={"enabled": False}, streams={"replay_window": 2})
+    async with running_daemon(config) as daemon, daemon.client("market_data") as watcher:
+        built = count_builds(monkeypatch)
+        stage = daemon.daemon.journal_stage
+        daemon.tick("AAPL", 100.0)
+        await daemon.daemon.writer.flush()
+        assert built["QuoteUpdated"] == 0
+        assert stage.unheard == 1  # dropped before the journal writer
+
+        await watcher.request({"type": "subscribe", "symbols": ["AAPL"]})
+        assert (await watcher.recv_type("quote"))["data"]["price"] == 100.0  # the last
+        daemon.tick("AAPL", 101.0)
+        assert (await watcher.recv_type("quote"))["data"]["price"] == 101.0
+        assert built["QuoteUpdated"] == 1
+
+        await watcher.request({"type": "unsubscribe", "symbols": ["AAPL"]})
+        # The emptied channel is kept while its messages are in the replay window
+        # (two here): the third quote after it emptied finds it stale.
+        for price in (102.0, 103.0, 104.0):
+            daemon.tick("AAPL", price)
+        await daemon.daemon.writer.flush()
+        assert built["QuoteUpdated"] == 4
+        daemon.tick("AAPL", 105.0)
+        daemon.tick("AAPL", 106.0)
+        await daemon.daemon.writer.flush()
+        assert built["QuoteUpdated"] == 4
+        assert stage.unheard == 3
