@@ -1,0 +1,69 @@
+"""The journal stage: what the journal stores goes through the writer; a quote goes past
+it only when nothing there could be overtaken, and nowhere when nobody hears it."""
+
+from __future__ import annotations
+
+from gateways.journal_stage import JournalStage
+from orchestrator.bus import EventBus
+from orchestrator.model.events import Event, HaltSource, KillSwitchChanged, QuoteUpdated, Topic
+from orchestrator.model.market import Tick
+from tests.support import START
+
+
+class HoldingWriter:
+    """Holds what it is given until ``commit``, then delivers it, as the writer does."""
+
+    def __init__(self, outbox: EventBus) -> None:
+        self._outbox = outbox
+        self.held: list[Event] = []
+        self.submitted: list[Event] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self.held)
+
+    def submit(self, record: Event) -> None:
+        self.submitted.append(record)
+        self.held.append(record)
+
+    def commit(self) -> None:
+        for event in self.held:
+            self._outbox.publish(event)
+        self.held.clear()
+
+
+def quote(price: float) -> QuoteUpdated:
+    return QuoteUpdated(Tick("AAPL", price, 1.0, START))
+
+
+def stage_with(heard: set[Topic]) -> tuple[JournalStage, HoldingWriter, list[Event]]:
+    outbox = EventBus()
+    delivered: list[Event] = []
+    outbox.subscribe(delivered.append)
+    writer = HoldingWriter(outbox)
+    return JournalStage(writer, outbox, heard.__contains__), writer, delivered
+
+
+def test_a_heard_quote_skips_an_idle_writer_and_waits_behind_a_pending_commit() -> None:
+    stage, writer, delivered = stage_with({Topic.MARKET_QUOTE, Topic.RISK_KILL_SWITCH})
+    halt = KillSwitchChanged(True, "maintenance", True, HaltSource.COMMAND, START)
+    stage.submit(quote(1.0))
+    stage.submit(halt)
+    stage.submit(quote(2.0))
+    assert delivered == [quote(1.0)]
+    writer.commit()
+    stage.submit(quote(3.0))
+    assert delivered == [quote(1.0), halt, quote(2.0), quote(3.0)]
+    assert writer.submitted == [halt, quote(2.0)]
+    assert stage.passed == 2
+
+
+def test_a_quote_nobody_hears_goes_nowhere_and_a_stored_event_always_to_the_writer() -> None:
+    stage, writer, delivered = stage_with(set())
+    halt = KillSwitchChanged(True, "maintenance", True, HaltSource.COMMAND, START)
+    stage.submit(quote(1.0))
+    stage.submit(halt)
+    writer.commit()
+    assert delivered == [halt]
+    assert writer.submitted == [halt]
+    assert stage.unheard == 1
