@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from gateways.api import routes
+from gateways.api.history import RecentActivity
 from gateways.api.inbound import CommandParser
 from gateways.api.instruments import InstrumentQueries
 from gateways.api.jobs import JobCommands, orchestrator_command_parser
@@ -250,10 +251,11 @@ class Daemon:
         jobs = JobCommands(
             self.jobs, self.registry, self.config, self.clock, self.core.market.symbols
         )
+        activity = RecentActivity(self.journal, self.clock)
         return self._server(
             "orchestrator",
             orchestrator_command_parser(),
-            jobs.handlers(),
+            {**jobs.handlers(), **activity.handlers()},
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
             pages=[ReportPages(self._report_of)],

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from gateways.api import outbound
+from gateways.api.history import GetRecentActivity, HistoryCommandType
 from gateways.api.inbound import (
     STRATEGY_COMMANDS,
     Command,
@@ -101,14 +102,20 @@ class GetBacktestReport(Command):
 
 
 OrchestratorCommand = Annotated[
-    StrategyCommand | RunBacktest | CancelBacktest | GetBacktests | GetBacktestReport,
+    StrategyCommand
+    | RunBacktest
+    | CancelBacktest
+    | GetBacktests
+    | GetBacktestReport
+    | GetRecentActivity,
     Field(discriminator="type"),
 ]
 
 
 def orchestrator_command_parser() -> CommandParser:
     adapter: TypeAdapter[Any] = TypeAdapter(OrchestratorCommand)
-    return CommandParser(adapter, STRATEGY_COMMANDS | frozenset(JobCommandType))
+    accepted = STRATEGY_COMMANDS | frozenset(JobCommandType) | frozenset(HistoryCommandType)
+    return CommandParser(adapter, accepted)
 
 
 class JobCommands:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter
 
 from gateways.api import outbound
+from gateways.api.history import BarsCommandType, GetBars
 from gateways.api.inbound import (
     STRATEGY_COMMANDS,
     Command,
@@ -60,12 +61,15 @@ class Unsubscribe(Command):
     resolution: str | None = None
 
 
-MarketCommand = Annotated[StrategyCommand | Subscribe | Unsubscribe, Field(discriminator="type")]
+MarketCommand = Annotated[
+    StrategyCommand | Subscribe | Unsubscribe | GetBars, Field(discriminator="type")
+]
 
 
 def market_command_parser() -> CommandParser:
     adapter: TypeAdapter[Any] = TypeAdapter(MarketCommand)
-    return CommandParser(adapter, STRATEGY_COMMANDS | frozenset(MarketCommandType))
+    accepted = STRATEGY_COMMANDS | frozenset(MarketCommandType) | frozenset(BarsCommandType)
+    return CommandParser(adapter, accepted)
 
 
 def quote_channel(symbol: str) -> str:
@@ -89,6 +93,7 @@ class MarketSubscriptions:
         return {
             MarketCommandType.SUBSCRIBE: self.subscribe,
             MarketCommandType.UNSUBSCRIBE: self.unsubscribe,
+            BarsCommandType.GET_BARS: self.get_bars,
         }
 
     async def subscribe(self, command: Subscribe, session: Session) -> Replies:
@@ -120,6 +125,13 @@ class MarketSubscriptions:
         self._leave(session, leaving & session.channels)
         data = {"symbols": symbols, "resolution": command.resolution}
         return [outbound.encode("unsubscribed", data, self._clock.now(), command.request_id)]
+
+    async def get_bars(self, command: GetBars, _: Session) -> Replies:
+        """Closed bars from the recent ticks (history on load: gateways/api/history.py)."""
+        symbol = self._check([command.symbol], command.resolution)[0]
+        bars = self._market.warmup_bars(symbol, command.resolution, command.limit)
+        data = outbound.bars_data(symbol, command.resolution, bars)
+        return [outbound.encode("bars", data, self._clock.now(), command.request_id)]
 
     def release(self, session: Session) -> None:
         """A connection closed: give back its bar subscriptions."""

@@ -11,13 +11,14 @@ one frame goes to every member of a channel.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import orjson
 
 from orchestrator.backtest.jobs import JobInfo
+from orchestrator.journal.store import JournaledTrade
 from orchestrator.model.clock import iso_utc
 from orchestrator.model.events import (
     JOB_PROGRESS,
@@ -41,7 +42,7 @@ from orchestrator.model.events import (
     TradeExecuted,
 )
 from orchestrator.model.market import Bar, Tick
-from orchestrator.model.orders import Order, OrderPurpose, Side
+from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, Signal
 from orchestrator.risk.guardian import RiskSnapshot, StrategyRisk
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.strategy.registry import StrategyView
@@ -151,8 +152,11 @@ def execution_status_data(status: ExecutionStatus, reason: str | None) -> Payloa
 
 
 def signal(event: SignalEmitted) -> Message:
-    sig = event.signal
-    return "strategy_signal", {
+    return "strategy_signal", signal_data(event.signal)
+
+
+def signal_data(sig: Signal) -> Payload:
+    return {
         "id": sig.id,
         "strategyId": sig.strategy_id,
         "name": sig.strategy_name,
@@ -167,7 +171,10 @@ def signal(event: SignalEmitted) -> Message:
 
 
 def trade(event: TradeExecuted) -> Message:
-    fill = event.fill
+    return "strategy_trade", trade_data(event.fill)
+
+
+def trade_data(fill: Fill) -> Payload:
     filled_at = iso_utc(fill.ts)  # both fields say when it filled: formatted once
     data: Payload = {
         "id": fill.id,
@@ -183,7 +190,7 @@ def trade(event: TradeExecuted) -> Message:
     }
     if fill.reason is not None:
         data["reason"] = fill.reason
-    return "strategy_trade", data
+    return data
 
 
 # ---------------------------------------------------------------- market data (3001)
@@ -400,6 +407,25 @@ def backtest_report(job_id: str, page: Payload) -> Payload:
     """The ``backtest_report`` reply: the job and one page of its report (snake_case
     inside, as the job's result)."""
     return {"jobId": job_id, "report": page}
+
+
+# ---------------------------------------------------------------- history on load (dashboard)
+
+
+def recent_activity_data(trades: list[JournaledTrade], signals: list[Signal]) -> Payload:
+    """``recent_activity``: the journal's last trades and signals, oldest first.
+
+    A trade is ``strategy_trade``'s data and ``realizedPnl``, what the fill added to its
+    position's realized P&L (commission included; null when it moved no position)."""
+    return {
+        "trades": [{**trade_data(t.fill), "realizedPnl": t.realized_pnl} for t in trades],
+        "signals": [signal_data(s) for s in signals],
+    }
+
+
+def bars_data(symbol: str, resolution: str, bars: Sequence[Bar]) -> Payload:
+    """``bars``: closed bars of one symbol at one resolution, oldest first."""
+    return {"symbol": symbol, "resolution": resolution, "bars": [bar_data(b) for b in bars]}
 
 
 # ---------------------------------------------------------------- the table

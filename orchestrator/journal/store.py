@@ -271,6 +271,15 @@ class LifecycleEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class JournaledTrade:
+    """A fill and what it added to its position's realized P&L (commission included);
+    None when it changed no position (a rejection, an unfilled order resolved at start)."""
+
+    fill: Fill
+    realized_pnl: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class PositionSnapshot:
     """A position as the last fill in its symbol left it."""
 
@@ -493,6 +502,33 @@ class Journal:
             sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?)"
             params = (*params, limit)
         return [_fill(row[1:]) for row in self._query(sql + " ORDER BY seq", params)]
+
+    def recent_trades(self, limit: int) -> list[JournaledTrade]:
+        """The last ``limit`` fills in commit order, each with its realized P&L.
+
+        A fill's P&L is its snapshot's running total less the position's previous
+        snapshot: two index lookups per fill, whatever the journal's size.
+        """
+        fill_columns = ", ".join(f"f.{column}" for column in _FILL_COLUMNS.split(", "))
+        previous = (
+            "SELECT p.realized_pnl FROM position_snapshots p WHERE p.strategy_id = s.strategy_id "
+            "AND p.symbol = s.symbol AND p.seq < s.seq ORDER BY p.seq DESC LIMIT 1"
+        )
+        sql = (
+            f"SELECT * FROM (SELECT f.seq, {fill_columns}, "
+            f"s.realized_pnl - COALESCE(({previous}), 0.0) FROM fills f "
+            "LEFT JOIN position_snapshots s ON s.fill_id = f.id ORDER BY f.seq DESC LIMIT ?) "
+            "ORDER BY seq"
+        )
+        return [JournaledTrade(_fill(row[1:-1]), row[-1]) for row in self._query(sql, (limit,))]
+
+    def recent_signals(self, limit: int) -> list[Signal]:
+        """The last ``limit`` signals in commit order."""
+        sql = (
+            f"SELECT * FROM (SELECT rowid AS r, {_SIGNAL_COLUMNS} FROM signals "
+            "ORDER BY rowid DESC LIMIT ?) ORDER BY r"
+        )
+        return [_signal(row[1:]) for row in self._query(sql, (limit,))]
 
     def unfilled_orders(self) -> list[Order]:
         """Accepted orders without a fill (nor a rejection), in the order they came."""

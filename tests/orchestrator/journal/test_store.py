@@ -275,6 +275,24 @@ def test_fills_by_strategy_and_the_last_n(path: Path) -> None:
         assert journal.id_watermarks() == {"sig": 8, "order": 8, "trade": 8}
 
 
+def test_the_last_trades_come_with_their_realized_pnl_and_the_last_signals(path: Path) -> None:
+    trading = Trading()
+    records = a_day_of_trading(trading)
+    write(path, records)
+    events = [r for r in records if hasattr(r, "fill")]
+    with Journal.open_readonly(path) as journal:
+        trades = journal.recent_trades(limit=4)
+        signals = journal.recent_signals(limit=2)
+        assert journal.recent_trades(limit=100)[0].fill == events[0].fill
+    assert [t.fill for t in trades] == [e.fill for e in events[-4:]]
+    # Each trade's P&L is what it added to its position's, whatever the limit cut off.
+    assert [t.realized_pnl for t in trades] == [e.change.realized_pnl for e in events[-4:]]
+    # GOOG: bought 7 @ 170 (0.5 commission), sold 12 @ 160: 7 closed at a 70 loss.
+    assert (trades[0].realized_pnl, trades[1].realized_pnl) == (-0.5, -70.5)
+    assert trades[-1].realized_pnl == -30.5  # TSLA: 3 bought @ 250, sold @ 240
+    assert [s.id for s in signals] == [r.signal.id for r in records if hasattr(r, "signal")][-2:]
+
+
 # ---------------------------------------------------------------- unfilled orders
 
 
