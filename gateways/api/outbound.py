@@ -171,7 +171,9 @@ def signal_data(sig: Signal) -> Payload:
 
 
 def trade(event: TradeExecuted) -> Message:
-    return "strategy_trade", trade_data(event.fill)
+    change = event.change
+    pnl = change.realized_pnl if change is not None and change.applied else None
+    return "strategy_trade", {**trade_data(event.fill), "realizedPnl": pnl}
 
 
 def trade_data(fill: Fill) -> Payload:

@@ -11,9 +11,10 @@
 import { WebSocketService, serverLabel } from "./websocket-service.js";
 
 const FEED_LIMIT = 200;
-const CHART_WINDOW_MS = 120_000; // at most; less while there is less history
-const CHART_MIN_WINDOW_MS = 20_000;
-const CHART_POINTS_LIMIT = 3000;
+const ACTIVITY_LIMIT = 100; // trades and signals from the journal on load
+const SEEN_LIMIT = 5000; // ids of trades and signals shown, to drop what comes twice
+const CHART_BARS_LIMIT = 500;
+const RESOLUTION_SECONDS = { "1s": 1, "5s": 5, "15s": 15, "30s": 30, "1m": 60, "5m": 300, "15m": 900, "1h": 3600 };
 const TRADE_MARKERS_LIMIT = 1000;
 const RISK_POLL_MS = 2000;
 const STATUS_ORDER = ["ACTIVE", "PAUSED", "ERROR", "STOPPED"];
@@ -32,7 +33,8 @@ const state = {
   connected: false,
   execution: null,
   counts: { signals: 0, trades: 0 },
-  chart: { symbol: null, points: [], fills: [], subscription: null, dirty: true },
+  seen: new Set(), // ids of the trades and signals shown (history and live)
+  chart: { symbol: null, resolution: null, seconds: 1, bars: new Map(), fills: [] },
 };
 
 // ---------------------------------------------------------------- start-up
@@ -112,7 +114,6 @@ function start(config, token) {
   $("kill-switch").addEventListener("click", onKillSwitch);
   $("strategy-rows").addEventListener("click", onStrategyAction);
   setInterval(refreshRisk, RISK_POLL_MS);
-  window.addEventListener("resize", () => markChartDirty());
 }
 
 // ---------------------------------------------------------------- connection
@@ -150,8 +151,12 @@ function onConnection(status) {
   for (const [name, server] of Object.entries(status.servers)) {
     const before = previousServers[name];
     if (server.state === "connected" && before !== "connected") {
-      if (name === "orchestrator") refreshCatalog();
+      if (name === "orchestrator") {
+        refreshCatalog();
+        loadRecentActivity();
+      }
       if (name === "risk") refreshRisk();
+      if (name === "marketData" && before !== undefined) loadChartHistory();
     }
     if (before === "connected" && server.state !== "connected") {
       addFeed("status", `lost the ${serverLabel(name)} connection; reconnecting`);
@@ -334,7 +339,30 @@ function showCommandError(text) {
 
 // ---------------------------------------------------------------- feed
 
+// ---------------------------------------------------------------- trades and signals
+
+// The journal's last trades and signals, asked for on every (re)connection, after
+// the snapshot: what was committed before the reply is in it, what comes later is
+// live, and one that is both has the same id and is shown once.
+async function loadRecentActivity() {
+  try {
+    const { trades, signals } = await state.service.getRecentActivity(ACTIVITY_LIMIT);
+    for (const signal of signals) onSignal(signal);
+    for (const trade of trades) onTrade(trade);
+  } catch (error) {
+    if (error.code !== "history_unavailable") showCommandError(`could not load the recent trades: ${error.message}`);
+  }
+}
+
+function firstSight(id) {
+  if (state.seen.has(id)) return false;
+  state.seen.add(id);
+  if (state.seen.size > SEEN_LIMIT) state.seen.delete(state.seen.values().next().value);
+  return true;
+}
+
 function onSignal(signal) {
+  if (!firstSight(signal.id)) return;
   state.counts.signals += 1;
   $("signal-count").textContent = state.counts.signals;
   const quantity = signal.quantity === null ? "" : ` ${signal.quantity}`;
@@ -347,6 +375,8 @@ function onSignal(signal) {
 }
 
 function onTrade(trade) {
+  if (!firstSight(trade.id)) return;
+  if (trade.status === "FILLED") addTradeRow(trade);
   state.counts.trades += 1;
   $("trade-count").textContent = state.counts.trades;
   const at = trade.status === "FILLED" ? ` @ ${price(trade.entryPrice, trade.symbol)}` : "";
@@ -354,11 +384,44 @@ function onTrade(trade) {
   addFeed(trade.status === "FILLED" ? "trade" : "rejected", trade.reason ? `${text}: ${trade.reason}` : text,
     trade.strategyId, trade.timestamp);
   if (trade.status === "FILLED") {
-    state.chart.fills.push({ t: Date.parse(trade.timestamp), price: trade.entryPrice, side: trade.side, symbol: trade.symbol });
+    const { entryPrice, side, symbol, quantity } = trade;
+    state.chart.fills.push({ t: Date.parse(trade.timestamp), price: entryPrice, side, symbol, quantity });
     if (state.chart.fills.length > TRADE_MARKERS_LIMIT) state.chart.fills.shift();
-    if (trade.symbol === state.chart.symbol) markChartDirty();
+    if (symbol === state.chart.symbol) renderMarkers();
   }
   scheduleRiskRefresh();
+}
+
+// A fill and what it added to realized P&L, newest first, in time order however it came.
+function addTradeRow(trade) {
+  const body = $("trade-rows");
+  const row = document.createElement("tr");
+  row.dataset.id = trade.id;
+  const cells = [
+    new Date(trade.timestamp).toLocaleTimeString(),
+    trade.strategyId,
+    trade.symbol,
+    trade.side,
+    fixed(trade.quantity, 0),
+    price(trade.entryPrice, trade.symbol),
+    trade.realizedPnl === null || trade.realizedPnl === undefined ? "–" : signed(trade.realizedPnl, 2),
+  ];
+  for (const [index, text] of cells.entries()) {
+    const cell = document.createElement("td");
+    cell.textContent = text;
+    if (index >= 4) cell.className = "num";
+    if (index === 6 && trade.realizedPnl) cell.classList.add(trade.realizedPnl > 0 ? "gain" : "loss");
+    row.append(cell);
+  }
+  row.dataset.time = String(Date.parse(trade.timestamp));
+  placeByTime(body, row, Number(row.dataset.time), (other) => Number(other.dataset.time));
+  while (body.children.length > FEED_LIMIT) body.lastElementChild.remove();
+}
+
+// Newest first: before the first element that is not newer (live ones go on top at once).
+function placeByTime(list, element, time, timeOf) {
+  const later = [...list.children].find((other) => other !== element && timeOf(other) <= time);
+  list.insertBefore(element, later ?? null);
 }
 
 // Refusals a strategy repeats bar after bar would fill the view with one line each;
@@ -412,7 +475,7 @@ function addFeed(kind, text, strategyId = null, timestamp = null, list = $("feed
   const repeat = document.createElement("span");
   repeat.className = "repeat";
   item.append(what, repeat);
-  list.prepend(item);
+  placeByTime(list, item, when.getTime(), (other) => Date.parse(other.querySelector("time").dateTime));
   while (list.children.length > FEED_LIMIT) list.lastElementChild.remove();
 }
 
@@ -511,128 +574,116 @@ async function onKillSwitch() {
 
 // ---------------------------------------------------------------- chart
 
+// Candles of one symbol at one resolution, drawn by the vendored TradingView
+// Lightweight Charts (vendor/): the last closed bars (get_bars), then the live
+// ones. The live stream is subscribed before the history is asked for, so no
+// bar falls in between; a bar of both has the same start and is stored once.
+// Fills are marked on the bar they filled in, once that bar has closed.
+
 function setupChart(symbols) {
+  const charts = window.LightweightCharts;
+  const chart = state.chart;
+  chart.api = charts.createChart($("chart"), {
+    autoSize: true,
+    layout: { background: { color: "transparent" }, textColor: "#8b949e" },
+    grid: { vertLines: { color: "#21262d" }, horzLines: { color: "#21262d" } },
+    rightPriceScale: { borderColor: "#30363d" },
+    timeScale: { borderColor: "#30363d", timeVisible: true, secondsVisible: true },
+  });
+  chart.candles = chart.api.addSeries(charts.CandlestickSeries, {
+    upColor: "#3fb950", downColor: "#f85149", borderVisible: false,
+    wickUpColor: "#3fb950", wickDownColor: "#f85149",
+    priceFormat: { type: "custom", formatter: (value) => price(value, chart.symbol) },
+  });
+  chart.markers = charts.createSeriesMarkers(chart.candles, []);
   const select = $("chart-symbol");
   for (const symbol of symbols) select.append(new Option(symbol, symbol));
   const wanted = (params.get("symbol") ?? "").toUpperCase();
   select.value = symbols.includes(wanted) ? wanted : symbols[0];
-  select.addEventListener("change", () => chooseSymbol(select.value));
-  chooseSymbol(select.value);
-  requestAnimationFrame(drawLoop);
+  const resolution = $("chart-resolution");
+  if (params.has("resolution")) resolution.value = params.get("resolution");
+  if (!resolution.value) resolution.value = "5s";
+  select.addEventListener("change", chooseChart);
+  resolution.addEventListener("change", chooseChart);
+  chooseChart();
 }
 
-function chooseSymbol(symbol) {
+function chooseChart() {
   const chart = state.chart;
-  chart.subscription?.unsubscribe();
-  chart.symbol = symbol;
-  chart.points = [];
+  chart.quotes?.unsubscribe();
+  chart.live?.unsubscribe();
+  chart.symbol = $("chart-symbol").value;
+  chart.resolution = $("chart-resolution").value;
+  chart.seconds = RESOLUTION_SECONDS[chart.resolution];
+  chart.bars = new Map(); // bar start (s) -> candle
+  renderCandles();
   $("last-price").textContent = "";
-  Object.assign($("chart").dataset, { symbol, points: "0", markers: "0" });
-  chart.subscription = state.service.getQuotes(symbol).subscribe((quote) => {
-    chart.points.push({ t: Date.parse(quote.timestamp), price: quote.price });
-    if (chart.points.length > CHART_POINTS_LIMIT) chart.points.splice(0, chart.points.length - CHART_POINTS_LIMIT);
+  Object.assign($("chart").dataset, { symbol: chart.symbol, resolution: chart.resolution });
+  chart.quotes = state.service.getQuotes(chart.symbol).subscribe((quote) => {
     $("last-price").textContent = price(quote.price, quote.symbol);
-    markChartDirty();
   });
-  markChartDirty();
+  chart.live = state.service.getBars(chart.symbol, chart.resolution).subscribe(onBar);
+  loadChartHistory();
 }
 
-function markChartDirty() {
-  state.chart.dirty = true;
+// Also after 3001 comes back: the bars that closed while it was away.
+async function loadChartHistory() {
+  const { symbol, resolution } = state.chart;
+  try {
+    const bars = await state.service.getRecentBars(symbol, resolution, CHART_BARS_LIMIT);
+    if (symbol !== state.chart.symbol || resolution !== state.chart.resolution) return;
+    for (const bar of bars) state.chart.bars.set(barTime(bar), candle(bar));
+    renderCandles();
+  } catch (error) {
+    showCommandError(`could not load the chart's history: ${error.message}`);
+  }
 }
 
-function drawLoop() {
-  if (state.chart.dirty) {
-    state.chart.dirty = false;
-    drawChart();
+function onBar(bar) {
+  const chart = state.chart;
+  const time = barTime(bar);
+  const newest = chart.bars.size === 0 || time >= Math.max(...chart.bars.keys());
+  chart.bars.set(time, candle(bar));
+  if (newest && chart.bars.size <= CHART_BARS_LIMIT) {
+    chart.candles.update(chart.bars.get(time));
+    $("chart").dataset.bars = String(chart.bars.size);
+    renderMarkers();
+  } else {
+    renderCandles();
   }
-  requestAnimationFrame(drawLoop);
 }
 
-function drawChart() {
-  const canvas = $("chart");
-  const ratio = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth;
-  const height = canvas.clientHeight;
-  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
-    canvas.width = Math.round(width * ratio);
-    canvas.height = Math.round(height * ratio);
-  }
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, width, height);
+const barTime = (bar) => Date.parse(bar.start) / 1000;
+const candle = (bar) => ({ time: barTime(bar), open: bar.open, high: bar.high, low: bar.low, close: bar.close });
 
-  const { points, fills, symbol } = state.chart;
-  const end = points.length ? points[points.length - 1].t : Date.now();
-  const first = points.find((p) => p.t >= end - CHART_WINDOW_MS)?.t ?? end;
-  const span = Math.min(CHART_WINDOW_MS, Math.max(CHART_MIN_WINDOW_MS, end - first));
-  const startT = end - span;
-  const shown = points.filter((p) => p.t >= startT);
-  const markers = fills.filter((f) => f.symbol === symbol && f.t >= startT && f.t <= end + 1000);
-  canvas.dataset.points = String(shown.length);
-  canvas.dataset.markers = String(markers.length);
-  if (shown.length < 2) {
-    ctx.fillStyle = "#8b949e";
-    ctx.font = "13px system-ui, sans-serif";
-    ctx.fillText(`waiting for ${symbol} quotes…`, 16, height / 2);
-    return;
-  }
-  const prices = [...shown.map((p) => p.price), ...markers.map((m) => m.price)];
-  let low = Math.min(...prices);
-  let high = Math.max(...prices);
-  const pad = Math.max((high - low) * 0.1, high * 0.0005);
-  low -= pad;
-  high += pad;
-  const left = 8;
-  const right = width - 64;
-  const top = 10;
-  const bottom = height - 22;
-  const x = (t) => left + ((t - startT) / span) * (right - left);
-  const y = (level) => bottom - ((level - low) / (high - low)) * (bottom - top);
+function renderCandles() {
+  const chart = state.chart;
+  const times = [...chart.bars.keys()].sort((a, b) => a - b);
+  for (const time of times.slice(0, Math.max(0, times.length - CHART_BARS_LIMIT))) chart.bars.delete(time);
+  chart.candles.setData(times.slice(-CHART_BARS_LIMIT).map((time) => chart.bars.get(time)));
+  $("chart").dataset.bars = String(chart.bars.size);
+  renderMarkers();
+}
 
-  ctx.strokeStyle = "#30363d";
-  ctx.fillStyle = "#8b949e";
-  ctx.font = "11px system-ui, sans-serif";
-  ctx.lineWidth = 1;
-  for (let i = 0; i <= 4; i += 1) {
-    const level = low + ((high - low) * i) / 4;
-    const py = Math.round(y(level)) + 0.5;
-    ctx.beginPath();
-    ctx.moveTo(left, py);
-    ctx.lineTo(right, py);
-    ctx.stroke();
-    ctx.fillText(price(level, symbol), right + 6, py + 4);
-  }
-  const step = span > 60_000 ? 30 : span > 30_000 ? 10 : 5;
-  for (let s = 0; s * 1000 <= span; s += step) {
-    const px = Math.round(x(end - s * 1000)) + 0.5;
-    ctx.fillText(s === 0 ? "now" : `-${s}s`, px - 10, height - 6);
-  }
-
-  ctx.strokeStyle = "#58a6ff";
-  ctx.lineWidth = 1.5;
-  ctx.beginPath();
-  shown.forEach((p, i) => (i === 0 ? ctx.moveTo(x(p.t), y(p.price)) : ctx.lineTo(x(p.t), y(p.price))));
-  ctx.stroke();
-
-  for (const marker of markers) {
-    const mx = x(Math.min(marker.t, end));
-    const my = y(marker.price);
-    const buy = marker.side === "BUY";
-    ctx.fillStyle = buy ? "#3fb950" : "#f85149";
-    ctx.beginPath();
-    if (buy) {
-      ctx.moveTo(mx, my + 2);
-      ctx.lineTo(mx - 6, my + 12);
-      ctx.lineTo(mx + 6, my + 12);
-    } else {
-      ctx.moveTo(mx, my - 2);
-      ctx.lineTo(mx - 6, my - 12);
-      ctx.lineTo(mx + 6, my - 12);
-    }
-    ctx.closePath();
-    ctx.fill();
-  }
+function renderMarkers() {
+  const { fills, symbol, seconds, bars } = state.chart;
+  const markers = fills
+    .filter((fill) => fill.symbol === symbol)
+    .map((fill) => ({ fill, time: Math.floor(fill.t / 1000 / seconds) * seconds }))
+    .filter(({ time }) => bars.has(time))
+    .sort((a, b) => a.time - b.time)
+    .map(({ fill, time }) => {
+      const buy = fill.side === "BUY";
+      return {
+        time,
+        position: buy ? "belowBar" : "aboveBar",
+        shape: buy ? "arrowUp" : "arrowDown",
+        color: buy ? "#3fb950" : "#f85149",
+        text: `${buy ? "B" : "S"} ${fill.quantity}`,
+      };
+    });
+  state.chart.markers.setMarkers(markers);
+  $("chart").dataset.markers = String(markers.length);
 }
 
 // ---------------------------------------------------------------- helpers

@@ -209,6 +209,17 @@ export interface Bar {
   end: Timestamp;
 }
 
+/** A journaled trade: what strategy_trade said, and what the fill added to realized P&L. */
+export interface JournaledTrade extends StrategyTrade {
+  /** Commission included; null for a fill that moved no position (a rejection). */
+  realizedPnl: number | null;
+}
+
+export interface RecentActivity {
+  trades: JournaledTrade[];
+  signals: StrategySignal[];
+}
+
 // ---------------------------------------------------------------- 3002
 
 export type HaltSource = "COMMAND" | "DAILY_LOSS" | "CONFIG";
@@ -395,6 +406,10 @@ export declare class WebSocketService {
   getActiveStrategies(): Promise<StrategyEntry[]>;
   /** Each symbol of the feed with its price grid (instruments). */
   getInstruments(): Promise<Instrument[]>;
+  /** The journal's last trades and signals, oldest first (recent_activity); join live ones by id. */
+  getRecentActivity(limit?: number): Promise<RecentActivity>;
+  /** The last closed bars of a symbol at a resolution (3001's bars), oldest first. */
+  getRecentBars(symbol: string, resolution: Resolution, limit?: number): Promise<Bar[]>;
   startStrategy(strategyId: string, config?: Partial<StrategyConfig>): Promise<StrategyStartedMessage>;
   pauseStrategy(strategyId: string): Promise<StrategyPausedMessage>;
   stopStrategy(strategyId: string): Promise<StrategyStoppedMessage>;

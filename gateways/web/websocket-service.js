@@ -605,6 +605,17 @@ export class WebSocketService {
     return (await this.request("orchestrator", { type: "get_instruments" })).data;
   }
 
+  /** The journal's last trades (each with realizedPnl) and signals, oldest first (8082).
+   * Ask after the connection's snapshot; a live trade or signal with the same id is the same one. */
+  async getRecentActivity(limit = 50) {
+    return (await this.request("orchestrator", { type: "get_recent_activity", limit })).data;
+  }
+
+  /** The last closed bars of a symbol at a resolution (3001), oldest first. */
+  async getRecentBars(symbol, resolution, limit = 300) {
+    return (await this.request("marketData", { type: "get_bars", symbol, resolution, limit })).data.bars;
+  }
+
   async getActiveStrategies() {
     return (await this.request("orchestrator", { type: "get_active_strategies" })).data;
   }

@@ -37,6 +37,7 @@ FILES = (
     "dashboard.js",
     "websocket-service.js",
     "websocket-service.d.ts",
+    "vendor/lightweight-charts.standalone.production.js",
 )
 """Every file that is served, by name; nothing else in the folder is reachable."""
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -104,19 +105,34 @@ RECORD_SEQS = """() => {
 }"""
 
 CHART_INK = """() => {
-  const canvas = document.querySelector("[data-testid=chart]");
-  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  let line = 0, buys = 0, sells = 0;
-  for (let i = 0; i < pixels.length; i += 4) {
-    const [r, g, b] = [pixels[i], pixels[i + 1], pixels[i + 2]];
-    const near = (red, green, blue) =>
-      pixels[i + 3] > 128 && Math.abs(r - red) + Math.abs(g - green) + Math.abs(b - blue) < 40;
-    if (near(88, 166, 255)) line += 1;
-    if (near(63, 185, 80)) buys += 1;
-    if (near(248, 81, 73)) sells += 1;
+  let candles = 0;
+  for (const canvas of document.querySelectorAll("[data-testid=chart] canvas")) {
+    if (!canvas.width || !canvas.height) continue;
+    const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 0; i < pixels.length; i += 4) {
+      const [r, g, b] = [pixels[i], pixels[i + 1], pixels[i + 2]];
+      const near = (red, green, blue) =>
+        pixels[i + 3] > 128 && Math.abs(r - red) + Math.abs(g - green) + Math.abs(b - blue) < 40;
+      if (near(63, 185, 80) || near(248, 81, 73)) candles += 1;
+    }
   }
-  return {line, markers: buys + sells};
+  return {candles};
 }"""
+
+
+def outside_the_daemon(page: Any, ports: dict[str, int]) -> list[str]:
+    """Every request and WebSocket the page makes that is not to the daemon's ports."""
+    allowed = {f"127.0.0.1:{port}" for port in ports.values()}
+    strays: list[str] = []
+
+    def check(url: str) -> None:
+        if urlsplit(url).netloc not in allowed:
+            strays.append(url)
+
+    page.on("request", lambda request: check(request.url))
+    page.on("websocket", lambda ws: check(ws.url))
+    return strays
+
 
 GROUPED_EXPOSURE = re.compile(r"^\d{1,3}(,\d{3})*\.\d\d / 100,000$")
 
@@ -142,6 +158,7 @@ async def test_the_dashboard_drives_a_real_daemon(
         daemon = await stack.enter_async_context(ready_daemon(config))
         page = await stack.enter_async_context(chromium_page(tmp_path / "profile"))
         page.on("pageerror", lambda error: page_errors.append(str(error)))
+        strays = outside_the_daemon(page, ports)
         page.set_default_timeout(TIMEOUT_MS)
         # A short backoff cap so the page finds the restarted daemon quickly.
         await page.goto(f"http://127.0.0.1:{ports['orchestrator']}/?backoffMaxMs=500")
@@ -177,12 +194,16 @@ async def test_the_dashboard_drives_a_real_daemon(
         await expect(page.locator("#last-price")).to_have_text(re.compile(r"^[\d,]+\.\d{3}$"))
         traded = re.search(r"FILLED (?:BUY|SELL) \S+ ([A-Z]+)", await filled.inner_text())
         assert traded is not None
+        # Candles: the history (get_bars) at once, then live bars with the fills marked.
         await page.get_by_test_id("chart-symbol").select_option(traded.group(1))
+        await page.get_by_test_id("chart-resolution").select_option("1s")
         chart = page.get_by_test_id("chart")
-        await expect(chart).to_have_attribute("data-points", re.compile(r"^\d{2,}$"))
+        await expect(chart).to_have_attribute("data-resolution", "1s")
+        await expect(chart).to_have_attribute("data-bars", re.compile(r"^\d{2,}$"))
         await expect(chart).not_to_have_attribute("data-markers", "0")
-        ink = await page.evaluate(CHART_INK)
-        assert ink["line"] > 30 and ink["markers"] > 10, ink
+        ink = await poll(page, CHART_INK, lambda found: found["candles"] > 100)
+        trade_rows = page.get_by_test_id("trades").locator("tbody tr")
+        await expect(trade_rows.first).to_contain_text("strategy-123")
         await expect(row.get_by_test_id("strategy-positions")).not_to_have_text("—")
         await expect(row.get_by_test_id("strategy-pnl")).to_have_text(re.compile(r"^[+-]?\d"))
         # Numbers grouped as the CLI groups them.
@@ -252,6 +273,7 @@ async def test_the_dashboard_drives_a_real_daemon(
         signals = await page.get_by_test_id("signal-count").inner_text()
         trades = await page.get_by_test_id("trade-count").inner_text()
     assert page_errors == []
+    assert strays == []
     report(
         capsys,
         "dashboard",
@@ -259,8 +281,7 @@ async def test_the_dashboard_drives_a_real_daemon(
         trades=trades,
         seqs_across_reconnect=len(seqs),
         replayed=resumed[0]["replayed"],
-        chart_line_px=ink["line"],
-        marker_px=ink["markers"],
+        candle_px=ink["candles"],
         screenshot=tmp_path / "dashboard.png",
     )
 

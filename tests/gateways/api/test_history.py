@@ -33,7 +33,7 @@ async def test_recent_activity_is_what_the_stream_said_with_pnl_per_trade() -> N
         assert reply["type"] == "recent_activity"
         trades = reply["data"]["trades"]
         # The same payloads as the live stream, so a page joins them by id.
-        assert [without_pnl(t) for t in trades] == live["strategy_trade"]
+        assert trades == live["strategy_trade"]
         assert [t["side"] for t in trades] == ["BUY", "BUY", "SELL", "SELL"]
         assert reply["data"]["signals"] == live["strategy_signal"]
         book = daemon.daemon.core.execution.book.portfolio("strategy-123")
@@ -45,10 +45,6 @@ async def test_recent_activity_is_what_the_stream_said_with_pnl_per_trade() -> N
 
         last = await client.request({"type": "get_recent_activity", "limit": 1})
         assert last["data"]["trades"] == trades[-1:]
-
-
-def without_pnl(trade: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in trade.items() if key != "realizedPnl"}
 
 
 async def test_recent_activity_refuses_a_bad_limit_and_a_daemon_without_journal(
