@@ -313,6 +313,15 @@ async function onStrategyAction(event) {
   if (!button) return;
   const id = button.closest("tr").dataset.strategyId;
   const service = state.service;
+  if (button.dataset.action === "stop") {
+    const name = state.catalog.get(id)?.name ?? id;
+    const { ok } = await confirmAction({
+      title: `Stop ${name}?`,
+      text: "Stopping closes its open positions at market and cancels its pending orders.",
+      confirm: "Stop and close positions",
+    });
+    if (!ok) return;
+  }
   const commands = {
     start: () => service.startStrategy(id),
     pause: () => service.pauseStrategy(id),
@@ -556,10 +565,22 @@ function renderKillSwitch() {
 
 async function onKillSwitch() {
   const button = $("kill-switch");
+  const halting = button.dataset.action === "halt";
+  let blockAll = false;
+  if (halting) {
+    const answer = await confirmAction({
+      title: "Engage the kill switch?",
+      text: "Every strategy's new orders are refused until you resume trading.",
+      confirm: "Engage the kill switch",
+      haltMode: true,
+    });
+    if (!answer.ok) return;
+    blockAll = answer.blockAll;
+  }
   button.disabled = true;
   try {
-    if (button.dataset.action === "halt") {
-      await state.service.haltTrading("kill switch pressed on the dashboard");
+    if (halting) {
+      await state.service.haltTrading("kill switch pressed on the dashboard", { blockAll });
     } else {
       await state.service.resumeTrading("released on the dashboard");
     }
@@ -570,6 +591,33 @@ async function onKillSwitch() {
     renderKillSwitch();
     refreshRisk();
   }
+}
+
+// ---------------------------------------------------------------- confirmations
+
+// A modal question before what cannot be undone; resolves {ok, blockAll}.
+function confirmAction({ title, text, confirm, haltMode = false }) {
+  const dialog = $("confirm");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = confirm;
+  $("halt-mode").hidden = !haltMode;
+  dialog.querySelector("[value=reduce-only]").checked = true;
+  return new Promise((resolve) => {
+    const answer = (ok) => () => dialog.close(ok ? "ok" : "cancel");
+    const onOk = answer(true);
+    const onCancel = answer(false);
+    $("confirm-ok").addEventListener("click", onOk);
+    $("confirm-cancel").addEventListener("click", onCancel);
+    dialog.addEventListener("close", () => {
+      $("confirm-ok").removeEventListener("click", onOk);
+      $("confirm-cancel").removeEventListener("click", onCancel);
+      const blockAll = dialog.querySelector("[value=block-all]").checked;
+      resolve({ ok: dialog.returnValue === "ok", blockAll });
+    }, { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
 }
 
 // ---------------------------------------------------------------- chart

@@ -223,11 +223,24 @@ async def test_the_dashboard_drives_a_real_daemon(
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
 
         # The kill switch halts execution and resumes it.
+        # It asks first, with the reduce-only / block-all choice; Cancel changes nothing.
         kill = page.get_by_test_id("kill-switch")
+        confirm = page.get_by_test_id("confirm")
         await kill.click()
+        await expect(confirm).to_be_visible()
+        await expect(page.get_by_test_id("halt-reduce-only")).to_be_checked()
+        await page.screenshot(path=str(tmp_path / "kill-switch-confirm.png"))
+        await page.get_by_test_id("confirm-cancel").click()
+        await expect(confirm).to_be_hidden()
+        await expect(page.get_by_test_id("kill-switch-state")).to_have_text("released")
+        await kill.click()
+        await page.get_by_test_id("halt-block-all").check()
+        await page.get_by_test_id("confirm-ok").click()
         await expect(page.get_by_test_id("execution-status")).to_have_text("STOPPED")
         await expect(kill).to_have_text("Resume trading")
-        await expect(page.get_by_test_id("kill-switch-state")).to_contain_text("engaged")
+        await expect(page.get_by_test_id("kill-switch-state")).to_contain_text(
+            "engaged (COMMAND, blocks all)"
+        )
         await kill.click()
         await expect(page.get_by_test_id("execution-status")).to_have_text("RUNNING")
         await expect(kill).to_have_text("Kill switch")
@@ -237,7 +250,13 @@ async def test_the_dashboard_drives_a_real_daemon(
         await row.locator("[data-action=pause]").click()
         await expect(row).to_have_attribute("data-status", "PAUSED")
         await expect(row.locator("[data-action=start]")).to_have_text("Resume")
+        # Stop closes positions at market: it asks first.
         await row.locator("[data-action=stop]").click()
+        await expect(confirm).to_contain_text("closes its open positions at market")
+        await page.get_by_test_id("confirm-cancel").click()
+        await expect(row).to_have_attribute("data-status", "PAUSED")
+        await row.locator("[data-action=stop]").click()
+        await page.get_by_test_id("confirm-ok").click()
         await expect(row).to_have_attribute("data-status", "STOPPED")
         await expect(row.get_by_test_id("strategy-status")).to_have_text("STOPPED")
         await expect(row.get_by_test_id("strategy-positions")).to_have_text("—")
