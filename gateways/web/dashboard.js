@@ -33,6 +33,7 @@ const state = {
   connected: false,
   execution: null,
   counts: { signals: 0, trades: 0 },
+  lastUpdate: null, // when a server last said anything (ms)
   seen: new Set(), // ids of the trades and signals shown (history and live)
   chart: { symbol: null, resolution: null, seconds: 1, bars: new Map(), fills: [] },
 };
@@ -114,6 +115,8 @@ function start(config, token) {
   $("kill-switch").addEventListener("click", onKillSwitch);
   $("strategy-rows").addEventListener("click", onStrategyAction);
   setInterval(refreshRisk, RISK_POLL_MS);
+  service.getMessages().subscribe(() => (state.lastUpdate = Date.now()));
+  setInterval(renderLastUpdate, 1000);
 }
 
 // ---------------------------------------------------------------- connection
@@ -164,6 +167,7 @@ function onConnection(status) {
   }
   previousServers = Object.fromEntries(Object.entries(status.servers).map(([n, s]) => [n, s.state]));
   renderReachability(status.servers);
+  renderLastUpdate();
   if (wasConnected !== state.connected) renderStrategies();
   renderKillSwitch();
 }
@@ -185,6 +189,16 @@ function renderReachability(servers) {
     element.dataset.status = state.execution;
     element.title = "";
   }
+}
+
+// While a server is away, how old what the page shows is ("last update 12 s ago").
+function renderLastUpdate() {
+  const element = $("last-update");
+  const away = document.body.dataset.orchestrator === "away" || document.body.dataset.risk === "away";
+  element.hidden = !away || state.lastUpdate === null;
+  if (element.hidden) return;
+  const seconds = Math.max(0, Math.round((Date.now() - state.lastUpdate) / 1000));
+  element.textContent = `last update ${seconds} s ago`;
 }
 
 // ---------------------------------------------------------------- strategies
@@ -525,6 +539,8 @@ function renderRisk() {
   $("gross-exposure").textContent = `${fixed(risk.usage.grossExposure, 2)} / ${fixed(risk.limits.maxGrossExposure, 0)}`;
   $("daily-pnl").textContent = `${signed(risk.usage.dailyPnl, 2)} (loss limit ${fixed(risk.limits.maxDailyLoss, 0)})`;
   $("daily-pnl").className = risk.usage.dailyPnl > 0 ? "gain" : risk.usage.dailyPnl < 0 ? "loss" : "";
+  $("header-pnl").textContent = signed(risk.usage.dailyPnl, 2);
+  $("header-pnl").className = $("daily-pnl").className;
   $("orders-per-second").textContent = `${risk.usage.ordersLastSecond} / ${risk.limits.maxOrdersPerSecond}`;
 }
 

@@ -61,6 +61,7 @@ THOUSANDTHS = "[market_data]\ndefault_price_increment = 0.001\n"
 
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
+NARROW_PHONE = {"width": 360, "height": 740}
 
 
 @asynccontextmanager
@@ -289,6 +290,21 @@ async def test_the_dashboard_drives_a_real_daemon(
             status = await page.evaluate("() => window.orchestratorService.connectionStatus()")
             assert status["servers"]["orchestrator"]["epoch"] != epoch
             assert {s["state"] for s in status["servers"].values()} == {"connected"}
+            # The recent trades asked again on reconnection are the ones shown: none twice.
+            shown = await trade_rows.evaluate_all("(rows) => rows.map((r) => r.dataset.id)")
+            assert shown and len(set(shown)) == len(shown)
+            # A page opened now shows them from the journal, with the chart's history.
+            fresh = await page.context.new_page()
+            fresh.on("pageerror", lambda error: page_errors.append(str(error)))
+            strays += outside_the_daemon(fresh, ports)
+            await fresh.goto(f"http://127.0.0.1:{ports['orchestrator']}/?resolution=1s")
+            fresh_rows = fresh.get_by_test_id("trades").locator("tbody tr")
+            await expect(fresh_rows).to_have_count(len(shown))
+            assert await fresh_rows.evaluate_all("(rows) => rows.map((r) => r.dataset.id)") == shown
+            await expect(fresh.get_by_test_id("chart")).to_have_attribute(
+                "data-bars", re.compile(r"^\d{2,}$")
+            )
+            await fresh.screenshot(path=str(tmp_path / "after-restart.png"), full_page=True)
         signals = await page.get_by_test_id("signal-count").inner_text()
         trades = await page.get_by_test_id("trade-count").inner_text()
     assert page_errors == []
@@ -339,6 +355,11 @@ async def test_the_dashboard_asks_for_a_token_and_sends_it_first(tmp_path: Path)
         assert token not in linked.url
 
 
+IN_VIEW = """() => ["kill-switch", "header-pnl"].map((id) => {
+  const box = document.getElementById(id).getBoundingClientRect();
+  return box.top >= 0 && box.bottom <= window.innerHeight && box.left >= 0 && box.right <= innerWidth;
+})"""
+
 OFF_SCREEN = """(width) => {
   const outside = (element) => {
     const box = element.getBoundingClientRect();
@@ -354,22 +375,32 @@ OFF_SCREEN = """(width) => {
 }"""
 
 
+@pytest.mark.parametrize("viewport", [PHONE, NARROW_PHONE], ids=["390px", "360px"])
 async def test_on_a_phone_every_control_is_on_screen_and_a_dead_daemon_is_not_shown_live(
-    tmp_path: Path,
+    tmp_path: Path, viewport: dict[str, int]
 ) -> None:
     ports = dict(zip(SERVERS, free_ports(3), strict=True))
     config = dashboard_config(tmp_path, ports)
+    width = viewport["width"]
     async with AsyncExitStack() as stack:
         daemon = await stack.enter_async_context(ready_daemon(config))
-        page = await stack.enter_async_context(chromium_page(tmp_path / "profile", PHONE))
+        page = await stack.enter_async_context(chromium_page(tmp_path / "profile", viewport))
         page.set_default_timeout(TIMEOUT_MS)
+        strays = outside_the_daemon(page, ports)
         await page.goto(f"http://127.0.0.1:{ports['orchestrator']}/?backoffMaxMs=500")
         await expect(page.get_by_test_id("strategy-row")).to_have_count(3)
         execution = page.get_by_test_id("execution-status")
         await expect(execution).to_have_text("RUNNING")
-        layout = await page.evaluate(OFF_SCREEN, PHONE["width"])
+        await expect(page.get_by_test_id("header-pnl")).to_have_text(re.compile(r"^[+-]?\d"))
+        await expect(page.get_by_test_id("chart")).not_to_have_attribute("data-bars", "0")
+        layout = await page.evaluate(OFF_SCREEN, width)
         await page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
-        assert layout == {"pageWidth": PHONE["width"], "controls": 10, "offScreen": []}, layout
+        assert layout == {"pageWidth": width, "controls": 10, "offScreen": []}, layout
+        # Scrolled to the bottom, the kill switch and the P&L are still in view.
+        await page.get_by_test_id("risk-events").scroll_into_view_if_needed()
+        assert await page.evaluate("() => window.scrollY") > 0
+        assert await page.evaluate(IN_VIEW) == [True, True]
+        await page.screenshot(path=str(tmp_path / "phone-scrolled.png"))
 
         row = page.locator("[data-strategy-id='strategy-123']")
         daemon.proc.send_signal(signal.SIGKILL)
@@ -383,12 +414,21 @@ async def test_on_a_phone_every_control_is_on_screen_and_a_dead_daemon_is_not_sh
         feed = page.get_by_test_id("feed")
         await expect(feed).to_contain_text("lost the market data connection")
         assert "marketData" not in await feed.inner_text()
+        last_update = page.get_by_test_id("last-update")
+        await expect(last_update).to_have_text(re.compile(r"^last update [1-9]\d* s ago$"))
+        await expect(page.get_by_test_id("kill-switch")).to_be_disabled()
+        await expect(row.locator("button")).to_have_count(3)
+        for button in await row.locator("button").all():
+            await expect(button).to_be_disabled()
         await page.screenshot(path=str(tmp_path / "phone-down.png"), full_page=True)
         async with ready_daemon(config):
             await expect(execution).to_have_text("RUNNING")
             await expect(row).to_have_attribute("data-stale", "false")
-            layout = await page.evaluate(OFF_SCREEN, PHONE["width"])
-            assert layout["offScreen"] == [] and layout["pageWidth"] == PHONE["width"], layout
+            await expect(last_update).to_be_hidden()
+            await expect(page.get_by_test_id("kill-switch")).to_be_enabled()
+            layout = await page.evaluate(OFF_SCREEN, width)
+            assert layout["offScreen"] == [] and layout["pageWidth"] == width, layout
+    assert strays == []
 
 
 REPEATER = """
