@@ -15,7 +15,7 @@ import structlog
 
 from gateways.api import routes
 from gateways.api.history import RecentActivity
-from gateways.api.inbound import CommandParser
+from gateways.api.inbound import CommandParser, start_config_bounds
 from gateways.api.instruments import InstrumentQueries
 from gateways.api.jobs import JobCommands, orchestrator_command_parser
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
@@ -277,6 +277,7 @@ class Daemon:
             "tls": self.config.security.tls_cert is not None,
             "authRequired": self.config.security.has_tokens,
             "symbols": sorted(self.core.market.symbols),
+            "startConfig": start_config_bounds(),
         }
 
     def _build_market_data_server(self) -> WebSocketServer:

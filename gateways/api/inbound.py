@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from orchestrator.model.errors import OrchestratorError
+from orchestrator.model.market import RESOLUTION_SECONDS
+from orchestrator.strategy.config import StrategyRunConfig
 
 REQUEST_ID_FIELD = "requestId"
 
@@ -115,6 +117,22 @@ class StartStrategyConfig(BaseModel):
 
     def overrides(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+
+_BOUND_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "type")
+
+
+def start_config_bounds() -> dict[str, Any]:
+    """The bounds start_strategy applies to each number of its config (StrategyRunConfig's
+    own, from its JSON schema) and the resolutions it accepts, for a client's form to
+    check what the server will check."""
+    properties = StrategyRunConfig.model_json_schema(by_alias=True)["properties"]
+    numbers = {
+        name: {key: schema[key] for key in _BOUND_KEYS if key in schema}
+        for name, schema in properties.items()
+        if schema.get("type") in ("number", "integer")
+    }
+    return {"resolutions": list(RESOLUTION_SECONDS), "numbers": numbers}
 
 
 class GetActiveStrategies(Command):

@@ -112,6 +112,7 @@ function start(config, token) {
   });
 
   setupChart(config.symbols);
+  setupStartDialog(config);
   $("kill-switch").addEventListener("click", onKillSwitch);
   $("strategy-rows").addEventListener("click", onStrategyAction);
   setInterval(refreshRisk, RISK_POLL_MS);
@@ -327,6 +328,10 @@ async function onStrategyAction(event) {
   if (!button) return;
   const id = button.closest("tr").dataset.strategyId;
   const service = state.service;
+  if (button.dataset.action === "start" && state.catalog.get(id)?.status === "STOPPED") {
+    openStartDialog(id);
+    return;
+  }
   if (button.dataset.action === "stop") {
     const name = state.catalog.get(id)?.name ?? id;
     const { ok } = await confirmAction({
@@ -607,6 +612,96 @@ async function onKillSwitch() {
     renderKillSwitch();
     refreshRisk();
   }
+}
+
+// ---------------------------------------------------------------- the start dialog
+
+// Symbols, resolution, limits and stop-loss, checked against the bounds start_strategy
+// applies (config.json's startConfig, from the daemon's own model) before it is sent;
+// what the daemon still refuses is shown in the dialog.
+const START_NUMBERS = ["maxPositionValue", "maxOrdersPerMinute", "stopLossPercentage"];
+const PERCENT_FIELDS = new Set(["stopLossPercentage"]); // typed in %, a fraction on the wire
+
+function setupStartDialog(config) {
+  const select = $("start-resolution");
+  select.append(new Option("default", ""));
+  for (const resolution of config.startConfig.resolutions) select.append(new Option(resolution, resolution));
+  const symbols = $("start-symbols");
+  for (const symbol of config.symbols) {
+    const label = document.createElement("label");
+    const box = document.createElement("input");
+    Object.assign(box, { type: "checkbox", value: symbol });
+    box.dataset.testid = `start-symbol-${symbol}`;
+    label.append(box, ` ${symbol}`);
+    symbols.append(label);
+  }
+  $("start-cancel").addEventListener("click", () => $("start-dialog").close());
+  $("start-ok").addEventListener("click", submitStartDialog);
+}
+
+function openStartDialog(id) {
+  const entry = state.catalog.get(id);
+  const dialog = $("start-dialog");
+  dialog.dataset.startsStrategy = id;
+  $("start-title").textContent = `Start ${entry.name}`;
+  for (const box of $("start-symbols").querySelectorAll("input")) box.checked = entry.symbols.includes(box.value);
+  $("start-resolution").value = "";
+  for (const name of START_NUMBERS) $(`start-${name}`).value = "";
+  showStartError(null);
+  dialog.showModal();
+}
+
+function startConfigFromDialog() {
+  const symbols = [...$("start-symbols").querySelectorAll("input:checked")].map((box) => box.value);
+  if (symbols.length === 0) return { problem: "choose at least one symbol" };
+  const config = { symbols };
+  if ($("start-resolution").value) config.dataResolution = $("start-resolution").value;
+  for (const name of START_NUMBERS) {
+    const text = $(`start-${name}`).value.trim();
+    if (text === "") continue;
+    const typed = Number(text);
+    const value = PERCENT_FIELDS.has(name) ? typed / 100 : typed;
+    const problem = outOfBounds(name, text, value);
+    if (problem) return { problem };
+    config[name] = value;
+  }
+  return { config };
+}
+
+function outOfBounds(name, text, value) {
+  const bounds = state.config.startConfig.numbers[name];
+  const label = $(`start-${name}`).parentElement.firstChild.textContent.trim();
+  const scale = PERCENT_FIELDS.has(name) ? 100 : 1;
+  const shown = (bound) => fixed(bound * scale, PERCENT_FIELDS.has(name) ? 1 : 0);
+  if (!Number.isFinite(value)) return `${label}: "${text}" is not a number`;
+  if (bounds.type === "integer" && !Number.isInteger(value)) return `${label}: a whole number`;
+  if (bounds.minimum !== undefined && value < bounds.minimum) return `${label}: at least ${shown(bounds.minimum)}`;
+  if (bounds.exclusiveMinimum !== undefined && value <= bounds.exclusiveMinimum) return `${label}: more than ${shown(bounds.exclusiveMinimum)}`;
+  if (bounds.maximum !== undefined && value > bounds.maximum) return `${label}: at most ${shown(bounds.maximum)}`;
+  if (bounds.exclusiveMaximum !== undefined && value >= bounds.exclusiveMaximum) return `${label}: less than ${shown(bounds.exclusiveMaximum)}`;
+  return null;
+}
+
+async function submitStartDialog() {
+  const dialog = $("start-dialog");
+  const { config, problem } = startConfigFromDialog();
+  if (problem) return showStartError(problem);
+  const id = dialog.dataset.startsStrategy;
+  $("start-ok").disabled = true;
+  try {
+    await state.service.startStrategy(id, config);
+    dialog.close();
+  } catch (error) {
+    showStartError(`the daemon refused: ${error.message}`);
+  } finally {
+    $("start-ok").disabled = false;
+  }
+}
+
+function showStartError(text) {
+  const element = $("start-error");
+  element.hidden = text === null;
+  element.textContent = text ?? "";
 }
 
 // ---------------------------------------------------------------- confirmations

@@ -45,6 +45,8 @@ pytestmark = pytest.mark.skipif(
 
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
+# Every wait a generous deadline: a loaded 2-core machine is slow, never wrong.
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def dashboard_config(tmp_path: Path, ports: dict[str, int]) -> Path:
@@ -180,9 +182,28 @@ async def test_the_dashboard_drives_a_real_daemon(
         await page.evaluate(RECORD_SEQS)
 
         # Start from the page: ACTIVE, then its signals and trades, and a chart.
+        # The start dialog checks the bounds start_strategy applies before sending.
         row = page.locator("[data-strategy-id='strategy-123']")
         await row.locator("[data-action=start]").click()
+        dialog = page.get_by_test_id("start-dialog")
+        await expect(dialog).to_be_visible()
+        await expect(page.get_by_test_id("start-symbol-AAPL")).to_be_checked()
+        await page.get_by_test_id("start-stop-loss").fill("150")
+        await page.get_by_test_id("start-ok").click()
+        await expect(page.get_by_test_id("start-error")).to_have_text(
+            "Stop-loss, % of entry (0: none): less than 100.0"
+        )
+        await page.screenshot(path=str(tmp_path / "start-dialog.png"))
+        await expect(row).to_have_attribute("data-status", "STOPPED")
+        await page.get_by_test_id("start-stop-loss").fill("3")
+        await page.get_by_test_id("start-max-orders").fill("40")
+        await page.get_by_test_id("start-ok").click()
+        await expect(dialog).to_be_hidden()
         await expect(row).to_have_attribute("data-status", "ACTIVE")
+        limits = await page.evaluate(
+            "async () => (await window.orchestratorService.getRiskStatus()).strategies[0].limits"
+        )
+        assert (limits["stopLossPercentage"], limits["maxOrdersPerMinute"]) == (0.03, 40)
         await expect(row.get_by_test_id("strategy-status")).to_have_text("ACTIVE")
         await expect(page.get_by_test_id("signal-count")).not_to_have_text("0")
         await expect(page.get_by_test_id("trade-count")).not_to_have_text("0")
@@ -357,7 +378,8 @@ async def test_the_dashboard_asks_for_a_token_and_sends_it_first(tmp_path: Path)
 
 IN_VIEW = """() => ["kill-switch", "header-pnl"].map((id) => {
   const box = document.getElementById(id).getBoundingClientRect();
-  return box.top >= 0 && box.bottom <= window.innerHeight && box.left >= 0 && box.right <= innerWidth;
+  const [height, width] = [window.innerHeight, window.innerWidth];
+  return box.top >= 0 && box.bottom <= height && box.left >= 0 && box.right <= width;
 })"""
 
 OFF_SCREEN = """(width) => {
@@ -461,6 +483,7 @@ async def test_a_refusal_repeated_bar_after_bar_is_one_line_that_counts(tmp_path
         await page.goto(f"http://127.0.0.1:{ports['orchestrator']}/")
         row = page.locator("[data-strategy-id='repeater']")
         await row.locator("[data-action=start]").click()
+        await page.get_by_test_id("start-ok").click()
         for list_id, kind in (("feed", "rejected"), ("risk-events", "order_rejected")):
             refusals = page.get_by_test_id(list_id).locator(f"li[data-kind={kind}]")
             await expect(refusals.first).to_have_attribute("data-repeat", REPEATED_3_TIMES)
