@@ -26,6 +26,7 @@ TYPES = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "websocket-service.js": "text/javascript; charset=utf-8",
     "websocket-service.d.ts": "application/typescript; charset=utf-8",
+    "vendor/lightweight-charts.standalone.production.js": "text/javascript; charset=utf-8",
 }
 
 
@@ -100,12 +101,21 @@ async def test_config_json_gives_the_bound_ports_paths_and_symbols() -> None:
         }
     assert config["symbols"] == ["AAPL", "AMZN", "GOOG", "MSFT", "TSLA"]
     assert config["tls"] is False and config["authRequired"] is False
+    # The start dialog checks what start_strategy will: the daemon's own bounds.
+    assert config["startConfig"]["numbers"]["stopLossPercentage"] == {
+        "minimum": 0,
+        "exclusiveMaximum": 1,
+        "type": "number",
+    }
+    assert "1s" in config["startConfig"]["resolutions"]
 
 
 @pytest.mark.parametrize(
     "path",
     [
         "/static/nope.js",
+        "/static/vendor/",
+        "/static/vendor/LICENSE",
         "/static/",
         "/static/../pyproject.toml",
         "/static/../../pyproject.toml",
