@@ -124,6 +124,8 @@ export interface StrategyTrade {
   timestamp: Timestamp;
   /** Why a REJECTED trade could not fill. */
   reason?: string;
+  /** What this fill added to its position's realized P&L, commission included; null for a rejection. */
+  realizedPnl: number | null;
 }
 
 export interface StrategyStartedData {
@@ -209,14 +211,9 @@ export interface Bar {
   end: Timestamp;
 }
 
-/** A journaled trade: what strategy_trade said, and what the fill added to realized P&L. */
-export interface JournaledTrade extends StrategyTrade {
-  /** Commission included; null for a fill that moved no position (a rejection). */
-  realizedPnl: number | null;
-}
-
 export interface RecentActivity {
-  trades: JournaledTrade[];
+  /** As strategy_trade said them, realizedPnl included. */
+  trades: StrategyTrade[];
   signals: StrategySignal[];
 }
 
