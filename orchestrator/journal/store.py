@@ -509,7 +509,7 @@ class Journal:
         A fill's P&L is its snapshot's running total less the position's previous
         snapshot: two index lookups per fill, whatever the journal's size.
         """
-        fill_columns = ", ".join(f"f.{column}" for column in _FILL_COLUMNS.split(", "))
+        fill_columns = ", ".join(f"f.{column}" for column in FILL_COLUMNS.split(", "))
         previous = (
             "SELECT p.realized_pnl FROM position_snapshots p WHERE p.strategy_id = s.strategy_id "
             "AND p.symbol = s.symbol AND p.seq < s.seq ORDER BY p.seq DESC LIMIT 1"
@@ -525,7 +525,7 @@ class Journal:
     def recent_signals(self, limit: int) -> list[Signal]:
         """The last ``limit`` signals in commit order."""
         sql = (
-            f"SELECT * FROM (SELECT rowid AS r, {_SIGNAL_COLUMNS} FROM signals "
+            f"SELECT * FROM (SELECT rowid AS r, {SIGNAL_COLUMNS} FROM signals "
             "ORDER BY rowid DESC LIMIT ?) ORDER BY r"
         )
         return [_signal(row[1:]) for row in self._query(sql, (limit,))]
