@@ -4,11 +4,14 @@ Every order waits for the next price of its symbol and fills there, priced by
 :meth:`PaperBroker.fill_at` (the slippage and commission of live trading; a
 broken price rejects the order). A replay has no wall clock, so no order times
 out (the next bar's open fills it, however far away that is) and none is turned
-away for how many wait.
+away for how many wait. Every fill stays inside the current bar's high-low range
+(``bar_low``, ``bar_high``, set by the engine): slippage moves a fill against the
+order, never beyond a price the bar traded.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from orchestrator.model.clock import Clock
@@ -26,6 +29,9 @@ class ReplayBroker:
         self._pricing = pricing
         self._clock = clock
         self._ids = ids
+        self.bar_low = 0.0
+        self.bar_high = math.inf
+        """The range of the bar being filled in; no fill lands outside it."""
         self.waiting: list[Order] = []
         """The pending orders, oldest first. One list for the broker's life: the
         replay loop holds it and asks it, bar after bar, whether anything waits."""
@@ -41,17 +47,21 @@ class ReplayBroker:
         self.waiting.append(order)
         return NO_FILLS
 
+    def execute(self, order: Order, price: float, ts: float) -> Sequence[Fill]:
+        return (self._pricing.fill_at(order, price, ts, self.bar_low, self.bar_high),)
+
     def on_tick(self, tick: Tick) -> Sequence[Fill]:
         waiting = self.waiting
         if not waiting:
             return NO_FILLS
         fill_at, symbol, price, ts = self._pricing.fill_at, tick.symbol, tick.price, tick.ts
+        low, high = self.bar_low, self.bar_high
         fills: list[Fill] = []
         others: list[Order] = []
         # One pass, no comprehension frames: this runs for every order of a backtest.
         for order in waiting:
             if order.symbol == symbol:
-                fills.append(fill_at(order, price, ts))
+                fills.append(fill_at(order, price, ts, low, high))
             else:
                 others.append(order)
         waiting[:] = others  # in place: the replay loop holds this list

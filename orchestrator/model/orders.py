@@ -32,7 +32,36 @@ class OrderPurpose(StrEnum):
 
     SIGNAL = "signal"
     STOP_LOSS = "stop_loss"
+    """The guardian's percentage exit, or the protective stop of a bracket."""
+    TAKE_PROFIT = "take_profit"
+    """The target of a bracket."""
     STRATEGY_STOP = "strategy_stop"
+
+
+class OrderType(StrEnum):
+    """How an order is priced (docs/orders.md)."""
+
+    MARKET = "MARKET"
+    """Fills at the next price of its symbol."""
+    LIMIT = "LIMIT"
+    """Fills at its limit or better."""
+    STOP = "STOP"
+    """Becomes a market order once the price trades at or through its stop."""
+    STOP_LIMIT = "STOP_LIMIT"
+    """Becomes a limit order once the price trades at or through its stop."""
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"
+    """Good till cancelled."""
+    DAY = "DAY"
+    """Expires at the end of the UTC day it was placed on."""
+    IOC = "IOC"
+    """Immediate or cancel: the next price of its symbol fills it or it is cancelled."""
+
+
+PROTECTIVE = (OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT)
+"""Purposes of the exits a bracket arms: reduce-only, kept by the kill switch."""
 
 
 # The members the fill path reads on every order, bound to module names: on
@@ -40,6 +69,8 @@ class OrderPurpose(StrEnum):
 BUY, SELL = Side.BUY, Side.SELL
 FILLED = TradeStatus.FILLED
 SIGNAL = OrderPurpose.SIGNAL
+MARKET = OrderType.MARKET
+GTC = TimeInForce.GTC
 
 
 @record
@@ -59,8 +90,37 @@ class Signal:
 
 
 @record
+class Trailing:
+    """How far a trailing stop follows the best price since the entry: a distance in
+    price units, or a fraction of that price (0.02: 2 % below a long's best price)."""
+
+    amount: float
+    fraction: bool = False
+
+    def stop_from(self, best: float, side: Side) -> float:
+        """The stop of an exit on ``side`` (SELL protects a long) ``self`` behind ``best``."""
+        gap = best * self.amount if self.fraction else self.amount
+        return best - gap if side is SELL else best + gap
+
+
+@record
+class Bracket:
+    """What an entry's fill arms: a protective stop and/or a target, one cancelling the
+    other (OCO); ``trailing`` makes the stop follow the price (from ``stop_loss`` when
+    both are given, else from the fill price)."""
+
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    trailing: Trailing | None = None
+
+
+@record
 class Order:
-    """A market order for a strategy; quantity is always positive."""
+    """An order of a strategy; quantity is always positive.
+
+    A MARKET order goes to the broker at once; the others rest in the order
+    pipeline until a price triggers or fills them (docs/orders.md).
+    """
 
     id: str
     strategy_id: str
@@ -70,6 +130,34 @@ class Order:
     ts: float
     purpose: OrderPurpose = OrderPurpose.SIGNAL
     signal_id: str | None = None
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    stop_price: float | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    bracket: Bracket | None = None
+    """An entry's protective exits, armed by its fill."""
+    parent_id: str | None = None
+    """A protective exit's entry: its siblings share it (one cancels the others)."""
+    trailing: Trailing | None = None
+    """A trailing protective stop: how far it follows the best price."""
+
+    @property
+    def rests(self) -> bool:
+        """Whether the order waits in the pipeline for a price (anything but a market
+        order good till cancelled, which goes to the broker at once)."""
+        return self.order_type is not MARKET or self.time_in_force is not GTC
+
+
+@record
+class OrderTerms:
+    """A strategy's order beyond side and quantity: its type, prices, time in force and
+    bracket, as the Strategy API takes them (validated by :func:`terms_problem`)."""
+
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    stop_price: float | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    bracket: Bracket | None = None
 
 
 @record
@@ -105,3 +193,52 @@ def rejection(order: Order, fill_id: str, reason: str, ts: float) -> Fill:
         status=TradeStatus.REJECTED,
         reason=reason,
     )
+
+
+def _positive(name: str, value: float | None) -> str | None:
+    if value is not None and not 0.0 < value < math.inf:
+        return f"{name} must be a positive finite price, got {value!r}"
+    return None
+
+
+def terms_problem(terms: OrderTerms, side: Side, price: float) -> str | None:
+    """What is wrong with ``terms`` for an order on ``side`` signalled at ``price``, or
+    None. A limit buy above the market is a valid marketable limit (it fills at the next
+    price, at most its limit); a stop buy below the market triggers at the next price."""
+    for name, value in (("limit", terms.limit_price), ("stop", terms.stop_price)):
+        problem = _positive(name, value)
+        if problem is not None:
+            return problem
+    kind = terms.order_type
+    needs_limit = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+    needs_stop = kind in (OrderType.STOP, OrderType.STOP_LIMIT)
+    if needs_limit != (terms.limit_price is not None):
+        return f"a {kind} order {'needs' if needs_limit else 'takes no'} limit price"
+    if needs_stop != (terms.stop_price is not None):
+        return f"a {kind} order {'needs' if needs_stop else 'takes no'} stop price"
+    return None if terms.bracket is None else bracket_problem(terms, side, price)
+
+
+def bracket_problem(terms: OrderTerms, side: Side, price: float) -> str | None:
+    """A bracket's exits must lie on either side of the entry's expected price (its
+    limit, else its stop, else the signal's price): a long's stop below, target above."""
+    bracket = terms.bracket
+    assert bracket is not None
+    entry = terms.limit_price or terms.stop_price or price
+    for name, value in (("stop_loss", bracket.stop_loss), ("take_profit", bracket.take_profit)):
+        problem = _positive(name, value)
+        if problem is not None:
+            return problem
+    if bracket.stop_loss is not None and side.sign * (entry - bracket.stop_loss) <= 0:
+        where = "below" if side is BUY else "above"
+        return f"stop_loss {bracket.stop_loss:g} must be {where} the entry at {entry:g}"
+    if bracket.take_profit is not None and side.sign * (bracket.take_profit - entry) <= 0:
+        where = "above" if side is BUY else "below"
+        return f"take_profit {bracket.take_profit:g} must be {where} the entry at {entry:g}"
+    trailing = bracket.trailing
+    if trailing is not None and not 0.0 < trailing.amount < (
+        1.0 if trailing.fraction else math.inf
+    ):
+        limit = "between 0 and 1" if trailing.fraction else "a positive finite distance"
+        return f"trailing must be {limit}, got {trailing.amount!r}"
+    return None

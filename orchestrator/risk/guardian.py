@@ -137,6 +137,12 @@ class PreTradeCheck(Protocol):
         """``position``: the strategy's quantity in the symbol, orders in flight included."""
         ...
 
+    def check_trigger(
+        self, order: Order, limits: StrategyRunConfig, position: float, halt: Halt | None
+    ) -> Verdict:
+        """A resting order a price triggered, checked again before the broker."""
+        ...
+
     def on_fill(self, fill: Fill, change: PositionChange | None) -> RiskActions: ...
 
     def on_price(self, tick: Tick, halt: Halt | None) -> RiskActions: ...
@@ -268,6 +274,21 @@ class RiskGuardian:
                 return self._refuse(order, *exposure)
             cut = exposure
         return self._send_closing_part(order, position, cut, now)
+
+    def check_trigger(
+        self, order: Order, limits: StrategyRunConfig, position: float, halt: Halt | None
+    ) -> Verdict:
+        """A resting order that a price triggered, checked again before it goes to the
+        broker: the kill switch and the exposure limits (``position`` counts the other
+        resting entries), not the order rates: its placement was counted."""
+        self._limits[order.strategy_id] = limits
+        reduces = reduces_position(position, order.side.sign * order.quantity)
+        if halt is not None and (halt.block_all or not reduces):
+            return self._refuse(order, *self._halted(order, halt))
+        if reduces:
+            return Verdict(order)
+        exposure = self._check_exposure(order, limits, position)
+        return exposure if isinstance(exposure, Verdict) else self._refuse(order, *exposure)
 
     def _send_closing_part(
         self, order: Order, position: float, cut: _Refusal, now: float

@@ -36,6 +36,11 @@ class Broker(Protocol):
         on a venue that fills on submission), nothing while it waits for a price."""
         ...
 
+    def execute(self, order: Order, price: float, ts: float) -> Sequence[Fill]:
+        """Fill ``order`` now against market price ``price``: a resting order the order
+        pipeline triggered (docs/orders.md). A limit never fills beyond its limit."""
+        ...
+
     def on_tick(self, tick: Tick) -> Sequence[Fill]:
         """A price of ``tick.symbol``: the fills (and late rejections) it brought."""
         ...

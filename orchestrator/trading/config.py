@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import BaseModel, ConfigDict, Field
 
 BPS = 1e4
+
+
+class BracketRule(StrEnum):
+    """Which exit of a bracket fills when one bar reaches both its stop and its target."""
+
+    STOP_FIRST = "stop_first"
+    """Pessimistic: the stop (backtesting.py's rule too)."""
+    TARGET_FIRST = "target_first"
+    """Optimistic: the target."""
+    WALK = "walk"
+    """Whichever the bar's walk (open, low/high, close) reaches first."""
 
 
 class PaperBrokerConfig(BaseModel):
@@ -43,6 +56,12 @@ class PaperBrokerConfig(BaseModel):
         le=86_400.0,
         description="An order that sees no price of its symbol within this many seconds "
         "of submission is rejected.",
+    )
+    bracket_rule: BracketRule = Field(
+        default=BracketRule.STOP_FIRST,
+        description="Which exit of a bracket fills when one backtest bar reaches both its "
+        "stop and its target: stop_first (pessimistic), target_first, or walk (whichever "
+        "the bar's walk of open, low/high, close reaches first); docs/orders.md.",
     )
     max_pending_orders: int = Field(
         default=10_000,

@@ -150,11 +150,19 @@ class PaperBroker:
                 del self._by_symbol[order.symbol]
         return orders
 
-    def fill_at(self, order: Order, price: float, ts: float) -> Fill:
+    def execute(self, order: Order, price: float, ts: float) -> Sequence[Fill]:
+        """Fill a resting order the pipeline triggered at ``price``, now."""
+        return (self.fill_at(order, price, ts),)
+
+    def fill_at(
+        self, order: Order, price: float, ts: float, low: float = 0.0, high: float = math.inf
+    ) -> Fill:
         """The fill of ``order`` against market price ``price`` at ``ts``.
 
         Slippage and commission are applied here and only here; the backtest's
-        replay broker calls this with the next bar's open.
+        replay broker calls this with the next bar's open, and with the bar's
+        ``low`` and ``high``: slippage never takes a fill outside the range the bar
+        traded. A limit (an order with a limit price) never fills beyond it.
         """
         problem = _quantity_problem(order)
         if problem is None and not 0.0 < price < math.inf:
@@ -163,6 +171,13 @@ class PaperBroker:
             return self._rejection(order, problem, ts)
         quantity = order.quantity
         fill_price = self.slipped_price(order.side, price)
+        if fill_price > high:
+            fill_price = high
+        elif fill_price < low:
+            fill_price = low
+        limit = order.limit_price
+        if limit is not None and order.side.sign * (fill_price - limit) > 0:
+            fill_price = limit
         return Fill(
             self._new_id("trade"),
             order.id,

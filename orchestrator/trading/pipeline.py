@@ -9,6 +9,12 @@ switch) is done. The execution service runs the pipeline on the live price
 stream; the backtest engine runs it on a replay of bars, so both trade by the
 same rules because there is only one copy of them.
 
+Limit, stop and stop-limit orders and a bracket's exits rest here, not at the
+broker (:mod:`orchestrator.trading.resting`): the pipeline sees every price
+already, so it triggers them by one set of rules live and in a backtest, checks
+an entry again at its trigger, and hands the broker a market fill to make
+(``Broker.execute``). docs/orders.md has the rules.
+
 The owner hears of what happens through :class:`OrderEvents` (the execution
 service publishes it; a backtest records it).
 """
@@ -17,19 +23,42 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Protocol
 
 from orchestrator.model.clock import Clock
 from orchestrator.model.events import HaltSource, RiskLimit
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
-from orchestrator.model.orders import FILLED, Fill, Order, Side, rejection
+from orchestrator.model.orders import (
+    BUY,
+    FILLED,
+    SELL,
+    Fill,
+    Order,
+    OrderPurpose,
+    OrderType,
+    Side,
+    TimeInForce,
+    rejection,
+)
 from orchestrator.risk.config import RiskConfig
 from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActions, Verdict
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.broker import Broker
+from orchestrator.trading.config import BracketRule
 from orchestrator.trading.portfolio import PortfolioBook, PositionChange
 from orchestrator.trading.refusals import UNREMEMBERED_LIMITS, RefusalMemory, RefusedSignal
+from orchestrator.trading.resting import (
+    RestingBook,
+    RestingOrder,
+    apply_bracket_rule,
+    fire_price,
+    resting,
+    trail,
+)
+
+MARKET, LIMIT = OrderType.MARKET, OrderType.LIMIT
 
 PENDING_EPSILON = 1e-9
 """A pending quantity below this is float dust of orders that all settled."""
@@ -67,6 +96,7 @@ class OrderPipeline:
         clock: Clock,
         ids: IdFactory,
         events: OrderEvents,
+        bracket_rule: BracketRule = BracketRule.STOP_FIRST,
     ) -> None:
         self.book = book
         self.broker = broker
@@ -82,6 +112,14 @@ class OrderPipeline:
         """The orders at the broker, by id, with the limits they were sent with: what
         their fills take out of ``_pending``."""
         self._refusals = RefusalMemory()
+        self.resting = RestingBook()
+        self._bracket_rule = bracket_rule
+        self._bar: tuple[float, float, float] | None = None
+        """(start, low, high) of the backtest bar whose prices come now; None live."""
+        self._opening = False
+        """The next price is the bar's open: a jump from the previous close."""
+        self._previous = math.nan
+        """The last price of the current bar (continuous with the next one)."""
 
     # ------------------------------------------------------------ orders
 
@@ -143,18 +181,28 @@ class OrderPipeline:
         return self._send(order, limits, position).order is not None
 
     def _send(self, order: Order, limits: StrategyRunConfig, position: float) -> Verdict:
+        if order.order_type is not MARKET:
+            # maxPositionValue counts what the resting entries would add if they filled.
+            position += self.resting.entries_quantity(order.strategy_id, order.symbol, order.side)
         verdict = self._risk.check(order, limits, position, self.halt)
         accepted = verdict.order
         if accepted is None:
             self.reject(order, verdict.reason or "refused by the risk checks")
             return verdict
-        key = (accepted.strategy_id, accepted.symbol)
-        self._pending[key] = self._pending.get(key, 0.0) + accepted.side.sign * accepted.quantity
-        self._orders[accepted.id] = (accepted, limits)
-        self._events.accepted(accepted)
+        if accepted.order_type is not MARKET:
+            self.resting.add(resting(accepted, limits, self._clock.now()))
+            return verdict
+        self._dispatch(accepted, limits)
         for fill in self.broker.submit(accepted):
             self.settle(fill)
         return verdict
+
+    def _dispatch(self, order: Order, limits: StrategyRunConfig) -> None:
+        """``order`` goes to the broker now: it is pending until its fill is settled."""
+        key = (order.strategy_id, order.symbol)
+        self._pending[key] = self._pending.get(key, 0.0) + order.side.sign * order.quantity
+        self._orders[order.id] = (order, limits)
+        self._events.accepted(order)
 
     def reject(self, order: Order, reason: str) -> None:
         """Settle ``order`` as refused before it reached the broker (so it is not pending)."""
@@ -163,9 +211,15 @@ class OrderPipeline:
     # ------------------------------------------------------------ prices
 
     def on_tick(self, tick: Tick) -> None:
-        """Fill orders waiting for this symbol's next price, mark positions, then let
-        the guardian watch them (stop-losses, daily loss, limits the market broke)."""
+        """Fill orders waiting for this symbol's next price, trigger the resting orders
+        this price reaches, mark positions, then let the guardian watch them
+        (stop-losses, daily loss, limits the market broke)."""
         self.fill(tick)
+        if self.resting.by_symbol:
+            self.touch(tick)
+        if self._bar is not None:
+            self._opening = False
+            self._previous = tick.price
         self.watch(tick)
 
     def fill(self, tick: Tick) -> None:
@@ -179,8 +233,17 @@ class OrderPipeline:
         self.act(self._risk.on_price(tick, self.halt))
 
     def expire(self) -> None:
-        """Settle the rejections of orders that found no price in time."""
+        """Settle the rejections of orders that found no price in time, and cancel the
+        DAY orders whose day ended."""
         self.settle_all(self.broker.expire())
+        if self.resting.by_id:
+            self.expire_days(self._clock.now())
+
+    def expire_days(self, now: float) -> None:
+        """Cancel the resting DAY orders whose UTC day ended by ``now``."""
+        for entry in list(self.resting.by_id.values()):
+            if now >= entry.expires_at:
+                self._withdraw(entry, "expired: a DAY order at the end of its UTC day")
 
     # ------------------------------------------------------------ settlement
 
@@ -194,7 +257,7 @@ class OrderPipeline:
         """A fill or rejection: out of the pending quantities, into the book, to the
         guardian, then what the guardian asks for."""
         sent = self._orders.pop(fill.order_id, None)
-        limits = None
+        limits = order = None
         if sent is not None:
             order, limits = sent
             key = (order.strategy_id, order.symbol)
@@ -209,6 +272,8 @@ class OrderPipeline:
             self._refusals.fills += 1
         actions = self._risk.on_fill(fill, change)
         self._events.settled(fill, change, limits)
+        if change is not None and (self.resting.by_id or (order is not None and order.bracket)):
+            self._after_fill(order, change, limits)
         if actions is not NO_ACTIONS:
             self.act(actions)
 
@@ -224,11 +289,18 @@ class OrderPipeline:
     # ------------------------------------------------------------ kill switch and cancels
 
     def engage(self, halt: Halt) -> None:
-        """Halt trading. With ``block_all`` every pending order is cancelled: reported
-        to the guardian as its refusal, then settled as a rejection."""
+        """Halt trading. Resting entries are cancelled; a bracket's exits rest on
+        (reduce-only), unless ``block_all``: then every resting and pending order is
+        cancelled. Each is reported to the guardian as its refusal, then settled as a
+        rejection."""
         self.halt = halt
+        mode = "every order is blocked" if halt.block_all else "resting entries are cancelled"
+        reason = f"trading is halted ({halt.reason}): {mode}"
+        for entry in list(self.resting.by_id.values()):
+            if halt.block_all or not entry.protective:
+                self._risk.cancelled(entry.order, reason)
+                self._withdraw(entry, reason)
         if halt.block_all:
-            reason = f"trading is halted ({halt.reason}): every order is blocked"
             orders = self.broker.pending_orders()
             for order in orders:
                 self._risk.cancelled(order, reason)
@@ -236,10 +308,212 @@ class OrderPipeline:
                 self.settle_all(self.broker.cancel_all(reason))
 
     def cancel_all(self, reason: str) -> None:
+        for entry in list(self.resting.by_id.values()):
+            self._withdraw(entry, reason)
         self.settle_all(self.broker.cancel_all(reason))
 
     def cancel_strategy(self, strategy_id: str, reason: str) -> None:
+        """Cancel the strategy's resting orders, then its orders at the broker."""
+        for entry in self.resting.of(strategy_id):
+            self._withdraw(entry, reason)
         self.settle_all(self.broker.cancel_strategy(strategy_id, reason))
+
+    # ------------------------------------------------------------ resting orders
+
+    def open_orders(self, strategy_id: str, symbol: str | None = None) -> list[Order]:
+        """The strategy's resting orders (a trailing stop at its current stop)."""
+        return [
+            entry.order
+            if entry.stop == entry.order.stop_price
+            else replace(entry.order, stop_price=entry.stop)
+            for entry in self.resting.of(strategy_id, symbol)
+        ]
+
+    def cancel(self, strategy_id: str, order_id: str, reason: str = "cancelled") -> bool:
+        """Cancel one resting order of the strategy; False when it has none by that id."""
+        entry = self.resting.by_id.get(order_id)
+        if entry is None or entry.order.strategy_id != strategy_id:
+            return False
+        self._withdraw(entry, reason)
+        return True
+
+    def replace(
+        self,
+        strategy_id: str,
+        order_id: str,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+    ) -> bool:
+        """Change a resting order's quantity or prices, keeping its id; an entry passes
+        the risk checks again (a placement). False: no such order, or refused (then the
+        order rests unchanged)."""
+        entry = self.resting.by_id.get(order_id)
+        if entry is None or entry.order.strategy_id != strategy_id:
+            return False
+        old = entry.order
+        new = replace(
+            old,
+            quantity=old.quantity if quantity is None else quantity,
+            limit_price=old.limit_price if limit_price is None else limit_price,
+            stop_price=(entry.stop if stop_price is None else stop_price)
+            if old.stop_price is not None
+            else None,
+        )
+        if not entry.protective:
+            position = self.projected_position(strategy_id, old.symbol)
+            position += self.resting.entries_quantity(strategy_id, old.symbol, old.side)
+            position -= old.side.sign * old.quantity
+            verdict = self._risk.check(new, entry.limits, position, self.halt)
+            if verdict.order is None:
+                return False
+            new = verdict.order
+        entry.order = new
+        if entry.stop is not None:
+            entry.stop = new.stop_price
+        return True
+
+    def enter_bar(self, symbol: str, start: float, low: float, high: float) -> None:
+        """A backtest's next prices are the bar of ``symbol`` from ``start``: they trade
+        continuously between ``low`` and ``high`` after a jump to its open. Live, no
+        one calls this: every price is a jump (docs/orders.md)."""
+        bar = self._bar
+        if bar is not None and bar[0] == start:
+            return
+        self._bar = (start, low, high)
+        self._opening = True
+        self.resting.enter_bar(symbol, low, high, self._bracket_rule)
+
+    def touch(self, tick: Tick) -> None:
+        """Expire, trigger, fill or trail the resting orders of ``tick.symbol``."""
+        bucket = self.resting.by_symbol.get(tick.symbol)
+        price = tick.price
+        if not bucket or not 0.0 < price < math.inf:
+            return
+        previous = None if self._bar is None or self._opening else self._previous
+        by_id = self.resting.by_id
+        for entry in list(bucket.values()):
+            if by_id.get(entry.order.id) is not entry:
+                continue  # filled or cancelled by an earlier one (a bracket's sibling)
+            if tick.ts >= entry.expires_at:
+                self._withdraw(entry, "expired: a DAY order at the end of its UTC day")
+            elif not (entry.dormant or entry.suppressed):
+                self._touch_one(entry, price, previous, tick.ts)
+
+    def _touch_one(
+        self, entry: RestingOrder, price: float, previous: float | None, ts: float
+    ) -> None:
+        fired = fire_price(entry, price, previous)
+        if fired is not None and entry.stop is not None and entry.order.limit_price is not None:
+            entry.stop = None  # a stop-limit reached its stop: a limit order from here on
+            fired = fire_price(entry, fired, None)
+        if fired is not None:
+            self._trigger(entry, fired, ts)
+            return
+        trail(entry, price)
+        if entry.order.time_in_force is TimeInForce.IOC:
+            self._withdraw(entry, "IOC: the first price after it did not fill it")
+
+    def _trigger(self, entry: RestingOrder, price: float, ts: float) -> None:
+        """A price reached ``entry``: checked again by risk, then filled at ``price``."""
+        self.resting.remove(entry)
+        order, limits = entry.order, entry.limits
+        strategy_id, symbol = order.strategy_id, order.symbol
+        position = self.projected_position(strategy_id, symbol)
+        if entry.protective:
+            reducing = min(order.quantity, max(0.0, -order.side.sign * position))
+            if reducing <= 0.0:
+                self.reject(order, "the position it protected is closed")
+                return
+            if reducing < order.quantity:
+                order = replace(order, quantity=reducing)
+            verdict = self._risk.check(order, limits, position, self.halt)
+        else:
+            position += self.resting.entries_quantity(strategy_id, symbol, order.side)
+            verdict = self._risk.check_trigger(order, limits, position, self.halt)
+        accepted = verdict.order
+        if accepted is None:
+            self.reject(order, verdict.reason or "refused by the risk checks at its trigger")
+            return
+        self._dispatch(accepted, limits)
+        for fill in self.broker.execute(accepted, price, ts):
+            self.settle(fill)
+
+    def _leg(
+        self,
+        entry: Order,
+        side: Side,
+        quantity: float,
+        ts: float,
+        purpose: OrderPurpose,
+        kind: OrderType,
+    ) -> Order:
+        """One exit of ``entry``'s bracket, without its price."""
+        return Order(
+            self._ids("order"),
+            entry.strategy_id,
+            entry.symbol,
+            side,
+            quantity,
+            ts,
+            purpose,
+            entry.signal_id,
+            kind,
+            parent_id=entry.id,
+        )
+
+    def _withdraw(self, entry: RestingOrder, reason: str) -> None:
+        """Cancel a resting order: settled as a rejection with ``reason``."""
+        self.resting.remove(entry)
+        self.reject(entry.order, reason)
+
+    def _after_fill(
+        self, order: Order | None, change: PositionChange, limits: StrategyRunConfig | None
+    ) -> None:
+        """After a fill: arm its bracket; a bracket exit's fill cancels its siblings; exits
+        whose position closed or turned are cancelled."""
+        if order is not None and order.parent_id is not None:
+            for sibling in self.resting.siblings(order):
+                self._withdraw(sibling, "the other exit of its bracket filled")
+        fill = change.fill
+        after = change.quantity_after
+        for entry in self.resting.of(fill.strategy_id, fill.symbol):
+            if entry.protective and entry.order.side.sign * after >= 0:
+                self._withdraw(entry, "the position it protected is closed")
+        if order is not None and order.bracket is not None and limits is not None:
+            self._arm(order, change, limits)
+
+    def _arm(self, entry: Order, change: PositionChange, limits: StrategyRunConfig) -> None:
+        """The exits of ``entry``'s bracket, for the quantity its fill opened."""
+        bracket = entry.bracket
+        quantity = change.opened_quantity
+        if bracket is None or quantity <= 0.0:
+            return
+        fill = change.fill
+        side = SELL if entry.side is BUY else BUY
+        legs: list[Order] = []
+        stop = bracket.stop_loss
+        if stop is None and bracket.trailing is not None:
+            stop = bracket.trailing.stop_from(fill.price, side)
+        if stop is not None:
+            legs.append(
+                self._leg(entry, side, quantity, fill.ts, OrderPurpose.STOP_LOSS, OrderType.STOP)
+            )
+            legs[-1] = replace(legs[-1], stop_price=stop, trailing=bracket.trailing)
+        if bracket.take_profit is not None:
+            target = self._leg(entry, side, quantity, fill.ts, OrderPurpose.TAKE_PROFIT, LIMIT)
+            legs.append(replace(target, limit_price=bracket.take_profit))
+        # Inside a backtest bar, the exits of a resting entry wait for the next bar: the
+        # order of the prices after its fill is unknown. A market entry filled at the
+        # open: the rest of the bar comes after it.
+        dormant = self._bar is not None and not (self._opening and entry.order_type is MARKET)
+        armed = [resting(leg, limits, fill.ts) for leg in legs]
+        for armed_entry in armed:
+            armed_entry.dormant = dormant
+            armed_entry.best = fill.price
+            self.resting.add(armed_entry)
+        if self._bar is not None and not dormant:
+            apply_bracket_rule(armed, self._bar[1], self._bar[2], self._bracket_rule)
 
 
 def halt_at_start(risk: RiskConfig, now: float) -> Halt | None:
