@@ -78,7 +78,7 @@ from orchestrator.model.market import (
     Tick,
     unknown_resolution,
 )
-from orchestrator.model.orders import SIGNAL, Fill, Order, Side, TradeStatus
+from orchestrator.model.orders import SIGNAL, Fill, Order, OrderTerms, Side, TradeStatus
 from orchestrator.model.records import no_cycle_collection
 from orchestrator.model.validation import FrozenModel, describe_validation_errors
 from orchestrator.risk.config import RiskConfig
@@ -89,7 +89,12 @@ from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRu
 from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
 from orchestrator.trading.config import PaperBrokerConfig
 from orchestrator.trading.paper_broker import PaperBroker
-from orchestrator.trading.pipeline import OrderPipeline, halt_at_start, signal_quantity
+from orchestrator.trading.pipeline import (
+    OrderPipeline,
+    halt_at_start,
+    signal_quantity,
+    with_terms,
+)
 from orchestrator.trading.portfolio import PortfolioBook, Position, PositionChange
 
 CHUNK_BARS = 1024
@@ -367,9 +372,8 @@ class BacktestEngine:
         self.book = PortfolioBook()
         self.portfolio = self.book.portfolio(strategy_id)
         self._risk_config = risk if risk is not None else RiskConfig()
-        pricing = PaperBroker(
-            broker if broker is not None else PaperBrokerConfig(), self._clock, self._ids
-        )
+        self._broker_config = broker if broker is not None else PaperBrokerConfig()
+        pricing = PaperBroker(self._broker_config, self._clock, self._ids)
         self._broker = ReplayBroker(pricing, self._clock, self._ids)
         self._waiting = self._broker.waiting
         """The orders waiting for the next bar's open, read by the replay loop."""
@@ -461,10 +465,64 @@ class BacktestEngine:
             return
         if symbol != self.symbol:
             raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
+        self._signal(symbol, action, price, quantity, None)
+
+    def place(
+        self,
+        symbol: str,
+        action: Side,
+        *,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+        terms: OrderTerms,
+    ) -> str | None:
+        if self._warming:
+            return None
+        if symbol != self.symbol:
+            raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
+        order_id = self._signal(symbol, action, price, quantity, terms)
+        self._update_alarms()
+        return order_id
+
+    def open_orders(self, symbol: str) -> list[Order]:
+        return self._pipeline.open_orders(self._id, symbol)
+
+    def cancel(self, order_id: str) -> bool:
+        cancelled = self._pipeline.cancel(self._id, order_id, "cancelled by the strategy")
+        self._update_alarms()
+        return cancelled
+
+    def replace(
+        self,
+        order_id: str,
+        *,
+        quantity: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+    ) -> bool:
+        if not self._walking:
+            self._before_check()
+        replaced = self._pipeline.replace(self._id, order_id, quantity, limit, stop)
+        self._update_alarms()
+        return replaced
+
+    def _signal(
+        self,
+        symbol: str,
+        action: Side,
+        price: float,
+        quantity: float | None,
+        terms: OrderTerms | None,
+    ) -> str | None:
+        """Size a signal and send its order through the pipeline, as live; returns the
+        order's id, None when nothing was sent."""
         held = self._pipeline.projected_position(self._id, symbol)
-        size = signal_quantity(quantity, action, held, price, self._limit, self._sizing_fraction)
+        sized_at = price if terms is None else terms.limit_price or terms.stop_price or price
+        size = signal_quantity(quantity, action, held, sized_at, self._limit, self._sizing_fraction)
         if size is None:
-            return
+            return None
         now = self.now()
         if not self._walking:
             # Walking, the clock stands at the tick already; in on_bar, bringing the
@@ -472,10 +530,13 @@ class BacktestEngine:
             self._before_check()
             self._clock.set(now)
         if self._pipeline.holds_back((self._id, symbol, action), quantity, self.config):
-            return  # refused before and would be again, as live (trading/refusals)
+            return None  # refused before and would be again, as live (trading/refusals)
         self._signals += 1
         order = Order(self._ids("order"), self._id, symbol, action, size, now, SIGNAL)
+        if terms is not None:
+            order = with_terms(order, terms)
         self._pipeline.submit_signal(order, self.config, price, quantity)
+        return order.id
 
     # ------------------------------------------------------------ running
 
@@ -504,7 +565,13 @@ class BacktestEngine:
         self._clock.set(first.start)
         self._risk = build_risk(self._risk_config, self.book, self._bus, self._clock, self._ids)
         self._pipeline = OrderPipeline(
-            self.book, self._risk, self._broker, self._clock, self._ids, self
+            self.book,
+            self._risk,
+            self._broker,
+            self._clock,
+            self._ids,
+            self,
+            self._broker_config.bracket_rule,
         )
         # Engaged before the first bar, it cancels nothing: no order waits yet.
         self._pipeline.halt = halt_at_start(self._risk_config, first.start)
@@ -576,10 +643,11 @@ class BacktestEngine:
     ) -> None:
         on_bar = strategy.on_bar
         pending, wants_ticks = self._waiting, self._wants_ticks
+        resting = self._pipeline.resting.by_symbol
         for chunk_start in range(first, len(bars), CHUNK_BARS):
             alarm_low, alarm_high, day_end = self._alarm_low, self._alarm_high, self._day_end
             for bar in bars[chunk_start : chunk_start + CHUNK_BARS]:
-                if pending or bar.start >= day_end:
+                if pending or resting or bar.start >= day_end:
                     self._open_bar(bar)
                     alarm_low, alarm_high, day_end = (
                         self._alarm_low,
@@ -611,11 +679,18 @@ class BacktestEngine:
     # ------------------------------------------------------------ the slow paths
 
     def _open_bar(self, bar: Bar) -> None:
-        """A new UTC day, or orders to fill at this bar's open (its first price)."""
+        """A new UTC day, or orders to fill at this bar's open (its first price), or
+        resting orders (whose alarms the replay loop reads after this)."""
         previous = self._bar
         assert previous is not None
+        resting = self._pipeline.resting.by_symbol
         if bar.start >= self._day_end:
             self._new_day(previous, bar.start)
+            if resting:
+                self._pipeline.expire_days(bar.start)
+                self._update_alarms()
+        if self._waiting or resting:
+            self._enter_bar(bar)
         if self._waiting:
             self._catch_up()
             # Live, the book holds the previous price when the fill comes; the
@@ -630,14 +705,24 @@ class BacktestEngine:
             self._update_alarms()
             self._guardian_ts = bar.start
 
+    def _enter_bar(self, bar: Bar) -> None:
+        """The prices that come next are this bar's: fills stay in its range, and resting
+        orders are triggered by its continuous walk (docs/orders.md)."""
+        broker = self._broker
+        broker.bar_low, broker.bar_high = bar.low, bar.high
+        self._pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high)
+
     def _walk(self, bar: Bar, strategy: Strategy[Any]) -> None:
         """The bar's four prices through fills, marks, the guardian and ``on_tick``."""
         self._catch_up()
+        self._enter_bar(bar)
         self._walking = True
         try:
             self._walk_ticks(bar, strategy)
         finally:
             self._walking = False
+        if self._pipeline.resting.by_symbol:
+            self._update_alarms()  # trailing stops moved, resting orders filled or expired
 
     def _walk_ticks(self, bar: Bar, strategy: Strategy[Any]) -> None:
         clock, pipeline, waiting = self._clock, self._pipeline, self._waiting
@@ -745,6 +830,7 @@ class BacktestEngine:
             position = self._position = self.portfolio.get(self.symbol)
         if position is None or position.quantity == 0.0:
             self._alarm_low, self._alarm_high = -math.inf, math.inf
+            self._merge_resting_band()
             return
         quantity = position.quantity
         stop = risk_stop_price(quantity, position.entry_price, self.config.stop_loss_percentage)
@@ -771,6 +857,16 @@ class BacktestEngine:
         else:
             nearer = loss_price if loss_price < stop_alarm else stop_alarm
             self._alarm_low, self._alarm_high = -math.inf, nearer
+        self._merge_resting_band()
+
+    def _merge_resting_band(self) -> None:
+        """Widen the alarms to the prices at which a resting order fires or trails."""
+        if self._pipeline.resting.by_symbol:
+            low, high = self._pipeline.resting.band(self.symbol)
+            if low > self._alarm_low:
+                self._alarm_low = low
+            if high < self._alarm_high:
+                self._alarm_high = high
 
     # ------------------------------------------------------------ accounting
 

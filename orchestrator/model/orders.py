@@ -69,8 +69,6 @@ PROTECTIVE = (OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT)
 BUY, SELL = Side.BUY, Side.SELL
 FILLED = TradeStatus.FILLED
 SIGNAL = OrderPurpose.SIGNAL
-MARKET = OrderType.MARKET
-GTC = TimeInForce.GTC
 
 
 @record
@@ -140,12 +138,6 @@ class Order:
     """A protective exit's entry: its siblings share it (one cancels the others)."""
     trailing: Trailing | None = None
     """A trailing protective stop: how far it follows the best price."""
-
-    @property
-    def rests(self) -> bool:
-        """Whether the order waits in the pipeline for a price (anything but a market
-        order good till cancelled, which goes to the broker at once)."""
-        return self.order_type is not MARKET or self.time_in_force is not GTC
 
 
 @record

@@ -33,6 +33,13 @@ The contract between a strategy and the runtime that drives it:
 - While the strategy is ``PAUSED`` the runtime drops signals that would open or
   increase a position; signals that reduce or close one still go through, and
   of one that would cross to the other side only the part that closes it.
+- ``buy``, ``sell``, ``enter_long`` and ``enter_short`` place market orders
+  unless told otherwise: ``limit=`` and/or ``stop=`` make a limit, stop or
+  stop-limit order that rests until a price triggers it; ``stop_loss=``,
+  ``take_profit=`` and ``trailing=`` make a bracket, whose exits the entry's
+  fill arms; ``time_in_force=`` is GTC (default), DAY or IOC. ``open_orders``,
+  ``cancel`` and ``replace`` manage the resting ones. docs/orders.md has the
+  fill rules.
 """
 
 from __future__ import annotations
@@ -44,7 +51,18 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.model.market import Bar, Tick
-from orchestrator.model.orders import BUY, SELL, Side
+from orchestrator.model.orders import (
+    BUY,
+    SELL,
+    Bracket,
+    Order,
+    OrderTerms,
+    OrderType,
+    Side,
+    TimeInForce,
+    Trailing,
+    terms_problem,
+)
 
 
 class StrategyParams(BaseModel):
@@ -88,6 +106,40 @@ class StrategyContext(Protocol):
         """Turn a wish to trade into a Signal; sizing, risk and the broker follow."""
         ...
 
+    def place(
+        self,
+        symbol: str,
+        action: Side,
+        *,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+        terms: OrderTerms,
+    ) -> str | None:
+        """``emit`` with the order's type, prices, time in force and bracket; returns the
+        order's id, or None when no order was placed (sized to nothing, held back)."""
+        ...
+
+    def open_orders(self, symbol: str) -> list[Order]:
+        """The strategy's resting orders in ``symbol``, oldest first."""
+        ...
+
+    def cancel(self, order_id: str) -> bool:
+        """Cancel a resting order; False when none of the strategy's has this id."""
+        ...
+
+    def replace(
+        self,
+        order_id: str,
+        *,
+        quantity: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+    ) -> bool:
+        """Change a resting order; False when there is none or risk refuses the change."""
+        ...
+
 
 P = TypeVar("P", bound=StrategyParams)
 
@@ -126,10 +178,24 @@ class Strategy(Generic[P]):
         price: float,
         quantity: float | None = None,
         confidence: float = 1.0,
+        *,
+        limit: float | None = None,
+        stop: float | None = None,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        trailing: float | Trailing | None = None,
+        time_in_force: TimeInForce | str = TimeInForce.GTC,
         **metadata: Any,
-    ) -> None:
-        """Signal a buy at ``price``; ``quantity=None`` lets the runtime size it."""
-        self._emit(symbol, BUY, price, quantity, confidence, metadata)
+    ) -> str | None:
+        """Signal a buy at ``price``; ``quantity=None`` lets the runtime size it.
+
+        A market order unless ``limit``/``stop`` say otherwise; ``stop_loss``,
+        ``take_profit`` and ``trailing`` (a distance, or ``Trailing(0.02, fraction=True)``)
+        arm exits when it fills. Returns the order's id when it is anything but a
+        plain market order (None if nothing was placed), else None.
+        """
+        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        return self._emit(symbol, BUY, price, quantity, confidence, metadata, terms)
 
     def sell(
         self,
@@ -137,10 +203,41 @@ class Strategy(Generic[P]):
         price: float,
         quantity: float | None = None,
         confidence: float = 1.0,
+        *,
+        limit: float | None = None,
+        stop: float | None = None,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        trailing: float | Trailing | None = None,
+        time_in_force: TimeInForce | str = TimeInForce.GTC,
         **metadata: Any,
-    ) -> None:
-        """Signal a sell at ``price``; ``quantity=None`` lets the runtime size it."""
-        self._emit(symbol, SELL, price, quantity, confidence, metadata)
+    ) -> str | None:
+        """Signal a sell at ``price``; the order's terms as for :meth:`buy`."""
+        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        return self._emit(symbol, SELL, price, quantity, confidence, metadata, terms)
+
+    def open_orders(self, symbol: str) -> list[Order]:
+        """This strategy's resting orders in ``symbol`` (entries and bracket exits)."""
+        return self.context.open_orders(symbol)
+
+    def cancel(self, order_id: str) -> bool:
+        """Cancel a resting order; False when this strategy has none by that id."""
+        return self.context.cancel(order_id)
+
+    def replace(
+        self,
+        order_id: str,
+        *,
+        quantity: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+    ) -> bool:
+        """Change a resting order's quantity, limit or stop, keeping its id; False when
+        there is no such order or the risk checks refuse the change (it rests as it was)."""
+        for name, value in (("quantity", quantity), ("limit", limit), ("stop", stop)):
+            if value is not None and not 0.0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        return self.context.replace(order_id, quantity=quantity, limit=limit, stop=stop)
 
     def close_position(
         self, symbol: str, price: float, confidence: float = 1.0, **metadata: Any
@@ -159,7 +256,18 @@ class Strategy(Generic[P]):
         return True
 
     def enter_long(
-        self, symbol: str, price: float, confidence: float = 1.0, **metadata: Any
+        self,
+        symbol: str,
+        price: float,
+        confidence: float = 1.0,
+        *,
+        limit: float | None = None,
+        stop: float | None = None,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        trailing: float | Trailing | None = None,
+        time_in_force: TimeInForce | str = TimeInForce.GTC,
+        **metadata: Any,
     ) -> bool:
         """Go long unless already long, sized by the runtime; a short is reversed.
 
@@ -167,15 +275,29 @@ class Strategy(Generic[P]):
         order: the runtime sizes it to the target long plus the short it covers
         (a netting account reverses in one fill, as live brokers do), and with
         the kill switch engaged the risk guardian cuts it to the covering part.
-        ``metadata["reason"]`` defaults to "entry", or "reversal" when short.
+        ``metadata["reason"]`` defaults to "entry", or "reversal" when short. The
+        order's terms (limit, stop, bracket, time in force) as for :meth:`buy`.
         """
-        return self._enter(symbol, BUY, price, confidence, metadata)
+        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        return self._enter(symbol, BUY, price, confidence, metadata, terms)
 
     def enter_short(
-        self, symbol: str, price: float, confidence: float = 1.0, **metadata: Any
+        self,
+        symbol: str,
+        price: float,
+        confidence: float = 1.0,
+        *,
+        limit: float | None = None,
+        stop: float | None = None,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        trailing: float | Trailing | None = None,
+        time_in_force: TimeInForce | str = TimeInForce.GTC,
+        **metadata: Any,
     ) -> bool:
         """Go short unless already short, reversing a long in one order (see enter_long)."""
-        return self._enter(symbol, SELL, price, confidence, metadata)
+        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        return self._enter(symbol, SELL, price, confidence, metadata, terms)
 
     def _enter(
         self,
@@ -184,12 +306,13 @@ class Strategy(Generic[P]):
         price: float,
         confidence: float,
         metadata: Mapping[str, Any],
+        terms: OrderTerms | None = None,
     ) -> bool:
         held = self.position(symbol)
         if held * side.sign > 0:
             return False
         tagged = {"reason": "entry" if held == 0 else "reversal", **metadata}
-        self._emit(symbol, side, price, None, confidence, tagged)
+        self._emit(symbol, side, price, None, confidence, tagged, terms)
         return True
 
     def _emit(
@@ -200,16 +323,54 @@ class Strategy(Generic[P]):
         quantity: float | None,
         confidence: float,
         metadata: Mapping[str, Any],
-    ) -> None:
+        terms: OrderTerms | None = None,
+    ) -> str | None:
         _check_signal(price, quantity, confidence)
-        self.context.emit(
+        if terms is None:
+            self.context.emit(
+                symbol,
+                side,
+                price=price,
+                quantity=quantity,
+                confidence=confidence,
+                metadata=metadata,
+            )
+            return None
+        problem = terms_problem(terms, side, price)
+        if problem is not None:
+            raise ValueError(f"invalid order: {problem}")
+        return self.context.place(
             symbol,
             side,
             price=price,
             quantity=quantity,
             confidence=confidence,
             metadata=metadata,
+            terms=terms,
         )
+
+
+def order_terms(
+    limit: float | None,
+    stop: float | None,
+    stop_loss: float | None,
+    take_profit: float | None,
+    trailing: float | Trailing | None,
+    time_in_force: TimeInForce | str,
+) -> OrderTerms | None:
+    """The terms the Strategy API's keywords describe; None for a plain market order."""
+    tif = TimeInForce(time_in_force)  # ValueError names the allowed values
+    bracket = None
+    if stop_loss is not None or take_profit is not None or trailing is not None:
+        trail = Trailing(trailing) if isinstance(trailing, int | float) else trailing
+        bracket = Bracket(stop_loss, take_profit, trail)
+    if limit is None and stop is None and bracket is None and tif is TimeInForce.GTC:
+        return None
+    if stop is None:
+        kind = OrderType.MARKET if limit is None else OrderType.LIMIT
+    else:
+        kind = OrderType.STOP if limit is None else OrderType.STOP_LIMIT
+    return OrderTerms(kind, limit, stop, tif, bracket)
 
 
 def _check_signal(price: float, quantity: float | None, confidence: float) -> None:

@@ -22,14 +22,14 @@ from orchestrator.model.errors import InvalidStrategyConfig, StrategyUnavailable
 from orchestrator.model.events import SignalEmitted
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Bar, Tick, missing_market_data
-from orchestrator.model.orders import Order, OrderPurpose, Side, Signal
+from orchestrator.model.orders import Order, OrderPurpose, OrderTerms, Side, Signal
 from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.api import Strategy
 from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRunConfig
 from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
 from orchestrator.strategy.registry import PositionView
 from orchestrator.trading.execution import ExecutionService
-from orchestrator.trading.pipeline import signal_quantity
+from orchestrator.trading.pipeline import signal_quantity, with_terms
 from orchestrator.trading.portfolio import reducing_part
 
 log = structlog.get_logger("orchestrator.strategy.runtime")
@@ -83,6 +83,44 @@ class RunningStrategy:
                 f"{self.entry.id} trades {', '.join(self.config.symbols)}, not {symbol}"
             )
         self._runtime.route_signal(self, symbol, action, price, quantity, confidence, metadata)
+
+    def place(
+        self,
+        symbol: str,
+        action: Side,
+        *,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+        terms: OrderTerms,
+    ) -> str | None:
+        if self.warming:
+            return None
+        if symbol not in self.config.symbols:
+            raise ValueError(
+                f"{self.entry.id} trades {', '.join(self.config.symbols)}, not {symbol}"
+            )
+        return self._runtime.route_signal(
+            self, symbol, action, price, quantity, confidence, metadata, terms
+        )
+
+    def open_orders(self, symbol: str) -> list[Order]:
+        return self._runtime.execution.open_orders(self.entry.id, symbol)
+
+    def cancel(self, order_id: str) -> bool:
+        return self._runtime.execution.cancel_order(self.entry.id, order_id)
+
+    def replace(
+        self,
+        order_id: str,
+        *,
+        quantity: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+    ) -> bool:
+        execution = self._runtime.execution
+        return execution.replace_order(self.entry.id, order_id, quantity, limit, stop)
 
 
 class StrategyRuntime:
@@ -179,29 +217,33 @@ class StrategyRuntime:
         quantity: float | None,
         confidence: float,
         metadata: Mapping[str, Any],
-    ) -> None:
+        terms: OrderTerms | None = None,
+    ) -> str | None:
+        """Size, publish and send a strategy's signal; returns its order's id, None when
+        no order was sent."""
         held = running.position(symbol)
         size = signal_quantity(
             quantity,
             action,
             held,
-            price,
+            # A resting order is sized at the price it would fill at, at most.
+            price if terms is None else terms.limit_price or terms.stop_price or price,
             running.config.max_position_value,
             self._config.sizing_fraction,
         )
         if size is None:
-            return  # already at or beyond the target on this side: nothing to do
+            return None  # already at or beyond the target on this side: nothing to do
         if running.paused:
             # Paused, a strategy may only get out: a reversal keeps its closing part.
             size = reducing_part(held, action.sign * size)
             if size == 0.0:
                 log.info("signal_dropped_paused", strategy_id=running.strategy_id, symbol=symbol)
-                return
+                return None
         if self.execution.holds_back(
             (running.strategy_id, symbol, action), quantity, running.config
         ):
             log.debug("signal_held_back", strategy_id=running.strategy_id, symbol=symbol)
-            return  # the same order was refused and would be again: see trading/refusals
+            return None  # the same order was refused and would be again: trading/refusals
         signal = Signal(
             id=self._ids("sig"),
             strategy_id=running.strategy_id,
@@ -215,9 +257,15 @@ class StrategyRuntime:
             metadata=dict(metadata),
         )
         self._bus.publish(SignalEmitted(signal))
-        self._send_order(running, signal, quantity)
+        return self._send_order(running, signal, quantity, terms)
 
-    def _send_order(self, running: RunningStrategy, signal: Signal, asked: float | None) -> None:
+    def _send_order(
+        self,
+        running: RunningStrategy,
+        signal: Signal,
+        asked: float | None,
+        terms: OrderTerms | None,
+    ) -> str:
         order = Order(
             id=self.execution.new_order_id(),
             strategy_id=signal.strategy_id,
@@ -228,7 +276,10 @@ class StrategyRuntime:
             purpose=OrderPurpose.SIGNAL,
             signal_id=signal.id,
         )
+        if terms is not None:
+            order = with_terms(order, terms)
         self.execution.submit_signal(order, running.config, signal.price, asked)
+        return order.id
 
     # ------------------------------------------------------------ internals
 

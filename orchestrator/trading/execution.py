@@ -143,6 +143,25 @@ class ExecutionService:
         """Held quantity plus what pending orders will add when they fill."""
         return self._pipeline.projected_position(strategy_id, symbol)
 
+    def open_orders(self, strategy_id: str, symbol: str | None = None) -> list[Order]:
+        """The strategy's resting orders (limit, stop, a bracket's exits)."""
+        return self._pipeline.open_orders(strategy_id, symbol)
+
+    def cancel_order(self, strategy_id: str, order_id: str) -> bool:
+        """Cancel one resting order of the strategy (settled as a rejection)."""
+        return self._pipeline.cancel(strategy_id, order_id, "cancelled by the strategy")
+
+    def replace_order(
+        self,
+        strategy_id: str,
+        order_id: str,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+    ) -> bool:
+        """Change a resting order of the strategy; see ``OrderPipeline.replace``."""
+        return self._pipeline.replace(strategy_id, order_id, quantity, limit_price, stop_price)
+
     def on_tick(self, tick: Tick) -> None:
         """Fill orders waiting for this symbol's next price, mark positions, then let
         the guardian watch them (stop-losses, daily loss, limits the market broke)."""

@@ -37,6 +37,7 @@ from orchestrator.model.orders import (
     Fill,
     Order,
     OrderPurpose,
+    OrderTerms,
     OrderType,
     Side,
     TimeInForce,
@@ -514,6 +515,18 @@ class OrderPipeline:
             self.resting.add(armed_entry)
         if self._bar is not None and not dormant:
             apply_bracket_rule(armed, self._bar[1], self._bar[2], self._bracket_rule)
+
+
+def with_terms(order: Order, terms: OrderTerms) -> Order:
+    """``order`` with a strategy's order terms (type, prices, time in force, bracket)."""
+    return replace(
+        order,
+        order_type=terms.order_type,
+        limit_price=terms.limit_price,
+        stop_price=terms.stop_price,
+        time_in_force=terms.time_in_force,
+        bracket=terms.bracket,
+    )
 
 
 def halt_at_start(risk: RiskConfig, now: float) -> Halt | None:

@@ -20,7 +20,7 @@ reason "entry", "exit" or "reversal".
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 
@@ -68,7 +68,7 @@ class RsiReversion(Strategy[RsiReversionParams]):
         rsi = self._update_rsi(bar)
         if rsi is None:
             return
-        metadata = {"orderType": "MARKET", "rsi": rsi}
+        metadata: dict[str, Any] = {"orderType": "MARKET", "rsi": rsi}
         if rsi <= self.params.oversold:
             confidence = 0.5 + 0.5 * (self.params.oversold - rsi) / self.params.oversold
             self.enter_long(bar.symbol, bar.close, confidence, **metadata)
@@ -77,7 +77,7 @@ class RsiReversion(Strategy[RsiReversionParams]):
             confidence = 0.5 + 0.5 * (rsi - self.params.overbought) / headroom
             self._leave_long(bar, confidence, metadata)
 
-    def _leave_long(self, bar: Bar, confidence: float, metadata: dict[str, object]) -> None:
+    def _leave_long(self, bar: Bar, confidence: float, metadata: dict[str, Any]) -> None:
         if self.params.allow_short:
             self.enter_short(bar.symbol, bar.close, confidence, **metadata)
         elif self.position(bar.symbol) > 0:

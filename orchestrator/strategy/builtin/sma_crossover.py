@@ -21,7 +21,7 @@ the slow average or more is full confidence. ``metadata`` is
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 
@@ -92,7 +92,7 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
             self.close_position(bar.symbol, bar.close, confidence, **metadata)
 
     @staticmethod
-    def _signal_terms(averages: DualSMA) -> tuple[float, dict[str, object]]:
+    def _signal_terms(averages: DualSMA) -> tuple[float, dict[str, Any]]:
         """The confidence and metadata of a signal, from the averages of its bar."""
         means = averages.value
         assert means is not None  # asked only once the regime is known

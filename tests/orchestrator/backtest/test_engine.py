@@ -31,7 +31,7 @@ from orchestrator.model.clock import ManualClock, iso_utc
 from orchestrator.model.events import Event, OrderReduced, RiskLimit, Topic, TradeExecuted
 from orchestrator.model.ids import SequentialIds
 from orchestrator.model.market import Bar, Tick
-from orchestrator.model.orders import Fill, Side, TradeStatus
+from orchestrator.model.orders import Fill, Order, Side, TradeStatus
 from orchestrator.risk.config import RiskConfig
 from orchestrator.risk.guardian import RiskGuardian
 from orchestrator.strategy.api import Strategy, StrategyParams
@@ -164,6 +164,19 @@ class _History:
         return None
 
 
+class BarBoundedBroker(PaperBroker):
+    """The live paper broker with the one rule a backtest adds: no slipped fill lands
+    outside the range of the bar whose prices it fills at (the test sets the bar)."""
+
+    bar_low = 0.0
+    bar_high = math.inf
+
+    def fill_at(
+        self, order: Order, price: float, ts: float, low: float = 0.0, high: float = math.inf
+    ) -> Fill:
+        return super().fill_at(order, price, ts, self.bar_low, self.bar_high)
+
+
 async def live_fills(
     catalog: CatalogEntry,
     bars: Sequence[Bar],
@@ -176,7 +189,8 @@ async def live_fills(
     bus, book, ids = EventBus(), PortfolioBook(), SequentialIds()
     market = MarketData(_History(bars[:warmup]), bus, clock, 4 * len(bars))
     guardian = RiskGuardian(risk, book, bus, clock, ids)
-    execution = ExecutionService(bus, clock, book, PaperBroker(broker, clock, ids), guardian, ids)
+    paper = BarBoundedBroker(broker, clock, ids)
+    execution = ExecutionService(bus, clock, book, paper, guardian, ids)
     market.on_price(execution.on_tick)
     runtime = StrategyRuntime(RuntimeConfig(), market, execution, bus, clock, ids)
     market.prime()
@@ -190,6 +204,7 @@ async def live_fills(
     await runtime.activate(catalog, catalog.defaults)
     seconds = bars[0].end - bars[0].start
     for item in bars[warmup:]:
+        paper.bar_low, paper.bar_high = item.low, item.high
         for tick in ohlcv_ticks(item):
             clock.set(tick.ts)
             market.handle_tick(tick)
