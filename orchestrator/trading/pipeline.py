@@ -48,7 +48,7 @@ from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActi
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.broker import Broker
 from orchestrator.trading.config import BracketRule
-from orchestrator.trading.portfolio import PortfolioBook, PositionChange
+from orchestrator.trading.portfolio import PortfolioBook, PositionChange, reduces_position
 from orchestrator.trading.refusals import UNREMEMBERED_LIMITS, RefusalMemory, RefusedSignal
 from orchestrator.trading.resting import (
     RestingBook,
@@ -182,8 +182,11 @@ class OrderPipeline:
         return self._send(order, limits, position).order is not None
 
     def _send(self, order: Order, limits: StrategyRunConfig, position: float) -> Verdict:
-        if order.order_type is not MARKET:
-            # maxPositionValue counts what the resting entries would add if they filled.
+        if self.resting.by_symbol and not reduces_position(
+            position, order.side.sign * order.quantity
+        ):
+            # maxPositionValue counts what the resting entries would add if they filled
+            # (an exit is judged on the position alone: it is never kept in).
             position += self.resting.entries_quantity(order.strategy_id, order.symbol, order.side)
         verdict = self._risk.check(order, limits, position, self.halt)
         accepted = verdict.order
