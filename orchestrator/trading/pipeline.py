@@ -55,6 +55,7 @@ from orchestrator.trading.resting import (
     RestingOrder,
     apply_bracket_rule,
     fire_price,
+    reached,
     resting,
     trail,
 )
@@ -121,6 +122,8 @@ class OrderPipeline:
         """The next price is the bar's open: a jump from the previous close."""
         self._previous = math.nan
         """The last price of the current bar (continuous with the next one)."""
+        self._touching: tuple[float, float | None, float] | None = None
+        """While resting orders are touched: the price, the previous one, the time."""
 
     # ------------------------------------------------------------ orders
 
@@ -396,13 +399,17 @@ class OrderPipeline:
             return
         previous = None if self._bar is None or self._opening else self._previous
         by_id = self.resting.by_id
-        for entry in list(bucket.values()):
-            if by_id.get(entry.order.id) is not entry:
-                continue  # filled or cancelled by an earlier one (a bracket's sibling)
-            if tick.ts >= entry.expires_at:
-                self._withdraw(entry, "expired: a DAY order at the end of its UTC day")
-            elif not (entry.dormant or entry.suppressed):
-                self._touch_one(entry, price, previous, tick.ts)
+        self._touching = (price, previous, tick.ts)
+        try:
+            for entry in list(bucket.values()):
+                if by_id.get(entry.order.id) is not entry:
+                    continue  # filled or cancelled by an earlier one (a bracket's sibling)
+                if tick.ts >= entry.expires_at:
+                    self._withdraw(entry, "expired: a DAY order at the end of its UTC day")
+                elif not (entry.dormant or entry.suppressed):
+                    self._touch_one(entry, price, previous, tick.ts)
+        finally:
+            self._touching = None
 
     def _touch_one(
         self, entry: RestingOrder, price: float, previous: float | None, ts: float
@@ -507,17 +514,36 @@ class OrderPipeline:
         if bracket.take_profit is not None:
             target = self._leg(entry, side, quantity, fill.ts, OrderPurpose.TAKE_PROFIT, LIMIT)
             legs.append(replace(target, limit_price=bracket.take_profit))
-        # Inside a backtest bar, the exits of a resting entry wait for the next bar: the
-        # order of the prices after its fill is unknown. A market entry filled at the
-        # open: the rest of the bar comes after it.
-        dormant = self._bar is not None and not (self._opening and entry.order_type is MARKET)
         armed = [resting(leg, limits, fill.ts) for leg in legs]
+        dormant = self._waits_for_next_bar(entry, armed)
         for armed_entry in armed:
             armed_entry.dormant = dormant
             armed_entry.best = fill.price
             self.resting.add(armed_entry)
         if self._bar is not None and not dormant:
             apply_bracket_rule(armed, self._bar[1], self._bar[2], self._bracket_rule)
+        touching = self._touching
+        if touching is not None and not dormant:
+            # Filled by the price being walked: the exits see that price too (a stop
+            # entry's target a bar reaches beyond the entry fills in that bar).
+            for armed_entry in armed:
+                if self.resting.by_id.get(armed_entry.order.id) is armed_entry:
+                    self._touch_one(armed_entry, *touching)
+
+    def _waits_for_next_bar(self, entry: Order, armed: list[RestingOrder]) -> bool:
+        """Whether the exits ``entry``'s fill armed inside a backtest bar wait for the
+        next bar: the order of the bar's prices after a resting entry's fill is unknown.
+        Not a market entry's (filled at the open, the rest of the bar comes after it),
+        nor a stop entry's when the bar does not reach its stop-loss: then its target,
+        beyond the entry in the direction the price moved, fills if the bar reaches it
+        (backtesting.py's rules)."""
+        bar = self._bar
+        if bar is None or (self._opening and entry.order_type is MARKET):
+            return False
+        if entry.order_type is OrderType.STOP:
+            stops = [leg for leg in armed if leg.order.order_type is OrderType.STOP]
+            return any(reached(leg, bar[1], bar[2]) for leg in stops)
+        return True
 
 
 def with_terms(order: Order, terms: OrderTerms) -> Order:
