@@ -79,3 +79,22 @@ class AlternateBuys(Strategy[ScriptParams]):
         self._bars += 1
         extra = 1 if self._bars % 2 == 0 else 0
         self.buy(bar.symbol, bar.close, quantity=self.params.quantity + extra, orderType="MARKET")
+
+
+class RestingBracket(Strategy[ScriptParams]):
+    """Flat with nothing resting: a limit buy of ``quantity`` 1 % below the close, with a
+    stop-loss 5 % and a take-profit 2 % from the limit."""
+
+    params_model = ScriptParams
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.position(bar.symbol) == 0 and not self.open_orders(bar.symbol):
+            limit = round(bar.close * 0.99, 2)
+            self.buy(
+                bar.symbol,
+                bar.close,
+                quantity=self.params.quantity,
+                limit=limit,
+                stop_loss=round(limit * 0.95, 2),
+                take_profit=round(limit * 1.02, 2),
+            )

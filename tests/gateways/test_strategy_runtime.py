@@ -233,3 +233,31 @@ async def test_a_refused_order_is_not_sent_again_on_every_bar() -> None:
         await next_second(daemon, {"AAPL": 100.0})  # the limit changed: it is sent
         first, second = await trades_of(watcher, 2)
     assert (first["status"], second["status"]) == ("REJECTED", "FILLED")
+
+
+async def test_a_resting_bracket_fills_by_the_ticks_and_stop_cancels_what_rests() -> None:
+    config = config_with(
+        {"id": "rest", "kind": "tests.scripted_strategies:RestingBracket", "symbols": ["AAPL"]},
+    )
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        await client.request({"type": "start_strategy", "id": "rest"})
+        daemon.tick("AAPL", 100.0)
+        await next_second(daemon, {"AAPL": 100.0})  # bar 1 closes: a limit buy at 99 rests
+        daemon.tick("AAPL", 99.5)  # above the limit: nothing
+        daemon.tick("AAPL", 98.5)  # through it: filled at that price, never above 99
+        [entry] = await trades_of(client, 1)
+        assert (entry["side"], entry["quantity"]) == ("BUY", 10.0)
+        assert 98.5 <= entry["entryPrice"] <= 99.0
+        daemon.tick("AAPL", 101.5)  # beyond the take-profit at 100.98: the stop is cancelled
+        [target] = await trades_of(client, 1)
+        assert target["side"] == "SELL" and target["entryPrice"] >= 100.98
+        await next_second(daemon, {"AAPL": 101.0})  # flat again: the next limit rests
+        await client.send({"type": "stop_strategy", "id": "rest", "requestId": "stop"})
+        received = []
+        while not received or received[-1]["type"] != "strategy_stopped":
+            message = await client.recv()
+            if message["type"] in ("strategy_trade", "strategy_stopped"):
+                received.append(message)
+        cancelled = [m["data"] for m in received if m["type"] == "strategy_trade"]
+        assert [(t["side"], t["status"]) for t in cancelled][-1] == ("BUY", "REJECTED")
+        assert received[-1]["requestId"] == "stop"

@@ -14,7 +14,15 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrator.model.market import Bar, Tick
-from orchestrator.model.orders import Side
+from orchestrator.model.orders import (
+    Bracket,
+    Order,
+    OrderTerms,
+    OrderType,
+    Side,
+    TimeInForce,
+    Trailing,
+)
 from orchestrator.strategy.api import Strategy, StrategyParams
 from orchestrator.strategy.builtin.bollinger_breakout import BollingerBreakout
 from orchestrator.strategy.builtin.rsi_reversion import RsiReversion
@@ -395,3 +403,89 @@ def test_entering_the_side_already_held_does_nothing() -> None:
     assert not strategy.enter_long("AAPL", 100.0)
     assert not strategy.enter_short("MSFT", 100.0)
     assert context.emitted == []
+
+
+# ---------------------------------------------------------------- order terms
+
+
+@dataclass
+class PlacingContext(RecordingContext):
+    """A RecordingContext that also records placed orders and resting-order calls."""
+
+    placed: list[tuple[Side, float | None, OrderTerms]] = field(default_factory=list)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+
+    def place(
+        self,
+        symbol: str,
+        action: Side,
+        *,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+        terms: OrderTerms,
+    ) -> str | None:
+        self.placed.append((action, quantity, terms))
+        return f"order-{len(self.placed)}"
+
+    def open_orders(self, symbol: str) -> list[Order]:
+        self.calls.append(("open_orders", symbol))
+        return []
+
+    def cancel(self, order_id: str) -> bool:
+        self.calls.append(("cancel", order_id))
+        return True
+
+    def replace(
+        self,
+        order_id: str,
+        *,
+        quantity: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+    ) -> bool:
+        self.calls.append(("replace", (order_id, quantity, limit, stop)))
+        return True
+
+
+def test_plain_calls_stay_market_signals_and_new_keywords_place_orders() -> None:
+    context = PlacingContext()
+    strategy = Strategy(StrategyParams(), context)
+    assert strategy.buy("AAPL", 100.0, 5, orderType="MARKET") is None
+    assert context.emitted[0][:4] == ("AAPL", Side.BUY, 100.0, 5)
+    assert context.placed == []
+    order_id = strategy.sell("AAPL", 100.0, 5, limit=101.0, time_in_force="DAY")
+    assert order_id == "order-1"
+    assert strategy.enter_long("AAPL", 100.0, stop=102.0, stop_loss=99.0, trailing=1.5)
+    assert context.placed == [
+        (Side.SELL, 5, OrderTerms(OrderType.LIMIT, 101.0, None, TimeInForce.DAY)),
+        (
+            Side.BUY,
+            None,
+            OrderTerms(OrderType.STOP, None, 102.0, bracket=Bracket(99.0, None, Trailing(1.5))),
+        ),
+    ]
+
+
+def test_bad_order_terms_raise_in_the_strategy() -> None:
+    strategy = Strategy(StrategyParams(), PlacingContext())
+    with pytest.raises(ValueError, match="stop_loss 101 must be below the entry at 100"):
+        strategy.buy("AAPL", 100.0, stop_loss=101.0)
+    with pytest.raises(ValueError, match="'FOK' is not a valid TimeInForce"):
+        strategy.buy("AAPL", 100.0, limit=99.0, time_in_force="FOK")
+    with pytest.raises(ValueError, match="limit must be a positive finite number"):
+        strategy.replace("order-1", limit=math.nan)
+
+
+def test_open_orders_cancel_and_replace_go_to_the_context() -> None:
+    context = PlacingContext()
+    strategy = Strategy(StrategyParams(), context)
+    assert strategy.open_orders("AAPL") == []
+    assert strategy.cancel("order-1")
+    assert strategy.replace("order-2", limit=98.0)
+    assert context.calls == [
+        ("open_orders", "AAPL"),
+        ("cancel", "order-1"),
+        ("replace", ("order-2", None, 98.0, None)),
+    ]
