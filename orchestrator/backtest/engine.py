@@ -687,6 +687,7 @@ class BacktestEngine:
         if bar.start >= self._day_end:
             self._new_day(previous, bar.start)
             if resting:
+                self._clock.set(bar.start)
                 self._pipeline.expire_days(bar.start)
                 self._update_alarms()
         if self._waiting or resting:

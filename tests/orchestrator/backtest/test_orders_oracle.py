@@ -12,6 +12,7 @@ sizing and costs cannot differ; the guardian's limits are set out of the way."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import warnings
 from collections.abc import Callable
 from typing import Literal, NamedTuple
@@ -25,9 +26,10 @@ from pydantic import Field
 
 from orchestrator.backtest.engine import BacktestEngine
 from orchestrator.model.market import Bar
-from orchestrator.model.orders import OrderPurpose
+from orchestrator.model.orders import OrderPurpose, Side, TradeStatus, Trailing
 from orchestrator.risk.config import RiskConfig
 from orchestrator.strategy.api import Strategy, StrategyContext, StrategyParams
+from orchestrator.strategy.builtin.sma_crossover import SmaCrossover, SmaCrossoverParams
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.config import PaperBrokerConfig
 
@@ -242,3 +244,70 @@ def test_over_a_thousand_trades_are_compared(
     trades = [trade for expected, _ in compared.values() for trade in expected]
     assert any(t.exit_bar == t.entry_bar for t in trades)
     assert any(t.exit_bar > t.entry_bar for t in trades)
+
+
+# --------------------------------------------------------------------------- the bar's range
+
+
+@pytest.mark.parametrize("data", list(DATA))
+def test_a_slipped_fill_never_lands_outside_its_bars_range(data: str) -> None:
+    """With the default 1 bp of slippage, a market order filled at an open that is the
+    bar's high (a buy) or low (a sell) would land outside the bar: it is clamped."""
+    frame_of, resolution, _, _ = DATA[data]
+    bars = to_bars(frame_of(), data, resolution)
+    config = StrategyRunConfig(
+        symbols=(data,), data_resolution=resolution, max_position_value=10_000.0,
+        stop_loss_percentage=0.0,
+    )  # fmt: skip
+    engine = BacktestEngine(
+        SmaCrossover, SmaCrossoverParams(fast=10, slow=20, allow_short=True), config
+    )
+    engine.run(bars)
+    starts = [bar.start for bar in bars]
+    at_edge = 0
+    filled = [fill for fill in engine.fills if fill.status is TradeStatus.FILLED]
+    for fill in filled:
+        bar = bars[bisect.bisect_right(starts, fill.ts) - 1]
+        assert bar.low <= fill.price <= bar.high
+        at_edge += fill.price == (bar.high if fill.side is Side.BUY else bar.low)
+    assert len(filled) > 80 and at_edge > 0  # the clamp acted
+
+
+# --------------------------------------------------------------------------- time in force
+
+
+class DayLimits(Strategy[PlannedParams]):
+    """Flat: a long at market with a trailing stop 0.2 % behind its best price; with no
+    entry resting, a DAY limit buy far below the close (it never fills)."""
+
+    params_model = PlannedParams
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.position(bar.symbol) == 0:
+            self.buy(bar.symbol, bar.close, 1.0, trailing=Trailing(0.002, fraction=True))
+        if not any(o.purpose is OrderPurpose.SIGNAL for o in self.open_orders(bar.symbol)):
+            self.buy(bar.symbol, bar.close, 1.0, limit=bar.close * 0.5, time_in_force="DAY")
+
+
+def test_day_orders_expire_at_midnight_and_trailing_stops_exit_in_a_backtest() -> None:
+    bars = to_bars(EURUSD.iloc[:500], "EURUSD", "1h")
+    config = StrategyRunConfig(
+        symbols=("EURUSD",), data_resolution="1h", max_position_value=10_000.0,
+        stop_loss_percentage=0.0,
+    )  # fmt: skip
+    engine = BacktestEngine(DayLimits, PlannedParams(), config, broker=PaperBrokerConfig())
+    engine.run(bars)
+    expired = [f.ts for f in engine.fills if f.reason and f.reason.startswith("expired")]
+    first_of_day = [
+        b.start for a, b in itertools.pairwise(bars) if a.start // 86_400 != b.start // 86_400
+    ]
+    assert expired == first_of_day[: len(expired)] and len(expired) >= len(first_of_day) - 1
+    starts = [bar.start for bar in bars]
+    assert len(engine.trades) > 10
+    for trip in engine.trades:
+        entry, exit_ = (bisect.bisect_right(starts, ts) - 1 for ts in (trip.entry_ts, trip.exit_ts))
+        before = max([trip.entry_price, *(bar.high for bar in bars[entry:exit_])])
+        best = max(before, bars[exit_].high)
+        assert trip.exit_price <= best * 0.998 * (1 + 1e-12)  # at the stop, or below it
+        # No lower than the stop behind the best price before the exit bar, or a gap's open.
+        assert trip.exit_price >= min(before * 0.998, bars[exit_].open) * (1 - 2e-4)
