@@ -20,6 +20,12 @@ with bars closed on time:
 - The guardian watches prices as live: a stop-loss exit triggered at one of a
   bar's four prices fills at the next one, and the daily loss limit engages the
   kill switch, which stays engaged to the end (as live, until someone resumes).
+- Limit, stop and bracket orders rest in the pipeline and fill by its rules
+  (docs/orders.md): the bar's four prices are a continuous walk from its open
+  (a gap from the previous close), so an order whose level the walk passes
+  fills at its level, one the open is beyond at the open. A bar is walked when
+  a resting order could fire or trail in its range (the alarms include them).
+- No fill, slipped or not, lands outside its bar's high-low range.
 
 Speed: the guardian only acts on a price that reaches a stop or takes the day's
 loss to its limit, so the engine computes, after each fill and at each UTC
@@ -383,6 +389,8 @@ class BacktestEngine:
         self._warming = True
         self._wants_ticks = False
         self._walking = False
+        self._placed_terms = False
+        """Whether the strategy placed an order with terms (limit, stop, bracket...)."""
         self._bar: Bar | None = None
         self._seconds = 0
         self._close_offset = 0.0
@@ -482,6 +490,7 @@ class BacktestEngine:
             return None
         if symbol != self.symbol:
             raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
+        self._placed_terms = True
         order_id = self._signal(symbol, action, price, quantity, terms)
         self._update_alarms()
         return order_id
@@ -711,7 +720,9 @@ class BacktestEngine:
         orders are triggered by its continuous walk (docs/orders.md)."""
         broker = self._broker
         broker.bar_low, broker.bar_high = bar.low, bar.high
-        self._pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high)
+        if self._placed_terms:
+            # Only orders with terms rest or arm exits: market orders alone skip this.
+            self._pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high)
 
     def _walk(self, bar: Bar, strategy: Strategy[Any]) -> None:
         """The bar's four prices through fills, marks, the guardian and ``on_tick``."""

@@ -64,6 +64,8 @@ from orchestrator.model.orders import (
     terms_problem,
 )
 
+GTC = TimeInForce.GTC
+
 
 class StrategyParams(BaseModel):
     """Base for each strategy's parameters.
@@ -194,7 +196,13 @@ class Strategy(Generic[P]):
         arm exits when it fills. Returns the order's id when it is anything but a
         plain market order (None if nothing was placed), else None.
         """
-        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        # A plain market order, the common case, costs no more than before the terms.
+        plain = limit is stop is stop_loss is take_profit is trailing is None
+        terms = (
+            None
+            if plain and time_in_force is GTC
+            else order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        )
         return self._emit(symbol, BUY, price, quantity, confidence, metadata, terms)
 
     def sell(
@@ -213,7 +221,13 @@ class Strategy(Generic[P]):
         **metadata: Any,
     ) -> str | None:
         """Signal a sell at ``price``; the order's terms as for :meth:`buy`."""
-        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        # A plain market order, the common case, costs no more than before the terms.
+        plain = limit is stop is stop_loss is take_profit is trailing is None
+        terms = (
+            None
+            if plain and time_in_force is GTC
+            else order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        )
         return self._emit(symbol, SELL, price, quantity, confidence, metadata, terms)
 
     def open_orders(self, symbol: str) -> list[Order]:
@@ -278,7 +292,13 @@ class Strategy(Generic[P]):
         ``metadata["reason"]`` defaults to "entry", or "reversal" when short. The
         order's terms (limit, stop, bracket, time in force) as for :meth:`buy`.
         """
-        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        # A plain market order, the common case, costs no more than before the terms.
+        plain = limit is stop is stop_loss is take_profit is trailing is None
+        terms = (
+            None
+            if plain and time_in_force is GTC
+            else order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        )
         return self._enter(symbol, BUY, price, confidence, metadata, terms)
 
     def enter_short(
@@ -296,7 +316,13 @@ class Strategy(Generic[P]):
         **metadata: Any,
     ) -> bool:
         """Go short unless already short, reversing a long in one order (see enter_long)."""
-        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        # A plain market order, the common case, costs no more than before the terms.
+        plain = limit is stop is stop_loss is take_profit is trailing is None
+        terms = (
+            None
+            if plain and time_in_force is GTC
+            else order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
+        )
         return self._enter(symbol, SELL, price, confidence, metadata, terms)
 
     def _enter(
