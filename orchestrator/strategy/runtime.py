@@ -168,6 +168,8 @@ class StrategyRuntime:
 
     def pause(self, strategy_id: str) -> None:
         self._running[strategy_id].paused = True
+        # Paused, a strategy opens nothing: its resting entries go, its exits stay.
+        self.execution.cancel_entries(strategy_id, "strategy paused")
 
     def resume(self, strategy_id: str) -> None:
         self._running[strategy_id].paused = False

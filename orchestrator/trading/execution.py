@@ -147,6 +147,10 @@ class ExecutionService:
         """The strategy's resting orders (limit, stop, a bracket's exits)."""
         return self._pipeline.open_orders(strategy_id, symbol)
 
+    def cancel_entries(self, strategy_id: str, reason: str) -> None:
+        """Cancel the strategy's resting entries, keeping its bracket exits (pause)."""
+        self._pipeline.cancel_entries(strategy_id, reason)
+
     def cancel_order(self, strategy_id: str, order_id: str) -> bool:
         """Cancel one resting order of the strategy (settled as a rejection)."""
         return self._pipeline.cancel(strategy_id, order_id, "cancelled by the strategy")

@@ -319,6 +319,12 @@ class OrderPipeline:
             self._withdraw(entry, reason)
         self.settle_all(self.broker.cancel_all(reason))
 
+    def cancel_entries(self, strategy_id: str, reason: str) -> None:
+        """Cancel the strategy's resting entries; a bracket's exits rest on."""
+        for entry in self.resting.of(strategy_id):
+            if not entry.protective:
+                self._withdraw(entry, reason)
+
     def cancel_strategy(self, strategy_id: str, reason: str) -> None:
         """Cancel the strategy's resting orders, then its orders at the broker."""
         for entry in self.resting.of(strategy_id):
@@ -353,12 +359,16 @@ class OrderPipeline:
         stop_price: float | None = None,
     ) -> bool:
         """Change a resting order's quantity or prices, keeping its id; an entry passes
-        the risk checks again (a placement). False: no such order, or refused (then the
-        order rests unchanged)."""
+        the risk checks again (a placement). False: no such order, a price it does not
+        have (a stop for a limit order), or refused (then it rests unchanged)."""
         entry = self.resting.by_id.get(order_id)
         if entry is None or entry.order.strategy_id != strategy_id:
             return False
         old = entry.order
+        if (limit_price is not None and old.limit_price is None) or (
+            stop_price is not None and entry.stop is None
+        ):
+            return False
         new = replace(
             old,
             quantity=old.quantity if quantity is None else quantity,

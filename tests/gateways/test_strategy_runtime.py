@@ -261,3 +261,20 @@ async def test_a_resting_bracket_fills_by_the_ticks_and_stop_cancels_what_rests(
         cancelled = [m["data"] for m in received if m["type"] == "strategy_trade"]
         assert [(t["side"], t["status"]) for t in cancelled][-1] == ("BUY", "REJECTED")
         assert received[-1]["requestId"] == "stop"
+
+
+async def test_pausing_cancels_a_resting_entry() -> None:
+    config = config_with(
+        {"id": "rest", "kind": "tests.scripted_strategies:RestingBracket", "symbols": ["AAPL"]},
+    )
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        await client.request({"type": "start_strategy", "id": "rest"})
+        daemon.tick("AAPL", 100.0)
+        await next_second(daemon, {"AAPL": 100.0})  # a limit buy at 99 rests
+        await client.send({"type": "pause_strategy", "id": "rest"})
+        [cancelled] = await trades_of(client, 1)
+        assert (cancelled["side"], cancelled["status"]) == ("BUY", "REJECTED")
+        assert cancelled["reason"] == "strategy paused"
+        daemon.tick("AAPL", 98.0)  # through the old limit: nothing fills
+        status = await client.request({"type": "get_active_strategies"})
+        assert status["data"][0]["positions"] == []

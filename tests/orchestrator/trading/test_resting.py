@@ -393,3 +393,20 @@ def test_bad_terms_say_what_is_wrong(terms: OrderTerms, problem: str) -> None:
 def test_a_limit_buy_above_the_market_and_a_stop_buy_below_it_are_valid() -> None:
     assert terms_problem(OrderTerms(LIMIT, limit_price=110.0), BUY, 100.0) is None
     assert terms_problem(OrderTerms(STOP, stop_price=90.0), BUY, 100.0) is None
+
+
+def test_pausing_cancels_resting_entries_and_keeps_exits() -> None:
+    d = desk()
+    d.place(BUY, bracket=Bracket(stop_loss=95.0))
+    d.tick(100.0)
+    entry = d.place(BUY, order_type=LIMIT, limit_price=90.0)
+    d.pipeline.cancel_entries("s1", "strategy paused")
+    assert [o.purpose for o in d.pipeline.open_orders("s1")] == [OrderPurpose.STOP_LOSS]
+    assert d.cancelled() == [(entry, "strategy paused")]
+
+
+def test_replace_refuses_a_price_the_order_does_not_have() -> None:
+    d = desk()
+    order_id = d.place(BUY, order_type=LIMIT, limit_price=95.0)
+    assert not d.pipeline.replace("s1", order_id, stop_price=99.0)
+    assert d.pipeline.open_orders("s1")[0].stop_price is None
