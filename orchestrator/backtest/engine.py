@@ -700,7 +700,11 @@ class BacktestEngine:
                 self._pipeline.expire_days(bar.start)
                 self._update_alarms()
         if self._waiting or resting:
-            self._enter_bar(bar)
+            # _enter_bar, inlined: this runs before every fill at an open.
+            broker = self._broker
+            broker.bar_low, broker.bar_high = bar.low, bar.high
+            if self._placed_terms:
+                self._pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high)
         if self._waiting:
             self._catch_up()
             # Live, the book holds the previous price when the fill comes; the
@@ -842,7 +846,8 @@ class BacktestEngine:
             position = self._position = self.portfolio.get(self.symbol)
         if position is None or position.quantity == 0.0:
             self._alarm_low, self._alarm_high = -math.inf, math.inf
-            self._merge_resting_band()
+            if self._placed_terms:
+                self._merge_resting_band()
             return
         quantity = position.quantity
         stop = risk_stop_price(quantity, position.entry_price, self.config.stop_loss_percentage)
@@ -869,7 +874,8 @@ class BacktestEngine:
         else:
             nearer = loss_price if loss_price < stop_alarm else stop_alarm
             self._alarm_low, self._alarm_high = -math.inf, nearer
-        self._merge_resting_band()
+        if self._placed_terms:  # only orders with terms rest
+            self._merge_resting_band()
 
     def _merge_resting_band(self) -> None:
         """Widen the alarms to the prices at which a resting order fires or trails."""

@@ -199,7 +199,11 @@ class OrderPipeline:
         if accepted.order_type is not MARKET:
             self.resting.add(resting(accepted, limits, self._clock.now()))
             return verdict
-        self._dispatch(accepted, limits)
+        # _dispatch, inlined: every market order of a backtest passes here.
+        key = (accepted.strategy_id, accepted.symbol)
+        self._pending[key] = self._pending.get(key, 0.0) + accepted.side.sign * accepted.quantity
+        self._orders[accepted.id] = (accepted, limits)
+        self._events.accepted(accepted)
         for fill in self.broker.submit(accepted):
             self.settle(fill)
         return verdict
