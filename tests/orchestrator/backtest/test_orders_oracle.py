@@ -236,6 +236,22 @@ def test_every_trade_is_backtesting_pys(
     assert actual == expected
 
 
+def test_a_brackets_exits_are_the_trades_exit_reasons() -> None:
+    frame_of, resolution, step, size = DATA["GOOG"]
+    config = StrategyRunConfig(
+        symbols=("GOOG",), data_resolution=resolution, max_position_value=1e9,
+        max_orders_per_minute=10_000, stop_loss_percentage=0.0,
+    )  # fmt: skip
+    engine = BacktestEngine(
+        Planned, PlannedParams(kind="limit", step=step, quantity=size), config,
+        broker=PaperBrokerConfig(slippage_bps=0.0),
+        risk=RiskConfig(max_gross_exposure=1e12, max_daily_loss=1e12),
+    )  # fmt: skip
+    engine.run(to_bars(frame_of(), "GOOG", resolution))
+    reasons = {trip.exit_reason for trip in engine.trades}
+    assert {"stop_loss", "take_profit"} <= reasons <= {"stop_loss", "take_profit", "end_of_data"}
+
+
 def test_over_a_thousand_trades_are_compared(
     compared: dict[tuple[str, str], tuple[list[Trade], list[Trade]]],
 ) -> None:
