@@ -468,12 +468,33 @@ class BacktestEngine:
         quantity: float | None,
         confidence: float,
         metadata: Mapping[str, Any],
-    ) -> None:
+        terms: OrderTerms | None = None,
+    ) -> str | None:
+        """Size a signal and send its order through the pipeline, as live; returns the
+        order's id, None when nothing was sent. ``terms``: see :meth:`place`."""
         if self._warming:
-            return
+            return None
         if symbol != self.symbol:
             raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
-        self._signal(symbol, action, price, quantity, None)
+        held = self._pipeline.projected_position(self._id, symbol)
+        sized_at = price if terms is None else terms.limit_price or terms.stop_price or price
+        size = signal_quantity(quantity, action, held, sized_at, self._limit, self._sizing_fraction)
+        if size is None:
+            return None
+        now = self.now()
+        if not self._walking:
+            # Walking, the clock stands at the tick already; in on_bar, bringing the
+            # guardian up to date may move it to the bar's close: it ends at the bar's end.
+            self._before_check()
+            self._clock.set(now)
+        if self._pipeline.holds_back((self._id, symbol, action), quantity, self.config):
+            return None  # refused before and would be again, as live (trading/refusals)
+        self._signals += 1
+        order = Order(self._ids("order"), self._id, symbol, action, size, now, SIGNAL)
+        if terms is not None:
+            order = with_terms(order, terms)
+        self._pipeline.submit_signal(order, self.config, price, quantity)
+        return order.id
 
     def place(
         self,
@@ -486,12 +507,16 @@ class BacktestEngine:
         metadata: Mapping[str, Any],
         terms: OrderTerms,
     ) -> str | None:
-        if self._warming:
-            return None
-        if symbol != self.symbol:
-            raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
         self._placed_terms = True
-        order_id = self._signal(symbol, action, price, quantity, terms)
+        order_id = self.emit(
+            symbol,
+            action,
+            price=price,
+            quantity=quantity,
+            confidence=confidence,
+            metadata=metadata,
+            terms=terms,
+        )
         self._update_alarms()
         return order_id
 
@@ -516,36 +541,6 @@ class BacktestEngine:
         replaced = self._pipeline.replace(self._id, order_id, quantity, limit, stop)
         self._update_alarms()
         return replaced
-
-    def _signal(
-        self,
-        symbol: str,
-        action: Side,
-        price: float,
-        quantity: float | None,
-        terms: OrderTerms | None,
-    ) -> str | None:
-        """Size a signal and send its order through the pipeline, as live; returns the
-        order's id, None when nothing was sent."""
-        held = self._pipeline.projected_position(self._id, symbol)
-        sized_at = price if terms is None else terms.limit_price or terms.stop_price or price
-        size = signal_quantity(quantity, action, held, sized_at, self._limit, self._sizing_fraction)
-        if size is None:
-            return None
-        now = self.now()
-        if not self._walking:
-            # Walking, the clock stands at the tick already; in on_bar, bringing the
-            # guardian up to date may move it to the bar's close: it ends at the bar's end.
-            self._before_check()
-            self._clock.set(now)
-        if self._pipeline.holds_back((self._id, symbol, action), quantity, self.config):
-            return None  # refused before and would be again, as live (trading/refusals)
-        self._signals += 1
-        order = Order(self._ids("order"), self._id, symbol, action, size, now, SIGNAL)
-        if terms is not None:
-            order = with_terms(order, terms)
-        self._pipeline.submit_signal(order, self.config, price, quantity)
-        return order.id
 
     # ------------------------------------------------------------ running
 

@@ -104,8 +104,9 @@ class StrategyContext(Protocol):
         quantity: float | None,
         confidence: float,
         metadata: Mapping[str, Any],
-    ) -> None:
-        """Turn a wish to trade into a Signal; sizing, risk and the broker follow."""
+    ) -> str | None:
+        """Turn a wish to trade into a Signal; sizing, risk and the broker follow.
+        Returns the order's id, None when no order was sent."""
         ...
 
     def place(

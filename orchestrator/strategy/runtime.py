@@ -75,14 +75,16 @@ class RunningStrategy:
         quantity: float | None,
         confidence: float,
         metadata: Mapping[str, Any],
-    ) -> None:
+    ) -> str | None:
         if self.warming:
-            return
+            return None
         if symbol not in self.config.symbols:
             raise ValueError(
                 f"{self.entry.id} trades {', '.join(self.config.symbols)}, not {symbol}"
             )
-        self._runtime.route_signal(self, symbol, action, price, quantity, confidence, metadata)
+        return self._runtime.route_signal(
+            self, symbol, action, price, quantity, confidence, metadata
+        )
 
     def place(
         self,
