@@ -197,13 +197,7 @@ class Strategy(Generic[P]):
         arm exits when it fills. Returns the order's id when it is anything but a
         plain market order (None if nothing was placed), else None.
         """
-        # A plain market order, the common case, costs no more than before the terms.
-        plain = limit is stop is stop_loss is take_profit is trailing is None
-        terms = (
-            None
-            if plain and time_in_force is GTC
-            else order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
-        )
+        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
         return self._emit(symbol, BUY, price, quantity, confidence, metadata, terms)
 
     def sell(
@@ -222,13 +216,7 @@ class Strategy(Generic[P]):
         **metadata: Any,
     ) -> str | None:
         """Signal a sell at ``price``; the order's terms as for :meth:`buy`."""
-        # A plain market order, the common case, costs no more than before the terms.
-        plain = limit is stop is stop_loss is take_profit is trailing is None
-        terms = (
-            None
-            if plain and time_in_force is GTC
-            else order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
-        )
+        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
         return self._emit(symbol, SELL, price, quantity, confidence, metadata, terms)
 
     def open_orders(self, symbol: str) -> list[Order]:
@@ -293,13 +281,7 @@ class Strategy(Generic[P]):
         ``metadata["reason"]`` defaults to "entry", or "reversal" when short. The
         order's terms (limit, stop, bracket, time in force) as for :meth:`buy`.
         """
-        # A plain market order, the common case, costs no more than before the terms.
-        plain = limit is stop is stop_loss is take_profit is trailing is None
-        terms = (
-            None
-            if plain and time_in_force is GTC
-            else order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
-        )
+        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
         return self._enter(symbol, BUY, price, confidence, metadata, terms)
 
     def enter_short(
@@ -317,13 +299,7 @@ class Strategy(Generic[P]):
         **metadata: Any,
     ) -> bool:
         """Go short unless already short, reversing a long in one order (see enter_long)."""
-        # A plain market order, the common case, costs no more than before the terms.
-        plain = limit is stop is stop_loss is take_profit is trailing is None
-        terms = (
-            None
-            if plain and time_in_force is GTC
-            else order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
-        )
+        terms = order_terms(limit, stop, stop_loss, take_profit, trailing, time_in_force)
         return self._enter(symbol, SELL, price, confidence, metadata, terms)
 
     def _enter(
@@ -386,6 +362,8 @@ def order_terms(
     time_in_force: TimeInForce | str,
 ) -> OrderTerms | None:
     """The terms the Strategy API's keywords describe; None for a plain market order."""
+    if limit is stop is stop_loss is take_profit is trailing is None and time_in_force is GTC:
+        return None  # the common case, decided before any conversion
     tif = TimeInForce(time_in_force)  # ValueError names the allowed values
     bracket = None
     if stop_loss is not None or take_profit is not None or trailing is not None:
