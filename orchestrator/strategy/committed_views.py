@@ -29,7 +29,7 @@ from orchestrator.model.events import (
 )
 from orchestrator.model.orders import FILLED
 from orchestrator.model.records import record
-from orchestrator.strategy.registry import PositionView, StrategyRegistry, StrategyView
+from orchestrator.strategy.registry import StrategyRegistry, StrategyView, position_views
 from orchestrator.trading.portfolio import PortfolioBook
 
 Price = Callable[[str], float | None]
@@ -101,18 +101,7 @@ class CommittedViews:
         return [v for v in self.catalog() if v.status is not StrategyStatus.STOPPED]
 
     def _committed(self, view: StrategyView, book: PortfolioBook) -> StrategyView:
-        portfolio = book.get(view.id)
-        positions = tuple(
-            PositionView(
-                symbol=p.symbol,
-                quantity=p.quantity,
-                entry_price=p.entry_price,
-                current_value=p.market_value,
-                realized_pnl=p.realized_pnl,
-                unrealized_pnl=p.unrealized_pnl,
-            )
-            for p in (portfolio.open_positions() if portfolio is not None else ())
-        )
+        positions = position_views(book, view.id)
         status = self._statuses.get(view.id)
         if status is None:
             return replace(view, positions=positions)

@@ -33,6 +33,7 @@ from orchestrator.model.errors import (
 from orchestrator.model.events import CommandOrigin, StrategyStatus, StrategyStatusChanged
 from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
+from orchestrator.trading.portfolio import PortfolioBook
 
 log = structlog.get_logger("orchestrator.strategy.registry")
 
@@ -45,6 +46,24 @@ class PositionView:
     current_value: float
     realized_pnl: float = 0.0
     unrealized_pnl: float = 0.0
+
+
+def position_views(book: PortfolioBook, strategy_id: str) -> tuple[PositionView, ...]:
+    """The strategy's open positions in ``book``, as views show them."""
+    portfolio = book.get(strategy_id)
+    if portfolio is None:
+        return ()
+    return tuple(
+        PositionView(
+            symbol=p.symbol,
+            quantity=p.quantity,
+            entry_price=p.entry_price,
+            current_value=p.market_value,
+            realized_pnl=p.realized_pnl,
+            unrealized_pnl=p.unrealized_pnl,
+        )
+        for p in portfolio.open_positions()
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.api import Strategy
 from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRunConfig
 from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
-from orchestrator.strategy.registry import PositionView
+from orchestrator.strategy.registry import PositionView, position_views
 from orchestrator.trading.execution import ExecutionService
 from orchestrator.trading.pipeline import signal_quantity, with_terms
 from orchestrator.trading.portfolio import reducing_part
@@ -76,15 +76,7 @@ class RunningStrategy:
         confidence: float,
         metadata: Mapping[str, Any],
     ) -> str | None:
-        if self.warming:
-            return None
-        if symbol not in self.config.symbols:
-            raise ValueError(
-                f"{self.entry.id} trades {', '.join(self.config.symbols)}, not {symbol}"
-            )
-        return self._runtime.route_signal(
-            self, symbol, action, price, quantity, confidence, metadata
-        )
+        return self._route(symbol, action, price, quantity, confidence, metadata, None)
 
     def place(
         self,
@@ -97,6 +89,19 @@ class RunningStrategy:
         metadata: Mapping[str, Any],
         terms: OrderTerms,
     ) -> str | None:
+        return self._route(symbol, action, price, quantity, confidence, metadata, terms)
+
+    def _route(
+        self,
+        symbol: str,
+        action: Side,
+        price: float,
+        quantity: float | None,
+        confidence: float,
+        metadata: Mapping[str, Any],
+        terms: OrderTerms | None,
+    ) -> str | None:
+        """A signal of this strategy (with its order's terms, if any) to the runtime."""
         if self.warming:
             return None
         if symbol not in self.config.symbols:
@@ -185,20 +190,7 @@ class StrategyRuntime:
             await self._close_positions(strategy_id)
 
     def positions(self, strategy_id: str) -> Sequence[PositionView]:
-        portfolio = self.execution.book.get(strategy_id)
-        if portfolio is None:
-            return ()
-        return [
-            PositionView(
-                symbol=p.symbol,
-                quantity=p.quantity,
-                entry_price=p.entry_price,
-                current_value=p.market_value,
-                realized_pnl=p.realized_pnl,
-                unrealized_pnl=p.unrealized_pnl,
-            )
-            for p in portfolio.open_positions()
-        ]
+        return position_views(self.execution.book, strategy_id)
 
     # ------------------------------------------------------------ market data
 
