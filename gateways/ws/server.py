@@ -472,14 +472,10 @@ class WebSocketServer:
         Served to all while no authentication is required, else to a loopback
         client or one with a valid Authorization header (or to all with
         ``security.public_metrics``)."""
-        address = connection.remote_address
-        loopback = bool(address) and is_loopback_host(str(address[0]))
-        token = bearer_token(request.headers.get("Authorization"))
         if (
-            not self._setup.auth.required
-            or self._setup.security.public_metrics
-            or loopback
-            or (token is not None and self._setup.auth.accepts(token))
+            self._setup.security.public_metrics
+            or is_loopback_host(_host(connection))
+            or self._authenticated_request(request)
         ):
             return metrics_response(self._setup.metrics)
         self.log.warning("metrics_refused", remote=_remote(connection))

@@ -58,10 +58,6 @@ class RefusalMemory:
     def remember(self, strategy_id: str, symbol: str, refused: RefusedSignal) -> None:
         self._refused[(strategy_id, symbol)] = refused
 
-    def forget(self, strategy_id: str, symbol: str) -> None:
-        if self._refused:
-            self._refused.pop((strategy_id, symbol), None)
-
     def holds_back(
         self,
         strategy_id: str,
