@@ -569,18 +569,18 @@ class Journal:
 
     def last_prices(self) -> dict[str, float]:
         """The last price journaled per symbol (a fill's or a signal's, whichever is
-        later; a fill at the same time as a signal came after it): where a synthetic
+        later; a fill at the same time as a signal came after it, and of two at one
+        time the one written last): where a synthetic
         feed continues after a restart, so that prices do not jump back to the
         config's and fire stop-losses and signals on the jump."""
+        # One pass in SQLite, not a Python loop over every row: this runs at each start.
         latest = (
-            "SELECT symbol, price, ts, 1 FROM fills WHERE status = 'FILLED' "
-            "UNION ALL SELECT symbol, price, ts, 0 FROM signals"
+            "SELECT symbol, price FROM (SELECT symbol, price, ROW_NUMBER() OVER "
+            "(PARTITION BY symbol ORDER BY ts DESC, rank DESC, n DESC) AS newest FROM ("
+            "SELECT symbol, price, ts, 1 AS rank, seq AS n FROM fills WHERE status = 'FILLED' "
+            "UNION ALL SELECT symbol, price, ts, 0, rowid FROM signals)) WHERE newest = 1"
         )
-        prices: dict[str, tuple[float, int, float]] = {}
-        for symbol, price, ts, rank in self._query(latest):
-            if symbol not in prices or (ts, rank) >= prices[symbol][:2]:
-                prices[symbol] = (ts, rank, price)
-        return {symbol: price for symbol, (_, _, price) in prices.items()}
+        return {symbol: price for symbol, price in self._query(latest)}
 
     def kill_switch(self) -> Halt | None:
         """The kill switch as the last engagement or release left it: None when released
