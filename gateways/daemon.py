@@ -330,12 +330,13 @@ class Daemon:
         )
 
     async def start(self) -> None:
-        """Bind every server first (fail fast, leaving nothing listening), then go live."""
+        """Bind every server first (fail fast, leaving nothing listening), restore
+        the journal's state, then accept clients: none sees the state before restore."""
         self._restore_kill_switch()
         started: list[WebSocketServer] = []
         for name, server in self.servers.items():
             try:
-                await server.start()
+                await server.bind()
             except OSError as exc:
                 await asyncio.gather(*(s.close() for s in started))
                 config = getattr(self.config.servers, name)
@@ -352,6 +353,8 @@ class Daemon:
         self._jobs_task = asyncio.create_task(self.jobs.run(), name="backtest-jobs")
         await self._restore()
         self.core.execution.announce()
+        for server in started:
+            await server.start_serving()
 
     def _default_nng_address(self, role: str) -> bool:
         """Whether the NNG socket of ``role`` listens at its default address."""

@@ -241,6 +241,27 @@ class WebSocketServer:
 
     async def start(self) -> None:
         """Bind and start accepting; raises OSError if the address is taken."""
+        await self.bind()
+        await self.start_serving()
+
+    async def start_serving(self) -> None:
+        """Accept connections on the bound address (a no-op if already accepting)."""
+        assert self._server is not None, "bind() first"
+        if self._server.is_serving():
+            return
+        await self._server.start_serving()
+        self.log.info(
+            "server_listening",
+            host=self._config.host,
+            port=self.port,
+            path=self._config.path,
+            tls=self._setup.security.tls_cert is not None,
+        )
+
+    async def bind(self) -> None:
+        """Take the address without accepting yet: a client connecting before
+        ``start_serving`` is refused, so it never sees a half-started daemon.
+        Raises OSError if the address is taken."""
         limits = self._limits
         security = self._setup.security
         origins: list[Origin | None] | None = None
@@ -261,13 +282,7 @@ class WebSocketServer:
             create_connection=GuardedConnection,
             ssl=_tls_context(security),
             logger=_NoDebugTraces(logging.getLogger("websockets.server")),
-        )
-        self.log.info(
-            "server_listening",
-            host=self._config.host,
-            port=self.port,
-            path=self._config.path,
-            tls=security.tls_cert is not None,
+            start_serving=False,
         )
 
     async def close(self) -> None:
