@@ -6,7 +6,10 @@ risk, fills (trades, rejections included) in commit order, and a position
 snapshot after every fill that changed a position (quantity, average cost and
 cumulative realized P&L, in the fill's transaction; rejections write none),
 and every engagement and release of the kill switch made while the daemon runs
-(schema 3; ``risk.halted_at_start`` engages it at every start, unjournaled).
+(schema 3; ``risk.halted_at_start`` engages it at every start, unjournaled), and
+the resting orders (schema 4: limit, stop and stop-limit orders and a bracket's
+exits, from their lifecycle events; :meth:`Journal.resting_orders` lists those
+still resting, which the daemon puts back in the order pipeline after a restart).
 Quotes and bars are not recorded. Restoring does not need the snapshots (the
 fills are the truth); they make "where do we stand" one indexed query for tools.
 
@@ -71,13 +74,29 @@ from orchestrator.model.events import (
     Event,
     HaltSource,
     KillSwitchChanged,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderReplaced,
     OrderSubmitted,
+    OrderTriggered,
     SignalEmitted,
     StrategyStatus,
     StrategyStatusChanged,
     TradeExecuted,
 )
-from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, Signal, TradeStatus
+from orchestrator.model.orders import (
+    Bracket,
+    Fill,
+    Order,
+    OrderPurpose,
+    OrderType,
+    Side,
+    Signal,
+    TimeInForce,
+    TradeStatus,
+    Trailing,
+)
 from orchestrator.risk.guardian import Halt
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import PortfolioBook
@@ -222,7 +241,23 @@ CREATE TABLE kill_switch (
 );
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
+_V4: Final = """
+-- Resting orders (docs/orders.md): accepted, maybe replaced, then closed when a price
+-- triggers them or they are cancelled or expire. The order's every term is in
+-- order_json (type, prices, time in force, bracket, parent, trailing).
+CREATE TABLE resting_orders (
+    id          TEXT PRIMARY KEY,
+    strategy_id TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    order_json  TEXT NOT NULL,
+    accepted_at REAL NOT NULL,
+    closed      TEXT,
+    closed_at   REAL
+);
+CREATE INDEX resting_still_open ON resting_orders (id) WHERE closed IS NULL;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
 """``MIGRATIONS[n]`` takes a journal from version n to n + 1. Never edit a shipped one."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -304,6 +339,11 @@ _JOURNALED: Final = (
     OrderSubmitted,
     TradeExecuted,
     KillSwitchChanged,
+    OrderAccepted,
+    OrderReplaced,
+    OrderTriggered,
+    OrderCancelled,
+    OrderExpired,
 )
 
 
@@ -561,6 +601,9 @@ class Journal:
         ids = (
             "SELECT id FROM signals UNION ALL SELECT id FROM orders UNION ALL SELECT id FROM fills"
         )
+        if self.schema_version >= 4:
+            # A resting order that never triggered is in no other table.
+            ids += " UNION ALL SELECT id FROM resting_orders"
         for (record_id,) in self._query(ids):
             prefix, _, number = record_id.rpartition("_")
             if prefix and number.isdigit():
@@ -600,7 +643,22 @@ class Journal:
         """Rows per table."""
         tables = ("strategies", "lifecycle", "signals", "orders", "fills", "position_snapshots")
         counted = (*tables, "kill_switch") if self.schema_version >= 3 else tables
+        if self.schema_version >= 4:
+            counted = (*counted, "resting_orders")
         return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in counted}
+
+    def resting_orders(self) -> list[Order]:
+        """The orders still resting when the daemon stopped, in the order they were
+        accepted, each as it was last replaced: not closed by a trigger, a cancellation
+        or an expiry, and without a fill (a fill is the truth even if the event that
+        closed it was lost)."""
+        if self.schema_version < 4:
+            return []
+        rows = self._query(
+            "SELECT order_json FROM resting_orders r WHERE closed IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM fills f WHERE f.order_id = r.id) ORDER BY rowid"
+        )
+        return [order_from_json(row[0]) for row in rows]
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -953,10 +1011,46 @@ def _write_kill_switch(db: sqlite3.Connection, event: KillSwitchChanged) -> None
     )
 
 
+def _write_accepted(db: sqlite3.Connection, event: OrderAccepted) -> None:
+    order = event.order
+    db.execute(
+        "INSERT OR IGNORE INTO resting_orders (id, strategy_id, symbol, order_json, "
+        "accepted_at) VALUES (?, ?, ?, ?, ?)",
+        (order.id, order.strategy_id, order.symbol, order_json(order), event.ts),
+    )
+
+
+def _write_replaced(db: sqlite3.Connection, event: OrderReplaced) -> None:
+    db.execute(
+        "UPDATE resting_orders SET order_json = ? WHERE id = ? AND closed IS NULL",
+        (order_json(event.order), event.order.id),
+    )
+
+
+def _closer(outcome: str) -> Callable[[sqlite3.Connection, Any], None]:
+    """The writer of an event that ends a resting order as ``outcome``. A replay finds
+    it closed already and changes nothing."""
+
+    def close(
+        db: sqlite3.Connection, event: OrderTriggered | OrderCancelled | OrderExpired
+    ) -> None:
+        db.execute(
+            "UPDATE resting_orders SET closed = ?, closed_at = ? WHERE id = ? AND closed IS NULL",
+            (outcome, event.ts, event.order.id),
+        )
+
+    return close
+
+
 _WRITERS: Final[dict[type[Any], Callable[[sqlite3.Connection, Any], None]]] = {
     StrategyConfigured: _write_configured,
     StrategyStatusChanged: _write_status,
     KillSwitchChanged: _write_kill_switch,
+    OrderAccepted: _write_accepted,
+    OrderReplaced: _write_replaced,
+    OrderTriggered: _closer("triggered"),
+    OrderCancelled: _closer("cancelled"),
+    OrderExpired: _closer("expired"),
 }
 """Records written one statement at a time, in order (the rest: :class:`_GroupRows`)."""
 
@@ -1040,6 +1134,69 @@ def _order(row: Sequence[Any]) -> Order:
         ts=ts,
         purpose=OrderPurpose(purpose),
         signal_id=signal_id,
+    )
+
+
+def order_json(order: Order) -> str:
+    """Every term of ``order`` as JSON: what a restart needs to rest it again."""
+    bracket = order.bracket
+    return orjson.dumps(
+        {
+            "id": order.id,
+            "strategy_id": order.strategy_id,
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "quantity": order.quantity,
+            "ts": order.ts,
+            "purpose": order.purpose.value,
+            "signal_id": order.signal_id,
+            "order_type": order.order_type.value,
+            "limit_price": order.limit_price,
+            "stop_price": order.stop_price,
+            "time_in_force": order.time_in_force.value,
+            "bracket": None
+            if bracket is None
+            else {
+                "stop_loss": bracket.stop_loss,
+                "take_profit": bracket.take_profit,
+                "trailing": _trailing_json(bracket.trailing),
+            },
+            "parent_id": order.parent_id,
+            "trailing": _trailing_json(order.trailing),
+        }
+    ).decode()
+
+
+def _trailing_json(trailing: Trailing | None) -> dict[str, Any] | None:
+    return None if trailing is None else {"amount": trailing.amount, "fraction": trailing.fraction}
+
+
+def _trailing(data: Mapping[str, Any] | None) -> Trailing | None:
+    return None if data is None else Trailing(data["amount"], data["fraction"])
+
+
+def order_from_json(text: str) -> Order:
+    """The order :func:`order_json` wrote."""
+    data = orjson.loads(text)
+    bracket = data["bracket"]
+    return Order(
+        id=data["id"],
+        strategy_id=data["strategy_id"],
+        symbol=data["symbol"],
+        side=Side(data["side"]),
+        quantity=data["quantity"],
+        ts=data["ts"],
+        purpose=OrderPurpose(data["purpose"]),
+        signal_id=data["signal_id"],
+        order_type=OrderType(data["order_type"]),
+        limit_price=data["limit_price"],
+        stop_price=data["stop_price"],
+        time_in_force=TimeInForce(data["time_in_force"]),
+        bracket=None
+        if bracket is None
+        else Bracket(bracket["stop_loss"], bracket["take_profit"], _trailing(bracket["trailing"])),
+        parent_id=data["parent_id"],
+        trailing=_trailing(data["trailing"]),
     )
 
 
