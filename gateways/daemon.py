@@ -22,7 +22,7 @@ from gateways.api.market_data import MarketSubscriptions, market_command_parser
 from gateways.api.outbound import DgbitTranslator
 from gateways.api.report_page import ReportPages
 from gateways.api.risk import RiskCommands, risk_command_parser
-from gateways.api.strategy_commands import StrategyCommands
+from gateways.api.strategy_commands import OrderCommands, StrategyCommands
 from gateways.client.text import plural
 from gateways.config import DaemonConfig, ServerConfig
 from gateways.dgbit import DGBIT_TOPICS, DgbitEndpoints
@@ -53,11 +53,14 @@ from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.events import Event, Topic, TradeExecuted
+from orchestrator.model.events import ORDER_TOPICS, Event, StrategyStatus, Topic, TradeExecuted
+from orchestrator.model.orders import Order
 from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
 
 log = structlog.get_logger("gateways.daemon")
+
+NOT_RESTORED = "not restored: its strategy is not running after the restart"
 
 
 class BindFailed(Exception):
@@ -106,7 +109,12 @@ class NngBindFailed(BindFailed):
         return hint
 
 
-COMMITTED_TOPICS = (Topic.STRATEGY_TRADE, Topic.STRATEGY_STATUS, Topic.EXECUTION_STATUS)
+COMMITTED_TOPICS = (
+    Topic.STRATEGY_TRADE,
+    Topic.STRATEGY_STATUS,
+    Topic.EXECUTION_STATUS,
+    *ORDER_TOPICS,
+)
 """What ``CommittedViews.apply`` folds: a quote need not stop there on its way out."""
 
 
@@ -252,10 +260,13 @@ class Daemon:
             self.jobs, self.registry, self.config, self.clock, self.core.market.symbols
         )
         activity = RecentActivity(self.journal, self.clock)
+        orders = OrderCommands(
+            self.core.execution, self.registry, self.committed, "orchestrator", self.clock
+        )
         return self._server(
             "orchestrator",
             orchestrator_command_parser(),
-            {**jobs.handlers(), **activity.handlers()},
+            {**jobs.handlers(), **activity.handlers(), **orders.handlers()},
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
             pages=[ReportPages(self._report_of)],
@@ -396,10 +407,37 @@ class Daemon:
         self.core.risk.resync(limits)  # restored positions keep their stop-losses
         saved = journal.restorable_strategies()
         await self.registry.restore(saved)
-        # Restored statuses and positions are the journal's: committed by definition.
+        # Restored statuses, positions and resting orders are the journal's: committed by
+        # definition.
         self.committed.seed(self.registry.catalog())
+        self.committed.seed_orders(self._restore_resting(journal))
         if saved:
             log.info("strategies_restored", strategies={s.id: s.status.value for s in saved})
+
+    def _restore_resting(self, journal: Journal) -> list[Order]:
+        """The resting orders of the strategies restored as running (ACTIVE or PAUSED)
+        rest again, bracket exits included; the others' are cancelled now (announced and
+        journaled). Returns those that rest."""
+        running = {
+            view.id: view.config
+            for view in self.registry.catalog()
+            if view.status in (StrategyStatus.ACTIVE, StrategyStatus.PAUSED)
+        }
+        execution = self.core.execution
+        kept: list[Order] = []
+        orphans: list[Order] = []
+        for order in journal.resting_orders():
+            limits = running.get(order.strategy_id)
+            if limits is not None:
+                execution.restore_resting(order, limits)
+                kept.append(order)
+            else:
+                orphans.append(order)
+        for order in orphans:
+            execution.cancel_unrestored(order, NOT_RESTORED)
+        if kept or orphans:
+            log.info("resting_orders_restored", restored=len(kept), cancelled=len(orphans))
+        return kept
 
     async def writer_stopped(self) -> None:
         """Return (or raise) when the journal writer stops: a broken journal stops the daemon."""

@@ -42,6 +42,13 @@ STRATEGY_COMMANDS = frozenset(CommandType)
 """The commands every server accepts: the strategy commands and stream resume."""
 
 
+class OrderCommandType(StrEnum):
+    """The resting orders' commands, on the orchestrator server (8082)."""
+
+    GET_OPEN_ORDERS = "get_open_orders"
+    CANCEL_ORDER = "cancel_order"
+
+
 class ProtocolError(OrchestratorError):
     """A frame the server cannot act on; answered, never fatal to the connection."""
 
@@ -161,6 +168,24 @@ class PauseStrategy(Command):
 
 class GetInstruments(Command):
     type: Literal[CommandType.GET_INSTRUMENTS]
+
+
+OrderId = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
+
+
+class GetOpenOrders(Command):
+    """Every resting order, or one strategy's: answered with ``open_orders``."""
+
+    type: Literal[OrderCommandType.GET_OPEN_ORDERS]
+    strategyId: StrategyId | None = None
+
+
+class CancelOrder(Command):
+    """Cancel one resting order (a bracket entry's id that filled: the exits it armed);
+    answered with ``order_cancelled`` once the cancellation is journaled."""
+
+    type: Literal[OrderCommandType.CANCEL_ORDER]
+    orderId: OrderId
 
 
 class ResumeStream(Command):

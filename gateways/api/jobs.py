@@ -21,9 +21,12 @@ from gateways.api import outbound
 from gateways.api.history import GetRecentActivity, HistoryCommandType
 from gateways.api.inbound import (
     STRATEGY_COMMANDS,
+    CancelOrder,
     Command,
     CommandParser,
+    GetOpenOrders,
     InvalidMessage,
+    OrderCommandType,
     PrintableText,
     StartStrategyConfig,
     StrategyCommand,
@@ -107,14 +110,21 @@ OrchestratorCommand = Annotated[
     | CancelBacktest
     | GetBacktests
     | GetBacktestReport
-    | GetRecentActivity,
+    | GetRecentActivity
+    | GetOpenOrders
+    | CancelOrder,
     Field(discriminator="type"),
 ]
 
 
 def orchestrator_command_parser() -> CommandParser:
     adapter: TypeAdapter[Any] = TypeAdapter(OrchestratorCommand)
-    accepted = STRATEGY_COMMANDS | frozenset(JobCommandType) | frozenset(HistoryCommandType)
+    accepted = (
+        STRATEGY_COMMANDS
+        | frozenset(JobCommandType)
+        | frozenset(HistoryCommandType)
+        | frozenset(OrderCommandType)
+    )
     return CommandParser(adapter, accepted)
 
 

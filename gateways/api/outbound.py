@@ -31,9 +31,15 @@ from orchestrator.model.events import (
     JobStatus,
     KillSwitchChanged,
     LimitBreached,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderLifecycle,
     OrderReduced,
     OrderRejected,
+    OrderReplaced,
     OrderSubmitted,
+    OrderTriggered,
     QuoteUpdated,
     SignalEmitted,
     StopLossTriggered,
@@ -42,7 +48,17 @@ from orchestrator.model.events import (
     TradeExecuted,
 )
 from orchestrator.model.market import Bar, Tick
-from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, Signal
+from orchestrator.model.orders import (
+    BUY,
+    SELL,
+    Bracket,
+    Fill,
+    Order,
+    OrderPurpose,
+    Side,
+    Signal,
+    Trailing,
+)
 from orchestrator.risk.guardian import RiskSnapshot, StrategyRisk
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.strategy.registry import StrategyView
@@ -193,6 +209,86 @@ def trade_data(fill: Fill) -> Payload:
     if fill.reason is not None:
         data["reason"] = fill.reason
     return data
+
+
+# ---------------------------------------------------------------- resting orders (8082)
+
+
+def _trailing_data(trailing: Trailing | None) -> Payload | None:
+    if trailing is None:
+        return None
+    return {"amount": trailing.amount, "fraction": trailing.fraction}
+
+
+def order_data(order: Order) -> Payload:
+    """A resting order as ``open_orders`` and every order lifecycle message show it.
+    ``stopPrice`` is the stop it waits for (a trailing stop's, when last announced);
+    ``stopLoss``/``takeProfit``/``trailing`` are an entry's bracket, armed by its fill,
+    and ``parentId`` an exit's entry."""
+    bracket = order.bracket
+    return {
+        "orderId": order.id,
+        "strategyId": order.strategy_id,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "quantity": order.quantity,
+        "orderType": order.order_type.value,
+        "limitPrice": order.limit_price,
+        "stopPrice": order.stop_price,
+        "timeInForce": order.time_in_force.value,
+        "purpose": order.purpose.value,
+        "parentId": order.parent_id,
+        "stopLoss": bracket.stop_loss if bracket is not None else None,
+        "takeProfit": bracket.take_profit if bracket is not None else None,
+        "trailing": _trailing_data(order.trailing or (bracket.trailing if bracket else None)),
+        "placedAt": iso_utc(order.ts),
+    }
+
+
+def open_orders_data(strategy_id: str | None, orders: Sequence[Order]) -> Payload:
+    """The ``open_orders`` reply: every committed resting order (of one strategy)."""
+    return {"strategyId": strategy_id, "orders": [order_data(order) for order in orders]}
+
+
+def order_accepted(event: OrderAccepted) -> Message:
+    return "order_accepted", {**order_data(event.order), "timestamp": iso_utc(event.ts)}
+
+
+def order_triggered(event: OrderTriggered) -> Message:
+    return "order_triggered", {
+        **order_data(event.order),
+        "triggerPrice": event.price,
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def order_cancelled(event: OrderCancelled) -> Message:
+    return "order_cancelled", {
+        **order_data(event.order),
+        "reason": event.reason,
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def order_replaced(event: OrderReplaced) -> Message:
+    previous = event.previous
+    return "order_replaced", {
+        **order_data(event.order),
+        "previous": {
+            "quantity": previous.quantity,
+            "limitPrice": previous.limit_price,
+            "stopPrice": previous.stop_price,
+        },
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def order_expired(event: OrderExpired) -> Message:
+    return "order_expired", {
+        **order_data(event.order),
+        "reason": event.reason,
+        "timestamp": iso_utc(event.ts),
+    }
 
 
 # ---------------------------------------------------------------- market data (3001)
@@ -439,6 +535,11 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     SignalEmitted: signal,
     TradeExecuted: trade,
     OrderSubmitted: order_submitted,
+    OrderAccepted: order_accepted,
+    OrderTriggered: order_triggered,
+    OrderCancelled: order_cancelled,
+    OrderReplaced: order_replaced,
+    OrderExpired: order_expired,
     QuoteUpdated: quote,
     BarClosed: bar,
     OrderRejected: order_rejected,
@@ -563,45 +664,109 @@ def dgbit_progress(event: JobProgress) -> Payload:
     }
 
 
+ORDER_EVENT_TYPES: Final[Mapping[type[Any], str]] = {
+    OrderAccepted: "order.accepted",
+    OrderTriggered: "order.triggered",
+    OrderCancelled: "order.cancelled",
+    OrderReplaced: "order.replaced",
+    OrderExpired: "order.expired",
+}
+"""The dgbit event type of each order lifecycle event (ours: dgbit's document has none)."""
+
+
+def dgbit_order(event: OrderLifecycle) -> DgbitMessage:
+    """An order lifecycle event in dgbit's style: dotted type, snake_case payload."""
+    order, bracket = event.order, event.order.bracket
+    payload: Payload = {
+        "order_id": order.id,
+        "strategy": order.strategy_id,
+        "symbol": order.symbol,
+        "side": order.side.value.lower(),
+        "quantity": order.quantity,
+        "order_type": order.order_type.value.lower(),
+        "limit_price": order.limit_price,
+        "stop_price": order.stop_price,
+        "time_in_force": order.time_in_force.value,
+        "purpose": order.purpose.value,
+        "parent_id": order.parent_id,
+        "stop_loss": bracket.stop_loss if bracket is not None else None,
+        "take_profit": bracket.take_profit if bracket is not None else None,
+    }
+    if isinstance(event, OrderTriggered):
+        payload["trigger_price"] = event.price
+    if isinstance(event, OrderCancelled | OrderExpired):
+        payload["reason"] = event.reason
+    return ORDER_EVENT_TYPES[type(event)], payload, None
+
+
+def bracket_exits(
+    bracket: Bracket | None, price: float, direction: int
+) -> tuple[float | None, ...]:
+    """(take_profit, stop_loss) the fill of an entry with ``bracket`` at ``price``
+    arms, ``direction`` +1 for a long: a trailing stop starts at its stop-loss when it
+    has one, else ``price`` less its distance (as the pipeline arms it)."""
+    if bracket is None:
+        return None, None
+    stop = bracket.stop_loss
+    if stop is None and bracket.trailing is not None:
+        stop = bracket.trailing.stop_from(price, SELL if direction > 0 else BUY)
+    return bracket.take_profit, stop
+
+
 class DgbitTranslator:
-    """Turns core events into dgbit messages; remembers why each order exists."""
+    """Turns core events into dgbit messages; remembers why each order exists and
+    the bracket it carries."""
 
     def __init__(self) -> None:
-        self._purposes: dict[str, OrderPurpose] = {}
+        self._orders: dict[str, tuple[OrderPurpose, Bracket | None]] = {}
 
     def messages(self, event: Event) -> list[DgbitMessage]:
         if isinstance(event, OrderSubmitted):
-            self._purposes[event.order.id] = event.order.purpose
+            self._orders[event.order.id] = (event.order.purpose, event.order.bracket)
             return []
         if isinstance(event, TradeExecuted):
-            purpose = self._purposes.pop(event.fill.order_id, OrderPurpose.SIGNAL)
+            purpose, bracket = self._orders.pop(event.fill.order_id, (OrderPurpose.SIGNAL, None))
             change = event.change
-            return self._trade(change, event.stop_price, purpose) if change is not None else []
+            if change is None:
+                return []
+            return self._trade(change, event.stop_price, purpose, bracket)
         if isinstance(event, SignalEmitted):
             return [self._signal(event)]
         if isinstance(event, JobStateChanged | JobProgress):
             return [dgbit_job(event)]
+        if isinstance(
+            event, OrderAccepted | OrderTriggered | OrderCancelled | OrderReplaced | OrderExpired
+        ):
+            return [dgbit_order(event)]
         return []
 
     def _trade(
-        self, change: PositionChange, stop_price: float | None, purpose: OrderPurpose
+        self,
+        change: PositionChange,
+        stop_price: float | None,
+        purpose: OrderPurpose,
+        bracket: Bracket | None,
     ) -> list[DgbitMessage]:
         messages: list[DgbitMessage] = []
         if change.is_exit:
             messages.append(("trade.exited", self._exited(change, purpose), None))
         if change.is_entry:
-            messages.append(("trade.entered", self._entered(change, stop_price), None))
+            messages.append(("trade.entered", self._entered(change, stop_price, bracket), None))
         return messages
 
-    def _entered(self, change: PositionChange, stop_price: float | None) -> Payload:
+    def _entered(
+        self, change: PositionChange, stop_price: float | None, bracket: Bracket | None
+    ) -> Payload:
         fill = change.fill
+        # The bracket's exits are the trade's; without one, the guardian's stop-loss.
+        take_profit, stop_loss = bracket_exits(bracket, fill.price, change.opened_direction)
         return {
             "symbol": fill.symbol,
             "side": _direction(change.opened_direction),
             "quantity": change.opened_quantity,
             "entry_price": change.entry_price_after,
-            "take_profit": None,
-            "stop_loss": stop_price,
+            "take_profit": take_profit,
+            "stop_loss": stop_loss if stop_loss is not None else stop_price,
             "strategy": fill.strategy_id,
         }
 

@@ -181,6 +181,11 @@ class ExecutionService:
         was announced before the restart)."""
         self._pipeline.restore(order, limits)
 
+    def cancel_unrestored(self, order: Order, reason: str) -> None:
+        """A resting order the journal kept whose strategy does not run after the
+        restart: cancelled (announced, then settled as a rejection)."""
+        self._pipeline.cancel_unrestored(order, reason)
+
     def replace_order(
         self,
         strategy_id: str,

@@ -391,6 +391,11 @@ class OrderPipeline:
         the prices from here on, from its last journaled stop."""
         self.resting.add(resting(order, limits, order.ts))
 
+    def cancel_unrestored(self, order: Order, reason: str) -> None:
+        """Cancel an order that rested before a restart and will not rest again."""
+        self._events.lifecycle(OrderCancelled(order, reason, self._clock.now()))
+        self.reject(order, reason)
+
     def replace(
         self,
         strategy_id: str,
