@@ -454,6 +454,10 @@ class OrderPipeline:
         price = tick.price
         if not bucket or not 0.0 < price < math.inf:
             return
+        if self.book.last_price(tick.symbol) is None:
+            # The first price after a restart: the risk checks at a restored order's
+            # trigger value it at this price, there is no other yet.
+            self.book.mark(tick.symbol, price, tick.ts)
         previous = None if self._bar is None or self._opening else self._previous
         by_id = self.resting.by_id
         self._touching = (price, previous, tick.ts)
