@@ -75,8 +75,21 @@ RISK_EVENTS = (
     "limit_breach",
     "kill_switch",
 )
-WATCH_GROUPS = {"signals": SIGNALS, "trades": TRADES, "status": STATUS, "risk": RISK_EVENTS}
-ORCHESTRATOR_TYPES = frozenset((*SIGNALS, *TRADES, *STATUS))
+ORDERS = (
+    "order_accepted",
+    "order_triggered",
+    "order_cancelled",
+    "order_replaced",
+    "order_expired",
+)
+WATCH_GROUPS = {
+    "signals": SIGNALS,
+    "trades": TRADES,
+    "status": STATUS,
+    "orders": ORDERS,
+    "risk": RISK_EVENTS,
+}
+ORCHESTRATOR_TYPES = frozenset((*SIGNALS, *TRADES, *STATUS, *ORDERS))
 RISK_TYPES = frozenset(RISK_EVENTS)
 WATCH_TYPES = ORCHESTRATOR_TYPES | RISK_TYPES
 
@@ -84,7 +97,19 @@ RISK_COMMANDS = frozenset({"risk", "halt", "resume"})
 """The commands for the risk guardian (3002), not the orchestrator server."""
 
 CLIENT_COMMANDS = frozenset(
-    {"status", "start", "stop", "pause", "watch", "risk", "halt", "resume", "backtest"}
+    {
+        "status",
+        "start",
+        "stop",
+        "pause",
+        "orders",
+        "cancel-order",
+        "watch",
+        "risk",
+        "halt",
+        "resume",
+        "backtest",
+    }
 )
 
 
@@ -125,6 +150,12 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="risk guardian for the P&L of the closing trades (default: as for status)",
     )
     _command(commands, "pause", "pause a strategy").add_argument("id", help="strategy id")
+    orders = _command(commands, "orders", "the resting orders: limits, stops, bracket exits")
+    orders.add_argument("--strategy", metavar="ID", help="only this strategy's")
+    cancel = _command(commands, "cancel-order", "cancel a resting order")
+    cancel.add_argument(
+        "order_id", metavar="ORDER_ID", help="as `orders` lists it (a filled entry's: its exits)"
+    )
 
     watch = _command(commands, "watch", "a live stream of signals, trades and risk events")
     watch.add_argument(
@@ -684,6 +715,89 @@ def _lifecycle_reply(out: Output, args: argparse.Namespace, reply: Message, verb
     return EXIT_OK
 
 
+# ------------------------------------------------------------------ resting orders
+
+
+async def show_orders(args: argparse.Namespace, out: Output) -> int:
+    async with make_client(args, args.url) as client:
+        reply = await client.get_open_orders(args.strategy)
+        await out.learn_prices(client)
+    if args.json:
+        out.json(reply)
+        return EXIT_OK
+    orders = (reply.get("data") or {}).get("orders") or []
+    if not orders:
+        whose = f" of {args.strategy}" if args.strategy else ""
+        out.print(f"no resting orders{whose}")
+        return EXIT_OK
+    headers = ["ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICES", "TIF", "FOR"]
+    rows = [_order_row(out, order) for order in orders]
+    out.print(table(out, headers, rows, numeric={4}))
+    return EXIT_OK
+
+
+def _order_row(out: Output, order: dict[str, Any]) -> list[Cell]:
+    side = str(order.get("side"))
+    return [
+        str(order.get("orderId")),
+        str(order.get("strategyId")),
+        str(order.get("symbol")),
+        (side, _SIDE_STYLES.get(side)),
+        number(order.get("quantity")),
+        str(order.get("orderType")),
+        order_prices(out, order),
+        str(order.get("timeInForce")),
+        _order_purpose(order),
+    ]
+
+
+def order_prices(out: Output, order: dict[str, Any]) -> str:
+    """An order's prices in words: "stop 101, limit 101.5; bracket 95 / 110"."""
+    symbol = order.get("symbol")
+    parts = [
+        f"{word} {out.price(order[key], symbol)}"
+        for word, key in (("stop", "stopPrice"), ("limit", "limitPrice"))
+        if order.get(key) is not None
+    ]
+    trailing = order.get("trailing")
+    if trailing:
+        amount = trailing.get("amount")
+        parts.append(f"trailing {percent(amount) if trailing.get('fraction') else number(amount)}")
+    text = ", ".join(parts) or "-"
+    if order.get("stopLoss") is not None or order.get("takeProfit") is not None:
+        loss, target = order.get("stopLoss"), order.get("takeProfit")
+        text += (
+            f"; bracket {out.price(loss, symbol) if loss is not None else '-'} / "
+            f"{out.price(target, symbol) if target is not None else '-'}"
+        )
+    return text
+
+
+def _order_purpose(order: dict[str, Any]) -> str:
+    """What the order is for: an entry, or which exit of which entry."""
+    purpose = str(order.get("purpose"))
+    if order.get("parentId"):
+        return f"{purpose} of {order['parentId']}"
+    return "entry" if purpose == "signal" else purpose
+
+
+async def cancel_order(args: argparse.Namespace, out: Output) -> int:
+    async with make_client(args, args.url) as client:
+        reply = await client.cancel_order(args.order_id)
+        await out.learn_prices(client)
+    if args.json:
+        out.json(reply)
+        return EXIT_OK
+    data = reply.get("data") or {}
+    side = str(data.get("side"))
+    out.print(
+        f"cancelled {data.get('orderId')}: {out.paint(side, _SIDE_STYLES.get(side))} "
+        f"{number(data.get('quantity'))} {data.get('symbol')} {data.get('orderType')} "
+        f"({order_prices(out, data)}) of {data.get('strategyId')}"
+    )
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ risk, halt, resume
 
 
@@ -1003,6 +1117,8 @@ def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
         status = str(d.get("status"))
         text = out.paint(status, _EXECUTION_STYLES.get(status))
         return f"{text}: {d['reason']}" if d.get("reason") else text
+    if kind in ORDERS:
+        return _order_event_text(out, kind, order, d)
     if kind == "order_rejected":
         return f"{order}: {d.get('reason')}"
     if kind == "order_reduced":
@@ -1017,6 +1133,15 @@ def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
     if kind == "kill_switch":
         return _kill_switch_text(out, d) if d.get("engaged") else out.paint("released", "green")
     return json.dumps(d, separators=(",", ":"))
+
+
+def _order_event_text(out: Output, kind: str, order: str, d: dict[str, Any]) -> str:
+    text = f"{order} {d.get('orderType')} ({order_prices(out, d)})  {d.get('orderId')}"
+    if kind == "order_triggered":
+        return f"{text} at {out.price(d.get('triggerPrice'), d.get('symbol'))}"
+    if kind in ("order_cancelled", "order_expired"):
+        return f"{text}: {d.get('reason')}"
+    return text
 
 
 # ------------------------------------------------------------------ backtest
@@ -1138,6 +1263,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Awaitable[int]]] = {
     "start": start_strategy,
     "stop": stop_strategy,
     "pause": pause_strategy,
+    "orders": show_orders,
+    "cancel-order": cancel_order,
     "watch": watch,
     "risk": show_risk,
     "halt": halt_trading,

@@ -835,6 +835,21 @@ class OrchestratorClient:
         """``strategy_paused``."""
         return await self.request({"type": "pause_strategy", "id": strategy_id})
 
+    # -------------------------------------------------------------- resting orders (8082)
+
+    async def get_open_orders(self, strategy_id: str | None = None) -> Message:
+        """``open_orders``: every resting order (limit, stop, a bracket's exits), or one
+        strategy's."""
+        command: Message = {"type": "get_open_orders"}
+        if strategy_id is not None:
+            command["strategyId"] = strategy_id
+        return await self.request(command)
+
+    async def cancel_order(self, order_id: str) -> Message:
+        """``order_cancelled`` once the cancellation is journaled (for a bracket entry
+        that filled: the first of its exits cancelled); ``order_not_found`` raises."""
+        return await self.request({"type": "cancel_order", "orderId": order_id})
+
     # -------------------------------------------------------------- market data (3001)
 
     async def subscribe(

@@ -375,6 +375,8 @@ async def test_a_daemon_error_exits_1_with_its_code_and_message(
         ["start", "holder"],
         ["stop", "holder"],
         ["pause", "holder"],
+        ["orders"],
+        ["cancel-order", "order_000001"],
         ["watch"],
         ["risk"],
         ["halt"],
@@ -464,3 +466,49 @@ def test_the_risk_guardian_is_found_beside_the_orchestrator_server() -> None:
     assert risk_url_for("ws://localhost:8082") == "ws://localhost:3002/ws"
     assert risk_url_for("wss://trading.example.com:9082/") == "wss://trading.example.com:3002/ws"
     assert risk_url_for("ws://[::1]:8082") == "ws://[::1]:3002/ws"
+
+
+# ---------------------------------------------------------------- orders, cancel-order
+
+
+async def test_orders_lists_the_resting_orders_and_cancel_order_cancels_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rest = {
+        "id": "rest",
+        "name": "Rest",
+        "kind": "tests.scripted_strategies:RestingBracket",
+        "defaults": {"symbols": ["AAPL"], "data_resolution": "1s"},
+    }
+    with structlog.testing.capture_logs():
+        config = test_config(strategies=[rest, *catalog()], broker=NO_SLIPPAGE)
+        async with running_daemon(config) as test:
+            run = Cli(test, capsys)
+            code, out, _ = await run("orders")
+            assert (code, out) == (EXIT_OK, "no resting orders\n")
+            assert (await run("start", "rest"))[0] == EXIT_OK
+            test.tick("AAPL", 100.0)
+            test.advance(1.0)
+            test.tick("AAPL", 100.0)  # the bar closes: a limit buy at 99 rests
+            await until(lambda: bool(test.daemon.committed.open_orders()))
+            code, out, _ = await run("orders", "--strategy", "rest")
+            header, _, row = out.splitlines()
+            assert header.split() == [
+                "ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICES", "TIF", "FOR"
+            ]  # fmt: skip
+            order_id = row.split()[0]
+            assert row.split()[1:6] == ["rest", "AAPL", "BUY", "10", "LIMIT"]
+            assert "limit 99.00; bracket 94.05 / 100.98" in row and row.rstrip().endswith("entry")
+            listed = await run.json("orders")
+            assert [o["orderId"] for o in listed["data"]["orders"]] == [order_id]
+            code, out, _ = await run("orders", "--strategy", "holder")
+            assert out == "no resting orders of holder\n"
+            code, out, _ = await run("cancel-order", order_id)
+            assert code == EXIT_OK
+            assert out.startswith(f"cancelled {order_id}: BUY 10 AAPL LIMIT (limit 99.00;")
+            assert out.rstrip().endswith("of rest")
+            code, out, err = await run("cancel-order", order_id)
+            assert (code, out) == (EXIT_DAEMON_ERROR, "")
+            assert err.rstrip().endswith("(order_not_found)")
+            code, _, err = await run("orders", "--strategy", "nope")
+            assert code == EXIT_DAEMON_ERROR and "(unknown_strategy)" in err
