@@ -1026,6 +1026,7 @@ _GROUP_WORDS = {
     "signals": "signals",
     "trades": "trades",
     "status": "status changes",
+    "orders": "resting orders",
     "risk": "risk events",
 }
 
