@@ -278,7 +278,8 @@ async def test_watch_shows_signals_trades_and_risk_events(
     assert code == EXIT_OK
     # The first line (on stderr, so that stdout stays the events) says what and how to stop.
     assert err == (
-        "watching signals, trades, status changes, resting orders and risk events of every strategy on "
+        "watching signals, trades, status changes, resting orders and risk events of every "
+        "strategy on "
         f"{run.url} and {run.risk_url}; Ctrl-C to stop\n"
     )
     # Two connections: the order holds within each server's stream.
