@@ -166,6 +166,8 @@ class Daemon:
             self.core.execution.book.last_price,
             self.core.execution.status,
             halt.reason if halt is not None else None,
+            clock=self.clock,
+            initial_cash=config.broker.initial_cash,
         )
         """What clients are shown: the state after exactly the events delivered."""
         self.committed.seed(self.registry.catalog())

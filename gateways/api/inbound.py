@@ -35,6 +35,7 @@ class CommandType(StrEnum):
     STOP_STRATEGY = "stop_strategy"
     PAUSE_STRATEGY = "pause_strategy"
     GET_INSTRUMENTS = "get_instruments"
+    GET_ACCOUNT = "get_account"
     RESUME = "resume"
 
 
@@ -163,6 +164,10 @@ class GetInstruments(Command):
     type: Literal[CommandType.GET_INSTRUMENTS]
 
 
+class GetAccount(Command):
+    type: Literal[CommandType.GET_ACCOUNT]
+
+
 class ResumeStream(Command):
     """Replay what this server broadcast after ``lastSeq`` of ``epoch``."""
 
@@ -178,6 +183,7 @@ StrategyCommand = Annotated[
     | StopStrategy
     | PauseStrategy
     | GetInstruments
+    | GetAccount
     | ResumeStream,
     Field(discriminator="type"),
 ]

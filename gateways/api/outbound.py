@@ -47,7 +47,7 @@ from orchestrator.risk.guardian import RiskSnapshot, StrategyRisk
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.strategy.registry import StrategyView
 from orchestrator.trading.execution import ExecutionService
-from orchestrator.trading.portfolio import PositionChange
+from orchestrator.trading.portfolio import Account, Pnl, PositionChange
 
 Payload = dict[str, Any]
 Message = tuple[str, Any]
@@ -115,12 +115,33 @@ def position_data(position: HeldPosition) -> Payload:
 
 
 def strategy_entry(view: StrategyView) -> Payload:
-    return {
+    entry: Payload = {
         "id": view.id,
         "name": view.name,
         "status": view.status.value,
         "symbols": list(view.symbols),
         "positions": [position_data(p) for p in view.positions],
+    }
+    if view.pnl is not None:
+        entry.update(pnl_data(view.pnl))
+    return entry
+
+
+def pnl_data(pnl: Pnl) -> Payload:
+    """The three P&L figures, named for their period (README: "P&L")."""
+    return {
+        "realizedPnlToday": pnl.realized_today,
+        "realizedPnlSinceStart": pnl.realized_since_start,
+        "unrealizedPnl": pnl.unrealized,
+    }
+
+
+def account_data(account: Account) -> Payload:
+    return {
+        "equity": account.equity,
+        "cash": account.cash,
+        "exposure": account.exposure,
+        **pnl_data(account.pnl),
     }
 
 
@@ -326,6 +347,7 @@ def risk_status_data(
     snapshot: RiskSnapshot,
     execution: ExecutionService,
     statuses: Mapping[str, StrategyStatus],
+    account: Account,
 ) -> Payload:
     halt = execution.halt
     config = snapshot.config
@@ -350,6 +372,7 @@ def risk_status_data(
             "dailyLoss": max(0.0, -snapshot.daily_pnl),
             "dayStart": iso_utc(snapshot.day_start),
         },
+        "account": account_data(account),
         "strategies": [
             _strategy_risk_data(s, statuses.get(s.strategy_id, StrategyStatus.STOPPED))
             for s in snapshot.strategies
@@ -364,8 +387,8 @@ def _strategy_risk_data(risk: StrategyRisk, status: StrategyStatus) -> Payload:
         "limits": _limits_data(risk.limits) if risk.limits is not None else None,
         "exposure": risk.exposure,
         "ordersLastMinute": risk.orders_last_minute,
-        "realizedPnl": risk.realized_pnl,
-        "unrealizedPnl": risk.unrealized_pnl,
+        "realizedPnl": risk.realized_pnl,  # since start, as before the three figures
+        **pnl_data(risk.pnl),
         "positions": [{**position_data(p), "stopPrice": p.stop_price} for p in risk.positions],
     }
 

@@ -802,6 +802,10 @@ class OrchestratorClient:
         """``instruments``: each symbol of the feed with its price grid and decimals."""
         return await self.request({"type": "get_instruments"})
 
+    async def get_account(self) -> Message:
+        """``account``: equity, cash, exposure and the P&L totals of every strategy."""
+        return await self.request({"type": "get_account"})
+
     async def start_strategy(
         self,
         strategy_id: str,
