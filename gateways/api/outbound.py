@@ -193,8 +193,13 @@ def signal_data(sig: Signal) -> Payload:
 
 def trade(event: TradeExecuted) -> Message:
     change = event.change
-    pnl = change.realized_pnl if change is not None and change.applied else None
-    return "strategy_trade", {**trade_data(event.fill), "realizedPnl": pnl}
+    applied = change is not None and change.applied
+    return "strategy_trade", {
+        **trade_data(event.fill),
+        "realizedPnl": change.realized_pnl if change is not None and applied else None,
+        "positionQuantity": change.quantity_after if change is not None and applied else None,
+        "purpose": event.purpose.value,
+    }
 
 
 def trade_data(fill: Fill) -> Payload:
@@ -443,7 +448,15 @@ def recent_activity_data(trades: list[JournaledTrade], signals: list[Signal]) ->
     A trade is ``strategy_trade``'s data and ``realizedPnl``, what the fill added to its
     position's realized P&L (commission included; null when it moved no position)."""
     return {
-        "trades": [{**trade_data(t.fill), "realizedPnl": t.realized_pnl} for t in trades],
+        "trades": [
+            {
+                **trade_data(t.fill),
+                "realizedPnl": t.realized_pnl,
+                "positionQuantity": t.position_quantity,
+                "purpose": t.purpose.value,
+            }
+            for t in trades
+        ],
         "signals": [signal_data(s) for s in signals],
     }
 

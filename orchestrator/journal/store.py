@@ -277,6 +277,10 @@ class JournaledTrade:
 
     fill: Fill
     realized_pnl: float | None
+    position_quantity: float | None = None
+    """The strategy's quantity in the symbol after the fill; None as ``realized_pnl``."""
+    purpose: OrderPurpose = OrderPurpose.SIGNAL
+    """Why its order existed (the orders table; a signal's when it has no row)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,10 +508,11 @@ class Journal:
         return [_fill(row[1:]) for row in self._query(sql + " ORDER BY seq", params)]
 
     def recent_trades(self, limit: int) -> list[JournaledTrade]:
-        """The last ``limit`` fills in commit order, each with its realized P&L.
+        """The last ``limit`` fills in commit order, each with its realized P&L, the
+        position it left and its order's purpose.
 
         A fill's P&L is its snapshot's running total less the position's previous
-        snapshot: two index lookups per fill, whatever the journal's size.
+        snapshot: a few index lookups per fill, whatever the journal's size.
         """
         fill_columns = ", ".join(f"f.{column}" for column in FILL_COLUMNS.split(", "))
         previous = (
@@ -516,11 +521,17 @@ class Journal:
         )
         sql = (
             f"SELECT * FROM (SELECT f.seq, {fill_columns}, "
-            f"s.realized_pnl - COALESCE(({previous}), 0.0) FROM fills f "
-            "LEFT JOIN position_snapshots s ON s.fill_id = f.id ORDER BY f.seq DESC LIMIT ?) "
+            f"s.realized_pnl - COALESCE(({previous}), 0.0), s.quantity, o.purpose FROM fills f "
+            "LEFT JOIN position_snapshots s ON s.fill_id = f.id "
+            "LEFT JOIN orders o ON o.id = f.order_id ORDER BY f.seq DESC LIMIT ?) "
             "ORDER BY seq"
         )
-        return [JournaledTrade(_fill(row[1:-1]), row[-1]) for row in self._query(sql, (limit,))]
+        return [
+            JournaledTrade(
+                _fill(row[1:-3]), row[-3], row[-2], OrderPurpose(row[-1] or OrderPurpose.SIGNAL)
+            )
+            for row in self._query(sql, (limit,))
+        ]
 
     def recent_signals(self, limit: int) -> list[Signal]:
         """The last ``limit`` signals in commit order."""

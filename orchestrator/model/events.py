@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, get_args
 
 from orchestrator.model.market import Bar, Tick
-from orchestrator.model.orders import Fill, Order, Signal
+from orchestrator.model.orders import Fill, Order, OrderPurpose, Signal
 from orchestrator.model.records import record
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import PositionChange
@@ -123,6 +123,9 @@ class TradeExecuted:
     """The stop-loss price of the position after this fill (None when it has none, is
     flat, or nothing changed): what the guardian watches for, so that consumers need
     not look up the strategy's config."""
+    purpose: OrderPurpose = OrderPurpose.SIGNAL
+    """Why the filled order exists: a strategy's signal, a stop-loss, a bracket's
+    target, or the close of ``stop_strategy`` (a closed trade's exit reason)."""
 
 
 @record

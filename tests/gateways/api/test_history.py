@@ -35,6 +35,13 @@ async def test_recent_activity_is_what_the_stream_said_with_pnl_per_trade() -> N
         # The same payloads as the live stream, so a page joins them by id.
         assert trades == live["strategy_trade"]
         assert [t["side"] for t in trades] == ["BUY", "BUY", "SELL", "SELL"]
+        # Each says why its order existed and what position it left: a closed trade's
+        # exit reason, and where a round trip starts and ends.
+        assert [t["purpose"] for t in trades] == ["signal", "signal"] + ["strategy_stop"] * 2
+        assert [t["positionQuantity"] for t in trades] == [t["quantity"] for t in trades[:2]] + [
+            0.0,
+            0.0,
+        ]
         assert reply["data"]["signals"] == live["strategy_signal"]
         book = daemon.daemon.core.execution.book.portfolio("strategy-123")
         assert sum(t["realizedPnl"] for t in trades) == pytest.approx(book.realized_pnl)
