@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from gateways.api import routes
-from gateways.api.history import RecentActivity
+from gateways.api.history import IndicatorHistory, RecentActivity
 from gateways.api.inbound import CommandParser, start_config_bounds
 from gateways.api.instruments import InstrumentQueries
 from gateways.api.jobs import JobCommands, orchestrator_command_parser
@@ -254,10 +254,11 @@ class Daemon:
             self.jobs, self.registry, self.config, self.clock, self.core.market.symbols
         )
         activity = RecentActivity(self.journal, self.clock)
+        lines = IndicatorHistory(self.core.runtime.lines, self.registry, self.clock)
         return self._server(
             "orchestrator",
             orchestrator_command_parser(),
-            {**jobs.handlers(), **activity.handlers()},
+            {**jobs.handlers(), **activity.handlers(), **lines.handlers()},
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
             pages=[ReportPages(self._report_of)],

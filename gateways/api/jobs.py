@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from gateways.api import outbound
-from gateways.api.history import GetRecentActivity, HistoryCommandType
+from gateways.api.history import GetIndicators, GetRecentActivity, HistoryCommandType
 from gateways.api.inbound import (
     STRATEGY_COMMANDS,
     Command,
@@ -107,7 +107,8 @@ OrchestratorCommand = Annotated[
     | CancelBacktest
     | GetBacktests
     | GetBacktestReport
-    | GetRecentActivity,
+    | GetRecentActivity
+    | GetIndicators,
     Field(discriminator="type"),
 ]
 

@@ -26,6 +26,7 @@ from orchestrator.model.events import (
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
+    IndicatorsUpdated,
     JobProgress,
     JobStateChanged,
     JobStatus,
@@ -45,6 +46,7 @@ from orchestrator.model.market import Bar, Tick
 from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, Signal
 from orchestrator.risk.guardian import RiskSnapshot, StrategyRisk
 from orchestrator.strategy.config import StrategyRunConfig
+from orchestrator.strategy.lines import IndicatorPoint, LineValues
 from orchestrator.strategy.registry import StrategyView
 from orchestrator.trading.execution import ExecutionService
 from orchestrator.trading.portfolio import Account, Pnl, PositionChange
@@ -249,6 +251,32 @@ def bar_data(bar: Bar) -> Payload:
 
 def quote(event: QuoteUpdated) -> Message:
     return "quote", quote_data(event.tick)
+
+
+def indicators(event: IndicatorsUpdated) -> Message:
+    return "strategy_indicators", {
+        "strategyId": event.strategy_id,
+        "symbol": event.symbol,
+        "resolution": event.resolution,
+        **indicator_point_data(event.start, event.values),
+    }
+
+
+def indicator_point_data(start: float, values: LineValues) -> Payload:
+    """One point of a strategy's lines: its bar's start and each line's value by name."""
+    return {"start": iso_utc(start), "values": dict(values)}
+
+
+def indicator_history_data(
+    strategy_id: str, symbol: str, resolution: str | None, points: Sequence[IndicatorPoint]
+) -> Payload:
+    """``indicators``: the recent points of one strategy's lines in one symbol."""
+    return {
+        "strategyId": strategy_id,
+        "symbol": symbol,
+        "resolution": resolution,
+        "points": [indicator_point_data(p.start, p.values) for p in points],
+    }
 
 
 def bar(event: BarClosed) -> Message:
@@ -477,6 +505,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     OrderSubmitted: order_submitted,
     QuoteUpdated: quote,
     BarClosed: bar,
+    IndicatorsUpdated: indicators,
     OrderRejected: order_rejected,
     OrderReduced: order_reduced,
     StopLossTriggered: stop_loss_triggered,

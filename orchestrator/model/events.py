@@ -28,6 +28,7 @@ class Topic(StrEnum):
     EXECUTION_STATUS = "execution.status"
     MARKET_QUOTE = "market.quote"
     MARKET_BAR = "market.bar"
+    STRATEGY_INDICATORS = "strategy.indicators"
     RISK_ORDER_REJECTED = "risk.order_rejected"
     RISK_ORDER_REDUCED = "risk.order_reduced"
     RISK_STOP_LOSS = "risk.stop_loss"
@@ -147,6 +148,21 @@ class QuoteUpdated:
 class BarClosed:
     topic: ClassVar[Topic] = Topic.MARKET_BAR
     bar: Bar
+
+
+@record
+class IndicatorsUpdated:
+    """A strategy's indicator lines in one symbol after one of its bars (not journaled:
+    like bars, they are recomputed from market data)."""
+
+    topic: ClassVar[Topic] = Topic.STRATEGY_INDICATORS
+    strategy_id: str
+    symbol: str
+    resolution: str
+    start: float
+    """The start of the bar they were computed on (where a chart draws them)."""
+    values: tuple[tuple[str, float], ...]
+    """Each line's name and value, in the strategy's order."""
 
 
 @record
@@ -296,6 +312,7 @@ Event = (
     | ExecutionStatusChanged
     | QuoteUpdated
     | BarClosed
+    | IndicatorsUpdated
     | OrderRejected
     | OrderReduced
     | StopLossTriggered
