@@ -227,7 +227,9 @@ async def test_the_dashboard_drives_a_real_daemon(
         trade_rows = page.get_by_test_id("trades").locator("tbody tr")
         await expect(trade_rows.first).to_contain_text("strategy-123")
         await expect(row.get_by_test_id("strategy-positions")).not_to_have_text("—")
-        await expect(row.get_by_test_id("strategy-pnl")).to_have_text(re.compile(r"^[+-]?\d"))
+        await expect(row.get_by_test_id("strategy-pnl-since-start")).to_have_text(
+            re.compile(r"^[+-]?\d")
+        )
         # Numbers grouped as the CLI groups them.
         await expect(page.locator("#gross-exposure")).to_have_text(GROUPED_EXPOSURE)
         await expect(page.locator("#daily-pnl")).to_contain_text("(loss limit 5,000)")
