@@ -174,6 +174,9 @@ class ResumeStream(Command):
     type: Literal[CommandType.RESUME]
     last_seq: int = Field(alias="lastSeq", ge=0)
     epoch: int = Field(ge=0)
+    position: int | None = Field(default=None, ge=0)
+    """The last journal position the client saw: after a restart (another epoch) the
+    committed messages after it are replayed from the journal."""
 
 
 StrategyCommand = Annotated[

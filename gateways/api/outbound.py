@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from orchestrator.backtest.jobs import JobInfo
-from orchestrator.journal.store import JournaledTrade
+from orchestrator.journal.store import JournaledTrade, StreamRecord
 from orchestrator.model.clock import iso_utc
 from orchestrator.model.events import (
     JOB_PROGRESS,
@@ -40,6 +40,7 @@ from orchestrator.model.events import (
     StopLossTriggered,
     StrategyStatus,
     StrategyStatusChanged,
+    Topic,
     TradeExecuted,
 )
 from orchestrator.model.market import Bar, Tick
@@ -60,11 +61,15 @@ DgbitMessage = tuple[str, Payload, str | None]
 
 @dataclass(frozen=True, slots=True)
 class StreamPosition:
-    """Where a message stands in its server's stream (additive envelope fields)."""
+    """Where a message stands in its server's stream (additive envelope fields).
+    ``journal``: the journal position of a committed event (a snapshot's: of the last
+    one it shows), which outlives the daemon run; None for what the journal does not
+    write."""
 
-    seq: int
-    epoch: int
+    seq: int | None
+    epoch: int | None
     snapshot: bool = False
+    journal: int | None = None
 
 
 def encode(
@@ -78,8 +83,11 @@ def encode(
     if request_id is not None:
         message["requestId"] = request_id
     if position is not None:
-        message["seq"] = position.seq
-        message["epoch"] = position.epoch
+        if position.seq is not None:
+            message["seq"] = position.seq
+            message["epoch"] = position.epoch
+        if position.journal is not None:
+            message["position"] = position.journal
         if position.snapshot:
             message["snapshot"] = True
     return orjson.dumps(message)
@@ -201,6 +209,21 @@ def trade(event: TradeExecuted) -> Message:
         "realizedPnl": change.realized_pnl if change is not None and applied else None,
         "positionQuantity": change.quantity_after if change is not None and applied else None,
         "purpose": event.purpose.value,
+    }
+
+
+def journaled_trade(trade: JournaledTrade) -> Message:
+    """``strategy_trade`` as read back from the journal: the same message as the live one."""
+    return "strategy_trade", journaled_trade_data(trade)
+
+
+def journaled_trade_data(trade: JournaledTrade) -> Payload:
+    """A journaled fill as ``strategy_trade``'s data."""
+    return {
+        **trade_data(trade.fill),
+        "realizedPnl": trade.realized_pnl,
+        "positionQuantity": trade.position_quantity,
+        "purpose": trade.purpose.value,
     }
 
 
@@ -476,15 +499,7 @@ def recent_activity_data(trades: list[JournaledTrade], signals: list[Signal]) ->
     A trade is ``strategy_trade``'s data and ``realizedPnl``, what the fill added to its
     position's realized P&L (commission included; null when it moved no position)."""
     return {
-        "trades": [
-            {
-                **trade_data(t.fill),
-                "realizedPnl": t.realized_pnl,
-                "positionQuantity": t.position_quantity,
-                "purpose": t.purpose.value,
-            }
-            for t in trades
-        ],
+        "trades": [journaled_trade_data(t) for t in trades],
         "signals": [signal_data(s) for s in signals],
     }
 
@@ -520,6 +535,14 @@ server sends which to whom is the routes' business (:mod:`gateways.api.routes`).
 _FOLLOWED_NOT_BROADCAST = frozenset({QuoteUpdated, BarClosed, OrderSubmitted})
 """Quotes and bars go to their channels' members only; no client sees an order on
 its way (NNG does)."""
+
+
+def stream_message(record: StreamRecord) -> tuple[Topic, Message]:
+    """The topic and message of an event read back from the journal (a resume after a
+    restart): what was sent when it was delivered, built by the same functions."""
+    if isinstance(record, JournaledTrade):
+        return Topic.STRATEGY_TRADE, journaled_trade(record)
+    return record.topic, MESSAGES[type(record)](record)
 
 
 def event_message(event: Event) -> Message | None:
@@ -559,10 +582,12 @@ class Outgoing:
     however many servers and subscribers send it, and not at all if none does.
     """
 
-    __slots__ = ("_message", "event")
+    __slots__ = ("_message", "event", "position")
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, event: Event, position: int | None = None) -> None:
         self.event = event
+        self.position = position
+        """The event's journal position (None: the journal does not write it)."""
         self._message: Message | None = _UNBUILT
 
     @property

@@ -53,12 +53,14 @@ class Receiver:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.told: list[Event] = []
+        self.positions: list[int | None] = []
         self.batches = 0
         self.unjournaled_trades: list[str] = []
         self.arrived = asyncio.Event()
 
-    def __call__(self, events: Sequence[Event]) -> None:
+    def __call__(self, events: Sequence[Event], positions: Sequence[int | None]) -> None:
         self.batches += 1
+        self.positions.extend(positions)
         with Journal.open_readonly(self.path) as reader:
             stored = {fill.id for fill in reader.fills()}
         for event in events:
@@ -377,7 +379,7 @@ async def test_built_from_the_config(journal: Journal) -> None:
 async def test_a_failing_receiver_does_not_stop_the_journal(journal: Journal) -> None:
     told: list[Event] = []
 
-    def deliver(events: Sequence[Event]) -> None:
+    def deliver(events: Sequence[Event], _: Sequence[int | None]) -> None:
         told.extend(events)
         raise RuntimeError("a broken server")
 
