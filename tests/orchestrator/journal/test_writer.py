@@ -138,11 +138,11 @@ class BlockingJournal(Journal):
     release: threading.Event
     writing: threading.Event
 
-    def write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[Record]) -> list[int | None]:
         self.writing.set()
         if not self.release.wait(DEADLINE):
             raise AssertionError("the test never released the commit")
-        super().write(records)
+        return super().write(records)
 
 
 @pytest.fixture
@@ -220,7 +220,7 @@ async def test_close_commits_everything_and_joins_the_thread(journal: Journal) -
 class FailingJournal(Journal):
     """A journal on a disk that fails every write."""
 
-    def write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[Record]) -> list[int | None]:
         raise sqlite3.OperationalError("disk I/O error")
 
 
