@@ -10,9 +10,11 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+from gateways.api.journal_replay import JournalReplay
 from gateways.client.ws_client import resume_url
 from gateways.config import DaemonConfig
-from orchestrator.model.events import ExecutionStatusChanged
+from gateways.ws.stream import Resync
+from orchestrator.model.events import ExecutionStatusChanged, Topic
 from orchestrator.model.orders import Side
 from tests.orchestrator.journal.journal_support import Trading
 from tests.support import Client, TestDaemon, running_daemon, test_config
@@ -140,3 +142,21 @@ async def test_an_epoch_of_another_journal_or_no_position_gets_a_resync() -> Non
             notice = await client.recv()
             assert notice["type"] == "resync_required"
             assert "epoch changed" in notice["data"]["reason"]
+
+
+async def test_a_trade_read_back_from_the_journal_is_the_message_sent_live() -> None:
+    trading = Trading()
+    async with running_daemon() as daemon, daemon.client() as client:
+        for record in trading.round_trip("sma", "AAPL", Side.BUY, 2, 100.0):
+            daemon.daemon.bus.publish(record)  # type: ignore[arg-type]  # events, no config
+        live = await client.recv_type("strategy_trade")
+        journal = daemon.daemon.journal
+        assert journal is not None
+        replay = JournalReplay(journal)
+        read = await replay.replay(
+            daemon.daemon.epoch, 0, live["position"], [Topic.STRATEGY_TRADE], 10
+        )
+    assert not isinstance(read, Resync)
+    [item] = read
+    assert item.position == live["position"]
+    assert item.message == ("strategy_trade", live["data"])
