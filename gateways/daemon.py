@@ -14,10 +14,11 @@ from typing import Any
 import structlog
 
 from gateways.api import routes
-from gateways.api.history import RecentActivity
+from gateways.api.history import IndicatorHistory, RecentActivity
 from gateways.api.inbound import CommandParser, start_config_bounds
 from gateways.api.instruments import InstrumentQueries
 from gateways.api.jobs import JobCommands, orchestrator_command_parser
+from gateways.api.journal_replay import JournalReplay
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
 from gateways.api.outbound import DgbitTranslator
 from gateways.api.report_page import ReportPages
@@ -152,8 +153,8 @@ class Daemon:
         """The bus's events to the writer, or past it when it need not commit them."""
         self.bus.subscribe(self.journal_stage.submit)
         self._writer_task: asyncio.Task[None] | None = None
-        self.epoch = int(self.clock.now() * 1000)
-        """The daemon's start epoch (ms): a client that resumes learns of a restart."""
+        self.epoch = self._begin_run()
+        """This run's epoch (its start, ms): a client that resumes learns of a restart."""
         self.metrics = Metrics()
         self.health = Health()
         self.bus.subscribe(self.metrics.on_event, Metrics.TOPICS)
@@ -167,6 +168,8 @@ class Daemon:
             settled=self.writer.flush,
             metrics=self.metrics,
             health=self.health,
+            archive=JournalReplay(self.journal) if self.journal is not None else None,
+            stream_start=self.journal.last_position if self.journal is not None else 0,
         )
         halt = self.core.execution.halt
         self.committed = CommittedViews(
@@ -174,6 +177,8 @@ class Daemon:
             self.core.execution.book.last_price,
             self.core.execution.status,
             halt.reason if halt is not None else None,
+            clock=self.clock,
+            initial_cash=config.broker.initial_cash,
         )
         """What clients are shown: the state after exactly the events delivered."""
         self.committed.seed(self.registry.catalog())
@@ -224,9 +229,20 @@ class Daemon:
         """Whether anything on the outbox takes an event of ``topic`` now."""
         return topic in COMMITTED_TOPICS or self.fanout.hears(topic)
 
-    def _deliver(self, events: Sequence[Event]) -> None:
-        for event in events:
+    def _deliver(self, events: Sequence[Event], positions: Sequence[int | None]) -> None:
+        for event, position in zip(events, positions, strict=True):
+            self.fanout.position = position  # the outbox carries the event alone
             self.outbox.publish(event)
+        self.fanout.position = None
+
+    def _begin_run(self) -> int:
+        """The run's epoch: its start in ms, recorded in the journal (which makes it
+        later than every earlier run's), so that a client of an earlier run that
+        resumes is replayed what it missed from the journal."""
+        proposed = int(self.clock.now() * 1000)
+        if self.journal is None:
+            return proposed
+        return self.journal.begin_run(proposed, self.clock.now())
 
     def _build_nng_feed(self) -> NngFeed | None:
         """The NNG feed when the config asks for it (the core cannot build it)."""
@@ -263,10 +279,11 @@ class Daemon:
         orders = OrderCommands(
             self.core.execution, self.registry, self.committed, "orchestrator", self.clock
         )
+        lines = IndicatorHistory(self.core.runtime.lines, self.registry, self.clock)
         return self._server(
             "orchestrator",
             orchestrator_command_parser(),
-            {**jobs.handlers(), **activity.handlers(), **orders.handlers()},
+            {**jobs.handlers(), **activity.handlers(), **orders.handlers(), **lines.handlers()},
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
             pages=[ReportPages(self._report_of)],

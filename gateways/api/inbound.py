@@ -35,6 +35,7 @@ class CommandType(StrEnum):
     STOP_STRATEGY = "stop_strategy"
     PAUSE_STRATEGY = "pause_strategy"
     GET_INSTRUMENTS = "get_instruments"
+    GET_ACCOUNT = "get_account"
     RESUME = "resume"
 
 
@@ -188,12 +189,19 @@ class CancelOrder(Command):
     orderId: OrderId
 
 
+class GetAccount(Command):
+    type: Literal[CommandType.GET_ACCOUNT]
+
+
 class ResumeStream(Command):
     """Replay what this server broadcast after ``lastSeq`` of ``epoch``."""
 
     type: Literal[CommandType.RESUME]
     last_seq: int = Field(alias="lastSeq", ge=0)
     epoch: int = Field(ge=0)
+    position: int | None = Field(default=None, ge=0)
+    """The last journal position the client saw: after a restart (another epoch) the
+    committed messages after it are replayed from the journal."""
 
 
 StrategyCommand = Annotated[
@@ -203,6 +211,7 @@ StrategyCommand = Annotated[
     | StopStrategy
     | PauseStrategy
     | GetInstruments
+    | GetAccount
     | ResumeStream,
     Field(discriminator="type"),
 ]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from gateways.api import outbound
-from gateways.api.history import GetRecentActivity, HistoryCommandType
+from gateways.api.history import GetIndicators, GetRecentActivity, HistoryCommandType
 from gateways.api.inbound import (
     STRATEGY_COMMANDS,
     CancelOrder,
@@ -112,7 +112,8 @@ OrchestratorCommand = Annotated[
     | GetBacktestReport
     | GetRecentActivity
     | GetOpenOrders
-    | CancelOrder,
+    | CancelOrder
+    | GetIndicators,
     Field(discriminator="type"),
 ]
 

@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from orchestrator.backtest.jobs import JobInfo
-from orchestrator.journal.store import JournaledTrade
+from orchestrator.journal.store import JournaledTrade, StreamRecord
 from orchestrator.model.clock import iso_utc
 from orchestrator.model.events import (
     JOB_PROGRESS,
@@ -26,6 +26,7 @@ from orchestrator.model.events import (
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
+    IndicatorsUpdated,
     JobProgress,
     JobStateChanged,
     JobStatus,
@@ -45,6 +46,7 @@ from orchestrator.model.events import (
     StopLossTriggered,
     StrategyStatus,
     StrategyStatusChanged,
+    Topic,
     TradeExecuted,
 )
 from orchestrator.model.market import Bar, Tick
@@ -61,9 +63,10 @@ from orchestrator.model.orders import (
 )
 from orchestrator.risk.guardian import RiskSnapshot, StrategyRisk
 from orchestrator.strategy.config import StrategyRunConfig
+from orchestrator.strategy.lines import IndicatorPoint, LineValues
 from orchestrator.strategy.registry import StrategyView
 from orchestrator.trading.execution import ExecutionService
-from orchestrator.trading.portfolio import PositionChange
+from orchestrator.trading.portfolio import Account, Pnl, PositionChange
 
 Payload = dict[str, Any]
 Message = tuple[str, Any]
@@ -74,11 +77,15 @@ DgbitMessage = tuple[str, Payload, str | None]
 
 @dataclass(frozen=True, slots=True)
 class StreamPosition:
-    """Where a message stands in its server's stream (additive envelope fields)."""
+    """Where a message stands in its server's stream (additive envelope fields).
+    ``journal``: the journal position of a committed event (a snapshot's: of the last
+    one it shows), which outlives the daemon run; None for what the journal does not
+    write."""
 
-    seq: int
-    epoch: int
+    seq: int | None
+    epoch: int | None
     snapshot: bool = False
+    journal: int | None = None
 
 
 def encode(
@@ -92,8 +99,11 @@ def encode(
     if request_id is not None:
         message["requestId"] = request_id
     if position is not None:
-        message["seq"] = position.seq
-        message["epoch"] = position.epoch
+        if position.seq is not None:
+            message["seq"] = position.seq
+            message["epoch"] = position.epoch
+        if position.journal is not None:
+            message["position"] = position.journal
         if position.snapshot:
             message["snapshot"] = True
     return orjson.dumps(message)
@@ -131,12 +141,33 @@ def position_data(position: HeldPosition) -> Payload:
 
 
 def strategy_entry(view: StrategyView) -> Payload:
-    return {
+    entry: Payload = {
         "id": view.id,
         "name": view.name,
         "status": view.status.value,
         "symbols": list(view.symbols),
         "positions": [position_data(p) for p in view.positions],
+    }
+    if view.pnl is not None:
+        entry.update(pnl_data(view.pnl))
+    return entry
+
+
+def pnl_data(pnl: Pnl) -> Payload:
+    """The three P&L figures, named for their period (README: "P&L")."""
+    return {
+        "realizedPnlToday": pnl.realized_today,
+        "realizedPnlSinceStart": pnl.realized_since_start,
+        "unrealizedPnl": pnl.unrealized,
+    }
+
+
+def account_data(account: Account) -> Payload:
+    return {
+        "equity": account.equity,
+        "cash": account.cash,
+        "exposure": account.exposure,
+        **pnl_data(account.pnl),
     }
 
 
@@ -188,8 +219,28 @@ def signal_data(sig: Signal) -> Payload:
 
 def trade(event: TradeExecuted) -> Message:
     change = event.change
-    pnl = change.realized_pnl if change is not None and change.applied else None
-    return "strategy_trade", {**trade_data(event.fill), "realizedPnl": pnl}
+    applied = change is not None and change.applied
+    return "strategy_trade", {
+        **trade_data(event.fill),
+        "realizedPnl": change.realized_pnl if change is not None and applied else None,
+        "positionQuantity": change.quantity_after if change is not None and applied else None,
+        "purpose": event.purpose.value,
+    }
+
+
+def journaled_trade(trade: JournaledTrade) -> Message:
+    """``strategy_trade`` as read back from the journal: the same message as the live one."""
+    return "strategy_trade", journaled_trade_data(trade)
+
+
+def journaled_trade_data(trade: JournaledTrade) -> Payload:
+    """A journaled fill as ``strategy_trade``'s data."""
+    return {
+        **trade_data(trade.fill),
+        "realizedPnl": trade.realized_pnl,
+        "positionQuantity": trade.position_quantity,
+        "purpose": trade.purpose.value,
+    }
 
 
 def trade_data(fill: Fill) -> Payload:
@@ -321,6 +372,32 @@ def quote(event: QuoteUpdated) -> Message:
     return "quote", quote_data(event.tick)
 
 
+def indicators(event: IndicatorsUpdated) -> Message:
+    return "strategy_indicators", {
+        "strategyId": event.strategy_id,
+        "symbol": event.symbol,
+        "resolution": event.resolution,
+        **indicator_point_data(event.start, event.values),
+    }
+
+
+def indicator_point_data(start: float, values: LineValues) -> Payload:
+    """One point of a strategy's lines: its bar's start and each line's value by name."""
+    return {"start": iso_utc(start), "values": dict(values)}
+
+
+def indicator_history_data(
+    strategy_id: str, symbol: str, resolution: str | None, points: Sequence[IndicatorPoint]
+) -> Payload:
+    """``indicators``: the recent points of one strategy's lines in one symbol."""
+    return {
+        "strategyId": strategy_id,
+        "symbol": symbol,
+        "resolution": resolution,
+        "points": [indicator_point_data(p.start, p.values) for p in points],
+    }
+
+
 def bar(event: BarClosed) -> Message:
     return "bar", bar_data(event.bar)
 
@@ -422,6 +499,7 @@ def risk_status_data(
     snapshot: RiskSnapshot,
     execution: ExecutionService,
     statuses: Mapping[str, StrategyStatus],
+    account: Account,
 ) -> Payload:
     halt = execution.halt
     config = snapshot.config
@@ -446,6 +524,7 @@ def risk_status_data(
             "dailyLoss": max(0.0, -snapshot.daily_pnl),
             "dayStart": iso_utc(snapshot.day_start),
         },
+        "account": account_data(account),
         "strategies": [
             _strategy_risk_data(s, statuses.get(s.strategy_id, StrategyStatus.STOPPED))
             for s in snapshot.strategies
@@ -460,8 +539,8 @@ def _strategy_risk_data(risk: StrategyRisk, status: StrategyStatus) -> Payload:
         "limits": _limits_data(risk.limits) if risk.limits is not None else None,
         "exposure": risk.exposure,
         "ordersLastMinute": risk.orders_last_minute,
-        "realizedPnl": risk.realized_pnl,
-        "unrealizedPnl": risk.unrealized_pnl,
+        "realizedPnl": risk.realized_pnl,  # since start, as before the three figures
+        **pnl_data(risk.pnl),
         "positions": [{**position_data(p), "stopPrice": p.stop_price} for p in risk.positions],
     }
 
@@ -516,7 +595,7 @@ def recent_activity_data(trades: list[JournaledTrade], signals: list[Signal]) ->
     A trade is ``strategy_trade``'s data and ``realizedPnl``, what the fill added to its
     position's realized P&L (commission included; null when it moved no position)."""
     return {
-        "trades": [{**trade_data(t.fill), "realizedPnl": t.realized_pnl} for t in trades],
+        "trades": [journaled_trade_data(t) for t in trades],
         "signals": [signal_data(s) for s in signals],
     }
 
@@ -542,6 +621,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     OrderExpired: order_expired,
     QuoteUpdated: quote,
     BarClosed: bar,
+    IndicatorsUpdated: indicators,
     OrderRejected: order_rejected,
     OrderReduced: order_reduced,
     StopLossTriggered: stop_loss_triggered,
@@ -556,6 +636,14 @@ server sends which to whom is the routes' business (:mod:`gateways.api.routes`).
 _FOLLOWED_NOT_BROADCAST = frozenset({QuoteUpdated, BarClosed, OrderSubmitted})
 """Quotes and bars go to their channels' members only; no client sees an order on
 its way (NNG does)."""
+
+
+def stream_message(record: StreamRecord) -> tuple[Topic, Message]:
+    """The topic and message of an event read back from the journal (a resume after a
+    restart): what was sent when it was delivered, built by the same functions."""
+    if isinstance(record, JournaledTrade):
+        return Topic.STRATEGY_TRADE, journaled_trade(record)
+    return record.topic, MESSAGES[type(record)](record)
 
 
 def event_message(event: Event) -> Message | None:
@@ -595,10 +683,12 @@ class Outgoing:
     however many servers and subscribers send it, and not at all if none does.
     """
 
-    __slots__ = ("_message", "event")
+    __slots__ = ("_message", "event", "position")
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, event: Event, position: int | None = None) -> None:
         self.event = event
+        self.position = position
+        """The event's journal position (None: the journal does not write it)."""
         self._message: Message | None = _UNBUILT
 
     @property

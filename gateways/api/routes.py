@@ -38,6 +38,7 @@ ROUTES: Mapping[str, Routes] = {
         Topic.STRATEGY_STATUS,
         Topic.STRATEGY_SIGNAL,
         Topic.STRATEGY_TRADE,
+        Topic.STRATEGY_INDICATORS,
         Topic.EXECUTION_STATUS,
         Topic.JOB,
         Topic.JOB_PROGRESS,

@@ -7,6 +7,7 @@ from gateways.api.inbound import (
     CancelOrder,
     Command,
     CommandType,
+    GetAccount,
     GetActiveStrategies,
     GetOpenOrders,
     GetStrategies,
@@ -47,6 +48,7 @@ class StrategyCommands:
             CommandType.START_STRATEGY: self.start_strategy,
             CommandType.STOP_STRATEGY: self.stop_strategy,
             CommandType.PAUSE_STRATEGY: self.pause_strategy,
+            CommandType.GET_ACCOUNT: self.get_account,
         }
 
     async def get_active_strategies(self, command: GetActiveStrategies, _: Session) -> Replies:
@@ -58,6 +60,10 @@ class StrategyCommands:
     async def get_strategies(self, command: GetStrategies, _: Session) -> Replies:
         data = outbound.strategy_list(self._committed.catalog())
         return [outbound.encode("strategy_list", data, self._clock.now(), command.request_id)]
+
+    async def get_account(self, command: GetAccount, _: Session) -> Replies:
+        data = outbound.account_data(self._committed.account())
+        return [outbound.encode("account", data, self._clock.now(), command.request_id)]
 
     async def start_strategy(self, command: StartStrategy, session: Session) -> Replies:
         overrides = command.config.overrides() if command.config is not None else None

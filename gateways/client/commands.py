@@ -547,6 +547,7 @@ async def show_status(args: argparse.Namespace, out: Output) -> int:
     execution = client.messages("execution_service_status", maxsize=10)
     async with client:
         reply = await (client.get_strategies() if args.all else client.get_active_strategies())
+        account = await _account(client)
         await out.learn_prices(client)
         async with asyncio.timeout(args.timeout):
             # The snapshot's execution_service_status came before any reply.
@@ -561,7 +562,8 @@ async def show_status(args: argparse.Namespace, out: Output) -> int:
             {
                 "executionStatus": execution_data.get("status"),
                 "killSwitch": kill_switch,
-                "pnlSource": "risk_guardian" if risk is not None else "positions",
+                "pnlSource": _pnl_source(reply["data"], risk),
+                "account": account,
                 "strategies": strategies,
             }
         )
@@ -571,15 +573,54 @@ async def show_status(args: argparse.Namespace, out: Output) -> int:
     if kill_switch is not None and kill_switch.get("engaged"):
         headline += "  " + out.paint(f"kill switch engaged: {kill_switch.get('reason')}", "red")
     out.print(headline)
+    if account is not None:
+        out.print(account_text(account))
     out.print()
     if not strategies:
         out.print("no strategies running (orchestrator status --all lists the catalog)")
     else:
         _print_strategies(out, strategies)
-    if risk is None:
+    if risk is None and _pnl_source(reply["data"], risk) == "positions":
         note = f"(risk guardian: {risk_problem}; realized P&L unknown, unrealized from positions)"
         out.print(out.paint(note, "dim"))
     return EXIT_OK
+
+
+PNL_FIELDS = ("realizedPnlToday", "realizedPnlSinceStart", "unrealizedPnl")
+"""The three P&L figures of a strategy entry, a risk status entry and the account."""
+
+
+def _has_pnl(entry: dict[str, Any]) -> bool:
+    return all(isinstance(entry.get(name), int | float) for name in PNL_FIELDS)
+
+
+def _pnl_source(entries: list[dict[str, Any]], risk: dict[str, Any] | None) -> str:
+    """Where status took the P&L from: the risk guardian, the strategy entries
+    themselves (the same committed book), or the positions alone (an older daemon)."""
+    if risk is not None:
+        return "risk_guardian"
+    return "strategies" if all(_has_pnl(e) for e in entries) else "positions"
+
+
+async def _account(client: OrchestratorClient) -> dict[str, Any] | None:
+    """The daemon's ``account``, or None from a daemon that predates it."""
+    try:
+        reply = await client.get_account()
+    except CommandError:
+        return None
+    data = reply.get("data")
+    return data if isinstance(data, dict) else None
+
+
+def account_text(account: dict[str, Any]) -> str:
+    """One line: equity, cash, exposure and the P&L totals, each named for its period."""
+    return (
+        f"account    equity {money(account.get('equity'))}, cash {money(account.get('cash'))}, "
+        f"exposure {money(account.get('exposure'))}; realized P&L today "
+        f"{money(account.get('realizedPnlToday'))}, since start "
+        f"{money(account.get('realizedPnlSinceStart'))}; unrealized "
+        f"{money(account.get('unrealizedPnl'))}"
+    )
 
 
 async def _risk_status(args: argparse.Namespace, url: str) -> tuple[dict[str, Any] | None, str]:
@@ -594,23 +635,31 @@ async def _risk_status(args: argparse.Namespace, url: str) -> tuple[dict[str, An
 
 
 def _with_pnl(entry: dict[str, Any], risk: dict[str, Any] | None) -> dict[str, Any]:
-    positions = entry.get("positions") or []
-    if risk is None:
-        return {**entry, "realizedPnl": None, "unrealizedPnl": unrealized_from_positions(positions)}
+    """``entry`` with its three P&L figures and ``realizedPnl`` (since start)."""
     found = next(
-        (s for s in risk.get("strategies", []) if s.get("strategyId") == entry.get("id")), None
+        (s for s in (risk or {}).get("strategies", []) if s.get("strategyId") == entry.get("id")),
+        None,
     )
-    if found is None:
-        return {**entry, "realizedPnl": None, "unrealizedPnl": unrealized_from_positions(positions)}
+    source = found if found is not None and _has_pnl(found) else entry
+    if _has_pnl(source):
+        figures = {name: source[name] for name in PNL_FIELDS}
+        return {**entry, **figures, "realizedPnl": figures["realizedPnlSinceStart"]}
+    positions = entry.get("positions") or []
+    realized = found.get("realizedPnl") if found is not None else None
     return {
         **entry,
-        "realizedPnl": found.get("realizedPnl"),
-        "unrealizedPnl": found.get("unrealizedPnl"),
+        "realizedPnlToday": None,
+        "realizedPnlSinceStart": realized,
+        "unrealizedPnl": unrealized_from_positions(positions),
+        "realizedPnl": realized,
     }
 
 
 def _print_strategies(out: Output, strategies: list[dict[str, Any]]) -> None:
-    headers = ("id", "name", "status", "symbols", "positions", "realized P&L", "unrealized P&L")
+    headers = (
+        *("id", "name", "status", "symbols", "positions"),
+        *("realized today", "realized since start", "unrealized"),
+    )
     rows: list[list[Cell]] = [
         [
             str(s.get("id")),
@@ -618,22 +667,21 @@ def _print_strategies(out: Output, strategies: list[dict[str, Any]]) -> None:
             _status_cell(s.get("status")),
             ",".join(s.get("symbols") or []) or "-",
             positions_text(out, s.get("positions") or []),
-            _pnl_cell(s.get("realizedPnl")),
-            _pnl_cell(s.get("unrealizedPnl")),
+            *(_pnl_cell(s.get(name)) for name in PNL_FIELDS),
         ]
         for s in strategies
     ]
-    out.print(table(out, headers, rows, numeric={5, 6}))
-    realized = [
-        s["realizedPnl"] for s in strategies if isinstance(s.get("realizedPnl"), int | float)
+    out.print(table(out, headers, rows, numeric={5, 6, 7}))
+    totals = [
+        money(sum(s[name] for s in strategies if isinstance(s.get(name), int | float)))
+        if any(isinstance(s.get(name), int | float) for s in strategies)
+        else "-"
+        for name in PNL_FIELDS
     ]
-    unrealized = sum(
-        s["unrealizedPnl"] for s in strategies if isinstance(s.get("unrealizedPnl"), int | float)
+    out.print(
+        f"total P&L: realized today {totals[0]}, realized since start {totals[1]}, "
+        f"unrealized {totals[2]}"
     )
-    total = f"total: unrealized P&L {money(unrealized)}"
-    if realized:
-        total = f"total: realized P&L {money(sum(realized))}, unrealized P&L {money(unrealized)}"
-    out.print(total)
 
 
 # ------------------------------------------------------------------ start, stop, pause

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, get_args
 
 from orchestrator.model.market import Bar, Tick
-from orchestrator.model.orders import Fill, Order, Signal
+from orchestrator.model.orders import Fill, Order, OrderPurpose, Signal
 from orchestrator.model.records import record
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import PositionChange
@@ -33,6 +33,7 @@ class Topic(StrEnum):
     ORDER_CANCELLED = "order.cancelled"
     ORDER_REPLACED = "order.replaced"
     ORDER_EXPIRED = "order.expired"
+    STRATEGY_INDICATORS = "strategy.indicators"
     RISK_ORDER_REJECTED = "risk.order_rejected"
     RISK_ORDER_REDUCED = "risk.order_reduced"
     RISK_STOP_LOSS = "risk.stop_loss"
@@ -196,6 +197,9 @@ class TradeExecuted:
     """The stop-loss price of the position after this fill (None when it has none, is
     flat, or nothing changed): what the guardian watches for, so that consumers need
     not look up the strategy's config."""
+    purpose: OrderPurpose = OrderPurpose.SIGNAL
+    """Why the filled order exists: a strategy's signal, a stop-loss, a bracket's
+    target, or the close of ``stop_strategy`` (a closed trade's exit reason)."""
 
 
 @record
@@ -217,6 +221,21 @@ class QuoteUpdated:
 class BarClosed:
     topic: ClassVar[Topic] = Topic.MARKET_BAR
     bar: Bar
+
+
+@record
+class IndicatorsUpdated:
+    """A strategy's indicator lines in one symbol after one of its bars (not journaled:
+    like bars, they are recomputed from market data)."""
+
+    topic: ClassVar[Topic] = Topic.STRATEGY_INDICATORS
+    strategy_id: str
+    symbol: str
+    resolution: str
+    start: float
+    """The start of the bar they were computed on (where a chart draws them)."""
+    values: tuple[tuple[str, float], ...]
+    """Each line's name and value, in the strategy's order."""
 
 
 @record
@@ -371,6 +390,7 @@ Event = (
     | ExecutionStatusChanged
     | QuoteUpdated
     | BarClosed
+    | IndicatorsUpdated
     | OrderRejected
     | OrderReduced
     | StopLossTriggered

@@ -37,7 +37,7 @@ from orchestrator.model.events import (
 )
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
-from orchestrator.model.orders import PROTECTIVE, Fill, Order, Side
+from orchestrator.model.orders import PROTECTIVE, Fill, Order, OrderPurpose, Side
 from orchestrator.risk.guardian import Halt, PreTradeCheck, stop_price
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.broker import Broker
@@ -66,6 +66,9 @@ class ExecutionService:
         self._ids = ids
         self._pipeline = OrderPipeline(book, risk, broker, clock, ids, self)
         self._waiters: dict[str, asyncio.Future[Fill]] = {}
+        self._exits: dict[str, OrderPurpose] = {}
+        """The purpose of each exit at the broker (every order there is settled once),
+        for its trade's event; an order absent from it is a strategy's signal."""
 
     @property
     def halt(self) -> Halt | None:
@@ -230,6 +233,8 @@ class ExecutionService:
     # ------------------------------------------------------------ OrderEvents
 
     def accepted(self, order: Order) -> None:
+        if order.purpose is not OrderPurpose.SIGNAL:
+            self._exits[order.id] = order.purpose
         self._bus.publish(OrderSubmitted(order))
 
     def lifecycle(self, event: OrderLifecycle) -> None:
@@ -238,7 +243,8 @@ class ExecutionService:
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
     ) -> None:
-        self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits)))
+        purpose = self._exits.pop(fill.order_id, OrderPurpose.SIGNAL)
+        self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits), purpose))
         waiter = self._waiters.pop(fill.order_id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(fill)

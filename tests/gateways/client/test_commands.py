@@ -144,20 +144,27 @@ async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFi
         assert code == EXIT_OK
         lines = out.splitlines()
         assert lines[0] == "execution  RUNNING"
-        header, rule, row, total = lines[2:6]
+        # 100,000 of starting cash less the 1,000 paid for 10 AAPL now worth 1,030.
+        assert lines[1] == (
+            "account    equity 100,030.00, cash 99,000.00, exposure 1,030.00; "
+            "realized P&L today 0.00, since start 0.00; unrealized 30.00"
+        )
+        header, rule, row, total = lines[3:7]
         assert header.split() == [
             *("id", "name", "status", "symbols", "positions"),
-            *("realized", "P&L", "unrealized", "P&L"),
+            *("realized", "today", "realized", "since", "start", "unrealized"),
         ]
         assert set(rule) == {"-", " "}
         assert row.split() == [
             *("holder", "Hold", "AAPL", "ACTIVE", "AAPL,MSFT"),
-            *("AAPL", "10", "@", "100.00", "0.00", "30.00"),
+            *("AAPL", "10", "@", "100.00", "0.00", "0.00", "30.00"),
         ]
         # Aligned: every cell starts under its header.
         assert row.index("ACTIVE") == header.index("status")
         assert row.rstrip().endswith("30.00") and len(row) == len(header)
-        assert total == "total: realized P&L 0.00, unrealized P&L 30.00"
+        assert total == (
+            "total P&L: realized today 0.00, realized since start 0.00, unrealized 30.00"
+        )
         assert "\x1b[" not in out  # no colour when stdout is not a terminal
 
         status = await run.json("status")
@@ -170,6 +177,15 @@ async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFi
             {"symbol": "AAPL", "quantity": 10.0, "entryPrice": 100.0, "currentValue": 1030.0}
         ]
         assert (entry["realizedPnl"], entry["unrealizedPnl"]) == (0.0, 30.0)
+        assert (entry["realizedPnlToday"], entry["realizedPnlSinceStart"]) == (0.0, 0.0)
+        assert status["account"] == {
+            "equity": 100_030.0,
+            "cash": 99_000.0,
+            "exposure": 1_030.0,
+            "realizedPnlToday": 0.0,
+            "realizedPnlSinceStart": 0.0,
+            "unrealizedPnl": 30.0,
+        }
 
         everything = await run.json("status", "--all")
         assert {s["id"]: s["status"] for s in everything["strategies"]} == {
@@ -200,7 +216,7 @@ async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFi
         assert (code, out) == (EXIT_OK, "stopped other (Hold MSFT): no position to close\n")
 
 
-async def test_status_without_the_risk_guardian_computes_unrealized_pnl(
+async def test_status_without_the_risk_guardian_takes_the_pnl_of_the_strategies(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with cli_daemon(capsys) as (test, run):
@@ -209,15 +225,28 @@ async def test_status_without_the_risk_guardian_computes_unrealized_pnl(
         test.tick("AAPL", 99.0)
         run.risk_url = dead_url()
         status = await run.json("status")
-        assert status["pnlSource"] == "positions"
+        # The strategy entries carry the three figures: no need of the risk guardian.
+        assert status["pnlSource"] == "strategies"
         assert status["killSwitch"] is None
         [entry] = status["strategies"]
-        assert (entry["realizedPnl"], entry["unrealizedPnl"]) == (None, -10.0)
+        assert (entry["realizedPnlSinceStart"], entry["unrealizedPnl"]) == (0.0, -10.0)
 
         code, out, err = await run("status")
         assert (code, err) == (EXIT_OK, "")
-        assert "total: unrealized P&L -10.00" in out
-        assert f"(risk guardian: no daemon answers at {run.risk_url}: connection refused;" in out
+        assert "realized since start 0.00, unrealized -10.00" in out
+        assert "risk guardian" not in out
+
+
+def test_status_of_an_older_daemon_computes_unrealized_pnl_from_the_positions() -> None:
+    from gateways.client.commands import _with_pnl
+
+    entry = {
+        "id": "holder",
+        "positions": [{"quantity": 10.0, "entryPrice": 100.0, "currentValue": 990.0}],
+    }
+    shown = _with_pnl(entry, None)
+    assert (shown["realizedPnlToday"], shown["realizedPnlSinceStart"]) == (None, None)
+    assert shown["unrealizedPnl"] == -10.0
 
 
 # ---------------------------------------------------------------- risk, halt, resume

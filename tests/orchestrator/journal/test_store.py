@@ -90,7 +90,7 @@ def a_day_of_trading(trading: Trading) -> list[Record]:
 
 def test_a_new_journal_is_created_in_wal_mode_at_the_current_version(path: Path) -> None:
     with Journal.open(path) as journal:
-        assert journal.schema_version == SCHEMA_VERSION == 4
+        assert journal.schema_version == SCHEMA_VERSION == 5
     assert path.is_file()
     db = sqlite3.connect(path)
     try:
@@ -473,7 +473,6 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_data(path: Path) -> None:
         "fills_by_order",
         "fills_by_strategy",
         "snapshots_by_position",
-        "resting_still_open",
     }
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -628,16 +627,36 @@ def test_resting_orders_are_journaled_with_every_term_and_closed_by_their_events
         OrderExpired(expired, "expired", T0 + 4),
     ]
     with Journal.open(path) as journal:
-        journal.write(accepted)
+        first = journal.write(accepted)
         assert len(journal.resting_orders()) == 5
-        journal.write(closing)
-        journal.write([*accepted, *closing])  # a replay changes nothing
+        first += journal.write(closing)
+        again = journal.write([*accepted, *closing])  # a replay changes nothing
+        assert again == first
         assert journal.resting_orders() == [replaced, exit_]
-        assert journal.counts()["resting_orders"] == 5
+        assert journal.counts()["order_events"] == 9
         # An order id only a resting order used is where the id factory resumes.
         assert journal.id_watermarks()["order"] == 12
     with Journal.open_readonly(path) as reader:
         assert reader.resting_orders() == [replaced, exit_]
+
+
+def test_order_events_are_read_back_by_stream_position_as_they_were_written(
+    path: Path,
+) -> None:
+    entry = resting_order("order_000001", bracket=Bracket(95.0, 110.0, None))
+    replaced = dataclasses.replace(entry, quantity=4.0, limit_price=102.0)
+    written: list[Record] = [
+        OrderAccepted(entry, T0),
+        OrderReplaced(replaced, entry, T0 + 1),
+        OrderTriggered(replaced, 102.0, T0 + 2),
+        OrderCancelled(resting_order("order_000002"), "cancelled by the strategy", T0 + 3),
+        OrderExpired(resting_order("order_000003"), "expired", T0 + 4),
+    ]
+    with Journal.open(path) as journal:
+        positions = journal.write(written)
+        topics = {type(event).topic for event in written}
+        read = journal.stream(0, journal.last_position, topics, limit=100)
+    assert read == list(zip(positions, written, strict=True))
 
 
 def test_a_resting_order_with_a_fill_is_not_resting_even_if_its_close_was_lost(
