@@ -144,11 +144,6 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     stop = _command(commands, "stop", "stop a strategy (closing its positions)")
     stop.add_argument("id", help="strategy id")
-    stop.add_argument(
-        "--risk-url",
-        type=_ws_url,
-        help="risk guardian for the P&L of the closing trades (default: as for status)",
-    )
     _command(commands, "pause", "pause a strategy").add_argument("id", help="strategy id")
     orders = _command(commands, "orders", "the resting orders: limits, stops, bracket exits")
     orders.add_argument("--strategy", metavar="ID", help="only this strategy's")
@@ -702,35 +697,30 @@ async def start_strategy(args: argparse.Namespace, out: Output) -> int:
 
 async def stop_strategy(args: argparse.Namespace, out: Output) -> int:
     """Stop a strategy and say what its closing trades did: the daemon sends them
-    before the reply, and the risk guardian's realized P&L tells what they made."""
-    before = await _realized_pnl(args, args.id)
+    before the reply, each with what it realized."""
     async with make_client(args, args.url) as client:
         trades = client.messages("strategy_trade", strategy_id=args.id)
         reply = await client.stop_strategy(args.id)
         await trades.aclose()
         await out.learn_prices(client)
-        closes = [m["data"] async for m in trades if m["data"].get("status") == "FILLED"]
+        closes = [m["data"] async for m in trades if _closed_by_the_stop(m["data"])]
     if args.json:
         return _lifecycle_reply(out, args, reply, "stopped")
-    after = await _realized_pnl(args, args.id) if closes else None
     data = reply.get("data") or {}
     stopped = f"stopped {data.get('strategyId', args.id)} ({data.get('name')})"
-    out.print(f"{stopped}: {_closed_text(out, closes, before, after)}")
+    out.print(f"{stopped}: {_closed_text(out, closes)}")
     return EXIT_OK
 
 
-async def _realized_pnl(args: argparse.Namespace, strategy_id: str) -> float | None:
-    """The strategy's realized P&L by the risk guardian; None when it does not answer."""
-    risk, _ = await _risk_status(args, args.risk_url or risk_url_for(args.url))
-    strategies = risk.get("strategies", []) if risk is not None else []
-    found = next((s for s in strategies if s.get("strategyId") == strategy_id), None)
-    value = found.get("realizedPnl") if found is not None else (0.0 if risk else None)
-    return float(value) if isinstance(value, int | float) else None
+def _closed_by_the_stop(trade: dict[str, Any]) -> bool:
+    """A fill of the stop's own closing orders: the strategy's other fills (its signals,
+    its stop-loss) can land while the command is on its way. A daemon older than
+    ``purpose`` sends none; then every fill counts."""
+    purpose = trade.get("purpose", "strategy_stop")
+    return trade.get("status") == "FILLED" and purpose == "strategy_stop"
 
 
-def _closed_text(
-    out: Output, closes: list[dict[str, Any]], before: float | None, after: float | None
-) -> str:
+def _closed_text(out: Output, closes: list[dict[str, Any]]) -> str:
     if not closes:
         return "no position to close"
     parts = [
@@ -739,8 +729,9 @@ def _closed_text(
         for c in closes
     ]
     text = f"closed {', '.join(parts)}"
-    if before is not None and after is not None:
-        made = after - before
+    realized = [c["realizedPnl"] for c in closes if isinstance(c.get("realizedPnl"), int | float)]
+    if len(realized) == len(closes):  # a daemon older than realizedPnl: no figure
+        made = sum(realized)
         text += f"; realized P&L {'+' if made > 0 else ''}{money(made)}"
     return text
 

@@ -31,6 +31,8 @@ from gateways.client.commands import (
     main_async,
     risk_url_for,
 )
+from orchestrator.model.events import CommandOrigin, Event, OrderSubmitted
+from orchestrator.model.orders import OrderPurpose
 from tests.support import TestDaemon, running_daemon, test_config
 
 NO_SLIPPAGE = {"slippage_bps": 0.0}
@@ -66,7 +68,7 @@ class Cli:
     def urls(self, command: str) -> list[str]:
         if command in ("risk", "halt", "resume"):
             return ["--url", self.risk_url]
-        if command in ("status", "watch", "stop"):
+        if command in ("status", "watch"):
             return ["--url", self.url, "--risk-url", self.risk_url]
         return ["--url", self.url]
 
@@ -214,6 +216,72 @@ async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFi
         await run("start", "other")
         code, out, _ = await run("stop", "other")
         assert (code, out) == (EXIT_OK, "stopped other (Hold MSFT): no position to close\n")
+
+
+def closing_order(test: TestDaemon, symbol: str) -> asyncio.Future[Event]:
+    """The stop's closing order for ``symbol`` reaching the broker (it fills on the next price)."""
+    return asyncio.ensure_future(
+        test.next_event(
+            lambda e: (
+                isinstance(e, OrderSubmitted)
+                and e.order.purpose is OrderPurpose.STRATEGY_STOP
+                and e.order.symbol == symbol
+            )
+        )
+    )
+
+
+async def test_stop_of_an_active_strategy_says_what_it_closed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (test, run):
+        await run("start", "holder")
+        buy_on_first_bar(test, "AAPL", 100.0)
+        closing = closing_order(test, "AAPL")
+        stopping = asyncio.create_task(run("stop", "holder"))
+        await closing
+        # 5 % down: the stop's pending order fills at this price before the stop-loss
+        # (2 %) looks at it, so the stop, not the stop-loss, closes the position.
+        test.tick("AAPL", 95.0)
+        code, out, err = await stopping
+        assert (code, out, err) == (
+            EXIT_OK,
+            "stopped holder (Hold AAPL): closed long 10 AAPL at 95.00; realized P&L -50.00\n",
+            "",
+        )
+
+
+async def test_stop_reports_only_its_own_closing_trades(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fill of the strategy that lands while the command is on its way (here its
+    stop-loss) is not the stop's, nor is what it realized."""
+    async with cli_daemon(capsys) as (test, run):
+        await run("start", "holder", "--symbols", "AAPL,MSFT")
+        test.tick("MSFT", 200.0)
+        buy_on_first_bar(test, "AAPL", 100.0)
+        test.tick("MSFT", 200.0)
+        stop = test.daemon.registry.stop
+
+        async def stop_loss_first(strategy_id: str, origin: CommandOrigin | None = None) -> Any:
+            test.tick("AAPL", 97.0)  # 3 % down: the stop-loss sells the AAPL...
+            test.tick("AAPL", 97.0)  # ...at the next price, before the stop is handled
+            return await stop(strategy_id, origin)
+
+        monkeypatch.setattr(test.daemon.registry, "stop", stop_loss_first)
+        closing = closing_order(test, "MSFT")
+        stopping = asyncio.create_task(run("stop", "holder"))
+        await closing
+        test.tick("MSFT", 202.0)
+        code, out, err = await stopping
+        assert (code, out, err) == (
+            EXIT_OK,
+            "stopped holder (Hold AAPL): closed long 10 MSFT at 202.00; realized P&L +20.00\n",
+            "",
+        )
+        trades = await run.json("status", "--all")
+        held = {s["id"]: s["realizedPnl"] for s in trades["strategies"]}
+        assert held["holder"] == -10.0  # -30 by the stop-loss, +20 by the stop
 
 
 async def test_status_without_the_risk_guardian_takes_the_pnl_of_the_strategies(
