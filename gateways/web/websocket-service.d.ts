@@ -277,6 +277,38 @@ export type RiskEvent =
 
 // ---------------------------------------------------------------- the service
 
+/** A resting order as open_orders and the order_* messages show it (docs/orders.md). */
+export interface RestingOrder {
+  orderId: string;
+  strategyId: string;
+  symbol: string;
+  side: "BUY" | "SELL";
+  quantity: number;
+  orderType: "LIMIT" | "STOP" | "STOP_LIMIT";
+  limitPrice: number | null;
+  /** The stop it waits for (a trailing stop's as last announced). */
+  stopPrice: number | null;
+  timeInForce: "GTC" | "DAY" | "IOC";
+  /** signal (an entry or a strategy's exit), stop_loss or take_profit (a bracket's exits). */
+  purpose: string;
+  /** A bracket exit's entry. */
+  parentId: string | null;
+  /** An entry's bracket, armed by its fill. */
+  stopLoss: number | null;
+  takeProfit: number | null;
+  trailing: { amount: number; fraction: boolean } | null;
+  placedAt: Timestamp;
+}
+
+export type OrderEvent =
+  | Envelope<"order_accepted", RestingOrder & { timestamp: Timestamp }>
+  | Envelope<"order_triggered", RestingOrder & { timestamp: Timestamp; triggerPrice: number }>
+  | Envelope<"order_cancelled" | "order_expired", RestingOrder & { timestamp: Timestamp; reason: string }>
+  | Envelope<"order_replaced", RestingOrder & {
+      timestamp: Timestamp;
+      previous: { quantity: number; limitPrice: number | null; stopPrice: number | null };
+    }>;
+
 export interface BackoffOptions {
   /** First retry delay (default 500 ms). */
   initialMs: number;
@@ -386,6 +418,8 @@ export declare class WebSocketService {
   getStrategyTrades(strategyId?: string): ServiceStream<StrategyTrade>;
   /** Status lists and lifecycle notifications of every strategy. */
   getStrategyUpdates(): ServiceStream<StrategyUpdate>;
+  /** 8082's resting order lifecycle: order_accepted, _triggered, _cancelled, _replaced, _expired. */
+  getOrderEvents(): ServiceStream<OrderEvent>;
   /** 3002's risk events. */
   getRiskEvents(): ServiceStream<RiskEvent>;
   /** Every message of every server. */
@@ -412,6 +446,10 @@ export declare class WebSocketService {
   startStrategy(strategyId: string, config?: Partial<StrategyConfig>): Promise<StrategyStartedMessage>;
   pauseStrategy(strategyId: string): Promise<StrategyPausedMessage>;
   stopStrategy(strategyId: string): Promise<StrategyStoppedMessage>;
+  /** The resting orders (of one strategy, or every one), as the committed events left them. */
+  getOpenOrders(strategyId?: string): Promise<RestingOrder[]>;
+  /** Cancels a resting order; rejects with order_not_found when none has that id. */
+  cancelOrder(orderId: string): Promise<OrderEvent>;
   getRiskStatus(): Promise<RiskStatus>;
   /** Engages the kill switch; every server then announces execution_service_status STOPPED. */
   haltTrading(reason: string, options?: { blockAll?: boolean }): Promise<KillSwitchState>;

@@ -35,6 +35,7 @@ FILES = (
     "index.html",
     "dashboard.css",
     "dashboard.js",
+    "open-orders.js",
     "websocket-service.js",
     "websocket-service.d.ts",
     "vendor/lightweight-charts.standalone.production.js",

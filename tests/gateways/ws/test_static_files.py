@@ -24,6 +24,7 @@ TYPES = {
     "index.html": "text/html; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
+    "open-orders.js": "text/javascript; charset=utf-8",
     "websocket-service.js": "text/javascript; charset=utf-8",
     "websocket-service.d.ts": "application/typescript; charset=utf-8",
     "vendor/lightweight-charts.standalone.production.js": "text/javascript; charset=utf-8",
