@@ -8,7 +8,7 @@ the dgbit streams as ``job.*`` events.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from gateways.api import outbound
+from gateways.api.backtest_options import backtest_options
 from gateways.api.history import GetIndicators, GetRecentActivity, HistoryCommandType
 from gateways.api.inbound import (
     STRATEGY_COMMANDS,
@@ -32,6 +33,7 @@ from gateways.api.inbound import (
     StrategyCommand,
     StrategyId,
 )
+from gateways.api.outbound import Payload
 from gateways.config import DaemonConfig
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.backtest.engine import BacktestSpec, FileSource, SyntheticSource
@@ -41,6 +43,8 @@ from orchestrator.model.clock import Clock
 from orchestrator.model.errors import InvalidStrategyConfig
 from orchestrator.model.market import Symbol, missing_market_data
 from orchestrator.model.validation import describe_validation_errors
+from orchestrator.strategy.config import CatalogEntry
+from orchestrator.strategy.loader import build_params, load_strategy_class
 from orchestrator.strategy.registry import StrategyRegistry
 
 JobId = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
@@ -51,6 +55,8 @@ class JobCommandType(StrEnum):
     CANCEL_BACKTEST = "cancel_backtest"
     GET_BACKTESTS = "get_backtests"
     GET_BACKTEST_REPORT = "get_backtest_report"
+    GET_BACKTEST = "get_backtest"
+    GET_BACKTEST_OPTIONS = "get_backtest_options"
 
 
 class _Wire(BaseModel):
@@ -78,12 +84,19 @@ class SyntheticSourceIn(_Wire):
     seed: int | None = None
 
 
+ParamName = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
+ParamValue = int | float | bool | Annotated[str, Field(max_length=256), PrintableText]
+
+
 class RunBacktest(Command):
     type: Literal[JobCommandType.RUN_BACKTEST]
     strategyId: StrategyId
     source: Annotated[FileSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
     symbol: Symbol | None = None
     config: StartStrategyConfig | None = None
+    params: Annotated[dict[ParamName, ParamValue], Field(max_length=64)] | None = None
+    """The strategy's params for this run, over the catalog's (checked by its model)."""
+    initialCapital: float | None = None
 
 
 class CancelBacktest(Command):
@@ -93,6 +106,17 @@ class CancelBacktest(Command):
 
 class GetBacktests(Command):
     type: Literal[JobCommandType.GET_BACKTESTS]
+
+
+class GetBacktest(Command):
+    """One job with its whole result (as kept), as its completion told it."""
+
+    type: Literal[JobCommandType.GET_BACKTEST]
+    jobId: JobId
+
+
+class GetBacktestOptions(Command):
+    type: Literal[JobCommandType.GET_BACKTEST_OPTIONS]
 
 
 class GetBacktestReport(Command):
@@ -110,6 +134,8 @@ OrchestratorCommand = Annotated[
     | CancelBacktest
     | GetBacktests
     | GetBacktestReport
+    | GetBacktest
+    | GetBacktestOptions
     | GetRecentActivity
     | GetOpenOrders
     | CancelOrder
@@ -150,6 +176,8 @@ class JobCommands:
             JobCommandType.CANCEL_BACKTEST: self.cancel_backtest,
             JobCommandType.GET_BACKTESTS: self.get_backtests,
             JobCommandType.GET_BACKTEST_REPORT: self.get_backtest_report,
+            JobCommandType.GET_BACKTEST: self.get_backtest,
+            JobCommandType.GET_BACKTEST_OPTIONS: self.get_backtest_options,
         }
 
     async def run_backtest(self, command: RunBacktest, _: Session) -> Replies:
@@ -169,8 +197,16 @@ class JobCommands:
     async def get_backtests(self, command: GetBacktests, _: Session) -> Replies:
         # Counts only: a thousand jobs with their reports would not fit in one reply.
         listed = [replace(info, result=counts_only(info.result)) for info in self._jobs.list()]
-        data = [outbound.job_data(info) for info in listed]
+        data = [self._described(info) for info in listed]
         return [outbound.encode("backtest_jobs", data, self._clock.now(), command.request_id)]
+
+    async def get_backtest(self, command: GetBacktest, _: Session) -> Replies:
+        return [self._reply(self._jobs.get(command.jobId), command)]
+
+    async def get_backtest_options(self, command: GetBacktestOptions, _: Session) -> Replies:
+        entries = [self._registry.entry(view.id) for view in self._registry.catalog()]
+        data = backtest_options(entries, self._market_symbols, self._config.jobs.data_dir)
+        return [outbound.encode("backtest_options", data, self._clock.now(), command.request_id)]
 
     async def get_backtest_report(self, command: GetBacktestReport, _: Session) -> Replies:
         page = self._jobs.report(command.jobId).page(command.offset, command.tradeOffset)
@@ -179,25 +215,50 @@ class JobCommands:
 
     def _reply(self, info: JobInfo, command: Command) -> bytes:
         return outbound.encode(
-            "backtest_job", outbound.job_data(info), self._clock.now(), command.request_id
+            "backtest_job", self._described(info), self._clock.now(), command.request_id
+        )
+
+    def _described(self, info: JobInfo) -> Payload:
+        """The job's message with what it runs, so that a listing reads on its own."""
+        spec = self._jobs.spec(info.job_id)
+        return outbound.job_data(info) | outbound.job_request(
+            spec, info, self._config.jobs.data_dir
         )
 
     def _spec(self, command: RunBacktest) -> BacktestSpec:
         overrides = command.config.overrides() if command.config is not None else None
         run_config = self._registry.run_config(command.strategyId, overrides)
+        entry = _with_params(self._registry.entry(command.strategyId), command.params)
         try:
             return BacktestSpec(
-                strategy=self._registry.entry(command.strategyId),
+                strategy=entry,
                 source=_source(command.source),
                 symbol=command.symbol,
                 config=run_config,
                 broker=self._config.broker,
                 risk=self._config.risk,
                 runtime=self._config.runtime,
+                initial_capital=command.initialCapital,
             )
         except ValidationError as exc:
-            problems = "; ".join(describe_validation_errors(exc))
+            problems = "; ".join(
+                _in_wire_words(p, BacktestSpec, "") for p in describe_validation_errors(exc)
+            )
             raise InvalidMessage(f"invalid run_backtest: {problems}") from exc
+
+
+def _with_params(entry: CatalogEntry, params: Mapping[str, Any] | None) -> CatalogEntry:
+    """The catalog entry with ``params`` over its own, checked by the strategy's params
+    model now (invalid_config), not in the worker when the job runs."""
+    if not params:
+        return entry
+    merged = {**entry.params, **params}
+    try:
+        build_params(load_strategy_class(entry.kind), merged)
+    except ValidationError as exc:
+        problems = "; ".join(f"params.{p}" for p in describe_validation_errors(exc))
+        raise InvalidStrategyConfig(f"invalid params for {entry.id}: {problems}") from exc
+    return entry.model_copy(update={"params": merged})
 
 
 def _source(source: FileSourceIn | SyntheticSourceIn) -> FileSource | SyntheticSource:
@@ -207,14 +268,21 @@ def _source(source: FileSourceIn | SyntheticSourceIn) -> FileSource | SyntheticS
     try:
         return SyntheticSource(**{to_snake(name): value for name, value in given.items()})
     except ValidationError as exc:
-        problems = "; ".join(_in_wire_words(problem) for problem in describe_validation_errors(exc))
+        problems = "; ".join(
+            _in_wire_words(problem, SyntheticSource, "source")
+            for problem in describe_validation_errors(exc)
+        )
         raise InvalidMessage(f"invalid run_backtest: {problems}") from exc
 
 
-def _in_wire_words(problem: str) -> str:
-    """A problem of the core's SyntheticSource, where the wire's names put it."""
+def _in_wire_words(problem: str, model: type[BaseModel], inside: str) -> str:
+    """A problem of a core model (``inside`` a field of the command, or at its top),
+    where the wire's names put it."""
     where, _, what = problem.partition(": ")
-    where = "source" if where == "(top level)" else f"source.{where}"
-    for name in SyntheticSource.model_fields:
+    if where == "(top level)":
+        where = inside or where
+    elif inside:
+        where = f"{inside}.{where}"
+    for name in model.model_fields:
         where, what = where.replace(name, to_camel(name)), what.replace(name, to_camel(name))
     return f"{where}: {what}"

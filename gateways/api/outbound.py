@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import orjson
 
+from orchestrator.backtest.engine import BacktestSpec, FileSource
 from orchestrator.backtest.jobs import JobInfo
 from orchestrator.journal.store import JournaledTrade, StreamRecord
 from orchestrator.model.clock import iso_utc
@@ -563,6 +565,33 @@ def job_data(info: JobInfo | JobStateChanged) -> Payload:
     if info.error is not None:
         data["error"] = info.error
     return data
+
+
+def job_request(spec: BacktestSpec, info: JobInfo, data_dir: Path | None) -> Payload:
+    """What a job runs and when (replies and listings; a broadcast state has the id only):
+    a file's path as the client named it, relative to ``data_dir``."""
+    source = spec.source
+    described: Payload = {"kind": source.kind}
+    if isinstance(source, FileSource):
+        root = data_dir.resolve() if data_dir is not None else None
+        inside = root is not None and source.path.is_relative_to(root)
+        described["path"] = str(source.path.relative_to(root) if inside and root else source.path)
+    else:
+        described |= {
+            "resolution": source.resolution or spec.run_config.data_resolution,
+            "durationSeconds": source.duration_seconds,
+            "seed": source.seed,
+        }
+    return {
+        "strategyId": spec.strategy.id,
+        "strategyName": spec.strategy.name,
+        "symbol": spec.traded_symbol,
+        "source": described,
+        "params": dict(spec.strategy.params),
+        "initialCapital": spec.initial_capital,
+        "createdAt": iso_utc(info.created_at),
+        "finishedAt": iso_utc(info.finished_at) if info.finished_at is not None else None,
+    }
 
 
 def job_state(event: JobStateChanged) -> Message:
