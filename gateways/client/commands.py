@@ -207,6 +207,21 @@ def _add_backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
     backtest.add_argument("--resolution", help="bar resolution (default: the strategy's)")
     backtest.add_argument("--seed", type=int, help="synthetic feed seed (default: the daemon's, 7)")
     backtest.add_argument(
+        "--param",
+        dest="params",
+        action="append",
+        type=_param,
+        metavar="NAME=VALUE",
+        help="a strategy parameter for this run, over the catalog's (repeat for several), "
+        "e.g. --param fast=5 --param slow=30",
+    )
+    backtest.add_argument(
+        "--capital",
+        type=_positive,
+        metavar="AMOUNT",
+        help="starting equity (default: the strategy's maxPositionValue)",
+    )
+    backtest.add_argument(
         "--no-wait", action="store_true", help="print the job id and return without waiting"
     )
     backtest.add_argument(
@@ -284,6 +299,18 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _param(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE``, the value read as JSON (5, 2.5, true) or else kept as text."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    return name.strip(), parsed
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -356,6 +383,7 @@ FLAGS_OF_FIELDS = {
         "source.path": "--file",
         "durationSeconds": "--duration",
         "symbol": "--symbol",
+        "initialCapital": "--capital",
     },
 }
 """The wire's field names as the user typed them: the flags of each command."""
@@ -1232,6 +1260,10 @@ def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
     command: dict[str, Any] = {"type": "run_backtest", "strategyId": args.id, "source": source}
     if args.symbol:
         command["symbol"] = args.symbol.upper()
+    if args.params:
+        command["params"] = dict(args.params)
+    if args.capital is not None:
+        command["initialCapital"] = args.capital
     return command
 
 

@@ -120,3 +120,30 @@ async def test_the_daemons_bounds_come_back_in_the_clis_flag_names(
         code, _, err = await cli("backtest", "holder", "--symbol", "nope")
         assert code == EXIT_DAEMON_ERROR
         assert "no market data for NOPE; the feed provides" in err
+
+
+def test_params_and_capital_go_on_the_wire_as_typed() -> None:
+    parser = build_client_parser()
+    args = ["backtest", "holder", "--param", "quantity=3", "--param", "note=a b"]
+    command = _backtest_command(parser.parse_args([*args, "--capital", "2500"]))
+    assert command["params"] == {"quantity": 3, "note": "a b"}
+    assert command["initialCapital"] == 2500.0
+
+
+async def test_a_backtest_runs_with_its_params_and_capital(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (_, cli):
+        code, out, err = await cli(
+            "backtest",
+            "holder",
+            *("--duration", "600", "--resolution", "5s"),
+            *("--param", "quantity=3", "--capital", "2500", "--json"),
+        )
+        assert code == EXIT_OK, err
+        result = json.loads(out)["result"]
+        code, _, err = await cli("backtest", "holder", "--capital", "2e12")
+    assert result["initial_capital"] == 2500
+    assert result["open_trade"]["quantity"] == 3
+    assert code == EXIT_DAEMON_ERROR
+    assert "--capital: Input should be less than or equal to 1000000000000" in err
