@@ -3,7 +3,8 @@
 ``get_backtest_options`` (8082) answers ``backtest_options``: each catalog strategy with
 its parameters, their values in the catalog and their bounds (from the strategy's own
 params model), the synthetic source's fields and the starting capital with the bounds
-of the core's models, and the history files a file backtest can name. The bounds are
+of the core's models, the history files a file backtest can name, and the statistics
+table's rows (label, key, unit: the CLI's and the HTML report's). The bounds are
 read from the models that enforce them, so a form never disagrees with the daemon.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
+from gateways.client.backtest_text import STATISTICS_ROWS
 from orchestrator.backtest.engine import BacktestSpec, SyntheticSource
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.strategy.config import CatalogEntry
@@ -106,4 +108,8 @@ def backtest_options(
         "synthetic": field_bounds(SyntheticSource, SYNTHETIC_FIELDS),
         "initialCapital": field_bounds(BacktestSpec, ("initial_capital",))["initialCapital"],
         "files": history_files(data_dir),
+        # The CLI's and the HTML report's table: the same labels, order and units.
+        "statistics": [
+            {"label": label, "key": key, "unit": unit} for label, key, unit in STATISTICS_ROWS
+        ],
     }

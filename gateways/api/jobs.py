@@ -256,7 +256,7 @@ def _with_params(entry: CatalogEntry, params: Mapping[str, Any] | None) -> Catal
     try:
         build_params(load_strategy_class(entry.kind), merged)
     except ValidationError as exc:
-        problems = "; ".join(f"params.{p}" for p in describe_validation_errors(exc))
+        problems = "; ".join(_in_params(p) for p in describe_validation_errors(exc))
         raise InvalidStrategyConfig(f"invalid params for {entry.id}: {problems}") from exc
     return entry.model_copy(update={"params": merged})
 
@@ -273,6 +273,14 @@ def _source(source: FileSourceIn | SyntheticSourceIn) -> FileSource | SyntheticS
             for problem in describe_validation_errors(exc)
         )
         raise InvalidMessage(f"invalid run_backtest: {problems}") from exc
+
+
+def _in_params(problem: str) -> str:
+    """A problem of the strategy's params model, where the command puts it."""
+    top = "(top level): "
+    return (
+        f"params: {problem.removeprefix(top)}" if problem.startswith(top) else f"params.{problem}"
+    )
 
 
 def _in_wire_words(problem: str, model: type[BaseModel], inside: str) -> str:

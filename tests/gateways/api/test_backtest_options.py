@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateways.api.backtest_options import MAX_LISTED_FILES, history_files, strategy_options
+from gateways.client.backtest_text import STATISTICS_ROWS
 from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
 from tests.support import running_daemon, test_config
 
@@ -48,6 +49,8 @@ async def test_the_options_give_each_strategy_s_params_with_their_model_s_bounds
     assert options["synthetic"]["seed"]["default"] == 7
     assert options["initialCapital"]["exclusiveMinimum"] == 0
     assert options["files"] == ["AAPL.csv", "dataset"]
+    assert options["statistics"][0] == {"label": "Start", "key": "start", "unit": "time"}
+    assert len(options["statistics"]) == len(STATISTICS_ROWS)
 
 
 async def test_without_a_data_dir_there_are_no_files_to_offer() -> None:

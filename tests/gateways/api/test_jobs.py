@@ -343,7 +343,7 @@ async def test_bad_params_and_capital_are_refused_with_the_daemon_s_reason() -> 
         listed = await client.request({"type": "get_backtests"})
     assert crossed["data"]["code"] == "invalid_config"
     assert crossed["data"]["message"] == (
-        "invalid params for strategy-123: params.(top level): fast (30) must be less than slow (8)"
+        "invalid params for strategy-123: params: fast (30) must be less than slow (8)"
     )
     assert unknown["data"]["code"] == "invalid_config"
     assert "params.fastest: Extra inputs are not permitted" in unknown["data"]["message"]
