@@ -9,6 +9,7 @@
 // requires one (kept in sessionStorage, removed from the address bar).
 
 import { WebSocketService, serverLabel } from "./websocket-service.js";
+import { startBacktests } from "./backtests.js";
 
 const FEED_LIMIT = 200;
 const ACTIVITY_LIMIT = 100; // trades and signals from the journal on load
@@ -128,6 +129,7 @@ function start(config, token) {
     chooseLines($("chart-lines").value || null);
   });
   setupStartDialog(config);
+  startBacktests(service, config, token);
   $("kill-switch").addEventListener("click", onKillSwitch);
   $("strategy-rows").addEventListener("click", onStrategyAction);
   setInterval(refreshRisk, RISK_POLL_MS);

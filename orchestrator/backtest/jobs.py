@@ -44,6 +44,8 @@ import contextlib
 import logging
 import math
 import multiprocessing
+import os
+import threading
 import time
 import traceback
 import uuid
@@ -137,9 +139,28 @@ def _discard_outcome(future: asyncio.Future[Outcome]) -> None:
 def _init_worker(flag: Any, progress_pipe: Any = None) -> None:
     global _stop_flag, _progress_pipe
     _stop_flag, _progress_pipe = flag, progress_pipe
+    _end_with_the_daemon()
     # The guardian logs every refused order, the broker every rejection: in a
     # backtest that is noise on the daemon's log, not news. Only errors pass.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+
+
+def _end_with_the_daemon() -> None:
+    """Ends this worker process when the daemon's process dies.
+
+    A pool worker never sees its parent die (each end of its call queue is open in the
+    worker itself), so a daemon killed with SIGKILL would leave it behind for good, a
+    job still computing or idle, holding the daemon's stderr. A thread waits on the
+    parent's sentinel and exits the process."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-daemon", daemon=True).start()
 
 
 def _should_stop() -> bool:
