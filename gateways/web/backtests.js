@@ -647,7 +647,7 @@ function duration(seconds) {
 
 // One figure of the statistics table in its unit (the CLI's backtest_text._value).
 function figure(value, unit) {
-  if (unit === "time") return typeof value === "string" ? value : "-";
+  if (unit === "time") return typeof value === "string" ? shortTime(value) : "-";
   if (typeof value !== "number" || !Number.isFinite(value)) return "-";
   if (unit === "duration") return duration(value);
   if (unit === "pct") return percent(value / 100);

@@ -22,6 +22,7 @@ from gateways.client.backtest_text import STATISTICS_ROWS
 from tests.gateways.test_daemon_process import SERVERS, free_ports
 from tests.gateways.test_dashboard import (
     DESKTOP,
+    NARROW_PHONE,
     PHONE,
     TIMEOUT_MS,
     chromium_page,
@@ -195,13 +196,16 @@ async def test_a_backtest_runs_from_the_page_to_its_statistics_chart_and_trades(
     )
 
 
-async def test_on_a_phone_the_view_fits_and_a_dead_daemon_disables_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("viewport", [PHONE, NARROW_PHONE], ids=["390px", "360px"])
+async def test_on_a_phone_the_view_fits_and_a_dead_daemon_disables_run(
+    tmp_path: Path, viewport: dict[str, int]
+) -> None:
     ports = dict(zip(SERVERS, free_ports(3), strict=True))
     config = backtest_config(tmp_path, ports)
-    width = PHONE["width"]
+    width = viewport["width"]
     async with AsyncExitStack() as stack:
         daemon = await stack.enter_async_context(ready_daemon(config))
-        page = await stack.enter_async_context(chromium_page(tmp_path / "profile", PHONE))
+        page = await stack.enter_async_context(chromium_page(tmp_path / "profile", viewport))
         page.set_default_timeout(TIMEOUT_MS)
         strays = outside_the_daemon(page, ports)
         await open_view(page, ports)
