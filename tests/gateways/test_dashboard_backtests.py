@@ -134,7 +134,8 @@ async def test_a_backtest_runs_from_the_page_to_its_statistics_chart_and_trades(
         await expect(job).to_have_attribute("data-status", "completed", timeout=JOB_TIMEOUT_MS)
         job_id = await job.get_attribute("data-job-id")
         await expect(page.get_by_test_id("bt-job-title")).to_have_text(
-            "Moving Average Crossover on AAPL · synthetic, 1 day of 1s bars, seed 7 · fast 5, slow 30"
+            "Moving Average Crossover on AAPL · synthetic, 1 day of 1s bars, seed 7"
+            " · fast 5, slow 30"
         )
         statistics = page.get_by_test_id("bt-statistics").locator("tr")
         await expect(statistics).to_have_count(len(STATISTICS_ROWS))
