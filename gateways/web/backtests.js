@@ -165,7 +165,10 @@ function fillForm() {
   const chosen = select.value;
   select.replaceChildren(...strategies.map((s) => new Option(s.name, s.id)));
   if (strategies.some((s) => s.id === chosen)) select.value = chosen;
-  $("bt-symbol").replaceChildren(...symbols.map((symbol) => new Option(symbol, symbol)));
+  const symbol = $("bt-symbol");
+  const chosenSymbol = symbol.value;
+  symbol.replaceChildren(...symbols.map((name) => new Option(name, name)));
+  if (symbols.includes(chosenSymbol)) symbol.value = chosenSymbol;
   $("bt-days").placeholder = trimmed(synthetic.durationSeconds.default / DAY_SECONDS);
   $("bt-seed").placeholder = String(synthetic.seed.default);
   $("bt-capital").placeholder = "max position value";
@@ -175,7 +178,8 @@ function fillForm() {
   fileRadio.parentElement.title = files === null ? "file backtests are off: set data_dir in the [jobs] section of the config" : "";
   if (files === null && fileRadio.checked) document.querySelector("input[name=bt-source][value=synthetic]").checked = true;
   $("bt-files").replaceChildren(...(files ?? []).map((name) => new Option(name)));
-  fillStrategyFields();
+  // After a reconnection what was typed stays; a new choice of strategy starts afresh.
+  if ($("bt-params").dataset.strategy !== select.value) fillStrategyFields();
   showSource();
 }
 
@@ -209,7 +213,7 @@ function paramField(name, bounds, strategy) {
     input.type = "checkbox";
     input.checked = Boolean(value);
   } else {
-    input.inputMode = bounds.type === "integer" ? "numeric" : "decimal";
+    if (bounds.type === "integer" || bounds.type === "number") input.inputMode = bounds.type === "integer" ? "numeric" : "decimal";
     input.value = value === undefined || value === null ? "" : String(value);
   }
   label.title = [bounds.description, rangeText(bounds)].filter(Boolean).join(" ");
@@ -278,10 +282,12 @@ function readParams(strategy) {
     let value;
     if (bounds.type === "boolean") {
       value = input.checked;
-    } else {
+    } else if (bounds.type === "integer" || bounds.type === "number") {
       const read = readNumber(name.replaceAll("_", " "), input.value, bounds);
       if (read.problem) return read;
       value = read.value;
+    } else {
+      value = input.value.trim() === "" ? undefined : input.value.trim(); // text: the model checks it
     }
     if (value !== undefined && value !== current) values[name] = value;
   }
