@@ -112,7 +112,8 @@ def recording_verdict() -> Verdict:
     ratio = before / after
     verdict = "meets" if ratio >= RECORDING_TARGET else "misses"
     print(
-        f"columns / ticks one by one: {ratio:.1f}x faster; {verdict} the {RECORDING_TARGET:.0f}x target"
+        f"columns / ticks one by one: {ratio:.1f}x faster; "
+        f"{verdict} the {RECORDING_TARGET:.0f}x target"
     )
     return Verdict(
         f"recording load, {RECORDED_TICKS:,} ticks",
