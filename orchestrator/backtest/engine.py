@@ -61,13 +61,14 @@ from dataclasses import dataclass
 from itertools import islice
 from operator import attrgetter
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field, ValidationError, model_validator
 
 from orchestrator.backtest.broker import ReplayBroker
+from orchestrator.backtest.trips import END_OF_DATA, RoundTrip, TripTracker
 from orchestrator.bus import EventBus
 from orchestrator.marketdata.bars import aggregate
 from orchestrator.marketdata.config import SyntheticFeedConfig
@@ -228,33 +229,6 @@ class BacktestSpec(FrozenModel):
 # --------------------------------------------------------------------------- results
 
 
-END_OF_DATA = "end_of_data"
-"""The exit reason of the trade still open after the last bar (marked at its close)."""
-
-
-class RoundTrip(NamedTuple):
-    """One trade from flat (or a reversal) back to flat (or the next reversal)."""
-
-    symbol: str
-    direction: int
-    """+1 long, -1 short."""
-    quantity: float
-    """The largest quantity held during the trade."""
-    entry_ts: float
-    entry_price: float
-    """Average entry price of the quantity held when it closed."""
-    exit_ts: float
-    exit_price: float
-    """Price of the fill that closed it."""
-    pnl: float
-    """Net of every commission of the trade (a reversal's is split by quantity)."""
-    commission: float = 0.0
-    """Commissions of the trade's fills (a reversal's split by quantity)."""
-    exit_reason: str = SIGNAL.value
-    """Why the closing order was sent: an ``OrderPurpose`` value ("signal",
-    "stop_loss", ...), or END_OF_DATA for the trade still open after the last bar."""
-
-
 @dataclass(frozen=True, slots=True)
 class EquityCurve:
     """The run's account at each bar's close, one value per bar (warm-up included)."""
@@ -409,13 +383,13 @@ class BacktestEngine:
         self._day_end = -math.inf
         self._day_start_equity = 0.0
         self._signals = 0
-        self._trip: _OpenTrip | None = None
         self.fills: list[Fill] = []
         """Every fill and rejection, in order."""
-        self.trades: list[RoundTrip] = []
-        """Closed round trips, in order."""
         self._exit_purposes: dict[str, str] = {}
         """Orders sent for another reason than a signal (stop-loss exits), by id."""
+        self._trips = TripTracker(self._exit_purposes)
+        self.trades: list[RoundTrip] = self._trips.trades
+        """Closed round trips, in order."""
         self._realized = 0.0
         """Realized P&L (commissions paid) after the last fill."""
         self._fill_times: list[float] = []
@@ -802,7 +776,7 @@ class BacktestEngine:
     ) -> None:
         self.fills.append(fill)
         if change is not None:
-            self._track(change)
+            self._trips.track(change)
             # The position's realized P&L, summed in the same order as the book sums it.
             realized = self._realized = self._realized + change.realized_pnl
             quantity = change.quantity_after
@@ -883,31 +857,6 @@ class BacktestEngine:
 
     # ------------------------------------------------------------ accounting
 
-    def _track(self, change: PositionChange) -> None:
-        fill = change.fill
-        closed, opened = change.closed_quantity, change.opened_quantity
-        trip, opening_commission = self._trip, fill.commission
-        if closed > 0.0:
-            # A reversal's commission is split between its two trades by quantity.
-            closed_commission = opening_commission * closed / (closed + opened)
-            opening_commission -= closed_commission
-            if trip is not None:
-                trip.pnl += change.closed_pnl - closed_commission
-                trip.commission += closed_commission
-                if opened > 0.0 or change.quantity_after == 0.0:
-                    reason = self._exit_purposes.pop(fill.order_id, SIGNAL.value)
-                    trade = trip.close(fill.ts, fill.price, change.entry_price_before, reason)
-                    self.trades.append(trade)
-                    self._trip = trip = None
-        if opened > 0.0:
-            if trip is None:
-                trip = self._trip = _OpenTrip(fill.symbol, fill.side.sign, fill.ts)
-            trip.pnl -= opening_commission
-            trip.commission += opening_commission
-            held = abs(change.quantity_after)
-            if held > trip.quantity:
-                trip.quantity = held
-
     def _result(self, bars: Sequence[Bar], warmup: int, duration: float) -> BacktestResult:
         portfolio = self.portfolio
         curve = self._curve(bars)
@@ -947,37 +896,7 @@ class BacktestEngine:
         return EquityCurve(times=times, closes=closes, equity=cash + quantity * closes)
 
     def _open_trade(self, last: Bar) -> RoundTrip | None:
-        trip, position = self._trip, self._position
-        if trip is None or position is None or position.quantity == 0.0:
-            return None
-        held = position.quantity
-        pnl = trip.pnl + held * (last.close - position.entry_price)
-        end = last.start + self._seconds
-        return trip.close(end, last.close, position.entry_price, END_OF_DATA)._replace(pnl=pnl)
-
-
-@dataclass(slots=True)
-class _OpenTrip:
-    symbol: str
-    direction: int
-    entry_ts: float
-    quantity: float = 0.0
-    pnl: float = 0.0
-    commission: float = 0.0
-
-    def close(self, ts: float, price: float, entry_price: float, reason: str) -> RoundTrip:
-        return RoundTrip(
-            self.symbol,
-            self.direction,
-            self.quantity,
-            self.entry_ts,
-            entry_price,
-            ts,
-            price,
-            self.pnl,
-            self.commission,
-            reason,
-        )
+        return self._trips.open_trade(self._position, last.close, last.start + self._seconds)
 
 
 def _next_midnight(ts: float) -> float:
