@@ -80,6 +80,7 @@ from orchestrator.model.ids import IdFactory, SequentialIds
 from orchestrator.model.market import (
     RESOLUTION_SECONDS,
     Bar,
+    DistinctSymbols,
     Resolution,
     Symbol,
     Tick,
@@ -181,7 +182,17 @@ class SyntheticSource(FrozenModel):
         return self
 
 
-DataSource = Annotated[FileSource | SyntheticSource, Field(discriminator="kind")]
+class FilesSource(FrozenModel):
+    """One history file (CSV, Parquet, a dataset or a recording) per symbol: the symbols
+    of a backtest over several symbols on one account (orchestrator.backtest.multi_symbol)."""
+
+    kind: Literal["files"] = Field("files", description="Selects this source.")
+    paths: dict[Symbol, Path] = Field(
+        min_length=1, max_length=50, description="Each symbol's file or directory."
+    )
+
+
+DataSource = Annotated[FileSource | FilesSource | SyntheticSource, Field(discriminator="kind")]
 
 
 class BacktestSpec(FrozenModel):
@@ -194,6 +205,14 @@ class BacktestSpec(FrozenModel):
         description="The symbol traded; None: a CSV file's name (AAPL.csv trades AAPL), "
         "the first of the run config's for synthetic bars.",
     )
+    symbols: DistinctSymbols | None = Field(
+        None,
+        min_length=1,
+        max_length=50,
+        description="Several symbols traded on one account (each symbol's bars from the "
+        "source: a dataset, a recording or a Parquet file with a symbol column, or the "
+        "synthetic feed); None: the one symbol, or the keys of a files source.",
+    )
     config: StrategyRunConfig | None = Field(
         None, description="Run config (limits); None takes the catalog entry's defaults."
     )
@@ -201,7 +220,10 @@ class BacktestSpec(FrozenModel):
     risk: RiskConfig = Field(RiskConfig(), description="Global risk limits and daily loss.")
     runtime: RuntimeConfig = Field(RuntimeConfig(), description="Sizing of unsized signals.")
     initial_capital: float | None = Field(
-        None, gt=0, le=1e12, description="Equity at the start; None: maxPositionValue."
+        None,
+        gt=0,
+        le=1e12,
+        description="Equity at the start; None: maxPositionValue times the symbols traded.",
     )
 
     @property
@@ -211,19 +233,52 @@ class BacktestSpec(FrozenModel):
     @model_validator(mode="after")
     def _symbol_known(self) -> BacktestSpec:
         source = self.source
-        if self.symbol is None and isinstance(source, FileSource) and not file_symbol(source.path):
+        if self.symbol is not None and self.symbols is not None:
+            raise ValueError("give symbol (one) or symbols (several), not both")
+        if isinstance(source, FilesSource):
+            if self.symbol is not None or (
+                self.symbols is not None and set(self.symbols) != set(source.paths)
+            ):
+                raise ValueError("a files source names its symbols: its paths' keys")
+        elif (
+            self.symbol is None
+            and self.symbols is None
+            and isinstance(source, FileSource)
+            and not file_symbol(source.path)
+        ):
             raise ValueError(
                 f"the file name {source.path.name!r} is no ticker: name the symbol it holds"
             )
+        if isinstance(source, SyntheticSource):
+            ticks = source.duration_seconds * source.ticks_per_second * len(self.traded_symbols)
+            if ticks > MAX_SYNTHETIC_TICKS:
+                raise ValueError(
+                    f"{ticks:.0f} ticks over {len(self.traded_symbols)} symbols is more than "
+                    f"{MAX_SYNTHETIC_TICKS}: shorten duration_seconds or trade fewer symbols"
+                )
         return self
 
     @property
     def traded_symbol(self) -> str:
+        """The symbol traded (the first of several)."""
+        if self.symbols is not None:
+            return self.symbols[0]
         if self.symbol is not None:
             return self.symbol
+        if isinstance(self.source, FilesSource):
+            return next(iter(self.source.paths))
         if isinstance(self.source, FileSource):
             return file_symbol(self.source.path)
         return self.run_config.symbols[0]
+
+    @property
+    def traded_symbols(self) -> tuple[str, ...]:
+        """Every symbol traded, in the order ties between their bars are taken."""
+        if self.symbols is not None:
+            return self.symbols
+        if isinstance(self.source, FilesSource):
+            return tuple(self.source.paths)
+        return (self.traded_symbol,)
 
 
 # --------------------------------------------------------------------------- results
@@ -276,8 +331,24 @@ class BacktestResult:
     """The trade still open after the last bar, marked at the last close (exit
     reason END_OF_DATA, net of its entry commission), or None. Not a closed trade: the
     statistics leave it out, as backtesting.py does without ``finalize_trades``."""
+    symbols: tuple[str, ...] = ()
+    """The symbols traded."""
+    parts: tuple[BacktestResult, ...] = ()
+    """Several symbols on one account: each symbol's own result (its bars, trades and
+    P&L over the account's capital), in the order of ``symbols``; () for one symbol."""
+    first_trading_bar: int | None = None
+    """The bar of ``curve`` buy and hold starts at; None: the last warm-up bar."""
+    cash_limited: int = 0
+    """Orders cut or refused because the shared account could not pay for them."""
 
-    def to_payload(self) -> dict[str, float | int | str]:
+    @property
+    def open_trades(self) -> tuple[RoundTrip, ...]:
+        """The trades still open after the last bar: this one's, or each symbol's."""
+        if self.parts:
+            return tuple(part.open_trade for part in self.parts if part.open_trade is not None)
+        return () if self.open_trade is None else (self.open_trade,)
+
+    def to_payload(self) -> dict[str, Any]:
         return {
             "total_trades": self.total_trades,
             "win_rate": self.win_rate,
@@ -293,6 +364,8 @@ class BacktestResult:
             "start": iso_utc(self.start),
             "end": iso_utc(self.end),
             "duration_seconds": self.duration_seconds,
+            "symbols": list(self.symbols),
+            "cash_limited": self.cash_limited,
         }
 
 
@@ -881,6 +954,7 @@ class BacktestEngine:
             curve=curve,
             trades=tuple(self.trades),
             open_trade=self._open_trade(bars[-1]),
+            symbols=(self.symbol,),
         )
 
     def _curve(self, bars: Sequence[Bar]) -> EquityCurve:
@@ -907,15 +981,18 @@ def _next_midnight(ts: float) -> float:
 
 
 def load_bars(
-    source: FileSource | SyntheticSource,
+    source: FileSource | FilesSource | SyntheticSource,
     symbol: str,
     resolution: str,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[Bar]:
     """The bars ``source`` describes; raises BacktestError saying what to fix."""
-    if isinstance(source, FileSource):
+    if isinstance(source, FileSource | FilesSource):
+        path = source.path if isinstance(source, FileSource) else source.paths.get(symbol)
+        if path is None:
+            raise BacktestError(f"the files source has no file for {symbol}")
         try:
-            return load_history(source.path, symbol, resolution)
+            return load_history(path, symbol, resolution)
         except FeedError as exc:
             raise BacktestError(f"bad data file: {exc}") from exc
     return synthetic_bars(source, symbol, source.resolution or resolution, should_stop)
@@ -1013,6 +1090,7 @@ __all__ = [
     "DataSource",
     "EquityCurve",
     "FileSource",
+    "FilesSource",
     "Progress",
     "RoundTrip",
     "SyntheticSource",

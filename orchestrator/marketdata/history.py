@@ -4,7 +4,8 @@
 oldest first, whatever the form:
 
 - a CSV file (any name but ``.parquet``/``.pq``), parsed by :func:`load_ohlcv`;
-- a Parquet file, one symbol per file (``AAPL.parquet``);
+- a Parquet file, one symbol per file (``AAPL.parquet``), or several in one file with
+  a ``symbol`` column, of which only the rows of the symbol are read, in time order;
 - a directory of Parquet files, a dataset partitioned by symbol the Hive way
   (``symbol=AAPL/2024.parquet``) or with a ``symbol`` column, of which only the
   rows of the symbol are read, in time order;
@@ -117,7 +118,7 @@ def load_history(path: str | Path, symbol: str, resolution: str | None = None) -
                 return load_recording(path, symbol, resolution)
             return _bars_of_table(_dataset_table(path, symbol), path, symbol, sort=True)
         if is_parquet(path):
-            return _bars_of_table(_parquet_table(path), path, symbol, sort=False)
+            return _parquet_file_bars(path, symbol)
         return load_ohlcv(path, symbol)
 
 
@@ -389,6 +390,17 @@ def _parquet_table(path: Path) -> pa.Table:
         raise FeedError(path, "file not found") from None
     except (OSError, pa.ArrowException) as exc:
         raise FeedError(path, f"cannot read the Parquet file: {exc}") from exc
+
+
+def _parquet_file_bars(path: Path, symbol: str) -> list[Bar]:
+    """One symbol's file, or the rows of ``symbol`` in a file with a symbol column."""
+    table = _parquet_table(path)
+    names = {name.lower(): name for name in table.column_names}
+    if SYMBOL_COLUMN not in names:
+        return _bars_of_table(table, path, symbol, sort=False)
+    column = names[SYMBOL_COLUMN]
+    rows = table.filter(pc.field(column) == symbol).drop_columns([column])
+    return _bars_of_table(rows, path, symbol, sort=True)
 
 
 def _dataset_table(path: Path, symbol: str) -> pa.Table:
