@@ -267,7 +267,8 @@ class Daemon:
     def _report_of(self, job_id: str) -> tuple[BacktestReport, str]:
         spec = self.jobs.spec(job_id)
         report = self.jobs.report(job_id)
-        title = f"{spec.strategy.name}: {spec.traded_symbol} backtest (job {job_id})"
+        symbols = ", ".join(spec.traded_symbols)
+        title = f"{spec.strategy.name}: {symbols} backtest (job {job_id})"
         return report, title
 
     def _web_config(self) -> dict[str, object]:

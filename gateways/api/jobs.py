@@ -31,7 +31,7 @@ from gateways.api.inbound import (
 )
 from gateways.config import DaemonConfig
 from gateways.ws.server import CommandHandler, Replies, Session
-from orchestrator.backtest.engine import BacktestSpec, FileSource, SyntheticSource
+from orchestrator.backtest.engine import BacktestSpec, FileSource, FilesSource, SyntheticSource
 from orchestrator.backtest.jobs import JobInfo, JobManager
 from orchestrator.backtest.report import counts_only
 from orchestrator.model.clock import Clock
@@ -61,6 +61,16 @@ class FileSourceIn(_Wire):
     path: str = Field(min_length=1, max_length=1024)
 
 
+class FilesSourceIn(_Wire):
+    """One history file (or dataset, or recording) per symbol, inside ``jobs.data_dir``:
+    a backtest of these symbols on one account."""
+
+    kind: Literal["files"]
+    paths: dict[Symbol, Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        min_length=1, max_length=50
+    )
+
+
 class SyntheticSourceIn(_Wire):
     """The wire's names for :class:`SyntheticSource`; an omitted field (None) takes the
     core model's default, so the wire, the CLI and the core run the same history."""
@@ -78,8 +88,11 @@ class SyntheticSourceIn(_Wire):
 class RunBacktest(Command):
     type: Literal[JobCommandType.RUN_BACKTEST]
     strategyId: StrategyId
-    source: Annotated[FileSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
+    source: Annotated[FileSourceIn | FilesSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
     symbol: Symbol | None = None
+    symbols: list[Symbol] | None = Field(None, min_length=1, max_length=50)
+    """Several symbols on one account (docs/backtests.md)."""
+    initialCapital: float | None = None
     config: StartStrategyConfig | None = None
 
 
@@ -147,7 +160,7 @@ class JobCommands:
         if isinstance(spec.source, SyntheticSource):
             # Checked as start_strategy checks it: synthetic bars of a symbol the
             # daemon never trades would test nothing a user can run.
-            problem = missing_market_data((spec.traded_symbol,), self._market_symbols)
+            problem = missing_market_data(spec.traded_symbols, self._market_symbols)
             if problem is not None:
                 raise InvalidStrategyConfig(problem)
         job_id = self._jobs.submit(spec)
@@ -180,6 +193,8 @@ class JobCommands:
                 strategy=self._registry.entry(command.strategyId),
                 source=_source(command.source),
                 symbol=command.symbol,
+                symbols=tuple(command.symbols) if command.symbols is not None else None,
+                initial_capital=command.initialCapital,
                 config=run_config,
                 broker=self._config.broker,
                 risk=self._config.risk,
@@ -190,9 +205,13 @@ class JobCommands:
             raise InvalidMessage(f"invalid run_backtest: {problems}") from exc
 
 
-def _source(source: FileSourceIn | SyntheticSourceIn) -> FileSource | SyntheticSource:
+def _source(
+    source: FileSourceIn | FilesSourceIn | SyntheticSourceIn,
+) -> FileSource | FilesSource | SyntheticSource:
     if isinstance(source, FileSourceIn):
         return FileSource(kind=source.kind, path=Path(source.path))
+    if isinstance(source, FilesSourceIn):
+        return FilesSource(paths={symbol: Path(path) for symbol, path in source.paths.items()})
     given = source.model_dump(exclude={"kind"}, exclude_none=True)
     try:
         return SyntheticSource(**{to_snake(name): value for name, value in given.items()})

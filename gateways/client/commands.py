@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from gateways.client.backtest_text import ProgressBar, statistics_table
+from gateways.client.backtest_text import ProgressBar, statistics_table, symbols_table
 from gateways.client.text import percent, plural, printable_message
 from gateways.client.ws_client import (
     CommandError,
@@ -178,6 +178,26 @@ def _add_backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="synthetic feed: how much market time to simulate (default: the daemon's, one day)",
     )
     backtest.add_argument("--symbol", help="the symbol to trade (default: the strategy's first)")
+    backtest.add_argument(
+        "--symbols",
+        type=_symbols,
+        help="several symbols on one account, comma-separated, e.g. AAPL,MSFT (each one's "
+        "bars from the synthetic feed or from --file: a dataset, a recording or a Parquet "
+        "file with a symbol column)",
+    )
+    backtest.add_argument(
+        "--files",
+        type=_symbol_files,
+        metavar="SYMBOL=PATH,...",
+        help="one history file per symbol inside jobs.data_dir, e.g. AAPL=aapl.csv,MSFT=msft.csv: "
+        "those symbols on one account",
+    )
+    backtest.add_argument(
+        "--capital",
+        type=_positive,
+        metavar="VALUE",
+        help="the account's initial capital (default: maxPositionValue times the symbols)",
+    )
     backtest.add_argument("--resolution", help="bar resolution (default: the strategy's)")
     backtest.add_argument("--seed", type=int, help="synthetic feed seed (default: the daemon's, 7)")
     backtest.add_argument(
@@ -233,6 +253,17 @@ def _comma_list(text: str) -> list[str]:
 
 def _symbols(text: str) -> list[str]:
     return [symbol.upper() for symbol in _comma_list(text)]
+
+
+def _symbol_files(text: str) -> dict[str, str]:
+    """``AAPL=aapl.csv,MSFT=msft.csv`` as {symbol: path}."""
+    files: dict[str, str] = {}
+    for item in _comma_list(text):
+        symbol, equals, path = item.partition("=")
+        if not equals or not symbol.strip() or not path.strip():
+            raise argparse.ArgumentTypeError(f"{item!r} is not SYMBOL=PATH")
+        files[symbol.strip().upper()] = path.strip()
+    return files
 
 
 def _watch_types(text: str) -> list[str]:
@@ -330,6 +361,9 @@ FLAGS_OF_FIELDS = {
         "source.path": "--file",
         "durationSeconds": "--duration",
         "symbol": "--symbol",
+        "symbols": "--symbols",
+        "source.paths": "--files",
+        "initialCapital": "--capital",
     },
 }
 """The wire's field names as the user typed them: the flags of each command."""
@@ -1102,8 +1136,10 @@ async def run_backtest(args: argparse.Namespace, out: Output) -> int:
 
 
 def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
-    if args.file:
-        source: dict[str, Any] = {"kind": "file", "path": args.file}
+    if args.files:
+        source: dict[str, Any] = {"kind": "files", "paths": args.files}
+    elif args.file:
+        source = {"kind": "file", "path": args.file}
     else:
         # What is not given is left to the daemon, so that the CLI runs its defaults.
         given = {
@@ -1115,6 +1151,10 @@ def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
     command: dict[str, Any] = {"type": "run_backtest", "strategyId": args.id, "source": source}
     if args.symbol:
         command["symbol"] = args.symbol.upper()
+    if args.symbols:
+        command["symbols"] = args.symbols
+    if args.capital is not None:
+        command["initialCapital"] = args.capital
     return command
 
 
@@ -1177,6 +1217,11 @@ def _job_line(out: Output, args: argparse.Namespace, data: dict[str, Any]) -> in
         if isinstance(statistics, dict):
             out.print()
             for line in statistics_table(statistics):
+                out.print(line)
+        per_symbol = result.get("per_symbol")
+        if isinstance(per_symbol, list) and per_symbol:
+            out.print()
+            for line in symbols_table(per_symbol):
                 out.print(line)
     return EXIT_DAEMON_ERROR if failed else EXIT_OK
 

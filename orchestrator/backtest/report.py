@@ -134,6 +134,17 @@ class BacktestReport:
     buy_and_hold: FloatArray
     """Equity of buying the initial capital's worth at the last warm-up bar's close
     and holding it (the initial capital before it), as backtesting.py's Buy & Hold."""
+    open_trades: tuple[TradeRecord, ...] = ()
+    """Every trade still open after the last bar: ``open_trade``, or each symbol's."""
+    parts: tuple[BacktestReport, ...] = ()
+    """Several symbols on one account: each symbol's report (its trades, its P&L over the
+    account's capital, its closes), in the job's order; () for one symbol."""
+
+    @property
+    def symbol(self) -> str:
+        """The symbol of a one-symbol report ("" for an account of several)."""
+        symbols = self.summary.get("symbols") or [""]
+        return str(symbols[0]) if len(symbols) == 1 else ""
 
     @property
     def points(self) -> int:
@@ -155,8 +166,25 @@ class BacktestReport:
             "trades": [trade.to_wire() for trade in self.trades[:SUMMARY_TRADES]],
             "trades_truncated": len(self.trades) > SUMMARY_TRADES,
             "open_trade": self.open_trade.to_wire() if self.open_trade is not None else None,
+            "open_trades": [trade.to_wire() for trade in self.open_trades],
             "series": self._series(kept),
             "series_points": self.points,
+            "per_symbol": [
+                part.symbol_summary(SUMMARY_TRADES // len(self.parts)) for part in self.parts
+            ],
+        }
+
+    def symbol_summary(self, trades: int) -> Payload:
+        """One symbol of an account's result: its counts, statistics and first ``trades``
+        trades (the account's ``trades`` and the pages hold them all)."""
+        return {
+            **self.summary,
+            "symbol": self.symbol,
+            "statistics": self.statistics.to_wire(snake_case=True),
+            "buy_and_hold_return": self.statistics.buy_and_hold_return_pct / 100,
+            "trades": [trade.to_wire() for trade in self.trades[:trades]],
+            "trades_truncated": len(self.trades) > trades,
+            "open_trade": self.open_trade.to_wire() if self.open_trade is not None else None,
         }
 
     def page(self, offset: int = 0, trade_offset: int = 0) -> Payload:
@@ -174,7 +202,12 @@ class BacktestReport:
             "next_trade_offset": _next_page(trade_offset, PAGE_TRADES, len(self.trades)),
             "trades": [trade.to_wire() for trade in trades],
             "open_trade": self.open_trade.to_wire() if self.open_trade is not None else None,
+            "open_trades": [trade.to_wire() for trade in self.open_trades],
             "statistics": self.statistics.to_wire(snake_case=True),
+            "per_symbol": [
+                {"symbol": part.symbol, "statistics": part.statistics.to_wire(snake_case=True)}
+                for part in self.parts
+            ],
         }
 
     def _series(self, kept: IntArray) -> Payload:
@@ -192,8 +225,10 @@ REPORT_KEYS = (
     "trades",
     "trades_truncated",
     "open_trade",
+    "open_trades",
     "series",
     "series_points",
+    "per_symbol",
 )
 """The keys of a job's result that ``counts_only`` drops: what the report added."""
 
@@ -213,7 +248,9 @@ def build_report(result: BacktestResult) -> BacktestReport:
     columns = _trade_columns(result.trades, curve.times)
     # backtesting.py holds from the close before the first bar its strategy trades on:
     # the last warm-up bar's (its warm-up counts one bar less than ours).
-    first_trading_bar = max(result.warmup_bars - 1, 0)
+    first_trading_bar = result.first_trading_bar
+    if first_trading_bar is None:
+        first_trading_bar = max(result.warmup_bars - 1, 0)
     statistics = compute_statistics(
         curve.times,
         curve.equity,
@@ -221,12 +258,14 @@ def build_report(result: BacktestResult) -> BacktestReport:
         columns.statistics,
         first_trading_bar=first_trading_bar,
     )
-    open_trips = () if result.open_trade is None else (result.open_trade,)
+    open_trades = _trade_columns(result.open_trades, curve.times).records()
     return BacktestReport(
         summary=result.to_payload(),
         statistics=statistics,
         trades=columns.records(),
-        open_trade=next(iter(_trade_columns(open_trips, curve.times).records()), None),
+        open_trade=None if result.parts else next(iter(open_trades), None),
+        open_trades=open_trades,
+        parts=tuple(build_report(part) for part in result.parts),
         times=curve.times,
         equity=curve.equity,
         closes=curve.closes,
