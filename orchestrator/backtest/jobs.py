@@ -440,6 +440,7 @@ class JobManager:
     def _admit(self, spec: BacktestSpec) -> BacktestSpec:
         """The spec with its files resolved inside data_dir; InvalidJob otherwise."""
         source = spec.source
+        resolved: FileSource | FilesSource
         if isinstance(source, FileSource):
             resolved = source.model_copy(update={"path": self._inside_data_dir(source.path)})
         elif isinstance(source, FilesSource):

@@ -382,7 +382,7 @@ class MultiSymbolEngine:
     def _merged(self, bars: Mapping[str, Sequence[Bar]]) -> list[Bar]:
         """Every bar, by start, ties in the order of the symbols; BacktestError for bars
         that are not each symbol's, at one resolution, in time order."""
-        resolutions = set()
+        resolutions: set[str] = set()
         for symbol in self.symbols:
             series = bars.get(symbol)
             if not series:

@@ -558,11 +558,8 @@ def load_recording(path: Path, symbol: str, resolution: str | None) -> list[Bar]
     if resolution is not None:
         table = _recorded_ticks_table(path / RECORDED_TICKS, symbol)
         if table is not None:
-            return aggregated_columns(
-                *(_float_column(table, name) for name in ("ts", "price", "size")),
-                symbol,
-                resolution,
-            )
+            ts, price, size = (_float_column(table, name) for name in ("ts", "price", "size"))
+            return aggregated_columns(ts, price, size, symbol, resolution)
     bars = _recorded_bars(path / RECORDED_BARS, symbol, resolution)
     if not bars:
         at = "" if resolution is None else f" at {resolution}"
