@@ -173,6 +173,7 @@ class MultiSymbolEngine:
         self._warming: set[str] = set()
         """Symbols whose warm-up bars are still coming: their signals are discarded."""
         self._placed_terms = False
+        self._close_offset = 0.0
         self.fills: list[Fill] = []
         """Every fill and rejection, in order."""
         self._exit_purposes: dict[str, str] = {}
@@ -354,6 +355,7 @@ class MultiSymbolEngine:
         timeline = self._merged(bars)
         first = timeline[0]
         seconds = RESOLUTION_SECONDS[first.resolution]
+        self._close_offset = seconds * 3 / 4  # where ohlcv_ticks prints the close
         self._clock.set(first.start)
         self._risk = build_risk(self._risk_config, self.book, self._bus, self._clock, self._ids)
         self._pipeline = OrderPipeline(
@@ -450,8 +452,12 @@ class MultiSymbolEngine:
                     progress(index, total)
 
     def _walk(self, bar: Bar, strategy: Strategy[Any], wants_ticks: bool) -> None:
-        """The bar's four prices through fills, resting orders, marks and the guardian."""
+        """The bar's four prices through fills, resting orders, marks and the guardian;
+        only its close in the book when nothing can happen in the symbol."""
         clock, pipeline = self._clock, self._pipeline
+        if not wants_ticks and self._quiet(bar.symbol):
+            self.book.mark(bar.symbol, bar.close, bar.start + self._close_offset)
+            return
         self._broker.bar_low, self._broker.bar_high = bar.low, bar.high
         if self._placed_terms:
             pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high)
@@ -464,6 +470,19 @@ class MultiSymbolEngine:
                     strategy.on_tick(tick)
                 except Exception as exc:
                     raise self._strategy_failed(exc, bar) from exc
+
+    def _quiet(self, symbol: str) -> bool:
+        """Whether the symbol's prices can change nothing but its last price: flat, no
+        order waiting for it, none resting. Then the guardian has nothing to measure
+        there (no position), no stop to watch, and the account's equity does not move
+        with it, so its daily loss is what it was at the last price walked; the day's
+        start is taken at the next price or fill it sees, from the same equity."""
+        position = self.portfolio.get(symbol)
+        if position is not None and position.quantity != 0.0:
+            return False
+        if self._pipeline.resting.by_symbol.get(symbol):
+            return False
+        return not any(order.symbol == symbol for order in self._broker.waiting)
 
     def _deliver(
         self, bar: Bar, strategy: Strategy[Any], seen: dict[str, int], warmup: int

@@ -66,10 +66,10 @@ def history() -> dict[str, list[Bar]]:
     return {symbol: seeded(symbol) for symbol in SYMBOLS}
 
 
-def single(bars: list[Bar], capital: float = UNBOUND) -> BacktestResult:
+def single(bars: list[Bar], capital: float = UNBOUND, params: Any = SMA) -> BacktestResult:
     symbol = bars[0].symbol
     engine = BacktestEngine(
-        SmaCrossover, SMA, run_config(symbol), broker=BROKER, risk=LOOSE_RISK,
+        SmaCrossover, params, run_config(symbol), broker=BROKER, risk=LOOSE_RISK,
         initial_capital=capital,
     )  # fmt: skip
     return engine.run(bars)
@@ -109,11 +109,29 @@ def test_one_symbol_on_the_account_engine_is_the_one_symbol_engine(
     assert (part.fills, part.rejected, part.signals) == (alone.fills, alone.rejected, alone.signals)
 
 
-def test_two_symbols_trade_as_two_independent_runs_while_capital_does_not_bind(
-    history: dict[str, list[Bar]],
+@pytest.mark.parametrize("shorts", [True, False], ids=["always-in", "long-only"])
+def test_the_daily_loss_halts_one_symbol_as_the_one_symbol_engine_does(
+    history: dict[str, list[Bar]], shorts: bool
 ) -> None:
-    together = multi(history)
-    alone = {symbol: single(bars) for symbol, bars in history.items()}
+    bars, params = history["AAA"], SmaCrossoverParams(fast=5, slow=20, allow_short=shorts)
+    risk = RiskConfig(max_daily_loss=40.0, max_gross_exposure=UNBOUND)
+    alone = BacktestEngine(
+        SmaCrossover, params, run_config("AAA"), broker=BROKER, risk=risk, initial_capital=UNBOUND
+    ).run(bars)
+    [part] = multi({"AAA": bars}, risk=risk, params=params).parts
+    assert alone.rejected > 0  # the kill switch engaged: reduce-only from then on
+    assert part.trades == alone.trades
+    assert (part.fills, part.rejected) == (alone.fills, alone.rejected)
+
+
+@pytest.mark.parametrize("shorts", [True, False], ids=["always-in", "long-only"])
+def test_two_symbols_trade_as_two_independent_runs_while_capital_does_not_bind(
+    history: dict[str, list[Bar]], shorts: bool
+) -> None:
+    """Long only, each symbol is often flat: its quiet bars only mark the book."""
+    params = SmaCrossoverParams(fast=5, slow=20, allow_short=shorts)
+    together = multi(history, params=params)
+    alone = {symbol: single(bars, params=params) for symbol, bars in history.items()}
     assert together.symbols == SYMBOLS and together.cash_limited == 0
     for part in together.parts:
         [symbol] = part.symbols
