@@ -53,6 +53,8 @@ import numpy as np
 from orchestrator.backtest.broker import ReplayBroker
 from orchestrator.backtest.engine import (
     CHUNK_BARS,
+    LOSS_ALARM_FRACTION,
+    STOP_ALARM_MARGIN,
     BacktestCancelled,
     BacktestError,
     BacktestResult,
@@ -75,6 +77,7 @@ from orchestrator.model.orders import SIGNAL, Fill, Order, OrderTerms, Side, Tra
 from orchestrator.model.records import no_cycle_collection
 from orchestrator.risk.config import RiskConfig
 from orchestrator.risk.guardian import Halt, RiskGuardian
+from orchestrator.risk.guardian import stop_price as risk_stop_price
 from orchestrator.strategy.api import Strategy
 from orchestrator.strategy.config import RuntimeConfig, StrategyRunConfig
 from orchestrator.trading.config import PaperBrokerConfig
@@ -458,6 +461,14 @@ class MultiSymbolEngine:
         if not wants_ticks and self._quiet(bar.symbol):
             self.book.mark(bar.symbol, bar.close, bar.start + self._close_offset)
             return
+        if not wants_ticks and self._uneventful(bar):
+            # No price of the bar reaches a stop or the day's loss limit: the guardian
+            # would only have measured at each; its state after the close is this.
+            close_ts = bar.start + self._close_offset
+            clock.set(close_ts)
+            self.book.mark(bar.symbol, bar.close, close_ts)
+            self._risk.measure(bar.symbol, close_ts)
+            return
         self._broker.bar_low, self._broker.bar_high = bar.low, bar.high
         if self._placed_terms:
             pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high)
@@ -483,6 +494,34 @@ class MultiSymbolEngine:
         if self._pipeline.resting.by_symbol.get(symbol):
             return False
         return not any(order.symbol == symbol for order in self._broker.waiting)
+
+    def _uneventful(self, bar: Bar) -> bool:
+        """Whether the bar of a held symbol, with nothing waiting or resting, stays clear
+        of the position's stop (with a margin) and of the day's loss limit (with
+        LOSS_ALARM_FRACTION of slack), the other symbols standing where the guardian
+        last measured them (their prices do not move during this bar's walk)."""
+        symbol = bar.symbol
+        position = self.portfolio.get(symbol)
+        if position is None or self._pipeline.resting.by_symbol.get(symbol):
+            return False
+        if any(order.symbol == symbol for order in self._broker.waiting):
+            return False
+        quantity, entry = position.quantity, position.entry_price
+        worst = bar.low if quantity > 0 else bar.high
+        stop = risk_stop_price(quantity, entry, self.config.stop_loss_percentage)
+        if stop is not None and (
+            worst <= stop * (1 + STOP_ALARM_MARGIN)
+            if quantity > 0
+            else worst >= stop * (1 - STOP_ALARM_MARGIN)
+        ):
+            return False
+        self._clock.set(bar.start)  # the day the guardian counts from, as at the open
+        daily_pnl = self._risk.daily_pnl()
+        # The account's P&L with this symbol at its worst price of the bar, against the
+        # guardian's now (this symbol at its last mark, as the guardian measured it).
+        move = quantity * (worst - entry) - position.unrealized_pnl
+        loss = -(daily_pnl + move)
+        return loss < LOSS_ALARM_FRACTION * self._risk_config.max_daily_loss
 
     def _deliver(
         self, bar: Bar, strategy: Strategy[Any], seen: dict[str, int], warmup: int
