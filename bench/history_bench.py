@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import structlog
+import structlog.testing
 
 from bench.report import Verdict, machine, table
 from orchestrator.marketdata.bars import aggregate
@@ -89,7 +91,8 @@ async def record_synthetic(directory: Path) -> None:
 def recording_verdict() -> Verdict:
     with tempfile.TemporaryDirectory(prefix="recording-bench-") as scratch:
         directory = Path(scratch)
-        asyncio.run(record_synthetic(directory))
+        with structlog.testing.capture_logs():  # the recorder's line on closing
+            asyncio.run(record_synthetic(directory))
         loads: dict[str, Callable[[], list[Bar]]] = {
             "ticks one by one (before)": lambda: aggregate(
                 recorded_ticks(directory / "ticks", "BENCH"), "BENCH", "1m"

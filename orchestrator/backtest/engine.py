@@ -47,8 +47,9 @@ part of a backtest's output: they may come at other moments than live.)
 
 Differences from the live daemon, by design: the broker's ``fill_timeout_seconds``
 does not apply (a replay has no wall clock: the next bar's open fills an order
-however far away it is, a weekend for daily bars); one symbol per backtest;
-orders still pending after the last bar stay unfilled.
+however far away it is, a weekend for daily bars); one symbol per engine
+(several on one account: :mod:`orchestrator.backtest.multi_symbol`); orders
+still pending after the last bar stay unfilled.
 """
 
 from __future__ import annotations
