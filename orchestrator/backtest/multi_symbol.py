@@ -67,7 +67,7 @@ from orchestrator.backtest.engine import (
     load_strategy,
     run_backtest,
 )
-from orchestrator.backtest.trips import RoundTrip, TripTracker
+from orchestrator.backtest.trips import TripTracker
 from orchestrator.bus import EventBus
 from orchestrator.marketdata.feeds import ohlcv_ticks
 from orchestrator.model.clock import DAY_SECONDS, ManualClock, iso_utc
@@ -717,7 +717,6 @@ def run_spec(
 
 __all__ = [
     "MultiSymbolEngine",
-    "RoundTrip",
     "affordable_quantity",
     "build_multi_symbol_engine",
     "load_symbol_bars",
