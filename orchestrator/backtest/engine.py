@@ -544,6 +544,11 @@ class BacktestEngine:
 
     # ------------------------------------------------------------ running
 
+    def warmup_bars(self) -> int:
+        """The bars the strategy warms up on with these params (a walk-forward's test
+        window is preceded by as many, so that it trades from its first bar)."""
+        return self._start_strategy().warmup_bars
+
     def run(
         self,
         bars: Sequence[Bar],
