@@ -39,6 +39,7 @@ from orchestrator.model.events import (
     StopLossTriggered,
     StrategyStatus,
     StrategyStatusChanged,
+    SweepProgress,
     TradeExecuted,
 )
 from orchestrator.model.market import Bar, Tick
@@ -391,7 +392,8 @@ def job_data(info: JobInfo | JobStateChanged) -> Payload:
 
 
 def job_state(event: JobStateChanged) -> Message:
-    return "backtest_job", job_data(event)
+    """``backtest_job``, or ``sweep_job`` for a sweep."""
+    return f"{event.job_type}_job", job_data(event)
 
 
 def job_progress(event: JobProgress) -> Message:
@@ -403,6 +405,20 @@ def job_progress(event: JobProgress) -> Message:
         "barsTotal": event.total,
     }
     return "backtest_progress", data
+
+
+def sweep_progress(event: SweepProgress) -> Message:
+    data = {
+        "jobId": event.job_id,
+        "jobType": event.job_type,
+        "fraction": event.fraction,
+        "trialsDone": event.done,
+        "trialsTotal": event.total,
+        "bestValue": event.best_value,
+        "bestParams": dict(event.best_params) if event.best_params is not None else None,
+        "etaSeconds": event.eta_seconds,
+    }
+    return "sweep_progress", data
 
 
 def backtest_report(job_id: str, page: Payload) -> Payload:
@@ -448,6 +464,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     KillSwitchChanged: kill_switch,
     JobStateChanged: job_state,
     JobProgress: job_progress,
+    SweepProgress: sweep_progress,
 }
 """The message of every event, as the WebSocket servers and NNG send it. Which
 server sends which to whom is the routes' business (:mod:`gateways.api.routes`)."""
@@ -470,7 +487,7 @@ def nng_message(event: Event) -> Message:
     """The ``type`` and ``data`` NNG publishes for ``event``: its WebSocket message,
     but dgbit's job.* for a job (as on the dgbit streams), and for an event added
     later without a message, its topic and its fields (so that none is lost)."""
-    if isinstance(event, JobStateChanged | JobProgress):
+    if isinstance(event, JobStateChanged | JobProgress | SweepProgress):
         kind, payload, _ = dgbit_job(event)
         return kind, payload
     build = MESSAGES.get(type(event))
@@ -513,7 +530,7 @@ class Outgoing:
     def nng_message(self) -> Message:
         """What NNG publishes (:func:`nng_message`): the same object as :attr:`message`
         wherever NNG sends the WebSocket message."""
-        if not isinstance(self.event, JobStateChanged | JobProgress):
+        if not isinstance(self.event, JobStateChanged | JobProgress | SweepProgress):
             shared = self.message
             if shared is not None:
                 return shared
@@ -535,11 +552,13 @@ def _confidence_label(confidence: float) -> str:
     return "low"
 
 
-def dgbit_job(event: JobStateChanged | JobProgress) -> DgbitMessage:
+def dgbit_job(event: JobStateChanged | JobProgress | SweepProgress) -> DgbitMessage:
     """job.created, job.started, job.completed or job.failed, by the job's status;
     job.progress while it runs."""
     if isinstance(event, JobProgress):
         return JOB_PROGRESS, dgbit_progress(event), event.job_id
+    if isinstance(event, SweepProgress):
+        return JOB_PROGRESS, dgbit_sweep_progress(event), event.job_id
     payload: Payload = {
         "job_id": event.job_id,
         "job_type": event.job_type,
@@ -563,6 +582,20 @@ def dgbit_progress(event: JobProgress) -> Payload:
     }
 
 
+def dgbit_sweep_progress(event: SweepProgress) -> Payload:
+    return {
+        "job_id": event.job_id,
+        "job_type": event.job_type,
+        "status": str(JobStatus.RUNNING),
+        "progress": event.fraction,
+        "trials_done": event.done,
+        "trials_total": event.total,
+        "best_value": event.best_value,
+        "best_params": dict(event.best_params) if event.best_params is not None else None,
+        "eta_seconds": event.eta_seconds,
+    }
+
+
 class DgbitTranslator:
     """Turns core events into dgbit messages; remembers why each order exists."""
 
@@ -579,7 +612,7 @@ class DgbitTranslator:
             return self._trade(change, event.stop_price, purpose) if change is not None else []
         if isinstance(event, SignalEmitted):
             return [self._signal(event)]
-        if isinstance(event, JobStateChanged | JobProgress):
+        if isinstance(event, JobStateChanged | JobProgress | SweepProgress):
             return [dgbit_job(event)]
         return []
 

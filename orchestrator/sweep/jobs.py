@@ -479,6 +479,19 @@ class _Progress:
 # --------------------------------------------------------------------------- results
 
 
+def summary(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A sweep's result without its trials tables (what a listing shows)."""
+    if result is None:
+        return None
+    kept = {key: value for key, value in result.items() if key != "trials"}
+    if isinstance(result.get("windows"), list):
+        kept["windows"] = [
+            {key: value for key, value in window.items() if key != "trials"}
+            for window in result["windows"]
+        ]
+    return kept
+
+
 def sweep_result(
     spec: SweepSpec, rows: Sequence[TrialRow], best: TrialRow | None, computed: int
 ) -> dict[str, Any]:

@@ -195,7 +195,8 @@ class DaskRunner:
                 await closing
         if cluster is not None:
             with contextlib.suppress(Exception):
-                await cluster.close()
+                stopping: Any = cluster.close()
+                await stopping
             log.info("sweep_cluster_closed")
 
 
