@@ -73,9 +73,12 @@ async def test_the_grid_gives_the_same_table_serially_and_through_dask(
     assert (heat["x"], heat["y"]) == ("fast", "slow")
     assert heat["x_values"] == list(range(2, 17, 2)) and heat["y_values"] == list(range(20, 91, 10))
     best = result["best"]
-    assert heat["values"][heat["y_values"].index(best["params"]["slow"])][
-        heat["x_values"].index(best["params"]["fast"])
-    ] == best["value"]
+    assert (
+        heat["values"][heat["y_values"].index(best["params"]["slow"])][
+            heat["x_values"].index(best["params"]["fast"])
+        ]
+        == best["value"]
+    )
 
 
 async def test_the_best_trial_run_again_as_a_plain_backtest_makes_the_same_trades(
@@ -157,7 +160,9 @@ async def test_a_search_started_again_computes_only_the_missing_trials(
     assert len({tuple(sorted(row.params.items())) for row in rows}) == 64
 
 
-def run_counting(computed: list[dict[str, Any]], runner: InProcessRunner, spec: BacktestSpec) -> Any:
+def run_counting(
+    computed: list[dict[str, Any]], runner: InProcessRunner, spec: BacktestSpec
+) -> Any:
     async def run(params: Any) -> TrialOutcome:
         computed.append(dict(params))
         return await (await runner.trials("x", spec)).trial(params)
