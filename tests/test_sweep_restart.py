@@ -24,7 +24,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.gateways.test_daemon_process import clean_env, free_ports
-from tests.orchestrator.sweep.conftest import write_goog
+from tests.orchestrator.sweep.conftest import until, write_goog
 
 TIMEOUT = 240.0
 REPO = Path(__file__).resolve().parent.parent
@@ -153,9 +153,8 @@ async def test_a_sweep_killed_with_its_daemon_resumes_and_computes_no_trial_twic
             first.send_signal(signal.SIGKILL)
             await first.wait()
         before = logged(log_dir)
-        for pid in {pid for _, _, pid in before}:  # the workers exit with the daemon
-            while _alive(pid):
-                await asyncio.sleep(0.05)
+        pids = {pid for _, _, pid in before}
+        await until(lambda: not any(_alive(pid) for pid in pids))  # workers exit with it
         before = logged(log_dir)
         study_file = tmp_path / "state" / "sweeps" / f"{job_id}.optuna.log"
         done = finished_in_study(study_file, job_id)

@@ -3,7 +3,8 @@ and one embedded Dask cluster of two workers for the module that asks for it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,14 @@ from orchestrator.sweep.search import SweepSpec
 
 GRID = {"fast": {"low": 2, "high": 16, "step": 2}, "slow": {"low": 20, "high": 90, "step": 10}}
 """8 x 8 points, every one valid (fast < slow)."""
+
+
+async def until(condition: Callable[[], Any], timeout: float = 120.0) -> Any:
+    """Poll ``condition`` until it is truthy, its value; fail after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not (value := condition()):  # noqa: ASYNC110 - other processes move the state
+            await asyncio.sleep(0.02)
+    return value
 
 
 def write_goog(directory: Path) -> Path:

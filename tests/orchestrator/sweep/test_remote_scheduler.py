@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from orchestrator.model.events import JobStatus
 from orchestrator.sweep.config import SweepsConfig
 from orchestrator.sweep.jobs import SweepManager
 from orchestrator.sweep.runner import ClusterUnavailable, DaskRunner
-from tests.orchestrator.sweep.conftest import sma_sweep, table
+from tests.orchestrator.sweep.conftest import sma_sweep, table, until
 
 REPO = Path(__file__).resolve().parents[3]
 DASK = Path(sys.executable).with_name("dask")
@@ -81,15 +80,15 @@ async def scheduler(tmp_path: Path) -> AsyncIterator[str]:
 
 
 async def _address(file: Path) -> str:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if file.exists():
-            try:
-                return str(json.loads(file.read_text())["address"])
-            except (ValueError, KeyError):
-                pass  # being written
-        await asyncio.sleep(0.05)
-    raise AssertionError("the dask scheduler wrote no scheduler file")
+    found: str = await until(lambda: _scheduler_address(file), START_TIMEOUT)
+    return found
+
+
+def _scheduler_address(file: Path) -> str:
+    try:
+        return str(json.loads(file.read_text())["address"])
+    except (OSError, ValueError, KeyError):
+        return ""  # not written yet
 
 
 async def test_a_sweep_runs_through_an_external_scheduler(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from orchestrator.sweep.jobs import SweepManager
 from orchestrator.sweep.runner import DaskRunner, InProcessRunner, TrialSource
 from orchestrator.sweep.search import Search, SweepSpec, study_storage
 from orchestrator.sweep.trial import TrialOutcome, trades_digest, with_params
-from tests.orchestrator.sweep.conftest import sma_entry, sma_sweep, table
+from tests.orchestrator.sweep.conftest import sma_entry, sma_sweep, table, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -100,7 +99,8 @@ async def test_a_worker_killed_mid_sweep_loses_no_trial(
     sweep = asyncio.create_task(
         run_sweep(_Shared(dask_runner), sma_sweep(goog_csv, entry), tmp_path / "sweeps")
     )
-    pid = await _file_text(marker, sweep)
+    pid = await until(lambda: sweep.done() or _text(marker))
+    assert not sweep.done(), "the sweep ended without the blocked trial"
     os.kill(int(pid), signal.SIGKILL)  # a trial of fast=8 is running in that worker
     result = await sweep
     assert table(result) == table(serial_result)  # the same trades: WatchedSma is SMA
@@ -117,15 +117,13 @@ async def test_cancelling_a_sweep_cancels_its_trials_on_the_cluster(
     task = asyncio.create_task(manager.run())
     try:
         job_id = manager.submit(sma_sweep(goog_csv, entry))
-        async with asyncio.timeout(DEADLINE):
-            while not any(isinstance(e, SweepProgress) for e in events):
-                await _next(events)
+        await until(lambda: any(isinstance(e, SweepProgress) for e in events))
         manager.cancel(job_id)
         info = await manager.wait(job_id)
         assert info.status is JobStatus.FAILED and info.error == "cancelled by user"
         client = await dask_runner.client()
         async with asyncio.timeout(DEADLINE):
-            while await client.run_on_scheduler(_sweep_tasks, job_id):
+            while await client.run_on_scheduler(_sweep_tasks, job_id):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)  # the scheduler forgets them as the cancels land
     finally:
         task.cancel()
@@ -187,17 +185,6 @@ def _sweep_tasks(job_id: str, dask_scheduler: Any = None) -> int:
     return sum(1 for key in dask_scheduler.tasks if job_id in str(key) and "bars" not in str(key))
 
 
-async def _file_text(path: Path, running: asyncio.Task[Any]) -> str:
-    """The file's text once a worker wrote it (polled: a worker process cannot tell us)."""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline and not running.done():
-        if path.exists() and path.read_text():
-            return path.read_text()
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{path} never appeared")
-
-
-async def _next(events: list[Event]) -> None:
-    count = len(events)
-    while len(events) == count:
-        await asyncio.sleep(0.01)
+def _text(path: Path) -> str:
+    """The file's text, "" until a worker process wrote it."""
+    return path.read_text() if path.exists() else ""

@@ -4,6 +4,7 @@ stitched out-of-sample curve equal to the window backtests run one by one."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def test_no_window_trains_on_its_test_bars(
         assert 0 <= window.train_start < window.train_end <= window.test_start < window.test_end
         assert window.test_end <= bars
     tests = [(w.test_start, w.test_end) for w in cut]
-    assert all(a[1] == b[0] for a, b in zip(tests, tests[1:], strict=False))  # back to back
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(tests))  # back to back
     assert cut[-1].test_end == bars
 
 
