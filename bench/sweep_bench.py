@@ -15,10 +15,10 @@ journal file, ask and tell on the event loop's side, trials on the workers). Dat
 Timed (``perf_counter``): submit to completed, the cluster already started (its start
 is timed on its own: ``LocalCluster`` with the config's settings, until the client is
 connected and every worker registered). The serial baseline is the same manager
-with :class:`orchestrator.sweep.runner.InProcessRunner`. Logs below errors are off in
-this process as in the workers (the guardian's refusals are not the figure). The speed-up is the 2-worker
-rate over the 1-worker rate, against the ideal 2x; on a machine with 2 cores that
-other processes share, it is bounded by what they leave.
+with :class:`orchestrator.sweep.runner.InProcessRunner`. Logs below errors are off
+in this process as in the workers (the guardian's refusals are not the figure).
+The speed-up is the 2-worker rate over the 1-worker rate, against the ideal 2x; on
+a machine with 2 cores that other processes share, it is bounded by what they leave.
 """
 
 from __future__ import annotations

@@ -428,7 +428,10 @@ class Daemon:
         """Raise if the backtest or the sweep job runner fails (neither returns on its own)."""
         tasks = [task for task in (self._jobs_task, self._sweeps_task) if task is not None]
         if tasks:
-            await asyncio.shield(asyncio.gather(*tasks))
+            # wait, not gather: cancelling this watch leaves the runners to stop in order.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
 
     async def _start_nng(self) -> None:
         """Listen for pushed market data, then publish events (both fail fast)."""
