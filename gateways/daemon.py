@@ -14,16 +14,18 @@ from typing import Any
 import structlog
 
 from gateways.api import routes
-from gateways.api.history import RecentActivity
+from gateways.api.history import IndicatorHistory, RecentActivity
 from gateways.api.inbound import CommandParser, start_config_bounds
 from gateways.api.instruments import InstrumentQueries
 from gateways.api.jobs import JobCommands
+from gateways.api.journal_replay import JournalReplay
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
+from gateways.api.orchestrator_parser import orchestrator_command_parser
 from gateways.api.outbound import DgbitTranslator
 from gateways.api.report_page import ReportPages
 from gateways.api.risk import RiskCommands, risk_command_parser
-from gateways.api.strategy_commands import StrategyCommands
-from gateways.api.sweeps import SweepCommands, orchestrator_command_parser
+from gateways.api.strategy_commands import OrderCommands, StrategyCommands
+from gateways.api.sweeps import SweepCommands
 from gateways.client.text import plural
 from gateways.config import DaemonConfig, ServerConfig
 from gateways.dgbit import DGBIT_TOPICS, DgbitEndpoints
@@ -54,13 +56,16 @@ from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.events import Event, Topic, TradeExecuted
+from orchestrator.model.events import ORDER_TOPICS, Event, StrategyStatus, Topic, TradeExecuted
+from orchestrator.model.orders import Order
 from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
 from orchestrator.sweep.jobs import SweepManager
 from orchestrator.sweep.runner import DaskRunner
 
 log = structlog.get_logger("gateways.daemon")
+
+NOT_RESTORED = "not restored: its strategy is not running after the restart"
 
 
 class BindFailed(Exception):
@@ -109,7 +114,12 @@ class NngBindFailed(BindFailed):
         return hint
 
 
-COMMITTED_TOPICS = (Topic.STRATEGY_TRADE, Topic.STRATEGY_STATUS, Topic.EXECUTION_STATUS)
+COMMITTED_TOPICS = (
+    Topic.STRATEGY_TRADE,
+    Topic.STRATEGY_STATUS,
+    Topic.EXECUTION_STATUS,
+    *ORDER_TOPICS,
+)
 """What ``CommittedViews.apply`` folds: a quote need not stop there on its way out."""
 
 
@@ -156,8 +166,8 @@ class Daemon:
         """The bus's events to the writer, or past it when it need not commit them."""
         self.bus.subscribe(self.journal_stage.submit)
         self._writer_task: asyncio.Task[None] | None = None
-        self.epoch = int(self.clock.now() * 1000)
-        """The daemon's start epoch (ms): a client that resumes learns of a restart."""
+        self.epoch = self._begin_run()
+        """This run's epoch (its start, ms): a client that resumes learns of a restart."""
         self.metrics = Metrics()
         self.health = Health()
         self.bus.subscribe(self.metrics.on_event, Metrics.TOPICS)
@@ -171,6 +181,8 @@ class Daemon:
             settled=self.writer.flush,
             metrics=self.metrics,
             health=self.health,
+            archive=JournalReplay(self.journal) if self.journal is not None else None,
+            stream_start=self.journal.last_position if self.journal is not None else 0,
         )
         halt = self.core.execution.halt
         self.committed = CommittedViews(
@@ -178,6 +190,8 @@ class Daemon:
             self.core.execution.book.last_price,
             self.core.execution.status,
             halt.reason if halt is not None else None,
+            clock=self.clock,
+            initial_cash=config.broker.initial_cash,
         )
         """What clients are shown: the state after exactly the events delivered."""
         self.committed.seed(self.registry.catalog())
@@ -228,9 +242,20 @@ class Daemon:
         """Whether anything on the outbox takes an event of ``topic`` now."""
         return topic in COMMITTED_TOPICS or self.fanout.hears(topic)
 
-    def _deliver(self, events: Sequence[Event]) -> None:
-        for event in events:
+    def _deliver(self, events: Sequence[Event], positions: Sequence[int | None]) -> None:
+        for event, position in zip(events, positions, strict=True):
+            self.fanout.position = position  # the outbox carries the event alone
             self.outbox.publish(event)
+        self.fanout.position = None
+
+    def _begin_run(self) -> int:
+        """The run's epoch: its start in ms, recorded in the journal (which makes it
+        later than every earlier run's), so that a client of an earlier run that
+        resumes is replayed what it missed from the journal."""
+        proposed = int(self.clock.now() * 1000)
+        if self.journal is None:
+            return proposed
+        return self.journal.begin_run(proposed, self.clock.now())
 
     def _build_nng_feed(self) -> NngFeed | None:
         """The NNG feed when the config asks for it (the core cannot build it)."""
@@ -264,11 +289,22 @@ class Daemon:
             self.jobs, self.registry, self.config, self.clock, self.core.market.symbols
         )
         activity = RecentActivity(self.journal, self.clock)
+        orders = OrderCommands(
+            self.core.execution, self.registry, self.committed, "orchestrator", self.clock
+        )
+        lines = IndicatorHistory(self.core.runtime.lines, self.registry, self.clock)
         sweeps = SweepCommands(self.sweeps, jobs, self.clock)
+        handlers = {
+            **jobs.handlers(),
+            **activity.handlers(),
+            **orders.handlers(),
+            **lines.handlers(),
+            **sweeps.handlers(),
+        }
         return self._server(
             "orchestrator",
             orchestrator_command_parser(),
-            {**jobs.handlers(), **activity.handlers(), **sweeps.handlers()},
+            handlers,
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
             pages=[ReportPages(self._report_of)],
@@ -414,10 +450,37 @@ class Daemon:
         self.core.risk.resync(limits)  # restored positions keep their stop-losses
         saved = journal.restorable_strategies()
         await self.registry.restore(saved)
-        # Restored statuses and positions are the journal's: committed by definition.
+        # Restored statuses, positions and resting orders are the journal's: committed by
+        # definition.
         self.committed.seed(self.registry.catalog())
+        self.committed.seed_orders(self._restore_resting(journal))
         if saved:
             log.info("strategies_restored", strategies={s.id: s.status.value for s in saved})
+
+    def _restore_resting(self, journal: Journal) -> list[Order]:
+        """The resting orders of the strategies restored as running (ACTIVE or PAUSED)
+        rest again, bracket exits included; the others' are cancelled now (announced and
+        journaled). Returns those that rest."""
+        running = {
+            view.id: view.config
+            for view in self.registry.catalog()
+            if view.status in (StrategyStatus.ACTIVE, StrategyStatus.PAUSED)
+        }
+        execution = self.core.execution
+        kept: list[Order] = []
+        orphans: list[Order] = []
+        for order in journal.resting_orders():
+            limits = running.get(order.strategy_id)
+            if limits is not None:
+                execution.restore_resting(order, limits)
+                kept.append(order)
+            else:
+                orphans.append(order)
+        for order in orphans:
+            execution.cancel_unrestored(order, NOT_RESTORED)
+        if kept or orphans:
+            log.info("resting_orders_restored", restored=len(kept), cancelled=len(orphans))
+        return kept
 
     async def writer_stopped(self) -> None:
         """Return (or raise) when the journal writer stops: a broken journal stops the daemon."""

@@ -1,5 +1,4 @@
-"""Sweeps on the orchestrator server: run, cancel, list and fetch them; and the parser of
-every command the orchestrator server accepts.
+"""Sweeps on the orchestrator server: run, cancel, list and fetch them.
 
 A sweep runs a catalog strategy over the same sources as ``run_backtest`` for many
 parameter sets (grid, random or TPE; optionally walk-forward), on the Dask cluster.
@@ -12,30 +11,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, ValidationError
 
 from gateways.api import outbound
-from gateways.api.history import GetRecentActivity, HistoryCommandType
-from gateways.api.inbound import (
-    STRATEGY_COMMANDS,
-    Command,
-    CommandParser,
-    InvalidMessage,
-    StrategyCommand,
-)
-from gateways.api.jobs import (
-    BacktestCommand,
-    CancelBacktest,
-    GetBacktestReport,
-    GetBacktests,
-    JobCommands,
-    JobCommandType,
-    JobId,
-    RunBacktest,
-    _Wire,
-)
+from gateways.api.inbound import Command, InvalidMessage
+from gateways.api.jobs import BacktestCommand, JobCommands, JobId, _Wire
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.backtest.engine import BacktestSpec
 from orchestrator.backtest.jobs import JobInfo
@@ -106,33 +88,6 @@ class GetSweeps(Command):
 class GetSweep(Command):
     type: Literal[SweepCommandType.GET_SWEEP]
     jobId: JobId
-
-
-OrchestratorCommand = Annotated[
-    StrategyCommand
-    | RunBacktest
-    | CancelBacktest
-    | GetBacktests
-    | GetBacktestReport
-    | GetRecentActivity
-    | RunSweep
-    | CancelSweep
-    | GetSweeps
-    | GetSweep,
-    Field(discriminator="type"),
-]
-
-
-def orchestrator_command_parser() -> CommandParser:
-    """Every command of the orchestrator server: strategies, backtests, history, sweeps."""
-    adapter: TypeAdapter[Any] = TypeAdapter(OrchestratorCommand)
-    accepted = (
-        STRATEGY_COMMANDS
-        | frozenset(JobCommandType)
-        | frozenset(HistoryCommandType)
-        | frozenset(SweepCommandType)
-    )
-    return CommandParser(adapter, accepted)
 
 
 class SweepCommands:

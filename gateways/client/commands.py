@@ -76,8 +76,21 @@ RISK_EVENTS = (
     "limit_breach",
     "kill_switch",
 )
-WATCH_GROUPS = {"signals": SIGNALS, "trades": TRADES, "status": STATUS, "risk": RISK_EVENTS}
-ORCHESTRATOR_TYPES = frozenset((*SIGNALS, *TRADES, *STATUS))
+ORDERS = (
+    "order_accepted",
+    "order_triggered",
+    "order_cancelled",
+    "order_replaced",
+    "order_expired",
+)
+WATCH_GROUPS = {
+    "signals": SIGNALS,
+    "trades": TRADES,
+    "status": STATUS,
+    "orders": ORDERS,
+    "risk": RISK_EVENTS,
+}
+ORCHESTRATOR_TYPES = frozenset((*SIGNALS, *TRADES, *STATUS, *ORDERS))
 RISK_TYPES = frozenset(RISK_EVENTS)
 WATCH_TYPES = ORCHESTRATOR_TYPES | RISK_TYPES
 
@@ -85,7 +98,20 @@ RISK_COMMANDS = frozenset({"risk", "halt", "resume"})
 """The commands for the risk guardian (3002), not the orchestrator server."""
 
 CLIENT_COMMANDS = frozenset(
-    {"status", "start", "stop", "pause", "watch", "risk", "halt", "resume", "backtest", "sweep"}
+    {
+        "status",
+        "start",
+        "stop",
+        "pause",
+        "orders",
+        "cancel-order",
+        "watch",
+        "risk",
+        "halt",
+        "resume",
+        "backtest",
+        "sweep",
+    }
 )
 
 
@@ -120,12 +146,13 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     stop = _command(commands, "stop", "stop a strategy (closing its positions)")
     stop.add_argument("id", help="strategy id")
-    stop.add_argument(
-        "--risk-url",
-        type=_ws_url,
-        help="risk guardian for the P&L of the closing trades (default: as for status)",
-    )
     _command(commands, "pause", "pause a strategy").add_argument("id", help="strategy id")
+    orders = _command(commands, "orders", "the resting orders: limits, stops, bracket exits")
+    orders.add_argument("--strategy", metavar="ID", help="only this strategy's")
+    cancel = _command(commands, "cancel-order", "cancel a resting order")
+    cancel.add_argument(
+        "order_id", metavar="ORDER_ID", help="as `orders` lists it (a filled entry's: its exits)"
+    )
 
     watch = _command(commands, "watch", "a live stream of signals, trades and risk events")
     watch.add_argument(
@@ -575,6 +602,7 @@ async def show_status(args: argparse.Namespace, out: Output) -> int:
     execution = client.messages("execution_service_status", maxsize=10)
     async with client:
         reply = await (client.get_strategies() if args.all else client.get_active_strategies())
+        account = await _account(client)
         await out.learn_prices(client)
         async with asyncio.timeout(args.timeout):
             # The snapshot's execution_service_status came before any reply.
@@ -589,7 +617,8 @@ async def show_status(args: argparse.Namespace, out: Output) -> int:
             {
                 "executionStatus": execution_data.get("status"),
                 "killSwitch": kill_switch,
-                "pnlSource": "risk_guardian" if risk is not None else "positions",
+                "pnlSource": _pnl_source(reply["data"], risk),
+                "account": account,
                 "strategies": strategies,
             }
         )
@@ -599,15 +628,54 @@ async def show_status(args: argparse.Namespace, out: Output) -> int:
     if kill_switch is not None and kill_switch.get("engaged"):
         headline += "  " + out.paint(f"kill switch engaged: {kill_switch.get('reason')}", "red")
     out.print(headline)
+    if account is not None:
+        out.print(account_text(account))
     out.print()
     if not strategies:
         out.print("no strategies running (orchestrator status --all lists the catalog)")
     else:
         _print_strategies(out, strategies)
-    if risk is None:
+    if risk is None and _pnl_source(reply["data"], risk) == "positions":
         note = f"(risk guardian: {risk_problem}; realized P&L unknown, unrealized from positions)"
         out.print(out.paint(note, "dim"))
     return EXIT_OK
+
+
+PNL_FIELDS = ("realizedPnlToday", "realizedPnlSinceStart", "unrealizedPnl")
+"""The three P&L figures of a strategy entry, a risk status entry and the account."""
+
+
+def _has_pnl(entry: dict[str, Any]) -> bool:
+    return all(isinstance(entry.get(name), int | float) for name in PNL_FIELDS)
+
+
+def _pnl_source(entries: list[dict[str, Any]], risk: dict[str, Any] | None) -> str:
+    """Where status took the P&L from: the risk guardian, the strategy entries
+    themselves (the same committed book), or the positions alone (an older daemon)."""
+    if risk is not None:
+        return "risk_guardian"
+    return "strategies" if all(_has_pnl(e) for e in entries) else "positions"
+
+
+async def _account(client: OrchestratorClient) -> dict[str, Any] | None:
+    """The daemon's ``account``, or None from a daemon that predates it."""
+    try:
+        reply = await client.get_account()
+    except CommandError:
+        return None
+    data = reply.get("data")
+    return data if isinstance(data, dict) else None
+
+
+def account_text(account: dict[str, Any]) -> str:
+    """One line: equity, cash, exposure and the P&L totals, each named for its period."""
+    return (
+        f"account    equity {money(account.get('equity'))}, cash {money(account.get('cash'))}, "
+        f"exposure {money(account.get('exposure'))}; realized P&L today "
+        f"{money(account.get('realizedPnlToday'))}, since start "
+        f"{money(account.get('realizedPnlSinceStart'))}; unrealized "
+        f"{money(account.get('unrealizedPnl'))}"
+    )
 
 
 async def _risk_status(args: argparse.Namespace, url: str) -> tuple[dict[str, Any] | None, str]:
@@ -622,23 +690,31 @@ async def _risk_status(args: argparse.Namespace, url: str) -> tuple[dict[str, An
 
 
 def _with_pnl(entry: dict[str, Any], risk: dict[str, Any] | None) -> dict[str, Any]:
-    positions = entry.get("positions") or []
-    if risk is None:
-        return {**entry, "realizedPnl": None, "unrealizedPnl": unrealized_from_positions(positions)}
+    """``entry`` with its three P&L figures and ``realizedPnl`` (since start)."""
     found = next(
-        (s for s in risk.get("strategies", []) if s.get("strategyId") == entry.get("id")), None
+        (s for s in (risk or {}).get("strategies", []) if s.get("strategyId") == entry.get("id")),
+        None,
     )
-    if found is None:
-        return {**entry, "realizedPnl": None, "unrealizedPnl": unrealized_from_positions(positions)}
+    source = found if found is not None and _has_pnl(found) else entry
+    if _has_pnl(source):
+        figures = {name: source[name] for name in PNL_FIELDS}
+        return {**entry, **figures, "realizedPnl": figures["realizedPnlSinceStart"]}
+    positions = entry.get("positions") or []
+    realized = found.get("realizedPnl") if found is not None else None
     return {
         **entry,
-        "realizedPnl": found.get("realizedPnl"),
-        "unrealizedPnl": found.get("unrealizedPnl"),
+        "realizedPnlToday": None,
+        "realizedPnlSinceStart": realized,
+        "unrealizedPnl": unrealized_from_positions(positions),
+        "realizedPnl": realized,
     }
 
 
 def _print_strategies(out: Output, strategies: list[dict[str, Any]]) -> None:
-    headers = ("id", "name", "status", "symbols", "positions", "realized P&L", "unrealized P&L")
+    headers = (
+        *("id", "name", "status", "symbols", "positions"),
+        *("realized today", "realized since start", "unrealized"),
+    )
     rows: list[list[Cell]] = [
         [
             str(s.get("id")),
@@ -646,22 +722,21 @@ def _print_strategies(out: Output, strategies: list[dict[str, Any]]) -> None:
             _status_cell(s.get("status")),
             ",".join(s.get("symbols") or []) or "-",
             positions_text(out, s.get("positions") or []),
-            _pnl_cell(s.get("realizedPnl")),
-            _pnl_cell(s.get("unrealizedPnl")),
+            *(_pnl_cell(s.get(name)) for name in PNL_FIELDS),
         ]
         for s in strategies
     ]
-    out.print(table(out, headers, rows, numeric={5, 6}))
-    realized = [
-        s["realizedPnl"] for s in strategies if isinstance(s.get("realizedPnl"), int | float)
+    out.print(table(out, headers, rows, numeric={5, 6, 7}))
+    totals = [
+        money(sum(s[name] for s in strategies if isinstance(s.get(name), int | float)))
+        if any(isinstance(s.get(name), int | float) for s in strategies)
+        else "-"
+        for name in PNL_FIELDS
     ]
-    unrealized = sum(
-        s["unrealizedPnl"] for s in strategies if isinstance(s.get("unrealizedPnl"), int | float)
+    out.print(
+        f"total P&L: realized today {totals[0]}, realized since start {totals[1]}, "
+        f"unrealized {totals[2]}"
     )
-    total = f"total: unrealized P&L {money(unrealized)}"
-    if realized:
-        total = f"total: realized P&L {money(sum(realized))}, unrealized P&L {money(unrealized)}"
-    out.print(total)
 
 
 # ------------------------------------------------------------------ start, stop, pause
@@ -682,35 +757,30 @@ async def start_strategy(args: argparse.Namespace, out: Output) -> int:
 
 async def stop_strategy(args: argparse.Namespace, out: Output) -> int:
     """Stop a strategy and say what its closing trades did: the daemon sends them
-    before the reply, and the risk guardian's realized P&L tells what they made."""
-    before = await _realized_pnl(args, args.id)
+    before the reply, each with what it realized."""
     async with make_client(args, args.url) as client:
         trades = client.messages("strategy_trade", strategy_id=args.id)
         reply = await client.stop_strategy(args.id)
         await trades.aclose()
         await out.learn_prices(client)
-        closes = [m["data"] async for m in trades if m["data"].get("status") == "FILLED"]
+        closes = [m["data"] async for m in trades if _closed_by_the_stop(m["data"])]
     if args.json:
         return _lifecycle_reply(out, args, reply, "stopped")
-    after = await _realized_pnl(args, args.id) if closes else None
     data = reply.get("data") or {}
     stopped = f"stopped {data.get('strategyId', args.id)} ({data.get('name')})"
-    out.print(f"{stopped}: {_closed_text(out, closes, before, after)}")
+    out.print(f"{stopped}: {_closed_text(out, closes)}")
     return EXIT_OK
 
 
-async def _realized_pnl(args: argparse.Namespace, strategy_id: str) -> float | None:
-    """The strategy's realized P&L by the risk guardian; None when it does not answer."""
-    risk, _ = await _risk_status(args, args.risk_url or risk_url_for(args.url))
-    strategies = risk.get("strategies", []) if risk is not None else []
-    found = next((s for s in strategies if s.get("strategyId") == strategy_id), None)
-    value = found.get("realizedPnl") if found is not None else (0.0 if risk else None)
-    return float(value) if isinstance(value, int | float) else None
+def _closed_by_the_stop(trade: dict[str, Any]) -> bool:
+    """A fill of the stop's own closing orders: the strategy's other fills (its signals,
+    its stop-loss) can land while the command is on its way. A daemon older than
+    ``purpose`` sends none; then every fill counts."""
+    purpose = trade.get("purpose", "strategy_stop")
+    return trade.get("status") == "FILLED" and purpose == "strategy_stop"
 
 
-def _closed_text(
-    out: Output, closes: list[dict[str, Any]], before: float | None, after: float | None
-) -> str:
+def _closed_text(out: Output, closes: list[dict[str, Any]]) -> str:
     if not closes:
         return "no position to close"
     parts = [
@@ -719,8 +789,9 @@ def _closed_text(
         for c in closes
     ]
     text = f"closed {', '.join(parts)}"
-    if before is not None and after is not None:
-        made = after - before
+    realized = [c["realizedPnl"] for c in closes if isinstance(c.get("realizedPnl"), int | float)]
+    if len(realized) == len(closes):  # a daemon older than realizedPnl: no figure
+        made = sum(realized)
         text += f"; realized P&L {'+' if made > 0 else ''}{money(made)}"
     return text
 
@@ -740,6 +811,89 @@ def _lifecycle_reply(out: Output, args: argparse.Namespace, reply: Message, verb
     if data.get("symbols"):
         text += f" on {', '.join(data['symbols'])}"
     out.print(text)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ resting orders
+
+
+async def show_orders(args: argparse.Namespace, out: Output) -> int:
+    async with make_client(args, args.url) as client:
+        reply = await client.get_open_orders(args.strategy)
+        await out.learn_prices(client)
+    if args.json:
+        out.json(reply)
+        return EXIT_OK
+    orders = (reply.get("data") or {}).get("orders") or []
+    if not orders:
+        whose = f" of {args.strategy}" if args.strategy else ""
+        out.print(f"no resting orders{whose}")
+        return EXIT_OK
+    headers = ["ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICES", "TIF", "FOR"]
+    rows = [_order_row(out, order) for order in orders]
+    out.print(table(out, headers, rows, numeric={4}))
+    return EXIT_OK
+
+
+def _order_row(out: Output, order: dict[str, Any]) -> list[Cell]:
+    side = str(order.get("side"))
+    return [
+        str(order.get("orderId")),
+        str(order.get("strategyId")),
+        str(order.get("symbol")),
+        (side, _SIDE_STYLES.get(side)),
+        number(order.get("quantity")),
+        str(order.get("orderType")),
+        order_prices(out, order),
+        str(order.get("timeInForce")),
+        _order_purpose(order),
+    ]
+
+
+def order_prices(out: Output, order: dict[str, Any]) -> str:
+    """An order's prices in words: "stop 101, limit 101.5; bracket 95 / 110"."""
+    symbol = order.get("symbol")
+    parts = [
+        f"{word} {out.price(order[key], symbol)}"
+        for word, key in (("stop", "stopPrice"), ("limit", "limitPrice"))
+        if order.get(key) is not None
+    ]
+    trailing = order.get("trailing")
+    if trailing:
+        amount = trailing.get("amount")
+        parts.append(f"trailing {percent(amount) if trailing.get('fraction') else number(amount)}")
+    text = ", ".join(parts) or "-"
+    if order.get("stopLoss") is not None or order.get("takeProfit") is not None:
+        loss, target = order.get("stopLoss"), order.get("takeProfit")
+        text += (
+            f"; bracket {out.price(loss, symbol) if loss is not None else '-'} / "
+            f"{out.price(target, symbol) if target is not None else '-'}"
+        )
+    return text
+
+
+def _order_purpose(order: dict[str, Any]) -> str:
+    """What the order is for: an entry, or which exit of which entry."""
+    purpose = str(order.get("purpose"))
+    if order.get("parentId"):
+        return f"{purpose} of {order['parentId']}"
+    return "entry" if purpose == "signal" else purpose
+
+
+async def cancel_order(args: argparse.Namespace, out: Output) -> int:
+    async with make_client(args, args.url) as client:
+        reply = await client.cancel_order(args.order_id)
+        await out.learn_prices(client)
+    if args.json:
+        out.json(reply)
+        return EXIT_OK
+    data = reply.get("data") or {}
+    side = str(data.get("side"))
+    out.print(
+        f"cancelled {data.get('orderId')}: {out.paint(side, _SIDE_STYLES.get(side))} "
+        f"{number(data.get('quantity'))} {data.get('symbol')} {data.get('orderType')} "
+        f"({order_prices(out, data)}) of {data.get('strategyId')}"
+    )
     return EXIT_OK
 
 
@@ -971,6 +1125,7 @@ _GROUP_WORDS = {
     "signals": "signals",
     "trades": "trades",
     "status": "status changes",
+    "orders": "resting orders",
     "risk": "risk events",
 }
 
@@ -1062,6 +1217,8 @@ def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
         status = str(d.get("status"))
         text = out.paint(status, _EXECUTION_STYLES.get(status))
         return f"{text}: {d['reason']}" if d.get("reason") else text
+    if kind in ORDERS:
+        return _order_event_text(out, kind, order, d)
     if kind == "order_rejected":
         return f"{order}: {d.get('reason')}"
     if kind == "order_reduced":
@@ -1076,6 +1233,15 @@ def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
     if kind == "kill_switch":
         return _kill_switch_text(out, d) if d.get("engaged") else out.paint("released", "green")
     return json.dumps(d, separators=(",", ":"))
+
+
+def _order_event_text(out: Output, kind: str, order: str, d: dict[str, Any]) -> str:
+    text = f"{order} {d.get('orderType')} ({order_prices(out, d)})  {d.get('orderId')}"
+    if kind == "order_triggered":
+        return f"{text} at {out.price(d.get('triggerPrice'), d.get('symbol'))}"
+    if kind in ("order_cancelled", "order_expired"):
+        return f"{text}: {d.get('reason')}"
+    return text
 
 
 # ------------------------------------------------------------------ backtest
@@ -1284,6 +1450,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Awaitable[int]]] = {
     "start": start_strategy,
     "stop": stop_strategy,
     "pause": pause_strategy,
+    "orders": show_orders,
+    "cancel-order": cancel_order,
     "watch": watch,
     "risk": show_risk,
     "halt": halt_trading,
