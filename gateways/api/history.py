@@ -6,8 +6,8 @@ the ticks the market data service keeps for warm-up; ``get_indicators`` (8082)
 gives the recent points of a running strategy's indicator lines in a symbol
 (its warm-up bars included), joined with the live ``strategy_indicators`` by
 ``start`` as bars are. Neither carries a stream
-``seq`` (the journal keeps none); a client joins them with the live stream by
-id instead: ask after the connection's snapshot, so that what was committed
+``seq`` (they are replies, not part of the stream); a client joins them with the
+live stream by id instead: ask after the connection's snapshot, so that what was committed
 before the reply is in it and what comes later is on the stream; a live trade
 or signal whose ``id`` the history already holds (or a bar whose ``start`` it
 holds) is the same one and replaces it. Nothing falls in between.

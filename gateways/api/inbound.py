@@ -43,6 +43,13 @@ STRATEGY_COMMANDS = frozenset(CommandType)
 """The commands every server accepts: the strategy commands and stream resume."""
 
 
+class OrderCommandType(StrEnum):
+    """The resting orders' commands, on the orchestrator server (8082)."""
+
+    GET_OPEN_ORDERS = "get_open_orders"
+    CANCEL_ORDER = "cancel_order"
+
+
 class ProtocolError(OrchestratorError):
     """A frame the server cannot act on; answered, never fatal to the connection."""
 
@@ -164,6 +171,24 @@ class GetInstruments(Command):
     type: Literal[CommandType.GET_INSTRUMENTS]
 
 
+OrderId = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
+
+
+class GetOpenOrders(Command):
+    """Every resting order, or one strategy's: answered with ``open_orders``."""
+
+    type: Literal[OrderCommandType.GET_OPEN_ORDERS]
+    strategyId: StrategyId | None = None
+
+
+class CancelOrder(Command):
+    """Cancel one resting order (a bracket entry's id that filled: the exits it armed);
+    answered with ``order_cancelled`` once the cancellation is journaled."""
+
+    type: Literal[OrderCommandType.CANCEL_ORDER]
+    orderId: OrderId
+
+
 class GetAccount(Command):
     type: Literal[CommandType.GET_ACCOUNT]
 
@@ -174,6 +199,9 @@ class ResumeStream(Command):
     type: Literal[CommandType.RESUME]
     last_seq: int = Field(alias="lastSeq", ge=0)
     epoch: int = Field(ge=0)
+    position: int | None = Field(default=None, ge=0)
+    """The last journal position the client saw: after a restart (another epoch) the
+    committed messages after it are replayed from the journal."""
 
 
 StrategyCommand = Annotated[

@@ -12,21 +12,17 @@ from collections.abc import Collection
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from gateways.api import outbound
-from gateways.api.history import GetIndicators, GetRecentActivity, HistoryCommandType
 from gateways.api.inbound import (
-    STRATEGY_COMMANDS,
     Command,
-    CommandParser,
     InvalidMessage,
     PrintableText,
     StartStrategyConfig,
-    StrategyCommand,
     StrategyId,
 )
 from gateways.config import DaemonConfig
@@ -85,8 +81,9 @@ class SyntheticSourceIn(_Wire):
     seed: int | None = None
 
 
-class RunBacktest(Command):
-    type: Literal[JobCommandType.RUN_BACKTEST]
+class BacktestCommand(Command):
+    """What a backtest runs: the fields run_backtest and run_sweep share."""
+
     strategyId: StrategyId
     source: Annotated[FileSourceIn | FilesSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
     symbol: Symbol | None = None
@@ -94,6 +91,10 @@ class RunBacktest(Command):
     """Several symbols on one account (docs/backtests.md)."""
     initialCapital: float | None = None
     config: StartStrategyConfig | None = None
+
+
+class RunBacktest(BacktestCommand):
+    type: Literal[JobCommandType.RUN_BACKTEST]
 
 
 class CancelBacktest(Command):
@@ -112,24 +113,6 @@ class GetBacktestReport(Command):
     jobId: JobId
     offset: int = Field(0, ge=0, le=10**9, description="First bar of the page's curves.")
     tradeOffset: int = Field(0, ge=0, le=10**9, description="First trade of the page.")
-
-
-OrchestratorCommand = Annotated[
-    StrategyCommand
-    | RunBacktest
-    | CancelBacktest
-    | GetBacktests
-    | GetBacktestReport
-    | GetRecentActivity
-    | GetIndicators,
-    Field(discriminator="type"),
-]
-
-
-def orchestrator_command_parser() -> CommandParser:
-    adapter: TypeAdapter[Any] = TypeAdapter(OrchestratorCommand)
-    accepted = STRATEGY_COMMANDS | frozenset(JobCommandType) | frozenset(HistoryCommandType)
-    return CommandParser(adapter, accepted)
 
 
 class JobCommands:
@@ -156,15 +139,19 @@ class JobCommands:
         }
 
     async def run_backtest(self, command: RunBacktest, _: Session) -> Replies:
-        spec = self._spec(command)
+        job_id = self._jobs.submit(self.checked_spec(command))
+        return [self._reply(self._jobs.get(job_id), command)]
+
+    def checked_spec(self, command: BacktestCommand) -> BacktestSpec:
+        """The spec of a backtest (or a sweep's trials), with its file inside data_dir."""
+        spec = self._jobs.admitted(self._spec(command))
         if isinstance(spec.source, SyntheticSource):
             # Checked as start_strategy checks it: synthetic bars of a symbol the
             # daemon never trades would test nothing a user can run.
             problem = missing_market_data(spec.traded_symbols, self._market_symbols)
             if problem is not None:
                 raise InvalidStrategyConfig(problem)
-        job_id = self._jobs.submit(spec)
-        return [self._reply(self._jobs.get(job_id), command)]
+        return spec
 
     async def cancel_backtest(self, command: CancelBacktest, _: Session) -> Replies:
         return [self._reply(self._jobs.cancel(command.jobId), command)]
@@ -185,7 +172,7 @@ class JobCommands:
             "backtest_job", outbound.job_data(info), self._clock.now(), command.request_id
         )
 
-    def _spec(self, command: RunBacktest) -> BacktestSpec:
+    def _spec(self, command: BacktestCommand) -> BacktestSpec:
         overrides = command.config.overrides() if command.config is not None else None
         run_config = self._registry.run_config(command.strategyId, overrides)
         try:
@@ -202,7 +189,7 @@ class JobCommands:
             )
         except ValidationError as exc:
             problems = "; ".join(describe_validation_errors(exc))
-            raise InvalidMessage(f"invalid run_backtest: {problems}") from exc
+            raise InvalidMessage(f"invalid {command.type}: {problems}") from exc
 
 
 def _source(

@@ -321,6 +321,8 @@ export interface ServerConnectionStatus {
   lastClose: { code: number; reason: string; wasClean: boolean } | null;
   epoch: number | null;
   lastSeq: number | null;
+  /** The last journal position seen: a resume after a daemon restart replays what follows it. */
+  position: number | null;
 }
 
 export interface ConnectionStatus {

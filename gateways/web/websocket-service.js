@@ -202,6 +202,7 @@ class Connection {
     this.lastClose = null;
     this.lastSeq = null;
     this.epoch = null;
+    this.position = null; // the last journal position seen: a resume after a daemon restart starts there
     this.pending = new Map(); // requestId -> {resolve, reject, timer, frame, sent}
     this.ids = 0;
     this.retryTimer = null;
@@ -218,6 +219,7 @@ class Connection {
       lastClose: this.lastClose,
       epoch: this.epoch,
       lastSeq: this.lastSeq,
+      position: this.position,
     };
   }
 
@@ -237,7 +239,7 @@ class Connection {
     this.retryInMs = null;
     if (this.state !== "reconnecting") this.setState("connecting");
     const resume = this.resumeBy === "url" && this.lastSeq !== null && this.epoch !== null;
-    const url = resume ? withQuery(this.url, { lastSeq: this.lastSeq, epoch: this.epoch }) : this.url;
+    const url = resume ? withQuery(this.url, this.resumeFrom()) : this.url;
     let ws;
     try {
       ws = new WebSocket(url);
@@ -322,10 +324,15 @@ class Connection {
     if (type === "resumed" || type === "resync_required") {
       if (this.discardUntil !== null && message.requestId === this.discardUntil) this.discardUntil = null;
       this.epoch = data.epoch;
-      if (type === "resync_required") this.lastSeq = data.seq;
+      // After `resumed` the stream goes on from fromSeq (a new run's after a restart).
+      this.lastSeq = type === "resync_required" ? data.seq : data.fromSeq - 1;
       return true;
     }
     if (this.discardUntil !== null) return message.seq === undefined && message.requestId !== undefined;
+    if (typeof message.position === "number" && (this.position === null || message.position > this.position)) {
+      this.position = message.position;
+    }
+    // No seq: a direct reply, or a committed message the journal replays after a restart.
     if (typeof message.seq !== "number" || typeof message.epoch !== "number") return true;
     if (!message.snapshot && message.epoch === this.epoch && this.lastSeq !== null && message.seq <= this.lastSeq) {
       return false; // seen already
@@ -400,7 +407,13 @@ class Connection {
     if (this.lastSeq === null || this.epoch === null) return;
     const requestId = this.nextId();
     this.discardUntil = requestId;
-    this.send({ type: "resume", lastSeq: this.lastSeq, epoch: this.epoch, requestId });
+    this.send({ type: "resume", ...this.resumeFrom(), requestId });
+  }
+
+  /** Where the stream resumes: lastSeq of epoch, and the journal position when known. */
+  resumeFrom() {
+    const from = { lastSeq: this.lastSeq, epoch: this.epoch };
+    return this.position === null ? from : { ...from, position: this.position };
   }
 }
 

@@ -77,6 +77,7 @@ from orchestrator.marketdata.feeds import SyntheticFeed, ohlcv_ticks
 from orchestrator.marketdata.history import FeedError, file_symbol, load_history
 from orchestrator.model.clock import DAY_SECONDS, Clock, ManualClock, iso_utc
 from orchestrator.model.errors import OrchestratorError
+from orchestrator.model.events import OrderLifecycle
 from orchestrator.model.ids import IdFactory, SequentialIds
 from orchestrator.model.market import (
     RESOLUTION_SECONDS,
@@ -592,6 +593,11 @@ class BacktestEngine:
 
     # ------------------------------------------------------------ running
 
+    def warmup_bars(self) -> int:
+        """The bars the strategy warms up on with these params (a walk-forward's test
+        window is preceded by as many, so that it trades from its first bar)."""
+        return self._start_strategy().warmup_bars
+
     def run(
         self,
         bars: Sequence[Bar],
@@ -844,6 +850,9 @@ class BacktestEngine:
         """Notes why an order that is no signal was sent: its trade's exit reason."""
         if order.purpose is not SIGNAL:
             self._exit_purposes[order.id] = order.purpose.value
+
+    def lifecycle(self, event: OrderLifecycle) -> None:
+        """A backtest's report has its fills and rejections; what rested is not kept."""
 
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None

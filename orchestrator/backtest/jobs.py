@@ -362,7 +362,7 @@ class JobManager:
                 f"{self._queued} backtest jobs are already waiting (max_queued_jobs "
                 f"{self.config.max_queued_jobs}): wait for one to finish or cancel one"
             )
-        job = _Job(str(uuid.uuid4()), self._admit(spec), self._clock.now())
+        job = _Job(str(uuid.uuid4()), self.admitted(spec), self._clock.now())
         self._jobs[job.id] = job
         self._queued += 1
         self._queue.put_nowait(job.id)
@@ -437,8 +437,9 @@ class JobManager:
             raise UnknownJob(f"no job {job_id}: it was never submitted or has been forgotten")
         return job
 
-    def _admit(self, spec: BacktestSpec) -> BacktestSpec:
-        """The spec with its files resolved inside data_dir; InvalidJob otherwise."""
+    def admitted(self, spec: BacktestSpec) -> BacktestSpec:
+        """The spec with its files resolved inside data_dir; InvalidJob otherwise (a
+        sweep's trials read files under the same rule)."""
         source = spec.source
         resolved: FileSource | FilesSource
         if isinstance(source, FileSource):

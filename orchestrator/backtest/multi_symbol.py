@@ -71,6 +71,7 @@ from orchestrator.backtest.trips import TripTracker
 from orchestrator.bus import EventBus
 from orchestrator.marketdata.feeds import ohlcv_ticks
 from orchestrator.model.clock import DAY_SECONDS, ManualClock, iso_utc
+from orchestrator.model.events import OrderLifecycle
 from orchestrator.model.ids import SequentialIds
 from orchestrator.model.market import RESOLUTION_SECONDS, Bar, unknown_resolution
 from orchestrator.model.orders import SIGNAL, Fill, Order, OrderTerms, Side, TradeStatus
@@ -314,6 +315,9 @@ class MultiSymbolEngine:
         """Notes why an order that is no signal was sent: its trade's exit reason."""
         if order.purpose is not SIGNAL:
             self._exit_purposes[order.id] = order.purpose.value
+
+    def lifecycle(self, event: OrderLifecycle) -> None:
+        """A backtest's report has its fills and rejections; what rested is not kept."""
 
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None

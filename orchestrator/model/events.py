@@ -28,6 +28,11 @@ class Topic(StrEnum):
     EXECUTION_STATUS = "execution.status"
     MARKET_QUOTE = "market.quote"
     MARKET_BAR = "market.bar"
+    ORDER_ACCEPTED = "order.accepted"
+    ORDER_TRIGGERED = "order.triggered"
+    ORDER_CANCELLED = "order.cancelled"
+    ORDER_REPLACED = "order.replaced"
+    ORDER_EXPIRED = "order.expired"
     STRATEGY_INDICATORS = "strategy.indicators"
     RISK_ORDER_REJECTED = "risk.order_rejected"
     RISK_ORDER_REDUCED = "risk.order_reduced"
@@ -110,6 +115,74 @@ class SignalEmitted:
 class OrderSubmitted:
     topic: ClassVar[Topic] = Topic.ORDER_SUBMITTED
     order: Order
+
+
+@record
+class OrderAccepted:
+    """A resting order (limit, stop, stop-limit, or an exit its bracket's entry armed)
+    passed the risk checks and rests in the pipeline until a price reaches it."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_ACCEPTED
+    order: Order
+    ts: float
+
+
+@record
+class OrderTriggered:
+    """A price reached a resting order: it leaves the book and goes to the broker at
+    ``price`` (checked by risk again first: refused, it is settled as a rejection)."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_TRIGGERED
+    order: Order
+    price: float
+    ts: float
+
+
+@record
+class OrderCancelled:
+    """A resting order left the book unfilled: cancelled by its strategy, by a command
+    (``origin``), by its bracket's other exit, by a pause, a stop or the kill switch,
+    or an IOC the first price did not fill."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_CANCELLED
+    order: Order
+    reason: str
+    ts: float
+    origin: CommandOrigin | None = None
+
+
+@record
+class OrderReplaced:
+    """A resting order's quantity or prices changed; it keeps its id."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_REPLACED
+    order: Order
+    """The order as it rests now."""
+    previous: Order
+    ts: float
+
+
+@record
+class OrderExpired:
+    """A DAY order reached the end of its UTC day unfilled."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_EXPIRED
+    order: Order
+    reason: str
+    ts: float
+
+
+OrderLifecycle = OrderAccepted | OrderTriggered | OrderCancelled | OrderReplaced | OrderExpired
+"""What happens to a resting order, in the order it happens: accepted, maybe replaced,
+then triggered, cancelled or expired."""
+
+ORDER_TOPICS: tuple[Topic, ...] = (
+    Topic.ORDER_ACCEPTED,
+    Topic.ORDER_TRIGGERED,
+    Topic.ORDER_CANCELLED,
+    Topic.ORDER_REPLACED,
+    Topic.ORDER_EXPIRED,
+)
 
 
 @record
@@ -304,10 +377,41 @@ class JobProgress:
         return self.done / self.total if self.total else 1.0
 
 
+@record
+class SweepProgress:
+    """A running sweep's trials, after each one finishes (see orchestrator/sweep/jobs.py)."""
+
+    topic: ClassVar[Topic] = Topic.JOB_PROGRESS
+    job_id: str
+    done: int
+    """Trials finished, those read back from the study after a restart included."""
+    total: int
+    """Trials of the whole sweep (every window of a walk-forward, and its
+    out-of-sample runs)."""
+    ts: float
+    best_value: float | None = None
+    """The objective of the best feasible trial so far (None: none yet)."""
+    best_params: Mapping[str, Any] | None = None
+    """That trial's varied parameters."""
+    eta_seconds: float | None = None
+    """Remaining trials at this run's pace so far (None before the first)."""
+    job_type: str = "sweep"
+
+    @property
+    def fraction(self) -> float:
+        """done / total: 0 to 1, never falling for one sweep."""
+        return self.done / self.total if self.total else 1.0
+
+
 Event = (
     StrategyStatusChanged
     | SignalEmitted
     | OrderSubmitted
+    | OrderAccepted
+    | OrderTriggered
+    | OrderCancelled
+    | OrderReplaced
+    | OrderExpired
     | TradeExecuted
     | ExecutionStatusChanged
     | QuoteUpdated
@@ -320,6 +424,7 @@ Event = (
     | KillSwitchChanged
     | JobStateChanged
     | JobProgress
+    | SweepProgress
 )
 
 ANSWER_TOPICS: frozenset[Topic] = frozenset(

@@ -24,11 +24,16 @@ from orchestrator.model.events import (
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderReplaced,
+    OrderTriggered,
     StrategyStatus,
     StrategyStatusChanged,
     TradeExecuted,
 )
-from orchestrator.model.orders import FILLED
+from orchestrator.model.orders import FILLED, Order
 from orchestrator.model.records import record
 from orchestrator.strategy.registry import StrategyRegistry, StrategyView, position_views
 from orchestrator.trading.portfolio import NO_PNL, Account, PortfolioBook, account, utc_day
@@ -69,6 +74,8 @@ class CommittedViews:
         self.book = PortfolioBook()
         self.execution = execution
         self.execution_reason = reason
+        self._orders: dict[str, Order] = {}
+        """The resting orders as their committed lifecycle events left them, by id."""
 
     def seed(self, views: Iterable[StrategyView]) -> None:
         """Take the statuses as they are: restored from the journal, so committed.
@@ -77,9 +84,17 @@ class CommittedViews:
         for view in views:
             self._statuses[view.id] = _Status(view.status, view.symbols, view.error)
 
+    def seed_orders(self, orders: Iterable[Order]) -> None:
+        """The resting orders restored from the journal: committed by definition."""
+        self._orders.update((order.id, order) for order in orders)
+
     def apply(self, event: Event) -> None:
         """Fold one committed event."""
-        if isinstance(event, TradeExecuted):
+        if isinstance(event, OrderAccepted | OrderReplaced):
+            self._orders[event.order.id] = event.order
+        elif isinstance(event, OrderTriggered | OrderCancelled | OrderExpired):
+            self._orders.pop(event.order.id, None)
+        elif isinstance(event, TradeExecuted):
             if event.fill.status is FILLED:
                 self.book.apply_fill(event.fill)
         elif isinstance(event, StrategyStatusChanged):
@@ -87,6 +102,14 @@ class CommittedViews:
             self._statuses[event.strategy_id] = _Status(event.status, event.symbols, error)
         elif isinstance(event, ExecutionStatusChanged):
             self.execution, self.execution_reason = event.status, event.reason
+
+    def open_orders(self, strategy_id: str | None = None) -> list[Order]:
+        """The committed resting orders (of one strategy), oldest first. A trailing stop
+        shows the stop it was last announced with: its moves are not events."""
+        orders = self._orders.values()
+        if strategy_id is None:
+            return list(orders)
+        return [order for order in orders if order.strategy_id == strategy_id]
 
     def marked_book(self) -> PortfolioBook:
         """The committed positions, marked at the last prices: for views and the risk

@@ -31,12 +31,13 @@ from orchestrator.model.events import (
     ExecutionStatusChanged,
     HaltSource,
     KillSwitchChanged,
+    OrderLifecycle,
     OrderSubmitted,
     TradeExecuted,
 )
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
-from orchestrator.model.orders import Fill, Order, OrderPurpose, Side
+from orchestrator.model.orders import PROTECTIVE, Fill, Order, OrderPurpose, Side
 from orchestrator.risk.guardian import Halt, PreTradeCheck, stop_price
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.broker import Broker
@@ -44,6 +45,8 @@ from orchestrator.trading.pipeline import OrderPipeline
 from orchestrator.trading.portfolio import PortfolioBook, PositionChange
 
 log = structlog.get_logger("orchestrator.trading.execution")
+
+CANCELLED_BY_HAND = "cancelled by a cancel_order command"
 
 
 class ExecutionService:
@@ -158,6 +161,34 @@ class ExecutionService:
         """Cancel one resting order of the strategy (settled as a rejection)."""
         return self._pipeline.cancel(strategy_id, order_id, "cancelled by the strategy")
 
+    def cancel_by_hand(self, order_id: str, origin: CommandOrigin | None = None) -> list[Order]:
+        """A user's cancel_order: the resting order ``order_id`` (or, for a bracket's
+        entry that filled, the exits it armed), whatever its strategy. Returns what was
+        cancelled, nothing when no resting order has that id."""
+        cancelled = self._pipeline.cancel_by_id(order_id, CANCELLED_BY_HAND, origin)
+        for order in cancelled:
+            if order.purpose in PROTECTIVE:
+                # Allowed (the user owns the position), but the position loses a guard.
+                log.warning(
+                    "protective_exit_cancelled",
+                    order_id=order.id,
+                    strategy_id=order.strategy_id,
+                    symbol=order.symbol,
+                    purpose=order.purpose.value,
+                    parent_id=order.parent_id,
+                )
+        return cancelled
+
+    def restore_resting(self, order: Order, limits: StrategyRunConfig) -> None:
+        """A resting order the journal kept over a restart rests again, silently (it
+        was announced before the restart)."""
+        self._pipeline.restore(order, limits)
+
+    def cancel_unrestored(self, order: Order, reason: str) -> None:
+        """A resting order the journal kept whose strategy does not run after the
+        restart: cancelled (announced, then settled as a rejection)."""
+        self._pipeline.cancel_unrestored(order, reason)
+
     def replace_order(
         self,
         strategy_id: str,
@@ -178,9 +209,10 @@ class ExecutionService:
         """Reject the strategy's orders still waiting at the broker."""
         self._pipeline.cancel_strategy(strategy_id, reason)
 
-    def cancel_all(self, reason: str) -> None:
-        """Reject every order still waiting at the broker (shutdown)."""
-        self._pipeline.cancel_all(reason)
+    def cancel_pending(self, reason: str) -> None:
+        """Reject every order still waiting at the broker (shutdown); resting orders
+        stay in the journal for the next start."""
+        self._pipeline.cancel_pending(reason)
 
     async def run_expiry(self, interval: float = 0.5) -> None:
         """Reject orders that found no price in time, even when no tick ever comes."""
@@ -204,6 +236,9 @@ class ExecutionService:
         if order.purpose is not OrderPurpose.SIGNAL:
             self._exits[order.id] = order.purpose
         self._bus.publish(OrderSubmitted(order))
+
+    def lifecycle(self, event: OrderLifecycle) -> None:
+        self._bus.publish(event)
 
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None

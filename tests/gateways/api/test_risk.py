@@ -19,7 +19,7 @@ NO_SLIPPAGE = {"slippage_bps": 0.0}
 DAY_START = iso_utc(START // 86_400 * 86_400)
 
 
-STREAM_FIELDS = {"seq", "epoch", "snapshot"}
+STREAM_FIELDS = {"seq", "epoch", "snapshot", "position"}
 """Additive envelope fields of the resumable stream, not part of these messages' shape."""
 
 

@@ -26,8 +26,8 @@ ABSENT = object()
 
 STREAM_FIELDS = {
     "none": set(),
-    "broadcast": {"seq", "epoch"},
-    "snapshot": {"seq", "epoch", "snapshot"},
+    "broadcast": {"seq", "epoch", "position"},
+    "snapshot": {"seq", "epoch", "snapshot", "position"},
 }
 
 
