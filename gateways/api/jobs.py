@@ -14,29 +14,22 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from gateways.api import outbound
 from gateways.api.backtest_options import backtest_options
-from gateways.api.history import GetIndicators, GetRecentActivity, HistoryCommandType
 from gateways.api.inbound import (
-    STRATEGY_COMMANDS,
-    CancelOrder,
     Command,
-    CommandParser,
-    GetOpenOrders,
     InvalidMessage,
-    OrderCommandType,
     PrintableText,
     StartStrategyConfig,
-    StrategyCommand,
     StrategyId,
 )
 from gateways.api.outbound import Payload
 from gateways.config import DaemonConfig
 from gateways.ws.server import CommandHandler, Replies, Session
-from orchestrator.backtest.engine import BacktestSpec, FileSource, SyntheticSource
+from orchestrator.backtest.engine import BacktestSpec, FileSource, FilesSource, SyntheticSource
 from orchestrator.backtest.jobs import JobInfo, JobManager
 from orchestrator.backtest.report import counts_only
 from orchestrator.model.clock import Clock
@@ -70,6 +63,16 @@ class FileSourceIn(_Wire):
     path: str = Field(min_length=1, max_length=1024)
 
 
+class FilesSourceIn(_Wire):
+    """One history file (or dataset, or recording) per symbol, inside ``jobs.data_dir``:
+    a backtest of these symbols on one account."""
+
+    kind: Literal["files"]
+    paths: dict[Symbol, Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        min_length=1, max_length=50
+    )
+
+
 class SyntheticSourceIn(_Wire):
     """The wire's names for :class:`SyntheticSource`; an omitted field (None) takes the
     core model's default, so the wire, the CLI and the core run the same history."""
@@ -88,15 +91,22 @@ ParamName = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
 ParamValue = int | float | bool | Annotated[str, Field(max_length=256), PrintableText]
 
 
-class RunBacktest(Command):
-    type: Literal[JobCommandType.RUN_BACKTEST]
+class BacktestCommand(Command):
+    """What a backtest runs: the fields run_backtest and run_sweep share."""
+
     strategyId: StrategyId
-    source: Annotated[FileSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
+    source: Annotated[FileSourceIn | FilesSourceIn | SyntheticSourceIn, Field(discriminator="kind")]
     symbol: Symbol | None = None
+    symbols: list[Symbol] | None = Field(None, min_length=1, max_length=50)
+    """Several symbols on one account (docs/backtests.md)."""
+    initialCapital: float | None = None
     config: StartStrategyConfig | None = None
     params: Annotated[dict[ParamName, ParamValue], Field(max_length=64)] | None = None
     """The strategy's params for this run, over the catalog's (checked by its model)."""
-    initialCapital: float | None = None
+
+
+class RunBacktest(BacktestCommand):
+    type: Literal[JobCommandType.RUN_BACKTEST]
 
 
 class CancelBacktest(Command):
@@ -128,33 +138,6 @@ class GetBacktestReport(Command):
     tradeOffset: int = Field(0, ge=0, le=10**9, description="First trade of the page.")
 
 
-OrchestratorCommand = Annotated[
-    StrategyCommand
-    | RunBacktest
-    | CancelBacktest
-    | GetBacktests
-    | GetBacktestReport
-    | GetBacktest
-    | GetBacktestOptions
-    | GetRecentActivity
-    | GetOpenOrders
-    | CancelOrder
-    | GetIndicators,
-    Field(discriminator="type"),
-]
-
-
-def orchestrator_command_parser() -> CommandParser:
-    adapter: TypeAdapter[Any] = TypeAdapter(OrchestratorCommand)
-    accepted = (
-        STRATEGY_COMMANDS
-        | frozenset(JobCommandType)
-        | frozenset(HistoryCommandType)
-        | frozenset(OrderCommandType)
-    )
-    return CommandParser(adapter, accepted)
-
-
 class JobCommands:
     def __init__(
         self,
@@ -181,15 +164,19 @@ class JobCommands:
         }
 
     async def run_backtest(self, command: RunBacktest, _: Session) -> Replies:
-        spec = self._spec(command)
+        job_id = self._jobs.submit(self.checked_spec(command))
+        return [self._reply(self._jobs.get(job_id), command)]
+
+    def checked_spec(self, command: BacktestCommand) -> BacktestSpec:
+        """The spec of a backtest (or a sweep's trials), with its file inside data_dir."""
+        spec = self._jobs.admitted(self._spec(command))
         if isinstance(spec.source, SyntheticSource):
             # Checked as start_strategy checks it: synthetic bars of a symbol the
             # daemon never trades would test nothing a user can run.
-            problem = missing_market_data((spec.traded_symbol,), self._market_symbols)
+            problem = missing_market_data(spec.traded_symbols, self._market_symbols)
             if problem is not None:
                 raise InvalidStrategyConfig(problem)
-        job_id = self._jobs.submit(spec)
-        return [self._reply(self._jobs.get(job_id), command)]
+        return spec
 
     async def cancel_backtest(self, command: CancelBacktest, _: Session) -> Replies:
         return [self._reply(self._jobs.cancel(command.jobId), command)]
@@ -225,7 +212,7 @@ class JobCommands:
             spec, info, self._config.jobs.data_dir
         )
 
-    def _spec(self, command: RunBacktest) -> BacktestSpec:
+    def _spec(self, command: BacktestCommand) -> BacktestSpec:
         overrides = command.config.overrides() if command.config is not None else None
         run_config = self._registry.run_config(command.strategyId, overrides)
         entry = _with_params(self._registry.entry(command.strategyId), command.params)
@@ -234,17 +221,18 @@ class JobCommands:
                 strategy=entry,
                 source=_source(command.source),
                 symbol=command.symbol,
+                symbols=tuple(command.symbols) if command.symbols is not None else None,
+                initial_capital=command.initialCapital,
                 config=run_config,
                 broker=self._config.broker,
                 risk=self._config.risk,
                 runtime=self._config.runtime,
-                initial_capital=command.initialCapital,
             )
         except ValidationError as exc:
             problems = "; ".join(
                 _in_wire_words(p, BacktestSpec, "") for p in describe_validation_errors(exc)
             )
-            raise InvalidMessage(f"invalid run_backtest: {problems}") from exc
+            raise InvalidMessage(f"invalid {command.type}: {problems}") from exc
 
 
 def _with_params(entry: CatalogEntry, params: Mapping[str, Any] | None) -> CatalogEntry:
@@ -261,9 +249,13 @@ def _with_params(entry: CatalogEntry, params: Mapping[str, Any] | None) -> Catal
     return entry.model_copy(update={"params": merged})
 
 
-def _source(source: FileSourceIn | SyntheticSourceIn) -> FileSource | SyntheticSource:
+def _source(
+    source: FileSourceIn | FilesSourceIn | SyntheticSourceIn,
+) -> FileSource | FilesSource | SyntheticSource:
     if isinstance(source, FileSourceIn):
         return FileSource(kind=source.kind, path=Path(source.path))
+    if isinstance(source, FilesSourceIn):
+        return FilesSource(paths={symbol: Path(path) for symbol, path in source.paths.items()})
     given = source.model_dump(exclude={"kind"}, exclude_none=True)
     try:
         return SyntheticSource(**{to_snake(name): value for name, value in given.items()})

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from gateways.api.jobs import SyntheticSourceIn, _source
@@ -374,3 +375,85 @@ async def test_a_file_job_is_described_by_the_path_the_client_named(tmp_path: Pa
         [listed] = (await client.request({"type": "get_backtests"}))["data"]
     assert listed["source"] == {"kind": "csv", "path": "spy.csv"}
     assert listed["symbol"] == "SPY" and listed["initialCapital"] is None
+
+
+# ---------------------------------------------------------------- several symbols
+
+
+async def test_a_backtest_of_several_symbols_on_one_account_over_the_wire() -> None:
+    async with running_daemon() as daemon, daemon.client() as client:
+        command = {
+            "type": "run_backtest",
+            "strategyId": "strategy-123",
+            "source": synthetic(3_600),
+            "symbols": ["aapl", "MSFT"],
+            "initialCapital": 25_000,
+        }
+        reply = await client.request(command)
+        assert reply["type"] == "backtest_job", reply
+        job_id = reply["data"]["jobId"]
+        ws = await job_stream(daemon, job_id)
+        events = await until_finished(ws)
+        await ws.close()
+        assert events[-1]["type"] == "job.completed", events
+        result = events[-1]["payload"]["result"]
+        page = await client.request({"type": "get_backtest_report", "jobId": job_id})
+    assert set(result) >= RESULT_FIELDS | {"per_symbol", "open_trades", "cash_limited"}
+    assert result["symbols"] == ["AAPL", "MSFT"] and result["initial_capital"] == 25_000
+    per_symbol = result["per_symbol"]
+    assert [part["symbol"] for part in per_symbol] == ["AAPL", "MSFT"]
+    assert sum(part["total_trades"] for part in per_symbol) == result["total_trades"] > 0
+    assert sum(part["bars"] for part in per_symbol) == result["bars"] == 2 * 720
+    assert result["series_points"] == 720  # the account: one point per 5-second moment
+    pnl = sum(part["final_equity"] - 25_000 for part in per_symbol)
+    assert result["final_equity"] == pytest.approx(25_000 + pnl, rel=1e-9)
+    assert {trade["symbol"] for trade in result["trades"]} == {"AAPL", "MSFT"}
+    report = page["data"]["report"]
+    assert [part["symbol"] for part in report["per_symbol"]] == ["AAPL", "MSFT"]
+    assert report["trade_count"] == result["total_trades"]
+
+
+async def test_files_per_symbol_stay_inside_the_data_dir_and_name_their_symbols(
+    tmp_path: Path,
+) -> None:
+    rows = ["timestamp,open,high,low,close,volume"]
+    closes = [100 + i % 5 for i in range(40)]
+    rows += [f"{1_704_067_200 + 60 * i},{c},{c + 1},{c - 1},{c},10" for i, c in enumerate(closes)]
+    for name in ("aapl.csv", "msft.csv"):
+        (tmp_path / name).write_text("\n".join(rows) + "\n")
+    config = test_config(jobs={"data_dir": str(tmp_path)})
+    files = {"kind": "files", "paths": {"AAPL": "aapl.csv", "MSFT": "msft.csv"}}
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        reply = await client.request(
+            {"type": "run_backtest", "strategyId": "strategy-123", "source": files}
+        )
+        assert reply["type"] == "backtest_job", reply
+        ws = await job_stream(daemon, reply["data"]["jobId"])
+        events = await until_finished(ws)
+        await ws.close()
+        outside = {"kind": "files", "paths": {"AAPL": "aapl.csv", "MSFT": "../msft.csv"}}
+        escaped = await client.request(
+            {"type": "run_backtest", "strategyId": "strategy-123", "source": outside}
+        )
+        both = await client.request(
+            {
+                "type": "run_backtest",
+                "strategyId": "strategy-123",
+                "source": files,
+                "symbols": ["AAPL", "GOOG"],
+            }
+        )
+        unknown = await client.request(
+            {
+                "type": "run_backtest",
+                "strategyId": "strategy-123",
+                "source": synthetic(),
+                "symbols": ["AAPL", "NOPE"],
+            }
+        )
+    assert events[-1]["type"] == "job.completed", events
+    assert events[-1]["payload"]["result"]["symbols"] == ["AAPL", "MSFT"]
+    assert escaped["type"] == "error" and escaped["data"]["code"] == "invalid_job"
+    assert "outside the data directory" in escaped["data"]["message"]
+    assert both["type"] == "error" and "names its symbols" in both["data"]["message"]
+    assert unknown["type"] == "error" and "no market data for NOPE" in unknown["data"]["message"]
