@@ -17,13 +17,15 @@ from gateways.api import routes
 from gateways.api.history import IndicatorHistory, RecentActivity
 from gateways.api.inbound import CommandParser, start_config_bounds
 from gateways.api.instruments import InstrumentQueries
-from gateways.api.jobs import JobCommands, orchestrator_command_parser
+from gateways.api.jobs import JobCommands
 from gateways.api.journal_replay import JournalReplay
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
+from gateways.api.orchestrator_parser import orchestrator_command_parser
 from gateways.api.outbound import DgbitTranslator
 from gateways.api.report_page import ReportPages
 from gateways.api.risk import RiskCommands, risk_command_parser
 from gateways.api.strategy_commands import OrderCommands, StrategyCommands
+from gateways.api.sweeps import SweepCommands
 from gateways.client.text import plural
 from gateways.config import DaemonConfig, ServerConfig
 from gateways.dgbit import DGBIT_TOPICS, DgbitEndpoints
@@ -58,6 +60,8 @@ from orchestrator.model.events import ORDER_TOPICS, Event, StrategyStatus, Topic
 from orchestrator.model.orders import Order
 from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
+from orchestrator.sweep.jobs import SweepManager
+from orchestrator.sweep.runner import DaskRunner
 
 log = structlog.get_logger("gateways.daemon")
 
@@ -146,6 +150,15 @@ class Daemon:
             self._record_market(self.recorder)
         self.jobs = JobManager(config.jobs, self.bus, self.clock)
         self._jobs_task: asyncio.Task[None] | None = None
+        self.sweeps = SweepManager(
+            config.sweeps,
+            config.sweeps_directory(),
+            self.bus,
+            self.clock,
+            DaskRunner(config.sweeps),
+        )
+        """Sweeps: their trials on Dask (the cluster starts at the first sweep)."""
+        self._sweeps_task: asyncio.Task[None] | None = None
         self.writer: JournalWriter | DirectDelivery = DirectDelivery(self._deliver)
         if self.journal is not None:
             self.writer = JournalWriter.from_config(self.journal, self._deliver, config.journal)
@@ -269,7 +282,7 @@ class Daemon:
 
     def _build_orchestrator_server(self) -> WebSocketServer:
         self.dgbit = DgbitEndpoints(
-            DgbitTranslator(), self.clock, self.jobs.exists, self.config.connections
+            DgbitTranslator(), self.clock, self._job_exists, self.config.connections
         )
         self.fanout.add(self.dgbit.publish, DGBIT_TOPICS)
         jobs = JobCommands(
@@ -280,19 +293,32 @@ class Daemon:
             self.core.execution, self.registry, self.committed, "orchestrator", self.clock
         )
         lines = IndicatorHistory(self.core.runtime.lines, self.registry, self.clock)
+        sweeps = SweepCommands(self.sweeps, jobs, self.clock)
+        handlers = {
+            **jobs.handlers(),
+            **activity.handlers(),
+            **orders.handlers(),
+            **lines.handlers(),
+            **sweeps.handlers(),
+        }
         return self._server(
             "orchestrator",
             orchestrator_command_parser(),
-            {**jobs.handlers(), **activity.handlers(), **orders.handlers(), **lines.handlers()},
+            handlers,
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
             pages=[ReportPages(self._report_of)],
         )
 
+    def _job_exists(self, job_id: str) -> bool:
+        """A backtest or a sweep: both have a dgbit job stream."""
+        return self.jobs.exists(job_id) or self.sweeps.exists(job_id)
+
     def _report_of(self, job_id: str) -> tuple[BacktestReport, str]:
         spec = self.jobs.spec(job_id)
         report = self.jobs.report(job_id)
-        title = f"{spec.strategy.name}: {spec.traded_symbol} backtest (job {job_id})"
+        symbols = ", ".join(spec.traded_symbols)
+        title = f"{spec.strategy.name}: {symbols} backtest (job {job_id})"
         return report, title
 
     def _web_config(self) -> dict[str, object]:
@@ -379,6 +405,7 @@ class Daemon:
             raise NngBindFailed(exc, default_address=self._default_nng_address(exc.role)) from exc
         self._writer_task = asyncio.create_task(self.writer.run(), name="journal-writer")
         self._jobs_task = asyncio.create_task(self.jobs.run(), name="backtest-jobs")
+        self._sweeps_task = asyncio.create_task(self.sweeps.run(), name="sweep-jobs")
         await self._restore()
         self.core.execution.announce()
         for server in started:
@@ -462,9 +489,13 @@ class Daemon:
             await asyncio.shield(self._writer_task)
 
     async def jobs_stopped(self) -> None:
-        """Raise if the backtest job runner fails (it never returns on its own)."""
-        if self._jobs_task is not None:
-            await asyncio.shield(self._jobs_task)
+        """Raise if the backtest or the sweep job runner fails (neither returns on its own)."""
+        tasks = [task for task in (self._jobs_task, self._sweeps_task) if task is not None]
+        if tasks:
+            # wait, not gather: cancelling this watch leaves the runners to stop in order.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
 
     async def _start_nng(self) -> None:
         """Listen for pushed market data, then publish events (both fail fast)."""
@@ -537,10 +568,13 @@ class Daemon:
             await self.nng.close()
 
     async def _stop_jobs(self) -> None:
-        if self._jobs_task is not None:
-            self._jobs_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._jobs_task
+        """Backtests fail; the running sweep stops, to resume at the next start; the Dask
+        cluster closes."""
+        for task in (self._jobs_task, self._sweeps_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _close_journal(self) -> None:
         try:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import orjson
 
+from orchestrator.backtest.engine import BacktestSpec, FileSource, FilesSource
 from orchestrator.backtest.jobs import JobInfo
 from orchestrator.journal.store import JournaledTrade, StreamRecord
 from orchestrator.model.clock import iso_utc
@@ -46,6 +48,7 @@ from orchestrator.model.events import (
     StopLossTriggered,
     StrategyStatus,
     StrategyStatusChanged,
+    SweepProgress,
     Topic,
     TradeExecuted,
 )
@@ -565,8 +568,44 @@ def job_data(info: JobInfo | JobStateChanged) -> Payload:
     return data
 
 
+def job_request(spec: BacktestSpec, info: JobInfo, data_dir: Path | None) -> Payload:
+    """What a job runs and when (replies and listings; a broadcast state has the id only):
+    a file's path as the client named it, relative to ``data_dir``."""
+    source = spec.source
+    described: Payload = {"kind": source.kind}
+    if isinstance(source, FileSource):
+        described["path"] = _as_named(source.path, data_dir)
+    elif isinstance(source, FilesSource):
+        described["paths"] = {symbol: _as_named(p, data_dir) for symbol, p in source.paths.items()}
+    else:
+        described |= {
+            "resolution": source.resolution or spec.run_config.data_resolution,
+            "durationSeconds": source.duration_seconds,
+            "seed": source.seed,
+        }
+    return {
+        "strategyId": spec.strategy.id,
+        "strategyName": spec.strategy.name,
+        "symbol": spec.traded_symbol,
+        "symbols": list(spec.symbols) if spec.symbols is not None else None,
+        "source": described,
+        "params": dict(spec.strategy.params),
+        "initialCapital": spec.initial_capital,
+        "createdAt": iso_utc(info.created_at),
+        "finishedAt": iso_utc(info.finished_at) if info.finished_at is not None else None,
+    }
+
+
+def _as_named(path: Path, data_dir: Path | None) -> str:
+    """A file's path as the client named it: relative to ``data_dir`` when inside it."""
+    root = data_dir.resolve() if data_dir is not None else None
+    inside = root is not None and path.is_relative_to(root)
+    return str(path.relative_to(root) if inside and root else path)
+
+
 def job_state(event: JobStateChanged) -> Message:
-    return "backtest_job", job_data(event)
+    """``backtest_job``, or ``sweep_job`` for a sweep."""
+    return f"{event.job_type}_job", job_data(event)
 
 
 def job_progress(event: JobProgress) -> Message:
@@ -578,6 +617,20 @@ def job_progress(event: JobProgress) -> Message:
         "barsTotal": event.total,
     }
     return "backtest_progress", data
+
+
+def sweep_progress(event: SweepProgress) -> Message:
+    data = {
+        "jobId": event.job_id,
+        "jobType": event.job_type,
+        "fraction": event.fraction,
+        "trialsDone": event.done,
+        "trialsTotal": event.total,
+        "bestValue": event.best_value,
+        "bestParams": dict(event.best_params) if event.best_params is not None else None,
+        "etaSeconds": event.eta_seconds,
+    }
+    return "sweep_progress", data
 
 
 def backtest_report(job_id: str, page: Payload) -> Payload:
@@ -629,6 +682,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     KillSwitchChanged: kill_switch,
     JobStateChanged: job_state,
     JobProgress: job_progress,
+    SweepProgress: sweep_progress,
 }
 """The message of every event, as the WebSocket servers and NNG send it. Which
 server sends which to whom is the routes' business (:mod:`gateways.api.routes`)."""
@@ -659,7 +713,7 @@ def nng_message(event: Event) -> Message:
     """The ``type`` and ``data`` NNG publishes for ``event``: its WebSocket message,
     but dgbit's job.* for a job (as on the dgbit streams), and for an event added
     later without a message, its topic and its fields (so that none is lost)."""
-    if isinstance(event, JobStateChanged | JobProgress):
+    if isinstance(event, JobStateChanged | JobProgress | SweepProgress):
         kind, payload, _ = dgbit_job(event)
         return kind, payload
     build = MESSAGES.get(type(event))
@@ -704,7 +758,7 @@ class Outgoing:
     def nng_message(self) -> Message:
         """What NNG publishes (:func:`nng_message`): the same object as :attr:`message`
         wherever NNG sends the WebSocket message."""
-        if not isinstance(self.event, JobStateChanged | JobProgress):
+        if not isinstance(self.event, JobStateChanged | JobProgress | SweepProgress):
             shared = self.message
             if shared is not None:
                 return shared
@@ -726,11 +780,13 @@ def _confidence_label(confidence: float) -> str:
     return "low"
 
 
-def dgbit_job(event: JobStateChanged | JobProgress) -> DgbitMessage:
+def dgbit_job(event: JobStateChanged | JobProgress | SweepProgress) -> DgbitMessage:
     """job.created, job.started, job.completed or job.failed, by the job's status;
     job.progress while it runs."""
     if isinstance(event, JobProgress):
         return JOB_PROGRESS, dgbit_progress(event), event.job_id
+    if isinstance(event, SweepProgress):
+        return JOB_PROGRESS, dgbit_sweep_progress(event), event.job_id
     payload: Payload = {
         "job_id": event.job_id,
         "job_type": event.job_type,
@@ -751,6 +807,20 @@ def dgbit_progress(event: JobProgress) -> Payload:
         "progress": event.fraction,
         "bars_done": event.done,
         "bars_total": event.total,
+    }
+
+
+def dgbit_sweep_progress(event: SweepProgress) -> Payload:
+    return {
+        "job_id": event.job_id,
+        "job_type": event.job_type,
+        "status": str(JobStatus.RUNNING),
+        "progress": event.fraction,
+        "trials_done": event.done,
+        "trials_total": event.total,
+        "best_value": event.best_value,
+        "best_params": dict(event.best_params) if event.best_params is not None else None,
+        "eta_seconds": event.eta_seconds,
     }
 
 
@@ -822,7 +892,7 @@ class DgbitTranslator:
             return self._trade(change, event.stop_price, purpose, bracket)
         if isinstance(event, SignalEmitted):
             return [self._signal(event)]
-        if isinstance(event, JobStateChanged | JobProgress):
+        if isinstance(event, JobStateChanged | JobProgress | SweepProgress):
             return [dgbit_job(event)]
         if isinstance(
             event, OrderAccepted | OrderTriggered | OrderCancelled | OrderReplaced | OrderExpired

@@ -31,7 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from gateways.client.backtest_text import ProgressBar, statistics_table
+from gateways.client.backtest_text import ProgressBar, statistics_table, symbols_table
+from gateways.client.sweep_text import TrialsBar, best_lines, parameter_range, trials_table
 from gateways.client.text import percent, plural, printable_message
 from gateways.client.ws_client import (
     CommandError,
@@ -109,6 +110,7 @@ CLIENT_COMMANDS = frozenset(
         "halt",
         "resume",
         "backtest",
+        "sweep",
     }
 )
 
@@ -184,10 +186,76 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     resume = _command(commands, "resume", "release the kill switch", DEFAULT_RISK_URL)
     resume.add_argument("--reason", help="why trading resumes")
     _add_backtest_parser(commands)
+    _add_sweep_parser(commands)
 
 
 def _add_backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     backtest = _command(commands, "backtest", "backtest a catalog strategy as a job of the daemon")
+    _add_source_arguments(backtest)
+    backtest.add_argument(
+        "--param",
+        dest="strategy_params",
+        action="append",
+        type=_param,
+        metavar="NAME=VALUE",
+        help="a strategy parameter for this run, over the catalog's (repeat for several), "
+        "e.g. --param fast=5 --param slow=30",
+    )
+    backtest.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="save the job's HTML report (charts, statistics, trades) to this file",
+    )
+    backtest.add_argument(
+        "--force", action="store_true", help="let --report overwrite an existing file"
+    )
+
+
+def _add_sweep_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sweep = _command(
+        commands, "sweep", "search a catalog strategy's parameters (grid, random, TPE) on Dask"
+    )
+    _add_source_arguments(sweep)
+    sweep.add_argument(
+        "--param",
+        "-p",
+        dest="params",
+        action="append",
+        type=parameter_range,
+        required=True,
+        metavar="NAME=RANGE",
+        help="a parameter to vary: NAME=LOW:HIGH[:STEP], NAME=LOW:HIGH:log or NAME=A,B,C "
+        "(repeat for each)",
+    )
+    sweep.add_argument(
+        "--objective",
+        default="sharpe",
+        help="the statistic to optimise: sharpe, sortino, calmar, return, "
+        "return_over_max_drawdown or any of the report's (default sharpe)",
+    )
+    sweep.add_argument("--minimize", action="store_true", help="lowest is best")
+    sweep.add_argument("--min-trades", type=int, default=0, help="fewer trades: infeasible")
+    sweep.add_argument(
+        "--max-drawdown", type=_positive, metavar="PCT", help="a deeper drawdown: infeasible"
+    )
+    sweep.add_argument("--method", choices=("grid", "random", "tpe"), default="grid")
+    sweep.add_argument("--trials", type=int, help="trials of a random or TPE search")
+    sweep.add_argument("--sampler-seed", type=int, default=0, help="seed of random and TPE")
+    sweep.add_argument(
+        "--heatmap", type=_comma_list, metavar="X,Y", help="the heatmap's two parameters"
+    )
+    sweep.add_argument(
+        "--walk-forward", type=int, metavar="WINDOWS", help="walk-forward with this many windows"
+    )
+    sweep.add_argument(
+        "--train-ratio", type=_positive, default=3.0, help="training over test length (3)"
+    )
+    sweep.add_argument("--anchored", action="store_true", help="training always from the start")
+    sweep.add_argument("--top", type=int, default=10, help="best trials shown (default 10)")
+
+
+def _add_source_arguments(backtest: argparse.ArgumentParser) -> None:
+    """What a backtest and a sweep run over: the strategy and the history."""
     backtest.add_argument("id", help="strategy id of the catalog, e.g. strategy-123")
     backtest.add_argument(
         "--file",
@@ -204,18 +272,30 @@ def _add_backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="synthetic feed: how much market time to simulate (default: the daemon's, one day)",
     )
     backtest.add_argument("--symbol", help="the symbol to trade (default: the strategy's first)")
+    backtest.add_argument(
+        "--symbols",
+        type=_symbols,
+        help="several symbols on one account, comma-separated, e.g. AAPL,MSFT (each one's "
+        "bars from the synthetic feed or from --file: a dataset, a recording or a Parquet "
+        "file with a symbol column)",
+    )
+    backtest.add_argument(
+        "--files",
+        type=_symbol_files,
+        metavar="SYMBOL=PATH,...",
+        help="one history file per symbol inside jobs.data_dir, e.g. AAPL=aapl.csv,MSFT=msft.csv: "
+        "those symbols on one account",
+    )
+    backtest.add_argument(
+        "--capital",
+        type=_positive,
+        metavar="VALUE",
+        help="the account's initial capital (default: maxPositionValue times the symbols)",
+    )
     backtest.add_argument("--resolution", help="bar resolution (default: the strategy's)")
     backtest.add_argument("--seed", type=int, help="synthetic feed seed (default: the daemon's, 7)")
     backtest.add_argument(
         "--no-wait", action="store_true", help="print the job id and return without waiting"
-    )
-    backtest.add_argument(
-        "--report",
-        metavar="FILE.html",
-        help="save the job's HTML report (charts, statistics, trades) to this file",
-    )
-    backtest.add_argument(
-        "--force", action="store_true", help="let --report overwrite an existing file"
     )
 
 
@@ -261,6 +341,17 @@ def _symbols(text: str) -> list[str]:
     return [symbol.upper() for symbol in _comma_list(text)]
 
 
+def _symbol_files(text: str) -> dict[str, str]:
+    """``AAPL=aapl.csv,MSFT=msft.csv`` as {symbol: path}."""
+    files: dict[str, str] = {}
+    for item in _comma_list(text):
+        symbol, equals, path = item.partition("=")
+        if not equals or not symbol.strip() or not path.strip():
+            raise argparse.ArgumentTypeError(f"{item!r} is not SYMBOL=PATH")
+        files[symbol.strip().upper()] = path.strip()
+    return files
+
+
 def _watch_types(text: str) -> list[str]:
     types: list[str] = []
     for item in _comma_list(text):
@@ -282,6 +373,18 @@ def _fraction(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (0.02 or 2%)") from None
     return value
+
+
+def _param(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE``, the value read as JSON (5, 2.5, true) or else kept as text."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    return name.strip(), parsed
 
 
 def _positive(text: str) -> float:
@@ -348,7 +451,16 @@ async def run_client_command(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+_SOURCE_FLAGS = {
+    "source.durationSeconds": "--duration",
+    "source.resolution": "--resolution",
+    "source.seed": "--seed",
+    "source.path": "--file",
+    "durationSeconds": "--duration",
+    "symbol": "--symbol",
+}
 FLAGS_OF_FIELDS = {
+    "sweep": {**_SOURCE_FLAGS, "trials": "--trials", "minTrades": "--min-trades"},
     "backtest": {
         "source.durationSeconds": "--duration",
         "source.resolution": "--resolution",
@@ -356,6 +468,9 @@ FLAGS_OF_FIELDS = {
         "source.path": "--file",
         "durationSeconds": "--duration",
         "symbol": "--symbol",
+        "symbols": "--symbols",
+        "source.paths": "--files",
+        "initialCapital": "--capital",
     },
 }
 """The wire's field names as the user typed them: the flags of each command."""
@@ -1218,9 +1333,98 @@ async def run_backtest(args: argparse.Namespace, out: Output) -> int:
     raise ConnectionLost("the connection closed before the job finished")
 
 
+async def run_sweep(args: argparse.Namespace, out: Output) -> int:
+    """Submit a sweep and follow it to its end: a progress bar on a terminal, then the
+    best trial and the table of the best ones."""
+    async with make_client(args, args.url) as client:
+        states = client.messages(("sweep_job", "sweep_progress"))
+        reply = await client.request(_sweep_command(args))
+        job_id = reply["data"]["jobId"]
+        if args.no_wait:
+            return _sweep_line(out, args, reply["data"])
+        bar = TrialsBar(out.stream) if not args.json else None
+        async for message in states:
+            data = message["data"]
+            if data.get("jobId") != job_id:
+                continue
+            if message["type"] == "sweep_progress":
+                if bar is not None:
+                    bar.show(data)
+            elif data["status"] in ("completed", "failed"):
+                if bar is not None:
+                    bar.clear()
+                return _sweep_line(out, args, data)
+    raise ConnectionLost("the connection closed before the sweep finished")
+
+
+def _sweep_command(args: argparse.Namespace) -> dict[str, Any]:
+    command = _backtest_command(args)
+    objective: dict[str, Any] = {
+        "metric": args.objective,
+        "direction": "minimize" if args.minimize else "maximize",
+        "minTrades": args.min_trades,
+    }
+    if args.max_drawdown is not None:
+        objective["maxDrawdownPct"] = args.max_drawdown
+    command |= {
+        "type": "run_sweep",
+        "parameters": dict(args.params),
+        "objective": objective,
+        "method": args.method,
+        "seed": args.sampler_seed,
+    }
+    if args.trials is not None:
+        command["trials"] = args.trials
+    if args.heatmap:
+        command["heatmap"] = args.heatmap
+    if args.walk_forward:
+        command["walkForward"] = {
+            "windows": args.walk_forward,
+            "trainRatio": args.train_ratio,
+            "anchored": args.anchored,
+        }
+    return command
+
+
+def _sweep_line(out: Output, args: argparse.Namespace, data: dict[str, Any]) -> int:
+    status = data["status"]
+    if args.json:
+        out.json(data)
+    elif status == "failed":
+        out.print(f"sweep {data['jobId']} failed: {data.get('error')}")
+    elif status != "completed":
+        out.print(f"sweep {data['jobId']} {status}")
+    else:
+        result = data.get("result") or {}
+        out.print(
+            f"sweep {data['jobId']} completed: {plural(result.get('trials_total', 0), 'trial')}"
+            f" ({result.get('trials_computed', 0):,} computed now)"
+        )
+        for line in _sweep_summary(result, args):
+            out.print(line)
+    return EXIT_DAEMON_ERROR if status == "failed" else EXIT_OK
+
+
+def _sweep_summary(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    minimize = (result.get("objective") or {}).get("direction") == "minimize"
+    windows = result.get("windows")
+    if isinstance(windows, list):
+        lines = [
+            f"window {w.get('index')}: {', '.join(best_lines(w)[1:]) or 'no feasible trial'}"
+            for w in windows
+        ]
+        oos = (result.get("out_of_sample") or {}).get("statistics")
+        if isinstance(oos, dict):
+            lines += ["", "out of sample, stitched:", *statistics_table(oos)]
+        return lines
+    return [*best_lines(result), "", *trials_table(result.get("trials") or [], args.top, minimize)]
+
+
 def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
-    if args.file:
-        source: dict[str, Any] = {"kind": "file", "path": args.file}
+    if args.files:
+        source: dict[str, Any] = {"kind": "files", "paths": args.files}
+    elif args.file:
+        source = {"kind": "file", "path": args.file}
     else:
         # What is not given is left to the daemon, so that the CLI runs its defaults.
         given = {
@@ -1232,6 +1436,13 @@ def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
     command: dict[str, Any] = {"type": "run_backtest", "strategyId": args.id, "source": source}
     if args.symbol:
         command["symbol"] = args.symbol.upper()
+    strategy_params = getattr(args, "strategy_params", None)  # a sweep's --param are ranges
+    if strategy_params:
+        command["params"] = dict(strategy_params)
+    if args.symbols:
+        command["symbols"] = args.symbols
+    if args.capital is not None:
+        command["initialCapital"] = args.capital
     return command
 
 
@@ -1295,6 +1506,11 @@ def _job_line(out: Output, args: argparse.Namespace, data: dict[str, Any]) -> in
             out.print()
             for line in statistics_table(statistics):
                 out.print(line)
+        per_symbol = result.get("per_symbol")
+        if isinstance(per_symbol, list) and per_symbol:
+            out.print()
+            for line in symbols_table(per_symbol):
+                out.print(line)
     return EXIT_DAEMON_ERROR if failed else EXIT_OK
 
 
@@ -1310,4 +1526,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Awaitable[int]]] = {
     "halt": halt_trading,
     "resume": resume_trading,
     "backtest": run_backtest,
+    "sweep": run_sweep,
 }

@@ -10,6 +10,7 @@
 
 import { WebSocketService, serverLabel } from "./websocket-service.js";
 import { startOpenOrders } from "./open-orders.js";
+import { startBacktests } from "./backtests.js";
 
 const FEED_LIMIT = 200;
 const ACTIVITY_LIMIT = 100; // trades and signals from the journal on load
@@ -130,6 +131,7 @@ function start(config, token) {
   });
   setupStartDialog(config);
   startOpenOrders(service, { confirmAction, price });
+  startBacktests(service, config, token);
   $("kill-switch").addEventListener("click", onKillSwitch);
   $("strategy-rows").addEventListener("click", onStrategyAction);
   setInterval(refreshRisk, RISK_POLL_MS);

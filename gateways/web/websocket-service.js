@@ -60,6 +60,8 @@ const ORDER_EVENT_TYPES = new Set([
   "order_expired",
 ]);
 
+const BACKTEST_TYPES = new Set(["backtest_job", "backtest_progress"]);
+
 const RISK_EVENT_TYPES = new Set([
   "order_rejected",
   "order_reduced",
@@ -493,6 +495,9 @@ export class WebSocketService {
     this._riskEvents = this._messages
       .filter((m) => m.server === "risk" && RISK_EVENT_TYPES.has(m.message.type))
       .map((m) => m.message);
+    this._backtests = this._messages
+      .filter((m) => m.server === "orchestrator" && BACKTEST_TYPES.has(m.message.type))
+      .map((m) => m.message);
     this._stateChanged();
     if (options.autoConnect !== false) this.connect();
   }
@@ -552,6 +557,11 @@ export class WebSocketService {
   /** 3002's order_rejected, order_reduced, stop_loss_triggered, limit_breach, kill_switch. */
   getRiskEvents() {
     return this._riskEvents;
+  }
+
+  /** 8082's backtest_job (each state of every job) and backtest_progress messages. */
+  getBacktestUpdates() {
+    return this._backtests;
   }
 
   /** Every message of one server, or of all of them ({server, message}). */
@@ -675,6 +685,42 @@ export class WebSocketService {
    * (rejects with order_not_found when no resting order has that id). */
   cancelOrder(orderId) {
     return this.request("orchestrator", { type: "cancel_order", orderId });
+  }
+
+  /** Submits a backtest job (8082); resolves with its backtest_job (pending), which
+   * says what it runs. options: symbol, config (as start_strategy's), params, initialCapital. */
+  async runBacktest(strategyId, source, options = {}) {
+    const command = { type: "run_backtest", strategyId, source };
+    for (const name of ["symbol", "config", "params", "initialCapital"]) {
+      if (options[name] !== undefined) command[name] = options[name];
+    }
+    return (await this.request("orchestrator", command)).data;
+  }
+
+  async cancelBacktest(jobId) {
+    return (await this.request("orchestrator", { type: "cancel_backtest", jobId })).data;
+  }
+
+  /** Every job the daemon remembers, oldest first, each result with its counts only. */
+  async getBacktests() {
+    return (await this.request("orchestrator", { type: "get_backtests" })).data;
+  }
+
+  /** One job with its whole result as kept (statistics, trades, curves). */
+  async getBacktest(jobId) {
+    return (await this.request("orchestrator", { type: "get_backtest", jobId })).data;
+  }
+
+  /** One page of a completed job's full report: every bar and every trade, page by page. */
+  async getBacktestReport(jobId, offset = 0, tradeOffset = 0) {
+    const command = { type: "get_backtest_report", jobId, offset, tradeOffset };
+    return (await this.request("orchestrator", command)).data.report;
+  }
+
+  /** What a backtest form checks: each strategy's params with their bounds, the synthetic
+   * source's fields, the capital's bounds, the history files. */
+  async getBacktestOptions() {
+    return (await this.request("orchestrator", { type: "get_backtest_options" })).data;
   }
 
   async getRiskStatus() {

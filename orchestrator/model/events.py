@@ -377,6 +377,32 @@ class JobProgress:
         return self.done / self.total if self.total else 1.0
 
 
+@record
+class SweepProgress:
+    """A running sweep's trials, after each one finishes (see orchestrator/sweep/jobs.py)."""
+
+    topic: ClassVar[Topic] = Topic.JOB_PROGRESS
+    job_id: str
+    done: int
+    """Trials finished, those read back from the study after a restart included."""
+    total: int
+    """Trials of the whole sweep (every window of a walk-forward, and its
+    out-of-sample runs)."""
+    ts: float
+    best_value: float | None = None
+    """The objective of the best feasible trial so far (None: none yet)."""
+    best_params: Mapping[str, Any] | None = None
+    """That trial's varied parameters."""
+    eta_seconds: float | None = None
+    """Remaining trials at this run's pace so far (None before the first)."""
+    job_type: str = "sweep"
+
+    @property
+    def fraction(self) -> float:
+        """done / total: 0 to 1, never falling for one sweep."""
+        return self.done / self.total if self.total else 1.0
+
+
 Event = (
     StrategyStatusChanged
     | SignalEmitted
@@ -398,6 +424,7 @@ Event = (
     | KillSwitchChanged
     | JobStateChanged
     | JobProgress
+    | SweepProgress
 )
 
 ANSWER_TOPICS: frozenset[Topic] = frozenset(

@@ -135,6 +135,8 @@ class OrderPipeline:
         self._bracket_rule = bracket_rule
         self._bar: tuple[float, float, float] | None = None
         """(start, low, high) of the backtest bar whose prices come now; None live."""
+        self._bar_symbol = ""
+        """Its symbol (several symbols' bars may start at the same moment)."""
         self._opening = False
         """The next price is the bar's open: a jump from the previous close."""
         self._previous = math.nan
@@ -442,9 +444,10 @@ class OrderPipeline:
         continuously between ``low`` and ``high`` after a jump to its open. Live, no
         one calls this: every price is a jump (docs/orders.md)."""
         bar = self._bar
-        if bar is not None and bar[0] == start:
+        if bar is not None and bar[0] == start and self._bar_symbol == symbol:
             return
         self._bar = (start, low, high)
+        self._bar_symbol = symbol
         self._opening = True
         self.resting.enter_bar(symbol, low, high, self._bracket_rule)
 

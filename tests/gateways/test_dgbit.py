@@ -297,6 +297,7 @@ async def test_a_flood_on_a_job_path_is_closed_1008() -> None:
 RESULT_HEADLINE = {"total_trades", "win_rate", "total_return"}
 RESULT_REPORT = {"statistics", "trades", "open_trade", "series", "buy_and_hold_return"}
 TRADE = {
+    "symbol",
     "side",
     "quantity",
     "entry_time",
