@@ -150,6 +150,7 @@ def strategy_entry(view: StrategyView) -> Payload:
         "status": view.status.value,
         "symbols": list(view.symbols),
         "positions": [position_data(p) for p in view.positions],
+        "params": dict(view.params),
     }
     if view.pnl is not None:
         entry.update(pnl_data(view.pnl))

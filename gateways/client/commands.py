@@ -144,6 +144,15 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="FRACTION",
         help="0.02 or 2%% of the entry price; 0 disables",
     )
+    start.add_argument(
+        "--param",
+        dest="strategy_params",
+        action="append",
+        type=_param,
+        metavar="NAME=VALUE",
+        help="a strategy parameter over the catalog's (repeat for several; JSON value), "
+        "e.g. a sweep's best: --param fast=5 --param slow=30",
+    )
     stop = _command(commands, "stop", "stop a strategy (closing its positions)")
     stop.add_argument("id", help="strategy id")
     _command(commands, "pause", "pause a strategy").add_argument("id", help="strategy id")
@@ -806,6 +815,7 @@ async def start_strategy(args: argparse.Namespace, out: Output) -> int:
             max_position_value=args.max_position_value,
             max_orders_per_minute=args.max_orders_per_minute,
             stop_loss_percentage=args.stop_loss,
+            params=dict(args.strategy_params) if args.strategy_params else None,
         )
     return _lifecycle_reply(out, args, reply, "started")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from orchestrator.model.market import DistinctSymbols, Resolution
@@ -60,6 +61,16 @@ class StrategyRunConfig(BaseModel):
     stop_loss_percentage: float = Field(
         0.02, ge=0, lt=1, description="Loss fraction of entry that exits a position; 0 disables."
     )
+    params: dict[str, Any] | None = Field(
+        None,
+        description="The strategy's params this run uses (the catalog's with those given to "
+        "start_strategy over them), checked by the strategy's params model; None: the "
+        "catalog entry's params.",
+    )
+
+    def params_over(self, catalog_params: Mapping[str, Any]) -> dict[str, Any]:
+        """The params this run uses: its own when it has them, else the catalog's."""
+        return dict(self.params) if self.params is not None else dict(catalog_params)
 
 
 class CatalogEntry(FrozenModel):
@@ -76,6 +87,12 @@ class CatalogEntry(FrozenModel):
     defaults: StrategyRunConfig = Field(
         description="Run config used where start_strategy omits it."
     )
+
+    @model_validator(mode="after")
+    def _params_in_one_place(self) -> CatalogEntry:
+        if self.defaults.params is not None:
+            raise ValueError("defaults.params: put the strategy's parameters in the entry's params")
+        return self
 
 
 def default_catalog() -> tuple[CatalogEntry, ...]:
