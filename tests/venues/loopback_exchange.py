@@ -27,13 +27,15 @@ server's clock ahead of the client's).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import itertools
 import math
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -632,3 +634,20 @@ def _trade_json(trade: VenueTrade) -> Json:
 def _error(exc: ApiError) -> web.Response:
     headers = {"Retry-After": "1"} if exc.status == 429 else None
     return web.json_response({"code": exc.code, "msg": exc.msg}, status=exc.status, headers=headers)
+
+
+@contextlib.contextmanager
+def serving_in_thread(exchange: LoopbackExchange) -> Iterator[LoopbackExchange]:
+    """Serve ``exchange`` from a loop of its own thread: for code under test that runs
+    its own event loop (the CLI's ``asyncio.run``)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="loopback-exchange", daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(exchange.start(), loop).result(timeout=10)
+        yield exchange
+    finally:
+        asyncio.run_coroutine_threadsafe(exchange.close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

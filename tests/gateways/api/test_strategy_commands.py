@@ -265,7 +265,12 @@ async def test_start_config_is_validated_and_stored() -> None:
         view = daemon.daemon.registry.view(SMA)
         assert view.symbols == ("GOOG", "TSLA")
         stored = view.config.model_dump(by_alias=True)
-        assert stored == {**config, "symbols": ("GOOG", "TSLA"), "maxPositionValue": 2500.0}
+        assert stored == {
+            **config,
+            "symbols": ("GOOG", "TSLA"),
+            "maxPositionValue": 2500.0,
+            "venue": None,
+        }
 
 
 async def test_partial_config_is_filled_from_the_catalog_defaults() -> None:
