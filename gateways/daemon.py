@@ -31,6 +31,8 @@ from gateways.journal_stage import JournalStage
 from gateways.nng.feed import NngFeed
 from gateways.nng.publisher import NngBindError, NngPublisher
 from gateways.systemd import SystemdNotifier
+from gateways.venues.broker import VenueBroker
+from gateways.venues.credentials import load_credentials
 from gateways.ws.auth import TokenChecker
 from gateways.ws.observability import Health, Metrics, WriteLatency
 from gateways.ws.server import (
@@ -144,6 +146,9 @@ class Daemon:
         """The bus's events to the writer, or past it when it need not commit them."""
         self.bus.subscribe(self.journal_stage.submit)
         self._writer_task: asyncio.Task[None] | None = None
+        self.venues = self._build_venues()
+        """Each configured venue's broker, by name (raises ConfigError without credentials)."""
+        self._venue_tasks: dict[str, asyncio.Task[None]] = {}
         self.epoch = int(self.clock.now() * 1000)
         """The daemon's start epoch (ms): a client that resumes learns of a restart."""
         self.metrics = Metrics()
@@ -219,6 +224,40 @@ class Daemon:
     def _deliver(self, events: Sequence[Event]) -> None:
         for event in events:
             self.outbox.publish(event)
+
+    def _build_venues(self) -> dict[str, VenueBroker]:
+        """A live broker per venue, routed to by the strategies started on it."""
+        venues = {}
+        for name, config in self.config.venues.items():
+            broker = VenueBroker(
+                name, config, load_credentials(name, config), self.clock, self.core.ids
+            )
+            broker.on_settled = self.core.execution.collect
+            broker.on_state = self.core.execution.announce
+            broker.before_send = self.writer.flush  # committed before it leaves
+            self.core.brokers.add_venue(name, broker)
+            venues[name] = broker
+        return venues
+
+    async def _connect_venues(self) -> None:
+        """Connect every venue before strategies are restored (one that does not answer
+        is retried by its task; its live strategies are restored as ERROR)."""
+        await asyncio.gather(*(broker.connect() for broker in self.venues.values()))
+        for name, broker in self.venues.items():
+            self._venue_tasks[name] = asyncio.create_task(broker.run(), name=f"venue-{name}")
+
+    async def venues_stopped(self) -> None:
+        """Raise if a venue's task fails (it never returns on its own)."""
+        if self._venue_tasks:
+            await asyncio.gather(*(asyncio.shield(t) for t in self._venue_tasks.values()))
+
+    async def _close_venues(self) -> None:
+        for task in self._venue_tasks.values():
+            task.cancel()
+        for task in self._venue_tasks.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(broker.close() for broker in self.venues.values()))
 
     def _build_nng_feed(self) -> NngFeed | None:
         """The NNG feed when the config asks for it (the core cannot build it)."""
@@ -351,6 +390,7 @@ class Daemon:
             raise NngBindFailed(exc, default_address=self._default_nng_address(exc.role)) from exc
         self._writer_task = asyncio.create_task(self.writer.run(), name="journal-writer")
         self._jobs_task = asyncio.create_task(self.jobs.run(), name="backtest-jobs")
+        await self._connect_venues()
         await self._restore()
         self.core.execution.announce()
         for server in started:
@@ -472,6 +512,7 @@ class Daemon:
         await self.close_servers()
         await self._stop_jobs()
         await self.core.close()
+        await self._close_venues()
         if self.feed is not None:
             self.feed.close()
         if self.recorder is not None:
@@ -558,6 +599,7 @@ async def _supervise(daemon: Daemon, stop: asyncio.Event) -> int:
             tasks = list(daemon.tasks.values())
             tasks.append(group.create_task(daemon.writer_stopped(), name="journal-watch"))
             tasks.append(group.create_task(daemon.jobs_stopped(), name="jobs-watch"))
+            tasks.append(group.create_task(daemon.venues_stopped(), name="venues-watch"))
             await stop.wait()
             # Clients first, while the feed still runs: a stop_strategy in flight
             # gets its closing fills before the market data stops.
@@ -590,5 +632,8 @@ async def _main(config: DaemonConfig, reload: Reload | None) -> int:
         return 2
     except RecordingUnavailable as exc:
         log.error("recording_refused", error=exc.message)
+        return 2
+    except ConfigError as exc:  # a venue without its credentials
+        log.error("config_refused", error=exc.message)
         return 2
     return await serve_until_signalled(daemon, reload=reload)

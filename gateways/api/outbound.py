@@ -40,6 +40,7 @@ from orchestrator.model.events import (
     StrategyStatus,
     StrategyStatusChanged,
     TradeExecuted,
+    VenueState,
 )
 from orchestrator.model.market import Bar, Tick
 from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, Signal
@@ -140,14 +141,22 @@ def status_change(event: StrategyStatusChanged) -> Message:
 
 
 def execution_status(event: ExecutionStatusChanged) -> Message:
-    return "execution_service_status", execution_status_data(event.status, event.reason)
+    data = execution_status_data(event.status, event.reason, event.venues)
+    return "execution_service_status", data
 
 
-def execution_status_data(status: ExecutionStatus, reason: str | None) -> Payload:
-    """The broadcast's data and the snapshot's alike: a halt's reason when there is one."""
+def execution_status_data(
+    status: ExecutionStatus, reason: str | None, venues: Sequence[VenueState] = ()
+) -> Payload:
+    """The broadcast's data and the snapshot's alike: a halt's reason when there is one,
+    and each live venue's connection when venues are configured."""
     data: Payload = {"status": status.value}
     if reason is not None:
         data["reason"] = reason
+    if venues:
+        data["venues"] = [
+            {"name": v.name, "connected": v.connected, "reason": v.reason} for v in venues
+        ]
     return data
 
 

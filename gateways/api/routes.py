@@ -77,7 +77,9 @@ class Snapshot:
     def messages(self, _: Session) -> list[outbound.Message]:
         committed = self._committed
         # A frontend learns at once why execution is halted.
-        status = outbound.execution_status_data(committed.execution, committed.execution_reason)
+        status = outbound.execution_status_data(
+            committed.execution, committed.execution_reason, committed.execution_venues
+        )
         return [
             ("execution_service_status", status),
             ("strategy_status_list", outbound.strategy_list(committed.active())),

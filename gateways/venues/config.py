@@ -69,6 +69,12 @@ class VenueConfig(FrozenModel):
         description="check-config fails when the exchange's clock and this machine's differ "
         "by more: signed requests would be refused.",
     )
+    client_id_prefix: str = Field(
+        "orc-",
+        pattern=r"^[A-Za-z0-9._-]{0,12}$",
+        description="What every client order id starts with, before the journal's order id "
+        "(orc-order_000017): give each daemon trading one account its own.",
+    )
     api_urls: dict[str, str] = Field(
         default_factory=dict,
         description="Replacements for entries of ccxt's urls['api'] (for example "

@@ -126,12 +126,23 @@ class TradeExecuted:
 
 
 @record
+class VenueState:
+    """A live venue's connection: whether it takes orders, and why not."""
+
+    name: str
+    connected: bool
+    reason: str | None = None
+
+
+@record
 class ExecutionStatusChanged:
     topic: ClassVar[Topic] = Topic.EXECUTION_STATUS
     status: ExecutionStatus
     ts: float
     reason: str | None = None
     origin: CommandOrigin | None = None
+    venues: tuple[VenueState, ...] = ()
+    """Each configured venue's connection, announced again whenever one changes."""
 
 
 @record

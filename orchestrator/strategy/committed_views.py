@@ -26,6 +26,7 @@ from orchestrator.model.events import (
     StrategyStatus,
     StrategyStatusChanged,
     TradeExecuted,
+    VenueState,
 )
 from orchestrator.model.orders import FILLED
 from orchestrator.model.records import record
@@ -61,6 +62,7 @@ class CommittedViews:
         self.book = PortfolioBook()
         self.execution = execution
         self.execution_reason = reason
+        self.execution_venues: tuple[VenueState, ...] = ()
 
     def seed(self, views: Iterable[StrategyView]) -> None:
         """Take the statuses as they are: restored from the journal, so committed.
@@ -79,6 +81,7 @@ class CommittedViews:
             self._statuses[event.strategy_id] = _Status(event.status, event.symbols, error)
         elif isinstance(event, ExecutionStatusChanged):
             self.execution, self.execution_reason = event.status, event.reason
+            self.execution_venues = event.venues
 
     def marked_book(self) -> PortfolioBook:
         """The committed positions, marked at the last prices: for views and the risk
