@@ -45,6 +45,9 @@ log = structlog.get_logger("gateways.venues.broker")
 
 MAX_BACKOFF_SECONDS = 30.0
 
+DUPLICATE = "Duplicate order"
+"""How Binance refuses a client order id it already has (-2010 Duplicate order sent.)."""
+
 
 async def _nothing() -> None:
     return None
@@ -204,11 +207,14 @@ class VenueBroker:
             )
         except (ccxt_errors.DDoSProtection, ccxt_errors.RateLimitExceeded) as exc:
             self._reject(sent, describe_venue_error(self.name, exc))  # refused before it was read
-        except (ccxt_errors.NetworkError, ccxt_errors.InvalidOrder) as exc:
-            # Lost on the way back, or a duplicate of an order that did arrive: look it up.
+        except ccxt_errors.NetworkError as exc:
+            # Lost on the way there or back (a timeout): the venue may have it. Look it up.
             log.warning("venue_submit_unknown", venue=self.name, order_id=order.id, error=str(exc))
             sent.lookup = True
-            if isinstance(exc, ccxt_errors.InvalidOrder) and "uplicate" not in str(exc):
+        except ccxt_errors.InvalidOrder as exc:
+            if DUPLICATE in str(exc):
+                sent.lookup = True  # an order with this client id is there: read what it did
+            else:
                 self._reject(sent, describe_venue_error(self.name, exc))
         except ccxt_errors.BaseError as exc:
             self._reject(sent, describe_venue_error(self.name, exc))

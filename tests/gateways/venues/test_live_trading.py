@@ -13,6 +13,7 @@ import pytest
 from gateways.config import DaemonConfig
 from tests.support import Client, TestDaemon, running_daemon, test_config
 from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket
+from tests.venues.test_loopback_exchange import plain_binance
 
 KEY, SECRET = "live-key", "live-secret"
 SYMBOL = "BTC/USDT"
@@ -142,3 +143,23 @@ async def test_a_submit_that_times_out_is_looked_up_never_sent_twice(
         assert exchange.submissions == 1
         assert len(exchange.orders) == 1
         exchange.release()
+
+
+async def test_an_order_the_venue_already_has_is_read_not_made_again(
+    exchange: LoopbackExchange,
+) -> None:
+    """As after a crash between submit and acknowledgement: the venue has the order's
+    client id; the daemon's send is refused as a duplicate and the order looked up."""
+    binance = plain_binance(exchange, KEY, SECRET)
+    try:
+        await binance.create_order(
+            SYMBOL, "market", "buy", 0.01, None, {"clientOrderId": "orc-order_000001"}
+        )
+    finally:
+        await binance.close()
+    async with running_daemon(live_config(exchange)) as daemon, daemon.client() as client:
+        await start_live(client)
+        await first_bar(daemon)
+        trade = (await client.recv_type("strategy_trade"))["data"]
+        assert (trade["orderId"], trade["status"]) == ("order_000001", "FILLED")
+        assert exchange.submissions == 2 and len(exchange.orders) == 1
