@@ -23,6 +23,7 @@ from gateways.api.outbound import DgbitTranslator
 from gateways.api.report_page import ReportPages
 from gateways.api.risk import RiskCommands, risk_command_parser
 from gateways.api.strategy_commands import StrategyCommands
+from gateways.api.venues import VenueCommands
 from gateways.client.text import plural
 from gateways.config import DaemonConfig, ServerConfig
 from gateways.dgbit import DGBIT_TOPICS, DgbitEndpoints
@@ -33,6 +34,7 @@ from gateways.nng.publisher import NngBindError, NngPublisher
 from gateways.systemd import SystemdNotifier
 from gateways.venues.broker import VenueBroker
 from gateways.venues.credentials import load_credentials
+from gateways.venues.reconcile import VenueReconciler
 from gateways.ws.auth import TokenChecker
 from gateways.ws.observability import Health, Metrics, WriteLatency
 from gateways.ws.server import (
@@ -55,7 +57,7 @@ from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.events import Event, Topic, TradeExecuted
+from orchestrator.model.events import Event, StrategyStatus, Topic, TradeExecuted
 from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
 
@@ -146,8 +148,23 @@ class Daemon:
         """The bus's events to the writer, or past it when it need not commit them."""
         self.bus.subscribe(self.journal_stage.submit)
         self._writer_task: asyncio.Task[None] | None = None
+        self._saved_live: dict[str, dict[str, tuple[str, ...]]] = {}
+        """venue -> the live strategies the journal restores there, with their symbols."""
         self.venues = self._build_venues()
         """Each configured venue's broker, by name (raises ConfigError without credentials)."""
+        self.reconcilers = {
+            name: VenueReconciler(
+                broker,
+                self.journal,
+                self.core.execution,
+                self.core.risk,
+                self.bus,
+                self.clock,
+                self._live_strategies,
+            )
+            for name, broker in self.venues.items()
+        }
+        """Each venue's account against the journal: at start and periodically."""
         self._venue_tasks: dict[str, asyncio.Task[None]] = {}
         self.epoch = int(self.clock.now() * 1000)
         """The daemon's start epoch (ms): a client that resumes learns of a restart."""
@@ -246,6 +263,28 @@ class Daemon:
         for name, broker in self.venues.items():
             self._venue_tasks[name] = asyncio.create_task(broker.run(), name=f"venue-{name}")
 
+    async def _reconcile_venues(self) -> None:
+        """Each venue against the journal, before any strategy resumes; then periodically."""
+        await asyncio.gather(*(r.at_start() for r in self.reconcilers.values()))
+        for name, reconciler in self.reconcilers.items():
+            interval = self.config.venues[name].reconcile_interval_seconds
+            self._venue_tasks[f"{name}-reconcile"] = asyncio.create_task(
+                reconciler.run(interval), name=f"venue-{name}-reconcile"
+            )
+
+    def _live_strategies(self, venue: str) -> dict[str, tuple[str, ...]]:
+        """The strategies that trade on ``venue`` (live, not stopped), with their symbols:
+        the journal's until they are restored, then the registry's."""
+        live = dict(self._saved_live.get(venue, {}))
+        for view in self.registry.catalog():
+            config = view.config
+            if config.real_trading and config.venue == venue:
+                if view.status is StrategyStatus.STOPPED:
+                    live.pop(view.id, None)
+                else:
+                    live[view.id] = tuple(config.symbols)
+        return live
+
     async def venues_stopped(self) -> None:
         """Raise if a venue's task fails (it never returns on its own)."""
         if self._venue_tasks:
@@ -291,10 +330,11 @@ class Daemon:
             self.jobs, self.registry, self.config, self.clock, self.core.market.symbols
         )
         activity = RecentActivity(self.journal, self.clock)
+        venues = VenueCommands(self.reconcilers, self.clock, "orchestrator")
         return self._server(
             "orchestrator",
             orchestrator_command_parser(),
-            {**jobs.handlers(), **activity.handlers()},
+            {**jobs.handlers(), **activity.handlers(), **venues.handlers()},
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
             pages=[ReportPages(self._report_of)],
@@ -338,7 +378,8 @@ class Daemon:
 
     def _build_risk_server(self) -> WebSocketServer:
         risk = RiskCommands(self.core.risk, self.core.execution, self.committed, self.clock)
-        return self._server("risk", risk_command_parser(), risk.handlers())
+        venues = VenueCommands(self.reconcilers, self.clock, "risk")
+        return self._server("risk", risk_command_parser(), {**risk.handlers(), **venues.handlers()})
 
     def _server(
         self,
@@ -425,6 +466,7 @@ class Daemon:
                 reason="journal.enabled is false: nothing is journaled, and a restart will "
                 "not restore strategies or positions",
             )
+            await self._reconcile_venues()
             return
         for fill in journal.resolve_unfilled(
             "daemon restarted before the order filled", self.clock.now()
@@ -435,6 +477,14 @@ class Daemon:
         limits = {s.id: s.config for s in journal.strategies() if s.config is not None}
         self.core.risk.resync(limits)  # restored positions keep their stop-losses
         saved = journal.restorable_strategies()
+        for strategy in saved:
+            config = strategy.config
+            if config is not None and config.real_trading and config.venue is not None:
+                live = self._saved_live.setdefault(config.venue, {})
+                live[strategy.id] = tuple(config.symbols)
+        # What the venues did while the daemon was down, before any strategy resumes.
+        await self._reconcile_venues()
+        self._saved_live.clear()
         await self.registry.restore(saved)
         # Restored statuses and positions are the journal's: committed by definition.
         self.committed.seed(self.registry.catalog())

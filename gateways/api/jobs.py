@@ -29,6 +29,7 @@ from gateways.api.inbound import (
     StrategyCommand,
     StrategyId,
 )
+from gateways.api.venues import VENUE_COMMANDS, AcknowledgeMismatch, GetVenueStatus
 from gateways.config import DaemonConfig
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.backtest.engine import BacktestSpec, FileSource, SyntheticSource
@@ -107,14 +108,21 @@ OrchestratorCommand = Annotated[
     | CancelBacktest
     | GetBacktests
     | GetBacktestReport
-    | GetRecentActivity,
+    | GetRecentActivity
+    | GetVenueStatus
+    | AcknowledgeMismatch,
     Field(discriminator="type"),
 ]
 
 
 def orchestrator_command_parser() -> CommandParser:
     adapter: TypeAdapter[Any] = TypeAdapter(OrchestratorCommand)
-    accepted = STRATEGY_COMMANDS | frozenset(JobCommandType) | frozenset(HistoryCommandType)
+    accepted = (
+        STRATEGY_COMMANDS
+        | frozenset(JobCommandType)
+        | frozenset(HistoryCommandType)
+        | VENUE_COMMANDS
+    )
     return CommandParser(adapter, accepted)
 
 

@@ -34,6 +34,7 @@ from orchestrator.model.events import (
     OrderReduced,
     OrderRejected,
     OrderSubmitted,
+    PositionMismatch,
     QuoteUpdated,
     SignalEmitted,
     StopLossTriggered,
@@ -154,9 +155,14 @@ def execution_status_data(
     if reason is not None:
         data["reason"] = reason
     if venues:
-        data["venues"] = [
-            {"name": v.name, "connected": v.connected, "reason": v.reason} for v in venues
-        ]
+        data["venues"] = [venue_state_data(v) for v in venues]
+    return data
+
+
+def venue_state_data(venue: VenueState) -> Payload:
+    data: Payload = {"name": venue.name, "connected": venue.connected, "reason": venue.reason}
+    if venue.mismatches:
+        data["mismatches"] = list(venue.mismatches)
     return data
 
 
@@ -311,6 +317,19 @@ def limit_breach(event: LimitBreached) -> Message:
     }
 
 
+def position_mismatch(event: PositionMismatch) -> Message:
+    return "position_mismatch", {
+        "venue": event.venue,
+        "asset": event.asset,
+        "expected": event.expected,
+        "actual": event.actual,
+        "difference": event.actual - event.expected,
+        "strategies": list(event.strategies),
+        "action": "ACKNOWLEDGED" if event.acknowledged else "REDUCE_ONLY",
+        "timestamp": iso_utc(event.ts),
+    }
+
+
 def kill_switch_data(
     engaged: bool, reason: str | None, block_all: bool, source: str | None, since: float | None
 ) -> Payload:
@@ -455,6 +474,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     StopLossTriggered: stop_loss_triggered,
     LimitBreached: limit_breach,
     KillSwitchChanged: kill_switch,
+    PositionMismatch: position_mismatch,
     JobStateChanged: job_state,
     JobProgress: job_progress,
 }

@@ -54,6 +54,7 @@ ROUTES: Mapping[str, Routes] = {
         Topic.RISK_STOP_LOSS,
         Topic.RISK_LIMIT_BREACH,
         Topic.RISK_KILL_SWITCH,
+        Topic.RISK_POSITION_MISMATCH,
     ),
 }
 

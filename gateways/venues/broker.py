@@ -34,11 +34,12 @@ from ccxt.base import errors as ccxt_errors
 from gateways.venues.config import VenueConfig
 from gateways.venues.connector import build_exchange, describe_venue_error
 from gateways.venues.credentials import VenueCredentials
+from gateways.venues.ledger import VenueLedger
 from orchestrator.model.clock import Clock
 from orchestrator.model.events import VenueState
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
-from orchestrator.model.orders import FILLED, Fill, Order, rejection
+from orchestrator.model.orders import FILLED, Fill, Order, VenueFill, rejection
 from orchestrator.trading.broker import NO_FILLS
 
 log = structlog.get_logger("gateways.venues.broker")
@@ -64,6 +65,8 @@ class _Sent:
     """The request left (its answer may be lost): from here on it is only looked up."""
     lookup: bool = False
     """Its outcome is unknown or not final: the poll asks the venue."""
+    sent_at: float = 0.0
+    """When the request left: until the lookup window passes, "not found" is not final."""
 
 
 class VenueBroker:
@@ -88,6 +91,11 @@ class VenueBroker:
         self._orders: dict[str, _Sent] = {}
         self._settled: list[Fill] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.ledger = VenueLedger()
+        """What the daemon's fills here added to the account, per base asset."""
+        self.unreconciled: str | None = "not reconciled with the journal yet"
+        """Why no order may go yet: set until the start's reconciliation is done (then
+        the journal knows what became of every order in flight at the last stop)."""
         self.on_settled: Callable[[], None] = lambda: None
         """Called (soon, from the loop) when outcomes wait: the execution service collects."""
         self.on_state: Callable[[], None] = lambda: None
@@ -101,6 +109,52 @@ class VenueBroker:
     def state(self) -> VenueState:
         return self._state
 
+    @property
+    def exchange(self) -> Any:
+        """The ccxt exchange (reconciliation asks it too)."""
+        return self._exchange
+
+    @property
+    def markets(self) -> dict[str, Any]:
+        return self._markets
+
+    def client_id(self, order_id: str) -> str:
+        """The client order id of the journal's order ``order_id`` on this venue."""
+        return self.config.client_id_prefix + order_id
+
+    def lookup_window(self) -> float:
+        """Seconds after an order was sent during which the venue may still receive it:
+        the signed request's recvWindow where the exchange has one (the venue refuses
+        it after), else the request's timeout. An order not found sooner is looked up
+        again, not given up."""
+        window_ms = self._exchange.options.get("recvWindow") if self._exchange.options else None
+        if isinstance(window_ms, int | float) and window_ms > 0:
+            return float(window_ms) / 1000.0 + self.config.timeout_seconds
+        return 2 * self.config.timeout_seconds
+
+    async def fetch(self, order: Order) -> dict[str, Any]:
+        """The venue's order by its client order id (ccxt's OrderNotFound when it has none)."""
+        params = {"clientOrderId": self.client_id(order.id)}
+        return dict(await self._exchange.fetch_order(None, order.symbol, params))
+
+    async def cancel_on_venue(self, order: Order) -> None:
+        """Ask the venue to cancel ``order`` (nothing when it is no longer open)."""
+        params = {"clientOrderId": self.client_id(order.id)}
+        with contextlib.suppress(ccxt_errors.OrderNotFound):
+            await self._exchange.cancel_order(None, order.symbol, params)
+
+    def set_mismatches(self, assets: tuple[str, ...]) -> None:
+        """The assets reconciliation found mismatched: shown with the connection."""
+        if assets != self._state.mismatches:
+            self._state = VenueState(self.name, self._state.connected, self._state.reason, assets)
+            self.on_state()
+
+    @property
+    def busy(self) -> bool:
+        """Orders are on their way or settled and not yet collected: a balance read now
+        may count a fill the journal does not have yet."""
+        return bool(self._orders or self._settled)
+
     def market_problem(self, symbols: Collection[str]) -> str | None:
         missing = sorted(symbol for symbol in symbols if symbol not in self._markets)
         if not missing:
@@ -110,7 +164,7 @@ class VenueBroker:
     def _set_state(self, connected: bool, reason: str | None) -> None:
         if self._state.connected == connected and self._state.reason == reason:
             return
-        self._state = VenueState(self.name, connected, reason)
+        self._state = VenueState(self.name, connected, reason, self._state.mismatches)
         log.warning("venue_state", venue=self.name, connected=connected, reason=reason)
         self.on_state()
 
@@ -172,11 +226,13 @@ class VenueBroker:
         problem = None if self._state.connected else self._state.reason
         if problem is not None:
             problem = f"venue {self.name} is not connected ({problem}); no order is sent blind"
+        elif self.unreconciled is not None:
+            problem = f"venue {self.name} takes no order: {self.unreconciled}"
         else:
             problem = self.market_problem([order.symbol])
         if problem is not None:
             return [self._rejection(order, problem)]
-        sent = _Sent(order, self.config.client_id_prefix + order.id, kind, price)
+        sent = _Sent(order, self.client_id(order.id), kind, price)
         self._orders[order.id] = sent
         self._spawn(self._send(sent), f"venue-{self.name}-send-{order.id}")
         return NO_FILLS
@@ -195,7 +251,7 @@ class VenueBroker:
         params: dict[str, Any] = {"clientOrderId": sent.client_id}
         if sent.kind == "limit":
             params["timeInForce"] = "IOC"
-        sent.sent = True
+        sent.sent, sent.sent_at = True, self._clock.now()
         try:
             result = await self._exchange.create_order(
                 order.symbol,
@@ -233,9 +289,8 @@ class VenueBroker:
         return withdrawn
 
     async def _cancel_on_venue(self, sent: _Sent) -> None:
-        params = {"clientOrderId": sent.client_id}
         with contextlib.suppress(ccxt_errors.BaseError):
-            await self._exchange.cancel_order(None, sent.order.symbol, params)
+            await self.cancel_on_venue(sent.order)
         sent.lookup = True  # the poll reads what became of it: cancelled, or filled before
 
     # ------------------------------------------------------------ outcomes
@@ -247,15 +302,21 @@ class VenueBroker:
             sent.lookup = True
             return
         if filled > 0.0:
-            self._settle(sent, self._fill(sent.order, result, filled))
+            self._settle(sent, self.fill_of(sent.order, result, filled))
         else:
             reason = f"venue {self.name}: the order was {status or 'not filled'}"
             self._reject(sent, reason)
 
-    def _fill(self, order: Order, result: dict[str, Any], filled: float) -> Fill:
+    def fill_of(
+        self, order: Order, result: dict[str, Any], filled: float, fill_id: str | None = None
+    ) -> Fill:
+        """The fill of ``order`` by the venue's ``result`` (ccxt's order), ``filled`` of it;
+        ``fill_id``: a given id (reconciliation's), else a new one."""
         price = float(result.get("average") or result.get("price") or 0.0)
+        fee_asset, fee = self._fee(order.symbol, result)
+        venue_id = result.get("id")
         return Fill(
-            self._ids("trade"),
+            self._ids("trade") if fill_id is None else fill_id,
             order.id,
             order.strategy_id,
             order.symbol,
@@ -265,15 +326,34 @@ class VenueBroker:
             self._commission(order.symbol, result, price),
             self._clock.now(),
             FILLED,
+            venue=VenueFill(self.name, None if venue_id is None else str(venue_id), fee_asset, fee),
         )
+
+    @staticmethod
+    def _fees(result: dict[str, Any]) -> list[dict[str, Any]]:
+        fees = result.get("fees") or ([result["fee"]] if result.get("fee") else [])
+        return [fee for fee in fees if fee]
+
+    def _fee(self, symbol: str, result: dict[str, Any]) -> tuple[str | None, float]:
+        """The fee as the venue took it: its asset and amount. Of fees in several assets
+        the one in the base asset (what the balance check must net out), else the first."""
+        by_asset: dict[str, float] = {}
+        for fee in self._fees(result):
+            currency = fee.get("currency")
+            if currency:
+                by_asset[currency] = by_asset.get(currency, 0.0) + float(fee.get("cost") or 0.0)
+        if not by_asset:
+            return None, 0.0
+        base = self._markets.get(symbol, {}).get("base")
+        asset = base if base in by_asset else next(iter(by_asset))
+        return asset, by_asset[asset]
 
     def _commission(self, symbol: str, result: dict[str, Any], price: float) -> float:
         """The order's fees in the quote currency: a fee in the base currency (Binance
         takes a buy's fee from what it bought) is converted at the fill's price."""
         market = self._markets.get(symbol, {})
-        fees = result.get("fees") or ([result["fee"]] if result.get("fee") else [])
         total = 0.0
-        for fee in fees:
+        for fee in self._fees(result):
             cost = float(fee.get("cost") or 0.0)
             currency = fee.get("currency")
             if currency == market.get("quote"):
@@ -292,6 +372,7 @@ class VenueBroker:
     def _settle(self, sent: _Sent, fill: Fill) -> None:
         if self._orders.pop(sent.order.id, None) is None:
             return
+        self.ledger.add(fill, self._markets)
         self._settled.append(fill)
         asyncio.get_running_loop().call_soon(self.on_settled)
 
@@ -327,7 +408,8 @@ class VenueBroker:
                     None, sent.order.symbol, {"clientOrderId": sent.client_id}
                 )
             except ccxt_errors.OrderNotFound:
-                self._reject(sent, f"venue {self.name} never received the order")
+                if self._clock.now() >= sent.sent_at + self.lookup_window():
+                    self._reject(sent, f"venue {self.name} never received the order")
                 continue
             except ccxt_errors.NetworkError as exc:
                 self._set_state(False, describe_venue_error(self.name, exc))

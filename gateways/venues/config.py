@@ -62,6 +62,21 @@ class VenueConfig(FrozenModel):
         le=300.0,
         description="How often the open orders of the venue are polled for fills.",
     )
+    reconcile_interval_seconds: float = Field(
+        60.0,
+        gt=0.0,
+        le=86_400.0,
+        description="How often, while running, the venue's open orders and balances are "
+        "compared with the journal (at start they always are, before any strategy resumes).",
+    )
+    recv_window_ms: int | None = Field(
+        None,
+        ge=100,
+        le=60_000,
+        description="How long a signed request stays valid at the venue (Binance's "
+        "recvWindow; unset: ccxt's default, 10000 for binance). An order the venue has "
+        "not seen is given up only once this has passed since it was sent.",
+    )
     max_clock_skew_ms: int = Field(
         1_000,
         ge=1,

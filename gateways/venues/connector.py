@@ -38,6 +38,8 @@ def build_exchange(name: str, config: VenueConfig, credentials: VenueCredentials
     options.update(EXCHANGE_OPTIONS.get(config.exchange, {}))
     if config.exchange == "binance":
         options["fetchMarkets"] = {"types": [config.market_type]}
+    if config.recv_window_ms is not None:
+        options["recvWindow"] = config.recv_window_ms
     settings: dict[str, Any] = {
         **credentials.ccxt_fields(),
         "enableRateLimit": config.enable_rate_limit,

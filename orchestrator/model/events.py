@@ -33,6 +33,7 @@ class Topic(StrEnum):
     RISK_STOP_LOSS = "risk.stop_loss"
     RISK_LIMIT_BREACH = "risk.limit_breach"
     RISK_KILL_SWITCH = "risk.kill_switch"
+    RISK_POSITION_MISMATCH = "risk.position_mismatch"
     JOB = "job"
     JOB_PROGRESS = "job.progress"
 
@@ -60,6 +61,7 @@ class RiskLimit(StrEnum):
     MAX_DAILY_LOSS = "maxDailyLoss"
     KILL_SWITCH = "killSwitch"
     PRICE_UNKNOWN = "priceUnknown"
+    POSITION_MISMATCH = "positionMismatch"
 
 
 class HaltSource(StrEnum):
@@ -109,6 +111,9 @@ class SignalEmitted:
 class OrderSubmitted:
     topic: ClassVar[Topic] = Topic.ORDER_SUBMITTED
     order: Order
+    venue: str | None = None
+    """The live venue the order goes to; None on paper. The journal keeps it, so that a
+    restart asks that venue what became of an order in flight (reconciliation)."""
 
 
 @record
@@ -132,6 +137,8 @@ class VenueState:
     name: str
     connected: bool
     reason: str | None = None
+    mismatches: tuple[str, ...] = ()
+    """The assets whose balance there is not what the journal says (unacknowledged)."""
 
 
 @record
@@ -232,6 +239,25 @@ class KillSwitchChanged:
     origin: CommandOrigin | None = None
 
 
+@record
+class PositionMismatch:
+    """A live venue's balance of an asset is not what the journal's fills make it (plus
+    the account's baseline): the strategies trading it there open nothing new until an
+    operator acknowledges it (``acknowledged``: this event says so)."""
+
+    topic: ClassVar[Topic] = Topic.RISK_POSITION_MISMATCH
+    venue: str
+    asset: str
+    expected: float
+    """The baseline plus the journal's fills, net of the fees taken in the asset."""
+    actual: float
+    """The venue's balance (free and locked)."""
+    strategies: tuple[str, ...]
+    ts: float
+    acknowledged: bool = False
+    origin: CommandOrigin | None = None
+
+
 class JobStatus(StrEnum):
     """A job's state: exactly the dgbit statuses.
 
@@ -309,6 +335,7 @@ Event = (
     | StopLossTriggered
     | LimitBreached
     | KillSwitchChanged
+    | PositionMismatch
     | JobStateChanged
     | JobProgress
 )

@@ -99,6 +99,11 @@ class ExecutionService:
         a live broker calls it, from a task of its own, never from inside a broker call."""
         self._pipeline.expire()
 
+    def settle_recovered(self, fills: Iterable[Fill]) -> None:
+        """Book and publish outcomes learnt outside a broker call: what a venue did with
+        orders in flight while the daemon was down (reconciliation at start)."""
+        self._pipeline.settle_all(fills)
+
     def engage_kill_switch(self, halt: Halt, origin: CommandOrigin | None = None) -> None:
         """Halt trading. Engaging it again replaces the reason and the block-all flag.
 
@@ -220,7 +225,8 @@ class ExecutionService:
     # ------------------------------------------------------------ OrderEvents
 
     def accepted(self, order: Order) -> None:
-        self._bus.publish(OrderSubmitted(order))
+        venue = self.router.venue_of(order.strategy_id) if self.router is not None else None
+        self._bus.publish(OrderSubmitted(order, venue))
 
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None

@@ -67,6 +67,8 @@ class BrokerRouter:
 
     def venue_of(self, strategy_id: str) -> str | None:
         broker = self._routes.get(strategy_id)
+        if broker is None:
+            return None
         return next((name for name, b in self.venues.items() if b is broker), None)
 
     def states(self) -> tuple[VenueState, ...]:
