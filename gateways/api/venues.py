@@ -22,7 +22,6 @@ from gateways.venues.reconcile import Mismatch, Reconciliation, VenueReconciler
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.model.clock import Clock, iso_utc
 from orchestrator.model.errors import NoMismatch, UnknownVenue
-from orchestrator.model.events import CommandOrigin
 
 
 class VenueCommandType(StrEnum):
@@ -73,8 +72,7 @@ class VenueCommands:
         if reconciler is None:
             known = ", ".join(sorted(self._reconcilers)) or "none is configured"
             raise UnknownVenue(f"no venue {command.venue!r}; the venues are {known}")
-        origin = CommandOrigin(self._server, session.conn_id, command.request_id)
-        done = await reconciler.acknowledge(command.asset, origin)
+        done = await reconciler.acknowledge(command.asset, f"{self._server}/{session.conn_id}")
         if not done:
             what = f"of {command.asset} " if command.asset is not None else ""
             raise NoMismatch(f"venue {command.venue} has no position mismatch {what}to acknowledge")

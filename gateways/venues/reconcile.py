@@ -44,7 +44,7 @@ from gateways.venues.ledger import base_of
 from orchestrator.bus import EventBus
 from orchestrator.journal.store import Journal
 from orchestrator.model.clock import Clock
-from orchestrator.model.events import CommandOrigin, PositionMismatch
+from orchestrator.model.events import PositionMismatch
 from orchestrator.model.orders import FILLED, Fill, Order, rejection
 from orchestrator.risk.guardian import RiskGuardian
 from orchestrator.trading.execution import ExecutionService
@@ -245,16 +245,19 @@ class VenueReconciler:
         return rejection(order, fill_id, reason, self._clock.now()), venue_id
 
     async def _lookup(self, order: Order) -> dict[str, Any] | None:
-        """The venue's order by its client order id; None once it surely never had it."""
-        while True:
-            try:
-                return dict(await self.broker.fetch(order))
-            except ccxt_errors.OrderNotFound:
-                wait = order.ts + self.broker.lookup_window() - self._clock.now()
-                if wait <= 0:
-                    return None
-                # Sent so recently that the request may still arrive: wait it out.
-                await asyncio.sleep(wait)
+        """The venue's order by its client order id; None when it never had it."""
+        try:
+            return await self.broker.fetch(order)
+        except ccxt_errors.OrderNotFound:
+            wait = order.ts + self.broker.lookup_window() - self._clock.now()
+            if wait <= 0:
+                return None
+        # Sent so recently that the request may still arrive: wait it out, then ask again.
+        await asyncio.sleep(wait)
+        try:
+            return await self.broker.fetch(order)
+        except ccxt_errors.OrderNotFound:
+            return None
 
     # ------------------------------------------------------------ 2. orphans
 
@@ -374,11 +377,10 @@ class VenueReconciler:
 
     # ------------------------------------------------------------ acknowledgement
 
-    async def acknowledge(
-        self, asset: str | None, origin: CommandOrigin | None = None
-    ) -> list[Mismatch]:
+    async def acknowledge(self, asset: str | None, by: str) -> list[Mismatch]:
         """Take the venue's balance as the truth for ``asset`` (None: every mismatch):
-        the baseline moves by the difference, the strategies trade again."""
+        the baseline moves by the difference, the strategies trade again. ``by``: who
+        (for the log)."""
         chosen = [m for a, m in self.mismatches.items() if asset is None or a == asset]
         if not chosen:
             return []
@@ -393,7 +395,7 @@ class VenueReconciler:
             for strategy_id in mismatch.strategies:
                 if strategy_id not in still:
                     self._risk.lift(strategy_id)
-            log.warning("venue_mismatch_acknowledged", venue=self.name, asset=mismatch.asset)
+            log.warning("venue_mismatch_acknowledged", venue=self.name, asset=mismatch.asset, by=by)
             event = PositionMismatch(
                 self.name,
                 mismatch.asset,
@@ -402,7 +404,6 @@ class VenueReconciler:
                 mismatch.strategies,
                 now,
                 acknowledged=True,
-                origin=origin,
             )
             self._bus.publish(event)
         self.broker.set_mismatches(tuple(sorted(self.mismatches)))

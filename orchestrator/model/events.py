@@ -255,7 +255,6 @@ class PositionMismatch:
     strategies: tuple[str, ...]
     ts: float
     acknowledged: bool = False
-    origin: CommandOrigin | None = None
 
 
 class JobStatus(StrEnum):

@@ -161,6 +161,8 @@ class LoopbackExchange:
         self._rate_limited = 0
         self._held_submits = 0
         self._released = asyncio.Event()
+        self.holding = asyncio.Event()
+        """Set while a submit is held (booked, its answer not sent): a test waits on it."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -215,6 +217,7 @@ class LoopbackExchange:
     def release(self) -> None:
         self._released.set()
         self._released = asyncio.Event()
+        self.holding.clear()
 
     def step(self, count: int = 1) -> None:
         """Move every market's price ``count`` steps along its seeded path, filling the
@@ -388,6 +391,7 @@ class LoopbackExchange:
         order = self._new_order(params)
         if self._held_submits > 0:
             self._held_submits -= 1
+            self.holding.set()
             await self._released.wait()
         return web.json_response(_order_json(order, full=True))
 
