@@ -133,9 +133,25 @@ class VenueBroker:
         return 2 * self.config.timeout_seconds
 
     async def fetch(self, order: Order) -> dict[str, Any]:
-        """The venue's order by its client order id (ccxt's OrderNotFound when it has none)."""
+        """The venue's order by its client order id (ccxt's OrderNotFound when it has none),
+        with its fees: an order read back (Binance's GET /order) does not carry them, its
+        trades do."""
         params = {"clientOrderId": self.client_id(order.id)}
-        return dict(await self._exchange.fetch_order(None, order.symbol, params))
+        result = dict(await self._exchange.fetch_order(None, order.symbol, params))
+        filled = float(result.get("filled") or 0.0)
+        if filled > 0 and result.get("status") != "open" and not self._fees(result):
+            result["fees"] = await self._trade_fees(order.symbol, result.get("id"))
+        return result
+
+    async def _trade_fees(self, symbol: str, venue_id: Any) -> list[dict[str, Any]]:
+        if venue_id is None:
+            return []
+        if self._exchange.has.get("fetchOrderTrades"):
+            trades = await self._exchange.fetch_order_trades(str(venue_id), symbol)
+        else:
+            trades = await self._exchange.fetch_my_trades(symbol)
+            trades = [t for t in trades if str(t.get("order")) == str(venue_id)]
+        return [trade["fee"] for trade in trades if trade.get("fee")]
 
     async def cancel_on_venue(self, order: Order) -> None:
         """Ask the venue to cancel ``order`` (nothing when it is no longer open)."""
@@ -404,9 +420,7 @@ class VenueBroker:
         """Look up each order whose outcome waits; False when the venue did not answer."""
         for sent in [s for s in self._orders.values() if s.lookup]:
             try:
-                result = await self._exchange.fetch_order(
-                    None, sent.order.symbol, {"clientOrderId": sent.client_id}
-                )
+                result = await self.fetch(sent.order)
             except ccxt_errors.OrderNotFound:
                 if self._clock.now() >= sent.sent_at + self.lookup_window():
                     self._reject(sent, f"venue {self.name} never received the order")

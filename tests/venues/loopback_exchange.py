@@ -153,6 +153,8 @@ class LoopbackExchange:
         self.trades: list[VenueTrade] = []
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, in arrival order."""
+        self.on_request: Callable[[str, str], None] = lambda method, endpoint: None
+        """Called with each request's method and endpoint before it is handled."""
         self.submissions = 0
         """POST /order requests received, duplicates and rejections included."""
         self._order_ids = itertools.count(1_000)
@@ -255,6 +257,7 @@ class LoopbackExchange:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         endpoint = request.match_info["endpoint"]
         self.requests.append((request.method, endpoint))
+        self.on_request(request.method, endpoint)
         route = self._routes().get((request.method, endpoint))
         if route is None:
             return _error(ApiError(404, -1100, f"no endpoint {request.method} {endpoint}"))
