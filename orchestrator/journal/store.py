@@ -38,6 +38,13 @@ before the order filled") for each such order, in the order they were journaled,
 in one transaction. An order is thus never filled after a restart, so never twice, and
 a second start finds nothing left to resolve.
 
+Live venues (schema 4). An order sent to a live venue is also recorded in
+``venue_orders``: its outcome is the venue's, so ``resolve_unfilled`` leaves it
+to reconciliation (``gateways/venues/reconcile.py``), which asks the venue and
+journals what it did. ``venue_fills`` keeps each venue fill's own order id and
+fee as charged; ``venue_baselines`` what each account held besides the daemon's
+positions.
+
 Schema. ``PRAGMA user_version`` is the schema version, ``PRAGMA
 application_id`` marks the file as ours. Opening runs each missing migration in
 its own transaction. A journal from a newer daemon, a file that is not SQLite,
