@@ -268,7 +268,7 @@ async def measure_writer(directory: Path, mode: str, max_events: int) -> WriterR
     told: list[int] = []
     arrived = asyncio.Event()
 
-    def deliver(events: Sequence[Event]) -> None:
+    def deliver(events: Sequence[Event], _: Sequence[int | None]) -> None:
         told.append(len(events))
         arrived.set()
 

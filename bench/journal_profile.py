@@ -33,7 +33,9 @@ SAMPLE_SECONDS = 0.0005
 
 async def flood(path: Path, records: list[Record]) -> None:
     journal = Journal.open(path, "NORMAL")
-    writer = JournalWriter(journal, lambda events: None, max_events=GROUP, max_pending=10**7)
+    writer = JournalWriter(
+        journal, lambda events, positions: None, max_events=GROUP, max_pending=10**7
+    )
     task = asyncio.create_task(writer.run(), name="journal-writer")
     for i, record in enumerate(records):
         writer.submit(record)

@@ -41,6 +41,7 @@ from orchestrator.model.errors import ConfigError
 from orchestrator.model.validation import FrozenModel
 from orchestrator.risk.config import RiskConfig
 from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, default_catalog
+from orchestrator.sweep.config import SweepsConfig
 from orchestrator.trading.config import PaperBrokerConfig
 
 
@@ -379,6 +380,10 @@ class DaemonConfig(BaseSettings):
         NngBusConfig(), description="The NNG publisher of every event to other processes."
     )
     jobs: JobsConfig = Field(JobsConfig(), description="Backtest jobs: workers, queue, limits.")
+    sweeps: SweepsConfig = Field(
+        default_factory=SweepsConfig,
+        description="Parameter sweeps and walk-forward on Dask: embedded or a cluster.",
+    )
     recording: RecordingConfig = Field(
         RecordingConfig(), description="Ticks and bars the feed delivers, to Parquet (off)."
     )
@@ -461,6 +466,13 @@ class DaemonConfig(BaseSettings):
         state_dir = self.journal.state_dir
         base = state_dir.expanduser() if state_dir is not None else default_state_dir(environ)
         return base / "recording"
+
+    def sweeps_directory(self, environ: Mapping[str, str] | None = None) -> Path:
+        """Where sweeps keep their specs, Optuna studies and results: sweeps/ in the
+        state directory."""
+        state_dir = self.journal.state_dir
+        base = state_dir.expanduser() if state_dir is not None else default_state_dir(environ)
+        return base / "sweeps"
 
     def nng_publish_address(self, environ: Mapping[str, str] | None = None) -> str:
         """Where the NNG publisher listens."""

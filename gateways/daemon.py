@@ -14,15 +14,18 @@ from typing import Any
 import structlog
 
 from gateways.api import routes
-from gateways.api.history import RecentActivity
+from gateways.api.history import IndicatorHistory, RecentActivity
 from gateways.api.inbound import CommandParser, start_config_bounds
 from gateways.api.instruments import InstrumentQueries
-from gateways.api.jobs import JobCommands, orchestrator_command_parser
+from gateways.api.jobs import JobCommands
+from gateways.api.journal_replay import JournalReplay
 from gateways.api.market_data import MarketSubscriptions, market_command_parser
+from gateways.api.orchestrator_parser import orchestrator_command_parser
 from gateways.api.outbound import DgbitTranslator
 from gateways.api.report_page import ReportPages
 from gateways.api.risk import RiskCommands, risk_command_parser
-from gateways.api.strategy_commands import StrategyCommands
+from gateways.api.strategy_commands import OrderCommands, StrategyCommands
+from gateways.api.sweeps import SweepCommands
 from gateways.api.venues import VenueCommands
 from gateways.client.text import plural
 from gateways.config import DaemonConfig, ServerConfig
@@ -57,11 +60,16 @@ from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.events import Event, StrategyStatus, Topic, TradeExecuted
+from orchestrator.model.events import ORDER_TOPICS, Event, StrategyStatus, Topic, TradeExecuted
+from orchestrator.model.orders import Order
 from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
+from orchestrator.sweep.jobs import SweepManager
+from orchestrator.sweep.runner import DaskRunner
 
 log = structlog.get_logger("gateways.daemon")
+
+NOT_RESTORED = "not restored: its strategy is not running after the restart"
 
 
 class BindFailed(Exception):
@@ -110,7 +118,12 @@ class NngBindFailed(BindFailed):
         return hint
 
 
-COMMITTED_TOPICS = (Topic.STRATEGY_TRADE, Topic.STRATEGY_STATUS, Topic.EXECUTION_STATUS)
+COMMITTED_TOPICS = (
+    Topic.STRATEGY_TRADE,
+    Topic.STRATEGY_STATUS,
+    Topic.EXECUTION_STATUS,
+    *ORDER_TOPICS,
+)
 """What ``CommittedViews.apply`` folds: a quote need not stop there on its way out."""
 
 
@@ -141,6 +154,15 @@ class Daemon:
             self._record_market(self.recorder)
         self.jobs = JobManager(config.jobs, self.bus, self.clock)
         self._jobs_task: asyncio.Task[None] | None = None
+        self.sweeps = SweepManager(
+            config.sweeps,
+            config.sweeps_directory(),
+            self.bus,
+            self.clock,
+            DaskRunner(config.sweeps),
+        )
+        """Sweeps: their trials on Dask (the cluster starts at the first sweep)."""
+        self._sweeps_task: asyncio.Task[None] | None = None
         self.writer: JournalWriter | DirectDelivery = DirectDelivery(self._deliver)
         if self.journal is not None:
             self.writer = JournalWriter.from_config(self.journal, self._deliver, config.journal)
@@ -166,8 +188,8 @@ class Daemon:
         }
         """Each venue's account against the journal: at start and periodically."""
         self._venue_tasks: dict[str, asyncio.Task[None]] = {}
-        self.epoch = int(self.clock.now() * 1000)
-        """The daemon's start epoch (ms): a client that resumes learns of a restart."""
+        self.epoch = self._begin_run()
+        """This run's epoch (its start, ms): a client that resumes learns of a restart."""
         self.metrics = Metrics()
         self.health = Health()
         self.bus.subscribe(self.metrics.on_event, Metrics.TOPICS)
@@ -181,6 +203,8 @@ class Daemon:
             settled=self.writer.flush,
             metrics=self.metrics,
             health=self.health,
+            archive=JournalReplay(self.journal) if self.journal is not None else None,
+            stream_start=self.journal.last_position if self.journal is not None else 0,
         )
         halt = self.core.execution.halt
         self.committed = CommittedViews(
@@ -188,6 +212,8 @@ class Daemon:
             self.core.execution.book.last_price,
             self.core.execution.status,
             halt.reason if halt is not None else None,
+            clock=self.clock,
+            initial_cash=config.broker.initial_cash,
         )
         """What clients are shown: the state after exactly the events delivered."""
         self.committed.seed(self.registry.catalog())
@@ -238,9 +264,20 @@ class Daemon:
         """Whether anything on the outbox takes an event of ``topic`` now."""
         return topic in COMMITTED_TOPICS or self.fanout.hears(topic)
 
-    def _deliver(self, events: Sequence[Event]) -> None:
-        for event in events:
+    def _deliver(self, events: Sequence[Event], positions: Sequence[int | None]) -> None:
+        for event, position in zip(events, positions, strict=True):
+            self.fanout.position = position  # the outbox carries the event alone
             self.outbox.publish(event)
+        self.fanout.position = None
+
+    def _begin_run(self) -> int:
+        """The run's epoch: its start in ms, recorded in the journal (which makes it
+        later than every earlier run's), so that a client of an earlier run that
+        resumes is replayed what it missed from the journal."""
+        proposed = int(self.clock.now() * 1000)
+        if self.journal is None:
+            return proposed
+        return self.journal.begin_run(proposed, self.clock.now())
 
     def _build_venues(self) -> dict[str, VenueBroker]:
         """A live broker per venue, routed to by the strategies started on it."""
@@ -323,27 +360,45 @@ class Daemon:
 
     def _build_orchestrator_server(self) -> WebSocketServer:
         self.dgbit = DgbitEndpoints(
-            DgbitTranslator(), self.clock, self.jobs.exists, self.config.connections
+            DgbitTranslator(), self.clock, self._job_exists, self.config.connections
         )
         self.fanout.add(self.dgbit.publish, DGBIT_TOPICS)
         jobs = JobCommands(
             self.jobs, self.registry, self.config, self.clock, self.core.market.symbols
         )
         activity = RecentActivity(self.journal, self.clock)
+        orders = OrderCommands(
+            self.core.execution, self.registry, self.committed, "orchestrator", self.clock
+        )
+        lines = IndicatorHistory(self.core.runtime.lines, self.registry, self.clock)
+        sweeps = SweepCommands(self.sweeps, jobs, self.clock)
         venues = VenueCommands(self.reconcilers, self.clock, "orchestrator")
+        handlers = {
+            **jobs.handlers(),
+            **activity.handlers(),
+            **orders.handlers(),
+            **lines.handlers(),
+            **sweeps.handlers(),
+            **venues.handlers(),
+        }
         return self._server(
             "orchestrator",
             orchestrator_command_parser(),
-            {**jobs.handlers(), **activity.handlers(), **venues.handlers()},
+            handlers,
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
             pages=[ReportPages(self._report_of)],
         )
 
+    def _job_exists(self, job_id: str) -> bool:
+        """A backtest or a sweep: both have a dgbit job stream."""
+        return self.jobs.exists(job_id) or self.sweeps.exists(job_id)
+
     def _report_of(self, job_id: str) -> tuple[BacktestReport, str]:
         spec = self.jobs.spec(job_id)
         report = self.jobs.report(job_id)
-        title = f"{spec.strategy.name}: {spec.traded_symbol} backtest (job {job_id})"
+        symbols = ", ".join(spec.traded_symbols)
+        title = f"{spec.strategy.name}: {symbols} backtest (job {job_id})"
         return report, title
 
     def _web_config(self) -> dict[str, object]:
@@ -432,6 +487,7 @@ class Daemon:
         self._writer_task = asyncio.create_task(self.writer.run(), name="journal-writer")
         self._jobs_task = asyncio.create_task(self.jobs.run(), name="backtest-jobs")
         await self._connect_venues()
+        self._sweeps_task = asyncio.create_task(self.sweeps.run(), name="sweep-jobs")
         await self._restore()
         self.core.execution.announce()
         for server in started:
@@ -486,10 +542,37 @@ class Daemon:
         await self._reconcile_venues()
         self._saved_live.clear()
         await self.registry.restore(saved)
-        # Restored statuses and positions are the journal's: committed by definition.
+        # Restored statuses, positions and resting orders are the journal's: committed by
+        # definition.
         self.committed.seed(self.registry.catalog())
+        self.committed.seed_orders(self._restore_resting(journal))
         if saved:
             log.info("strategies_restored", strategies={s.id: s.status.value for s in saved})
+
+    def _restore_resting(self, journal: Journal) -> list[Order]:
+        """The resting orders of the strategies restored as running (ACTIVE or PAUSED)
+        rest again, bracket exits included; the others' are cancelled now (announced and
+        journaled). Returns those that rest."""
+        running = {
+            view.id: view.config
+            for view in self.registry.catalog()
+            if view.status in (StrategyStatus.ACTIVE, StrategyStatus.PAUSED)
+        }
+        execution = self.core.execution
+        kept: list[Order] = []
+        orphans: list[Order] = []
+        for order in journal.resting_orders():
+            limits = running.get(order.strategy_id)
+            if limits is not None:
+                execution.restore_resting(order, limits)
+                kept.append(order)
+            else:
+                orphans.append(order)
+        for order in orphans:
+            execution.cancel_unrestored(order, NOT_RESTORED)
+        if kept or orphans:
+            log.info("resting_orders_restored", restored=len(kept), cancelled=len(orphans))
+        return kept
 
     async def writer_stopped(self) -> None:
         """Return (or raise) when the journal writer stops: a broken journal stops the daemon."""
@@ -497,9 +580,13 @@ class Daemon:
             await asyncio.shield(self._writer_task)
 
     async def jobs_stopped(self) -> None:
-        """Raise if the backtest job runner fails (it never returns on its own)."""
-        if self._jobs_task is not None:
-            await asyncio.shield(self._jobs_task)
+        """Raise if the backtest or the sweep job runner fails (neither returns on its own)."""
+        tasks = [task for task in (self._jobs_task, self._sweeps_task) if task is not None]
+        if tasks:
+            # wait, not gather: cancelling this watch leaves the runners to stop in order.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
 
     async def _start_nng(self) -> None:
         """Listen for pushed market data, then publish events (both fail fast)."""
@@ -573,10 +660,13 @@ class Daemon:
             await self.nng.close()
 
     async def _stop_jobs(self) -> None:
-        if self._jobs_task is not None:
-            self._jobs_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._jobs_task
+        """Backtests fail; the running sweep stops, to resume at the next start; the Dask
+        cluster closes."""
+        for task in (self._jobs_task, self._sweeps_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _close_journal(self) -> None:
         try:

@@ -4,7 +4,9 @@
 Envelope ``{"type", "timestamp", "payload"}`` with exactly the event types and
 payload fields of the dgbit document: ``job.created``, ``job.started``,
 ``job.completed``, ``job.failed``, ``trade.entered``, ``trade.exited``,
-``signal.generated``. The messages are built by :mod:`gateways.api.outbound`;
+``signal.generated``, and ours for resting orders in the same style:
+``order.accepted``, ``order.triggered``, ``order.cancelled``, ``order.replaced``,
+``order.expired``. The messages are built by :mod:`gateways.api.outbound`;
 each is encoded once and written to every client whose filter admits it.
 """
 
@@ -23,16 +25,23 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.frames import CloseCode
 from websockets.http11 import Response
 
-from gateways.api.outbound import DgbitTranslator, Outgoing, encode_dgbit
+from gateways.api.outbound import ORDER_EVENT_TYPES, DgbitTranslator, Outgoing, encode_dgbit
 from gateways.config import ConnectionConfig
 from gateways.ws.budget import Admission, MessageBudget
 from orchestrator.model.clock import Clock
-from orchestrator.model.events import JOB_EVENT_TYPES, JOB_PROGRESS, Topic
+from orchestrator.model.events import JOB_EVENT_TYPES, JOB_PROGRESS, ORDER_TOPICS, Topic
 
 log = structlog.get_logger("gateways.dgbit")
 
 JOB_EVENTS = tuple(JOB_EVENT_TYPES.values())
-EVENT_TYPES = (*JOB_EVENTS, JOB_PROGRESS, "trade.entered", "trade.exited", "signal.generated")
+EVENT_TYPES = (
+    *JOB_EVENTS,
+    JOB_PROGRESS,
+    "trade.entered",
+    "trade.exited",
+    "signal.generated",
+    *ORDER_EVENT_TYPES.values(),
+)
 EVENTS_PATH = "/api/ws/events"
 JOBS_PATH = re.compile(r"^/api/ws/jobs/(?P<job>[^/]+)$")
 DGBIT_TOPICS = frozenset(
@@ -42,6 +51,7 @@ DGBIT_TOPICS = frozenset(
         Topic.STRATEGY_SIGNAL,
         Topic.JOB,
         Topic.JOB_PROGRESS,
+        *ORDER_TOPICS,
     }
 )
 """The bus topics the dgbit messages come from (orders: why each trade happened)."""

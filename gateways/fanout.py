@@ -36,6 +36,10 @@ class Fanout:
         self._live: dict[Topic, tuple[Sink, ...]] = {topic: () for topic in Topic}
         """Each topic's sinks that hear it, in the order they were added."""
         self.sink_errors = 0
+        self.position: int | None = None
+        """The journal position of the event being published now: set by the delivery
+        of committed events around each one (the outbox carries events alone), None
+        for an event the journal does not write."""
 
     def add(self, sink: Sink, topics: Iterable[Topic] = Topic, deaf: Iterable[Topic] = ()) -> None:
         """Hand ``sink`` the events of ``topics`` (every topic by default), in order; not
@@ -67,7 +71,7 @@ class Fanout:
         sinks = self._live[event.topic]
         if not sinks:
             return
-        outgoing = Outgoing(event)
+        outgoing = Outgoing(event, self.position)
         for sink in sinks:
             try:
                 sink(outgoing)

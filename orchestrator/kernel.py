@@ -56,7 +56,7 @@ class TradingCore:
         }
 
     async def close(self) -> None:
-        self.execution.cancel_all("daemon shutting down")
+        self.execution.cancel_pending("daemon shutting down")
 
 
 def build_trading_core(

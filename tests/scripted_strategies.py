@@ -98,3 +98,22 @@ class RestingBracket(Strategy[ScriptParams]):
                 stop_loss=round(limit * 0.95, 2),
                 take_profit=round(limit * 1.02, 2),
             )
+
+
+class RestingLadder(Strategy[ScriptParams]):
+    """Once, when flat with nothing resting: a market buy of ``quantity`` with a bracket
+    (stop-loss at half the close, take-profit at twice it), a limit buy at half the
+    close and a stop buy at twice it with a bracket. Nothing a random walk reaches in
+    a test's seconds: they rest, and a restart must find them."""
+
+    params_model = ScriptParams
+
+    def on_bar(self, bar: Bar) -> None:
+        symbol, close = bar.symbol, bar.close
+        if self.position(symbol) != 0 or self.open_orders(symbol):
+            return
+        quantity = self.params.quantity
+        low, high = round(close * 0.5, 2), round(close * 2.0, 2)
+        self.buy(symbol, close, quantity=quantity, stop_loss=low, take_profit=high)
+        self.buy(symbol, close, quantity=quantity, limit=low)
+        self.buy(symbol, close, quantity=quantity, stop=high, stop_loss=close, take_profit=high * 2)

@@ -2,9 +2,12 @@
 
 ``get_recent_activity`` (8082) reads the journal's last trades and signals;
 ``get_bars`` (3001) rebuilds the closed bars of a symbol at a resolution from
-the ticks the market data service keeps for warm-up. Neither carries a stream
-``seq`` (the journal keeps none); a client joins them with the live stream by
-id instead: ask after the connection's snapshot, so that what was committed
+the ticks the market data service keeps for warm-up; ``get_indicators`` (8082)
+gives the recent points of a running strategy's indicator lines in a symbol
+(its warm-up bars included), joined with the live ``strategy_indicators`` by
+``start`` as bars are. Neither carries a stream
+``seq`` (they are replies, not part of the stream); a client joins them with the
+live stream by id instead: ask after the connection's snapshot, so that what was committed
 before the reply is in it and what comes later is on the stream; a live trade
 or signal whose ``id`` the history already holds (or a bar whose ``start`` it
 holds) is the same one and replaces it. Nothing falls in between.
@@ -19,11 +22,13 @@ from typing import Literal
 from pydantic import Field
 
 from gateways.api import outbound
-from gateways.api.inbound import Command, ProtocolError
+from gateways.api.inbound import Command, ProtocolError, StrategyId
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.journal.store import Journal
 from orchestrator.model.clock import Clock
 from orchestrator.model.market import Symbol
+from orchestrator.strategy.lines import IndicatorLines
+from orchestrator.strategy.registry import StrategyRegistry
 
 MAX_ACTIVITY = 500
 """The most trades (and, separately, signals) one ``get_recent_activity`` returns."""
@@ -34,6 +39,7 @@ MAX_BARS = 1000
 
 class HistoryCommandType(StrEnum):
     GET_RECENT_ACTIVITY = "get_recent_activity"
+    GET_INDICATORS = "get_indicators"
 
 
 class BarsCommandType(StrEnum):
@@ -47,6 +53,13 @@ class HistoryUnavailable(ProtocolError):
 class GetRecentActivity(Command):
     type: Literal[HistoryCommandType.GET_RECENT_ACTIVITY]
     limit: int = Field(50, ge=1, le=MAX_ACTIVITY)
+
+
+class GetIndicators(Command):
+    type: Literal[HistoryCommandType.GET_INDICATORS]
+    strategyId: StrategyId
+    symbol: Symbol
+    limit: int = Field(300, ge=1, le=MAX_BARS)
 
 
 class GetBars(Command):
@@ -77,3 +90,23 @@ class RecentActivity:
         )
         data = outbound.recent_activity_data(trades, signals)
         return [outbound.encode("recent_activity", data, self._clock.now(), command.request_id)]
+
+
+class IndicatorHistory:
+    """``get_indicators``: what the runtime keeps of each running strategy's lines."""
+
+    def __init__(self, lines: IndicatorLines, registry: StrategyRegistry, clock: Clock) -> None:
+        self._lines = lines
+        self._registry = registry
+        self._clock = clock
+
+    def handlers(self) -> dict[str, CommandHandler]:
+        return {HistoryCommandType.GET_INDICATORS: self.get_indicators}
+
+    async def get_indicators(self, command: GetIndicators, _: Session) -> Replies:
+        strategy_id, symbol = command.strategyId, command.symbol
+        self._registry.view(strategy_id)  # unknown_strategy for an id the catalog lacks
+        points = self._lines.recent(strategy_id, symbol, command.limit)
+        resolution = self._lines.resolution(strategy_id)
+        data = outbound.indicator_history_data(strategy_id, symbol, resolution, points)
+        return [outbound.encode("indicators", data, self._clock.now(), command.request_id)]

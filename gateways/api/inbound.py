@@ -35,11 +35,19 @@ class CommandType(StrEnum):
     STOP_STRATEGY = "stop_strategy"
     PAUSE_STRATEGY = "pause_strategy"
     GET_INSTRUMENTS = "get_instruments"
+    GET_ACCOUNT = "get_account"
     RESUME = "resume"
 
 
 STRATEGY_COMMANDS = frozenset(CommandType)
 """The commands every server accepts: the strategy commands and stream resume."""
+
+
+class OrderCommandType(StrEnum):
+    """The resting orders' commands, on the orchestrator server (8082)."""
+
+    GET_OPEN_ORDERS = "get_open_orders"
+    CANCEL_ORDER = "cancel_order"
 
 
 class ProtocolError(OrchestratorError):
@@ -164,12 +172,37 @@ class GetInstruments(Command):
     type: Literal[CommandType.GET_INSTRUMENTS]
 
 
+OrderId = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
+
+
+class GetOpenOrders(Command):
+    """Every resting order, or one strategy's: answered with ``open_orders``."""
+
+    type: Literal[OrderCommandType.GET_OPEN_ORDERS]
+    strategyId: StrategyId | None = None
+
+
+class CancelOrder(Command):
+    """Cancel one resting order (a bracket entry's id that filled: the exits it armed);
+    answered with ``order_cancelled`` once the cancellation is journaled."""
+
+    type: Literal[OrderCommandType.CANCEL_ORDER]
+    orderId: OrderId
+
+
+class GetAccount(Command):
+    type: Literal[CommandType.GET_ACCOUNT]
+
+
 class ResumeStream(Command):
     """Replay what this server broadcast after ``lastSeq`` of ``epoch``."""
 
     type: Literal[CommandType.RESUME]
     last_seq: int = Field(alias="lastSeq", ge=0)
     epoch: int = Field(ge=0)
+    position: int | None = Field(default=None, ge=0)
+    """The last journal position the client saw: after a restart (another epoch) the
+    committed messages after it are replayed from the journal."""
 
 
 StrategyCommand = Annotated[
@@ -179,6 +212,7 @@ StrategyCommand = Annotated[
     | StopStrategy
     | PauseStrategy
     | GetInstruments
+    | GetAccount
     | ResumeStream,
     Field(discriminator="type"),
 ]

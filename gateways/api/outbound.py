@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import orjson
 
+from orchestrator.backtest.engine import BacktestSpec, FileSource, FilesSource
 from orchestrator.backtest.jobs import JobInfo
-from orchestrator.journal.store import JournaledTrade
+from orchestrator.journal.store import JournaledTrade, StreamRecord
 from orchestrator.model.clock import iso_utc
 from orchestrator.model.events import (
     JOB_PROGRESS,
@@ -26,30 +28,50 @@ from orchestrator.model.events import (
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
+    IndicatorsUpdated,
     JobProgress,
     JobStateChanged,
     JobStatus,
     KillSwitchChanged,
     LimitBreached,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderLifecycle,
     OrderReduced,
     OrderRejected,
+    OrderReplaced,
     OrderSubmitted,
+    OrderTriggered,
     PositionMismatch,
     QuoteUpdated,
     SignalEmitted,
     StopLossTriggered,
     StrategyStatus,
     StrategyStatusChanged,
+    SweepProgress,
+    Topic,
     TradeExecuted,
     VenueState,
 )
 from orchestrator.model.market import Bar, Tick
-from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, Signal
+from orchestrator.model.orders import (
+    BUY,
+    SELL,
+    Bracket,
+    Fill,
+    Order,
+    OrderPurpose,
+    Side,
+    Signal,
+    Trailing,
+)
 from orchestrator.risk.guardian import RiskSnapshot, StrategyRisk
 from orchestrator.strategy.config import StrategyRunConfig
+from orchestrator.strategy.lines import IndicatorPoint, LineValues
 from orchestrator.strategy.registry import StrategyView
 from orchestrator.trading.execution import ExecutionService
-from orchestrator.trading.portfolio import PositionChange
+from orchestrator.trading.portfolio import Account, Pnl, PositionChange
 
 Payload = dict[str, Any]
 Message = tuple[str, Any]
@@ -60,11 +82,15 @@ DgbitMessage = tuple[str, Payload, str | None]
 
 @dataclass(frozen=True, slots=True)
 class StreamPosition:
-    """Where a message stands in its server's stream (additive envelope fields)."""
+    """Where a message stands in its server's stream (additive envelope fields).
+    ``journal``: the journal position of a committed event (a snapshot's: of the last
+    one it shows), which outlives the daemon run; None for what the journal does not
+    write."""
 
-    seq: int
-    epoch: int
+    seq: int | None
+    epoch: int | None
     snapshot: bool = False
+    journal: int | None = None
 
 
 def encode(
@@ -78,8 +104,11 @@ def encode(
     if request_id is not None:
         message["requestId"] = request_id
     if position is not None:
-        message["seq"] = position.seq
-        message["epoch"] = position.epoch
+        if position.seq is not None:
+            message["seq"] = position.seq
+            message["epoch"] = position.epoch
+        if position.journal is not None:
+            message["position"] = position.journal
         if position.snapshot:
             message["snapshot"] = True
     return orjson.dumps(message)
@@ -117,12 +146,33 @@ def position_data(position: HeldPosition) -> Payload:
 
 
 def strategy_entry(view: StrategyView) -> Payload:
-    return {
+    entry: Payload = {
         "id": view.id,
         "name": view.name,
         "status": view.status.value,
         "symbols": list(view.symbols),
         "positions": [position_data(p) for p in view.positions],
+    }
+    if view.pnl is not None:
+        entry.update(pnl_data(view.pnl))
+    return entry
+
+
+def pnl_data(pnl: Pnl) -> Payload:
+    """The three P&L figures, named for their period (README: "P&L")."""
+    return {
+        "realizedPnlToday": pnl.realized_today,
+        "realizedPnlSinceStart": pnl.realized_since_start,
+        "unrealizedPnl": pnl.unrealized,
+    }
+
+
+def account_data(account: Account) -> Payload:
+    return {
+        "equity": account.equity,
+        "cash": account.cash,
+        "exposure": account.exposure,
+        **pnl_data(account.pnl),
     }
 
 
@@ -187,8 +237,28 @@ def signal_data(sig: Signal) -> Payload:
 
 def trade(event: TradeExecuted) -> Message:
     change = event.change
-    pnl = change.realized_pnl if change is not None and change.applied else None
-    return "strategy_trade", {**trade_data(event.fill), "realizedPnl": pnl}
+    applied = change is not None and change.applied
+    return "strategy_trade", {
+        **trade_data(event.fill),
+        "realizedPnl": change.realized_pnl if change is not None and applied else None,
+        "positionQuantity": change.quantity_after if change is not None and applied else None,
+        "purpose": event.purpose.value,
+    }
+
+
+def journaled_trade(trade: JournaledTrade) -> Message:
+    """``strategy_trade`` as read back from the journal: the same message as the live one."""
+    return "strategy_trade", journaled_trade_data(trade)
+
+
+def journaled_trade_data(trade: JournaledTrade) -> Payload:
+    """A journaled fill as ``strategy_trade``'s data."""
+    return {
+        **trade_data(trade.fill),
+        "realizedPnl": trade.realized_pnl,
+        "positionQuantity": trade.position_quantity,
+        "purpose": trade.purpose.value,
+    }
 
 
 def trade_data(fill: Fill) -> Payload:
@@ -208,6 +278,86 @@ def trade_data(fill: Fill) -> Payload:
     if fill.reason is not None:
         data["reason"] = fill.reason
     return data
+
+
+# ---------------------------------------------------------------- resting orders (8082)
+
+
+def _trailing_data(trailing: Trailing | None) -> Payload | None:
+    if trailing is None:
+        return None
+    return {"amount": trailing.amount, "fraction": trailing.fraction}
+
+
+def order_data(order: Order) -> Payload:
+    """A resting order as ``open_orders`` and every order lifecycle message show it.
+    ``stopPrice`` is the stop it waits for (a trailing stop's, when last announced);
+    ``stopLoss``/``takeProfit``/``trailing`` are an entry's bracket, armed by its fill,
+    and ``parentId`` an exit's entry."""
+    bracket = order.bracket
+    return {
+        "orderId": order.id,
+        "strategyId": order.strategy_id,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "quantity": order.quantity,
+        "orderType": order.order_type.value,
+        "limitPrice": order.limit_price,
+        "stopPrice": order.stop_price,
+        "timeInForce": order.time_in_force.value,
+        "purpose": order.purpose.value,
+        "parentId": order.parent_id,
+        "stopLoss": bracket.stop_loss if bracket is not None else None,
+        "takeProfit": bracket.take_profit if bracket is not None else None,
+        "trailing": _trailing_data(order.trailing or (bracket.trailing if bracket else None)),
+        "placedAt": iso_utc(order.ts),
+    }
+
+
+def open_orders_data(strategy_id: str | None, orders: Sequence[Order]) -> Payload:
+    """The ``open_orders`` reply: every committed resting order (of one strategy)."""
+    return {"strategyId": strategy_id, "orders": [order_data(order) for order in orders]}
+
+
+def order_accepted(event: OrderAccepted) -> Message:
+    return "order_accepted", {**order_data(event.order), "timestamp": iso_utc(event.ts)}
+
+
+def order_triggered(event: OrderTriggered) -> Message:
+    return "order_triggered", {
+        **order_data(event.order),
+        "triggerPrice": event.price,
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def order_cancelled(event: OrderCancelled) -> Message:
+    return "order_cancelled", {
+        **order_data(event.order),
+        "reason": event.reason,
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def order_replaced(event: OrderReplaced) -> Message:
+    previous = event.previous
+    return "order_replaced", {
+        **order_data(event.order),
+        "previous": {
+            "quantity": previous.quantity,
+            "limitPrice": previous.limit_price,
+            "stopPrice": previous.stop_price,
+        },
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def order_expired(event: OrderExpired) -> Message:
+    return "order_expired", {
+        **order_data(event.order),
+        "reason": event.reason,
+        "timestamp": iso_utc(event.ts),
+    }
 
 
 # ---------------------------------------------------------------- market data (3001)
@@ -238,6 +388,32 @@ def bar_data(bar: Bar) -> Payload:
 
 def quote(event: QuoteUpdated) -> Message:
     return "quote", quote_data(event.tick)
+
+
+def indicators(event: IndicatorsUpdated) -> Message:
+    return "strategy_indicators", {
+        "strategyId": event.strategy_id,
+        "symbol": event.symbol,
+        "resolution": event.resolution,
+        **indicator_point_data(event.start, event.values),
+    }
+
+
+def indicator_point_data(start: float, values: LineValues) -> Payload:
+    """One point of a strategy's lines: its bar's start and each line's value by name."""
+    return {"start": iso_utc(start), "values": dict(values)}
+
+
+def indicator_history_data(
+    strategy_id: str, symbol: str, resolution: str | None, points: Sequence[IndicatorPoint]
+) -> Payload:
+    """``indicators``: the recent points of one strategy's lines in one symbol."""
+    return {
+        "strategyId": strategy_id,
+        "symbol": symbol,
+        "resolution": resolution,
+        "points": [indicator_point_data(p.start, p.values) for p in points],
+    }
 
 
 def bar(event: BarClosed) -> Message:
@@ -354,6 +530,7 @@ def risk_status_data(
     snapshot: RiskSnapshot,
     execution: ExecutionService,
     statuses: Mapping[str, StrategyStatus],
+    account: Account,
 ) -> Payload:
     halt = execution.halt
     config = snapshot.config
@@ -378,6 +555,7 @@ def risk_status_data(
             "dailyLoss": max(0.0, -snapshot.daily_pnl),
             "dayStart": iso_utc(snapshot.day_start),
         },
+        "account": account_data(account),
         "strategies": [
             _strategy_risk_data(s, statuses.get(s.strategy_id, StrategyStatus.STOPPED))
             for s in snapshot.strategies
@@ -392,8 +570,8 @@ def _strategy_risk_data(risk: StrategyRisk, status: StrategyStatus) -> Payload:
         "limits": _limits_data(risk.limits) if risk.limits is not None else None,
         "exposure": risk.exposure,
         "ordersLastMinute": risk.orders_last_minute,
-        "realizedPnl": risk.realized_pnl,
-        "unrealizedPnl": risk.unrealized_pnl,
+        "realizedPnl": risk.realized_pnl,  # since start, as before the three figures
+        **pnl_data(risk.pnl),
         "positions": [{**position_data(p), "stopPrice": p.stop_price} for p in risk.positions],
     }
 
@@ -418,8 +596,44 @@ def job_data(info: JobInfo | JobStateChanged) -> Payload:
     return data
 
 
+def job_request(spec: BacktestSpec, info: JobInfo, data_dir: Path | None) -> Payload:
+    """What a job runs and when (replies and listings; a broadcast state has the id only):
+    a file's path as the client named it, relative to ``data_dir``."""
+    source = spec.source
+    described: Payload = {"kind": source.kind}
+    if isinstance(source, FileSource):
+        described["path"] = _as_named(source.path, data_dir)
+    elif isinstance(source, FilesSource):
+        described["paths"] = {symbol: _as_named(p, data_dir) for symbol, p in source.paths.items()}
+    else:
+        described |= {
+            "resolution": source.resolution or spec.run_config.data_resolution,
+            "durationSeconds": source.duration_seconds,
+            "seed": source.seed,
+        }
+    return {
+        "strategyId": spec.strategy.id,
+        "strategyName": spec.strategy.name,
+        "symbol": spec.traded_symbol,
+        "symbols": list(spec.symbols) if spec.symbols is not None else None,
+        "source": described,
+        "params": dict(spec.strategy.params),
+        "initialCapital": spec.initial_capital,
+        "createdAt": iso_utc(info.created_at),
+        "finishedAt": iso_utc(info.finished_at) if info.finished_at is not None else None,
+    }
+
+
+def _as_named(path: Path, data_dir: Path | None) -> str:
+    """A file's path as the client named it: relative to ``data_dir`` when inside it."""
+    root = data_dir.resolve() if data_dir is not None else None
+    inside = root is not None and path.is_relative_to(root)
+    return str(path.relative_to(root) if inside and root else path)
+
+
 def job_state(event: JobStateChanged) -> Message:
-    return "backtest_job", job_data(event)
+    """``backtest_job``, or ``sweep_job`` for a sweep."""
+    return f"{event.job_type}_job", job_data(event)
 
 
 def job_progress(event: JobProgress) -> Message:
@@ -431,6 +645,20 @@ def job_progress(event: JobProgress) -> Message:
         "barsTotal": event.total,
     }
     return "backtest_progress", data
+
+
+def sweep_progress(event: SweepProgress) -> Message:
+    data = {
+        "jobId": event.job_id,
+        "jobType": event.job_type,
+        "fraction": event.fraction,
+        "trialsDone": event.done,
+        "trialsTotal": event.total,
+        "bestValue": event.best_value,
+        "bestParams": dict(event.best_params) if event.best_params is not None else None,
+        "etaSeconds": event.eta_seconds,
+    }
+    return "sweep_progress", data
 
 
 def backtest_report(job_id: str, page: Payload) -> Payload:
@@ -448,7 +676,7 @@ def recent_activity_data(trades: list[JournaledTrade], signals: list[Signal]) ->
     A trade is ``strategy_trade``'s data and ``realizedPnl``, what the fill added to its
     position's realized P&L (commission included; null when it moved no position)."""
     return {
-        "trades": [{**trade_data(t.fill), "realizedPnl": t.realized_pnl} for t in trades],
+        "trades": [journaled_trade_data(t) for t in trades],
         "signals": [signal_data(s) for s in signals],
     }
 
@@ -467,8 +695,14 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     SignalEmitted: signal,
     TradeExecuted: trade,
     OrderSubmitted: order_submitted,
+    OrderAccepted: order_accepted,
+    OrderTriggered: order_triggered,
+    OrderCancelled: order_cancelled,
+    OrderReplaced: order_replaced,
+    OrderExpired: order_expired,
     QuoteUpdated: quote,
     BarClosed: bar,
+    IndicatorsUpdated: indicators,
     OrderRejected: order_rejected,
     OrderReduced: order_reduced,
     StopLossTriggered: stop_loss_triggered,
@@ -477,6 +711,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     PositionMismatch: position_mismatch,
     JobStateChanged: job_state,
     JobProgress: job_progress,
+    SweepProgress: sweep_progress,
 }
 """The message of every event, as the WebSocket servers and NNG send it. Which
 server sends which to whom is the routes' business (:mod:`gateways.api.routes`)."""
@@ -484,6 +719,14 @@ server sends which to whom is the routes' business (:mod:`gateways.api.routes`).
 _FOLLOWED_NOT_BROADCAST = frozenset({QuoteUpdated, BarClosed, OrderSubmitted})
 """Quotes and bars go to their channels' members only; no client sees an order on
 its way (NNG does)."""
+
+
+def stream_message(record: StreamRecord) -> tuple[Topic, Message]:
+    """The topic and message of an event read back from the journal (a resume after a
+    restart): what was sent when it was delivered, built by the same functions."""
+    if isinstance(record, JournaledTrade):
+        return Topic.STRATEGY_TRADE, journaled_trade(record)
+    return record.topic, MESSAGES[type(record)](record)
 
 
 def event_message(event: Event) -> Message | None:
@@ -499,7 +742,7 @@ def nng_message(event: Event) -> Message:
     """The ``type`` and ``data`` NNG publishes for ``event``: its WebSocket message,
     but dgbit's job.* for a job (as on the dgbit streams), and for an event added
     later without a message, its topic and its fields (so that none is lost)."""
-    if isinstance(event, JobStateChanged | JobProgress):
+    if isinstance(event, JobStateChanged | JobProgress | SweepProgress):
         kind, payload, _ = dgbit_job(event)
         return kind, payload
     build = MESSAGES.get(type(event))
@@ -523,10 +766,12 @@ class Outgoing:
     however many servers and subscribers send it, and not at all if none does.
     """
 
-    __slots__ = ("_message", "event")
+    __slots__ = ("_message", "event", "position")
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, event: Event, position: int | None = None) -> None:
         self.event = event
+        self.position = position
+        """The event's journal position (None: the journal does not write it)."""
         self._message: Message | None = _UNBUILT
 
     @property
@@ -542,7 +787,7 @@ class Outgoing:
     def nng_message(self) -> Message:
         """What NNG publishes (:func:`nng_message`): the same object as :attr:`message`
         wherever NNG sends the WebSocket message."""
-        if not isinstance(self.event, JobStateChanged | JobProgress):
+        if not isinstance(self.event, JobStateChanged | JobProgress | SweepProgress):
             shared = self.message
             if shared is not None:
                 return shared
@@ -564,11 +809,13 @@ def _confidence_label(confidence: float) -> str:
     return "low"
 
 
-def dgbit_job(event: JobStateChanged | JobProgress) -> DgbitMessage:
+def dgbit_job(event: JobStateChanged | JobProgress | SweepProgress) -> DgbitMessage:
     """job.created, job.started, job.completed or job.failed, by the job's status;
     job.progress while it runs."""
     if isinstance(event, JobProgress):
         return JOB_PROGRESS, dgbit_progress(event), event.job_id
+    if isinstance(event, SweepProgress):
+        return JOB_PROGRESS, dgbit_sweep_progress(event), event.job_id
     payload: Payload = {
         "job_id": event.job_id,
         "job_type": event.job_type,
@@ -592,45 +839,123 @@ def dgbit_progress(event: JobProgress) -> Payload:
     }
 
 
+def dgbit_sweep_progress(event: SweepProgress) -> Payload:
+    return {
+        "job_id": event.job_id,
+        "job_type": event.job_type,
+        "status": str(JobStatus.RUNNING),
+        "progress": event.fraction,
+        "trials_done": event.done,
+        "trials_total": event.total,
+        "best_value": event.best_value,
+        "best_params": dict(event.best_params) if event.best_params is not None else None,
+        "eta_seconds": event.eta_seconds,
+    }
+
+
+ORDER_EVENT_TYPES: Final[Mapping[type[Any], str]] = {
+    OrderAccepted: "order.accepted",
+    OrderTriggered: "order.triggered",
+    OrderCancelled: "order.cancelled",
+    OrderReplaced: "order.replaced",
+    OrderExpired: "order.expired",
+}
+"""The dgbit event type of each order lifecycle event (ours: dgbit's document has none)."""
+
+
+def dgbit_order(event: OrderLifecycle) -> DgbitMessage:
+    """An order lifecycle event in dgbit's style: dotted type, snake_case payload."""
+    order, bracket = event.order, event.order.bracket
+    payload: Payload = {
+        "order_id": order.id,
+        "strategy": order.strategy_id,
+        "symbol": order.symbol,
+        "side": order.side.value.lower(),
+        "quantity": order.quantity,
+        "order_type": order.order_type.value.lower(),
+        "limit_price": order.limit_price,
+        "stop_price": order.stop_price,
+        "time_in_force": order.time_in_force.value,
+        "purpose": order.purpose.value,
+        "parent_id": order.parent_id,
+        "stop_loss": bracket.stop_loss if bracket is not None else None,
+        "take_profit": bracket.take_profit if bracket is not None else None,
+    }
+    if isinstance(event, OrderTriggered):
+        payload["trigger_price"] = event.price
+    if isinstance(event, OrderCancelled | OrderExpired):
+        payload["reason"] = event.reason
+    return ORDER_EVENT_TYPES[type(event)], payload, None
+
+
+def bracket_exits(
+    bracket: Bracket | None, price: float, direction: int
+) -> tuple[float | None, ...]:
+    """(take_profit, stop_loss) the fill of an entry with ``bracket`` at ``price``
+    arms, ``direction`` +1 for a long: a trailing stop starts at its stop-loss when it
+    has one, else ``price`` less its distance (as the pipeline arms it)."""
+    if bracket is None:
+        return None, None
+    stop = bracket.stop_loss
+    if stop is None and bracket.trailing is not None:
+        stop = bracket.trailing.stop_from(price, SELL if direction > 0 else BUY)
+    return bracket.take_profit, stop
+
+
 class DgbitTranslator:
-    """Turns core events into dgbit messages; remembers why each order exists."""
+    """Turns core events into dgbit messages; remembers why each order exists and
+    the bracket it carries."""
 
     def __init__(self) -> None:
-        self._purposes: dict[str, OrderPurpose] = {}
+        self._orders: dict[str, tuple[OrderPurpose, Bracket | None]] = {}
 
     def messages(self, event: Event) -> list[DgbitMessage]:
         if isinstance(event, OrderSubmitted):
-            self._purposes[event.order.id] = event.order.purpose
+            self._orders[event.order.id] = (event.order.purpose, event.order.bracket)
             return []
         if isinstance(event, TradeExecuted):
-            purpose = self._purposes.pop(event.fill.order_id, OrderPurpose.SIGNAL)
+            purpose, bracket = self._orders.pop(event.fill.order_id, (OrderPurpose.SIGNAL, None))
             change = event.change
-            return self._trade(change, event.stop_price, purpose) if change is not None else []
+            if change is None:
+                return []
+            return self._trade(change, event.stop_price, purpose, bracket)
         if isinstance(event, SignalEmitted):
             return [self._signal(event)]
-        if isinstance(event, JobStateChanged | JobProgress):
+        if isinstance(event, JobStateChanged | JobProgress | SweepProgress):
             return [dgbit_job(event)]
+        if isinstance(
+            event, OrderAccepted | OrderTriggered | OrderCancelled | OrderReplaced | OrderExpired
+        ):
+            return [dgbit_order(event)]
         return []
 
     def _trade(
-        self, change: PositionChange, stop_price: float | None, purpose: OrderPurpose
+        self,
+        change: PositionChange,
+        stop_price: float | None,
+        purpose: OrderPurpose,
+        bracket: Bracket | None,
     ) -> list[DgbitMessage]:
         messages: list[DgbitMessage] = []
         if change.is_exit:
             messages.append(("trade.exited", self._exited(change, purpose), None))
         if change.is_entry:
-            messages.append(("trade.entered", self._entered(change, stop_price), None))
+            messages.append(("trade.entered", self._entered(change, stop_price, bracket), None))
         return messages
 
-    def _entered(self, change: PositionChange, stop_price: float | None) -> Payload:
+    def _entered(
+        self, change: PositionChange, stop_price: float | None, bracket: Bracket | None
+    ) -> Payload:
         fill = change.fill
+        # The bracket's exits are the trade's; without one, the guardian's stop-loss.
+        take_profit, stop_loss = bracket_exits(bracket, fill.price, change.opened_direction)
         return {
             "symbol": fill.symbol,
             "side": _direction(change.opened_direction),
             "quantity": change.opened_quantity,
             "entry_price": change.entry_price_after,
-            "take_profit": None,
-            "stop_loss": stop_price,
+            "take_profit": take_profit,
+            "stop_loss": stop_loss if stop_loss is not None else stop_price,
             "strategy": fill.strategy_id,
         }
 

@@ -8,7 +8,10 @@ charting library (TradingView's lightweight-charts, vendored in
 
 It shows the price with every trade's entry and exit marked, the equity with
 buy and hold, the drawdown, the statistics (formatted as the CLI formats them)
-and the trade table. The curves are downsampled to ``REPORT_POINTS`` points,
+and the trade table. A backtest of several symbols on one account shows each
+symbol's price and trades, the account's equity (buy and hold: the equal-weight
+basket), drawdown and statistics, a table of each symbol's figures, and every
+trade with its symbol. The curves are downsampled to ``REPORT_POINTS`` points,
 keeping each bucket's extremes and every marked trade's bars; the trade table
 holds up to ``REPORT_TRADES`` trades (``get_backtest_report`` pages through all).
 """
@@ -28,7 +31,7 @@ import numpy as np
 import orjson
 from websockets.http11 import Request, Response
 
-from gateways.client.backtest_text import statistics_rows
+from gateways.client.backtest_text import SYMBOL_COLUMNS, statistics_rows, symbol_rows
 from gateways.ws.static_files import is_upgrade, plain_response
 from orchestrator.backtest.report import BacktestReport, TradeRecord, downsample
 from orchestrator.model.clock import iso_utc
@@ -49,6 +52,10 @@ def render_report(report: BacktestReport, title: str, chart_library: str) -> str
     """The whole HTML file."""
     trades = report.trades[:REPORT_TRADES]
     data = _chart_data(report, trades)
+    data["prices"] = [
+        _price_data(part, part.trades[: REPORT_TRADES // len(report.parts)], part.symbol)
+        for part in report.parts
+    ] or [_price_data(report, trades, report.symbol)]
     # "</" inside a script would end it: JSON never needs the slash unescaped.
     payload = orjson.dumps(data).decode().replace("</", "<\\/")
     rows = "".join(_trade_row(number, trade) for number, trade in enumerate(trades, start=1))
@@ -63,17 +70,62 @@ def render_report(report: BacktestReport, title: str, chart_library: str) -> str
         ),
         trade_rows=rows,
         trades_shown=shown,
+        per_symbol=_per_symbol_table(report),
+        price_charts="".join(
+            f'<h3>{html.escape(price["symbol"])}</h3><div id="price-{number}" class="chart" '
+            f'data-testid="price-chart"></div>'
+            for number, price in enumerate(data["prices"])
+        ),
         points=f"{len(data['time']):,} of {report.points:,}",
         library=chart_library.replace("</script", "<\\/script"),
         data=payload,
     )
 
 
+def _per_symbol_table(report: BacktestReport) -> str:
+    """Each symbol's figures (several symbols on one account), or nothing."""
+    if not report.parts:
+        return ""
+    wire = [
+        {"symbol": part.symbol, "statistics": part.statistics.to_wire(snake_case=True)}
+        for part in report.parts
+    ]
+    head = "".join(
+        f"<th>{html.escape(name)}</th>" for name in ("Symbol", *(c[0] for c in SYMBOL_COLUMNS))
+    )
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+        for row in symbol_rows(wire)
+    )
+    return (
+        '<h2>Per symbol</h2><table data-testid="per-symbol"><thead><tr>'
+        f"{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def _kept(report: BacktestReport, trades: tuple[TradeRecord, ...], series: tuple[Any, ...]) -> Any:
+    """The points to draw: each stretch's extremes, and every marked trade's bars."""
+    kept = downsample(series, REPORT_POINTS)
+    marked = np.array([b for t in trades for b in (t.entry_bar, t.exit_bar)], dtype=np.int64)
+    return np.union1d(kept, marked[(marked >= 0) & (marked < report.points)])
+
+
+def _price_data(
+    report: BacktestReport, trades: tuple[TradeRecord, ...], symbol: str
+) -> dict[str, Any]:
+    """One symbol's closes at the kept points and its trades' marks."""
+    kept = _kept(report, trades, (report.closes,))
+    return {
+        "symbol": symbol or "price",
+        "time": report.times[kept].astype(np.int64).tolist(),
+        "close": report.closes[kept].tolist(),
+        "marks": _marks(report, trades),
+    }
+
+
 def _chart_data(report: BacktestReport, trades: tuple[TradeRecord, ...]) -> dict[str, Any]:
     """The curves at the kept points, and the trades' marks (bar indexes into them)."""
-    kept = downsample((report.equity, report.drawdown_pct, report.closes), REPORT_POINTS)
-    marked = np.array([b for t in trades for b in (t.entry_bar, t.exit_bar)], dtype=np.int64)
-    kept = np.union1d(kept, marked[(marked >= 0) & (marked < report.points)])
+    kept = _kept(report, trades, (report.equity, report.drawdown_pct, report.closes))
     times = report.times[kept].astype(np.int64)
     return {
         "time": times.tolist(),
@@ -81,19 +133,23 @@ def _chart_data(report: BacktestReport, trades: tuple[TradeRecord, ...]) -> dict
         "equity": report.equity[kept].tolist(),
         "buyAndHold": report.buy_and_hold[kept].tolist(),
         "drawdown": report.drawdown_pct[kept].tolist(),
-        "marks": sorted(
-            (
-                mark
-                for trade in trades
-                for mark in (
-                    _mark(report, trade.entry_bar, trade.side == "long", f"{trade.side} in"),
-                    _mark(report, trade.exit_bar, trade.side != "long", trade.exit_reason),
-                )
-                if mark is not None
-            ),
-            key=lambda mark: int(mark["time"]),
-        ),
+        "marks": _marks(report, trades),
     }
+
+
+def _marks(report: BacktestReport, trades: tuple[TradeRecord, ...]) -> list[dict[str, Any]]:
+    return sorted(
+        (
+            mark
+            for trade in trades
+            for mark in (
+                _mark(report, trade.entry_bar, trade.side == "long", f"{trade.side} in"),
+                _mark(report, trade.exit_bar, trade.side != "long", trade.exit_reason),
+            )
+            if mark is not None
+        ),
+        key=lambda mark: int(mark["time"]),
+    )
 
 
 def _mark(report: BacktestReport, bar: int, buy: bool, text: str) -> dict[str, Any] | None:
@@ -105,6 +161,7 @@ def _mark(report: BacktestReport, bar: int, buy: bool, text: str) -> dict[str, A
 def _trade_row(number: int, trade: TradeRecord) -> str:
     cells = (
         f"{number:,}",
+        trade.symbol,
         trade.side,
         f"{trade.quantity:,g}",
         iso_utc(trade.entry_time),
@@ -158,17 +215,18 @@ th, td {{ padding: 3px 10px; border-bottom: 1px solid #30363d; text-align: right
 th {{ text-align: left; font-weight: normal; color: #8b949e; }}
 .trades {{ max-height: 480px; overflow: auto; }} .trades th {{ position: sticky; top: 0;
   background: #161b22; }}
-tr.gain td:nth-child(8) {{ color: #3fb950; }} tr.loss td:nth-child(8) {{ color: #f85149; }}
+tr.gain td:nth-child(9) {{ color: #3fb950; }} tr.loss td:nth-child(9) {{ color: #f85149; }}
 .note {{ color: #8b949e; }}
 </style></head><body>
 <h1>{title}</h1>
-<h2>Price and trades</h2><div id="price" class="chart" data-testid="price-chart"></div>
+<h2>Price and trades</h2>{price_charts}
 <h2>Equity and buy &amp; hold</h2><div id="equity" class="chart" data-testid="equity-chart"></div>
 <h2>Drawdown</h2><div id="drawdown" class="chart small" data-testid="drawdown-chart"></div>
 <p class="note">Curves: {points} bars (each stretch's lowest and highest kept).</p>
 <h2>Statistics</h2><table data-testid="statistics">{statistics}</table>
+{per_symbol}
 <h2>Trades ({trades_shown})</h2>
-<div class="trades"><table data-testid="trades"><thead><tr><th>#</th><th>side</th>
+<div class="trades"><table data-testid="trades"><thead><tr><th>#</th><th>symbol</th><th>side</th>
 <th>quantity</th><th>entry time</th><th>entry</th><th>exit time</th><th>exit</th>
 <th>P&amp;L</th><th>P&amp;L %</th><th>exit reason</th></tr></thead>
 <tbody>{trade_rows}</tbody></table></div>
@@ -181,12 +239,15 @@ const options = {{ layout: {{ background: {{ color: "#0d1117" }}, textColor: "#e
   timeScale: {{ timeVisible: true }}, autoSize: true }};
 const points = (values) => data.time.map((time, i) => ({{ time, value: values[i] }}));
 function chart(id) {{ return LC.createChart(document.getElementById(id), options); }}
-const price = chart("price");
-const close = price.addSeries(LC.LineSeries, {{ color: "#58a6ff", lineWidth: 1 }});
-close.setData(points(data.close));
-LC.createSeriesMarkers(close, data.marks.map((m) => ({{ time: m.time,
-  position: m.buy ? "belowBar" : "aboveBar", color: m.buy ? "#3fb950" : "#f85149",
-  shape: m.buy ? "arrowUp" : "arrowDown", text: m.text }})));
+const prices = data.prices.map((symbol, number) => {{
+  const price = chart(`price-${{number}}`);
+  const close = price.addSeries(LC.LineSeries, {{ color: "#58a6ff", lineWidth: 1 }});
+  close.setData(symbol.time.map((time, i) => ({{ time, value: symbol.close[i] }})));
+  LC.createSeriesMarkers(close, symbol.marks.map((m) => ({{ time: m.time,
+    position: m.buy ? "belowBar" : "aboveBar", color: m.buy ? "#3fb950" : "#f85149",
+    shape: m.buy ? "arrowUp" : "arrowDown", text: m.text }})));
+  return price;
+}});
 const equity = chart("equity");
 equity.addSeries(LC.LineSeries, {{ color: "#d29922", lineWidth: 2, title: "equity" }})
   .setData(points(data.equity));
@@ -195,7 +256,7 @@ equity.addSeries(LC.LineSeries, {{ color: "#8b949e", lineWidth: 1, title: "buy &
 chart("drawdown").addSeries(LC.AreaSeries, {{ lineColor: "#f85149",
   topColor: "rgba(248,81,73,0.05)", bottomColor: "rgba(248,81,73,0.4)", title: "drawdown %" }})
   .setData(points(data.drawdown));
-for (const c of [price, equity]) c.timeScale().fitContent();
+for (const c of [...prices, equity]) c.timeScale().fitContent();
 document.body.dataset.ready = "true";
 </script>
 </body></html>

@@ -103,7 +103,8 @@ class RiskCommands:
         configs = {view.id: view.config for view in views}
         snapshot = self._guardian.snapshot(configs, self._committed.marked_book())
         statuses = {view.id: view.status for view in views}
-        data = outbound.risk_status_data(snapshot, self._execution, statuses)
+        account = self._committed.account()
+        data = outbound.risk_status_data(snapshot, self._execution, statuses, account)
         return [outbound.encode("risk_status", data, self._clock.now(), command.request_id)]
 
     async def halt_trading(self, command: HaltTrading, session: Session) -> Replies:

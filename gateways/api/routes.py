@@ -13,7 +13,7 @@ from typing import Any
 from gateways.api import outbound
 from gateways.api.market_data import bar_channel, quote_channel
 from gateways.ws.server import EVERYONE, Routes, Session
-from orchestrator.model.events import BarClosed, QuoteUpdated, Topic
+from orchestrator.model.events import ORDER_TOPICS, BarClosed, QuoteUpdated, Topic
 from orchestrator.strategy.committed_views import CommittedViews
 
 
@@ -38,9 +38,11 @@ ROUTES: Mapping[str, Routes] = {
         Topic.STRATEGY_STATUS,
         Topic.STRATEGY_SIGNAL,
         Topic.STRATEGY_TRADE,
+        Topic.STRATEGY_INDICATORS,
         Topic.EXECUTION_STATUS,
         Topic.JOB,
         Topic.JOB_PROGRESS,
+        *ORDER_TOPICS,
     ),
     "market_data": {
         Topic.MARKET_QUOTE: _quote_channel,

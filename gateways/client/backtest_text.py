@@ -6,7 +6,7 @@ nothing of the daemon, as the rest of the client package."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TextIO
 
 from gateways.client.text import duration, percent
@@ -49,6 +49,16 @@ STATISTICS_ROWS: tuple[tuple[str, str, Unit], ...] = (
 )
 """Label, key in the result's ``statistics`` and unit, in backtesting.py's order."""
 PROGRESS_BAR_WIDTH = 30
+SYMBOL_COLUMNS: tuple[tuple[str, str, Unit], ...] = (
+    ("Trades", "trade_count", "count"),
+    ("Win rate", "win_rate_pct", "pct"),
+    ("Return", "return_pct", "pct"),
+    ("Buy & hold", "buy_and_hold_return_pct", "pct"),
+    ("Max. drawdown", "max_drawdown_pct", "pct"),
+    ("Sharpe", "sharpe_ratio", "ratio"),
+    ("Profit factor", "profit_factor", "ratio"),
+)
+"""The per-symbol table of an account of several symbols: header, statistic, unit."""
 
 
 def statistics_rows(statistics: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -63,6 +73,31 @@ def statistics_table(statistics: Mapping[str, Any]) -> list[str]:
     label_width = max(len(label) for label, _ in rows)
     value_width = max(len(value) for _, value in rows)
     return [f"{label:<{label_width}}  {value:>{value_width}}" for label, value in rows]
+
+
+def symbol_rows(per_symbol: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
+    """(symbol, figure...) per symbol of the result's ``per_symbol``, SYMBOL_COLUMNS'
+    figures (a symbol's return is its P&L over the account's capital)."""
+    rows = []
+    for part in per_symbol:
+        statistics = part.get("statistics") or {}
+        values = (_value(statistics.get(key), unit) for _, key, unit in SYMBOL_COLUMNS)
+        rows.append((str(part.get("symbol", "?")), *values))
+    return rows
+
+
+def symbols_table(per_symbol: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The per-symbol figures as an aligned table, one line per symbol under a header."""
+    header = ("Symbol", *(name for name, _, _ in SYMBOL_COLUMNS))
+    rows = [header, *symbol_rows(per_symbol)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return [
+        "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
 
 
 def _value(value: Any, unit: Unit) -> str:

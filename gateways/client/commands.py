@@ -31,7 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from gateways.client.backtest_text import ProgressBar, statistics_table
+from gateways.client.backtest_text import ProgressBar, statistics_table, symbols_table
+from gateways.client.sweep_text import TrialsBar, best_lines, parameter_range, trials_table
 from gateways.client.text import percent, plural, printable_message
 from gateways.client.ws_client import (
     CommandError,
@@ -75,8 +76,21 @@ RISK_EVENTS = (
     "limit_breach",
     "kill_switch",
 )
-WATCH_GROUPS = {"signals": SIGNALS, "trades": TRADES, "status": STATUS, "risk": RISK_EVENTS}
-ORCHESTRATOR_TYPES = frozenset((*SIGNALS, *TRADES, *STATUS))
+ORDERS = (
+    "order_accepted",
+    "order_triggered",
+    "order_cancelled",
+    "order_replaced",
+    "order_expired",
+)
+WATCH_GROUPS = {
+    "signals": SIGNALS,
+    "trades": TRADES,
+    "status": STATUS,
+    "orders": ORDERS,
+    "risk": RISK_EVENTS,
+}
+ORCHESTRATOR_TYPES = frozenset((*SIGNALS, *TRADES, *STATUS, *ORDERS))
 RISK_TYPES = frozenset(RISK_EVENTS)
 WATCH_TYPES = ORCHESTRATOR_TYPES | RISK_TYPES
 
@@ -84,7 +98,21 @@ RISK_COMMANDS = frozenset({"risk", "halt", "resume"})
 """The commands for the risk guardian (3002), not the orchestrator server."""
 
 CLIENT_COMMANDS = frozenset(
-    {"status", "start", "stop", "pause", "watch", "risk", "halt", "resume", "backtest", "venue"}
+    {
+        "status",
+        "start",
+        "stop",
+        "pause",
+        "orders",
+        "cancel-order",
+        "watch",
+        "risk",
+        "halt",
+        "resume",
+        "backtest",
+        "sweep",
+        "venue",
+    }
 )
 
 
@@ -119,12 +147,13 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     stop = _command(commands, "stop", "stop a strategy (closing its positions)")
     stop.add_argument("id", help="strategy id")
-    stop.add_argument(
-        "--risk-url",
-        type=_ws_url,
-        help="risk guardian for the P&L of the closing trades (default: as for status)",
-    )
     _command(commands, "pause", "pause a strategy").add_argument("id", help="strategy id")
+    orders = _command(commands, "orders", "the resting orders: limits, stops, bracket exits")
+    orders.add_argument("--strategy", metavar="ID", help="only this strategy's")
+    cancel = _command(commands, "cancel-order", "cancel a resting order")
+    cancel.add_argument(
+        "order_id", metavar="ORDER_ID", help="as `orders` lists it (a filled entry's: its exits)"
+    )
 
     watch = _command(commands, "watch", "a live stream of signals, trades and risk events")
     watch.add_argument(
@@ -162,10 +191,76 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     venue.add_argument("name", nargs="?", help="the venue (acknowledge: required)")
     venue.add_argument("--asset", help="acknowledge only this asset's mismatch (e.g. BTC)")
     _add_backtest_parser(commands)
+    _add_sweep_parser(commands)
 
 
 def _add_backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     backtest = _command(commands, "backtest", "backtest a catalog strategy as a job of the daemon")
+    _add_source_arguments(backtest)
+    backtest.add_argument(
+        "--param",
+        dest="strategy_params",
+        action="append",
+        type=_param,
+        metavar="NAME=VALUE",
+        help="a strategy parameter for this run, over the catalog's (repeat for several), "
+        "e.g. --param fast=5 --param slow=30",
+    )
+    backtest.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="save the job's HTML report (charts, statistics, trades) to this file",
+    )
+    backtest.add_argument(
+        "--force", action="store_true", help="let --report overwrite an existing file"
+    )
+
+
+def _add_sweep_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sweep = _command(
+        commands, "sweep", "search a catalog strategy's parameters (grid, random, TPE) on Dask"
+    )
+    _add_source_arguments(sweep)
+    sweep.add_argument(
+        "--param",
+        "-p",
+        dest="params",
+        action="append",
+        type=parameter_range,
+        required=True,
+        metavar="NAME=RANGE",
+        help="a parameter to vary: NAME=LOW:HIGH[:STEP], NAME=LOW:HIGH:log or NAME=A,B,C "
+        "(repeat for each)",
+    )
+    sweep.add_argument(
+        "--objective",
+        default="sharpe",
+        help="the statistic to optimise: sharpe, sortino, calmar, return, "
+        "return_over_max_drawdown or any of the report's (default sharpe)",
+    )
+    sweep.add_argument("--minimize", action="store_true", help="lowest is best")
+    sweep.add_argument("--min-trades", type=int, default=0, help="fewer trades: infeasible")
+    sweep.add_argument(
+        "--max-drawdown", type=_positive, metavar="PCT", help="a deeper drawdown: infeasible"
+    )
+    sweep.add_argument("--method", choices=("grid", "random", "tpe"), default="grid")
+    sweep.add_argument("--trials", type=int, help="trials of a random or TPE search")
+    sweep.add_argument("--sampler-seed", type=int, default=0, help="seed of random and TPE")
+    sweep.add_argument(
+        "--heatmap", type=_comma_list, metavar="X,Y", help="the heatmap's two parameters"
+    )
+    sweep.add_argument(
+        "--walk-forward", type=int, metavar="WINDOWS", help="walk-forward with this many windows"
+    )
+    sweep.add_argument(
+        "--train-ratio", type=_positive, default=3.0, help="training over test length (3)"
+    )
+    sweep.add_argument("--anchored", action="store_true", help="training always from the start")
+    sweep.add_argument("--top", type=int, default=10, help="best trials shown (default 10)")
+
+
+def _add_source_arguments(backtest: argparse.ArgumentParser) -> None:
+    """What a backtest and a sweep run over: the strategy and the history."""
     backtest.add_argument("id", help="strategy id of the catalog, e.g. strategy-123")
     backtest.add_argument(
         "--file",
@@ -182,18 +277,30 @@ def _add_backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="synthetic feed: how much market time to simulate (default: the daemon's, one day)",
     )
     backtest.add_argument("--symbol", help="the symbol to trade (default: the strategy's first)")
+    backtest.add_argument(
+        "--symbols",
+        type=_symbols,
+        help="several symbols on one account, comma-separated, e.g. AAPL,MSFT (each one's "
+        "bars from the synthetic feed or from --file: a dataset, a recording or a Parquet "
+        "file with a symbol column)",
+    )
+    backtest.add_argument(
+        "--files",
+        type=_symbol_files,
+        metavar="SYMBOL=PATH,...",
+        help="one history file per symbol inside jobs.data_dir, e.g. AAPL=aapl.csv,MSFT=msft.csv: "
+        "those symbols on one account",
+    )
+    backtest.add_argument(
+        "--capital",
+        type=_positive,
+        metavar="VALUE",
+        help="the account's initial capital (default: maxPositionValue times the symbols)",
+    )
     backtest.add_argument("--resolution", help="bar resolution (default: the strategy's)")
     backtest.add_argument("--seed", type=int, help="synthetic feed seed (default: the daemon's, 7)")
     backtest.add_argument(
         "--no-wait", action="store_true", help="print the job id and return without waiting"
-    )
-    backtest.add_argument(
-        "--report",
-        metavar="FILE.html",
-        help="save the job's HTML report (charts, statistics, trades) to this file",
-    )
-    backtest.add_argument(
-        "--force", action="store_true", help="let --report overwrite an existing file"
     )
 
 
@@ -239,6 +346,17 @@ def _symbols(text: str) -> list[str]:
     return [symbol.upper() for symbol in _comma_list(text)]
 
 
+def _symbol_files(text: str) -> dict[str, str]:
+    """``AAPL=aapl.csv,MSFT=msft.csv`` as {symbol: path}."""
+    files: dict[str, str] = {}
+    for item in _comma_list(text):
+        symbol, equals, path = item.partition("=")
+        if not equals or not symbol.strip() or not path.strip():
+            raise argparse.ArgumentTypeError(f"{item!r} is not SYMBOL=PATH")
+        files[symbol.strip().upper()] = path.strip()
+    return files
+
+
 def _watch_types(text: str) -> list[str]:
     types: list[str] = []
     for item in _comma_list(text):
@@ -260,6 +378,18 @@ def _fraction(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (0.02 or 2%)") from None
     return value
+
+
+def _param(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE``, the value read as JSON (5, 2.5, true) or else kept as text."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    return name.strip(), parsed
 
 
 def _positive(text: str) -> float:
@@ -326,7 +456,16 @@ async def run_client_command(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+_SOURCE_FLAGS = {
+    "source.durationSeconds": "--duration",
+    "source.resolution": "--resolution",
+    "source.seed": "--seed",
+    "source.path": "--file",
+    "durationSeconds": "--duration",
+    "symbol": "--symbol",
+}
 FLAGS_OF_FIELDS = {
+    "sweep": {**_SOURCE_FLAGS, "trials": "--trials", "minTrades": "--min-trades"},
     "backtest": {
         "source.durationSeconds": "--duration",
         "source.resolution": "--resolution",
@@ -334,6 +473,9 @@ FLAGS_OF_FIELDS = {
         "source.path": "--file",
         "durationSeconds": "--duration",
         "symbol": "--symbol",
+        "symbols": "--symbols",
+        "source.paths": "--files",
+        "initialCapital": "--capital",
     },
 }
 """The wire's field names as the user typed them: the flags of each command."""
@@ -520,6 +662,7 @@ async def show_status(args: argparse.Namespace, out: Output) -> int:
     execution = client.messages("execution_service_status", maxsize=10)
     async with client:
         reply = await (client.get_strategies() if args.all else client.get_active_strategies())
+        account = await _account(client)
         await out.learn_prices(client)
         async with asyncio.timeout(args.timeout):
             # The snapshot's execution_service_status came before any reply.
@@ -534,7 +677,8 @@ async def show_status(args: argparse.Namespace, out: Output) -> int:
             {
                 "executionStatus": execution_data.get("status"),
                 "killSwitch": kill_switch,
-                "pnlSource": "risk_guardian" if risk is not None else "positions",
+                "pnlSource": _pnl_source(reply["data"], risk),
+                "account": account,
                 "strategies": strategies,
             }
         )
@@ -544,15 +688,54 @@ async def show_status(args: argparse.Namespace, out: Output) -> int:
     if kill_switch is not None and kill_switch.get("engaged"):
         headline += "  " + out.paint(f"kill switch engaged: {kill_switch.get('reason')}", "red")
     out.print(headline)
+    if account is not None:
+        out.print(account_text(account))
     out.print()
     if not strategies:
         out.print("no strategies running (orchestrator status --all lists the catalog)")
     else:
         _print_strategies(out, strategies)
-    if risk is None:
+    if risk is None and _pnl_source(reply["data"], risk) == "positions":
         note = f"(risk guardian: {risk_problem}; realized P&L unknown, unrealized from positions)"
         out.print(out.paint(note, "dim"))
     return EXIT_OK
+
+
+PNL_FIELDS = ("realizedPnlToday", "realizedPnlSinceStart", "unrealizedPnl")
+"""The three P&L figures of a strategy entry, a risk status entry and the account."""
+
+
+def _has_pnl(entry: dict[str, Any]) -> bool:
+    return all(isinstance(entry.get(name), int | float) for name in PNL_FIELDS)
+
+
+def _pnl_source(entries: list[dict[str, Any]], risk: dict[str, Any] | None) -> str:
+    """Where status took the P&L from: the risk guardian, the strategy entries
+    themselves (the same committed book), or the positions alone (an older daemon)."""
+    if risk is not None:
+        return "risk_guardian"
+    return "strategies" if all(_has_pnl(e) for e in entries) else "positions"
+
+
+async def _account(client: OrchestratorClient) -> dict[str, Any] | None:
+    """The daemon's ``account``, or None from a daemon that predates it."""
+    try:
+        reply = await client.get_account()
+    except CommandError:
+        return None
+    data = reply.get("data")
+    return data if isinstance(data, dict) else None
+
+
+def account_text(account: dict[str, Any]) -> str:
+    """One line: equity, cash, exposure and the P&L totals, each named for its period."""
+    return (
+        f"account    equity {money(account.get('equity'))}, cash {money(account.get('cash'))}, "
+        f"exposure {money(account.get('exposure'))}; realized P&L today "
+        f"{money(account.get('realizedPnlToday'))}, since start "
+        f"{money(account.get('realizedPnlSinceStart'))}; unrealized "
+        f"{money(account.get('unrealizedPnl'))}"
+    )
 
 
 async def _risk_status(args: argparse.Namespace, url: str) -> tuple[dict[str, Any] | None, str]:
@@ -567,23 +750,31 @@ async def _risk_status(args: argparse.Namespace, url: str) -> tuple[dict[str, An
 
 
 def _with_pnl(entry: dict[str, Any], risk: dict[str, Any] | None) -> dict[str, Any]:
-    positions = entry.get("positions") or []
-    if risk is None:
-        return {**entry, "realizedPnl": None, "unrealizedPnl": unrealized_from_positions(positions)}
+    """``entry`` with its three P&L figures and ``realizedPnl`` (since start)."""
     found = next(
-        (s for s in risk.get("strategies", []) if s.get("strategyId") == entry.get("id")), None
+        (s for s in (risk or {}).get("strategies", []) if s.get("strategyId") == entry.get("id")),
+        None,
     )
-    if found is None:
-        return {**entry, "realizedPnl": None, "unrealizedPnl": unrealized_from_positions(positions)}
+    source = found if found is not None and _has_pnl(found) else entry
+    if _has_pnl(source):
+        figures = {name: source[name] for name in PNL_FIELDS}
+        return {**entry, **figures, "realizedPnl": figures["realizedPnlSinceStart"]}
+    positions = entry.get("positions") or []
+    realized = found.get("realizedPnl") if found is not None else None
     return {
         **entry,
-        "realizedPnl": found.get("realizedPnl"),
-        "unrealizedPnl": found.get("unrealizedPnl"),
+        "realizedPnlToday": None,
+        "realizedPnlSinceStart": realized,
+        "unrealizedPnl": unrealized_from_positions(positions),
+        "realizedPnl": realized,
     }
 
 
 def _print_strategies(out: Output, strategies: list[dict[str, Any]]) -> None:
-    headers = ("id", "name", "status", "symbols", "positions", "realized P&L", "unrealized P&L")
+    headers = (
+        *("id", "name", "status", "symbols", "positions"),
+        *("realized today", "realized since start", "unrealized"),
+    )
     rows: list[list[Cell]] = [
         [
             str(s.get("id")),
@@ -591,22 +782,21 @@ def _print_strategies(out: Output, strategies: list[dict[str, Any]]) -> None:
             _status_cell(s.get("status")),
             ",".join(s.get("symbols") or []) or "-",
             positions_text(out, s.get("positions") or []),
-            _pnl_cell(s.get("realizedPnl")),
-            _pnl_cell(s.get("unrealizedPnl")),
+            *(_pnl_cell(s.get(name)) for name in PNL_FIELDS),
         ]
         for s in strategies
     ]
-    out.print(table(out, headers, rows, numeric={5, 6}))
-    realized = [
-        s["realizedPnl"] for s in strategies if isinstance(s.get("realizedPnl"), int | float)
+    out.print(table(out, headers, rows, numeric={5, 6, 7}))
+    totals = [
+        money(sum(s[name] for s in strategies if isinstance(s.get(name), int | float)))
+        if any(isinstance(s.get(name), int | float) for s in strategies)
+        else "-"
+        for name in PNL_FIELDS
     ]
-    unrealized = sum(
-        s["unrealizedPnl"] for s in strategies if isinstance(s.get("unrealizedPnl"), int | float)
+    out.print(
+        f"total P&L: realized today {totals[0]}, realized since start {totals[1]}, "
+        f"unrealized {totals[2]}"
     )
-    total = f"total: unrealized P&L {money(unrealized)}"
-    if realized:
-        total = f"total: realized P&L {money(sum(realized))}, unrealized P&L {money(unrealized)}"
-    out.print(total)
 
 
 # ------------------------------------------------------------------ start, stop, pause
@@ -627,35 +817,30 @@ async def start_strategy(args: argparse.Namespace, out: Output) -> int:
 
 async def stop_strategy(args: argparse.Namespace, out: Output) -> int:
     """Stop a strategy and say what its closing trades did: the daemon sends them
-    before the reply, and the risk guardian's realized P&L tells what they made."""
-    before = await _realized_pnl(args, args.id)
+    before the reply, each with what it realized."""
     async with make_client(args, args.url) as client:
         trades = client.messages("strategy_trade", strategy_id=args.id)
         reply = await client.stop_strategy(args.id)
         await trades.aclose()
         await out.learn_prices(client)
-        closes = [m["data"] async for m in trades if m["data"].get("status") == "FILLED"]
+        closes = [m["data"] async for m in trades if _closed_by_the_stop(m["data"])]
     if args.json:
         return _lifecycle_reply(out, args, reply, "stopped")
-    after = await _realized_pnl(args, args.id) if closes else None
     data = reply.get("data") or {}
     stopped = f"stopped {data.get('strategyId', args.id)} ({data.get('name')})"
-    out.print(f"{stopped}: {_closed_text(out, closes, before, after)}")
+    out.print(f"{stopped}: {_closed_text(out, closes)}")
     return EXIT_OK
 
 
-async def _realized_pnl(args: argparse.Namespace, strategy_id: str) -> float | None:
-    """The strategy's realized P&L by the risk guardian; None when it does not answer."""
-    risk, _ = await _risk_status(args, args.risk_url or risk_url_for(args.url))
-    strategies = risk.get("strategies", []) if risk is not None else []
-    found = next((s for s in strategies if s.get("strategyId") == strategy_id), None)
-    value = found.get("realizedPnl") if found is not None else (0.0 if risk else None)
-    return float(value) if isinstance(value, int | float) else None
+def _closed_by_the_stop(trade: dict[str, Any]) -> bool:
+    """A fill of the stop's own closing orders: the strategy's other fills (its signals,
+    its stop-loss) can land while the command is on its way. A daemon older than
+    ``purpose`` sends none; then every fill counts."""
+    purpose = trade.get("purpose", "strategy_stop")
+    return trade.get("status") == "FILLED" and purpose == "strategy_stop"
 
 
-def _closed_text(
-    out: Output, closes: list[dict[str, Any]], before: float | None, after: float | None
-) -> str:
+def _closed_text(out: Output, closes: list[dict[str, Any]]) -> str:
     if not closes:
         return "no position to close"
     parts = [
@@ -664,8 +849,9 @@ def _closed_text(
         for c in closes
     ]
     text = f"closed {', '.join(parts)}"
-    if before is not None and after is not None:
-        made = after - before
+    realized = [c["realizedPnl"] for c in closes if isinstance(c.get("realizedPnl"), int | float)]
+    if len(realized) == len(closes):  # a daemon older than realizedPnl: no figure
+        made = sum(realized)
         text += f"; realized P&L {'+' if made > 0 else ''}{money(made)}"
     return text
 
@@ -685,6 +871,89 @@ def _lifecycle_reply(out: Output, args: argparse.Namespace, reply: Message, verb
     if data.get("symbols"):
         text += f" on {', '.join(data['symbols'])}"
     out.print(text)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ resting orders
+
+
+async def show_orders(args: argparse.Namespace, out: Output) -> int:
+    async with make_client(args, args.url) as client:
+        reply = await client.get_open_orders(args.strategy)
+        await out.learn_prices(client)
+    if args.json:
+        out.json(reply)
+        return EXIT_OK
+    orders = (reply.get("data") or {}).get("orders") or []
+    if not orders:
+        whose = f" of {args.strategy}" if args.strategy else ""
+        out.print(f"no resting orders{whose}")
+        return EXIT_OK
+    headers = ["ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICES", "TIF", "FOR"]
+    rows = [_order_row(out, order) for order in orders]
+    out.print(table(out, headers, rows, numeric={4}))
+    return EXIT_OK
+
+
+def _order_row(out: Output, order: dict[str, Any]) -> list[Cell]:
+    side = str(order.get("side"))
+    return [
+        str(order.get("orderId")),
+        str(order.get("strategyId")),
+        str(order.get("symbol")),
+        (side, _SIDE_STYLES.get(side)),
+        number(order.get("quantity")),
+        str(order.get("orderType")),
+        order_prices(out, order),
+        str(order.get("timeInForce")),
+        _order_purpose(order),
+    ]
+
+
+def order_prices(out: Output, order: dict[str, Any]) -> str:
+    """An order's prices in words: "stop 101, limit 101.5; bracket 95 / 110"."""
+    symbol = order.get("symbol")
+    parts = [
+        f"{word} {out.price(order[key], symbol)}"
+        for word, key in (("stop", "stopPrice"), ("limit", "limitPrice"))
+        if order.get(key) is not None
+    ]
+    trailing = order.get("trailing")
+    if trailing:
+        amount = trailing.get("amount")
+        parts.append(f"trailing {percent(amount) if trailing.get('fraction') else number(amount)}")
+    text = ", ".join(parts) or "-"
+    if order.get("stopLoss") is not None or order.get("takeProfit") is not None:
+        loss, target = order.get("stopLoss"), order.get("takeProfit")
+        text += (
+            f"; bracket {out.price(loss, symbol) if loss is not None else '-'} / "
+            f"{out.price(target, symbol) if target is not None else '-'}"
+        )
+    return text
+
+
+def _order_purpose(order: dict[str, Any]) -> str:
+    """What the order is for: an entry, or which exit of which entry."""
+    purpose = str(order.get("purpose"))
+    if order.get("parentId"):
+        return f"{purpose} of {order['parentId']}"
+    return "entry" if purpose == "signal" else purpose
+
+
+async def cancel_order(args: argparse.Namespace, out: Output) -> int:
+    async with make_client(args, args.url) as client:
+        reply = await client.cancel_order(args.order_id)
+        await out.learn_prices(client)
+    if args.json:
+        out.json(reply)
+        return EXIT_OK
+    data = reply.get("data") or {}
+    side = str(data.get("side"))
+    out.print(
+        f"cancelled {data.get('orderId')}: {out.paint(side, _SIDE_STYLES.get(side))} "
+        f"{number(data.get('quantity'))} {data.get('symbol')} {data.get('orderType')} "
+        f"({order_prices(out, data)}) of {data.get('strategyId')}"
+    )
     return EXIT_OK
 
 
@@ -995,6 +1264,7 @@ _GROUP_WORDS = {
     "signals": "signals",
     "trades": "trades",
     "status": "status changes",
+    "orders": "resting orders",
     "risk": "risk events",
 }
 
@@ -1086,6 +1356,8 @@ def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
         status = str(d.get("status"))
         text = out.paint(status, _EXECUTION_STYLES.get(status))
         return f"{text}: {d['reason']}" if d.get("reason") else text
+    if kind in ORDERS:
+        return _order_event_text(out, kind, order, d)
     if kind == "order_rejected":
         return f"{order}: {d.get('reason')}"
     if kind == "order_reduced":
@@ -1100,6 +1372,15 @@ def _describe(out: Output, kind: str, d: dict[str, Any]) -> str:
     if kind == "kill_switch":
         return _kill_switch_text(out, d) if d.get("engaged") else out.paint("released", "green")
     return json.dumps(d, separators=(",", ":"))
+
+
+def _order_event_text(out: Output, kind: str, order: str, d: dict[str, Any]) -> str:
+    text = f"{order} {d.get('orderType')} ({order_prices(out, d)})  {d.get('orderId')}"
+    if kind == "order_triggered":
+        return f"{text} at {out.price(d.get('triggerPrice'), d.get('symbol'))}"
+    if kind in ("order_cancelled", "order_expired"):
+        return f"{text}: {d.get('reason')}"
+    return text
 
 
 # ------------------------------------------------------------------ backtest
@@ -1136,9 +1417,98 @@ async def run_backtest(args: argparse.Namespace, out: Output) -> int:
     raise ConnectionLost("the connection closed before the job finished")
 
 
+async def run_sweep(args: argparse.Namespace, out: Output) -> int:
+    """Submit a sweep and follow it to its end: a progress bar on a terminal, then the
+    best trial and the table of the best ones."""
+    async with make_client(args, args.url) as client:
+        states = client.messages(("sweep_job", "sweep_progress"))
+        reply = await client.request(_sweep_command(args))
+        job_id = reply["data"]["jobId"]
+        if args.no_wait:
+            return _sweep_line(out, args, reply["data"])
+        bar = TrialsBar(out.stream) if not args.json else None
+        async for message in states:
+            data = message["data"]
+            if data.get("jobId") != job_id:
+                continue
+            if message["type"] == "sweep_progress":
+                if bar is not None:
+                    bar.show(data)
+            elif data["status"] in ("completed", "failed"):
+                if bar is not None:
+                    bar.clear()
+                return _sweep_line(out, args, data)
+    raise ConnectionLost("the connection closed before the sweep finished")
+
+
+def _sweep_command(args: argparse.Namespace) -> dict[str, Any]:
+    command = _backtest_command(args)
+    objective: dict[str, Any] = {
+        "metric": args.objective,
+        "direction": "minimize" if args.minimize else "maximize",
+        "minTrades": args.min_trades,
+    }
+    if args.max_drawdown is not None:
+        objective["maxDrawdownPct"] = args.max_drawdown
+    command |= {
+        "type": "run_sweep",
+        "parameters": dict(args.params),
+        "objective": objective,
+        "method": args.method,
+        "seed": args.sampler_seed,
+    }
+    if args.trials is not None:
+        command["trials"] = args.trials
+    if args.heatmap:
+        command["heatmap"] = args.heatmap
+    if args.walk_forward:
+        command["walkForward"] = {
+            "windows": args.walk_forward,
+            "trainRatio": args.train_ratio,
+            "anchored": args.anchored,
+        }
+    return command
+
+
+def _sweep_line(out: Output, args: argparse.Namespace, data: dict[str, Any]) -> int:
+    status = data["status"]
+    if args.json:
+        out.json(data)
+    elif status == "failed":
+        out.print(f"sweep {data['jobId']} failed: {data.get('error')}")
+    elif status != "completed":
+        out.print(f"sweep {data['jobId']} {status}")
+    else:
+        result = data.get("result") or {}
+        out.print(
+            f"sweep {data['jobId']} completed: {plural(result.get('trials_total', 0), 'trial')}"
+            f" ({result.get('trials_computed', 0):,} computed now)"
+        )
+        for line in _sweep_summary(result, args):
+            out.print(line)
+    return EXIT_DAEMON_ERROR if status == "failed" else EXIT_OK
+
+
+def _sweep_summary(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    minimize = (result.get("objective") or {}).get("direction") == "minimize"
+    windows = result.get("windows")
+    if isinstance(windows, list):
+        lines = [
+            f"window {w.get('index')}: {', '.join(best_lines(w)[1:]) or 'no feasible trial'}"
+            for w in windows
+        ]
+        oos = (result.get("out_of_sample") or {}).get("statistics")
+        if isinstance(oos, dict):
+            lines += ["", "out of sample, stitched:", *statistics_table(oos)]
+        return lines
+    return [*best_lines(result), "", *trials_table(result.get("trials") or [], args.top, minimize)]
+
+
 def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
-    if args.file:
-        source: dict[str, Any] = {"kind": "file", "path": args.file}
+    if args.files:
+        source: dict[str, Any] = {"kind": "files", "paths": args.files}
+    elif args.file:
+        source = {"kind": "file", "path": args.file}
     else:
         # What is not given is left to the daemon, so that the CLI runs its defaults.
         given = {
@@ -1150,6 +1520,13 @@ def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
     command: dict[str, Any] = {"type": "run_backtest", "strategyId": args.id, "source": source}
     if args.symbol:
         command["symbol"] = args.symbol.upper()
+    strategy_params = getattr(args, "strategy_params", None)  # a sweep's --param are ranges
+    if strategy_params:
+        command["params"] = dict(strategy_params)
+    if args.symbols:
+        command["symbols"] = args.symbols
+    if args.capital is not None:
+        command["initialCapital"] = args.capital
     return command
 
 
@@ -1213,6 +1590,11 @@ def _job_line(out: Output, args: argparse.Namespace, data: dict[str, Any]) -> in
             out.print()
             for line in statistics_table(statistics):
                 out.print(line)
+        per_symbol = result.get("per_symbol")
+        if isinstance(per_symbol, list) and per_symbol:
+            out.print()
+            for line in symbols_table(per_symbol):
+                out.print(line)
     return EXIT_DAEMON_ERROR if failed else EXIT_OK
 
 
@@ -1221,10 +1603,13 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Awaitable[int]]] = {
     "start": start_strategy,
     "stop": stop_strategy,
     "pause": pause_strategy,
+    "orders": show_orders,
+    "cancel-order": cancel_order,
     "watch": watch,
     "risk": show_risk,
     "halt": halt_trading,
     "resume": resume_trading,
     "backtest": run_backtest,
+    "sweep": run_sweep,
     "venue": venue_command,
 }

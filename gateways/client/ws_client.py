@@ -14,9 +14,11 @@ A dropped connection is reconnected with capped exponential backoff and full
 jitter. The stream resumes where it stopped (``lastSeq``/``epoch``, see
 docs/limits-and-security.md): by URL on 8082 and 3002; on 3001 the client first
 subscribes again and then sends ``resume``, discarding what the new connection
-received before ``resumed``. Listeners therefore see every broadcast once, in
-order, with a ``resumed`` (or ``resync_required`` and a fresh snapshot) where
-the connection was restored. Requests in flight on a dropped connection fail
+received before ``resumed``. The client also keeps the last journal ``position``
+it saw, so that after a daemon restart (a new epoch) the server replays the
+committed messages it missed from the journal. Listeners therefore see every
+broadcast once, in order, with a ``resumed`` (or ``resync_required`` and a fresh
+snapshot) where the connection was restored. Requests in flight on a dropped connection fail
 with :class:`ConnectionLost` and are never sent again: a start must not happen
 twice.
 
@@ -349,6 +351,7 @@ class OrchestratorClient:
 
         self._epoch: int | None = None
         self._last_seq = 0
+        self._position: int | None = None
         self._discarding = False
         self._resume_id: RequestId | None = None
         self._quotes: set[str] = set()
@@ -415,6 +418,12 @@ class OrchestratorClient:
         """The highest ``seq`` delivered (a snapshot's included): where a resume starts."""
         return self._last_seq
 
+    @property
+    def position(self) -> int | None:
+        """The highest journal ``position`` delivered (a snapshot's included): where a
+        resume after a daemon restart starts; None until a message carried one."""
+        return self._position
+
     async def wait_connected(self) -> None:
         """Return once connected; raise :class:`ConnectionLost` if the client closes first.
         Bound it with ``asyncio.timeout``."""
@@ -466,7 +475,7 @@ class OrchestratorClient:
         finally:
             self._finish()
 
-    async def _serve(self, ws: ClientConnection, resume: tuple[int, int] | None) -> None:
+    async def _serve(self, ws: ClientConnection, resume: _StreamMark | None) -> None:
         """Read one connection until it closes; restore subscriptions and stream first."""
         self._ws = ws
         self._discarding = resume is not None
@@ -494,7 +503,7 @@ class OrchestratorClient:
                 "connection_lost", url=self.url, code=ws.close_code, reason=ws.close_reason or None
             )
 
-    async def _reopen(self) -> tuple[ClientConnection, tuple[int, int] | None] | None:
+    async def _reopen(self) -> tuple[ClientConnection, _StreamMark | None] | None:
         """Reconnect with backoff; the connection and the position to resume by command."""
         attempt = 0
         while not self._closing:
@@ -508,7 +517,7 @@ class OrchestratorClient:
             by_command = bool(self._quotes)
             url = self.url
             if self._epoch is not None and not by_command:
-                url = resume_url(self.url, self._last_seq, self._epoch)
+                url = resume_url(self.url, self._last_seq, self._epoch, self._position)
             try:
                 ws = await self._open(url)
             except (ConnectionError, TimeoutError) as exc:
@@ -522,7 +531,7 @@ class OrchestratorClient:
             self.reconnects += 1
             self.log.warning("reconnected", url=self.url, attempts=attempt)
             if by_command and self._epoch is not None:
-                return ws, (self._last_seq, self._epoch)
+                return ws, _StreamMark(self._last_seq, self._epoch, self._position)
             return ws, None
         return None
 
@@ -531,7 +540,7 @@ class OrchestratorClient:
         cap = self.backoff.cap(attempt)
         return self._rand() * cap if self._jitter else cap
 
-    async def _restore(self, ws: ClientConnection, resume: tuple[int, int] | None) -> None:
+    async def _restore(self, ws: ClientConnection, resume: _StreamMark | None) -> None:
         """Subscribe again (3001), then resume by command, discarding what came before."""
         for command in self._resubscriptions():
             try:
@@ -541,12 +550,13 @@ class OrchestratorClient:
                 self._forget(command["symbols"], command.get("resolution"))
         if resume is None:
             return
-        last_seq, epoch = resume
         request_id = self._next_id()
         self._resume_id = request_id
-        command = {"type": "resume", "lastSeq": last_seq, "epoch": epoch}
+        resumption: Message = {"type": "resume", "lastSeq": resume.last_seq, "epoch": resume.epoch}
+        if resume.position is not None:
+            resumption["position"] = resume.position
         try:
-            await self._exchange(ws, command, request_id)
+            await self._exchange(ws, resumption, request_id)
         except CommandError as exc:
             self.log.warning("resume_failed", url=self.url, error=str(exc))
         finally:
@@ -630,9 +640,14 @@ class OrchestratorClient:
 
     def _in_order(self, message: Message) -> bool:
         """Track the stream position; False for a broadcast already delivered."""
+        position = message.get("position")
+        if type(position) is int and (self._position is None or position > self._position):
+            self._position = position
+        if message["type"] == "resumed":
+            self._resumed(message.get("data"))
         seq, epoch = message.get("seq"), message.get("epoch")
         if type(seq) is not int or type(epoch) is not int:
-            return True  # a direct reply: not part of the stream
+            return True  # a direct reply, or a committed message replayed from the journal
         if epoch != self._epoch or message.get("snapshot") is True:
             self._epoch, self._last_seq = epoch, seq
             return True
@@ -641,6 +656,15 @@ class OrchestratorClient:
             return False
         self._last_seq = seq
         return True
+
+    def _resumed(self, data: Any) -> None:
+        """The stream goes on after ``fromSeq - 1`` of ``epoch``: the same position in
+        the same run, the new run's after a restart."""
+        if not isinstance(data, dict):
+            return
+        epoch, from_seq = data.get("epoch"), data.get("fromSeq")
+        if type(epoch) is int and type(from_seq) is int:
+            self._epoch, self._last_seq = epoch, from_seq - 1
 
     def _resolve(self, request_id: Any, message: Message) -> None:
         if type(request_id) not in (str, int):
@@ -802,6 +826,10 @@ class OrchestratorClient:
         """``instruments``: each symbol of the feed with its price grid and decimals."""
         return await self.request({"type": "get_instruments"})
 
+    async def get_account(self) -> Message:
+        """``account``: equity, cash, exposure and the P&L totals of every strategy."""
+        return await self.request({"type": "get_account"})
+
     async def start_strategy(
         self,
         strategy_id: str,
@@ -834,6 +862,21 @@ class OrchestratorClient:
     async def pause_strategy(self, strategy_id: str) -> Message:
         """``strategy_paused``."""
         return await self.request({"type": "pause_strategy", "id": strategy_id})
+
+    # -------------------------------------------------------------- resting orders (8082)
+
+    async def get_open_orders(self, strategy_id: str | None = None) -> Message:
+        """``open_orders``: every resting order (limit, stop, a bracket's exits), or one
+        strategy's."""
+        command: Message = {"type": "get_open_orders"}
+        if strategy_id is not None:
+            command["strategyId"] = strategy_id
+        return await self.request(command)
+
+    async def cancel_order(self, order_id: str) -> Message:
+        """``order_cancelled`` once the cancellation is journaled (for a bracket entry
+        that filled: the first of its exits cancelled); ``order_not_found`` raises."""
+        return await self.request({"type": "cancel_order", "orderId": order_id})
 
     # -------------------------------------------------------------- market data (3001)
 
@@ -926,11 +969,24 @@ def start_config(
     return {name: value for name, value in fields.items() if value is not None}
 
 
-def resume_url(url: str, last_seq: int, epoch: int) -> str:
-    """``url`` with ``lastSeq`` and ``epoch`` query parameters (replacing any)."""
+@dataclass(frozen=True, slots=True)
+class _StreamMark:
+    """Where a resume starts: the last ``seq`` of ``epoch`` and journal ``position``."""
+
+    last_seq: int
+    epoch: int
+    position: int | None
+
+
+def resume_url(url: str, last_seq: int, epoch: int, position: int | None = None) -> str:
+    """``url`` with ``lastSeq``, ``epoch`` and (when known) ``position`` query parameters
+    (replacing any)."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("lastSeq", "epoch")]
+    names = ("lastSeq", "epoch", "position")
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in names]
     query += [("lastSeq", str(last_seq)), ("epoch", str(epoch))]
+    if position is not None:
+        query.append(("position", str(position)))
     return urlunsplit(parts._replace(path=parts.path or "/", query=urlencode(query)))
 
 

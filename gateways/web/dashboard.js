@@ -9,6 +9,7 @@
 // requires one (kept in sessionStorage, removed from the address bar).
 
 import { WebSocketService, serverLabel } from "./websocket-service.js";
+import { startBacktests } from "./backtests.js";
 
 const FEED_LIMIT = 200;
 const ACTIVITY_LIMIT = 100; // trades and signals from the journal on load
@@ -16,6 +17,11 @@ const SEEN_LIMIT = 5000; // ids of trades and signals shown, to drop what comes 
 const CHART_BARS_LIMIT = 500;
 const RESOLUTION_SECONDS = { "1s": 1, "5s": 5, "15s": 15, "30s": 30, "1m": 60, "5m": 300, "15m": 900, "1h": 3600 };
 const TRADE_MARKERS_LIMIT = 1000;
+const CLOSED_TRADES_LIMIT = 200; // rows of the closed-trades table
+const FILLS_PER_POSITION = 500; // fills kept per strategy and symbol to pair into round trips
+const LINE_POINTS_LIMIT = 1000; // points of each indicator line on the chart
+const LINE_COLORS = ["#58a6ff", "#d29922", "#bc8cff", "#39c5cf", "#f778ba"];
+const QUANTITY_EPSILON = 1e-9;
 const RISK_POLL_MS = 2000;
 const STATUS_ORDER = ["ACTIVE", "PAUSED", "ERROR", "STOPPED"];
 
@@ -36,6 +42,8 @@ const state = {
   lastUpdate: null, // when a server last said anything (ms)
   seen: new Set(), // ids of the trades and signals shown (history and live)
   chart: { symbol: null, resolution: null, seconds: 1, bars: new Map(), fills: [] },
+  positionFills: new Map(), // "strategy|symbol" -> its fills in time order, paired into round trips
+  lines: { strategyId: null, chosen: false, series: new Map(), points: new Map() },
 };
 
 // ---------------------------------------------------------------- start-up
@@ -108,11 +116,20 @@ function start(config, token) {
   service.getRiskEvents().subscribe(onRiskEvent);
   service.resync$.subscribe((notice) => {
     addFeed("status", `${serverLabel(notice.server)}: fresh snapshot (${notice.reason})`);
-    if (notice.server === "orchestrator") refreshCatalog();
+    if (notice.server === "orchestrator") {
+      refreshCatalog();
+      chooseLines(state.lines.strategyId); // the lines of the bars closed while away
+    }
   });
 
   setupChart(config.symbols);
+  service.getMessages("orchestrator").subscribe(onIndicators);
+  $("chart-lines").addEventListener("change", () => {
+    state.lines.chosen = true;
+    chooseLines($("chart-lines").value || null);
+  });
   setupStartDialog(config);
+  startBacktests(service, config, token);
   $("kill-switch").addEventListener("click", onKillSwitch);
   $("strategy-rows").addEventListener("click", onStrategyAction);
   setInterval(refreshRisk, RISK_POLL_MS);
@@ -262,6 +279,7 @@ function renderStrategies() {
   rows.forEach((row, index) => {
     if (body.children[index] !== row) body.insertBefore(row, body.children[index] ?? null);
   });
+  renderLineChoices();
 }
 
 function findRow(body, id) {
@@ -277,7 +295,9 @@ function newRow(id) {
     <td><span class="badge" data-testid="strategy-status"></span></td>
     <td data-testid="strategy-symbols"></td>
     <td data-testid="strategy-positions" class="positions"></td>
-    <td data-testid="strategy-pnl" class="num"></td>
+    <td data-testid="strategy-pnl-today" class="num pnl" data-label="Realized today"></td>
+    <td data-testid="strategy-pnl-since-start" class="num pnl" data-label="Realized since start"></td>
+    <td data-testid="strategy-pnl-unrealized" class="num pnl" data-label="Unrealized"></td>
     <td class="actions">
       <button type="button" data-action="start" data-testid="start">Start</button>
       <button type="button" data-action="pause" data-testid="pause">Pause</button>
@@ -302,17 +322,7 @@ function renderRow(entry, row) {
   row.querySelector("[data-testid=strategy-positions]").textContent = positions.length
     ? positions.map((p) => `${p.symbol} ${signed(p.quantity, 0)} @ ${price(p.entryPrice, p.symbol)}`).join(" · ")
     : "—";
-  const pnlCell = row.querySelector("[data-testid=strategy-pnl]");
-  if (risk) {
-    const pnl = risk.realizedPnl + risk.unrealizedPnl;
-    pnlCell.textContent = signed(pnl, 2);
-    pnlCell.className = `num ${pnl > 0 ? "gain" : pnl < 0 ? "loss" : ""}`;
-    pnlCell.title = `realized ${fixed(risk.realizedPnl, 2)}, unrealized ${fixed(risk.unrealizedPnl, 2)}`;
-  } else {
-    pnlCell.textContent = "—";
-    pnlCell.className = "num";
-    pnlCell.title = "no trades yet";
-  }
+  renderPnlCells(row, risk ?? entry);
 
   const busy = state.busy.has(entry.id) || !state.connected;
   const startButton = row.querySelector("[data-action=start]");
@@ -321,6 +331,24 @@ function renderRow(entry, row) {
   row.querySelector("[data-action=pause]").disabled = busy || entry.status !== "ACTIVE";
   row.querySelector("[data-action=stop]").disabled = busy || entry.status === "STOPPED";
   return row;
+}
+
+// The three P&L figures of a strategy (README "P&L"), from the risk status or its entry.
+const PNL_CELLS = {
+  "strategy-pnl-today": "realizedPnlToday",
+  "strategy-pnl-since-start": "realizedPnlSinceStart",
+  "strategy-pnl-unrealized": "unrealizedPnl",
+};
+
+function renderPnlCells(row, figures) {
+  for (const [testid, field] of Object.entries(PNL_CELLS)) {
+    const cell = row.querySelector(`[data-testid=${testid}]`);
+    const value = figures?.[field];
+    const known = typeof value === "number";
+    cell.textContent = known ? signed(value, 2) : "—";
+    cell.dataset.value = known ? String(value) : "";
+    cell.className = `num pnl ${known && value > 0 ? "gain" : known && value < 0 ? "loss" : ""}`;
+  }
 }
 
 async function onStrategyAction(event) {
@@ -412,6 +440,7 @@ function onTrade(trade) {
   addFeed(trade.status === "FILLED" ? "trade" : "rejected", trade.reason ? `${text}: ${trade.reason}` : text,
     trade.strategyId, trade.timestamp);
   if (trade.status === "FILLED") {
+    foldClosedTrade(trade);
     const { entryPrice, side, symbol, quantity } = trade;
     state.chart.fills.push({ t: Date.parse(trade.timestamp), price: entryPrice, side, symbol, quantity });
     if (state.chart.fills.length > TRADE_MARKERS_LIMIT) state.chart.fills.shift();
@@ -516,6 +545,7 @@ function scheduleRiskRefresh() {
 }
 
 async function refreshRisk() {
+  refreshAccount();
   const risk = state.service?.connectionStatus().servers.risk;
   if (!risk || risk.state !== "connected") return;
   try {
@@ -547,6 +577,118 @@ function renderRisk() {
   $("header-pnl").textContent = signed(risk.usage.dailyPnl, 2);
   $("header-pnl").className = $("daily-pnl").className;
   $("orders-per-second").textContent = `${risk.usage.ordersLastSecond} / ${risk.limits.maxOrdersPerSecond}`;
+}
+
+// ---------------------------------------------------------------- account
+
+async function refreshAccount() {
+  if (!state.service?.isConnected()) return;
+  try {
+    renderAccount((await state.service.request("orchestrator", { type: "get_account" })).data);
+  } catch {
+    // the connection dropped mid-request, or an older daemon: the next poll tries again
+  }
+}
+
+const ACCOUNT_FIELDS = {
+  "account-equity": ["equity", fixed],
+  "account-cash": ["cash", fixed],
+  "account-exposure": ["exposure", fixed],
+  "account-realized-today": ["realizedPnlToday", signed],
+  "account-realized-since-start": ["realizedPnlSinceStart", signed],
+  "account-unrealized": ["unrealizedPnl", signed],
+};
+
+function renderAccount(account) {
+  for (const [id, [field, format]] of Object.entries(ACCOUNT_FIELDS)) {
+    const value = account[field];
+    $(id).textContent = format(value, 2);
+    $(id).dataset.value = String(value);
+    if (format === signed) $(id).className = value > 0 ? "gain" : value < 0 ? "loss" : "";
+  }
+  $("account").dataset.stale = "false";
+}
+
+// ---------------------------------------------------------------- closed trades
+
+// A round trip runs from a fill that opens a position from flat to the fill that
+// takes it back to flat (or through zero: a reversal closes one trip and opens the
+// next). Each fill says the position it left (positionQuantity), so the fills of a
+// (strategy, symbol), kept in time order however they came, pair up on their own; a
+// trip whose opening fill is older than what the page has seen is left out.
+function foldClosedTrade(trade) {
+  if (typeof trade.positionQuantity !== "number") return;
+  const key = `${trade.strategyId}|${trade.symbol}`;
+  const fills = state.positionFills.get(key) ?? [];
+  state.positionFills.set(key, fills);
+  fills.push(trade);
+  fills.sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp) || a.id.localeCompare(b.id));
+  if (fills.length > FILLS_PER_POSITION) fills.shift();
+  renderClosedTrades();
+}
+
+function roundTrips(fills) {
+  const trips = [];
+  let open = null;
+  for (const fill of fills) {
+    const sign = fill.side === "BUY" ? 1 : -1;
+    const after = fill.positionQuantity;
+    const before = after - sign * fill.quantity;
+    const flatBefore = Math.abs(before) < QUANTITY_EPSILON;
+    if (open === null && !flatBefore && Math.sign(after) === Math.sign(before)) continue; // unseen start
+    if (open !== null && Math.sign(before) === sign) {
+      open.entryQuantity += fill.quantity; // adding to the position
+      open.entryCost += fill.quantity * fill.entryPrice;
+      open.pnl += fill.realizedPnl ?? 0;
+      continue;
+    }
+    if (open !== null) {
+      const closed = Math.min(fill.quantity, Math.abs(before));
+      open.exitQuantity += closed;
+      open.exitValue += closed * fill.entryPrice;
+      open.pnl += fill.realizedPnl ?? 0;
+      if (Math.abs(after) < QUANTITY_EPSILON || Math.sign(after) !== Math.sign(before)) {
+        trips.push({ ...open, exit: fill });
+        open = null;
+      }
+    }
+    if (open === null && Math.abs(after) >= QUANTITY_EPSILON) {
+      const opened = Math.abs(after); // from flat, or what a reversal opened
+      const pnl = flatBefore ? fill.realizedPnl ?? 0 : 0; // a reversal's P&L closed the last trip
+      open = { entry: fill, side: after > 0 ? "long" : "short", entryQuantity: opened,
+        entryCost: opened * fill.entryPrice, exitQuantity: 0, exitValue: 0, pnl };
+    }
+  }
+  return trips;
+}
+
+function renderClosedTrades() {
+  const trips = [...state.positionFills.values()].flatMap(roundTrips);
+  trips.sort((a, b) => Date.parse(b.exit.timestamp) - Date.parse(a.exit.timestamp) || b.exit.id.localeCompare(a.exit.id));
+  $("closed-rows").replaceChildren(...trips.slice(0, CLOSED_TRADES_LIMIT).map(closedTradeRow));
+}
+
+function closedTradeRow(trip) {
+  const { entry, exit } = trip;
+  const entryPrice = trip.entryCost / trip.entryQuantity;
+  const pnlPct = (trip.pnl / trip.entryCost) * 100;
+  const row = document.createElement("tr");
+  Object.assign(row.dataset, { testid: "closed-trade", exitId: exit.id, pnl: String(trip.pnl), pnlPct: String(pnlPct) });
+  const cells = [
+    [entry.strategyId], [entry.symbol], [trip.side], [fixed(trip.entryQuantity, 0), "num"],
+    [new Date(entry.timestamp).toLocaleTimeString()], [price(entryPrice, entry.symbol), "num"],
+    [new Date(exit.timestamp).toLocaleTimeString()], [price(trip.exitValue / trip.exitQuantity, entry.symbol), "num"],
+    [signed(trip.pnl, 2), `num ${trip.pnl > 0 ? "gain" : trip.pnl < 0 ? "loss" : ""}`, "closed-pnl"],
+    [`${signed(pnlPct, 2)} %`, "num"], [exit.purpose ?? "signal", "", "closed-reason"],
+  ];
+  for (const [text, className = "", testid] of cells) {
+    const cell = document.createElement("td");
+    cell.textContent = text;
+    cell.className = className;
+    if (testid) cell.dataset.testid = testid;
+    row.append(cell);
+  }
+  return row;
 }
 
 function onRiskEvent(event) {
@@ -783,6 +925,88 @@ function chooseChart() {
   });
   chart.live = state.service.getBars(chart.symbol, chart.resolution).subscribe(onBar);
   loadChartHistory();
+  chooseLines(state.lines.strategyId);
+}
+
+// ---------------------------------------------------------------- indicator lines
+
+// The chosen strategy's indicator lines in the chart's symbol: its recent points
+// (get_indicators) then each bar's (strategy_indicators), one line series per name.
+function renderLineChoices() {
+  const select = $("chart-lines");
+  const ids = [...state.catalog.keys()].sort();
+  const have = [...select.options].slice(1).map((option) => option.value);
+  if (have.join() !== ids.join()) {
+    select.replaceChildren(new Option("no lines", ""), ...ids.map((id) => new Option(`lines: ${id}`, id)));
+  }
+  if (!state.lines.chosen && state.lines.strategyId === null) {
+    const wanted = params.get("lines");
+    const running = [...state.catalog.values()].find(
+      (entry) => entry.status === "ACTIVE" && entry.symbols.includes(state.chart.symbol));
+    const pick = wanted && state.catalog.has(wanted) ? wanted : running?.id;
+    if (pick) chooseLines(pick);
+  }
+  select.value = state.lines.strategyId ?? "";
+}
+
+async function chooseLines(strategyId) {
+  const lines = state.lines;
+  lines.strategyId = strategyId;
+  for (const series of lines.series.values()) state.chart.api.removeSeries(series);
+  lines.series = new Map();
+  lines.points = new Map();
+  renderLines();
+  if (!strategyId || !state.service?.isConnected()) return;
+  const symbol = state.chart.symbol;
+  try {
+    const reply = await state.service.request("orchestrator",
+      { type: "get_indicators", strategyId, symbol, limit: LINE_POINTS_LIMIT });
+    if (lines.strategyId !== strategyId || state.chart.symbol !== symbol) return;
+    for (const point of reply.data.points) addLinePoint(point);
+    renderLines();
+  } catch (error) {
+    showCommandError(`could not load the indicator lines: ${error.message}`);
+  }
+}
+
+function onIndicators(message) {
+  const data = message.data;
+  if (message.type !== "strategy_indicators" || data.strategyId !== state.lines.strategyId) return;
+  if (data.symbol !== state.chart.symbol) return;
+  addLinePoint(data);
+  renderLines();
+}
+
+function addLinePoint(point) {
+  const time = Date.parse(point.start) / 1000;
+  for (const [name, value] of Object.entries(point.values)) {
+    const points = state.lines.points.get(name) ?? new Map();
+    state.lines.points.set(name, points);
+    points.set(time, value);
+    if (points.size > LINE_POINTS_LIMIT) points.delete(points.keys().next().value);
+  }
+}
+
+function renderLines() {
+  const { points, series } = state.lines;
+  const charts = window.LightweightCharts;
+  for (const [name, values] of points) {
+    if (!series.has(name)) {
+      series.set(name, state.chart.api.addSeries(charts.LineSeries, {
+        color: LINE_COLORS[series.size % LINE_COLORS.length], lineWidth: 1, title: name,
+        priceLineVisible: false, lastValueVisible: false,
+        priceFormat: { type: "custom", formatter: (value) => price(value, state.chart.symbol) },
+      }));
+    }
+    const data = [...values].sort((a, b) => a[0] - b[0]).map(([time, value]) => ({ time, value }));
+    series.get(name).setData(data);
+  }
+  const names = [...series.keys()];
+  Object.assign($("chart").dataset, {
+    lines: names.join(","),
+    linePoints: String(names.length ? points.get(names[0]).size : 0),
+    linesOf: state.lines.strategyId ?? "",
+  });
 }
 
 // Also after 3001 comes back: the bars that closed while it was away.

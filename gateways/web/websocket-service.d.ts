@@ -275,6 +275,106 @@ export type RiskEvent =
   | Envelope<"order_rejected" | "order_reduced" | "stop_loss_triggered" | "limit_breach", Record<string, unknown>>
   | Envelope<"kill_switch", KillSwitchState>;
 
+// ---------------------------------------------------------------- backtest jobs (8082)
+
+export type JobStatus = "pending" | "running" | "completed" | "failed";
+
+export type BacktestSource =
+  | { kind: "file" | "csv"; path: string }
+  | {
+      kind: "synthetic";
+      resolution?: Resolution;
+      durationSeconds?: number;
+      initialPrice?: number;
+      drift?: number;
+      volatility?: number;
+      ticksPerSecond?: number;
+      seed?: number;
+    };
+
+export interface BacktestRunOptions {
+  symbol?: string;
+  config?: Partial<StrategyConfig>;
+  /** The strategy's params for this run, over the catalog's. */
+  params?: Record<string, number | boolean | string>;
+  initialCapital?: number;
+}
+
+/** A job's result (snake_case, as dgbit's job.completed): README, "Backtest jobs". */
+export interface BacktestResult {
+  total_trades: number;
+  win_rate: number;
+  total_return: number;
+  initial_capital: number;
+  final_equity: number;
+  bars: number;
+  statistics?: Record<string, number | string | null>;
+  buy_and_hold_return?: number;
+  trades?: Record<string, unknown>[];
+  trades_truncated?: boolean;
+  open_trade?: Record<string, unknown> | null;
+  series?: { time: Timestamp[]; equity: number[]; drawdown_pct: number[]; buy_and_hold: number[] };
+  series_points?: number;
+  [field: string]: unknown;
+}
+
+/** backtest_job: a broadcast state carries the first four fields (and result or error);
+ * replies and listings add what the job runs. */
+export interface BacktestJob {
+  jobId: string;
+  jobType: "backtest";
+  status: JobStatus;
+  result?: BacktestResult;
+  error?: string;
+  strategyId?: string;
+  strategyName?: string;
+  symbol?: string;
+  source?: { kind: string; path?: string; resolution?: Resolution; durationSeconds?: number; seed?: number };
+  params?: Record<string, unknown>;
+  initialCapital?: number | null;
+  createdAt?: Timestamp;
+  finishedAt?: Timestamp | null;
+}
+
+export interface BacktestProgress {
+  jobId: string;
+  jobType: "backtest";
+  fraction: number;
+  barsDone: number;
+  barsTotal: number;
+}
+
+export type BacktestUpdate = Envelope<"backtest_job", BacktestJob> | Envelope<"backtest_progress", BacktestProgress>;
+
+/** A field's JSON-schema bounds, from the model that enforces them. */
+export interface FieldBounds {
+  type?: "integer" | "number" | "boolean" | "string";
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+  default?: unknown;
+  description?: string;
+}
+
+export interface BacktestOptions {
+  strategies: {
+    id: string;
+    name: string;
+    symbols: string[];
+    dataResolution: Resolution;
+    params: Record<string, unknown>;
+    paramBounds: Record<string, FieldBounds>;
+    /** Why its code does not load (no bounds then). */
+    error?: string;
+  }[];
+  symbols: string[];
+  synthetic: Record<"durationSeconds" | "seed" | "initialPrice" | "drift" | "volatility", FieldBounds>;
+  initialCapital: FieldBounds;
+  /** Files and directories at the top of jobs.data_dir; null: file backtests are off. */
+  files: string[] | null;
+}
+
 // ---------------------------------------------------------------- the service
 
 export interface BackoffOptions {
@@ -321,6 +421,8 @@ export interface ServerConnectionStatus {
   lastClose: { code: number; reason: string; wasClean: boolean } | null;
   epoch: number | null;
   lastSeq: number | null;
+  /** The last journal position seen: a resume after a daemon restart replays what follows it. */
+  position: number | null;
 }
 
 export interface ConnectionStatus {
@@ -386,6 +488,8 @@ export declare class WebSocketService {
   getStrategyUpdates(): ServiceStream<StrategyUpdate>;
   /** 3002's risk events. */
   getRiskEvents(): ServiceStream<RiskEvent>;
+  /** 8082's backtest_job (each state of every job) and backtest_progress. */
+  getBacktestUpdates(): ServiceStream<BacktestUpdate>;
   /** Every message of every server. */
   getMessages(): ServiceStream<ServerMessage>;
   /** Every message of one server. */
@@ -410,6 +514,16 @@ export declare class WebSocketService {
   startStrategy(strategyId: string, config?: Partial<StrategyConfig>): Promise<StrategyStartedMessage>;
   pauseStrategy(strategyId: string): Promise<StrategyPausedMessage>;
   stopStrategy(strategyId: string): Promise<StrategyStoppedMessage>;
+  /** Submits a backtest job; resolves with its backtest_job (pending), described. */
+  runBacktest(strategyId: string, source: BacktestSource, options?: BacktestRunOptions): Promise<BacktestJob>;
+  cancelBacktest(jobId: string): Promise<BacktestJob>;
+  /** Every job remembered, oldest first, results with their counts only. */
+  getBacktests(): Promise<BacktestJob[]>;
+  /** One job with its whole result as kept. */
+  getBacktest(jobId: string): Promise<BacktestJob>;
+  /** One page of a completed job's full report (README: get_backtest_report). */
+  getBacktestReport(jobId: string, offset?: number, tradeOffset?: number): Promise<Record<string, unknown>>;
+  getBacktestOptions(): Promise<BacktestOptions>;
   getRiskStatus(): Promise<RiskStatus>;
   /** Engages the kill switch; every server then announces execution_service_status STOPPED. */
   haltTrading(reason: string, options?: { blockAll?: boolean }): Promise<KillSwitchState>;

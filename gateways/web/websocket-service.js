@@ -51,6 +51,8 @@ const UPDATE_TYPES = new Set([
   "strategy_error",
 ]);
 
+const BACKTEST_TYPES = new Set(["backtest_job", "backtest_progress"]);
+
 const RISK_EVENT_TYPES = new Set([
   "order_rejected",
   "order_reduced",
@@ -202,6 +204,7 @@ class Connection {
     this.lastClose = null;
     this.lastSeq = null;
     this.epoch = null;
+    this.position = null; // the last journal position seen: a resume after a daemon restart starts there
     this.pending = new Map(); // requestId -> {resolve, reject, timer, frame, sent}
     this.ids = 0;
     this.retryTimer = null;
@@ -218,6 +221,7 @@ class Connection {
       lastClose: this.lastClose,
       epoch: this.epoch,
       lastSeq: this.lastSeq,
+      position: this.position,
     };
   }
 
@@ -237,7 +241,7 @@ class Connection {
     this.retryInMs = null;
     if (this.state !== "reconnecting") this.setState("connecting");
     const resume = this.resumeBy === "url" && this.lastSeq !== null && this.epoch !== null;
-    const url = resume ? withQuery(this.url, { lastSeq: this.lastSeq, epoch: this.epoch }) : this.url;
+    const url = resume ? withQuery(this.url, this.resumeFrom()) : this.url;
     let ws;
     try {
       ws = new WebSocket(url);
@@ -322,10 +326,15 @@ class Connection {
     if (type === "resumed" || type === "resync_required") {
       if (this.discardUntil !== null && message.requestId === this.discardUntil) this.discardUntil = null;
       this.epoch = data.epoch;
-      if (type === "resync_required") this.lastSeq = data.seq;
+      // After `resumed` the stream goes on from fromSeq (a new run's after a restart).
+      this.lastSeq = type === "resync_required" ? data.seq : data.fromSeq - 1;
       return true;
     }
     if (this.discardUntil !== null) return message.seq === undefined && message.requestId !== undefined;
+    if (typeof message.position === "number" && (this.position === null || message.position > this.position)) {
+      this.position = message.position;
+    }
+    // No seq: a direct reply, or a committed message the journal replays after a restart.
     if (typeof message.seq !== "number" || typeof message.epoch !== "number") return true;
     if (!message.snapshot && message.epoch === this.epoch && this.lastSeq !== null && message.seq <= this.lastSeq) {
       return false; // seen already
@@ -400,7 +409,13 @@ class Connection {
     if (this.lastSeq === null || this.epoch === null) return;
     const requestId = this.nextId();
     this.discardUntil = requestId;
-    this.send({ type: "resume", lastSeq: this.lastSeq, epoch: this.epoch, requestId });
+    this.send({ type: "resume", ...this.resumeFrom(), requestId });
+  }
+
+  /** Where the stream resumes: lastSeq of epoch, and the journal position when known. */
+  resumeFrom() {
+    const from = { lastSeq: this.lastSeq, epoch: this.epoch };
+    return this.position === null ? from : { ...from, position: this.position };
   }
 }
 
@@ -468,6 +483,9 @@ export class WebSocketService {
     this._riskEvents = this._messages
       .filter((m) => m.server === "risk" && RISK_EVENT_TYPES.has(m.message.type))
       .map((m) => m.message);
+    this._backtests = this._messages
+      .filter((m) => m.server === "orchestrator" && BACKTEST_TYPES.has(m.message.type))
+      .map((m) => m.message);
     this._stateChanged();
     if (options.autoConnect !== false) this.connect();
   }
@@ -522,6 +540,11 @@ export class WebSocketService {
   /** 3002's order_rejected, order_reduced, stop_loss_triggered, limit_breach, kill_switch. */
   getRiskEvents() {
     return this._riskEvents;
+  }
+
+  /** 8082's backtest_job (each state of every job) and backtest_progress messages. */
+  getBacktestUpdates() {
+    return this._backtests;
   }
 
   /** Every message of one server, or of all of them ({server, message}). */
@@ -632,6 +655,42 @@ export class WebSocketService {
 
   stopStrategy(strategyId) {
     return this.request("orchestrator", { type: "stop_strategy", id: strategyId });
+  }
+
+  /** Submits a backtest job (8082); resolves with its backtest_job (pending), which
+   * says what it runs. options: symbol, config (as start_strategy's), params, initialCapital. */
+  async runBacktest(strategyId, source, options = {}) {
+    const command = { type: "run_backtest", strategyId, source };
+    for (const name of ["symbol", "config", "params", "initialCapital"]) {
+      if (options[name] !== undefined) command[name] = options[name];
+    }
+    return (await this.request("orchestrator", command)).data;
+  }
+
+  async cancelBacktest(jobId) {
+    return (await this.request("orchestrator", { type: "cancel_backtest", jobId })).data;
+  }
+
+  /** Every job the daemon remembers, oldest first, each result with its counts only. */
+  async getBacktests() {
+    return (await this.request("orchestrator", { type: "get_backtests" })).data;
+  }
+
+  /** One job with its whole result as kept (statistics, trades, curves). */
+  async getBacktest(jobId) {
+    return (await this.request("orchestrator", { type: "get_backtest", jobId })).data;
+  }
+
+  /** One page of a completed job's full report: every bar and every trade, page by page. */
+  async getBacktestReport(jobId, offset = 0, tradeOffset = 0) {
+    const command = { type: "get_backtest_report", jobId, offset, tradeOffset };
+    return (await this.request("orchestrator", command)).data.report;
+  }
+
+  /** What a backtest form checks: each strategy's params with their bounds, the synthetic
+   * source's fields, the capital's bounds, the history files. */
+  async getBacktestOptions() {
+    return (await this.request("orchestrator", { type: "get_backtest_options" })).data;
   }
 
   async getRiskStatus() {

@@ -51,7 +51,7 @@ from gateways.ws.observability import (
     metrics_response,
 )
 from gateways.ws.static_files import StaticFiles
-from gateways.ws.stream import Resync, StreamLog
+from gateways.ws.stream import Archive, Replayed, Resync, StreamLog
 from orchestrator.marketdata.config import is_loopback_host
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import OrchestratorError
@@ -149,6 +149,12 @@ class ServerSetup:
     settled: Callable[[], Awaitable[None]] = field(default=lambda: _nothing_pending())
     """Awaits the delivery of every event published so far (the journal commits
     first), so that a reply never overtakes what an earlier command caused."""
+    archive: Archive | None = None
+    """The journal read back by position, for clients that resume after a restart
+    (None with the journal off: they get a snapshot)."""
+    stream_start: int = 0
+    """The journal's last position when this run began: what the run's first
+    snapshot shows."""
 
 
 class WebSocketServer:
@@ -191,7 +197,7 @@ class WebSocketServer:
         self._routes = routes
         self._snapshot = snapshot
         self._on_disconnect = on_disconnect
-        self._stream = StreamLog(setup.epoch, setup.replay_window)
+        self._stream = StreamLog(setup.epoch, setup.replay_window, setup.stream_start)
         self._sessions: dict[str, Session] = {}
         self._by_ws: dict[ServerConnection, Session] = {}
         self._channels: dict[str, set[ServerConnection]] = {EVERYONE: set()}
@@ -307,6 +313,8 @@ class WebSocketServer:
         """Fan-out sink: the event to its channel's members, encoded once; the client
         whose command caused it gets it with its requestId."""
         event = outgoing.event
+        if outgoing.position is not None:
+            self._stream.position = outgoing.position
         origin: CommandOrigin | None = getattr(event, "origin", None)
         requester = self._requester(origin)
         channel_of = self._routes.get(event.topic)
@@ -333,7 +341,7 @@ class WebSocketServer:
             return False
         kind, data = message
         seq = self._stream.next_seq()
-        position = outbound.StreamPosition(seq, self._stream.epoch)
+        position = outbound.StreamPosition(seq, self._stream.epoch, journal=outgoing.position)
         now = self._clock.now()
         frame = outbound.encode(kind, data, now, position=position)
         self._stream.append(seq, channel, frame)
@@ -555,7 +563,7 @@ class WebSocketServer:
                 ws, session.log
             ):
                 return
-            self._begin_stream(session, ws.request.path if ws.request else "/")
+            await self._begin_stream(session, ws.request.path if ws.request else "/")
             async for frame in ws:
                 await self._on_frame(session, frame)
         except ConnectionClosed:
@@ -586,15 +594,22 @@ class WebSocketServer:
         session.log.info("connection_opened", remote=_remote(ws))
         return session
 
-    def _begin_stream(self, session: Session, path: str) -> None:
-        """Resume from the URL's lastSeq/epoch, or send the snapshot; then join."""
+    async def _begin_stream(self, session: Session, path: str) -> None:
+        """Resume from the URL's lastSeq/epoch (and position), or send the snapshot;
+        then join (a resume from the journal joins once it has read it)."""
         query = parse_qs(urlsplit(path).query)
-        self.join(session, EVERYONE)
         last_seq, epoch = _int_param(query, "lastSeq"), _int_param(query, "epoch")
-        if last_seq is not None and epoch is not None:
-            replies = self._resume_frames(session, epoch, last_seq, None)
-        else:
+        position = _int_param(query, "position")
+        if last_seq is None or epoch is None:
+            self.join(session, EVERYONE)
             replies = self._snapshot_frames(session)
+        elif self._from_journal(epoch, position):
+            replies = await self._journal_resume_frames(session, epoch, position or 0, None)
+        else:
+            self.join(session, EVERYONE)
+            replies = self._resume_frames(session, epoch, last_seq, None)
+        if session.evicted:
+            return
         for frame in replies:
             self._write(session, frame)
 
@@ -673,31 +688,98 @@ class WebSocketServer:
             self._write(session, self._error_reply(error, "", None))
 
     async def _resume(self, command: ResumeStream, session: Session) -> Replies:
+        if self._from_journal(command.epoch, command.position):
+            return await self._journal_resume_frames(
+                session, command.epoch, command.position or 0, command.request_id
+            )
         return self._resume_frames(session, command.epoch, command.last_seq, command.request_id)
+
+    def _from_journal(self, epoch: int, position: int | None) -> bool:
+        """Whether a resume is one after a restart that the journal can serve."""
+        return (
+            epoch != self._stream.epoch and position is not None and self._setup.archive is not None
+        )
+
+    async def _journal_resume_frames(
+        self, session: Session, epoch: int, position: int, request_id: str | int | None
+    ) -> Replies:
+        """After a restart: ``resumed``, the committed messages after ``position`` from
+        the journal, what the window holds after them, then the snapshot (what the
+        journal does not write, such as the execution status, may have changed); or
+        ``resync_required`` and the snapshot.
+
+        The journal is read on a thread up to the position this server had reached
+        when the read began (``upto``, at seq ``since``); whatever came later is in the
+        window, and the window's part, the join and the writes happen in one step."""
+        archive = self._setup.archive
+        assert archive is not None
+        since, upto = self._stream.seq, self._stream.position
+        limit = self._setup.replay_window
+        result = await archive.replay(epoch, position, upto, frozenset(self._routes), limit)
+        self.join(session, EVERYONE)
+        now = self._clock.now()
+        tail = self._stream.replay(self._stream.epoch, since, session.channels)
+        if isinstance(result, Resync) or isinstance(tail, Resync):
+            failed = result if isinstance(result, Resync) else tail
+            assert isinstance(failed, Resync)
+            return self._resync_frames(session, position, failed, request_id)
+        frames = [self._replayed_frame(item, now) for item in result]
+        refused = self._too_big(session, [*frames, *tail], position)
+        if refused is not None:
+            return self._resync_frames(session, position, refused, request_id)
+        data = {
+            "epoch": self._stream.epoch,
+            "fromSeq": since + 1,
+            "toSeq": self._stream.seq,
+            "replayed": len(tail),
+            "fromPosition": position + 1,
+            "toPosition": upto,
+            "journalReplayed": len(frames),
+        }
+        session.log.info(
+            "resumed", epoch=epoch, position=position, journal=len(frames), replayed=len(tail)
+        )
+        resumed = outbound.encode("resumed", data, now, request_id)
+        return [resumed, *frames, *tail, *self._snapshot_frames(session)]
+
+    def _replayed_frame(self, item: Replayed, now: float) -> bytes:
+        kind, data = item.message
+        return outbound.encode(
+            kind, data, now, position=outbound.StreamPosition(None, None, journal=item.position)
+        )
+
+    def _too_big(self, session: Session, frames: list[bytes], after: int) -> Resync | None:
+        """Why ``frames`` cannot be written at once (None: they can). What the client
+        has not read yet counts: a replay after a replay must not pile up past the cap."""
+        buffered = session.ws.transport.get_write_buffer_size()
+        if buffered + sum(map(len, frames)) <= self._limits.max_outbound_bytes:
+            return None
+        # Written at once, they would push the client's buffer past the cap.
+        return Resync(
+            f"the {len(frames)} messages after {after}, with the {buffered} bytes "
+            f"not yet read, are more than max_outbound_bytes "
+            f"({self._limits.max_outbound_bytes}) to replay"
+        )
+
+    def _resync_frames(
+        self, session: Session, last: int, resync: Resync, request_id: str | int | None
+    ) -> Replies:
+        session.log.info("resync_required", last_seq=last, reason=resync.reason)
+        data = {"reason": resync.reason, "epoch": self._stream.epoch, "seq": self._stream.seq}
+        if self._setup.archive is not None:
+            data["position"] = self._stream.position
+        notice = outbound.encode("resync_required", data, self._clock.now(), request_id)
+        return [notice, *self._snapshot_frames(session)]
 
     def _resume_frames(
         self, session: Session, epoch: int, last_seq: int, request_id: str | int | None
     ) -> Replies:
         now = self._clock.now()
         result = self._stream.replay(epoch, last_seq, session.channels)
-        # What the client has not read yet counts: a replay after a replay must not
-        # pile up past the cap either.
-        buffered = session.ws.transport.get_write_buffer_size()
-        if (
-            not isinstance(result, Resync)
-            and buffered + sum(map(len, result)) > self._limits.max_outbound_bytes
-        ):
-            # Written at once, it would push the client's buffer past the cap.
-            result = Resync(
-                f"the {len(result)} messages after seq {last_seq}, with the {buffered} bytes "
-                f"not yet read, are more than max_outbound_bytes "
-                f"({self._limits.max_outbound_bytes}) to replay"
-            )
+        if not isinstance(result, Resync):
+            result = self._too_big(session, result, last_seq) or result
         if isinstance(result, Resync):
-            session.log.info("resync_required", last_seq=last_seq, reason=result.reason)
-            data = {"reason": result.reason, "epoch": self._stream.epoch, "seq": self._stream.seq}
-            notice = outbound.encode("resync_required", data, now, request_id)
-            return [notice, *self._snapshot_frames(session)]
+            return self._resync_frames(session, last_seq, result, request_id)
         data = {
             "epoch": self._stream.epoch,
             "fromSeq": last_seq + 1,
@@ -708,7 +790,10 @@ class WebSocketServer:
         return [outbound.encode("resumed", data, now, request_id), *result]
 
     def _snapshot_frames(self, session: Session) -> Replies:
-        position = outbound.StreamPosition(self._stream.seq, self._stream.epoch, snapshot=True)
+        journal = self._stream.position if self._setup.archive is not None else None
+        position = outbound.StreamPosition(
+            self._stream.seq, self._stream.epoch, snapshot=True, journal=journal
+        )
         now = self._clock.now()
         return [
             outbound.encode(kind, data, now, position=position)

@@ -35,6 +35,8 @@ FILES = (
     "index.html",
     "dashboard.css",
     "dashboard.js",
+    "backtests.css",
+    "backtests.js",
     "websocket-service.js",
     "websocket-service.d.ts",
     "vendor/lightweight-charts.standalone.production.js",

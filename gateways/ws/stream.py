@@ -1,9 +1,11 @@
 """A server's broadcast stream: sequence numbers and a bounded replay window.
 
-Every broadcast message gets the next ``seq`` of its server and the daemon's
+Every broadcast message gets the next ``seq`` of its server and the run's
 ``epoch``. The last ``window`` messages are kept with their channel, so that a
 client that reconnects can ask for what it missed, in order, exactly once.
-Pure: no sockets here.
+A committed event's message also carries its journal ``position``, which outlives
+the run: after a restart the journal replays what a client missed
+(:class:`Archive`, ``gateways/api/journal_replay.py``). Pure: no sockets here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+from orchestrator.model.events import Topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +32,37 @@ class Resync:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """A committed message read back from the journal: its position, topic and message."""
+
+    position: int
+    topic: Topic
+    message: tuple[str, Any]
+
+
+class Archive(Protocol):
+    """The journal, read back by stream position (``JournalReplay``)."""
+
+    async def replay(
+        self, epoch: int, after: int, upto: int, topics: Collection[Topic], limit: int
+    ) -> list[Replayed] | Resync:
+        """The messages of ``topics`` after position ``after`` up to ``upto`` for a
+        client of the run ``epoch``, or why not."""
+
+
 def right_sized(frame: bytes) -> bytes:
     """``frame`` in an allocation of its own size (to keep; not worth it to send)."""
     return memoryview(frame).tobytes()
 
 
 class StreamLog:
-    def __init__(self, epoch: int, window: int) -> None:
+    def __init__(self, epoch: int, window: int, position: int = 0) -> None:
         self.epoch = epoch
         self.seq = 0
+        self.position = position
+        """The journal position of the last committed event this server heard (at
+        start: the journal's last, all told or restored before this run)."""
         self._window: deque[Logged] = deque(maxlen=window) if window > 0 else deque(maxlen=0)
 
     def next_seq(self) -> int:

@@ -47,8 +47,9 @@ part of a backtest's output: they may come at other moments than live.)
 
 Differences from the live daemon, by design: the broker's ``fill_timeout_seconds``
 does not apply (a replay has no wall clock: the next bar's open fills an order
-however far away it is, a weekend for daily bars); one symbol per backtest;
-orders still pending after the last bar stay unfilled.
+however far away it is, a weekend for daily bars); one symbol per engine
+(several on one account: :mod:`orchestrator.backtest.multi_symbol`); orders
+still pending after the last bar stay unfilled.
 """
 
 from __future__ import annotations
@@ -61,13 +62,14 @@ from dataclasses import dataclass
 from itertools import islice
 from operator import attrgetter
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field, ValidationError, model_validator
 
 from orchestrator.backtest.broker import ReplayBroker
+from orchestrator.backtest.trips import END_OF_DATA, RoundTrip, TripTracker
 from orchestrator.bus import EventBus
 from orchestrator.marketdata.bars import aggregate
 from orchestrator.marketdata.config import SyntheticFeedConfig
@@ -75,10 +77,12 @@ from orchestrator.marketdata.feeds import SyntheticFeed, ohlcv_ticks
 from orchestrator.marketdata.history import FeedError, file_symbol, load_history
 from orchestrator.model.clock import DAY_SECONDS, Clock, ManualClock, iso_utc
 from orchestrator.model.errors import OrchestratorError
+from orchestrator.model.events import OrderLifecycle
 from orchestrator.model.ids import IdFactory, SequentialIds
 from orchestrator.model.market import (
     RESOLUTION_SECONDS,
     Bar,
+    DistinctSymbols,
     Resolution,
     Symbol,
     Tick,
@@ -180,7 +184,17 @@ class SyntheticSource(FrozenModel):
         return self
 
 
-DataSource = Annotated[FileSource | SyntheticSource, Field(discriminator="kind")]
+class FilesSource(FrozenModel):
+    """One history file (CSV, Parquet, a dataset or a recording) per symbol: the symbols
+    of a backtest over several symbols on one account (orchestrator.backtest.multi_symbol)."""
+
+    kind: Literal["files"] = Field("files", description="Selects this source.")
+    paths: dict[Symbol, Path] = Field(
+        min_length=1, max_length=50, description="Each symbol's file or directory."
+    )
+
+
+DataSource = Annotated[FileSource | FilesSource | SyntheticSource, Field(discriminator="kind")]
 
 
 class BacktestSpec(FrozenModel):
@@ -193,6 +207,14 @@ class BacktestSpec(FrozenModel):
         description="The symbol traded; None: a CSV file's name (AAPL.csv trades AAPL), "
         "the first of the run config's for synthetic bars.",
     )
+    symbols: DistinctSymbols | None = Field(
+        None,
+        min_length=1,
+        max_length=50,
+        description="Several symbols traded on one account (each symbol's bars from the "
+        "source: a dataset, a recording or a Parquet file with a symbol column, or the "
+        "synthetic feed); None: the one symbol, or the keys of a files source.",
+    )
     config: StrategyRunConfig | None = Field(
         None, description="Run config (limits); None takes the catalog entry's defaults."
     )
@@ -200,7 +222,10 @@ class BacktestSpec(FrozenModel):
     risk: RiskConfig = Field(RiskConfig(), description="Global risk limits and daily loss.")
     runtime: RuntimeConfig = Field(RuntimeConfig(), description="Sizing of unsized signals.")
     initial_capital: float | None = Field(
-        None, gt=0, le=1e12, description="Equity at the start; None: maxPositionValue."
+        None,
+        gt=0,
+        le=1e12,
+        description="Equity at the start; None: maxPositionValue times the symbols traded.",
     )
 
     @property
@@ -210,49 +235,55 @@ class BacktestSpec(FrozenModel):
     @model_validator(mode="after")
     def _symbol_known(self) -> BacktestSpec:
         source = self.source
-        if self.symbol is None and isinstance(source, FileSource) and not file_symbol(source.path):
+        if self.symbol is not None and self.symbols is not None:
+            raise ValueError("give symbol (one) or symbols (several), not both")
+        if isinstance(source, FilesSource):
+            if self.symbol is not None or (
+                self.symbols is not None and set(self.symbols) != set(source.paths)
+            ):
+                raise ValueError("a files source names its symbols: its paths' keys")
+        elif (
+            self.symbol is None
+            and self.symbols is None
+            and isinstance(source, FileSource)
+            and not file_symbol(source.path)
+        ):
             raise ValueError(
                 f"the file name {source.path.name!r} is no ticker: name the symbol it holds"
             )
+        if isinstance(source, SyntheticSource):
+            ticks = source.duration_seconds * source.ticks_per_second * len(self.traded_symbols)
+            if ticks > MAX_SYNTHETIC_TICKS:
+                raise ValueError(
+                    f"{ticks:.0f} ticks over {len(self.traded_symbols)} symbols is more than "
+                    f"{MAX_SYNTHETIC_TICKS}: shorten duration_seconds or trade fewer symbols"
+                )
         return self
 
     @property
     def traded_symbol(self) -> str:
+        """The symbol traded (the first of several)."""
+        if self.symbols is not None:
+            return self.symbols[0]
         if self.symbol is not None:
             return self.symbol
+        if isinstance(self.source, FilesSource):
+            return next(iter(self.source.paths))
         if isinstance(self.source, FileSource):
             return file_symbol(self.source.path)
         return self.run_config.symbols[0]
 
+    @property
+    def traded_symbols(self) -> tuple[str, ...]:
+        """Every symbol traded, in the order ties between their bars are taken."""
+        if self.symbols is not None:
+            return self.symbols
+        if isinstance(self.source, FilesSource):
+            return tuple(self.source.paths)
+        return (self.traded_symbol,)
+
 
 # --------------------------------------------------------------------------- results
-
-
-END_OF_DATA = "end_of_data"
-"""The exit reason of the trade still open after the last bar (marked at its close)."""
-
-
-class RoundTrip(NamedTuple):
-    """One trade from flat (or a reversal) back to flat (or the next reversal)."""
-
-    symbol: str
-    direction: int
-    """+1 long, -1 short."""
-    quantity: float
-    """The largest quantity held during the trade."""
-    entry_ts: float
-    entry_price: float
-    """Average entry price of the quantity held when it closed."""
-    exit_ts: float
-    exit_price: float
-    """Price of the fill that closed it."""
-    pnl: float
-    """Net of every commission of the trade (a reversal's is split by quantity)."""
-    commission: float = 0.0
-    """Commissions of the trade's fills (a reversal's split by quantity)."""
-    exit_reason: str = SIGNAL.value
-    """Why the closing order was sent: an ``OrderPurpose`` value ("signal",
-    "stop_loss", ...), or END_OF_DATA for the trade still open after the last bar."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +333,24 @@ class BacktestResult:
     """The trade still open after the last bar, marked at the last close (exit
     reason END_OF_DATA, net of its entry commission), or None. Not a closed trade: the
     statistics leave it out, as backtesting.py does without ``finalize_trades``."""
+    symbols: tuple[str, ...] = ()
+    """The symbols traded."""
+    parts: tuple[BacktestResult, ...] = ()
+    """Several symbols on one account: each symbol's own result (its bars, trades and
+    P&L over the account's capital), in the order of ``symbols``; () for one symbol."""
+    first_trading_bar: int | None = None
+    """The bar of ``curve`` buy and hold starts at; None: the last warm-up bar."""
+    cash_limited: int = 0
+    """Orders cut or refused because the shared account could not pay for them."""
 
-    def to_payload(self) -> dict[str, float | int | str]:
+    @property
+    def open_trades(self) -> tuple[RoundTrip, ...]:
+        """The trades still open after the last bar: this one's, or each symbol's."""
+        if self.parts:
+            return tuple(part.open_trade for part in self.parts if part.open_trade is not None)
+        return () if self.open_trade is None else (self.open_trade,)
+
+    def to_payload(self) -> dict[str, Any]:
         return {
             "total_trades": self.total_trades,
             "win_rate": self.win_rate,
@@ -319,6 +366,8 @@ class BacktestResult:
             "start": iso_utc(self.start),
             "end": iso_utc(self.end),
             "duration_seconds": self.duration_seconds,
+            "symbols": list(self.symbols),
+            "cash_limited": self.cash_limited,
         }
 
 
@@ -409,13 +458,13 @@ class BacktestEngine:
         self._day_end = -math.inf
         self._day_start_equity = 0.0
         self._signals = 0
-        self._trip: _OpenTrip | None = None
         self.fills: list[Fill] = []
         """Every fill and rejection, in order."""
-        self.trades: list[RoundTrip] = []
-        """Closed round trips, in order."""
         self._exit_purposes: dict[str, str] = {}
         """Orders sent for another reason than a signal (stop-loss exits), by id."""
+        self._trips = TripTracker(self._exit_purposes)
+        self.trades: list[RoundTrip] = self._trips.trades
+        """Closed round trips, in order."""
         self._realized = 0.0
         """Realized P&L (commissions paid) after the last fill."""
         self._fill_times: list[float] = []
@@ -543,6 +592,11 @@ class BacktestEngine:
         return replaced
 
     # ------------------------------------------------------------ running
+
+    def warmup_bars(self) -> int:
+        """The bars the strategy warms up on with these params (a walk-forward's test
+        window is preceded by as many, so that it trades from its first bar)."""
+        return self._start_strategy().warmup_bars
 
     def run(
         self,
@@ -797,12 +851,15 @@ class BacktestEngine:
         if order.purpose is not SIGNAL:
             self._exit_purposes[order.id] = order.purpose.value
 
+    def lifecycle(self, event: OrderLifecycle) -> None:
+        """A backtest's report has its fills and rejections; what rested is not kept."""
+
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
     ) -> None:
         self.fills.append(fill)
         if change is not None:
-            self._track(change)
+            self._trips.track(change)
             # The position's realized P&L, summed in the same order as the book sums it.
             realized = self._realized = self._realized + change.realized_pnl
             quantity = change.quantity_after
@@ -883,31 +940,6 @@ class BacktestEngine:
 
     # ------------------------------------------------------------ accounting
 
-    def _track(self, change: PositionChange) -> None:
-        fill = change.fill
-        closed, opened = change.closed_quantity, change.opened_quantity
-        trip, opening_commission = self._trip, fill.commission
-        if closed > 0.0:
-            # A reversal's commission is split between its two trades by quantity.
-            closed_commission = opening_commission * closed / (closed + opened)
-            opening_commission -= closed_commission
-            if trip is not None:
-                trip.pnl += change.closed_pnl - closed_commission
-                trip.commission += closed_commission
-                if opened > 0.0 or change.quantity_after == 0.0:
-                    reason = self._exit_purposes.pop(fill.order_id, SIGNAL.value)
-                    trade = trip.close(fill.ts, fill.price, change.entry_price_before, reason)
-                    self.trades.append(trade)
-                    self._trip = trip = None
-        if opened > 0.0:
-            if trip is None:
-                trip = self._trip = _OpenTrip(fill.symbol, fill.side.sign, fill.ts)
-            trip.pnl -= opening_commission
-            trip.commission += opening_commission
-            held = abs(change.quantity_after)
-            if held > trip.quantity:
-                trip.quantity = held
-
     def _result(self, bars: Sequence[Bar], warmup: int, duration: float) -> BacktestResult:
         portfolio = self.portfolio
         curve = self._curve(bars)
@@ -932,6 +964,7 @@ class BacktestEngine:
             curve=curve,
             trades=tuple(self.trades),
             open_trade=self._open_trade(bars[-1]),
+            symbols=(self.symbol,),
         )
 
     def _curve(self, bars: Sequence[Bar]) -> EquityCurve:
@@ -947,37 +980,7 @@ class BacktestEngine:
         return EquityCurve(times=times, closes=closes, equity=cash + quantity * closes)
 
     def _open_trade(self, last: Bar) -> RoundTrip | None:
-        trip, position = self._trip, self._position
-        if trip is None or position is None or position.quantity == 0.0:
-            return None
-        held = position.quantity
-        pnl = trip.pnl + held * (last.close - position.entry_price)
-        end = last.start + self._seconds
-        return trip.close(end, last.close, position.entry_price, END_OF_DATA)._replace(pnl=pnl)
-
-
-@dataclass(slots=True)
-class _OpenTrip:
-    symbol: str
-    direction: int
-    entry_ts: float
-    quantity: float = 0.0
-    pnl: float = 0.0
-    commission: float = 0.0
-
-    def close(self, ts: float, price: float, entry_price: float, reason: str) -> RoundTrip:
-        return RoundTrip(
-            self.symbol,
-            self.direction,
-            self.quantity,
-            self.entry_ts,
-            entry_price,
-            ts,
-            price,
-            self.pnl,
-            self.commission,
-            reason,
-        )
+        return self._trips.open_trade(self._position, last.close, last.start + self._seconds)
 
 
 def _next_midnight(ts: float) -> float:
@@ -988,15 +991,18 @@ def _next_midnight(ts: float) -> float:
 
 
 def load_bars(
-    source: FileSource | SyntheticSource,
+    source: FileSource | FilesSource | SyntheticSource,
     symbol: str,
     resolution: str,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[Bar]:
     """The bars ``source`` describes; raises BacktestError saying what to fix."""
-    if isinstance(source, FileSource):
+    if isinstance(source, FileSource | FilesSource):
+        path = source.path if isinstance(source, FileSource) else source.paths.get(symbol)
+        if path is None:
+            raise BacktestError(f"the files source has no file for {symbol}")
         try:
-            return load_history(source.path, symbol, resolution)
+            return load_history(path, symbol, resolution)
         except FeedError as exc:
             raise BacktestError(f"bad data file: {exc}") from exc
     return synthetic_bars(source, symbol, source.resolution or resolution, should_stop)
@@ -1094,6 +1100,7 @@ __all__ = [
     "DataSource",
     "EquityCurve",
     "FileSource",
+    "FilesSource",
     "Progress",
     "RoundTrip",
     "SyntheticSource",

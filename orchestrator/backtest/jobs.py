@@ -44,6 +44,8 @@ import contextlib
 import logging
 import math
 import multiprocessing
+import os
+import threading
 import time
 import traceback
 import uuid
@@ -51,12 +53,19 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from orchestrator.backtest.config import JobsConfig
-from orchestrator.backtest.engine import BacktestCancelled, BacktestError, BacktestSpec, FileSource
+from orchestrator.backtest.engine import (
+    BacktestCancelled,
+    BacktestError,
+    BacktestSpec,
+    FileSource,
+    FilesSource,
+)
 from orchestrator.backtest.report import BacktestReport, counts_only
 from orchestrator.bus import EventBus
 from orchestrator.model.clock import Clock
@@ -137,9 +146,28 @@ def _discard_outcome(future: asyncio.Future[Outcome]) -> None:
 def _init_worker(flag: Any, progress_pipe: Any = None) -> None:
     global _stop_flag, _progress_pipe
     _stop_flag, _progress_pipe = flag, progress_pipe
+    _end_with_the_daemon()
     # The guardian logs every refused order, the broker every rejection: in a
     # backtest that is noise on the daemon's log, not news. Only errors pass.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+
+
+def _end_with_the_daemon() -> None:
+    """Ends this worker process when the daemon's process dies.
+
+    A pool worker never sees its parent die (each end of its call queue is open in the
+    worker itself), so a daemon killed with SIGKILL would leave it behind for good, a
+    job still computing or idle, holding the daemon's stderr. A thread waits on the
+    parent's sentinel and exits the process."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-daemon", daemon=True).start()
 
 
 def _should_stop() -> bool:
@@ -168,12 +196,12 @@ class ProgressSender:
 def execute_backtest(spec: BacktestSpec, job_id: str = "") -> Outcome:
     """Run ``spec`` in this (worker) process; never raises."""
     # Imported here so that the daemon's import of this module stays light.
-    from orchestrator.backtest.engine import run_backtest
+    from orchestrator.backtest.multi_symbol import run_spec
     from orchestrator.backtest.report import build_report
 
     progress = ProgressSender(_progress_pipe, job_id) if _progress_pipe is not None else None
     try:
-        report = build_report(run_backtest(spec, _should_stop, progress))
+        report = build_report(run_spec(spec, _should_stop, progress))
     except BacktestCancelled:
         return False, CANCELLED_BY_USER, None
     except BacktestError as exc:
@@ -355,7 +383,7 @@ class JobManager:
                 f"{self._queued} backtest jobs are already waiting (max_queued_jobs "
                 f"{self.config.max_queued_jobs}): wait for one to finish or cancel one"
             )
-        job = _Job(str(uuid.uuid4()), self._admit(spec), self._clock.now())
+        job = _Job(str(uuid.uuid4()), self.admitted(spec), self._clock.now())
         self._jobs[job.id] = job
         self._queued += 1
         self._queue.put_nowait(job.id)
@@ -430,21 +458,31 @@ class JobManager:
             raise UnknownJob(f"no job {job_id}: it was never submitted or has been forgotten")
         return job
 
-    def _admit(self, spec: BacktestSpec) -> BacktestSpec:
-        """The spec with its file resolved inside data_dir; InvalidJob otherwise."""
+    def admitted(self, spec: BacktestSpec) -> BacktestSpec:
+        """The spec with its files resolved inside data_dir; InvalidJob otherwise (a
+        sweep's trials read files under the same rule)."""
         source = spec.source
-        if not isinstance(source, FileSource):
+        resolved: FileSource | FilesSource
+        if isinstance(source, FileSource):
+            resolved = source.model_copy(update={"path": self._inside_data_dir(source.path)})
+        elif isinstance(source, FilesSource):
+            paths = {symbol: self._inside_data_dir(p) for symbol, p in source.paths.items()}
+            resolved = source.model_copy(update={"paths": paths})
+        else:
             return spec
+        return spec.model_copy(update={"source": resolved})
+
+    def _inside_data_dir(self, given: Path) -> Path:
         if self.config.data_dir is None:
             raise InvalidJob(
                 "backtests over files are off: set data_dir in the [jobs] section of the "
                 "config to the directory of your OHLCV files, or use the synthetic source"
             )
         root = self.config.data_dir.resolve()
-        path = (root / source.path).resolve()
+        path = (root / given).resolve()
         if not path.is_relative_to(root):
-            raise InvalidJob(f"{source.path} is outside the data directory {root}")
-        return spec.model_copy(update={"source": source.model_copy(update={"path": path})})
+            raise InvalidJob(f"{given} is outside the data directory {root}")
+        return path
 
     # ------------------------------------------------------------ running
 

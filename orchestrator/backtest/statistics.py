@@ -60,6 +60,47 @@ class ClosedTrade:
 
 
 @dataclass(frozen=True, slots=True)
+class TradeColumns:
+    """Closed trades as columns, one entry per trade in order: what the statistics read.
+
+    A run of a million bars closes tens of thousands of trades; the figures are computed
+    over these arrays, never trade by trade (:func:`trade_columns` builds them from
+    :class:`ClosedTrade` records, ``build_report`` from the engine's round trips).
+    """
+
+    entry_bar: IntArray
+    exit_bar: IntArray
+    entry_time: FloatArray
+    exit_time: FloatArray
+    pnl: FloatArray
+    return_fraction: FloatArray
+    commission: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.pnl)
+
+
+def trade_columns(trades: Sequence[ClosedTrade]) -> TradeColumns:
+    """The columns of ``trades``."""
+
+    def floats(name: str) -> FloatArray:
+        return np.array([getattr(trade, name) for trade in trades], dtype=np.float64)
+
+    def ints(name: str) -> IntArray:
+        return np.array([getattr(trade, name) for trade in trades], dtype=np.int64)
+
+    return TradeColumns(
+        entry_bar=ints("entry_bar"),
+        exit_bar=ints("exit_bar"),
+        entry_time=floats("entry_time"),
+        exit_time=floats("exit_time"),
+        pnl=floats("pnl"),
+        return_fraction=floats("return_fraction"),
+        commission=floats("commission"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Statistics:
     """A backtest's figures; docs/statistics.md defines each. NaN: no value."""
 
@@ -157,7 +198,7 @@ def compute_statistics(
     timestamps: npt.ArrayLike,
     equity: npt.ArrayLike,
     closes: npt.ArrayLike,
-    trades: Sequence[ClosedTrade],
+    trades: Sequence[ClosedTrade] | TradeColumns,
     *,
     first_trading_bar: int = 0,
     risk_free_rate: float = 0.0,
@@ -165,15 +206,17 @@ def compute_statistics(
     """The figures of a run of ``len(timestamps)`` bars.
 
     ``timestamps``: bar times, epoch seconds, strictly increasing; ``equity``: account
-    equity at each bar; ``closes``: the traded symbol's close at each bar;
+    equity at each bar; ``closes``: the traded symbol's close at each bar; ``trades``:
+    the closed trades, as records or as columns (the same figures either way);
     ``first_trading_bar``: the first bar after the strategy's warm-up (buy & hold
     starts there); ``risk_free_rate``: annual, as a fraction. ValueError on inputs
     that do not fit together.
     """
     times, values, prices = _checked_arrays(timestamps, equity, closes)
-    _check_run(len(times), trades, first_trading_bar, risk_free_rate)
+    columns = trades if isinstance(trades, TradeColumns) else trade_columns(trades)
+    _check_run(len(times), columns, first_trading_bar, risk_free_rate)
     with np.errstate(all="ignore"):
-        return _statistics(times, values, prices, trades, first_trading_bar, risk_free_rate)
+        return _statistics(times, values, prices, columns, first_trading_bar, risk_free_rate)
 
 
 def _checked_arrays(
@@ -193,23 +236,28 @@ def _checked_arrays(
 
 
 def _check_run(
-    bars: int, trades: Sequence[ClosedTrade], first_trading_bar: int, risk_free_rate: float
+    bars: int, trades: TradeColumns, first_trading_bar: int, risk_free_rate: float
 ) -> None:
     if not 0 <= first_trading_bar < bars:
         raise ValueError(f"first_trading_bar must be in 0..{bars - 1}")
     if not -1 < risk_free_rate < 1:
         raise ValueError("risk_free_rate must be a fraction between -1 and 1")
-    for trade in trades:
-        _check_trade(trade, bars)
+    if len(trades):
+        _check_trades(trades, bars)
 
 
-def _check_trade(trade: ClosedTrade, bars: int) -> None:
-    if not 0 <= trade.entry_bar <= trade.exit_bar < bars:
-        raise ValueError(f"trade bars {trade.entry_bar}..{trade.exit_bar} outside 0..{bars - 1}")
-    if trade.exit_time < trade.entry_time:
-        raise ValueError("a trade's exit_time must not precede its entry_time")
-    numbers = (trade.entry_time, trade.exit_time, trade.pnl, trade.return_fraction)
-    if not all(map(math.isfinite, (*numbers, trade.commission))):
+def _check_trades(trades: TradeColumns, bars: int) -> None:
+    """Every trade at once; the message names the first trade that is wrong."""
+    entry, exit_ = trades.entry_bar, trades.exit_bar
+    outside = (entry < 0) | (entry > exit_) | (exit_ >= bars)
+    backwards = trades.exit_time < trades.entry_time
+    numbers = (trades.entry_time, trades.exit_time, trades.pnl, trades.return_fraction)
+    infinite = ~np.logical_and.reduce([np.isfinite(n) for n in (*numbers, trades.commission)])
+    for trade in np.flatnonzero(outside | backwards | infinite)[:1].tolist():
+        if outside[trade]:
+            raise ValueError(f"trade bars {entry[trade]}..{exit_[trade]} outside 0..{bars - 1}")
+        if backwards[trade]:
+            raise ValueError("a trade's exit_time must not precede its entry_time")
         raise ValueError("a trade's times, pnl, return_fraction and commission must be finite")
 
 
@@ -217,7 +265,7 @@ def _statistics(
     times: FloatArray,
     equity: FloatArray,
     closes: FloatArray,
-    trades: Sequence[ClosedTrade],
+    trades: TradeColumns,
     first_trading_bar: int,
     risk_free_rate: float,
 ) -> Statistics:
@@ -236,7 +284,7 @@ def _statistics(
         exposure_time_pct=_exposure_time_pct(trades, len(times)),
         equity_final=float(equity[-1]),
         equity_peak=float(equity.max()),
-        commissions=float(sum(trade.commission for trade in trades)),
+        commissions=_sum_in_order(trades.commission),
         return_pct=returns.total_pct,
         buy_and_hold_return_pct=returns.buy_and_hold_pct,
         annual_return_pct=annual.annual_return * 100,
@@ -282,11 +330,14 @@ def _returns(equity: FloatArray, closes: FloatArray, first_trading_bar: int) -> 
     )
 
 
-def _exposure_time_pct(trades: Sequence[ClosedTrade], bars: int) -> float:
-    """Bars with a position over all bars, %: "n bars" time, not clock time."""
-    holding = np.zeros(bars, dtype=np.int64)
-    for trade in trades:
-        holding[trade.entry_bar : trade.exit_bar + 1] = 1
+def _exposure_time_pct(trades: TradeColumns, bars: int) -> float:
+    """Bars with a position over all bars, %: "n bars" time, not clock time. (Each
+    trade adds 1 from its entry bar and takes it away after its exit bar: a bar is
+    held where the running count is above 0.)"""
+    starts = np.zeros(bars + 1, dtype=np.int64)
+    np.add.at(starts, trades.entry_bar, 1)
+    np.add.at(starts, trades.exit_bar + 1, -1)
+    holding = (np.cumsum(starts[:-1]) > 0).astype(np.int64)
     return float(holding.mean() * 100)
 
 
@@ -376,9 +427,10 @@ def _trades_at_weekends(days: IntArray) -> bool:
 
 
 def _last_of_each_period(equity: FloatArray, keys: IntArray) -> FloatArray:
-    """Equity at the last bar of each period, in time order."""
-    _, first_from_end = np.unique(keys[::-1], return_index=True)
-    return equity[len(keys) - 1 - first_from_end]
+    """Equity at the last bar of each period, in time order (the keys of increasing
+    times never decrease: a period ends where the next bar's key differs)."""
+    last = np.r_[np.flatnonzero(keys[1:] != keys[:-1]), len(keys) - 1]
+    return equity[last]
 
 
 def _simple_returns(values: FloatArray) -> FloatArray:
@@ -411,7 +463,9 @@ def _drawdowns(times: FloatArray, equity: FloatArray) -> _Drawdowns:
     an episode of no bar in between is none. backtesting.py's rule when no episode is
     found (only the last bar below the peak): its depth counts, it has no duration."""
     drawdown = 1 - equity / np.maximum.accumulate(equity)
-    bounds = np.unique(np.r_[np.flatnonzero(drawdown == 0), len(drawdown) - 1])
+    at_peak = np.flatnonzero(drawdown == 0)  # increasing: only the last bar may repeat
+    last = len(drawdown) - 1
+    bounds = at_peak if len(at_peak) and at_peak[-1] == last else np.r_[at_peak, last]
     starts, stops = bounds[:-1], bounds[1:]
     episodes = stops > starts + 1
     if episodes.any():
@@ -436,12 +490,12 @@ class _TradeFigures:
     """Fraction of trades with pnl > 0; NaN without trades."""
 
 
-def _trade_figures(trades: Sequence[ClosedTrade]) -> _TradeFigures:
-    pnls = np.array([trade.pnl for trade in trades], dtype=np.float64)
+def _trade_figures(trades: TradeColumns) -> _TradeFigures:
+    pnls = trades.pnl
     return _TradeFigures(
-        returns=np.array([trade.return_fraction for trade in trades], dtype=np.float64),
+        returns=trades.return_fraction,
         pnls=pnls,
-        durations=np.array([t.exit_time - t.entry_time for t in trades], dtype=np.float64),
+        durations=trades.exit_time - trades.entry_time,
         win_rate=_mean((pnls > 0).astype(np.float64)),
     )
 
@@ -504,6 +558,12 @@ def _geometric_mean(returns: FloatArray) -> float:
     if np.any(growth <= 0):
         return 0.0
     return float(np.exp(_divide(np.log(growth).sum(), len(growth) or math.nan)) - 1)
+
+
+def _sum_in_order(values: FloatArray) -> float:
+    """The sum added up first to last, as Python's ``sum`` does (numpy's ``sum`` pairs
+    the terms, which rounds otherwise)."""
+    return float(np.cumsum(values)[-1]) if len(values) else 0.0
 
 
 def _mean(values: FloatArray) -> float:

@@ -6,7 +6,11 @@ risk, fills (trades, rejections included) in commit order, and a position
 snapshot after every fill that changed a position (quantity, average cost and
 cumulative realized P&L, in the fill's transaction; rejections write none),
 and every engagement and release of the kill switch made while the daemon runs
-(schema 3; ``risk.halted_at_start`` engages it at every start, unjournaled).
+(schema 3; ``risk.halted_at_start`` engages it at every start, unjournaled), and
+each run's stream epoch (schema 4), and the lifecycle of resting orders (schema 5:
+limit, stop and stop-limit orders and a bracket's exits, one row per event;
+:meth:`Journal.resting_orders` lists those still resting, which the daemon puts
+back in the order pipeline after a restart).
 Quotes and bars are not recorded. Restoring does not need the snapshots (the
 fills are the truth); they make "where do we stand" one indexed query for tools.
 
@@ -62,7 +66,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -78,13 +82,31 @@ from orchestrator.model.events import (
     Event,
     HaltSource,
     KillSwitchChanged,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderLifecycle,
+    OrderReplaced,
     OrderSubmitted,
+    OrderTriggered,
     SignalEmitted,
     StrategyStatus,
     StrategyStatusChanged,
+    Topic,
     TradeExecuted,
 )
-from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, Signal, TradeStatus
+from orchestrator.model.orders import (
+    Bracket,
+    Fill,
+    Order,
+    OrderPurpose,
+    OrderType,
+    Side,
+    Signal,
+    TimeInForce,
+    TradeStatus,
+    Trailing,
+)
 from orchestrator.risk.guardian import Halt
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import PortfolioBook
@@ -230,6 +252,36 @@ CREATE TABLE kill_switch (
 """
 
 _V4: Final = """
+-- Each daemon run on this journal: its stream epoch and the first stream position it
+-- gave. From here on every journaled row's rowid (seq) is its stream position: one
+-- counter over signals, orders, fills, lifecycle and kill_switch, in commit order.
+CREATE TABLE runs (
+    epoch          INTEGER PRIMARY KEY,
+    first_position INTEGER NOT NULL,
+    started_at     REAL NOT NULL
+)
+"""
+
+_V5: Final = """
+-- The lifecycle of resting orders (docs/orders.md), one row per event, append only:
+-- accepted, replaced, then triggered, cancelled or expired. Each row's seq is its
+-- stream position. order_json is the order's every term as the event left it
+-- (type, prices, time in force, bracket, parent, trailing); detail_json what else
+-- the event says (the trigger price, the reason, the terms a replace changed).
+CREATE TABLE order_events (
+    seq         INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    order_id    TEXT NOT NULL,
+    strategy_id TEXT NOT NULL,
+    order_json  TEXT NOT NULL,
+    detail_json TEXT NOT NULL,
+    ts          REAL NOT NULL,
+    UNIQUE (order_id, kind, ts, order_json)
+);
+"""
+
+
+_V6: Final = """
 -- Live venues (docs/venues.md). Which venue each order went to: a restart asks that
 -- venue what became of an order in flight instead of resolving it as rejected.
 CREATE TABLE venue_orders (
@@ -256,7 +308,7 @@ CREATE TABLE venue_baselines (
 );
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """``MIGRATIONS[n]`` takes a journal from version n to n + 1. Never edit a shipped one."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -311,6 +363,10 @@ class JournaledTrade:
 
     fill: Fill
     realized_pnl: float | None
+    position_quantity: float | None = None
+    """The strategy's quantity in the symbol after the fill; None as ``realized_pnl``."""
+    purpose: OrderPurpose = OrderPurpose.SIGNAL
+    """Why its order existed (the orders table; a signal's when it has no row)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +380,28 @@ class PositionSnapshot:
     realized_pnl: float
     ts: float
     fill_id: str
+
+
+_ORDER_EVENT_KINDS: Final[Mapping[type[Any], str]] = {
+    OrderAccepted: "accepted",
+    OrderReplaced: "replaced",
+    OrderTriggered: "triggered",
+    OrderCancelled: "cancelled",
+    OrderExpired: "expired",
+}
+"""The ``kind`` of each lifecycle event's row in ``order_events``."""
+
+
+StreamRecord = (
+    JournaledTrade
+    | SignalEmitted
+    | StrategyStatusChanged
+    | KillSwitchChanged
+    | OrderSubmitted
+    | OrderLifecycle
+)
+"""A journaled event read back for a client that missed it (:meth:`Journal.stream`):
+the event, but a trade as a :class:`JournaledTrade` (its fill and realized P&L)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +427,11 @@ _JOURNALED: Final = (
     OrderSubmitted,
     TradeExecuted,
     KillSwitchChanged,
+    OrderAccepted,
+    OrderReplaced,
+    OrderTriggered,
+    OrderCancelled,
+    OrderExpired,
 )
 
 
@@ -397,6 +480,7 @@ class Journal:
         readonly: bool,
         schema_version: int,
         lock_file: TextIO | None = None,
+        last_position: int = 0,
     ) -> None:
         self.path = path
         self.readonly = readonly
@@ -404,6 +488,8 @@ class Journal:
         self._db = connection
         self._lock = threading.Lock()
         self._lock_file = lock_file
+        self._position = last_position
+        """The last stream position given (see :meth:`write`); a reader's stays 0."""
 
     # -------------------------------------------------------------- opening
 
@@ -424,6 +510,7 @@ class Journal:
             try:
                 _configure(connection, path, synchronous)
                 version = _migrate(connection, path, found)
+                last_position = _last_position(connection)
             except BaseException:
                 connection.close()
                 raise
@@ -437,7 +524,14 @@ class Journal:
             migrated_from=found,
             synchronous=synchronous,
         )
-        return cls(path, connection, readonly=False, schema_version=version, lock_file=lock_file)
+        return cls(
+            path,
+            connection,
+            readonly=False,
+            schema_version=version,
+            lock_file=lock_file,
+            last_position=last_position,
+        )
 
     @classmethod
     def from_config(
@@ -471,11 +565,45 @@ class Journal:
 
     # -------------------------------------------------------------- writing
 
-    def write(self, records: Sequence[Record]) -> None:
-        """Commit ``records`` in one transaction; records the journal ignores are skipped."""
-        rows = _GroupRows.of(records)  # encoded before the transaction, to keep it short
+    def write(self, records: Sequence[Record]) -> list[int | None]:
+        """Commit ``records`` in one transaction; records the journal ignores are skipped.
+
+        Returns each record's stream position: the rowid of its row, from one counter
+        over every journaled table, so positions follow commit order. A record already
+        there (a batch written again) keeps the position it was given then. None for
+        what has no row of its own (ignored records, StrategyConfigured)."""
+        with self._lock:
+            first = self._take_positions(sum(map(_positioned, records)))
+        rows = _GroupRows.of(records, first)  # encoded before the transaction, to keep it short
         with self._lock, self._transaction():
-            rows.write(self._db)
+            kept = rows.write(self._db)
+        return [kept.get(p, p) if p is not None else None for p in rows.positions]
+
+    def _take_positions(self, count: int) -> int:
+        """The first of ``count`` new stream positions (under the lock)."""
+        first = self._position + 1
+        self._position += count
+        return first
+
+    @property
+    def last_position(self) -> int:
+        """The last stream position given (0 for an empty journal)."""
+        with self._lock:
+            return self._position
+
+    def begin_run(self, epoch: int, ts: float) -> int:
+        """Record a daemon run and return its stream epoch: ``epoch`` (the start in ms),
+        or one more than the last run's if that is not later (a clock set back, or
+        two starts in one millisecond), so that every run's epoch is its own."""
+        with self._lock, self._transaction():
+            (last,) = self._db.execute("SELECT MAX(epoch) FROM runs").fetchone()
+            epoch = max(epoch, (last or 0) + 1)
+            self._db.execute(
+                "INSERT INTO runs (epoch, first_position, started_at) VALUES (?, ?, ?)",
+                (epoch, self._position + 1, ts),
+            )
+        log.info("journal_run_started", epoch=epoch, first_position=self._position + 1)
+        return epoch
 
     def resolve_unfilled(self, reason: str, ts: float) -> list[Fill]:
         """Record a REJECTED fill for every accepted order without one (see the module
@@ -483,7 +611,9 @@ class Journal:
         it: reconciliation asks); returns those fills, not told to anyone yet."""
         with self._lock, self._transaction():
             fills = [_restart_fill(order, reason, ts) for order in self._unfilled_orders()]
-            _insert_many(self._db, _FILLS, [_fill_row(fill) for fill in fills])
+            first = self._take_positions(len(fills))
+            rows = [(first + n, *_fill_row(fill)) for n, fill in enumerate(fills)]
+            _insert_many(self._db, _FILLS, rows)
         for fill in fills:
             log.warning(
                 "journal_order_resolved",
@@ -550,23 +680,21 @@ class Journal:
         return [_fill(row[1:]) for row in self._query(sql + " ORDER BY seq", params)]
 
     def recent_trades(self, limit: int) -> list[JournaledTrade]:
-        """The last ``limit`` fills in commit order, each with its realized P&L.
+        """The last ``limit`` fills in commit order, each with its realized P&L, the
+        position it left and its order's purpose.
 
         A fill's P&L is its snapshot's running total less the position's previous
-        snapshot: two index lookups per fill, whatever the journal's size.
+        snapshot: a few index lookups per fill, whatever the journal's size.
         """
         fill_columns = ", ".join(f"f.{column}" for column in FILL_COLUMNS.split(", "))
-        previous = (
-            "SELECT p.realized_pnl FROM position_snapshots p WHERE p.strategy_id = s.strategy_id "
-            "AND p.symbol = s.symbol AND p.seq < s.seq ORDER BY p.seq DESC LIMIT 1"
-        )
         sql = (
             f"SELECT * FROM (SELECT f.seq, {fill_columns}, "
-            f"s.realized_pnl - COALESCE(({previous}), 0.0) FROM fills f "
-            "LEFT JOIN position_snapshots s ON s.fill_id = f.id ORDER BY f.seq DESC LIMIT ?) "
+            f"s.realized_pnl - COALESCE(({_PREVIOUS_PNL}), 0.0), s.quantity, o.purpose "
+            "FROM fills f LEFT JOIN position_snapshots s ON s.fill_id = f.id "
+            "LEFT JOIN orders o ON o.id = f.order_id ORDER BY f.seq DESC LIMIT ?) "
             "ORDER BY seq"
         )
-        return [JournaledTrade(_fill(row[1:-1]), row[-1]) for row in self._query(sql, (limit,))]
+        return [_journaled_trade(row[1:]) for row in self._query(sql, (limit,))]
 
     def recent_signals(self, limit: int) -> list[Signal]:
         """The last ``limit`` signals in commit order."""
@@ -607,6 +735,9 @@ class Journal:
         ids = (
             "SELECT id FROM signals UNION ALL SELECT id FROM orders UNION ALL SELECT id FROM fills"
         )
+        if self.schema_version >= 5:
+            # A resting order that never triggered is in no other table.
+            ids += " UNION ALL SELECT order_id FROM order_events"
         for (record_id,) in self._query(ids):
             prefix, _, number = record_id.rpartition("_")
             if prefix and number.isdigit():
@@ -628,6 +759,95 @@ class Journal:
         )
         return {symbol: price for symbol, price in self._query(latest)}
 
+    def runs(self) -> dict[int, int]:
+        """Each run's epoch and the first stream position it gave, oldest first (empty
+        before schema 4)."""
+        if self.schema_version < 4:
+            return {}
+        return dict(self._query("SELECT epoch, first_position FROM runs ORDER BY epoch"))
+
+    def stream(
+        self, after: int, upto: int, topics: Collection[Topic], limit: int
+    ) -> list[tuple[int, StreamRecord]]:
+        """The journaled events of ``topics`` with a stream position in (``after``,
+        ``upto``], in position order, at most ``limit`` of them: what a client that saw
+        position ``after`` missed. Each comes back as what it was delivered as (a trade
+        as a :class:`JournaledTrade`); every table is read by its rowid, an index range."""
+        found: list[tuple[int, StreamRecord]] = []
+        for topic in topics:
+            read = _STREAM_READERS.get(topic)
+            if read is not None:
+                found.extend(read(self, after, upto, limit))
+        found.sort(key=lambda item: item[0])
+        return found[:limit]
+
+    def _stream_trades(self, after: int, upto: int, limit: int) -> list[tuple[int, StreamRecord]]:
+        fill_columns = ", ".join(f"f.{column}" for column in FILL_COLUMNS.split(", "))
+        sql = (
+            f"SELECT f.seq, {fill_columns}, s.realized_pnl - COALESCE(({_PREVIOUS_PNL}), 0.0), "
+            "s.quantity, o.purpose FROM fills f "
+            "LEFT JOIN position_snapshots s ON s.fill_id = f.id "
+            "LEFT JOIN orders o ON o.id = f.order_id "
+            "WHERE f.seq > ? AND f.seq <= ? ORDER BY f.seq LIMIT ?"
+        )
+        rows = self._query(sql, (after, upto, limit))
+        return [(row[0], _journaled_trade(row[1:])) for row in rows]
+
+    def _stream_signals(self, after: int, upto: int, limit: int) -> list[tuple[int, StreamRecord]]:
+        sql = (
+            f"SELECT rowid, {SIGNAL_COLUMNS} FROM signals WHERE rowid > ? AND rowid <= ? "
+            "ORDER BY rowid LIMIT ?"
+        )
+        rows = self._query(sql, (after, upto, limit))
+        return [(row[0], SignalEmitted(_signal(row[1:]))) for row in rows]
+
+    def _stream_statuses(self, after: int, upto: int, limit: int) -> list[tuple[int, StreamRecord]]:
+        config = "l.config_json" if self.schema_version >= 2 else "NULL"
+        sql = (
+            f"SELECT l.seq, l.strategy_id, COALESCE(s.name, l.strategy_id), l.status, "
+            f"l.previous, l.reason, l.ts, {config} FROM lifecycle l "
+            "LEFT JOIN strategies s ON s.id = l.strategy_id "
+            "WHERE l.seq > ? AND l.seq <= ? ORDER BY l.seq LIMIT ?"
+        )
+        return [(row[0], _status_event(*row[1:])) for row in self._query(sql, (after, upto, limit))]
+
+    def _stream_kill_switch(
+        self, after: int, upto: int, limit: int
+    ) -> list[tuple[int, StreamRecord]]:
+        if self.schema_version < 3:
+            return []
+        sql = (
+            "SELECT seq, engaged, reason, block_all, source, ts FROM kill_switch "
+            "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+        )
+        return [
+            (seq, KillSwitchChanged(bool(engaged), reason, bool(block_all), HaltSource(source), ts))
+            for seq, engaged, reason, block_all, source, ts in self._query(
+                sql, (after, upto, limit)
+            )
+        ]
+
+    def _stream_orders(self, after: int, upto: int, limit: int) -> list[tuple[int, StreamRecord]]:
+        sql = (
+            f"SELECT rowid, {ORDER_COLUMNS} FROM orders WHERE rowid > ? AND rowid <= ? "
+            "ORDER BY rowid LIMIT ?"
+        )
+        rows = self._query(sql, (after, upto, limit))
+        return [(row[0], OrderSubmitted(_order(row[1:]))) for row in rows]
+
+    def _stream_order_events(
+        self, after: int, upto: int, limit: int, kind: str
+    ) -> list[tuple[int, StreamRecord]]:
+        if self.schema_version < 5:
+            return []
+        sql = (
+            "SELECT seq, kind, order_json, detail_json, ts FROM order_events "
+            "WHERE seq > ? AND seq <= ? AND kind = ? ORDER BY seq LIMIT ?"
+        )
+        return [
+            (seq, _order_event(*row)) for seq, *row in self._query(sql, (after, upto, kind, limit))
+        ]
+
     def kill_switch(self) -> Halt | None:
         """The kill switch as the last engagement or release left it: None when released
         (or never engaged, or the journal predates schema 3)."""
@@ -646,7 +866,24 @@ class Journal:
         """Rows per table."""
         tables = ("strategies", "lifecycle", "signals", "orders", "fills", "position_snapshots")
         counted = (*tables, "kill_switch") if self.schema_version >= 3 else tables
+        if self.schema_version >= 5:
+            counted = (*counted, "order_events")
         return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in counted}
+
+    def resting_orders(self) -> list[Order]:
+        """The orders still resting when the daemon stopped, in the order they were
+        accepted, each as it was last replaced: whose last event is an acceptance or a
+        replace (not a trigger, a cancellation or an expiry), and without a fill (a
+        fill is the truth even if the event that closed the order was lost)."""
+        if self.schema_version < 5:
+            return []
+        rows = self._query(
+            "SELECT e.order_json FROM order_events e JOIN (SELECT order_id, MAX(seq) AS last, "
+            "MIN(seq) AS first FROM order_events GROUP BY order_id) g ON e.seq = g.last "
+            "WHERE e.kind IN ('accepted', 'replaced') AND NOT EXISTS "
+            "(SELECT 1 FROM fills f WHERE f.order_id = e.order_id) ORDER BY g.first"
+        )
+        return [order_from_json(row[0]) for row in rows]
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -658,7 +895,7 @@ class Journal:
     def _unfilled_orders(self) -> list[Order]:
         on_venue = (
             " AND NOT EXISTS (SELECT 1 FROM venue_orders v WHERE v.order_id = o.id)"
-            if self.schema_version >= 4
+            if self.schema_version >= 6
             else ""
         )
         rows = self._db.execute(
@@ -673,7 +910,7 @@ class Journal:
     def unfilled_venue_orders(self) -> list[tuple[str, Order]]:
         """(venue, order) for every order sent to a venue that has no fill yet: what the
         daemon does not know the outcome of, in the order they were sent."""
-        if self.schema_version < 4:
+        if self.schema_version < 6:
             return []
         columns = ", ".join(f"o.{column}" for column in ORDER_COLUMNS.split(", "))
         rows = self._query(
@@ -684,7 +921,7 @@ class Journal:
 
     def venue_ledger(self, venue: str) -> list[VenueLedgerEntry]:
         """Every FILLED fill of the orders sent to ``venue``, in commit order."""
-        if self.schema_version < 4:
+        if self.schema_version < 6:
             return []
         rows = self._query(
             "SELECT f.order_id, f.symbol, CASE f.side WHEN 'BUY' THEN f.quantity "
@@ -699,7 +936,7 @@ class Journal:
     def venue_order_ids(self, venue: str, since: float) -> tuple[set[str], float | None]:
         """The venue's ids of the orders whose fills the journal has from ``since`` on,
         and the time of the last fill on ``venue`` (None: none yet)."""
-        if self.schema_version < 4:
+        if self.schema_version < 6:
             return set(), None
         rows = self._query(
             "SELECT vf.venue_order_id, f.ts FROM venue_fills vf JOIN fills f ON f.id = vf.fill_id "
@@ -715,7 +952,7 @@ class Journal:
 
     def venue_baselines(self, venue: str) -> dict[str, float]:
         """What the account of ``venue`` holds besides the daemon's positions, per asset."""
-        if self.schema_version < 4:
+        if self.schema_version < 6:
             return {}
         rows = self._query(
             "SELECT asset, quantity FROM venue_baselines WHERE seq IN (SELECT MAX(seq) "
@@ -738,7 +975,44 @@ class Journal:
             )
 
 
+def _order_event_reader(
+    kind: str,
+) -> Callable[[Journal, int, int, int], list[tuple[int, StreamRecord]]]:
+    def read(journal: Journal, after: int, upto: int, limit: int) -> list[tuple[int, StreamRecord]]:
+        return journal._stream_order_events(after, upto, limit, kind)
+
+    return read
+
+
+_STREAM_READERS: Final[
+    Mapping[Topic, Callable[[Journal, int, int, int], list[tuple[int, StreamRecord]]]]
+] = {
+    Topic.STRATEGY_TRADE: Journal._stream_trades,
+    Topic.STRATEGY_SIGNAL: Journal._stream_signals,
+    Topic.STRATEGY_STATUS: Journal._stream_statuses,
+    Topic.RISK_KILL_SWITCH: Journal._stream_kill_switch,
+    Topic.ORDER_SUBMITTED: Journal._stream_orders,
+    **{event.topic: _order_event_reader(kind) for event, kind in _ORDER_EVENT_KINDS.items()},
+}
+"""Where each journaled topic's events are read back, by stream position."""
+
+
 # ------------------------------------------------------------------ opening helpers
+
+
+def _last_position(connection: sqlite3.Connection) -> int:
+    """The highest rowid of the journaled tables: where stream positions go on (the
+    journal of a new file has no tables yet: 0)."""
+    tables = {
+        name
+        for (name,) in connection.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")
+    }
+    highest = [
+        connection.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}").fetchone()[0]
+        for table in _POSITIONED_TABLES
+        if table in tables
+    ]
+    return max(highest, default=0)
 
 
 def _has_content(path: Path) -> bool:
@@ -897,11 +1171,15 @@ def _write_configured(db: sqlite3.Connection, record: StrategyConfigured) -> Non
     )
 
 
-def _write_status(db: sqlite3.Connection, event: StrategyStatusChanged) -> None:
+def _write_status(
+    db: sqlite3.Connection, event: StrategyStatusChanged, position: int | None
+) -> int | None:
     inserted = db.execute(
-        "INSERT OR IGNORE INTO lifecycle (strategy_id, status, previous, reason, ts, config_json) "
-        "VALUES (?, ?, ?, ?, ?, (SELECT config_json FROM strategies WHERE id = ?))",
+        "INSERT OR IGNORE INTO lifecycle "
+        "(seq, strategy_id, status, previous, reason, ts, config_json) "
+        "VALUES (?, ?, ?, ?, ?, ?, (SELECT config_json FROM strategies WHERE id = ?))",
         (
+            position,
             event.strategy_id,
             event.status,
             event.previous,
@@ -911,7 +1189,13 @@ def _write_status(db: sqlite3.Connection, event: StrategyStatusChanged) -> None:
         ),
     ).rowcount
     if not inserted:
-        return  # a replay: the status it set may since have changed
+        # A replay: the status it set may since have changed; its position is the first one.
+        (kept,) = db.execute(
+            "SELECT seq FROM lifecycle WHERE strategy_id = ? AND ts = ? AND previous = ? "
+            "AND status = ?",
+            (event.strategy_id, event.ts, event.previous, event.status),
+        ).fetchone()
+        return int(kept)
     error = event.reason if event.status is StrategyStatus.ERROR else None
     db.execute(
         "INSERT INTO strategies (id, name, status, config_json, error, updated_at) "
@@ -919,29 +1203,44 @@ def _write_status(db: sqlite3.Connection, event: StrategyStatusChanged) -> None:
         "status = excluded.status, error = excluded.error, updated_at = excluded.updated_at",
         (event.strategy_id, event.name, event.status, error, event.ts),
     )
+    return position
 
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """A table keyed by event id, with its statements built once."""
+    """A table keyed by event id, with its statements built once. ``position`` is the
+    column holding the row's stream position (its rowid)."""
 
     name: str
     columns: str
+    position: str
 
     @property
     def insert(self) -> str:
-        marks = ", ".join("?" * len(self.columns.split(", ")))
-        return f"INSERT OR IGNORE INTO {self.name} ({self.columns}) VALUES ({marks})"
+        marks = ", ".join("?" * (len(self.columns.split(", ")) + 1))
+        return (
+            f"INSERT OR IGNORE INTO {self.name} ({self.position}, {self.columns}) VALUES ({marks})"
+        )
 
     @property
     def select(self) -> str:
-        return f"SELECT {self.columns} FROM {self.name} WHERE id = ?"
+        return f"SELECT {self.position}, {self.columns} FROM {self.name} WHERE id = ?"
 
 
-_SIGNALS: Final = _Table("signals", SIGNAL_COLUMNS)
-_ORDERS: Final = _Table("orders", ORDER_COLUMNS)
-_FILLS: Final = _Table("fills", FILL_COLUMNS)
+_SIGNALS: Final = _Table("signals", SIGNAL_COLUMNS, "rowid")
+_ORDERS: Final = _Table("orders", ORDER_COLUMNS, "rowid")
+_FILLS: Final = _Table("fills", FILL_COLUMNS, "seq")
 _STATEMENTS: Final = {table: (table.insert, table.select) for table in (_SIGNALS, _ORDERS, _FILLS)}
+
+_POSITIONED_TABLES: Final = (
+    "signals",
+    "orders",
+    "fills",
+    "lifecycle",
+    "kill_switch",
+    "order_events",
+)
+"""The tables whose rowid is a stream position."""
 
 _SNAPSHOT_INSERT: Final = (
     "INSERT OR IGNORE INTO position_snapshots "
@@ -958,9 +1257,20 @@ _VENUE_FILL_INSERT: Final = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 
+_PREVIOUS_PNL: Final = (
+    "SELECT p.realized_pnl FROM position_snapshots p WHERE p.strategy_id = s.strategy_id "
+    "AND p.symbol = s.symbol AND p.seq < s.seq ORDER BY p.seq DESC LIMIT 1"
+)
+"""The realized P&L of a fill's position before the fill (its snapshot is ``s``)."""
+
 _JSON_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 Row = tuple[Any, ...]
+
+
+def _positioned(record: Record) -> bool:
+    """Whether ``record`` gets a row, so a stream position, of its own."""
+    return journaled(record) and not isinstance(record, StrategyConfigured)
 
 
 @dataclass(slots=True)
@@ -968,7 +1278,8 @@ class _GroupRows:
     """One write's rows, each table's in record order, so that each table takes one
     ``executemany``: per-statement overhead is most of a row's cost otherwise.
     Status changes, configs and the kill switch (rare, and a status row reads the
-    config row before it) keep their order among themselves, one statement each."""
+    config row before it) keep their order among themselves, one statement each.
+    Every row starts with its stream position, given in record order."""
 
     signals: list[Row] = field(default_factory=list)
     orders: list[Row] = field(default_factory=list)
@@ -976,27 +1287,37 @@ class _GroupRows:
     snapshots: list[Row] = field(default_factory=list)
     venue_orders: list[Row] = field(default_factory=list)
     venue_fills: list[Row] = field(default_factory=list)
-    one_by_one: list[Record] = field(default_factory=list)
+    one_by_one: list[tuple[Record, int | None]] = field(default_factory=list)
+    positions: list[int | None] = field(default_factory=list)
+    """Each record's position, in record order (None: it gets no row of its own)."""
 
     @classmethod
-    def of(cls, records: Sequence[Record]) -> _GroupRows:
+    def of(cls, records: Sequence[Record], first: int) -> _GroupRows:
         rows = cls()
+        position = first
         for record in records:
+            if not _positioned(record):
+                rows.positions.append(None)
+                if isinstance(record, StrategyConfigured):
+                    rows.one_by_one.append((record, None))
+                continue
+            rows.positions.append(position)
             if isinstance(record, TradeExecuted):
-                rows.add_trade(record)
+                rows.add_trade(record, position)
             elif isinstance(record, OrderSubmitted):
-                rows.orders.append(_order_row(record.order))
+                rows.orders.append((position, *_order_row(record.order)))
                 if record.venue is not None:
                     rows.venue_orders.append((record.order.id, record.venue))
             elif isinstance(record, SignalEmitted):
-                rows.signals.append(_signal_row(record.signal))
-            elif type(record) in _WRITERS:
-                rows.one_by_one.append(record)
+                rows.signals.append((position, *_signal_row(record.signal)))
+            else:
+                rows.one_by_one.append((record, position))
+            position += 1
         return rows
 
-    def add_trade(self, event: TradeExecuted) -> None:
+    def add_trade(self, event: TradeExecuted, position: int) -> None:
         fill, change = event.fill, event.change
-        self.fills.append(_fill_row(fill))
+        self.fills.append((position, *_fill_row(fill)))
         venue = fill.venue
         if venue is not None:
             self.venue_fills.append(
@@ -1017,18 +1338,24 @@ class _GroupRows:
                 )
             )
 
-    def write(self, db: sqlite3.Connection) -> None:
-        for record in self.one_by_one:
-            _WRITERS[type(record)](db, record)
-        _insert_many(db, _SIGNALS, self.signals)
-        _insert_many(db, _ORDERS, self.orders)
-        _insert_many(db, _FILLS, self.fills)
+    def write(self, db: sqlite3.Connection) -> dict[int, int]:
+        """Write the rows; returns, for rows already there, the position they were
+        given then, by the position they were to get now."""
+        kept: dict[int, int] = {}
+        for record, position in self.one_by_one:
+            stored = _WRITERS[type(record)](db, record, position)
+            if position is not None and stored is not None and stored != position:
+                kept[position] = stored
+        kept.update(_insert_many(db, _SIGNALS, self.signals))
+        kept.update(_insert_many(db, _ORDERS, self.orders))
+        kept.update(_insert_many(db, _FILLS, self.fills))
         if self.snapshots:
             db.executemany(_SNAPSHOT_INSERT, self.snapshots)
         if self.venue_orders:
             db.executemany(_VENUE_ORDER_INSERT, self.venue_orders)
         if self.venue_fills:
             db.executemany(_VENUE_FILL_INSERT, self.venue_fills)
+        return kept
 
 
 def _signal_row(s: Signal) -> Row:
@@ -1067,38 +1394,112 @@ def _fill_row(fill: Fill) -> Row:
     )
 
 
-def _insert_many(db: sqlite3.Connection, table: _Table, rows: list[Row]) -> None:
-    """INSERT OR IGNORE by id; an id already there with other content is a conflict.
+def _insert_many(db: sqlite3.Connection, table: _Table, rows: list[Row]) -> dict[int, int]:
+    """INSERT OR IGNORE by id (each row: its position, then its columns); an id already
+    there with other content is a conflict. Returns the stored position of each row
+    that was already there, by the position it came with.
 
     When every row went in (the rule: replays are rare) nothing is read back."""
     if not rows:
-        return
+        return {}
     insert, select = _STATEMENTS[table]
     if db.executemany(insert, rows).rowcount == len(rows):
-        return
+        return {}
+    kept: dict[int, int] = {}
     for row in rows:
-        stored = db.execute(select, (row[0],)).fetchone()
-        if tuple(stored) != row:
+        stored_position, *stored = db.execute(select, (row[1],)).fetchone()
+        if tuple(stored) != row[1:]:
             raise JournalConflict(
-                f"{table.name} id {row[0]!r} is already in the journal with other content "
-                f"(stored {tuple(stored)!r}, new {row!r}): ids must not be reused across restarts"
+                f"{table.name} id {row[1]!r} is already in the journal with other content "
+                f"(stored {tuple(stored)!r}, new {row[1:]!r}): ids must not be reused across "
+                "restarts"
             )
+        if stored_position != row[0]:
+            kept[row[0]] = stored_position
+    return kept
 
 
-def _write_kill_switch(db: sqlite3.Connection, event: KillSwitchChanged) -> None:
-    db.execute(
-        "INSERT OR IGNORE INTO kill_switch (engaged, reason, block_all, source, ts) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (int(event.engaged), event.reason, int(event.block_all), event.source, event.ts),
+def _write_kill_switch(
+    db: sqlite3.Connection, event: KillSwitchChanged, position: int | None
+) -> int | None:
+    key = (int(event.engaged), event.reason, int(event.block_all), event.source, event.ts)
+    inserted = db.execute(
+        "INSERT OR IGNORE INTO kill_switch (seq, engaged, reason, block_all, source, ts) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (position, *key),
+    ).rowcount
+    if inserted:
+        return position
+    (kept,) = db.execute(
+        "SELECT seq FROM kill_switch WHERE engaged = ? AND reason IS ? AND block_all = ? "
+        "AND source = ? AND ts = ?",
+        key,
+    ).fetchone()
+    return int(kept)
+
+
+def _write_configured_record(
+    db: sqlite3.Connection, record: StrategyConfigured, _: int | None
+) -> None:
+    _write_configured(db, record)
+
+
+def _write_order_event(
+    db: sqlite3.Connection, event: OrderLifecycle, position: int | None
+) -> int | None:
+    """One row of ``order_events``; a batch written again keeps its first position."""
+    order = event.order
+    key = (order.id, _ORDER_EVENT_KINDS[type(event)], event.ts, order_json(order))
+    detail = orjson.dumps(_order_event_detail(event)).decode()
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO order_events (seq, order_id, kind, ts, order_json, strategy_id, "
+        "detail_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (position, *key, order.strategy_id, detail),
     )
+    if cursor.rowcount:
+        return cursor.lastrowid
+    (kept,) = db.execute(
+        "SELECT seq FROM order_events WHERE order_id = ? AND kind = ? AND ts = ? "
+        "AND order_json = ?",
+        key,
+    ).fetchone()
+    return int(kept)
 
 
-_WRITERS: Final[dict[type[Any], Callable[[sqlite3.Connection, Any], None]]] = {
-    StrategyConfigured: _write_configured,
+def _order_event_detail(event: OrderLifecycle) -> dict[str, Any]:
+    """What the event says beside the order: what :func:`_order_event` needs back."""
+    if isinstance(event, OrderTriggered):
+        return {"price": event.price}
+    if isinstance(event, OrderCancelled | OrderExpired):
+        return {"reason": event.reason}
+    if isinstance(event, OrderReplaced):
+        return {"previous": _order_terms(event.previous)}
+    return {}
+
+
+def _order_event(kind: str, order_text: str, detail_text: str, ts: float) -> OrderLifecycle:
+    """The event a row of ``order_events`` was written from (a cancellation without
+    the command's origin: that connection belongs to an earlier run)."""
+    order, detail = order_from_json(order_text), orjson.loads(detail_text)
+    if kind == "triggered":
+        return OrderTriggered(order, detail["price"], ts)
+    if kind == "cancelled":
+        return OrderCancelled(order, detail["reason"], ts)
+    if kind == "expired":
+        return OrderExpired(order, detail["reason"], ts)
+    if kind == "replaced":
+        return OrderReplaced(order, _order_from_data(detail["previous"]), ts)
+    return OrderAccepted(order, ts)
+
+
+_WRITERS: Final[dict[type[Any], Callable[[sqlite3.Connection, Any, int | None], int | None]]] = {
+    StrategyConfigured: _write_configured_record,
     StrategyStatusChanged: _write_status,
     KillSwitchChanged: _write_kill_switch,
+    **dict.fromkeys(_ORDER_EVENT_KINDS, _write_order_event),
 }
-"""Records written one statement at a time, in order (the rest: :class:`_GroupRows`)."""
+"""Records written one statement at a time, in order (the rest: :class:`_GroupRows`);
+each returns the stream position of its row (None: it has none)."""
 
 
 def _restart_fill(order: Order, reason: str, ts: float) -> Fill:
@@ -1152,6 +1553,36 @@ def _restored(
     return RestoredStrategy(strategy_id, name, state, config, error, updated_at)
 
 
+def _journaled_trade(row: Sequence[Any]) -> JournaledTrade:
+    """A fill's columns, then its realized P&L, the position it left and its order's
+    purpose (a fill without an order row: a signal's)."""
+    *fill, pnl, quantity, purpose = row
+    return JournaledTrade(_fill(fill), pnl, quantity, OrderPurpose(purpose or OrderPurpose.SIGNAL))
+
+
+def _status_event(
+    strategy_id: str,
+    name: str,
+    status: str,
+    previous: str,
+    reason: str | None,
+    ts: float,
+    config_json: str | None,
+) -> StrategyStatusChanged:
+    """A lifecycle row as the event that wrote it (its symbols: the run config's)."""
+    config, _ = _config(config_json)
+    return StrategyStatusChanged(
+        strategy_id=strategy_id,
+        name=name,
+        status=StrategyStatus(status),
+        previous=StrategyStatus(previous),
+        symbols=config.symbols if config is not None else (),
+        ts=ts,
+        reason=reason,
+        config=config,
+    )
+
+
 def _fill(row: Sequence[Any]) -> Fill:
     fid, order_id, sid, symbol, side, quantity, price, commission, status, reason, ts = row
     return Fill(
@@ -1180,6 +1611,74 @@ def _order(row: Sequence[Any]) -> Order:
         ts=ts,
         purpose=OrderPurpose(purpose),
         signal_id=signal_id,
+    )
+
+
+def order_json(order: Order) -> str:
+    """Every term of ``order`` as JSON: what a restart needs to rest it again."""
+    return orjson.dumps(_order_terms(order)).decode()
+
+
+def _order_terms(order: Order) -> dict[str, Any]:
+    bracket = order.bracket
+    return {
+        "id": order.id,
+        "strategy_id": order.strategy_id,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "quantity": order.quantity,
+        "ts": order.ts,
+        "purpose": order.purpose.value,
+        "signal_id": order.signal_id,
+        "order_type": order.order_type.value,
+        "limit_price": order.limit_price,
+        "stop_price": order.stop_price,
+        "time_in_force": order.time_in_force.value,
+        "bracket": None
+        if bracket is None
+        else {
+            "stop_loss": bracket.stop_loss,
+            "take_profit": bracket.take_profit,
+            "trailing": _trailing_json(bracket.trailing),
+        },
+        "parent_id": order.parent_id,
+        "trailing": _trailing_json(order.trailing),
+    }
+
+
+def _trailing_json(trailing: Trailing | None) -> dict[str, Any] | None:
+    return None if trailing is None else {"amount": trailing.amount, "fraction": trailing.fraction}
+
+
+def _trailing(data: Mapping[str, Any] | None) -> Trailing | None:
+    return None if data is None else Trailing(data["amount"], data["fraction"])
+
+
+def order_from_json(text: str) -> Order:
+    """The order :func:`order_json` wrote."""
+    return _order_from_data(orjson.loads(text))
+
+
+def _order_from_data(data: Mapping[str, Any]) -> Order:
+    bracket = data["bracket"]
+    return Order(
+        id=data["id"],
+        strategy_id=data["strategy_id"],
+        symbol=data["symbol"],
+        side=Side(data["side"]),
+        quantity=data["quantity"],
+        ts=data["ts"],
+        purpose=OrderPurpose(data["purpose"]),
+        signal_id=data["signal_id"],
+        order_type=OrderType(data["order_type"]),
+        limit_price=data["limit_price"],
+        stop_price=data["stop_price"],
+        time_in_force=TimeInForce(data["time_in_force"]),
+        bracket=None
+        if bracket is None
+        else Bracket(bracket["stop_loss"], bracket["take_profit"], _trailing(bracket["trailing"])),
+        parent_id=data["parent_id"],
+        trailing=_trailing(data["trailing"]),
     )
 
 

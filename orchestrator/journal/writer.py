@@ -57,7 +57,9 @@ from orchestrator.model.events import BarClosed, Event, QuoteUpdated, StrategySt
 log = structlog.get_logger("orchestrator.journal.store")
 
 
-Deliver = Callable[[Sequence[Event]], None]
+Deliver = Callable[[Sequence[Event], Sequence[int | None]], None]
+"""Hands on events and their stream positions (:meth:`Journal.write`; None for an
+event the journal does not write), in the same order."""
 
 THREAD_NAME = "journal-writer"
 
@@ -105,6 +107,8 @@ class _Committed:
     written: int
     """Of them, those the journal wrote."""
     events: list[Event]
+    positions: list[int | None]
+    """Each event's stream position (None: not journaled)."""
     seconds: float
 
 
@@ -196,7 +200,7 @@ class JournalWriter:
             self._enqueue(record, 1)
         elif isinstance(record, MARKET_DATA) or self._submitted == self._done:
             # Not journaled, so not a StrategyConfigured: an Event (mypy cannot tell).
-            self._deliver_events((record,))  # type: ignore[arg-type]
+            self._deliver_events((record,), (None,))  # type: ignore[arg-type]
         else:
             self._enqueue(record, 0)
 
@@ -264,15 +268,15 @@ class JournalWriter:
         self._unwritten -= group.written
         if group.written:
             self.stats.add(group.written, group.seconds)
-        self._deliver_events(group.events)
+        self._deliver_events(group.events, group.positions)
         self._done += group.size
         self._release_waiters()
 
-    def _deliver_events(self, events: Sequence[Event]) -> None:
+    def _deliver_events(self, events: Sequence[Event], positions: Sequence[int | None]) -> None:
         if not events:
             return
         try:
-            self._deliver(events)
+            self._deliver(events, positions)
         except Exception:
             # The journal has the events; one failing receiver must not stop the others.
             self.deliver_errors += 1
@@ -347,11 +351,16 @@ class JournalWriter:
     def _commit(self, group: list[Record]) -> _Committed:
         records = [record for record in group if journaled(record)]
         started = time.perf_counter()
-        if records:
-            self.journal.write(records)
+        written = iter(self.journal.write(records) if records else ())
         seconds = time.perf_counter() - started
-        events = [record for record in group if not isinstance(record, StrategyConfigured)]
-        return _Committed(len(group), len(records), events, seconds)
+        events: list[Event] = []
+        positions: list[int | None] = []
+        for record in group:
+            position = next(written) if journaled(record) else None
+            if not isinstance(record, StrategyConfigured):
+                events.append(record)
+                positions.append(position)
+        return _Committed(len(group), len(records), events, positions, seconds)
 
     def _post(self, callback: Callable[..., None], *args: object) -> None:
         loop = self._loop
@@ -381,7 +390,7 @@ class DirectDelivery:
 
     def submit(self, record: Record) -> None:
         if not self._closed.is_set() and not isinstance(record, StrategyConfigured):
-            self._deliver((record,))
+            self._deliver((record,), (None,))
 
     async def run(self) -> None:
         """Return once closed (the daemon supervises this like the writer's task)."""

@@ -4,7 +4,8 @@
 oldest first, whatever the form:
 
 - a CSV file (any name but ``.parquet``/``.pq``), parsed by :func:`load_ohlcv`;
-- a Parquet file, one symbol per file (``AAPL.parquet``);
+- a Parquet file, one symbol per file (``AAPL.parquet``), or several in one file with
+  a ``symbol`` column, of which only the rows of the symbol are read, in time order;
 - a directory of Parquet files, a dataset partitioned by symbol the Hive way
   (``symbol=AAPL/2024.parquet``) or with a ``symbol`` column, of which only the
   rows of the symbol are read, in time order;
@@ -51,7 +52,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import structlog
 
-from orchestrator.marketdata.bars import aggregate
 from orchestrator.model.clock import parse_iso_utc
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.market import RESOLUTION_SECONDS, SYMBOL_PATTERN, Bar, Tick, bucket_start
@@ -118,7 +118,7 @@ def load_history(path: str | Path, symbol: str, resolution: str | None = None) -
                 return load_recording(path, symbol, resolution)
             return _bars_of_table(_dataset_table(path, symbol), path, symbol, sort=True)
         if is_parquet(path):
-            return _bars_of_table(_parquet_table(path), path, symbol, sort=False)
+            return _parquet_file_bars(path, symbol)
         return load_ohlcv(path, symbol)
 
 
@@ -392,6 +392,17 @@ def _parquet_table(path: Path) -> pa.Table:
         raise FeedError(path, f"cannot read the Parquet file: {exc}") from exc
 
 
+def _parquet_file_bars(path: Path, symbol: str) -> list[Bar]:
+    """One symbol's file, or the rows of ``symbol`` in a file with a symbol column."""
+    table = _parquet_table(path)
+    names = {name.lower(): name for name in table.column_names}
+    if SYMBOL_COLUMN not in names:
+        return _bars_of_table(table, path, symbol, sort=False)
+    column = names[SYMBOL_COLUMN]
+    rows = table.filter(pc.field(column) == symbol).drop_columns([column])
+    return _bars_of_table(rows, path, symbol, sort=True)
+
+
 def _dataset_table(path: Path, symbol: str) -> pa.Table:
     """The rows of ``symbol`` in a directory of Parquet files (partitioned or not)."""
     try:
@@ -540,11 +551,15 @@ def load_recording(path: Path, symbol: str, resolution: str | None) -> list[Bar]
     Ticks come first because they are what the feed delivered: bars exist only
     while a strategy or client subscribes, ticks from the first one on. The
     ticks are aggregated as the daemon aggregates them (same buckets, same
-    quiet-bucket bars), in the order the daemon received them.
+    quiet-bucket bars, late ticks dropped), in the order the daemon received them:
+    over whole columns (:func:`aggregated_columns`), the bars equal to the last bit
+    those of :func:`orchestrator.marketdata.bars.aggregate` over the same ticks.
     """
-    ticks = recorded_ticks(path / RECORDED_TICKS, symbol)
-    if ticks and resolution is not None:
-        return aggregate(ticks, symbol, resolution)
+    if resolution is not None:
+        table = _recorded_ticks_table(path / RECORDED_TICKS, symbol)
+        if table is not None:
+            ts, price, size = (_float_column(table, name) for name in ("ts", "price", "size"))
+            return aggregated_columns(ts, price, size, symbol, resolution)
     bars = _recorded_bars(path / RECORDED_BARS, symbol, resolution)
     if not bars:
         at = "" if resolution is None else f" at {resolution}"
@@ -573,15 +588,73 @@ def _recorded_bars(directory: Path, symbol: str, resolution: str | None) -> list
         resolution = min(recorded, key=RESOLUTION_SECONDS.__getitem__)
     table = table.filter(pc.field("resolution") == resolution).sort_by("start")
     names = ("start", "open", "high", "low", "close", "volume", "ticks")
-    columns = [table.column(name).to_pylist() for name in names]
+    columns = [table.column(name).to_numpy().tolist() for name in names]
     return list(map(Bar, repeat(symbol), repeat(resolution), *columns))
 
 
 def recorded_ticks(directory: Path, symbol: str) -> list[Tick]:
     """The recorded ticks of ``symbol``, in the order the daemon received them."""
+    table = _recorded_ticks_table(directory, symbol)
+    if table is None:
+        return []
+    columns = [_float_column(table, name).tolist() for name in ("price", "size", "ts")]
+    return list(map(Tick, repeat(symbol), *columns))
+
+
+def _recorded_ticks_table(directory: Path, symbol: str) -> pa.Table | None:
+    """The recorded ticks of ``symbol`` in the order of arrival; None without any."""
     table = _recorded_table(directory, symbol)
     if table is None or table.num_rows == 0:
-        return []
-    table = table.sort_by([("run", "ascending"), ("seq", "ascending")])
-    columns: Sequence[list[Any]] = [table.column(n).to_pylist() for n in ("price", "size", "ts")]
-    return list(map(Tick, repeat(symbol), *columns))
+        return None
+    return table.sort_by([("run", "ascending"), ("seq", "ascending")])
+
+
+def _float_column(table: pa.Table, name: str) -> FloatArray:
+    return np.asarray(table.column(name).to_numpy(), dtype=np.float64)
+
+
+def aggregated_columns(
+    ts: FloatArray, price: FloatArray, size: FloatArray, symbol: str, resolution: str
+) -> list[Bar]:
+    """The bars :func:`orchestrator.marketdata.bars.aggregate` makes of these ticks (in
+    the order of arrival), computed over the columns: each tick's bucket; a tick whose
+    bucket is before one already seen is late and dropped, as the aggregator drops it;
+    open, close, high, low, volume (summed first to last, as the aggregator adds) and
+    tick count per bucket; then a flat bar at the last close for each quiet bucket."""
+    seconds = RESOLUTION_SECONDS[resolution]
+    buckets = np.floor_divide(ts, seconds) * seconds
+    on_time = buckets >= np.maximum.accumulate(buckets)
+    buckets, price, size = buckets[on_time], price[on_time], size[on_time]
+    firsts = np.r_[0, np.flatnonzero(buckets[1:] != buckets[:-1]) + 1]
+    lasts = np.r_[firsts[1:] - 1, len(buckets) - 1]
+    first_start = buckets[0]
+    slot = ((buckets[firsts] - first_start) // seconds).astype(np.int64)
+    count = int(slot[-1]) + 1
+    # Quiet buckets take the close of the last bucket that traded before them.
+    source = np.zeros(count, dtype=np.int64)
+    source[slot] = np.arange(len(slot))
+    source = np.maximum.accumulate(source)
+    flat = np.ones(count, dtype=bool)
+    flat[slot] = False
+    close = price[lasts][source]
+
+    def per_bucket(values: FloatArray) -> FloatArray:
+        return np.where(flat, close, values[source])
+
+    volume = np.zeros(len(firsts), dtype=np.float64)
+    np.add.at(volume, np.repeat(np.arange(len(firsts)), lasts - firsts + 1), size)
+    ticks = np.where(flat, 0, (lasts - firsts + 1)[source])
+    return list(
+        map(
+            Bar,
+            repeat(symbol),
+            repeat(resolution),
+            (first_start + np.arange(count, dtype=np.float64) * seconds).tolist(),
+            per_bucket(price[firsts]).tolist(),
+            per_bucket(np.maximum.reduceat(price, firsts)).tolist(),
+            per_bucket(np.minimum.reduceat(price, firsts)).tolist(),
+            close.tolist(),
+            np.where(flat, 0.0, volume[source]).tolist(),
+            ticks.tolist(),
+        )
+    )

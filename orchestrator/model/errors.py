@@ -30,6 +30,12 @@ class InvalidStrategyConfig(OrchestratorError):
     code = "invalid_config"
 
 
+class OrderNotFound(OrchestratorError):
+    """No resting order has the id a command names."""
+
+    code = "order_not_found"
+
+
 class RealTradingUnavailable(OrchestratorError):
     code = "real_trading_unavailable"
 

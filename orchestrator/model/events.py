@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, get_args
 
 from orchestrator.model.market import Bar, Tick
-from orchestrator.model.orders import Fill, Order, Signal
+from orchestrator.model.orders import Fill, Order, OrderPurpose, Signal
 from orchestrator.model.records import record
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import PositionChange
@@ -28,6 +28,12 @@ class Topic(StrEnum):
     EXECUTION_STATUS = "execution.status"
     MARKET_QUOTE = "market.quote"
     MARKET_BAR = "market.bar"
+    ORDER_ACCEPTED = "order.accepted"
+    ORDER_TRIGGERED = "order.triggered"
+    ORDER_CANCELLED = "order.cancelled"
+    ORDER_REPLACED = "order.replaced"
+    ORDER_EXPIRED = "order.expired"
+    STRATEGY_INDICATORS = "strategy.indicators"
     RISK_ORDER_REJECTED = "risk.order_rejected"
     RISK_ORDER_REDUCED = "risk.order_reduced"
     RISK_STOP_LOSS = "risk.stop_loss"
@@ -117,6 +123,74 @@ class OrderSubmitted:
 
 
 @record
+class OrderAccepted:
+    """A resting order (limit, stop, stop-limit, or an exit its bracket's entry armed)
+    passed the risk checks and rests in the pipeline until a price reaches it."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_ACCEPTED
+    order: Order
+    ts: float
+
+
+@record
+class OrderTriggered:
+    """A price reached a resting order: it leaves the book and goes to the broker at
+    ``price`` (checked by risk again first: refused, it is settled as a rejection)."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_TRIGGERED
+    order: Order
+    price: float
+    ts: float
+
+
+@record
+class OrderCancelled:
+    """A resting order left the book unfilled: cancelled by its strategy, by a command
+    (``origin``), by its bracket's other exit, by a pause, a stop or the kill switch,
+    or an IOC the first price did not fill."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_CANCELLED
+    order: Order
+    reason: str
+    ts: float
+    origin: CommandOrigin | None = None
+
+
+@record
+class OrderReplaced:
+    """A resting order's quantity or prices changed; it keeps its id."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_REPLACED
+    order: Order
+    """The order as it rests now."""
+    previous: Order
+    ts: float
+
+
+@record
+class OrderExpired:
+    """A DAY order reached the end of its UTC day unfilled."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_EXPIRED
+    order: Order
+    reason: str
+    ts: float
+
+
+OrderLifecycle = OrderAccepted | OrderTriggered | OrderCancelled | OrderReplaced | OrderExpired
+"""What happens to a resting order, in the order it happens: accepted, maybe replaced,
+then triggered, cancelled or expired."""
+
+ORDER_TOPICS: tuple[Topic, ...] = (
+    Topic.ORDER_ACCEPTED,
+    Topic.ORDER_TRIGGERED,
+    Topic.ORDER_CANCELLED,
+    Topic.ORDER_REPLACED,
+    Topic.ORDER_EXPIRED,
+)
+
+
+@record
 class TradeExecuted:
     """A fill (or a rejection) and what it did to the strategy's position."""
 
@@ -128,6 +202,9 @@ class TradeExecuted:
     """The stop-loss price of the position after this fill (None when it has none, is
     flat, or nothing changed): what the guardian watches for, so that consumers need
     not look up the strategy's config."""
+    purpose: OrderPurpose = OrderPurpose.SIGNAL
+    """Why the filled order exists: a strategy's signal, a stop-loss, a bracket's
+    target, or the close of ``stop_strategy`` (a closed trade's exit reason)."""
 
 
 @record
@@ -162,6 +239,21 @@ class QuoteUpdated:
 class BarClosed:
     topic: ClassVar[Topic] = Topic.MARKET_BAR
     bar: Bar
+
+
+@record
+class IndicatorsUpdated:
+    """A strategy's indicator lines in one symbol after one of its bars (not journaled:
+    like bars, they are recomputed from market data)."""
+
+    topic: ClassVar[Topic] = Topic.STRATEGY_INDICATORS
+    strategy_id: str
+    symbol: str
+    resolution: str
+    start: float
+    """The start of the bar they were computed on (where a chart draws them)."""
+    values: tuple[tuple[str, float], ...]
+    """Each line's name and value, in the strategy's order."""
 
 
 @record
@@ -321,14 +413,46 @@ class JobProgress:
         return self.done / self.total if self.total else 1.0
 
 
+@record
+class SweepProgress:
+    """A running sweep's trials, after each one finishes (see orchestrator/sweep/jobs.py)."""
+
+    topic: ClassVar[Topic] = Topic.JOB_PROGRESS
+    job_id: str
+    done: int
+    """Trials finished, those read back from the study after a restart included."""
+    total: int
+    """Trials of the whole sweep (every window of a walk-forward, and its
+    out-of-sample runs)."""
+    ts: float
+    best_value: float | None = None
+    """The objective of the best feasible trial so far (None: none yet)."""
+    best_params: Mapping[str, Any] | None = None
+    """That trial's varied parameters."""
+    eta_seconds: float | None = None
+    """Remaining trials at this run's pace so far (None before the first)."""
+    job_type: str = "sweep"
+
+    @property
+    def fraction(self) -> float:
+        """done / total: 0 to 1, never falling for one sweep."""
+        return self.done / self.total if self.total else 1.0
+
+
 Event = (
     StrategyStatusChanged
     | SignalEmitted
     | OrderSubmitted
+    | OrderAccepted
+    | OrderTriggered
+    | OrderCancelled
+    | OrderReplaced
+    | OrderExpired
     | TradeExecuted
     | ExecutionStatusChanged
     | QuoteUpdated
     | BarClosed
+    | IndicatorsUpdated
     | OrderRejected
     | OrderReduced
     | StopLossTriggered
@@ -337,6 +461,7 @@ Event = (
     | PositionMismatch
     | JobStateChanged
     | JobProgress
+    | SweepProgress
 )
 
 ANSWER_TOPICS: frozenset[Topic] = frozenset(

@@ -65,11 +65,14 @@ from orchestrator.model.records import record
 from orchestrator.risk.config import RiskConfig
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import (
+    NO_PNL,
+    Pnl,
     PortfolioBook,
     Position,
     PositionChange,
     reduces_position,
     reverses_position,
+    utc_day,
 )
 
 log = structlog.get_logger("orchestrator.risk.guardian")
@@ -167,9 +170,17 @@ class StrategyRisk:
     limits: StrategyRunConfig | None
     exposure: float
     orders_last_minute: int
-    realized_pnl: float
-    unrealized_pnl: float
+    pnl: Pnl
     positions: tuple[PositionRisk, ...]
+
+    @property
+    def realized_pnl(self) -> float:
+        """Realized since the strategy first traded (``pnl.realized_since_start``)."""
+        return self.pnl.realized_since_start
+
+    @property
+    def unrealized_pnl(self) -> float:
+        return self.pnl.unrealized
 
 
 @record
@@ -784,8 +795,7 @@ class RiskGuardian:
             limits=limits,
             exposure=portfolio.gross_exposure if portfolio is not None else 0.0,
             orders_last_minute=self.orders_last_minute(strategy_id),
-            realized_pnl=portfolio.realized_pnl if portfolio is not None else 0.0,
-            unrealized_pnl=portfolio.unrealized_pnl if portfolio is not None else 0.0,
+            pnl=portfolio.pnl(utc_day(self._clock.now())) if portfolio is not None else NO_PNL,
             positions=tuple(
                 PositionRisk(
                     symbol=p.symbol,

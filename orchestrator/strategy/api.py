@@ -171,6 +171,16 @@ class Strategy(Generic[P]):
     def on_tick(self, tick: Tick) -> None:
         """Called on every trade or quote print of the strategy's symbols."""
 
+    def indicators(self, symbol: str) -> Mapping[str, float]:
+        """The current values of this strategy's indicator lines in ``symbol``, by name,
+        in price units: the lines a chart draws over the price (an SMA, a band).
+
+        The runtime asks after each ``on_bar`` (warm-up bars included) and sends what it
+        gets as ``strategy_indicators``; a line still warming up is left out, and a
+        value that is not a finite number is dropped. The default: no lines.
+        """
+        return {}
+
     def position(self, symbol: str) -> float:
         """Signed quantity held in ``symbol`` (positive long, negative short)."""
         return self.context.position(symbol)

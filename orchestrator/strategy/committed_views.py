@@ -19,19 +19,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
+from orchestrator.model.clock import Clock
 from orchestrator.model.events import (
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderReplaced,
+    OrderTriggered,
     StrategyStatus,
     StrategyStatusChanged,
     TradeExecuted,
     VenueState,
 )
-from orchestrator.model.orders import FILLED
+from orchestrator.model.orders import FILLED, Order
 from orchestrator.model.records import record
 from orchestrator.strategy.registry import StrategyRegistry, StrategyView, position_views
-from orchestrator.trading.portfolio import PortfolioBook
+from orchestrator.trading.portfolio import NO_PNL, Account, PortfolioBook, account, utc_day
 
 Price = Callable[[str], float | None]
 """The last price of a symbol (a mark, not state: quotes are not journaled)."""
@@ -46,8 +52,10 @@ class _Status:
 
 class CommittedViews:
     """``registry`` gives what no event changes (names, configs, catalog order);
-    ``price`` marks the positions. :attr:`book` holds the committed fills only
-    (rebuilt from the journal at a restart, then fed by the committed events)."""
+    ``price`` marks the positions; ``clock`` says which UTC day "realized today" is;
+    ``initial_cash`` is the account's starting cash. :attr:`book` holds the committed
+    fills only (rebuilt from the journal at a restart, then fed by the committed
+    events)."""
 
     def __init__(
         self,
@@ -55,14 +63,21 @@ class CommittedViews:
         price: Price,
         execution: ExecutionStatus,
         reason: str | None = None,
+        *,
+        clock: Clock,
+        initial_cash: float,
     ) -> None:
         self._registry = registry
         self._price = price
+        self._clock = clock
+        self._initial_cash = initial_cash
         self._statuses: dict[str, _Status] = {}
         self.book = PortfolioBook()
         self.execution = execution
         self.execution_reason = reason
         self.execution_venues: tuple[VenueState, ...] = ()
+        self._orders: dict[str, Order] = {}
+        """The resting orders as their committed lifecycle events left them, by id."""
 
     def seed(self, views: Iterable[StrategyView]) -> None:
         """Take the statuses as they are: restored from the journal, so committed.
@@ -71,9 +86,17 @@ class CommittedViews:
         for view in views:
             self._statuses[view.id] = _Status(view.status, view.symbols, view.error)
 
+    def seed_orders(self, orders: Iterable[Order]) -> None:
+        """The resting orders restored from the journal: committed by definition."""
+        self._orders.update((order.id, order) for order in orders)
+
     def apply(self, event: Event) -> None:
         """Fold one committed event."""
-        if isinstance(event, TradeExecuted):
+        if isinstance(event, OrderAccepted | OrderReplaced):
+            self._orders[event.order.id] = event.order
+        elif isinstance(event, OrderTriggered | OrderCancelled | OrderExpired):
+            self._orders.pop(event.order.id, None)
+        elif isinstance(event, TradeExecuted):
             if event.fill.status is FILLED:
                 self.book.apply_fill(event.fill)
         elif isinstance(event, StrategyStatusChanged):
@@ -82,6 +105,14 @@ class CommittedViews:
         elif isinstance(event, ExecutionStatusChanged):
             self.execution, self.execution_reason = event.status, event.reason
             self.execution_venues = event.venues
+
+    def open_orders(self, strategy_id: str | None = None) -> list[Order]:
+        """The committed resting orders (of one strategy), oldest first. A trailing stop
+        shows the stop it was last announced with: its moves are not events."""
+        orders = self._orders.values()
+        if strategy_id is None:
+            return list(orders)
+        return [order for order in orders if order.strategy_id == strategy_id]
 
     def marked_book(self) -> PortfolioBook:
         """The committed positions, marked at the last prices: for views and the risk
@@ -94,21 +125,37 @@ class CommittedViews:
                     position.mark(price)
         return book
 
+    def today(self) -> int:
+        """The UTC day of the daemon's clock: the period of "realized today"."""
+        return utc_day(self._clock.now())
+
+    def account(self) -> Account:
+        """The account as committed: cash, equity, exposure and P&L of every strategy,
+        stopped ones included (their realized P&L stays in it)."""
+        return account(self.marked_book(), self._initial_cash, self.today())
+
     def catalog(self) -> list[StrategyView]:
         """Every strategy as committed, in catalog order."""
-        book = self.marked_book()
-        return [self._committed(view, book) for view in self._registry.catalog()]
+        book, day = self.marked_book(), self.today()
+        return [self._committed(view, book, day) for view in self._registry.catalog()]
 
     def active(self) -> list[StrategyView]:
         """The committed views that are not STOPPED."""
         return [v for v in self.catalog() if v.status is not StrategyStatus.STOPPED]
 
-    def _committed(self, view: StrategyView, book: PortfolioBook) -> StrategyView:
+    def _committed(self, view: StrategyView, book: PortfolioBook, day: int) -> StrategyView:
         positions = position_views(book, view.id)
+        portfolio = book.get(view.id)
+        pnl = portfolio.pnl(day) if portfolio is not None else NO_PNL
         status = self._statuses.get(view.id)
         if status is None:
-            return replace(view, positions=positions)
+            return replace(view, positions=positions, pnl=pnl)
         symbols = status.symbols or view.symbols
         return replace(
-            view, status=status.status, symbols=symbols, error=status.error, positions=positions
+            view,
+            status=status.status,
+            symbols=symbols,
+            error=status.error,
+            positions=positions,
+            pnl=pnl,
         )

@@ -27,6 +27,13 @@ class RuntimeConfig(FrozenModel):
     stop_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="How long stop_strategy waits for the closing fills."
     )
+    indicator_history_bars: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="Points of each running strategy's indicator lines kept per symbol "
+        "(warm-up bars included) for get_indicators; 0 keeps none.",
+    )
 
 
 class StrategyRunConfig(BaseModel):

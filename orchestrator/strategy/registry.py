@@ -32,7 +32,7 @@ from orchestrator.model.errors import (
 from orchestrator.model.events import CommandOrigin, StrategyStatus, StrategyStatusChanged
 from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
-from orchestrator.trading.portfolio import PortfolioBook
+from orchestrator.trading.portfolio import Pnl, PortfolioBook
 
 log = structlog.get_logger("orchestrator.strategy.registry")
 
@@ -74,6 +74,9 @@ class StrategyView:
     positions: tuple[PositionView, ...]
     config: StrategyRunConfig
     error: str | None = None
+    pnl: Pnl | None = None
+    """The strategy's P&L as clients are shown it (the committed views set it); None in
+    the registry's own views."""
 
 
 class StrategyEngine(Protocol):

@@ -23,13 +23,14 @@ from orchestrator.model.errors import (
     RealTradingUnavailable,
     StrategyUnavailable,
 )
-from orchestrator.model.events import SignalEmitted
+from orchestrator.model.events import IndicatorsUpdated, SignalEmitted
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Bar, Tick, missing_market_data
 from orchestrator.model.orders import Order, OrderPurpose, OrderTerms, Side, Signal
 from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.api import Strategy
 from orchestrator.strategy.config import CatalogEntry, RuntimeConfig, StrategyRunConfig
+from orchestrator.strategy.lines import IndicatorLines, IndicatorPoint, line_values
 from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
 from orchestrator.strategy.registry import PositionView, position_views
 from orchestrator.trading.execution import ExecutionService
@@ -54,6 +55,8 @@ class RunningStrategy:
         self.warming = True
         self.strategy: Strategy[Any] | None = None
         self.wants_ticks = False
+        self.draws_lines = False
+        """Whether its class overrides ``Strategy.indicators``: only then is it asked."""
 
     @property
     def strategy_id(self) -> str:
@@ -155,6 +158,8 @@ class StrategyRuntime:
         self._by_tick: dict[str, list[RunningStrategy]] = {}
         self._configs: dict[str, StrategyRunConfig] = {}
         self.on_failure: FailureHandler = lambda strategy_id, reason: None
+        self.lines = IndicatorLines(config.indicator_history_bars)
+        """The recent points of every running strategy's indicator lines."""
         market.on_bar(self.deliver_bar)
         market.on_tick(self.deliver_tick)
 
@@ -176,6 +181,8 @@ class StrategyRuntime:
         strategy = cls(params, running)
         running.strategy = strategy
         running.wants_ticks = type(strategy).on_tick is not Strategy.on_tick
+        running.draws_lines = type(strategy).indicators is not Strategy.indicators
+        self.lines.forget(entry.id)
         self._warm_up(running, strategy)
         self._configs[entry.id] = config
         self.execution.route(entry.id, config.venue if config.real_trading else None)
@@ -194,6 +201,7 @@ class StrategyRuntime:
         running = self._running.get(strategy_id)
         if running is not None:
             self._detach(running)
+        self.lines.forget(strategy_id)  # a stopped strategy draws no lines
         self.execution.cancel_strategy(strategy_id, "strategy stopped")
         if self._config.close_positions_on_stop:
             await self._close_positions(strategy_id)
@@ -205,7 +213,8 @@ class StrategyRuntime:
 
     def deliver_bar(self, bar: Bar) -> None:
         for running in self._by_bar.get((bar.symbol, bar.resolution), ()):
-            self._call(running, "on_bar", bar)
+            if self._call(running, "on_bar", bar) and running.draws_lines:
+                self._publish_lines(running, bar)
 
     def deliver_tick(self, tick: Tick) -> None:
         for running in self._by_tick.get(tick.symbol, ()):
@@ -312,6 +321,8 @@ class StrategyRuntime:
         try:
             for bar in bars:
                 strategy.on_bar(bar)
+                if running.draws_lines:
+                    self._record_lines(running, bar)
         except Exception as exc:
             raise StrategyUnavailable(
                 f"strategy {running.strategy_id} raised during warm-up: {type(exc).__name__}: {exc}"
@@ -336,14 +347,44 @@ class StrategyRuntime:
             _remove(self._by_bar, (symbol, resolution), running)
             _remove(self._by_tick, symbol, running)
 
-    def _call(self, running: RunningStrategy, callback: str, value: Bar | Tick) -> None:
+    def _call(self, running: RunningStrategy, callback: str, value: Bar | Tick) -> bool:
+        """Run one callback of the strategy; False when it raised (it is now in ERROR)."""
         try:
             getattr(running.strategy, callback)(value)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            log.exception("strategy_failed", strategy_id=running.strategy_id, callback=callback)
-            self._detach(running)
-            self.on_failure(running.strategy_id, reason)
+            self._failed(running, callback, exc)
+            return False
+        return True
+
+    def _failed(self, running: RunningStrategy, callback: str, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.exception("strategy_failed", strategy_id=running.strategy_id, callback=callback)
+        self._detach(running)
+        self.on_failure(running.strategy_id, reason)
+
+    def _publish_lines(self, running: RunningStrategy, bar: Bar) -> None:
+        """Keep and announce the strategy's indicator lines after ``bar``."""
+        try:
+            point = self._record_lines(running, bar)
+        except Exception as exc:
+            self._failed(running, "indicators", exc)
+            return
+        if point is not None:
+            event = IndicatorsUpdated(
+                running.strategy_id, bar.symbol, bar.resolution, point.start, point.values
+            )
+            self._bus.publish(event)
+
+    def _record_lines(self, running: RunningStrategy, bar: Bar) -> IndicatorPoint | None:
+        """The strategy's lines after ``bar``, kept for get_indicators; None when it has
+        none to draw yet."""
+        assert running.strategy is not None  # attached strategies are built
+        values = line_values(running.strategy.indicators(bar.symbol))
+        if not values:
+            return None
+        point = IndicatorPoint(bar.start, values)
+        self.lines.add(running.strategy_id, bar.symbol, bar.resolution, point)
+        return point
 
     async def _close_positions(self, strategy_id: str) -> None:
         portfolio = self.execution.book.get(strategy_id)

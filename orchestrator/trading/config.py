@@ -1,4 +1,5 @@
-"""Config of the paper broker: commission, slippage and order expiry."""
+"""Config of the paper broker: its account's starting cash, commission, slippage and
+order expiry."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ class PaperBrokerConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    initial_cash: float = Field(
+        default=100_000.0,
+        gt=0.0,
+        le=1e12,
+        description="The paper account's starting cash, in quote currency: its cash is "
+        "this plus realized P&L less the cost of the open positions, its equity cash plus "
+        "their market value.",
+    )
     slippage_bps: float = Field(
         default=1.0,
         ge=0.0,

@@ -31,12 +31,13 @@ from orchestrator.model.events import (
     ExecutionStatusChanged,
     HaltSource,
     KillSwitchChanged,
+    OrderLifecycle,
     OrderSubmitted,
     TradeExecuted,
 )
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
-from orchestrator.model.orders import Fill, Order, Side
+from orchestrator.model.orders import PROTECTIVE, Fill, Order, OrderPurpose, Side
 from orchestrator.risk.guardian import Halt, PreTradeCheck, stop_price
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.broker import Broker
@@ -45,6 +46,8 @@ from orchestrator.trading.portfolio import PortfolioBook, PositionChange
 from orchestrator.trading.routing import BrokerRouter
 
 log = structlog.get_logger("orchestrator.trading.execution")
+
+CANCELLED_BY_HAND = "cancelled by a cancel_order command"
 
 
 class ExecutionService:
@@ -67,6 +70,9 @@ class ExecutionService:
         self._waiters: dict[str, asyncio.Future[Fill]] = {}
         self.router = router
         """Where each strategy's orders go when ``broker`` is a router (paper or a venue)."""
+        self._exits: dict[str, OrderPurpose] = {}
+        """The purpose of each exit at the broker (every order there is settled once),
+        for its trade's event; an order absent from it is a strategy's signal."""
 
     @property
     def halt(self) -> Halt | None:
@@ -182,6 +188,34 @@ class ExecutionService:
         """Cancel one resting order of the strategy (settled as a rejection)."""
         return self._pipeline.cancel(strategy_id, order_id, "cancelled by the strategy")
 
+    def cancel_by_hand(self, order_id: str, origin: CommandOrigin | None = None) -> list[Order]:
+        """A user's cancel_order: the resting order ``order_id`` (or, for a bracket's
+        entry that filled, the exits it armed), whatever its strategy. Returns what was
+        cancelled, nothing when no resting order has that id."""
+        cancelled = self._pipeline.cancel_by_id(order_id, CANCELLED_BY_HAND, origin)
+        for order in cancelled:
+            if order.purpose in PROTECTIVE:
+                # Allowed (the user owns the position), but the position loses a guard.
+                log.warning(
+                    "protective_exit_cancelled",
+                    order_id=order.id,
+                    strategy_id=order.strategy_id,
+                    symbol=order.symbol,
+                    purpose=order.purpose.value,
+                    parent_id=order.parent_id,
+                )
+        return cancelled
+
+    def restore_resting(self, order: Order, limits: StrategyRunConfig) -> None:
+        """A resting order the journal kept over a restart rests again, silently (it
+        was announced before the restart)."""
+        self._pipeline.restore(order, limits)
+
+    def cancel_unrestored(self, order: Order, reason: str) -> None:
+        """A resting order the journal kept whose strategy does not run after the
+        restart: cancelled (announced, then settled as a rejection)."""
+        self._pipeline.cancel_unrestored(order, reason)
+
     def replace_order(
         self,
         strategy_id: str,
@@ -202,9 +236,10 @@ class ExecutionService:
         """Reject the strategy's orders still waiting at the broker."""
         self._pipeline.cancel_strategy(strategy_id, reason)
 
-    def cancel_all(self, reason: str) -> None:
-        """Reject every order still waiting at the broker (shutdown)."""
-        self._pipeline.cancel_all(reason)
+    def cancel_pending(self, reason: str) -> None:
+        """Reject every order still waiting at the broker (shutdown); resting orders
+        stay in the journal for the next start."""
+        self._pipeline.cancel_pending(reason)
 
     async def run_expiry(self, interval: float = 0.5) -> None:
         """Reject orders that found no price in time, even when no tick ever comes."""
@@ -225,13 +260,19 @@ class ExecutionService:
     # ------------------------------------------------------------ OrderEvents
 
     def accepted(self, order: Order) -> None:
+        if order.purpose is not OrderPurpose.SIGNAL:
+            self._exits[order.id] = order.purpose
         venue = self.router.venue_of(order.strategy_id) if self.router is not None else None
         self._bus.publish(OrderSubmitted(order, venue))
+
+    def lifecycle(self, event: OrderLifecycle) -> None:
+        self._bus.publish(event)
 
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
     ) -> None:
-        self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits)))
+        purpose = self._exits.pop(fill.order_id, OrderPurpose.SIGNAL)
+        self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits), purpose))
         waiter = self._waiters.pop(fill.order_id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(fill)

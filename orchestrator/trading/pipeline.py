@@ -27,7 +27,17 @@ from dataclasses import replace
 from typing import Protocol
 
 from orchestrator.model.clock import Clock
-from orchestrator.model.events import HaltSource, RiskLimit
+from orchestrator.model.events import (
+    CommandOrigin,
+    HaltSource,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderLifecycle,
+    OrderReplaced,
+    OrderTriggered,
+    RiskLimit,
+)
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import (
@@ -62,6 +72,8 @@ from orchestrator.trading.resting import (
 
 MARKET, LIMIT = OrderType.MARKET, OrderType.LIMIT
 
+DAY_EXPIRED = "expired: a DAY order at the end of its UTC day"
+
 PENDING_EPSILON = 1e-9
 """A pending quantity below this is float dust of orders that all settled."""
 
@@ -84,6 +96,11 @@ class OrderEvents(Protocol):
     def engage_kill_switch(self, halt: Halt) -> None:
         """The guardian asks for the kill switch: engage it (:meth:`OrderPipeline.engage`)
         and tell whoever needs to know."""
+        ...
+
+    def lifecycle(self, event: OrderLifecycle) -> None:
+        """A resting order was accepted, replaced, triggered, cancelled or expired; a
+        cancellation or expiry is then settled as a rejection, as before."""
         ...
 
 
@@ -118,6 +135,8 @@ class OrderPipeline:
         self._bracket_rule = bracket_rule
         self._bar: tuple[float, float, float] | None = None
         """(start, low, high) of the backtest bar whose prices come now; None live."""
+        self._bar_symbol = ""
+        """Its symbol (several symbols' bars may start at the same moment)."""
         self._opening = False
         """The next price is the bar's open: a jump from the previous close."""
         self._previous = math.nan
@@ -197,7 +216,9 @@ class OrderPipeline:
             self.reject(order, verdict.reason or "refused by the risk checks")
             return verdict
         if accepted.order_type is not MARKET:
-            self.resting.add(resting(accepted, limits, self._clock.now()))
+            now = self._clock.now()
+            self.resting.add(resting(accepted, limits, now))
+            self._events.lifecycle(OrderAccepted(accepted, now))
             return verdict
         # _dispatch, inlined: every market order of a backtest passes here.
         key = (accepted.strategy_id, accepted.symbol)
@@ -254,7 +275,7 @@ class OrderPipeline:
         """Cancel the resting DAY orders whose UTC day ended by ``now``."""
         for entry in list(self.resting.by_id.values()):
             if now >= entry.expires_at:
-                self._withdraw(entry, "expired: a DAY order at the end of its UTC day")
+                self._withdraw(entry, DAY_EXPIRED, expired=True)
 
     # ------------------------------------------------------------ settlement
 
@@ -318,9 +339,9 @@ class OrderPipeline:
             if orders:
                 self.settle_all(self.broker.cancel_all(reason))
 
-    def cancel_all(self, reason: str) -> None:
-        for entry in list(self.resting.by_id.values()):
-            self._withdraw(entry, reason)
+    def cancel_pending(self, reason: str) -> None:
+        """Cancel every order at the broker (a shutdown). Resting orders rest on: the
+        journal has them, and the next start puts them back (docs/orders.md)."""
         self.settle_all(self.broker.cancel_all(reason))
 
     def cancel_entries(self, strategy_id: str, reason: str) -> None:
@@ -339,12 +360,7 @@ class OrderPipeline:
 
     def open_orders(self, strategy_id: str, symbol: str | None = None) -> list[Order]:
         """The strategy's resting orders (a trailing stop at its current stop)."""
-        return [
-            entry.order
-            if entry.stop == entry.order.stop_price
-            else replace(entry.order, stop_price=entry.stop)
-            for entry in self.resting.of(strategy_id, symbol)
-        ]
+        return [_as_it_rests(entry) for entry in self.resting.of(strategy_id, symbol)]
 
     def cancel(self, strategy_id: str, order_id: str, reason: str = "cancelled") -> bool:
         """Cancel one resting order of the strategy; False when it has none by that id."""
@@ -353,6 +369,34 @@ class OrderPipeline:
             return False
         self._withdraw(entry, reason)
         return True
+
+    def cancel_by_id(
+        self, order_id: str, reason: str, origin: CommandOrigin | None = None
+    ) -> list[Order]:
+        """Cancel a resting order whatever its strategy (a user's command); the id of a
+        bracket's entry that already filled cancels the exits it armed. Returns what was
+        cancelled: nothing when no resting order has that id or parent."""
+        entry = self.resting.by_id.get(order_id)
+        entries = (
+            [entry]
+            if entry is not None
+            else [e for e in self.resting.by_id.values() if e.order.parent_id == order_id]
+        )
+        cancelled = [_as_it_rests(e) for e in entries]
+        for each in entries:
+            self._withdraw(each, reason, origin=origin)
+        return cancelled
+
+    def restore(self, order: Order, limits: StrategyRunConfig) -> None:
+        """Put back an order that rested before a restart (the journal's), as it was
+        placed: a DAY order's day is the one it was placed on; a trailing stop follows
+        the prices from here on, from its last journaled stop."""
+        self.resting.add(resting(order, limits, order.ts))
+
+    def cancel_unrestored(self, order: Order, reason: str) -> None:
+        """Cancel an order that rested before a restart and will not rest again."""
+        self._events.lifecycle(OrderCancelled(order, reason, self._clock.now()))
+        self.reject(order, reason)
 
     def replace(
         self,
@@ -392,6 +436,7 @@ class OrderPipeline:
         entry.order = new
         if entry.stop is not None:
             entry.stop = new.stop_price
+        self._events.lifecycle(OrderReplaced(new, old, self._clock.now()))
         return True
 
     def enter_bar(self, symbol: str, start: float, low: float, high: float) -> None:
@@ -399,9 +444,10 @@ class OrderPipeline:
         continuously between ``low`` and ``high`` after a jump to its open. Live, no
         one calls this: every price is a jump (docs/orders.md)."""
         bar = self._bar
-        if bar is not None and bar[0] == start:
+        if bar is not None and bar[0] == start and self._bar_symbol == symbol:
             return
         self._bar = (start, low, high)
+        self._bar_symbol = symbol
         self._opening = True
         self.resting.enter_bar(symbol, low, high, self._bracket_rule)
 
@@ -411,6 +457,10 @@ class OrderPipeline:
         price = tick.price
         if not bucket or not 0.0 < price < math.inf:
             return
+        if self.book.last_price(tick.symbol) is None:
+            # The first price after a restart: the risk checks at a restored order's
+            # trigger value it at this price, there is no other yet.
+            self.book.mark(tick.symbol, price, tick.ts)
         previous = None if self._bar is None or self._opening else self._previous
         by_id = self.resting.by_id
         self._touching = (price, previous, tick.ts)
@@ -419,7 +469,7 @@ class OrderPipeline:
                 if by_id.get(entry.order.id) is not entry:
                     continue  # filled or cancelled by an earlier one (a bracket's sibling)
                 if tick.ts >= entry.expires_at:
-                    self._withdraw(entry, "expired: a DAY order at the end of its UTC day")
+                    self._withdraw(entry, DAY_EXPIRED, expired=True)
                 elif not (entry.dormant or entry.suppressed):
                     self._touch_one(entry, price, previous, tick.ts)
         finally:
@@ -442,6 +492,7 @@ class OrderPipeline:
     def _trigger(self, entry: RestingOrder, price: float, ts: float) -> None:
         """A price reached ``entry``: checked again by risk, then filled at ``price``."""
         self.resting.remove(entry)
+        self._events.lifecycle(OrderTriggered(_as_it_rests(entry), price, ts))
         order, limits = entry.order, entry.limits
         strategy_id, symbol = order.strategy_id, order.symbol
         position = self.projected_position(strategy_id, symbol)
@@ -487,9 +538,20 @@ class OrderPipeline:
             parent_id=entry.id,
         )
 
-    def _withdraw(self, entry: RestingOrder, reason: str) -> None:
-        """Cancel a resting order: settled as a rejection with ``reason``."""
+    def _withdraw(
+        self,
+        entry: RestingOrder,
+        reason: str,
+        *,
+        expired: bool = False,
+        origin: CommandOrigin | None = None,
+    ) -> None:
+        """Cancel (or expire) a resting order: announced, then settled as a rejection
+        with ``reason``."""
         self.resting.remove(entry)
+        order, now = _as_it_rests(entry), self._clock.now()
+        gone = OrderExpired(order, reason, now) if expired else None
+        self._events.lifecycle(gone or OrderCancelled(order, reason, now, origin))
         self.reject(entry.order, reason)
 
     def _after_fill(
@@ -534,6 +596,7 @@ class OrderPipeline:
             armed_entry.dormant = dormant
             armed_entry.best = fill.price
             self.resting.add(armed_entry)
+            self._events.lifecycle(OrderAccepted(armed_entry.order, fill.ts))
         if self._bar is not None and not dormant:
             apply_bracket_rule(armed, self._bar[1], self._bar[2], self._bracket_rule)
         touching = self._touching
@@ -558,6 +621,14 @@ class OrderPipeline:
             stops = [leg for leg in armed if leg.order.order_type is OrderType.STOP]
             return any(reached(leg, bar[1], bar[2]) for leg in stops)
         return True
+
+
+def _as_it_rests(entry: RestingOrder) -> Order:
+    """The order of ``entry`` with the stop it waits for now (a trailing stop moves)."""
+    order = entry.order
+    if entry.stop is None or entry.stop == order.stop_price:
+        return order
+    return replace(order, stop_price=entry.stop)
 
 
 def with_terms(order: Order, terms: OrderTerms) -> Order:

@@ -10,6 +10,13 @@ Flat positions are kept (quantity 0) rather than removed: they carry the
 realized P&L of closed trades and the last mark of the symbol, and they keep the
 book's symbol index stable. ``open_positions()`` is what the wire shows.
 
+P&L is defined here once, as :class:`Pnl`'s three figures: realized today
+(fills since 00:00 UTC of the day asked for, by their timestamps), realized
+since start (every fill the book was given: the journal replays them all at a
+restart, so a strategy's figure runs from its first trade, across restarts and
+stops), and unrealized (the open quantity marked at the last price).
+:func:`account` adds the paper account's cash, equity and exposure.
+
 Everything here is in-process state owned by the execution path, so positions
 are plain mutable slotted dataclasses; what leaves this module about a fill is
 an immutable :class:`PositionChange`.
@@ -18,9 +25,10 @@ an immutable :class:`PositionChange`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from orchestrator.model.clock import DAY_SECONDS
 from orchestrator.model.orders import FILLED, Fill, TradeStatus
 from orchestrator.model.records import record
 
@@ -31,6 +39,11 @@ QUANTITY_EPSILON = 1e-9
 def _is_valid_price(price: float) -> bool:
     # One comparison chain rejects NaN, infinities, zero and negatives.
     return 0.0 < price < math.inf
+
+
+def utc_day(ts: float) -> int:
+    """The UTC day of ``ts``, counted from the epoch: the period of "realized today"."""
+    return int(ts // DAY_SECONDS)
 
 
 def _sign(quantity: float) -> int:
@@ -151,6 +164,15 @@ class Position:
     """When the current position was opened (flat to open, or reversal); None when flat."""
     commission_paid: float = 0.0
     marked_at: float | None = None
+    realized_day: int = -1
+    """The UTC day (:func:`utc_day`) of the last fill; -1 before the first."""
+    realized_in_day: float = 0.0
+    """Realized P&L of the fills of ``realized_day``."""
+
+    def realized_on(self, day: int) -> float:
+        """Realized P&L of the fills stamped on UTC ``day`` (0 when none were); ``day``
+        is today, no earlier than the last fill's: only that day's sum is kept."""
+        return self.realized_in_day if day == self.realized_day else 0.0
 
     @property
     def is_open(self) -> bool:
@@ -199,6 +221,7 @@ class Position:
             self._add(direction * opened, price, fill.ts)
         realized = closed_pnl - commission
         self.realized_pnl += realized
+        self._count_in_day(fill.ts, realized)
         self.commission_paid += commission
         if self.last_price == 0.0:
             # Never marked: the fill is the only price we know. A later mark wins;
@@ -216,6 +239,12 @@ class Position:
             realized,
             duration,
         )
+
+    def _count_in_day(self, ts: float, realized: float) -> None:
+        day = utc_day(ts)
+        if day != self.realized_day:
+            self.realized_day, self.realized_in_day = day, 0.0
+        self.realized_in_day += realized
 
     def _closed_duration(self, ts: float) -> float | None:
         return None if self.opened_at is None else ts - self.opened_at
@@ -272,6 +301,65 @@ def _check_fill(fill: Fill, symbol: str) -> None:
         raise ValueError(f"fill {fill.id} has commission {fill.commission}")
 
 
+@record
+class Pnl:
+    """The three P&L figures every view shows, commissions included."""
+
+    realized_today: float
+    """Of the fills since 00:00 UTC of the day asked for."""
+    realized_since_start: float
+    """Of every fill since the strategy first traded (across restarts: the journal)."""
+    unrealized: float
+    """Of the open quantity, marked at the last price."""
+
+    def __add__(self, other: Pnl) -> Pnl:
+        return Pnl(
+            self.realized_today + other.realized_today,
+            self.realized_since_start + other.realized_since_start,
+            self.unrealized + other.unrealized,
+        )
+
+
+NO_PNL = Pnl(0.0, 0.0, 0.0)
+
+
+def positions_pnl(positions: Iterable[Position], day: int) -> Pnl:
+    """The P&L of ``positions`` (flat ones carry realized P&L too) on UTC ``day``."""
+    today = since_start = unrealized = 0.0
+    for position in positions:
+        today += position.realized_on(day)
+        since_start += position.realized_pnl
+        unrealized += position.unrealized_pnl
+    return Pnl(today, since_start, unrealized)
+
+
+@record
+class Account:
+    """The paper account: what it holds in cash and positions, and its P&L.
+
+    ``cash`` is the starting cash plus realized P&L less what the open positions
+    cost (a short's proceeds add to it), so ``equity = cash + positions' market
+    value = starting cash + realized + unrealized``.
+    """
+
+    equity: float
+    cash: float
+    exposure: float
+    """Gross position value: the sum of ``|quantity| x last price``."""
+    pnl: Pnl
+
+
+def account(book: PortfolioBook, initial_cash: float, day: int) -> Account:
+    """``book``'s account on UTC ``day``, starting from ``initial_cash``."""
+    positions = list(book.positions())
+    pnl = positions_pnl(positions, day)
+    cost = sum(p.quantity * p.entry_price for p in positions)
+    value = sum(p.market_value for p in positions)
+    exposure = sum(p.notional for p in positions)
+    cash = initial_cash + pnl.realized_since_start - cost
+    return Account(equity=cash + value, cash=cash, exposure=exposure, pnl=pnl)
+
+
 PositionListener = Callable[[Position], None]
 
 
@@ -323,6 +411,11 @@ class Portfolio:
     def __iter__(self) -> Iterator[Position]:
         """Every position ever held, flat ones included."""
         return iter(self._positions.values())
+
+    def pnl(self, day: int) -> Pnl:
+        """This strategy's P&L with ``day`` (:func:`utc_day` of the clock's now) as
+        today: the one definition, :class:`Pnl`."""
+        return positions_pnl(self._positions.values(), day)
 
     @property
     def realized_pnl(self) -> float:
@@ -389,6 +482,11 @@ class PortfolioBook:
 
     def last_price(self, symbol: str) -> float | None:
         return self._last_prices.get(symbol)
+
+    def positions(self) -> Iterator[Position]:
+        """Every position of every strategy, flat ones included."""
+        for portfolio in self._portfolios.values():
+            yield from portfolio
 
     def _index(self, position: Position) -> None:
         self._by_symbol.setdefault(position.symbol, []).append(position)

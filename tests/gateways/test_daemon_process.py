@@ -352,3 +352,28 @@ async def test_a_second_run_on_the_same_state_dir_names_the_running_one(tmp_path
     assert line["pid"] == first.proc.pid
     assert line["state_dir"] == str(tmp_path / "state")
     assert f"another orchestrator (pid {first.proc.pid}) is running" in line["error"]
+
+
+async def test_a_daemon_killed_mid_backtest_leaves_no_worker_behind(tmp_path: Path) -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    long_run = {
+        "type": "run_backtest",
+        "strategyId": "strategy-123",
+        "source": {"kind": "synthetic", "resolution": "1s", "durationSeconds": 5 * 86_400},
+    }
+    async with daemon_process(write_config(tmp_path, ports)) as process:
+        await process.wait_for_log("daemon_ready")
+        async with connect(f"ws://127.0.0.1:{ports['orchestrator']}/") as ws:
+            client = Client(ws)
+            await client.read_snapshot()
+            await client.send(long_run)
+            async with asyncio.timeout(STARTUP_TIMEOUT):
+                while (await client.recv(STARTUP_TIMEOUT))["type"] != "backtest_progress":
+                    pass
+        # The worker process is computing the job when the daemon dies.
+        process.proc.kill()
+        assert process.proc.stderr is not None
+        # Its stderr ends only once every process holding it has gone, the worker too.
+        async with asyncio.timeout(EXIT_TIMEOUT):
+            await process.proc.stderr.read()
+            await process.proc.wait()

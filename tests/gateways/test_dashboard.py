@@ -22,8 +22,18 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.gateways.test_daemon_process import SERVERS, Process, daemon_process, free_ports
+from orchestrator.journal.store import Journal
+from orchestrator.model.events import Topic
+from tests.gateways.test_daemon_process import (
+    SERVERS,
+    Process,
+    daemon_process,
+    free_ports,
+    write_config,
+)
 from tests.support import report, running_daemon, test_config
+from tests.test_crash_recovery import FEED_AND_STRATEGIES, spawned
+from tests.test_snapshot_commit import start_strategies
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -227,7 +237,9 @@ async def test_the_dashboard_drives_a_real_daemon(
         trade_rows = page.get_by_test_id("trades").locator("tbody tr")
         await expect(trade_rows.first).to_contain_text("strategy-123")
         await expect(row.get_by_test_id("strategy-positions")).not_to_have_text("—")
-        await expect(row.get_by_test_id("strategy-pnl")).to_have_text(re.compile(r"^[+-]?\d"))
+        await expect(row.get_by_test_id("strategy-pnl-since-start")).to_have_text(
+            re.compile(r"^[+-]?\d")
+        )
         # Numbers grouped as the CLI groups them.
         await expect(page.locator("#gross-exposure")).to_have_text(GROUPED_EXPOSURE)
         await expect(page.locator("#daily-pnl")).to_contain_text("(loss limit 5,000)")
@@ -307,7 +319,10 @@ async def test_the_dashboard_drives_a_real_daemon(
             await expect(rows).to_have_count(3)
             await expect(row).to_have_attribute("data-status", "STOPPED")
             await expect(row.locator("[data-action=start]")).to_be_enabled()
-            await expect(feed).to_contain_text("fresh snapshot")
+            # Not a fresh snapshot but a resume: the journal has what the page missed.
+            restarted = await poll(page, "() => window.__resumed", lambda found: len(found) == 2)
+            assert "journalReplayed" in restarted[1]
+            assert "fresh snapshot" not in await feed.inner_text()
             status = await page.evaluate("() => window.orchestratorService.connectionStatus()")
             assert status["servers"]["orchestrator"]["epoch"] != epoch
             assert {s["state"] for s in status["servers"].values()} == {"connected"}
@@ -489,3 +504,80 @@ async def test_a_refusal_repeated_bar_after_bar_is_one_line_that_counts(tmp_path
             await expect(refusals.first).to_have_attribute("data-repeat", REPEATED_3_TIMES)
             await expect(refusals).to_have_count(2)  # BUY 10 and BUY 11, each counted
             await expect(refusals.first.locator(".repeat")).to_have_text(TIMES_N)
+
+
+RECORD_TRADES = """() => {
+  window.__trades = [];
+  window.__resumes = [];
+  const service = window.orchestratorService;
+  service.getStrategyTrades().subscribe((trade) => window.__trades.push(trade.id));
+  service.getMessages("orchestrator").subscribe((m) => {
+    if (m.type === "resumed") window.__resumes.push(m.data);
+  });
+}"""
+
+STREAM_STATE = """() => ({
+  trades: window.__trades,
+  resumes: window.__resumes,
+  position: window.orchestratorService.connectionStatus().servers.orchestrator.position,
+})"""
+
+
+async def test_after_kill_9_the_feed_gets_the_trades_made_while_the_page_was_away(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The page stays open while the daemon trades fast and is killed twice with
+    SIGKILL and started again: its service is told every journaled trade once, in
+    order (those of the downtime from the journal), and its feed counts each once."""
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    config = write_config(tmp_path, ports)
+    with config.open("a", encoding="utf-8") as handle:
+        handle.write(FEED_AND_STRATEGIES)
+    url = f"ws://127.0.0.1:{ports['orchestrator']}/"
+    page_errors: list[str] = []
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(spawned(config))
+        await first.wait_ready()
+        page = await stack.enter_async_context(chromium_page(tmp_path / "profile"))
+        page.on("pageerror", lambda error: page_errors.append(str(error)))
+        strays = outside_the_daemon(page, ports)
+        await page.goto(f"http://127.0.0.1:{ports['orchestrator']}/?backoffMaxMs=300")
+        connection = page.get_by_test_id("connection")
+        await expect(connection).to_have_attribute("data-state", "connected")
+        await page.evaluate(RECORD_TRADES)
+        await start_strategies(url)  # after the page opened: every trade reaches it live
+        await expect(page.get_by_test_id("trade-count")).not_to_have_text("0")
+        run = first
+        for _ in range(2):
+            await asyncio.sleep(0.5)  # trades flow
+            await run.kill()
+            await expect(connection).to_have_attribute("data-state", "reconnecting")
+            run = await stack.enter_async_context(spawned(config))
+            await run.wait_ready()
+            await expect(connection).to_have_attribute("data-state", "connected")
+        await asyncio.sleep(0.5)
+        await run.kill()  # the journal as it stands now: what the page must have seen
+        seen = await page.evaluate(STREAM_STATE)
+        shown = int(await page.get_by_test_id("trade-count").inner_text())
+        await page.screenshot(path=str(tmp_path / "after-kills.png"), full_page=True)
+    with Journal.open_readonly(tmp_path / "state" / "journal.sqlite3") as journal:
+        fills = journal.stream(0, seen["position"], [Topic.STRATEGY_TRADE], 10**6)
+        every_fill = len(journal.fills())
+    journaled = [trade.fill.id for _, trade in fills]
+    assert seen["trades"] == journaled  # once each, in order, the downtime's included
+    # The feed counts each trade once: all those, and at most the few the journal had
+    # committed past the stream's position when the page asked for recent activity.
+    assert len(journaled) <= shown <= every_fill
+    assert len(seen["resumes"]) >= 2
+    from_journal = sum(r.get("journalReplayed", 0) for r in seen["resumes"])
+    assert from_journal > 0
+    assert page_errors == []
+    assert strays == []
+    report(
+        capsys,
+        "dashboard across kill -9",
+        trades=len(journaled),
+        from_journal=from_journal,
+        resumes=len(seen["resumes"]),
+        screenshot=tmp_path / "after-kills.png",
+    )

@@ -297,6 +297,7 @@ async def test_a_flood_on_a_job_path_is_closed_1008() -> None:
 RESULT_HEADLINE = {"total_trades", "win_rate", "total_return"}
 RESULT_REPORT = {"statistics", "trades", "open_trade", "series", "buy_and_hold_return"}
 TRADE = {
+    "symbol",
     "side",
     "quantity",
     "entry_time",
@@ -338,3 +339,86 @@ async def test_a_job_reports_progress_then_completes_with_its_report_in_snake_ca
     assert all(set(trade) == TRADE for trade in result["trades"])
     assert set(result["series"]) == {"time", "equity", "drawdown_pct", "buy_and_hold"}
     assert len(result["series"]["time"]) <= 500
+
+
+ORDER = {
+    "order_id",
+    "strategy",
+    "symbol",
+    "side",
+    "quantity",
+    "order_type",
+    "limit_price",
+    "stop_price",
+    "time_in_force",
+    "purpose",
+    "parent_id",
+    "stop_loss",
+    "take_profit",
+}
+
+
+async def test_a_brackets_trade_entered_carries_its_take_profit_and_stop_loss() -> None:
+    config = config_with(
+        {"id": "rest", "kind": "tests.scripted_strategies:RestingBracket", "symbols": ["AAPL"]},
+    )
+    async with (
+        running_daemon(config) as daemon,
+        daemon.client() as client,
+        connect(daemon.url(path="/api/ws/events")) as events,
+    ):
+        await client.request({"type": "start_strategy", "id": "rest"})
+        daemon.tick("AAPL", 100.0)
+        await next_second(daemon, {"AAPL": 100.0})  # a limit buy at 99 rests
+        daemon.tick("AAPL", 98.5)  # fills it, which arms the 94.05 stop and 100.98 target
+        daemon.tick("AAPL", 101.5)  # the target fills, the stop is cancelled
+        await client.recv_type("order_cancelled")
+        received = []
+        while not received or received[-1]["type"] != "order.cancelled":
+            received.append(await recv(events))
+        kinds = [m["type"] for m in received if m["type"] != "signal.generated"]
+        assert kinds == [
+            "order.accepted",
+            "order.triggered",
+            "trade.entered",
+            "order.accepted",
+            "order.accepted",
+            "order.triggered",
+            "trade.exited",
+            "order.cancelled",
+        ]
+        orders = [m["payload"] for m in received if m["type"].startswith("order.")]
+        assert all(set(p) - {"trigger_price", "reason"} == ORDER for p in orders)
+        entry = orders[0]
+        assert (entry["side"], entry["order_type"], entry["limit_price"]) == ("buy", "limit", 99.0)
+        assert (entry["stop_loss"], entry["take_profit"]) == (94.05, 100.98)
+        assert orders[1]["trigger_price"] == 98.5
+        assert orders[2]["purpose"] == "stop_loss" and orders[2]["parent_id"] == entry["order_id"]
+        assert orders[-1]["reason"] == "the other exit of its bracket filled"
+        entered = next(m["payload"] for m in received if m["type"] == "trade.entered")
+        assert set(entered) == ENTERED
+        assert (entered["take_profit"], entered["stop_loss"]) == (100.98, 94.05)
+        exited = next(m["payload"] for m in received if m["type"] == "trade.exited")
+        assert exited["exit_type"] == "take_profit"
+
+
+async def test_a_filter_can_ask_for_the_order_events_alone() -> None:
+    config = config_with(
+        {"id": "rest", "kind": "tests.scripted_strategies:RestingBracket", "symbols": ["AAPL"]},
+    )
+    async with (
+        running_daemon(config) as daemon,
+        daemon.client() as client,
+        connect(daemon.url(path="/api/ws/events")) as events,
+    ):
+        await events.send(orjson.dumps({"type": "filter", "events": ["order.cancelled"]}))
+        assert (await recv(events))["type"] == "filter.updated"
+        await client.request({"type": "start_strategy", "id": "rest"})
+        daemon.tick("AAPL", 100.0)
+        await next_second(daemon, {"AAPL": 100.0})
+        accepted = (await client.recv_type("order_accepted"))["data"]
+        await client.request({"type": "cancel_order", "orderId": accepted["orderId"]})
+        cancelled = await recv(events)
+        assert cancelled["type"] == "order.cancelled"
+        assert cancelled["payload"]["order_id"] == accepted["orderId"]
+        assert cancelled["payload"]["reason"] == "cancelled by a cancel_order command"

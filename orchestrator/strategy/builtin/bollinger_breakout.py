@@ -20,9 +20,14 @@ distance), for an exit ``min(1, |z| / num_std)`` (0 at the middle, 1 at the
 opposite band). ``metadata`` is
 ``{"orderType": "MARKET", "middle": .., "upper": .., "lower": .., "reason": ...}``, the
 reason "entry", "exit" or "reversal".
+
+Its indicator lines (``indicators``): the ``upper``, ``middle`` and ``lower`` bands,
+once they are ready.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from pydantic import Field
 
@@ -71,6 +76,13 @@ class BollingerBreakout(Strategy[BollingerBreakoutParams]):
             self.enter_short(symbol, close, entry_confidence, **metadata)
         elif (close < bands.middle and held > 0) or (close > bands.middle and held < 0):
             self.close_position(symbol, close, exit_confidence, **metadata)
+
+    def indicators(self, symbol: str) -> Mapping[str, float]:
+        indicator = self._by_symbol.get(symbol)
+        bands = indicator.value if indicator is not None else None
+        if bands is None:
+            return {}
+        return {"upper": bands.upper, "middle": bands.middle, "lower": bands.lower}
 
     def _indicator(self, symbol: str) -> BollingerBands:
         indicator = self._by_symbol.get(symbol)

@@ -17,10 +17,14 @@ quantity. ``confidence = min(1, |fast - slow| / slow * 100)``: a spread of 1% of
 the slow average or more is full confidence. ``metadata`` is
 ``{"orderType": "MARKET", "fast": fast, "slow": slow, "reason": ...}``, the reason
 "entry", "exit" or "reversal".
+
+Its indicator lines (``indicators``): ``SMA <fast>`` and ``SMA <slow>``, once both
+averages are ready.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Self
 
 from pydantic import Field, model_validator
@@ -79,6 +83,13 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
                 self._go_long(bar, averages)
         elif held > 0 or (held == 0 and self._allow_short):
             self._leave_long(bar, averages)
+
+    def indicators(self, symbol: str) -> Mapping[str, float]:
+        averages = self._by_symbol.get(symbol)
+        means = averages.value if averages is not None else None
+        if means is None:
+            return {}
+        return {f"SMA {self.params.fast}": means[0], f"SMA {self.params.slow}": means[1]}
 
     def _go_long(self, bar: Bar, averages: DualSMA) -> None:
         confidence, metadata = self._signal_terms(averages)

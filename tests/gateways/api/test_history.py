@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.model.clock import iso_utc
 from orchestrator.model.events import OrderSubmitted
 from tests.gateways.test_trading_flow import drive_uptrend
 from tests.support import running_daemon, test_config
@@ -35,6 +36,13 @@ async def test_recent_activity_is_what_the_stream_said_with_pnl_per_trade() -> N
         # The same payloads as the live stream, so a page joins them by id.
         assert trades == live["strategy_trade"]
         assert [t["side"] for t in trades] == ["BUY", "BUY", "SELL", "SELL"]
+        # Each says why its order existed and what position it left: a closed trade's
+        # exit reason, and where a round trip starts and ends.
+        assert [t["purpose"] for t in trades] == ["signal", "signal"] + ["strategy_stop"] * 2
+        assert [t["positionQuantity"] for t in trades] == [t["quantity"] for t in trades[:2]] + [
+            0.0,
+            0.0,
+        ]
         assert reply["data"]["signals"] == live["strategy_signal"]
         book = daemon.daemon.core.execution.book.portfolio("strategy-123")
         assert sum(t["realizedPnl"] for t in trades) == pytest.approx(book.realized_pnl)
@@ -93,3 +101,48 @@ async def test_get_bars_refuses_unknown_symbols_resolutions_and_limits() -> None
             error = await client.request({"type": "get_bars", **fields})
             assert error["type"] == "error"
             assert error["data"]["code"] == code, fields
+
+
+async def test_indicator_lines_live_and_on_load_are_the_strategys_smas() -> None:
+    async with running_daemon() as daemon, daemon.client() as client:
+        await client.request({"type": "start_strategy", "id": "strategy-123"})  # SMA 3 / 8
+        closes = [100.0 + step for step in range(12)]
+        live: list[dict[str, Any]] = []
+        for close in closes:
+            daemon.tick("AAPL", close)
+            daemon.tick("MSFT", 2 * close)
+            daemon.advance(1.0)  # the 1s bars close on the clock
+        while len(live) < 5:  # the 8th to 12th AAPL bars: both averages ready
+            message = await client.recv_type("strategy_indicators")
+            if message["data"]["symbol"] == "AAPL":
+                live.append(message["data"])
+        for n, point in enumerate(live, start=8):
+            assert point["strategyId"] == "strategy-123" and point["resolution"] == "1s"
+            window = closes[:n]
+            assert point["values"] == {
+                "SMA 3": pytest.approx(sum(window[-3:]) / 3),
+                "SMA 8": pytest.approx(sum(window[-8:]) / 8),
+            }
+        assert live[-1]["start"] == iso_utc(daemon.clock.now() - 1.0)  # the last closed bar
+
+        reply = await client.request(
+            {"type": "get_indicators", "strategyId": "strategy-123", "symbol": "aapl", "limit": 3}
+        )
+        assert reply["type"] == "indicators"
+        data = reply["data"]
+        assert (data["strategyId"], data["symbol"], data["resolution"]) == (
+            "strategy-123",
+            "AAPL",
+            "1s",
+        )
+        # On load, the same points the stream carried: a chart joins them by start.
+        assert data["points"] == [{"start": p["start"], "values": p["values"]} for p in live[-3:]]
+
+        unknown = await client.request(
+            {"type": "get_indicators", "strategyId": "nope", "symbol": "AAPL"}
+        )
+        assert unknown["data"]["code"] == "unknown_strategy"
+        other = await client.request(
+            {"type": "get_indicators", "strategyId": "rsi-reversion", "symbol": "AAPL"}
+        )
+        assert other["data"]["points"] == []  # not running: no lines

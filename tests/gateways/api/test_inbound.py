@@ -44,6 +44,7 @@ def test_the_commands_every_server_accepts() -> None:
         "stop_strategy",
         "pause_strategy",
         "get_instruments",
+        "get_account",
         "resume",
     }
 

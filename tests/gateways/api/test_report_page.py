@@ -33,12 +33,14 @@ def http_status(url: str, token: str | None = None) -> tuple[int, bytes]:
         return refusal.code, bytes(refusal.read())
 
 
-async def saved_report(tmp_path: Path, **config: Any) -> tuple[Path, str]:
+async def saved_report(
+    tmp_path: Path, backtest: tuple[str, ...] = BACKTEST, **config: Any
+) -> tuple[Path, str]:
     """Run a backtest through the CLI with --report; the file and the daemon's URL."""
     target = tmp_path / "report.html"
     with structlog.testing.capture_logs():
         async with running_daemon(test_config(**config)) as daemon:
-            argv = [*BACKTEST, "--url", daemon.url(), "--report", str(target)]
+            argv = [*backtest, "--url", daemon.url(), "--report", str(target)]
             if "security" in config:
                 argv += ["--token", TOKEN]
             assert await main_async(argv) == EXIT_OK
@@ -67,6 +69,30 @@ async def test_the_saved_report_opens_offline_with_its_charts_and_tables(
         assert trades > 3
         await page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert requests == [target.as_uri()]  # the file itself, and nothing else
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+async def test_a_report_of_several_symbols_shows_each_symbol_and_the_account(
+    tmp_path: Path,
+) -> None:
+    target, _ = await saved_report(tmp_path, (*BACKTEST, "--symbols", "AAPL,MSFT"))
+    requests: list[str] = []
+    async with chromium_page(tmp_path / "profile", DESKTOP) as page:
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("request", lambda request: requests.append(request.url))
+        await page.goto(target.as_uri())
+        await page.wait_for_selector("body[data-ready=true]")
+        prices = page.get_by_test_id("price-chart")
+        assert await prices.count() == 2
+        for number in range(2):
+            assert await prices.nth(number).locator("canvas").count() > 0
+        assert await page.locator("h3").all_inner_texts() == ["AAPL", "MSFT"]
+        per_symbol = page.get_by_test_id("per-symbol").locator("tbody tr")
+        assert [text.split()[0] for text in await per_symbol.all_inner_texts()] == ["AAPL", "MSFT"]
+        symbols = page.get_by_test_id("trades").locator("tbody tr td:nth-child(2)")
+        assert set(await symbols.all_inner_texts()) == {"AAPL", "MSFT"}
+        await page.screenshot(path=str(tmp_path / "report-symbols.png"), full_page=True)
+    assert requests == [target.as_uri()]
 
 
 def test_the_cli_will_not_overwrite_a_report_without_force(tmp_path: Path) -> None:

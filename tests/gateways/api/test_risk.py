@@ -19,7 +19,7 @@ NO_SLIPPAGE = {"slippage_bps": 0.0}
 DAY_START = iso_utc(START // 86_400 * 86_400)
 
 
-STREAM_FIELDS = {"seq", "epoch", "snapshot"}
+STREAM_FIELDS = {"seq", "epoch", "snapshot", "position"}
 """Additive envelope fields of the resumable stream, not part of these messages' shape."""
 
 
@@ -95,6 +95,15 @@ async def test_get_risk_status_reports_limits_and_usage() -> None:
                 "dailyLoss": 0.0,
                 "dayStart": DAY_START,
             },
+            # 100,000 of starting cash, 1,000 paid for the 10 AAPL now worth 1,100.
+            "account": {
+                "equity": 100_100.0,
+                "cash": 99_000.0,
+                "exposure": 1_100.0,
+                "realizedPnlToday": 0.0,
+                "realizedPnlSinceStart": 0.0,
+                "unrealizedPnl": 100.0,
+            },
             "strategies": [
                 {
                     "strategyId": "holder",
@@ -107,6 +116,8 @@ async def test_get_risk_status_reports_limits_and_usage() -> None:
                     "exposure": 1_100.0,
                     "ordersLastMinute": 1,
                     "realizedPnl": 0.0,
+                    "realizedPnlToday": 0.0,
+                    "realizedPnlSinceStart": 0.0,
                     "unrealizedPnl": 100.0,
                     "positions": [
                         {

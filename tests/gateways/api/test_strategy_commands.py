@@ -15,6 +15,8 @@ from tests.support import Client, running_daemon
 SERVERS = ["orchestrator", "market_data", "risk"]
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 ENTRY_KEYS = {"id", "name", "status", "symbols", "positions"}
+PNL_KEYS = {"realizedPnlToday", "realizedPnlSinceStart", "unrealizedPnl"}
+"""Our addition to the stock-bot entry: the three P&L figures (README: P&L)."""
 POSITION_KEYS = {"symbol", "quantity", "entryPrice", "currentValue"}
 STATUSES = {"ACTIVE", "PAUSED", "STOPPED", "ERROR"}
 SMA = "strategy-123"
@@ -24,8 +26,8 @@ ABSENT = object()
 
 STREAM_FIELDS = {
     "none": set(),
-    "broadcast": {"seq", "epoch"},
-    "snapshot": {"seq", "epoch", "snapshot"},
+    "broadcast": {"seq", "epoch", "position"},
+    "snapshot": {"seq", "epoch", "snapshot", "position"},
 }
 
 
@@ -65,7 +67,8 @@ def is_number(value: object) -> bool:
 def check_entries(data: Any) -> list[dict[str, Any]]:
     assert isinstance(data, list)
     for entry in data:
-        assert set(entry) == ENTRY_KEYS, entry
+        assert set(entry) == ENTRY_KEYS | PNL_KEYS, entry
+        assert all(isinstance(entry[key], float) for key in PNL_KEYS), entry
         assert isinstance(entry["id"], str) and isinstance(entry["name"], str)
         assert entry["status"] in STATUSES
         assert isinstance(entry["symbols"], list)
@@ -134,6 +137,9 @@ async def test_get_strategies_lists_the_whole_catalog(server: str) -> None:
             "status": "STOPPED",
             "symbols": ["AAPL", "MSFT"],
             "positions": [],
+            "realizedPnlToday": 0.0,
+            "realizedPnlSinceStart": 0.0,
+            "unrealizedPnl": 0.0,
         }
 
 

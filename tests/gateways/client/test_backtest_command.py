@@ -120,3 +120,67 @@ async def test_the_daemons_bounds_come_back_in_the_clis_flag_names(
         code, _, err = await cli("backtest", "holder", "--symbol", "nope")
         assert code == EXIT_DAEMON_ERROR
         assert "no market data for NOPE; the feed provides" in err
+
+
+def test_params_and_capital_go_on_the_wire_as_typed() -> None:
+    parser = build_client_parser()
+    args = ["backtest", "holder", "--param", "quantity=3", "--param", "note=a b"]
+    command = _backtest_command(parser.parse_args([*args, "--capital", "2500"]))
+    assert command["params"] == {"quantity": 3, "note": "a b"}
+    assert command["initialCapital"] == 2500.0
+
+
+async def test_a_backtest_runs_with_its_params_and_capital(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (_, cli):
+        code, out, err = await cli(
+            "backtest",
+            "holder",
+            *("--duration", "600", "--resolution", "5s"),
+            *("--param", "quantity=3", "--capital", "2500", "--json"),
+        )
+        assert code == EXIT_OK, err
+        result = json.loads(out)["result"]
+        code, _, err = await cli("backtest", "holder", "--capital", "2e12")
+    assert result["initial_capital"] == 2500
+    assert result["open_trade"]["quantity"] == 3
+    assert code == EXIT_DAEMON_ERROR
+    assert "--capital: Input should be less than or equal to 1000000000000" in err
+
+
+async def test_backtest_of_several_symbols_prints_each_symbols_figures(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (_, cli):
+        argv = ("--duration", "1800", "--resolution", "5s", "--symbols", "aapl,MSFT")
+        code, out, err = await cli("backtest", "holder", *argv)
+        json_code, json_out, _ = await cli(
+            "backtest", "holder", *argv, "--capital", "15e3", "--json"
+        )
+    assert code == json_code == EXIT_OK, err
+    *_, header, aapl, msft = out.rstrip("\n").split("\n")
+    assert header.split() == ["Symbol", "Trades", "Win", "rate", "Return", "Buy", "&", "hold",
+                              "Max.", "drawdown", "Sharpe", "Profit", "factor"]  # fmt: skip
+    assert aapl.startswith("AAPL ") and msft.startswith("MSFT ")
+    assert len({len(header), len(aapl), len(msft)}) == 1  # aligned
+    result = json.loads(json_out)["result"]
+    assert result["symbols"] == ["AAPL", "MSFT"]
+    assert result["initial_capital"] == result["per_symbol"][1]["initial_capital"] == 15_000
+
+
+def test_the_cli_builds_several_symbols_files_and_capital() -> None:
+    parser = build_client_parser()
+    args = parser.parse_args(
+        ["backtest", "holder", "--files", "aapl=a.csv, MSFT=m.parquet", "--capital", "5e4"]
+    )
+    assert _backtest_command(args) == {
+        "type": "run_backtest",
+        "strategyId": "holder",
+        "source": {"kind": "files", "paths": {"AAPL": "a.csv", "MSFT": "m.parquet"}},
+        "initialCapital": 50_000.0,
+    }
+    args = parser.parse_args(["backtest", "holder", "--file", "set", "--symbols", "a,b"])
+    assert _backtest_command(args)["symbols"] == ["A", "B"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["backtest", "holder", "--files", "AAPL"])

@@ -31,6 +31,8 @@ from gateways.client.commands import (
     main_async,
     risk_url_for,
 )
+from orchestrator.model.events import CommandOrigin, Event, OrderSubmitted
+from orchestrator.model.orders import OrderPurpose
 from tests.support import TestDaemon, running_daemon, test_config
 
 NO_SLIPPAGE = {"slippage_bps": 0.0}
@@ -66,7 +68,7 @@ class Cli:
     def urls(self, command: str) -> list[str]:
         if command in ("risk", "halt", "resume"):
             return ["--url", self.risk_url]
-        if command in ("status", "watch", "stop"):
+        if command in ("status", "watch"):
             return ["--url", self.url, "--risk-url", self.risk_url]
         return ["--url", self.url]
 
@@ -144,20 +146,27 @@ async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFi
         assert code == EXIT_OK
         lines = out.splitlines()
         assert lines[0] == "execution  RUNNING"
-        header, rule, row, total = lines[2:6]
+        # 100,000 of starting cash less the 1,000 paid for 10 AAPL now worth 1,030.
+        assert lines[1] == (
+            "account    equity 100,030.00, cash 99,000.00, exposure 1,030.00; "
+            "realized P&L today 0.00, since start 0.00; unrealized 30.00"
+        )
+        header, rule, row, total = lines[3:7]
         assert header.split() == [
             *("id", "name", "status", "symbols", "positions"),
-            *("realized", "P&L", "unrealized", "P&L"),
+            *("realized", "today", "realized", "since", "start", "unrealized"),
         ]
         assert set(rule) == {"-", " "}
         assert row.split() == [
             *("holder", "Hold", "AAPL", "ACTIVE", "AAPL,MSFT"),
-            *("AAPL", "10", "@", "100.00", "0.00", "30.00"),
+            *("AAPL", "10", "@", "100.00", "0.00", "0.00", "30.00"),
         ]
         # Aligned: every cell starts under its header.
         assert row.index("ACTIVE") == header.index("status")
         assert row.rstrip().endswith("30.00") and len(row) == len(header)
-        assert total == "total: realized P&L 0.00, unrealized P&L 30.00"
+        assert total == (
+            "total P&L: realized today 0.00, realized since start 0.00, unrealized 30.00"
+        )
         assert "\x1b[" not in out  # no colour when stdout is not a terminal
 
         status = await run.json("status")
@@ -170,6 +179,15 @@ async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFi
             {"symbol": "AAPL", "quantity": 10.0, "entryPrice": 100.0, "currentValue": 1030.0}
         ]
         assert (entry["realizedPnl"], entry["unrealizedPnl"]) == (0.0, 30.0)
+        assert (entry["realizedPnlToday"], entry["realizedPnlSinceStart"]) == (0.0, 0.0)
+        assert status["account"] == {
+            "equity": 100_030.0,
+            "cash": 99_000.0,
+            "exposure": 1_030.0,
+            "realizedPnlToday": 0.0,
+            "realizedPnlSinceStart": 0.0,
+            "unrealizedPnl": 30.0,
+        }
 
         everything = await run.json("status", "--all")
         assert {s["id"]: s["status"] for s in everything["strategies"]} == {
@@ -200,7 +218,73 @@ async def test_start_with_options_status_pause_and_stop(capsys: pytest.CaptureFi
         assert (code, out) == (EXIT_OK, "stopped other (Hold MSFT): no position to close\n")
 
 
-async def test_status_without_the_risk_guardian_computes_unrealized_pnl(
+def closing_order(test: TestDaemon, symbol: str) -> asyncio.Future[Event]:
+    """The stop's closing order for ``symbol`` reaching the broker (it fills on the next price)."""
+    return asyncio.ensure_future(
+        test.next_event(
+            lambda e: (
+                isinstance(e, OrderSubmitted)
+                and e.order.purpose is OrderPurpose.STRATEGY_STOP
+                and e.order.symbol == symbol
+            )
+        )
+    )
+
+
+async def test_stop_of_an_active_strategy_says_what_it_closed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (test, run):
+        await run("start", "holder")
+        buy_on_first_bar(test, "AAPL", 100.0)
+        closing = closing_order(test, "AAPL")
+        stopping = asyncio.create_task(run("stop", "holder"))
+        await closing
+        # 5 % down: the stop's pending order fills at this price before the stop-loss
+        # (2 %) looks at it, so the stop, not the stop-loss, closes the position.
+        test.tick("AAPL", 95.0)
+        code, out, err = await stopping
+        assert (code, out, err) == (
+            EXIT_OK,
+            "stopped holder (Hold AAPL): closed long 10 AAPL at 95.00; realized P&L -50.00\n",
+            "",
+        )
+
+
+async def test_stop_reports_only_its_own_closing_trades(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fill of the strategy that lands while the command is on its way (here its
+    stop-loss) is not the stop's, nor is what it realized."""
+    async with cli_daemon(capsys) as (test, run):
+        await run("start", "holder", "--symbols", "AAPL,MSFT")
+        test.tick("MSFT", 200.0)
+        buy_on_first_bar(test, "AAPL", 100.0)
+        test.tick("MSFT", 200.0)
+        stop = test.daemon.registry.stop
+
+        async def stop_loss_first(strategy_id: str, origin: CommandOrigin | None = None) -> Any:
+            test.tick("AAPL", 97.0)  # 3 % down: the stop-loss sells the AAPL...
+            test.tick("AAPL", 97.0)  # ...at the next price, before the stop is handled
+            return await stop(strategy_id, origin)
+
+        monkeypatch.setattr(test.daemon.registry, "stop", stop_loss_first)
+        closing = closing_order(test, "MSFT")
+        stopping = asyncio.create_task(run("stop", "holder"))
+        await closing
+        test.tick("MSFT", 202.0)
+        code, out, err = await stopping
+        assert (code, out, err) == (
+            EXIT_OK,
+            "stopped holder (Hold AAPL): closed long 10 MSFT at 202.00; realized P&L +20.00\n",
+            "",
+        )
+        trades = await run.json("status", "--all")
+        held = {s["id"]: s["realizedPnl"] for s in trades["strategies"]}
+        assert held["holder"] == -10.0  # -30 by the stop-loss, +20 by the stop
+
+
+async def test_status_without_the_risk_guardian_takes_the_pnl_of_the_strategies(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with cli_daemon(capsys) as (test, run):
@@ -209,15 +293,28 @@ async def test_status_without_the_risk_guardian_computes_unrealized_pnl(
         test.tick("AAPL", 99.0)
         run.risk_url = dead_url()
         status = await run.json("status")
-        assert status["pnlSource"] == "positions"
+        # The strategy entries carry the three figures: no need of the risk guardian.
+        assert status["pnlSource"] == "strategies"
         assert status["killSwitch"] is None
         [entry] = status["strategies"]
-        assert (entry["realizedPnl"], entry["unrealizedPnl"]) == (None, -10.0)
+        assert (entry["realizedPnlSinceStart"], entry["unrealizedPnl"]) == (0.0, -10.0)
 
         code, out, err = await run("status")
         assert (code, err) == (EXIT_OK, "")
-        assert "total: unrealized P&L -10.00" in out
-        assert f"(risk guardian: no daemon answers at {run.risk_url}: connection refused;" in out
+        assert "realized since start 0.00, unrealized -10.00" in out
+        assert "risk guardian" not in out
+
+
+def test_status_of_an_older_daemon_computes_unrealized_pnl_from_the_positions() -> None:
+    from gateways.client.commands import _with_pnl
+
+    entry = {
+        "id": "holder",
+        "positions": [{"quantity": 10.0, "entryPrice": 100.0, "currentValue": 990.0}],
+    }
+    shown = _with_pnl(entry, None)
+    assert (shown["realizedPnlToday"], shown["realizedPnlSinceStart"]) == (None, None)
+    assert shown["unrealizedPnl"] == -10.0
 
 
 # ---------------------------------------------------------------- risk, halt, resume
@@ -278,7 +375,8 @@ async def test_watch_shows_signals_trades_and_risk_events(
     assert code == EXIT_OK
     # The first line (on stderr, so that stdout stays the events) says what and how to stop.
     assert err == (
-        "watching signals, trades, status changes and risk events of every strategy on "
+        "watching signals, trades, status changes, resting orders and risk events of every "
+        "strategy on "
         f"{run.url} and {run.risk_url}; Ctrl-C to stop\n"
     )
     # Two connections: the order holds within each server's stream.
@@ -375,6 +473,8 @@ async def test_a_daemon_error_exits_1_with_its_code_and_message(
         ["start", "holder"],
         ["stop", "holder"],
         ["pause", "holder"],
+        ["orders"],
+        ["cancel-order", "order_000001"],
         ["watch"],
         ["risk"],
         ["halt"],
@@ -464,3 +564,49 @@ def test_the_risk_guardian_is_found_beside_the_orchestrator_server() -> None:
     assert risk_url_for("ws://localhost:8082") == "ws://localhost:3002/ws"
     assert risk_url_for("wss://trading.example.com:9082/") == "wss://trading.example.com:3002/ws"
     assert risk_url_for("ws://[::1]:8082") == "ws://[::1]:3002/ws"
+
+
+# ---------------------------------------------------------------- orders, cancel-order
+
+
+async def test_orders_lists_the_resting_orders_and_cancel_order_cancels_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rest = {
+        "id": "rest",
+        "name": "Rest",
+        "kind": "tests.scripted_strategies:RestingBracket",
+        "defaults": {"symbols": ["AAPL"], "data_resolution": "1s"},
+    }
+    with structlog.testing.capture_logs():
+        config = test_config(strategies=[rest, *catalog()], broker=NO_SLIPPAGE)
+        async with running_daemon(config) as test:
+            run = Cli(test, capsys)
+            code, out, _ = await run("orders")
+            assert (code, out) == (EXIT_OK, "no resting orders\n")
+            assert (await run("start", "rest"))[0] == EXIT_OK
+            test.tick("AAPL", 100.0)
+            test.advance(1.0)
+            test.tick("AAPL", 100.0)  # the bar closes: a limit buy at 99 rests
+            await until(lambda: bool(test.daemon.committed.open_orders()))
+            code, out, _ = await run("orders", "--strategy", "rest")
+            header, _, row = out.splitlines()
+            assert header.split() == [
+                "ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICES", "TIF", "FOR"
+            ]  # fmt: skip
+            order_id = row.split()[0]
+            assert row.split()[1:6] == ["rest", "AAPL", "BUY", "10", "LIMIT"]
+            assert "limit 99.00; bracket 94.05 / 100.98" in row and row.rstrip().endswith("entry")
+            listed = await run.json("orders")
+            assert [o["orderId"] for o in listed["data"]["orders"]] == [order_id]
+            code, out, _ = await run("orders", "--strategy", "holder")
+            assert out == "no resting orders of holder\n"
+            code, out, _ = await run("cancel-order", order_id)
+            assert code == EXIT_OK
+            assert out.startswith(f"cancelled {order_id}: BUY 10 AAPL LIMIT (limit 99.00;")
+            assert out.rstrip().endswith("of rest")
+            code, out, err = await run("cancel-order", order_id)
+            assert (code, out) == (EXIT_DAEMON_ERROR, "")
+            assert err.rstrip().endswith("(order_not_found)")
+            code, _, err = await run("orders", "--strategy", "nope")
+            assert code == EXIT_DAEMON_ERROR and "(unknown_strategy)" in err

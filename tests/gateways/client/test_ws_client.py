@@ -36,6 +36,8 @@ from gateways.client.ws_client import (
 from gateways.config import DaemonConfig
 from gateways.daemon import Daemon
 from orchestrator.model.clock import ManualClock
+from orchestrator.model.events import TradeExecuted
+from orchestrator.model.orders import Fill, Side, TradeStatus
 from tests.support import START, TestDaemon, report, running_daemon, test_config
 
 WAIT = 5.0
@@ -452,6 +454,63 @@ async def test_after_a_daemon_restart_the_client_resubscribes_and_resyncs() -> N
         await market.close()
 
 
+async def test_after_a_restart_on_the_same_journal_the_client_misses_no_trade() -> None:
+    """The trades made while the daemon was down and the client away come from the
+    journal, once each and in order: a resume, not a resync."""
+    config = fixed_ports_config(await ephemeral_ports())
+    gate = Gate(is_open=False)
+    client = OrchestratorClient(f"ws://127.0.0.1:{config.servers.orchestrator.port}/", sleep=gate)
+    stream = client.messages()
+    async with daemon_at(config) as first:
+        await client.connect()
+        await client.start_strategy("strategy-123")
+        before = [trade(first, "AAPL", i) for i in range(2)]
+        await collect_until(stream, lambda m: trade_id(m) == before[-1])
+        old_epoch = client.epoch
+    await until(lambda: not client.connected and len(gate.delays) >= 1)
+    async with daemon_at(config) as second:
+        away = [trade(second, "AAPL", i) for i in range(3)]  # the client is still away
+        await second.daemon.writer.flush()
+        gate.open()
+        await asyncio.wait_for(client.wait_connected(), WAIT)
+        seen = await collect_until(stream, lambda m: m.get("snapshot") is True)
+        assert seen[0]["type"] == "resumed" and seen[0]["data"]["journalReplayed"] >= 3
+        assert [m["data"]["id"] for m in seen if m["type"] == "strategy_trade"] == away
+        assert client.epoch == second.daemon.epoch != old_epoch
+        live = trade(second, "AAPL", 3)
+        later = await collect_until(stream, lambda m: trade_id(m) == live)
+        assert [m["data"]["id"] for m in later if m["type"] == "strategy_trade"] == [live]
+        assert later[-1]["seq"] > seen[0]["data"]["toSeq"]
+        await client.close()
+
+
+def trade_id(message: Message) -> str | None:
+    data = message.get("data")
+    return (
+        data.get("id") if message["type"] == "strategy_trade" and isinstance(data, dict) else None
+    )
+
+
+def trade(daemon: TestDaemon, symbol: str, n: int) -> str:
+    """A fill of strategy-123 as the pipeline publishes it (the core's book moved by
+    it), on the bus: journaled, then told. Its id."""
+    fill = Fill(
+        id=f"trade-{daemon.daemon.epoch}-{n}",
+        order_id=f"order-{daemon.daemon.epoch}-{n}",
+        strategy_id="strategy-123",
+        symbol=symbol,
+        side=Side.BUY,
+        quantity=1.0,
+        price=100.0 + n,
+        commission=0.0,
+        ts=daemon.clock.now(),
+        status=TradeStatus.FILLED,
+    )
+    change = daemon.daemon.core.execution.book.apply_fill(fill)
+    daemon.daemon.bus.publish(TradeExecuted(fill, change))
+    return fill.id
+
+
 async def test_a_resumed_stream_on_8082_has_no_gap_and_no_duplicate() -> None:
     ports = await ephemeral_ports()
     gate = Gate(is_open=False)
@@ -552,6 +611,9 @@ async def test_a_resumed_stream_on_3001_discards_what_precedes_resumed(
 
 def test_resume_url_and_start_config() -> None:
     assert resume_url("ws://h:8082", 41, 7) == "ws://h:8082/?lastSeq=41&epoch=7"
+    assert resume_url("ws://h:8082/?position=3", 41, 7, 12) == (
+        "ws://h:8082/?lastSeq=41&epoch=7&position=12"
+    )
     assert (
         resume_url("ws://h:3002/ws?lastSeq=1&x=y", 5, 7) == "ws://h:3002/ws?x=y&lastSeq=5&epoch=7"
     )

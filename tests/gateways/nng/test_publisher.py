@@ -27,6 +27,7 @@ from orchestrator.model.events import (
 from orchestrator.model.market import Tick
 from orchestrator.risk.guardian import Halt
 from tests.gateways.nng.nng_support import subscriber_process, until
+from tests.gateways.test_strategy_runtime import config_with
 from tests.gateways.test_trading_flow import drive_uptrend
 from tests.support import START, TestDaemon, running_daemon, test_config
 
@@ -302,3 +303,28 @@ async def test_an_nng_address_in_use_fails_start_and_leaves_nothing_listening(
         assert caught.value.host == config.nng.publish_address
         for server in second.servers.values():  # bound first, closed again
             assert server._server is not None and not server._server.sockets
+
+
+async def test_order_lifecycle_events_reach_a_subscriber_of_the_order_prefix(
+    tmp_path: Path,
+) -> None:
+    config = config_with(
+        {"id": "rest", "kind": "tests.scripted_strategies:RestingBracket", "symbols": ["AAPL"]},
+        nng={"publish_address": f"ipc://{tmp_path}/events.ipc"},
+    )
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        nng = publisher(daemon)
+        async with subscriber_process(nng.address, "order.") as subscriber:
+            await until(lambda: nng.subscribers == 1)
+            await client.request({"type": "start_strategy", "id": "rest"})
+            daemon.tick("AAPL", 100.0)
+            daemon.advance(1.0)
+            daemon.tick("AAPL", 100.0)  # the bar closes: a limit buy rests
+            accepted = await client.recv_type("order_accepted")
+            await client.request({"type": "cancel_order", "orderId": accepted["data"]["orderId"]})
+            events = await subscriber.wait_for(2)
+    assert [(e["topic"], e["type"]) for e in events] == [
+        ("order.accepted", "order_accepted"),
+        ("order.cancelled", "order_cancelled"),
+    ]
+    assert events[0]["data"] == accepted["data"]

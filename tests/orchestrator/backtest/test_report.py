@@ -31,6 +31,7 @@ from orchestrator.backtest.report import (
     build_report,
     downsample,
 )
+from orchestrator.backtest.statistics import ClosedTrade, compute_statistics, trade_columns
 from orchestrator.model.market import Bar
 from orchestrator.risk.config import RiskConfig
 from orchestrator.strategy.builtin.sma_crossover import SmaCrossover, SmaCrossoverParams
@@ -255,3 +256,28 @@ def test_a_stop_loss_exit_says_so() -> None:
     ]
     assert any(trade.exit_time % 60 for trade in stopped)
     assert all(trade.side == "long" for trade in report.trades)
+
+
+def test_the_columns_give_the_figures_the_trades_one_by_one_give(runs: Any) -> None:
+    """build_report computes over trade columns; the same statistics from the records
+    one by one (ClosedTrade, as an API user passes them) agree to the last bit."""
+    result, report, _ = runs
+    by_trade = compute_statistics(
+        result.curve.times,
+        result.curve.equity,
+        result.curve.closes,
+        [trade.closed_trade() for trade in report.trades],
+        first_trading_bar=result.warmup_bars - 1,
+    )
+    assert by_trade.to_wire() == report.statistics.to_wire()
+    assert all(trade.symbol == SYMBOL for trade in report.trades)
+
+
+def test_bad_trade_columns_are_named() -> None:
+    times = np.arange(5, dtype=np.float64)
+    trade = ClosedTrade(1, 7, 1.0, 2.0, 10.0, 11.0, 1.0, 1.0, 0.1, 0.0)
+    with pytest.raises(ValueError, match=r"trade bars 1\.\.7 outside 0\.\.4"):
+        compute_statistics(times, np.ones(5), np.ones(5), trade_columns([trade]))
+    backwards = ClosedTrade(1, 2, 2.0, 1.0, 10.0, 11.0, 1.0, 1.0, 0.1, 0.0)
+    with pytest.raises(ValueError, match="must not precede"):
+        compute_statistics(times, np.ones(5), np.ones(5), [backwards])

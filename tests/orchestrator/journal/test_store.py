@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import subprocess
@@ -27,11 +28,25 @@ from orchestrator.model.events import (
     BarClosed,
     HaltSource,
     KillSwitchChanged,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderReplaced,
+    OrderTriggered,
     QuoteUpdated,
     StrategyStatus,
 )
 from orchestrator.model.market import Bar, Tick
-from orchestrator.model.orders import OrderPurpose, Side, TradeStatus
+from orchestrator.model.orders import (
+    Bracket,
+    Order,
+    OrderPurpose,
+    OrderType,
+    Side,
+    TimeInForce,
+    TradeStatus,
+    Trailing,
+)
 from orchestrator.risk.guardian import Halt
 from orchestrator.trading.portfolio import PortfolioBook
 from tests.orchestrator.journal.journal_support import T0, Trading, run_config
@@ -75,7 +90,7 @@ def a_day_of_trading(trading: Trading) -> list[Record]:
 
 def test_a_new_journal_is_created_in_wal_mode_at_the_current_version(path: Path) -> None:
     with Journal.open(path) as journal:
-        assert journal.schema_version == SCHEMA_VERSION == 4
+        assert journal.schema_version == SCHEMA_VERSION == 6
     assert path.is_file()
     db = sqlite3.connect(path)
     try:
@@ -454,7 +469,11 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_data(path: Path) -> None:
         assert journal.history()[-1].config == run_config("AAPL")
         position = journal.rebuild_book().portfolio("sma").get("AAPL")
         assert position is not None and position.quantity == 5
-    assert indexes(path) == {"fills_by_order", "fills_by_strategy", "snapshots_by_position"}
+    assert indexes(path) == {
+        "fills_by_order",
+        "fills_by_strategy",
+        "snapshots_by_position",
+    }
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
@@ -569,3 +588,84 @@ def test_read_only_opening_needs_an_existing_journal(path: Path) -> None:
     with pytest.raises(JournalNotFound, match="no journal at"):
         Journal.open_readonly(path)
     assert not path.exists()
+
+
+def resting_order(order_id: str, **terms: object) -> Order:
+    base = Order(order_id, "sma", "AAPL", Side.BUY, 10.0, T0, order_type=OrderType.LIMIT,
+                 limit_price=99.0)  # fmt: skip
+    return dataclasses.replace(base, **terms)  # type: ignore[arg-type]
+
+
+def test_resting_orders_are_journaled_with_every_term_and_closed_by_their_events(
+    path: Path,
+) -> None:
+    entry = resting_order(
+        "order_000001",
+        order_type=OrderType.STOP_LIMIT,
+        stop_price=101.0,
+        limit_price=101.5,
+        time_in_force=TimeInForce.DAY,
+        bracket=Bracket(95.0, 110.0, Trailing(0.02, fraction=True)),
+    )
+    exit_ = resting_order(
+        "order_000007",
+        side=Side.SELL,
+        order_type=OrderType.STOP,
+        limit_price=None,
+        stop_price=97.0,
+        purpose=OrderPurpose.STOP_LOSS,
+        parent_id="order_000005",
+        trailing=Trailing(2.0),
+    )
+    triggered, cancelled, expired = (resting_order(f"order_00001{n}") for n in range(3))
+    accepted = [OrderAccepted(o, T0) for o in (entry, exit_, triggered, cancelled, expired)]
+    replaced = dataclasses.replace(entry, quantity=4.0, limit_price=102.0)
+    closing: list[Record] = [
+        OrderReplaced(replaced, entry, T0 + 1),
+        OrderTriggered(triggered, 99.0, T0 + 2),
+        OrderCancelled(cancelled, "cancelled by the strategy", T0 + 3),
+        OrderExpired(expired, "expired", T0 + 4),
+    ]
+    with Journal.open(path) as journal:
+        first = journal.write(accepted)
+        assert len(journal.resting_orders()) == 5
+        first += journal.write(closing)
+        again = journal.write([*accepted, *closing])  # a replay changes nothing
+        assert again == first
+        assert journal.resting_orders() == [replaced, exit_]
+        assert journal.counts()["order_events"] == 9
+        # An order id only a resting order used is where the id factory resumes.
+        assert journal.id_watermarks()["order"] == 12
+    with Journal.open_readonly(path) as reader:
+        assert reader.resting_orders() == [replaced, exit_]
+
+
+def test_order_events_are_read_back_by_stream_position_as_they_were_written(
+    path: Path,
+) -> None:
+    entry = resting_order("order_000001", bracket=Bracket(95.0, 110.0, None))
+    replaced = dataclasses.replace(entry, quantity=4.0, limit_price=102.0)
+    written: list[Record] = [
+        OrderAccepted(entry, T0),
+        OrderReplaced(replaced, entry, T0 + 1),
+        OrderTriggered(replaced, 102.0, T0 + 2),
+        OrderCancelled(resting_order("order_000002"), "cancelled by the strategy", T0 + 3),
+        OrderExpired(resting_order("order_000003"), "expired", T0 + 4),
+    ]
+    with Journal.open(path) as journal:
+        positions = journal.write(written)
+        topics = {type(event).topic for event in written}
+        read = journal.stream(0, journal.last_position, topics, limit=100)
+    assert read == list(zip(positions, written, strict=True))
+
+
+def test_a_resting_order_with_a_fill_is_not_resting_even_if_its_close_was_lost(
+    path: Path,
+) -> None:
+    trading = Trading()
+    submitted = trading.order("sma", "AAPL", Side.BUY, 10.0)
+    with Journal.open(path) as journal:
+        journal.write([OrderAccepted(submitted.order, T0), submitted])
+        assert journal.resting_orders() == [submitted.order]
+        journal.write([trading.fill(submitted, 99.0)])
+        assert journal.resting_orders() == []

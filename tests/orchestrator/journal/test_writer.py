@@ -53,12 +53,14 @@ class Receiver:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.told: list[Event] = []
+        self.positions: list[int | None] = []
         self.batches = 0
         self.unjournaled_trades: list[str] = []
         self.arrived = asyncio.Event()
 
-    def __call__(self, events: Sequence[Event]) -> None:
+    def __call__(self, events: Sequence[Event], positions: Sequence[int | None]) -> None:
         self.batches += 1
+        self.positions.extend(positions)
         with Journal.open_readonly(self.path) as reader:
             stored = {fill.id for fill in reader.fills()}
         for event in events:
@@ -136,11 +138,11 @@ class BlockingJournal(Journal):
     release: threading.Event
     writing: threading.Event
 
-    def write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[Record]) -> list[int | None]:
         self.writing.set()
         if not self.release.wait(DEADLINE):
             raise AssertionError("the test never released the commit")
-        super().write(records)
+        return super().write(records)
 
 
 @pytest.fixture
@@ -218,7 +220,7 @@ async def test_close_commits_everything_and_joins_the_thread(journal: Journal) -
 class FailingJournal(Journal):
     """A journal on a disk that fails every write."""
 
-    def write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[Record]) -> list[int | None]:
         raise sqlite3.OperationalError("disk I/O error")
 
 
@@ -377,7 +379,7 @@ async def test_built_from_the_config(journal: Journal) -> None:
 async def test_a_failing_receiver_does_not_stop_the_journal(journal: Journal) -> None:
     told: list[Event] = []
 
-    def deliver(events: Sequence[Event]) -> None:
+    def deliver(events: Sequence[Event], _: Sequence[int | None]) -> None:
         told.extend(events)
         raise RuntimeError("a broken server")
 

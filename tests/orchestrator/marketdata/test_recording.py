@@ -8,13 +8,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from orchestrator.marketdata.bars import aggregate
 from orchestrator.marketdata.config import RecordingConfig
-from orchestrator.marketdata.history import FeedError, load_history, recorded_ticks
+from orchestrator.marketdata.history import (
+    FeedError,
+    aggregated_columns,
+    load_history,
+    recorded_ticks,
+)
 from orchestrator.marketdata.recording import MarketRecorder, write_part
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.market import Bar, Tick
@@ -179,3 +185,36 @@ async def test_recorded_ticks_are_aggregated_before_recorded_bars(tmp_path: Path
     assert load_history(tmp_path, "AAPL", "1m") == expected
     with pytest.raises(FeedError, match="no ticks and no bars at 1m of MSFT"):
         load_history(tmp_path, "MSFT", "1m")
+
+
+def seeded_ticks(rng: np.random.Generator, count: int) -> list[Tick]:
+    """Bursts, quiet stretches of several buckets and late ticks (a time before the last)."""
+    gaps = rng.choice(
+        [0.0, 0.3, 1.0, 7.0, 130.0, -5.0], size=count, p=[0.1, 0.5, 0.2, 0.1, 0.05, 0.05]
+    )
+    times = START + np.cumsum(gaps) + rng.random()
+    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, count)))
+    sizes = rng.random(count) * 10
+    return list(map(Tick, ["AAPL"] * count, prices.tolist(), sizes.tolist(), times.tolist()))
+
+
+async def test_a_recording_loads_as_the_aggregator_makes_its_bars(tmp_path: Path) -> None:
+    """load_history aggregates a recording's ticks over whole columns: the bars are
+    those of the live BarAggregator over the same ticks, to the last bit (quiet buckets,
+    late ticks, volume sums)."""
+    rng = np.random.default_rng(16)
+    for trial in range(20):
+        sent = seeded_ticks(rng, int(rng.integers(1, 600)))
+        recording = recorder(tmp_path / str(trial))
+        for tick in sent:
+            recording.record_tick(tick)
+        await recording.close()
+        for resolution in ("1s", "5s", "1m"):
+            expected = aggregate(sent, "AAPL", resolution)
+            assert load_history(tmp_path / str(trial), "AAPL", resolution) == expected
+    column_bars = aggregated_columns(
+        *(np.array([getattr(t, name) for t in sent]) for name in ("ts", "price", "size")),
+        "AAPL",
+        "5s",
+    )
+    assert column_bars == aggregate(sent, "AAPL", "5s")

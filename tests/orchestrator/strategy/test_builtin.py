@@ -383,3 +383,38 @@ def test_builtin_names() -> None:
         "rsi_reversion": RsiReversion,
         "bollinger_breakout": BollingerBreakout,
     }
+
+
+# ---------------------------------------------------------------- indicator lines
+
+
+def test_sma_crossover_exposes_both_averages_once_ready() -> None:
+    strategy, context = sma_crossover()  # fast 2, slow 3
+    run(strategy, context, [10.0, 11.0])
+    assert strategy.indicators("AAPL") == {}  # the slow average is still warming up
+    run(strategy, context, [10.0, 11.0, 15.0])
+    assert strategy.indicators("AAPL") == {"SMA 2": 13.0, "SMA 3": pytest.approx(12.0)}
+    assert strategy.indicators("MSFT") == {}  # no bar of it yet
+
+
+def test_bollinger_breakout_exposes_its_bands() -> None:
+    strategy, context = bollinger_breakout()
+    closes = [100.0, 102.0, 98.0, 101.0, 99.0]
+    run(strategy, context, closes)
+    lines = strategy.indicators("AAPL")
+    period = strategy.params.period
+    window = closes[-period:]
+    mean = sum(window) / period
+    std = (sum((x - mean) ** 2 for x in window) / period) ** 0.5
+    width = strategy.params.num_std * std
+    assert lines == {
+        "upper": pytest.approx(mean + width),
+        "middle": pytest.approx(mean),
+        "lower": pytest.approx(mean - width),
+    }
+
+
+def test_a_strategy_draws_no_lines_by_default() -> None:
+    strategy, context = rsi_reversion()
+    run(strategy, context, [100.0 + i for i in range(20)])
+    assert strategy.indicators("AAPL") == {}

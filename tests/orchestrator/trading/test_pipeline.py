@@ -208,7 +208,7 @@ def test_stopping_a_strategy_and_shutting_down_settle_the_cancelled_orders() -> 
     s.execution.submit(s.order("order_b", strategy="s2"), LIMITS)
     s.execution.cancel_strategy("s1", "strategy stopped")
     assert s.execution.projected_position("s1", "AAPL") == 0.0
-    s.execution.cancel_all("daemon shutting down")
+    s.execution.cancel_pending("daemon shutting down")
     assert s.execution.projected_position("s2", "AAPL") == 0.0
     assert s.trades() == [("order_a", TradeStatus.REJECTED), ("order_b", TradeStatus.REJECTED)]
 

@@ -10,12 +10,15 @@ from hypothesis import strategies as st
 
 from orchestrator.model.orders import Fill, Side, TradeStatus
 from orchestrator.trading.portfolio import (
+    Pnl,
     Portfolio,
     PortfolioBook,
     Position,
+    account,
     reduces_position,
     reducing_part,
     reverses_position,
+    utc_day,
 )
 
 T0 = 1_700_000_000.0
@@ -343,3 +346,57 @@ def test_what_an_order_does_to_a_position(
     assert reduces_position(held, signed) is reduces
     assert reverses_position(held, signed) is reverses
     assert reducing_part(held, signed) == part
+
+
+# ---------------------------------------------------------------- P&L periods, account
+
+MIDNIGHT = (T0 // 86_400 + 1) * 86_400
+"""The first 00:00 UTC after T0 (22:13:20 UTC)."""
+
+
+def test_realized_today_counts_the_fills_of_the_day_asked_for() -> None:
+    book = PortfolioBook()
+    book.apply_fill(fill(Side.BUY, 10, 100.0, commission=1.0, ts=MIDNIGHT - 60))
+    book.apply_fill(fill(Side.SELL, 4, 110.0, commission=1.0, ts=MIDNIGHT - 30))  # +40 - 1
+    portfolio = book.portfolio("s1")
+    yesterday, today = utc_day(MIDNIGHT - 1), utc_day(MIDNIGHT)
+    assert portfolio.pnl(yesterday) == Pnl(38.0, 38.0, 0.0)  # the opening commission too
+    assert portfolio.pnl(today) == Pnl(0.0, 38.0, 0.0)  # midnight passed: nothing yet today
+    book.apply_fill(fill(Side.SELL, 6, 90.0, commission=1.0, ts=MIDNIGHT + 30))  # -60 - 1
+    assert portfolio.pnl(today) == Pnl(-61.0, -23.0, 0.0)
+    assert portfolio.pnl(today + 1) == Pnl(0.0, -23.0, 0.0)  # a day without fills
+
+
+def test_the_account_of_a_long_and_a_short() -> None:
+    book = PortfolioBook()
+    book.apply_fill(fill(Side.BUY, 10, 100.0, commission=2.0))
+    book.apply_fill(fill(Side.SELL, 5, 50.0, symbol="MSFT", strategy_id="s2"))
+    book.mark("AAPL", 104.0)
+    book.mark("MSFT", 52.0)
+    day = utc_day(T0)
+    shown = account(book, 1_000.0, day)
+    # Cash: 1,000 - 2 commission - 1,000 paid for the long + 250 received for the short.
+    assert shown.cash == pytest.approx(248.0)
+    assert shown.exposure == pytest.approx(1_040.0 + 260.0)
+    assert shown.pnl == Pnl(-2.0, -2.0, 40.0 - 10.0)
+    # Equity is cash plus what the positions are worth: the start plus every P&L.
+    assert shown.equity == pytest.approx(248.0 + 1_040.0 - 260.0)
+    assert shown.equity == pytest.approx(1_000.0 - 2.0 + 30.0)
+
+
+def test_a_rebuilt_book_has_the_same_pnl_as_the_live_one() -> None:
+    """A restart replays the journal's fills: the three figures come back as they were."""
+    fills = [
+        fill(Side.BUY, 10, 100.0, commission=1.0, ts=MIDNIGHT - 100),
+        fill(Side.SELL, 20, 105.0, commission=1.0, ts=MIDNIGHT - 50),  # a reversal
+        fill(Side.BUY, 10, 101.0, commission=1.0, ts=MIDNIGHT + 50),
+    ]
+    live = PortfolioBook()
+    for done in fills:
+        live.apply_fill(done)
+    rebuilt = PortfolioBook()
+    for done in fills:
+        rebuilt.apply_fill(done)
+    for day in (utc_day(MIDNIGHT - 1), utc_day(MIDNIGHT)):
+        assert rebuilt.portfolio("s1").pnl(day) == live.portfolio("s1").pnl(day)
+    assert live.portfolio("s1").pnl(utc_day(MIDNIGHT)).realized_today == pytest.approx(40.0 - 1.0)

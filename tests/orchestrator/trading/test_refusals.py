@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.bus import EventBus
 from orchestrator.model.clock import ManualClock
-from orchestrator.model.events import Event, HaltSource, OrderRejected, RiskLimit
+from orchestrator.model.events import Event, HaltSource, OrderLifecycle, OrderRejected, RiskLimit
 from orchestrator.model.ids import SequentialIds
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import FILLED, Fill, Order, OrderPurpose, Side
@@ -36,6 +36,9 @@ class Recorder:
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
     ) -> None:
         self.fills.append(fill)
+
+    def lifecycle(self, event: OrderLifecycle) -> None:
+        return None
 
     def engage_kill_switch(self, halt: Halt) -> None:
         return None

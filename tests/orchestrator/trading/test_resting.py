@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.bus import EventBus
 from orchestrator.model.clock import DAY_SECONDS, ManualClock
-from orchestrator.model.events import HaltSource
+from orchestrator.model.events import HaltSource, OrderLifecycle, OrderReplaced, OrderTriggered
 from orchestrator.model.ids import SequentialIds
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import (
@@ -51,6 +51,7 @@ class Events:
 
     def __init__(self) -> None:
         self.fills: list[Fill] = []
+        self.lifecycle_events: list[OrderLifecycle] = []
         self.pipeline: OrderPipeline | None = None
 
     def accepted(self, order: Order) -> None:
@@ -60,6 +61,9 @@ class Events:
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
     ) -> None:
         self.fills.append(fill)
+
+    def lifecycle(self, event: OrderLifecycle) -> None:
+        self.lifecycle_events.append(event)
 
     def engage_kill_switch(self, halt: Halt) -> None:
         assert self.pipeline is not None
@@ -410,3 +414,96 @@ def test_replace_refuses_a_price_the_order_does_not_have() -> None:
     order_id = d.place(BUY, order_type=LIMIT, limit_price=95.0)
     assert not d.pipeline.replace("s1", order_id, stop_price=99.0)
     assert d.pipeline.open_orders("s1")[0].stop_price is None
+
+
+# --------------------------------------------------------------------------- lifecycle events
+
+
+def lifecycle(d: Desk) -> list[tuple[str, str, str | None]]:
+    """(event, order id, reason or purpose) of each lifecycle event, in order."""
+    out: list[tuple[str, str, str | None]] = []
+    for event in d.events.lifecycle_events:
+        detail = getattr(event, "reason", None) or event.order.purpose.value
+        out.append((type(event).__name__, event.order.id, detail))
+    return out
+
+
+def test_a_bracket_announces_its_entry_its_exits_the_trigger_and_the_oco_cancel() -> None:
+    d = desk()
+    entry = d.place(BUY, order_type=LIMIT, limit_price=99.0,
+                    bracket=Bracket(stop_loss=95.0, take_profit=105.0))  # fmt: skip
+    d.tick(99.0)
+    stop, target = d.pipeline.open_orders("s1")
+    d.tick(106.0)
+    assert lifecycle(d) == [
+        ("OrderAccepted", entry, "signal"),
+        ("OrderTriggered", entry, "signal"),
+        ("OrderAccepted", stop.id, "stop_loss"),
+        ("OrderAccepted", target.id, "take_profit"),
+        ("OrderTriggered", target.id, "take_profit"),
+        ("OrderCancelled", stop.id, "the other exit of its bracket filled"),
+    ]
+    accepted = d.events.lifecycle_events[2]
+    assert accepted.order.parent_id == entry and accepted.order.stop_price == 95.0
+    triggered = d.events.lifecycle_events[4]
+    assert isinstance(triggered, OrderTriggered) and triggered.price == 106.0
+
+
+def test_replace_expiry_and_ioc_are_announced() -> None:
+    d = desk()
+    day = d.place(BUY, order_type=LIMIT, limit_price=90.0, time_in_force=TimeInForce.DAY)
+    ioc = d.place(BUY, order_type=LIMIT, limit_price=80.0, time_in_force=TimeInForce.IOC)
+    assert d.pipeline.replace("s1", day, limit_price=91.0)
+    d.tick(100.0)
+    d.tick(100.0, dt=DAY_SECONDS)
+    assert lifecycle(d) == [
+        ("OrderAccepted", day, "signal"),
+        ("OrderAccepted", ioc, "signal"),
+        ("OrderReplaced", day, "signal"),
+        ("OrderCancelled", ioc, "IOC: the first price after it did not fill it"),
+        ("OrderExpired", day, "expired: a DAY order at the end of its UTC day"),
+    ]
+    replaced = d.events.lifecycle_events[2]
+    assert isinstance(replaced, OrderReplaced) and replaced.previous.limit_price == 90.0
+    assert replaced.order.limit_price == 91.0
+
+
+def test_a_trailing_stop_is_announced_at_the_stop_it_waits_for() -> None:
+    d = desk()
+    d.place(BUY, bracket=Bracket(trailing=Trailing(2.0)))
+    d.tick(100.0)
+    d.tick(104.0)
+    (stop,) = d.pipeline.open_orders("s1")
+    assert d.pipeline.cancel_by_id(stop.id, "by hand") == [stop]
+    cancelled = d.events.lifecycle_events[-1]
+    assert type(cancelled).__name__ == "OrderCancelled" and cancelled.order.stop_price == 102.0
+
+
+def test_cancelling_a_filled_entry_by_id_cancels_the_exits_it_armed() -> None:
+    d = desk()
+    entry = d.place(BUY, bracket=Bracket(stop_loss=95.0, take_profit=110.0))
+    d.tick(100.0)
+    exits = d.pipeline.open_orders("s1")
+    assert [o.id for o in d.pipeline.cancel_by_id(entry, "by hand")] == [o.id for o in exits]
+    assert d.pipeline.open_orders("s1") == [] and d.held == 10.0
+    assert d.pipeline.cancel_by_id(entry, "by hand") == []
+    assert d.pipeline.cancel_by_id("order_999", "by hand") == []
+
+
+def test_a_restored_order_rests_again_with_its_day_and_its_bracket() -> None:
+    d = desk()
+    placed = d.place(BUY, order_type=LIMIT, limit_price=99.0, time_in_force=TimeInForce.DAY,
+                     bracket=Bracket(take_profit=105.0))  # fmt: skip
+    (order,) = d.pipeline.open_orders("s1")
+    fresh = desk()
+    fresh.pipeline.restore(order, LIMITS)
+    assert fresh.pipeline.open_orders("s1") == [order] and fresh.events.lifecycle_events == []
+    fresh.tick(99.0)
+    assert fresh.filled() == [(BUY, 10.0, 99.0)]
+    (target,) = fresh.pipeline.open_orders("s1")
+    assert target.parent_id == placed and target.limit_price == 105.0
+    # The DAY order's day is the one it was placed on, not the restart's.
+    late = desk()
+    late.pipeline.restore(order, LIMITS)
+    late.tick(100.0, dt=DAY_SECONDS)
+    assert late.cancelled() == [(placed, "expired: a DAY order at the end of its UTC day")]

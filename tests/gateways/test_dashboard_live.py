@@ -1,0 +1,200 @@
+"""The live page's P&L, account line, closed trades and indicator lines, in Chromium.
+
+The daemon runs in-process on a ManualClock (``running_daemon``) and the test
+pushes its prices, so every trade is known: the Moving Average Crossover
+(SMA 3 / 8 on 1 s bars) buys on a rising AAPL and MSFT and sells when they
+fall, one round trip per symbol. What the page shows is checked against what
+the daemon says on the wire (``get_account``, ``get_risk_status``,
+``get_indicators``) and, for the closed trades, against round trips paired here
+from the journal's fills (``get_recent_activity``). At a desktop width, 390 px
+and 360 px; the page requests nothing outside the daemon.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.gateways.test_dashboard import (
+    DESKTOP,
+    NARROW_PHONE,
+    PHONE,
+    TIMEOUT_MS,
+    chromium_page,
+    expect,
+    outside_the_daemon,
+    poll,
+)
+from tests.support import Client, TestDaemon, running_daemon, test_config
+
+STRATEGY = "strategy-123"
+
+IN_VIEW = """(ids) => ids.map((id) => {
+  const box = document.getElementById(id).getBoundingClientRect();
+  return box.top >= 0 && box.bottom <= window.innerHeight && box.left >= 0
+    && box.right <= window.innerWidth && box.width > 0;
+})"""
+
+ACCOUNT_IDS = [
+    "account-equity",
+    "account-cash",
+    "account-exposure",
+    "account-realized-today",
+    "account-realized-since-start",
+    "account-unrealized",
+]
+
+
+def drive_round_trip(test: TestDaemon) -> None:
+    """AAPL and MSFT rise for 12 bars (the averages cross up: buy), then fall for 12
+    (they cross down: sell), one tick per symbol per second."""
+    for step in range(24):
+        move = step if step < 12 else 22 - step
+        test.advance(1.0)
+        test.tick("AAPL", 100.0 + move)
+        test.tick("MSFT", 200.0 + 2 * move)
+
+
+def paired_round_trips(trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Round trips from the journal's fills: flat to flat, P&L summed over their fills."""
+    trips, fills = [], defaultdict(list)
+    for trade in trades:
+        if trade["status"] != "FILLED":
+            continue
+        key = (trade["strategyId"], trade["symbol"])
+        fills[key].append(trade)
+        if trade["positionQuantity"] == 0:
+            trips.append(
+                {
+                    "exitId": trade["id"],
+                    "pnl": sum(t["realizedPnl"] for t in fills.pop(key)),
+                    "reason": trade["purpose"],
+                }
+            )
+    return trips
+
+
+async def shown_trips(page: Any) -> list[dict[str, Any]]:
+    rows = page.get_by_test_id("closed-trades").locator("tbody tr")
+    return await rows.evaluate_all(
+        """(rows) => rows.map((r) => ({exitId: r.dataset.exitId, pnl: Number(r.dataset.pnl),
+          reason: r.querySelector("[data-testid=closed-reason]").textContent}))"""
+    )
+
+
+ACCOUNT_VALUES = f"""() => Object.fromEntries({ACCOUNT_IDS!r}.map((id) =>
+  [id, Number(document.getElementById(id).dataset.value)]))"""
+
+
+WIRE_FIELDS = ["equity", "cash", "exposure", "realizedPnlToday", "realizedPnlSinceStart"]
+WIRE_FIELDS += ["unrealizedPnl"]
+
+
+def wire_account(account: dict[str, Any]) -> dict[str, float]:
+    """The ``account`` reply keyed as the page's account line."""
+    return {
+        page_id: account[field] for page_id, field in zip(ACCOUNT_IDS, WIRE_FIELDS, strict=True)
+    }
+
+
+async def lines_count(client: Client) -> int:
+    reply = await client.request(
+        {"type": "get_indicators", "strategyId": STRATEGY, "symbol": "AAPL", "limit": 1000}
+    )
+    return len(reply["data"]["points"])
+
+
+@pytest.mark.parametrize(
+    "viewport", [DESKTOP, PHONE, NARROW_PHONE], ids=["desktop", "390px", "360px"]
+)
+async def test_pnl_account_closed_trades_and_indicator_lines(
+    tmp_path: Path, viewport: dict[str, int]
+) -> None:
+    config = test_config(journal={"state_dir": str(tmp_path / "state"), "synchronous": "NORMAL"})
+    async with (
+        running_daemon(config) as test,
+        test.client() as client,
+        chromium_page(tmp_path / "profile", viewport) as page,
+    ):
+        ports = {name: server.port for name, server in test.daemon.servers.items()}
+        strays = outside_the_daemon(page, ports)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.set_default_timeout(TIMEOUT_MS)
+        base = f"http://127.0.0.1:{ports['orchestrator']}/?symbol=AAPL&resolution=1s"
+        await page.goto(base)
+        await expect(page.get_by_test_id("strategy-row")).to_have_count(3)
+        # Each P&L figure says which period it covers.
+        head = page.get_by_test_id("strategies").locator("thead")
+        for label in ("Realized today", "Realized since start", "Unrealized"):
+            await expect(head).to_contain_text(label)
+        account = page.get_by_test_id("account")
+        await expect(account).to_have_attribute("data-stale", "false")
+        await expect(page.get_by_test_id("account-equity")).to_have_text("100,000.00")
+
+        await client.request({"type": "start_strategy", "id": STRATEGY})
+        row = page.locator(f"[data-strategy-id='{STRATEGY}']")
+        await expect(row).to_have_attribute("data-status", "ACTIVE")
+        drive_round_trip(test)
+
+        # Closed trades: one row per round trip, with the P&L of its fills.
+        activity = await client.request({"type": "get_recent_activity", "limit": 100})
+        expected = paired_round_trips(activity["data"]["trades"])
+        assert len(expected) == 2, activity  # AAPL and MSFT, each bought then sold
+        trips = page.get_by_test_id("closed-trades").locator("tbody tr")
+        await expect(trips).to_have_count(2)
+        shown = await shown_trips(page)
+        by_exit = {trip["exitId"]: trip for trip in shown}
+        assert set(by_exit) == {trip["exitId"] for trip in expected}
+        for trip in expected:
+            assert by_exit[trip["exitId"]]["pnl"] == pytest.approx(trip["pnl"])
+            assert by_exit[trip["exitId"]]["reason"] == trip["reason"] == "signal"
+        await expect(trips.first.get_by_test_id("closed-pnl")).to_have_text(
+            re.compile(r"^[+-][\d,]+\.\d\d$")
+        )
+
+        # The account line and the strategy's three figures are the daemon's.
+        wanted = wire_account((await client.request({"type": "get_account"}))["data"])
+        assert wanted["account-realized-since-start"] == pytest.approx(
+            sum(trip["pnl"] for trip in expected)
+        )
+        # The page asks every 2 s and after each trade: wait for the figures to arrive.
+        await poll(page, ACCOUNT_VALUES, lambda shown: shown == pytest.approx(wanted))
+        async with test.client("risk") as risk:
+            status = (await risk.request({"type": "get_risk_status"}))["data"]
+        [mine] = [s for s in status["strategies"] if s["strategyId"] == STRATEGY]
+        since_start = row.get_by_test_id("strategy-pnl-since-start")
+        await expect(since_start).to_have_attribute(
+            "data-value", str(mine["realizedPnlSinceStart"])
+        )
+        await expect(row.get_by_test_id("strategy-pnl-today")).to_have_attribute(
+            "data-value", str(mine["realizedPnlToday"])
+        )
+
+        # The strategy's SMAs drawn on the chart: every point the daemon keeps.
+        chart = page.get_by_test_id("chart")
+        await expect(chart).to_have_attribute("data-lines-of", STRATEGY)
+        await expect(chart).to_have_attribute("data-lines", "SMA 3,SMA 8")
+        await expect(chart).to_have_attribute("data-line-points", str(await lines_count(client)))
+        series = await page.evaluate("() => document.getElementById('chart-lines').value")
+        assert series == STRATEGY
+
+        # Always in view, however far the page scrolls, and never wider than the screen.
+        await page.get_by_test_id("risk-events").scroll_into_view_if_needed()
+        assert await page.evaluate(IN_VIEW, ["kill-switch", *ACCOUNT_IDS]) == [True] * 7
+        width = await page.evaluate("() => document.documentElement.scrollWidth")
+        assert width == viewport["width"]
+        await page.screenshot(path=str(tmp_path / "live-page.png"))
+
+        # A page opened now pairs the same round trips from the journal.
+        fresh = await page.context.new_page()
+        strays += outside_the_daemon(fresh, ports)
+        await fresh.goto(base)
+        await expect(fresh.get_by_test_id("closed-trades").locator("tbody tr")).to_have_count(2)
+        assert await shown_trips(fresh) == shown
+    assert errors == []
+    assert strays == []

@@ -1,0 +1,121 @@
+"""A sweep on an existing Dask cluster: a real ``dask scheduler`` and ``dask worker``
+started as their own processes on loopback (ephemeral ports), the daemon's runner
+connected through ``[sweeps] scheduler``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from orchestrator.bus import EventBus
+from orchestrator.model.clock import SystemClock
+from orchestrator.model.events import JobStatus
+from orchestrator.sweep.config import SweepsConfig
+from orchestrator.sweep.jobs import SweepManager
+from orchestrator.sweep.runner import ClusterUnavailable, DaskRunner
+from tests.orchestrator.sweep.conftest import sma_sweep, table, until
+
+REPO = Path(__file__).resolve().parents[3]
+DASK = Path(sys.executable).with_name("dask")
+START_TIMEOUT = 120.0
+
+
+@pytest_asyncio.fixture
+async def scheduler(tmp_path: Path) -> AsyncIterator[str]:
+    """The address of a scheduler with one worker, both separate processes."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    file = tmp_path / "scheduler.json"
+    processes = [
+        await asyncio.create_subprocess_exec(
+            str(DASK),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(file),
+            env=env,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    ]
+    try:
+        address = await _address(file)
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                str(DASK),
+                "worker",
+                address,
+                "--nworkers",
+                "1",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                env=env,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        )
+        yield address
+    finally:
+        for process in reversed(processes):
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+
+
+async def _address(file: Path) -> str:
+    found: str = await until(lambda: _scheduler_address(file), START_TIMEOUT)
+    return found
+
+
+def _scheduler_address(file: Path) -> str:
+    try:
+        return str(json.loads(file.read_text())["address"])
+    except (OSError, ValueError, KeyError):
+        return ""  # not written yet
+
+
+async def test_a_sweep_runs_through_an_external_scheduler(
+    scheduler: str, goog_csv: Path, tmp_path: Path
+) -> None:
+    config = SweepsConfig(scheduler=scheduler, connect_timeout_seconds=START_TIMEOUT)
+    runner = DaskRunner(config)
+    client = await runner.client()
+    await client.wait_for_workers(1, timeout=START_TIMEOUT)
+    manager = SweepManager(config, tmp_path, EventBus(), SystemClock(), runner)
+    task = asyncio.create_task(manager.run())
+    small = {"fast": {"low": 4, "high": 12, "step": 4}, "slow": {"choices": [20, 40]}}
+    try:
+        job_id = manager.submit(sma_sweep(goog_csv, space=small))
+        info = await asyncio.wait_for(manager.wait(job_id), START_TIMEOUT)
+        assert info.status is JobStatus.COMPLETED, info.error
+        result: dict[str, Any] = dict(info.result or {})
+        assert result["trials_total"] == 6 == result["trials_computed"]
+        workers = await client.run(os.getpid)
+        assert len(workers) == 1 and os.getpid() not in workers.values()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(table(result)) == 6
+
+
+async def test_a_scheduler_that_does_not_answer_is_a_clear_error() -> None:
+    runner = DaskRunner(SweepsConfig(scheduler="tcp://127.0.0.1:9", connect_timeout_seconds=2))
+    with pytest.raises(ClusterUnavailable, match=r"tcp://127.0.0.1:9 cannot be reached"):
+        await runner.client()
