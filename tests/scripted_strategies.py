@@ -117,3 +117,26 @@ class RestingLadder(Strategy[ScriptParams]):
         self.buy(symbol, close, quantity=quantity, stop_loss=low, take_profit=high)
         self.buy(symbol, close, quantity=quantity, limit=low)
         self.buy(symbol, close, quantity=quantity, stop=high, stop_loss=close, take_profit=high * 2)
+
+
+class ChasingBracket(Strategy[ScriptParams]):
+    """RestingBracket's entry, chased: flat with nothing resting, a limit buy of
+    ``quantity`` 1 % below the close with the same bracket; while that entry rests, each
+    bar moves its limit to 1 % below the new close (a replace, same id)."""
+
+    params_model = ScriptParams
+
+    def on_bar(self, bar: Bar) -> None:
+        limit = round(bar.close * 0.99, 2)
+        entries = [o for o in self.open_orders(bar.symbol) if o.parent_id is None]
+        if entries and entries[0].limit_price != limit:
+            self.replace(entries[0].id, limit=limit)
+        elif self.position(bar.symbol) == 0 and not self.open_orders(bar.symbol):
+            self.buy(
+                bar.symbol,
+                bar.close,
+                quantity=self.params.quantity,
+                limit=limit,
+                stop_loss=round(limit * 0.95, 2),
+                take_profit=round(limit * 1.02, 2),
+            )

@@ -9,6 +9,7 @@
 // requires one (kept in sessionStorage, removed from the address bar).
 
 import { WebSocketService, serverLabel } from "./websocket-service.js";
+import { startOpenOrders } from "./open-orders.js";
 import { startBacktests } from "./backtests.js";
 
 const FEED_LIMIT = 200;
@@ -129,6 +130,7 @@ function start(config, token) {
     chooseLines($("chart-lines").value || null);
   });
   setupStartDialog(config);
+  startOpenOrders(service, { confirmAction, price });
   startBacktests(service, config, token);
   $("kill-switch").addEventListener("click", onKillSwitch);
   $("strategy-rows").addEventListener("click", onStrategyAction);

@@ -377,6 +377,38 @@ export interface BacktestOptions {
 
 // ---------------------------------------------------------------- the service
 
+/** A resting order as open_orders and the order_* messages show it (docs/orders.md). */
+export interface RestingOrder {
+  orderId: string;
+  strategyId: string;
+  symbol: string;
+  side: "BUY" | "SELL";
+  quantity: number;
+  orderType: "LIMIT" | "STOP" | "STOP_LIMIT";
+  limitPrice: number | null;
+  /** The stop it waits for (a trailing stop's as last announced). */
+  stopPrice: number | null;
+  timeInForce: "GTC" | "DAY" | "IOC";
+  /** signal (an entry or a strategy's exit), stop_loss or take_profit (a bracket's exits). */
+  purpose: string;
+  /** A bracket exit's entry. */
+  parentId: string | null;
+  /** An entry's bracket, armed by its fill. */
+  stopLoss: number | null;
+  takeProfit: number | null;
+  trailing: { amount: number; fraction: boolean } | null;
+  placedAt: Timestamp;
+}
+
+export type OrderEvent =
+  | Envelope<"order_accepted", RestingOrder & { timestamp: Timestamp }>
+  | Envelope<"order_triggered", RestingOrder & { timestamp: Timestamp; triggerPrice: number }>
+  | Envelope<"order_cancelled" | "order_expired", RestingOrder & { timestamp: Timestamp; reason: string }>
+  | Envelope<"order_replaced", RestingOrder & {
+      timestamp: Timestamp;
+      previous: { quantity: number; limitPrice: number | null; stopPrice: number | null };
+    }>;
+
 export interface BackoffOptions {
   /** First retry delay (default 500 ms). */
   initialMs: number;
@@ -486,6 +518,8 @@ export declare class WebSocketService {
   getStrategyTrades(strategyId?: string): ServiceStream<StrategyTrade>;
   /** Status lists and lifecycle notifications of every strategy. */
   getStrategyUpdates(): ServiceStream<StrategyUpdate>;
+  /** 8082's resting order lifecycle: order_accepted, _triggered, _cancelled, _replaced, _expired. */
+  getOrderEvents(): ServiceStream<OrderEvent>;
   /** 3002's risk events. */
   getRiskEvents(): ServiceStream<RiskEvent>;
   /** 8082's backtest_job (each state of every job) and backtest_progress. */
@@ -514,6 +548,10 @@ export declare class WebSocketService {
   startStrategy(strategyId: string, config?: Partial<StrategyConfig>): Promise<StrategyStartedMessage>;
   pauseStrategy(strategyId: string): Promise<StrategyPausedMessage>;
   stopStrategy(strategyId: string): Promise<StrategyStoppedMessage>;
+  /** The resting orders (of one strategy, or every one), as the committed events left them. */
+  getOpenOrders(strategyId?: string): Promise<RestingOrder[]>;
+  /** Cancels a resting order; rejects with order_not_found when none has that id. */
+  cancelOrder(orderId: string): Promise<OrderEvent>;
   /** Submits a backtest job; resolves with its backtest_job (pending), described. */
   runBacktest(strategyId: string, source: BacktestSource, options?: BacktestRunOptions): Promise<BacktestJob>;
   cancelBacktest(jobId: string): Promise<BacktestJob>;

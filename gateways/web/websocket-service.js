@@ -51,6 +51,15 @@ const UPDATE_TYPES = new Set([
   "strategy_error",
 ]);
 
+// A resting order's lifecycle on 8082 (docs/orders.md).
+const ORDER_EVENT_TYPES = new Set([
+  "order_accepted",
+  "order_triggered",
+  "order_cancelled",
+  "order_replaced",
+  "order_expired",
+]);
+
 const BACKTEST_TYPES = new Set(["backtest_job", "backtest_progress"]);
 
 const RISK_EVENT_TYPES = new Set([
@@ -480,6 +489,9 @@ export class WebSocketService {
     this._updates = this._messages
       .filter((m) => m.server === "orchestrator" && UPDATE_TYPES.has(m.message.type))
       .map((m) => m.message);
+    this._orderEvents = this._messages
+      .filter((m) => m.server === "orchestrator" && ORDER_EVENT_TYPES.has(m.message.type))
+      .map((m) => m.message);
     this._riskEvents = this._messages
       .filter((m) => m.server === "risk" && RISK_EVENT_TYPES.has(m.message.type))
       .map((m) => m.message);
@@ -535,6 +547,11 @@ export class WebSocketService {
   /** strategy_status_list, strategy_started, _paused, _stopped and _error messages. */
   getStrategyUpdates() {
     return this._updates;
+  }
+
+  /** 8082's order_accepted, _triggered, _cancelled, _replaced and _expired messages. */
+  getOrderEvents() {
+    return this._orderEvents;
   }
 
   /** 3002's order_rejected, order_reduced, stop_loss_triggered, limit_breach, kill_switch. */
@@ -655,6 +672,19 @@ export class WebSocketService {
 
   stopStrategy(strategyId) {
     return this.request("orchestrator", { type: "stop_strategy", id: strategyId });
+  }
+
+  /** The resting orders (of one strategy, or of every one) as the committed events left them. */
+  async getOpenOrders(strategyId) {
+    const command = { type: "get_open_orders" };
+    if (strategyId !== undefined) command.strategyId = strategyId;
+    return (await this.request("orchestrator", command)).data.orders;
+  }
+
+  /** Cancels a resting order by id; resolves with its order_cancelled once journaled
+   * (rejects with order_not_found when no resting order has that id). */
+  cancelOrder(orderId) {
+    return this.request("orchestrator", { type: "cancel_order", orderId });
   }
 
   /** Submits a backtest job (8082); resolves with its backtest_job (pending), which

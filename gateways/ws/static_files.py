@@ -37,6 +37,7 @@ FILES = (
     "dashboard.js",
     "backtests.css",
     "backtests.js",
+    "open-orders.js",
     "websocket-service.js",
     "websocket-service.d.ts",
     "vendor/lightweight-charts.standalone.production.js",

@@ -23,17 +23,36 @@ reason "entry", "exit" or "reversal".
 
 Its indicator lines (``indicators``): the ``upper``, ``middle`` and ``lower`` bands,
 once they are ready.
+
+Two options use resting orders (docs/orders.md); their defaults keep the rule above
+exactly:
+
+- ``entry = "stop"``: a breakout stop entry at the band instead of a market order
+  after the close. While flat, a buy stop rests at the upper band when the close is
+  at or above the middle, or (``allow_short``) a sell stop at the lower band when it
+  is below; after each bar it is cancelled and placed again at the new band when the
+  band moved (or the side changed). It fills when the price trades through the band
+  (a gap through it: at the open); a band already crossed by the close triggers at
+  the next price, as the market entry would. While a position is held nothing rests
+  but its bracket; the exit at the middle is unchanged, and there is no reversal: a
+  position closes before the other side's stop rests. ``metadata["orderType"]`` is
+  "STOP" and its confidence 0.5 (the band's).
+- ``stop_loss_pct`` / ``take_profit_pct``: a bracket on every entry, its stop-loss and
+  target this fraction from the entry's expected price (the close for a market
+  entry, the stop for a stop entry); 0 leaves that exit out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field
 
 from orchestrator.model.market import Bar
+from orchestrator.model.orders import BUY, SELL, OrderPurpose, Side
 from orchestrator.strategy.api import Strategy, StrategyContext, StrategyParams
-from orchestrator.strategy.indicators import BollingerBands
+from orchestrator.strategy.indicators import Bands, BollingerBands
 
 
 class BollingerBreakoutParams(StrategyParams):
@@ -43,6 +62,23 @@ class BollingerBreakoutParams(StrategyParams):
     )
     allow_short: bool = Field(
         False, description="Go short on a close below the lower band; otherwise only go long."
+    )
+    entry: Literal["market", "stop"] = Field(
+        "market",
+        description="market: enter at the next price after a close outside the bands; stop: "
+        "rest a stop order at the band the close is nearer, entering as the price breaks out.",
+    )
+    stop_loss_pct: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="A stop-loss on each entry, this fraction from its price (0: none).",
+    )
+    take_profit_pct: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="A take-profit on each entry, this fraction from its price (0: none).",
     )
 
 
@@ -70,12 +106,50 @@ class BollingerBreakout(Strategy[BollingerBreakoutParams]):
         z = _z_score(close, bands.middle, indicator.std)
         entry_confidence = min(1.0, abs(z) / (2 * self.params.num_std))
         exit_confidence = min(1.0, abs(z) / self.params.num_std)
-        if close > bands.upper:
-            self.enter_long(symbol, close, entry_confidence, **metadata)
+        back_inside = (close < bands.middle and held > 0) or (close > bands.middle and held < 0)
+        if self.params.entry == "stop":
+            self._rest_breakout(bar, held, bands)
+            if back_inside:
+                self.close_position(symbol, close, exit_confidence, **metadata)
+        elif close > bands.upper:
+            bracket = self._bracket(BUY, close)
+            self.enter_long(symbol, close, entry_confidence, **bracket, **metadata)
         elif close < bands.lower and self.params.allow_short:
-            self.enter_short(symbol, close, entry_confidence, **metadata)
-        elif (close < bands.middle and held > 0) or (close > bands.middle and held < 0):
+            bracket = self._bracket(SELL, close)
+            self.enter_short(symbol, close, entry_confidence, **bracket, **metadata)
+        elif back_inside:
             self.close_position(symbol, close, exit_confidence, **metadata)
+
+    def _rest_breakout(self, bar: Bar, held: float, bands: Bands) -> None:
+        """Flat: the stop entry at the band on the close's side of the middle, placed
+        again when the band moved; holding: no entry rests (the bracket's exits may)."""
+        symbol = bar.symbol
+        side: Side | None = None
+        if held == 0:
+            side = BUY if bar.close >= bands.middle else SELL if self.params.allow_short else None
+        level = bands.upper if side is BUY else bands.lower
+        resting = False
+        for order in self.open_orders(symbol):
+            if order.purpose is not OrderPurpose.SIGNAL:
+                continue
+            if order.side is side and order.stop_price == level and not resting:
+                resting = True
+            else:
+                self.cancel(order.id)
+        if side is None or resting:
+            return
+        place = self.buy if side is BUY else self.sell
+        metadata = {"orderType": "STOP", **bands._asdict(), "reason": "entry"}
+        place(symbol, bar.close, None, 0.5, stop=level, **self._bracket(side, level), **metadata)
+
+    def _bracket(self, side: Side, price: float) -> dict[str, Any]:
+        """The stop-loss and take-profit of an entry expected at ``price`` (none at 0)."""
+        bracket: dict[str, Any] = {}
+        if self.params.stop_loss_pct > 0:
+            bracket["stop_loss"] = price * (1 - side.sign * self.params.stop_loss_pct)
+        if self.params.take_profit_pct > 0:
+            bracket["take_profit"] = price * (1 + side.sign * self.params.take_profit_pct)
+        return bracket
 
     def indicators(self, symbol: str) -> Mapping[str, float]:
         indicator = self._by_symbol.get(symbol)

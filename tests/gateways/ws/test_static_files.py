@@ -26,6 +26,7 @@ TYPES = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "backtests.css": "text/css; charset=utf-8",
     "backtests.js": "text/javascript; charset=utf-8",
+    "open-orders.js": "text/javascript; charset=utf-8",
     "websocket-service.js": "text/javascript; charset=utf-8",
     "websocket-service.d.ts": "application/typescript; charset=utf-8",
     "vendor/lightweight-charts.standalone.production.js": "text/javascript; charset=utf-8",
