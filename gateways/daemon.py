@@ -490,6 +490,9 @@ class Daemon:
         self._sweeps_task = asyncio.create_task(self.sweeps.run(), name="sweep-jobs")
         await self._restore()
         self.core.execution.announce()
+        # What the start itself committed (fills reconciled with a venue, resting orders
+        # cancelled) is in the first snapshot a client gets, not told after it.
+        await self.writer.flush()
         for server in started:
             await server.start_serving()
 
