@@ -123,6 +123,7 @@ class StartStrategyConfig(BaseModel):
     symbols: list[str] | None = None
     dataResolution: str | None = None
     realTrading: bool | None = None
+    venue: str | None = None
     maxPositionValue: float | None = None
     maxOrdersPerMinute: int | None = None
     stopLossPercentage: float | None = None

@@ -33,6 +33,7 @@ from orchestrator.model.events import (
     StrategyStatus,
     StrategyStatusChanged,
     TradeExecuted,
+    VenueState,
 )
 from orchestrator.model.orders import FILLED, Order
 from orchestrator.model.records import record
@@ -77,6 +78,7 @@ class CommittedViews:
         self.book = PortfolioBook()
         self.execution = execution
         self.execution_reason = reason
+        self.execution_venues: tuple[VenueState, ...] = ()
         self._orders: dict[str, Order] = {}
         """The resting orders as their committed lifecycle events left them, by id."""
 
@@ -108,6 +110,7 @@ class CommittedViews:
             self._statuses[event.strategy_id] = _Status(event.status, event.symbols, error, params)
         elif isinstance(event, ExecutionStatusChanged):
             self.execution, self.execution_reason = event.status, event.reason
+            self.execution_venues = event.venues
 
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
         """The committed resting orders (of one strategy), oldest first. A trailing stop

@@ -51,7 +51,14 @@ class StrategyRunConfig(BaseModel):
         min_length=1, max_length=50, description="Instruments the strategy trades."
     )
     data_resolution: Resolution = Field("1m", description="Bar resolution, e.g. 1s, 1m, 1h, 1d.")
-    real_trading: bool = Field(False, description="Route to a live broker (not available yet).")
+    real_trading: bool = Field(
+        False, description="Send the orders to the venue named by venue instead of paper trading."
+    )
+    venue: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="The configured venue ([venues.NAME]) realTrading sends the orders to.",
+    )
     max_position_value: float = Field(
         10_000.0, gt=0, le=1e9, description="Largest notional position per symbol."
     )

@@ -27,7 +27,6 @@ from orchestrator.model.errors import (
     InvalidStrategyConfig,
     InvalidTransition,
     OrchestratorError,
-    RealTradingUnavailable,
     UnknownStrategy,
 )
 from orchestrator.model.events import CommandOrigin, StrategyStatus, StrategyStatusChanged
@@ -328,11 +327,6 @@ class StrategyRegistry:
         except ValidationError as exc:
             problems = "; ".join(describe_validation_errors(exc))
             raise InvalidStrategyConfig(f"invalid config for {entry.id}: {problems}") from exc
-        if config.real_trading:
-            raise RealTradingUnavailable(
-                "realTrading is not available: no live broker is connected; "
-                "send realTrading false to paper trade"
-            )
         return config
 
     def _transition(

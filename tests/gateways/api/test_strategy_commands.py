@@ -278,6 +278,7 @@ async def test_start_config_is_validated_and_stored() -> None:
             "symbols": ("GOOG", "TSLA"),
             "maxPositionValue": 2500.0,
             "params": None,
+            "venue": None,
         }
 
 
