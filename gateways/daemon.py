@@ -491,8 +491,10 @@ class Daemon:
         await self._restore()
         self.core.execution.announce()
         # What the start itself committed (fills reconciled with a venue, resting orders
-        # cancelled) is in the first snapshot a client gets, not told after it.
-        await self.writer.flush()
+        # cancelled) is in the first snapshot a client gets, not told after it. A journal
+        # that fails here stops the daemon through its writer's task (exit code 1).
+        with contextlib.suppress(JournalError):
+            await self.writer.flush()
         for server in started:
             await server.start_serving()
 
