@@ -67,6 +67,19 @@ async def test_a_bad_sweep_gets_an_error_and_the_connection_stays(tmp_path: Path
             {**base, "parameters": {"fast": {"low": 1, "high": 3}}, "method": "random"}
         )
         assert random["type"] == "error" and "needs trials" in random["data"]["message"]
+        several = {key: value for key, value in base.items() if key != "symbol"}
+        walk = await client.request(
+            {
+                **several,
+                "symbols": ["AAPL", "MSFT"],
+                "parameters": {"fast": {"low": 1, "high": 3}},
+                "walkForward": {"windows": 2},
+            }
+        )
+        assert (
+            walk["type"] == "error"
+            and "walk-forward runs over one symbol" in (walk["data"]["message"])
+        )
         missing = await client.request({"type": "cancel_sweep", "jobId": "nope"})
         assert missing["data"]["code"] == "unknown_job"
         assert (await client.request({"type": "get_sweeps"}))["data"] == []
