@@ -78,7 +78,9 @@ def build_trading_core(
     risk = RiskGuardian(config.risk, book, bus, clock, ids)
     # The one place that picks the broker: a live venue replaces the paper broker here.
     broker = PaperBroker(config.broker, clock, ids)
-    execution = ExecutionService(bus, clock, book, broker, risk, ids)
+    execution = ExecutionService(
+        bus, clock, book, broker, risk, ids, partial_fills=config.broker.partial_fills
+    )
     halt = halt_at_start(config.risk, clock.now())
     if halt is not None:
         execution.engage_kill_switch(halt)

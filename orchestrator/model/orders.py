@@ -167,6 +167,10 @@ class Fill:
     ts: float
     status: TradeStatus
     reason: str | None = None
+    remaining: float = 0.0
+    """What of its order is still open after this fill: 0 for a whole fill, an order's
+    last part and every rejection; more while the order fills in parts (partial fills,
+    ``broker.partial_fills``; docs/orders.md)."""
 
 
 def rejection(order: Order, fill_id: str, reason: str, ts: float) -> Fill:

@@ -58,13 +58,16 @@ class ExecutionService:
         broker: Broker,
         risk: PreTradeCheck,
         ids: IdFactory,
+        partial_fills: bool = False,
     ) -> None:
         self._bus = bus
         self._clock = clock
         self.book = book
         self.broker = broker
         self._ids = ids
-        self._pipeline = OrderPipeline(book, risk, broker, clock, ids, self)
+        self._pipeline = OrderPipeline(
+            book, risk, broker, clock, ids, self, partial_fills=partial_fills
+        )
         self._waiters: dict[str, asyncio.Future[Fill]] = {}
         self._exits: dict[str, OrderPurpose] = {}
         """The purpose of each exit at the broker (every order there is settled once),
@@ -237,12 +240,23 @@ class ExecutionService:
             self._exits[order.id] = order.purpose
         self._bus.publish(OrderSubmitted(order))
 
+    def part(self, order: Order) -> None:
+        """A part of a resting order, filled at once (partial fills): not announced as
+        submitted (the order's last part is), but its trade has the order's purpose."""
+        if order.purpose is not OrderPurpose.SIGNAL:
+            self._exits[order.id] = order.purpose
+
     def lifecycle(self, event: OrderLifecycle) -> None:
         self._bus.publish(event)
 
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
     ) -> None:
+        if fill.remaining > 0.0:
+            # A part (partial fills): the order's purpose and waiter wait for the rest.
+            purpose = self._exits.get(fill.order_id, OrderPurpose.SIGNAL)
+            self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits), purpose))
+            return
         purpose = self._exits.pop(fill.order_id, OrderPurpose.SIGNAL)
         self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits), purpose))
         waiter = self._waiters.pop(fill.order_id, None)

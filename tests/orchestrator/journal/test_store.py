@@ -90,7 +90,7 @@ def a_day_of_trading(trading: Trading) -> list[Record]:
 
 def test_a_new_journal_is_created_in_wal_mode_at_the_current_version(path: Path) -> None:
     with Journal.open(path) as journal:
-        assert journal.schema_version == SCHEMA_VERSION == 5
+        assert journal.schema_version == SCHEMA_VERSION == 6
     assert path.is_file()
     db = sqlite3.connect(path)
     try:
