@@ -300,7 +300,7 @@ def test_a_protective_stop_is_cut_to_the_position_and_its_rest_fills_at_market()
     assert [f[1] for f in d.filled()] == [10.0, 4.0, 6.0]
 
 
-# --------------------------------------------------------------------------- time in force, cancels, risk
+# --------------------------------------------------- time in force, cancels, risk
 
 
 def test_an_ioc_fills_what_the_first_tick_allows_and_cancels_the_rest() -> None:
