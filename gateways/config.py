@@ -18,12 +18,13 @@ import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateways.config_problems import ConfigSource, Problem, describe_config_errors
+from gateways.venues.config import CREDENTIAL_ENV_PREFIX, VENUE_NAME, VenueConfig
 from orchestrator.backtest.config import JobsConfig
 from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import default_state_dir
@@ -386,6 +387,11 @@ class DaemonConfig(BaseSettings):
     recording: RecordingConfig = Field(
         RecordingConfig(), description="Ticks and bars the feed delivers, to Parquet (off)."
     )
+    venues: dict[Annotated[str, Field(pattern=VENUE_NAME)], VenueConfig] = Field(
+        default_factory=dict,
+        description="Exchange accounts strategies may trade on with realTrading "
+        "(docs/venues.md); none by default.",
+    )
     strategies: tuple[CatalogEntry, ...] = Field(
         default_factory=default_catalog, description="The strategy catalog."
     )
@@ -422,6 +428,27 @@ class DaemonConfig(BaseSettings):
         if duplicates:
             raise ValueError(f"strategy ids must be unique; repeated: {', '.join(duplicates)}")
         return self
+
+    @model_validator(mode="after")
+    def _known_venues(self) -> DaemonConfig:
+        for entry in self.strategies:
+            venue = entry.defaults.venue
+            if venue is not None and venue not in self.venues:
+                known = ", ".join(sorted(self.venues)) or "none are configured"
+                raise ValueError(
+                    f"strategy {entry.id} trades on venue {venue!r}, which is not in "
+                    f"[venues] ({known})"
+                )
+        return self
+
+    def venue_symbols(self, name: str) -> set[str]:
+        """The symbols the catalog's strategies trade on venue ``name`` by default."""
+        return {
+            symbol
+            for entry in self.strategies
+            if entry.defaults.venue == name
+            for symbol in entry.defaults.symbols
+        }
 
     def instance_state_dir(self, environ: Mapping[str, str] | None = None) -> Path | None:
         """The journal's state directory when it is not the default one: what tells
@@ -534,8 +561,9 @@ def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
     sections = sorted(DaemonConfig.model_fields)
     problems = []
     for name in sorted(environ):
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.startswith(CREDENTIAL_ENV_PREFIX):
+            continue  # a venue's credential is no setting (gateways/venues/credentials.py)
         section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
         if section not in sections:
             problems.append(

@@ -26,6 +26,7 @@ from gateways.api.report_page import ReportPages
 from gateways.api.risk import RiskCommands, risk_command_parser
 from gateways.api.strategy_commands import OrderCommands, StrategyCommands
 from gateways.api.sweeps import SweepCommands
+from gateways.api.venues import VenueCommands
 from gateways.client.text import plural
 from gateways.config import DaemonConfig, ServerConfig
 from gateways.dgbit import DGBIT_TOPICS, DgbitEndpoints
@@ -34,6 +35,9 @@ from gateways.journal_stage import JournalStage
 from gateways.nng.feed import NngFeed
 from gateways.nng.publisher import NngBindError, NngPublisher
 from gateways.systemd import SystemdNotifier
+from gateways.venues.broker import VenueBroker
+from gateways.venues.credentials import load_credentials
+from gateways.venues.reconcile import VenueReconciler
 from gateways.ws.auth import TokenChecker
 from gateways.ws.observability import Health, Metrics, WriteLatency
 from gateways.ws.server import (
@@ -166,6 +170,24 @@ class Daemon:
         """The bus's events to the writer, or past it when it need not commit them."""
         self.bus.subscribe(self.journal_stage.submit)
         self._writer_task: asyncio.Task[None] | None = None
+        self._saved_live: dict[str, dict[str, tuple[str, ...]]] = {}
+        """venue -> the live strategies the journal restores there, with their symbols."""
+        self.venues = self._build_venues()
+        """Each configured venue's broker, by name (raises ConfigError without credentials)."""
+        self.reconcilers = {
+            name: VenueReconciler(
+                broker,
+                self.journal,
+                self.core.execution,
+                self.core.risk,
+                self.bus,
+                self.clock,
+                self._live_strategies,
+            )
+            for name, broker in self.venues.items()
+        }
+        """Each venue's account against the journal: at start and periodically."""
+        self._venue_tasks: dict[str, asyncio.Task[None]] = {}
         self.epoch = self._begin_run()
         """This run's epoch (its start, ms): a client that resumes learns of a restart."""
         self.metrics = Metrics()
@@ -257,6 +279,62 @@ class Daemon:
             return proposed
         return self.journal.begin_run(proposed, self.clock.now())
 
+    def _build_venues(self) -> dict[str, VenueBroker]:
+        """A live broker per venue, routed to by the strategies started on it."""
+        venues = {}
+        for name, config in self.config.venues.items():
+            broker = VenueBroker(
+                name, config, load_credentials(name, config), self.clock, self.core.ids
+            )
+            broker.on_settled = self.core.execution.collect
+            broker.on_state = self.core.execution.announce
+            broker.before_send = self.writer.flush  # committed before it leaves
+            self.core.brokers.add_venue(name, broker)
+            venues[name] = broker
+        return venues
+
+    async def _connect_venues(self) -> None:
+        """Connect every venue before strategies are restored (one that does not answer
+        is retried by its task; its live strategies are restored as ERROR)."""
+        await asyncio.gather(*(broker.connect() for broker in self.venues.values()))
+        for name, broker in self.venues.items():
+            self._venue_tasks[name] = asyncio.create_task(broker.run(), name=f"venue-{name}")
+
+    async def _reconcile_venues(self) -> None:
+        """Each venue against the journal, before any strategy resumes; then periodically."""
+        await asyncio.gather(*(r.at_start() for r in self.reconcilers.values()))
+        for name, reconciler in self.reconcilers.items():
+            interval = self.config.venues[name].reconcile_interval_seconds
+            self._venue_tasks[f"{name}-reconcile"] = asyncio.create_task(
+                reconciler.run(interval), name=f"venue-{name}-reconcile"
+            )
+
+    def _live_strategies(self, venue: str) -> dict[str, tuple[str, ...]]:
+        """The strategies that trade on ``venue`` (live, not stopped), with their symbols:
+        the journal's until they are restored, then the registry's."""
+        live = dict(self._saved_live.get(venue, {}))
+        for view in self.registry.catalog():
+            config = view.config
+            if config.real_trading and config.venue == venue:
+                if view.status is StrategyStatus.STOPPED:
+                    live.pop(view.id, None)
+                else:
+                    live[view.id] = tuple(config.symbols)
+        return live
+
+    async def venues_stopped(self) -> None:
+        """Raise if a venue's task fails (it never returns on its own)."""
+        if self._venue_tasks:
+            await asyncio.gather(*(asyncio.shield(t) for t in self._venue_tasks.values()))
+
+    async def _close_venues(self) -> None:
+        for task in self._venue_tasks.values():
+            task.cancel()
+        for task in self._venue_tasks.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(broker.close() for broker in self.venues.values()))
+
     def _build_nng_feed(self) -> NngFeed | None:
         """The NNG feed when the config asks for it (the core cannot build it)."""
         feed = self.config.market_data.feed
@@ -294,12 +372,14 @@ class Daemon:
         )
         lines = IndicatorHistory(self.core.runtime.lines, self.registry, self.clock)
         sweeps = SweepCommands(self.sweeps, jobs, self.clock)
+        venues = VenueCommands(self.reconcilers, self.clock, "orchestrator")
         handlers = {
             **jobs.handlers(),
             **activity.handlers(),
             **orders.handlers(),
             **lines.handlers(),
             **sweeps.handlers(),
+            **venues.handlers(),
         }
         return self._server(
             "orchestrator",
@@ -353,7 +433,8 @@ class Daemon:
 
     def _build_risk_server(self) -> WebSocketServer:
         risk = RiskCommands(self.core.risk, self.core.execution, self.committed, self.clock)
-        return self._server("risk", risk_command_parser(), risk.handlers())
+        venues = VenueCommands(self.reconcilers, self.clock, "risk")
+        return self._server("risk", risk_command_parser(), {**risk.handlers(), **venues.handlers()})
 
     def _server(
         self,
@@ -405,9 +486,15 @@ class Daemon:
             raise NngBindFailed(exc, default_address=self._default_nng_address(exc.role)) from exc
         self._writer_task = asyncio.create_task(self.writer.run(), name="journal-writer")
         self._jobs_task = asyncio.create_task(self.jobs.run(), name="backtest-jobs")
+        await self._connect_venues()
         self._sweeps_task = asyncio.create_task(self.sweeps.run(), name="sweep-jobs")
         await self._restore()
         self.core.execution.announce()
+        # What the start itself committed (fills reconciled with a venue, resting orders
+        # cancelled) is in the first snapshot a client gets, not told after it. A journal
+        # that fails here stops the daemon through its writer's task (exit code 1).
+        with contextlib.suppress(JournalError):
+            await self.writer.flush()
         for server in started:
             await server.start_serving()
 
@@ -440,6 +527,7 @@ class Daemon:
                 reason="journal.enabled is false: nothing is journaled, and a restart will "
                 "not restore strategies or positions",
             )
+            await self._reconcile_venues()
             return
         for fill in journal.resolve_unfilled(
             "daemon restarted before the order filled", self.clock.now()
@@ -450,6 +538,14 @@ class Daemon:
         limits = {s.id: s.config for s in journal.strategies() if s.config is not None}
         self.core.risk.resync(limits)  # restored positions keep their stop-losses
         saved = journal.restorable_strategies()
+        for strategy in saved:
+            config = strategy.config
+            if config is not None and config.real_trading and config.venue is not None:
+                live = self._saved_live.setdefault(config.venue, {})
+                live[strategy.id] = tuple(config.symbols)
+        # What the venues did while the daemon was down, before any strategy resumes.
+        await self._reconcile_venues()
+        self._saved_live.clear()
         await self.registry.restore(saved)
         # Restored statuses, positions and resting orders are the journal's: committed by
         # definition.
@@ -558,6 +654,7 @@ class Daemon:
         await self.close_servers()
         await self._stop_jobs()
         await self.core.close()
+        await self._close_venues()
         if self.feed is not None:
             self.feed.close()
         if self.recorder is not None:
@@ -647,6 +744,7 @@ async def _supervise(daemon: Daemon, stop: asyncio.Event) -> int:
             tasks = list(daemon.tasks.values())
             tasks.append(group.create_task(daemon.writer_stopped(), name="journal-watch"))
             tasks.append(group.create_task(daemon.jobs_stopped(), name="jobs-watch"))
+            tasks.append(group.create_task(daemon.venues_stopped(), name="venues-watch"))
             await stop.wait()
             # Clients first, while the feed still runs: a stop_strategy in flight
             # gets its closing fills before the market data stops.
@@ -679,5 +777,8 @@ async def _main(config: DaemonConfig, reload: Reload | None) -> int:
         return 2
     except RecordingUnavailable as exc:
         log.error("recording_refused", error=exc.message)
+        return 2
+    except ConfigError as exc:  # a venue without its credentials
+        log.error("config_refused", error=exc.message)
         return 2
     return await serve_until_signalled(daemon, reload=reload)

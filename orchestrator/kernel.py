@@ -12,7 +12,7 @@ from orchestrator.marketdata.config import MarketDataConfig
 from orchestrator.marketdata.feeds import Feed, build_feed
 from orchestrator.marketdata.hub import MarketData
 from orchestrator.model.clock import Clock
-from orchestrator.model.ids import SequentialIds
+from orchestrator.model.ids import IdFactory, SequentialIds
 from orchestrator.risk.config import RiskConfig
 from orchestrator.risk.guardian import RiskGuardian
 from orchestrator.strategy.config import RuntimeConfig
@@ -22,6 +22,7 @@ from orchestrator.trading.execution import ExecutionService
 from orchestrator.trading.paper_broker import PaperBroker
 from orchestrator.trading.pipeline import halt_at_start
 from orchestrator.trading.portfolio import PortfolioBook
+from orchestrator.trading.routing import BrokerRouter
 
 
 class TradingConfig(Protocol):
@@ -43,6 +44,9 @@ class TradingCore:
     risk: RiskGuardian
     execution: ExecutionService
     runtime: StrategyRuntime
+    brokers: BrokerRouter
+    """The paper broker and the live venues' brokers the composition root adds."""
+    ids: IdFactory
 
     def background_tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
         return {
@@ -76,10 +80,11 @@ def build_trading_core(
     )
     book = PortfolioBook()
     risk = RiskGuardian(config.risk, book, bus, clock, ids)
-    # The one place that picks the broker: a live venue replaces the paper broker here.
-    broker = PaperBroker(config.broker, clock, ids)
+    # The one place that picks the broker: paper, or the venue a live strategy trades on
+    # (the composition root adds the venues' brokers, which speak the network).
+    brokers = BrokerRouter(PaperBroker(config.broker, clock, ids))
     execution = ExecutionService(
-        bus, clock, book, broker, risk, ids, partial_fills=config.broker.partial_fills
+        bus, clock, book, brokers, risk, ids, brokers, partial_fills=config.broker.partial_fills
     )
     halt = halt_at_start(config.risk, clock.now())
     if halt is not None:
@@ -87,4 +92,4 @@ def build_trading_core(
     market.on_price(execution.on_tick)
     runtime = StrategyRuntime(config.runtime, market, execution, bus, clock, ids)
     market.prime()
-    return TradingCore(market, risk, execution, runtime)
+    return TradingCore(market, risk, execution, runtime, brokers, ids)

@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from orchestrator.journal.store import RESTART_FILL_PREFIX, Journal
 from orchestrator.model.orders import Fill, TradeStatus
@@ -209,8 +209,9 @@ class Recorder:
 
 
 async def client(url: str, recorder: Recorder, requests: list[dict[str, Any]]) -> None:
-    """Send ``requests``, then record everything until the daemon goes away."""
-    with contextlib.suppress(ConnectionClosed, OSError):
+    """Send ``requests``, then record everything until the daemon goes away (a kill
+    during the opening handshake cuts it short: InvalidHandshake)."""
+    with contextlib.suppress(ConnectionClosed, InvalidHandshake, OSError):
         async with connect(url, open_timeout=5) as ws:
             for request in requests:
                 await ws.send(orjson.dumps(request).decode())

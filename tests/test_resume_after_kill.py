@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gateways.client.ws_client import resume_url
 from orchestrator.journal.store import Journal
@@ -83,7 +83,8 @@ class ResumingClient:
     async def run(self) -> None:
         """Connect (resuming), read until the daemon goes, again, until cancelled."""
         while True:
-            with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
+            # A kill during the opening handshake ends it without a response.
+            with contextlib.suppress(ConnectionClosed, InvalidHandshake, OSError, TimeoutError):
                 async with connect(self.address(), open_timeout=2) as ws:
                     self.connected.set()
                     async for raw in ws:

@@ -105,6 +105,10 @@ PrintableText = AfterValidator(refuse_control_characters)
 """Refuses control characters in a free-text field of a command."""
 
 StrategyId = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
+ParamName = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
+ParamValue = int | float | bool | Annotated[str, Field(max_length=256), PrintableText]
+StrategyParamsIn = Annotated[dict[ParamName, ParamValue], Field(max_length=64)]
+"""A strategy's params as a command gives them; their model checks them later."""
 
 
 class StartStrategyConfig(BaseModel):
@@ -119,6 +123,7 @@ class StartStrategyConfig(BaseModel):
     symbols: list[str] | None = None
     dataResolution: str | None = None
     realTrading: bool | None = None
+    venue: str | None = None
     maxPositionValue: float | None = None
     maxOrdersPerMinute: int | None = None
     stopLossPercentage: float | None = None
@@ -151,10 +156,18 @@ class GetStrategies(Command):
     type: Literal[CommandType.GET_STRATEGIES]
 
 
+class LiveStartConfig(StartStrategyConfig):
+    """start_strategy's ``config``: a backtest's fields and the strategy's ``params``
+    (an extension of the stock-bot config: the params to run with, over the catalog's;
+    the registry checks them with the strategy's params model)."""
+
+    params: StrategyParamsIn | None = None
+
+
 class StartStrategy(Command):
     type: Literal[CommandType.START_STRATEGY]
     id: StrategyId
-    config: StartStrategyConfig | None = None
+    config: LiveStartConfig | None = None
 
 
 class StopStrategy(Command):

@@ -22,6 +22,8 @@ from gateways.api.backtest_options import backtest_options
 from gateways.api.inbound import (
     Command,
     InvalidMessage,
+    ParamName,
+    ParamValue,
     PrintableText,
     StartStrategyConfig,
     StrategyId,
@@ -85,10 +87,6 @@ class SyntheticSourceIn(_Wire):
     volatility: float | None = None
     ticksPerSecond: float | None = None
     seed: int | None = None
-
-
-ParamName = Annotated[str, Field(min_length=1, max_length=64), PrintableText]
-ParamValue = int | float | bool | Annotated[str, Field(max_length=256), PrintableText]
 
 
 class BacktestCommand(Command):

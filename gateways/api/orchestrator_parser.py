@@ -1,5 +1,5 @@
 """The parser of every command the orchestrator server (8082) accepts: strategies,
-backtests, history, resting orders, sweeps."""
+backtests, history, resting orders, sweeps, venues."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from gateways.api.jobs import (
     RunBacktest,
 )
 from gateways.api.sweeps import CancelSweep, GetSweep, GetSweeps, RunSweep, SweepCommandType
+from gateways.api.venues import VENUE_COMMANDS, AcknowledgeMismatch, GetVenueStatus
 
 OrchestratorCommand = Annotated[
     StrategyCommand
@@ -42,7 +43,9 @@ OrchestratorCommand = Annotated[
     | RunSweep
     | CancelSweep
     | GetSweeps
-    | GetSweep,
+    | GetSweep
+    | GetVenueStatus
+    | AcknowledgeMismatch,
     Field(discriminator="type"),
 ]
 
@@ -55,5 +58,6 @@ def orchestrator_command_parser() -> CommandParser:
         | frozenset(HistoryCommandType)
         | frozenset(OrderCommandType)
         | frozenset(SweepCommandType)
+        | VENUE_COMMANDS
     )
     return CommandParser(adapter, accepted)

@@ -44,6 +44,7 @@ from orchestrator.model.events import (
     OrderReplaced,
     OrderSubmitted,
     OrderTriggered,
+    PositionMismatch,
     QuoteUpdated,
     SignalEmitted,
     StopLossTriggered,
@@ -52,6 +53,7 @@ from orchestrator.model.events import (
     SweepProgress,
     Topic,
     TradeExecuted,
+    VenueState,
 )
 from orchestrator.model.market import Bar, Tick
 from orchestrator.model.orders import (
@@ -151,6 +153,7 @@ def strategy_entry(view: StrategyView) -> Payload:
         "status": view.status.value,
         "symbols": list(view.symbols),
         "positions": [position_data(p) for p in view.positions],
+        "params": dict(view.params),
     }
     if view.pnl is not None:
         entry.update(pnl_data(view.pnl))
@@ -191,14 +194,27 @@ def status_change(event: StrategyStatusChanged) -> Message:
 
 
 def execution_status(event: ExecutionStatusChanged) -> Message:
-    return "execution_service_status", execution_status_data(event.status, event.reason)
+    data = execution_status_data(event.status, event.reason, event.venues)
+    return "execution_service_status", data
 
 
-def execution_status_data(status: ExecutionStatus, reason: str | None) -> Payload:
-    """The broadcast's data and the snapshot's alike: a halt's reason when there is one."""
+def execution_status_data(
+    status: ExecutionStatus, reason: str | None, venues: Sequence[VenueState] = ()
+) -> Payload:
+    """The broadcast's data and the snapshot's alike: a halt's reason when there is one,
+    and each live venue's connection when venues are configured."""
     data: Payload = {"status": status.value}
     if reason is not None:
         data["reason"] = reason
+    if venues:
+        data["venues"] = [venue_state_data(v) for v in venues]
+    return data
+
+
+def venue_state_data(venue: VenueState) -> Payload:
+    data: Payload = {"name": venue.name, "connected": venue.connected, "reason": venue.reason}
+    if venue.mismatches:
+        data["mismatches"] = list(venue.mismatches)
     return data
 
 
@@ -493,6 +509,19 @@ def limit_breach(event: LimitBreached) -> Message:
     }
 
 
+def position_mismatch(event: PositionMismatch) -> Message:
+    return "position_mismatch", {
+        "venue": event.venue,
+        "asset": event.asset,
+        "expected": event.expected,
+        "actual": event.actual,
+        "difference": event.actual - event.expected,
+        "strategies": list(event.strategies),
+        "action": "ACKNOWLEDGED" if event.acknowledged else "REDUCE_ONLY",
+        "timestamp": iso_utc(event.ts),
+    }
+
+
 def kill_switch_data(
     engaged: bool, reason: str | None, block_all: bool, source: str | None, since: float | None
 ) -> Payload:
@@ -696,6 +725,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     StopLossTriggered: stop_loss_triggered,
     LimitBreached: limit_breach,
     KillSwitchChanged: kill_switch,
+    PositionMismatch: position_mismatch,
     JobStateChanged: job_state,
     JobProgress: job_progress,
     SweepProgress: sweep_progress,

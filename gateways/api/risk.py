@@ -22,6 +22,7 @@ from gateways.api.inbound import (
     PrintableText,
     StrategyCommand,
 )
+from gateways.api.venues import VENUE_COMMANDS, AcknowledgeMismatch, GetVenueStatus
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.model.clock import Clock
 from orchestrator.model.events import CommandOrigin, HaltSource
@@ -55,10 +56,16 @@ class ResumeTrading(Command):
 
 
 RiskCommand = Annotated[
-    StrategyCommand | GetRiskStatus | HaltTrading | ResumeTrading, Field(discriminator="type")
+    StrategyCommand
+    | GetRiskStatus
+    | HaltTrading
+    | ResumeTrading
+    | GetVenueStatus
+    | AcknowledgeMismatch,
+    Field(discriminator="type"),
 ]
 
-RISK_COMMANDS = STRATEGY_COMMANDS | frozenset(RiskCommandType)
+RISK_COMMANDS = STRATEGY_COMMANDS | frozenset(RiskCommandType) | VENUE_COMMANDS
 
 
 def risk_command_parser() -> CommandParser:

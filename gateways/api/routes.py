@@ -56,6 +56,7 @@ ROUTES: Mapping[str, Routes] = {
         Topic.RISK_STOP_LOSS,
         Topic.RISK_LIMIT_BREACH,
         Topic.RISK_KILL_SWITCH,
+        Topic.RISK_POSITION_MISMATCH,
     ),
 }
 
@@ -79,7 +80,9 @@ class Snapshot:
     def messages(self, _: Session) -> list[outbound.Message]:
         committed = self._committed
         # A frontend learns at once why execution is halted.
-        status = outbound.execution_status_data(committed.execution, committed.execution_reason)
+        status = outbound.execution_status_data(
+            committed.execution, committed.execution_reason, committed.execution_venues
+        )
         return [
             ("execution_service_status", status),
             ("strategy_status_list", outbound.strategy_list(committed.active())),

@@ -4,6 +4,7 @@ history files, talk to a running daemon."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.metadata
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from gateways.cli.runnable import load_runnable_config
 from gateways.client.commands import CLIENT_COMMANDS, add_client_parsers, client_command
 from gateways.config import DaemonConfig
 from gateways.logs import configure_logging
+from gateways.venues.check import VenueCheck, check_venue
 from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.model.errors import ConfigError
 
@@ -101,7 +103,43 @@ def check_config(path: Path | None) -> int:
         print(f"  nng ingest    {config.nng_ingest_address()}")
     if config.recording.enabled:
         print(f"  recording     {config.recording_directory()}")
-    return EXIT_OK
+    return check_venues(config)
+
+
+def check_venues(config: DaemonConfig) -> int:
+    """Connect to every venue (markets, clock, balance; no order) and report each."""
+    if not config.venues:
+        return EXIT_OK
+    checks = asyncio.run(_check_all(config))
+    for check in checks:
+        print_venue_check(check)
+    return EXIT_OK if all(check.ok for check in checks) else EXIT_CONFIG
+
+
+async def _check_all(config: DaemonConfig) -> list[VenueCheck]:
+    return list(
+        await asyncio.gather(
+            *(
+                check_venue(name, venue, config.venue_symbols(name))
+                for name, venue in config.venues.items()
+            )
+        )
+    )
+
+
+def print_venue_check(check: VenueCheck) -> None:
+    if not check.ok:
+        print(f"  venue {check.name:<7} ({check.exchange}) FAILED:", file=sys.stderr)
+        for problem in check.problems:
+            print(f"    {problem}", file=sys.stderr)
+        return
+    held = ", ".join(
+        f"{amount:g} {currency}" for currency, amount in sorted(check.balances.items())
+    )
+    print(
+        f"  venue {check.name:<7} ({check.exchange}) OK: {check.markets} markets, "
+        f"clock skew {check.skew_ms} ms, balance {held or 'empty'}"
+    )
 
 
 def print_config_error(exc: ConfigError) -> None:

@@ -1,4 +1,4 @@
-"""``orchestrator status|start|stop|pause|watch|risk|halt|resume``: a running daemon
+"""``orchestrator status|start|stop|pause|watch|risk|halt|resume|venue``: a running daemon
 from a terminal or a script, through :mod:`gateways.client.ws_client`.
 
 Output is for people (aligned tables; colour when stdout is a terminal and
@@ -112,6 +112,7 @@ CLIENT_COMMANDS = frozenset(
         "resume",
         "backtest",
         "sweep",
+        "venue",
     }
 )
 
@@ -144,6 +145,15 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         type=_fraction,
         metavar="FRACTION",
         help="0.02 or 2%% of the entry price; 0 disables",
+    )
+    start.add_argument(
+        "--param",
+        dest="strategy_params",
+        action="append",
+        type=_param,
+        metavar="NAME=VALUE",
+        help="a strategy parameter over the catalog's (repeat for several; JSON value), "
+        "e.g. a sweep's best: --param fast=5 --param slow=30",
     )
     stop = _command(commands, "stop", "stop a strategy (closing its positions)")
     stop.add_argument("id", help="strategy id")
@@ -186,6 +196,10 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
     halt.add_argument("--block-all", action="store_true", help="block every order, exits included")
     resume = _command(commands, "resume", "release the kill switch", DEFAULT_RISK_URL)
     resume.add_argument("--reason", help="why trading resumes")
+    venue = _command(commands, "venue", "live venues: status, or acknowledge a position mismatch")
+    venue.add_argument("action", choices=("status", "acknowledge"))
+    venue.add_argument("name", nargs="?", help="the venue (acknowledge: required)")
+    venue.add_argument("--asset", help="acknowledge only this asset's mismatch (e.g. BTC)")
     _add_backtest_parser(commands)
     _add_sweep_parser(commands)
 
@@ -807,6 +821,7 @@ async def start_strategy(args: argparse.Namespace, out: Output) -> int:
             max_position_value=args.max_position_value,
             max_orders_per_minute=args.max_orders_per_minute,
             stop_loss_percentage=args.stop_loss,
+            params=dict(args.strategy_params) if args.strategy_params else None,
         )
     return _lifecycle_reply(out, args, reply, "started")
 
@@ -1044,6 +1059,85 @@ async def resume_trading(args: argparse.Namespace, out: Output) -> int:
         return EXIT_OK
     out.print("trading resumed")
     return EXIT_OK
+
+
+# ------------------------------------------------------------------ venue
+
+
+async def venue_command(args: argparse.Namespace, out: Output) -> int:
+    """``venue status [NAME]`` or ``venue acknowledge NAME [--asset A]``."""
+    if args.action == "acknowledge" and not args.name:
+        _error(args, "acknowledge needs the venue's name: orchestrator venue acknowledge NAME")
+        return EXIT_USAGE
+    async with make_client(args, args.url) as client:
+        if args.action == "acknowledge":
+            request: dict[str, Any] = {"type": "acknowledge_mismatch", "venue": args.name}
+            if args.asset:
+                request["asset"] = args.asset
+            reply = await client.request(request)
+        else:
+            reply = await client.request({"type": "get_venue_status"})
+    if args.json:
+        out.json(reply)
+        return EXIT_OK
+    data = reply.get("data") or {}
+    if args.action == "acknowledge":
+        for mismatch in data.get("acknowledged") or []:
+            out.print(
+                f"acknowledged {data.get('venue')} {mismatch.get('asset')}: the venue's "
+                f"{number(mismatch.get('actual'))} is the truth from now on (the journal said "
+                f"{number(mismatch.get('expected'))})"
+            )
+        return EXIT_OK
+    venues = [v for v in data.get("venues") or [] if not args.name or v.get("name") == args.name]
+    if not venues:
+        out.print("no such venue" if args.name else "no venue is configured")
+        return EXIT_DAEMON_ERROR if args.name else EXIT_OK
+    for venue in venues:
+        out.print(venue_text(out, venue))
+    return EXIT_OK
+
+
+def venue_text(out: Output, venue: dict[str, Any]) -> str:
+    """One venue's connection, last reconciliation and mismatches, for a terminal."""
+    sandbox = ", sandbox" if venue.get("sandbox") else ""
+    name = f"{venue.get('name')} ({venue.get('exchange')}{sandbox})"
+    if not venue.get("connected"):
+        state = out.paint(f"DISCONNECTED: {venue.get('reason')}", "red")
+    elif venue.get("unreconciled"):
+        state = out.paint(f"connected, takes no order: {venue.get('unreconciled')}", "yellow")
+    else:
+        state = out.paint("connected, takes orders", "green")
+    lines = [f"venue {name}: {state}"]
+    last = venue.get("lastReconciliation")
+    if last:
+        lines.append(
+            f"  reconciled {last.get('timestamp')}{' (at start)' if last.get('atStart') else ''}: "
+            f"{plural(last.get('ordersChecked', 0), 'order')} in flight checked, "
+            f"{plural(last.get('fillsRecovered', 0), 'fill')} recovered, "
+            f"{last.get('ordersResolved', 0)} resolved, "
+            f"{plural(last.get('orphansCancelled', 0), 'orphan')} cancelled"
+        )
+    else:
+        lines.append("  not reconciled yet")
+    if venue.get("lastProblem"):
+        lines.append(f"  last attempt failed: {venue.get('lastProblem')}")
+    for asset, held in (venue.get("positions") or {}).items():
+        baseline = (venue.get("baselines") or {}).get(asset)
+        lines.append(f"  {asset}: {number(held)} by the journal, baseline {number(baseline)}")
+    mismatches = venue.get("mismatches") or []
+    for m in mismatches:
+        lines.append(
+            out.paint(
+                f"  MISMATCH {m.get('asset')} since {m.get('since')}: the venue holds "
+                f"{number(m.get('actual'))}, the journal says {number(m.get('expected'))}; "
+                f"reduce-only: {', '.join(m.get('strategies') or []) or 'no strategy'}",
+                "red",
+            )
+        )
+    if not mismatches:
+        lines.append("  no position mismatch")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ watch
@@ -1533,4 +1627,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Awaitable[int]]] = {
     "resume": resume_trading,
     "backtest": run_backtest,
     "sweep": run_sweep,
+    "venue": venue_command,
 }

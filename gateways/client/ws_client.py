@@ -840,8 +840,10 @@ class OrchestratorClient:
         max_position_value: float | None = None,
         max_orders_per_minute: int | None = None,
         stop_loss_percentage: float | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Message:
-        """``strategy_started``; the config fields left out take the catalog's defaults."""
+        """``strategy_started``; the config fields left out take the catalog's defaults,
+        ``params`` go over the catalog's params (e.g. a sweep's best)."""
         config = start_config(
             symbols=symbols,
             data_resolution=data_resolution,
@@ -850,6 +852,8 @@ class OrchestratorClient:
             max_orders_per_minute=max_orders_per_minute,
             stop_loss_percentage=stop_loss_percentage,
         )
+        if params:
+            config["params"] = dict(params)
         command: Message = {"type": "start_strategy", "id": strategy_id}
         if config:
             command["config"] = config

@@ -11,7 +11,7 @@ each run's stream epoch (schema 4), and the lifecycle of resting orders (schema 
 limit, stop and stop-limit orders and a bracket's exits, one row per event;
 :meth:`Journal.resting_orders` lists those still resting, which the daemon puts
 back in the order pipeline after a restart), and what of its order each fill left
-open (schema 6, ``fills.remaining``: partial fills; docs/orders.md#partial-fills).
+open (schema 7, ``fills.remaining``: partial fills; docs/orders.md#partial-fills).
 Quotes and bars are not recorded. Restoring does not need the snapshots (the
 fills are the truth); they make "where do we stand" one indexed query for tools.
 
@@ -42,6 +42,13 @@ anyone. :meth:`Journal.resolve_unfilled` therefore records a REJECTED fill
 before the order filled") for each such order, in the order they were journaled,
 in one transaction. An order is thus never filled after a restart, so never twice, and
 a second start finds nothing left to resolve.
+
+Live venues (schema 4). An order sent to a live venue is also recorded in
+``venue_orders``: its outcome is the venue's, so ``resolve_unfilled`` leaves it
+to reconciliation (``gateways/venues/reconcile.py``), which asks the venue and
+journals what it did. ``venue_fills`` keeps each venue fill's own order id and
+fee as charged; ``venue_baselines`` what each account held besides the daemon's
+positions.
 
 Schema. ``PRAGMA user_version`` is the schema version, ``PRAGMA
 application_id`` marks the file as ours. Opening runs each missing migration in
@@ -275,14 +282,42 @@ CREATE TABLE order_events (
 );
 """
 
+
 _V6: Final = """
+-- Live venues (docs/venues.md). Which venue each order went to: a restart asks that
+-- venue what became of an order in flight instead of resolving it as rejected.
+CREATE TABLE venue_orders (
+    order_id TEXT PRIMARY KEY,
+    venue    TEXT NOT NULL
+);
+-- A venue's account of each of its fills: its order id, the fee as it charged it.
+CREATE TABLE venue_fills (
+    fill_id        TEXT PRIMARY KEY,
+    venue          TEXT NOT NULL,
+    venue_order_id TEXT,
+    fee_asset      TEXT,
+    fee            REAL NOT NULL
+);
+-- What the account held besides the daemon's positions, per asset: the first
+-- reconciliation's balance, then each acknowledged mismatch. The last row counts.
+CREATE TABLE venue_baselines (
+    seq      INTEGER PRIMARY KEY,
+    venue    TEXT NOT NULL,
+    asset    TEXT NOT NULL,
+    quantity REAL NOT NULL,
+    reason   TEXT NOT NULL,
+    ts       REAL NOT NULL
+);
+"""
+
+_V7: Final = """
 -- Partial fills (docs/orders.md#partial-fills): what of its order a fill left open. 0 for
 -- a whole fill, an order's last part and a rejection: an order with such a fill is
 -- settled; one whose fills all left something open still rests or waits for the rest.
 ALTER TABLE fills ADD COLUMN remaining REAL NOT NULL DEFAULT 0;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """``MIGRATIONS[n]`` takes a journal from version n to n + 1. Never edit a shipped one."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -377,6 +412,17 @@ StreamRecord = (
 )
 """A journaled event read back for a client that missed it (:meth:`Journal.stream`):
 the event, but a trade as a :class:`JournaledTrade` (its fill and realized P&L)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VenueLedgerEntry:
+    """A FILLED fill of an order sent to a venue, as its balance saw it."""
+
+    order_id: str
+    symbol: str
+    signed_quantity: float
+    fee_asset: str | None
+    fee: float
 
 
 def journaled(record: Record) -> bool:
@@ -572,7 +618,8 @@ class Journal:
 
     def resolve_unfilled(self, reason: str, ts: float) -> list[Fill]:
         """Record a REJECTED fill for every accepted order without one (see the module
-        docstring); returns those fills, which have not been told to anyone yet."""
+        docstring), but an order sent to a live venue (the venue knows what became of
+        it: reconciliation asks); returns those fills, not told to anyone yet."""
         with self._lock, self._transaction():
             fills = [_restart_fill(order, reason, ts) for order in self._unfilled_orders()]
             first = self._take_positions(len(fills))
@@ -841,7 +888,7 @@ class Journal:
         fill is the truth even if the event that closed the order was lost)."""
         if self.schema_version < 5:
             return []
-        if self.schema_version < 6:
+        if self.schema_version < 7:
             rows = self._query(
                 "SELECT e.order_json, NULL FROM order_events e JOIN (SELECT order_id, "
                 "MAX(seq) AS last, MIN(seq) AS first FROM order_events GROUP BY order_id) g "
@@ -867,15 +914,15 @@ class Journal:
 
     def _fill_columns(self, table: str = "") -> str:
         """The columns :func:`_fill` reads, ``table`` their prefix (``"f."``); a journal
-        before schema 6 has no ``remaining``: every fill of it was whole."""
+        before schema 7 has no ``remaining``: every fill of it was whole."""
         columns = [f"{table}{column}" for column in FILL_COLUMNS.split(", ")]
-        columns.append(f"{table}remaining" if self.schema_version >= 6 else "0.0")
+        columns.append(f"{table}remaining" if self.schema_version >= 7 else "0.0")
         return ", ".join(columns)
 
     def _purpose(self) -> str:
         """The purpose of fill ``f``'s order: its orders row's; a part of a resting order
         (partial fills) has none, its order events say it."""
-        if self.schema_version < 6:
+        if self.schema_version < 7:
             return "o.purpose"
         return (
             "COALESCE(o.purpose, (SELECT json_extract(e.order_json, '$.purpose') "
@@ -891,24 +938,99 @@ class Journal:
 
     def _unfilled_orders(self) -> list[Order]:
         """The orders at the broker that no fill settled, each with what is left of it:
-        all of it, or (partial fills) what its last part's fill left open."""
-        if self.schema_version < 6:
+        all of it, or (partial fills) what its last part's fill left open. An order sent
+        to a live venue is the venue's to settle (reconciliation), not listed here."""
+        on_venue = (
+            " AND NOT EXISTS (SELECT 1 FROM venue_orders v WHERE v.order_id = o.id)"
+            if self.schema_version >= 6
+            else ""
+        )
+        if self.schema_version < 7:
             rows = self._db.execute(
                 f"SELECT {ORDER_COLUMNS}, NULL FROM orders o WHERE NOT EXISTS "
-                "(SELECT 1 FROM fills f WHERE f.order_id = o.id) ORDER BY o.rowid"
+                f"(SELECT 1 FROM fills f WHERE f.order_id = o.id){on_venue} ORDER BY o.rowid"
             ).fetchall()
         else:
             rows = self._db.execute(
                 f"SELECT {ORDER_COLUMNS}, (SELECT f.remaining FROM fills f WHERE f.order_id = "
                 "o.id ORDER BY f.seq DESC LIMIT 1) FROM orders o WHERE NOT EXISTS "
-                "(SELECT 1 FROM fills f WHERE f.order_id = o.id AND f.remaining = 0) "
-                "ORDER BY o.rowid"
+                "(SELECT 1 FROM fills f WHERE f.order_id = o.id AND f.remaining = 0)"
+                f"{on_venue} ORDER BY o.rowid"
             ).fetchall()
         orders = [_order(row[:-1]) for row in rows]
         return [
             order if row[-1] is None else replace(order, quantity=row[-1])
             for order, row in zip(orders, rows, strict=True)
         ]
+
+    # -------------------------------------------------------------- live venues
+
+    def unfilled_venue_orders(self) -> list[tuple[str, Order]]:
+        """(venue, order) for every order sent to a venue that has no fill yet: what the
+        daemon does not know the outcome of, in the order they were sent."""
+        if self.schema_version < 6:
+            return []
+        columns = ", ".join(f"o.{column}" for column in ORDER_COLUMNS.split(", "))
+        rows = self._query(
+            f"SELECT v.venue, {columns} FROM orders o JOIN venue_orders v ON v.order_id = o.id "
+            "WHERE NOT EXISTS (SELECT 1 FROM fills f WHERE f.order_id = o.id) ORDER BY o.rowid"
+        )
+        return [(row[0], _order(row[1:])) for row in rows]
+
+    def venue_ledger(self, venue: str) -> list[VenueLedgerEntry]:
+        """Every FILLED fill of the orders sent to ``venue``, in commit order."""
+        if self.schema_version < 6:
+            return []
+        rows = self._query(
+            "SELECT f.order_id, f.symbol, CASE f.side WHEN 'BUY' THEN f.quantity "
+            "ELSE -f.quantity END, vf.fee_asset, COALESCE(vf.fee, 0.0) FROM fills f "
+            "JOIN venue_orders v ON v.order_id = f.order_id "
+            "LEFT JOIN venue_fills vf ON vf.fill_id = f.id "
+            "WHERE v.venue = ? AND f.status = 'FILLED' ORDER BY f.seq",
+            (venue,),
+        )
+        return [VenueLedgerEntry(*row) for row in rows]
+
+    def venue_order_ids(self, venue: str, since: float) -> tuple[set[str], float | None]:
+        """The venue's ids of the orders whose fills the journal has from ``since`` on,
+        and the time of the last fill on ``venue`` (None: none yet)."""
+        if self.schema_version < 6:
+            return set(), None
+        rows = self._query(
+            "SELECT vf.venue_order_id, f.ts FROM venue_fills vf JOIN fills f ON f.id = vf.fill_id "
+            "WHERE vf.venue = ? AND f.ts >= ?",
+            (venue, since),
+        )
+        last = self._query(
+            "SELECT MAX(f.ts) FROM venue_fills vf JOIN fills f ON f.id = vf.fill_id "
+            "WHERE vf.venue = ?",
+            (venue,),
+        )[0][0]
+        return {str(row[0]) for row in rows if row[0] is not None}, last
+
+    def venue_baselines(self, venue: str) -> dict[str, float]:
+        """What the account of ``venue`` holds besides the daemon's positions, per asset."""
+        if self.schema_version < 6:
+            return {}
+        rows = self._query(
+            "SELECT asset, quantity FROM venue_baselines WHERE seq IN (SELECT MAX(seq) "
+            "FROM venue_baselines WHERE venue = ? GROUP BY asset)",
+            (venue,),
+        )
+        return {asset: quantity for asset, quantity in rows}
+
+    def add_venue_baselines(
+        self, venue: str, baselines: Mapping[str, float], reason: str, ts: float
+    ) -> None:
+        """Record new baselines of ``venue``'s assets (the first reconciliation, or an
+        operator's acknowledgement of a mismatch), in one transaction."""
+        rows = [(venue, asset, quantity, reason, ts) for asset, quantity in baselines.items()]
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "INSERT INTO venue_baselines (venue, asset, quantity, reason, ts) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
 
 
 def _order_event_reader(
@@ -1187,6 +1309,12 @@ _SNAPSHOT_INSERT: Final = (
 """A position after a fill; cumulative realized P&L carried from its last snapshot.
 OR IGNORE: a replayed fill already has its snapshot, written in its transaction."""
 
+_VENUE_ORDER_INSERT: Final = "INSERT OR IGNORE INTO venue_orders (order_id, venue) VALUES (?, ?)"
+_VENUE_FILL_INSERT: Final = (
+    "INSERT OR IGNORE INTO venue_fills (fill_id, venue, venue_order_id, fee_asset, fee) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+
 _PREVIOUS_PNL: Final = (
     "SELECT p.realized_pnl FROM position_snapshots p WHERE p.strategy_id = s.strategy_id "
     "AND p.symbol = s.symbol AND p.seq < s.seq ORDER BY p.seq DESC LIMIT 1"
@@ -1215,6 +1343,8 @@ class _GroupRows:
     orders: list[Row] = field(default_factory=list)
     fills: list[Row] = field(default_factory=list)
     snapshots: list[Row] = field(default_factory=list)
+    venue_orders: list[Row] = field(default_factory=list)
+    venue_fills: list[Row] = field(default_factory=list)
     one_by_one: list[tuple[Record, int | None]] = field(default_factory=list)
     positions: list[int | None] = field(default_factory=list)
     """Each record's position, in record order (None: it gets no row of its own)."""
@@ -1234,6 +1364,8 @@ class _GroupRows:
                 rows.add_trade(record, position)
             elif isinstance(record, OrderSubmitted):
                 rows.orders.append((position, *_order_row(record.order)))
+                if record.venue is not None:
+                    rows.venue_orders.append((record.order.id, record.venue))
             elif isinstance(record, SignalEmitted):
                 rows.signals.append((position, *_signal_row(record.signal)))
             else:
@@ -1244,6 +1376,11 @@ class _GroupRows:
     def add_trade(self, event: TradeExecuted, position: int) -> None:
         fill, change = event.fill, event.change
         self.fills.append((position, *_fill_row(fill)))
+        venue = fill.venue
+        if venue is not None:
+            self.venue_fills.append(
+                (fill.id, venue.venue, venue.venue_order_id, venue.fee_asset, venue.fee)
+            )
         if change is not None and change.applied:
             self.snapshots.append(
                 (
@@ -1272,6 +1409,10 @@ class _GroupRows:
         kept.update(_insert_many(db, _FILLS, self.fills))
         if self.snapshots:
             db.executemany(_SNAPSHOT_INSERT, self.snapshots)
+        if self.venue_orders:
+            db.executemany(_VENUE_ORDER_INSERT, self.venue_orders)
+        if self.venue_fills:
+            db.executemany(_VENUE_FILL_INSERT, self.venue_fills)
         return kept
 
 

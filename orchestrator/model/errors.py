@@ -54,3 +54,13 @@ class ConfigError(OrchestratorError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or [message]
+
+
+class UnknownVenue(OrchestratorError):
+    code = "unknown_venue"
+
+
+class NoMismatch(OrchestratorError):
+    """An acknowledgement of a position mismatch that is not there (or no longer)."""
+
+    code = "no_mismatch"

@@ -40,6 +40,7 @@ class Topic(StrEnum):
     RISK_STOP_LOSS = "risk.stop_loss"
     RISK_LIMIT_BREACH = "risk.limit_breach"
     RISK_KILL_SWITCH = "risk.kill_switch"
+    RISK_POSITION_MISMATCH = "risk.position_mismatch"
     JOB = "job"
     JOB_PROGRESS = "job.progress"
 
@@ -67,6 +68,7 @@ class RiskLimit(StrEnum):
     MAX_DAILY_LOSS = "maxDailyLoss"
     KILL_SWITCH = "killSwitch"
     PRICE_UNKNOWN = "priceUnknown"
+    POSITION_MISMATCH = "positionMismatch"
 
 
 class HaltSource(StrEnum):
@@ -116,6 +118,9 @@ class SignalEmitted:
 class OrderSubmitted:
     topic: ClassVar[Topic] = Topic.ORDER_SUBMITTED
     order: Order
+    venue: str | None = None
+    """The live venue the order goes to; None on paper. The journal keeps it, so that a
+    restart asks that venue what became of an order in flight (reconciliation)."""
 
 
 @record
@@ -226,12 +231,25 @@ class TradeExecuted:
 
 
 @record
+class VenueState:
+    """A live venue's connection: whether it takes orders, and why not."""
+
+    name: str
+    connected: bool
+    reason: str | None = None
+    mismatches: tuple[str, ...] = ()
+    """The assets whose balance there is not what the journal says (unacknowledged)."""
+
+
+@record
 class ExecutionStatusChanged:
     topic: ClassVar[Topic] = Topic.EXECUTION_STATUS
     status: ExecutionStatus
     ts: float
     reason: str | None = None
     origin: CommandOrigin | None = None
+    venues: tuple[VenueState, ...] = ()
+    """Each configured venue's connection, announced again whenever one changes."""
 
 
 @record
@@ -334,6 +352,24 @@ class KillSwitchChanged:
     source: HaltSource
     ts: float
     origin: CommandOrigin | None = None
+
+
+@record
+class PositionMismatch:
+    """A live venue's balance of an asset is not what the journal's fills make it (plus
+    the account's baseline): the strategies trading it there open nothing new until an
+    operator acknowledges it (``acknowledged``: this event says so)."""
+
+    topic: ClassVar[Topic] = Topic.RISK_POSITION_MISMATCH
+    venue: str
+    asset: str
+    expected: float
+    """The baseline plus the journal's fills, net of the fees taken in the asset."""
+    actual: float
+    """The venue's balance (free and locked)."""
+    strategies: tuple[str, ...]
+    ts: float
+    acknowledged: bool = False
 
 
 class JobStatus(StrEnum):
@@ -446,6 +482,7 @@ Event = (
     | StopLossTriggered
     | LimitBreached
     | KillSwitchChanged
+    | PositionMismatch
     | JobStateChanged
     | JobProgress
     | SweepProgress

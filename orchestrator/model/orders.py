@@ -153,6 +153,17 @@ class OrderTerms:
 
 
 @record
+class VenueFill:
+    """What a live venue said of a fill: its own id of the order and the fee as it
+    charged it (the fill's ``commission`` is that fee in the quote currency)."""
+
+    venue: str
+    venue_order_id: str | None
+    fee_asset: str | None
+    fee: float
+
+
+@record
 class Fill:
     """The outcome of an order: FILLED at a price, or REJECTED with a reason."""
 
@@ -171,6 +182,9 @@ class Fill:
     """What of its order is still open after this fill: 0 for a whole fill, an order's
     last part and every rejection; more while the order fills in parts (partial fills,
     ``broker.partial_fills``; docs/orders.md)."""
+    venue: VenueFill | None = None
+    """A live venue's account of a fill; None on paper, in a backtest, and for a
+    rejection."""
 
 
 def rejection(order: Order, fill_id: str, reason: str, ts: float) -> Fill:

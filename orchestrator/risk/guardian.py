@@ -248,6 +248,9 @@ class RiskGuardian:
         self._day = _day_of(clock.now())
         self._day_start_equity = 0.0
         self._daily_loss_day: int | None = None
+        self._reduce_only: dict[str, str] = {}
+        """Strategies that may only reduce their positions, and why (a venue's balance
+        that does not match the journal: docs/venues.md), until :meth:`lift`."""
 
     # ------------------------------------------------------------ pre-trade
 
@@ -262,6 +265,10 @@ class RiskGuardian:
             if halt.block_all or not reverses_position(position, signed):
                 return self._refuse(order, *self._halted(order, halt))
             cut = self._halted(order, halt)
+        if self._reduce_only and not reduces and order.strategy_id in self._reduce_only:
+            if not reverses_position(position, signed):
+                return self._refuse(order, *self._restricted(order))
+            cut = cut or self._restricted(order)
         now = self._clock.now()
         if reduces:
             # Whatever asks for it (a stop-loss, stop_strategy or the strategy itself), an
@@ -298,6 +305,8 @@ class RiskGuardian:
             return self._refuse(order, *self._halted(order, halt))
         if reduces:
             return Verdict(order)
+        if order.strategy_id in self._reduce_only:
+            return self._refuse(order, *self._restricted(order))
         exposure = self._check_exposure(order, limits, position)
         return exposure if isinstance(exposure, Verdict) else self._refuse(order, *exposure)
 
@@ -321,6 +330,26 @@ class RiskGuardian:
             else "only orders that reduce a position pass"
         )
         return self._kill_switch(order, f"trading is halted ({halt.reason}): {mode}")
+
+    def restrict(self, strategy_id: str, reason: str) -> None:
+        """Let only the orders that reduce the strategy's positions through, until
+        :meth:`lift`."""
+        if self._reduce_only.get(strategy_id) != reason:
+            log.warning("strategy_reduce_only", strategy_id=strategy_id, reason=reason)
+        self._reduce_only[strategy_id] = reason
+
+    def lift(self, strategy_id: str) -> None:
+        if self._reduce_only.pop(strategy_id, None) is not None:
+            log.warning("strategy_reduce_only_lifted", strategy_id=strategy_id)
+
+    def restriction(self, strategy_id: str) -> str | None:
+        """Why the strategy may only reduce its positions, or None."""
+        return self._reduce_only.get(strategy_id)
+
+    def _restricted(self, order: Order) -> _Refusal:
+        price = self._book.last_price(order.symbol) or 0.0
+        reason = f"only orders that reduce a position pass: {self._reduce_only[order.strategy_id]}"
+        return _Refusal(RiskLimit.POSITION_MISMATCH, 0.0, order.quantity * price, reason)
 
     def _kill_switch(self, order: Order, reason: str) -> _Refusal:
         """The kill switch's refusal of ``order``, valued at the book's last price."""

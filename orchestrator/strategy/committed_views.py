@@ -16,8 +16,9 @@ from it; everything after that position reaches the client as events.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from orchestrator.model.clock import Clock
 from orchestrator.model.events import (
@@ -33,6 +34,7 @@ from orchestrator.model.events import (
     StrategyStatus,
     StrategyStatusChanged,
     TradeExecuted,
+    VenueState,
 )
 from orchestrator.model.orders import FILLED, Order
 from orchestrator.model.records import record
@@ -48,6 +50,8 @@ class _Status:
     status: StrategyStatus
     symbols: tuple[str, ...]
     error: str | None
+    params: Mapping[str, Any] | None = None
+    """The params of the committed run config; None: the catalog's (the registry's view)."""
 
 
 class CommittedViews:
@@ -75,6 +79,7 @@ class CommittedViews:
         self.book = PortfolioBook()
         self.execution = execution
         self.execution_reason = reason
+        self.execution_venues: tuple[VenueState, ...] = ()
         self._orders: dict[str, Order] = {}
         """The resting orders as their committed lifecycle events left them, by id."""
 
@@ -83,7 +88,9 @@ class CommittedViews:
         (The restored positions go into :meth:`marked_book` by a rebuild from the
         journal, as the core's own book.)"""
         for view in views:
-            self._statuses[view.id] = _Status(view.status, view.symbols, view.error)
+            self._statuses[view.id] = _Status(
+                view.status, view.symbols, view.error, view.config.params
+            )
 
     def seed_orders(self, orders: Iterable[Order]) -> None:
         """The resting orders restored from the journal: committed by definition."""
@@ -100,9 +107,11 @@ class CommittedViews:
                 self.book.apply_fill(event.fill)
         elif isinstance(event, StrategyStatusChanged):
             error = event.reason if event.status is StrategyStatus.ERROR else None
-            self._statuses[event.strategy_id] = _Status(event.status, event.symbols, error)
+            params = event.config.params if event.config is not None else None
+            self._statuses[event.strategy_id] = _Status(event.status, event.symbols, error, params)
         elif isinstance(event, ExecutionStatusChanged):
             self.execution, self.execution_reason = event.status, event.reason
+            self.execution_venues = event.venues
 
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
         """The committed resting orders (of one strategy), oldest first. A trailing stop
@@ -154,6 +163,7 @@ class CommittedViews:
             status=status.status,
             symbols=symbols,
             error=status.error,
+            params=status.params if status.params is not None else view.params,
             positions=positions,
             pnl=pnl,
         )

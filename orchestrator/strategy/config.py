@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from orchestrator.model.market import DistinctSymbols, Resolution
@@ -50,7 +51,14 @@ class StrategyRunConfig(BaseModel):
         min_length=1, max_length=50, description="Instruments the strategy trades."
     )
     data_resolution: Resolution = Field("1m", description="Bar resolution, e.g. 1s, 1m, 1h, 1d.")
-    real_trading: bool = Field(False, description="Route to a live broker (not available yet).")
+    real_trading: bool = Field(
+        False, description="Send the orders to the venue named by venue instead of paper trading."
+    )
+    venue: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="The configured venue ([venues.NAME]) realTrading sends the orders to.",
+    )
     max_position_value: float = Field(
         10_000.0, gt=0, le=1e9, description="Largest notional position per symbol."
     )
@@ -60,6 +68,16 @@ class StrategyRunConfig(BaseModel):
     stop_loss_percentage: float = Field(
         0.02, ge=0, lt=1, description="Loss fraction of entry that exits a position; 0 disables."
     )
+    params: dict[str, Any] | None = Field(
+        None,
+        description="The strategy's params this run uses (the catalog's with those given to "
+        "start_strategy over them), checked by the strategy's params model; None: the "
+        "catalog entry's params.",
+    )
+
+    def params_over(self, catalog_params: Mapping[str, Any]) -> dict[str, Any]:
+        """The params this run uses: its own when it has them, else the catalog's."""
+        return dict(self.params) if self.params is not None else dict(catalog_params)
 
 
 class CatalogEntry(FrozenModel):
@@ -76,6 +94,12 @@ class CatalogEntry(FrozenModel):
     defaults: StrategyRunConfig = Field(
         description="Run config used where start_strategy omits it."
     )
+
+    @model_validator(mode="after")
+    def _params_in_one_place(self) -> CatalogEntry:
+        if self.defaults.params is not None:
+            raise ValueError("defaults.params: put the strategy's parameters in the entry's params")
+        return self
 
 
 def default_catalog() -> tuple[CatalogEntry, ...]:

@@ -27,12 +27,12 @@ from orchestrator.model.errors import (
     InvalidStrategyConfig,
     InvalidTransition,
     OrchestratorError,
-    RealTradingUnavailable,
     UnknownStrategy,
 )
 from orchestrator.model.events import CommandOrigin, StrategyStatus, StrategyStatusChanged
 from orchestrator.model.validation import describe_validation_errors
 from orchestrator.strategy.config import CatalogEntry, StrategyRunConfig
+from orchestrator.strategy.loader import StrategyLoadError, build_params, load_strategy_class
 from orchestrator.trading.portfolio import Pnl, PortfolioBook
 
 log = structlog.get_logger("orchestrator.strategy.registry")
@@ -74,6 +74,8 @@ class StrategyView:
     symbols: tuple[str, ...]
     positions: tuple[PositionView, ...]
     config: StrategyRunConfig
+    params: Mapping[str, Any]
+    """The strategy's params: those it runs (or last ran) with, else the catalog's."""
     error: str | None = None
     pnl: Pnl | None = None
     """The strategy's P&L as clients are shown it (the committed views set it); None in
@@ -182,8 +184,9 @@ class StrategyRegistry:
             if record.status is StrategyStatus.PAUSED:
                 return self._resume(record, overrides, origin)
             config = self._merge_config(record.entry, overrides)
-            self._engine.check(record.entry, config)
-            await self._engine.activate(record.entry, config)
+            entry = _running_entry(record.entry, config)
+            self._engine.check(entry, config)
+            await self._engine.activate(entry, config)
             record.config = config
             record.error = None
             return self._transition(record, StrategyStatus.ACTIVE, origin)
@@ -279,9 +282,10 @@ class StrategyRegistry:
             log.info("strategy_restored", strategy_id=item.id, status=record.status)
 
     async def _reactivate(self, record: _Record, status: StrategyStatus) -> None:
+        entry = _running_entry(record.entry, record.config)
         try:
-            self._engine.check(record.entry, record.config)
-            await self._engine.activate(record.entry, record.config)
+            self._engine.check(entry, record.config)
+            await self._engine.activate(entry, record.config)
         except OrchestratorError as exc:
             record.status = StrategyStatus.ACTIVE  # so that the failure is a transition
             self.fail(record.entry.id, f"not restored: {exc.message}")
@@ -298,7 +302,7 @@ class StrategyRegistry:
     ) -> StrategyStatusChanged:
         if overrides:
             requested = self._merge_config(record.entry, overrides, base=record.config)
-            if requested != record.config:
+            if not _same_run(record.entry, requested, record.config):
                 raise InvalidTransition(
                     f"strategy {record.entry.id} is PAUSED with another config; "
                     "stop it first to start it with a new config"
@@ -313,17 +317,16 @@ class StrategyRegistry:
         base: StrategyRunConfig | None = None,
     ) -> StrategyRunConfig:
         merged = (base or entry.defaults).model_dump(by_alias=True)
-        merged.update(overrides or {})
+        given = dict(overrides or {})
+        params = given.pop("params", None)
+        merged.update(given)
+        if params is not None:
+            merged["params"] = _checked_params(entry, params)
         try:
             config = StrategyRunConfig.model_validate(merged)
         except ValidationError as exc:
             problems = "; ".join(describe_validation_errors(exc))
             raise InvalidStrategyConfig(f"invalid config for {entry.id}: {problems}") from exc
-        if config.real_trading:
-            raise RealTradingUnavailable(
-                "realTrading is not available: no live broker is connected; "
-                "send realTrading false to paper trade"
-            )
         return config
 
     def _transition(
@@ -372,5 +375,49 @@ class StrategyRegistry:
             symbols=record.config.symbols,
             positions=tuple(self._engine.positions(record.entry.id)),
             config=record.config,
+            params=record.config.params_over(record.entry.params),
             error=record.error,
         )
+
+
+def _running_entry(entry: CatalogEntry, config: StrategyRunConfig) -> CatalogEntry:
+    """The catalog entry with the params this run uses, for the engine to load."""
+    if config.params is None:
+        return entry
+    return entry.model_copy(update={"params": config.params})
+
+
+def _checked_params(entry: CatalogEntry, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` over the catalog's params, checked by the strategy's params model now
+    (invalid_config names the field), not at the first bar. A strategy whose code cannot
+    be loaded is left to the engine's check, which says so (strategy_unavailable)."""
+    if not isinstance(given, Mapping):
+        raise InvalidStrategyConfig(
+            f"invalid config for {entry.id}: params: an object of the strategy's "
+            f'parameters, e.g. {{"fast": 5}}, was expected, not {type(given).__name__}'
+        )
+    merged = {**entry.params, **given}
+    try:
+        build_params(load_strategy_class(entry.kind), merged)
+    except StrategyLoadError:
+        return merged
+    except ValidationError as exc:
+        problems = "; ".join(_in_params(p) for p in describe_validation_errors(exc))
+        raise InvalidStrategyConfig(f"invalid config for {entry.id}: {problems}") from exc
+    return merged
+
+
+def _in_params(problem: str) -> str:
+    """A problem of the strategy's params model, where start_strategy's config puts it."""
+    top = "(top level): "
+    if problem.startswith(top):
+        return f"params: {problem.removeprefix(top)}"
+    return f"params.{problem}"
+
+
+def _same_run(entry: CatalogEntry, a: StrategyRunConfig, b: StrategyRunConfig) -> bool:
+    """Whether two configs run the same: the params compared as the strategy gets them
+    (none given means the catalog's)."""
+    return a.model_copy(update={"params": None}) == b.model_copy(
+        update={"params": None}
+    ) and a.params_over(entry.params) == b.params_over(entry.params)

@@ -18,7 +18,11 @@ from pydantic import ValidationError
 from orchestrator.bus import EventBus
 from orchestrator.marketdata.hub import MarketData
 from orchestrator.model.clock import Clock
-from orchestrator.model.errors import InvalidStrategyConfig, StrategyUnavailable
+from orchestrator.model.errors import (
+    InvalidStrategyConfig,
+    RealTradingUnavailable,
+    StrategyUnavailable,
+)
 from orchestrator.model.events import IndicatorsUpdated, SignalEmitted
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Bar, Tick, missing_market_data
@@ -166,6 +170,10 @@ class StrategyRuntime:
         problem = missing_market_data(config.symbols, self.market.symbols)
         if problem is not None:
             raise InvalidStrategyConfig(problem)
+        if config.real_trading:
+            problem = self.execution.venue_problem(config.venue, config.symbols)
+            if problem is not None:
+                raise RealTradingUnavailable(f"realTrading is not available: {problem}")
 
     async def activate(self, entry: CatalogEntry, config: StrategyRunConfig) -> None:
         cls, params = self._load(entry)
@@ -177,6 +185,7 @@ class StrategyRuntime:
         self.lines.forget(entry.id)
         self._warm_up(running, strategy)
         self._configs[entry.id] = config
+        self.execution.route(entry.id, config.venue if config.real_trading else None)
         self._attach(running)
         log.info("strategy_activated", strategy_id=entry.id, symbols=config.symbols)
 

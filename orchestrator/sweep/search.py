@@ -219,6 +219,8 @@ class Search:
             study.tell(trial.number, state=TrialState.FAIL)
             if self.spec.method != "grid" and params_key(trial.params) not in self._by_key:
                 study.enqueue_trial(trial.params)
+        if self.spec.method == "grid":
+            _discard_waiting(study)
         return list(self.rows)
 
     async def run(self, run_trial: TrialRun, capacity: int) -> list[TrialRow]:
@@ -332,6 +334,15 @@ class Search:
 
 def _value(row: TrialRow | None) -> float | None:
     return row.value if row is not None else None
+
+
+def _discard_waiting(study: optuna.Study) -> None:
+    """Fail the grid's points enqueued but never asked (a kill between the two): each ask
+    pops the oldest waiting trial, so one left over would shift every later ask by one
+    point and leave the grid's last point waiting for ever."""
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    for _ in waiting:
+        study.tell(study.ask(), state=TrialState.FAIL)
 
 
 def _constraints(trial: FrozenTrial) -> Sequence[float]:

@@ -18,7 +18,7 @@ trading system's "reducing" state gates new orders only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import structlog
 
@@ -43,6 +43,7 @@ from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.broker import Broker
 from orchestrator.trading.pipeline import OrderPipeline
 from orchestrator.trading.portfolio import PortfolioBook, PositionChange
+from orchestrator.trading.routing import BrokerRouter
 
 log = structlog.get_logger("orchestrator.trading.execution")
 
@@ -58,6 +59,8 @@ class ExecutionService:
         broker: Broker,
         risk: PreTradeCheck,
         ids: IdFactory,
+        router: BrokerRouter | None = None,
+        *,
         partial_fills: bool = False,
     ) -> None:
         self._bus = bus
@@ -69,6 +72,8 @@ class ExecutionService:
             book, risk, broker, clock, ids, self, partial_fills=partial_fills
         )
         self._waiters: dict[str, asyncio.Future[Fill]] = {}
+        self.router = router
+        """Where each strategy's orders go when ``broker`` is a router (paper or a venue)."""
         self._exits: dict[str, OrderPurpose] = {}
         """The purpose of each exit at the broker (every order there is settled once),
         for its trade's event; an order absent from it is a strategy's signal."""
@@ -84,7 +89,30 @@ class ExecutionService:
 
     def announce(self, origin: CommandOrigin | None = None) -> None:
         reason = self.halt.reason if self.halt is not None else None
-        self._bus.publish(ExecutionStatusChanged(self.status, self._clock.now(), reason, origin))
+        venues = self.router.states() if self.router is not None else ()
+        event = ExecutionStatusChanged(self.status, self._clock.now(), reason, origin, venues)
+        self._bus.publish(event)
+
+    def venue_problem(self, venue: str | None, symbols: Collection[str]) -> str | None:
+        """Why a strategy cannot trade ``symbols`` on ``venue`` now (realTrading), or None."""
+        if self.router is None:
+            return "no live venue is configured; send realTrading false to paper trade"
+        return self.router.problem(venue, symbols)
+
+    def route(self, strategy_id: str, venue: str | None) -> None:
+        """The strategy's orders go to ``venue`` (None: the paper broker) from now on."""
+        if self.router is not None:
+            self.router.route(strategy_id, venue)
+
+    def collect(self) -> None:
+        """Settle what the brokers settled on their own (a venue's fills, polled or pushed):
+        a live broker calls it, from a task of its own, never from inside a broker call."""
+        self._pipeline.expire()
+
+    def settle_recovered(self, fills: Iterable[Fill]) -> None:
+        """Book and publish outcomes learnt outside a broker call: what a venue did with
+        orders in flight while the daemon was down (reconciliation at start)."""
+        self._pipeline.settle_all(fills)
 
     def engage_kill_switch(self, halt: Halt, origin: CommandOrigin | None = None) -> None:
         """Halt trading. Engaging it again replaces the reason and the block-all flag.
@@ -238,7 +266,8 @@ class ExecutionService:
     def accepted(self, order: Order) -> None:
         if order.purpose is not OrderPurpose.SIGNAL:
             self._exits[order.id] = order.purpose
-        self._bus.publish(OrderSubmitted(order))
+        venue = self.router.venue_of(order.strategy_id) if self.router is not None else None
+        self._bus.publish(OrderSubmitted(order, venue))
 
     def part(self, order: Order) -> None:
         """A part of a resting order, filled at once (partial fills): not announced as

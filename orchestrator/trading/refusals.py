@@ -27,9 +27,9 @@ from orchestrator.model.records import record
 from orchestrator.risk.guardian import Halt
 from orchestrator.strategy.config import StrategyRunConfig
 
-UNREMEMBERED_LIMITS = (RiskLimit.PRICE_UNKNOWN,)
-"""Refusals a signal may not be held back for: they end with the market, not with
-anything the memory watches."""
+UNREMEMBERED_LIMITS = (RiskLimit.PRICE_UNKNOWN, RiskLimit.POSITION_MISMATCH)
+"""Refusals a signal may not be held back for: they end with the market, or with an
+operator's acknowledgement, not with anything the memory watches."""
 
 
 @record

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import sys
@@ -34,16 +35,30 @@ EXIT_TIMEOUT = 30.0
 
 
 def free_ports(count: int) -> list[int]:
-    sockets = []
+    """Ports free now, below the kernel's ephemeral range: a daemon killed and started
+    again on them must not find one taken by a socket the kernel numbered meanwhile (a
+    client's outgoing connection, another test's port 0)."""
+    low, _ = _ephemeral_range()
+    candidates = random.Random().sample(range(15_000, low), k=min(200, low - 15_000))
+    ports: list[int] = []
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free ports between 15000 and {low}")
+
+
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
 
 
 @contextmanager

@@ -61,7 +61,7 @@ async def test_sd_notify_ready_watchdog_status_and_stopping_in_order(tmp_path: P
     received: list[str] = []
 
     async def next_message() -> str:
-        data = await asyncio.wait_for(loop.sock_recv(listener, 4096), 10)
+        data = await asyncio.wait_for(loop.sock_recv(listener, 4096), 30)
         message = data.decode()
         received.append(message)
         return message

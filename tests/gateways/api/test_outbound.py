@@ -80,6 +80,7 @@ def test_strategy_entry_is_exactly_the_documented_shape() -> None:
         symbols=("AAPL", "MSFT"),
         positions=(PositionView("AAPL", 10.0, 150.25, 1550.5, realized_pnl=3.0),),
         config=StrategyRunConfig(symbols=("AAPL", "MSFT")),
+        params={"fast": 5, "slow": 30},
         error=None,
     )
     assert outbound.strategy_list([view]) == [
@@ -91,6 +92,7 @@ def test_strategy_entry_is_exactly_the_documented_shape() -> None:
             "positions": [
                 {"symbol": "AAPL", "quantity": 10.0, "entryPrice": 150.25, "currentValue": 1550.5}
             ],
+            "params": {"fast": 5, "slow": 30},
         }
     ]
 

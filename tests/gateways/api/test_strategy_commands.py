@@ -67,7 +67,8 @@ def is_number(value: object) -> bool:
 def check_entries(data: Any) -> list[dict[str, Any]]:
     assert isinstance(data, list)
     for entry in data:
-        assert set(entry) == ENTRY_KEYS | PNL_KEYS, entry
+        assert set(entry) == ENTRY_KEYS | PNL_KEYS | {"params"}, entry
+        assert isinstance(entry["params"], dict), entry
         assert all(isinstance(entry[key], float) for key in PNL_KEYS), entry
         assert isinstance(entry["id"], str) and isinstance(entry["name"], str)
         assert entry["status"] in STATUSES
@@ -137,6 +138,7 @@ async def test_get_strategies_lists_the_whole_catalog(server: str) -> None:
             "status": "STOPPED",
             "symbols": ["AAPL", "MSFT"],
             "positions": [],
+            "params": daemon.daemon.config.strategies[0].params,
             "realizedPnlToday": 0.0,
             "realizedPnlSinceStart": 0.0,
             "unrealizedPnl": 0.0,
@@ -271,7 +273,13 @@ async def test_start_config_is_validated_and_stored() -> None:
         view = daemon.daemon.registry.view(SMA)
         assert view.symbols == ("GOOG", "TSLA")
         stored = view.config.model_dump(by_alias=True)
-        assert stored == {**config, "symbols": ("GOOG", "TSLA"), "maxPositionValue": 2500.0}
+        assert stored == {
+            **config,
+            "symbols": ("GOOG", "TSLA"),
+            "maxPositionValue": 2500.0,
+            "params": None,
+            "venue": None,
+        }
 
 
 async def test_partial_config_is_filled_from_the_catalog_defaults() -> None:

@@ -231,6 +231,30 @@ def closing_order(test: TestDaemon, symbol: str) -> asyncio.Future[Event]:
     )
 
 
+async def test_start_with_params_runs_them_and_status_json_lists_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (test, run):
+        code, out, err = await run("start", "holder", "--param", "quantity=3")
+        assert (code, err, out) == (EXIT_OK, "", "started holder (Hold AAPL) on AAPL\n")
+        buy_on_first_bar(test, "AAPL", 100.0)
+        await until(lambda: bool(test.daemon.registry.view("holder").positions))
+        [held] = test.daemon.registry.view("holder").positions
+        assert held.quantity == 3.0  # the params' quantity, not the catalog's 10
+        listed = await run.json("status")
+        [holder] = [s for s in listed["strategies"] if s["id"] == "holder"]
+        assert holder["params"] == {"quantity": 3}
+
+        code, out, err = await run("start", "other", "--param", "quantity=-1")
+        assert (code, out) == (EXIT_DAEMON_ERROR, "")
+        assert "params.quantity: Input should be greater than 0" in err
+        assert err.rstrip().endswith("(invalid_config)")
+        with pytest.raises(SystemExit) as usage:  # argparse's own exit, before any request
+            await run("start", "other", "--param", "quantity")
+        assert usage.value.code == EXIT_USAGE
+        assert "'quantity' is not NAME=VALUE" in capsys.readouterr().err
+
+
 async def test_stop_of_an_active_strategy_says_what_it_closed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -43,7 +43,9 @@ class Run:
         ids = SequentialIds(journal.id_watermarks())
         guardian = RiskGuardian(RiskConfig(), book, bus, clock, ids)
         broker = PaperBroker(PaperBrokerConfig(slippage_bps=0.0, partial_fills=True), clock, ids)
-        self.execution = ExecutionService(bus, clock, book, broker, guardian, ids, True)
+        self.execution = ExecutionService(
+            bus, clock, book, broker, guardian, ids, partial_fills=True
+        )
         self.ids = ids
         bus.subscribe(sink or self._write)
 

@@ -217,12 +217,19 @@ async def test_bad_config_values_are_refused_and_change_nothing(
     assert fx.events == []
 
 
-async def test_real_trading_is_refused(fx: Fixture) -> None:
+async def test_real_trading_is_the_engines_to_refuse(fx: Fixture) -> None:
+    """The engine knows the venues (the runtime asks the execution service): the registry
+    hands it realTrading and the venue, and stays STOPPED when it refuses."""
+    fx.engine.refuse = RealTradingUnavailable("realTrading is not available: no venue")
     with pytest.raises(RealTradingUnavailable) as caught:
-        await fx.registry.start("sma", {"realTrading": True})
+        await fx.registry.start("sma", {"realTrading": True, "venue": "main"})
     assert caught.value.code == "real_trading_unavailable"
     assert fx.registry.status("sma") is STOPPED
     assert fx.events == []
+    fx.engine.refuse = None
+    await fx.registry.start("sma", {"realTrading": True, "venue": "main"})
+    config = fx.engine.configs["sma"]
+    assert (config.real_trading, config.venue) == (True, "main")
 
 
 async def test_engine_refusal_leaves_the_strategy_stopped(fx: Fixture) -> None:

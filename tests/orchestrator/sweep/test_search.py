@@ -188,3 +188,26 @@ def _sweep_tasks(job_id: str, dask_scheduler: Any = None) -> int:
 def _text(path: Path) -> str:
     """The file's text, "" until a worker process wrote it."""
     return path.read_text() if path.exists() else ""
+
+
+async def test_a_point_enqueued_but_never_asked_before_a_kill_does_not_shift_the_grid(
+    goog_csv: Path, tmp_path: Path
+) -> None:
+    """A kill between the grid's enqueue and its ask leaves a waiting trial in the study;
+    the next run's first ask would pop it instead of its own point, and every later ask
+    the point before, so the grid's last point was never run (CI run of stop 25)."""
+    spec = sma_sweep(goog_csv)
+    space = spec.search_space()
+    storage = study_storage(tmp_path / "study.log")
+    killed = Search(spec, space, storage, "sweep")
+    await asyncio.to_thread(killed.resume)
+    study = killed._study
+    assert study is not None
+    study.enqueue_trial(space.grid_points()[5])  # enqueued; the kill came before the ask
+    computed: list[dict[str, Any]] = []
+    again = Search(spec, space, study_storage(tmp_path / "study.log"), "sweep")
+    rows = await again.run(run_counting(computed, InProcessRunner(), spec.backtest), capacity=2)
+    points = {tuple(sorted(p.items())) for p in space.grid_points()}
+    assert {tuple(sorted(p.items())) for p in computed} == points
+    assert len(computed) == 64 == len(rows)
+    assert {tuple(sorted(row.params.items())) for row in rows} == points

@@ -300,7 +300,8 @@ def test_the_kernel_builds_the_paper_broker_and_injects_it() -> None:
     config = Components()
     clock = ManualClock(T0)
     core = build_trading_core(config, EventBus(), clock, feed=NoTicks())
-    broker = core.execution.broker
+    assert core.execution.broker is core.brokers  # paper, or a live strategy's venue
+    broker = core.brokers.paper
     assert isinstance(broker, PaperBroker)
     assert broker.config is config.broker
     core.execution.on_tick(Tick("AAPL", 100.0, 1.0, T0))

@@ -1,0 +1,99 @@
+"""The ccxt exchange of a venue, built from its config and credentials, and ccxt's
+errors in sentences an operator acts on.
+
+Every call to a venue goes through ccxt's async API (``ccxt.async_support``): the
+event loop never blocks on the network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+from ccxt.base import errors as ccxt_errors
+
+from gateways.venues.config import VenueConfig
+from gateways.venues.credentials import VenueCredentials, environment_names
+from orchestrator.model.errors import ConfigError
+
+EXCHANGE_OPTIONS: dict[str, dict[str, Any]] = {
+    "binance": {
+        # Only the configured market type's exchangeInfo; no margin pairs and no currency
+        # list: private sapi calls that the spot testnet does not serve.
+        "fetchMargins": False,
+        "fetchCurrencies": False,
+    },
+}
+"""ccxt options the daemon sets per exchange id, beside the market type."""
+
+
+def build_exchange(name: str, config: VenueConfig, credentials: VenueCredentials) -> Any:
+    """ccxt's async exchange for venue ``name``; ConfigError when ccxt has no such id."""
+    if config.exchange not in ccxt_async.exchanges:
+        raise ConfigError(
+            f"venue {name}: ccxt has no exchange {config.exchange!r} "
+            "(see ccxt.exchanges for the ids)"
+        )
+    options: dict[str, Any] = {"defaultType": config.market_type}
+    options.update(EXCHANGE_OPTIONS.get(config.exchange, {}))
+    if config.exchange == "binance":
+        options["fetchMarkets"] = {"types": [config.market_type]}
+    if config.recv_window_ms is not None:
+        options["recvWindow"] = config.recv_window_ms
+    settings: dict[str, Any] = {
+        **credentials.ccxt_fields(),
+        "enableRateLimit": config.enable_rate_limit,
+        "timeout": int(config.timeout_seconds * 1000),
+        "options": options,
+    }
+    if config.rate_limit_ms is not None:
+        settings["rateLimit"] = config.rate_limit_ms
+    exchange = getattr(ccxt_async, config.exchange)(settings)
+    if config.sandbox:
+        exchange.set_sandbox_mode(True)
+    if config.api_urls:
+        _replace_urls(name, exchange, config.api_urls)
+    return exchange
+
+
+def _replace_urls(name: str, exchange: Any, replacements: dict[str, str]) -> None:
+    """After the sandbox switch (which swaps ``urls['api']`` for the testnet's)."""
+    api = exchange.urls.get("api")
+    if not isinstance(api, dict):
+        raise ConfigError(f"venue {name}: {exchange.id} has no named API URLs to replace")
+    unknown = sorted(set(replacements) - set(api))
+    if unknown:
+        raise ConfigError(
+            f"venue {name}: api_urls names {', '.join(unknown)}, which {exchange.id} does "
+            f"not have; it has {', '.join(sorted(api))}"
+        )
+    exchange.urls["api"] = {**api, **replacements}
+
+
+def describe_venue_error(name: str, exc: BaseException) -> str:
+    """Why a call to venue ``name`` failed, in a sentence that says what to do."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, ccxt_errors.InvalidNonce):
+        return (
+            f"venue {name} refused the request's timestamp (clock skew: this machine's clock "
+            f"and the exchange's differ; sync it with NTP): {detail}"
+        )
+    if isinstance(exc, ccxt_errors.AuthenticationError):
+        key, secret, _ = environment_names(name)
+        return (
+            f"venue {name} refused the API key or its signature (bad key, bad secret, or "
+            f"missing permissions; check {key} and {secret}): {detail}"
+        )
+    if isinstance(exc, ccxt_errors.DDoSProtection | ccxt_errors.RateLimitExceeded):
+        return f"venue {name} rate-limited the daemon (HTTP 429/418); it backs off: {detail}"
+    if isinstance(exc, ccxt_errors.RequestTimeout):
+        return f"venue {name} did not answer in time: {detail}"
+    if isinstance(exc, ccxt_errors.NetworkError):
+        return f"venue {name} cannot be reached: {detail}"
+    if isinstance(exc, ccxt_errors.InsufficientFunds):
+        return f"venue {name}: insufficient balance: {detail}"
+    if isinstance(exc, ccxt_errors.BadSymbol):
+        return f"venue {name} has no such market: {detail}"
+    if isinstance(exc, ccxt_errors.BaseError):
+        return f"venue {name} refused: {detail}"
+    return f"venue {name}: unexpected {type(exc).__name__}: {detail}"

@@ -1,0 +1,188 @@
+"""The loopback exchange, driven by plain, unmodified ccxt: what it answers is what
+ccxt's binance class parses, each failure the ccxt error a venue's would be."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ccxt.async_support as ccxt
+import pytest
+
+from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket
+
+KEY, SECRET = "loopback-key", "loopback-secret"
+BTC = LoopbackMarket("BTC", "USDT", 30_000.0)
+
+
+@pytest.fixture
+async def exchange() -> AsyncIterator[LoopbackExchange]:
+    async with LoopbackExchange(KEY, SECRET, [BTC], {"USDT": 100_000.0}, seed=3) as venue:
+        yield venue
+
+
+def plain_binance(
+    venue: LoopbackExchange, api_key: str = KEY, secret: str = SECRET, **config: Any
+) -> ccxt.binance:
+    """ccxt's own binance class, its spot URLs pointed at ``venue``."""
+    client = ccxt.binance(
+        {
+            "apiKey": api_key,
+            "secret": secret,
+            "timeout": 2_000,
+            "enableRateLimit": False,  # the loopback has no limit but the one a test asks for
+            "options": {
+                "fetchMarkets": {"types": ["spot"]},
+                "fetchMargins": False,
+                "fetchCurrencies": False,
+            },
+            **config,
+        }
+    )
+    client.urls["api"] = {**client.urls["api"], **venue.ccxt_urls()}
+    return client
+
+
+@pytest.fixture
+async def client(exchange: LoopbackExchange) -> AsyncIterator[ccxt.binance]:
+    binance = plain_binance(exchange)
+    try:
+        yield binance
+    finally:
+        await binance.close()
+
+
+async def test_markets_time_and_balance(exchange: LoopbackExchange, client: ccxt.binance) -> None:
+    markets = await client.load_markets()
+    assert list(markets) == ["BTC/USDT"]
+    assert markets["BTC/USDT"]["precision"]["price"] == 0.01
+    assert markets["BTC/USDT"]["limits"]["cost"]["min"] == 5.0
+    assert abs(await client.fetch_time() - exchange.now_ms()) < 60_000
+    balance = await client.fetch_balance()
+    assert balance["total"]["USDT"] == 100_000.0
+
+
+async def test_a_market_order_fills_at_the_path_price_with_its_fee(
+    exchange: LoopbackExchange, client: ccxt.binance
+) -> None:
+    exchange.step(5)
+    price = exchange.prices["BTCUSDT"]
+    order = await client.create_order(
+        "BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "c-1"}
+    )
+    assert (order["clientOrderId"], order["status"], order["filled"]) == ("c-1", "closed", 0.01)
+    assert order["average"] == price
+    assert order["fee"] == {"currency": "USDT", "cost": pytest.approx(0.01 * price * 0.001)}
+    trades = await client.fetch_my_trades("BTC/USDT")
+    assert [(t["order"], t["side"], t["amount"]) for t in trades] == [(order["id"], "buy", 0.01)]
+    assert exchange.position("BTC") == pytest.approx(0.01)
+    assert exchange.position("USDT") == pytest.approx(100_000.0 - 0.01 * price * 1.001)
+
+
+async def test_a_client_order_id_makes_one_order_only(
+    exchange: LoopbackExchange, client: ccxt.binance
+) -> None:
+    await client.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "c-1"})
+    with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent"):
+        await client.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "c-1"})
+    assert len(exchange.orders) == 1
+    known = await client.fetch_order(None, "BTC/USDT", {"origClientOrderId": "c-1"})
+    assert known["status"] == "closed"
+
+
+async def test_a_limit_rests_fills_when_the_path_reaches_it_and_cancels(
+    exchange: LoopbackExchange, client: ccxt.binance
+) -> None:
+    below = await client.create_order("BTC/USDT", "limit", "buy", 0.01, 29_000.0)
+    far = await client.create_order("BTC/USDT", "limit", "buy", 0.01, 1_000.0)
+    assert [o["id"] for o in await client.fetch_open_orders("BTC/USDT")] == [below["id"], far["id"]]
+    assert exchange.balances["USDT"][1] == pytest.approx(0.01 * 29_000 + 0.01 * 1_000)
+    exchange.set_price("BTC/USDT", 28_900.0)
+    filled = await client.fetch_order(below["id"], "BTC/USDT")
+    assert (filled["status"], filled["average"]) == ("closed", 29_000.0)
+    cancelled = await client.cancel_order(far["id"], "BTC/USDT")
+    assert cancelled["status"] == "canceled"
+    assert await client.fetch_open_orders("BTC/USDT") == []
+    assert exchange.balances["USDT"][1] == pytest.approx(0.0)
+    with pytest.raises(ccxt.OrderNotFound):
+        await client.cancel_order(far["id"], "BTC/USDT")
+
+
+async def test_the_seeded_path_is_the_same_every_run() -> None:
+    paths = []
+    for _ in range(2):
+        venue = LoopbackExchange(KEY, SECRET, [BTC], {}, seed=11)
+        venue.step(50)
+        paths.append(venue.prices["BTCUSDT"])
+    assert paths[0] == paths[1] != BTC.start_price
+
+
+@pytest.mark.parametrize(
+    ("api_key", "secret", "error", "code"),
+    [
+        ("wrong-key", SECRET, ccxt.AuthenticationError, "-2015"),
+        (KEY, "wrong", ccxt.AuthenticationError, "-1022"),
+    ],
+)
+async def test_signed_requests_are_checked(
+    exchange: LoopbackExchange, api_key: str, secret: str, error: type[Exception], code: str
+) -> None:
+    binance = plain_binance(exchange, api_key, secret)
+    try:
+        await binance.load_markets()  # public: no key needed
+        with pytest.raises(error, match=code):
+            await binance.fetch_balance()
+    finally:
+        await binance.close()
+
+
+async def test_a_clock_outside_the_receive_window_is_refused(
+    exchange: LoopbackExchange, client: ccxt.binance
+) -> None:
+    exchange.skew_ms = -30_000  # the client is 30 s ahead of the server
+    with pytest.raises(ccxt.InvalidNonce, match="recvWindow"):
+        await client.fetch_balance()
+    exchange.skew_ms = 0
+    assert (await client.fetch_balance())["total"]["USDT"] == 100_000.0
+
+
+async def test_failures_on_command(exchange: LoopbackExchange, client: ccxt.binance) -> None:
+    await client.load_markets()
+    exchange.rate_limit_next()
+    with pytest.raises(ccxt.DDoSProtection, match="429"):
+        await client.fetch_balance()
+    exchange.reject_next(msg="Order would immediately match and take.")
+    with pytest.raises(ccxt.InvalidOrder, match="immediately match"):
+        await client.create_order("BTC/USDT", "market", "buy", 0.01)
+    assert exchange.orders == {}
+    with pytest.raises(ccxt.BadSymbol):
+        await client.create_order("ETH/USDT", "market", "buy", 0.01)
+
+
+async def test_a_held_submit_times_out_with_the_order_on_the_venue(
+    exchange: LoopbackExchange,
+) -> None:
+    binance = plain_binance(exchange, timeout=300)
+    try:
+        await binance.load_markets()
+        exchange.hold_next_submit()
+        with pytest.raises(ccxt.RequestTimeout):
+            await binance.create_order(
+                "BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "c-9"}
+            )
+        assert exchange.by_client_id["c-9"].status == "FILLED"
+        exchange.release()
+        known = await binance.fetch_order(None, "BTC/USDT", {"origClientOrderId": "c-9"})
+        assert known["filled"] == 0.01
+    finally:
+        await binance.close()
+
+
+async def test_insufficient_balance_and_lot_size_are_refused(
+    exchange: LoopbackExchange, client: ccxt.binance
+) -> None:
+    await client.load_markets()
+    with pytest.raises(ccxt.InsufficientFunds):
+        await client.create_order("BTC/USDT", "market", "sell", 0.01)
+    with pytest.raises(ccxt.BadRequest, match="NOTIONAL"):
+        await client.create_order("BTC/USDT", "market", "buy", 0.0001)
