@@ -83,7 +83,9 @@ def build_trading_core(
     # The one place that picks the broker: paper, or the venue a live strategy trades on
     # (the composition root adds the venues' brokers, which speak the network).
     brokers = BrokerRouter(PaperBroker(config.broker, clock, ids))
-    execution = ExecutionService(bus, clock, book, brokers, risk, ids, brokers)
+    execution = ExecutionService(
+        bus, clock, book, brokers, risk, ids, brokers, partial_fills=config.broker.partial_fills
+    )
     halt = halt_at_start(config.risk, clock.now())
     if halt is not None:
         execution.engage_kill_switch(halt)

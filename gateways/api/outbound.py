@@ -38,6 +38,7 @@ from orchestrator.model.events import (
     OrderCancelled,
     OrderExpired,
     OrderLifecycle,
+    OrderPartiallyFilled,
     OrderReduced,
     OrderRejected,
     OrderReplaced,
@@ -278,6 +279,10 @@ def trade_data(fill: Fill) -> Payload:
     }
     if fill.reason is not None:
         data["reason"] = fill.reason
+    if fill.remaining > 0.0:
+        # Partial fills: the seed has no PARTIAL status, so a part says it beside FILLED.
+        data["partial"] = True
+        data["remainingQuantity"] = fill.remaining
     return data
 
 
@@ -349,6 +354,16 @@ def order_replaced(event: OrderReplaced) -> Message:
             "limitPrice": previous.limit_price,
             "stopPrice": previous.stop_price,
         },
+        "timestamp": iso_utc(event.ts),
+    }
+
+
+def order_partially_filled(event: OrderPartiallyFilled) -> Message:
+    """``quantity`` is what rests now; the part is ``filledQuantity`` at ``fillPrice``."""
+    return "order_partially_filled", {
+        **order_data(event.order),
+        "filledQuantity": event.filled_quantity,
+        "fillPrice": event.fill_price,
         "timestamp": iso_utc(event.ts),
     }
 
@@ -701,6 +716,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     OrderCancelled: order_cancelled,
     OrderReplaced: order_replaced,
     OrderExpired: order_expired,
+    OrderPartiallyFilled: order_partially_filled,
     QuoteUpdated: quote,
     BarClosed: bar,
     IndicatorsUpdated: indicators,
@@ -860,6 +876,7 @@ ORDER_EVENT_TYPES: Final[Mapping[type[Any], str]] = {
     OrderCancelled: "order.cancelled",
     OrderReplaced: "order.replaced",
     OrderExpired: "order.expired",
+    OrderPartiallyFilled: "order.partially_filled",
 }
 """The dgbit event type of each order lifecycle event (ours: dgbit's document has none)."""
 
@@ -886,6 +903,9 @@ def dgbit_order(event: OrderLifecycle) -> DgbitMessage:
         payload["trigger_price"] = event.price
     if isinstance(event, OrderCancelled | OrderExpired):
         payload["reason"] = event.reason
+    if isinstance(event, OrderPartiallyFilled):
+        payload["filled_quantity"] = event.filled_quantity
+        payload["fill_price"] = event.fill_price
     return ORDER_EVENT_TYPES[type(event)], payload, None
 
 
@@ -915,7 +935,11 @@ class DgbitTranslator:
             self._orders[event.order.id] = (event.order.purpose, event.order.bracket)
             return []
         if isinstance(event, TradeExecuted):
-            purpose, bracket = self._orders.pop(event.fill.order_id, (OrderPurpose.SIGNAL, None))
+            fill = event.fill
+            orders = self._orders
+            # A part (partial fills) leaves its order's purpose for the next parts.
+            known = orders.get(fill.order_id) if fill.remaining > 0.0 else None
+            purpose, bracket = known or orders.pop(fill.order_id, (OrderPurpose.SIGNAL, None))
             change = event.change
             if change is None:
                 return []
@@ -925,7 +949,13 @@ class DgbitTranslator:
         if isinstance(event, JobStateChanged | JobProgress | SweepProgress):
             return [dgbit_job(event)]
         if isinstance(
-            event, OrderAccepted | OrderTriggered | OrderCancelled | OrderReplaced | OrderExpired
+            event,
+            OrderAccepted
+            | OrderTriggered
+            | OrderCancelled
+            | OrderReplaced
+            | OrderExpired
+            | OrderPartiallyFilled,
         ):
             return [dgbit_order(event)]
         return []

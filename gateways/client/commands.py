@@ -82,6 +82,7 @@ ORDERS = (
     "order_cancelled",
     "order_replaced",
     "order_expired",
+    "order_partially_filled",
 )
 WATCH_GROUPS = {
     "signals": SIGNALS,
@@ -1390,6 +1391,11 @@ def _order_event_text(out: Output, kind: str, order: str, d: dict[str, Any]) -> 
         return f"{text} at {out.price(d.get('triggerPrice'), d.get('symbol'))}"
     if kind in ("order_cancelled", "order_expired"):
         return f"{text}: {d.get('reason')}"
+    if kind == "order_partially_filled":
+        part = (
+            f"{number(d.get('filledQuantity'))} at {out.price(d.get('fillPrice'), d.get('symbol'))}"
+        )
+        return f"{text} filled {part}, {number(d.get('quantity'))} rest"
     return text
 
 

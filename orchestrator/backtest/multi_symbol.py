@@ -316,6 +316,9 @@ class MultiSymbolEngine:
         if order.purpose is not SIGNAL:
             self._exit_purposes[order.id] = order.purpose.value
 
+    part = accepted
+    """A part of a resting order (partial fills): its trades' exit reason, the same."""
+
     def lifecycle(self, event: OrderLifecycle) -> None:
         """A backtest's report has its fills and rejections; what rested is not kept."""
 

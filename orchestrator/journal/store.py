@@ -10,7 +10,8 @@ and every engagement and release of the kill switch made while the daemon runs
 each run's stream epoch (schema 4), and the lifecycle of resting orders (schema 5:
 limit, stop and stop-limit orders and a bracket's exits, one row per event;
 :meth:`Journal.resting_orders` lists those still resting, which the daemon puts
-back in the order pipeline after a restart).
+back in the order pipeline after a restart), and what of its order each fill left
+open (schema 7, ``fills.remaining``: partial fills; docs/orders.md#partial-fills).
 Quotes and bars are not recorded. Restoring does not need the snapshots (the
 fills are the truth); they make "where do we stand" one indexed query for tools.
 
@@ -67,7 +68,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -86,6 +87,7 @@ from orchestrator.model.events import (
     OrderCancelled,
     OrderExpired,
     OrderLifecycle,
+    OrderPartiallyFilled,
     OrderReplaced,
     OrderSubmitted,
     OrderTriggered,
@@ -308,7 +310,14 @@ CREATE TABLE venue_baselines (
 );
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
+_V7: Final = """
+-- Partial fills (docs/orders.md#partial-fills): what of its order a fill left open. 0 for
+-- a whole fill, an order's last part and a rejection: an order with such a fill is
+-- settled; one whose fills all left something open still rests or waits for the rest.
+ALTER TABLE fills ADD COLUMN remaining REAL NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """``MIGRATIONS[n]`` takes a journal from version n to n + 1. Never edit a shipped one."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -388,6 +397,7 @@ _ORDER_EVENT_KINDS: Final[Mapping[type[Any], str]] = {
     OrderTriggered: "triggered",
     OrderCancelled: "cancelled",
     OrderExpired: "expired",
+    OrderPartiallyFilled: "partially_filled",
 }
 """The ``kind`` of each lifecycle event's row in ``order_events``."""
 
@@ -432,6 +442,7 @@ _JOURNALED: Final = (
     OrderTriggered,
     OrderCancelled,
     OrderExpired,
+    OrderPartiallyFilled,
 )
 
 
@@ -673,7 +684,7 @@ class Journal:
 
     def fills(self, strategy_id: str | None = None, limit: int | None = None) -> list[Fill]:
         """Fills in commit order; with ``limit``, the last ``limit`` of them."""
-        sql, params = _filtered(f"SELECT seq, {FILL_COLUMNS} FROM fills", strategy_id)
+        sql, params = _filtered(f"SELECT seq, {self._fill_columns()} FROM fills", strategy_id)
         if limit is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?)"
             params = (*params, limit)
@@ -686,10 +697,10 @@ class Journal:
         A fill's P&L is its snapshot's running total less the position's previous
         snapshot: a few index lookups per fill, whatever the journal's size.
         """
-        fill_columns = ", ".join(f"f.{column}" for column in FILL_COLUMNS.split(", "))
+        fill_columns = self._fill_columns("f.")
         sql = (
             f"SELECT * FROM (SELECT f.seq, {fill_columns}, "
-            f"s.realized_pnl - COALESCE(({_PREVIOUS_PNL}), 0.0), s.quantity, o.purpose "
+            f"s.realized_pnl - COALESCE(({_PREVIOUS_PNL}), 0.0), s.quantity, {self._purpose()} "
             "FROM fills f LEFT JOIN position_snapshots s ON s.fill_id = f.id "
             "LEFT JOIN orders o ON o.id = f.order_id ORDER BY f.seq DESC LIMIT ?) "
             "ORDER BY seq"
@@ -723,7 +734,7 @@ class Journal:
         """Replay every fill, in commit order, into ``book`` (a new one by default)."""
         book = book if book is not None else PortfolioBook()
         with self._lock:
-            cursor = self._db.execute(f"SELECT {FILL_COLUMNS} FROM fills ORDER BY seq")
+            cursor = self._db.execute(f"SELECT {self._fill_columns()} FROM fills ORDER BY seq")
             for row in cursor:
                 book.apply_fill(_fill(row))
         return book
@@ -782,10 +793,10 @@ class Journal:
         return found[:limit]
 
     def _stream_trades(self, after: int, upto: int, limit: int) -> list[tuple[int, StreamRecord]]:
-        fill_columns = ", ".join(f"f.{column}" for column in FILL_COLUMNS.split(", "))
+        fill_columns = self._fill_columns("f.")
         sql = (
             f"SELECT f.seq, {fill_columns}, s.realized_pnl - COALESCE(({_PREVIOUS_PNL}), 0.0), "
-            "s.quantity, o.purpose FROM fills f "
+            f"s.quantity, {self._purpose()} FROM fills f "
             "LEFT JOIN position_snapshots s ON s.fill_id = f.id "
             "LEFT JOIN orders o ON o.id = f.order_id "
             "WHERE f.seq > ? AND f.seq <= ? ORDER BY f.seq LIMIT ?"
@@ -877,13 +888,46 @@ class Journal:
         fill is the truth even if the event that closed the order was lost)."""
         if self.schema_version < 5:
             return []
-        rows = self._query(
-            "SELECT e.order_json FROM order_events e JOIN (SELECT order_id, MAX(seq) AS last, "
-            "MIN(seq) AS first FROM order_events GROUP BY order_id) g ON e.seq = g.last "
-            "WHERE e.kind IN ('accepted', 'replaced') AND NOT EXISTS "
-            "(SELECT 1 FROM fills f WHERE f.order_id = e.order_id) ORDER BY g.first"
+        if self.schema_version < 7:
+            rows = self._query(
+                "SELECT e.order_json, NULL FROM order_events e JOIN (SELECT order_id, "
+                "MAX(seq) AS last, MIN(seq) AS first FROM order_events GROUP BY order_id) g "
+                "ON e.seq = g.last WHERE e.kind IN ('accepted', 'replaced') AND NOT EXISTS "
+                "(SELECT 1 FROM fills f WHERE f.order_id = e.order_id) ORDER BY g.first"
+            )
+        else:
+            # Partial fills: a part leaves the order resting (its fill's remaining > 0);
+            # a part's fill committed after the order's last event says what rests.
+            rows = self._query(
+                "SELECT e.order_json, (SELECT f.remaining FROM fills f WHERE f.order_id = "
+                "e.order_id AND f.seq > e.seq ORDER BY f.seq DESC LIMIT 1) FROM order_events e "
+                "JOIN (SELECT order_id, MAX(seq) AS last, MIN(seq) AS first FROM order_events "
+                "GROUP BY order_id) g ON e.seq = g.last WHERE e.kind IN ('accepted', "
+                "'replaced', 'partially_filled') AND NOT EXISTS (SELECT 1 FROM fills f WHERE "
+                "f.order_id = e.order_id AND f.remaining = 0) ORDER BY g.first"
+            )
+        orders = [order_from_json(text) for text, _ in rows]
+        return [
+            order if later is None else replace(order, quantity=later)
+            for order, (_, later) in zip(orders, rows, strict=True)
+        ]
+
+    def _fill_columns(self, table: str = "") -> str:
+        """The columns :func:`_fill` reads, ``table`` their prefix (``"f."``); a journal
+        before schema 7 has no ``remaining``: every fill of it was whole."""
+        columns = [f"{table}{column}" for column in FILL_COLUMNS.split(", ")]
+        columns.append(f"{table}remaining" if self.schema_version >= 7 else "0.0")
+        return ", ".join(columns)
+
+    def _purpose(self) -> str:
+        """The purpose of fill ``f``'s order: its orders row's; a part of a resting order
+        (partial fills) has none, its order events say it."""
+        if self.schema_version < 7:
+            return "o.purpose"
+        return (
+            "COALESCE(o.purpose, (SELECT json_extract(e.order_json, '$.purpose') "
+            "FROM order_events e WHERE e.order_id = f.order_id LIMIT 1))"
         )
-        return [order_from_json(row[0]) for row in rows]
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -893,17 +937,31 @@ class Journal:
                 raise JournalError(f"journal at {self.path} cannot be read: {exc}") from exc
 
     def _unfilled_orders(self) -> list[Order]:
+        """The orders at the broker that no fill settled, each with what is left of it:
+        all of it, or (partial fills) what its last part's fill left open. An order sent
+        to a live venue is the venue's to settle (reconciliation), not listed here."""
         on_venue = (
             " AND NOT EXISTS (SELECT 1 FROM venue_orders v WHERE v.order_id = o.id)"
             if self.schema_version >= 6
             else ""
         )
-        rows = self._db.execute(
-            f"SELECT {ORDER_COLUMNS} FROM orders o "
-            f"WHERE NOT EXISTS (SELECT 1 FROM fills f WHERE f.order_id = o.id){on_venue} "
-            "ORDER BY o.rowid"
-        ).fetchall()
-        return [_order(row) for row in rows]
+        if self.schema_version < 7:
+            rows = self._db.execute(
+                f"SELECT {ORDER_COLUMNS}, NULL FROM orders o WHERE NOT EXISTS "
+                f"(SELECT 1 FROM fills f WHERE f.order_id = o.id){on_venue} ORDER BY o.rowid"
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                f"SELECT {ORDER_COLUMNS}, (SELECT f.remaining FROM fills f WHERE f.order_id = "
+                "o.id ORDER BY f.seq DESC LIMIT 1) FROM orders o WHERE NOT EXISTS "
+                "(SELECT 1 FROM fills f WHERE f.order_id = o.id AND f.remaining = 0)"
+                f"{on_venue} ORDER BY o.rowid"
+            ).fetchall()
+        orders = [_order(row[:-1]) for row in rows]
+        return [
+            order if row[-1] is None else replace(order, quantity=row[-1])
+            for order, row in zip(orders, rows, strict=True)
+        ]
 
     # -------------------------------------------------------------- live venues
 
@@ -1229,7 +1287,7 @@ class _Table:
 
 _SIGNALS: Final = _Table("signals", SIGNAL_COLUMNS, "rowid")
 _ORDERS: Final = _Table("orders", ORDER_COLUMNS, "rowid")
-_FILLS: Final = _Table("fills", FILL_COLUMNS, "seq")
+_FILLS: Final = _Table("fills", FILL_COLUMNS + ", remaining", "seq")
 _STATEMENTS: Final = {table: (table.insert, table.select) for table in (_SIGNALS, _ORDERS, _FILLS)}
 
 _POSITIONED_TABLES: Final = (
@@ -1391,6 +1449,7 @@ def _fill_row(fill: Fill) -> Row:
         fill.status,
         fill.reason,
         fill.ts,
+        fill.remaining,
     )
 
 
@@ -1474,6 +1533,8 @@ def _order_event_detail(event: OrderLifecycle) -> dict[str, Any]:
         return {"reason": event.reason}
     if isinstance(event, OrderReplaced):
         return {"previous": _order_terms(event.previous)}
+    if isinstance(event, OrderPartiallyFilled):
+        return {"quantity": event.filled_quantity, "price": event.fill_price}
     return {}
 
 
@@ -1489,6 +1550,8 @@ def _order_event(kind: str, order_text: str, detail_text: str, ts: float) -> Ord
         return OrderExpired(order, detail["reason"], ts)
     if kind == "replaced":
         return OrderReplaced(order, _order_from_data(detail["previous"]), ts)
+    if kind == "partially_filled":
+        return OrderPartiallyFilled(order, detail["quantity"], detail["price"], ts)
     return OrderAccepted(order, ts)
 
 
@@ -1584,7 +1647,7 @@ def _status_event(
 
 
 def _fill(row: Sequence[Any]) -> Fill:
-    fid, order_id, sid, symbol, side, quantity, price, commission, status, reason, ts = row
+    fid, order_id, sid, symbol, side, quantity, price, commission, status, reason, ts, rest = row
     return Fill(
         id=fid,
         order_id=order_id,
@@ -1597,6 +1660,7 @@ def _fill(row: Sequence[Any]) -> Fill:
         ts=ts,
         status=TradeStatus(status),
         reason=reason,
+        remaining=rest,
     )
 
 

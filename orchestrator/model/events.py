@@ -33,6 +33,7 @@ class Topic(StrEnum):
     ORDER_CANCELLED = "order.cancelled"
     ORDER_REPLACED = "order.replaced"
     ORDER_EXPIRED = "order.expired"
+    ORDER_PARTIALLY_FILLED = "order.partially_filled"
     STRATEGY_INDICATORS = "strategy.indicators"
     RISK_ORDER_REJECTED = "risk.order_rejected"
     RISK_ORDER_REDUCED = "risk.order_reduced"
@@ -177,9 +178,30 @@ class OrderExpired:
     ts: float
 
 
-OrderLifecycle = OrderAccepted | OrderTriggered | OrderCancelled | OrderReplaced | OrderExpired
-"""What happens to a resting order, in the order it happens: accepted, maybe replaced,
-then triggered, cancelled or expired."""
+@record
+class OrderPartiallyFilled:
+    """A price filled part of a resting limit order (``broker.partial_fills``: at most
+    the tick's size); the rest rests on. Published after that part's trade."""
+
+    topic: ClassVar[Topic] = Topic.ORDER_PARTIALLY_FILLED
+    order: Order
+    """The order as it rests now: ``quantity`` is what remains."""
+    filled_quantity: float
+    """The quantity of this part (its trade's)."""
+    fill_price: float
+    ts: float
+
+
+OrderLifecycle = (
+    OrderAccepted
+    | OrderTriggered
+    | OrderCancelled
+    | OrderReplaced
+    | OrderExpired
+    | OrderPartiallyFilled
+)
+"""What happens to a resting order, in the order it happens: accepted, maybe replaced or
+partially filled, then triggered, cancelled or expired."""
 
 ORDER_TOPICS: tuple[Topic, ...] = (
     Topic.ORDER_ACCEPTED,
@@ -187,6 +209,7 @@ ORDER_TOPICS: tuple[Topic, ...] = (
     Topic.ORDER_CANCELLED,
     Topic.ORDER_REPLACED,
     Topic.ORDER_EXPIRED,
+    Topic.ORDER_PARTIALLY_FILLED,
 )
 
 
@@ -448,6 +471,7 @@ Event = (
     | OrderCancelled
     | OrderReplaced
     | OrderExpired
+    | OrderPartiallyFilled
     | TradeExecuted
     | ExecutionStatusChanged
     | QuoteUpdated

@@ -178,6 +178,10 @@ class Fill:
     ts: float
     status: TradeStatus
     reason: str | None = None
+    remaining: float = 0.0
+    """What of its order is still open after this fill: 0 for a whole fill, an order's
+    last part and every rejection; more while the order fills in parts (partial fills,
+    ``broker.partial_fills``; docs/orders.md)."""
     venue: VenueFill | None = None
     """A live venue's account of a fill; None on paper, in a backtest, and for a
     rejection."""

@@ -28,6 +28,7 @@ from orchestrator.model.events import (
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
+    OrderPartiallyFilled,
     OrderReplaced,
     OrderTriggered,
     StrategyStatus,
@@ -97,7 +98,7 @@ class CommittedViews:
 
     def apply(self, event: Event) -> None:
         """Fold one committed event."""
-        if isinstance(event, OrderAccepted | OrderReplaced):
+        if isinstance(event, OrderAccepted | OrderReplaced | OrderPartiallyFilled):
             self._orders[event.order.id] = event.order
         elif isinstance(event, OrderTriggered | OrderCancelled | OrderExpired):
             self._orders.pop(event.order.id, None)

@@ -72,6 +72,12 @@ class PaperBrokerConfig(BaseModel):
         "stop and its target: stop_first (pessimistic), target_first, or walk (whichever "
         "the bar's walk of open, low/high, close reaches first); docs/orders.md.",
     )
+    partial_fills: bool = Field(
+        default=False,
+        description="Fill an order at most the size of the tick that reaches it (a "
+        "backtest: the bar's volume), the rest waiting for the next prices; off: every "
+        "order fills whole at the first price that fills it (docs/orders.md#partial-fills).",
+    )
     max_pending_orders: int = Field(
         default=10_000,
         ge=1,

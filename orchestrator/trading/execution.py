@@ -60,13 +60,17 @@ class ExecutionService:
         risk: PreTradeCheck,
         ids: IdFactory,
         router: BrokerRouter | None = None,
+        *,
+        partial_fills: bool = False,
     ) -> None:
         self._bus = bus
         self._clock = clock
         self.book = book
         self.broker = broker
         self._ids = ids
-        self._pipeline = OrderPipeline(book, risk, broker, clock, ids, self)
+        self._pipeline = OrderPipeline(
+            book, risk, broker, clock, ids, self, partial_fills=partial_fills
+        )
         self._waiters: dict[str, asyncio.Future[Fill]] = {}
         self.router = router
         """Where each strategy's orders go when ``broker`` is a router (paper or a venue)."""
@@ -265,12 +269,23 @@ class ExecutionService:
         venue = self.router.venue_of(order.strategy_id) if self.router is not None else None
         self._bus.publish(OrderSubmitted(order, venue))
 
+    def part(self, order: Order) -> None:
+        """A part of a resting order, filled at once (partial fills): not announced as
+        submitted (the order's last part is), but its trade has the order's purpose."""
+        if order.purpose is not OrderPurpose.SIGNAL:
+            self._exits[order.id] = order.purpose
+
     def lifecycle(self, event: OrderLifecycle) -> None:
         self._bus.publish(event)
 
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
     ) -> None:
+        if fill.remaining > 0.0:
+            # A part (partial fills): the order's purpose and waiter wait for the rest.
+            purpose = self._exits.get(fill.order_id, OrderPurpose.SIGNAL)
+            self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits), purpose))
+            return
         purpose = self._exits.pop(fill.order_id, OrderPurpose.SIGNAL)
         self._bus.publish(TradeExecuted(fill, change, _stop_after(change, limits), purpose))
         waiter = self._waiters.pop(fill.order_id, None)

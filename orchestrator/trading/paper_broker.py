@@ -4,6 +4,9 @@ An order submitted now fills at the first tick of its symbol that arrives after
 it, at that price moved against the order by the configured slippage, less a
 commission. An order that sees no price within ``fill_timeout_seconds`` is
 rejected, and so is an invalid one, or one beyond ``max_pending_orders``.
+With ``partial_fills`` on, a tick fills at most its ``size`` of each order (a size
+of 0 is unknown: the order fills whole); the rest waits for the next ticks, until
+its deadline (docs/orders.md#partial-fills).
 Every outcome, fill or rejection, is returned once, by the call that settled it
 (it implements :class:`orchestrator.trading.broker.Broker`).
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -57,6 +60,7 @@ class PaperBroker:
         self.config = config
         self._slippage = config.slippage_bps / BPS
         """The config is frozen: its slippage fraction is divided out once."""
+        self._partial = config.partial_fills
         self._clock = clock
         self._new_id: IdFactory = id_factory if id_factory is not None else SequentialIds()
         # Submission order, for expiry and cancellation; and by symbol, so a tick
@@ -109,14 +113,30 @@ class PaperBroker:
         bucket = self._by_symbol.pop(tick.symbol)
         now = self._clock.now()
         fills: list[Fill] = []
+        size = tick.size if self._partial else 0.0
         for pending in bucket.values():
-            del self._pending[pending.order.id]
+            order = pending.order
             if now > pending.deadline:
                 # Expiry had not run yet; the outcome must not depend on when it does.
-                fills.append(self._timeout(pending.order, now))
+                del self._pending[order.id]
+                fills.append(self._timeout(order, now))
+            elif 0.0 < size < order.quantity:
+                fills.append(self._fill_part(pending, size, tick))
             else:
-                fills.append(self.fill_at(pending.order, tick.price, tick.ts))
+                del self._pending[order.id]
+                fills.append(self.fill_at(order, tick.price, tick.ts))
         return fills
+
+    def _fill_part(self, pending: _Pending, size: float, tick: Tick) -> Fill:
+        """Fill ``size`` of a pending order at this tick; the rest waits on, in its place
+        (a dict keeps the place of a key assigned again), with its deadline."""
+        order = pending.order
+        rest = replace(order, quantity=order.quantity - size)
+        waiting = _Pending(rest, pending.deadline)
+        self._pending[order.id] = waiting
+        self._by_symbol.setdefault(order.symbol, {})[order.id] = waiting
+        fill = self.fill_at(replace(order, quantity=size), tick.price, tick.ts)
+        return replace(fill, remaining=rest.quantity)
 
     def expire(self, now: float | None = None) -> Sequence[Fill]:
         """Reject orders that waited longer than the timeout; returns the rejections.

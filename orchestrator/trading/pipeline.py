@@ -15,6 +15,11 @@ already, so it triggers them by one set of rules live and in a backtest, checks
 an entry again at its trigger, and hands the broker a market fill to make
 (``Broker.execute``). docs/orders.md has the rules.
 
+With partial fills on (``broker.partial_fills``), a price fills at most the size of
+its tick (a backtest: the bar's volume) of a resting limit, the rest resting on
+(:class:`OrderPartiallyFilled`); a triggered stop's rest waits at the broker as a
+market order, which fills across the next ticks the same way.
+
 The owner hears of what happens through :class:`OrderEvents` (the execution
 service publishes it; a backtest records it).
 """
@@ -34,6 +39,7 @@ from orchestrator.model.events import (
     OrderCancelled,
     OrderExpired,
     OrderLifecycle,
+    OrderPartiallyFilled,
     OrderReplaced,
     OrderTriggered,
     RiskLimit,
@@ -85,6 +91,11 @@ class OrderEvents(Protocol):
         """``order`` passed the risk checks (maybe reduced) and goes to the broker now."""
         ...
 
+    def part(self, order: Order) -> None:
+        """A part of a resting order (partial fills) is filled at once: not a submission
+        of its own (its last part's is), but its trade is ``order``'s (its purpose)."""
+        ...
+
     def settled(
         self, fill: Fill, change: PositionChange | None, limits: StrategyRunConfig | None
     ) -> None:
@@ -116,6 +127,7 @@ class OrderPipeline:
         ids: IdFactory,
         events: OrderEvents,
         bracket_rule: BracketRule = BracketRule.STOP_FIRST,
+        partial_fills: bool = False,
     ) -> None:
         self.book = book
         self.broker = broker
@@ -143,6 +155,12 @@ class OrderPipeline:
         """The last price of the current bar (continuous with the next one)."""
         self._touching: tuple[float, float | None, float] | None = None
         """While resting orders are touched: the price, the previous one, the time."""
+        self._partial = partial_fills
+        self._room = math.inf
+        """While resting orders are touched with partial fills on: the most one order
+        may fill at this price (the tick's size); inf: whole."""
+        self._bar_volume = 0.0
+        """With partial fills on, the volume of the backtest bar walked now (0: unknown)."""
 
     # ------------------------------------------------------------ orders
 
@@ -293,7 +311,15 @@ class OrderPipeline:
         if sent is not None:
             order, limits = sent
             key = (order.strategy_id, order.symbol)
-            remaining = self._pending.get(key, 0.0) - order.side.sign * order.quantity
+            settled = order.quantity
+            if fill.quantity < settled - PENDING_EPSILON and fill.status is FILLED:
+                # A part (partial fills): the rest is still at the broker.
+                self._orders[fill.order_id] = (
+                    replace(order, quantity=settled - fill.quantity),
+                    limits,
+                )
+                settled = fill.quantity
+            remaining = self._pending.get(key, 0.0) - order.side.sign * settled
             if abs(remaining) < PENDING_EPSILON:
                 self._pending.pop(key, None)
             else:
@@ -439,13 +465,17 @@ class OrderPipeline:
         self._events.lifecycle(OrderReplaced(new, old, self._clock.now()))
         return True
 
-    def enter_bar(self, symbol: str, start: float, low: float, high: float) -> None:
+    def enter_bar(
+        self, symbol: str, start: float, low: float, high: float, volume: float = 0.0
+    ) -> None:
         """A backtest's next prices are the bar of ``symbol`` from ``start``: they trade
-        continuously between ``low`` and ``high`` after a jump to its open. Live, no
-        one calls this: every price is a jump (docs/orders.md)."""
+        continuously between ``low`` and ``high`` after a jump to its open; with partial
+        fills, ``volume`` (0: unknown) bounds what each resting order fills in it. Live,
+        no one calls this: every price is a jump (docs/orders.md)."""
         bar = self._bar
         if bar is not None and bar[0] == start and self._bar_symbol == symbol:
             return
+        self._bar_volume = volume
         self._bar = (start, low, high)
         self._bar_symbol = symbol
         self._opening = True
@@ -464,6 +494,8 @@ class OrderPipeline:
         previous = None if self._bar is None or self._opening else self._previous
         by_id = self.resting.by_id
         self._touching = (price, previous, tick.ts)
+        if self._partial:
+            self._room = tick.size if tick.size > 0.0 else math.inf
         try:
             for entry in list(bucket.values()):
                 if by_id.get(entry.order.id) is not entry:
@@ -484,13 +516,28 @@ class OrderPipeline:
             fired = fire_price(entry, fired, None)
         if fired is not None:
             self._trigger(entry, fired, ts)
+            if (
+                entry.order.time_in_force is TimeInForce.IOC
+                and self.resting.by_id.get(entry.order.id) is entry
+            ):
+                self._withdraw(entry, "IOC: the first price after it filled only part of it")
             return
         trail(entry, price)
         if entry.order.time_in_force is TimeInForce.IOC:
             self._withdraw(entry, "IOC: the first price after it did not fill it")
 
     def _trigger(self, entry: RestingOrder, price: float, ts: float) -> None:
-        """A price reached ``entry``: checked again by risk, then filled at ``price``."""
+        """A price reached ``entry``: checked again by risk, then filled at ``price``
+        (with partial fills, as much of it as the price's size allows)."""
+        if self._partial:
+            room = self._room_for(entry)
+            if room < entry.order.quantity:
+                part = self._part_quantity(entry, room)
+                if part <= 0.0:
+                    return  # the bar's volume is used up: the next bar may fill it
+                if part < entry.order.quantity:
+                    self._fill_part(entry, part, price, ts)
+                    return
         self.resting.remove(entry)
         self._events.lifecycle(OrderTriggered(_as_it_rests(entry), price, ts))
         order, limits = entry.order, entry.limits
@@ -514,6 +561,63 @@ class OrderPipeline:
         self._dispatch(accepted, limits)
         for fill in self.broker.execute(accepted, price, ts):
             self.settle(fill)
+
+    def _room_for(self, entry: RestingOrder) -> float:
+        """The most of ``entry`` the price being walked may fill (partial fills): the
+        tick's size live; in a backtest bar its volume less what the entry filled in it."""
+        if self._bar is None:
+            return self._room
+        volume = self._bar_volume
+        return math.inf if volume <= 0.0 else volume - entry.bar_filled
+
+    def _part_quantity(self, entry: RestingOrder, room: float) -> float:
+        """What a part of ``entry`` fills with ``room`` at most; a protective exit is cut
+        to the position it protects (it fills whole, cut, when that is less)."""
+        if room <= 0.0 or not entry.protective:
+            return room
+        order = entry.order
+        position = self.projected_position(order.strategy_id, order.symbol)
+        held = max(0.0, -order.side.sign * position)
+        return room if held > room else order.quantity
+
+    def _fill_part(self, entry: RestingOrder, quantity: float, price: float, ts: float) -> None:
+        """Fill ``quantity`` of ``entry`` at ``price``; the rest rests on, announced by
+        an OrderPartiallyFilled after the part's trade. Risk checks the part as it
+        checks a whole trigger (the rest counted as resting); refused, the order is
+        settled as a whole trigger's refusal."""
+        order, limits = entry.order, entry.limits
+        strategy_id, symbol, sign = order.strategy_id, order.symbol, order.side.sign
+        part = replace(order, quantity=quantity)
+        position = self.projected_position(strategy_id, symbol)
+        if entry.protective:
+            verdict = self._risk.check(part, limits, position, self.halt)
+        else:
+            position += self.resting.entries_quantity(strategy_id, symbol, order.side)
+            verdict = self._risk.check_trigger(part, limits, position - sign * quantity, self.halt)
+        accepted = verdict.order
+        if accepted is None:
+            self.resting.remove(entry)
+            self._events.lifecycle(OrderTriggered(_as_it_rests(entry), price, ts))
+            self.reject(order, verdict.reason or "refused by the risk checks at its trigger")
+            return
+        rest = order.quantity - accepted.quantity
+        stop = entry.stop
+        entry.order = _remainder(entry, rest)
+        entry.bar_filled += accepted.quantity
+        self._events.part(accepted)
+        key = (strategy_id, symbol)
+        self._pending[key] = self._pending.get(key, 0.0) + sign * accepted.quantity
+        self._orders[order.id] = (accepted, limits)
+        for fill in self.broker.execute(accepted, price, ts):
+            if fill.status is not FILLED:
+                entry.order, entry.stop = order, stop  # nothing filled: it rests as it was
+                entry.bar_filled -= accepted.quantity
+                self.settle(fill)
+                continue
+            self.settle(replace(fill, remaining=rest))
+            if self.resting.by_id.get(order.id) is entry:
+                event = OrderPartiallyFilled(_as_it_rests(entry), fill.quantity, fill.price, ts)
+                self._events.lifecycle(event)
 
     def _leg(
         self,
@@ -559,7 +663,11 @@ class OrderPipeline:
     ) -> None:
         """After a fill: arm its bracket; a bracket exit's fill cancels its siblings; exits
         whose position closed or turned are cancelled."""
-        if order is not None and order.parent_id is not None:
+        if (
+            order is not None
+            and order.parent_id is not None
+            and order.id not in self.resting.by_id  # a part of a target: it rests on
+        ):
             for sibling in self.resting.siblings(order):
                 self._withdraw(sibling, "the other exit of its bracket filled")
         fill = change.fill
@@ -577,6 +685,14 @@ class OrderPipeline:
         if bracket is None or quantity <= 0.0:
             return
         fill = change.fill
+        armed_before = [
+            e
+            for e in self.resting.of(entry.strategy_id, entry.symbol)
+            if e.order.parent_id == entry.id
+        ]
+        if armed_before:
+            self._grow(armed_before, quantity, fill.ts)
+            return
         side = SELL if entry.side is BUY else BUY
         legs: list[Order] = []
         stop = bracket.stop_loss
@@ -607,6 +723,14 @@ class OrderPipeline:
                 if self.resting.by_id.get(armed_entry.order.id) is armed_entry:
                     self._touch_one(armed_entry, *touching)
 
+    def _grow(self, exits: list[RestingOrder], quantity: float, ts: float) -> None:
+        """A later part of an entry filled (partial fills): the exits it armed grow by
+        the quantity it opened, each announced as replaced (same id, new quantity)."""
+        for exit_entry in exits:
+            old = exit_entry.order
+            exit_entry.order = replace(old, quantity=old.quantity + quantity)
+            self._events.lifecycle(OrderReplaced(_as_it_rests(exit_entry), old, ts))
+
     def _waits_for_next_bar(self, entry: Order, armed: list[RestingOrder]) -> bool:
         """Whether the exits ``entry``'s fill armed inside a backtest bar wait for the
         next bar: the order of the bar's prices after a resting entry's fill is unknown.
@@ -629,6 +753,20 @@ def _as_it_rests(entry: RestingOrder) -> Order:
     if entry.stop is None or entry.stop == order.stop_price:
         return order
     return replace(order, stop_price=entry.stop)
+
+
+def _remainder(entry: RestingOrder, rest: float) -> Order:
+    """The order of ``entry`` after a part filled, ``rest`` of it left: a stop that was
+    reached rests on as what it became, a LIMIT (a stop-limit) or a MARKET order (a
+    stop), so that a restart puts it back as that (docs/orders.md#partial-fills)."""
+    order = entry.order
+    if order.stop_price is None or (
+        entry.stop is not None and order.order_type is not OrderType.STOP
+    ):
+        return replace(order, quantity=rest)
+    entry.stop = None
+    kind = LIMIT if order.limit_price is not None else MARKET
+    return replace(order, quantity=rest, order_type=kind, stop_price=None, trailing=None)
 
 
 def with_terms(order: Order, terms: OrderTerms) -> Order:

@@ -61,6 +61,13 @@ class RestingOrder:
     """Armed inside a bar: waits for the next bar."""
     suppressed: bool = False
     """The bracket leg the bracket rule gave up in the current bar."""
+    bar_filled: float = 0.0
+    """What its parts filled in the current backtest bar (partial fills)."""
+
+    @property
+    def at_market(self) -> bool:
+        """The rest of a triggered stop (partial fills): it fills at the next price."""
+        return self.stop is None and self.order.limit_price is None
 
     @property
     def protective(self) -> bool:
@@ -88,6 +95,8 @@ def resting(order: Order, limits: StrategyRunConfig, now: float) -> RestingOrder
 def fire_price(entry: RestingOrder, price: float, previous: float | None) -> float | None:
     """The price ``entry`` fills (or, a stop, triggers) at on ``price``, None if it does
     not; ``previous`` is the price before when the move from it was continuous."""
+    if entry.at_market:
+        return price
     level, direction = entry.level()
     if direction * (price - level) < 0:
         return None
@@ -115,7 +124,7 @@ def band(entries: Iterator[RestingOrder]) -> tuple[float, float]:
     one of ``entries``; between them none does anything."""
     low, high = -math.inf, math.inf
     for entry in entries:
-        if entry.order.time_in_force is TimeInForce.IOC:
+        if entry.order.time_in_force is TimeInForce.IOC or entry.at_market:
             return math.inf, -math.inf  # the next price decides it, whatever it is
         level, direction = entry.level()
         if direction < 0:
@@ -204,6 +213,7 @@ class RestingBook:
         brackets: dict[str, list[RestingOrder]] = {}
         for entry in bucket.values():
             entry.dormant = entry.suppressed = False
+            entry.bar_filled = 0.0
             parent = entry.order.parent_id
             if parent is not None:
                 brackets.setdefault(parent, []).append(entry)
@@ -216,7 +226,7 @@ def apply_bracket_rule(
 ) -> None:
     """Suppress, for this bar, the leg of a bracket ``rule`` gives up when the bar
     from ``low`` to ``high`` reaches both its stop and its target."""
-    if rule is BracketRule.WALK or len(legs) != 2:
+    if rule is BracketRule.WALK or len(legs) != 2 or any(leg.at_market for leg in legs):
         return
     stop, target = legs if is_stop_leg(legs[0]) else legs[::-1]
     if is_stop_leg(target) or not (reached(stop, low, high) and reached(target, low, high)):

@@ -90,7 +90,7 @@ def a_day_of_trading(trading: Trading) -> list[Record]:
 
 def test_a_new_journal_is_created_in_wal_mode_at_the_current_version(path: Path) -> None:
     with Journal.open(path) as journal:
-        assert journal.schema_version == SCHEMA_VERSION == 6
+        assert journal.schema_version == SCHEMA_VERSION == 7
     assert path.is_file()
     db = sqlite3.connect(path)
     try:
@@ -530,11 +530,11 @@ def refused(path: Path, match: str) -> None:
 def test_a_journal_from_a_newer_daemon_is_refused(path: Path) -> None:
     write(path, Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0))
     db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 7")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
     refused(
         path,
-        f"has schema version 7; this daemon understands up to {SCHEMA_VERSION}; "
+        f"has schema version {SCHEMA_VERSION + 1}; this daemon understands up to {SCHEMA_VERSION}; "
         "upgrade the daemon or restore a backup",
     )
 
