@@ -9,7 +9,7 @@ import errno
 import functools
 import signal
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -35,9 +35,6 @@ from gateways.journal_stage import JournalStage
 from gateways.nng.feed import NngFeed
 from gateways.nng.publisher import NngBindError, NngPublisher
 from gateways.systemd import SystemdNotifier
-from gateways.venues.broker import VenueBroker
-from gateways.venues.credentials import load_credentials
-from gateways.venues.reconcile import VenueReconciler
 from gateways.ws.auth import TokenChecker
 from gateways.ws.observability import Health, Metrics, WriteLatency
 from gateways.ws.server import (
@@ -66,6 +63,10 @@ from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
 from orchestrator.sweep.jobs import SweepManager
 from orchestrator.sweep.runner import DaskRunner
+
+if TYPE_CHECKING:
+    from gateways.venues.broker import VenueBroker
+    from gateways.venues.reconcile import VenueReconciler
 
 log = structlog.get_logger("gateways.daemon")
 
@@ -174,18 +175,7 @@ class Daemon:
         """venue -> the live strategies the journal restores there, with their symbols."""
         self.venues = self._build_venues()
         """Each configured venue's broker, by name (raises ConfigError without credentials)."""
-        self.reconcilers = {
-            name: VenueReconciler(
-                broker,
-                self.journal,
-                self.core.execution,
-                self.core.risk,
-                self.bus,
-                self.clock,
-                self._live_strategies,
-            )
-            for name, broker in self.venues.items()
-        }
+        self.reconcilers = self._build_reconcilers()
         """Each venue's account against the journal: at start and periodically."""
         self._venue_tasks: dict[str, asyncio.Task[None]] = {}
         self.epoch = self._begin_run()
@@ -281,6 +271,12 @@ class Daemon:
 
     def _build_venues(self) -> dict[str, VenueBroker]:
         """A live broker per venue, routed to by the strategies started on it."""
+        if not self.config.venues:
+            return {}
+        # Imported here: ccxt takes 0.7 s to import, which a daemon without venues skips.
+        from gateways.venues.broker import VenueBroker
+        from gateways.venues.credentials import load_credentials
+
         venues = {}
         for name, config in self.config.venues.items():
             broker = VenueBroker(
@@ -292,6 +288,24 @@ class Daemon:
             self.core.brokers.add_venue(name, broker)
             venues[name] = broker
         return venues
+
+    def _build_reconcilers(self) -> dict[str, VenueReconciler]:
+        if not self.venues:
+            return {}
+        from gateways.venues.reconcile import VenueReconciler  # ccxt: see _build_venues
+
+        return {
+            name: VenueReconciler(
+                broker,
+                self.journal,
+                self.core.execution,
+                self.core.risk,
+                self.bus,
+                self.clock,
+                self._live_strategies,
+            )
+            for name, broker in self.venues.items()
+        }
 
     async def _connect_venues(self) -> None:
         """Connect every venue before strategies are restored (one that does not answer
