@@ -145,12 +145,16 @@ async def test_a_sweep_runs_from_the_form_to_its_heatmap_and_its_best_starts_liv
         rows = page.get_by_test_id("sw-trial-row")
         await expect(rows).to_have_count(9)
         # Best first by default: the objective's direction.
-        await expect(rows.first.get_by_test_id("sw-trial-value")).to_have_text(f"{best['value']:.3f}")
+        await expect(rows.first.get_by_test_id("sw-trial-value")).to_have_text(
+            f"{best['value']:.3f}"
+        )
         cells = page.get_by_test_id("sw-cell")
         await expect(cells).to_have_count(9)
         failed = page.locator("[data-testid=sw-cell][data-state=failed]")
         await expect(failed).to_have_count(FAILED_POINTS)
-        await expect(failed.first).to_have_attribute("title", re.compile(r"failed \(1 trial: .*slow"))
+        await expect(failed.first).to_have_attribute(
+            "title", re.compile(r"failed \(1 trial: .*slow")
+        )
         infeasible = page.locator("[data-testid=sw-cell][data-state=infeasible]")
         await expect(infeasible).to_have_count(INFEASIBLE_POINTS)
         await expect(infeasible.first).to_have_attribute("title", re.compile("slow 8: infeasible"))
@@ -177,6 +181,14 @@ async def test_a_sweep_runs_from_the_form_to_its_heatmap_and_its_best_starts_liv
         await expect(rows.last).to_have_attribute("data-state", re.compile("^(infeasible|failed)$"))
         await expect(rows.nth(len(feasible))).not_to_have_attribute("data-state", "feasible")
         await page.screenshot(path=str(tmp_path / "sweep-result.png"), full_page=True)
+
+        # The HTML report the link opens: the heatmap, from the daemon only.
+        async with page.context.expect_page() as opened:
+            await page.get_by_test_id("sw-report").click()
+        report_page = await opened.value
+        strays += outside_the_daemon(report_page, ports)
+        await expect(report_page.get_by_test_id("heatmap").locator("td")).to_have_count(9)
+        await report_page.close()
 
         # The best trial's params go live after a confirmation.
         await page.get_by_test_id("sw-start-live").click()
