@@ -25,6 +25,7 @@ from gateways.api.outbound import DgbitTranslator
 from gateways.api.report_page import ReportPages
 from gateways.api.risk import RiskCommands, risk_command_parser
 from gateways.api.strategy_commands import OrderCommands, StrategyCommands
+from gateways.api.sweep_report_page import SweepReportPages
 from gateways.api.sweeps import SweepCommands
 from gateways.api.venues import VenueCommands
 from gateways.client.text import plural
@@ -47,7 +48,7 @@ from gateways.ws.server import (
     WebSocketServer,
 )
 from gateways.ws.static_files import StaticFiles
-from orchestrator.backtest.jobs import JobManager
+from orchestrator.backtest.jobs import JobManager, UnknownJob
 from orchestrator.backtest.report import BacktestReport
 from orchestrator.bus import EventBus
 from orchestrator.journal.store import Journal, JournalError, JournalLocked
@@ -57,7 +58,14 @@ from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.events import ORDER_TOPICS, Event, StrategyStatus, Topic, TradeExecuted
+from orchestrator.model.events import (
+    ORDER_TOPICS,
+    Event,
+    JobStatus,
+    StrategyStatus,
+    Topic,
+    TradeExecuted,
+)
 from orchestrator.model.orders import Order
 from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
@@ -401,7 +409,7 @@ class Daemon:
             handlers,
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
-            pages=[ReportPages(self._report_of)],
+            pages=[ReportPages(self._report_of), SweepReportPages(self._sweep_report_of)],
         )
 
     def _job_exists(self, job_id: str) -> bool:
@@ -414,6 +422,14 @@ class Daemon:
         symbols = ", ".join(spec.traded_symbols)
         title = f"{spec.strategy.name}: {symbols} backtest (job {job_id})"
         return report, title
+
+    def _sweep_report_of(self, job_id: str) -> tuple[Mapping[str, Any], str]:
+        info = self.sweeps.get(job_id)
+        if info.status is not JobStatus.COMPLETED or info.result is None:
+            raise UnknownJob(f"sweep {job_id} is {info.status}: a report needs it completed")
+        spec = self.sweeps.spec(job_id).backtest
+        symbols = ", ".join(spec.traded_symbols)
+        return info.result, f"{spec.strategy.name}: {symbols} sweep (job {job_id})"
 
     def _web_config(self) -> dict[str, object]:
         """What the dashboard needs to open its connections (``/static/config.json``)."""

@@ -151,6 +151,11 @@ class JobCommands:
         self._clock = clock
         self._market_symbols = market_symbols
 
+    @property
+    def data_dir(self) -> Path | None:
+        """Where file sources are named from (``[jobs] data_dir``)."""
+        return self._config.jobs.data_dir
+
     def handlers(self) -> dict[str, CommandHandler]:
         return {
             JobCommandType.RUN_BACKTEST: self.run_backtest,

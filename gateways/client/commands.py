@@ -267,6 +267,14 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     sweep.add_argument("--anchored", action="store_true", help="training always from the start")
     sweep.add_argument("--top", type=int, default=10, help="best trials shown (default 10)")
+    sweep.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="save the sweep's HTML report (best trial, heatmaps, every trial) to this file",
+    )
+    sweep.add_argument(
+        "--force", action="store_true", help="let --report overwrite an existing file"
+    )
 
 
 def _add_source_arguments(backtest: argparse.ArgumentParser) -> None:
@@ -1436,6 +1444,9 @@ async def run_backtest(args: argparse.Namespace, out: Output) -> int:
 async def run_sweep(args: argparse.Namespace, out: Output) -> int:
     """Submit a sweep and follow it to its end: a progress bar on a terminal, then the
     best trial and the table of the best ones."""
+    if args.report and _taken(args.report) and not args.force:
+        _error(args, f"{args.report} exists; add --force to overwrite it")
+        return EXIT_USAGE
     async with make_client(args, args.url) as client:
         states = client.messages(("sweep_job", "sweep_progress"))
         reply = await client.request(_sweep_command(args))
@@ -1453,7 +1464,10 @@ async def run_sweep(args: argparse.Namespace, out: Output) -> int:
             elif data["status"] in ("completed", "failed"):
                 if bar is not None:
                     bar.clear()
-                return _sweep_line(out, args, data)
+                code = _sweep_line(out, args, data)
+                if code == EXIT_OK and args.report:
+                    code = await _save_report(args, out, job_id, "sweeps")
+                return code
     raise ConnectionLost("the connection closed before the sweep finished")
 
 
@@ -1546,15 +1560,18 @@ def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
     return command
 
 
-def report_url(ws_url: str, job_id: str) -> str:
-    """The HTTP address of a job's HTML report on the server of ``ws_url``."""
+def report_url(ws_url: str, job_id: str, jobs: str = "backtests") -> str:
+    """The HTTP address of a job's HTML report (``jobs``: backtests or sweeps) on the
+    server of ``ws_url``."""
     parts = urlsplit(ws_url)
     scheme = "https" if parts.scheme == "wss" else "http"
-    return f"{scheme}://{parts.netloc}/api/backtests/{job_id}/report.html"
+    return f"{scheme}://{parts.netloc}/api/{jobs}/{job_id}/report.html"
 
 
-async def _save_report(args: argparse.Namespace, out: Output, job_id: str) -> int:
-    url = report_url(args.url, job_id)
+async def _save_report(
+    args: argparse.Namespace, out: Output, job_id: str, jobs: str = "backtests"
+) -> int:
+    url = report_url(args.url, job_id, jobs)
     token = args.token or os.environ.get(TOKEN_ENV)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(url, headers=headers)

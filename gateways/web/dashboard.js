@@ -11,6 +11,7 @@
 import { WebSocketService, serverLabel } from "./websocket-service.js";
 import { startOpenOrders } from "./open-orders.js";
 import { startBacktests } from "./backtests.js";
+import { startSweeps } from "./sweeps.js";
 
 const FEED_LIMIT = 200;
 const ACTIVITY_LIMIT = 100; // trades and signals from the journal on load
@@ -132,6 +133,7 @@ function start(config, token) {
   setupStartDialog(config);
   startOpenOrders(service, { confirmAction, price });
   startBacktests(service, config, token);
+  startSweeps(service, config, token, { confirmAction });
   $("kill-switch").addEventListener("click", onKillSwitch);
   $("strategy-rows").addEventListener("click", onStrategyAction);
   setInterval(refreshRisk, RISK_POLL_MS);
