@@ -37,6 +37,7 @@ from gateways.nng.publisher import NngBindError, NngPublisher
 from gateways.systemd import SystemdNotifier
 from gateways.venues.broker import VenueBroker
 from gateways.venues.credentials import load_credentials
+from gateways.venues.feed import CcxtFeed
 from gateways.venues.reconcile import VenueReconciler
 from gateways.ws.auth import TokenChecker
 from gateways.ws.observability import Health, Metrics, WriteLatency
@@ -56,11 +57,19 @@ from orchestrator.bus import EventBus
 from orchestrator.journal.store import Journal, JournalError, JournalLocked
 from orchestrator.journal.writer import DirectDelivery, JournalWriter
 from orchestrator.kernel import TradingCore, build_trading_core
-from orchestrator.marketdata.config import NngFeedConfig
+from orchestrator.marketdata.config import CcxtFeedConfig, NngFeedConfig
 from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.events import ORDER_TOPICS, Event, StrategyStatus, Topic, TradeExecuted
+from orchestrator.model.events import (
+    ORDER_TOPICS,
+    Event,
+    FeedState,
+    FeedStatusChanged,
+    StrategyStatus,
+    Topic,
+    TradeExecuted,
+)
 from orchestrator.model.orders import Order
 from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
@@ -122,6 +131,7 @@ COMMITTED_TOPICS = (
     Topic.STRATEGY_TRADE,
     Topic.STRATEGY_STATUS,
     Topic.EXECUTION_STATUS,
+    Topic.MARKET_FEED,
     *ORDER_TOPICS,
 )
 """What ``CommittedViews.apply`` folds: a quote need not stop there on its way out."""
@@ -143,10 +153,12 @@ class Daemon:
         """The outbox's events to the servers, dgbit and NNG, each message built once."""
         self.outbox.subscribe(self.fanout.publish)
         self.feed = self._build_nng_feed()
+        self.venue_feed = self._build_venue_feed()
+        """The ccxt feed when the config asks for it: it reads through its venue's exchange."""
         watermarks = self.journal.id_watermarks() if self.journal is not None else None
         last_prices = self.journal.last_prices() if self.journal is not None else None
         self.core: TradingCore = build_trading_core(
-            config, self.bus, self.clock, self.feed, watermarks, last_prices
+            config, self.bus, self.clock, self.feed or self.venue_feed, watermarks, last_prices
         )
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
@@ -174,6 +186,9 @@ class Daemon:
         """venue -> the live strategies the journal restores there, with their symbols."""
         self.venues = self._build_venues()
         """Each configured venue's broker, by name (raises ConfigError without credentials)."""
+        if self.venue_feed is not None:
+            self.venue_feed.attach(self.venues[self.venue_feed.config.venue].exchange)
+            self.venue_feed.on_state = self._feed_state_changed
         self.reconcilers = {
             name: VenueReconciler(
                 broker,
@@ -342,6 +357,14 @@ class Daemon:
             return None
         return NngFeed(feed, self.config.nng_ingest_address(), self.clock)
 
+    def _build_venue_feed(self) -> CcxtFeed | None:
+        """The ccxt feed when the config asks for it (the core speaks no ccxt)."""
+        feed = self.config.market_data.feed
+        return CcxtFeed(feed, self.clock) if isinstance(feed, CcxtFeedConfig) else None
+
+    def _feed_state_changed(self, state: FeedState) -> None:
+        self.bus.publish(FeedStatusChanged(state))
+
     def _open_recorder(self) -> MarketRecorder | None:
         """The recorder of what the feed delivers, its directory ready (or RecordingUnavailable)."""
         if not self.config.recording.enabled:
@@ -425,6 +448,7 @@ class Daemon:
             on_disconnect=subscriptions.release,
             snapshot=lambda session: [
                 *self._snapshot.messages(session),
+                *self._snapshot.feed_messages(),
                 *subscriptions.quote_messages(session),
             ],
         )
@@ -490,6 +514,8 @@ class Daemon:
         self._sweeps_task = asyncio.create_task(self.sweeps.run(), name="sweep-jobs")
         await self._restore()
         self.core.execution.announce()
+        if self.venue_feed is not None:
+            self.venue_feed.announce()
         # What the start itself committed (fills reconciled with a venue, resting orders
         # cancelled) is in the first snapshot a client gets, not told after it. A journal
         # that fails here stops the daemon through its writer's task (exit code 1).
