@@ -449,8 +449,13 @@ class DaemonConfig(BaseSettings):
         return self
 
     def venue_symbols(self, name: str) -> set[str]:
-        """The symbols the catalog's strategies trade on venue ``name`` by default."""
-        return {
+        """The symbols the catalog's strategies trade on venue ``name`` by default, and
+        those a ccxt feed reads there."""
+        feed = self.market_data.feed
+        read = (
+            set(feed.symbols) if isinstance(feed, CcxtFeedConfig) and feed.venue == name else set()
+        )
+        return read | {
             symbol
             for entry in self.strategies
             if entry.defaults.venue == name

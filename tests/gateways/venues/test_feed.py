@@ -11,12 +11,16 @@ from typing import Any
 import ccxt.async_support as ccxt
 import pytest
 import structlog
+from pydantic import ValidationError
 
 from gateways.venues.feed import CcxtFeed
 from orchestrator.marketdata.config import CcxtFeedConfig
+from orchestrator.marketdata.feeds import build_feed
+from orchestrator.marketdata.history import FeedError
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.events import FeedCondition, FeedState
 from orchestrator.model.market import Tick
+from tests.support import test_config
 from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket
 from tests.venues.test_loopback_exchange import KEY, SECRET, plain_binance
 
@@ -56,7 +60,9 @@ class Recorder:
         self.ticks.append(tick)
 
 
-def make_feed(binance: ccxt.binance, clock: ManualClock, **settings: Any) -> tuple[CcxtFeed, Recorder]:
+def make_feed(
+    binance: ccxt.binance, clock: ManualClock, **settings: Any
+) -> tuple[CcxtFeed, Recorder]:
     config = CcxtFeedConfig(
         venue="main", symbols=("BTC/USDT", "ETH/USDT"), interval_seconds=1.0, **settings
     )
@@ -182,7 +188,9 @@ async def test_the_venue_down_opens_a_gap_and_its_return_ends_it_with_the_missed
         await exchange.come_back()
         clock.advance(1)
         await feed.poll(sink)
-    assert sink.states[-1] == FeedState("ccxt", "main", FeedCondition.LIVE, START + 5, None, START + 5)
+    assert sink.states[-1] == FeedState(
+        "ccxt", "main", FeedCondition.LIVE, START + 5, None, START + 5
+    )
     assert len(sink.ticks) == 4  # the trades of the gap, read from the last id seen
     events = [entry for entry in logs if entry["event"].startswith("market_feed_")]
     assert [e["event"] for e in events if e["event"] != "market_feed_request_failed"] == [
@@ -225,3 +233,15 @@ async def test_a_venue_that_never_answers_goes_from_connecting_to_a_gap(
     await feed.poll(sink)
     assert [s.condition for s in sink.states] == [FeedCondition.GAP]
     assert sink.states[0].last_data is None
+
+
+def test_the_feed_must_read_a_configured_venue() -> None:
+    feed = {"kind": "ccxt", "venue": "elsewhere", "symbols": ["BTC/USDT"]}
+    with pytest.raises(ValidationError, match="reads venue 'elsewhere', which is not in"):
+        test_config(market_data={"feed": feed}, venues={"main": {"exchange": "binance"}})
+
+
+def test_the_core_does_not_build_a_ccxt_feed() -> None:
+    config = CcxtFeedConfig(venue="main", symbols=("BTC/USDT",))
+    with pytest.raises(FeedError, match="built by the daemon"):
+        build_feed(config, ManualClock(START))
