@@ -54,13 +54,15 @@ from orchestrator.bus import EventBus
 from orchestrator.journal.store import Journal, JournalError, JournalLocked
 from orchestrator.journal.writer import DirectDelivery, JournalWriter
 from orchestrator.kernel import TradingCore, build_trading_core
-from orchestrator.marketdata.config import NngFeedConfig
+from orchestrator.marketdata.config import CcxtFeedConfig, NngFeedConfig
 from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
 from orchestrator.model.events import (
     ORDER_TOPICS,
     Event,
+    FeedState,
+    FeedStatusChanged,
     JobStatus,
     StrategyStatus,
     Topic,
@@ -74,6 +76,7 @@ from orchestrator.sweep.runner import DaskRunner
 
 if TYPE_CHECKING:
     from gateways.venues.broker import VenueBroker
+    from gateways.venues.feed import CcxtFeed
     from gateways.venues.reconcile import VenueReconciler
 
 log = structlog.get_logger("gateways.daemon")
@@ -131,6 +134,7 @@ COMMITTED_TOPICS = (
     Topic.STRATEGY_TRADE,
     Topic.STRATEGY_STATUS,
     Topic.EXECUTION_STATUS,
+    Topic.MARKET_FEED,
     *ORDER_TOPICS,
 )
 """What ``CommittedViews.apply`` folds: a quote need not stop there on its way out."""
@@ -152,10 +156,12 @@ class Daemon:
         """The outbox's events to the servers, dgbit and NNG, each message built once."""
         self.outbox.subscribe(self.fanout.publish)
         self.feed = self._build_nng_feed()
+        self.venue_feed = self._build_venue_feed()
+        """The ccxt feed when the config asks for it: it reads through its venue's exchange."""
         watermarks = self.journal.id_watermarks() if self.journal is not None else None
         last_prices = self.journal.last_prices() if self.journal is not None else None
         self.core: TradingCore = build_trading_core(
-            config, self.bus, self.clock, self.feed, watermarks, last_prices
+            config, self.bus, self.clock, self.feed or self.venue_feed, watermarks, last_prices
         )
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
@@ -183,6 +189,9 @@ class Daemon:
         """venue -> the live strategies the journal restores there, with their symbols."""
         self.venues = self._build_venues()
         """Each configured venue's broker, by name (raises ConfigError without credentials)."""
+        if self.venue_feed is not None:
+            self.venue_feed.attach(self.venues[self.venue_feed.config.venue].exchange)
+            self.venue_feed.on_state = self._feed_state_changed
         self.reconcilers = self._build_reconcilers()
         """Each venue's account against the journal: at start and periodically."""
         self._venue_tasks: dict[str, asyncio.Task[None]] = {}
@@ -364,6 +373,18 @@ class Daemon:
             return None
         return NngFeed(feed, self.config.nng_ingest_address(), self.clock)
 
+    def _build_venue_feed(self) -> CcxtFeed | None:
+        """The ccxt feed when the config asks for it (the core speaks no ccxt)."""
+        feed = self.config.market_data.feed
+        if not isinstance(feed, CcxtFeedConfig):
+            return None
+        from gateways.venues.feed import CcxtFeed  # ccxt: see _build_venues
+
+        return CcxtFeed(feed, self.clock)
+
+    def _feed_state_changed(self, state: FeedState) -> None:
+        self.bus.publish(FeedStatusChanged(state))
+
     def _open_recorder(self) -> MarketRecorder | None:
         """The recorder of what the feed delivers, its directory ready (or RecordingUnavailable)."""
         if not self.config.recording.enabled:
@@ -455,6 +476,7 @@ class Daemon:
             on_disconnect=subscriptions.release,
             snapshot=lambda session: [
                 *self._snapshot.messages(session),
+                *self._snapshot.feed_messages(),
                 *subscriptions.quote_messages(session),
             ],
         )
@@ -520,6 +542,8 @@ class Daemon:
         self._sweeps_task = asyncio.create_task(self.sweeps.run(), name="sweep-jobs")
         await self._restore()
         self.core.execution.announce()
+        if self.venue_feed is not None:
+            self.venue_feed.announce()
         # What the start itself committed (fills reconciled with a venue, resting orders
         # cancelled) is in the first snapshot a client gets, not told after it. A journal
         # that fails here stops the daemon through its writer's task (exit code 1).

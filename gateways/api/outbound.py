@@ -28,6 +28,8 @@ from orchestrator.model.events import (
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
+    FeedState,
+    FeedStatusChanged,
     IndicatorsUpdated,
     JobProgress,
     JobStateChanged,
@@ -388,6 +390,22 @@ def quote_data(tick: Tick) -> Payload:
     }
 
 
+def feed_status(event: FeedStatusChanged) -> Message:
+    return "feed_status", feed_state_data(event.state)
+
+
+def feed_state_data(state: FeedState) -> Payload:
+    """The broadcast's data and the 3001 snapshot's alike."""
+    return {
+        "kind": state.kind,
+        "source": state.source,
+        "state": state.condition.value,
+        "since": iso_utc(state.since),
+        "reason": state.reason,
+        "lastData": None if state.last_data is None else iso_utc(state.last_data),
+    }
+
+
 def bar_data(bar: Bar) -> Payload:
     return {
         "symbol": bar.symbol,
@@ -719,6 +737,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     OrderPartiallyFilled: order_partially_filled,
     QuoteUpdated: quote,
     BarClosed: bar,
+    FeedStatusChanged: feed_status,
     IndicatorsUpdated: indicators,
     OrderRejected: order_rejected,
     OrderReduced: order_reduced,

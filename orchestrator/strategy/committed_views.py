@@ -25,6 +25,8 @@ from orchestrator.model.events import (
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
+    FeedState,
+    FeedStatusChanged,
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
@@ -80,6 +82,8 @@ class CommittedViews:
         self.execution = execution
         self.execution_reason = reason
         self.execution_venues: tuple[VenueState, ...] = ()
+        self.feed: FeedState | None = None
+        """The feed's condition, from a feed that reports on itself (ccxt); else None."""
         self._orders: dict[str, Order] = {}
         """The resting orders as their committed lifecycle events left them, by id."""
 
@@ -112,6 +116,8 @@ class CommittedViews:
         elif isinstance(event, ExecutionStatusChanged):
             self.execution, self.execution_reason = event.status, event.reason
             self.execution_venues = event.venues
+        elif isinstance(event, FeedStatusChanged):
+            self.feed = event.state
 
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
         """The committed resting orders (of one strategy), oldest first. A trailing stop
