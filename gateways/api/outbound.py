@@ -635,6 +635,8 @@ def job_request(spec: BacktestSpec, info: JobInfo, data_dir: Path | None) -> Pay
         "source": described,
         "params": dict(spec.strategy.params),
         "initialCapital": spec.initial_capital,
+        "partialFills": spec.partial_fills,
+        "maxVolumeFraction": spec.max_volume_fraction,
         "createdAt": iso_utc(info.created_at),
         "finishedAt": iso_utc(info.finished_at) if info.finished_at is not None else None,
     }

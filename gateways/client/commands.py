@@ -307,6 +307,17 @@ def _add_source_arguments(backtest: argparse.ArgumentParser) -> None:
         metavar="VALUE",
         help="the account's initial capital (default: maxPositionValue times the symbols)",
     )
+    backtest.add_argument(
+        "--partial-fills",
+        action="store_true",
+        help="fill each order at most a bar's volume per bar, the rest in the next bars",
+    )
+    backtest.add_argument(
+        "--max-volume-fraction",
+        type=_positive,
+        metavar="FRACTION",
+        help="with --partial-fills: the share of a bar's volume one order may fill (default 1)",
+    )
     backtest.add_argument("--resolution", help="bar resolution (default: the strategy's)")
     backtest.add_argument("--seed", type=int, help="synthetic feed seed (default: the daemon's, 7)")
     backtest.add_argument(
@@ -486,6 +497,8 @@ FLAGS_OF_FIELDS = {
         "symbols": "--symbols",
         "source.paths": "--files",
         "initialCapital": "--capital",
+        "partialFills": "--partial-fills",
+        "maxVolumeFraction": "--max-volume-fraction",
     },
 }
 """The wire's field names as the user typed them: the flags of each command."""
@@ -1543,6 +1556,10 @@ def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
         command["symbols"] = args.symbols
     if args.capital is not None:
         command["initialCapital"] = args.capital
+    if args.partial_fills:
+        command["partialFills"] = True
+    if args.max_volume_fraction is not None:
+        command["maxVolumeFraction"] = args.max_volume_fraction
     return command
 
 
