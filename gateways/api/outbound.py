@@ -320,9 +320,15 @@ def order_data(order: Order) -> Payload:
     }
 
 
-def open_orders_data(strategy_id: str | None, orders: Sequence[Order]) -> Payload:
-    """The ``open_orders`` reply: every committed resting order (of one strategy)."""
-    return {"strategyId": strategy_id, "orders": [order_data(order) for order in orders]}
+def open_orders_data(
+    strategy_id: str | None, orders: Sequence[Order], filled: Callable[[str], float]
+) -> Payload:
+    """The ``open_orders`` reply: every committed resting order (of one strategy), with
+    ``filled``, what its parts filled so far (partial fills; its ``quantity`` rests)."""
+    return {
+        "strategyId": strategy_id,
+        "orders": [order_data(order) | {"filled": filled(order.id)} for order in orders],
+    }
 
 
 def order_accepted(event: OrderAccepted) -> Message:

@@ -913,9 +913,10 @@ async def show_orders(args: argparse.Namespace, out: Output) -> int:
         whose = f" of {args.strategy}" if args.strategy else ""
         out.print(f"no resting orders{whose}")
         return EXIT_OK
-    headers = ["ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICES", "TIF", "FOR"]
+    # QTY is what rests; FILLED what its parts filled so far (partial fills), "-": none.
+    headers = ["ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "FILLED", "TYPE", "PRICES", "TIF"]
     rows = [_order_row(out, order) for order in orders]
-    out.print(table(out, headers, rows, numeric={4}))
+    out.print(table(out, [*headers, "FOR"], rows, numeric={4, 5}))
     return EXIT_OK
 
 
@@ -927,6 +928,7 @@ def _order_row(out: Output, order: dict[str, Any]) -> list[Cell]:
         str(order.get("symbol")),
         (side, _SIDE_STYLES.get(side)),
         number(order.get("quantity")),
+        number(order["filled"]) if order.get("filled") else "-",
         str(order.get("orderType")),
         order_prices(out, order),
         str(order.get("timeInForce")),
