@@ -604,7 +604,7 @@ class Daemon:
         # Restored statuses, positions and resting orders are the journal's: committed by
         # definition.
         self.committed.seed(self.registry.catalog())
-        self.committed.seed_orders(self._restore_resting(journal))
+        self.committed.seed_orders(self._restore_resting(journal), journal.filled_quantities())
         if saved:
             log.info("strategies_restored", strategies={s.id: s.status.value for s in saved})
 

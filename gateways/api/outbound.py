@@ -322,9 +322,15 @@ def order_data(order: Order) -> Payload:
     }
 
 
-def open_orders_data(strategy_id: str | None, orders: Sequence[Order]) -> Payload:
-    """The ``open_orders`` reply: every committed resting order (of one strategy)."""
-    return {"strategyId": strategy_id, "orders": [order_data(order) for order in orders]}
+def open_orders_data(
+    strategy_id: str | None, orders: Sequence[Order], filled: Callable[[str], float]
+) -> Payload:
+    """The ``open_orders`` reply: every committed resting order (of one strategy), with
+    ``filled``, what its parts filled so far (partial fills; its ``quantity`` rests)."""
+    return {
+        "strategyId": strategy_id,
+        "orders": [order_data(order) | {"filled": filled(order.id)} for order in orders],
+    }
 
 
 def order_accepted(event: OrderAccepted) -> Message:
@@ -653,6 +659,8 @@ def job_request(spec: BacktestSpec, info: JobInfo, data_dir: Path | None) -> Pay
         "source": described,
         "params": dict(spec.strategy.params),
         "initialCapital": spec.initial_capital,
+        "partialFills": spec.partial_fills,
+        "maxVolumeFraction": spec.max_volume_fraction,
         "createdAt": iso_utc(info.created_at),
         "finishedAt": iso_utc(info.finished_at) if info.finished_at is not None else None,
     }

@@ -315,6 +315,17 @@ def _add_source_arguments(backtest: argparse.ArgumentParser) -> None:
         metavar="VALUE",
         help="the account's initial capital (default: maxPositionValue times the symbols)",
     )
+    backtest.add_argument(
+        "--partial-fills",
+        action="store_true",
+        help="fill each order at most a bar's volume per bar, the rest in the next bars",
+    )
+    backtest.add_argument(
+        "--max-volume-fraction",
+        type=_positive,
+        metavar="FRACTION",
+        help="with --partial-fills: the share of a bar's volume one order may fill (default 1)",
+    )
     backtest.add_argument("--resolution", help="bar resolution (default: the strategy's)")
     backtest.add_argument("--seed", type=int, help="synthetic feed seed (default: the daemon's, 7)")
     backtest.add_argument(
@@ -494,6 +505,8 @@ FLAGS_OF_FIELDS = {
         "symbols": "--symbols",
         "source.paths": "--files",
         "initialCapital": "--capital",
+        "partialFills": "--partial-fills",
+        "maxVolumeFraction": "--max-volume-fraction",
     },
 }
 """The wire's field names as the user typed them: the flags of each command."""
@@ -908,9 +921,10 @@ async def show_orders(args: argparse.Namespace, out: Output) -> int:
         whose = f" of {args.strategy}" if args.strategy else ""
         out.print(f"no resting orders{whose}")
         return EXIT_OK
-    headers = ["ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICES", "TIF", "FOR"]
+    # QTY is what rests; FILLED what its parts filled so far (partial fills), "-": none.
+    headers = ["ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "FILLED", "TYPE", "PRICES", "TIF"]
     rows = [_order_row(out, order) for order in orders]
-    out.print(table(out, headers, rows, numeric={4}))
+    out.print(table(out, [*headers, "FOR"], rows, numeric={4, 5}))
     return EXIT_OK
 
 
@@ -922,6 +936,7 @@ def _order_row(out: Output, order: dict[str, Any]) -> list[Cell]:
         str(order.get("symbol")),
         (side, _SIDE_STYLES.get(side)),
         number(order.get("quantity")),
+        number(order["filled"]) if order.get("filled") else "-",
         str(order.get("orderType")),
         order_prices(out, order),
         str(order.get("timeInForce")),
@@ -1557,6 +1572,10 @@ def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
         command["symbols"] = args.symbols
     if args.capital is not None:
         command["initialCapital"] = args.capital
+    if args.partial_fills:
+        command["partialFills"] = True
+    if args.max_volume_fraction is not None:
+        command["maxVolumeFraction"] = args.max_volume_fraction
     return command
 
 

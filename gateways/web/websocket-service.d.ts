@@ -126,6 +126,10 @@ export interface StrategyTrade {
   reason?: string;
   /** What this fill added to its position's realized P&L, commission included; null for a rejection. */
   realizedPnl: number | null;
+  /** A part of its order (partial fills) that leaves some of it open; absent on the last part. */
+  partial?: true;
+  /** With `partial`: what of its order is still open. */
+  remainingQuantity?: number;
 }
 
 export interface StrategyStartedData {
@@ -478,6 +482,8 @@ export interface RestingOrder {
   takeProfit: number | null;
   trailing: { amount: number; fraction: boolean } | null;
   placedAt: Timestamp;
+  /** open_orders only: what its parts filled so far (partial fills; `quantity` rests). */
+  filled?: number;
 }
 
 export type OrderEvent =
@@ -487,6 +493,12 @@ export type OrderEvent =
   | Envelope<"order_replaced", RestingOrder & {
       timestamp: Timestamp;
       previous: { quantity: number; limitPrice: number | null; stopPrice: number | null };
+    }>
+  /** A part filled (partial fills): `quantity` is what rests now, the part `filledQuantity`. */
+  | Envelope<"order_partially_filled", RestingOrder & {
+      timestamp: Timestamp;
+      filledQuantity: number;
+      fillPrice: number;
     }>;
 
 export interface BackoffOptions {

@@ -58,6 +58,7 @@ const ORDER_EVENT_TYPES = new Set([
   "order_cancelled",
   "order_replaced",
   "order_expired",
+  "order_partially_filled",
 ]);
 
 const BACKTEST_TYPES = new Set(["backtest_job", "backtest_progress"]);
@@ -553,7 +554,8 @@ export class WebSocketService {
     return this._updates;
   }
 
-  /** 8082's order_accepted, _triggered, _cancelled, _replaced and _expired messages. */
+  /** 8082's order_accepted, _triggered, _cancelled, _replaced, _expired and
+   * _partially_filled messages. */
   getOrderEvents() {
     return this._orderEvents;
   }
