@@ -105,7 +105,9 @@ async def accepted_ladder(ws: ClientConnection) -> dict[str, dict[str, Any]]:
             if data.get("strategyId") != LADDER:
                 continue
             if message["type"] == "order_accepted":
-                told[data["orderId"]] = {k: v for k, v in data.items() if k != "timestamp"}
+                # As open_orders lists it: with what its parts filled (none: whole fills).
+                shown = {k: v for k, v in data.items() if k != "timestamp"}
+                told[data["orderId"]] = shown | {"filled": 0.0}
             elif message["type"] in ("order_triggered", "order_cancelled", "order_expired"):
                 gone.add(data["orderId"])
     assert not gone, f"a far order moved: {gone}"

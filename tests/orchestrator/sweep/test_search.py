@@ -245,6 +245,6 @@ async def test_a_sweep_over_two_symbols_equals_their_backtests_on_one_account_on
         assert row["value"] == statistics["sharpe_ratio"]
 
 
-def test_a_walk_forward_over_several_symbols_is_refused_with_the_reason() -> None:
+async def test_a_walk_forward_over_several_symbols_is_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="a walk-forward runs over one symbol"):
         two_symbol_sweep(walk_forward=WalkForwardSpec(windows=2))
