@@ -452,7 +452,9 @@ function renderResult(sweep) {
   report.href = `/api/sweeps/${encodeURIComponent(sweep.jobId)}/report.html`;
   renderBest(sweep, result);
   const trials = result.trials ?? result.windows?.flatMap((window) => window.trials) ?? [];
-  renderHeatmap(result, trials, Object.keys(sweep.parameters ?? trials[0]?.params ?? {}));
+  // A walk-forward's windows searched different bars: one heatmap of them all would mix them.
+  const names = result.windows ? [] : Object.keys(sweep.parameters ?? trials[0]?.params ?? {});
+  renderHeatmap(result, trials, names);
   renderTrials(result, trials);
 }
 
