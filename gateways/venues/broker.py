@@ -760,7 +760,8 @@ class VenueBroker:
             remaining = 0.0
         resting.filled, resting.cost, resting.fees = filled, cost, fees
         resting.order = replace(order, quantity=remaining)
-        price = part_cost / quantity if quantity > 0 else 0.0
+        # The part's average from the cumulative costs, without their float dust.
+        price = float(f"{part_cost / quantity:.12g}") if quantity > 0 else 0.0
         fill = self._fill(order, quantity, price, part_fees, resting.venue_id, remaining=remaining)
         self._deliver(fill)
 
