@@ -29,6 +29,7 @@ from orchestrator.backtest.config import JobsConfig
 from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import default_state_dir
 from orchestrator.marketdata.config import (
+    CcxtFeedConfig,
     MarketDataConfig,
     NngAddress,
     NngFeedConfig,
@@ -439,11 +440,22 @@ class DaemonConfig(BaseSettings):
                     f"strategy {entry.id} trades on venue {venue!r}, which is not in "
                     f"[venues] ({known})"
                 )
+        feed = self.market_data.feed
+        if isinstance(feed, CcxtFeedConfig) and feed.venue not in self.venues:
+            known = ", ".join(sorted(self.venues)) or "none are configured"
+            raise ValueError(
+                f"market_data.feed reads venue {feed.venue!r}, which is not in [venues] ({known})"
+            )
         return self
 
     def venue_symbols(self, name: str) -> set[str]:
-        """The symbols the catalog's strategies trade on venue ``name`` by default."""
-        return {
+        """The symbols the catalog's strategies trade on venue ``name`` by default, and
+        those a ccxt feed reads there."""
+        feed = self.market_data.feed
+        read = (
+            set(feed.symbols) if isinstance(feed, CcxtFeedConfig) and feed.venue == name else set()
+        )
+        return read | {
             symbol
             for entry in self.strategies
             if entry.defaults.venue == name

@@ -9,7 +9,7 @@ import errno
 import functools
 import signal
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -25,6 +25,7 @@ from gateways.api.outbound import DgbitTranslator
 from gateways.api.report_page import ReportPages
 from gateways.api.risk import RiskCommands, risk_command_parser
 from gateways.api.strategy_commands import OrderCommands, StrategyCommands
+from gateways.api.sweep_report_page import SweepReportPages
 from gateways.api.sweeps import SweepCommands
 from gateways.api.venues import VenueCommands
 from gateways.client.text import plural
@@ -35,9 +36,6 @@ from gateways.journal_stage import JournalStage
 from gateways.nng.feed import NngFeed
 from gateways.nng.publisher import NngBindError, NngPublisher
 from gateways.systemd import SystemdNotifier
-from gateways.venues.broker import VenueBroker
-from gateways.venues.credentials import load_credentials
-from gateways.venues.reconcile import VenueReconciler
 from gateways.ws.auth import TokenChecker
 from gateways.ws.observability import Health, Metrics, WriteLatency
 from gateways.ws.server import (
@@ -50,22 +48,36 @@ from gateways.ws.server import (
     WebSocketServer,
 )
 from gateways.ws.static_files import StaticFiles
-from orchestrator.backtest.jobs import JobManager
+from orchestrator.backtest.jobs import JobManager, UnknownJob
 from orchestrator.backtest.report import BacktestReport
 from orchestrator.bus import EventBus
 from orchestrator.journal.store import Journal, JournalError, JournalLocked
 from orchestrator.journal.writer import DirectDelivery, JournalWriter
 from orchestrator.kernel import TradingCore, build_trading_core
-from orchestrator.marketdata.config import NngFeedConfig
+from orchestrator.marketdata.config import CcxtFeedConfig, NngFeedConfig
 from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
 from orchestrator.model.clock import Clock, SystemClock
 from orchestrator.model.errors import ConfigError
-from orchestrator.model.events import ORDER_TOPICS, Event, StrategyStatus, Topic, TradeExecuted
+from orchestrator.model.events import (
+    ORDER_TOPICS,
+    Event,
+    FeedState,
+    FeedStatusChanged,
+    JobStatus,
+    StrategyStatus,
+    Topic,
+    TradeExecuted,
+)
 from orchestrator.model.orders import Order
 from orchestrator.strategy.committed_views import CommittedViews
 from orchestrator.strategy.registry import StrategyRegistry
 from orchestrator.sweep.jobs import SweepManager
 from orchestrator.sweep.runner import DaskRunner
+
+if TYPE_CHECKING:
+    from gateways.venues.broker import VenueBroker
+    from gateways.venues.feed import CcxtFeed
+    from gateways.venues.reconcile import VenueReconciler
 
 log = structlog.get_logger("gateways.daemon")
 
@@ -122,6 +134,7 @@ COMMITTED_TOPICS = (
     Topic.STRATEGY_TRADE,
     Topic.STRATEGY_STATUS,
     Topic.EXECUTION_STATUS,
+    Topic.MARKET_FEED,
     *ORDER_TOPICS,
 )
 """What ``CommittedViews.apply`` folds: a quote need not stop there on its way out."""
@@ -143,10 +156,12 @@ class Daemon:
         """The outbox's events to the servers, dgbit and NNG, each message built once."""
         self.outbox.subscribe(self.fanout.publish)
         self.feed = self._build_nng_feed()
+        self.venue_feed = self._build_venue_feed()
+        """The ccxt feed when the config asks for it: it reads through its venue's exchange."""
         watermarks = self.journal.id_watermarks() if self.journal is not None else None
         last_prices = self.journal.last_prices() if self.journal is not None else None
         self.core: TradingCore = build_trading_core(
-            config, self.bus, self.clock, self.feed, watermarks, last_prices
+            config, self.bus, self.clock, self.feed or self.venue_feed, watermarks, last_prices
         )
         self.registry = StrategyRegistry(config.strategies, self.core.runtime, self.bus, self.clock)
         self.core.runtime.on_failure = self.registry.fail
@@ -174,18 +189,10 @@ class Daemon:
         """venue -> the live strategies the journal restores there, with their symbols."""
         self.venues = self._build_venues()
         """Each configured venue's broker, by name (raises ConfigError without credentials)."""
-        self.reconcilers = {
-            name: VenueReconciler(
-                broker,
-                self.journal,
-                self.core.execution,
-                self.core.risk,
-                self.bus,
-                self.clock,
-                self._live_strategies,
-            )
-            for name, broker in self.venues.items()
-        }
+        if self.venue_feed is not None:
+            self.venue_feed.attach(self.venues[self.venue_feed.config.venue].exchange)
+            self.venue_feed.on_state = self._feed_state_changed
+        self.reconcilers = self._build_reconcilers()
         """Each venue's account against the journal: at start and periodically."""
         self._venue_tasks: dict[str, asyncio.Task[None]] = {}
         self.epoch = self._begin_run()
@@ -281,6 +288,12 @@ class Daemon:
 
     def _build_venues(self) -> dict[str, VenueBroker]:
         """A live broker per venue, routed to by the strategies started on it."""
+        if not self.config.venues:
+            return {}
+        # Imported here: ccxt takes 0.7 s to import, which a daemon without venues skips.
+        from gateways.venues.broker import VenueBroker
+        from gateways.venues.credentials import load_credentials
+
         venues = {}
         for name, config in self.config.venues.items():
             broker = VenueBroker(
@@ -292,6 +305,24 @@ class Daemon:
             self.core.brokers.add_venue(name, broker)
             venues[name] = broker
         return venues
+
+    def _build_reconcilers(self) -> dict[str, VenueReconciler]:
+        if not self.venues:
+            return {}
+        from gateways.venues.reconcile import VenueReconciler  # ccxt: see _build_venues
+
+        return {
+            name: VenueReconciler(
+                broker,
+                self.journal,
+                self.core.execution,
+                self.core.risk,
+                self.bus,
+                self.clock,
+                self._live_strategies,
+            )
+            for name, broker in self.venues.items()
+        }
 
     async def _connect_venues(self) -> None:
         """Connect every venue before strategies are restored (one that does not answer
@@ -342,6 +373,18 @@ class Daemon:
             return None
         return NngFeed(feed, self.config.nng_ingest_address(), self.clock)
 
+    def _build_venue_feed(self) -> CcxtFeed | None:
+        """The ccxt feed when the config asks for it (the core speaks no ccxt)."""
+        feed = self.config.market_data.feed
+        if not isinstance(feed, CcxtFeedConfig):
+            return None
+        from gateways.venues.feed import CcxtFeed  # ccxt: see _build_venues
+
+        return CcxtFeed(feed, self.clock)
+
+    def _feed_state_changed(self, state: FeedState) -> None:
+        self.bus.publish(FeedStatusChanged(state))
+
     def _open_recorder(self) -> MarketRecorder | None:
         """The recorder of what the feed delivers, its directory ready (or RecordingUnavailable)."""
         if not self.config.recording.enabled:
@@ -387,7 +430,7 @@ class Daemon:
             handlers,
             endpoints=[self.dgbit],
             static=StaticFiles.from_package(self._web_config),
-            pages=[ReportPages(self._report_of)],
+            pages=[ReportPages(self._report_of), SweepReportPages(self._sweep_report_of)],
         )
 
     def _job_exists(self, job_id: str) -> bool:
@@ -400,6 +443,14 @@ class Daemon:
         symbols = ", ".join(spec.traded_symbols)
         title = f"{spec.strategy.name}: {symbols} backtest (job {job_id})"
         return report, title
+
+    def _sweep_report_of(self, job_id: str) -> tuple[Mapping[str, Any], str]:
+        info = self.sweeps.get(job_id)
+        if info.status is not JobStatus.COMPLETED or info.result is None:
+            raise UnknownJob(f"sweep {job_id} is {info.status}: a report needs it completed")
+        spec = self.sweeps.spec(job_id).backtest
+        symbols = ", ".join(spec.traded_symbols)
+        return info.result, f"{spec.strategy.name}: {symbols} sweep (job {job_id})"
 
     def _web_config(self) -> dict[str, object]:
         """What the dashboard needs to open its connections (``/static/config.json``)."""
@@ -425,6 +476,7 @@ class Daemon:
             on_disconnect=subscriptions.release,
             snapshot=lambda session: [
                 *self._snapshot.messages(session),
+                *self._snapshot.feed_messages(),
                 *subscriptions.quote_messages(session),
             ],
         )
@@ -490,6 +542,8 @@ class Daemon:
         self._sweeps_task = asyncio.create_task(self.sweeps.run(), name="sweep-jobs")
         await self._restore()
         self.core.execution.announce()
+        if self.venue_feed is not None:
+            self.venue_feed.announce()
         # What the start itself committed (fills reconciled with a venue, resting orders
         # cancelled) is in the first snapshot a client gets, not told after it. A journal
         # that fails here stops the daemon through its writer's task (exit code 1).
@@ -550,7 +604,7 @@ class Daemon:
         # Restored statuses, positions and resting orders are the journal's: committed by
         # definition.
         self.committed.seed(self.registry.catalog())
-        self.committed.seed_orders(self._restore_resting(journal))
+        self.committed.seed_orders(self._restore_resting(journal), journal.filled_quantities())
         for broker in self.venues.values():
             broker.follow_adopted()  # resting there, restored here: followed from now on
         if saved:

@@ -3,11 +3,13 @@ must commit them first, straight on when it need not.
 
 The writer commits what it stores (:func:`orchestrator.journal.store.journaled`) and
 hands every event to the outbox after the commit of the batch it came in, in order.
-A quote or a bar is stored by nobody: when the writer holds nothing, nothing can be
-overtaken, so the event goes to the outbox at once and the writer never sees it.
-Behind a pending commit it still waits its turn in the writer, so the outbox keeps
-the bus's order and no client hears of a quote before an earlier trade's commit.
-An event that nobody on the outbox hears is not delivered at all.
+Another event the journal does not store goes to the outbox at once when the writer
+holds nothing (nothing can be overtaken), and waits its turn in the writer behind a
+pending commit, so the outbox keeps the bus's order for it. A quote or a bar never
+waits: the writer would tell it at once anyway (market data is not held behind a
+commit, ``orchestrator.journal.writer``), so it goes straight on without the hops
+through the writer. An event that nobody on the outbox hears is not delivered at
+all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Protocol
 
 from orchestrator.bus import EventBus
 from orchestrator.journal.store import journaled
+from orchestrator.journal.writer import MARKET_DATA
 from orchestrator.model.events import Event, Topic
 
 
@@ -45,7 +48,7 @@ class JournalStage:
             self._writer.submit(event)
         elif not self._heard(event.topic):
             self.unheard += 1
-        elif self._writer.pending:
+        elif self._writer.pending and not isinstance(event, MARKET_DATA):
             self._writer.submit(event)
         else:
             self.passed += 1

@@ -206,3 +206,11 @@ def test_the_project_has_no_import_cycle() -> None:
 def test_the_cycle_finder_finds_a_deferred_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_cycles(graph) == [["a", "b", "c"]]
+
+
+def test_a_daemon_without_venues_does_not_import_ccxt() -> None:
+    """ccxt takes most of a second to import: the daemon and the CLI load it only when a
+    venue is configured (it was imported at every start, through the venue commands)."""
+    loaded = loaded_by(["gateways.daemon", "gateways.cli.main", "gateways.api.routes"])
+    assert "gateways.daemon" in loaded
+    assert not [name for name in loaded if name == "ccxt" or name.startswith("ccxt.")]

@@ -98,6 +98,9 @@ class BacktestCommand(Command):
     symbols: list[Symbol] | None = Field(None, min_length=1, max_length=50)
     """Several symbols on one account (docs/backtests.md)."""
     initialCapital: float | None = None
+    partialFills: bool = False
+    """Each bar fills at most maxVolumeFraction of its volume of an order (docs/orders.md)."""
+    maxVolumeFraction: float | None = None
     config: StartStrategyConfig | None = None
     params: Annotated[dict[ParamName, ParamValue], Field(max_length=64)] | None = None
     """The strategy's params for this run, over the catalog's (checked by its model)."""
@@ -150,6 +153,11 @@ class JobCommands:
         self._config = config
         self._clock = clock
         self._market_symbols = market_symbols
+
+    @property
+    def data_dir(self) -> Path | None:
+        """Where file sources are named from (``[jobs] data_dir``)."""
+        return self._config.jobs.data_dir
 
     def handlers(self) -> dict[str, CommandHandler]:
         return {
@@ -221,6 +229,8 @@ class JobCommands:
                 symbol=command.symbol,
                 symbols=tuple(command.symbols) if command.symbols is not None else None,
                 initial_capital=command.initialCapital,
+                partial_fills=command.partialFills,
+                **_volume_fraction(command.maxVolumeFraction),
                 config=run_config,
                 broker=self._config.broker,
                 risk=self._config.risk,
@@ -231,6 +241,11 @@ class JobCommands:
                 _in_wire_words(p, BacktestSpec, "") for p in describe_validation_errors(exc)
             )
             raise InvalidMessage(f"invalid {command.type}: {problems}") from exc
+
+
+def _volume_fraction(fraction: float | None) -> dict[str, float]:
+    """The spec's max_volume_fraction when the command gave one (else its default)."""
+    return {} if fraction is None else {"max_volume_fraction": fraction}
 
 
 def _with_params(entry: CatalogEntry, params: Mapping[str, Any] | None) -> CatalogEntry:

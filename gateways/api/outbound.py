@@ -28,6 +28,8 @@ from orchestrator.model.events import (
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
+    FeedState,
+    FeedStatusChanged,
     IndicatorsUpdated,
     JobProgress,
     JobStateChanged,
@@ -320,9 +322,15 @@ def order_data(order: Order) -> Payload:
     }
 
 
-def open_orders_data(strategy_id: str | None, orders: Sequence[Order]) -> Payload:
-    """The ``open_orders`` reply: every committed resting order (of one strategy)."""
-    return {"strategyId": strategy_id, "orders": [order_data(order) for order in orders]}
+def open_orders_data(
+    strategy_id: str | None, orders: Sequence[Order], filled: Callable[[str], float]
+) -> Payload:
+    """The ``open_orders`` reply: every committed resting order (of one strategy), with
+    ``filled``, what its parts filled so far (partial fills; its ``quantity`` rests)."""
+    return {
+        "strategyId": strategy_id,
+        "orders": [order_data(order) | {"filled": filled(order.id)} for order in orders],
+    }
 
 
 def order_accepted(event: OrderAccepted) -> Message:
@@ -385,6 +393,22 @@ def quote_data(tick: Tick) -> Payload:
         "price": tick.price,
         "size": tick.size,
         "timestamp": iso_utc(tick.ts),
+    }
+
+
+def feed_status(event: FeedStatusChanged) -> Message:
+    return "feed_status", feed_state_data(event.state)
+
+
+def feed_state_data(state: FeedState) -> Payload:
+    """The broadcast's data and the 3001 snapshot's alike."""
+    return {
+        "kind": state.kind,
+        "source": state.source,
+        "state": state.condition.value,
+        "since": iso_utc(state.since),
+        "reason": state.reason,
+        "lastData": None if state.last_data is None else iso_utc(state.last_data),
     }
 
 
@@ -635,6 +659,8 @@ def job_request(spec: BacktestSpec, info: JobInfo, data_dir: Path | None) -> Pay
         "source": described,
         "params": dict(spec.strategy.params),
         "initialCapital": spec.initial_capital,
+        "partialFills": spec.partial_fills,
+        "maxVolumeFraction": spec.max_volume_fraction,
         "createdAt": iso_utc(info.created_at),
         "finishedAt": iso_utc(info.finished_at) if info.finished_at is not None else None,
     }
@@ -719,6 +745,7 @@ MESSAGES: Final[Mapping[type[Any], Callable[[Any], Message]]] = {
     OrderPartiallyFilled: order_partially_filled,
     QuoteUpdated: quote,
     BarClosed: bar,
+    FeedStatusChanged: feed_status,
     IndicatorsUpdated: indicators,
     OrderRejected: order_rejected,
     OrderReduced: order_reduced,

@@ -47,7 +47,7 @@ ROUTES: Mapping[str, Routes] = {
     "market_data": {
         Topic.MARKET_QUOTE: _quote_channel,
         Topic.MARKET_BAR: _bar_channel,
-        **_to_everyone(Topic.EXECUTION_STATUS),
+        **_to_everyone(Topic.EXECUTION_STATUS, Topic.MARKET_FEED),
     },
     "risk": _to_everyone(
         Topic.EXECUTION_STATUS,
@@ -87,3 +87,8 @@ class Snapshot:
             ("execution_service_status", status),
             ("strategy_status_list", outbound.strategy_list(committed.active())),
         ]
+
+    def feed_messages(self) -> list[outbound.Message]:
+        """3001's: the feed's condition, when the feed reports one (ccxt)."""
+        feed = self._committed.feed
+        return [] if feed is None else [("feed_status", outbound.feed_state_data(feed))]

@@ -111,7 +111,7 @@ class OrderCommands:
         if command.strategyId is not None:
             self._registry.view(command.strategyId)  # an unknown id: unknown_strategy
         orders = self._committed.open_orders(command.strategyId)
-        data = outbound.open_orders_data(command.strategyId, orders)
+        data = outbound.open_orders_data(command.strategyId, orders, self._committed.filled)
         return [outbound.encode("open_orders", data, self._clock.now(), command.request_id)]
 
     async def cancel_order(self, command: CancelOrder, session: Session) -> Replies:

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError
 from gateways.api import outbound
 from gateways.api.inbound import Command, InvalidMessage
 from gateways.api.jobs import BacktestCommand, JobCommands, JobId, _Wire
+from gateways.api.outbound import Payload
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.backtest.engine import BacktestSpec
 from orchestrator.backtest.jobs import JobInfo
@@ -115,7 +116,7 @@ class SweepCommands:
     async def get_sweeps(self, command: GetSweeps, _: Session) -> Replies:
         # Without the tables: a hundred sweeps with theirs would not fit in one reply.
         listed = [replace(info, result=summary(info.result)) for info in self._sweeps.list()]
-        data = [outbound.job_data(info) for info in listed]
+        data = [self._described(info) for info in listed]
         return [outbound.encode("sweep_jobs", data, self._clock.now(), command.request_id)]
 
     async def get_sweep(self, command: GetSweep, _: Session) -> Replies:
@@ -123,7 +124,25 @@ class SweepCommands:
 
     def _reply(self, info: JobInfo, command: Command) -> bytes:
         return outbound.encode(
-            "sweep_job", outbound.job_data(info), self._clock.now(), command.request_id
+            "sweep_job", self._described(info), self._clock.now(), command.request_id
+        )
+
+    def _described(self, info: JobInfo) -> Payload:
+        """The sweep's message with what it searches, so that a listing reads on its own
+        (a failed sweep has no result to say it)."""
+        spec = self._sweeps.spec(info.job_id)
+        return (
+            outbound.job_data(info)
+            | outbound.job_request(spec.backtest, info, self._backtests.data_dir)
+            | {
+                "method": spec.method,
+                "parameters": {
+                    name: given.model_dump(mode="json", exclude_defaults=True)
+                    for name, given in spec.space.items()
+                },
+                "objective": spec.objective.model_dump(mode="json"),
+                "trials": spec.trials,
+            }
         )
 
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from gateways.api import outbound
 from gateways.api.inbound import Command
 from gateways.venues.config import VENUE_NAME
-from gateways.venues.reconcile import Mismatch, Reconciliation, VenueReconciler
 from gateways.ws.server import CommandHandler, Replies, Session
 from orchestrator.model.clock import Clock, iso_utc
 from orchestrator.model.errors import NoMismatch, UnknownVenue
+
+if TYPE_CHECKING:  # ccxt, which reconcile imports, is loaded only with a venue configured
+    from gateways.venues.reconcile import Mismatch, Reconciliation, VenueReconciler
 
 
 class VenueCommandType(StrEnum):

@@ -9,6 +9,7 @@ import importlib.metadata
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateways.cli.data import add_data_parser, data_command
 from gateways.cli.journal import add_journal_parser, journal_command
@@ -16,9 +17,11 @@ from gateways.cli.runnable import load_runnable_config
 from gateways.client.commands import CLIENT_COMMANDS, add_client_parsers, client_command
 from gateways.config import DaemonConfig
 from gateways.logs import configure_logging
-from gateways.venues.check import VenueCheck, check_venue
 from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.model.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateways.venues.check import VenueCheck
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -117,6 +120,8 @@ def check_venues(config: DaemonConfig) -> int:
 
 
 async def _check_all(config: DaemonConfig) -> list[VenueCheck]:
+    from gateways.venues.check import check_venue  # ccxt: only when a venue is configured
+
     return list(
         await asyncio.gather(
             *(

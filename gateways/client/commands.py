@@ -272,6 +272,14 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     sweep.add_argument("--anchored", action="store_true", help="training always from the start")
     sweep.add_argument("--top", type=int, default=10, help="best trials shown (default 10)")
+    sweep.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="save the sweep's HTML report (best trial, heatmaps, every trial) to this file",
+    )
+    sweep.add_argument(
+        "--force", action="store_true", help="let --report overwrite an existing file"
+    )
 
 
 def _add_source_arguments(backtest: argparse.ArgumentParser) -> None:
@@ -311,6 +319,17 @@ def _add_source_arguments(backtest: argparse.ArgumentParser) -> None:
         type=_positive,
         metavar="VALUE",
         help="the account's initial capital (default: maxPositionValue times the symbols)",
+    )
+    backtest.add_argument(
+        "--partial-fills",
+        action="store_true",
+        help="fill each order at most a bar's volume per bar, the rest in the next bars",
+    )
+    backtest.add_argument(
+        "--max-volume-fraction",
+        type=_positive,
+        metavar="FRACTION",
+        help="with --partial-fills: the share of a bar's volume one order may fill (default 1)",
     )
     backtest.add_argument("--resolution", help="bar resolution (default: the strategy's)")
     backtest.add_argument("--seed", type=int, help="synthetic feed seed (default: the daemon's, 7)")
@@ -491,6 +510,8 @@ FLAGS_OF_FIELDS = {
         "symbols": "--symbols",
         "source.paths": "--files",
         "initialCapital": "--capital",
+        "partialFills": "--partial-fills",
+        "maxVolumeFraction": "--max-volume-fraction",
     },
 }
 """The wire's field names as the user typed them: the flags of each command."""
@@ -905,9 +926,10 @@ async def show_orders(args: argparse.Namespace, out: Output) -> int:
         whose = f" of {args.strategy}" if args.strategy else ""
         out.print(f"no resting orders{whose}")
         return EXIT_OK
-    headers = ["ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICES", "TIF", "FOR"]
+    # QTY is what rests; FILLED what its parts filled so far (partial fills), "-": none.
+    headers = ["ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "FILLED", "TYPE", "PRICES", "TIF"]
     rows = [_order_row(out, order) for order in orders]
-    out.print(table(out, headers, rows, numeric={4}))
+    out.print(table(out, [*headers, "FOR"], rows, numeric={4, 5}))
     return EXIT_OK
 
 
@@ -919,6 +941,7 @@ def _order_row(out: Output, order: dict[str, Any]) -> list[Cell]:
         str(order.get("symbol")),
         (side, _SIDE_STYLES.get(side)),
         number(order.get("quantity")),
+        number(order["filled"]) if order.get("filled") else "-",
         str(order.get("orderType")),
         order_prices(out, order),
         str(order.get("timeInForce")),
@@ -1441,6 +1464,9 @@ async def run_backtest(args: argparse.Namespace, out: Output) -> int:
 async def run_sweep(args: argparse.Namespace, out: Output) -> int:
     """Submit a sweep and follow it to its end: a progress bar on a terminal, then the
     best trial and the table of the best ones."""
+    if args.report and _taken(args.report) and not args.force:
+        _error(args, f"{args.report} exists; add --force to overwrite it")
+        return EXIT_USAGE
     async with make_client(args, args.url) as client:
         states = client.messages(("sweep_job", "sweep_progress"))
         reply = await client.request(_sweep_command(args))
@@ -1458,7 +1484,10 @@ async def run_sweep(args: argparse.Namespace, out: Output) -> int:
             elif data["status"] in ("completed", "failed"):
                 if bar is not None:
                     bar.clear()
-                return _sweep_line(out, args, data)
+                code = _sweep_line(out, args, data)
+                if code == EXIT_OK and args.report:
+                    code = await _save_report(args, out, job_id, "sweeps")
+                return code
     raise ConnectionLost("the connection closed before the sweep finished")
 
 
@@ -1548,18 +1577,25 @@ def _backtest_command(args: argparse.Namespace) -> dict[str, Any]:
         command["symbols"] = args.symbols
     if args.capital is not None:
         command["initialCapital"] = args.capital
+    if args.partial_fills:
+        command["partialFills"] = True
+    if args.max_volume_fraction is not None:
+        command["maxVolumeFraction"] = args.max_volume_fraction
     return command
 
 
-def report_url(ws_url: str, job_id: str) -> str:
-    """The HTTP address of a job's HTML report on the server of ``ws_url``."""
+def report_url(ws_url: str, job_id: str, jobs: str = "backtests") -> str:
+    """The HTTP address of a job's HTML report (``jobs``: backtests or sweeps) on the
+    server of ``ws_url``."""
     parts = urlsplit(ws_url)
     scheme = "https" if parts.scheme == "wss" else "http"
-    return f"{scheme}://{parts.netloc}/api/backtests/{job_id}/report.html"
+    return f"{scheme}://{parts.netloc}/api/{jobs}/{job_id}/report.html"
 
 
-async def _save_report(args: argparse.Namespace, out: Output, job_id: str) -> int:
-    url = report_url(args.url, job_id)
+async def _save_report(
+    args: argparse.Namespace, out: Output, job_id: str, jobs: str = "backtests"
+) -> int:
+    url = report_url(args.url, job_id, jobs)
     token = args.token or os.environ.get(TOKEN_ENV)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(url, headers=headers)

@@ -11,6 +11,7 @@
 import { WebSocketService, serverLabel } from "./websocket-service.js";
 import { startOpenOrders } from "./open-orders.js";
 import { startBacktests } from "./backtests.js";
+import { startSweeps } from "./sweeps.js";
 
 const FEED_LIMIT = 200;
 const ACTIVITY_LIMIT = 100; // trades and signals from the journal on load
@@ -44,6 +45,7 @@ const state = {
   seen: new Set(), // ids of the trades and signals shown (history and live)
   chart: { symbol: null, resolution: null, seconds: 1, bars: new Map(), fills: [] },
   positionFills: new Map(), // "strategy|symbol" -> its fills in time order, paired into round trips
+  orderParts: new Map(), // orderId -> quantity its parts filled so far (partial fills), until its last
   lines: { strategyId: null, chosen: false, series: new Map(), points: new Map() },
 };
 
@@ -132,6 +134,7 @@ function start(config, token) {
   setupStartDialog(config);
   startOpenOrders(service, { confirmAction, price });
   startBacktests(service, config, token);
+  startSweeps(service, config, token, { confirmAction });
   $("kill-switch").addEventListener("click", onKillSwitch);
   $("strategy-rows").addEventListener("click", onStrategyAction);
   setInterval(refreshRisk, RISK_POLL_MS);
@@ -434,11 +437,12 @@ function onSignal(signal) {
 
 function onTrade(trade) {
   if (!firstSight(trade.id)) return;
-  if (trade.status === "FILLED") addTradeRow(trade);
+  const part = trade.status === "FILLED" ? partOf(trade) : "";
+  if (trade.status === "FILLED") addTradeRow(trade, part);
   state.counts.trades += 1;
   $("trade-count").textContent = state.counts.trades;
   const at = trade.status === "FILLED" ? ` @ ${price(trade.entryPrice, trade.symbol)}` : "";
-  const text = `${trade.status} ${trade.side} ${trade.quantity} ${trade.symbol}${at}`;
+  const text = `${trade.status} ${trade.side} ${trade.quantity} ${trade.symbol}${at}${part ? ` · ${part}` : ""}`;
   addFeed(trade.status === "FILLED" ? "trade" : "rejected", trade.reason ? `${text}: ${trade.reason}` : text,
     trade.strategyId, trade.timestamp);
   if (trade.status === "FILLED") {
@@ -451,8 +455,26 @@ function onTrade(trade) {
   scheduleRiskRefresh();
 }
 
+// A part of an order (partial fills) in words: "partial, 4 of 10" (its order's quantity
+// filled so far, of its whole), "last part, 10 of 10"; "" for a whole fill. The parts
+// before are those this page saw (the recent activity and the live trades).
+function partOf(trade) {
+  const before = state.orderParts.get(trade.orderId);
+  if (!trade.partial && before === undefined) return "";
+  const filled = (before ?? 0) + trade.quantity;
+  const total = filled + (trade.remainingQuantity ?? 0);
+  if (trade.partial) {
+    state.orderParts.set(trade.orderId, filled);
+    if (state.orderParts.size > SEEN_LIMIT) state.orderParts.delete(state.orderParts.keys().next().value);
+  } else {
+    state.orderParts.delete(trade.orderId);
+  }
+  const word = trade.partial ? "partial" : "last part";
+  return `${word}, ${Number(filled.toPrecision(12))} of ${Number(total.toPrecision(12))}`;
+}
+
 // A fill and what it added to realized P&L, newest first, in time order however it came.
-function addTradeRow(trade) {
+function addTradeRow(trade, part = "") {
   const body = $("trade-rows");
   const row = document.createElement("tr");
   row.dataset.id = trade.id;
@@ -471,6 +493,10 @@ function addTradeRow(trade) {
     if (index >= 4) cell.className = "num";
     if (index === 6 && trade.realizedPnl) cell.classList.add(trade.realizedPnl > 0 ? "gain" : "loss");
     row.append(cell);
+  }
+  if (part) {
+    row.dataset.part = part;
+    row.title = `${trade.orderId}: ${part}`;
   }
   row.dataset.time = String(Date.parse(trade.timestamp));
   placeByTime(body, row, Number(row.dataset.time), (other) => Number(other.dataset.time));

@@ -1,7 +1,8 @@
 // The open orders card: every resting order of every strategy (limit, stop and
 // stop-limit entries, a bracket's stop-loss and take-profit), with a Cancel button
 // per order. Loaded with get_open_orders on each (re)connection and resync, kept
-// live by the order_* messages: added on order_accepted, changed on order_replaced,
+// live by the order_* messages: added on order_accepted, changed on order_replaced and
+// order_partially_filled (partial fills: what rests and what its parts filled so far),
 // removed on order_triggered, order_cancelled and order_expired (docs/orders.md).
 // The daemon's reply to get_open_orders is the committed state when it answers, and
 // the messages after it are what changed since, so the reply replaces the table.
@@ -11,6 +12,7 @@
 
 const ORDERS_LIMIT = 500; // rows shown; the daemon holds at most what its strategies placed
 const REMOVING = new Set(["order_triggered", "order_cancelled", "order_expired"]);
+const KEEPING = new Set(["order_accepted", "order_replaced", "order_partially_filled"]);
 const PURPOSES = { signal: "entry", stop_loss: "stop-loss", take_profit: "take-profit" };
 
 const $ = (id) => document.getElementById(id);
@@ -64,10 +66,13 @@ function onOrderEvent(card, message) {
   const order = message.data;
   if (REMOVING.has(message.type)) {
     card.orders.delete(order.orderId);
-  } else if (message.type === "order_accepted" || message.type === "order_replaced") {
+  } else if (KEEPING.has(message.type)) {
     if (card.orders.size < ORDERS_LIMIT || card.orders.has(order.orderId)) {
-      const { timestamp, previous, ...terms } = order;
-      card.orders.set(order.orderId, terms);
+      const { timestamp, previous, filledQuantity, fillPrice, ...terms } = order;
+      // A message carries this part only: the parts before are the card's (or the
+      // open_orders reply's, after a reconnection).
+      const before = card.orders.get(order.orderId)?.filled ?? 0;
+      card.orders.set(order.orderId, { ...terms, filled: before + (filledQuantity ?? 0) });
     }
   }
   render(card);
@@ -163,6 +168,18 @@ function newRow(order) {
   return row;
 }
 
+// What rests, and with partial fills what its parts filled: "6 of 10 (4 filled)".
+function quantityText(order) {
+  const filled = order.filled ?? 0;
+  if (!(filled > 0)) return units(order.quantity);
+  return `${units(order.quantity)} of ${units(order.quantity + filled)} (${units(filled)} filled)`;
+}
+
+// A sum of parts without float dust: 0.1 + 0.2 shows 0.3.
+function units(value) {
+  return String(Number(value.toPrecision(12)));
+}
+
 function renderRow(card, order, row) {
   const price = (value) => (value === null || value === undefined ? "—" : card.page.price(value, order.symbol));
   const trailing = order.trailing
@@ -173,7 +190,7 @@ function renderRow(card, order, row) {
     symbol: order.symbol,
     type: `${order.orderType} · ${PURPOSES[order.purpose] ?? order.purpose}`,
     side: order.side,
-    quantity: String(order.quantity),
+    quantity: quantityText(order),
     limit: price(order.limitPrice),
     stop: price(order.stopPrice) + (order.purpose === "stop_loss" ? trailing : ""),
     "stop-loss": price(order.stopLoss) + (order.purpose === "signal" ? trailing : ""),
@@ -187,6 +204,8 @@ function renderRow(card, order, row) {
   }
   row.title = order.parentId ? `${order.orderId}, an exit of ${order.parentId}` : order.orderId;
   row.dataset.purpose = order.purpose;
+  row.dataset.remaining = String(order.quantity);
+  row.dataset.filled = String(order.filled ?? 0);
   const button = row.querySelector("[data-action=cancel-order]");
   button.disabled = !card.connected || card.cancelling.has(order.orderId);
   button.title = card.connected ? `cancel ${order.orderId}` : "the daemon does not answer";

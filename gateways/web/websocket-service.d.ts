@@ -126,6 +126,10 @@ export interface StrategyTrade {
   reason?: string;
   /** What this fill added to its position's realized P&L, commission included; null for a rejection. */
   realizedPnl: number | null;
+  /** A part of its order (partial fills) that leaves some of it open; absent on the last part. */
+  partial?: true;
+  /** With `partial`: what of its order is still open. */
+  remainingQuantity?: number;
 }
 
 export interface StrategyStartedData {
@@ -375,6 +379,86 @@ export interface BacktestOptions {
   files: string[] | null;
 }
 
+// ---------------------------------------------------------------- sweeps (8082)
+
+/** One parameter's range (docs/sweeps.md): low/high with a step or a log scale, or choices. */
+export type ParameterRange =
+  | { low: number; high: number; step?: number; log?: boolean }
+  | { choices: (number | boolean | string)[] };
+
+export interface SweepCommand {
+  strategyId: string;
+  source: BacktestSource;
+  symbol?: string;
+  config?: Partial<StrategyConfig>;
+  initialCapital?: number;
+  parameters: Record<string, ParameterRange>;
+  objective?: { metric?: string; direction?: "maximize" | "minimize"; minTrades?: number; maxDrawdownPct?: number };
+  method?: "grid" | "random" | "tpe";
+  /** Trials of a random or TPE search. */
+  trials?: number;
+  seed?: number;
+  heatmap?: [string, string];
+  walkForward?: { windows?: number; trainRatio?: number; anchored?: boolean };
+}
+
+/** A row of a sweep's trials table (README, "Sweeps"). */
+export interface SweepTrial {
+  number: number;
+  state: "complete" | "failed";
+  params: Record<string, number | boolean | string>;
+  value: number | null;
+  feasible: boolean;
+  violations: string[];
+  error: string | null;
+  total_trades: number;
+  trades_digest: string;
+  [statistic: string]: unknown;
+}
+
+export interface SweepResult {
+  strategy_id: string;
+  symbol: string;
+  method: string;
+  objective: { metric: string; direction: "maximize" | "minimize"; min_trades: number; max_drawdown_pct: number | null };
+  trials_total: number;
+  trials_complete?: number;
+  trials_failed?: number;
+  trials_feasible?: number;
+  trials_computed: number;
+  best?: (SweepTrial & { statistics: Record<string, unknown>; strategy_params: Record<string, unknown> }) | null;
+  heatmap?: { x: string; y: string; x_values: unknown[]; y_values: unknown[]; values: (number | null)[][]; metric: string } | null;
+  /** Absent from get_sweeps' listing. */
+  trials?: SweepTrial[];
+  /** A walk-forward's windows and its stitched out-of-sample figures. */
+  windows?: Record<string, unknown>[];
+  out_of_sample?: Record<string, unknown> | null;
+}
+
+/** sweep_job: a broadcast state carries the first four fields (and result or error);
+ * replies and listings add what the sweep searches. */
+export interface SweepJob extends Omit<BacktestJob, "jobType" | "result"> {
+  jobType: "sweep";
+  result?: SweepResult;
+  method?: "grid" | "random" | "tpe";
+  parameters?: Record<string, ParameterRange>;
+  objective?: SweepResult["objective"];
+  trials?: number | null;
+}
+
+export interface SweepProgress {
+  jobId: string;
+  jobType: "sweep";
+  fraction: number;
+  trialsDone: number;
+  trialsTotal: number;
+  bestValue: number | null;
+  bestParams: Record<string, unknown> | null;
+  etaSeconds: number | null;
+}
+
+export type SweepUpdate = Envelope<"sweep_job", SweepJob> | Envelope<"sweep_progress", SweepProgress>;
+
 // ---------------------------------------------------------------- the service
 
 /** A resting order as open_orders and the order_* messages show it (docs/orders.md). */
@@ -398,6 +482,8 @@ export interface RestingOrder {
   takeProfit: number | null;
   trailing: { amount: number; fraction: boolean } | null;
   placedAt: Timestamp;
+  /** open_orders only: what its parts filled so far (partial fills; `quantity` rests). */
+  filled?: number;
 }
 
 export type OrderEvent =
@@ -407,6 +493,12 @@ export type OrderEvent =
   | Envelope<"order_replaced", RestingOrder & {
       timestamp: Timestamp;
       previous: { quantity: number; limitPrice: number | null; stopPrice: number | null };
+    }>
+  /** A part filled (partial fills): `quantity` is what rests now, the part `filledQuantity`. */
+  | Envelope<"order_partially_filled", RestingOrder & {
+      timestamp: Timestamp;
+      filledQuantity: number;
+      fillPrice: number;
     }>;
 
 export interface BackoffOptions {
@@ -524,6 +616,8 @@ export declare class WebSocketService {
   getRiskEvents(): ServiceStream<RiskEvent>;
   /** 8082's backtest_job (each state of every job) and backtest_progress. */
   getBacktestUpdates(): ServiceStream<BacktestUpdate>;
+  /** 8082's sweep_job (each state of every sweep) and sweep_progress. */
+  getSweepUpdates(): ServiceStream<SweepUpdate>;
   /** Every message of every server. */
   getMessages(): ServiceStream<ServerMessage>;
   /** Every message of one server. */
@@ -562,6 +656,13 @@ export declare class WebSocketService {
   /** One page of a completed job's full report (README: get_backtest_report). */
   getBacktestReport(jobId: string, offset?: number, tradeOffset?: number): Promise<Record<string, unknown>>;
   getBacktestOptions(): Promise<BacktestOptions>;
+  /** Submits a sweep; resolves with its sweep_job (pending), described. */
+  runSweep(command: SweepCommand): Promise<SweepJob>;
+  cancelSweep(jobId: string): Promise<SweepJob>;
+  /** Every sweep the daemon remembers, oldest first, each result without its trials. */
+  getSweeps(): Promise<SweepJob[]>;
+  /** One sweep with its whole result. */
+  getSweep(jobId: string): Promise<SweepJob>;
   getRiskStatus(): Promise<RiskStatus>;
   /** Engages the kill switch; every server then announces execution_service_status STOPPED. */
   haltTrading(reason: string, options?: { blockAll?: boolean }): Promise<KillSwitchState>;

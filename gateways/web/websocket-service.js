@@ -58,9 +58,11 @@ const ORDER_EVENT_TYPES = new Set([
   "order_cancelled",
   "order_replaced",
   "order_expired",
+  "order_partially_filled",
 ]);
 
 const BACKTEST_TYPES = new Set(["backtest_job", "backtest_progress"]);
+const SWEEP_TYPES = new Set(["sweep_job", "sweep_progress"]);
 
 const RISK_EVENT_TYPES = new Set([
   "order_rejected",
@@ -498,6 +500,9 @@ export class WebSocketService {
     this._backtests = this._messages
       .filter((m) => m.server === "orchestrator" && BACKTEST_TYPES.has(m.message.type))
       .map((m) => m.message);
+    this._sweeps = this._messages
+      .filter((m) => m.server === "orchestrator" && SWEEP_TYPES.has(m.message.type))
+      .map((m) => m.message);
     this._stateChanged();
     if (options.autoConnect !== false) this.connect();
   }
@@ -549,7 +554,8 @@ export class WebSocketService {
     return this._updates;
   }
 
-  /** 8082's order_accepted, _triggered, _cancelled, _replaced and _expired messages. */
+  /** 8082's order_accepted, _triggered, _cancelled, _replaced, _expired and
+   * _partially_filled messages. */
   getOrderEvents() {
     return this._orderEvents;
   }
@@ -562,6 +568,11 @@ export class WebSocketService {
   /** 8082's backtest_job (each state of every job) and backtest_progress messages. */
   getBacktestUpdates() {
     return this._backtests;
+  }
+
+  /** 8082's sweep_job (each state of every sweep) and sweep_progress messages. */
+  getSweepUpdates() {
+    return this._sweeps;
   }
 
   /** Every message of one server, or of all of them ({server, message}). */
@@ -721,6 +732,26 @@ export class WebSocketService {
    * source's fields, the capital's bounds, the history files. */
   async getBacktestOptions() {
     return (await this.request("orchestrator", { type: "get_backtest_options" })).data;
+  }
+
+  /** Submits a sweep (8082): run_backtest's fields and the search's (parameters, objective,
+   * method, trials, seed, heatmap, walkForward); resolves with its sweep_job (pending). */
+  async runSweep(command) {
+    return (await this.request("orchestrator", { ...command, type: "run_sweep" })).data;
+  }
+
+  async cancelSweep(jobId) {
+    return (await this.request("orchestrator", { type: "cancel_sweep", jobId })).data;
+  }
+
+  /** Every sweep the daemon remembers, oldest first, each result without its trials. */
+  async getSweeps() {
+    return (await this.request("orchestrator", { type: "get_sweeps" })).data;
+  }
+
+  /** One sweep with its whole result (the trials table, the best, the heatmap). */
+  async getSweep(jobId) {
+    return (await this.request("orchestrator", { type: "get_sweep", jobId })).data;
   }
 
   async getRiskStatus() {

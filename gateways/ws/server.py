@@ -201,7 +201,8 @@ class WebSocketServer:
         self._sessions: dict[str, Session] = {}
         self._by_ws: dict[ServerConnection, Session] = {}
         self._channels: dict[str, set[ServerConnection]] = {EVERYONE: set()}
-        self._emptied_at: dict[str, int] = {}
+        self._emptied_at: dict[str, int] = {EVERYONE: 0}
+        """When each empty channel lost its last member (seq); everyone's: as if at start."""
         self._overflowing: list[ServerConnection] = []
         self._ids = itertools.count(1)
         self._server: Server | None = None
@@ -336,6 +337,9 @@ class WebSocketServer:
         members = self._channels.get(channel)
         if members is None:
             return False  # nobody is or recently was in this channel: nothing to keep
+        if not members and self._stale(channel):
+            self._forget_if_stale(channel)
+            return False
         message = outgoing.message
         if message is None:
             return False
@@ -385,14 +389,20 @@ class WebSocketServer:
         members = self._channels.get(channel)
         if members is not None:
             members.discard(session.ws)
-            if not members and channel != EVERYONE:
+            if not members:
                 # Kept while its messages are in the window: a client that
                 # reconnects and resumes must find what it missed here.
                 self._emptied_at[channel] = self._stream.seq
 
-    def _forget_if_stale(self, channel: str) -> None:
+    def _stale(self, channel: str) -> bool:
+        """Empty for longer than the replay window: no client can resume into it, so
+        its messages need neither a seq, nor encoding, nor keeping (an idle daemon's
+        indicators and trades cost nothing here)."""
         emptied = self._emptied_at.get(channel)
-        if emptied is not None and self._stream.seq - emptied > self._setup.replay_window:
+        return emptied is not None and self._stream.seq - emptied > self._setup.replay_window
+
+    def _forget_if_stale(self, channel: str) -> None:
+        if channel != EVERYONE and self._stale(channel):
             del self._channels[channel]
             del self._emptied_at[channel]
             self._count_channel(channel, -1)

@@ -37,6 +37,8 @@ FILES = (
     "dashboard.js",
     "backtests.css",
     "backtests.js",
+    "sweeps.css",
+    "sweeps.js",
     "open-orders.js",
     "websocket-service.js",
     "websocket-service.d.ts",

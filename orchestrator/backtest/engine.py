@@ -26,6 +26,9 @@ with bars closed on time:
   fills at its level, one the open is beyond at the open. A bar is walked when
   a resting order could fire or trail in its range (the alarms include them).
 - No fill, slipped or not, lands outside its bar's high-low range.
+- With ``partial_fills`` (the spec's; off by default) a bar fills at most
+  ``max_volume_fraction`` of its volume of an order, the rest in the next bars, by the
+  live part rules (docs/orders.md#partial-fills-in-backtests).
 
 Speed: the guardian only acts on a price that reaches a stop or takes the day's
 loss to its limit, so the engine computes, after each fill and at each UTC
@@ -227,10 +230,34 @@ class BacktestSpec(FrozenModel):
         le=1e12,
         description="Equity at the start; None: maxPositionValue times the symbols traded.",
     )
+    partial_fills: bool = Field(
+        False,
+        description="Fill an order at most max_volume_fraction of each bar's volume, the "
+        "rest in the next bars (a bar of volume 0 fills it whole); off: every order fills "
+        "whole at the first price that fills it (docs/orders.md#partial-fills-in-backtests).",
+    )
+    max_volume_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="With partial_fills: the share of a bar's volume one order may fill "
+        "in that bar (1: all of it; 0.1: a tenth).",
+    )
 
     @property
     def run_config(self) -> StrategyRunConfig:
         return self.config if self.config is not None else self.strategy.defaults
+
+    @property
+    def volume_fraction(self) -> float | None:
+        """The share of a bar's volume an order may fill in it; None: partial fills off."""
+        return self.max_volume_fraction if self.partial_fills else None
+
+    @model_validator(mode="after")
+    def _fraction_with_partial_fills(self) -> BacktestSpec:
+        if self.max_volume_fraction != 1.0 and not self.partial_fills:
+            raise ValueError("max_volume_fraction bounds partial fills: set partial_fills too")
+        return self
 
     @model_validator(mode="after")
     def _symbol_known(self) -> BacktestSpec:
@@ -406,6 +433,7 @@ class BacktestEngine:
         risk: RiskConfig | None = None,
         sizing_fraction: float = RuntimeConfig().sizing_fraction,
         initial_capital: float | None = None,
+        volume_fraction: float | None = None,
     ) -> None:
         if len(config.symbols) != 1:
             raise BacktestError(
@@ -429,7 +457,7 @@ class BacktestEngine:
         self._risk_config = risk if risk is not None else RiskConfig()
         self._broker_config = broker if broker is not None else PaperBrokerConfig()
         pricing = PaperBroker(self._broker_config, self._clock, self._ids)
-        self._broker = ReplayBroker(pricing, self._clock, self._ids)
+        self._broker = ReplayBroker(pricing, self._clock, self._ids, volume_fraction)
         self._waiting = self._broker.waiting
         """The orders waiting for the next bar's open, read by the replay loop."""
         self._strategy_cls = strategy_cls
@@ -630,6 +658,7 @@ class BacktestEngine:
             self._ids,
             self,
             self._broker_config.bracket_rule,
+            partial_fills=self._broker.partial_fills,
         )
         # Engaged before the first bar, it cancels nothing: no order waits yet.
         self._pipeline.halt = halt_at_start(self._risk_config, first.start)
@@ -749,11 +778,7 @@ class BacktestEngine:
                 self._pipeline.expire_days(bar.start)
                 self._update_alarms()
         if self._waiting or resting:
-            # _enter_bar, inlined: this runs before every fill at an open.
-            broker = self._broker
-            broker.bar_low, broker.bar_high = bar.low, bar.high
-            if self._placed_terms:
-                self._pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high)
+            self._enter_bar(bar)
         if self._waiting:
             self._catch_up()
             # Live, the book holds the previous price when the fill comes; the
@@ -772,10 +797,10 @@ class BacktestEngine:
         """The prices that come next are this bar's: fills stay in its range, and resting
         orders are triggered by its continuous walk (docs/orders.md)."""
         broker = self._broker
-        broker.bar_low, broker.bar_high = bar.low, bar.high
+        broker.enter_bar(bar)
         if self._placed_terms:
             # Only orders with terms rest or arm exits: market orders alone skip this.
-            self._pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high)
+            self._pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high, broker.bar_room)
 
     def _walk(self, bar: Bar, strategy: Strategy[Any]) -> None:
         """The bar's four prices through fills, marks, the guardian and ``on_tick``."""
@@ -1077,6 +1102,7 @@ def build_engine(
         risk=spec.risk,
         sizing_fraction=spec.runtime.sizing_fraction,
         initial_capital=spec.initial_capital,
+        volume_fraction=spec.volume_fraction,
     )
 
 

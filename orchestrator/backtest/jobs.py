@@ -54,7 +54,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -116,6 +116,31 @@ class JobInfo:
 
     job_id: str
     job_type: str
+    status: JobStatus
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    result: Mapping[str, Any] | None
+    error: str | None
+
+    @classmethod
+    def of(cls, job: JobState, job_type: str) -> JobInfo:
+        return cls(
+            job_id=job.id,
+            job_type=job_type,
+            status=job.status,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            result=job.result,
+            error=job.error,
+        )
+
+
+class JobState(Protocol):
+    """What a job manager keeps of a job (a backtest's or a sweep's) that its info shows."""
+
+    id: str
     status: JobStatus
     created_at: float
     started_at: float | None
@@ -328,16 +353,7 @@ class _Job:
         self.done = asyncio.Event()
 
     def info(self) -> JobInfo:
-        return JobInfo(
-            job_id=self.id,
-            job_type=BACKTEST,
-            status=self.status,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            result=self.result,
-            error=self.error,
-        )
+        return JobInfo.of(self, BACKTEST)
 
 
 Runner = Callable[[BacktestSpec, str], Outcome]

@@ -149,6 +149,7 @@ class MultiSymbolEngine:
         risk: RiskConfig | None = None,
         sizing_fraction: float = RuntimeConfig().sizing_fraction,
         initial_capital: float | None = None,
+        volume_fraction: float | None = None,
     ) -> None:
         self.config = config
         self.symbols = config.symbols
@@ -171,7 +172,7 @@ class MultiSymbolEngine:
         self._risk_config = risk if risk is not None else RiskConfig()
         self._broker_config = broker if broker is not None else PaperBrokerConfig()
         pricing = PaperBroker(self._broker_config, self._clock, self._ids)
-        self._broker = ReplayBroker(pricing, self._clock, self._ids)
+        self._broker = ReplayBroker(pricing, self._clock, self._ids, volume_fraction)
         self._strategy_cls = strategy_cls
         self._params = params
         self._warming: set[str] = set()
@@ -376,6 +377,7 @@ class MultiSymbolEngine:
             self._ids,
             self,
             self._broker_config.bracket_rule,
+            partial_fills=self._broker.partial_fills,
         )
         self._pipeline.halt = halt_at_start(self._risk_config, first.start)
         strategy = self._start_strategy()
@@ -476,9 +478,10 @@ class MultiSymbolEngine:
             self.book.mark(bar.symbol, bar.close, close_ts)
             self._risk.measure(bar.symbol, close_ts)
             return
-        self._broker.bar_low, self._broker.bar_high = bar.low, bar.high
+        broker = self._broker
+        broker.enter_bar(bar)
         if self._placed_terms:
-            pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high)
+            pipeline.enter_bar(bar.symbol, bar.start, bar.low, bar.high, broker.bar_room)
         ticking = wants_ticks and bar.symbol not in self._warming
         for tick in ohlcv_ticks(bar):
             clock.set(tick.ts)
@@ -702,6 +705,7 @@ def build_multi_symbol_engine(
         risk=spec.risk,
         sizing_fraction=spec.runtime.sizing_fraction,
         initial_capital=spec.initial_capital,
+        volume_fraction=spec.volume_fraction,
     )
 
 

@@ -33,7 +33,8 @@ class RoundTrip(NamedTuple):
     """Average entry price of the quantity held when it closed."""
     exit_ts: float
     exit_price: float
-    """Price of the fill that closed it."""
+    """Price of the fill that closed it; of a trade closed by several fills (a position
+    reduced in steps, an exit filled in parts), their average by quantity."""
     pnl: float
     """Net of every commission of the trade (a reversal's is split by quantity)."""
     commission: float = 0.0
@@ -51,6 +52,21 @@ class _OpenTrip:
     quantity: float = 0.0
     pnl: float = 0.0
     commission: float = 0.0
+    reduced: float = 0.0
+    """The quantity fills closed before the one that closes the trade..."""
+    reduced_value: float = 0.0
+    """...and its value at their prices."""
+
+    def reduce(self, quantity: float, price: float) -> None:
+        self.reduced += quantity
+        self.reduced_value += quantity * price
+
+    def exit_price(self, quantity: float, price: float) -> float:
+        """The average price of the trade's closing fills, the last ``quantity`` at
+        ``price``; exactly ``price`` when that fill alone closed it."""
+        if self.reduced == 0.0:
+            return price
+        return (self.reduced_value + quantity * price) / (self.reduced + quantity)
 
     def close(self, ts: float, price: float, entry_price: float, reason: str) -> RoundTrip:
         return RoundTrip(
@@ -93,9 +109,12 @@ class TripTracker:
                 trip.commission += closed_commission
                 if opened > 0.0 or change.quantity_after == 0.0:
                     reason = self._exit_reasons.pop(fill.order_id, SIGNAL.value)
-                    trade = trip.close(fill.ts, fill.price, change.entry_price_before, reason)
+                    price = trip.exit_price(closed, fill.price)
+                    trade = trip.close(fill.ts, price, change.entry_price_before, reason)
                     self.trades.append(trade)
                     self._trip = trip = None
+                else:
+                    trip.reduce(closed, fill.price)
         if opened > 0.0:
             if trip is None:
                 trip = self._trip = _OpenTrip(fill.symbol, fill.side.sign, fill.ts)

@@ -912,6 +912,18 @@ class Journal:
             for order, (_, later) in zip(orders, rows, strict=True)
         ]
 
+    def filled_quantities(self) -> dict[str, float]:
+        """What the parts of each order that is still partly open filled so far
+        (partial fills, schema 7: its fills all left something open), by order id."""
+        if self.schema_version < 7:
+            return {}
+        rows = self._query(
+            "SELECT f.order_id, SUM(f.quantity) FROM fills f WHERE f.remaining > 0 AND NOT "
+            "EXISTS (SELECT 1 FROM fills g WHERE g.order_id = f.order_id AND g.remaining = 0) "
+            "GROUP BY f.order_id"
+        )
+        return {order_id: float(total) for order_id, total in rows}
+
     def _fill_columns(self, table: str = "") -> str:
         """The columns :func:`_fill` reads, ``table`` their prefix (``"f."``); a journal
         before schema 7 has no ``remaining``: every fill of it was whole."""

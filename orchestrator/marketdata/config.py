@@ -1,5 +1,5 @@
-"""Config of the market data feeds (synthetic, CSV replay, NNG ingest), chosen by ``kind``,
-and of the recording of what they deliver."""
+"""Config of the market data feeds (synthetic, CSV replay, NNG ingest, a ccxt venue),
+chosen by ``kind``, and of the recording of what they deliver."""
 
 from __future__ import annotations
 
@@ -212,8 +212,59 @@ class NngFeedConfig(BaseModel):
         return self
 
 
+class CcxtFeedConfig(BaseModel):
+    """Ticks polled from a configured venue through ccxt's async API (docs/venues.md):
+    its public trades (with their sizes) or its ticker, with backoff and gap reports."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["ccxt"] = Field(default="ccxt", description="Selects this feed.")
+    venue: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="The [venues.NAME] to read: its exchange, sandbox, URLs and rate limit "
+        "(the feed shares the venue's ccxt exchange, so one throttle spaces both).",
+    )
+    symbols: DistinctSymbols = Field(
+        min_length=1,
+        max_length=100,
+        description="The venue's markets as ccxt writes them (BTC/USDT), the symbols "
+        "strategies trade there; one the venue does not list is reported on 3001.",
+    )
+    source: Literal["trades", "ticker"] = Field(
+        "trades",
+        description="trades: each public trade since the last one seen (fetch_trades from "
+        "its id), a tick with its size, none lost across a gap; ticker: the last price "
+        "(fetch_ticker) whenever it changes, size 0.",
+    )
+    interval_seconds: float = Field(
+        1.0, gt=0.0, le=300.0, description="Seconds between two polls of every symbol."
+    )
+    gap_intervals: int = Field(
+        5,
+        ge=2,
+        le=10_000,
+        description="A gap is reported when the venue has not answered for this many "
+        "intervals (it is down, failing or too slow); recovery when it answers again.",
+    )
+    max_backoff_seconds: float = Field(
+        30.0,
+        gt=0.0,
+        le=3600.0,
+        description="Longest wait between two polls after errors: the wait doubles from "
+        "interval_seconds with each failure in a row, up to this.",
+    )
+    trades_per_poll: int = Field(
+        500,
+        ge=1,
+        le=1000,
+        description="Most trades one request asks for (Binance's limit, at most 1000); a "
+        "full page is followed at once by the next.",
+    )
+
+
 FeedConfig: TypeAlias = Annotated[
-    SyntheticFeedConfig | CsvReplayFeedConfig | NngFeedConfig, Field(discriminator="kind")
+    SyntheticFeedConfig | CsvReplayFeedConfig | NngFeedConfig | CcxtFeedConfig,
+    Field(discriminator="kind"),
 ]
 """Any feed's config; the ``kind`` field says which."""
 

@@ -14,6 +14,8 @@ A third, ``kind = "nng"`` (:class:`NngFeedConfig`), receives ticks and bars
 that other processes push over NNG. Its config lives here with the others, but
 the feed itself lives at the edge (``gateways.nng.feed``) because the core
 does not speak NNG; the composition root builds it and hands it to the core.
+A fourth, ``kind = "ccxt"`` (:class:`CcxtFeedConfig`), polls a configured venue
+through ccxt: it lives at the edge too (``gateways.venues.feed``).
 
 The history files (CSV, Parquet, recordings) are read by
 :mod:`orchestrator.marketdata.history`, shared with the backtest engine.
@@ -33,6 +35,7 @@ from typing import Protocol, TypeAlias
 import structlog
 
 from orchestrator.marketdata.config import (
+    CcxtFeedConfig,
     CsvReplayFeedConfig,
     FeedConfig,
     NngFeedConfig,
@@ -89,6 +92,11 @@ def build_feed(
         # The core does not speak NNG: the composition root builds this one.
         raise FeedError(
             "market_data.feed", "kind 'nng' is built by the daemon (gateways.nng.feed.NngFeed)"
+        )
+    if isinstance(config, CcxtFeedConfig):
+        # ccxt speaks the network: the composition root builds this one too.
+        raise FeedError(
+            "market_data.feed", "kind 'ccxt' is built by the daemon (gateways.venues.feed)"
         )
     return CsvReplayFeed(config, clock)
 

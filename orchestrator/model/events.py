@@ -28,6 +28,7 @@ class Topic(StrEnum):
     EXECUTION_STATUS = "execution.status"
     MARKET_QUOTE = "market.quote"
     MARKET_BAR = "market.bar"
+    MARKET_FEED = "market.feed"
     ORDER_ACCEPTED = "order.accepted"
     ORDER_TRIGGERED = "order.triggered"
     ORDER_CANCELLED = "order.cancelled"
@@ -55,6 +56,17 @@ class StrategyStatus(StrEnum):
 class ExecutionStatus(StrEnum):
     RUNNING = "RUNNING"
     STOPPED = "STOPPED"
+
+
+class FeedCondition(StrEnum):
+    """How a feed that reports on itself is doing; the values are the wire names."""
+
+    CONNECTING = "connecting"
+    """Started, no answer from its source yet."""
+    LIVE = "live"
+    """Its source answers."""
+    GAP = "gap"
+    """Its source has not answered for longer than the feed's gap threshold."""
 
 
 class RiskLimit(StrEnum):
@@ -250,6 +262,32 @@ class ExecutionStatusChanged:
     origin: CommandOrigin | None = None
     venues: tuple[VenueState, ...] = ()
     """Each configured venue's connection, announced again whenever one changes."""
+
+
+@record
+class FeedState:
+    """A feed's condition: whether its source answers, and since when."""
+
+    kind: str
+    """The feed's kind (``ccxt``)."""
+    source: str
+    """What it reads (the venue's name)."""
+    condition: FeedCondition
+    since: float
+    """When the condition began."""
+    reason: str | None = None
+    """Why there is a gap (the last error), or why it is still connecting."""
+    last_data: float | None = None
+    """When the source last answered."""
+
+
+@record
+class FeedStatusChanged:
+    """A feed's condition changed (a gap opened, it recovered). Not journaled: the
+    snapshot of 3001 carries the current one."""
+
+    topic: ClassVar[Topic] = Topic.MARKET_FEED
+    state: FeedState
 
 
 @record
@@ -476,6 +514,7 @@ Event = (
     | ExecutionStatusChanged
     | QuoteUpdated
     | BarClosed
+    | FeedStatusChanged
     | IndicatorsUpdated
     | OrderRejected
     | OrderReduced

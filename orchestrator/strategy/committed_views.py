@@ -25,6 +25,8 @@ from orchestrator.model.events import (
     Event,
     ExecutionStatus,
     ExecutionStatusChanged,
+    FeedState,
+    FeedStatusChanged,
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
@@ -80,8 +82,12 @@ class CommittedViews:
         self.execution = execution
         self.execution_reason = reason
         self.execution_venues: tuple[VenueState, ...] = ()
+        self.feed: FeedState | None = None
+        """The feed's condition, from a feed that reports on itself (ccxt); else None."""
         self._orders: dict[str, Order] = {}
         """The resting orders as their committed lifecycle events left them, by id."""
+        self._filled: dict[str, float] = {}
+        """What the committed parts of a resting order filled so far (partial fills)."""
 
     def seed(self, views: Iterable[StrategyView]) -> None:
         """Take the statuses as they are: restored from the journal, so committed.
@@ -92,16 +98,26 @@ class CommittedViews:
                 view.status, view.symbols, view.error, view.config.params
             )
 
-    def seed_orders(self, orders: Iterable[Order]) -> None:
-        """The resting orders restored from the journal: committed by definition."""
+    def seed_orders(
+        self, orders: Iterable[Order], filled: Mapping[str, float] | None = None
+    ) -> None:
+        """The resting orders restored from the journal: committed by definition;
+        ``filled``: what their parts filled before (partial fills), by id."""
         self._orders.update((order.id, order) for order in orders)
+        if filled:
+            self._filled.update((oid, q) for oid, q in filled.items() if oid in self._orders)
 
     def apply(self, event: Event) -> None:
         """Fold one committed event."""
-        if isinstance(event, OrderAccepted | OrderReplaced | OrderPartiallyFilled):
+        if isinstance(event, OrderAccepted | OrderReplaced):
             self._orders[event.order.id] = event.order
+        elif isinstance(event, OrderPartiallyFilled):
+            order_id = event.order.id
+            self._orders[order_id] = event.order
+            self._filled[order_id] = self._filled.get(order_id, 0.0) + event.filled_quantity
         elif isinstance(event, OrderTriggered | OrderCancelled | OrderExpired):
             self._orders.pop(event.order.id, None)
+            self._filled.pop(event.order.id, None)
         elif isinstance(event, TradeExecuted):
             if event.fill.status is FILLED:
                 self.book.apply_fill(event.fill)
@@ -112,6 +128,8 @@ class CommittedViews:
         elif isinstance(event, ExecutionStatusChanged):
             self.execution, self.execution_reason = event.status, event.reason
             self.execution_venues = event.venues
+        elif isinstance(event, FeedStatusChanged):
+            self.feed = event.state
 
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
         """The committed resting orders (of one strategy), oldest first. A trailing stop
@@ -120,6 +138,11 @@ class CommittedViews:
         if strategy_id is None:
             return list(orders)
         return [order for order in orders if order.strategy_id == strategy_id]
+
+    def filled(self, order_id: str) -> float:
+        """What the parts of a resting order filled so far; 0 for one without a part
+        (its ``quantity`` is what rests)."""
+        return self._filled.get(order_id, 0.0)
 
     def marked_book(self) -> PortfolioBook:
         """The committed positions, marked at the last prices: for views and the risk

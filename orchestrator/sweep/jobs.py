@@ -84,16 +84,7 @@ class _Sweep:
     cancelled: bool = False
 
     def info(self) -> JobInfo:
-        return JobInfo(
-            job_id=self.id,
-            job_type=SWEEP,
-            status=self.status,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            result=self.result,
-            error=self.error,
-        )
+        return JobInfo.of(self, SWEEP)
 
 
 class SweepManager:

@@ -35,11 +35,12 @@ from distributed.security import Security
 
 from orchestrator.backtest.engine import BacktestSpec
 from orchestrator.model.errors import OrchestratorError
-from orchestrator.model.market import Bar
 from orchestrator.sweep.config import SweepsConfig
 from orchestrator.sweep.trial import (
+    SweepBars,
     TrialOutcome,
     WindowRun,
+    bar_count,
     quiet_logs,
     run_trial,
     run_window,
@@ -218,7 +219,7 @@ class DaskTrials:
         return self._capacity
 
     async def bar_count(self) -> int:
-        count: int = await self._run(len, self._bars, kind="count")
+        count: int = await self._run(bar_count, self._bars, kind="count")
         return count
 
     async def trial(
@@ -271,19 +272,19 @@ class InProcessTrials:
 
     def __init__(self, spec: BacktestSpec) -> None:
         self._spec = spec
-        self._bars: list[Bar] | None = None
+        self._bars: SweepBars | None = None
 
     @property
     def capacity(self) -> int:
         return 1
 
-    def _loaded(self) -> list[Bar]:
+    def _loaded(self) -> SweepBars:
         if self._bars is None:
             self._bars = sweep_bars(self._spec)
         return self._bars
 
     async def bar_count(self) -> int:
-        return len(self._loaded())
+        return bar_count(self._loaded())
 
     async def trial(
         self, params: Mapping[str, Any], start: int = 0, end: int | None = None

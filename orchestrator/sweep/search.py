@@ -46,7 +46,7 @@ from orchestrator.model.validation import FrozenModel
 from orchestrator.strategy.loader import StrategyLoadError, load_strategy_class
 from orchestrator.sweep.objective import Objective
 from orchestrator.sweep.space import InvalidSpace, ParameterRange, SearchSpace, search_space
-from orchestrator.sweep.trial import TrialOutcome
+from orchestrator.sweep.trial import WALK_FORWARD_ONE_SYMBOL, TrialOutcome
 from orchestrator.sweep.walk_forward import WalkForwardSpec
 
 Method = Literal["grid", "random", "tpe"]
@@ -96,6 +96,8 @@ class SweepSpec(FrozenModel):
     def _consistent(self) -> SweepSpec:
         if self.method != "grid" and self.trials is None:
             raise ValueError(f"a {self.method} search needs trials (how many to run)")
+        if self.walk_forward is not None and len(self.backtest.traded_symbols) > 1:
+            raise ValueError(WALK_FORWARD_ONE_SYMBOL)
         if self.heatmap is not None:
             unknown = [name for name in self.heatmap if name not in self.space]
             if unknown or self.heatmap[0] == self.heatmap[1]:

@@ -1,11 +1,12 @@
 """What a Dask worker runs: a sweep's bars, and one trial over them.
 
 A trial is a single backtest: the catalog entry with the trial's parameters over
-the sweep's bars (or a window of them), through the same
-:func:`~orchestrator.backtest.engine.build_engine` and
-:func:`~orchestrator.backtest.report.build_report` as a backtest job, so a trial
-and a plain backtest with the same parameters make the same trades (the trades'
-digest shows it). These functions are plain and picklable by reference: Dask
+the sweep's bars (or a window of them), through the same engines
+(:func:`~orchestrator.backtest.engine.build_engine` for one symbol,
+:func:`~orchestrator.backtest.multi_symbol.build_multi_symbol_engine` for several on
+one account) and :func:`~orchestrator.backtest.report.build_report` as a backtest
+job, so a trial and a plain backtest with the same parameters make the same trades
+(the trades' digest shows it). These functions are plain and picklable by reference: Dask
 sends their names, and each worker imports this module.
 
 A trial never raises for a problem of its own (parameters the model refuses, a
@@ -33,10 +34,19 @@ from orchestrator.backtest.engine import (
     load_bars,
     load_strategy,
 )
+from orchestrator.backtest.multi_symbol import build_multi_symbol_engine, load_symbol_bars
 from orchestrator.backtest.report import BacktestReport, TradeRecord, build_report
 from orchestrator.model.market import Bar
 
 FloatArray = npt.NDArray[np.float64]
+
+SweepBars = list[Bar] | dict[str, list[Bar]]
+"""A sweep's history: one symbol's bars, or each symbol's (several on one account)."""
+
+WALK_FORWARD_ONE_SYMBOL = (
+    "a walk-forward runs over one symbol: its windows are cut from one symbol's bars; "
+    "sweep several symbols without walk_forward, or walk forward one symbol at a time"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +84,21 @@ def quiet_logs() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 
 
-def sweep_bars(spec: BacktestSpec) -> list[Bar]:
+def sweep_bars(spec: BacktestSpec) -> SweepBars:
     """The bars every trial of the sweep runs over; BacktestError says why not."""
+    if len(spec.traded_symbols) > 1:
+        return load_symbol_bars(spec)
     bars = load_bars(spec.source, spec.traded_symbol, spec.run_config.data_resolution)
     if not bars:
         raise BacktestError("no data: the source produced no bars")
     return bars
+
+
+def bar_count(bars: SweepBars) -> int:
+    """Bars of the history: of its one symbol, or of all its symbols."""
+    if isinstance(bars, dict):
+        return sum(map(len, bars.values()))
+    return len(bars)
 
 
 def with_params(spec: BacktestSpec, params: Mapping[str, Any]) -> BacktestSpec:
@@ -92,13 +111,19 @@ def with_params(spec: BacktestSpec, params: Mapping[str, Any]) -> BacktestSpec:
 def run_trial(
     spec: BacktestSpec,
     params: Mapping[str, Any],
-    bars: Sequence[Bar],
+    bars: SweepBars,
     start: int = 0,
     end: int | None = None,
 ) -> TrialOutcome:
-    """One backtest of ``spec`` with ``params`` over ``bars[start:end]``."""
+    """One backtest of ``spec`` with ``params`` over ``bars[start:end]`` (one symbol), or
+    over every symbol's bars on one account (several: a walk-forward, which cuts the
+    history into windows, is of one symbol)."""
+    trial = with_params(spec, params)
     try:
-        report, result = _run(with_params(spec, params), bars[start:end])
+        if isinstance(bars, dict):
+            report, result = _run_account(trial, bars)
+        else:
+            report, result = _run(trial, bars[start:end])
     except BacktestError as exc:
         return TrialOutcome.failed(exc.message)
     return _outcome(report, result)
@@ -107,13 +132,15 @@ def run_trial(
 def run_window(
     spec: BacktestSpec,
     params: Mapping[str, Any],
-    bars: Sequence[Bar],
+    bars: SweepBars,
     test_start: int,
     test_end: int,
 ) -> WindowRun | TrialOutcome:
     """The out-of-sample run of a window: the bars before ``test_start`` warm the strategy
     up (as live, where a strategy starts with history), it trades from ``test_start`` to
     ``test_end``; its curve and trades are the test bars'. A TrialOutcome when it failed."""
+    if isinstance(bars, dict):
+        return TrialOutcome.failed(WALK_FORWARD_ONE_SYMBOL)
     trial = with_params(spec, params)
     try:
         strategy_cls, strategy_params = load_strategy(trial.strategy)
@@ -142,6 +169,16 @@ def _run(spec: BacktestSpec, bars: Sequence[Bar]) -> tuple[BacktestReport, Backt
         raise BacktestError("no data: the window has no bars")
     strategy_cls, params = load_strategy(spec.strategy)
     result = build_engine(spec, strategy_cls, params, bars).run(bars)
+    return build_report(result), result
+
+
+def _run_account(
+    spec: BacktestSpec, bars: Mapping[str, Sequence[Bar]]
+) -> tuple[BacktestReport, BacktestResult]:
+    strategy_cls, params = load_strategy(spec.strategy)
+    resolution = next(iter(bars.values()))[0].resolution
+    engine = build_multi_symbol_engine(spec, strategy_cls, params, resolution)
+    result = engine.run(bars)
     return build_report(result), result
 
 

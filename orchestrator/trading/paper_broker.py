@@ -131,12 +131,33 @@ class PaperBroker:
         """Fill ``size`` of a pending order at this tick; the rest waits on, in its place
         (a dict keeps the place of a key assigned again), with its deadline."""
         order = pending.order
-        rest = replace(order, quantity=order.quantity - size)
+        fill, rest = self.fill_part(order, size, tick.price, tick.ts)
+        if rest is None:
+            del self._pending[order.id]  # refused: the order is settled whole
+            return fill
         waiting = _Pending(rest, pending.deadline)
         self._pending[order.id] = waiting
         self._by_symbol.setdefault(order.symbol, {})[order.id] = waiting
-        fill = self.fill_at(replace(order, quantity=size), tick.price, tick.ts)
-        return replace(fill, remaining=rest.quantity)
+        return fill
+
+    def fill_part(
+        self,
+        order: Order,
+        quantity: float,
+        price: float,
+        ts: float,
+        low: float = 0.0,
+        high: float = math.inf,
+    ) -> tuple[Fill, Order | None]:
+        """A part of ``quantity`` of a market order (partial fills), priced as
+        :meth:`fill_at` prices a whole one, and the order that is left to fill: the
+        fill's ``remaining``. The backtest's replay broker fills its parts here too.
+        Refused (a broken price), the rejection settles the whole order: no rest."""
+        fill = self.fill_at(replace(order, quantity=quantity), price, ts, low, high)
+        if fill.status is not FILLED:
+            return replace(fill, quantity=order.quantity), None
+        rest = replace(order, quantity=order.quantity - quantity)
+        return replace(fill, remaining=rest.quantity), rest
 
     def expire(self, now: float | None = None) -> Sequence[Fill]:
         """Reject orders that waited longer than the timeout; returns the rejections.

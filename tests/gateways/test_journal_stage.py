@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from gateways.journal_stage import JournalStage
 from orchestrator.bus import EventBus
-from orchestrator.model.events import Event, HaltSource, KillSwitchChanged, QuoteUpdated, Topic
+from orchestrator.model.events import (
+    Event,
+    ExecutionStatus,
+    ExecutionStatusChanged,
+    HaltSource,
+    KillSwitchChanged,
+    QuoteUpdated,
+    Topic,
+)
 from orchestrator.model.market import Tick
 from tests.support import START
 
@@ -44,18 +52,23 @@ def stage_with(heard: set[Topic]) -> tuple[JournalStage, HoldingWriter, list[Eve
     return JournalStage(writer, outbox, heard.__contains__), writer, delivered
 
 
-def test_a_heard_quote_skips_an_idle_writer_and_waits_behind_a_pending_commit() -> None:
-    stage, writer, delivered = stage_with({Topic.MARKET_QUOTE, Topic.RISK_KILL_SWITCH})
-    halt = KillSwitchChanged(True, "maintenance", True, HaltSource.COMMAND, START)
+def test_a_heard_quote_never_waits_and_an_unstored_event_waits_behind_a_pending_commit() -> None:
+    """The writer's rule (orchestrator.journal.writer): market data is told at once, ahead
+    of the commits in flight; another event the journal does not store keeps its place."""
+    heard = {Topic.MARKET_QUOTE, Topic.RISK_KILL_SWITCH, Topic.EXECUTION_STATUS}
+    stage, writer, delivered = stage_with(heard)
+    halt = KillSwitchChanged(True, "maintenance", True, HaltSource.COMMAND, START)  # stored
+    later = ExecutionStatusChanged(ExecutionStatus.STOPPED, START, "maintenance")  # not stored
     stage.submit(quote(1.0))
     stage.submit(halt)
     stage.submit(quote(2.0))
-    assert delivered == [quote(1.0)]
+    stage.submit(later)
+    assert delivered == [quote(1.0), quote(2.0)]
     writer.commit()
     stage.submit(quote(3.0))
-    assert delivered == [quote(1.0), halt, quote(2.0), quote(3.0)]
-    assert writer.submitted == [halt, quote(2.0)]
-    assert stage.passed == 2
+    assert delivered == [quote(1.0), quote(2.0), halt, later, quote(3.0)]
+    assert writer.submitted == [halt, later]
+    assert stage.passed == 3
 
 
 def test_a_quote_nobody_hears_goes_nowhere_and_a_stored_event_always_to_the_writer() -> None:

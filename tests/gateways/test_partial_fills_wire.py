@@ -48,8 +48,9 @@ async def test_a_limit_order_fills_in_two_parts_on_the_wire() -> None:
             98.5,
         )
         listed = (await client.request({"type": "get_open_orders", "strategyId": "rest"}))["data"]
-        by_id = {o["orderId"]: o["quantity"] for o in listed["orders"]}
-        assert by_id[entry["orderId"]] == 6.0 and len(by_id) == 3
+        by_id = {o["orderId"]: (o["quantity"], o["filled"]) for o in listed["orders"]}
+        assert by_id[entry["orderId"]] == (6.0, 4.0) and len(by_id) == 3  # 6 rest, 4 filled
+        assert sorted(by_id.values()) == [(4.0, 0.0), (4.0, 0.0), (6.0, 4.0)]
 
         daemon.tick("AAPL", 98.7, size=10.0)
         second = (await client.recv_type("strategy_trade"))["data"]
@@ -66,7 +67,7 @@ async def test_a_limit_order_fills_in_two_parts_on_the_wire() -> None:
             ("take_profit", 4.0, 10.0),
         ]
         listed = (await client.request({"type": "get_open_orders", "strategyId": "rest"}))["data"]
-        assert sorted((o["purpose"], o["quantity"]) for o in listed["orders"]) == [
-            ("stop_loss", 10.0),
-            ("take_profit", 10.0),
+        assert sorted((o["purpose"], o["quantity"], o["filled"]) for o in listed["orders"]) == [
+            ("stop_loss", 10.0, 0.0),
+            ("take_profit", 10.0, 0.0),
         ]

@@ -5,7 +5,9 @@ Point a ccxt ``binance`` instance at it with :meth:`LoopbackExchange.ccxt_urls`
 (``exchange.urls['api']``). It speaks Binance's spot API v3 as far as the
 daemon uses it:
 
-- public: ``GET /api/v3/time``, ``/exchangeInfo``, ``/ticker/24hr``, ``/trades``;
+- public: ``GET /api/v3/time``, ``/exchangeInfo``, ``/ticker/24hr``, ``/trades``,
+  ``/aggTrades`` (the market's tape: the account's fills and the trades
+  :meth:`LoopbackExchange.print_trades` or a running :meth:`start_tape` prints);
 - signed (``X-MBX-APIKEY`` header, HMAC-SHA256 ``signature`` over the query or
   body, ``timestamp`` within ``recvWindow`` of the server's clock):
   ``GET /api/v3/account``, ``POST|DELETE|GET /api/v3/order``,
@@ -27,7 +29,8 @@ third asset when ``fee_asset`` is set (BNB: the notional's fee at the price of
 Failures on command: :meth:`reject_next`, :meth:`rate_limit_next` (HTTP 429),
 :meth:`hold_next_submit` (books the order, then answers only after the client
 gave up: a submit that timed out after it was accepted), :attr:`skew_ms` (the
-server's clock ahead of the client's).
+server's clock ahead of the client's), :meth:`go_down` and :meth:`come_back` (the
+whole server away and back on the same port).
 """
 
 from __future__ import annotations
@@ -178,6 +181,7 @@ class LoopbackExchange:
         """Set while a submit is held (booked, its answer not sent): a test waits on it."""
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._init_market_data(seed)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -193,6 +197,7 @@ class LoopbackExchange:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def close(self) -> None:
+        self.stop_tape()
         self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -288,6 +293,7 @@ class LoopbackExchange:
             ("GET", "exchangeInfo"): (self._exchange_info, False),
             ("GET", "ticker/24hr"): (self._ticker, False),
             ("GET", "trades"): (self._public_trades, False),
+            **self._market_data_routes(),
             ("GET", "account"): (self._account, True),
             ("POST", "order"): (lambda _: None, True),
             ("GET", "order"): (self._get_order, True),
@@ -580,6 +586,99 @@ class LoopbackExchange:
         for order in orders:
             self._cancel(order)
         return [_order_json(order) for order in orders]
+
+    # ------------------------------------------------------------ market data (public)
+    # The market's own trades, beside the account's, for a market data feed: Binance's
+    # GET /api/v3/aggTrades (ccxt's fetch_trades on spot), and the server going away.
+
+    def _init_market_data(self, seed: int) -> None:
+        self.tape: list[VenueTrade] = []
+        """The trades of other market participants, printed by print_trades."""
+        self._tape_random = random.Random(f"{seed}:tape")
+        self._tape_task: asyncio.Task[None] | None = None
+
+    def _market_data_routes(
+        self,
+    ) -> dict[tuple[str, str], tuple[Callable[[dict[str, str]], Any], bool]]:
+        return {("GET", "aggTrades"): (self._agg_trades, False)}
+
+    def print_trades(self, count: int = 1) -> None:
+        """``count`` rounds of one public trade per market: the price takes a step of its
+        seeded path (filling the resting orders it reaches) and trades a seeded size."""
+        for _ in range(count):
+            self.step()
+            for market in self.markets.values():
+                qty = self._tape_random.randint(1, 100) * market.step_size * 10
+                side = self._tape_random.choice(("BUY", "SELL"))
+                trade = VenueTrade(
+                    next(self._trade_ids), 0, market.id, side, self.prices[market.id], qty,
+                    0.0, market.quote, self.now_ms(), False,
+                )  # fmt: skip
+                self.tape.append(trade)
+
+    def start_tape(self, interval: float) -> None:
+        """Print a round of public trades every ``interval`` seconds until stop_tape."""
+
+        async def tape() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                self.print_trades()
+
+        self.stop_tape()
+        self._tape_task = asyncio.get_running_loop().create_task(tape(), name="loopback-tape")
+
+    def stop_tape(self) -> None:
+        if self._tape_task is not None:
+            self._tape_task.cancel()
+            self._tape_task = None
+
+    def market_trades(self, symbol: str) -> list[VenueTrade]:
+        """Every trade of a market (the account's and the tape's), by id."""
+        market_id = symbol.replace("/", "")
+        trades = [t for t in (*self.trades, *self.tape) if t.symbol == market_id]
+        return sorted(trades, key=lambda t: t.trade_id)
+
+    def _agg_trades(self, params: dict[str, str]) -> list[Json]:
+        """Binance's compressed trades: from ``fromId`` (inclusive), or within
+        ``startTime``..``endTime``, else the most recent; at most ``limit`` (500, <= 1000)."""
+        market = self._market(params)
+        limit = min(int(params.get("limit", "500")), 1000)
+        trades = self.market_trades(market.id)
+        if "fromId" in params:
+            trades = [t for t in trades if t.trade_id >= int(params["fromId"])][:limit]
+        elif "startTime" in params or "endTime" in params:
+            start, end = int(params.get("startTime", "0")), int(params.get("endTime", str(2**62)))
+            trades = [t for t in trades if start <= t.time_ms <= end][:limit]
+        else:
+            trades = trades[-limit:]
+        return [
+            {
+                "a": t.trade_id,
+                "p": _fmt(t.price),
+                "q": _fmt(t.qty),
+                "f": t.trade_id,
+                "l": t.trade_id,
+                "T": t.time_ms,
+                "m": t.side == "SELL",
+                "M": True,
+            }
+            for t in trades
+        ]
+
+    async def go_down(self) -> None:
+        """Stop serving (every connection closed, the port refusing): the venue is away."""
+        self.stop_tape()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def come_back(self) -> None:
+        """Serve again on the same port."""
+        app = web.Application()
+        app.router.add_route("*", API_PREFIX + "/{endpoint:.+}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     # ------------------------------------------------------------ helpers
 

@@ -30,6 +30,15 @@ async def test_run_sweep_over_the_orchestrator_server(tmp_path: Path) -> None:
     async with running_daemon(config) as daemon, daemon.client() as client:
         reply = await client.request(command)
         assert reply["type"] == "sweep_job" and reply["data"]["jobType"] == "sweep"
+        # What it searches, so that a listing reads on its own.
+        described = {key: reply["data"][key] for key in ("strategyId", "symbol", "source")}
+        assert described == {
+            "strategyId": "strategy-123",
+            "symbol": "GOOG",
+            "source": {"kind": "file", "path": "GOOG.csv"},
+        }
+        assert reply["data"]["parameters"] == command["parameters"]
+        assert reply["data"]["objective"]["metric"] == "return_pct"
         job_id = reply["data"]["jobId"]
         async with connect(daemon.url(path=f"/api/ws/jobs/{job_id}")) as stream:
             assert orjson.loads(await stream.recv())["type"] == "subscribed"
@@ -48,6 +57,7 @@ async def test_run_sweep_over_the_orchestrator_server(tmp_path: Path) -> None:
         assert fetched["data"]["result"] == result
         listed = await client.request({"type": "get_sweeps"})
         assert [s["jobId"] for s in listed["data"]] == [job_id]
+        assert listed["data"][0]["method"] == "grid" and listed["data"][0]["finishedAt"]
         assert "trials" not in listed["data"][0]["result"]
 
 
@@ -67,6 +77,19 @@ async def test_a_bad_sweep_gets_an_error_and_the_connection_stays(tmp_path: Path
             {**base, "parameters": {"fast": {"low": 1, "high": 3}}, "method": "random"}
         )
         assert random["type"] == "error" and "needs trials" in random["data"]["message"]
+        several = {key: value for key, value in base.items() if key != "symbol"}
+        walk = await client.request(
+            {
+                **several,
+                "symbols": ["AAPL", "MSFT"],
+                "parameters": {"fast": {"low": 1, "high": 3}},
+                "walkForward": {"windows": 2},
+            }
+        )
+        assert (
+            walk["type"] == "error"
+            and "walk-forward runs over one symbol" in (walk["data"]["message"])
+        )
         missing = await client.request({"type": "cancel_sweep", "jobId": "nope"})
         assert missing["data"]["code"] == "unknown_job"
         assert (await client.request({"type": "get_sweeps"}))["data"] == []

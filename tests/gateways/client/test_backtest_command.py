@@ -184,3 +184,21 @@ def test_the_cli_builds_several_symbols_files_and_capital() -> None:
     assert _backtest_command(args)["symbols"] == ["A", "B"]
     with pytest.raises(SystemExit):
         parser.parse_args(["backtest", "holder", "--files", "AAPL"])
+
+
+def test_partial_fills_and_their_volume_fraction_go_on_the_wire() -> None:
+    parser = build_client_parser()
+    plain = _backtest_command(parser.parse_args(["backtest", "holder"]))
+    assert "partialFills" not in plain and "maxVolumeFraction" not in plain
+    flags = ["--partial-fills", "--max-volume-fraction", "0.25"]
+    command = _backtest_command(parser.parse_args(["backtest", "holder", *flags]))
+    assert (command["partialFills"], command["maxVolumeFraction"]) == (True, 0.25)
+
+
+async def test_a_volume_fraction_without_partial_fills_is_refused_in_flag_words(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with cli_daemon(capsys) as (_, cli):
+        code, _, err = await cli("backtest", "holder", "--max-volume-fraction", "0.5")
+    assert code == EXIT_DAEMON_ERROR
+    assert "--max-volume-fraction bounds partial fills: set --partial-fills too" in err

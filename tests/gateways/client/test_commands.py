@@ -616,10 +616,11 @@ async def test_orders_lists_the_resting_orders_and_cancel_order_cancels_one(
             code, out, _ = await run("orders", "--strategy", "rest")
             header, _, row = out.splitlines()
             assert header.split() == [
-                "ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "TYPE", "PRICES", "TIF", "FOR"
+                "ORDER", "STRATEGY", "SYMBOL", "SIDE", "QTY", "FILLED", "TYPE", "PRICES", "TIF",
+                "FOR",
             ]  # fmt: skip
             order_id = row.split()[0]
-            assert row.split()[1:6] == ["rest", "AAPL", "BUY", "10", "LIMIT"]
+            assert row.split()[1:7] == ["rest", "AAPL", "BUY", "10", "-", "LIMIT"]
             assert "limit 99.00; bracket 94.05 / 100.98" in row and row.rstrip().endswith("entry")
             listed = await run.json("orders")
             assert [o["orderId"] for o in listed["data"]["orders"]] == [order_id]
@@ -634,3 +635,35 @@ async def test_orders_lists_the_resting_orders_and_cancel_order_cancels_one(
             assert err.rstrip().endswith("(order_not_found)")
             code, _, err = await run("orders", "--strategy", "nope")
             assert code == EXIT_DAEMON_ERROR and "(unknown_strategy)" in err
+
+
+async def test_orders_shows_what_rests_and_what_its_parts_filled(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Partial fills: a limit buy of 10 that a tick of size 4 reached rests with 6; the
+    listing says 6 rest and 4 filled (docs/orders.md#partial-fills)."""
+    rest = {
+        "id": "rest",
+        "name": "Rest",
+        "kind": "tests.scripted_strategies:RestingBracket",
+        "defaults": {"symbols": ["AAPL"], "data_resolution": "1s"},
+    }
+    broker = {**NO_SLIPPAGE, "partial_fills": True}
+    with structlog.testing.capture_logs():
+        config = test_config(strategies=[rest, *catalog()], broker=broker)
+        async with running_daemon(config) as test:
+            run = Cli(test, capsys)
+            assert (await run("start", "rest"))[0] == EXIT_OK
+            test.tick("AAPL", 100.0)
+            test.advance(1.0)
+            test.tick("AAPL", 100.0)  # the bar closes: a limit buy of 10 at 99 rests
+            await until(lambda: bool(test.daemon.committed.open_orders()))
+            [entry] = test.daemon.committed.open_orders()
+            test.tick("AAPL", 98.5, size=4.0)
+            await until(lambda: test.daemon.committed.filled(entry.id) == 4.0)
+            code, out, _ = await run("orders", "--strategy", "rest")
+            assert code == EXIT_OK
+            rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+            assert rows[entry.id][4:7] == ["6", "4", "LIMIT"]
+            exits = [row for order_id, row in rows.items() if order_id != entry.id]
+            assert sorted(row[4:6] for row in exits) == [["4", "-"], ["4", "-"]]

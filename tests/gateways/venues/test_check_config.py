@@ -133,3 +133,17 @@ def test_an_unreachable_venue_and_an_unknown_exchange(
     path.write_text(path.read_text().replace('exchange = "binance"', 'exchange = "nosuchexchange"'))
     code, _, err = check(path, capsys)
     assert code == 2 and "ccxt has no exchange 'nosuchexchange'" in err
+
+
+def test_a_ccxt_feed_symbol_the_venue_does_not_list_is_named(
+    tmp_path: Path, exchange: LoopbackExchange, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config_file(tmp_path, exchange)
+    text = path.read_text(encoding="utf-8").replace(
+        'kind = "synthetic"\nsymbols = { "BTC/USDT" = 30000.0 }',
+        'kind = "ccxt"\nvenue = "main"\nsymbols = ["BTC/USDT", "DOGE/USDT"]',
+    )
+    path.write_text(text, encoding="utf-8")
+    code, _, err = check(path, capsys)
+    assert code == 2
+    assert "venue main has no spot market DOGE/USDT" in err

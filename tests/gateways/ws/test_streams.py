@@ -217,6 +217,29 @@ async def test_a_gap_older_than_the_window_gets_resync_and_a_snapshot(how: str) 
             assert resumed["type"] == "resumed" and resumed["data"]["replayed"] == 5
 
 
+async def test_with_nobody_to_resume_a_server_numbers_encodes_and_keeps_nothing() -> None:
+    """Once its last client has been gone for longer than the replay window, nobody
+    can resume into what a server broadcasts: it costs no seq, no encoding and no
+    room (an idle daemon's every indicator and trade was encoded for nobody)."""
+    config = test_config(streams={"replay_window": 5})
+    async with quiet_daemon(config) as daemon:
+        epoch = daemon.daemon.epoch
+        server = daemon.daemon.servers["orchestrator"]
+        async with daemon.client() as client:
+            last_seq = client.snapshot[0]["seq"]
+        await server.wait_for_no_clients()
+        left_at = server.stream_seq
+        publish(daemon, *names("idle", 20))
+        await daemon.daemon.writer.flush()
+        assert server.stream_seq == left_at + 6  # kept while a resume could want them
+        await check_resync(daemon, "url", last_seq, epoch, "no longer held")
+        async with daemon.client() as client:
+            publish(daemon, "back")
+            message = await client.recv()
+            assert message["data"]["reason"] == "back"
+            assert message["seq"] == client.snapshot[0]["seq"] + 1 == server.stream_seq
+
+
 @pytest.mark.parametrize("how", ["url", "command"])
 async def test_a_changed_epoch_gets_resync_and_a_snapshot(how: str) -> None:
     async with quiet_daemon() as daemon:

@@ -81,17 +81,20 @@ def test_a_restart_restores_a_resting_orders_remainder_and_it_never_fills_more(
         assert journal.resolve_unfilled("daemon restarted", clock.now()) == []
         [rest] = journal.resting_orders()
         assert (rest.id, rest.quantity, rest.order_type) == (limit, 3.0, OrderType.LIMIT)
+        assert journal.filled_quantities() == {limit: 7.0}  # what open_orders shows filled
         run = Run(journal, clock)
         run.execution.restore_resting(rest, LIMITS)
         run.tick(97.0, 2.0)
     with Journal.open(path) as journal:
         [rest] = journal.resting_orders()
         assert rest.quantity == 1.0
+        assert journal.filled_quantities() == {limit: 9.0}
         run = Run(journal, clock)
         run.execution.restore_resting(rest, LIMITS)
         run.tick(96.0, 50.0)  # more than is left: the last part takes only the rest
         run.tick(95.0, 50.0)
         assert journal.resting_orders() == []
+        assert journal.filled_quantities() == {}  # settled: nothing partly open
         assert filled_total(journal, limit) == 10.0
         assert [f.remaining for f in journal.fills() if f.order_id == limit] == [6, 3, 1, 0]
         assert journal.rebuild_book().quantity("s1", "AAPL") == 10.0
@@ -132,5 +135,6 @@ def test_the_rest_of_a_market_order_at_the_broker_is_resolved_as_rejected(
             TradeStatus.REJECTED,
         )
         assert journal.resolve_unfilled("again", clock.now()) == []
+        assert journal.filled_quantities() == {}
         assert filled_total(journal, market) == 4.0
         assert journal.rebuild_book().quantity("s1", "AAPL") == 4.0

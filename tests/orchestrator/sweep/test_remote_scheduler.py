@@ -1,6 +1,8 @@
 """A sweep on an existing Dask cluster: a real ``dask scheduler`` and ``dask worker``
 started as their own processes on loopback (ephemeral ports), the daemon's runner
-connected through ``[sweeps] scheduler``."""
+connected through ``[sweeps] scheduler``: over tcp://, and over tls:// with the
+``tls_*`` files (a self-signed certificate from Dask's ``Security.temporary``, its
+own CA, written to files as an operator's would be)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from distributed.security import Security
 
 from orchestrator.bus import EventBus
 from orchestrator.model.clock import SystemClock
@@ -29,15 +33,51 @@ DASK = Path(sys.executable).with_name("dask")
 START_TIMEOUT = 120.0
 
 
-@pytest_asyncio.fixture
-async def scheduler(tmp_path: Path) -> AsyncIterator[str]:
-    """The address of a scheduler with one worker, both separate processes."""
+@dataclass(frozen=True)
+class Scheduler:
+    address: str
+    tls_files: dict[str, Path]
+    """tls_ca_file, tls_cert_file, tls_key_file for SweepsConfig; empty over tcp."""
+
+
+def write_tls_files(directory: Path) -> dict[str, Path]:
+    security = Security.temporary()  # PEM text of one self-signed certificate and key
+    files = {
+        "tls_ca_file": (directory / "ca.pem", security.tls_ca_file),
+        "tls_cert_file": (directory / "cert.pem", security.tls_client_cert),
+        "tls_key_file": (directory / "key.pem", security.tls_client_key),
+    }
+    for path, text in files.values():
+        path.write_text(str(text))
+    return {name: path for name, (path, _) in files.items()}
+
+
+def _tls_options(files: dict[str, Path]) -> list[str]:
+    if not files:
+        return []
+    return [
+        "--tls-ca-file",
+        str(files["tls_ca_file"]),
+        "--tls-cert",
+        str(files["tls_cert_file"]),
+        "--tls-key",
+        str(files["tls_key_file"]),
+    ]
+
+
+@pytest_asyncio.fixture(params=["tcp", "tls"])
+async def scheduler(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Scheduler]:
+    """A scheduler with one worker, both separate processes, over tcp or tls."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     file = tmp_path / "scheduler.json"
+    tls_files = write_tls_files(tmp_path) if request.param == "tls" else {}
+    tls = _tls_options(tls_files)
     processes = [
         await asyncio.create_subprocess_exec(
             str(DASK),
             "scheduler",
+            "--protocol",
+            request.param,
             "--host",
             "127.0.0.1",
             "--port",
@@ -45,6 +85,7 @@ async def scheduler(tmp_path: Path) -> AsyncIterator[str]:
             "--no-dashboard",
             "--scheduler-file",
             str(file),
+            *tls,
             env=env,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -63,11 +104,12 @@ async def scheduler(tmp_path: Path) -> AsyncIterator[str]:
                 "--no-dashboard",
                 "--host",
                 "127.0.0.1",
+                *tls,
                 env=env,
                 stderr=asyncio.subprocess.DEVNULL,
             )
         )
-        yield address
+        yield Scheduler(address, tls_files)
     finally:
         for process in reversed(processes):
             if process.returncode is None:
@@ -92,9 +134,14 @@ def _scheduler_address(file: Path) -> str:
 
 
 async def test_a_sweep_runs_through_an_external_scheduler(
-    scheduler: str, goog_csv: Path, tmp_path: Path
+    scheduler: Scheduler, goog_csv: Path, tmp_path: Path
 ) -> None:
-    config = SweepsConfig(scheduler=scheduler, connect_timeout_seconds=START_TIMEOUT)
+    assert scheduler.address.startswith("tls://" if scheduler.tls_files else "tcp://")
+    config = SweepsConfig(
+        scheduler=scheduler.address,
+        connect_timeout_seconds=START_TIMEOUT,
+        **scheduler.tls_files,  # type: ignore[arg-type]
+    )
     runner = DaskRunner(config)
     client = await runner.client()
     await client.wait_for_workers(1, timeout=START_TIMEOUT)

@@ -13,16 +13,19 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backtest.engine import BacktestSpec, run_backtest
+from orchestrator.backtest.engine import BacktestSpec, SyntheticSource, run_backtest
+from orchestrator.backtest.multi_symbol import run_spec
 from orchestrator.backtest.report import build_report
 from orchestrator.bus import EventBus
 from orchestrator.model.clock import SystemClock
 from orchestrator.model.events import Event, JobStatus, SweepProgress
+from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.sweep.config import SweepsConfig
 from orchestrator.sweep.jobs import SweepManager
 from orchestrator.sweep.runner import DaskRunner, InProcessRunner, TrialSource
 from orchestrator.sweep.search import Search, SweepSpec, study_storage
 from orchestrator.sweep.trial import TrialOutcome, trades_digest, with_params
+from orchestrator.sweep.walk_forward import WalkForwardSpec
 from tests.orchestrator.sweep.conftest import sma_entry, sma_sweep, table, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -211,3 +214,37 @@ async def test_a_point_enqueued_but_never_asked_before_a_kill_does_not_shift_the
     assert {tuple(sorted(p.items())) for p in computed} == points
     assert len(computed) == 64 == len(rows)
     assert {tuple(sorted(row.params.items())) for row in rows} == points
+
+
+def two_symbol_sweep(**fields: Any) -> SweepSpec:
+    entry = sma_entry(allow_short=True).model_copy(
+        update={
+            "defaults": StrategyRunConfig(
+                symbols=("AAA", "BBB"), data_resolution="1m", max_position_value=10_000
+            )
+        }
+    )
+    source = SyntheticSource(duration_seconds=86_400, ticks_per_second=0.2, seed=3)
+    backtest = BacktestSpec(strategy=entry, source=source, symbols=("AAA", "BBB"))
+    space = {"fast": {"low": 4, "high": 6, "step": 2}, "slow": {"low": 20, "high": 30, "step": 10}}
+    return SweepSpec(backtest=backtest, space=space, **fields)
+
+
+async def test_a_sweep_over_two_symbols_equals_their_backtests_on_one_account_one_by_one(
+    tmp_path: Path,
+) -> None:
+    spec = two_symbol_sweep()
+    result = await run_sweep(InProcessRunner(), spec, tmp_path)
+    rows = {(row["params"]["fast"], row["params"]["slow"]): row for row in result["trials"]}
+    assert sorted(rows) == [(4, 20), (4, 30), (6, 20), (6, 30)]
+    for (fast, slow), row in rows.items():
+        alone = run_spec(with_params(spec.backtest, {"fast": fast, "slow": slow}))
+        assert alone.symbols == ("AAA", "BBB") and alone.total_trades > 0
+        statistics = build_report(alone).statistics.to_wire(snake_case=True)
+        assert row["trades_digest"] == trades_digest(alone)
+        assert row["value"] == statistics["sharpe_ratio"]
+
+
+def test_a_walk_forward_over_several_symbols_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="a walk-forward runs over one symbol"):
+        two_symbol_sweep(walk_forward=WalkForwardSpec(windows=2))
