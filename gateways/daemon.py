@@ -605,6 +605,8 @@ class Daemon:
         # definition.
         self.committed.seed(self.registry.catalog())
         self.committed.seed_orders(self._restore_resting(journal), journal.filled_quantities())
+        for broker in self.venues.values():
+            broker.follow_adopted()  # resting there, restored here: followed from now on
         if saved:
             log.info("strategies_restored", strategies={s.id: s.status.value for s in saved})
 

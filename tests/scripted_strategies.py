@@ -140,3 +140,21 @@ class ChasingBracket(Strategy[ScriptParams]):
                 stop_loss=round(limit * 0.95, 2),
                 take_profit=round(limit * 1.02, 2),
             )
+
+
+class RestingLimitBuy(Strategy[ScriptParams]):
+    """Once, when flat with nothing resting: a limit buy of ``quantity`` 1 % below the
+    close (on a venue: it rests there)."""
+
+    params_model = ScriptParams
+
+    def __init__(self, params: ScriptParams, context: object) -> None:
+        super().__init__(params, context)  # type: ignore[arg-type]
+        self.placed = False
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.placed or self.position(bar.symbol) != 0 or self.open_orders(bar.symbol):
+            return
+        self.placed = True
+        limit = round(bar.close * 0.99, 2)
+        self.buy(bar.symbol, bar.close, quantity=self.params.quantity, limit=limit)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 
 from gateways.api import outbound
 from gateways.api.inbound import (
@@ -48,6 +48,15 @@ class HaltTrading(Command):
     type: Literal[RiskCommandType.HALT_TRADING]
     reason: Reason
     blockAll: bool = False
+    flatten: bool = False
+    """With blockAll: also close every open position with a market order (on the venue
+    of a live strategy)."""
+
+    @model_validator(mode="after")
+    def _flatten_blocks_all(self) -> HaltTrading:
+        if self.flatten and not self.blockAll:
+            raise ValueError("flatten needs blockAll true: flattening blocks every other order")
+        return self
 
 
 class ResumeTrading(Command):
@@ -110,6 +119,9 @@ class RiskCommands:
     async def halt_trading(self, command: HaltTrading, session: Session) -> Replies:
         halt = Halt(command.reason, command.blockAll, HaltSource.COMMAND, self._clock.now())
         self._execution.engage_kill_switch(halt, self._origin(command, session))
+        if command.flatten:
+            limits = {view.id: view.config for view in self._committed.catalog()}
+            self._execution.flatten(limits, command.reason)
         return []
 
     async def resume_trading(self, command: ResumeTrading, session: Session) -> Replies:

@@ -194,6 +194,11 @@ def add_client_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--reason", default="halted from the command line", help="shown to every client"
     )
     halt.add_argument("--block-all", action="store_true", help="block every order, exits included")
+    halt.add_argument(
+        "--flatten",
+        action="store_true",
+        help="block every order and close every position with market orders (on the venue)",
+    )
     resume = _command(commands, "resume", "release the kill switch", DEFAULT_RISK_URL)
     resume.add_argument("--reason", help="why trading resumes")
     venue = _command(commands, "venue", "live venues: status, or acknowledge a position mismatch")
@@ -1066,7 +1071,7 @@ def _kill_switch_text(out: Output, switch: dict[str, Any]) -> str:
 
 async def halt_trading(args: argparse.Namespace, out: Output) -> int:
     async with make_client(args, args.url) as client:
-        reply = await client.halt_trading(args.reason, args.block_all)
+        reply = await client.halt_trading(args.reason, args.block_all or args.flatten, args.flatten)
     if args.json:
         out.json(reply)
         return EXIT_OK

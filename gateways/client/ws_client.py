@@ -936,9 +936,14 @@ class OrchestratorClient:
         """``risk_status``: execution status, kill switch, limits, usage, per-strategy P&L."""
         return await self.request({"type": "get_risk_status"})
 
-    async def halt_trading(self, reason: str, block_all: bool = False) -> Message:
-        """``kill_switch`` (engaged): reduce-only, or nothing passes with ``block_all``."""
-        command = {"type": "halt_trading", "reason": reason, "blockAll": block_all}
+    async def halt_trading(
+        self, reason: str, block_all: bool = False, flatten: bool = False
+    ) -> Message:
+        """``kill_switch`` (engaged): reduce-only, or nothing passes with ``block_all``;
+        ``flatten`` (with ``block_all``) also closes every position with market orders."""
+        command: Message = {"type": "halt_trading", "reason": reason, "blockAll": block_all}
+        if flatten:
+            command["flatten"] = True
         return await self.request(command)
 
     async def resume_trading(self, reason: str | None = None) -> Message:

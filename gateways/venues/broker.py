@@ -15,9 +15,16 @@ resubmission is refused by the venue as a duplicate, and looked up instead.
 
 A submit whose answer is lost (a timeout, a dropped connection) is not sent again:
 the poll looks the order up by its client order id until the venue says what became
-of it. The poll also follows the orders that rest on the venue (a limit IOC until it
-is done) and tells the connection's state: a failing venue is shown as disconnected,
-with the reason, and refuses new orders until it answers again.
+of it. The poll also tells the connection's state: a failing venue is shown as
+disconnected, with the reason, and refuses new orders until it answers again.
+
+Native resting orders (:class:`~orchestrator.trading.broker.RestingVenue`): a
+strategy's limit order rests on the venue (GTC, or IOC as it says), placed with the
+client order id; the poll reads the open orders of their symbols and reports what
+the venue filled since the last read as a part (``Fill.remaining``), the last part,
+or the cancellation (asked for, or the venue's: an IOC's rest expires). Binance spot
+has no amend: a replace cancels the order and places the rest again with the new
+terms under the next revision of its client order id (``orc-order_000017.1``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -39,8 +46,17 @@ from orchestrator.model.clock import Clock
 from orchestrator.model.events import VenueState
 from orchestrator.model.ids import IdFactory
 from orchestrator.model.market import Tick
-from orchestrator.model.orders import FILLED, Fill, Order, VenueFill, rejection
-from orchestrator.trading.broker import NO_FILLS
+from orchestrator.model.orders import (
+    FILLED,
+    Fill,
+    Order,
+    OrderPurpose,
+    OrderType,
+    TimeInForce,
+    VenueFill,
+    rejection,
+)
+from orchestrator.trading.broker import NO_FILLS, VENUE_EXPIRED
 
 log = structlog.get_logger("gateways.venues.broker")
 
@@ -48,6 +64,11 @@ MAX_BACKOFF_SECONDS = 30.0
 
 DUPLICATE = "Duplicate order"
 """How Binance refuses a client order id it already has (-2010 Duplicate order sent.)."""
+
+REVISION_SEPARATOR = "."
+"""Between a resting order's client order id and its revision (a replace's new order)."""
+
+QUANTITY_EPSILON = 1e-12
 
 
 async def _nothing() -> None:
@@ -67,6 +88,36 @@ class _Sent:
     """Its outcome is unknown or not final: the poll asks the venue."""
     sent_at: float = 0.0
     """When the request left: until the lookup window passes, "not found" is not final."""
+
+
+@dataclass(slots=True)
+class _Resting:
+    """A limit order resting on the venue, as far as the daemon has settled it."""
+
+    order: Order
+    """As the pipeline has it now: its rest, its terms (a replace's new ones)."""
+    revision: int = 0
+    """Of its client order id: each replace places a new order on the venue."""
+    amount: float = 0.0
+    """The quantity of the current revision on the venue."""
+    filled: float = 0.0
+    """Of the current revision, what is settled (the venue's ``filled`` when last read)."""
+    cost: float = 0.0
+    """The quote cost of ``filled``."""
+    fees: dict[str, float] = field(default_factory=dict)
+    """The fees of ``filled``, per asset."""
+    placed: bool = False
+    """The create request left (its answer may be lost)."""
+    placed_at: float = 0.0
+    venue_id: str | None = None
+    cancelling: bool = False
+    """A cancel was asked: the venue's answer ends it (or its fill)."""
+    replacing: bool = False
+    """Cancelled to be placed again with ``order``'s terms (a replace)."""
+    forget: bool = False
+    """Its order is settled by the pipeline already: only fills are reported."""
+    followed: bool = True
+    """Polled. After a restart, from when the pipeline has restored it."""
 
 
 class VenueBroker:
@@ -89,6 +140,10 @@ class VenueBroker:
         self._markets: dict[str, Any] = {}
         self._state = VenueState(name, False, "not connected yet")
         self._orders: dict[str, _Sent] = {}
+        self._resting: dict[str, _Resting] = {}
+        """The limit orders resting on the venue, by the journal's order id."""
+        self._fee_prices: dict[str, float] = {}
+        """asset -> its last price in a quote currency: a fee in a third asset (BNB)."""
         self._settled: list[Fill] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.ledger = VenueLedger()
@@ -118,9 +173,18 @@ class VenueBroker:
     def markets(self) -> dict[str, Any]:
         return self._markets
 
-    def client_id(self, order_id: str) -> str:
-        """The client order id of the journal's order ``order_id`` on this venue."""
-        return self.config.client_id_prefix + order_id
+    def client_id(self, order_id: str, revision: int = 0) -> str:
+        """The client order id of the journal's order ``order_id`` on this venue (of a
+        resting order's ``revision``-th replacement)."""
+        suffix = f"{REVISION_SEPARATOR}{revision}" if revision else ""
+        return self.config.client_id_prefix + order_id + suffix
+
+    def order_id_of(self, client_id: str) -> str | None:
+        """The journal's order id of one of the daemon's client order ids, else None."""
+        prefix = self.config.client_id_prefix
+        if not client_id.startswith(prefix):
+            return None
+        return client_id[len(prefix) :].split(REVISION_SEPARATOR, 1)[0]
 
     def lookup_window(self) -> float:
         """Seconds after an order was sent during which the venue may still receive it:
@@ -132,16 +196,46 @@ class VenueBroker:
             return float(window_ms) / 1000.0 + self.config.timeout_seconds
         return 2 * self.config.timeout_seconds
 
-    async def fetch(self, order: Order) -> dict[str, Any]:
+    async def fetch(self, order: Order, revision: int = 0) -> dict[str, Any]:
         """The venue's order by its client order id (ccxt's OrderNotFound when it has none),
         with its fees: an order read back (Binance's GET /order) does not carry them, its
         trades do."""
-        params = {"clientOrderId": self.client_id(order.id)}
+        params = {"clientOrderId": self.client_id(order.id, revision)}
         result = dict(await self._exchange.fetch_order(None, order.symbol, params))
+        return await self._with_fees(order.symbol, result, result.get("status") != "open")
+
+    async def _with_fees(
+        self, symbol: str, result: dict[str, Any], final: bool = True
+    ) -> dict[str, Any]:
+        """``result`` with its fees (read from its trades when it has none), each fee
+        in a third asset priced (:meth:`_learn_fee_prices`)."""
         filled = float(result.get("filled") or 0.0)
-        if filled > 0 and result.get("status") != "open" and not self._fees(result):
-            result["fees"] = await self._trade_fees(order.symbol, result.get("id"))
+        if filled > 0 and final and not self._fees(result):
+            result["fees"] = await self._trade_fees(symbol, result.get("id"))
+        await self._learn_fee_prices(symbol, result)
         return result
+
+    async def _learn_fee_prices(self, symbol: str, result: dict[str, Any]) -> None:
+        """The venue's last price of each fee asset that is neither the base nor the
+        quote of ``symbol`` (BNB), in that quote (``ASSET/QUOTE``'s ticker): a fee in it
+        is turned into the quote currency at that price."""
+        market = self._markets.get(symbol, {})
+        quote = market.get("quote")
+        for fee in self._fees(result):
+            asset = fee.get("currency")
+            if not asset or asset in (market.get("base"), quote) or not fee.get("cost"):
+                continue
+            pair = f"{asset}/{quote}"
+            if pair not in self._markets:
+                continue  # no such market: the fee stays unconverted (logged)
+            try:
+                ticker = await self._exchange.fetch_ticker(pair)
+            except ccxt_errors.BaseError as exc:
+                log.warning("venue_fee_price_failed", venue=self.name, pair=pair, error=str(exc))
+                continue
+            last = ticker.get("last") or ticker.get("close")
+            if last:
+                self._fee_prices[f"{asset}/{quote}"] = float(last)
 
     async def _trade_fees(self, symbol: str, venue_id: Any) -> list[dict[str, Any]]:
         if venue_id is None:
@@ -167,9 +261,12 @@ class VenueBroker:
 
     @property
     def busy(self) -> bool:
-        """Orders are on their way or settled and not yet collected: a balance read now
-        may count a fill the journal does not have yet."""
-        return bool(self._orders or self._settled)
+        """Orders are on their way or settled and not yet collected, or a resting order
+        is being placed or cancelled: a balance read now may count a fill the journal
+        does not have yet."""
+        return bool(self._orders or self._settled) or any(
+            not r.placed or r.cancelling or not r.followed for r in self._resting.values()
+        )
 
     def market_problem(self, symbols: Collection[str]) -> str | None:
         missing = sorted(symbol for symbol in symbols if symbol not in self._markets)
@@ -239,13 +336,7 @@ class VenueBroker:
     def _start(self, order: Order, kind: str, price: float | None) -> Sequence[Fill]:
         if order.id in self._orders:
             raise ValueError(f"order {order.id} is already pending")
-        problem = None if self._state.connected else self._state.reason
-        if problem is not None:
-            problem = f"venue {self.name} is not connected ({problem}); no order is sent blind"
-        elif self.unreconciled is not None:
-            problem = f"venue {self.name} takes no order: {self.unreconciled}"
-        else:
-            problem = self.market_problem([order.symbol])
+        problem = self._send_problem(order)
         if problem is not None:
             return [self._rejection(order, problem)]
         sent = _Sent(order, self.client_id(order.id), kind, price)
@@ -291,7 +382,7 @@ class VenueBroker:
         except ccxt_errors.BaseError as exc:
             self._reject(sent, describe_venue_error(self.name, exc))
         else:
-            self._resolve(sent, result)
+            self._resolve(sent, await self._with_fees(order.symbol, dict(result)))
 
     def _cancel(self, orders: list[_Sent], reason: str) -> Sequence[Fill]:
         """Withdraw what has not left; ask the venue to cancel what rests there."""
@@ -329,20 +420,34 @@ class VenueBroker:
         """The fill of ``order`` by the venue's ``result`` (ccxt's order), ``filled`` of it;
         ``fill_id``: a given id (reconciliation's), else a new one."""
         price = float(result.get("average") or result.get("price") or 0.0)
-        fee_asset, fee = self._fee(order.symbol, result)
         venue_id = result.get("id")
+        venue_id = None if venue_id is None else str(venue_id)
+        return self._fill(order, filled, price, self._fee_totals(result), venue_id, fill_id)
+
+    def _fill(
+        self,
+        order: Order,
+        quantity: float,
+        price: float,
+        fees: dict[str, float],
+        venue_id: str | None,
+        fill_id: str | None = None,
+        remaining: float = 0.0,
+    ) -> Fill:
+        fee_asset, fee = self._fee(order.symbol, fees)
         return Fill(
             self._ids("trade") if fill_id is None else fill_id,
             order.id,
             order.strategy_id,
             order.symbol,
             order.side,
-            filled,
+            quantity,
             price,
-            self._commission(order.symbol, result, price),
+            self._commission(order.symbol, fees, price),
             self._clock.now(),
             FILLED,
-            venue=VenueFill(self.name, None if venue_id is None else str(venue_id), fee_asset, fee),
+            remaining=remaining,
+            venue=VenueFill(self.name, venue_id, fee_asset, fee),
         )
 
     @staticmethod
@@ -350,32 +455,39 @@ class VenueBroker:
         fees = result.get("fees") or ([result["fee"]] if result.get("fee") else [])
         return [fee for fee in fees if fee]
 
-    def _fee(self, symbol: str, result: dict[str, Any]) -> tuple[str | None, float]:
-        """The fee as the venue took it: its asset and amount. Of fees in several assets
-        the one in the base asset (what the balance check must net out), else the first."""
+    @classmethod
+    def _fee_totals(cls, result: dict[str, Any]) -> dict[str, float]:
+        """The fees of ccxt's order ``result``, summed per asset."""
         by_asset: dict[str, float] = {}
-        for fee in self._fees(result):
+        for fee in cls._fees(result):
             currency = fee.get("currency")
             if currency:
                 by_asset[currency] = by_asset.get(currency, 0.0) + float(fee.get("cost") or 0.0)
-        if not by_asset:
+        return by_asset
+
+    def _fee(self, symbol: str, fees: dict[str, float]) -> tuple[str | None, float]:
+        """The fee as the venue took it: its asset and amount. Of fees in several assets
+        the one in the base asset (what the balance check must net out), else the first."""
+        if not fees:
             return None, 0.0
         base = self._markets.get(symbol, {}).get("base")
-        asset = base if base in by_asset else next(iter(by_asset))
-        return asset, by_asset[asset]
+        asset = base if base in fees else next(iter(fees))
+        return asset, fees[asset]
 
-    def _commission(self, symbol: str, result: dict[str, Any], price: float) -> float:
-        """The order's fees in the quote currency: a fee in the base currency (Binance
-        takes a buy's fee from what it bought) is converted at the fill's price."""
+    def _commission(self, symbol: str, fees: dict[str, float], price: float) -> float:
+        """The fees in the quote currency (docs/venues.md#fees): a fee in the quote as it
+        is; in the base currency (Binance takes a buy's fee from what it bought) at the
+        fill's price; in a third asset (BNB) at the venue's last price of ASSET/QUOTE."""
         market = self._markets.get(symbol, {})
+        quote = market.get("quote")
         total = 0.0
-        for fee in self._fees(result):
-            cost = float(fee.get("cost") or 0.0)
-            currency = fee.get("currency")
-            if currency == market.get("quote"):
+        for currency, cost in fees.items():
+            if currency == quote:
                 total += cost
             elif currency == market.get("base"):
                 total += cost * price
+            elif f"{currency}/{quote}" in self._fee_prices:
+                total += cost * self._fee_prices[f"{currency}/{quote}"]
             elif cost:
                 log.warning(
                     "venue_fee_not_converted", venue=self.name, currency=currency, cost=cost
@@ -388,9 +500,7 @@ class VenueBroker:
     def _settle(self, sent: _Sent, fill: Fill) -> None:
         if self._orders.pop(sent.order.id, None) is None:
             return
-        self.ledger.add(fill, self._markets)
-        self._settled.append(fill)
-        asyncio.get_running_loop().call_soon(self.on_settled)
+        self._deliver(fill)
 
     def _rejection(self, order: Order, reason: str) -> Fill:
         log.info("order_rejected", venue=self.name, order_id=order.id, reason=reason)
@@ -432,7 +542,9 @@ class VenueBroker:
                 log.warning("venue_lookup_failed", venue=self.name, error=str(exc))
                 continue
             self._resolve(sent, result)
-        if not self._orders:
+        if not await self.poll_resting():
+            return False
+        if not self._orders and not self._resting:
             # Nothing to follow: one cheap call keeps the state of the connection true.
             try:
                 await self._exchange.fetch_time()
@@ -440,4 +552,254 @@ class VenueBroker:
                 self._set_state(False, describe_venue_error(self.name, exc))
                 return False
         self._set_state(True, None)
+        return True
+
+    # ------------------------------------------------------------ resting on the venue
+
+    def place_resting(self, order: Order) -> bool:
+        """A strategy's limit order rests on the venue (GTC, or IOC as it says; a DAY
+        order as GTC, cancelled by the pipeline at its day's end). Stops, stop-limits
+        and a bracket's exits rest in the pipeline (docs/venues.md: per type)."""
+        if order.order_type is not OrderType.LIMIT or order.purpose is not OrderPurpose.SIGNAL:
+            return False
+        if order.parent_id is not None or order.id in self._resting:
+            return False
+        resting = _Resting(order, amount=order.quantity)
+        self._resting[order.id] = resting
+        problem = self._send_problem(order)
+        if problem is not None:
+            self._end_resting(resting, problem)
+        else:
+            self._spawn(self._place(resting), f"venue-{self.name}-place-{order.id}")
+        return True
+
+    def holds_resting(self, order_id: str) -> bool:
+        return order_id in self._resting
+
+    def resting_client_ids(self) -> set[str]:
+        """The client order ids of the orders resting here (reconciliation's known)."""
+        return {self.client_id(r.order.id, r.revision) for r in self._resting.values()}
+
+    def cancel_resting(self, order: Order, forget: bool = False) -> None:
+        """Ask the venue to cancel ``order``; ``forget``: the pipeline has settled it
+        already (its strategy does not run after a restart): report only its fills."""
+        resting = self._resting.get(order.id)
+        if resting is None or resting.cancelling:
+            return
+        resting.cancelling, resting.replacing = True, False
+        resting.forget = resting.forget or forget
+        if resting.placed:
+            self._spawn(self._cancel_resting(resting), f"venue-{self.name}-cancel-{order.id}")
+        # Not placed yet: its placing task ends it instead of sending it.
+
+    def replace_resting(self, old: Order, new: Order) -> None:
+        """Cancel the order on the venue, then place its rest with ``new``'s terms under
+        the next revision of its client order id (Binance spot has no amend)."""
+        resting = self._resting.get(old.id)
+        if resting is None or resting.cancelling:
+            return
+        resting.order = new
+        if not resting.placed:
+            resting.amount = new.quantity  # its placing task sends the new terms
+            return
+        resting.cancelling = resting.replacing = True
+        self._spawn(self._cancel_resting(resting), f"venue-{self.name}-replace-{old.id}")
+
+    def adopt_resting(
+        self, order: Order, revision: int, result: dict[str, Any] | None, replace_it: bool
+    ) -> None:
+        """After a restart, the journal's resting ``order`` (its rest, its last terms) as
+        the venue has it: its order ``result`` of ``revision`` (None: the venue has none
+        of it, it is placed again under ``revision``), ``replace_it`` when that revision
+        is older than the journal's last replace. Followed once the pipeline restored it
+        (:meth:`follow_adopted`): what the venue filled beyond what the journal has is
+        then reported once, as the parts of a running order are."""
+        resting = _Resting(order, revision, followed=False)
+        if result is None:
+            resting.amount = order.quantity
+        else:
+            amount = float(result.get("amount") or order.quantity)
+            known = max(0.0, amount - order.quantity)
+            filled = float(result.get("filled") or 0.0)
+            share = known / filled if filled > 0 else 0.0
+            resting.amount, resting.filled, resting.placed = amount, known, True
+            resting.cost = float(result.get("cost") or 0.0) * share
+            resting.fees = {a: c * share for a, c in self._fee_totals(result).items()}
+            resting.venue_id = None if result.get("id") is None else str(result["id"])
+            resting.placed_at = self._clock.now()
+            resting.replacing = replace_it
+        self._resting[order.id] = resting
+
+    def follow_adopted(self) -> None:
+        """The pipeline has restored its resting orders: follow the adopted ones."""
+        for resting in list(self._resting.values()):
+            if resting.followed:
+                continue
+            resting.followed = True
+            if not resting.placed:
+                self._spawn(self._place(resting), f"venue-{self.name}-place-{resting.order.id}")
+            elif resting.replacing and not resting.cancelling:
+                resting.cancelling = True
+                task = self._cancel_resting(resting)
+                self._spawn(task, f"venue-{self.name}-replace-{resting.order.id}")
+
+    def _send_problem(self, order: Order) -> str | None:
+        if not self._state.connected:
+            reason = self._state.reason
+            return f"venue {self.name} is not connected ({reason}); no order is sent blind"
+        if self.unreconciled is not None:
+            return f"venue {self.name} takes no order: {self.unreconciled}"
+        return self.market_problem([order.symbol])
+
+    async def _place(self, resting: _Resting) -> None:
+        await self.before_send()
+        order = resting.order
+        if resting.cancelling and not resting.placed:
+            self._end_resting(resting, f"cancelled before it reached venue {self.name}")
+            return
+        force = "IOC" if order.time_in_force is TimeInForce.IOC else "GTC"
+        client_id = self.client_id(order.id, resting.revision)
+        resting.placed, resting.placed_at = True, self._clock.now()
+        try:
+            result = await self._exchange.create_order(
+                order.symbol,
+                "limit",
+                order.side.value.lower(),
+                resting.amount,
+                order.limit_price,
+                {"clientOrderId": client_id, "timeInForce": force},
+            )
+        except (ccxt_errors.DDoSProtection, ccxt_errors.RateLimitExceeded) as exc:
+            self._end_resting(resting, describe_venue_error(self.name, exc))
+        except ccxt_errors.NetworkError as exc:
+            log.warning("venue_place_unknown", venue=self.name, order_id=order.id, error=str(exc))
+        except ccxt_errors.InvalidOrder as exc:
+            if DUPLICATE not in str(exc):  # a duplicate is there: the poll reads it
+                self._end_resting(resting, describe_venue_error(self.name, exc))
+        except ccxt_errors.BaseError as exc:
+            self._end_resting(resting, describe_venue_error(self.name, exc))
+        else:
+            await self._follow(resting, dict(result))
+
+    async def _cancel_resting(self, resting: _Resting) -> None:
+        order = resting.order
+        params = {"clientOrderId": self.client_id(order.id, resting.revision)}
+        try:
+            result = await self._exchange.cancel_order(None, order.symbol, params)
+        except ccxt_errors.BaseError as exc:
+            # Done already (filled, expired), or the answer lost: the poll reads it.
+            log.info("venue_cancel_unanswered", venue=self.name, order_id=order.id, error=str(exc))
+            return
+        await self._follow(resting, dict(result))
+
+    async def _read_resting(self, resting: _Resting) -> bool:
+        """Read the order back and follow it; False when the venue did not answer."""
+        order = resting.order
+        try:
+            result = await self.fetch(order, resting.revision)
+        except ccxt_errors.OrderNotFound:
+            if self._clock.now() >= resting.placed_at + self.lookup_window():
+                self._end_resting(resting, f"venue {self.name} never received the order")
+            return True
+        except ccxt_errors.NetworkError as exc:
+            self._set_state(False, describe_venue_error(self.name, exc))
+            return False
+        except ccxt_errors.BaseError as exc:
+            log.warning("venue_lookup_failed", venue=self.name, error=str(exc))
+            return True
+        await self._follow(resting, result)
+        return True
+
+    async def _follow(self, resting: _Resting, result: dict[str, Any]) -> None:
+        """Report what the venue did with a resting order since the last read: the part
+        it filled, then its end (filled, cancelled, expired; a replace's new order)."""
+        if self._resting.get(resting.order.id) is not resting:
+            return  # ended meanwhile
+        order = resting.order
+        status = result.get("status")
+        filled = float(result.get("filled") or 0.0)
+        resting.venue_id = None if result.get("id") is None else str(result["id"])
+        if filled > resting.filled + QUANTITY_EPSILON:
+            result = await self._with_fees(order.symbol, result)
+            if self._resting.get(order.id) is not resting or filled <= resting.filled:
+                return  # another read settled it meanwhile
+            self._report_part(resting, result, filled, closed=status == "closed")
+        if status == "open":
+            return
+        if status == "closed" or resting.order.quantity <= QUANTITY_EPSILON:
+            self._resting.pop(order.id, None)
+            return
+        if resting.replacing and resting.cancelling:
+            # The old order is cancelled: its rest goes again with the new terms.
+            resting.revision += 1
+            resting.amount = resting.order.quantity
+            resting.filled = resting.cost = 0.0
+            resting.fees = {}
+            resting.placed = resting.cancelling = resting.replacing = False
+            self._spawn(self._place(resting), f"venue-{self.name}-place-{order.id}")
+            return
+        if status == "expired":
+            reason = f"{VENUE_EXPIRED} {self.name}: not filled at once ({order.time_in_force})"
+        else:
+            reason = f"venue {self.name}: the order was {status or 'cancelled'}"
+        self._end_resting(resting, reason)
+
+    def _report_part(
+        self, resting: _Resting, result: dict[str, Any], filled: float, closed: bool
+    ) -> None:
+        order = resting.order
+        quantity = filled - resting.filled
+        cost = float(result.get("cost") or 0.0)
+        if cost <= 0.0:
+            cost = float(result.get("average") or result.get("price") or 0.0) * filled
+        part_cost = cost - resting.cost
+        fees = self._fee_totals(result)
+        part_fees = {a: c - resting.fees.get(a, 0.0) for a, c in fees.items()}
+        remaining = 0.0 if closed else max(0.0, order.quantity - quantity)
+        if remaining <= QUANTITY_EPSILON:
+            remaining = 0.0
+        resting.filled, resting.cost, resting.fees = filled, cost, fees
+        resting.order = replace(order, quantity=remaining)
+        # The part's average from the cumulative costs, without their float dust.
+        price = float(f"{part_cost / quantity:.12g}") if quantity > 0 else 0.0
+        fill = self._fill(order, quantity, price, part_fees, resting.venue_id, remaining=remaining)
+        self._deliver(fill)
+
+    def _end_resting(self, resting: _Resting, reason: str) -> None:
+        """The order rests no more: told as its cancellation (``reason``), unless the
+        pipeline has settled it already."""
+        if self._resting.pop(resting.order.id, None) is None:
+            return
+        if not resting.forget:
+            self._deliver(self._rejection(resting.order, reason))
+
+    def _deliver(self, fill: Fill) -> None:
+        self.ledger.add(fill, self._markets)
+        self._settled.append(fill)
+        asyncio.get_running_loop().call_soon(self.on_settled)
+
+    async def poll_resting(self) -> bool:
+        """Read the open orders of the symbols with resting orders; follow each whose
+        filled part grew, and read back each that is no longer open. False when the
+        venue did not answer."""
+        followed = [r for r in self._resting.values() if r.placed and r.followed]
+        symbols = sorted({r.order.symbol for r in followed})
+        open_by_client: dict[str, dict[str, Any]] = {}
+        try:
+            for symbol in symbols:
+                for venue_order in await self._exchange.fetch_open_orders(symbol):
+                    open_by_client[str(venue_order.get("clientOrderId"))] = dict(venue_order)
+        except ccxt_errors.NetworkError as exc:
+            self._set_state(False, describe_venue_error(self.name, exc))
+            return False
+        except ccxt_errors.BaseError as exc:
+            log.warning("venue_open_orders_failed", venue=self.name, error=str(exc))
+            return True
+        for resting in followed:
+            venue_order = open_by_client.get(self.client_id(resting.order.id, resting.revision))
+            if venue_order is None:
+                if not await self._read_resting(resting):
+                    return False
+            elif float(venue_order.get("filled") or 0.0) > resting.filled + QUANTITY_EPSILON:
+                await self._follow(resting, venue_order)
         return True

@@ -82,6 +82,8 @@ class Reconciliation:
     orders_resolved: int = 0
     """Orders in flight the venue had not filled: rejected or cancelled."""
     orphans_cancelled: int = 0
+    resting_checked: int = 0
+    """The journal's resting orders on the venue looked up (at start)."""
     untracked_trades: list[str] = field(default_factory=list)
     """Venue order ids of trades the journal does not hold."""
     balances: dict[str, float] = field(default_factory=dict)
@@ -134,7 +136,9 @@ class VenueReconciler:
         try:
             open_orders = await self._open_orders()
             in_flight = await self._resolve_in_flight(report)
-            await self._cancel_orphans(open_orders, set(in_flight), report)
+            await self._adopt_resting(report)
+            known = set(in_flight) | self.broker.resting_client_ids()
+            await self._cancel_orphans(open_orders, known, report)
             await self._untracked_trades(report, in_flight)
             await self._check_balances(report)
         except ccxt_errors.BaseError as exc:
@@ -156,6 +160,7 @@ class VenueReconciler:
             open_orders = await self._open_orders()
             # After the read: every order open then was sent before it, so it is followed.
             known = {order.id for order in self.broker.pending_orders()}
+            known |= self.broker.resting_client_ids()
             await self._cancel_orphans(open_orders, known, report)
             await self._check_balances(report)
         except ccxt_errors.BaseError as exc:
@@ -199,7 +204,12 @@ class VenueReconciler:
         journal = self._journal
         if journal is None:
             return {}
-        mine = [order for venue, order in journal.unfilled_venue_orders() if venue == self.name]
+        resting = {order.id for order, _ in journal.venue_resting_orders(self.name)}
+        mine = [
+            order
+            for venue, order in journal.unfilled_venue_orders()
+            if venue == self.name and order.id not in resting
+        ]
         for order in mine:
             # Their strategies' exits (a stop-loss their fill may set off) go to the venue.
             self._execution.route(order.strategy_id, self.name)
@@ -225,6 +235,39 @@ class VenueReconciler:
             )
         self._execution.settle_recovered(outcomes)
         return venue_ids
+
+    async def _adopt_resting(self, report: Reconciliation) -> None:
+        """The journal's resting orders on this venue, as the venue has them: the last
+        revision it has of each (a replace places a new one) is followed from the
+        restore on; what it filled while the daemon was down is settled then, once."""
+        journal = self._journal
+        if journal is None:
+            return
+        for order, replaces in journal.venue_resting_orders(self.name):
+            self._execution.route(order.strategy_id, self.name)
+            report.resting_checked += 1
+            found: tuple[int, dict[str, Any]] | None = None
+            for revision in range(replaces, -1, -1):
+                try:
+                    found = revision, await self.broker.fetch(order, revision)
+                    break
+                except ccxt_errors.OrderNotFound:
+                    continue
+            if found is None:
+                # Never placed (a kill before it left): placed now, under its last revision.
+                self.broker.adopt_resting(order, replaces, None, replace_it=False)
+                continue
+            revision, result = found
+            stale = revision < replaces and result.get("status") == "open"
+            self.broker.adopt_resting(order, revision, result, replace_it=stale)
+            log.info(
+                "venue_resting_order_found",
+                venue=self.name,
+                order_id=order.id,
+                revision=revision,
+                status=result.get("status"),
+                filled=result.get("filled"),
+            )
 
     async def _outcome(self, order: Order) -> tuple[Fill, str | None]:
         """What became of ``order`` on the venue, as its fill (filled or rejected)."""
@@ -277,7 +320,10 @@ class VenueReconciler:
             client_id = str(venue_order.get("clientOrderId") or "")
             if not client_id.startswith(prefix) or client_id in known:
                 continue
-            if client_id[len(prefix) :] in known:
+            order_id = self.broker.order_id_of(client_id)
+            if client_id[len(prefix) :] in known or (
+                order_id is not None and self.broker.holds_resting(order_id)
+            ):
                 continue
             try:
                 await self.broker.exchange.cancel_order(venue_order["id"], venue_order["symbol"])
@@ -321,6 +367,8 @@ class VenueReconciler:
             return  # nothing to compare, or a fill may be on its way: next time
         fills_before = self.broker.ledger.fills
         balance = await self.broker.exchange.fetch_balance()
+        # A resting order may have filled on the venue since the broker's last read.
+        await self.broker.poll_resting()
         if self.broker.busy or self.broker.ledger.fills != fills_before:
             return
         totals = balance.get("total") or {}

@@ -989,6 +989,27 @@ class Journal:
         )
         return [(row[0], _order(row[1:])) for row in rows]
 
+    def venue_resting_orders(self, venue: str) -> list[tuple[Order, int]]:
+        """The resting orders (:meth:`resting_orders`) sent to ``venue`` (a live venue's
+        native limit orders), each with how many times it was replaced: each replace
+        placed it again on the venue under the next revision of its client order id."""
+        if self.schema_version < 6:
+            return []
+        sent = {
+            row[0]
+            for row in self._query("SELECT order_id FROM venue_orders WHERE venue = ?", (venue,))
+        }
+        orders = [order for order in self.resting_orders() if order.id in sent]
+        if not orders:
+            return []
+        replaced = dict(
+            self._query(
+                "SELECT order_id, COUNT(*) FROM order_events WHERE kind = 'replaced' "
+                "GROUP BY order_id"
+            )
+        )
+        return [(order, int(replaced.get(order.id, 0))) for order in orders]
+
     def venue_ledger(self, venue: str) -> list[VenueLedgerEntry]:
         """Every FILLED fill of the orders sent to ``venue``, in commit order."""
         if self.schema_version < 6:

@@ -12,7 +12,7 @@ into the execution service by the kernel.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Fill, Order
@@ -55,4 +55,39 @@ class Broker(Protocol):
 
     def cancel_strategy(self, strategy_id: str, reason: str) -> Sequence[Fill]:
         """Withdraw the pending orders of one strategy; returns their rejections."""
+        ...
+
+
+VENUE_EXPIRED = "expired on the venue"
+"""How a :class:`RestingVenue` begins the reason of a resting order its venue expired
+(an IOC's unfilled rest): the pipeline announces it as expired, not cancelled."""
+
+
+@runtime_checkable
+class RestingVenue(Protocol):
+    """A broker that can keep some resting orders itself (a live venue's native limit
+    orders) instead of the pipeline (docs/venues.md). The pipeline still lists,
+    cancels and replaces them; the broker reports what the venue did with them from
+    ``on_tick``/``expire``, as fills of them: a part (``remaining`` > 0), the last
+    fill (``remaining`` 0), or a REJECTED fill when the venue cancelled or expired it
+    (what is left: after a cancel the pipeline asked for, or the venue's own)."""
+
+    def place_resting(self, order: Order) -> bool:
+        """Take ``order``, just accepted to rest, to the venue; False when the venue
+        does not keep such an order (it rests in the pipeline then)."""
+        ...
+
+    def holds_resting(self, order_id: str) -> bool:
+        """Whether the venue keeps the resting order ``order_id`` (after a restart:
+        reconciliation found it there)."""
+        ...
+
+    def cancel_resting(self, order: Order, forget: bool = False) -> None:
+        """Ask the venue to cancel ``order``; its answer comes as a fill of it (only a
+        fill when ``forget``: the pipeline has settled the order already)."""
+        ...
+
+    def replace_resting(self, old: Order, new: Order) -> None:
+        """``old`` becomes ``new`` (same id): cancelled on the venue and placed again
+        with the new terms; what ``old`` filled meanwhile comes as a part of it."""
         ...

@@ -18,7 +18,7 @@ trading system's "reducing" state gates new orders only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 import structlog
 
@@ -137,6 +137,25 @@ class ExecutionService:
         log.warning(
             "kill_switch_restored", reason=halt.reason, block_all=halt.block_all, source=halt.source
         )
+
+    def flatten(self, limits: Mapping[str, StrategyRunConfig], reason: str) -> list[Order]:
+        """Close every open position with a market order (``halt_trading``'s flatten,
+        with block-all): on the venue a live strategy trades on, on paper else. Each is
+        sent past the risk checks (block-all refuses every order): ``limits`` are the
+        run configs of the strategies, for their trades' stop-loss figures."""
+        fallback = next(iter(limits.values()), None)
+        orders = self._pipeline.flatten(lambda sid: limits.get(sid) or fallback)
+        for order in orders:
+            log.warning(
+                "position_flattened",
+                order_id=order.id,
+                strategy_id=order.strategy_id,
+                symbol=order.symbol,
+                side=order.side.value,
+                quantity=order.quantity,
+                reason=reason,
+            )
+        return orders
 
     def release_kill_switch(
         self, reason: str | None = None, origin: CommandOrigin | None = None

@@ -20,6 +20,12 @@ its tick (a backtest: the bar's volume) of a resting limit, the rest resting on
 (:class:`OrderPartiallyFilled`); a triggered stop's rest waits at the broker as a
 market order, which fills across the next ticks the same way.
 
+A broker that keeps resting orders itself (:class:`~orchestrator.trading.broker.
+RestingVenue`: a live venue's native limit orders) gets them when they are placed;
+the pipeline still lists, cancels and replaces them, no price here fills them, and
+the venue's fills of them are settled as the pipeline's own would be (parts, the
+last fill, a cancellation once the venue confirms it; docs/venues.md).
+
 The owner hears of what happens through :class:`OrderEvents` (the execution
 service publishes it; a backtest records it).
 """
@@ -27,7 +33,7 @@ service publishes it; a backtest records it).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Protocol
 
@@ -62,7 +68,7 @@ from orchestrator.model.orders import (
 from orchestrator.risk.config import RiskConfig
 from orchestrator.risk.guardian import NO_ACTIONS, Halt, PreTradeCheck, RiskActions, Verdict
 from orchestrator.strategy.config import StrategyRunConfig
-from orchestrator.trading.broker import Broker
+from orchestrator.trading.broker import VENUE_EXPIRED, Broker, RestingVenue
 from orchestrator.trading.config import BracketRule
 from orchestrator.trading.portfolio import PortfolioBook, PositionChange, reduces_position
 from orchestrator.trading.refusals import UNREMEMBERED_LIMITS, RefusalMemory, RefusedSignal
@@ -161,6 +167,9 @@ class OrderPipeline:
         may fill at this price (the tick's size); inf: whole."""
         self._bar_volume = 0.0
         """With partial fills on, the volume of the backtest bar walked now (0: unknown)."""
+        self._native = broker if isinstance(broker, RestingVenue) else None
+        """The broker, when it can keep resting orders on a venue; None (paper, a
+        backtest): every resting order rests here."""
 
     # ------------------------------------------------------------ orders
 
@@ -235,8 +244,14 @@ class OrderPipeline:
             return verdict
         if accepted.order_type is not MARKET:
             now = self._clock.now()
-            self.resting.add(resting(accepted, limits, now))
+            entry = resting(accepted, limits, now)
+            self.resting.add(entry)
             self._events.lifecycle(OrderAccepted(accepted, now))
+            if self._native is not None and self._native.place_resting(accepted):
+                # The venue keeps it. Submitted now: journaled with its venue before the
+                # broker's task sends it (that task awaits the journal's flush).
+                entry.native = True
+                self._events.accepted(accepted)
             return verdict
         # _dispatch, inlined: every market order of a backtest passes here.
         key = (accepted.strategy_id, accepted.symbol)
@@ -308,6 +323,11 @@ class OrderPipeline:
         guardian, then what the guardian asks for."""
         sent = self._orders.pop(fill.order_id, None)
         limits = order = None
+        if sent is None and self.resting.by_id:
+            entry = self.resting.by_id.get(fill.order_id)
+            if entry is not None and entry.native:
+                self._settle_native(entry, fill)
+                return
         if sent is not None:
             order, limits = sent
             key = (order.strategy_id, order.symbol)
@@ -335,6 +355,64 @@ class OrderPipeline:
         if actions is not NO_ACTIONS:
             self.act(actions)
 
+    def _settle_native(self, entry: RestingOrder, fill: Fill) -> None:
+        """What the venue did with an order resting there: filled a part of it (the
+        rest rests on), its last part, or cancelled or expired what was left."""
+        order = entry.order
+        if fill.status is not FILLED:
+            fallback = fill.reason or "cancelled by the venue"
+            reason, expired, origin = entry.cancelling or (
+                fallback,
+                fallback.startswith(VENUE_EXPIRED),
+                None,
+            )
+            entry.native = False  # confirmed: withdrawn here now
+            self._withdraw(entry, reason, expired=expired, origin=origin)
+            return
+        key = (order.strategy_id, order.symbol)
+        self._pending[key] = self._pending.get(key, 0.0) + order.side.sign * fill.quantity
+        self._orders[order.id] = (replace(order, quantity=fill.quantity), entry.limits)
+        if fill.remaining > PENDING_EPSILON:
+            entry.order = replace(order, quantity=fill.remaining)
+            self.settle(fill)
+            if self.resting.by_id.get(order.id) is entry:
+                rests = _as_it_rests(entry)
+                event = OrderPartiallyFilled(rests, fill.quantity, fill.price, fill.ts)
+                self._events.lifecycle(event)
+            return
+        self.resting.remove(entry)
+        self._events.lifecycle(OrderTriggered(order, fill.price, fill.ts))
+        self.settle(fill)
+
+    def flatten(self, limits_of: Callable[[str], StrategyRunConfig | None]) -> list[Order]:
+        """Close every open position with a market order (the kill switch's flatten):
+        past the risk checks, which block every order while it blocks all, because an
+        operator asked for exactly these; each closes what is held now, so it only
+        reduces. Returns the orders (none for a strategy without limits: none runs)."""
+        now = self._clock.now()
+        orders: list[tuple[Order, StrategyRunConfig]] = []
+        for strategy_id in self.book.strategy_ids():
+            portfolio = self.book.get(strategy_id)
+            limits = limits_of(strategy_id)
+            if portfolio is None or limits is None:
+                continue
+            for position in portfolio.open_positions():
+                side = SELL if position.quantity > 0 else BUY
+                order = Order(
+                    self._ids("order"),
+                    strategy_id,
+                    position.symbol,
+                    side,
+                    abs(position.quantity),
+                    now,
+                    OrderPurpose.STRATEGY_STOP,
+                )
+                orders.append((order, limits))
+        for order, limits in orders:
+            self._dispatch(order, limits)
+            self.settle_all(self.broker.submit(order))
+        return [order for order, _ in orders]
+
     def act(self, actions: RiskActions) -> None:
         """Do what the guardian asked: engage the kill switch, send the exits."""
         if actions is NO_ACTIONS:
@@ -353,6 +431,7 @@ class OrderPipeline:
         rejection."""
         self.halt = halt
         mode = "every order is blocked" if halt.block_all else "resting entries are cancelled"
+        # A resting order on a venue is cancelled there: withdrawn once the venue says.
         reason = f"trading is halted ({halt.reason}): {mode}"
         for entry in list(self.resting.by_id.values()):
             if halt.block_all or not entry.protective:
@@ -416,11 +495,17 @@ class OrderPipeline:
     def restore(self, order: Order, limits: StrategyRunConfig) -> None:
         """Put back an order that rested before a restart (the journal's), as it was
         placed: a DAY order's day is the one it was placed on; a trailing stop follows
-        the prices from here on, from its last journaled stop."""
-        self.resting.add(resting(order, limits, order.ts))
+        the prices from here on, from its last journaled stop. One the venue keeps
+        (reconciliation found it there) rests there still."""
+        entry = resting(order, limits, order.ts)
+        entry.native = self._native is not None and self._native.holds_resting(order.id)
+        self.resting.add(entry)
 
     def cancel_unrestored(self, order: Order, reason: str) -> None:
-        """Cancel an order that rested before a restart and will not rest again."""
+        """Cancel an order that rested before a restart and will not rest again (on
+        its venue too, when it rests there)."""
+        if self._native is not None and self._native.holds_resting(order.id):
+            self._native.cancel_resting(order, forget=True)
         self._events.lifecycle(OrderCancelled(order, reason, self._clock.now()))
         self.reject(order, reason)
 
@@ -436,7 +521,7 @@ class OrderPipeline:
         the risk checks again (a placement). False: no such order, a price it does not
         have (a stop for a limit order), or refused (then it rests unchanged)."""
         entry = self.resting.by_id.get(order_id)
-        if entry is None or entry.order.strategy_id != strategy_id:
+        if entry is None or entry.order.strategy_id != strategy_id or entry.cancelling:
             return False
         old = entry.order
         if (limit_price is not None and old.limit_price is None) or (
@@ -459,6 +544,8 @@ class OrderPipeline:
             if verdict.order is None:
                 return False
             new = verdict.order
+        if entry.native and self._native is not None:
+            self._native.replace_resting(old, new)  # a cancel and a new order there
         entry.order = new
         if entry.stop is not None:
             entry.stop = new.stop_price
@@ -502,7 +589,7 @@ class OrderPipeline:
                     continue  # filled or cancelled by an earlier one (a bracket's sibling)
                 if tick.ts >= entry.expires_at:
                     self._withdraw(entry, DAY_EXPIRED, expired=True)
-                elif not (entry.dormant or entry.suppressed):
+                elif not (entry.dormant or entry.suppressed or entry.native):
                     self._touch_one(entry, price, previous, tick.ts)
         finally:
             self._touching = None
@@ -651,7 +738,13 @@ class OrderPipeline:
         origin: CommandOrigin | None = None,
     ) -> None:
         """Cancel (or expire) a resting order: announced, then settled as a rejection
-        with ``reason``."""
+        with ``reason``. One on a venue is cancelled there first: withdrawn when the
+        venue confirms (it may have filled meanwhile: then it is filled)."""
+        if entry.native:
+            if entry.cancelling is None and self._native is not None:
+                entry.cancelling = (reason, expired, origin)
+                self._native.cancel_resting(entry.order)
+            return
         self.resting.remove(entry)
         order, now = _as_it_rests(entry), self._clock.now()
         gone = OrderExpired(order, reason, now) if expired else None

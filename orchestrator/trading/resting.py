@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from orchestrator.model.clock import DAY_SECONDS
+from orchestrator.model.events import CommandOrigin
 from orchestrator.model.orders import (
     BUY,
     PROTECTIVE,
@@ -63,6 +64,12 @@ class RestingOrder:
     """The bracket leg the bracket rule gave up in the current bar."""
     bar_filled: float = 0.0
     """What its parts filled in the current backtest bar (partial fills)."""
+    native: bool = False
+    """It rests on the venue (a live venue's limit order): the venue fills it, prices
+    here do not (docs/venues.md)."""
+    cancelling: tuple[str, bool, CommandOrigin | None] | None = None
+    """A native order whose cancellation was asked of the venue: (the reason, whether
+    it expires, the command's origin); it is withdrawn when the venue confirms."""
 
     @property
     def at_market(self) -> bool:

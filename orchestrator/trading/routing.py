@@ -30,9 +30,18 @@ class LiveBroker(Broker, Protocol):
         """Why ``symbols`` cannot trade there (no such market), or None."""
         ...
 
+    def place_resting(self, order: Order) -> bool: ...
+
+    def holds_resting(self, order_id: str) -> bool: ...
+
+    def cancel_resting(self, order: Order, forget: bool = False) -> None: ...
+
+    def replace_resting(self, old: Order, new: Order) -> None: ...
+
 
 class BrokerRouter:
-    """The paper broker for paper strategies, each venue's broker for its live ones."""
+    """The paper broker for paper strategies, each venue's broker for its live ones;
+    a live strategy's limit orders rest on its venue (:class:`RestingVenue`)."""
 
     def __init__(self, paper: Broker) -> None:
         self.paper = paper
@@ -105,6 +114,25 @@ class BrokerRouter:
 
     def cancel_strategy(self, strategy_id: str, reason: str) -> Sequence[Fill]:
         return self._gather([b.cancel_strategy(strategy_id, reason) for b in self._all])
+
+    # ------------------------------------------------------------ RestingVenue
+
+    def place_resting(self, order: Order) -> bool:
+        venue = self._routes.get(order.strategy_id)
+        return venue is not None and venue.place_resting(order)
+
+    def holds_resting(self, order_id: str) -> bool:
+        return any(venue.holds_resting(order_id) for venue in self.venues.values())
+
+    def cancel_resting(self, order: Order, forget: bool = False) -> None:
+        for venue in self.venues.values():
+            if venue.holds_resting(order.id):
+                venue.cancel_resting(order, forget)
+
+    def replace_resting(self, old: Order, new: Order) -> None:
+        for venue in self.venues.values():
+            if venue.holds_resting(old.id):
+                venue.replace_resting(old, new)
 
     @staticmethod
     def _gather(results: list[Sequence[Fill]]) -> Sequence[Fill]:

@@ -15,10 +15,16 @@ daemon uses it:
 
 Orders: MARKET fills at once at the path's price; LIMIT fills at once when
 marketable, else rests and fills when :meth:`LoopbackExchange.step` moves the
-price through it. A ``newClientOrderId`` already used is refused with Binance's
+price through it. With :attr:`LoopbackExchange.part_size` set, a limit order fills
+at most that quantity per price (PARTIALLY_FILLED until its last part: the order's
+``executedQty`` grows). ``timeInForce`` as Binance has it: GTC rests; IOC fills
+what it can at once and the rest EXPIRES; FOK fills whole at once or EXPIRES
+unfilled. A ``newClientOrderId`` already used is refused with Binance's
 ``-2010 Duplicate order sent.``, so a resubmission cannot make a second order.
 Fees are charged in the quote currency (``fee_rate`` of the notional), or in
-the base currency on buys when ``fee_in_base`` is set, as Binance spot does.
+the base currency on buys when ``fee_in_base`` is set, as Binance spot does, or in a
+third asset when ``fee_asset`` is set (BNB: the notional's fee at the price of
+``BNB`` + quote, a market of the exchange), as Binance does with "pay fees with BNB".
 
 Failures on command: :meth:`reject_next`, :meth:`rate_limit_next` (HTTP 429),
 :meth:`hold_next_submit` (books the order, then answers only after the client
@@ -137,6 +143,7 @@ class LoopbackExchange:
         seed: int = 7,
         fee_rate: float = 0.001,
         fee_in_base: bool = False,
+        fee_asset: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.api_key = api_key
@@ -148,6 +155,10 @@ class LoopbackExchange:
         self._random = random.Random(seed)
         self.fee_rate = fee_rate
         self.fee_in_base = fee_in_base
+        self.fee_asset = fee_asset
+        """A third asset every fee is taken in (BNB), at its market's price; None: none."""
+        self.part_size: float | None = None
+        """The most a limit order fills at one price (partial fills); None: whole."""
         self._clock = clock
         self.skew_ms = 0
         """How far the server's clock runs ahead of ``clock`` (negative: behind)."""
@@ -428,13 +439,26 @@ class LoopbackExchange:
             now,
             update_ms=now,
         )
+        if order.time_in_force not in ("GTC", "IOC", "FOK"):
+            raise ApiError(400, -1115, "Invalid timeInForce.")
         self._reserve(market, order)
         self.orders[order.order_id] = order
         self.by_client_id[client_id] = order
         current = self.prices[market.id]
-        if kind == "MARKET" or _marketable(order, current):
-            self._fill(market, order, current if kind == "MARKET" else order.price, maker=False)
+        if kind == "MARKET":
+            self._fill(market, order, current, maker=False)
+        elif _marketable(order, current) and (
+            order.time_in_force != "FOK" or self._part(order) >= order.orig_qty
+        ):
+            self._fill(market, order, order.price, maker=False, quantity=self._part(order))
+        if kind == "LIMIT" and order.is_open and order.time_in_force in ("IOC", "FOK"):
+            self._cancel(order, "EXPIRED")  # what it could not fill at once
         return order
+
+    def _part(self, order: VenueOrder) -> float:
+        """What one price fills of ``order`` (``part_size`` at most)."""
+        left = order.orig_qty - order.executed_qty
+        return left if self.part_size is None else min(left, self.part_size)
 
     def _check_quantity(self, market: LoopbackMarket, quantity: float, price: float) -> None:
         steps = quantity / market.step_size
@@ -458,19 +482,35 @@ class LoopbackExchange:
         free[1] += amount
         order.reserved = (asset, amount)
 
-    def _release_reserve(self, order: VenueOrder) -> None:
+    def _release_reserve(self, order: VenueOrder, share: float = 1.0) -> None:
+        """Unlock ``share`` of what the order still locks (1: all of it)."""
         assert order.reserved is not None
         asset, amount = order.reserved
-        order.reserved = None
-        self.balances[asset][0] += amount
-        self.balances[asset][1] -= amount
+        released = amount if share >= 1.0 else amount * share
+        order.reserved = None if share >= 1.0 else (asset, amount - released)
+        self.balances[asset][0] += released
+        self.balances[asset][1] -= released
 
-    def _fill(self, market: LoopbackMarket, order: VenueOrder, price: float, maker: bool) -> None:
-        quantity = order.orig_qty - order.executed_qty
+    def _fill(
+        self,
+        market: LoopbackMarket,
+        order: VenueOrder,
+        price: float,
+        maker: bool,
+        quantity: float | None = None,
+    ) -> None:
+        left = order.orig_qty - order.executed_qty
+        quantity = left if quantity is None or quantity >= left - 1e-12 else quantity
         notional = quantity * price
-        self._release_reserve(order)
+        self._release_reserve(order, quantity / left)
         base, quote = self.balances.setdefault(market.base, [0.0, 0.0]), self.balances[market.quote]
-        if order.side == "BUY" and self.fee_in_base:
+        if self.fee_asset is not None:
+            fee_asset = self.fee_asset
+            fee = notional * self.fee_rate / self.prices[fee_asset + market.quote]
+            base[0] += quantity if order.side == "BUY" else -quantity
+            quote[0] += -notional if order.side == "BUY" else notional
+            self.balances.setdefault(fee_asset, [0.0, 0.0])[0] -= fee
+        elif order.side == "BUY" and self.fee_in_base:
             fee, fee_asset = quantity * self.fee_rate, market.base
             base[0] += quantity - fee
             quote[0] -= notional
@@ -490,7 +530,8 @@ class LoopbackExchange:
         self.trades.append(trade)
         order.executed_qty += quantity
         order.cumulative_quote += notional
-        order.status, order.update_ms = "FILLED", now
+        whole = order.executed_qty >= order.orig_qty - 1e-12
+        order.status, order.update_ms = ("FILLED" if whole else "PARTIALLY_FILLED"), now
         order.fills.append(
             {
                 "price": _fmt(price),
@@ -504,7 +545,7 @@ class LoopbackExchange:
     def _fill_resting(self, market: LoopbackMarket, price: float) -> None:
         for order in self.open_orders(market.id):
             if _marketable(order, price):
-                self._fill(market, order, order.price, maker=True)
+                self._fill(market, order, order.price, maker=True, quantity=self._part(order))
 
     def _find(self, params: dict[str, str]) -> VenueOrder:
         market = self._market(params)
@@ -530,9 +571,9 @@ class LoopbackExchange:
         self._cancel(order)
         return _order_json(order)
 
-    def _cancel(self, order: VenueOrder) -> None:
+    def _cancel(self, order: VenueOrder, status: str = "CANCELED") -> None:
         self._release_reserve(order)
-        order.status, order.update_ms = "CANCELED", self.now_ms()
+        order.status, order.update_ms = status, self.now_ms()
 
     def _open_orders(self, params: dict[str, str]) -> list[Json]:
         symbol = self._market(params).id if "symbol" in params else None

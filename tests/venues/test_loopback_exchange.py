@@ -186,3 +186,41 @@ async def test_insufficient_balance_and_lot_size_are_refused(
         await client.create_order("BTC/USDT", "market", "sell", 0.01)
     with pytest.raises(ccxt.BadRequest, match="NOTIONAL"):
         await client.create_order("BTC/USDT", "market", "buy", 0.0001)
+
+
+async def test_a_resting_limit_fills_in_parts_and_ioc_and_fok_expire(
+    exchange: LoopbackExchange, client: ccxt.binance
+) -> None:
+    exchange.set_price("BTC/USDT", 30_000.0)
+    exchange.part_size = 0.004
+    params = {"clientOrderId": "c-gtc"}
+    order = await client.create_order("BTC/USDT", "limit", "buy", 0.01, 29_000.0, params)
+    assert (order["status"], order["filled"]) == ("open", 0.0)
+    exchange.set_price("BTC/USDT", 28_900.0)
+    read = await client.fetch_order(order["id"], "BTC/USDT")
+    assert (read["status"], read["filled"], read["remaining"]) == ("open", 0.004, 0.006)
+    ioc = await client.create_order(
+        "BTC/USDT", "limit", "buy", 0.01, 29_000.0, {"clientOrderId": "c-ioc", "timeInForce": "IOC"}
+    )
+    assert (ioc["status"], ioc["filled"]) == ("expired", 0.004)  # the rest could not fill at once
+    fok = await client.create_order(
+        "BTC/USDT", "limit", "buy", 0.01, 29_000.0, {"clientOrderId": "c-fok", "timeInForce": "FOK"}
+    )
+    assert (fok["status"], fok["filled"]) == ("expired", 0.0)
+    assert [o.client_order_id for o in exchange.open_orders()] == ["c-gtc"]
+    assert exchange.position("BTC") == pytest.approx(0.008)
+
+
+async def test_fees_can_be_charged_in_bnb() -> None:
+    markets = [BTC, LoopbackMarket("BNB", "USDT", 600.0)]
+    balances = {"USDT": 100_000.0, "BNB": 1.0}
+    async with LoopbackExchange(KEY, SECRET, markets, balances, fee_asset="BNB") as venue:
+        binance = plain_binance(venue)
+        try:
+            order = await binance.create_order("BTC/USDT", "market", "buy", 0.01)
+        finally:
+            await binance.close()
+    fee = 0.01 * order["average"] * 0.001 / 600.0
+    assert order["fee"] == {"currency": "BNB", "cost": pytest.approx(fee)}
+    assert venue.position("BNB") == pytest.approx(1.0 - fee)
+    assert venue.position("USDT") == pytest.approx(100_000.0 - 0.01 * order["average"])

@@ -1,0 +1,265 @@
+"""Native resting orders on the loopback exchange (docs/venues.md): a live strategy's
+limit order rests on the venue, fills there in parts (told as the paper broker's parts
+are), is cancelled and replaced there, is cancelled by the kill switch, survives a
+restart; block-all's flatten closes positions on the venue; fees in BNB."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from gateways.config import DaemonConfig
+from orchestrator.model.orders import FILLED
+from tests.gateways.venues.test_live_trading import KEY, LIVE, SECRET, SYMBOL, first_bar
+from tests.support import Client, TestDaemon, running_daemon, test_config
+from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket, VenueOrder
+
+LIMIT_BUYER = "tests.scripted_strategies:RestingLimitBuy"
+MARKET_BUYER = "tests.scripted_strategies:BuyThenHold"
+
+
+@pytest.fixture(autouse=True)
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_VENUE_MAIN_API_KEY", KEY)
+    monkeypatch.setenv("ORCHESTRATOR_VENUE_MAIN_SECRET", SECRET)
+
+
+@pytest.fixture
+async def exchange() -> AsyncIterator[LoopbackExchange]:
+    market = LoopbackMarket("BTC", "USDT", 30_000.0)
+    async with LoopbackExchange(KEY, SECRET, [market], {"USDT": 100_000.0}, seed=5) as venue:
+        yield venue
+
+
+def config_for(venue: LoopbackExchange, kind: str = LIMIT_BUYER, **overrides: Any) -> DaemonConfig:
+    return test_config(
+        market_data={
+            "feed": {"kind": "synthetic", "symbols": {SYMBOL: 30_000.0}, "history_seconds": 0}
+        },
+        venues={
+            "main": {
+                "exchange": "binance",
+                "api_urls": venue.ccxt_urls(),
+                "enable_rate_limit": False,
+                "poll_interval_seconds": 0.05,
+                "timeout_seconds": 2.0,
+            }
+        },
+        strategies=[
+            {
+                "id": "buyer",
+                "name": "Limit buyer",
+                "kind": kind,
+                "params": {"quantity": 0.01},
+                "defaults": {"symbols": [SYMBOL], "data_resolution": "1s"},
+            }
+        ],
+        **overrides,
+    )
+
+
+async def eventually(
+    venue: LoopbackExchange, condition: Callable[[], object], timeout: float = 30.0
+) -> None:
+    """Until ``condition()`` holds of ``venue``, checked at each request it receives (its
+    state changes by them; the daemon's poll keeps asking)."""
+    heard = asyncio.Event()
+    venue.on_request = lambda method, endpoint: heard.set()
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await heard.wait()
+                heard.clear()
+    finally:
+        venue.on_request = lambda method, endpoint: None
+
+
+async def resting_on_venue(
+    daemon: TestDaemon, client: Client, venue: LoopbackExchange
+) -> VenueOrder:
+    """Start the limit buyer live; its first bar's limit order rests on the venue."""
+    reply = await client.request({"type": "start_strategy", "id": "buyer", "config": LIVE})
+    assert reply["type"] == "strategy_started"
+    await first_bar(daemon)
+    await client.recv_type("order_accepted")
+    await eventually(venue, lambda: venue.open_orders())
+    [order] = venue.open_orders()
+    return order
+
+
+async def test_a_limit_order_rests_on_the_venue_and_fills_there_in_parts(
+    exchange: LoopbackExchange,
+) -> None:
+    exchange.part_size = 0.004
+    async with running_daemon(config_for(exchange)) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        assert (order.type, order.time_in_force, order.price) == ("LIMIT", "GTC", 29_700.0)
+        assert order.client_order_id.startswith("orc-order_")
+        order_id = order.client_order_id.removeprefix("orc-")
+        seen: list[tuple[float, float]] = []
+        for _ in range(3):
+            exchange.set_price(SYMBOL, 29_000.0)  # one part per price
+            trade = (await client.recv_type("strategy_trade"))["data"]
+            assert (trade["orderId"], trade["status"], trade["entryPrice"]) == (
+                order_id,
+                "FILLED",
+                29_700.0,
+            )
+            seen.append((trade["quantity"], trade.get("remainingQuantity") or 0.0))
+        assert seen == [(0.004, 0.006), (0.004, 0.002), (0.002, 0.0)]
+        assert daemon.daemon.journal is not None
+        fills = daemon.daemon.journal.fills("buyer")
+        assert [f.quantity for f in fills] == pytest.approx([0.004, 0.004, 0.002])
+        assert daemon.daemon.core.execution.open_orders("buyer") == []
+        assert exchange.submissions == 1
+    assert exchange.position("BTC") == pytest.approx(0.01)
+
+
+async def test_cancel_order_cancels_it_on_the_venue(exchange: LoopbackExchange) -> None:
+    async with running_daemon(config_for(exchange)) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        order_id = order.client_order_id.removeprefix("orc-")
+        reply = await client.request({"type": "cancel_order", "orderId": order_id})
+        assert reply["type"] == "order_cancelled"
+        assert exchange.orders[order.order_id].status == "CANCELED"
+        assert exchange.open_orders() == []
+        trade = (await client.recv_type("strategy_trade"))["data"]
+        assert (trade["orderId"], trade["status"]) == (order_id, "REJECTED")
+
+
+async def test_a_replace_is_a_cancel_and_a_new_order_on_the_venue(
+    exchange: LoopbackExchange,
+) -> None:
+    exchange.part_size = 0.004
+    async with running_daemon(config_for(exchange)) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        order_id = order.client_order_id.removeprefix("orc-")
+        exchange.set_price(SYMBOL, 29_000.0)  # a part before the replace
+        await client.recv_type("strategy_trade")
+        exchange.set_price(SYMBOL, 30_000.0)
+        execution = daemon.daemon.core.execution
+        assert execution.replace_order("buyer", order_id, limit_price=29_500.0)
+        await eventually(
+            exchange,
+            lambda: [o.client_order_id for o in exchange.open_orders()] == [f"orc-{order_id}.1"],
+        )
+        [new] = exchange.open_orders()
+        assert (new.price, new.orig_qty) == (29_500.0, pytest.approx(0.006))
+        assert exchange.orders[order.order_id].status == "CANCELED"
+        exchange.part_size = None
+        exchange.set_price(SYMBOL, 29_400.0)
+        trade = (await client.recv_type("strategy_trade"))["data"]
+        assert (trade["quantity"], trade["entryPrice"]) == (pytest.approx(0.006), 29_500.0)
+    assert exchange.position("BTC") == pytest.approx(0.01)
+
+
+async def test_the_kill_switch_cancels_the_entries_resting_on_the_venue(
+    exchange: LoopbackExchange,
+) -> None:
+    async with running_daemon(config_for(exchange)) as daemon, daemon.client() as client:
+        await resting_on_venue(daemon, client, exchange)
+        async with daemon.client("risk") as risk:
+            await risk.send({"type": "halt_trading", "reason": "test"})
+            await client.recv_type("order_cancelled")
+        assert exchange.open_orders() == []
+        assert daemon.daemon.core.execution.open_orders("buyer") == []
+
+
+async def test_block_all_flatten_closes_the_positions_on_the_venue(
+    exchange: LoopbackExchange,
+) -> None:
+    before = exchange.position("BTC")
+    async with running_daemon(config_for(exchange, MARKET_BUYER)) as daemon:
+        async with daemon.client() as client:
+            await client.request({"type": "start_strategy", "id": "buyer", "config": LIVE})
+            await first_bar(daemon)
+            bought = (await client.recv_type("strategy_trade"))["data"]
+            assert bought["status"] == "FILLED"
+            assert exchange.position("BTC") == pytest.approx(before + 0.01)
+            async with daemon.client("risk") as risk:
+                await risk.send(
+                    {"type": "halt_trading", "reason": "flat", "blockAll": True, "flatten": True}
+                )
+                sold = (await client.recv_type("strategy_trade"))["data"]
+            assert (sold["side"], sold["status"], sold["quantity"]) == ("SELL", "FILLED", 0.01)
+        assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == 0.0
+        assert daemon.daemon.journal is not None
+        assert daemon.daemon.journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
+    assert exchange.position("BTC") == pytest.approx(before)
+    assert len(exchange.orders) == 2
+
+
+async def test_flatten_needs_block_all(exchange: LoopbackExchange) -> None:
+    async with running_daemon(config_for(exchange)) as daemon, daemon.client("risk") as risk:
+        reply = await risk.request({"type": "halt_trading", "reason": "x", "flatten": True})
+        assert reply["type"] == "error"
+        assert "flatten needs blockAll" in str(reply["data"])
+        assert daemon.daemon.core.execution.halt is None
+
+
+async def test_a_restart_finds_the_order_resting_on_the_venue_and_settles_its_parts_once(
+    exchange: LoopbackExchange,
+) -> None:
+    exchange.part_size = 0.004
+    config = config_for(exchange)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        order_id = order.client_order_id.removeprefix("orc-")
+        exchange.set_price(SYMBOL, 29_000.0)
+        await client.recv_type("strategy_trade")
+    exchange.set_price(SYMBOL, 29_000.0)  # a part while the daemon is down
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        trade = (await client.recv_type("strategy_trade"))["data"]
+        assert (trade["orderId"], trade["quantity"], trade["remainingQuantity"]) == (
+            order_id,
+            0.004,
+            pytest.approx(0.002),
+        )
+        [resting] = daemon.daemon.core.execution.open_orders("buyer")
+        assert (resting.id, resting.quantity) == (order_id, pytest.approx(0.002))
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        [resting] = daemon.daemon.core.execution.open_orders("buyer")  # nothing settled twice
+        assert resting.quantity == pytest.approx(0.002)
+        exchange.set_price(SYMBOL, 29_000.0)
+        last = (await client.recv_type("strategy_trade"))["data"]
+        assert (last["quantity"], last.get("remainingQuantity") or 0.0) == (
+            pytest.approx(0.002),
+            0.0,
+        )
+        assert daemon.daemon.journal is not None
+        fills = daemon.daemon.journal.fills("buyer")
+        assert [f.quantity for f in fills] == pytest.approx([0.004, 0.004, 0.002])
+        assert all(f.status is FILLED for f in fills)
+    assert exchange.submissions == 1 and len(exchange.orders) == 1
+    assert exchange.position("BTC") == pytest.approx(0.01)
+
+
+async def test_a_fee_in_bnb_is_priced_by_the_venue_and_reconciled_in_bnb() -> None:
+    markets = [LoopbackMarket("BTC", "USDT", 30_000.0), LoopbackMarket("BNB", "USDT", 600.0)]
+    balances = {"USDT": 100_000.0, "BNB": 10.0}
+    async with LoopbackExchange(KEY, SECRET, markets, balances, fee_asset="BNB") as venue:
+        config = config_for(venue, MARKET_BUYER)
+        async with running_daemon(config) as daemon, daemon.client() as client:
+            await client.request({"type": "start_strategy", "id": "buyer", "config": LIVE})
+            await first_bar(daemon)
+            trade = (await client.recv_type("strategy_trade"))["data"]
+            price = trade["entryPrice"]
+            assert daemon.daemon.journal is not None
+            [fill] = daemon.daemon.journal.fills("buyer")
+            assert fill.commission == pytest.approx(0.01 * price * 0.001)  # in USDT
+            [charged] = daemon.daemon.journal.venue_ledger("main")  # as the venue took it
+            assert charged.fee_asset == "BNB"
+            assert charged.fee == pytest.approx(0.01 * price * 0.001 / 600.0)
+            assert venue.position("BNB") == pytest.approx(10.0 - charged.fee)
+            reconciler = daemon.daemon.reconcilers["main"]
+            await reconciler.periodic()  # BNB's baseline: what the account held besides
+            await reconciler.periodic()
+            assert reconciler.last is not None
+            assert set(reconciler.last.balances) == {"BTC", "BNB"}
+            assert reconciler.mismatches == {}
+            venue.balances["BNB"][0] -= 1.0  # spent outside the daemon
+            await reconciler.periodic()
+            assert list(reconciler.mismatches) == ["BNB"]
