@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from http import HTTPStatus
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -43,6 +43,8 @@ REPORT_POINTS = 20_000
 REPORT_TRADES = 10_000
 """Most trades in the file's table and on its price chart."""
 CHART_LIBRARY = "web/vendor/lightweight-charts.standalone.production.js"
+
+Found = TypeVar("Found")
 
 ReportOf = Callable[[str], tuple[BacktestReport, str]]
 """A completed job's report and its title; raises OrchestratorError when there is none."""
@@ -184,21 +186,40 @@ class ReportPages:
         self._library = (resources.files("gateways") / CHART_LIBRARY).read_text(encoding="utf-8")
 
     def respond(self, request: Request, authenticated: bool) -> Response | None:
-        found = REPORT_PATH.match(urlsplit(request.path).path)
-        if found is None or is_upgrade(request):
-            return None
-        if not authenticated:
-            # A stranger learns nothing, not even whether the job exists.
-            return plain_response(HTTPStatus.UNAUTHORIZED, "A report needs a token\n")
-        try:
-            job_id = str(uuid.UUID(found.group("job")))
-            report, title = self._report_of(job_id)
-        except ValueError:
-            return plain_response(HTTPStatus.BAD_REQUEST, "Not a job uuid\n")
-        except OrchestratorError as exc:
-            return plain_response(HTTPStatus.NOT_FOUND, f"{exc.message}\n")
-        body = render_report(report, title, self._library).encode()
-        return plain_response(HTTPStatus.OK, body, "text/html; charset=utf-8")
+        return job_page(
+            request,
+            authenticated,
+            REPORT_PATH,
+            self._report_of,
+            lambda report, title: render_report(report, title, self._library),
+        )
+
+
+def job_page(
+    request: Request,
+    authenticated: bool,
+    path: re.Pattern[str],
+    find: Callable[[str], tuple[Found, str]],
+    render: Callable[[Found, str], str],
+) -> Response | None:
+    """The HTML page of the job ``path`` names (its ``job`` group, a uuid): what ``find``
+    returns for it (the content and the title), rendered; None for a request that is not
+    ``path``'s. A job ``find`` does not know (OrchestratorError) is a 404."""
+    found = path.match(urlsplit(request.path).path)
+    if found is None or is_upgrade(request):
+        return None
+    if not authenticated:
+        # A stranger learns nothing, not even whether the job exists.
+        return plain_response(HTTPStatus.UNAUTHORIZED, "A report needs a token\n")
+    try:
+        job_id = str(uuid.UUID(found.group("job")))
+        content, title = find(job_id)
+    except ValueError:
+        return plain_response(HTTPStatus.BAD_REQUEST, "Not a job uuid\n")
+    except OrchestratorError as exc:
+        return plain_response(HTTPStatus.NOT_FOUND, f"{exc.message}\n")
+    body = render(content, title).encode()
+    return plain_response(HTTPStatus.OK, body, "text/html; charset=utf-8")
 
 
 _PAGE = """<!doctype html>

@@ -18,18 +18,14 @@ from __future__ import annotations
 import html
 import itertools
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
 
 from websockets.http11 import Request, Response
 
+from gateways.api.report_page import job_page
 from gateways.client.backtest_text import statistics_rows
-from gateways.ws.static_files import is_upgrade, plain_response
-from orchestrator.model.errors import OrchestratorError
 
 SWEEP_REPORT_PATH = re.compile(r"^/api/sweeps/(?P<job>[^/]{1,64})/report\.html$")
 MAX_HEATMAPS = 6
@@ -307,21 +303,9 @@ class SweepReportPages:
         self._report_of = report_of
 
     def respond(self, request: Request, authenticated: bool) -> Response | None:
-        found = SWEEP_REPORT_PATH.match(urlsplit(request.path).path)
-        if found is None or is_upgrade(request):
-            return None
-        if not authenticated:
-            # A stranger learns nothing, not even whether the sweep exists.
-            return plain_response(HTTPStatus.UNAUTHORIZED, "A report needs a token\n")
-        try:
-            job_id = str(uuid.UUID(found.group("job")))
-            result, title = self._report_of(job_id)
-        except ValueError:
-            return plain_response(HTTPStatus.BAD_REQUEST, "Not a job uuid\n")
-        except OrchestratorError as exc:
-            return plain_response(HTTPStatus.NOT_FOUND, f"{exc.message}\n")
-        body = render_sweep_report(result, title).encode()
-        return plain_response(HTTPStatus.OK, body, "text/html; charset=utf-8")
+        return job_page(
+            request, authenticated, SWEEP_REPORT_PATH, self._report_of, render_sweep_report
+        )
 
 
 _PAGE = """<!doctype html>
