@@ -33,21 +33,24 @@ async def exchange() -> AsyncIterator[LoopbackExchange]:
         yield venue
 
 
-def live_config(venue: LoopbackExchange, **venue_settings: Any) -> DaemonConfig:
+def venue_settings(venue: LoopbackExchange, **overrides: Any) -> dict[str, Any]:
+    """``[venues.main]`` for the loopback ``venue``: polled fast, no rate limiter."""
+    return {
+        "exchange": "binance",
+        "api_urls": venue.ccxt_urls(),
+        "enable_rate_limit": False,
+        "poll_interval_seconds": 0.05,
+        "timeout_seconds": 2.0,
+        **overrides,
+    }
+
+
+def live_config(venue: LoopbackExchange, **overrides: Any) -> DaemonConfig:
     return test_config(
         market_data={
             "feed": {"kind": "synthetic", "symbols": {SYMBOL: 30_000.0}, "history_seconds": 0}
         },
-        venues={
-            "main": {
-                "exchange": "binance",
-                "api_urls": venue.ccxt_urls(),
-                "enable_rate_limit": False,
-                "poll_interval_seconds": 0.05,
-                "timeout_seconds": 2.0,
-                **venue_settings,
-            }
-        },
+        venues={"main": venue_settings(venue, **overrides)},
         strategies=[
             {
                 "id": "buyer",

@@ -13,7 +13,14 @@ import pytest
 
 from gateways.config import DaemonConfig
 from orchestrator.model.orders import FILLED
-from tests.gateways.venues.test_live_trading import KEY, LIVE, SECRET, SYMBOL, first_bar
+from tests.gateways.venues.test_live_trading import (
+    KEY,
+    LIVE,
+    SECRET,
+    SYMBOL,
+    first_bar,
+    venue_settings,
+)
 from tests.support import Client, TestDaemon, running_daemon, test_config
 from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket, VenueOrder
 
@@ -39,15 +46,7 @@ def config_for(venue: LoopbackExchange, kind: str = LIMIT_BUYER, **overrides: An
         market_data={
             "feed": {"kind": "synthetic", "symbols": {SYMBOL: 30_000.0}, "history_seconds": 0}
         },
-        venues={
-            "main": {
-                "exchange": "binance",
-                "api_urls": venue.ccxt_urls(),
-                "enable_rate_limit": False,
-                "poll_interval_seconds": 0.05,
-                "timeout_seconds": 2.0,
-            }
-        },
+        venues={"main": venue_settings(venue)},
         strategies=[
             {
                 "id": "buyer",
