@@ -58,6 +58,9 @@ from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import ANSWER_TOPICS, CommandOrigin, Topic
 
 EVERYONE = "*"
+NEVER_JOINED = -(2**62)
+"""The emptied-at seq of a channel nobody has joined yet: stale from the start, since no
+client holds a seq of it to resume from (a daemon nobody watches encodes nothing)."""
 """The channel every client of a server is in."""
 
 
@@ -201,8 +204,8 @@ class WebSocketServer:
         self._sessions: dict[str, Session] = {}
         self._by_ws: dict[ServerConnection, Session] = {}
         self._channels: dict[str, set[ServerConnection]] = {EVERYONE: set()}
-        self._emptied_at: dict[str, int] = {EVERYONE: 0}
-        """When each empty channel lost its last member (seq); everyone's: as if at start."""
+        self._emptied_at: dict[str, int] = {EVERYONE: NEVER_JOINED}
+        """When each empty channel lost its last member (seq)."""
         self._overflowing: list[ServerConnection] = []
         self._ids = itertools.count(1)
         self._server: Server | None = None

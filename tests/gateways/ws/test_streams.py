@@ -240,6 +240,22 @@ async def test_with_nobody_to_resume_a_server_numbers_encodes_and_keeps_nothing(
             assert message["seq"] == client.snapshot[0]["seq"] + 1 == server.stream_seq
 
 
+async def test_a_server_nobody_has_joined_numbers_encodes_and_keeps_nothing() -> None:
+    """No client of this run holds a seq to resume from: what a server broadcasts before
+    its first client costs nothing, not even the first replay window's worth."""
+    config = test_config(streams={"replay_window": 50})
+    async with running_daemon(config) as daemon:
+        server = daemon.daemon.servers["orchestrator"]
+        publish(daemon, *names("unwatched", 20))
+        await daemon.daemon.writer.flush()
+        assert server.stream_seq == 0
+        async with daemon.client() as client:
+            assert client.snapshot[0]["seq"] == 0
+            publish(daemon, "first")
+            message = await client.recv()
+            assert message["data"]["reason"] == "first" and message["seq"] == 1
+
+
 @pytest.mark.parametrize("how", ["url", "command"])
 async def test_a_changed_epoch_gets_resync_and_a_snapshot(how: str) -> None:
     async with quiet_daemon() as daemon:
