@@ -144,14 +144,16 @@ class DaskRunner:
                 silence_logs=logging.ERROR,
                 asynchronous=True,
             )
-            client: Client = await Client(self._cluster, asynchronous=True)
+            client = await _started(Client(self._cluster, asynchronous=True))
             log.info("sweep_cluster_started", scheduler=self._cluster.scheduler_address)
             return client
-        remote: Client = await Client(
-            self.config.scheduler,
-            asynchronous=True,
-            security=self._security(),
-            timeout=self.config.connect_timeout_seconds,
+        remote = await _started(
+            Client(
+                self.config.scheduler,
+                asynchronous=True,
+                security=self._security(),
+                timeout=self.config.connect_timeout_seconds,
+            )
         )
         log.info("sweep_scheduler_connected", scheduler=self.config.scheduler)
         return remote
@@ -199,6 +201,20 @@ class DaskRunner:
                 stopping: Any = cluster.close()
                 await stopping
             log.info("sweep_cluster_closed")
+
+
+async def _started(client: Client) -> Client:
+    """``client`` once connected; closed if it never gets there (a timeout, a refusal),
+    so no half-started client is left for the garbage collector to close on a loop
+    that is gone."""
+    try:
+        await client
+    except BaseException:
+        with contextlib.suppress(Exception):
+            closing: Any = client.close()  # asynchronous: a coroutine
+            await closing
+        raise
+    return client
 
 
 class DaskTrials:

@@ -7,6 +7,7 @@ own CA, written to files as an operator's would be)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from distributed import Client
 from distributed.security import Security
 
 from orchestrator.bus import EventBus
@@ -159,10 +161,20 @@ async def test_a_sweep_runs_through_an_external_scheduler(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await runner.close()
     assert len(table(result)) == 6
 
 
 async def test_a_scheduler_that_does_not_answer_is_a_clear_error() -> None:
     runner = DaskRunner(SweepsConfig(scheduler="tcp://127.0.0.1:9", connect_timeout_seconds=2))
-    with pytest.raises(ClusterUnavailable, match=r"tcp://127.0.0.1:9 cannot be reached"):
-        await runner.client()
+    before = set(Client._instances)
+    gc.disable()  # the clients made here stay in the weak set until looked at
+    try:
+        with pytest.raises(ClusterUnavailable, match=r"tcp://127.0.0.1:9 cannot be reached"):
+            await runner.client()
+        made = set(Client._instances) - before
+    finally:
+        gc.enable()
+    # The client that never connected is closed, not left for the garbage collector
+    # to close later on an event loop that is gone (a test far away used to see it).
+    assert made and all(client.status == "closed" for client in made)
