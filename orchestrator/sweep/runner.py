@@ -140,6 +140,10 @@ class DaskRunner:
                 host="127.0.0.1",
                 scheduler_port=0,
                 dashboard_address=None,
+                # No dashboard, but the scheduler's HTTP server (health, metrics) still
+                # listens: on Dask's default 8787 unless told, a port the user's own
+                # cluster may want. An ephemeral loopback port instead.
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 memory_limit=self.config.worker_memory_limit,
                 silence_logs=logging.ERROR,
                 asynchronous=True,

@@ -94,6 +94,19 @@ async def test_the_best_trial_run_again_as_a_plain_backtest_makes_the_same_trade
     assert build_report(plain).statistics.to_wire(snake_case=True) == best["statistics"]
 
 
+async def test_the_embedded_cluster_listens_on_loopback_and_no_default_port(
+    dask_runner: DaskRunner,
+) -> None:
+    """Its scheduler's HTTP server took Dask's 8787 (the port of the user's own cluster's
+    dashboard) when nobody had it; an ephemeral loopback port now."""
+    client = await dask_runner.client()
+    info = client.scheduler_info()
+    assert info["address"].startswith("tcp://127.0.0.1:")
+    assert info["services"]["dashboard"] not in (8787, 0)
+    http = client.cluster.scheduler.http_server
+    assert http.address == "127.0.0.1"
+
+
 async def test_a_worker_killed_mid_sweep_loses_no_trial(
     dask_runner: DaskRunner, serial_result: dict[str, Any], goog_csv: Path, tmp_path: Path
 ) -> None:
