@@ -183,7 +183,7 @@ class Daemon:
             self.writer = JournalWriter.from_config(self.journal, self._deliver, config.journal)
         self.journal_stage = JournalStage(self.writer, self.outbox, self._heard)
         """The bus's events to the writer, or past it when it need not commit them."""
-        self.bus.subscribe(self.journal_stage.submit)
+        self.journal_stage.attach(self.bus, market_data=self.fanout.publish)
         self._writer_task: asyncio.Task[None] | None = None
         self._saved_live: dict[str, dict[str, tuple[str, ...]]] = {}
         """venue -> the live strategies the journal restores there, with their symbols."""

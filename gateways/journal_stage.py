@@ -7,9 +7,10 @@ Another event the journal does not store goes to the outbox at once when the wri
 holds nothing (nothing can be overtaken), and waits its turn in the writer behind a
 pending commit, so the outbox keeps the bus's order for it. A quote or a bar never
 waits: the writer would tell it at once anyway (market data is not held behind a
-commit, ``orchestrator.journal.writer``), so it goes straight on without the hops
-through the writer. An event that nobody on the outbox hears is not delivered at
-all.
+commit, ``orchestrator.journal.writer``), and nothing of it is stored, so
+:meth:`JournalStage.attach` hands it from the bus to the edges' sink directly, the
+hops through this stage and the outbox saved on every tick. An event that nobody on
+the outbox hears is not delivered at all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from orchestrator.bus import EventBus
 from orchestrator.journal.store import journaled
 from orchestrator.journal.writer import MARKET_DATA
 from orchestrator.model.events import Event, Topic
+
+MARKET_DATA_TOPICS = frozenset(kind.topic for kind in MARKET_DATA)
 
 
 class Writer(Protocol):
@@ -42,13 +45,20 @@ class JournalStage:
         self.unheard = 0
         """Events dropped here: the journal does not store them and nobody hears them."""
 
+    def attach(self, bus: EventBus, market_data: Callable[[Event], None]) -> None:
+        """Take ``bus``'s events: market data straight to ``market_data`` (the sink the
+        outbox hands its events to, which drops what nobody hears), the rest through
+        :meth:`submit`."""
+        bus.subscribe(market_data, MARKET_DATA_TOPICS)
+        bus.subscribe(self.submit, (topic for topic in Topic if topic not in MARKET_DATA_TOPICS))
+
     def submit(self, event: Event) -> None:
         """Bus handler: ``event`` to the writer, or past it (see the module docstring)."""
         if journaled(event):
             self._writer.submit(event)
         elif not self._heard(event.topic):
             self.unheard += 1
-        elif self._writer.pending and not isinstance(event, MARKET_DATA):
+        elif self._writer.pending:
             self._writer.submit(event)
         else:
             self.passed += 1

@@ -1,5 +1,6 @@
-"""The journal stage: what the journal stores goes through the writer; a quote goes past
-it only when nothing there could be overtaken, and nowhere when nobody hears it."""
+"""The journal stage: what the journal stores goes through the writer; another event goes
+past it only when nothing there could be overtaken, and nowhere when nobody hears it;
+market data never waits."""
 
 from __future__ import annotations
 
@@ -44,38 +45,42 @@ def quote(price: float) -> QuoteUpdated:
     return QuoteUpdated(Tick("AAPL", price, 1.0, START))
 
 
-def stage_with(heard: set[Topic]) -> tuple[JournalStage, HoldingWriter, list[Event]]:
-    outbox = EventBus()
+def stage_with(heard: set[Topic]) -> tuple[EventBus, JournalStage, HoldingWriter, list[Event]]:
+    """A stage attached to a core bus, market data and the outbox both to ``delivered``."""
+    bus, outbox = EventBus(), EventBus()
     delivered: list[Event] = []
     outbox.subscribe(delivered.append)
     writer = HoldingWriter(outbox)
-    return JournalStage(writer, outbox, heard.__contains__), writer, delivered
+    stage = JournalStage(writer, outbox, heard.__contains__)
+    stage.attach(bus, market_data=outbox.publish)
+    return bus, stage, writer, delivered
 
 
-def test_a_heard_quote_never_waits_and_an_unstored_event_waits_behind_a_pending_commit() -> None:
+def test_a_quote_never_waits_and_an_unstored_event_waits_behind_a_pending_commit() -> None:
     """The writer's rule (orchestrator.journal.writer): market data is told at once, ahead
     of the commits in flight; another event the journal does not store keeps its place."""
-    heard = {Topic.MARKET_QUOTE, Topic.RISK_KILL_SWITCH, Topic.EXECUTION_STATUS}
-    stage, writer, delivered = stage_with(heard)
+    heard = {Topic.RISK_KILL_SWITCH, Topic.EXECUTION_STATUS}
+    bus, stage, writer, delivered = stage_with(heard)
     halt = KillSwitchChanged(True, "maintenance", True, HaltSource.COMMAND, START)  # stored
     later = ExecutionStatusChanged(ExecutionStatus.STOPPED, START, "maintenance")  # not stored
-    stage.submit(quote(1.0))
-    stage.submit(halt)
-    stage.submit(quote(2.0))
-    stage.submit(later)
+    bus.publish(quote(1.0))
+    bus.publish(halt)
+    bus.publish(quote(2.0))
+    bus.publish(later)
     assert delivered == [quote(1.0), quote(2.0)]
     writer.commit()
-    stage.submit(quote(3.0))
-    assert delivered == [quote(1.0), quote(2.0), halt, later, quote(3.0)]
-    assert writer.submitted == [halt, later]
-    assert stage.passed == 3
+    bus.publish(quote(3.0))
+    bus.publish(later)  # nothing pending now: straight on
+    assert delivered == [quote(1.0), quote(2.0), halt, later, quote(3.0), later]
+    assert writer.submitted == [halt, later]  # never a quote: they skip the stage
+    assert stage.passed == 1
 
 
-def test_a_quote_nobody_hears_goes_nowhere_and_a_stored_event_always_to_the_writer() -> None:
-    stage, writer, delivered = stage_with(set())
+def test_an_event_nobody_hears_goes_nowhere_and_a_stored_event_always_to_the_writer() -> None:
+    bus, stage, writer, delivered = stage_with(set())
     halt = KillSwitchChanged(True, "maintenance", True, HaltSource.COMMAND, START)
-    stage.submit(quote(1.0))
-    stage.submit(halt)
+    bus.publish(ExecutionStatusChanged(ExecutionStatus.STOPPED, START, "maintenance"))
+    bus.publish(halt)
     writer.commit()
     assert delivered == [halt]
     assert writer.submitted == [halt]
