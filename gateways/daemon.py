@@ -242,7 +242,7 @@ class Daemon:
         if config.nng.enabled:
             address = config.nng_publish_address()
             self.nng = NngPublisher(config.nng, address, self.clock, self.epoch)
-            self.fanout.add(self.nng.publish)
+            self.nng.follow(self.fanout)
 
     def _watch(self) -> None:
         """What /healthz and /metrics report."""
@@ -268,8 +268,9 @@ class Daemon:
         )
 
     def _heard(self, topic: Topic) -> bool:
-        """Whether anything on the outbox takes an event of ``topic`` now."""
-        return topic in COMMITTED_TOPICS or self.fanout.hears(topic)
+        """Whether anything on the outbox takes an event of ``topic`` now (the NNG
+        publisher numbers every event, deaf or not: the fan-out must count it)."""
+        return topic in COMMITTED_TOPICS or self.nng is not None or self.fanout.hears(topic)
 
     def _deliver(self, events: Sequence[Event], positions: Sequence[int | None]) -> None:
         for event, position in zip(events, positions, strict=True):

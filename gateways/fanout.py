@@ -12,7 +12,9 @@ The sinks of each topic are resolved once, and again only when a sink is added o
 tells :meth:`Fanout.hear` that it starts or stops hearing a topic (a server whose
 last channel of the topic is gone), so publishing costs one dict lookup, and an
 event no sink hears is not even wrapped (``hears`` lets the stage before the outbox
-skip it altogether).
+skip it altogether). It counts what it was handed of each topic (``published``), so
+that a sink deaf for a while (the NNG publisher with no subscriber) can number
+afterwards what it was not handed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Fanout:
         self._deaf: set[tuple[Sink, Topic]] = set()
         self._live: dict[Topic, tuple[Sink, ...]] = {topic: () for topic in Topic}
         """Each topic's sinks that hear it, in the order they were added."""
+        self.published: dict[Topic, int] = dict.fromkeys(Topic, 0)
+        """Events handed to this fan-out so far, by topic, heard or not."""
         self.sink_errors = 0
         self.position: int | None = None
         """The journal position of the event being published now: set by the delivery
@@ -57,6 +61,14 @@ class Fanout:
             self._deaf.add((sink, topic))
         self._resolve()
 
+    def hear_all(self, sink: Sink, hearing: bool) -> None:
+        """:meth:`hear` for every topic at once."""
+        if hearing:
+            self._deaf.difference_update((sink, topic) for topic in Topic)
+        else:
+            self._deaf.update((sink, topic) for topic in Topic)
+        self._resolve()
+
     def _resolve(self) -> None:
         self._live = {
             topic: tuple(sink for sink in sinks if (sink, topic) not in self._deaf)
@@ -68,7 +80,9 @@ class Fanout:
         return bool(self._live[topic])
 
     def publish(self, event: Event) -> None:
-        sinks = self._live[event.topic]
+        topic = event.topic
+        self.published[topic] += 1
+        sinks = self._live[topic]
         if not sinks:
             return
         outgoing = Outgoing(event, self.position)

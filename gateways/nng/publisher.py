@@ -20,6 +20,12 @@ in ``seq`` or ``topicSeq``, because numbers are taken before the queue):
 - messages in NNG's buffers when the daemon stops may not be delivered; the
   subscriber sees the next daemon's new ``epoch``.
 
+While no subscriber is connected the publisher is deaf on the fan-out it follows
+(:meth:`NngPublisher.follow`): an idle daemon's every tick costs it nothing. When
+the first subscriber connects it takes the numbers of what the fan-out handed out
+meanwhile (``Fanout.published``), so ``seq`` and ``topicSeq`` still count every
+event of the run: a subscriber of a restarted daemon learns what it missed.
+
 The drain task sends with a non-blocking ``send`` rather than ``asend``: a
 Pub0 send never waits for a peer (it queues or drops per subscriber), and one
 ``asend`` per message costs a round trip through NNG's thread and the loop,
@@ -44,6 +50,7 @@ from gateways.api.outbound import Outgoing
 from gateways.api.outbound import nng_message as nng_message  # what NNG publishes of an event
 from gateways.client.nng_wire import event_frame, topic_prefix
 from gateways.config import NngBusConfig
+from gateways.fanout import Fanout
 from orchestrator.model.clock import Clock, iso_utc
 from orchestrator.model.events import Topic
 
@@ -140,6 +147,11 @@ class NngPublisher:
         self._socket: Any = None
         self._task: asyncio.Task[None] | None = None
         self._drops = DropLog("nng_events_dropped", address=address)
+        self._fanout: Fanout | None = None
+        self._hearing = True
+        self._counted: dict[Topic, int] = {}
+        """The fan-out's counts when this went deaf there."""
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ bus side
 
@@ -166,10 +178,45 @@ class NngPublisher:
         self._queue.append((self.seq, topic_seq, self._clock.now(), outgoing))
         self._wakeup.set()
 
+    def follow(self, fanout: Fanout) -> None:
+        """Take ``fanout``'s events while a subscriber is connected (see the module
+        docstring); deaf there until the first one is."""
+        self._fanout = fanout
+        fanout.add(self.publish)
+        self._set_hearing(False)
+
+    def _follow_subscribers(self) -> None:
+        """On the loop, after a subscriber came or went."""
+        self._set_hearing(self._subscribers > 0)
+
+    def _set_hearing(self, hearing: bool) -> None:
+        fanout = self._fanout
+        if fanout is None or hearing == self._hearing:
+            return
+        if hearing:
+            self._number_unheard(fanout.published)
+        else:
+            self._counted = dict(fanout.published)
+        self._hearing = hearing
+        fanout.hear_all(self.publish, hearing)
+
+    def _number_unheard(self, published: dict[Topic, int]) -> None:
+        """Give the events published while deaf the numbers they would have taken."""
+        unheard = 0
+        for topic, count in published.items():
+            missed = count - self._counted.get(topic, 0)
+            if missed:
+                key = str(topic)
+                self._topic_seq[key] = self._topic_seq.get(key, 0) + missed
+                unheard += missed
+        self.seq += unheard
+        self.unheard += unheard
+
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Listen at the address (raises NngBindError) and start the drain task."""
+        self._loop = asyncio.get_running_loop()
         socket = pynng.Pub0(send_buffer_size=self._config.send_buffer)
         socket.add_post_pipe_connect_cb(self._pipe_added)
         socket.add_post_pipe_remove_cb(self._pipe_removed)
@@ -205,9 +252,18 @@ class NngPublisher:
 
     def _pipe_added(self, pipe: Any) -> None:  # on an NNG thread: one int, under the GIL
         self._subscribers += 1
+        self._tell_loop()
 
     def _pipe_removed(self, pipe: Any) -> None:
         self._subscribers = max(0, self._subscribers - 1)
+        self._tell_loop()
+
+    def _tell_loop(self) -> None:
+        loop = self._loop
+        if loop is None or self._fanout is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed: nothing left to tell
+            loop.call_soon_threadsafe(self._follow_subscribers)
 
     def counters(self) -> dict[str, int]:
         return {

@@ -257,6 +257,34 @@ async def test_gaps_are_reported_only_where_the_publisher_dropped_events(
     assert not any(e["restarted"] for e in everything.events + risk_only.events)
 
 
+async def test_with_no_subscriber_the_publisher_is_handed_nothing_yet_numbers_every_event(
+    tmp_path: Path,
+) -> None:
+    """An idle daemon's ticks cost the publisher nothing while nobody subscribes; the
+    first subscriber still finds every event of the run counted in ``seq``."""
+    async with running_daemon(nng_config(tmp_path)) as daemon:
+        nng, fanout = publisher(daemon), daemon.daemon.fanout
+        assert not fanout.hears(Topic.MARKET_QUOTE)
+        for price in (100.0, 101.0, 102.0):
+            daemon.tick("AAPL", price)
+        await daemon.daemon.writer.flush()
+        assert nng.seq == 0 and fanout.published[Topic.MARKET_QUOTE] == 3
+        async with subscriber_process(nng.address) as subscriber:
+            await until(lambda: fanout.hears(Topic.MARKET_QUOTE))
+            assert nng.seq == nng.unheard == sum(fanout.published.values())
+            daemon.daemon.core.execution.announce()
+            (event,) = await subscriber.wait_for(1)
+            assert event["seq"] == sum(fanout.published.values()) == nng.seq
+            assert event["missed"] == 0  # its first message is where it starts
+        await until(lambda: not fanout.hears(Topic.MARKET_QUOTE))
+        daemon.tick("AAPL", 103.0)
+        async with subscriber_process(nng.address) as again:
+            await until(lambda: fanout.hears(Topic.MARKET_QUOTE))
+            daemon.daemon.core.execution.announce()
+            (event,) = await again.wait_for(1)
+            assert event["seq"] == sum(fanout.published.values())
+
+
 async def test_a_restarted_daemon_is_reported_as_a_new_epoch(tmp_path: Path) -> None:
     config = nng_config(tmp_path)
     first = Daemon(config, clock=ManualClock(START))
