@@ -373,7 +373,9 @@ class OrderPipeline:
         self._pending[key] = self._pending.get(key, 0.0) + order.side.sign * fill.quantity
         self._orders[order.id] = (replace(order, quantity=fill.quantity), entry.limits)
         if fill.remaining > PENDING_EPSILON:
-            entry.order = replace(order, quantity=fill.remaining)
+            # A fill: the venue triggered it. A stop rests on as what it became there.
+            entry.stop = None
+            entry.order = _remainder(entry, fill.remaining)
             self.settle(fill)
             if self.resting.by_id.get(order.id) is entry:
                 rests = _as_it_rests(entry)
