@@ -114,6 +114,69 @@ async def test_a_stop_rests_on_the_venue_as_a_stop_loss_and_fills_at_its_gap(
     assert exchange.position("BTC") == pytest.approx(0.01)
 
 
+async def test_a_replace_moves_the_stop_on_the_venue(exchange: LoopbackExchange) -> None:
+    async with (
+        running_daemon(config_for(exchange, STOP_BUYER)) as daemon,
+        daemon.client() as client,
+    ):
+        order = await resting_on_venue(daemon, client, exchange)
+        order_id = order.client_order_id.removeprefix("orc-")
+        execution = daemon.daemon.core.execution
+        assert execution.replace_order("buyer", order_id, stop_price=30_600.0)
+        await eventually(
+            exchange,
+            lambda: [o.client_order_id for o in exchange.open_orders()] == [f"orc-{order_id}.1"],
+        )
+        [moved] = exchange.open_orders()
+        assert (moved.type, moved.stop_price, moved.price) == (
+            "STOP_LOSS_LIMIT",
+            30_600.0,
+            30_450.0,
+        )
+        assert exchange.orders[order.order_id].status == "CANCELED"
+        exchange.set_price(SYMBOL, 30_400.0)  # through the old stop: nothing now
+        assert moved.waiting
+
+
+@pytest.mark.parametrize(
+    ("limit_offset", "sent", "filled"),
+    [(0.005, ("LIMIT", 29_850.0), False), (None, ("MARKET", 0.0), True)],
+    ids=["stop-limit", "stop"],
+)
+async def test_a_stop_the_venue_price_has_reached_goes_as_what_it_becomes(
+    exchange: LoopbackExchange,
+    limit_offset: float | None,
+    sent: tuple[str, float],
+    filled: bool,
+) -> None:
+    """A stop buy below the market triggers at the next price in the pipeline; Binance
+    refuses it ("Order would trigger immediately"): it goes as the limit or market order
+    it becomes there, under the same client order id."""
+    params = {"stops": [-0.01], "limit_offset": limit_offset}
+    async with (
+        running_daemon(config_for(exchange, STOP_BUYER, params)) as daemon,
+        daemon.client() as client,
+    ):
+        await client.request({"type": "start_strategy", "id": "buyer", "config": LIVE})
+        await first_bar(daemon)
+        [accepted] = await order_events(client, 1)
+        order_id = accepted["data"]["orderId"]
+        await eventually(exchange, lambda: exchange.submissions == 2 and exchange.orders)
+        [order] = exchange.orders.values()
+        assert order.client_order_id == f"orc-{order_id}"
+        assert (order.type, order.price) == sent
+        if filled:
+            triggered, trade = await order_events(client, 2)
+            assert summary(trade) == ("strategy_trade", "FILLED", 0.01, 30_000.0)
+        else:
+            [resting] = daemon.daemon.core.execution.open_orders("buyer")
+            assert resting.id == order_id and order.is_open
+            exchange.set_price(SYMBOL, 29_800.0)  # the limit it became fills
+            triggered, trade = await order_events(client, 2)
+            assert summary(trade) == ("strategy_trade", "FILLED", 0.01, 29_850.0)
+        assert summary(triggered) == ("order_triggered", trade["data"]["entryPrice"])
+
+
 async def test_cancel_order_cancels_a_stop_on_the_venue(exchange: LoopbackExchange) -> None:
     async with running_daemon(config_for(exchange, STOP_BUYER)) as daemon:
         async with daemon.client() as client:
