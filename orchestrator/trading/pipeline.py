@@ -21,10 +21,10 @@ its tick (a backtest: the bar's volume) of a resting limit, the rest resting on
 market order, which fills across the next ticks the same way.
 
 A broker that keeps resting orders itself (:class:`~orchestrator.trading.broker.
-RestingVenue`: a live venue's native limit orders) gets them when they are placed;
-the pipeline still lists, cancels and replaces them, no price here fills them, and
-the venue's fills of them are settled as the pipeline's own would be (parts, the
-last fill, a cancellation once the venue confirms it; docs/venues.md).
+RestingVenue`: a live venue's native limit and stop orders) gets them when they are
+placed; the pipeline still lists, cancels and replaces them, no price here triggers
+or fills them, and the venue's fills of them are settled as the pipeline's own would
+be (parts, the last fill, a cancellation once the venue confirms it; docs/venues.md).
 
 The owner hears of what happens through :class:`OrderEvents` (the execution
 service publishes it; a backtest records it).
