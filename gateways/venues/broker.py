@@ -710,8 +710,9 @@ class VenueBroker:
             self._end_resting(resting, f"cancelled before it reached venue {self.name}")
             return
         terms = self.native_terms(order, resting.triggered)
-        if terms is None:  # cannot happen: only such orders are placed
-            self._end_resting(resting, f"venue {self.name} does not keep a {order.order_type}")
+        if terms is None:  # placed before, the market no longer lists its type (a restart)
+            reason = f"venue {self.name} no longer takes a {order.order_type} on {order.symbol}"
+            self._end_resting(resting, reason)
             return
         kind, price, params = terms
         client_id = self.client_id(order.id, resting.revision)
@@ -889,7 +890,7 @@ class VenueBroker:
             return
         info = result.get("info")
         working = info.get("workingTime") if isinstance(info, dict) else None
-        started = working is not None and int(working) >= 0
+        started = isinstance(working, int | float) and working >= 0
         if started or float(result.get("filled") or 0.0) > 0.0:
             resting.triggered = True
             log.info(
