@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -75,6 +75,16 @@ NATIVE_STOP_TYPES = {OrderType.STOP_LIMIT: "STOP_LOSS_LIMIT", OrderType.STOP: "S
 them from a limit or market order with a ``triggerPrice``): a daemon's stop triggers as
 a stop-loss does, a buy at or above its stop, a sell at or below. A market whose
 exchangeInfo (``orderTypes``) does not list it keeps the order in the pipeline."""
+
+
+def listed_order_types(market: Mapping[str, Any]) -> list[str]:
+    """The order types a ccxt market of the venue takes, as its exchange lists them
+    (Binance's exchangeInfo ``orderTypes``, kept in the market's ``info``); empty for
+    a venue that lists none."""
+    info = market.get("info")
+    types = info.get("orderTypes") if isinstance(info, Mapping) else None
+    return [str(kind) for kind in types] if isinstance(types, list) else []
+
 
 REVISION_SEPARATOR = "."
 """Between a resting order's client order id and its revision (a replace's new order)."""
@@ -617,12 +627,10 @@ class VenueBroker:
         return "market", None, trigger
 
     def takes(self, symbol: str, venue_type: str) -> bool:
-        """Whether the venue's market ``symbol`` takes orders of ``venue_type`` (Binance's
-        exchangeInfo ``orderTypes``, which ccxt keeps in the market's ``info``; a venue
-        that does not list its types takes none beyond market and limit here)."""
-        info = self._markets.get(symbol, {}).get("info") or {}
-        types = info.get("orderTypes") if isinstance(info, dict) else None
-        return isinstance(types, list) and venue_type in types
+        """Whether the venue's market ``symbol`` takes orders of ``venue_type``
+        (:func:`listed_order_types`: a venue that does not list its types takes none
+        beyond market and limit here)."""
+        return venue_type in listed_order_types(self._markets.get(symbol, {}))
 
     def holds_resting(self, order_id: str) -> bool:
         return order_id in self._resting
