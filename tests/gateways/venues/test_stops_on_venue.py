@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.model.events import StrategyStatus
 from orchestrator.model.orders import FILLED, OrderType
 from tests.gateways.venues.test_live_trading import LIVE, SYMBOL, first_bar
 from tests.gateways.venues.test_resting_on_venue import (
@@ -276,3 +277,32 @@ async def test_a_market_that_does_not_list_the_type_keeps_the_stop_in_the_daemon
             assert (trade["data"]["status"], trade["data"]["quantity"]) == ("FILLED", 0.01)
         [order] = venue.orders.values()
         assert (order.type, order.time_in_force, order.price) == sent
+
+
+async def test_a_venue_unreachable_at_restart_leaves_no_stop_unfollowed_on_it(
+    exchange: LoopbackExchange,
+) -> None:
+    """Restarted while the venue cannot be reached, the live strategy is not restored
+    (realTrading needs the venue) and its stop is cancelled, in the journal at once and
+    on the venue once it answers (an orphan): no stop rests there that nothing follows,
+    and the daemon's feed does not trigger it either."""
+    config = config_for(exchange, STOP_BUYER)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+    await exchange.go_down()
+    async with running_daemon(config) as daemon:
+        broker = daemon.daemon.venues["main"]
+        assert broker.unreconciled is not None
+        [view] = daemon.daemon.registry.catalog()
+        assert view.status is StrategyStatus.ERROR
+        assert daemon.daemon.core.execution.open_orders("buyer") == []
+        daemon.tick(SYMBOL, 30_350.0)
+        await exchange.come_back()
+        await eventually(exchange, lambda: broker.state.connected, timeout=60.0)
+        reconciler = daemon.daemon.reconcilers["main"]
+        await reconciler.periodic()  # the start's pass, late
+        assert broker.unreconciled is None
+        assert reconciler.last is not None and reconciler.last.orphans_cancelled == 1
+    assert exchange.orders[order.order_id].status == "CANCELED"
+    exchange.set_price(SYMBOL, 30_350.0)
+    assert exchange.submissions == 1 and exchange.position("BTC") == 0.0
