@@ -192,3 +192,19 @@ class RestingStopBuys(Strategy[StopParams]):
             stop = round(bar.close * (1 + fraction), 2)
             limit = None if offset is None else round(stop + bar.close * offset, 2)
             self.buy(bar.symbol, bar.close, quantity=self.params.quantity, stop=stop, limit=limit)
+
+
+class ProtectedLong(Strategy[ScriptParams]):
+    """Flat: a market buy of ``quantity``; long with nothing resting: a protective
+    stop-limit sell of the position, its stop 1 % below the close and its limit 1.5 %
+    (on a venue that takes it: it rests there, and holds while the daemon is down)."""
+
+    params_model = ScriptParams
+
+    def on_bar(self, bar: Bar) -> None:
+        held = self.position(bar.symbol)
+        if held == 0:
+            self.buy(bar.symbol, bar.close, quantity=self.params.quantity, orderType="MARKET")
+        elif held > 0 and not self.open_orders(bar.symbol):
+            stop, limit = round(bar.close * 0.99, 2), round(bar.close * 0.985, 2)
+            self.sell(bar.symbol, bar.close, quantity=held, stop=stop, limit=limit)

@@ -30,6 +30,7 @@ from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket
 __all__ = ["credentials", "exchange"]  # the fixtures of the limit orders' tests
 
 STOP_BUYER = "tests.scripted_strategies:RestingStopBuys"
+PROTECTED_LONG = "tests.scripted_strategies:ProtectedLong"
 
 ORDER_EVENTS = ("order_accepted", "order_partially_filled", "order_triggered", "strategy_trade")
 
@@ -247,6 +248,39 @@ async def test_a_restart_keeps_the_stop_still_resting_and_settles_the_one_filled
         assert len(daemon.daemon.journal.fills("buyer")) == 2  # nothing settled twice
     assert exchange.submissions == 2 and len(exchange.orders) == 2
     assert exchange.position("BTC") == pytest.approx(0.02)
+
+
+async def test_a_protective_stop_on_the_venue_sells_while_the_daemon_is_down(
+    exchange: LoopbackExchange,
+) -> None:
+    config = config_for(exchange, PROTECTED_LONG)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        await client.request({"type": "start_strategy", "id": "buyer", "config": LIVE})
+        await first_bar(daemon)  # a market buy of 0.01
+        bought = (await client.recv_type("strategy_trade"))["data"]
+        assert (bought["side"], bought["status"]) == ("BUY", "FILLED")
+        daemon.advance(1.0)
+        daemon.tick(SYMBOL, 30_000.0)  # the next bar: its stop sell, 29,700 / 29,550
+        accepted = (await client.recv_type("order_accepted"))["data"]
+        assert (accepted["side"], accepted["stopPrice"]) == ("SELL", 29_700.0)
+        await eventually(exchange, lambda: exchange.open_orders())
+        [stop] = exchange.open_orders()
+        assert (stop.type, stop.side, stop.stop_price, stop.price) == (
+            "STOP_LOSS_LIMIT",
+            "SELL",
+            29_700.0,
+            29_550.0,
+        )
+        assert exchange.balances["BTC"][1] == pytest.approx(0.01)  # locked by the stop
+    exchange.set_price(SYMBOL, 29_650.0)  # the daemon is down: the venue sells
+    assert exchange.position("BTC") == pytest.approx(0.0)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        triggered, sold = await order_events(client, 2)
+        assert triggered["data"]["orderId"] == accepted["orderId"]
+        assert summary(sold) == ("strategy_trade", "FILLED", 0.01, 29_550.0)
+        assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == 0.0
+        assert daemon.daemon.journal is not None
+        assert daemon.daemon.journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
 
 
 @pytest.mark.parametrize(
