@@ -2,9 +2,11 @@
 strategy's stop-limit rests on the venue as Binance's STOP_LOSS_LIMIT (its stop, a
 STOP_LOSS), triggers there when the venue's price trades through its stop and fills
 there in parts, told on 8082 as the pipeline's own stops are; cancelled there by
-``cancel_order`` and the kill switch; across a restart one still resting rests on and
-one filled while the daemon was down is settled once; a market whose exchangeInfo
-does not list the type keeps the stop in the daemon."""
+``cancel_order`` and the kill switch, moved by a replace; across a restart one still
+resting rests on and one filled while the daemon was down (a protective sell too) is
+settled once; a venue unreachable at restart keeps none that nothing follows; a stop
+already reached goes as what it becomes; a market whose exchangeInfo does not list
+the type keeps the stop in the daemon."""
 
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ async def order_events(client: Client, count: int) -> list[dict[str, Any]]:
 
 
 def summary(message: dict[str, Any]) -> tuple[Any, ...]:
+    """What a test compares of an order message or trade."""
     data = message["data"]
     if message["type"] == "strategy_trade":
         return ("strategy_trade", data["status"], data["quantity"], data["entryPrice"])
