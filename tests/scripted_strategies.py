@@ -158,3 +158,53 @@ class RestingLimitBuy(Strategy[ScriptParams]):
         self.placed = True
         limit = round(bar.close * 0.99, 2)
         self.buy(bar.symbol, bar.close, quantity=self.params.quantity, limit=limit)
+
+
+class StopParams(ScriptParams):
+    stops: list[float] = Field(
+        default_factory=lambda: [0.01],
+        description="One stop buy per entry, its stop this fraction above the close.",
+    )
+    limit_offset: float | None = Field(
+        0.005,
+        description="A stop-limit's limit above its stop, as a fraction of the close; "
+        "None: stop (market) orders.",
+    )
+
+
+class RestingStopBuys(Strategy[StopParams]):
+    """Once, when flat with nothing resting: per fraction in ``stops``, a stop-limit buy
+    of ``quantity`` (a stop buy when ``limit_offset`` is None) with its stop that far
+    above the close (on a venue that takes them: they rest there)."""
+
+    params_model = StopParams
+
+    def __init__(self, params: StopParams, context: object) -> None:
+        super().__init__(params, context)  # type: ignore[arg-type]
+        self.placed = False
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.placed or self.position(bar.symbol) != 0 or self.open_orders(bar.symbol):
+            return
+        self.placed = True
+        offset = self.params.limit_offset
+        for fraction in self.params.stops:
+            stop = round(bar.close * (1 + fraction), 2)
+            limit = None if offset is None else round(stop + bar.close * offset, 2)
+            self.buy(bar.symbol, bar.close, quantity=self.params.quantity, stop=stop, limit=limit)
+
+
+class ProtectedLong(Strategy[ScriptParams]):
+    """Flat: a market buy of ``quantity``; long with nothing resting: a protective
+    stop-limit sell of the position, its stop 1 % below the close and its limit 1.5 %
+    (on a venue that takes it: it rests there, and holds while the daemon is down)."""
+
+    params_model = ScriptParams
+
+    def on_bar(self, bar: Bar) -> None:
+        held = self.position(bar.symbol)
+        if held == 0:
+            self.buy(bar.symbol, bar.close, quantity=self.params.quantity, orderType="MARKET")
+        elif held > 0 and not self.open_orders(bar.symbol):
+            stop, limit = round(bar.close * 0.99, 2), round(bar.close * 0.985, 2)
+            self.sell(bar.symbol, bar.close, quantity=held, stop=stop, limit=limit)

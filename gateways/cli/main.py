@@ -145,6 +145,8 @@ def print_venue_check(check: VenueCheck) -> None:
         f"  venue {check.name:<7} ({check.exchange}) OK: {check.markets} markets, "
         f"clock skew {check.skew_ms} ms, balance {held or 'empty'}"
     )
+    for symbol in sorted(check.native_stops):
+        print(f"    {symbol}: {check.where_stops_rest(symbol)}")
 
 
 def print_config_error(exc: ConfigError) -> None:

@@ -20,18 +20,23 @@ disconnected, with the reason, and refuses new orders until it answers again.
 
 Native resting orders (:class:`~orchestrator.trading.broker.RestingVenue`): a
 strategy's limit order rests on the venue (GTC, or IOC as it says), placed with the
-client order id; the poll reads the open orders of their symbols and reports what
-the venue filled since the last read as a part (``Fill.remaining``), the last part,
-or the cancellation (asked for, or the venue's: an IOC's rest expires). Binance spot
-has no amend: a replace cancels the order and places the rest again with the new
-terms under the next revision of its client order id (``orc-order_000017.1``).
+client order id; so do its stop-limit and stop orders where the market takes them
+(:meth:`VenueBroker.native_terms`: ccxt's ``triggerPrice``, Binance's
+``STOP_LOSS_LIMIT`` and ``STOP_LOSS``, when exchangeInfo lists them), so that a
+protective stop holds while the daemon is down. The poll reads the open orders of
+their symbols and reports what the venue filled since the last read as a part
+(``Fill.remaining``), the last part, or the cancellation (asked for, or the venue's:
+an IOC's rest expires). Binance spot has no amend: a replace cancels the order and
+places the rest again with the new terms under the next revision of its client order
+id (``orc-order_000017.1``); a stop the venue had triggered goes again as the limit
+(or market) order it became.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -64,6 +69,22 @@ MAX_BACKOFF_SECONDS = 30.0
 
 DUPLICATE = "Duplicate order"
 """How Binance refuses a client order id it already has (-2010 Duplicate order sent.)."""
+
+NATIVE_STOP_TYPES = {OrderType.STOP_LIMIT: "STOP_LOSS_LIMIT", OrderType.STOP: "STOP_LOSS"}
+"""The venue's type of a stop-limit and a stop (Binance's, as ccxt's create_order makes
+them from a limit or market order with a ``triggerPrice``): a daemon's stop triggers as
+a stop-loss does, a buy at or above its stop, a sell at or below. A market whose
+exchangeInfo (``orderTypes``) does not list it keeps the order in the pipeline."""
+
+
+def listed_order_types(market: Mapping[str, Any]) -> list[str]:
+    """The order types a ccxt market of the venue takes, as its exchange lists them
+    (Binance's exchangeInfo ``orderTypes``, kept in the market's ``info``); empty for
+    a venue that lists none."""
+    info = market.get("info")
+    types = info.get("orderTypes") if isinstance(info, Mapping) else None
+    return [str(kind) for kind in types] if isinstance(types, list) else []
+
 
 REVISION_SEPARATOR = "."
 """Between a resting order's client order id and its revision (a replace's new order)."""
@@ -118,6 +139,9 @@ class _Resting:
     """Its order is settled by the pipeline already: only fills are reported."""
     followed: bool = True
     """Polled. After a restart, from when the pipeline has restored it."""
+    triggered: bool = False
+    """A native stop the venue triggered (or would trigger at once): placed again (a
+    replace), it goes as the limit or market order it became."""
 
 
 class VenueBroker:
@@ -314,8 +338,9 @@ class VenueBroker:
         return self._start(order, kind, order.limit_price)
 
     def execute(self, order: Order, price: float, ts: float) -> Sequence[Fill]:
-        """A resting order the pipeline triggered: a market order now, or a limit IOC at its
-        limit (docs/venues.md: limit and stop orders rest in the daemon)."""
+        """A resting order the pipeline triggered (one the venue does not keep: a bracket's
+        exits, a stop on a market without native stops): a market order now, or a limit
+        IOC at its limit (docs/venues.md: per order type)."""
         return self.submit(order)
 
     def on_tick(self, tick: Tick) -> Sequence[Fill]:
@@ -557,12 +582,11 @@ class VenueBroker:
     # ------------------------------------------------------------ resting on the venue
 
     def place_resting(self, order: Order) -> bool:
-        """A strategy's limit order rests on the venue (GTC, or IOC as it says; a DAY
-        order as GTC, cancelled by the pipeline at its day's end). Stops, stop-limits
-        and a bracket's exits rest in the pipeline (docs/venues.md: per type)."""
-        if order.order_type is not OrderType.LIMIT or order.purpose is not OrderPurpose.SIGNAL:
-            return False
-        if order.parent_id is not None or order.id in self._resting:
+        """A strategy's resting order goes to the venue when it keeps such an order
+        (:meth:`native_terms`); a DAY order as GTC, cancelled by the pipeline at its
+        day's end. The others, and a bracket's exits, rest in the pipeline
+        (docs/venues.md: per order type)."""
+        if order.id in self._resting or self.native_terms(order) is None:
             return False
         resting = _Resting(order, amount=order.quantity)
         self._resting[order.id] = resting
@@ -572,6 +596,41 @@ class VenueBroker:
         else:
             self._spawn(self._place(resting), f"venue-{self.name}-place-{order.id}")
         return True
+
+    def native_terms(
+        self, order: Order, triggered: bool = False
+    ) -> tuple[str, float | None, dict[str, Any]] | None:
+        """How ``order`` rests on the venue, as ccxt's ``create_order`` takes it (type,
+        price, params but the client order id), or None when it rests in the pipeline.
+        A strategy's limit: a limit, GTC or IOC. Its stop-limit: a limit with a
+        ``triggerPrice`` (Binance's STOP_LOSS_LIMIT), its stop: a market with one
+        (STOP_LOSS), where the market lists that type (:data:`NATIVE_STOP_TYPES`),
+        GTC or DAY (an IOC stop's "first price" is the pipeline's rule). ``triggered``:
+        as the limit or market order it became at its trigger."""
+        if order.purpose is not OrderPurpose.SIGNAL or order.parent_id is not None:
+            return None
+        if order.order_type is OrderType.LIMIT:
+            force = "IOC" if order.time_in_force is TimeInForce.IOC else "GTC"
+            return "limit", order.limit_price, {"timeInForce": force}
+        venue_type = NATIVE_STOP_TYPES.get(order.order_type)
+        if (
+            venue_type is None
+            or order.stop_price is None
+            or order.trailing is not None
+            or order.time_in_force is TimeInForce.IOC
+            or not self.takes(order.symbol, venue_type)
+        ):
+            return None
+        trigger = {} if triggered else {"triggerPrice": order.stop_price}
+        if order.order_type is OrderType.STOP_LIMIT:
+            return "limit", order.limit_price, {"timeInForce": "GTC", **trigger}
+        return "market", None, trigger
+
+    def takes(self, symbol: str, venue_type: str) -> bool:
+        """Whether the venue's market ``symbol`` takes orders of ``venue_type``
+        (:func:`listed_order_types`: a venue that does not list its types takes none
+        beyond market and limit here)."""
+        return venue_type in listed_order_types(self._markets.get(symbol, {}))
 
     def holds_resting(self, order_id: str) -> bool:
         return order_id in self._resting
@@ -628,6 +687,7 @@ class VenueBroker:
             resting.venue_id = None if result.get("id") is None else str(result["id"])
             resting.placed_at = self._clock.now()
             resting.replacing = replace_it
+            self._note_trigger(resting, result)
         self._resting[order.id] = resting
 
     def follow_adopted(self) -> None:
@@ -657,22 +717,29 @@ class VenueBroker:
         if resting.cancelling and not resting.placed:
             self._end_resting(resting, f"cancelled before it reached venue {self.name}")
             return
-        force = "IOC" if order.time_in_force is TimeInForce.IOC else "GTC"
+        terms = self.native_terms(order, resting.triggered)
+        if terms is None:  # placed before, the market no longer lists its type (a restart)
+            reason = f"venue {self.name} no longer takes a {order.order_type} on {order.symbol}"
+            self._end_resting(resting, reason)
+            return
+        kind, price, params = terms
         client_id = self.client_id(order.id, resting.revision)
         resting.placed, resting.placed_at = True, self._clock.now()
         try:
             result = await self._exchange.create_order(
                 order.symbol,
-                "limit",
+                kind,
                 order.side.value.lower(),
                 resting.amount,
-                order.limit_price,
-                {"clientOrderId": client_id, "timeInForce": force},
+                price,
+                {"clientOrderId": client_id, **params},
             )
         except (ccxt_errors.DDoSProtection, ccxt_errors.RateLimitExceeded) as exc:
             self._end_resting(resting, describe_venue_error(self.name, exc))
         except ccxt_errors.NetworkError as exc:
             log.warning("venue_place_unknown", venue=self.name, order_id=order.id, error=str(exc))
+        except ccxt_errors.OrderImmediatelyFillable as exc:
+            await self._place_triggered(resting, exc)
         except ccxt_errors.InvalidOrder as exc:
             if DUPLICATE not in str(exc):  # a duplicate is there: the poll reads it
                 self._end_resting(resting, describe_venue_error(self.name, exc))
@@ -680,6 +747,21 @@ class VenueBroker:
             self._end_resting(resting, describe_venue_error(self.name, exc))
         else:
             await self._follow(resting, dict(result))
+
+    async def _place_triggered(
+        self, resting: _Resting, exc: ccxt_errors.OrderImmediatelyFillable
+    ) -> None:
+        """The venue refused a stop whose stop its price has reached already (Binance:
+        "Order would trigger immediately"): it is triggered, so it goes as the limit or
+        market order it becomes there (as the pipeline triggers a stop already reached
+        at the next price), under the same client order id (the refused order was not
+        booked)."""
+        if resting.triggered:
+            self._end_resting(resting, describe_venue_error(self.name, exc))
+            return
+        log.info("venue_stop_reached_at_placement", venue=self.name, order_id=resting.order.id)
+        resting.triggered, resting.placed = True, False
+        await self._place(resting)
 
     async def _cancel_resting(self, resting: _Resting) -> None:
         order = resting.order
@@ -719,6 +801,7 @@ class VenueBroker:
         status = result.get("status")
         filled = float(result.get("filled") or 0.0)
         resting.venue_id = None if result.get("id") is None else str(result["id"])
+        self._note_trigger(resting, result)
         if filled > resting.filled + QUANTITY_EPSILON:
             result = await self._with_fees(order.symbol, result)
             if self._resting.get(order.id) is not resting or filled <= resting.filled:
@@ -802,4 +885,25 @@ class VenueBroker:
                     return False
             elif float(venue_order.get("filled") or 0.0) > resting.filled + QUANTITY_EPSILON:
                 await self._follow(resting, venue_order)
+            else:
+                self._note_trigger(resting, venue_order)
         return True
+
+    def _note_trigger(self, resting: _Resting, result: dict[str, Any]) -> None:
+        """A native stop the venue shows triggered (Binance: its ``workingTime`` is no
+        longer -1; or it filled): logged once, and placed again (a replace) as what it
+        became. Its fills are told as they come; ``order_triggered`` with the last one,
+        as for a stop-limit the pipeline triggers (docs/venues.md)."""
+        if resting.triggered or resting.order.stop_price is None:
+            return
+        info = result.get("info")
+        working = info.get("workingTime") if isinstance(info, dict) else None
+        started = isinstance(working, int | float) and working >= 0
+        if started or float(result.get("filled") or 0.0) > 0.0:
+            resting.triggered = True
+            log.info(
+                "venue_stop_triggered",
+                venue=self.name,
+                order_id=resting.order.id,
+                stop=resting.order.stop_price,
+            )

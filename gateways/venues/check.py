@@ -1,5 +1,7 @@
 """``check-config`` for a venue: connect, load its markets, compare clocks, read the
-balance, find every symbol the strategies trade there. Never places an order."""
+balance, find every symbol the strategies trade there and say which of the daemon's
+stop orders rest on the venue there (docs/venues.md, per order type). Never places
+an order."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from ccxt.base import errors as ccxt_errors
 
+from gateways.venues.broker import NATIVE_STOP_TYPES, listed_order_types
 from gateways.venues.config import VenueConfig
 from gateways.venues.connector import build_exchange, describe_venue_error
 from gateways.venues.credentials import load_credentials
@@ -26,11 +29,23 @@ class VenueCheck:
     skew_ms: int | None = None
     balances: dict[str, float] = field(default_factory=dict)
     """The non-zero totals, by currency."""
+    native_stops: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per symbol traded there, the venue's types of the daemon's stop orders that rest
+    on the venue (STOP_LOSS_LIMIT, STOP_LOSS); the others rest in the daemon."""
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def where_stops_rest(self, symbol: str) -> str:
+        """Where the daemon's stop-limit and stop orders on ``symbol`` rest."""
+        native = self.native_stops.get(symbol, ())
+        return ", ".join(
+            f"{kind.value.lower().replace('_', '-')} "
+            + (f"on the venue ({venue_type})" if venue_type in native else "in the daemon")
+            for kind, venue_type in NATIVE_STOP_TYPES.items()
+        )
 
 
 async def check_venue(
@@ -67,6 +82,11 @@ async def _check(
     markets = await exchange.load_markets()
     report.markets = len(markets)
     missing = sorted(symbol for symbol in symbols if symbol not in markets)
+    for symbol in sorted(set(symbols) - set(missing)):
+        listed = listed_order_types(markets[symbol])
+        report.native_stops[symbol] = tuple(
+            kind for kind in NATIVE_STOP_TYPES.values() if kind in listed
+        )
     if missing:
         report.problems.append(
             f"venue {name} has no {config.market_type} market {', '.join(missing)} "

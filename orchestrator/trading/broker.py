@@ -65,8 +65,8 @@ VENUE_EXPIRED = "expired on the venue"
 
 @runtime_checkable
 class RestingVenue(Protocol):
-    """A broker that can keep some resting orders itself (a live venue's native limit
-    orders) instead of the pipeline (docs/venues.md). The pipeline still lists,
+    """A broker that can keep some resting orders itself (a live venue's native limit,
+    stop-limit and stop orders) instead of the pipeline (docs/venues.md). The pipeline still lists,
     cancels and replaces them; the broker reports what the venue did with them from
     ``on_tick``/``expire``, as fills of them: a part (``remaining`` > 0), the last
     fill (``remaining`` 0), or a REJECTED fill when the venue cancelled or expired it

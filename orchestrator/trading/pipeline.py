@@ -21,10 +21,10 @@ its tick (a backtest: the bar's volume) of a resting limit, the rest resting on
 market order, which fills across the next ticks the same way.
 
 A broker that keeps resting orders itself (:class:`~orchestrator.trading.broker.
-RestingVenue`: a live venue's native limit orders) gets them when they are placed;
-the pipeline still lists, cancels and replaces them, no price here fills them, and
-the venue's fills of them are settled as the pipeline's own would be (parts, the
-last fill, a cancellation once the venue confirms it; docs/venues.md).
+RestingVenue`: a live venue's native limit and stop orders) gets them when they are
+placed; the pipeline still lists, cancels and replaces them, no price here triggers
+or fills them, and the venue's fills of them are settled as the pipeline's own would
+be (parts, the last fill, a cancellation once the venue confirms it; docs/venues.md).
 
 The owner hears of what happens through :class:`OrderEvents` (the execution
 service publishes it; a backtest records it).
@@ -373,7 +373,9 @@ class OrderPipeline:
         self._pending[key] = self._pending.get(key, 0.0) + order.side.sign * fill.quantity
         self._orders[order.id] = (replace(order, quantity=fill.quantity), entry.limits)
         if fill.remaining > PENDING_EPSILON:
-            entry.order = replace(order, quantity=fill.remaining)
+            # A fill: the venue triggered it. A stop rests on as what it became there.
+            entry.stop = None
+            entry.order = _remainder(entry, fill.remaining)
             self.settle(fill)
             if self.resting.by_id.get(order.id) is entry:
                 rests = _as_it_rests(entry)

@@ -65,7 +65,7 @@ class RestingOrder:
     bar_filled: float = 0.0
     """What its parts filled in the current backtest bar (partial fills)."""
     native: bool = False
-    """It rests on the venue (a live venue's limit order): the venue fills it, prices
+    """It rests on the venue (a live venue's limit or stop order): the venue fills it, prices
     here do not (docs/venues.md)."""
     cancelling: tuple[str, bool, CommandOrigin | None] | None = None
     """A native order whose cancellation was asked of the venue: (the reason, whether

@@ -11,12 +11,21 @@ daemon uses it:
 - signed (``X-MBX-APIKEY`` header, HMAC-SHA256 ``signature`` over the query or
   body, ``timestamp`` within ``recvWindow`` of the server's clock):
   ``GET /api/v3/account``, ``POST|DELETE|GET /api/v3/order``,
-  ``GET|DELETE /api/v3/openOrders``, ``GET /api/v3/myTrades``.
+  ``GET|DELETE /api/v3/openOrders``, ``GET /api/v3/allOrders``, ``GET /api/v3/myTrades``.
 
 Orders: MARKET fills at once at the path's price; LIMIT fills at once when
 marketable, else rests and fills when :meth:`LoopbackExchange.step` moves the
-price through it. With :attr:`LoopbackExchange.part_size` set, a limit order fills
-at most that quantity per price (PARTIALLY_FILLED until its last part: the order's
+price through it. The conditional types (``STOP_LOSS``, ``STOP_LOSS_LIMIT``,
+``TAKE_PROFIT``, ``TAKE_PROFIT_LIMIT``, what ccxt's ``create_order`` sends for a
+``triggerPrice`` / ``takeProfitPrice``) rest untriggered (``workingTime`` -1,
+``isWorking`` false) until the price reaches their ``stopPrice`` as Binance's rules
+say (a stop-loss buy at or above it, a sell at or below; a take-profit the other
+way); then a ``*_LIMIT`` works as a LIMIT order at its price, the others fill as a
+MARKET order at that price. One whose stop the price has reached already is refused
+(``Order would trigger immediately.``), and a type the market's ``orderTypes``
+(:attr:`LoopbackMarket.order_types`) does not list is refused as Binance does.
+With :attr:`LoopbackExchange.part_size` set, a limit order fills at most that
+quantity per price (PARTIALLY_FILLED until its last part: the order's
 ``executedQty`` grows). ``timeInForce`` as Binance has it: GTC rests; IOC fills
 what it can at once and the rest EXPIRES; FOK fills whole at once or EXPIRES
 unfilled. A ``newClientOrderId`` already used is refused with Binance's
@@ -54,6 +63,35 @@ from aiohttp import web
 
 API_PREFIX = "/api/v3"
 
+ORDER_TYPES = (
+    "LIMIT",
+    "MARKET",
+    "STOP_LOSS",
+    "STOP_LOSS_LIMIT",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT",
+)
+"""The order types of a market, as Binance spot lists them for BTCUSDT (no LIMIT_MAKER:
+the loopback does not implement it)."""
+
+CONDITIONAL = {
+    "STOP_LOSS": ("MARKET", 1),
+    "STOP_LOSS_LIMIT": ("LIMIT", 1),
+    "TAKE_PROFIT": ("MARKET", -1),
+    "TAKE_PROFIT_LIMIT": ("LIMIT", -1),
+}
+"""Binance's conditional types: what each works as once triggered, and its direction
+(+1: a buy triggers at or above its stop price, a sell at or below; -1 the other way)."""
+
+UNSUPPORTED = {
+    "MARKET": "Market orders are not supported for this symbol.",
+    "STOP_LOSS": "Stop loss orders are not supported for this symbol.",
+    "STOP_LOSS_LIMIT": "Stop loss limit orders are not supported for this symbol.",
+    "TAKE_PROFIT": "Take profit orders are not supported for this symbol.",
+    "TAKE_PROFIT_LIMIT": "Take profit limit orders are not supported for this symbol.",
+}
+"""Binance's -2010 messages for a type a symbol does not take (errors.md)."""
+
 Json = dict[str, Any]
 
 
@@ -70,6 +108,8 @@ class LoopbackMarket:
     min_notional: float = 5.0
     volatility: float = 0.001
     """Standard deviation of one step's relative move."""
+    order_types: tuple[str, ...] = ORDER_TYPES
+    """What exchangeInfo lists as its ``orderTypes`` (and the only types it takes)."""
 
     @property
     def id(self) -> str:
@@ -98,10 +138,25 @@ class VenueOrder:
     fills: list[Json] = field(default_factory=list)
     reserved: tuple[str, float] | None = None
     """The asset and amount the order locks while it is open."""
+    stop_price: float = 0.0
+    """A conditional order's ``stopPrice``; 0 for the others."""
+    working_ms: int = 0
+    """When it began to work (Binance's ``workingTime``): -1 while a conditional order
+    waits for its stop price."""
 
     @property
     def is_open(self) -> bool:
         return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    @property
+    def waiting(self) -> bool:
+        """A conditional order not triggered yet."""
+        return self.working_ms < 0
+
+    @property
+    def works_as(self) -> str:
+        """LIMIT or MARKET: what the order is (a conditional one once triggered)."""
+        return CONDITIONAL[self.type][0] if self.type in CONDITIONAL else self.type
 
 
 @dataclass(slots=True)
@@ -299,6 +354,7 @@ class LoopbackExchange:
             ("GET", "order"): (self._get_order, True),
             ("DELETE", "order"): (self._cancel_order, True),
             ("GET", "openOrders"): (self._open_orders, True),
+            ("GET", "allOrders"): (self._all_orders, True),
             ("DELETE", "openOrders"): (self._cancel_open_orders, True),
             ("GET", "myTrades"): (self._my_trades, True),
         }
@@ -421,11 +477,15 @@ class LoopbackExchange:
         if client_id in self.by_client_id:
             raise ApiError(400, -2010, "Duplicate order sent.")
         side, kind = params.get("side", ""), params.get("type", "")
-        if side not in ("BUY", "SELL") or kind not in ("MARKET", "LIMIT"):
+        if side not in ("BUY", "SELL") or kind not in ("MARKET", "LIMIT", *CONDITIONAL):
             raise ApiError(400, -1116, f"Invalid orderType or side: {kind} {side}.")
+        if kind not in market.order_types:
+            raise ApiError(400, -2010, UNSUPPORTED.get(kind, "Unsupported order combination"))
+        works_as = CONDITIONAL[kind][0] if kind in CONDITIONAL else kind
         quantity = float(params.get("quantity", "0"))
-        price = float(params.get("price", "0")) if kind == "LIMIT" else 0.0
-        self._check_quantity(market, quantity, price or self.prices[market.id])
+        price = float(params.get("price", "0")) if works_as == "LIMIT" else 0.0
+        stop = self._stop_price(kind, side, params, self.prices[market.id])
+        self._check_quantity(market, quantity, price or stop or self.prices[market.id])
         now = self.now_ms()
         order = VenueOrder(
             next(self._order_ids),
@@ -438,22 +498,51 @@ class LoopbackExchange:
             quantity,
             now,
             update_ms=now,
+            stop_price=stop,
+            working_ms=-1 if kind in CONDITIONAL else now,
         )
         if order.time_in_force not in ("GTC", "IOC", "FOK"):
             raise ApiError(400, -1115, "Invalid timeInForce.")
         self._reserve(market, order)
         self.orders[order.order_id] = order
         self.by_client_id[client_id] = order
-        current = self.prices[market.id]
-        if kind == "MARKET":
-            self._fill(market, order, current, maker=False)
-        elif _marketable(order, current) and (
+        if not order.waiting:
+            self._work(market, order, self.prices[market.id])
+        return order
+
+    @staticmethod
+    def _stop_price(kind: str, side: str, params: dict[str, str], current: float) -> float:
+        """A conditional order's stop price, checked as Binance checks it: given, and not
+        reached already (Binance refuses an order that would trigger at once); 0 for the
+        other types."""
+        if kind not in CONDITIONAL:
+            return 0.0
+        if CONDITIONAL[kind][0] == "MARKET" and "timeInForce" in params:
+            raise ApiError(400, -1106, "Parameter 'timeInForce' sent when not required.")
+        stop = float(params.get("stopPrice", "0") or "0")
+        if stop <= 0:
+            raise ApiError(
+                400,
+                -1102,
+                "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.",
+            )
+        if _stop_reached(kind, side, stop, current):
+            raise ApiError(400, -2010, "Order would trigger immediately.")
+        return stop
+
+    def _work(self, market: LoopbackMarket, order: VenueOrder, price: float) -> None:
+        """``order`` works from now on, the market at ``price``: a MARKET fills there; a
+        LIMIT fills what is marketable (FOK: whole or nothing) and rests, or (IOC, FOK)
+        expires what it could not fill at once."""
+        if order.works_as == "MARKET":
+            self._fill(market, order, price, maker=False)
+            return
+        if _marketable(order, price) and (
             order.time_in_force != "FOK" or self._part(order) >= order.orig_qty
         ):
             self._fill(market, order, order.price, maker=False, quantity=self._part(order))
-        if kind == "LIMIT" and order.is_open and order.time_in_force in ("IOC", "FOK"):
+        if order.is_open and order.time_in_force in ("IOC", "FOK"):
             self._cancel(order, "EXPIRED")  # what it could not fill at once
-        return order
 
     def _part(self, order: VenueOrder) -> float:
         """What one price fills of ``order`` (``part_size`` at most)."""
@@ -471,7 +560,7 @@ class LoopbackExchange:
         """Lock what the order may spend; refuse it when the account does not have it."""
         if order.side == "BUY":
             asset = market.quote
-            price = order.price or self.prices[market.id] * 1.05
+            price = order.price or max(order.stop_price, self.prices[market.id]) * 1.05
             amount = order.orig_qty * price
         else:
             asset, amount = market.base, order.orig_qty
@@ -543,8 +632,14 @@ class LoopbackExchange:
         )
 
     def _fill_resting(self, market: LoopbackMarket, price: float) -> None:
+        """The market trades at ``price``: the conditional orders it reaches trigger (and
+        work from here, at this price), the limit orders it reaches fill."""
         for order in self.open_orders(market.id):
-            if _marketable(order, price):
+            if order.waiting:
+                if _stop_reached(order.type, order.side, order.stop_price, price):
+                    order.working_ms = order.update_ms = self.now_ms()
+                    self._work(market, order, price)
+            elif _marketable(order, price):
                 self._fill(market, order, order.price, maker=True, quantity=self._part(order))
 
     def _find(self, params: dict[str, str]) -> VenueOrder:
@@ -578,6 +673,19 @@ class LoopbackExchange:
     def _open_orders(self, params: dict[str, str]) -> list[Json]:
         symbol = self._market(params).id if "symbol" in params else None
         return [_order_json(order) for order in self.open_orders(symbol)]
+
+    def _all_orders(self, params: dict[str, str]) -> list[Json]:
+        """Binance's allOrders: a symbol's orders, open or not, from ``orderId`` (else from
+        ``startTime``), at most ``limit`` (500, <= 1000)."""
+        market = self._market(params)
+        from_id = int(params.get("orderId", "0"))
+        start = int(params.get("startTime", "0"))
+        rows = [
+            _order_json(order)
+            for order in self.orders.values()
+            if order.symbol == market.id and order.order_id >= from_id and order.time_ms >= start
+        ]
+        return rows[: min(int(params.get("limit", "500")), 1000)]
 
     def _cancel_open_orders(self, params: dict[str, str]) -> list[Json]:
         orders = self.open_orders(self._market(params).id)
@@ -694,8 +802,16 @@ class LoopbackExchange:
         return float(Decimal(ticks) * Decimal(repr(market.tick_size)))
 
 
+def _stop_reached(kind: str, side: str, stop: float, price: float) -> bool:
+    """Whether ``price`` triggers a conditional order of type ``kind`` on ``side`` with
+    stop price ``stop`` (Binance: a stop-loss buy at or above it, a sell at or below; a
+    take-profit buy at or below it, a sell at or above)."""
+    direction = CONDITIONAL[kind][1] * (1 if side == "BUY" else -1)
+    return direction * (price - stop) >= 0
+
+
 def _marketable(order: VenueOrder, price: float) -> bool:
-    if order.type != "LIMIT":
+    if order.works_as != "LIMIT" or order.waiting:
         return False
     return price <= order.price if order.side == "BUY" else price >= order.price
 
@@ -709,7 +825,7 @@ def _market_info(market: LoopbackMarket) -> Json:
         "quoteAsset": market.quote,
         "quotePrecision": 8,
         "quoteAssetPrecision": 8,
-        "orderTypes": ["LIMIT", "MARKET"],
+        "orderTypes": list(market.order_types),
         "icebergAllowed": False,
         "ocoAllowed": False,
         "isSpotTradingAllowed": True,
@@ -748,11 +864,11 @@ def _order_json(order: VenueOrder, full: bool = False) -> Json:
         "timeInForce": order.time_in_force,
         "type": order.type,
         "side": order.side,
-        "stopPrice": "0.00000000",
+        "stopPrice": _fmt(order.stop_price),
         "time": order.time_ms,
         "updateTime": order.update_ms,
-        "workingTime": order.time_ms,
-        "isWorking": True,
+        "workingTime": order.working_ms,
+        "isWorking": not order.waiting,
     }
     if full:
         body["transactTime"] = order.update_ms

@@ -224,3 +224,98 @@ async def test_fees_can_be_charged_in_bnb() -> None:
     assert order["fee"] == {"currency": "BNB", "cost": pytest.approx(fee)}
     assert venue.position("BNB") == pytest.approx(1.0 - fee)
     assert venue.position("USDT") == pytest.approx(100_000.0 - 0.01 * order["average"])
+
+
+async def test_a_stop_limit_from_a_trigger_price_rests_triggers_and_fills_in_parts(
+    exchange: LoopbackExchange, client: ccxt.binance
+) -> None:
+    exchange.set_price("BTC/USDT", 30_000.0)
+    exchange.part_size = 0.004
+    params = {"clientOrderId": "c-stop", "triggerPrice": 30_300.0}
+    order = await client.create_order("BTC/USDT", "limit", "buy", 0.01, 30_400.0, params)
+    [sent] = exchange.open_orders()
+    assert (sent.type, sent.stop_price, sent.price, sent.time_in_force) == (
+        "STOP_LOSS_LIMIT",
+        30_300.0,
+        30_400.0,
+        "GTC",
+    )
+    [listed] = await client.fetch_open_orders("BTC/USDT")
+    # ccxt's unified order: a limit with a trigger price; Binance's type in its info.
+    assert (listed["type"], listed["triggerPrice"], listed["status"]) == ("limit", 30_300.0, "open")
+    assert listed["info"]["type"] == "STOP_LOSS_LIMIT"
+    assert listed["info"]["workingTime"] == -1 and listed["info"]["isWorking"] is False
+    exchange.set_price("BTC/USDT", 30_200.0)  # not yet
+    assert exchange.orders[int(order["id"])].waiting
+    exchange.set_price("BTC/USDT", 30_350.0)  # through the stop: a limit at 30,400 now
+    read = await client.fetch_order(order["id"], "BTC/USDT")
+    assert (read["status"], read["filled"]) == ("open", 0.004)
+    assert read["average"] == pytest.approx(30_400.0)
+    assert read["info"]["workingTime"] > 0
+    exchange.set_price("BTC/USDT", 30_500.0)  # above its limit: nothing
+    exchange.set_price("BTC/USDT", 30_390.0)
+    exchange.set_price("BTC/USDT", 30_380.0)
+    done = await client.fetch_order(None, "BTC/USDT", {"origClientOrderId": "c-stop"})
+    assert (done["status"], done["filled"]) == ("closed", 0.01)
+    assert exchange.position("BTC") == pytest.approx(0.01)
+    [history] = await client.fetch_orders("BTC/USDT")
+    assert (history["clientOrderId"], history["status"]) == ("c-stop", "closed")
+
+
+async def test_stop_market_and_take_profit_orders_trigger_as_binance_says(
+    exchange: LoopbackExchange, client: ccxt.binance
+) -> None:
+    exchange.set_price("BTC/USDT", 30_000.0)
+    stop = await client.create_order(
+        "BTC/USDT", "market", "buy", 0.01, None, {"triggerPrice": 30_300.0}
+    )
+    target = await client.create_order(
+        "BTC/USDT", "limit", "buy", 0.01, 29_500.0, {"takeProfitPrice": 29_600.0}
+    )
+    types = sorted(o.type for o in exchange.open_orders())
+    assert types == ["STOP_LOSS", "TAKE_PROFIT_LIMIT"]
+    exchange.set_price("BTC/USDT", 30_450.0)  # a gap through the stop: a market order there
+    filled = await client.fetch_order(stop["id"], "BTC/USDT")
+    assert (filled["status"], filled["average"], filled["info"]["type"]) == (
+        "closed",
+        30_450.0,
+        "STOP_LOSS",
+    )
+    exchange.set_price("BTC/USDT", 29_550.0)  # a take-profit buy triggers at or below
+    assert (await client.fetch_order(target["id"], "BTC/USDT"))["status"] == "open"
+    exchange.set_price("BTC/USDT", 29_500.0)
+    assert (await client.fetch_order(target["id"], "BTC/USDT"))["status"] == "closed"
+    cancel_me = await client.create_order(
+        "BTC/USDT", "limit", "sell", 0.01, 29_000.0, {"triggerPrice": 29_100.0}
+    )
+    assert (await client.cancel_order(cancel_me["id"], "BTC/USDT"))["status"] == "canceled"
+    assert exchange.balances["BTC"][1] == pytest.approx(0.0)  # nothing locked any more
+
+
+async def test_a_stop_already_reached_and_an_unlisted_type_are_refused() -> None:
+    market = LoopbackMarket("BTC", "USDT", 30_000.0, order_types=("LIMIT", "MARKET"))
+    stops = LoopbackMarket("ETH", "USDT", 2_000.0)
+    balances = {"USDT": 100_000.0}
+    async with LoopbackExchange(KEY, SECRET, [market, stops], balances) as venue:
+        binance = plain_binance(venue)
+        try:
+            await binance.load_markets()
+            assert binance.markets["BTC/USDT"]["info"]["orderTypes"] == ["LIMIT", "MARKET"]
+            with pytest.raises(ccxt.InvalidOrder, match="triggerPrice parameter is not allowed"):
+                await binance.create_order(  # ccxt itself reads orderTypes
+                    "BTC/USDT", "limit", "buy", 0.01, 30_400.0, {"triggerPrice": 30_300.0}
+                )
+            with pytest.raises(ccxt.OrderImmediatelyFillable, match="trigger immediately"):
+                await binance.create_order(
+                    "ETH/USDT", "limit", "buy", 0.1, 2_000.0, {"triggerPrice": 1_990.0}
+                )
+            # Past ccxt's own check, the venue refuses it too (a request signed by hand).
+            await binance.load_markets()
+            binance.markets["BTC/USDT"]["info"]["orderTypes"].append("STOP_LOSS")
+            with pytest.raises(ccxt.InvalidOrder, match="Stop loss orders are not supported"):
+                await binance.create_order(
+                    "BTC/USDT", "market", "buy", 0.01, None, {"triggerPrice": 30_300.0}
+                )
+        finally:
+            await binance.close()
+    assert venue.orders == {}

@@ -76,6 +76,9 @@ def test_a_working_venue_is_reported_with_its_balance(
     assert (code, err) == (0, "")
     assert "venue main    (binance) OK: 1 markets" in out
     assert "balance 5000 USDT" in out
+    assert (
+        "BTC/USDT: stop-limit on the venue (STOP_LOSS_LIMIT), stop on the venue (STOP_LOSS)" in out
+    )
     assert exchange.submissions == 0
     assert KEY not in out and SECRET not in out
 
@@ -147,3 +150,16 @@ def test_a_ccxt_feed_symbol_the_venue_does_not_list_is_named(
     code, _, err = check(path, capsys)
     assert code == 2
     assert "venue main has no spot market DOGE/USDT" in err
+
+
+def test_it_says_where_the_stops_rest_per_market(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    types = ("LIMIT", "MARKET", "STOP_LOSS_LIMIT")
+    venue = LoopbackExchange(
+        KEY, SECRET, [LoopbackMarket("BTC", "USDT", 30_000.0, order_types=types)], {}
+    )
+    with serving_in_thread(venue):
+        code, out, _ = check(config_file(tmp_path, venue), capsys)
+    assert code == 0
+    assert "BTC/USDT: stop-limit on the venue (STOP_LOSS_LIMIT), stop in the daemon" in out

@@ -41,7 +41,12 @@ async def exchange() -> AsyncIterator[LoopbackExchange]:
         yield venue
 
 
-def config_for(venue: LoopbackExchange, kind: str = LIMIT_BUYER, **overrides: Any) -> DaemonConfig:
+def config_for(
+    venue: LoopbackExchange,
+    kind: str = LIMIT_BUYER,
+    params: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> DaemonConfig:
     return test_config(
         market_data={
             "feed": {"kind": "synthetic", "symbols": {SYMBOL: 30_000.0}, "history_seconds": 0}
@@ -52,7 +57,7 @@ def config_for(venue: LoopbackExchange, kind: str = LIMIT_BUYER, **overrides: An
                 "id": "buyer",
                 "name": "Limit buyer",
                 "kind": kind,
-                "params": {"quantity": 0.01},
+                "params": {"quantity": 0.01, **(params or {})},
                 "defaults": {"symbols": [SYMBOL], "data_resolution": "1s"},
             }
         ],
