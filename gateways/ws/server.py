@@ -404,6 +404,12 @@ class WebSocketServer:
         emptied = self._emptied_at.get(channel)
         return emptied is not None and self._stream.seq - emptied > self._setup.replay_window
 
+    def _keep_from_now(self, channel: str) -> None:
+        """A client joins ``channel`` once it has read the journal: what is broadcast
+        there meanwhile is its tail, to number and keep even if nobody is in it."""
+        if not self._channels.get(channel) and self._stale(channel):
+            self._emptied_at[channel] = self._stream.seq
+
     def _forget_if_stale(self, channel: str) -> None:
         if channel != EVERYONE and self._stale(channel):
             del self._channels[channel]
@@ -727,6 +733,7 @@ class WebSocketServer:
         archive = self._setup.archive
         assert archive is not None
         since, upto = self._stream.seq, self._stream.position
+        self._keep_from_now(EVERYONE)
         limit = self._setup.replay_window
         result = await archive.replay(epoch, position, upto, frozenset(self._routes), limit)
         self.join(session, EVERYONE)

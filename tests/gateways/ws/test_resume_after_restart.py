@@ -98,6 +98,34 @@ async def test_a_client_of_the_last_run_is_replayed_what_it_missed_then_goes_on_
             assert message["position"] > positions[-1]
 
 
+async def test_what_is_committed_while_the_journal_is_read_is_in_the_resume_tail() -> None:
+    """The first client of a run resumes from the journal; a signal committed while the
+    server reads it comes after the journal's part, in the window's tail. (With no
+    client joined yet, the channel kept nothing: the signal was lost to that client.)"""
+    config, trading = test_config(), Trading()
+    last, missed = await first_run(config, trading)
+    async with running_daemon(config) as daemon:
+        server = daemon.daemon.servers["orchestrator"]
+        archive = server._setup.archive
+        assert archive is not None
+        read = archive.replay
+        during: list[str] = []
+
+        async def read_while_trading(*args: Any) -> Any:
+            result = await read(*args)
+            during.append(signal(daemon, trading))
+            await daemon.daemon.writer.flush()  # committed and broadcast before the join
+            return result
+
+        object.__setattr__(archive, "replay", read_while_trading)
+        url = resume_url(daemon.url(), last["seq"], last["epoch"], last["position"])
+        async with connected(url) as client:
+            resumed = (await client.recv())["data"]
+            assert (resumed["journalReplayed"], resumed["replayed"]) == (len(missed), 1)
+            messages = [await client.recv() for _ in range(len(missed) + 1)]
+            assert [m["data"]["id"] for m in messages] == [*missed, *during]
+
+
 async def test_what_the_journal_does_not_write_is_not_replayed_but_the_snapshot_has_it() -> None:
     config, trading = test_config(), Trading()
     last, _ = await first_run(config, trading)
