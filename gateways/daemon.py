@@ -190,8 +190,7 @@ class Daemon:
         self.venues = self._build_venues()
         """Each configured venue's broker, by name (raises ConfigError without credentials)."""
         if self.venue_feed is not None:
-            self.venue_feed.attach(self.venues[self.venue_feed.config.venue].exchange)
-            self.venue_feed.on_state = self._feed_state_changed
+            self._attach_venue_feed(self.venue_feed)
         self.reconcilers = self._build_reconcilers()
         """Each venue's account against the journal: at start and periodically."""
         self._venue_tasks: dict[str, asyncio.Task[None]] = {}
@@ -382,6 +381,15 @@ class Daemon:
         from gateways.venues.feed import CcxtFeed  # ccxt: see _build_venues
 
         return CcxtFeed(feed, self.clock)
+
+    def _attach_venue_feed(self, feed: CcxtFeed) -> None:
+        """The ccxt feed reads through its venue's exchange, and streams from ccxt.pro's."""
+        from gateways.venues.connector import build_stream_exchange  # ccxt: see _build_venues
+
+        name = feed.config.venue
+        venue = self.config.venues[name]
+        feed.attach(self.venues[name].exchange, stream=lambda: build_stream_exchange(name, venue))
+        feed.on_state = self._feed_state_changed
 
     def _feed_state_changed(self, state: FeedState) -> None:
         self.bus.publish(FeedStatusChanged(state))

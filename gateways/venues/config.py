@@ -95,6 +95,12 @@ class VenueConfig(FrozenModel):
         description="Replacements for entries of ccxt's urls['api'] (for example "
         "{public = 'http://proxy/api/v3', private = ...}): a proxy, a mirror, a test venue.",
     )
+    stream_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Replacements for entries of ccxt.pro's urls['api']['ws'] (for example "
+        "{spot = 'wss://proxy/ws'}), the WebSocket the ccxt feed streams from: a proxy, a "
+        "mirror, a test venue.",
+    )
     credentials_file: Path | None = Field(
         None,
         description="A TOML file with api_key, secret (and password where the exchange "

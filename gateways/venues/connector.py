@@ -34,26 +34,63 @@ def build_exchange(name: str, config: VenueConfig, credentials: VenueCredentials
             f"venue {name}: ccxt has no exchange {config.exchange!r} "
             "(see ccxt.exchanges for the ids)"
         )
-    options: dict[str, Any] = {"defaultType": config.market_type}
-    options.update(EXCHANGE_OPTIONS.get(config.exchange, {}))
-    if config.exchange == "binance":
-        options["fetchMarkets"] = {"types": [config.market_type]}
+    settings = {**credentials.ccxt_fields(), **_settings(config)}
     if config.recv_window_ms is not None:
-        options["recvWindow"] = config.recv_window_ms
-    settings: dict[str, Any] = {
-        **credentials.ccxt_fields(),
-        "enableRateLimit": config.enable_rate_limit,
-        "timeout": int(config.timeout_seconds * 1000),
-        "options": options,
-    }
-    if config.rate_limit_ms is not None:
-        settings["rateLimit"] = config.rate_limit_ms
+        settings["options"]["recvWindow"] = config.recv_window_ms
     exchange = getattr(ccxt_async, config.exchange)(settings)
     if config.sandbox:
         exchange.set_sandbox_mode(True)
     if config.api_urls:
         _replace_urls(name, exchange, config.api_urls)
     return exchange
+
+
+def _settings(config: VenueConfig) -> dict[str, Any]:
+    """The ccxt settings of a venue's exchanges, the REST one and the streaming one."""
+    options: dict[str, Any] = {"defaultType": config.market_type}
+    options.update(EXCHANGE_OPTIONS.get(config.exchange, {}))
+    if config.exchange == "binance":
+        options["fetchMarkets"] = {"types": [config.market_type]}
+    settings: dict[str, Any] = {
+        "enableRateLimit": config.enable_rate_limit,
+        "timeout": int(config.timeout_seconds * 1000),
+        "options": options,
+    }
+    if config.rate_limit_ms is not None:
+        settings["rateLimit"] = config.rate_limit_ms
+    return settings
+
+
+def build_stream_exchange(name: str, config: VenueConfig) -> Any | None:
+    """ccxt.pro's exchange for venue ``name``'s public streams (no credentials: the feed
+    reads public trades), with the REST exchange's settings, sandbox and URLs; None when
+    ccxt.pro has no such exchange."""
+    import ccxt.pro as ccxt_pro  # here: only a ccxt feed that streams needs it
+
+    if config.exchange not in ccxt_pro.exchanges:
+        return None
+    exchange = getattr(ccxt_pro, config.exchange)(_settings(config))
+    if config.sandbox:
+        exchange.set_sandbox_mode(True)
+    if config.api_urls:
+        _replace_urls(name, exchange, config.api_urls)
+    if config.stream_urls:
+        _replace_stream_urls(name, exchange, config.stream_urls)
+    return exchange
+
+
+def _replace_stream_urls(name: str, exchange: Any, replacements: dict[str, str]) -> None:
+    """The WebSocket entries of ``urls['api']['ws']`` (after the sandbox switch)."""
+    streams = exchange.urls.get("api", {}).get("ws")
+    if not isinstance(streams, dict):
+        raise ConfigError(f"venue {name}: {exchange.id} has no named WebSocket URLs to replace")
+    unknown = sorted(set(replacements) - set(streams))
+    if unknown:
+        raise ConfigError(
+            f"venue {name}: stream_urls names {', '.join(unknown)}, which {exchange.id} does "
+            f"not have; it has {', '.join(sorted(streams))}"
+        )
+    exchange.urls["api"]["ws"] = {**streams, **replacements}
 
 
 def _replace_urls(name: str, exchange: Any, replacements: dict[str, str]) -> None:

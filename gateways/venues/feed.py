@@ -19,15 +19,30 @@ answer goes back to the interval. A symbol that has not answered for
 3001's ``feed_status``) with the reason; the answer that ends it is logged and
 announced as the recovery.
 
+Streaming (``stream = "auto"``, the trades source): where the venue's exchange has
+ccxt.pro's ``watchTradesForSymbols`` (one connection for every symbol) or
+``watchTrades`` (one watch per symbol), the public trades come over its WebSocket
+instead, through a ccxt.pro exchange of the venue's settings (no credentials: public
+streams), closed with the feed. A wake of any watch delivers every symbol's trades that
+ccxt.pro holds past the last id seen (``exchange.trades``), so a symbol never waits for
+another's message. The stream counts as up with its first message: then the trades it
+may have missed are read once by REST (``fetch_trades`` from the last id seen, as a
+poll), and the stream takes over. Until then, and while it is down, the feed polls REST
+as above. A dropped or refused stream opens a gap at once (logged, announced, its
+reason saying the feed polls meanwhile) and is reconnected after the same exponential
+backoff (its own count of failures in a row); the catch-up at its return ends the gap.
+Trade ids dedupe the two paths: no trade is lost or doubled. A live stream is not a
+gap when the market is quiet (ccxt.pro's keepalive pings find a dead connection).
+
 Ticks are stamped with the venue's time, never later than the daemon's clock (a venue
 clock ahead would close bars early). Per symbol they come in order; the ticks of one
-poll are merged by time.
+poll (or one wake of the stream) are merged by time.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +57,9 @@ from orchestrator.model.events import FeedCondition, FeedState
 from orchestrator.model.market import Tick
 
 log = structlog.get_logger("gateways.venues.feed")
+
+WatchCall = Callable[[], Coroutine[Any, Any, Any]]
+"""One ccxt.pro watch call (it returns with the next message of its stream)."""
 
 MAX_PAGES_PER_POLL = 20
 """Most full pages of trades read for one symbol in one poll (a long gap's catch-up);
@@ -92,14 +110,29 @@ class CcxtFeed:
         """Ticks handed to the sink."""
         self.on_state: Callable[[FeedState], None] = lambda state: None
         """Called with each new condition: the composition root announces it."""
+        self._stream_factory: Callable[[], Any] | None = None
+        self._stream_live = False
+        """The stream delivers: its first message came and the REST catch-up is done."""
+        self._stream_error: str | None = None
+        """Why the stream is down (a gap's reason); None while it is up or never failed."""
+        self._stream_down_since = self._started
+        self.stream_failures = 0
+        """Stream connections lost or refused in a row (its reconnection's backoff)."""
 
     @property
     def state(self) -> FeedState:
         return self._state
 
-    def attach(self, exchange: Any) -> None:
-        """Read through ``exchange``: the venue broker's ccxt exchange, and its throttle."""
+    def attach(self, exchange: Any, stream: Callable[[], Any] | None = None) -> None:
+        """Read through ``exchange``: the venue broker's ccxt exchange, and its throttle;
+        ``stream`` builds the venue's ccxt.pro exchange (None when ccxt.pro has none)."""
         self._exchange = exchange
+        self._stream_factory = stream
+
+    @property
+    def streaming(self) -> bool:
+        """The trades come over the venue's WebSocket now (not by polling)."""
+        return self._stream_live
 
     def history(self, until: float) -> list[Tick]:
         """No backfill: the first ticks are the venue's trades (or quotes) after the start."""
@@ -109,11 +142,13 @@ class CcxtFeed:
         """How long a symbol may go without an answer before it is a gap."""
         return self.config.gap_intervals * self.config.interval_seconds
 
-    def backoff(self) -> float:
-        """The wait before the next poll: the interval, doubled by each failure in a row."""
-        if self.failures == 0:
+    def backoff(self, failures: int | None = None) -> float:
+        """The wait before the next poll (or, given the stream's ``failures``, the next
+        connection): the interval, doubled by each failure in a row."""
+        failures = self.failures if failures is None else failures
+        if failures == 0:
             return self.config.interval_seconds
-        doubled = self.config.interval_seconds * 2.0 ** min(self.failures, 60)
+        doubled = self.config.interval_seconds * 2.0 ** min(failures, 60)
         return min(doubled, self.config.max_backoff_seconds)
 
     # ------------------------------------------------------------ running
@@ -128,7 +163,14 @@ class CcxtFeed:
         )  # fmt: skip
         async with asyncio.TaskGroup() as group:
             group.create_task(self._watch_gaps(), name="ccxt-feed-gaps")
-            await self._poll_forever(sink)
+            streams = await self._stream_exchange()
+            if streams is None:
+                await self._poll_forever(sink)
+                return
+            try:
+                await self._stream_forever(streams, sink)
+            finally:
+                await streams.close()
 
     async def _poll_forever(self, sink: TickSink) -> None:
         while True:
@@ -165,6 +207,125 @@ class CcxtFeed:
         self._settle(now)
         return more and not failed
 
+    # ------------------------------------------------------------ streaming
+
+    async def _stream_exchange(self) -> Any | None:
+        """The ccxt.pro exchange to stream from, or None: poll (off, ticker, no watch)."""
+        if self.config.stream == "off" or self.config.source != "trades":
+            return None
+        streams = None if self._stream_factory is None else self._stream_factory()
+        if streams is None or not _watch_methods(streams):
+            log.info(
+                "market_feed_polling", venue=self.config.venue,
+                reason="the venue's exchange has no public trade stream in ccxt.pro",
+            )  # fmt: skip
+            if streams is not None:
+                await streams.close()
+            return None
+        return streams
+
+    async def _stream_forever(self, streams: Any, sink: TickSink) -> None:
+        """Stream until cancelled; poll while the stream is not up (see the module doc)."""
+        watches: dict[asyncio.Task[Any], WatchCall] = {}
+        """Each pending watch call, and how to make it again once it is done."""
+        try:
+            while True:
+                if not watches:
+                    watches = {asyncio.create_task(call()): call for call in self._calls(streams)}
+                patience = None if self._stream_live else self.backoff()
+                woken = await self._first_of(list(watches), patience)
+                if woken is None:  # not up yet: the trades come by REST meanwhile
+                    await self.poll(sink)
+                    continue
+                call = watches.pop(woken)
+                error = woken.exception()
+                if error is not None:
+                    _cancel(watches)
+                    watches = {}
+                    self._stream_failed(error)
+                    await self._poll_for(self.backoff(self.stream_failures), sink)
+                    continue
+                watches[asyncio.create_task(call())] = call
+                if self._stream_live or await self._catch_up(sink):
+                    self._deliver_streamed(streams, sink)
+        finally:
+            _cancel(watches)
+
+    def _calls(self, streams: Any) -> list[WatchCall]:
+        """One watch for every symbol where the exchange has it, else one per symbol."""
+        if streams.has.get("watchTradesForSymbols"):
+            return [lambda: streams.watch_trades_for_symbols(list(self.symbols))]
+        return [_watch_symbol(streams, symbol) for symbol in self.symbols]
+
+    async def _first_of(
+        self, watches: Sequence[asyncio.Task[Any]], patience: float | None
+    ) -> asyncio.Task[Any] | None:
+        """The first watch done, or None when ``patience`` seconds (the feed's sleep) pass."""
+        timer = None if patience is None else asyncio.ensure_future(self._sleep(patience))
+        waits: set[asyncio.Future[Any]] = {*watches, *([] if timer is None else [timer])}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return next((watch for watch in watches if watch in done), None)
+
+    async def _poll_for(self, seconds: float, sink: TickSink) -> None:
+        """Poll REST for ``seconds`` (the stream's backoff), at the polls' own pace."""
+        while seconds > 0:
+            wait = 0.0 if await self.poll(sink) else min(self.backoff(), seconds)
+            await self._sleep(wait)
+            seconds -= wait
+
+    async def _catch_up(self, sink: TickSink) -> bool:
+        """The stream's first message: read by REST what it may have missed (all
+        pages), then let it take over; False when REST fails (the stream waits)."""
+        while await self.poll(sink):
+            pass
+        if self.failures:
+            return False
+        was_down = self._stream_error is not None
+        self._stream_live, self._stream_error, self.stream_failures = True, None, 0
+        log.info("market_feed_streaming", venue=self.config.venue, reconnected=was_down)
+        self._settle(self._clock.now())
+        return True
+
+    def _deliver_streamed(self, streams: Any, sink: TickSink) -> None:
+        """Every symbol's trades ccxt.pro holds past the last id seen, merged by time."""
+        now = self._clock.now()
+        cached: dict[str, Any] = streams.trades or {}
+        ticks: list[Tick] = []
+        for entry in self._symbols.values():
+            for trade in sorted(cached.get(entry.symbol) or [], key=_trade_id):
+                if entry.cursor is None or _trade_id(trade) > entry.cursor:
+                    entry.cursor = _trade_id(trade)
+                    ticks.append(_trade_tick(entry.symbol, trade, now))
+            entry.last_answer, entry.error, entry.answered = now, None, True
+        ticks.sort(key=_tick_time)
+        for tick in ticks:
+            sink(tick)
+        self.ticks += len(ticks)
+        self._gap_ticks += len(ticks)
+        self._settle(now)
+
+    def _stream_failed(self, exc: BaseException) -> None:
+        """The stream dropped or was refused: a gap now, polling until it reconnects."""
+        reason = describe_venue_error(self.config.venue, exc)
+        retryable = isinstance(exc, ccxt_errors.NetworkError)
+        self.stream_failures += 1
+        if self._stream_error is None:
+            self._stream_down_since = self._clock.now()
+        self._stream_live = False
+        self._stream_error = f"trade stream down, polling REST until it reconnects: {reason}"
+        (log.warning if retryable else log.error)(
+            "market_feed_stream_down", venue=self.config.venue, error=reason,
+            failures=self.stream_failures, retry_in=self.backoff(self.stream_failures),
+            retryable=retryable,
+        )  # fmt: skip
+        self._settle(self._clock.now())
+
+    # ------------------------------------------------------------ polling
+
     async def _ask(self, entry: _Symbol) -> _Answer:
         if self.config.source == "ticker":
             return await self._ticker(entry)
@@ -184,9 +345,9 @@ class CcxtFeed:
             if entry.cursor is not None and trade_id <= entry.cursor:
                 continue
             entry.cursor = trade_id
-            ts = min(float(trade["timestamp"]) / 1000.0, now)
-            if not first or ts >= self._started:
-                ticks.append(Tick(entry.symbol, float(trade["price"]), float(trade["amount"]), ts))
+            tick = _trade_tick(entry.symbol, trade, now)
+            if not first or tick.ts >= self._started:
+                ticks.append(tick)
         return _Answer(ticks, more=not first and len(trades) >= limit)
 
     async def _ticker(self, entry: _Symbol) -> _Answer:
@@ -222,24 +383,34 @@ class CcxtFeed:
 
     def _settle(self, now: float) -> None:
         """The condition that the symbols' last answers make now; announced on a change."""
-        silent = [s for s in self._symbols.values() if now - s.last_answer > self.gap_seconds()]
+        # A live stream's quiet market is no gap: its keepalive finds a dead connection.
+        silent = [
+            s
+            for s in self._symbols.values()
+            if not self._stream_live and now - s.last_answer > self.gap_seconds()
+        ]
         answered = all(s.answered for s in self._symbols.values())
-        if silent:
+        if silent or self._stream_error is not None:
             self._open_gap(silent, now)
         elif answered and self._state.condition is not FeedCondition.LIVE:
             self._recover(now)
 
     def _open_gap(self, silent: Sequence[_Symbol], now: float) -> None:
-        reason = "; ".join(s.error or f"{s.symbol}: no answer" for s in silent)
+        reasons = [s.error or f"{s.symbol}: no answer" for s in silent]
+        starts = [s.last_answer for s in silent]
+        if self._stream_error is not None:
+            reasons.insert(0, self._stream_error)
+            starts.append(self._stream_down_since)
+        reason = "; ".join(reasons)
         if self._state.condition is FeedCondition.GAP and self._state.reason == reason:
             return
         if self._state.condition is not FeedCondition.GAP:
             self._gap_ticks = 0
-            since = min(s.last_answer for s in silent)
+            since = min(starts)
             log.warning(
                 "market_feed_gap", venue=self.config.venue,
-                symbols=[s.symbol for s in silent], silent_seconds=round(now - since, 3),
-                reason=reason,
+                symbols=[s.symbol for s in silent] or list(self.symbols),
+                silent_seconds=round(now - since, 3), reason=reason,
             )  # fmt: skip
         else:
             since = self._state.since
@@ -271,6 +442,26 @@ class CcxtFeed:
 
 def _trade_id(trade: dict[str, Any]) -> int:
     return int(trade["id"])
+
+
+def _trade_tick(symbol: str, trade: dict[str, Any], now: float) -> Tick:
+    """A ccxt trade as a tick, stamped with the venue's time but never after ``now``."""
+    ts = min(float(trade["timestamp"]) / 1000.0, now)
+    return Tick(symbol, float(trade["price"]), float(trade["amount"]), ts)
+
+
+def _watch_methods(streams: Any) -> bool:
+    has = streams.has
+    return bool(has.get("watchTradesForSymbols") or has.get("watchTrades"))
+
+
+def _watch_symbol(streams: Any, symbol: str) -> WatchCall:
+    return lambda: streams.watch_trades(symbol)
+
+
+def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
 
 
 def _tick_time(tick: Tick) -> float:

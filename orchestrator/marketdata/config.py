@@ -253,6 +253,13 @@ class CcxtFeedConfig(BaseModel):
         description="Longest wait between two polls after errors: the wait doubles from "
         "interval_seconds with each failure in a row, up to this.",
     )
+    stream: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: with source = trades, stream the public trades over the "
+        "venue's WebSocket (ccxt.pro watch_trades_for_symbols / watch_trades) where its "
+        "exchange has it, polling REST while the stream is down and reading the trades it "
+        "missed once when it is back; where it has none, poll. off: always poll.",
+    )
     trades_per_poll: int = Field(
         500,
         ge=1,

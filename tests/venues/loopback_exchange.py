@@ -35,6 +35,11 @@ the base currency on buys when ``fee_in_base`` is set, as Binance spot does, or 
 third asset when ``fee_asset`` is set (BNB: the notional's fee at the price of
 ``BNB`` + quote, a market of the exchange), as Binance does with "pay fees with BNB".
 
+Public trade streams (tests/venues/loopback_streams.py): Binance's ``<symbol>@trade``
+WebSocket on the same server, at :meth:`LoopbackExchange.ccxt_ws_urls` (ccxt.pro's
+``urls['api']['ws']``), pushing every trade of the tape and every fill as it is made;
+:meth:`drop_streams` closes them and refuses new ones until :meth:`restore_streams`.
+
 Failures on command: :meth:`reject_next`, :meth:`rate_limit_next` (HTTP 429),
 :meth:`hold_next_submit` (books the order, then answers only after the client
 gave up: a submit that timed out after it was accepted), :attr:`skew_ms` (the
@@ -60,6 +65,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from tests.venues.loopback_streams import LoopbackStreams
 
 API_PREFIX = "/api/v3"
 
@@ -236,14 +243,20 @@ class LoopbackExchange:
         """Set while a submit is held (booked, its answer not sent): a test waits on it."""
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.streams = LoopbackStreams()
+        """The public trade streams (WebSocket), on the same server."""
         self._init_market_data(seed)
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", API_PREFIX + "/{endpoint:.+}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self.streams.add_routes(app)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self._app(), access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -254,6 +267,7 @@ class LoopbackExchange:
     async def close(self) -> None:
         self.stop_tape()
         self._released.set()
+        await self.streams.close_connections()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -271,6 +285,17 @@ class LoopbackExchange:
     def ccxt_urls(self) -> dict[str, str]:
         """``urls['api']`` entries of ccxt's binance class that the spot API uses."""
         return {"public": self.url, "private": self.url, "v1": self.url}
+
+    def ccxt_ws_urls(self) -> dict[str, str]:
+        """``urls['api']['ws']`` entries of ccxt.pro's binance class for the spot streams."""
+        return {"spot": self.streams.url(self.port)}
+
+    async def drop_streams(self) -> None:
+        """Close every public stream connection and refuse new ones (REST stays up)."""
+        await self.streams.drop_streams()
+
+    def restore_streams(self) -> None:
+        self.streams.restore_streams()
 
     # ------------------------------------------------------------ commands
 
@@ -617,6 +642,7 @@ class LoopbackExchange:
             fee, fee_asset, now, maker,
         )  # fmt: skip
         self.trades.append(trade)
+        self.streams.publish(trade, now)
         order.executed_qty += quantity
         order.cumulative_quote += notional
         whole = order.executed_qty >= order.orig_qty - 1e-12
@@ -723,6 +749,7 @@ class LoopbackExchange:
                     0.0, market.quote, self.now_ms(), False,
                 )  # fmt: skip
                 self.tape.append(trade)
+                self.streams.publish(trade, trade.time_ms)
 
     def start_tape(self, interval: float) -> None:
         """Print a round of public trades every ``interval`` seconds until stop_tape."""
@@ -776,15 +803,15 @@ class LoopbackExchange:
     async def go_down(self) -> None:
         """Stop serving (every connection closed, the port refusing): the venue is away."""
         self.stop_tape()
+        # First: the server's shutdown would wait a minute for the open WebSockets.
+        await self.streams.close_connections()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     async def come_back(self) -> None:
         """Serve again on the same port."""
-        app = web.Application()
-        app.router.add_route("*", API_PREFIX + "/{endpoint:.+}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(self._app(), access_log=None, handler_cancellation=True)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 

@@ -4,8 +4,10 @@ tick, backoff and gap is deterministic."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import ccxt.async_support as ccxt
@@ -23,10 +25,13 @@ from orchestrator.model.market import Tick
 from tests.support import test_config
 from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket
 from tests.venues.test_loopback_exchange import KEY, SECRET, plain_binance
+from tests.venues.test_loopback_streams import pro_binance
 
 START = 1_700_000_000.0
 BTC = LoopbackMarket("BTC", "USDT", 30_000.0)
 ETH = LoopbackMarket("ETH", "USDT", 2_000.0)
+WAIT = 30.0
+"""Generous: a loaded 2-core machine may take seconds where an idle one takes 0.1 s."""
 
 
 @pytest.fixture
@@ -55,21 +60,33 @@ class Recorder:
     def __init__(self) -> None:
         self.ticks: list[Tick] = []
         self.states: list[FeedState] = []
+        self._changed = asyncio.Event()
 
     def __call__(self, tick: Tick) -> None:
         self.ticks.append(tick)
+        self._changed.set()
+
+    def state(self, state: FeedState) -> None:
+        self.states.append(state)
+        self._changed.set()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Until ``condition`` holds, checked at each tick and state the feed delivers."""
+        async with asyncio.timeout(WAIT):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
 
 
 def make_feed(
     binance: ccxt.binance, clock: ManualClock, **settings: Any
 ) -> tuple[CcxtFeed, Recorder]:
-    config = CcxtFeedConfig(
-        venue="main", symbols=("BTC/USDT", "ETH/USDT"), interval_seconds=1.0, **settings
-    )
+    settings = {"interval_seconds": 1.0, **settings}
+    config = CcxtFeedConfig(venue="main", symbols=("BTC/USDT", "ETH/USDT"), **settings)
     feed = CcxtFeed(config, clock)
     feed.attach(binance)
     recorder = Recorder()
-    feed.on_state = recorder.states.append
+    feed.on_state = recorder.state
     return feed, recorder
 
 
@@ -245,3 +262,144 @@ def test_the_core_does_not_build_a_ccxt_feed() -> None:
     config = CcxtFeedConfig(venue="main", symbols=("BTC/USDT",))
     with pytest.raises(FeedError, match="built by the daemon"):
         build_feed(config, ManualClock(START))
+
+
+# ------------------------------------------------------------ streaming (ccxt.pro)
+# The feed runs on the loop's own sleep (its polls and backoffs are short) and the test's
+# manual clock (ticks stamped START); the loopback pushes each trade it prints.
+
+STREAMING = {"interval_seconds": 0.05, "max_backoff_seconds": 0.2, "gap_intervals": 3}
+
+
+@contextlib.asynccontextmanager
+async def running(feed: CcxtFeed, sink: Recorder) -> AsyncIterator[None]:
+    task = asyncio.create_task(feed.run(sink))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def print_until(exchange: LoopbackExchange, sink: Recorder, done: Callable[[], bool]) -> None:
+    """Print rounds of trades, each once the last reached the sink, until ``done``."""
+    for _ in range(200):
+        if done():
+            return
+        expected = len(sink.ticks) + len(exchange.markets)
+        exchange.print_trades()
+        await sink.until(lambda: len(sink.ticks) >= expected)  # noqa: B023
+    raise AssertionError("never done")
+
+
+def the_tape_since(exchange: LoopbackExchange, start_ms: float) -> list[Tick]:
+    """The public trades printed since ``start_ms``, as the feed's ticks, by id."""
+    return [
+        Tick(f"{t.symbol[:-4]}/USDT", t.price, t.qty, t.time_ms / 1000)
+        for t in sorted(exchange.tape, key=lambda t: t.trade_id)
+        if t.time_ms >= start_ms
+    ]
+
+
+def by_symbol(ticks: list[Tick]) -> dict[str, list[Tick]]:
+    return {s: [t for t in ticks if t.symbol == s] for s in ("BTC/USDT", "ETH/USDT")}
+
+
+def aggtrades(exchange: LoopbackExchange) -> int:
+    return exchange.requests.count(("GET", "aggTrades"))
+
+
+async def test_streamed_trades_are_ticks_and_a_dropped_stream_loses_or_doubles_none(
+    exchange: LoopbackExchange, binance: ccxt.binance, clock: ManualClock
+) -> None:
+    feed, sink = make_feed(binance, clock, **STREAMING)
+    feed.attach(binance, stream=lambda: pro_binance(exchange))
+    with structlog.testing.capture_logs() as logs:
+        async with running(feed, sink):
+            await print_until(exchange, sink, lambda: feed.streaming)
+            assert exchange.streams.subscriptions == [["btcusdt@trade", "ethusdt@trade"]]
+            polls = aggtrades(exchange)
+            await print_until(exchange, sink, lambda: len(sink.ticks) >= 10)
+            assert aggtrades(exchange) == polls  # streamed: no poll while it is up
+            await exchange.drop_streams()
+            await sink.until(lambda: sink.states[-1].condition is FeedCondition.GAP)
+            gap = sink.states[-1]
+            assert (gap.reason or "").startswith("trade stream down, polling REST")
+            await print_until(exchange, sink, lambda: len(sink.ticks) >= 16)  # by REST
+            assert not feed.streaming and feed.stream_failures >= 1
+            exchange.restore_streams()
+            await print_until(exchange, sink, lambda: feed.streaming)
+            await sink.until(lambda: sink.states[-1].condition is FeedCondition.LIVE)
+            polls, target = aggtrades(exchange), len(sink.ticks) + 4
+            await print_until(exchange, sink, lambda: len(sink.ticks) >= target)
+            assert aggtrades(exchange) == polls  # the stream took over again
+    assert by_symbol(sink.ticks) == by_symbol(the_tape_since(exchange, START * 1000))
+    assert feed.stream_failures == 0
+    events = [e["event"] for e in logs if e["event"].startswith("market_feed_")]
+    assert "market_feed_stream_down" in events
+    assert events[-2:] == ["market_feed_streaming", "market_feed_recovered"]
+    assert events.count("market_feed_gap") == 1
+
+
+async def test_trades_made_while_the_venue_is_away_are_read_once_when_it_is_back(
+    exchange: LoopbackExchange, binance: ccxt.binance, clock: ManualClock
+) -> None:
+    feed, sink = make_feed(binance, clock, **STREAMING)
+    feed.attach(binance, stream=lambda: pro_binance(exchange))
+    async with running(feed, sink):
+        await print_until(exchange, sink, lambda: feed.streaming)
+        await exchange.go_down()  # REST and stream away: nothing reads these
+        await sink.until(lambda: sink.states[-1].condition is FeedCondition.GAP)
+        exchange.print_trades(3)
+        await exchange.come_back()
+        await sink.until(lambda: len(sink.ticks) >= len(exchange.tape))
+        await print_until(exchange, sink, lambda: feed.streaming)
+        await sink.until(lambda: sink.states[-1].condition is FeedCondition.LIVE)
+    assert by_symbol(sink.ticks) == by_symbol(the_tape_since(exchange, START * 1000))
+
+
+async def test_an_exchange_without_a_trade_stream_is_polled(
+    exchange: LoopbackExchange, binance: ccxt.binance, clock: ManualClock
+) -> None:
+    def without_watch() -> Any:
+        streams = pro_binance(exchange)
+        streams.has = {**streams.has, "watchTrades": False, "watchTradesForSymbols": False}
+        return streams
+
+    feed, sink = make_feed(binance, clock, **STREAMING)
+    feed.attach(binance, stream=without_watch)
+    with structlog.testing.capture_logs() as logs:
+        async with running(feed, sink):
+            await print_until(exchange, sink, lambda: len(sink.ticks) >= 4)
+    assert not feed.streaming and exchange.streams.connections_opened == 0
+    assert aggtrades(exchange) >= 2
+    assert by_symbol(sink.ticks) == by_symbol(the_tape_since(exchange, START * 1000))
+    assert "market_feed_polling" in [e["event"] for e in logs]
+
+
+async def test_stream_off_polls_even_where_the_exchange_streams(
+    exchange: LoopbackExchange, binance: ccxt.binance, clock: ManualClock
+) -> None:
+    feed, sink = make_feed(binance, clock, stream="off", **STREAMING)
+    feed.attach(binance, stream=lambda: pro_binance(exchange))
+    async with running(feed, sink):
+        await print_until(exchange, sink, lambda: len(sink.ticks) >= 4)
+    assert not feed.streaming and exchange.streams.connections_opened == 0
+
+
+async def test_a_watch_per_symbol_where_the_exchange_has_no_watch_for_symbols(
+    exchange: LoopbackExchange, binance: ccxt.binance, clock: ManualClock
+) -> None:
+    def one_by_one() -> Any:
+        streams = pro_binance(exchange)
+        streams.has = {**streams.has, "watchTradesForSymbols": False}
+        return streams
+
+    feed, sink = make_feed(binance, clock, **STREAMING)
+    feed.attach(binance, stream=one_by_one)
+    async with running(feed, sink):
+        await print_until(exchange, sink, lambda: feed.streaming)
+        await print_until(exchange, sink, lambda: len(sink.ticks) >= 10)
+    assert sorted(exchange.streams.subscriptions) == [["btcusdt@trade"], ["ethusdt@trade"]]
+    assert by_symbol(sink.ticks) == by_symbol(the_tape_since(exchange, START * 1000))
