@@ -52,6 +52,7 @@ class LoopbackStreams:
         self.subscriptions: list[list[str]] = []
         """The params of every SUBSCRIBE received, in order."""
         self.connections_opened = 0
+        self._subscribed = asyncio.Event()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(STREAM_PREFIX + "/{stream}", self._handle)
@@ -59,6 +60,12 @@ class LoopbackStreams:
     def url(self, port: int) -> str:
         """The base URL ccxt.pro's ``urls['api']['ws']['spot']`` takes (it adds ``/<n>``)."""
         return f"ws://127.0.0.1:{port}{STREAM_PREFIX}"
+
+    async def until_subscribed(self, count: int) -> None:
+        """Until ``count`` SUBSCRIBE requests have come (a test awaits ccxt.pro's)."""
+        while len(self.subscriptions) < count:
+            self._subscribed.clear()
+            await self._subscribed.wait()
 
     @property
     def open_connections(self) -> int:
@@ -134,6 +141,7 @@ class LoopbackStreams:
         if method == "SUBSCRIBE":
             connection.streams.update(params)
             self.subscriptions.append(list(params))
+            self._subscribed.set()
         elif method == "UNSUBSCRIBE":
             connection.streams.difference_update(params)
         else:

@@ -58,8 +58,7 @@ async def client(exchange: LoopbackExchange) -> AsyncIterator[Any]:
 async def subscribed(exchange: LoopbackExchange, count: int = 1) -> None:
     """Until ``count`` SUBSCRIBE requests have reached the loopback."""
     async with asyncio.timeout(WAIT):
-        while len(exchange.streams.subscriptions) < count:
-            await asyncio.sleep(0.01)
+        await exchange.streams.until_subscribed(count)
 
 
 async def watched(client: Any, exchange: LoopbackExchange, symbols: list[str]) -> list[Any]:
