@@ -53,6 +53,7 @@ from gateways.venues.connector import describe_venue_error
 from orchestrator.marketdata.config import CcxtFeedConfig
 from orchestrator.marketdata.feeds import Sleep, TickSink
 from orchestrator.model.clock import Clock
+from orchestrator.model.errors import ConfigError
 from orchestrator.model.events import FeedCondition, FeedState
 from orchestrator.model.market import Tick
 
@@ -213,7 +214,11 @@ class CcxtFeed:
         """The ccxt.pro exchange to stream from, or None: poll (off, ticker, no watch)."""
         if self.config.stream == "off" or self.config.source != "trades":
             return None
-        streams = None if self._stream_factory is None else self._stream_factory()
+        try:
+            streams = None if self._stream_factory is None else self._stream_factory()
+        except ConfigError as exc:  # stream_urls naming what the exchange has not
+            log.error("market_feed_stream_unavailable", venue=self.config.venue, error=str(exc))
+            return None
         if streams is None or not _watch_methods(streams):
             log.info(
                 "market_feed_polling", venue=self.config.venue,

@@ -15,6 +15,8 @@ import pytest
 import structlog
 from pydantic import ValidationError
 
+from gateways.venues.config import VenueConfig
+from gateways.venues.connector import build_stream_exchange
 from gateways.venues.feed import CcxtFeed
 from orchestrator.marketdata.config import CcxtFeedConfig
 from orchestrator.marketdata.feeds import build_feed
@@ -403,3 +405,17 @@ async def test_a_watch_per_symbol_where_the_exchange_has_no_watch_for_symbols(
         await print_until(exchange, sink, lambda: len(sink.ticks) >= 10)
     assert sorted(exchange.streams.subscriptions) == [["btcusdt@trade"], ["ethusdt@trade"]]
     assert by_symbol(sink.ticks) == by_symbol(the_tape_since(exchange, START * 1000))
+
+
+async def test_a_stream_exchange_that_cannot_be_built_is_logged_and_the_feed_polls(
+    exchange: LoopbackExchange, binance: ccxt.binance, clock: ManualClock
+) -> None:
+    venue = VenueConfig(exchange="binance", stream_urls={"spott": exchange.ccxt_ws_urls()["spot"]})
+    feed, sink = make_feed(binance, clock, **STREAMING)
+    feed.attach(binance, stream=lambda: build_stream_exchange("main", venue))
+    with structlog.testing.capture_logs() as logs:
+        async with running(feed, sink):
+            await print_until(exchange, sink, lambda: len(sink.ticks) >= 4)
+    [error] = [e for e in logs if e["event"] == "market_feed_stream_unavailable"]
+    assert "stream_urls names spott" in error["error"]
+    assert not feed.streaming and exchange.streams.connections_opened == 0

@@ -1,6 +1,7 @@
 """A daemon whose market data is the ccxt feed of a venue (the loopback exchange, its
-tape printing trades): the ticks reach 3001's clients, a strategy trades on them, and
-the venue going away is a gap on 3001 until it comes back. Real clock, real clients."""
+tape printing trades), polled or streamed: the ticks reach 3001's clients, a strategy
+trades on them, and the venue (or its stream) going away is a gap on 3001 until it comes
+back. Real clock, real clients."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ async def exchange() -> AsyncIterator[LoopbackExchange]:
         yield venue
 
 
-def feed_config(venue: LoopbackExchange) -> DaemonConfig:
+def feed_config(venue: LoopbackExchange, stream: str = "off") -> DaemonConfig:
+    """The ccxt feed of the loopback venue: polled (off) or streamed (auto)."""
     return test_config(
         market_data={
             "feed": {
@@ -50,12 +52,14 @@ def feed_config(venue: LoopbackExchange) -> DaemonConfig:
                 "interval_seconds": 0.05,
                 "gap_intervals": 4,
                 "max_backoff_seconds": 0.2,
+                "stream": stream,
             }
         },
         venues={
             "main": {
                 "exchange": "binance",
                 "api_urls": venue.ccxt_urls(),
+                "stream_urls": venue.ccxt_ws_urls(),
                 "rate_limit_ms": 1,  # ccxt's throttle on, spacing requests 1 ms apart
                 "timeout_seconds": 1.0,
                 "poll_interval_seconds": 0.05,
@@ -150,3 +154,42 @@ async def test_the_venue_going_away_is_a_gap_on_3001_and_its_return_a_recovery(
         live = (await next_message(ws, "feed_status", state="live"))["data"]
         assert live["reason"] is None
         assert live["since"] > gap["since"]
+
+
+async def test_streamed_trades_reach_3001_as_quotes_and_bars(exchange: LoopbackExchange) -> None:
+    async with serving(feed_config(exchange, stream="auto")) as daemon:
+        async with connect(url(daemon, "market_data")) as ws:
+            await ws.send(orjson.dumps(SUBSCRIBE).decode())
+            quotes = [(await next_message(ws, "quote"))["data"] for _ in range(3)]
+            bar = (await next_message(ws, "bar"))["data"]
+        feed = daemon.venue_feed
+        assert feed is not None and feed.streaming
+    assert exchange.streams.subscriptions == [["btcusdt@trade"]]
+    tape = {(t.price, t.qty) for t in exchange.market_trades(SYMBOL)}
+    assert all((q["price"], q["size"]) in tape for q in quotes)
+    assert bar["symbol"] == SYMBOL and bar["resolution"] == "1s"
+    assert exchange.streams.open_connections == 0  # the feed closed its stream with it
+
+
+async def test_a_dropped_stream_is_a_gap_on_3001_until_it_reconnects(
+    exchange: LoopbackExchange,
+) -> None:
+    async with serving(feed_config(exchange, stream="auto")) as daemon:
+        feed = daemon.venue_feed
+        assert feed is not None
+        async with connect(url(daemon, "market_data")) as ws:
+            await ws.send(orjson.dumps(SUBSCRIBE).decode())
+            await next_message(ws, "quote")
+            while not feed.streaming:
+                await next_message(ws, "quote")
+            await exchange.drop_streams()
+            gap = (await next_message(ws, "feed_status", state="gap"))["data"]
+            assert gap["reason"].startswith("trade stream down, polling REST")
+            polled = (await next_message(ws, "quote"))["data"]  # REST meanwhile
+            assert not feed.streaming
+            exchange.restore_streams()
+            live = (await next_message(ws, "feed_status", state="live"))["data"]
+            assert live["since"] > gap["since"] and feed.streaming
+    tape = {(t.price, t.qty) for t in exchange.market_trades(SYMBOL)}
+    assert (polled["price"], polled["size"]) in tape
+    assert exchange.streams.connections_opened >= 2
