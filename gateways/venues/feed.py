@@ -42,7 +42,7 @@ poll (or one wake of the stream) are merged by time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,8 @@ class CcxtFeed:
         self._stream_error: str | None = None
         """Why the stream is down (a gap's reason); None while it is up or never failed."""
         self._stream_down_since = self._started
+        self._streamed: frozenset[str] = frozenset()
+        """The symbols the stream carries: those the venue lists, once its markets are known."""
         self.stream_failures = 0
         """Stream connections lost or refused in a row (its reconnection's backoff)."""
 
@@ -155,7 +157,7 @@ class CcxtFeed:
     # ------------------------------------------------------------ running
 
     async def run(self, sink: TickSink) -> None:
-        """Poll until cancelled, watching for gaps beside it."""
+        """Stream or poll until cancelled, watching for gaps beside it."""
         if self._exchange is None:
             raise RuntimeError("the ccxt feed has no exchange: attach the venue's first")
         log.info(
@@ -179,17 +181,18 @@ class CcxtFeed:
             if not more:
                 await self._sleep(self.backoff())
 
-    async def poll(self, sink: TickSink) -> bool:
-        """Ask once for every symbol and deliver what came; True when a page was full
-        and no request failed (the next one should go at once)."""
+    async def poll(self, sink: TickSink, only: Collection[str] | None = None) -> bool:
+        """Ask once for every symbol (or those of ``only``) and deliver what came; True
+        when a page was full and no request failed (the next one should go at once)."""
+        entries = [e for e in self._symbols.values() if only is None or e.symbol in only]
         answers = await asyncio.gather(
-            *(self._ask(entry) for entry in self._symbols.values()), return_exceptions=True
+            *(self._ask(entry) for entry in entries), return_exceptions=True
         )
         now = self._clock.now()
         ticks: list[Tick] = []
         more = False
         failed = False
-        for entry, answer in zip(self._symbols.values(), answers, strict=True):
+        for entry, answer in zip(entries, answers, strict=True):
             if isinstance(answer, asyncio.CancelledError):
                 raise answer
             if isinstance(answer, BaseException):
@@ -257,10 +260,14 @@ class CcxtFeed:
             _cancel(watches)
 
     def _calls(self, streams: Any) -> list[WatchCall]:
-        """One watch for every symbol where the exchange has it, else one per symbol."""
+        """One watch for every symbol where the exchange has it, else one per symbol; a
+        symbol the venue does not list (known after the first try) stays polled, a gap."""
+        markets = streams.markets or {}
+        listed = [s for s in self.symbols if not markets or s in markets] or list(self.symbols)
+        self._streamed = frozenset(listed)
         if streams.has.get("watchTradesForSymbols"):
-            return [lambda: streams.watch_trades_for_symbols(list(self.symbols))]
-        return [_watch_symbol(streams, symbol) for symbol in self.symbols]
+            return [lambda: streams.watch_trades_for_symbols(listed)]
+        return [_watch_symbol(streams, symbol) for symbol in listed]
 
     async def _first_of(
         self, watches: Sequence[asyncio.Task[Any]], patience: float | None
@@ -285,7 +292,7 @@ class CcxtFeed:
     async def _catch_up(self, sink: TickSink) -> bool:
         """The stream's first message: read by REST what it may have missed (all
         pages), then let it take over; False when REST fails (the stream waits)."""
-        while await self.poll(sink):
+        while await self.poll(sink, self._streamed):
             pass
         if self.failures:
             return False
@@ -300,7 +307,7 @@ class CcxtFeed:
         now = self._clock.now()
         cached: dict[str, Any] = streams.trades or {}
         ticks: list[Tick] = []
-        for entry in self._symbols.values():
+        for entry in (self._symbols[symbol] for symbol in self._streamed):
             for trade in sorted(cached.get(entry.symbol) or [], key=_trade_id):
                 if entry.cursor is None or _trade_id(trade) > entry.cursor:
                     entry.cursor = _trade_id(trade)
@@ -392,7 +399,8 @@ class CcxtFeed:
         silent = [
             s
             for s in self._symbols.values()
-            if not self._stream_live and now - s.last_answer > self.gap_seconds()
+            if not (self._stream_live and s.symbol in self._streamed)
+            and now - s.last_answer > self.gap_seconds()
         ]
         answered = all(s.answered for s in self._symbols.values())
         if silent or self._stream_error is not None:

@@ -284,12 +284,15 @@ async def running(feed: CcxtFeed, sink: Recorder) -> AsyncIterator[None]:
             await task
 
 
-async def print_until(exchange: LoopbackExchange, sink: Recorder, done: Callable[[], bool]) -> None:
-    """Print rounds of trades, each once the last reached the sink, until ``done``."""
+async def print_until(
+    exchange: LoopbackExchange, sink: Recorder, done: Callable[[], bool], per_round: int = 2
+) -> None:
+    """Print rounds of trades, each once its ``per_round`` ticks reached the sink
+    (one per symbol of the feed), until ``done``."""
     for _ in range(200):
         if done():
             return
-        expected = len(sink.ticks) + len(exchange.markets)
+        expected = len(sink.ticks) + per_round
         exchange.print_trades()
         await sink.until(lambda: len(sink.ticks) >= expected)  # noqa: B023
     raise AssertionError("never done")
@@ -419,3 +422,21 @@ async def test_a_stream_exchange_that_cannot_be_built_is_logged_and_the_feed_pol
     [error] = [e for e in logs if e["event"] == "market_feed_stream_unavailable"]
     assert "stream_urls names spott" in error["error"]
     assert not feed.streaming and exchange.streams.connections_opened == 0
+
+
+async def test_a_symbol_the_venue_does_not_list_is_a_gap_while_the_others_stream(
+    exchange: LoopbackExchange, binance: ccxt.binance, clock: ManualClock
+) -> None:
+    config = CcxtFeedConfig(venue="main", symbols=("BTC/USDT", "DOGE/USDT"), **STREAMING)
+    feed, sink = CcxtFeed(config, clock), Recorder()
+    feed.attach(binance, stream=lambda: pro_binance(exchange))
+    feed.on_state = sink.state
+    async with running(feed, sink):
+        await print_until(exchange, sink, lambda: feed.streaming, per_round=1)
+        clock.advance(1)  # DOGE silent for longer than the gap threshold
+        await print_until(exchange, sink, lambda: len(sink.ticks) >= 10, per_round=1)
+    assert exchange.streams.subscriptions[-1] == ["btcusdt@trade"]
+    assert {t.symbol for t in sink.ticks} == {"BTC/USDT"}
+    gap = sink.states[-1]
+    assert gap.condition is FeedCondition.GAP
+    assert (gap.reason or "").startswith("DOGE/USDT: venue main has no such market")
