@@ -838,7 +838,9 @@ class VenueBroker:
         part_cost = cost - resting.cost
         fees = self._fee_totals(result)
         part_fees = {a: c - resting.fees.get(a, 0.0) for a, c in fees.items()}
-        remaining = 0.0 if closed else max(0.0, order.quantity - quantity)
+        # Without float dust (2 - 0.47616 is 1.5238399999999999): the venue truncates an
+        # amount to its step, so a replace would place one step less than what rests.
+        remaining = 0.0 if closed else max(0.0, float(f"{order.quantity - quantity:.12g}"))
         if remaining <= QUANTITY_EPSILON:
             remaining = 0.0
         resting.filled, resting.cost, resting.fees = filled, cost, fees

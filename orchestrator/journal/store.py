@@ -1002,13 +1002,18 @@ class Journal:
         orders = [order for order in self.resting_orders() if order.id in sent]
         if not orders:
             return []
-        replaced = dict(
-            self._query(
-                "SELECT order_id, COUNT(*) FROM order_events WHERE kind = 'replaced' "
-                "GROUP BY order_id"
-            )
+        replaced = self.replace_counts()
+        return [(order, replaced.get(order.id, 0)) for order in orders]
+
+    def replace_counts(self) -> dict[str, int]:
+        """How many times each replaced order was replaced, by order id (on a venue each
+        replace placed it again under the next revision of its client order id)."""
+        if self.schema_version < 5:
+            return {}
+        rows = self._query(
+            "SELECT order_id, COUNT(*) FROM order_events WHERE kind = 'replaced' GROUP BY order_id"
         )
-        return [(order, int(replaced.get(order.id, 0))) for order in orders]
+        return {order_id: int(count) for order_id, count in rows}
 
     def venue_ledger(self, venue: str) -> list[VenueLedgerEntry]:
         """Every FILLED fill of the orders sent to ``venue``, in commit order."""

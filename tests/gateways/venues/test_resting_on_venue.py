@@ -267,3 +267,26 @@ async def test_a_fee_in_bnb_is_priced_by_the_venue_and_reconciled_in_bnb() -> No
             venue.balances["BNB"][0] -= 1.0  # spent outside the daemon
             await reconciler.periodic()
             assert list(reconciler.mismatches) == ["BNB"]
+
+
+async def test_a_replace_after_a_part_places_all_that_rests_not_a_step_less(
+    exchange: LoopbackExchange,
+) -> None:
+    exchange.part_size = 0.00744  # 0.01 - 0.00744 is 0.0025599999999999998 in floats
+    async with running_daemon(config_for(exchange)) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        order_id = order.client_order_id.removeprefix("orc-")
+        exchange.set_price(SYMBOL, 29_000.0)
+        part = (await client.recv_type("strategy_trade"))["data"]
+        assert (part["quantity"], part["remainingQuantity"]) == (0.00744, 0.00256)
+        exchange.set_price(SYMBOL, 30_000.0)
+        execution = daemon.daemon.core.execution
+        assert execution.replace_order("buyer", order_id, limit_price=29_500.0)
+        await eventually(
+            exchange,
+            lambda: [o.client_order_id for o in exchange.open_orders()] == [f"orc-{order_id}.1"],
+        )
+        [new] = exchange.open_orders()
+        assert new.orig_qty == 0.00256  # ccxt truncates an amount to its step: not 0.00255
+        [resting] = execution.open_orders("buyer")
+        assert resting.quantity == 0.00256
