@@ -223,18 +223,17 @@ class VenueBroker:
     async def fetch(self, order: Order, revision: int = 0) -> dict[str, Any]:
         """The venue's order by its client order id (ccxt's OrderNotFound when it has none),
         with its fees: an order read back (Binance's GET /order) does not carry them, its
-        trades do."""
+        trades do. An open order's too: a restart adopts an order partly filled with the
+        fees of its filled part, else its next part would be charged them again."""
         params = {"clientOrderId": self.client_id(order.id, revision)}
         result = dict(await self._exchange.fetch_order(None, order.symbol, params))
-        return await self._with_fees(order.symbol, result, result.get("status") != "open")
+        return await self._with_fees(order.symbol, result)
 
-    async def _with_fees(
-        self, symbol: str, result: dict[str, Any], final: bool = True
-    ) -> dict[str, Any]:
+    async def _with_fees(self, symbol: str, result: dict[str, Any]) -> dict[str, Any]:
         """``result`` with its fees (read from its trades when it has none), each fee
         in a third asset priced (:meth:`_learn_fee_prices`)."""
         filled = float(result.get("filled") or 0.0)
-        if filled > 0 and final and not self._fees(result):
+        if filled > 0 and not self._fees(result):
             result["fees"] = await self._trade_fees(symbol, result.get("id"))
         await self._learn_fee_prices(symbol, result)
         return result

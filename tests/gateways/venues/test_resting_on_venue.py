@@ -290,3 +290,26 @@ async def test_a_replace_after_a_part_places_all_that_rests_not_a_step_less(
         assert new.orig_qty == 0.00256  # ccxt truncates an amount to its step: not 0.00255
         [resting] = execution.open_orders("buyer")
         assert resting.quantity == 0.00256
+
+
+async def test_a_part_after_a_restart_is_charged_its_own_fee_not_the_earlier_parts_again() -> (
+    None
+):
+    market = LoopbackMarket("BTC", "USDT", 30_000.0)
+    balances = {"USDT": 100_000.0}
+    async with LoopbackExchange(KEY, SECRET, [market], balances, fee_in_base=True) as venue:
+        venue.part_size = 0.004
+        config = config_for(venue)
+        async with running_daemon(config) as daemon, daemon.client() as client:
+            await resting_on_venue(daemon, client, venue)
+            venue.set_price(SYMBOL, 29_000.0)
+            await client.recv_type("strategy_trade")
+        async with running_daemon(config) as daemon, daemon.client() as client:
+            venue.set_price(SYMBOL, 29_000.0)  # the order's second part, after the restart
+            await client.recv_type("strategy_trade")
+            assert daemon.daemon.journal is not None
+            ledger = daemon.daemon.journal.venue_ledger("main")
+        charged = [trade.commission for trade in venue.trades]
+        assert [entry.fee for entry in ledger] == pytest.approx(charged)  # 0.004 BTC, 0.004 BTC
+        held = sum(entry.signed_quantity - entry.fee for entry in ledger)
+        assert held == pytest.approx(venue.position("BTC"))
