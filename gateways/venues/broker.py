@@ -270,9 +270,10 @@ class VenueBroker:
             trades = [t for t in trades if str(t.get("order")) == str(venue_id)]
         return [trade["fee"] for trade in trades if trade.get("fee")]
 
-    async def cancel_on_venue(self, order: Order) -> None:
-        """Ask the venue to cancel ``order`` (nothing when it is no longer open)."""
-        params = {"clientOrderId": self.client_id(order.id)}
+    async def cancel_on_venue(self, order: Order, revision: int = 0) -> None:
+        """Ask the venue to cancel ``order`` (its ``revision``; nothing when it is no
+        longer open)."""
+        params = {"clientOrderId": self.client_id(order.id, revision)}
         with contextlib.suppress(ccxt_errors.OrderNotFound):
             await self._exchange.cancel_order(None, order.symbol, params)
 
@@ -439,14 +440,21 @@ class VenueBroker:
             self._reject(sent, reason)
 
     def fill_of(
-        self, order: Order, result: dict[str, Any], filled: float, fill_id: str | None = None
+        self,
+        order: Order,
+        result: dict[str, Any],
+        filled: float,
+        fill_id: str | None = None,
+        fee_share: float = 1.0,
     ) -> Fill:
         """The fill of ``order`` by the venue's ``result`` (ccxt's order), ``filled`` of it;
-        ``fill_id``: a given id (reconciliation's), else a new one."""
+        ``fill_id``: a given id (reconciliation's), else a new one; ``fee_share``: the
+        share of the order's fees it takes (the rest of an order whose parts are told)."""
         price = float(result.get("average") or result.get("price") or 0.0)
         venue_id = result.get("id")
         venue_id = None if venue_id is None else str(venue_id)
-        return self._fill(order, filled, price, self._fee_totals(result), venue_id, fill_id)
+        fees = {a: c * fee_share for a, c in self._fee_totals(result).items()}
+        return self._fill(order, filled, price, fees, venue_id, fill_id)
 
     def _fill(
         self,

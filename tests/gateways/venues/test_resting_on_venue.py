@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from gateways.config import DaemonConfig
+from orchestrator.journal.store import Journal
+from orchestrator.model.events import OrderTriggered
 from orchestrator.model.orders import FILLED
 from tests.gateways.venues.test_live_trading import (
     KEY,
@@ -63,6 +65,12 @@ def config_for(
         ],
         **overrides,
     )
+
+
+def journal_writable(config: DaemonConfig) -> Journal:
+    """The journal of ``config``, opened as a daemon does (none may run on it)."""
+    assert config.journal.state_dir is not None
+    return Journal.open(config.journal.state_dir / config.journal.file_name, "NORMAL")
 
 
 async def eventually(
@@ -292,9 +300,7 @@ async def test_a_replace_after_a_part_places_all_that_rests_not_a_step_less(
         assert resting.quantity == 0.00256
 
 
-async def test_a_part_after_a_restart_is_charged_its_own_fee_not_the_earlier_parts_again() -> (
-    None
-):
+async def test_a_part_after_a_restart_is_charged_its_own_fee_not_the_earlier_parts_again() -> None:
     market = LoopbackMarket("BTC", "USDT", 30_000.0)
     balances = {"USDT": 100_000.0}
     async with LoopbackExchange(KEY, SECRET, [market], balances, fee_in_base=True) as venue:
@@ -313,3 +319,40 @@ async def test_a_part_after_a_restart_is_charged_its_own_fee_not_the_earlier_par
         assert [entry.fee for entry in ledger] == pytest.approx(charged)  # 0.004 BTC, 0.004 BTC
         held = sum(entry.signed_quantity - entry.fee for entry in ledger)
         assert held == pytest.approx(venue.position("BTC"))
+
+
+async def test_a_kill_between_an_orders_end_and_its_last_parts_fill_settles_the_rest_once(
+    exchange: LoopbackExchange,
+) -> None:
+    exchange.part_size = 0.004
+    config = config_for(exchange)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        exchange.set_price(SYMBOL, 29_000.0)
+        await client.recv_type("strategy_trade")  # 0.004 of 0.01
+    order_id = order.client_order_id.removeprefix("orc-")
+    exchange.set_price(SYMBOL, 29_000.0)
+    exchange.set_price(SYMBOL, 29_000.0)  # the rest, while the daemon is down
+    assert exchange.orders[order.order_id].status == "FILLED"
+    # The kill fell after the journal committed the order's trigger, before its last
+    # part's fill: the journal holds a part and an ended order (as the pipeline writes
+    # them: the trigger first), the venue the rest.
+    with journal_writable(config) as journal:
+        [(resting, _)] = journal.venue_resting_orders("main")
+        journal.write([OrderTriggered(resting, 29_700.0, resting.ts + 1.0)])
+        [(_, in_flight)] = journal.unfilled_venue_orders()
+        assert (in_flight.id, in_flight.quantity) == (order_id, pytest.approx(0.006))
+    for _ in range(2):  # the second start settles nothing again
+        async with running_daemon(config) as daemon:
+            assert daemon.daemon.journal is not None
+            fills = daemon.daemon.journal.fills("buyer")
+            assert [(f.quantity, f.status) for f in fills] == [
+                (pytest.approx(0.004), FILLED),
+                (pytest.approx(0.006), FILLED),
+            ]
+            assert fills[1].id == f"reconciled-{order_id}"
+            assert daemon.daemon.journal.unfilled_venue_orders() == []
+            assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == pytest.approx(
+                0.01
+            )
+    assert exchange.submissions == 1
