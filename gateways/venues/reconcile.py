@@ -253,7 +253,9 @@ class VenueReconciler:
                 self.broker.adopt_resting(order, replaces, None, replace_it=False)
                 continue
             revision, result = found
-            stale = revision < replaces and result.get("status") == "open"
+            # An older revision than the journal's last replace, open or cancelled (a kill
+            # inside the replace, before or after its cancel): the new one goes now.
+            stale = revision < replaces and result.get("status") in ("open", "canceled")
             self.broker.adopt_resting(order, revision, result, replace_it=stale)
             log.info(
                 "venue_resting_order_found",

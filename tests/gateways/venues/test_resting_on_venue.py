@@ -356,3 +356,30 @@ async def test_a_kill_between_an_orders_end_and_its_last_parts_fill_settles_the_
                 0.01
             )
     assert exchange.submissions == 1
+
+
+async def test_a_stop_inside_a_replace_places_the_new_revision_at_the_next_start(
+    exchange: LoopbackExchange,
+) -> None:
+    config = config_for(exchange)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        order_id = order.client_order_id.removeprefix("orc-")
+        exchange.hold_next_revision()
+        assert daemon.daemon.core.execution.replace_order("buyer", order_id, limit_price=29_500.0)
+        await asyncio.wait_for(exchange.holding.wait(), 10.0)
+        # The old order is cancelled on the venue, the new one not booked: the daemon
+        # goes away now (a kill would leave the same).
+        assert exchange.orders[order.order_id].status == "CANCELED"
+    exchange.release()
+    assert exchange.open_orders() == []
+    async with running_daemon(config) as daemon:
+        await eventually(exchange, lambda: exchange.open_orders())
+        [new] = exchange.open_orders()
+        assert (new.client_order_id, new.price, new.orig_qty) == (
+            f"orc-{order_id}.1",
+            29_500.0,
+            0.01,
+        )
+        [resting] = daemon.daemon.core.execution.open_orders("buyer")
+        assert (resting.id, resting.limit_price) == (order_id, 29_500.0)
