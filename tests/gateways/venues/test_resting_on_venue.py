@@ -383,3 +383,36 @@ async def test_a_stop_inside_a_replace_places_the_new_revision_at_the_next_start
         )
         [resting] = daemon.daemon.core.execution.open_orders("buyer")
         assert (resting.id, resting.limit_price) == (order_id, 29_500.0)
+
+
+async def test_flatten_closes_an_order_still_on_its_way_to_the_venue_once_it_fills(
+    exchange: LoopbackExchange,
+) -> None:
+    before = exchange.position("BTC")
+    async with running_daemon(config_for(exchange, MARKET_BUYER)) as daemon:
+        async with daemon.client() as client:
+            await client.request({"type": "start_strategy", "id": "buyer", "config": LIVE})
+            exchange.hold_next_submit()  # booked and filled there, its answer held
+            await first_bar(daemon)
+            await asyncio.wait_for(exchange.holding.wait(), 5.0)
+            assert exchange.position("BTC") == pytest.approx(before + 0.01)
+            assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == 0.0
+            try:
+                async with daemon.client("risk") as risk:
+                    await risk.send(
+                        {"type": "halt_trading", "reason": "flat", "blockAll": True,
+                         "flatten": True}
+                    )  # fmt: skip
+                    # The buy's fill comes after the flatten (looked up once the answer
+                    # is lost), then the order that closes it.
+                    bought = (await client.recv_type("strategy_trade"))["data"]
+                    sold = (await client.recv_type("strategy_trade"))["data"]
+            finally:
+                exchange.release()
+            assert (bought["side"], bought["status"]) == ("BUY", "FILLED")
+            assert (sold["side"], sold["status"], sold["quantity"]) == ("SELL", "FILLED", 0.01)
+        assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == 0.0
+        assert daemon.daemon.journal is not None
+        assert daemon.daemon.journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
+    assert exchange.position("BTC") == pytest.approx(before)
+    assert len(exchange.orders) == 2
