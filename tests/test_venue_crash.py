@@ -440,6 +440,8 @@ class VenueOrders:
     """Each order's open revisions and what is left of each."""
     revisions: dict[str, int]
     """The latest revision the venue has of each order."""
+    fees: dict[str, float]
+    """The fees the venue took of each order in BTC, over its revisions."""
     btc: float
 
 
@@ -447,6 +449,7 @@ def venue_orders(exchange: LoopbackExchange) -> VenueOrders:
     executed: dict[str, float] = defaultdict(float)
     open_: dict[str, list[tuple[int, float]]] = defaultdict(list)
     revisions: dict[str, int] = {}
+    fees: dict[str, float] = defaultdict(float)
     ids = [order.client_order_id for order in exchange.orders.values()]
     assert len(ids) == len(set(ids)), "two venue orders with one client order id"
     for order in exchange.orders.values():
@@ -457,7 +460,10 @@ def venue_orders(exchange: LoopbackExchange) -> VenueOrders:
         revisions[order_id] = max(number, revisions.get(order_id, 0))
         if order.is_open:
             open_[order_id].append((number, order.orig_qty - order.executed_qty))
-    return VenueOrders(dict(executed), dict(open_), revisions, exchange.position("BTC"))
+        fees[order_id] += sum(
+            float(f["commission"]) for f in order.fills if f["commissionAsset"] == "BTC"
+        )
+    return VenueOrders(dict(executed), dict(open_), revisions, dict(fees), exchange.position("BTC"))
 
 
 def check_resting(journal: Journal, venue: VenueOrders) -> None:
@@ -474,6 +480,12 @@ def check_resting(journal: Journal, venue: VenueOrders) -> None:
         filled[fill.order_id] += fill.quantity
     for order_id, quantity in filled.items():
         assert quantity <= venue.executed.get(order_id, 0.0) + 1e-9, (order_id, "filled twice")
+    ledger = journal.venue_ledger(VENUE)
+    fees: dict[str, float] = defaultdict(float)
+    for entry in ledger:
+        fees[entry.order_id] += entry.fee if entry.fee_asset == "BTC" else 0.0
+    for order_id, fee in fees.items():
+        assert fee <= venue.fees.get(order_id, 0.0) + 1e-12, (order_id, fee, "a fee twice")
     finals = Counter(f.order_id for f in journal.fills() if f.remaining == 0.0)
     assert [o for o, n in finals.items() if n > 1] == [], "an order settled twice"
     assert [o for o, revs in venue.open.items() if len(revs) > 1] == [], "two revisions open"
@@ -481,10 +493,11 @@ def check_resting(journal: Journal, venue: VenueOrders) -> None:
     for order_id, executed in venue.executed.items():
         if not math.isclose(filled.get(order_id, 0.0), executed, abs_tol=1e-9):
             raise NotSettled(f"order {order_id}: venue filled {executed}, journal {filled}")
-    ledger = journal.venue_ledger(VENUE)
+    for order_id, fee in venue.fees.items():
+        if not math.isclose(fees.get(order_id, 0.0), fee, abs_tol=1e-12):
+            raise NotSettled(f"order {order_id}: venue fees {fee} BTC, journal {fees}")
     position = sum(e.signed_quantity for e in ledger)
-    fees = sum(e.fee for e in ledger if e.fee_asset == "BTC")
-    if not math.isclose(position - fees, venue.btc, abs_tol=1e-9):
+    if not math.isclose(position - sum(fees.values()), venue.btc, abs_tol=1e-9):
         raise NotSettled(f"journal position {position} - fees {fees} != venue {venue.btc}")
     resting = {order.id: order for order, _ in journal.venue_resting_orders(VENUE)}
     if set(resting) != set(venue.open):

@@ -234,7 +234,7 @@ class VenueBroker:
         in a third asset priced (:meth:`_learn_fee_prices`)."""
         filled = float(result.get("filled") or 0.0)
         if filled > 0 and not self._fees(result):
-            result["fees"] = await self._trade_fees(symbol, result.get("id"))
+            result["fees"] = await self._trade_fees(symbol, result.get("id"), filled)
         await self._learn_fee_prices(symbol, result)
         return result
 
@@ -260,7 +260,9 @@ class VenueBroker:
             if last:
                 self._fee_prices[f"{asset}/{quote}"] = float(last)
 
-    async def _trade_fees(self, symbol: str, venue_id: Any) -> list[dict[str, Any]]:
+    async def _trade_fees(self, symbol: str, venue_id: Any, filled: float) -> list[dict[str, Any]]:
+        """The fees of the order's first trades that make ``filled`` (its filled quantity
+        as read): a trade the venue made since that read is the next part's, with its fee."""
         if venue_id is None:
             return []
         if self._exchange.has.get("fetchOrderTrades"):
@@ -268,7 +270,14 @@ class VenueBroker:
         else:
             trades = await self._exchange.fetch_my_trades(symbol)
             trades = [t for t in trades if str(t.get("order")) == str(venue_id)]
-        return [trade["fee"] for trade in trades if trade.get("fee")]
+        fees, taken = [], 0.0
+        for trade in trades:  # oldest first, as Binance lists them
+            if taken >= filled - QUANTITY_EPSILON:
+                break
+            taken += float(trade.get("amount") or 0.0)
+            if trade.get("fee"):
+                fees.append(trade["fee"])
+        return fees
 
     async def cancel_on_venue(self, order: Order, revision: int = 0) -> None:
         """Ask the venue to cancel ``order`` (its ``revision``; nothing when it is no

@@ -416,3 +416,32 @@ async def test_flatten_closes_an_order_still_on_its_way_to_the_venue_once_it_fil
         assert daemon.daemon.journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
     assert exchange.position("BTC") == pytest.approx(before)
     assert len(exchange.orders) == 2
+
+
+async def test_a_part_takes_the_fees_of_its_own_trades_when_the_venue_fills_more_meanwhile() -> (
+    None
+):
+    market = LoopbackMarket("BTC", "USDT", 30_000.0)
+    balances = {"USDT": 100_000.0}
+    async with LoopbackExchange(KEY, SECRET, [market], balances, fee_in_base=True) as venue:
+        venue.part_size = 0.004
+        async with running_daemon(config_for(venue)) as daemon, daemon.client() as client:
+            await resting_on_venue(daemon, client, venue)
+            filled_meanwhile: list[bool] = []
+
+            def fill_between_the_reads(method: str, endpoint: str) -> None:
+                # The order was read with its first part; its trades are read after the
+                # venue filled a second one.
+                if endpoint == "myTrades" and not filled_meanwhile:
+                    filled_meanwhile.append(True)
+                    venue.set_price(SYMBOL, 29_000.0)
+
+            venue.on_request = fill_between_the_reads
+            venue.set_price(SYMBOL, 29_000.0)
+            first = (await client.recv_type("strategy_trade"))["data"]
+            second = (await client.recv_type("strategy_trade"))["data"]
+            assert (first["quantity"], second["quantity"]) == (0.004, 0.004)
+            assert daemon.daemon.journal is not None
+            ledger = daemon.daemon.journal.venue_ledger("main")
+        assert filled_meanwhile
+        assert [entry.fee for entry in ledger] == pytest.approx([0.004 * 0.001] * 2)
