@@ -211,8 +211,9 @@ class Scenario:
         """While the daemon trades: return when it is to be killed."""
         raise NotImplementedError
 
-    def after_kill(self, rng: random.Random) -> None:
-        """Once the daemon is gone (what the venue does while it is down)."""
+    def after_kill(self, rng: random.Random, last: bool) -> None:
+        """Once the daemon is gone (``last``: stopped for good; else what the venue does
+        while it is down)."""
         self.exchange.release()
 
     def finish(self, figures: Figures, elapsed: float) -> None:
@@ -279,7 +280,7 @@ async def one_round(
             assert await run.kill() == -signal.SIGKILL, run.last_words()
             figures.kills += 1
             figures.moments[moment] += 1
-        scenario.after_kill(rng)
+        scenario.after_kill(rng, last)
         if watcher is not None:
             await watcher
         assert run.errors() == [], run.errors()
@@ -592,10 +593,11 @@ class RestingOrders(Scenario):
     def _partly_filled(self) -> bool:
         return any(order.executed_qty > 0 for order in self.exchange.open_orders())
 
-    def after_kill(self, rng: random.Random) -> None:
+    def after_kill(self, rng: random.Random, last: bool) -> None:
         self.exchange.stop_tape()
-        super().after_kill(rng)
-        self.exchange.print_trades(rng.randint(*DOWN_TRADES))
+        super().after_kill(rng, last)
+        if not last:
+            self.exchange.print_trades(rng.randint(*DOWN_TRADES))
 
     def finish(self, figures: Figures, elapsed: float) -> None:
         exchange = self.exchange

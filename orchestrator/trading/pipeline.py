@@ -404,7 +404,7 @@ class OrderPipeline:
         held yet: each fill that comes of it is closed as it comes, while the kill
         switch blocks all. Returns the orders (none for a strategy without limits)."""
         now = self._clock.now()
-        on_their_way = [(o, lim) for o, lim in self._orders.values()]
+        on_their_way = list(self._orders.values())
         on_their_way += [(e.order, e.limits) for e in self.resting.by_id.values() if e.native]
         for order, sent_with in on_their_way:
             closing = limits_of(order.strategy_id) or sent_with
