@@ -39,14 +39,15 @@ at every read:
 
 - each venue order carries the client order id of one journal order, and a revision no
   later than the journal's replaces of it (so each maps to one order and revision);
-- no order's journaled fills exceed what the venue filled of it (over its revisions),
-  and none has two final fills: nothing filled or counted twice;
+- no order's journaled fills, nor their fees, exceed what the venue filled of it (over
+  its revisions) and charged for it, and none has two final fills: nothing filled or
+  counted twice;
 - no order has two revisions open on the venue;
 
 and these once the daemon has settled what it found (it is given time):
 
 - every venue fill is in the journal: per order, the sum of its journaled parts equals
-  what the venue filled of it;
+  what the venue filled of it, their fees what it charged;
 - the journal's position net of its BTC fees equals the venue's BTC balance;
 - the orders open on the venue are exactly the journal's resting orders on it, each
   with the journal's remaining quantity, and no other order is in flight.
@@ -423,6 +424,7 @@ MOMENT_SECONDS = 8.0
 SETTLE_SECONDS = 30.0
 """How long a restarted daemon is given to settle what it found on the venue."""
 LAST = "stopped cleanly"
+"""The last round's moment: the tape stopped, all settled, then a clean stop."""
 DOWN_TRADES = (0, 4)
 """Trades the tape prints while the daemon is down (resting orders fill meanwhile)."""
 
