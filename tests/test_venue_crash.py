@@ -603,9 +603,16 @@ class RestingOrders(Scenario):
 
     def finish(self, figures: Figures, elapsed: float) -> None:
         exchange = self.exchange
+        venue = venue_orders(exchange)
         with Journal.open_readonly(self.journal_file) as journal:
-            check_resting(journal, venue_orders(exchange))  # after a clean stop: all settled
+            check_resting(journal, venue)  # after a clean stop: all settled
             fills = journal.fills()
+        filled: dict[str, float] = defaultdict(float)
+        for fill in fills:
+            filled[fill.order_id] += fill.quantity if fill.status is FILLED else 0.0
+        missing = sum(abs(filled[o] - q) > 1e-9 for o, q in venue.executed.items())
+        ids = Counter(o.client_order_id for o in exchange.orders.values())
+        duplicates = sum(n - 1 for n in ids.values())
         limits = [o for o in exchange.orders.values() if o.type == "LIMIT"]
         parts = sum(len(o.fills) for o in limits)
         in_parts = sum(len(o.fills) > 1 for o in limits)
@@ -619,7 +626,8 @@ class RestingOrders(Scenario):
             f"replace revisions, {expired} IOC part-filled then expired), venue fills of "
             f"limit orders {parts} ({in_parts} orders in parts), journal fills "
             f"{sum(f.status is FILLED for f in fills)} ({journal_parts} parts), never received "
-            f"{figures.never_received}; checks {figures.checks}, duplicates 0, missing 0"
+            f"{figures.never_received}; checks {figures.checks}, duplicate venue orders "
+            f"{duplicates}, orders with a fill missing {missing}"
         )
         assert figures.kills >= min(KILLS, 20)
         assert figures.checks >= figures.kills - figures.moments[EARLY]
