@@ -1,10 +1,12 @@
-"""A strategy that trades on almost every tick, for the crash and restart test.
+"""Strategies that trade on almost every tick, for the crash and restart tests.
 
-Named in a catalog as ``tests.crash_strategy:Churn``. On each tick it buys or
+Named in a catalog as ``tests.crash_strategy:Churn``: on each tick it buys or
 sells 1 to ``max_order`` units, chosen by a seeded random generator, so that its
 position in each symbol is a random walk between ``-max_units`` and
 ``max_units``: positions grow, shrink and reverse, which exercises the average
 entry price and realized P&L that a restart must rebuild from the fills.
+``tests.crash_strategy:RestingChurn`` also places, cancels and replaces limit orders
+(on a venue they rest there and fill in parts).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import random
 from pydantic import Field
 
 from orchestrator.model.market import Tick
+from orchestrator.model.orders import BUY, SELL, Order, Side, TimeInForce
 from orchestrator.strategy.api import Strategy, StrategyContext, StrategyParams
 
 
@@ -42,3 +45,77 @@ class Churn(Strategy[ChurnParams]):
             self.buy(tick.symbol, tick.price, quantity=quantity, orderType="MARKET")
         else:
             self.sell(tick.symbol, tick.price, quantity=quantity, orderType="MARKET")
+
+
+class RestingChurnParams(ChurnParams):
+    most_resting: int = Field(4, ge=1, le=100, description="Most limit orders resting at once.")
+    offset: float = Field(
+        0.002, gt=0.0, lt=0.1, description="Furthest a resting limit is from the price, as a share."
+    )
+
+
+class RestingChurn(Strategy[RestingChurnParams]):
+    """On each tick, a seeded choice among: a market order, a GTC limit order a little
+    away from the price (on a venue it rests there and fills in parts as the price
+    moves through it), a marketable IOC limit (a part at once, the rest expires), a
+    cancel or a replace (a new limit nearer the price) of one of its resting orders.
+
+    Long only, between 0 and ``max_units`` counting what rests: a spot account sells
+    only what it holds (the venue refuses the rest, which the crash test allows)."""
+
+    params_model = RestingChurnParams
+
+    def __init__(self, params: RestingChurnParams, context: StrategyContext) -> None:
+        super().__init__(params, context)
+        self._random = random.Random(params.seed)
+
+    def on_tick(self, tick: Tick) -> None:
+        resting = self.open_orders(tick.symbol)
+        choice = self._random.random()
+        if choice < 0.15 and resting:
+            self.cancel(self._random.choice(resting).id)
+        elif choice < 0.35 and resting:
+            order = self._random.choice(resting)
+            assert order.limit_price is not None
+            # Halfway to the price: a replace that fills sooner than the order it replaces.
+            self.replace(order.id, limit=round((order.limit_price + tick.price) / 2, 2))
+        elif choice < 0.6 and len(resting) < self.params.most_resting:
+            self._limit(tick, resting, TimeInForce.GTC)
+        elif choice < 0.7:
+            self._limit(tick, resting, TimeInForce.IOC)
+        else:
+            self._market(tick, resting)
+
+    def _room(self, symbol: str, resting: list[Order]) -> tuple[float, float]:
+        """How much may be bought and sold now, counting the resting orders."""
+        held = self.position(symbol)  # orders in flight included
+        buys = sum(o.quantity for o in resting if o.side is BUY)
+        sells = sum(o.quantity for o in resting if o.side is SELL)
+        return self.params.max_units - held - buys, held - sells
+
+    def _side(self, symbol: str, resting: list[Order]) -> tuple[Side, float] | None:
+        """A seeded side and quantity within the room, or None (no room either way)."""
+        quantity = float(self._random.randint(1, self.params.max_order))
+        can_buy, can_sell = self._room(symbol, resting)
+        sides = [side for side, room in ((BUY, can_buy), (SELL, can_sell)) if room >= quantity]
+        return (self._random.choice(sides), quantity) if sides else None
+
+    def _limit(self, tick: Tick, resting: list[Order], force: TimeInForce) -> None:
+        chosen = self._side(tick.symbol, resting)
+        if chosen is None:
+            return
+        side, quantity = chosen
+        away = self._random.uniform(0.0, self.params.offset)
+        # GTC: behind the price, so it rests; IOC: through it, so part of it fills at once.
+        sign = -side.sign if force is TimeInForce.GTC else side.sign
+        limit = round(tick.price * (1 + sign * away), 2)
+        trade = self.buy if side is BUY else self.sell
+        trade(tick.symbol, tick.price, quantity=quantity, limit=limit, time_in_force=force)
+
+    def _market(self, tick: Tick, resting: list[Order]) -> None:
+        chosen = self._side(tick.symbol, resting)
+        if chosen is None:
+            return
+        side, quantity = chosen
+        trade = self.buy if side is BUY else self.sell
+        trade(tick.symbol, tick.price, quantity=quantity, orderType="MARKET")

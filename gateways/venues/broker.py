@@ -223,19 +223,18 @@ class VenueBroker:
     async def fetch(self, order: Order, revision: int = 0) -> dict[str, Any]:
         """The venue's order by its client order id (ccxt's OrderNotFound when it has none),
         with its fees: an order read back (Binance's GET /order) does not carry them, its
-        trades do."""
+        trades do. An open order's too: a restart adopts an order partly filled with the
+        fees of its filled part, else its next part would be charged them again."""
         params = {"clientOrderId": self.client_id(order.id, revision)}
         result = dict(await self._exchange.fetch_order(None, order.symbol, params))
-        return await self._with_fees(order.symbol, result, result.get("status") != "open")
+        return await self._with_fees(order.symbol, result)
 
-    async def _with_fees(
-        self, symbol: str, result: dict[str, Any], final: bool = True
-    ) -> dict[str, Any]:
+    async def _with_fees(self, symbol: str, result: dict[str, Any]) -> dict[str, Any]:
         """``result`` with its fees (read from its trades when it has none), each fee
         in a third asset priced (:meth:`_learn_fee_prices`)."""
         filled = float(result.get("filled") or 0.0)
-        if filled > 0 and final and not self._fees(result):
-            result["fees"] = await self._trade_fees(symbol, result.get("id"))
+        if filled > 0 and not self._fees(result):
+            result["fees"] = await self._trade_fees(symbol, result.get("id"), filled)
         await self._learn_fee_prices(symbol, result)
         return result
 
@@ -261,7 +260,9 @@ class VenueBroker:
             if last:
                 self._fee_prices[f"{asset}/{quote}"] = float(last)
 
-    async def _trade_fees(self, symbol: str, venue_id: Any) -> list[dict[str, Any]]:
+    async def _trade_fees(self, symbol: str, venue_id: Any, filled: float) -> list[dict[str, Any]]:
+        """The fees of the order's first trades that make ``filled`` (its filled quantity
+        as read): a trade the venue made since that read is the next part's, with its fee."""
         if venue_id is None:
             return []
         if self._exchange.has.get("fetchOrderTrades"):
@@ -269,11 +270,19 @@ class VenueBroker:
         else:
             trades = await self._exchange.fetch_my_trades(symbol)
             trades = [t for t in trades if str(t.get("order")) == str(venue_id)]
-        return [trade["fee"] for trade in trades if trade.get("fee")]
+        fees, taken = [], 0.0
+        for trade in trades:  # oldest first, as Binance lists them
+            if taken >= filled - QUANTITY_EPSILON:
+                break
+            taken += float(trade.get("amount") or 0.0)
+            if trade.get("fee"):
+                fees.append(trade["fee"])
+        return fees
 
-    async def cancel_on_venue(self, order: Order) -> None:
-        """Ask the venue to cancel ``order`` (nothing when it is no longer open)."""
-        params = {"clientOrderId": self.client_id(order.id)}
+    async def cancel_on_venue(self, order: Order, revision: int = 0) -> None:
+        """Ask the venue to cancel ``order`` (its ``revision``; nothing when it is no
+        longer open)."""
+        params = {"clientOrderId": self.client_id(order.id, revision)}
         with contextlib.suppress(ccxt_errors.OrderNotFound):
             await self._exchange.cancel_order(None, order.symbol, params)
 
@@ -440,14 +449,21 @@ class VenueBroker:
             self._reject(sent, reason)
 
     def fill_of(
-        self, order: Order, result: dict[str, Any], filled: float, fill_id: str | None = None
+        self,
+        order: Order,
+        result: dict[str, Any],
+        filled: float,
+        fill_id: str | None = None,
+        fee_share: float = 1.0,
     ) -> Fill:
         """The fill of ``order`` by the venue's ``result`` (ccxt's order), ``filled`` of it;
-        ``fill_id``: a given id (reconciliation's), else a new one."""
+        ``fill_id``: a given id (reconciliation's), else a new one; ``fee_share``: the
+        share of the order's fees it takes (the rest of an order whose parts are told)."""
         price = float(result.get("average") or result.get("price") or 0.0)
         venue_id = result.get("id")
         venue_id = None if venue_id is None else str(venue_id)
-        return self._fill(order, filled, price, self._fee_totals(result), venue_id, fill_id)
+        fees = {a: c * fee_share for a, c in self._fee_totals(result).items()}
+        return self._fill(order, filled, price, fees, venue_id, fill_id)
 
     def _fill(
         self,
@@ -838,7 +854,9 @@ class VenueBroker:
         part_cost = cost - resting.cost
         fees = self._fee_totals(result)
         part_fees = {a: c - resting.fees.get(a, 0.0) for a, c in fees.items()}
-        remaining = 0.0 if closed else max(0.0, order.quantity - quantity)
+        # Without float dust (2 - 0.47616 is 1.5238399999999999): the venue truncates an
+        # amount to its step, so a replace would place one step less than what rests.
+        remaining = 0.0 if closed else max(0.0, float(f"{order.quantity - quantity:.12g}"))
         if remaining <= QUANTITY_EPSILON:
             remaining = 0.0
         resting.filled, resting.cost, resting.fees = filled, cost, fees

@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 from ccxt.base import errors as ccxt_errors
 
-from gateways.venues.broker import VenueBroker
+from gateways.venues.broker import QUANTITY_EPSILON, VenueBroker
 from gateways.venues.connector import describe_venue_error
 from gateways.venues.ledger import base_of
 from orchestrator.bus import EventBus
@@ -210,6 +210,7 @@ class VenueReconciler:
             for venue, order in journal.unfilled_venue_orders()
             if venue == self.name and order.id not in resting
         ]
+        replaces = journal.replace_counts() if mine else {}
         for order in mine:
             # Their strategies' exits (a stop-loss their fill may set off) go to the venue.
             self._execution.route(order.strategy_id, self.name)
@@ -217,7 +218,7 @@ class VenueReconciler:
         venue_ids: dict[str, str | None] = {}
         for order in mine:
             report.orders_checked += 1
-            fill, venue_id = await self._outcome(order)
+            fill, venue_id = await self._outcome(order, replaces.get(order.id, 0))
             venue_ids[self.broker.client_id(order.id)] = venue_id
             outcomes.append(fill)
             if fill.status is FILLED:
@@ -246,19 +247,15 @@ class VenueReconciler:
         for order, replaces in journal.venue_resting_orders(self.name):
             self._execution.route(order.strategy_id, self.name)
             report.resting_checked += 1
-            found: tuple[int, dict[str, Any]] | None = None
-            for revision in range(replaces, -1, -1):
-                try:
-                    found = revision, await self.broker.fetch(order, revision)
-                    break
-                except ccxt_errors.OrderNotFound:
-                    continue
+            found = await self._find(order, replaces)
             if found is None:
                 # Never placed (a kill before it left): placed now, under its last revision.
                 self.broker.adopt_resting(order, replaces, None, replace_it=False)
                 continue
             revision, result = found
-            stale = revision < replaces and result.get("status") == "open"
+            # An older revision than the journal's last replace, open or cancelled (a kill
+            # inside the replace, before or after its cancel): the new one goes now.
+            stale = revision < replaces and result.get("status") in ("open", "canceled")
             self.broker.adopt_resting(order, revision, result, replace_it=stale)
             log.info(
                 "venue_resting_order_found",
@@ -269,38 +266,53 @@ class VenueReconciler:
                 filled=result.get("filled"),
             )
 
-    async def _outcome(self, order: Order) -> tuple[Fill, str | None]:
-        """What became of ``order`` on the venue, as its fill (filled or rejected)."""
+    async def _outcome(self, order: Order, replaces: int) -> tuple[Fill, str | None]:
+        """What became of ``order`` on the venue (its last revision there: a native
+        order's replaces each placed a new one), as its fill (filled or rejected).
+        ``order`` is what the journal left of it: of an order with parts journaled,
+        only the rest is settled (the venue's ``filled`` counts those parts too)."""
         fill_id = RECONCILED_FILL_PREFIX + order.id
-        result = await self._lookup(order)
-        if result is None:
+        found = await self._lookup(order, replaces)
+        if found is None:
             reason = f"venue {self.name} never received the order (reconciled at start)"
             return rejection(order, fill_id, reason, self._clock.now()), None
+        revision, result = found
         if result.get("status") == "open":
-            await self.broker.cancel_on_venue(order)
-            result = await self._lookup(order) or result
+            await self.broker.cancel_on_venue(order, revision)
+            again = await self._lookup(order, revision)
+            result = result if again is None else again[1]
         filled = float(result.get("filled") or 0.0)
+        amount = float(result.get("amount") or order.quantity)
+        rest = filled - max(0.0, amount - order.quantity)  # less the parts journaled
         venue_id = None if result.get("id") is None else str(result["id"])
-        if filled > 0.0:
-            return self.broker.fill_of(order, result, filled, fill_id), venue_id
+        if rest > QUANTITY_EPSILON:
+            fill = self.broker.fill_of(order, result, rest, fill_id, fee_share=rest / filled)
+            return fill, venue_id
         status = result.get("status") or "not filled"
         reason = f"venue {self.name}: the order was {status} (reconciled at start)"
         return rejection(order, fill_id, reason, self._clock.now()), venue_id
 
-    async def _lookup(self, order: Order) -> dict[str, Any] | None:
-        """The venue's order by its client order id; None when it never had it."""
-        try:
-            return await self.broker.fetch(order)
-        except ccxt_errors.OrderNotFound:
-            wait = order.ts + self.broker.lookup_window() - self._clock.now()
-            if wait <= 0:
-                return None
+    async def _lookup(self, order: Order, replaces: int = 0) -> tuple[int, dict[str, Any]] | None:
+        """The venue's last revision of ``order`` (of ``replaces`` at most) and its order,
+        by its client order id; None when it never had it."""
+        found = await self._find(order, replaces)
+        if found is not None:
+            return found
+        wait = order.ts + self.broker.lookup_window() - self._clock.now()
+        if wait <= 0:
+            return None
         # Sent so recently that the request may still arrive: wait it out, then ask again.
         await asyncio.sleep(wait)
-        try:
-            return await self.broker.fetch(order)
-        except ccxt_errors.OrderNotFound:
-            return None
+        return await self._find(order, replaces)
+
+    async def _find(self, order: Order, replaces: int) -> tuple[int, dict[str, Any]] | None:
+        """The latest revision of ``order`` the venue has, from ``replaces`` down."""
+        for revision in range(replaces, -1, -1):
+            try:
+                return revision, await self.broker.fetch(order, revision)
+            except ccxt_errors.OrderNotFound:
+                continue
+        return None
 
     # ------------------------------------------------------------ 2. orphans
 

@@ -978,16 +978,33 @@ class Journal:
     # -------------------------------------------------------------- live venues
 
     def unfilled_venue_orders(self) -> list[tuple[str, Order]]:
-        """(venue, order) for every order sent to a venue that has no fill yet: what the
-        daemon does not know the outcome of, in the order they were sent."""
+        """(venue, order) for every order sent to a venue that is not settled yet (no
+        fill, or only parts: partial fills), in the order they were sent: what the daemon
+        does not know the outcome of. Each as its last event or part left it: its last
+        terms, and what is left of it (a native order killed between the event that
+        ended it and its last part's fill has parts, and the venue the rest)."""
         if self.schema_version < 6:
             return []
         columns = ", ".join(f"o.{column}" for column in ORDER_COLUMNS.split(", "))
+        if self.schema_version < 7:
+            rows = self._query(
+                f"SELECT v.venue, {columns} FROM orders o JOIN venue_orders v ON "
+                "v.order_id = o.id WHERE NOT EXISTS (SELECT 1 FROM fills f WHERE "
+                "f.order_id = o.id) ORDER BY o.rowid"
+            )
+            return [(row[0], _order(row[1:])) for row in rows]
         rows = self._query(
-            f"SELECT v.venue, {columns} FROM orders o JOIN venue_orders v ON v.order_id = o.id "
-            "WHERE NOT EXISTS (SELECT 1 FROM fills f WHERE f.order_id = o.id) ORDER BY o.rowid"
+            f"SELECT v.venue, {columns}, "
+            "(SELECT e.order_json FROM order_events e WHERE e.order_id = o.id "
+            "ORDER BY e.seq DESC LIMIT 1), "
+            "(SELECT MAX(e.seq) FROM order_events e WHERE e.order_id = o.id), "
+            "(SELECT f.remaining FROM fills f WHERE f.order_id = o.id ORDER BY f.seq DESC "
+            "LIMIT 1), (SELECT MAX(f.seq) FROM fills f WHERE f.order_id = o.id) "
+            "FROM orders o JOIN venue_orders v ON v.order_id = o.id WHERE NOT EXISTS "
+            "(SELECT 1 FROM fills f WHERE f.order_id = o.id AND f.remaining = 0) "
+            "ORDER BY o.rowid"
         )
-        return [(row[0], _order(row[1:])) for row in rows]
+        return [(row[0], _as_left(_order(row[1:-4]), *row[-4:])) for row in rows]
 
     def venue_resting_orders(self, venue: str) -> list[tuple[Order, int]]:
         """The resting orders (:meth:`resting_orders`) sent to ``venue`` (a live venue's
@@ -1002,13 +1019,18 @@ class Journal:
         orders = [order for order in self.resting_orders() if order.id in sent]
         if not orders:
             return []
-        replaced = dict(
-            self._query(
-                "SELECT order_id, COUNT(*) FROM order_events WHERE kind = 'replaced' "
-                "GROUP BY order_id"
-            )
+        replaced = self.replace_counts()
+        return [(order, replaced.get(order.id, 0)) for order in orders]
+
+    def replace_counts(self) -> dict[str, int]:
+        """How many times each replaced order was replaced, by order id (on a venue each
+        replace placed it again under the next revision of its client order id)."""
+        if self.schema_version < 5:
+            return {}
+        rows = self._query(
+            "SELECT order_id, COUNT(*) FROM order_events WHERE kind = 'replaced' GROUP BY order_id"
         )
-        return [(order, int(replaced.get(order.id, 0))) for order in orders]
+        return {order_id: int(count) for order_id, count in rows}
 
     def venue_ledger(self, venue: str) -> list[VenueLedgerEntry]:
         """Every FILLED fill of the orders sent to ``venue``, in commit order."""
@@ -1596,6 +1618,22 @@ _WRITERS: Final[dict[type[Any], Callable[[sqlite3.Connection, Any, int | None], 
 }
 """Records written one statement at a time, in order (the rest: :class:`_GroupRows`);
 each returns the stream position of its row (None: it has none)."""
+
+
+def _as_left(
+    order: Order,
+    event_json: str | None,
+    event_seq: int | None,
+    remaining: float | None,
+    fill_seq: int | None,
+) -> Order:
+    """``order`` as its last event (a resting order's: its terms, its rest) or, when
+    later, its last part's fill (what it left) left it."""
+    if event_json is not None:
+        order = order_from_json(event_json)
+    if remaining is not None and fill_seq is not None and (event_seq or 0) < fill_seq:
+        order = replace(order, quantity=remaining)
+    return order
 
 
 def _restart_fill(order: Order, reason: str, ts: float) -> Fill:

@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Protocol
 
+import structlog
+
 from orchestrator.model.clock import Clock
 from orchestrator.model.events import (
     CommandOrigin,
@@ -81,6 +83,8 @@ from orchestrator.trading.resting import (
     resting,
     trail,
 )
+
+log = structlog.get_logger("orchestrator.trading.pipeline")
 
 MARKET, LIMIT = OrderType.MARKET, OrderType.LIMIT
 
@@ -170,6 +174,10 @@ class OrderPipeline:
         self._native = broker if isinstance(broker, RestingVenue) else None
         """The broker, when it can keep resting orders on a venue; None (paper, a
         backtest): every resting order rests here."""
+        self._flattening: dict[str, StrategyRunConfig] = {}
+        """The orders on their way when a flatten was asked (at the broker, or resting on
+        a venue while it confirms their cancel), by id, with the limits of the order that
+        closes a fill of theirs: each fill that comes of them is closed as it comes."""
 
     # ------------------------------------------------------------ orders
 
@@ -354,6 +362,8 @@ class OrderPipeline:
             self._after_fill(order, change, limits)
         if actions is not NO_ACTIONS:
             self.act(actions)
+        if self._flattening and fill.order_id in self._flattening:
+            self._close_late(fill)
 
     def _settle_native(self, entry: RestingOrder, fill: Fill) -> None:
         """What the venue did with an order resting there: filled a part of it (the
@@ -390,8 +400,16 @@ class OrderPipeline:
         """Close every open position with a market order (the kill switch's flatten):
         past the risk checks, which block every order while it blocks all, because an
         operator asked for exactly these; each closes what is held now, so it only
-        reduces. Returns the orders (none for a strategy without limits: none runs)."""
+        reduces. An order still on its way (at a venue, its answer not in yet) is not
+        held yet: each fill that comes of it is closed as it comes, while the kill
+        switch blocks all. Returns the orders (none for a strategy without limits)."""
         now = self._clock.now()
+        on_their_way = list(self._orders.values())
+        on_their_way += [(e.order, e.limits) for e in self.resting.by_id.values() if e.native]
+        for order, sent_with in on_their_way:
+            closing = limits_of(order.strategy_id) or sent_with
+            if closing is not None:
+                self._flattening[order.id] = closing
         orders: list[tuple[Order, StrategyRunConfig]] = []
         for strategy_id in self.book.strategy_ids():
             portfolio = self.book.get(strategy_id)
@@ -414,6 +432,41 @@ class OrderPipeline:
             self._dispatch(order, limits)
             self.settle_all(self.broker.submit(order))
         return [order for order, _ in orders]
+
+    def _close_late(self, fill: Fill) -> None:
+        """A fill of an order that was on its way when a flatten was asked: closed by a
+        market order past the risk checks, as the flatten's own, while the kill switch
+        still blocks all (an operator who resumed trading wants the position back)."""
+        if fill.remaining <= PENDING_EPSILON:
+            limits = self._flattening.pop(fill.order_id)
+        else:
+            limits = self._flattening[fill.order_id]
+        if self.halt is None or not self.halt.block_all:
+            self._flattening.clear()
+            return
+        if fill.status is not FILLED or fill.quantity <= 0.0:
+            return
+        side = SELL if fill.side is BUY else BUY
+        order = Order(
+            self._ids("order"),
+            fill.strategy_id,
+            fill.symbol,
+            side,
+            fill.quantity,
+            self._clock.now(),
+            OrderPurpose.STRATEGY_STOP,
+        )
+        log.warning(
+            "position_flattened",
+            order_id=order.id,
+            strategy_id=order.strategy_id,
+            symbol=order.symbol,
+            side=order.side.value,
+            quantity=order.quantity,
+            reason=f"the fill of {fill.order_id}, on its way when the flatten was asked",
+        )
+        self._dispatch(order, limits)
+        self.settle_all(self.broker.submit(order))
 
     def act(self, actions: RiskActions) -> None:
         """Do what the guardian asked: engage the kill switch, send the exits."""

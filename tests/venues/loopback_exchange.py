@@ -26,7 +26,8 @@ MARKET order at that price. One whose stop the price has reached already is refu
 (:attr:`LoopbackMarket.order_types`) does not list is refused as Binance does.
 With :attr:`LoopbackExchange.part_size` set, a limit order fills at most that
 quantity per price (PARTIALLY_FILLED until its last part: the order's
-``executedQty`` grows). ``timeInForce`` as Binance has it: GTC rests; IOC fills
+``executedQty`` grows); :meth:`LoopbackExchange.seeded_parts` makes each part a seeded
+random size up to it. ``timeInForce`` as Binance has it: GTC rests; IOC fills
 what it can at once and the rest EXPIRES; FOK fills whole at once or EXPIRES
 unfilled. A ``newClientOrderId`` already used is refused with Binance's
 ``-2010 Duplicate order sent.``, so a resubmission cannot make a second order.
@@ -42,7 +43,8 @@ WebSocket on the same server, at :meth:`LoopbackExchange.ccxt_ws_urls` (ccxt.pro
 
 Failures on command: :meth:`reject_next`, :meth:`rate_limit_next` (HTTP 429),
 :meth:`hold_next_submit` (books the order, then answers only after the client
-gave up: a submit that timed out after it was accepted), :attr:`skew_ms` (the
+gave up: a submit that timed out after it was accepted), :meth:`hold_next_revision`
+(a replace's new order held before it is booked), :attr:`skew_ms` (the
 server's clock ahead of the client's), :meth:`go_down` and :meth:`come_back` (the
 whole server away and back on the same port).
 """
@@ -221,6 +223,7 @@ class LoopbackExchange:
         """A third asset every fee is taken in (BNB), at its market's price; None: none."""
         self.part_size: float | None = None
         """The most a limit order fills at one price (partial fills); None: whole."""
+        self._part_random: random.Random | None = None
         self._clock = clock
         self.skew_ms = 0
         """How far the server's clock runs ahead of ``clock`` (negative: behind)."""
@@ -238,6 +241,7 @@ class LoopbackExchange:
         self._rejections: list[tuple[int, str]] = []
         self._rate_limited = 0
         self._held_submits = 0
+        self._held_revisions = 0
         self._released = asyncio.Event()
         self.holding = asyncio.Event()
         """Set while a submit is held (booked, its answer not sent): a test waits on it."""
@@ -312,7 +316,22 @@ class LoopbackExchange:
         (or the server closes): the client times out on an order the venue has."""
         self._held_submits += count
 
+    def hold_next_revision(self, count: int = 1) -> None:
+        """Hold the next ``count`` submissions of a replace's new order (a client order id
+        with a revision, ``….1``) *before* booking them, until :meth:`release`, then refuse
+        them: a daemon killed meanwhile is inside a replace, between its cancel and its
+        new order."""
+        self._held_revisions += count
+
+    def seeded_parts(self, largest: float, seed: int) -> None:
+        """Fill limit orders in parts of a seeded random size, from one amount step to
+        ``largest``, one part per price (see :attr:`part_size`)."""
+        self.part_size = largest
+        self._part_random = random.Random(f"{seed}:parts")
+
     def release(self) -> None:
+        """Answer what is held; a hold not used yet is dropped."""
+        self._held_submits = self._held_revisions = 0
         self._released.set()
         self._released = asyncio.Event()
         self.holding.clear()
@@ -486,6 +505,11 @@ class LoopbackExchange:
 
     async def _post_order(self, params: dict[str, str]) -> web.Response:
         self.submissions += 1
+        if self._held_revisions > 0 and "." in params.get("newClientOrderId", ""):
+            self._held_revisions -= 1
+            self.holding.set()
+            await self._released.wait()
+            raise ApiError(503, -1007, "Timeout waiting for response from backend server.")
         if self._rejections:
             code, msg = self._rejections.pop(0)
             raise ApiError(400, code, msg)
@@ -572,7 +596,13 @@ class LoopbackExchange:
     def _part(self, order: VenueOrder) -> float:
         """What one price fills of ``order`` (``part_size`` at most)."""
         left = order.orig_qty - order.executed_qty
-        return left if self.part_size is None else min(left, self.part_size)
+        if self.part_size is None:
+            return left
+        if self._part_random is None:
+            return min(left, self.part_size)
+        step = self.markets[order.symbol].step_size
+        steps = self._part_random.randint(1, max(1, round(self.part_size / step)))
+        return min(left, float(Decimal(steps) * Decimal(repr(step))))
 
     def _check_quantity(self, market: LoopbackMarket, quantity: float, price: float) -> None:
         steps = quantity / market.step_size

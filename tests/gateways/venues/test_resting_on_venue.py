@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from gateways.config import DaemonConfig
+from orchestrator.journal.store import Journal
+from orchestrator.model.events import OrderTriggered
 from orchestrator.model.orders import FILLED
 from tests.gateways.venues.test_live_trading import (
     KEY,
@@ -63,6 +65,12 @@ def config_for(
         ],
         **overrides,
     )
+
+
+def journal_writable(config: DaemonConfig) -> Journal:
+    """The journal of ``config``, opened as a daemon does (none may run on it)."""
+    assert config.journal.state_dir is not None
+    return Journal.open(config.journal.state_dir / config.journal.file_name, "NORMAL")
 
 
 async def eventually(
@@ -267,3 +275,173 @@ async def test_a_fee_in_bnb_is_priced_by_the_venue_and_reconciled_in_bnb() -> No
             venue.balances["BNB"][0] -= 1.0  # spent outside the daemon
             await reconciler.periodic()
             assert list(reconciler.mismatches) == ["BNB"]
+
+
+async def test_a_replace_after_a_part_places_all_that_rests_not_a_step_less(
+    exchange: LoopbackExchange,
+) -> None:
+    exchange.part_size = 0.00744  # 0.01 - 0.00744 is 0.0025599999999999998 in floats
+    async with running_daemon(config_for(exchange)) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        order_id = order.client_order_id.removeprefix("orc-")
+        exchange.set_price(SYMBOL, 29_000.0)
+        part = (await client.recv_type("strategy_trade"))["data"]
+        assert (part["quantity"], part["remainingQuantity"]) == (0.00744, 0.00256)
+        exchange.set_price(SYMBOL, 30_000.0)
+        execution = daemon.daemon.core.execution
+        assert execution.replace_order("buyer", order_id, limit_price=29_500.0)
+        await eventually(
+            exchange,
+            lambda: [o.client_order_id for o in exchange.open_orders()] == [f"orc-{order_id}.1"],
+        )
+        [new] = exchange.open_orders()
+        assert new.orig_qty == 0.00256  # ccxt truncates an amount to its step: not 0.00255
+        [resting] = execution.open_orders("buyer")
+        assert resting.quantity == 0.00256
+
+
+async def test_a_part_after_a_restart_is_charged_its_own_fee_not_the_earlier_parts_again() -> None:
+    market = LoopbackMarket("BTC", "USDT", 30_000.0)
+    balances = {"USDT": 100_000.0}
+    async with LoopbackExchange(KEY, SECRET, [market], balances, fee_in_base=True) as venue:
+        venue.part_size = 0.004
+        config = config_for(venue)
+        async with running_daemon(config) as daemon, daemon.client() as client:
+            await resting_on_venue(daemon, client, venue)
+            venue.set_price(SYMBOL, 29_000.0)
+            await client.recv_type("strategy_trade")
+        async with running_daemon(config) as daemon, daemon.client() as client:
+            venue.set_price(SYMBOL, 29_000.0)  # the order's second part, after the restart
+            await client.recv_type("strategy_trade")
+            assert daemon.daemon.journal is not None
+            ledger = daemon.daemon.journal.venue_ledger("main")
+        charged = [trade.commission for trade in venue.trades]
+        assert [entry.fee for entry in ledger] == pytest.approx(charged)  # 0.004 BTC, 0.004 BTC
+        held = sum(entry.signed_quantity - entry.fee for entry in ledger)
+        assert held == pytest.approx(venue.position("BTC"))
+
+
+async def test_a_kill_between_an_orders_end_and_its_last_parts_fill_settles_the_rest_once(
+    exchange: LoopbackExchange,
+) -> None:
+    exchange.part_size = 0.004
+    config = config_for(exchange)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        exchange.set_price(SYMBOL, 29_000.0)
+        await client.recv_type("strategy_trade")  # 0.004 of 0.01
+    order_id = order.client_order_id.removeprefix("orc-")
+    exchange.set_price(SYMBOL, 29_000.0)
+    exchange.set_price(SYMBOL, 29_000.0)  # the rest, while the daemon is down
+    assert exchange.orders[order.order_id].status == "FILLED"
+    # The kill fell after the journal committed the order's trigger, before its last
+    # part's fill: the journal holds a part and an ended order (as the pipeline writes
+    # them: the trigger first), the venue the rest.
+    with journal_writable(config) as journal:
+        [(resting, _)] = journal.venue_resting_orders("main")
+        journal.write([OrderTriggered(resting, 29_700.0, resting.ts + 1.0)])
+        [(_, in_flight)] = journal.unfilled_venue_orders()
+        assert (in_flight.id, in_flight.quantity) == (order_id, pytest.approx(0.006))
+    for _ in range(2):  # the second start settles nothing again
+        async with running_daemon(config) as daemon:
+            assert daemon.daemon.journal is not None
+            fills = daemon.daemon.journal.fills("buyer")
+            assert [(f.quantity, f.status) for f in fills] == [
+                (pytest.approx(0.004), FILLED),
+                (pytest.approx(0.006), FILLED),
+            ]
+            assert fills[1].id == f"reconciled-{order_id}"
+            assert daemon.daemon.journal.unfilled_venue_orders() == []
+            assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == pytest.approx(
+                0.01
+            )
+    assert exchange.submissions == 1
+
+
+async def test_a_stop_inside_a_replace_places_the_new_revision_at_the_next_start(
+    exchange: LoopbackExchange,
+) -> None:
+    config = config_for(exchange)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        order_id = order.client_order_id.removeprefix("orc-")
+        exchange.hold_next_revision()
+        assert daemon.daemon.core.execution.replace_order("buyer", order_id, limit_price=29_500.0)
+        await asyncio.wait_for(exchange.holding.wait(), 10.0)
+        # The old order is cancelled on the venue, the new one not booked: the daemon
+        # goes away now (a kill would leave the same).
+        assert exchange.orders[order.order_id].status == "CANCELED"
+    exchange.release()
+    assert exchange.open_orders() == []
+    async with running_daemon(config) as daemon:
+        await eventually(exchange, lambda: exchange.open_orders())
+        [new] = exchange.open_orders()
+        assert (new.client_order_id, new.price, new.orig_qty) == (
+            f"orc-{order_id}.1",
+            29_500.0,
+            0.01,
+        )
+        [resting] = daemon.daemon.core.execution.open_orders("buyer")
+        assert (resting.id, resting.limit_price) == (order_id, 29_500.0)
+
+
+async def test_flatten_closes_an_order_still_on_its_way_to_the_venue_once_it_fills(
+    exchange: LoopbackExchange,
+) -> None:
+    before = exchange.position("BTC")
+    async with running_daemon(config_for(exchange, MARKET_BUYER)) as daemon:
+        async with daemon.client() as client:
+            await client.request({"type": "start_strategy", "id": "buyer", "config": LIVE})
+            exchange.hold_next_submit()  # booked and filled there, its answer held
+            await first_bar(daemon)
+            await asyncio.wait_for(exchange.holding.wait(), 5.0)
+            assert exchange.position("BTC") == pytest.approx(before + 0.01)
+            assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == 0.0
+            try:
+                async with daemon.client("risk") as risk:
+                    await risk.send(
+                        {"type": "halt_trading", "reason": "flat", "blockAll": True,
+                         "flatten": True}
+                    )  # fmt: skip
+                    # The buy's fill comes after the flatten (looked up once the answer
+                    # is lost), then the order that closes it.
+                    bought = (await client.recv_type("strategy_trade"))["data"]
+                    sold = (await client.recv_type("strategy_trade"))["data"]
+            finally:
+                exchange.release()
+            assert (bought["side"], bought["status"]) == ("BUY", "FILLED")
+            assert (sold["side"], sold["status"], sold["quantity"]) == ("SELL", "FILLED", 0.01)
+        assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == 0.0
+        assert daemon.daemon.journal is not None
+        assert daemon.daemon.journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
+    assert exchange.position("BTC") == pytest.approx(before)
+    assert len(exchange.orders) == 2
+
+
+async def test_a_part_takes_the_fees_of_its_own_trades_when_the_venue_fills_more_meanwhile() -> (
+    None
+):
+    market = LoopbackMarket("BTC", "USDT", 30_000.0)
+    balances = {"USDT": 100_000.0}
+    async with LoopbackExchange(KEY, SECRET, [market], balances, fee_in_base=True) as venue:
+        venue.part_size = 0.004
+        async with running_daemon(config_for(venue)) as daemon, daemon.client() as client:
+            await resting_on_venue(daemon, client, venue)
+            filled_meanwhile: list[bool] = []
+
+            def fill_between_the_reads(method: str, endpoint: str) -> None:
+                # The order was read with its first part; its trades are read after the
+                # venue filled a second one.
+                if endpoint == "myTrades" and not filled_meanwhile:
+                    filled_meanwhile.append(True)
+                    venue.set_price(SYMBOL, 29_000.0)
+
+            venue.on_request = fill_between_the_reads
+            venue.set_price(SYMBOL, 29_000.0)
+            first = (await client.recv_type("strategy_trade"))["data"]
+            second = (await client.recv_type("strategy_trade"))["data"]
+            assert (first["quantity"], second["quantity"]) == (0.004, 0.004)
+            assert daemon.daemon.journal is not None
+            ledger = daemon.daemon.journal.venue_ledger("main")
+        assert filled_meanwhile
+        assert [entry.fee for entry in ledger] == pytest.approx([0.004 * 0.001] * 2)

@@ -13,7 +13,7 @@ from orchestrator.kernel import build_trading_core
 from orchestrator.marketdata.config import MarketDataConfig
 from orchestrator.marketdata.feeds import TickSink
 from orchestrator.model.clock import ManualClock
-from orchestrator.model.events import Event, OrderSubmitted, TradeExecuted
+from orchestrator.model.events import Event, HaltSource, OrderSubmitted, TradeExecuted
 from orchestrator.model.ids import SequentialIds
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import FILLED, Fill, Order, OrderPurpose, Side, TradeStatus
@@ -312,3 +312,78 @@ def test_the_kernel_builds_the_paper_broker_and_injects_it() -> None:
     position = core.execution.book.portfolio("s1").get("AAPL")
     assert position is not None
     assert position.entry_price == pytest.approx(100.0 * (1 + 7.0 / 1e4))
+
+
+class AnsweringLater:
+    """A venue's stand-in whose orders stay on their way until :meth:`answer`: a cancel
+    only asks (the venue may have filled the order already)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[Order] = []
+        self._answers: list[Fill] = []
+
+    @property
+    def pending_count(self) -> int:
+        return len(self.pending_orders())
+
+    def pending_orders(self) -> list[Order]:
+        answered = {fill.order_id for fill in self._answers}
+        return [order for order in self.submitted if order.id not in answered]
+
+    def submit(self, order: Order) -> Sequence[Fill]:
+        self.submitted.append(order)
+        return NO_FILLS
+
+    def answer(self, order: Order) -> None:
+        self._answers.append(
+            Fill(f"venue_{order.id}", order.id, order.strategy_id, order.symbol, order.side,
+                 order.quantity, 100.0, 0.0, order.ts, FILLED)
+        )  # fmt: skip
+
+    def on_tick(self, tick: Tick) -> Sequence[Fill]:
+        return NO_FILLS
+
+    def expire(self) -> Sequence[Fill]:
+        answers, self._answers = self._answers, []
+        return answers
+
+    def cancel_all(self, reason: str) -> Sequence[Fill]:
+        return NO_FILLS
+
+    def cancel_strategy(self, strategy_id: str, reason: str) -> Sequence[Fill]:
+        return NO_FILLS
+
+
+def flattening_with_an_order_on_its_way() -> tuple[ExecutionService, AnsweringLater, Order]:
+    clock, bus, book, ids = ManualClock(T0), EventBus(), PortfolioBook(), SequentialIds()
+    venue = AnsweringLater()
+    guardian = RiskGuardian(RiskConfig(), book, bus, clock, ids)
+    execution = ExecutionService(bus, clock, book, venue, guardian, ids)
+    execution.on_tick(Tick("AAPL", 100.0, 1.0, clock.now()))
+    bought = Order("order_buy", "s1", "AAPL", Side.BUY, 10.0, clock.now())
+    assert execution.submit(bought, LIMITS)
+    execution.engage_kill_switch(Halt("flat", True, HaltSource.COMMAND, clock.now()))
+    assert execution.flatten({"s1": LIMITS}, "flat") == []  # nothing held yet
+    return execution, venue, bought
+
+
+def test_a_fill_of_an_order_on_its_way_when_flattening_is_closed_as_it_comes() -> None:
+    execution, venue, bought = flattening_with_an_order_on_its_way()
+    venue.answer(bought)
+    execution.collect()
+    [_, closing] = venue.submitted
+    assert (closing.side, closing.quantity, closing.purpose) == (
+        Side.SELL,
+        10.0,
+        OrderPurpose.STRATEGY_STOP,
+    )
+    assert execution.projected_position("s1", "AAPL") == 0.0
+
+
+def test_once_trading_resumed_a_late_fill_is_kept() -> None:
+    execution, venue, bought = flattening_with_an_order_on_its_way()
+    execution.release_kill_switch("resumed")
+    venue.answer(bought)
+    execution.collect()
+    assert venue.submitted == [bought]
+    assert execution.book.quantity("s1", "AAPL") == 10.0
