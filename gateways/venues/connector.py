@@ -81,30 +81,29 @@ def build_stream_exchange(name: str, config: VenueConfig) -> Any | None:
 
 def _replace_stream_urls(name: str, exchange: Any, replacements: dict[str, str]) -> None:
     """The WebSocket entries of ``urls['api']['ws']`` (after the sandbox switch)."""
-    streams = exchange.urls.get("api", {}).get("ws")
-    if not isinstance(streams, dict):
-        raise ConfigError(f"venue {name}: {exchange.id} has no named WebSocket URLs to replace")
-    unknown = sorted(set(replacements) - set(streams))
-    if unknown:
-        raise ConfigError(
-            f"venue {name}: stream_urls names {', '.join(unknown)}, which {exchange.id} does "
-            f"not have; it has {', '.join(sorted(streams))}"
-        )
-    exchange.urls["api"]["ws"] = {**streams, **replacements}
+    api = exchange.urls.get("api", {})
+    api["ws"] = _replaced(name, exchange, api.get("ws"), replacements, "stream_urls", "WebSocket")
 
 
 def _replace_urls(name: str, exchange: Any, replacements: dict[str, str]) -> None:
     """After the sandbox switch (which swaps ``urls['api']`` for the testnet's)."""
     api = exchange.urls.get("api")
-    if not isinstance(api, dict):
-        raise ConfigError(f"venue {name}: {exchange.id} has no named API URLs to replace")
-    unknown = sorted(set(replacements) - set(api))
+    exchange.urls["api"] = _replaced(name, exchange, api, replacements, "api_urls", "API")
+
+
+def _replaced(
+    name: str, exchange: Any, urls: Any, replacements: dict[str, str], setting: str, kind: str
+) -> dict[str, Any]:
+    """``urls`` with ``replacements`` in; ConfigError if it has no entry of one of them."""
+    if not isinstance(urls, dict):
+        raise ConfigError(f"venue {name}: {exchange.id} has no named {kind} URLs to replace")
+    unknown = sorted(set(replacements) - set(urls))
     if unknown:
         raise ConfigError(
-            f"venue {name}: api_urls names {', '.join(unknown)}, which {exchange.id} does "
-            f"not have; it has {', '.join(sorted(api))}"
+            f"venue {name}: {setting} names {', '.join(unknown)}, which {exchange.id} does "
+            f"not have; it has {', '.join(sorted(urls))}"
         )
-    exchange.urls["api"] = {**api, **replacements}
+    return {**urls, **replacements}
 
 
 def describe_venue_error(name: str, exc: BaseException) -> str:

@@ -41,7 +41,7 @@ from orchestrator.model.orders import PROTECTIVE, Fill, Order, OrderPurpose, Sid
 from orchestrator.risk.guardian import Halt, PreTradeCheck, stop_price
 from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.broker import Broker
-from orchestrator.trading.pipeline import OrderPipeline
+from orchestrator.trading.pipeline import OrderPipeline, log_flattened
 from orchestrator.trading.portfolio import PortfolioBook, PositionChange
 from orchestrator.trading.routing import BrokerRouter
 
@@ -146,15 +146,7 @@ class ExecutionService:
         fallback = next(iter(limits.values()), None)
         orders = self._pipeline.flatten(lambda sid: limits.get(sid) or fallback)
         for order in orders:
-            log.warning(
-                "position_flattened",
-                order_id=order.id,
-                strategy_id=order.strategy_id,
-                symbol=order.symbol,
-                side=order.side.value,
-                quantity=order.quantity,
-                reason=reason,
-            )
+            log_flattened(order, reason)
         return orders
 
     def release_kill_switch(

@@ -456,15 +456,7 @@ class OrderPipeline:
             self._clock.now(),
             OrderPurpose.STRATEGY_STOP,
         )
-        log.warning(
-            "position_flattened",
-            order_id=order.id,
-            strategy_id=order.strategy_id,
-            symbol=order.symbol,
-            side=order.side.value,
-            quantity=order.quantity,
-            reason=f"the fill of {fill.order_id}, on its way when the flatten was asked",
-        )
+        log_flattened(order, f"the fill of {fill.order_id}, on its way when the flatten was asked")
         self._dispatch(order, limits)
         self.settle_all(self.broker.submit(order))
 
@@ -893,6 +885,19 @@ class OrderPipeline:
             stops = [leg for leg in armed if leg.order.order_type is OrderType.STOP]
             return any(reached(leg, bar[1], bar[2]) for leg in stops)
         return True
+
+
+def log_flattened(order: Order, reason: str) -> None:
+    """The line every order that closes a position for a flatten is logged with."""
+    log.warning(
+        "position_flattened",
+        order_id=order.id,
+        strategy_id=order.strategy_id,
+        symbol=order.symbol,
+        side=order.side.value,
+        quantity=order.quantity,
+        reason=reason,
+    )
 
 
 def _as_it_rests(entry: RestingOrder) -> Order:
