@@ -34,6 +34,16 @@ backoff (its own count of failures in a row); the catch-up at its return ends th
 Trade ids dedupe the two paths: no trade is lost or doubled. A live stream is not a
 gap when the market is quiet (ccxt.pro's keepalive pings find a dead connection).
 
+ccxt.pro keeps a symbol's last ``tradesLimit`` trades (1000 by default): more between two
+wakes of the feed push the oldest out. A wake that finds a symbol's cache past the last
+id seen by more than it holds reads the missing trades by REST first (the catch-up's
+read, from the last id seen), logged as ``market_feed_stream_overflow``; they come before
+the cached ones, deduped by id. Which rule tells a loss is learned from the ids in the
+cache: where they are consecutive integers (Binance numbers each symbol's trades so), a
+first new id past the last seen + 1; where a cache shows ids that skip (a venue that
+numbers its trades across symbols), a full cache whose oldest trade is newer than the
+last seen. A symbol whose re-read fails keeps its cached trades for the next wake.
+
 Ticks are stamped with the venue's time, never later than the daemon's clock (a venue
 clock ahead would close bars early). Per symbol they come in order; the ticks of one
 poll (or one wake of the stream) are merged by time.
@@ -42,6 +52,7 @@ poll (or one wake of the stream) are merged by time.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +72,9 @@ log = structlog.get_logger("gateways.venues.feed")
 
 WatchCall = Callable[[], Coroutine[Any, Any, Any]]
 """One ccxt.pro watch call (it returns with the next message of its stream)."""
+
+DEFAULT_TRADES_LIMIT = 1000
+"""ccxt.pro's ``tradesLimit`` where its cache does not say its own size."""
 
 MAX_PAGES_PER_POLL = 20
 """Most full pages of trades read for one symbol in one poll (a long gap's catch-up);
@@ -82,6 +96,8 @@ class _Symbol:
     """Why its last request failed; None after an answer."""
     answered: bool = False
     """The venue has answered for it at least once."""
+    consecutive_ids: bool | None = None
+    """Its trade ids go up by one (learned from the stream's cache; None: not known yet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +271,7 @@ class CcxtFeed:
                     continue
                 watches[asyncio.create_task(call())] = call
                 if self._stream_live or await self._catch_up(sink):
-                    self._deliver_streamed(streams, sink)
+                    await self._deliver_streamed(streams, sink)
         finally:
             _cancel(watches)
 
@@ -292,9 +308,7 @@ class CcxtFeed:
     async def _catch_up(self, sink: TickSink) -> bool:
         """The stream's first message: read by REST what it may have missed (all
         pages), then let it take over; False when REST fails (the stream waits)."""
-        while await self.poll(sink, self._streamed):
-            pass
-        if self.failures:
+        if not await self._read_missed(self._streamed, sink):
             return False
         was_down = self._stream_error is not None
         self._stream_live, self._stream_error, self.stream_failures = True, None, 0
@@ -302,23 +316,80 @@ class CcxtFeed:
         self._settle(self._clock.now())
         return True
 
-    def _deliver_streamed(self, streams: Any, sink: TickSink) -> None:
-        """Every symbol's trades ccxt.pro holds past the last id seen, merged by time."""
-        now = self._clock.now()
-        cached: dict[str, Any] = streams.trades or {}
+    async def _read_missed(self, symbols: Collection[str], sink: TickSink) -> bool:
+        """Read by REST every trade of ``symbols`` after the last id seen (all pages);
+        False when a request failed."""
+        while await self.poll(sink, symbols):
+            pass
+        return not self.failures
+
+    async def _deliver_streamed(self, streams: Any, sink: TickSink) -> None:
+        """Every symbol's trades ccxt.pro holds past the last id seen, merged by time;
+        those its cache dropped are read by REST first (see the module docstring)."""
+        caches: dict[str, Any] = streams.trades or {}
+        held = {s: sorted(caches.get(s) or [], key=_trade_id) for s in self._streamed}
+        overflowed = [
+            symbol
+            for symbol, trades in held.items()
+            if self._dropped(self._symbols[symbol], trades, _cache_size(streams, caches, symbol))
+        ]
         ticks: list[Tick] = []
-        for entry in (self._symbols[symbol] for symbol in self._streamed):
-            for trade in sorted(cached.get(entry.symbol) or [], key=_trade_id):
+        unread = await self._reread(overflowed, held, ticks.append) if overflowed else set()
+        now = self._clock.now()
+        streamed = 0
+        for symbol, trades in held.items():
+            if symbol in unread:  # its cache waits for the next wake (and re-read)
+                continue
+            entry = self._symbols[symbol]
+            for trade in trades:
                 if entry.cursor is None or _trade_id(trade) > entry.cursor:
                     entry.cursor = _trade_id(trade)
                     ticks.append(_trade_tick(entry.symbol, trade, now))
+                    streamed += 1
             entry.last_answer, entry.error, entry.answered = now, None, True
-        ticks.sort(key=_tick_time)
+        ticks.sort(key=_tick_time)  # stable: a symbol's re-read trades stay first
         for tick in ticks:
             sink(tick)
-        self.ticks += len(ticks)
-        self._gap_ticks += len(ticks)
+        self.ticks += streamed  # the re-read's poll counted its own
+        self._gap_ticks += streamed
         self._settle(now)
+
+    @staticmethod
+    def _dropped(entry: _Symbol, trades: Sequence[dict[str, Any]], cache_size: int) -> bool:
+        """Whether ccxt.pro's cache of ``entry``'s symbol (``trades``, by id) lost trades
+        after the last id seen; learns on the way whether its ids are consecutive."""
+        if entry.cursor is None or not trades:
+            return False
+        ids = [_trade_id(trade) for trade in trades]
+        if entry.consecutive_ids is not False and len(ids) > 1:  # one skip settles it
+            pairs = itertools.pairwise(ids)
+            entry.consecutive_ids = all(later - earlier == 1 for earlier, later in pairs)
+        if entry.consecutive_ids:
+            return ids[0] > entry.cursor + 1
+        return len(ids) >= cache_size and ids[0] > entry.cursor
+
+    async def _reread(
+        self, symbols: Sequence[str], held: dict[str, list[dict[str, Any]]], sink: TickSink
+    ) -> set[str]:
+        """Read by REST the trades ``symbols``' caches dropped; the symbols whose read failed."""
+        last_seen = {symbol: self._symbols[symbol].cursor for symbol in symbols}
+        read: list[Tick] = []
+
+        def deliver(tick: Tick) -> None:
+            read.append(tick)
+            sink(tick)
+
+        await self._read_missed(symbols, deliver)
+        failed = {symbol for symbol in symbols if self._symbols[symbol].error is not None}
+        for symbol in symbols:
+            (log.error if symbol in failed else log.warning)(
+                "market_feed_stream_overflow", venue=self.config.venue, symbol=symbol,
+                re_read=sum(1 for tick in read if tick.symbol == symbol),
+                last_seen_id=last_seen[symbol], first_cached_id=_trade_id(held[symbol][0]),
+                rule="consecutive ids" if self._symbols[symbol].consecutive_ids else "full cache",
+                complete=symbol not in failed,
+            )  # fmt: skip
+        return failed
 
     def _stream_failed(self, exc: BaseException) -> None:
         """The stream dropped or was refused: a gap now, polling until it reconnects."""
@@ -461,6 +532,14 @@ def _trade_tick(symbol: str, trade: dict[str, Any], now: float) -> Tick:
     """A ccxt trade as a tick, stamped with the venue's time but never after ``now``."""
     ts = min(float(trade["timestamp"]) / 1000.0, now)
     return Tick(symbol, float(trade["price"]), float(trade["amount"]), ts)
+
+
+def _cache_size(streams: Any, caches: dict[str, Any], symbol: str) -> int:
+    """How many trades ccxt.pro keeps for ``symbol``: its cache's size, else its option."""
+    size = getattr(caches.get(symbol), "max_size", None)
+    if isinstance(size, int) and size > 0:
+        return size
+    return int((streams.options or {}).get("tradesLimit", DEFAULT_TRADES_LIMIT))
 
 
 def _watch_methods(streams: Any) -> bool:

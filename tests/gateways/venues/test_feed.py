@@ -440,3 +440,114 @@ async def test_a_symbol_the_venue_does_not_list_is_a_gap_while_the_others_stream
     gap = sink.states[-1]
     assert gap.condition is FeedCondition.GAP
     assert (gap.reason or "").startswith("DOGE/USDT: venue main has no such market")
+
+
+class HeldStream:
+    """ccxt.pro's binance on the loopback with a small ``tradesLimit``, whose watch the
+    test can hold: the feed does not wake while it is held, and ccxt.pro keeps filling
+    its cache (evicting the oldest) meanwhile, as when the feed's loop is busy."""
+
+    def __init__(self, exchange: LoopbackExchange, trades_limit: int) -> None:
+        self.streams = pro_binance(exchange)
+        self.streams.options["tradesLimit"] = trades_limit
+        self.held = False
+        self._released = asyncio.Event()
+        self._arrived = asyncio.Event()
+        watch, handle = self.streams.watch_trades_for_symbols, self.streams.handle_trade
+
+        async def held_watch(symbols: list[str]) -> Any:
+            trades = await watch(symbols)
+            while self.held:
+                await self._released.wait()
+            return trades
+
+        def noticed_trade(client: Any, message: Any) -> None:
+            handle(client, message)
+            self._arrived.set()
+
+        self.streams.watch_trades_for_symbols = held_watch
+        self.streams.handle_trade = noticed_trade
+
+    def hold(self) -> None:
+        self.held = True
+        self._released.clear()
+
+    def release(self) -> None:
+        self.held = False
+        self._released.set()
+
+    async def until_cached(self, symbol: str, trade_id: int) -> None:
+        """Until ccxt.pro's cache of ``symbol`` holds trade ``trade_id``."""
+        async with asyncio.timeout(WAIT):
+            while trade_id not in [int(t["id"]) for t in self.streams.trades.get(symbol) or []]:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+
+async def overflow_the_cache(
+    exchange: LoopbackExchange, held: HeldStream, sink: Recorder, rounds: int
+) -> None:
+    """Print ``rounds`` trades per market while the feed is held, then let it wake once."""
+    held.hold()
+    exchange.print_trades(rounds)
+    for market in exchange.markets.values():
+        last = max(t.trade_id for t in exchange.tape if t.symbol == market.id)
+        await held.until_cached(f"{market.base}/{market.quote}", last)
+    held.release()
+    last_tick = the_tape_since(exchange, START * 1000)[-1]
+    await sink.until(lambda: bool(sink.ticks) and sink.ticks[-1] == last_tick)
+
+
+async def test_trades_a_burst_pushed_out_of_the_stream_cache_are_read_again_by_rest(
+    clock: ManualClock,
+) -> None:
+    # One market: its trade ids are consecutive, as Binance numbers each symbol's.
+    async with LoopbackExchange(
+        KEY, SECRET, [BTC], {"USDT": 1e6}, seed=3, clock=clock.now
+    ) as venue:
+        binance = plain_binance(venue, timeout=1_000)
+        held = HeldStream(venue, trades_limit=5)
+        config = CcxtFeedConfig(venue="main", symbols=("BTC/USDT",), **STREAMING)
+        feed, sink = CcxtFeed(config, clock), Recorder()
+        feed.attach(binance, stream=lambda: held.streams)
+        feed.on_state = sink.state
+        try:
+            with structlog.testing.capture_logs() as logs:
+                async with running(feed, sink):
+                    await print_until(venue, sink, lambda: feed.streaming, per_round=1)
+                    polls = aggtrades(venue)
+                    await print_until(venue, sink, lambda: len(sink.ticks) >= 8, per_round=1)
+                    assert aggtrades(venue) == polls  # consecutive ids: no loss, no re-read
+                    await overflow_the_cache(venue, held, sink, rounds=12)
+                    re_read = aggtrades(venue) - polls
+                    await print_until(venue, sink, lambda: len(sink.ticks) >= 24, per_round=1)
+        finally:
+            await binance.close()
+    assert sink.ticks == the_tape_since(venue, START * 1000)  # each id once, in order
+    assert re_read >= 1
+    [overflow] = [e for e in logs if e["event"] == "market_feed_stream_overflow"]
+    assert overflow["symbol"] == "BTC/USDT" and overflow["rule"] == "consecutive ids"
+    assert overflow["re_read"] >= 12 - 5 and overflow["complete"] is True
+    assert overflow["first_cached_id"] - overflow["last_seen_id"] == 12 - 5 + 1
+
+
+async def test_a_full_stream_cache_past_the_last_trade_seen_is_read_again_where_ids_skip(
+    exchange: LoopbackExchange, binance: ccxt.binance, clock: ManualClock
+) -> None:
+    # Two markets: the loopback numbers trades across them, so a symbol's ids skip.
+    held = HeldStream(exchange, trades_limit=5)
+    feed, sink = make_feed(binance, clock, **STREAMING)
+    feed.attach(binance, stream=lambda: held.streams)
+    with structlog.testing.capture_logs() as logs:
+        async with running(feed, sink):
+            await print_until(exchange, sink, lambda: feed.streaming)
+            polls = aggtrades(exchange)
+            await print_until(exchange, sink, lambda: len(sink.ticks) >= 14)
+            assert aggtrades(exchange) == polls  # the caches filled, never past the last seen
+            await overflow_the_cache(exchange, held, sink, rounds=9)
+            await print_until(exchange, sink, lambda: len(sink.ticks) >= 40)
+    assert by_symbol(sink.ticks) == by_symbol(the_tape_since(exchange, START * 1000))
+    overflows = [e for e in logs if e["event"] == "market_feed_stream_overflow"]
+    assert sorted(e["symbol"] for e in overflows) == ["BTC/USDT", "ETH/USDT"]
+    assert {e["rule"] for e in overflows} == {"full cache"}
+    assert all(e["re_read"] >= 9 - 5 for e in overflows)
