@@ -35,10 +35,10 @@ Trade ids dedupe the two paths: no trade is lost or doubled. A live stream is no
 gap when the market is quiet (ccxt.pro's keepalive pings find a dead connection).
 
 ccxt.pro keeps a symbol's last ``tradesLimit`` trades (1000 by default): more between two
-wakes of the feed push the oldest out. A wake that finds a symbol's cache past the last
-id seen by more than it holds reads the missing trades by REST first (the catch-up's
-read, from the last id seen), logged as ``market_feed_stream_overflow``; they come before
-the cached ones, deduped by id. Which rule tells a loss is learned from the ids in the
+wakes of the feed push the oldest out. A wake that finds that a symbol's cache lost
+trades after the last id seen reads them by REST first (the catch-up's read, from the
+last id seen), logged as ``market_feed_stream_overflow``; they come before the cached
+ones, deduped by id. Which rule tells a loss is learned from the ids in the
 cache: where they are consecutive integers (Binance numbers each symbol's trades so), a
 first new id past the last seen + 1; where a cache shows ids that skip (a venue that
 numbers its trades across symbols), a full cache whose oldest trade is newer than the
