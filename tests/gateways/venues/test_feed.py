@@ -13,6 +13,7 @@ from typing import Any
 import ccxt.async_support as ccxt
 import pytest
 import structlog
+from aiohttp import web
 from pydantic import ValidationError
 
 from gateways.venues.config import VenueConfig
@@ -551,3 +552,42 @@ async def test_a_full_stream_cache_past_the_last_trade_seen_is_read_again_where_
     assert sorted(e["symbol"] for e in overflows) == ["BTC/USDT", "ETH/USDT"]
     assert {e["rule"] for e in overflows} == {"full cache"}
     assert all(e["re_read"] >= 9 - 5 for e in overflows)
+
+
+async def test_a_re_read_that_fails_keeps_the_cached_trades_for_the_next_wake(
+    clock: ManualClock,
+) -> None:
+    async with LoopbackExchange(
+        KEY, SECRET, [BTC], {"USDT": 1e6}, seed=4, clock=clock.now
+    ) as venue:
+        binance = plain_binance(venue, timeout=1_000)
+        held = HeldStream(venue, trades_limit=4)
+        config = CcxtFeedConfig(venue="main", symbols=("BTC/USDT",), **STREAMING)
+        feed, sink = CcxtFeed(config, clock), Recorder()
+        feed.attach(binance, stream=lambda: held.streams)
+        refused = asyncio.Event()
+
+        def refuse_one_read(method: str, endpoint: str) -> None:
+            if endpoint == "aggTrades" and not refused.is_set():
+                refused.set()
+                raise web.HTTPServiceUnavailable()
+
+        try:
+            with structlog.testing.capture_logs() as logs:
+                async with running(feed, sink):
+                    await print_until(venue, sink, lambda: len(sink.ticks) >= 4, per_round=1)
+                    await sink.until(lambda: feed.streaming)
+                    venue.on_request = refuse_one_read
+                    held.hold()
+                    venue.print_trades(10)
+                    await held.until_cached("BTC/USDT", venue.tape[-1].trade_id)
+                    held.release()
+                    async with asyncio.timeout(WAIT):
+                        await refused.wait()
+                    await print_until(venue, sink, lambda: len(sink.ticks) >= 16, per_round=1)
+        finally:
+            await binance.close()
+    assert sink.ticks == the_tape_since(venue, START * 1000)  # each id once, in order
+    overflows = [e for e in logs if e["event"] == "market_feed_stream_overflow"]
+    assert [e["complete"] for e in overflows] == [False, True]
+    assert overflows[0]["re_read"] == 0 and overflows[1]["re_read"] >= 10 - 4
