@@ -681,12 +681,18 @@ class VenueBroker:
         self._spawn(self._cancel_resting(resting), f"venue-{self.name}-replace-{old.id}")
 
     def adopt_resting(
-        self, order: Order, revision: int, result: dict[str, Any] | None, replace_it: bool
+        self,
+        order: Order,
+        revision: int,
+        result: dict[str, Any] | None,
+        replace_it: bool,
+        known: float,
     ) -> None:
         """After a restart, the journal's resting ``order`` (its rest, its last terms) as
         the venue has it: its order ``result`` of ``revision`` (None: the venue has none
         of it, it is placed again under ``revision``), ``replace_it`` when that revision
-        is older than the journal's last replace. Followed once the pipeline restored it
+        is older than the journal's last replace, ``known`` what of that revision's
+        ``filled`` the journal holds as parts. Followed once the pipeline restored it
         (:meth:`follow_adopted`): what the venue filled beyond what the journal has is
         then reported once, as the parts of a running order are."""
         resting = _Resting(order, revision, followed=False)
@@ -694,7 +700,6 @@ class VenueBroker:
             resting.amount = order.quantity
         else:
             amount = float(result.get("amount") or order.quantity)
-            known = max(0.0, amount - order.quantity)
             filled = float(result.get("filled") or 0.0)
             share = known / filled if filled > 0 else 0.0
             resting.amount, resting.filled, resting.placed = amount, known, True

@@ -211,6 +211,7 @@ class VenueReconciler:
             if venue == self.name and order.id not in resting
         ]
         replaces = journal.replace_counts() if mine else {}
+        parts = journal.filled_quantities() if mine else {}
         for order in mine:
             # Their strategies' exits (a stop-loss their fill may set off) go to the venue.
             self._execution.route(order.strategy_id, self.name)
@@ -218,7 +219,8 @@ class VenueReconciler:
         venue_ids: dict[str, str | None] = {}
         for order in mine:
             report.orders_checked += 1
-            fill, venue_id = await self._outcome(order, replaces.get(order.id, 0))
+            journaled = parts.get(order.id, 0.0)
+            fill, venue_id = await self._outcome(order, replaces.get(order.id, 0), journaled)
             venue_ids[self.broker.client_id(order.id)] = venue_id
             outcomes.append(fill)
             if fill.status is FILLED:
@@ -244,19 +246,22 @@ class VenueReconciler:
         journal = self._journal
         if journal is None:
             return
-        for order, replaces in journal.venue_resting_orders(self.name):
+        resting = journal.venue_resting_orders(self.name)
+        parts = journal.filled_quantities() if resting else {}
+        for order, replaces in resting:
             self._execution.route(order.strategy_id, self.name)
             report.resting_checked += 1
             found = await self._find(order, replaces)
             if found is None:
                 # Never placed (a kill before it left): placed now, under its last revision.
-                self.broker.adopt_resting(order, replaces, None, replace_it=False)
+                self.broker.adopt_resting(order, replaces, None, replace_it=False, known=0.0)
                 continue
             revision, result = found
             # An older revision than the journal's last replace, open or cancelled (a kill
             # inside the replace, before or after its cancel): the new one goes now.
             stale = revision < replaces and result.get("status") in ("open", "canceled")
-            self.broker.adopt_resting(order, revision, result, replace_it=stale)
+            known = await self._journaled_of(order, revision, result, parts.get(order.id, 0.0))
+            self.broker.adopt_resting(order, revision, result, replace_it=stale, known=known)
             log.info(
                 "venue_resting_order_found",
                 venue=self.name,
@@ -266,11 +271,13 @@ class VenueReconciler:
                 filled=result.get("filled"),
             )
 
-    async def _outcome(self, order: Order, replaces: int) -> tuple[Fill, str | None]:
+    async def _outcome(
+        self, order: Order, replaces: int, journaled: float
+    ) -> tuple[Fill, str | None]:
         """What became of ``order`` on the venue (its last revision there: a native
         order's replaces each placed a new one), as its fill (filled or rejected).
-        ``order`` is what the journal left of it: of an order with parts journaled,
-        only the rest is settled (the venue's ``filled`` counts those parts too)."""
+        ``order`` is what the journal left of it, ``journaled`` what its parts there
+        filled: only the rest is settled (the venue's ``filled`` counts those parts)."""
         fill_id = RECONCILED_FILL_PREFIX + order.id
         found = await self._lookup(order, replaces)
         if found is None:
@@ -282,8 +289,7 @@ class VenueReconciler:
             again = await self._lookup(order, revision)
             result = result if again is None else again[1]
         filled = float(result.get("filled") or 0.0)
-        amount = float(result.get("amount") or order.quantity)
-        rest = filled - max(0.0, amount - order.quantity)  # less the parts journaled
+        rest = filled - await self._journaled_of(order, revision, result, journaled)
         venue_id = None if result.get("id") is None else str(result["id"])
         if rest > QUANTITY_EPSILON:
             fill = self.broker.fill_of(order, result, rest, fill_id, fee_share=rest / filled)
@@ -291,6 +297,24 @@ class VenueReconciler:
         status = result.get("status") or "not filled"
         reason = f"venue {self.name}: the order was {status} (reconciled at start)"
         return rejection(order, fill_id, reason, self._clock.now()), venue_id
+
+    async def _journaled_of(
+        self, order: Order, revision: int, result: dict[str, Any], journaled: float
+    ) -> float:
+        """Of what ``revision`` of ``order`` filled (the venue's ``result``), the part the
+        journal holds: its parts of the order (``journaled``) less what the earlier
+        revisions filled, each read from the venue by its client order id. (Its amount
+        less the journal's rest is no measure: a replace may give a new quantity.) Each
+        part of a revision is journaled before the next one is placed (``before_send``),
+        so what the journal lacks is of the last revision the venue has."""
+        earlier = 0.0
+        for older in range(revision):
+            try:
+                earlier += float((await self.broker.fetch(order, older)).get("filled") or 0.0)
+            except ccxt_errors.OrderNotFound:
+                continue  # never placed (refused, or a kill before it left)
+        filled = float(result.get("filled") or 0.0)
+        return min(filled, max(0.0, float(f"{journaled - earlier:.12g}")))
 
     async def _lookup(self, order: Order, replaces: int = 0) -> tuple[int, dict[str, Any]] | None:
         """The venue's last revision of ``order`` (of ``replaces`` at most) and its order,

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from gateways.config import DaemonConfig
 from orchestrator.journal.store import Journal
-from orchestrator.model.events import OrderTriggered
+from orchestrator.model.events import OrderReplaced, OrderTriggered
 from orchestrator.model.orders import FILLED
 from tests.gateways.venues.test_live_trading import (
     KEY,
@@ -356,6 +357,83 @@ async def test_a_kill_between_an_orders_end_and_its_last_parts_fill_settles_the_
                 0.01
             )
     assert exchange.submissions == 1
+
+
+def venue_filled_by_client_id(venue: LoopbackExchange, order_id: str) -> dict[str, float]:
+    """What the venue filled of each revision of the daemon's order ``order_id``."""
+    return {
+        o.client_order_id: o.executed_qty
+        for o in venue.orders.values()
+        if o.client_order_id.split(".")[0] == f"orc-{order_id}"
+    }
+
+
+async def assert_journal_matches_venue(
+    daemon: TestDaemon, venue: LoopbackExchange, order_id: str
+) -> None:
+    """Every part journaled once; they sum to what the venue filled across the order's
+    revisions; the position is the venue's balance; what rests is the venue's rest."""
+    journal = daemon.daemon.journal
+    assert journal is not None
+    fills = journal.fills("buyer")
+    assert len({f.id for f in fills}) == len(fills)
+    assert all(f.order_id == order_id and f.status is FILLED for f in fills)
+    filled = sum(venue_filled_by_client_id(venue, order_id).values())
+    assert sum(f.quantity for f in fills) == pytest.approx(filled)
+    book = daemon.daemon.core.execution.book
+    assert book.quantity("buyer", SYMBOL) == pytest.approx(venue.position("BTC"))
+    resting = [o.quantity for o in daemon.daemon.core.execution.open_orders("buyer")]
+    rests = [o.orig_qty - o.executed_qty for o in venue.open_orders()]
+    assert resting == pytest.approx(rests)
+
+
+@pytest.mark.parametrize("quantity", [0.012, 0.005], ids=["larger", "smaller"])
+async def test_a_kill_inside_a_replace_with_a_new_quantity_settles_each_revisions_parts_once(
+    exchange: LoopbackExchange, quantity: float
+) -> None:
+    exchange.part_size = 0.004
+    config = config_for(exchange)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+        exchange.set_price(SYMBOL, 29_000.0)
+        await client.recv_type("strategy_trade")  # 0.004 of 0.01, 0.006 rests
+    order_id = order.client_order_id.removeprefix("orc-")
+    # The kill fell after the journal committed a replace with a new quantity, before
+    # its cancel left: the venue still has the old revision, which fills a part more.
+    with journal_writable(config) as journal:
+        [(resting, _)] = journal.venue_resting_orders("main")
+        new = replace(resting, quantity=quantity, limit_price=29_500.0)
+        journal.write([OrderReplaced(new, resting, resting.ts + 1.0)])
+    exchange.set_price(SYMBOL, 29_000.0)
+    exchange.set_price(SYMBOL, 30_000.0)  # above the new limit: the new revision rests
+    rest = quantity - 0.004
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        trade = (await client.recv_type("strategy_trade"))["data"]
+        assert (trade["quantity"], trade["remainingQuantity"]) == (
+            pytest.approx(0.004),
+            pytest.approx(rest),
+        )
+        revision = f"orc-{order_id}.1"
+        await eventually(
+            exchange, lambda: [o.client_order_id for o in exchange.open_orders()] == [revision]
+        )
+        [placed] = exchange.open_orders()
+        assert (placed.price, placed.orig_qty) == (29_500.0, pytest.approx(rest))
+        await assert_journal_matches_venue(daemon, exchange, order_id)
+    exchange.set_price(SYMBOL, 29_400.0)  # the new revision fills a part while down
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        trade = (await client.recv_type("strategy_trade"))["data"]
+        assert trade["quantity"] == pytest.approx(min(rest, 0.004))
+        await assert_journal_matches_venue(daemon, exchange, order_id)
+        while exchange.open_orders():
+            exchange.set_price(SYMBOL, 29_400.0)
+            await client.recv_type("strategy_trade")
+        await assert_journal_matches_venue(daemon, exchange, order_id)
+    async with running_daemon(config) as daemon:  # nothing settled twice
+        await assert_journal_matches_venue(daemon, exchange, order_id)
+        assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == pytest.approx(
+            0.004 + quantity
+        )
 
 
 async def test_a_stop_inside_a_replace_places_the_new_revision_at_the_next_start(
