@@ -58,7 +58,8 @@ class RestingChurn(Strategy[RestingChurnParams]):
     """On each tick, a seeded choice among: a market order, a GTC limit order a little
     away from the price (on a venue it rests there and fills in parts as the price
     moves through it), a marketable IOC limit (a part at once, the rest expires), a
-    cancel or a replace (a new limit nearer the price) of one of its resting orders.
+    cancel or a replace (a new limit nearer the price, half the time with a new
+    quantity) of one of its resting orders.
 
     Long only, between 0 and ``max_units`` counting what rests: a spot account sells
     only what it holds (the venue refuses the rest, which the crash test allows)."""
@@ -75,16 +76,28 @@ class RestingChurn(Strategy[RestingChurnParams]):
         if choice < 0.15 and resting:
             self.cancel(self._random.choice(resting).id)
         elif choice < 0.35 and resting:
-            order = self._random.choice(resting)
-            assert order.limit_price is not None
-            # Halfway to the price: a replace that fills sooner than the order it replaces.
-            self.replace(order.id, limit=round((order.limit_price + tick.price) / 2, 2))
+            self._replace(tick, resting)
         elif choice < 0.6 and len(resting) < self.params.most_resting:
             self._limit(tick, resting, TimeInForce.GTC)
         elif choice < 0.7:
             self._limit(tick, resting, TimeInForce.IOC)
         else:
             self._market(tick, resting)
+
+    def _replace(self, tick: Tick, resting: list[Order]) -> None:
+        """Halfway to the price (a replace that fills sooner than the order it replaces),
+        and half the time with a new quantity of whole units within the room, larger or
+        smaller than what rests (on a venue the new revision is of the new quantity)."""
+        order = self._random.choice(resting)
+        assert order.limit_price is not None
+        limit = round((order.limit_price + tick.price) / 2, 2)
+        quantity = None
+        if self._random.random() < 0.5:
+            can_buy, can_sell = self._room(tick.symbol, resting)
+            room = order.quantity + (can_buy if order.side is BUY else can_sell)
+            sizes = [q for q in range(1, self.params.max_order + 1) if q <= room]
+            quantity = float(self._random.choice(sizes)) if sizes else None
+        self.replace(order.id, limit=limit, quantity=quantity)
 
     def _room(self, symbol: str, resting: list[Order]) -> tuple[float, float]:
         """How much may be bought and sold now, counting the resting orders."""

@@ -29,13 +29,13 @@ trades on the venue's own tape (a ``ccxt`` feed; the loopback prints a trade eve
 ``TAPE_SECONDS`` while the daemon trades): market orders, GTC limit orders that rest
 on the venue and fill there in parts of seeded sizes as the price moves through them,
 marketable IOC limits (a part at once, the rest expires), cancels and replaces (a
-cancel and a new revision, ``….1``). It is killed at seeded moments: between submit
-and acknowledgement, inside a replace (the new revision held before the venue books
-it: the old one is cancelled, the new one not there), while an order is partly
-filled, while several rest, or at a random moment. While it is down the tape prints a
-few trades (resting orders fill further). After each restart, with the tape still,
-the journal is read and then the venue (the venue can only be ahead), and these hold
-at every read:
+cancel and a new revision, ``….1``; half of them with a new quantity). It is killed
+at seeded moments: between submit and acknowledgement, inside a replace (the new
+revision held before the venue books it: the old one is cancelled, the new one not
+there), while an order is partly filled, while several rest, or at a random moment.
+While it is down the tape prints a few trades (resting orders fill further). After
+each restart, with the tape still, the journal is read and then the venue (the venue
+can only be ahead), and these hold at every read:
 
 - each venue order carries the client order id of one journal order, and a revision no
   later than the journal's replaces of it (so each maps to one order and revision);
@@ -513,6 +513,23 @@ def check_resting(journal: Journal, venue: VenueOrders) -> None:
         raise NotSettled(f"in flight without an outcome: {sorted(in_flight - set(resting))}")
 
 
+def new_quantity_revisions(exchange: LoopbackExchange) -> int:
+    """The replace revisions on the venue whose quantity is not what the revision
+    before left (a replace with a new quantity)."""
+    by_client = {o.client_order_id: o for o in exchange.orders.values()}
+    count = 0
+    for client_id, order in by_client.items():
+        base, _, revision = client_id.partition(".")
+        if not revision:
+            continue
+        number = int(revision) - 1
+        before = by_client.get(base if number == 0 else f"{base}.{number}")
+        if before is not None:
+            left = before.orig_qty - before.executed_qty
+            count += not math.isclose(order.orig_qty, left, abs_tol=1e-9)
+    return count
+
+
 class RestingOrders(Scenario):
     config = VENUE_FEED + STRATEGY_TEMPLATE.format(
         kind="RestingChurn", params="seed = 4, max_order = 3, max_units = 8, most_resting = 4"
@@ -617,13 +634,15 @@ class RestingOrders(Scenario):
         parts = sum(len(o.fills) for o in limits)
         in_parts = sum(len(o.fills) > 1 for o in limits)
         revisions = sum("." in o.client_order_id for o in exchange.orders.values())
+        requantified = new_quantity_revisions(exchange)
         expired = sum(o.status == "EXPIRED" and o.executed_qty > 0 for o in limits)
         journal_parts = sum(f.status is FILLED and f.remaining > 0 for f in fills)
         print(
             f"\nvenue crash, resting orders: {figures.kills} SIGKILLs in {elapsed:.1f} s, at "
             f"{dict(figures.moments)} (missed {dict(figures.missed)}, {figures.early} before "
             f"ready); venue orders {len(exchange.orders)} ({len(limits)} limit, {revisions} "
-            f"replace revisions, {expired} IOC part-filled then expired), venue fills of "
+            f"replace revisions, {requantified} of a new quantity, {expired} IOC "
+            f"part-filled then expired), venue fills of "
             f"limit orders {parts} ({in_parts} orders in parts), journal fills "
             f"{sum(f.status is FILLED for f in fills)} ({journal_parts} parts), never received "
             f"{figures.never_received}; checks {figures.checks}, duplicate venue orders "
@@ -635,6 +654,7 @@ class RestingOrders(Scenario):
             for moment in ("held", "replace", "partial", "resting"):
                 assert figures.moments[f"{moment} (caught)"] > 0, f"no kill {moment}"
         assert in_parts > 0 and revisions > 0 and expired > 0, "too little happened"
+        assert requantified > 0, "no replace with a new quantity"
 
 
 async def test_a_live_daemon_killed_while_orders_rest_and_fill_in_parts_settles_each_part_once(
