@@ -42,8 +42,8 @@ wakes of the feed push the oldest out. A wake that finds that a symbol's cache l
 trades after the last id seen reads them by REST first (the catch-up's read, from the
 last id seen), logged as ``market_feed_stream_overflow``; they come before the cached
 ones, deduped by id. Which rule tells a loss is learned from the ids in the
-cache: where they are consecutive integers (Binance numbers each symbol's trades so), a
-first new id past the last seen + 1; where a cache shows ids that skip (a venue that
+cache: where they are consecutive integers (Binance numbers each symbol's aggregate
+trades so), a first new id past the last seen + 1; where a cache shows ids that skip (a venue that
 numbers its trades across symbols), a full cache whose oldest trade is newer than the
 last seen. A symbol whose re-read fails keeps its cached trades for the next wake.
 
@@ -296,7 +296,6 @@ class CcxtFeed:
         self._streamed = frozenset(listed)
         params = STREAM_PARAMS.get(streams.id, {})
         if streams.has.get("watchTradesForSymbols"):
-            # A copy per call: ccxt.pro writes into the params it is given.
             return [lambda: streams.watch_trades_for_symbols(listed, params=dict(params))]
         return [_watch_symbol(streams, symbol, params) for symbol in listed]
 
@@ -563,6 +562,7 @@ def _watch_methods(streams: Any) -> bool:
 
 
 def _watch_symbol(streams: Any, symbol: str, params: dict[str, str]) -> WatchCall:
+    # A copy per call (here and for every symbol): ccxt.pro's watch_trades writes into it.
     return lambda: streams.watch_trades(symbol, params=dict(params))
 
 
