@@ -23,9 +23,12 @@ Streaming (``stream = "auto"``, the trades source): where the venue's exchange h
 ccxt.pro's ``watchTradesForSymbols`` (one connection for every symbol) or
 ``watchTrades`` (one watch per symbol), the public trades come over its WebSocket
 instead, through a ccxt.pro exchange of the venue's settings (no credentials: public
-streams), closed with the feed. A wake of any watch delivers every symbol's trades that
-ccxt.pro holds past the last id seen (``exchange.trades``), so a symbol never waits for
-another's message. The stream counts as up with its first message: then the trades it
+streams), closed with the feed. It streams the channel whose trade ids are the REST
+read's (``STREAM_PARAMS``): on Binance ``@aggTrade``, aggregate ids as ``fetch_trades``
+reads them from ``aggTrades``, not ccxt.pro's default ``@trade``, whose trade ids are
+another series. A wake of any watch delivers every symbol's trades that ccxt.pro holds
+past the last id seen (``exchange.trades``), so a symbol never waits for another's
+message. The stream counts as up with its first message: then the trades it
 may have missed are read once by REST (``fetch_trades`` from the last id seen, as a
 poll), and the stream takes over. Until then, and while it is down, the feed polls REST
 as above. A dropped or refused stream opens a gap at once (logged, announced, its
@@ -39,8 +42,8 @@ wakes of the feed push the oldest out. A wake that finds that a symbol's cache l
 trades after the last id seen reads them by REST first (the catch-up's read, from the
 last id seen), logged as ``market_feed_stream_overflow``; they come before the cached
 ones, deduped by id. Which rule tells a loss is learned from the ids in the
-cache: where they are consecutive integers (Binance numbers each symbol's trades so), a
-first new id past the last seen + 1; where a cache shows ids that skip (a venue that
+cache: where they are consecutive integers (Binance numbers each symbol's aggregate
+trades so), a first new id past the last seen + 1; where a cache shows ids that skip (a venue that
 numbers its trades across symbols), a full cache whose oldest trade is newer than the
 last seen. A symbol whose re-read fails keeps its cached trades for the next wake.
 
@@ -75,6 +78,16 @@ WatchCall = Callable[[], Coroutine[Any, Any, Any]]
 
 DEFAULT_TRADES_LIMIT = 1000
 """ccxt.pro's ``tradesLimit`` where its cache does not say its own size."""
+
+STREAM_PARAMS: dict[str, dict[str, str]] = {
+    # ccxt's fetch_trades reads Binance's aggTrades, numbered by aggregate trade id, but
+    # ccxt.pro streams @trade by default, numbered by trade id (another series): the
+    # catch-up reads REST from the stream's last id, so the stream must be @aggTrade.
+    "binance": {"name": "aggTrade"},
+    "binanceus": {"name": "aggTrade"},  # binance's classes, the same two series
+}
+"""The ``params`` of the trade watch by ccxt exchange id: the stream channel whose trade
+ids are the ids the REST read (``fetch_trades``) returns; others stream ccxt.pro's default."""
 
 MAX_PAGES_PER_POLL = 20
 """Most full pages of trades read for one symbol in one poll (a long gap's catch-up);
@@ -281,9 +294,10 @@ class CcxtFeed:
         markets = streams.markets or {}
         listed = [s for s in self.symbols if not markets or s in markets] or list(self.symbols)
         self._streamed = frozenset(listed)
+        params = STREAM_PARAMS.get(streams.id, {})
         if streams.has.get("watchTradesForSymbols"):
-            return [lambda: streams.watch_trades_for_symbols(listed)]
-        return [_watch_symbol(streams, symbol) for symbol in listed]
+            return [lambda: streams.watch_trades_for_symbols(listed, params=dict(params))]
+        return [_watch_symbol(streams, symbol, params) for symbol in listed]
 
     async def _first_of(
         self, watches: Sequence[asyncio.Task[Any]], patience: float | None
@@ -547,8 +561,9 @@ def _watch_methods(streams: Any) -> bool:
     return bool(has.get("watchTradesForSymbols") or has.get("watchTrades"))
 
 
-def _watch_symbol(streams: Any, symbol: str) -> WatchCall:
-    return lambda: streams.watch_trades(symbol)
+def _watch_symbol(streams: Any, symbol: str, params: dict[str, str]) -> WatchCall:
+    # A copy per call (here and for every symbol): ccxt.pro's watch_trades writes into it.
+    return lambda: streams.watch_trades(symbol, params=dict(params))
 
 
 def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:

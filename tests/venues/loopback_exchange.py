@@ -37,8 +37,10 @@ third asset when ``fee_asset`` is set (BNB: the notional's fee at the price of
 ``BNB`` + quote, a market of the exchange), as Binance does with "pay fees with BNB".
 
 Public trade streams (tests/venues/loopback_streams.py): Binance's ``<symbol>@trade``
-WebSocket on the same server, at :meth:`LoopbackExchange.ccxt_ws_urls` (ccxt.pro's
-``urls['api']['ws']``), pushing every trade of the tape and every fill as it is made;
+(trade ids, as ``/trades`` and ``/myTrades``) and ``<symbol>@aggTrade`` (aggregate ids,
+another series, as ``/aggTrades``) WebSockets on the same server, at
+:meth:`LoopbackExchange.ccxt_ws_urls` (ccxt.pro's ``urls['api']['ws']``), pushing every
+trade of the tape and every fill as it is made;
 :meth:`drop_streams` closes them and refuses new ones until :meth:`restore_streams`.
 
 Failures on command: :meth:`reject_next`, :meth:`rate_limit_next` (HTTP 429),
@@ -180,6 +182,9 @@ class VenueTrade:
     commission_asset: str
     time_ms: int
     is_maker: bool
+    agg_id: int
+    """Its aggregate trade's id (``aggTrades``, ``@aggTrade``): a series of its own,
+    not the trade id (one trade per aggregate here)."""
 
 
 class ApiError(Exception):
@@ -238,6 +243,8 @@ class LoopbackExchange:
         """POST /order requests received, duplicates and rejections included."""
         self._order_ids = itertools.count(1_000)
         self._trade_ids = itertools.count(5_000)
+        self._agg_ids = itertools.count(70_000)
+        """Aggregate trade ids: another series than the trade ids, as on Binance."""
         self._rejections: list[tuple[int, str]] = []
         self._rate_limited = 0
         self._held_submits = 0
@@ -669,7 +676,7 @@ class LoopbackExchange:
         now = self.now_ms()
         trade = VenueTrade(
             next(self._trade_ids), order.order_id, market.id, order.side, price, quantity,
-            fee, fee_asset, now, maker,
+            fee, fee_asset, now, maker, next(self._agg_ids),
         )  # fmt: skip
         self.trades.append(trade)
         self.streams.publish(trade, now)
@@ -776,7 +783,7 @@ class LoopbackExchange:
                 side = self._tape_random.choice(("BUY", "SELL"))
                 trade = VenueTrade(
                     next(self._trade_ids), 0, market.id, side, self.prices[market.id], qty,
-                    0.0, market.quote, self.now_ms(), False,
+                    0.0, market.quote, self.now_ms(), False, next(self._agg_ids),
                 )  # fmt: skip
                 self.tape.append(trade)
                 self.streams.publish(trade, trade.time_ms)
@@ -798,19 +805,21 @@ class LoopbackExchange:
             self._tape_task = None
 
     def market_trades(self, symbol: str) -> list[VenueTrade]:
-        """Every trade of a market (the account's and the tape's), by id."""
+        """Every trade of a market (the account's and the tape's), by id (trade and
+        aggregate ids go up together)."""
         market_id = symbol.replace("/", "")
         trades = [t for t in (*self.trades, *self.tape) if t.symbol == market_id]
         return sorted(trades, key=lambda t: t.trade_id)
 
     def _agg_trades(self, params: dict[str, str]) -> list[Json]:
-        """Binance's compressed trades: from ``fromId`` (inclusive), or within
+        """Binance's compressed trades, by aggregate id: from ``fromId`` (an aggregate
+        id, inclusive), or within
         ``startTime``..``endTime``, else the most recent; at most ``limit`` (500, <= 1000)."""
         market = self._market(params)
         limit = min(int(params.get("limit", "500")), 1000)
         trades = self.market_trades(market.id)
         if "fromId" in params:
-            trades = [t for t in trades if t.trade_id >= int(params["fromId"])][:limit]
+            trades = [t for t in trades if t.agg_id >= int(params["fromId"])][:limit]
         elif "startTime" in params or "endTime" in params:
             start, end = int(params.get("startTime", "0")), int(params.get("endTime", str(2**62)))
             trades = [t for t in trades if start <= t.time_ms <= end][:limit]
@@ -818,7 +827,7 @@ class LoopbackExchange:
             trades = trades[-limit:]
         return [
             {
-                "a": t.trade_id,
+                "a": t.agg_id,
                 "p": _fmt(t.price),
                 "q": _fmt(t.qty),
                 "f": t.trade_id,

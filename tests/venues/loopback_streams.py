@@ -5,8 +5,12 @@ is :meth:`LoopbackStreams.url` (served on the loopback's own aiohttp server).
 ccxt.pro opens ``<ws url>/<stream number>`` and sends
 ``{"method": "SUBSCRIBE", "params": ["btcusdt@trade", ...], "id": n}``; the server
 answers ``{"result": null, "id": n}`` and from then pushes each trade of those markets as
-Binance's trade event (``e: "trade"``, ``E``, ``s``, ``t``, ``p``, ``q``, ``T``, ``m``,
-``M``), the same trades, with the same ids, as ``/api/v3/aggTrades`` serves.
+Binance does on that stream: on ``<symbol>@trade`` its trade event (``e: "trade"``, ``E``,
+``s``, ``t``, ``p``, ``q``, ``T``, ``m``, ``M``: ``t`` the trade id, as ``/api/v3/trades``
+and ``/myTrades`` number it); on ``<symbol>@aggTrade`` its aggregate trade event
+(``e: "aggTrade"``, ``E``, ``s``, ``a``, ``p``, ``q``, ``f``, ``l``, ``T``, ``m``, ``M``:
+``a`` the aggregate id, as ``/api/v3/aggTrades`` numbers it, another series). ccxt.pro
+subscribes to ``@trade`` unless its watch's ``params`` name ``aggTrade``.
 ``UNSUBSCRIBE`` is answered the same way; any other message gets Binance's error reply.
 
 Failures on command: :meth:`drop_streams` closes every stream connection and refuses
@@ -36,7 +40,7 @@ STREAM_PREFIX = "/stream/ws"
 class _Connection:
     socket: web.WebSocketResponse
     streams: set[str] = field(default_factory=set)
-    """The subscribed stream names, btcusdt@trade."""
+    """The subscribed stream names, btcusdt@trade or btcusdt@aggTrade."""
     outbox: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     """What to send, in order (None: stop)."""
 
@@ -90,23 +94,17 @@ class LoopbackStreams:
         self.down = False
 
     def publish(self, trade: VenueTrade, event_ms: int) -> None:
-        """Push one trade (the tape's or an account's fill) to its market's subscribers."""
-        stream = trade.symbol.lower() + "@trade"
-        event = {
-            "e": "trade",
-            "E": event_ms,
-            "s": trade.symbol,
-            "t": trade.trade_id,
-            "p": _fmt(trade.price),
-            "q": _fmt(trade.qty),
-            "T": trade.time_ms,
-            "m": trade.side == "SELL",  # the buyer made the market: the taker sold
-            "M": True,
+        """Push one trade (the tape's or an account's fill) to its market's subscribers,
+        on each of its streams as that stream shows it."""
+        market = trade.symbol.lower()
+        payloads = {
+            market + "@trade": orjson.dumps(_trade_event(trade, event_ms)),
+            market + "@aggTrade": orjson.dumps(_agg_trade_event(trade, event_ms)),
         }
-        payload = orjson.dumps(event)
         for connection in self._connections:
-            if stream in connection.streams:
-                connection.outbox.put_nowait(payload)
+            for stream, payload in payloads.items():
+                if stream in connection.streams:
+                    connection.outbox.put_nowait(payload)
 
     # ------------------------------------------------------------ WebSocket
 
@@ -156,6 +154,38 @@ class LoopbackStreams:
             if connection.socket.closed:
                 return
             await connection.socket.send_str(payload.decode())
+
+
+def _trade_event(trade: VenueTrade, event_ms: int) -> dict[str, Any]:
+    """Binance's ``@trade`` event: the trade, by its trade id."""
+    return {
+        "e": "trade",
+        "E": event_ms,
+        "s": trade.symbol,
+        "t": trade.trade_id,
+        "p": _fmt(trade.price),
+        "q": _fmt(trade.qty),
+        "T": trade.time_ms,
+        "m": trade.side == "SELL",  # the buyer made the market: the taker sold
+        "M": True,
+    }
+
+
+def _agg_trade_event(trade: VenueTrade, event_ms: int) -> dict[str, Any]:
+    """Binance's ``@aggTrade`` event: the trade's aggregate (one trade), by aggregate id."""
+    return {
+        "e": "aggTrade",
+        "E": event_ms,
+        "s": trade.symbol,
+        "a": trade.agg_id,
+        "p": _fmt(trade.price),
+        "q": _fmt(trade.qty),
+        "f": trade.trade_id,
+        "l": trade.trade_id,
+        "T": trade.time_ms,
+        "m": trade.side == "SELL",
+        "M": True,
+    }
 
 
 def _fmt(value: float) -> str:

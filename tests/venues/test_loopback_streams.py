@@ -61,9 +61,11 @@ async def subscribed(exchange: LoopbackExchange, count: int = 1) -> None:
         await exchange.streams.until_subscribed(count)
 
 
-async def watched(client: Any, exchange: LoopbackExchange, symbols: list[str]) -> list[Any]:
+async def watched(
+    client: Any, exchange: LoopbackExchange, symbols: list[str], **params: str
+) -> list[Any]:
     """The trades of one watch_trades_for_symbols call, printing a round once subscribed."""
-    watch = asyncio.create_task(client.watch_trades_for_symbols(symbols))
+    watch = asyncio.create_task(client.watch_trades_for_symbols(symbols, params=params))
     await subscribed(exchange, len(exchange.streams.subscriptions) + 1)
     exchange.print_trades()
     async with asyncio.timeout(WAIT):
@@ -87,14 +89,37 @@ async def test_ccxt_pro_subscribes_to_the_trade_streams_and_parses_each_trade(
         venue_trade.time_ms,
     )
     assert trade["side"] == venue_trade.side.lower()
-    # Both symbols' trades of the round reach ccxt.pro's cache, with the REST tape's ids.
+    # Both symbols' trades of the round reach ccxt.pro's cache, by their trade ids.
     async with asyncio.timeout(WAIT):
         while sum(len(client.trades.get(s, [])) for s in ("BTC/USDT", "ETH/USDT")) < 2:
             await client.watch_trades_for_symbols(["BTC/USDT", "ETH/USDT"])
     cached = sorted(int(t["id"]) for s in ("BTC/USDT", "ETH/USDT") for t in client.trades[s])
     assert cached == sorted(printed)
+    # As on Binance, REST's fetch_trades (aggTrades) numbers them in another series.
     rest = await client.fetch_trades("BTC/USDT")
-    assert {t["id"] for t in rest} == {t["id"] for t in client.trades["BTC/USDT"]}
+    [btc] = [t for t in exchange.tape if t.symbol == "BTCUSDT"]
+    assert [int(t["id"]) for t in rest] == [btc.agg_id] != [btc.trade_id]
+
+
+async def test_the_aggregate_trade_stream_carries_the_rest_reads_ids(
+    exchange: LoopbackExchange, client: Any
+) -> None:
+    [trade] = await watched(client, exchange, ["BTC/USDT"], name="aggTrade")
+    assert exchange.streams.subscriptions == [["btcusdt@aggTrade"]]
+    [btc] = [t for t in exchange.tape if t.symbol == "BTCUSDT"]
+    assert (trade["info"]["e"], trade["info"]["f"], trade["info"]["l"]) == (
+        "aggTrade",
+        btc.trade_id,
+        btc.trade_id,
+    )
+    assert (int(trade["id"]), trade["price"], trade["amount"], trade["side"]) == (
+        btc.agg_id,
+        btc.price,
+        btc.qty,
+        btc.side.lower(),
+    )
+    rest = await client.fetch_trades("BTC/USDT", params={"fromId": btc.agg_id})
+    assert [t["id"] for t in rest] == [trade["id"]]
 
 
 async def test_an_accounts_fill_is_pushed_like_the_tapes_trades(

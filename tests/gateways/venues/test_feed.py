@@ -324,7 +324,7 @@ async def test_streamed_trades_are_ticks_and_a_dropped_stream_loses_or_doubles_n
     with structlog.testing.capture_logs() as logs:
         async with running(feed, sink):
             await print_until(exchange, sink, lambda: feed.streaming)
-            assert exchange.streams.subscriptions == [["btcusdt@trade", "ethusdt@trade"]]
+            assert exchange.streams.subscriptions == [["btcusdt@aggTrade", "ethusdt@aggTrade"]]
             polls = aggtrades(exchange)
             await print_until(exchange, sink, lambda: len(sink.ticks) >= 10)
             assert aggtrades(exchange) == polls  # streamed: no poll while it is up
@@ -355,6 +355,7 @@ async def test_trades_made_while_the_venue_is_away_are_read_once_when_it_is_back
     feed.attach(binance, stream=lambda: pro_binance(exchange))
     async with running(feed, sink):
         await print_until(exchange, sink, lambda: feed.streaming)
+        await print_until(exchange, sink, lambda: len(sink.ticks) >= 6)  # streamed
         await exchange.go_down()  # REST and stream away: nothing reads these
         await sink.until(lambda: sink.states[-1].condition is FeedCondition.GAP)
         exchange.print_trades(3)
@@ -407,8 +408,23 @@ async def test_a_watch_per_symbol_where_the_exchange_has_no_watch_for_symbols(
     async with running(feed, sink):
         await print_until(exchange, sink, lambda: feed.streaming)
         await print_until(exchange, sink, lambda: len(sink.ticks) >= 10)
-    assert sorted(exchange.streams.subscriptions) == [["btcusdt@trade"], ["ethusdt@trade"]]
+    assert sorted(exchange.streams.subscriptions) == [["btcusdt@aggTrade"], ["ethusdt@aggTrade"]]
     assert by_symbol(sink.ticks) == by_symbol(the_tape_since(exchange, START * 1000))
+
+
+async def test_an_exchange_the_channel_table_does_not_list_streams_ccxt_pros_default(
+    exchange: LoopbackExchange, binance: ccxt.binance, clock: ManualClock
+) -> None:
+    def unlisted() -> Any:
+        streams = pro_binance(exchange)
+        streams.id = "notbinance"  # STREAM_PARAMS names no channel for it
+        return streams
+
+    feed, sink = make_feed(binance, clock, **STREAMING)
+    feed.attach(binance, stream=unlisted)
+    async with running(feed, sink):
+        await print_until(exchange, sink, lambda: feed.streaming)
+    assert exchange.streams.subscriptions == [["btcusdt@trade", "ethusdt@trade"]]
 
 
 async def test_a_stream_exchange_that_cannot_be_built_is_logged_and_the_feed_polls(
@@ -436,7 +452,7 @@ async def test_a_symbol_the_venue_does_not_list_is_a_gap_while_the_others_stream
         await print_until(exchange, sink, lambda: feed.streaming, per_round=1)
         clock.advance(1)  # DOGE silent for longer than the gap threshold
         await print_until(exchange, sink, lambda: len(sink.ticks) >= 10, per_round=1)
-    assert exchange.streams.subscriptions[-1] == ["btcusdt@trade"]
+    assert exchange.streams.subscriptions[-1] == ["btcusdt@aggTrade"]
     assert {t.symbol for t in sink.ticks} == {"BTC/USDT"}
     gap = sink.states[-1]
     assert gap.condition is FeedCondition.GAP
@@ -456,8 +472,8 @@ class HeldStream:
         self._arrived = asyncio.Event()
         watch, handle = self.streams.watch_trades_for_symbols, self.streams.handle_trade
 
-        async def held_watch(symbols: list[str]) -> Any:
-            trades = await watch(symbols)
+        async def held_watch(symbols: list[str], **settings: Any) -> Any:
+            trades = await watch(symbols, **settings)
             while self.held:
                 await self._released.wait()
             return trades
@@ -477,10 +493,11 @@ class HeldStream:
         self.held = False
         self._released.set()
 
-    async def until_cached(self, symbol: str, trade_id: int) -> None:
-        """Until ccxt.pro's cache of ``symbol`` holds trade ``trade_id``."""
+    async def until_cached(self, symbol: str, agg_id: int) -> None:
+        """Until ccxt.pro's cache of ``symbol`` holds the trade of aggregate id ``agg_id``
+        (the feed streams Binance's @aggTrade)."""
         async with asyncio.timeout(WAIT):
-            while trade_id not in [int(t["id"]) for t in self.streams.trades.get(symbol) or []]:
+            while agg_id not in [int(t["id"]) for t in self.streams.trades.get(symbol) or []]:
                 self._arrived.clear()
                 await self._arrived.wait()
 
@@ -492,7 +509,7 @@ async def overflow_the_cache(
     held.hold()
     exchange.print_trades(rounds)
     for market in exchange.markets.values():
-        last = max(t.trade_id for t in exchange.tape if t.symbol == market.id)
+        last = max(t.agg_id for t in exchange.tape if t.symbol == market.id)
         await held.until_cached(f"{market.base}/{market.quote}", last)
     held.release()
     last_tick = the_tape_since(exchange, START * 1000)[-1]
@@ -502,7 +519,7 @@ async def overflow_the_cache(
 async def test_trades_a_burst_pushed_out_of_the_stream_cache_are_read_again_by_rest(
     clock: ManualClock,
 ) -> None:
-    # One market: its trade ids are consecutive, as Binance numbers each symbol's.
+    # One market: its aggregate ids are consecutive, as Binance numbers each symbol's.
     async with LoopbackExchange(
         KEY, SECRET, [BTC], {"USDT": 1e6}, seed=3, clock=clock.now
     ) as venue:
@@ -580,7 +597,7 @@ async def test_a_re_read_that_fails_keeps_the_cached_trades_for_the_next_wake(
                     venue.on_request = refuse_one_read
                     held.hold()
                     venue.print_trades(10)
-                    await held.until_cached("BTC/USDT", venue.tape[-1].trade_id)
+                    await held.until_cached("BTC/USDT", venue.tape[-1].agg_id)
                     held.release()
                     async with asyncio.timeout(WAIT):
                         await refused.wait()

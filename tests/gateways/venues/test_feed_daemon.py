@@ -164,7 +164,7 @@ async def test_streamed_trades_reach_3001_as_quotes_and_bars(exchange: LoopbackE
             bar = (await next_message(ws, "bar"))["data"]
         feed = daemon.venue_feed
         assert feed is not None and feed.streaming
-    assert exchange.streams.subscriptions == [["btcusdt@trade"]]
+    assert exchange.streams.subscriptions == [["btcusdt@aggTrade"]]
     tape = {(t.price, t.qty) for t in exchange.market_trades(SYMBOL)}
     assert all((q["price"], q["size"]) in tape for q in quotes)
     assert bar["symbol"] == SYMBOL and bar["resolution"] == "1s"
