@@ -52,14 +52,17 @@ class RestingChurnParams(ChurnParams):
     offset: float = Field(
         0.002, gt=0.0, lt=0.1, description="Furthest a resting limit is from the price, as a share."
     )
+    new_quantity_share: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of the replaces that also change the quantity."
+    )
 
 
 class RestingChurn(Strategy[RestingChurnParams]):
     """On each tick, a seeded choice among: a market order, a GTC limit order a little
     away from the price (on a venue it rests there and fills in parts as the price
     moves through it), a marketable IOC limit (a part at once, the rest expires), a
-    cancel or a replace (a new limit nearer the price, half the time with a new
-    quantity) of one of its resting orders.
+    cancel or a replace (a new limit nearer the price, a share of them with a new
+    quantity: ``new_quantity_share``) of one of its resting orders.
 
     Long only, between 0 and ``max_units`` counting what rests: a spot account sells
     only what it holds (the venue refuses the rest, which the crash test allows)."""
@@ -86,13 +89,15 @@ class RestingChurn(Strategy[RestingChurnParams]):
 
     def _replace(self, tick: Tick, resting: list[Order]) -> None:
         """Halfway to the price (a replace that fills sooner than the order it replaces),
-        and half the time with a new quantity of whole units within the room, larger or
-        smaller than what rests (on a venue the new revision is of the new quantity)."""
+        and for ``new_quantity_share`` of them a new quantity of whole units within the
+        room, larger or smaller than what rests (on a venue the new revision is of the
+        new quantity). With a share of 0 nothing more is drawn from the seeded stream."""
         order = self._random.choice(resting)
         assert order.limit_price is not None
         limit = round((order.limit_price + tick.price) / 2, 2)
         quantity = None
-        if self._random.random() < 0.5:
+        share = self.params.new_quantity_share
+        if share and self._random.random() < share:
             can_buy, can_sell = self._room(tick.symbol, resting)
             room = order.quantity + (can_buy if order.side is BUY else can_sell)
             sizes = [q for q in range(1, self.params.max_order + 1) if q <= room]
