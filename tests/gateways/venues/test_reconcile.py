@@ -24,26 +24,17 @@ from tests.gateways.venues.test_live_trading import (
     LIVE,
     SECRET,
     SYMBOL,
+    credentials,
+    exchange,
     first_bar,
     live_config,
     start_live,
 )
 from tests.support import START, Client, TestDaemon
-from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket
+from tests.venues.loopback_exchange import LoopbackExchange
 from tests.venues.test_loopback_exchange import plain_binance
 
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ORCHESTRATOR_VENUE_MAIN_API_KEY", KEY)
-    monkeypatch.setenv("ORCHESTRATOR_VENUE_MAIN_SECRET", SECRET)
-
-
-@pytest.fixture
-async def exchange() -> AsyncIterator[LoopbackExchange]:
-    market = LoopbackMarket("BTC", "USDT", 30_000.0)
-    async with LoopbackExchange(KEY, SECRET, [market], {"USDT": 100_000.0}, seed=5) as venue:
-        yield venue
+__all__ = ["credentials", "exchange"]  # the live-trading tests' fixtures
 
 
 @contextlib.asynccontextmanager

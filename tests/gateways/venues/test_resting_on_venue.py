@@ -6,7 +6,7 @@ restart; block-all's flatten closes positions on the venue; fees in BNB."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,27 +21,18 @@ from tests.gateways.venues.test_live_trading import (
     LIVE,
     SECRET,
     SYMBOL,
+    credentials,
+    exchange,
     first_bar,
     venue_settings,
 )
 from tests.support import Client, TestDaemon, running_daemon, test_config
 from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket, VenueOrder
 
+__all__ = ["credentials", "exchange"]  # the live-trading tests' fixtures
+
 LIMIT_BUYER = "tests.scripted_strategies:RestingLimitBuy"
 MARKET_BUYER = "tests.scripted_strategies:BuyThenHold"
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ORCHESTRATOR_VENUE_MAIN_API_KEY", KEY)
-    monkeypatch.setenv("ORCHESTRATOR_VENUE_MAIN_SECRET", SECRET)
-
-
-@pytest.fixture
-async def exchange() -> AsyncIterator[LoopbackExchange]:
-    market = LoopbackMarket("BTC", "USDT", 30_000.0)
-    async with LoopbackExchange(KEY, SECRET, [market], {"USDT": 100_000.0}, seed=5) as venue:
-        yield venue
 
 
 def config_for(
