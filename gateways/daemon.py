@@ -333,7 +333,12 @@ class Daemon:
 
     async def _reconcile_venues(self) -> None:
         """Each venue against the journal, before any strategy resumes; then periodically."""
-        await asyncio.gather(*(r.at_start() for r in self.reconcilers.values()))
+        await asyncio.gather(
+            *(
+                reconciler.at_start_retried(self.config.venues[name].start_reconcile_seconds)
+                for name, reconciler in self.reconcilers.items()
+            )
+        )
         for name, reconciler in self.reconcilers.items():
             interval = self.config.venues[name].reconcile_interval_seconds
             self._venue_tasks[f"{name}-reconcile"] = asyncio.create_task(

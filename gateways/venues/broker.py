@@ -301,7 +301,9 @@ class VenueBroker:
             not r.placed or r.cancelling or not r.followed for r in self._resting.values()
         )
 
-    def market_problem(self, symbols: Collection[str]) -> str | None:
+    def trading_problem(self, symbols: Collection[str]) -> str | None:
+        if self.unreconciled is not None:
+            return f"venue {self.name} takes no order: {self.unreconciled}"
         missing = sorted(symbol for symbol in symbols if symbol not in self._markets)
         if not missing:
             return None
@@ -728,9 +730,7 @@ class VenueBroker:
         if not self._state.connected:
             reason = self._state.reason
             return f"venue {self.name} is not connected ({reason}); no order is sent blind"
-        if self.unreconciled is not None:
-            return f"venue {self.name} takes no order: {self.unreconciled}"
-        return self.market_problem([order.symbol])
+        return self.trading_problem([order.symbol])
 
     async def _place(self, resting: _Resting) -> None:
         await self.before_send()

@@ -69,6 +69,15 @@ class VenueConfig(FrozenModel):
         description="How often, while running, the venue's open orders and balances are "
         "compared with the journal (at start they always are, before any strategy resumes).",
     )
+    start_reconcile_seconds: float = Field(
+        10.0,
+        ge=0.0,
+        le=600.0,
+        description="How long the start's reconciliation is tried again (with backoff) when "
+        "the venue answers but the pass fails (a rate limit, a timeout), before the "
+        "strategies trading there are restored: until it succeeds they are restored as "
+        "ERROR and the venue takes no order.",
+    )
     recv_window_ms: int | None = Field(
         None,
         ge=100,

@@ -24,7 +24,11 @@ At start, after the journal's restore and before any strategy resumes
    balance the new truth. A balance is only compared while no order is on its way.
 
 Until the start's reconciliation is done the venue takes no order (its broker says
-why): a venue unreachable at start is reconciled when it answers.
+why), and no strategy trades there: one restored before it is ERROR, as with a venue
+unreachable at start, whose orders resting there are cancelled on the venue once it
+answers (an orphan). A pass that fails while the venue answers is tried again at start
+for ``start_reconcile_seconds``; a venue unreachable at start is reconciled when it
+answers.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ RECONCILED_FILL_PREFIX = "reconciled-"
 
 TRADES_MARGIN_SECONDS = 60.0
 """How far before the last journaled fill the venue's trades are read (clocks differ)."""
+
+START_RETRY_FIRST_SECONDS = 0.5
+"""The first wait before the start's pass is tried again (doubled at each try)."""
 
 StrategiesOn = Callable[[str], Mapping[str, Sequence[str]]]
 """venue -> {strategy id: its symbols} of the strategies that trade there."""
@@ -145,6 +152,22 @@ class VenueReconciler:
             return self._failed(report, describe_venue_error(self.name, exc))
         self._done(report)
         self.broker.unreconciled = None
+        return True
+
+    async def at_start_retried(self, seconds: float) -> bool:
+        """:meth:`at_start`, tried again with backoff for up to ``seconds`` while the venue
+        answers but the pass fails (a rate limit, a timeout: likely to pass soon); an
+        unreachable venue is not waited for (its broker reconnects, the periodic pass
+        reconciles it then)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        delay = START_RETRY_FIRST_SECONDS
+        while not await self.at_start():
+            left = deadline - loop.time()
+            if left <= 0 or not self.broker.state.connected:
+                return False
+            await asyncio.sleep(min(delay, left))
+            delay *= 2
         return True
 
     async def periodic(self) -> None:

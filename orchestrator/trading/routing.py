@@ -26,8 +26,9 @@ class LiveBroker(Broker, Protocol):
         """Whether it takes orders now, and why not."""
         ...
 
-    def market_problem(self, symbols: Collection[str]) -> str | None:
-        """Why ``symbols`` cannot trade there (no such market), or None."""
+    def trading_problem(self, symbols: Collection[str]) -> str | None:
+        """Why ``symbols`` cannot trade there now (not reconciled with the journal yet,
+        no such market), or None."""
         ...
 
     def place_resting(self, order: Order) -> bool: ...
@@ -65,7 +66,7 @@ class BrokerRouter:
         state = broker.state
         if not state.connected:
             return f"venue {venue} is not connected ({state.reason}); no order is sent blind"
-        return broker.market_problem(symbols)
+        return broker.trading_problem(symbols)
 
     def route(self, strategy_id: str, venue: str | None) -> None:
         """Send the strategy's orders to ``venue`` from now on (None: the paper broker)."""

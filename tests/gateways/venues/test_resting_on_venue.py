@@ -14,7 +14,7 @@ import pytest
 
 from gateways.config import DaemonConfig
 from orchestrator.journal.store import Journal
-from orchestrator.model.events import OrderReplaced, OrderTriggered
+from orchestrator.model.events import OrderReplaced, OrderTriggered, StrategyStatus
 from orchestrator.model.orders import FILLED
 from tests.gateways.venues.test_live_trading import (
     KEY,
@@ -514,3 +514,62 @@ async def test_a_part_takes_the_fees_of_its_own_trades_when_the_venue_fills_more
             ledger = daemon.daemon.journal.venue_ledger("main")
         assert filled_meanwhile
         assert [entry.fee for entry in ledger] == pytest.approx([0.004 * 0.001] * 2)
+
+
+async def test_a_start_whose_reconciliation_fails_once_is_tried_again_before_strategies_resume(
+    exchange: LoopbackExchange,
+) -> None:
+    """A rate limit on the start's first signed request: the pass is tried again before
+    the strategies resume, so the order resting on the venue is followed there (the
+    daemon's own prices through its limit fill nothing) and its fill is told once."""
+    config = config_for(exchange)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+    exchange.rate_limit_next(1)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        assert daemon.daemon.venues["main"].unreconciled is None
+        daemon.tick(SYMBOL, 29_000.0)  # through the limit, in the daemon only
+        [resting] = daemon.daemon.core.execution.open_orders("buyer")
+        assert resting.quantity == pytest.approx(0.01)
+        exchange.set_price(SYMBOL, 29_000.0)
+        trade = (await client.recv_type("strategy_trade"))["data"]
+        assert trade["quantity"] == pytest.approx(0.01)
+        assert daemon.daemon.journal is not None
+        fills = daemon.daemon.journal.fills("buyer")
+        assert [f.quantity for f in fills if f.status is FILLED] == pytest.approx([0.01])
+    assert exchange.orders[order.order_id].status == "FILLED"
+    assert exchange.submissions == 1 and exchange.position("BTC") == pytest.approx(0.01)
+
+
+async def test_a_start_whose_reconciliation_keeps_failing_restores_its_strategies_as_error(
+    exchange: LoopbackExchange,
+) -> None:
+    """The venue answers but the start's pass keeps failing: its live strategy is restored
+    as ERROR with the reason, as when the venue is unreachable, and the daemon's own
+    prices do not fill its order; the order is cancelled on the venue once a pass
+    succeeds (nothing rests there that nothing follows), and the venue fills nothing."""
+    config = config_for(exchange)
+    config = config.model_copy(
+        update={
+            "venues": {
+                "main": config.venues["main"].model_copy(update={"start_reconcile_seconds": 0.0})
+            }
+        }
+    )
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        order = await resting_on_venue(daemon, client, exchange)
+    exchange.rate_limit_next(1)
+    async with running_daemon(config) as daemon:
+        broker = daemon.daemon.venues["main"]
+        assert broker.unreconciled is not None
+        [view] = daemon.daemon.registry.catalog()
+        assert view.status is StrategyStatus.ERROR
+        assert daemon.daemon.core.execution.open_orders("buyer") == []
+        daemon.tick(SYMBOL, 29_000.0)
+        reconciler = daemon.daemon.reconcilers["main"]
+        await reconciler.periodic()  # the start's pass, late
+        assert broker.unreconciled is None
+        assert reconciler.last is not None and reconciler.last.orphans_cancelled == 1
+    assert exchange.orders[order.order_id].status == "CANCELED"
+    exchange.set_price(SYMBOL, 29_000.0)
+    assert exchange.submissions == 1 and exchange.position("BTC") == 0.0

@@ -23,7 +23,7 @@ class VenueOnPaper(PaperBroker):
         self.markets = markets
         self.state = VenueState("main", True)
 
-    def market_problem(self, symbols: Collection[str]) -> str | None:
+    def trading_problem(self, symbols: Collection[str]) -> str | None:
         missing = sorted(set(symbols) - self.markets)
         return f"no market {', '.join(missing)}" if missing else None
 
