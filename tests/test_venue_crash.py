@@ -73,6 +73,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from orchestrator.journal.store import Journal
 from orchestrator.model.orders import FILLED
 from tests.gateways.test_daemon_process import SERVERS, clean_env, free_ports, write_config
@@ -170,6 +172,11 @@ async def spawned(config: Path) -> AsyncIterator[DaemonRun]:
     run = DaemonRun(proc)
     try:
         yield run
+    except BaseException:
+        kept = config.parent / f"daemon-{proc.pid}.jsonl"
+        kept.write_bytes(b"".join(orjson.dumps(entry) + b"\n" for entry in run.logs))
+        print(f"\nthe failing round's daemon log: {kept}")
+        raise
     finally:
         await run.kill()
 
@@ -181,6 +188,8 @@ class Figures:
     early: int = 0
     recovered: int = 0
     never_received: int = 0
+    reconcile_failures: int = 0
+    """Start or periodic passes that failed (each is tried again)."""
     checks: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     moments: Counter[str] = field(default_factory=Counter)
@@ -298,6 +307,9 @@ async def one_round(
             "never received" in str(e.get("reason"))
             for e in run.logs
             if e.get("event") == "venue_order_reconciled"
+        )
+        figures.reconcile_failures += sum(
+            e.get("event") == "venue_reconciliation_failed" for e in run.logs
         )
 
 
@@ -655,7 +667,8 @@ class RestingOrders(Scenario):
             f"part-filled then expired), venue fills of "
             f"limit orders {parts} ({in_parts} orders in parts), journal fills "
             f"{sum(f.status is FILLED for f in fills)} ({journal_parts} parts), never received "
-            f"{figures.never_received}; checks {figures.checks}, duplicate venue orders "
+            f"{figures.never_received}, failed reconciliations {figures.reconcile_failures}; "
+            f"checks {figures.checks}, duplicate venue orders "
             f"{duplicates}, orders with a fill missing {missing}"
         )
         assert figures.kills >= min(KILLS, 20)
