@@ -175,6 +175,10 @@ class VenueBroker:
         self.unreconciled: str | None = "not reconciled with the journal yet"
         """Why no order may go yet: set until the start's reconciliation is done (then
         the journal knows what became of every order in flight at the last stop)."""
+        self.restored = False
+        """The pipeline has restored the resting orders (:meth:`follow_adopted`): a late
+        start's pass adopts none (no strategy of a venue not reconciled at restore was
+        restored running; what of theirs still rests there is an orphan)."""
         self.on_settled: Callable[[], None] = lambda: None
         """Called (soon, from the loop) when outcomes wait: the execution service collects."""
         self.on_state: Callable[[], None] = lambda: None
@@ -715,6 +719,7 @@ class VenueBroker:
 
     def follow_adopted(self) -> None:
         """The pipeline has restored its resting orders: follow the adopted ones."""
+        self.restored = True
         for resting in list(self._resting.values()):
             if resting.followed:
                 continue

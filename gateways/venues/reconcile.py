@@ -267,8 +267,8 @@ class VenueReconciler:
         revision it has of each (a replace places a new one) is followed from the
         restore on; what it filled while the daemon was down is settled then, once."""
         journal = self._journal
-        if journal is None:
-            return
+        if journal is None or self.broker.restored:
+            return  # late (see VenueBroker.restored): nothing of this venue rests here
         resting = journal.venue_resting_orders(self.name)
         parts = journal.filled_quantities() if resting else {}
         for order, replaces in resting:
