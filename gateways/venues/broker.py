@@ -749,7 +749,8 @@ class VenueBroker:
             self._end_resting(resting, reason)
             return
         kind, price, params = terms
-        client_id = self.client_id(order.id, resting.revision)
+        revision = resting.revision
+        client_id = self.client_id(order.id, revision)
         resting.placed, resting.placed_at = True, self._clock.now()
         try:
             result = await self._exchange.create_order(
@@ -772,7 +773,7 @@ class VenueBroker:
         except ccxt_errors.BaseError as exc:
             self._end_resting(resting, describe_venue_error(self.name, exc))
         else:
-            await self._follow(resting, dict(result))
+            await self._follow(resting, revision, dict(result))
 
     async def _place_triggered(
         self, resting: _Resting, exc: ccxt_errors.OrderImmediatelyFillable
@@ -790,21 +791,21 @@ class VenueBroker:
         await self._place(resting)
 
     async def _cancel_resting(self, resting: _Resting) -> None:
-        order = resting.order
-        params = {"clientOrderId": self.client_id(order.id, resting.revision)}
+        order, revision = resting.order, resting.revision
+        params = {"clientOrderId": self.client_id(order.id, revision)}
         try:
             result = await self._exchange.cancel_order(None, order.symbol, params)
         except ccxt_errors.BaseError as exc:
             # Done already (filled, expired), or the answer lost: the poll reads it.
             log.info("venue_cancel_unanswered", venue=self.name, order_id=order.id, error=str(exc))
             return
-        await self._follow(resting, dict(result))
+        await self._follow(resting, revision, dict(result))
 
     async def _read_resting(self, resting: _Resting) -> bool:
         """Read the order back and follow it; False when the venue did not answer."""
-        order = resting.order
+        order, revision = resting.order, resting.revision
         try:
-            result = await self.fetch(order, resting.revision)
+            result = await self.fetch(order, revision)
         except ccxt_errors.OrderNotFound:
             if self._clock.now() >= resting.placed_at + self.lookup_window():
                 self._end_resting(resting, f"venue {self.name} never received the order")
@@ -815,14 +816,15 @@ class VenueBroker:
         except ccxt_errors.BaseError as exc:
             log.warning("venue_lookup_failed", venue=self.name, error=str(exc))
             return True
-        await self._follow(resting, result)
+        await self._follow(resting, revision, result)
         return True
 
-    async def _follow(self, resting: _Resting, result: dict[str, Any]) -> None:
-        """Report what the venue did with a resting order since the last read: the part
-        it filled, then its end (filled, cancelled, expired; a replace's new order)."""
-        if self._resting.get(resting.order.id) is not resting:
-            return  # ended meanwhile
+    async def _follow(self, resting: _Resting, revision: int, result: dict[str, Any]) -> None:
+        """Report what the venue did with a resting order since the last read (``result``,
+        a read of ``revision``): the part it filled, then its end (filled, cancelled,
+        expired; a replace's new order)."""
+        if not self._current(resting, revision):
+            return
         order = resting.order
         status = result.get("status")
         filled = float(result.get("filled") or 0.0)
@@ -830,7 +832,7 @@ class VenueBroker:
         self._note_trigger(resting, result)
         if filled > resting.filled + QUANTITY_EPSILON:
             result = await self._with_fees(order.symbol, result)
-            if self._resting.get(order.id) is not resting or filled <= resting.filled:
+            if not self._current(resting, revision) or filled <= resting.filled:
                 return  # another read settled it meanwhile
             self._report_part(resting, result, filled, closed=status == "closed")
         if status == "open":
@@ -852,6 +854,12 @@ class VenueBroker:
         else:
             reason = f"venue {self.name}: the order was {status or 'cancelled'}"
         self._end_resting(resting, reason)
+
+    def _current(self, resting: _Resting, revision: int) -> bool:
+        """Whether a read of ``revision`` still speaks of ``resting``: not when it ended
+        meanwhile, nor once another read saw that revision end in a replace (its fills are
+        settled then, and what follows counts the next revision's from 0)."""
+        return self._resting.get(resting.order.id) is resting and resting.revision == revision
 
     def _report_part(
         self, resting: _Resting, result: dict[str, Any], filled: float, closed: bool
@@ -912,7 +920,7 @@ class VenueBroker:
                 if not await self._read_resting(resting):
                     return False
             elif float(venue_order.get("filled") or 0.0) > resting.filled + QUANTITY_EPSILON:
-                await self._follow(resting, venue_order)
+                await self._follow(resting, resting.revision, venue_order)
             else:
                 self._note_trigger(resting, venue_order)
         return True

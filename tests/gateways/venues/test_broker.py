@@ -1,10 +1,12 @@
 """VenueBroker.native_terms: which resting orders the venue keeps, per market from the
 exchangeInfo ccxt loaded (``orderTypes``), and how ccxt's create_order is asked for
-each (docs/venues.md, per order type)."""
+each (docs/venues.md, per order type); a read of a revision a replace has replaced
+settles nothing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -103,3 +105,69 @@ async def test_a_day_stop_rests_native_as_gtc(broker: VenueBroker) -> None:
     day = order("BTC/USDT", OrderType.STOP_LIMIT, time_in_force=TimeInForce.DAY)
     terms = broker.native_terms(day)
     assert terms is not None and terms[2]["timeInForce"] == "GTC"
+
+
+async def test_a_read_made_before_a_replace_settles_nothing_more_once_it_is_replaced() -> None:
+    """A poll reads a partly filled order, and while it reads the part's fees the replace's
+    cancel settles that part and the next revision is placed: the poll's read is then of
+    a replaced revision and settles nothing (it counted the part again, as a fill of the
+    new revision, when only the order was compared: an over-fill the venue never made)."""
+    async with LoopbackExchange(KEY, SECRET, [ALL], {"USDT": 10_000.0}) as venue:
+        venue.part_size = 0.004
+        config = VenueConfig.model_validate(venue_settings(venue))
+        credentials = VenueCredentials(SecretStr(KEY), SecretStr(SECRET))
+        broker = VenueBroker("main", config, credentials, ManualClock(), SequentialIds())
+        try:
+            assert await broker.connect()
+            broker.unreconciled = None
+            limit = Order(
+                "order_1", "s", "BTC/USDT", BUY, 0.01, 0.0,
+                order_type=OrderType.LIMIT, limit_price=29_500.0,
+            )  # fmt: skip
+            assert broker.place_resting(limit)
+            await until_asked(venue, lambda: bool(venue.open_orders()))
+            venue.set_price("BTC/USDT", 29_000.0)  # a part the broker has not read yet
+            fees_asked, fees_answer = gate_first_fee_read(broker)
+            polling = asyncio.create_task(broker.poll_resting())
+            await fees_asked.wait()  # the poll read the part and asks for its fees
+            broker.replace_resting(limit, replace(limit, limit_price=28_500.0))
+            await until_asked(venue, lambda: "orc-order_1.1" in venue.by_client_id)
+            fees_answer.set()
+            assert await polling
+            parts = [fill.quantity for fill in broker.expire()]
+            assert parts == pytest.approx([0.004])
+            [placed] = venue.open_orders()
+            assert (placed.client_order_id, placed.orig_qty) == ("orc-order_1.1", 0.006)
+        finally:
+            await broker.close()
+
+
+def gate_first_fee_read(broker: VenueBroker) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold the broker's first read of an order's trades (its fees) until the second
+    event is set; the first is set when it is asked."""
+    asked, answer = asyncio.Event(), asyncio.Event()
+    exchange = broker.exchange
+    for name in ("fetch_order_trades", "fetch_my_trades"):
+        read = getattr(exchange, name)
+
+        async def held(*args: Any, _read: Any = read, **kwargs: Any) -> Any:
+            if not asked.is_set():
+                asked.set()
+                await answer.wait()
+            return await _read(*args, **kwargs)
+
+        setattr(exchange, name, held)
+    return asked, answer
+
+
+async def until_asked(venue: LoopbackExchange, condition: Callable[[], bool]) -> None:
+    """Until ``condition()`` holds, checked at each request the venue receives."""
+    heard = asyncio.Event()
+    venue.on_request = lambda method, endpoint: heard.set()
+    try:
+        async with asyncio.timeout(30.0):
+            while not condition():
+                await heard.wait()
+                heard.clear()
+    finally:
+        venue.on_request = lambda method, endpoint: None
