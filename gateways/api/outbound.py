@@ -655,7 +655,7 @@ def job_request(spec: BacktestSpec, info: JobInfo, data_dir: Path | None) -> Pay
         "strategyId": spec.strategy.id,
         "strategyName": spec.strategy.name,
         "symbol": spec.traded_symbol,
-        "symbols": list(spec.symbols) if spec.symbols is not None else None,
+        "symbols": _several_symbols(spec),
         "source": described,
         "params": dict(spec.strategy.params),
         "initialCapital": spec.initial_capital,
@@ -664,6 +664,12 @@ def job_request(spec: BacktestSpec, info: JobInfo, data_dir: Path | None) -> Pay
         "createdAt": iso_utc(info.created_at),
         "finishedAt": iso_utc(info.finished_at) if info.finished_at is not None else None,
     }
+
+
+def _several_symbols(spec: BacktestSpec) -> list[str] | None:
+    """The symbols of a job of several (``symbols``, or a files source's keys); else None."""
+    several = spec.symbols is not None or isinstance(spec.source, FilesSource)
+    return list(spec.traded_symbols) if several else None
 
 
 def _as_named(path: Path, data_dir: Path | None) -> str:

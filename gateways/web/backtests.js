@@ -21,6 +21,17 @@ const DRAWDOWN_COLOR = "#f85149";
 // Figures of the run config, checked with start_strategy's bounds (config.json).
 const RUN_NUMBERS = ["maxPositionValue", "stopLossPercentage"];
 const PERCENT_FIELDS = new Set(["stopLossPercentage"]); // typed in %, a fraction on the wire
+// The per-symbol table of an account of several symbols: the CLI's SYMBOL_COLUMNS
+// (gateways/client/backtest_text.py), each a figure of the symbol's statistics.
+const SYMBOL_COLUMNS = [
+  ["Trades", "trade_count", "count"],
+  ["Win rate", "win_rate_pct", "pct"],
+  ["Return", "return_pct", "pct"],
+  ["Buy & hold", "buy_and_hold_return_pct", "pct"],
+  ["Max. drawdown", "max_drawdown_pct", "pct"],
+  ["Sharpe", "sharpe_ratio", "ratio"],
+  ["Profit factor", "profit_factor", "ratio"],
+];
 
 const $ = (id) => document.getElementById(id);
 
@@ -428,8 +439,38 @@ function renderResult(job) {
   report.hidden = !result.statistics;
   report.href = `/api/backtests/${encodeURIComponent(job.jobId)}/report.html`;
   renderStatistics(result);
+  renderPerSymbol(result);
   renderCurves(result);
   renderTrades(result);
+}
+
+// Several symbols on one account: one row per symbol (its return is its P&L over the
+// account's capital, so the symbols' returns add up to the account's).
+function renderPerSymbol(result) {
+  const parts = result.per_symbol ?? [];
+  $("bt-per-symbol-box").hidden = parts.length === 0;
+  const head = ["Symbol", ...SYMBOL_COLUMNS.map(([label]) => label)].map((label, index) => {
+    const cell = document.createElement("th");
+    cell.textContent = label;
+    if (index) cell.className = "num";
+    return cell;
+  });
+  $("bt-per-symbol-head").replaceChildren(...head);
+  $("bt-per-symbol-rows").replaceChildren(...parts.map((part) => {
+    const row = document.createElement("tr");
+    row.dataset.symbol = part.symbol;
+    const name = document.createElement("td");
+    name.textContent = part.symbol;
+    row.append(name);
+    for (const [, key, unit] of SYMBOL_COLUMNS) {
+      const cell = document.createElement("td");
+      cell.className = "num";
+      cell.dataset.key = key;
+      cell.textContent = part.statistics ? figure(part.statistics[key], unit) : "-";
+      row.append(cell);
+    }
+    return row;
+  }));
 }
 
 function renderStatistics(result) {
@@ -496,28 +537,33 @@ function renderCurves(result) {
 
 function renderTrades(result) {
   const trades = result.trades ?? [];
-  const rows = trades.map((trade, index) => tradeRow(trade, String(index + 1)));
-  if (result.open_trade) rows.push(tradeRow(result.open_trade, "open"));
+  const several = (result.symbols?.length ?? 1) > 1;
+  $("bt-trade-symbol").hidden = !several;
+  const rows = trades.map((trade, index) => tradeRow(trade, String(index + 1), several));
+  // One symbol: its open position; several: one per symbol held (open_trade is null).
+  const open = several ? result.open_trades ?? [] : result.open_trade ? [result.open_trade] : [];
+  for (const trade of open) rows.push(tradeRow(trade, "open", several));
   $("bt-trade-rows").replaceChildren(...rows);
   const total = result.total_trades ?? trades.length;
   $("bt-trade-count").textContent = result.trades_truncated
     ? `the first ${grouped(trades.length)} of ${grouped(total)}; the HTML report has them all`
-    : `${grouped(trades.length)} closed${result.open_trade ? ", one open" : ""}`;
+    : `${grouped(trades.length)} closed${open.length ? `, ${open.length === 1 ? "one" : grouped(open.length)} open` : ""}`;
 }
 
-function tradeRow(trade, number) {
+function tradeRow(trade, number, withSymbol) {
   const row = document.createElement("tr");
   row.dataset.testid = "bt-trade-row";
   const cells = [
     [number, ""],
+    ...(withSymbol ? [[trade.symbol, "symbol"]] : []),
     [trade.side, ""],
     [grouped(trade.quantity), "num"],
     [shortTime(trade.entry_time), "time"],
     [priceText(trade.entry_price), "num"],
     [shortTime(trade.exit_time), "time"],
     [priceText(trade.exit_price), "num"],
-    [signedFixed(trade.pnl, 2), "num"],
-    [`${signedFixed(trade.pnl_pct, 2)}%`, "num"],
+    [signedFixed(trade.pnl, 2), "num pnl"],
+    [`${signedFixed(trade.pnl_pct, 2)}%`, "num pnl"],
     [trade.exit_reason, ""],
   ];
   for (const [text, className] of cells) {
@@ -570,7 +616,7 @@ function jobRow(job) {
   const status = job.status === "running" && progress ? `running ${percent(progress.fraction)}` : job.status;
   const cells = [
     [job.createdAt ? shortTime(job.createdAt) : "", "time"],
-    [job.strategyName ? `${job.strategyName} · ${job.symbol}` : job.jobId, ""],
+    [job.strategyName ? `${job.strategyName} · ${symbolsText(job)}` : job.jobId, ""],
     [job.source ? sourceText(job.source) : "", ""],
     [null, ""],
     [job.status === "completed" ? grouped(result.total_trades) : "", "num"],
@@ -598,12 +644,16 @@ function jobRow(job) {
 function describe(job) {
   if (!job.strategyName) return `job ${job.jobId}`;
   const params = Object.entries(job.params ?? {}).map(([name, value]) => `${name} ${value}`);
-  return [`${job.strategyName} on ${job.symbol}`, sourceText(job.source), params.join(", ")]
+  return [`${job.strategyName} on ${symbolsText(job)}`, sourceText(job.source), params.join(", ")]
     .filter(Boolean)
     .join(" · ");
 }
 
+// Several symbols on one account are all named (symbols), one by symbol.
+const symbolsText = (job) => (job.symbols ?? [job.symbol]).join(", ");
+
 function sourceText(source) {
+  if (source.kind === "files") return Object.values(source.paths).join(", ");
   if (source.kind !== "synthetic") return source.path;
   return `synthetic, ${duration(source.durationSeconds)} of ${source.resolution} bars, seed ${source.seed}`;
 }

@@ -285,6 +285,7 @@ export type JobStatus = "pending" | "running" | "completed" | "failed";
 
 export type BacktestSource =
   | { kind: "file" | "csv"; path: string }
+  | { kind: "files"; paths: Record<string, string> }
   | {
       kind: "synthetic";
       resolution?: Resolution;
@@ -298,6 +299,8 @@ export type BacktestSource =
 
 export interface BacktestRunOptions {
   symbol?: string;
+  /** Several symbols on one account (docs/backtests.md); excludes symbol. */
+  symbols?: string[];
   config?: Partial<StrategyConfig>;
   /** The strategy's params for this run, over the catalog's. */
   params?: Record<string, number | boolean | string>;
@@ -333,7 +336,16 @@ export interface BacktestJob {
   strategyId?: string;
   strategyName?: string;
   symbol?: string;
-  source?: { kind: string; path?: string; resolution?: Resolution; durationSeconds?: number; seed?: number };
+  /** Several symbols on one account; null for one. */
+  symbols?: string[] | null;
+  source?: {
+    kind: string;
+    path?: string;
+    paths?: Record<string, string>;
+    resolution?: Resolution;
+    durationSeconds?: number;
+    seed?: number;
+  };
   params?: Record<string, unknown>;
   initialCapital?: number | null;
   createdAt?: Timestamp;

@@ -702,7 +702,7 @@ export class WebSocketService {
    * says what it runs. options: symbol, config (as start_strategy's), params, initialCapital. */
   async runBacktest(strategyId, source, options = {}) {
     const command = { type: "run_backtest", strategyId, source };
-    for (const name of ["symbol", "config", "params", "initialCapital"]) {
+    for (const name of ["symbol", "symbols", "config", "params", "initialCapital"]) {
       if (options[name] !== undefined) command[name] = options[name];
     }
     return (await this.request("orchestrator", command)).data;

@@ -17,8 +17,9 @@ Columns are matched as a trader's files name them, in any order and any case:
 the time is ``timestamp``, ``date``, ``datetime`` or ``time``; then ``open``,
 ``high``, ``low``, ``close`` and ``volume``. Yahoo's ``Adj Close``,
 ``Dividends`` and ``Stock Splits`` are ignored: a backtest trades Close. A
-DataFrame indexed by time and saved with pandas' ``to_parquet`` loads too (its
-index is a column, named or ``__index_level_0__``). In
+DataFrame indexed by time and saved with pandas' ``to_parquet`` or ``to_csv`` loads
+too (its index is a column, named, or ``__index_level_0__`` in Parquet and an empty
+first header field in CSV). In
 Parquet the time is a timestamp type of any unit (with a time zone, or naive,
 which is taken as UTC), a date, or numbers: epoch seconds, or epoch
 milliseconds when every value is above ``EPOCH_MILLISECONDS_THRESHOLD`` (year
@@ -27,8 +28,9 @@ milliseconds when every value is above ``EPOCH_MILLISECONDS_THRESHOLD`` (year
 Both formats then pass the same checks, over whole columns at once (numpy):
 finite prices and volume >= 0, low > 0, low <= open, close <= high, strictly
 increasing times on one grid of a known bar resolution. A problem raises
-:class:`FeedError` naming the file and the line (CSV) or the column and row
-(Parquet; rows counted from 0, in time order for a dataset). Bars get
+:class:`FeedError` naming the file and the line (CSV; line 1 and the column for a bad
+header) or the column and row (Parquet; rows counted from 0, in time order for a
+dataset). Bars get
 ``ticks=4``, the ticks a replay makes of each (see ``feeds.ohlcv_ticks``), so a
 replayed and re-aggregated bar equals the loaded one.
 """
@@ -317,21 +319,49 @@ def _read_csv(path: Path) -> tuple[OhlcvColumns, list[int]]:
 
 def _header_positions(fields: list[str] | None, path: Path) -> tuple[int, ...]:
     """Where the time, open, high, low, close and volume columns are in the header."""
-    expected = ",".join(OHLCV_HEADER)
     if fields is None:
+        expected = ",".join(OHLCV_HEADER)
         raise FeedError(path, f"file is empty; expected the header {expected!r}", line=1)
-    names = [field.strip().lower() for field in fields]
-    known = {*TIME_COLUMNS, *PRICE_COLUMNS, *IGNORED_COLUMNS}
-    times = [name for name in names if name in TIME_COLUMNS]
-    usable = len(times) == 1 and len(set(names)) == len(names) and set(names) <= known
-    if not usable or not set(PRICE_COLUMNS) <= set(names):
-        raise FeedError(
-            path,
-            f"header is {','.join(fields)!r}; expected {expected!r} "
-            "(or Yahoo's Date,Open,High,Low,Close,Adj Close,Volume)",
-            line=1,
-        )
-    return tuple(names.index(name) for name in (times[0], *PRICE_COLUMNS))
+    # pandas' to_csv writes an unnamed index (a DataFrame indexed by time) as an empty
+    # first field, as to_parquet writes it as __index_level_0__.
+    index = 0 if fields and not fields[0].strip() else None
+    found = _matched_columns(fields, path, index, line=1)
+    return tuple(found[name] for name in OHLCV_HEADER)
+
+
+def _matched_columns(
+    names: Sequence[str], path: Path, unnamed_index: int | None, line: int | None = None
+) -> dict[str, int]:
+    """Where each of our columns is among the file's column ``names`` (CSV and Parquet).
+
+    ``unnamed_index`` is the position of an index pandas saved without a name: the time
+    when no column is named as one, else ignored, as pandas' other index columns are.
+    A FeedError names the column at fault.
+    """
+    found: dict[str, int] = {}
+    for position, name in enumerate(names):
+        key = name.strip().lower()
+        if position == unnamed_index or key.startswith(PANDAS_INDEX_PREFIX):
+            continue
+        if key in TIME_COLUMNS and "timestamp" in found:
+            first = names[found["timestamp"]]
+            raise FeedError(path, f"columns {first!r} and {name!r} are both times", line, name)
+        if key in found:
+            raise FeedError(path, f"column {name!r} appears twice (case aside)", line, name)
+        if key in TIME_COLUMNS:
+            found["timestamp"] = position
+        elif key in PRICE_COLUMNS:
+            found[key] = position
+        elif key not in IGNORED_COLUMNS:
+            expected = ",".join(OHLCV_HEADER)
+            raise FeedError(path, f"column {name!r} is unknown; expected {expected}", line, name)
+    if "timestamp" not in found and unnamed_index is not None:
+        found["timestamp"] = unnamed_index
+    for column in OHLCV_HEADER:
+        if column not in found:
+            problem = f"column {column!r} is missing (found {','.join(names)})"
+            raise FeedError(path, problem, line, column)
+    return found
 
 
 def _parse_row(
@@ -445,29 +475,10 @@ def _bars_of_table(table: pa.Table, path: Path, symbol: str, *, sort: bool) -> l
 
 def _table_columns(table: pa.Table, path: Path) -> dict[str, str]:
     """Our column name -> the file's, matched as the CSV header is; FeedError if unusable."""
-    by_name: dict[str, str] = {}
-    for name in table.column_names:
-        key = name.strip().lower()
-        if key in TIME_COLUMNS and "timestamp" in by_name:
-            first = by_name["timestamp"]
-            raise FeedError(path, f"columns {first!r} and {name!r} are both times", column=name)
-        if key in by_name:
-            raise FeedError(path, f"column {name!r} appears twice (case aside)", column=name)
-        if key in TIME_COLUMNS:
-            by_name["timestamp"] = name
-        elif key in PRICE_COLUMNS:
-            by_name[key] = name
-        elif key not in IGNORED_COLUMNS and not key.startswith(PANDAS_INDEX_PREFIX):
-            raise FeedError(
-                path, f"column {name!r} is unknown; expected {','.join(OHLCV_HEADER)}", column=name
-            )
-    if "timestamp" not in by_name and PANDAS_TIME_INDEX in table.column_names:
-        by_name["timestamp"] = PANDAS_TIME_INDEX
-    for column in OHLCV_HEADER:
-        if column not in by_name:
-            found = ",".join(table.column_names)
-            raise FeedError(path, f"column {column!r} is missing (found {found})", column=column)
-    return by_name
+    names = table.column_names
+    index = names.index(PANDAS_TIME_INDEX) if PANDAS_TIME_INDEX in names else None
+    found = _matched_columns(names, path, index)
+    return {column: names[position] for column, position in found.items()}
 
 
 def _parquet_columns(table: pa.Table, named: dict[str, str], path: Path) -> OhlcvColumns:

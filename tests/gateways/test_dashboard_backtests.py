@@ -10,6 +10,7 @@ state (attributes and texts), never on time. Screenshots go to the test's tmp_pa
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 from contextlib import AsyncExitStack
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from gateways.client.backtest_text import STATISTICS_ROWS
+from gateways.client.backtest_text import STATISTICS_ROWS, symbol_rows
 from tests.gateways.test_daemon_process import SERVERS, free_ports
 from tests.gateways.test_dashboard import (
     DESKTOP,
@@ -155,6 +156,8 @@ async def test_a_backtest_runs_from_the_page_to_its_statistics_chart_and_trades(
         await expect(figures.locator("[data-key=equity_final] td")).to_have_text(
             f"{result['statistics']['equity_final']:,.2f}"
         )
+        await expect(page.get_by_test_id("bt-per-symbol-box")).to_be_hidden()
+        await expect(page.get_by_test_id("bt-trade-symbol")).to_be_hidden()
         await page.screenshot(path=str(tmp_path / "backtest-result.png"), full_page=True)
 
         # The HTML report the link opens: drawn, from the daemon only.
@@ -194,6 +197,87 @@ async def test_a_backtest_runs_from_the_page_to_its_statistics_chart_and_trades(
         trades=result["statistics"]["trade_count"],
         equity_px=ink,
         screenshot=tmp_path / "backtest-result.png",
+    )
+
+
+def write_minute_bars(path: Path, scale: float) -> Path:
+    """300 minute bars of a wave, so that a 3/8 crossover trades both ways."""
+    rows = ["timestamp,open,high,low,close,volume"]
+    for i in range(300):
+        close = scale * (100 + 5 * math.sin(i / 6) + (i % 7) * 0.3)
+        rows.append(f"{1_704_067_200 + 60 * i},{close},{close * 1.002},{close * 0.998},{close},50")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+async def test_a_job_of_several_symbols_names_them_and_shows_each_symbols_figures_and_trades(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    config = backtest_config(tmp_path, ports)
+    write_minute_bars(tmp_path / "data" / "aaa.csv", 1.0)
+    write_minute_bars(tmp_path / "data" / "bbb.csv", 2.0)
+    files = {"kind": "files", "paths": {"AAA": "aaa.csv", "BBB": "bbb.csv"}}
+    synthetic = {"kind": "synthetic", "resolution": "5s", "durationSeconds": 3600}
+    page_errors: list[str] = []
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(ready_daemon(config))
+        page = await stack.enter_async_context(chromium_page(tmp_path / "profile", DESKTOP))
+        page.on("pageerror", lambda error: page_errors.append(str(error)))
+        strays = outside_the_daemon(page, ports)
+        page.set_default_timeout(TIMEOUT_MS)
+        await open_view(page, ports)
+        run = (
+            "([source, options]) =>"
+            " window.orchestratorService.runBacktest('strategy-123', source, options)"
+        )
+        on_files = await page.evaluate(run, [files, {"initialCapital": 20_000}])
+        on_feed = await page.evaluate(run, [synthetic, {"symbols": ["AAPL", "MSFT"]}])
+        rows = page.get_by_test_id("bt-job-row")
+        for job in (on_files, on_feed):
+            row = page.locator(f"[data-testid=bt-job-row][data-job-id='{job['jobId']}']")
+            await expect(row).to_have_attribute("data-status", "completed", timeout=JOB_TIMEOUT_MS)
+        await expect(rows.first).to_contain_text("Moving Average Crossover · AAPL, MSFT")
+        await expect(rows.first).to_contain_text("synthetic, 1 h of 5s bars, seed 7")
+        await expect(rows.nth(1)).to_contain_text("Moving Average Crossover · AAA, BBB")
+        await expect(rows.nth(1)).to_contain_text("aaa.csv, bbb.csv")
+
+        await rows.nth(1).click()
+        await expect(page.get_by_test_id("bt-job-title")).to_have_text(
+            "Moving Average Crossover on AAA, BBB · aaa.csv, bbb.csv · fast 3, slow 8"
+        )
+        whole = await page.evaluate(
+            f"() => window.orchestratorService.getBacktest('{on_files['jobId']}')"
+        )
+        result = whole["result"]
+        per_symbol = page.get_by_test_id("bt-per-symbol").locator("tbody tr")
+        await expect(per_symbol).to_have_count(2)
+        # Each symbol's figures as the CLI prints them.
+        for index, cells in enumerate(symbol_rows(result["per_symbol"])):
+            await expect(per_symbol.nth(index).locator("td")).to_have_text(list(cells))
+        parts_trades = sum(part["total_trades"] for part in result["per_symbol"])
+        assert parts_trades == result["total_trades"] > 0
+        await expect(page.get_by_test_id("bt-trade-symbol")).to_be_visible()
+        trades = page.get_by_test_id("bt-trades").locator("tbody tr")
+        await expect(trades).to_have_count(len(result["trades"]) + len(result["open_trades"]))
+        symbols = await trades.evaluate_all("rows => rows.map(row => row.cells[1].textContent)")
+        assert set(symbols) == {"AAA", "BBB"}
+        assert symbols[: len(result["trades"])] == [trade["symbol"] for trade in result["trades"]]
+        await page.screenshot(path=str(tmp_path / "backtest-symbols.png"), full_page=True)
+
+        await page.set_viewport_size(PHONE)
+        await expect(per_symbol).to_have_count(2)
+        # The tables scroll inside their cards, and a huge figure (the CAGR of five hours)
+        # wraps in its cell: the page is no wider than the phone.
+        await poll(page, PAGE_WIDTH, lambda width: width == PHONE["width"])
+        await page.screenshot(path=str(tmp_path / "backtest-symbols-phone.png"), full_page=True)
+    assert page_errors == []
+    assert strays == []
+    report(
+        capsys,
+        "dashboard backtests, several symbols",
+        trades=result["total_trades"],
+        screenshot=tmp_path / "backtest-symbols.png",
     )
 
 

@@ -428,9 +428,12 @@ async def test_files_per_symbol_stay_inside_the_data_dir_and_name_their_symbols(
             {"type": "run_backtest", "strategyId": "strategy-123", "source": files}
         )
         assert reply["type"] == "backtest_job", reply
+        # What the job runs names its symbols whichever field of the command gave them.
+        assert (reply["data"]["symbol"], reply["data"]["symbols"]) == ("AAPL", ["AAPL", "MSFT"])
         ws = await job_stream(daemon, reply["data"]["jobId"])
         events = await until_finished(ws)
         await ws.close()
+        listed = await client.request({"type": "get_backtests"})
         outside = {"kind": "files", "paths": {"AAPL": "aapl.csv", "MSFT": "../msft.csv"}}
         escaped = await client.request(
             {"type": "run_backtest", "strategyId": "strategy-123", "source": outside}
@@ -453,6 +456,7 @@ async def test_files_per_symbol_stay_inside_the_data_dir_and_name_their_symbols(
         )
     assert events[-1]["type"] == "job.completed", events
     assert events[-1]["payload"]["result"]["symbols"] == ["AAPL", "MSFT"]
+    assert [job["symbols"] for job in listed["data"]] == [["AAPL", "MSFT"]]
     assert escaped["type"] == "error" and escaped["data"]["code"] == "invalid_job"
     assert "outside the data directory" in escaped["data"]["message"]
     assert both["type"] == "error" and "names its symbols" in both["data"]["message"]

@@ -276,7 +276,7 @@ def test_replay_preserves_any_volume_exactly(volume: float) -> None:
     ("text", "line", "problem"),
     [
         ("", 1, "file is empty"),
-        ("time,o,h,l,c,v\n1,1,1,1,1,1\n", 1, "header is 'time,o,h,l,c,v'"),
+        ("time,o,h,l,c,v\n1,1,1,1,1,1\n", 1, "column 'o' is unknown"),
         (HEADER, None, "no data rows"),
         (HEADER + "60,1,1,1,1,1\n120,1,abc,1,1,1\n", 3, "high 'abc' is not a number"),
         (HEADER + "60,1,1,1,1\n", 2, "5 fields, expected 6"),
@@ -440,20 +440,27 @@ def test_a_pandas_file_with_its_columns_in_another_order_loads(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    "header",
+    ("header", "column", "problem"),
     [
-        "Date,Open,High,Low,Close,Volume,Notes",
-        "Date,Timestamp,Open,High,Low,Close,Volume",
-        "Date,Open,High,Low,Close",
-        "Date,Open,Open,High,Low,Close,Volume",
+        ("Date,Open,High,Low,Close,Volume,Notes", "Notes", "column 'Notes' is unknown"),
+        ("Date,Open,Hi,Low,Close,Volume", "Hi", "column 'Hi' is unknown"),
+        ("Date,Timestamp,Open,High,Low,Close,Volume", "Timestamp",
+         "columns 'Date' and 'Timestamp' are both times"),
+        ("Date,Open,High,Low,Close", "volume", "column 'volume' is missing"),
+        ("Open,High,Low,Close,Volume", "timestamp", "column 'timestamp' is missing"),
+        ("Date,Open,Open,High,Low,Close,Volume", "Open", "column 'Open' appears twice"),
     ],
-)
-def test_a_header_with_unknown_missing_or_repeated_columns_is_refused(
-    tmp_path: Path, header: str
+)  # fmt: skip
+def test_a_header_with_unknown_missing_or_repeated_columns_is_refused_naming_the_column(
+    tmp_path: Path, header: str, column: str, problem: str
 ) -> None:
     path = write(tmp_path / "bad.csv", header + "\n")
-    with pytest.raises(FeedError, match="or Yahoo's Date,Open,High,Low,Close,Adj Close,Volume"):
+    with pytest.raises(FeedError) as caught:
         load_ohlcv(path, "A")
+
+    assert str(caught.value).startswith(f"{path}:1: ")
+    assert problem in str(caught.value)
+    assert (caught.value.line, caught.value.column) == (1, column)
 
 
 # ---------------------------------------------------------------- continuing after a restart

@@ -6,9 +6,12 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import backtesting.test
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from backtesting.test import GOOG
 
 from orchestrator.marketdata.history import (
     FeedError,
@@ -87,6 +90,39 @@ def test_a_pandas_frame_indexed_by_time_loads(tmp_path: Path) -> None:
     columns["__index_level_0__"] = pa.array(columns.pop("timestamp"), pa.timestamp("s"))
 
     assert load_history(write_table(tmp_path / "pd.parquet", columns), "AAPL") == expected()
+
+
+def test_a_pandas_frame_indexed_by_time_and_saved_as_csv_loads(tmp_path: Path) -> None:
+    """``DataFrame.to_csv`` writes an unnamed index under an empty header field."""
+    columns = rows()
+    frame = pd.DataFrame(
+        {name.title(): values for name, values in columns.items() if name != "timestamp"},
+        index=pd.to_datetime(columns["timestamp"], unit="s", utc=True),
+    )
+    path = tmp_path / "pd.csv"
+    frame.to_csv(path)
+
+    assert path.read_text("utf-8").startswith(",Open,High,Low,Close,Volume\n")
+    assert load_history(path, "AAPL") == expected()
+
+
+def test_a_pandas_frame_saved_as_csv_with_its_row_numbers_loads(tmp_path: Path) -> None:
+    """An unnamed index beside a time column (``to_csv`` without ``index=False``) is ignored."""
+    path = tmp_path / "numbered.csv"
+    pd.DataFrame(rows()).to_csv(path)
+
+    assert path.read_text("utf-8").startswith(",timestamp,open,")
+    assert load_history(path, "AAPL") == expected()
+
+
+def test_backtesting_pys_own_csv_files_load() -> None:
+    """Its GOOG.csv is ``GOOG.to_csv()``: daily bars under an unnamed date index."""
+    path = Path(backtesting.test.__file__).parent / "GOOG.csv"
+    bars = load_history(path, "GOOG")
+
+    assert len(bars) == len(GOOG) and {bar.resolution for bar in bars} == {"1d"}
+    assert [bar.close for bar in bars] == GOOG["Close"].tolist()
+    assert bars[0].start == pd.Timestamp(GOOG.index[0], tz="UTC").timestamp()
 
 
 def test_a_daily_file_at_local_midnight_keeps_its_instants(tmp_path: Path) -> None:
