@@ -7,7 +7,9 @@ fall, one round trip per symbol. What the page shows is checked against what
 the daemon says on the wire (``get_account``, ``get_risk_status``,
 ``get_indicators``) and, for the closed trades, against round trips paired here
 from the journal's fills (``get_recent_activity``). At a desktop width, 390 px
-and 360 px; the page requests nothing outside the daemon.
+and 360 px; the page requests nothing outside the daemon. Then: a strategy stopped
+from the page keeps its P&L, the Bollinger bands are drawn, and from 360 to 1,920 px
+no card's content runs out of it.
 """
 
 from __future__ import annotations
@@ -218,7 +220,7 @@ async def stop_from_the_page(test: TestDaemon, page: Any, row: Any) -> None:
         while await row.get_attribute("data-status") != "STOPPED":
             test.tick("AAPL", 111.0)
             test.tick("MSFT", 222.0)
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - the page's reply, in the browser
+            await asyncio.sleep(0.05)  # the closing orders fill on a tick: send the next
 
 
 async def test_a_stopped_strategy_keeps_its_pnl_and_the_bollinger_bands_are_drawn(
@@ -288,3 +290,65 @@ async def test_a_stopped_strategy_keeps_its_pnl_and_the_bollinger_bands_are_draw
         await page.screenshot(path=str(tmp_path / "after-stop.png"))
     assert errors == []
     assert strays == []
+
+
+# Phones, a tablet's portrait and landscape, the one- and two-column layouts' edges, screens.
+WIDTHS = [360, 480, 641, 768, 820, 901, 1024, 1280, 1400, 1920]
+
+SPILLS = """() => {
+  const onScreen = (element) => {
+    const box = element.getBoundingClientRect();
+    return box.left >= 0 && box.right <= innerWidth && box.top >= 0 && box.bottom <= innerHeight;
+  };
+  const beyond = (element, card) => {
+    const box = element.getBoundingClientRect();
+    const edge = card.getBoundingClientRect();
+    return box.left < edge.left || box.right > edge.right;
+  };
+  const panels = [...document.querySelectorAll("#live-view .panel")];
+  const buttons = [...document.querySelectorAll("[data-testid=strategy-row] button")];
+  return {
+    pageWidth: document.documentElement.scrollWidth,
+    spilling: panels.filter((panel) => panel.scrollWidth > panel.clientWidth)
+      .map((panel) => panel.className),
+    buttonsOutsideTheirCard: buttons.filter((b) => beyond(b, b.closest(".panel"))).length,
+    buttonsOffScreen: buttons.filter((b) => {
+      const box = b.getBoundingClientRect();
+      return box.left < 0 || box.right > innerWidth;
+    }).length,
+    header: ["kill-switch", "header-pnl", "account-realized-since-start"]
+      .map((id) => onScreen(document.getElementById(id))),
+  };
+}"""
+
+
+async def test_from_360_px_to_a_wide_screen_nothing_spills_out_of_its_card(
+    tmp_path: Path,
+) -> None:
+    """At every width the page is no wider than the screen, no card's content runs out
+    of it (over its neighbour), each strategy's buttons are in its card and on screen,
+    and the kill switch and the P&L are in view; with trades in every table."""
+    config = test_config(journal={"state_dir": str(tmp_path / "state"), "synchronous": "NORMAL"})
+    async with (
+        running_daemon(config) as test,
+        test.client() as client,
+        chromium_page(tmp_path / "profile") as page,
+    ):
+        page.set_default_timeout(TIMEOUT_MS)
+        port = test.daemon.servers["orchestrator"].port
+        await page.goto(f"http://127.0.0.1:{port}/?symbol=AAPL&resolution=1s")
+        await client.request({"type": "start_strategy", "id": STRATEGY})
+        drive_round_trip(test)
+        await expect(page.get_by_test_id("closed-trades").locator("tbody tr")).to_have_count(2)
+        layouts = {}
+        for width in WIDTHS:
+            await page.set_viewport_size({"width": width, "height": 800})
+            layouts[width] = await page.evaluate(SPILLS)
+            await page.screenshot(path=str(tmp_path / f"width-{width}.png"))
+    fits = {
+        "spilling": [],
+        "buttonsOutsideTheirCard": 0,
+        "buttonsOffScreen": 0,
+        "header": [True, True, True],
+    }
+    assert layouts == {width: {"pageWidth": width, **fits} for width in WIDTHS}
