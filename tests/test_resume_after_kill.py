@@ -31,7 +31,7 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from gateways.client.ws_client import resume_url
+from gateways.client.ws_client import Backoff, OrchestratorClient, resume_url
 from orchestrator.journal.store import Journal
 from orchestrator.model.events import Topic
 from tests.gateways.test_daemon_process import SERVERS, free_ports, write_config
@@ -141,3 +141,48 @@ async def test_a_client_resuming_after_each_kill_sees_every_journaled_trade_once
     )
     assert from_journal > 0  # trades committed while it was away came from the journal
     assert len(committed) > 50  # the daemon traded
+
+
+async def test_the_python_client_resuming_after_each_kill_sees_every_journaled_trade_once(
+    tmp_path: Path,
+) -> None:
+    """The same with ``OrchestratorClient`` as it is, reconnecting on its own: its
+    handlers are told every journaled trade up to its last position, once each, in
+    order, through kill -9 restarts that it resumes rather than resyncs."""
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    config = write_config(tmp_path, ports)
+    with config.open("a", encoding="utf-8") as handle:
+        handle.write(FEED_AND_STRATEGIES)
+    url = f"ws://127.0.0.1:{ports['orchestrator']}/"
+    rng = random.Random(SEED + 1)
+    trades: list[tuple[int, str]] = []
+    notices: list[str] = []
+    resumed: list[dict[str, Any]] = []
+    client = OrchestratorClient(url, backoff=Backoff(RECONNECT_EVERY, 0.2), open_timeout=2)
+    client.on("strategy_trade", lambda m: trades.append((m["position"], m["data"]["id"])))
+    client.on(["resumed", "resync_required"], lambda m: notices.append(m["type"]))
+    client.on("resumed", lambda m: resumed.append(m["data"]))
+    try:
+        for number in range(ROUNDS):
+            async with spawned(config) as run:
+                await run.wait_ready()
+                if number == 0:
+                    await start_strategies(url)
+                    await client.connect()
+                async with asyncio.timeout(10):
+                    await client.wait_connected()
+                await asyncio.sleep(rng.uniform(*TRADING_SECONDS))  # trades flow meanwhile
+                await run.kill()
+    finally:
+        await client.close()
+    with Journal.open_readonly(tmp_path / "state" / "journal.sqlite3") as journal:
+        journaled = [
+            (p, trade.fill.id)
+            for p, trade in journal.stream(0, 10**12, [Topic.STRATEGY_TRADE], 10**7)
+        ]
+    assert client.position is not None
+    assert trades == [(p, trade_id) for p, trade_id in journaled if p <= client.position]
+    assert client.reconnects >= ROUNDS - 1
+    assert notices.count("resumed") >= ROUNDS - 1 and "resync_required" not in notices
+    assert len(trades) > 50  # the daemon traded
+    assert sum(r.get("journalReplayed", 0) for r in resumed) > 0  # some while it was away

@@ -196,12 +196,14 @@ function onConnection(status) {
 }
 
 // What the page shows while a server is away is what it last heard, and says so:
-// execution UNKNOWN (not a green RUNNING), statuses and P&L marked "last known".
+// execution UNKNOWN (not a green RUNNING), statuses and P&L marked "last known",
+// the figures, the chart and the last price greyed (dashboard.css) per server away.
 function renderReachability(servers) {
   const orchestratorAway = servers.orchestrator.state !== "connected";
   const riskAway = servers.risk.state !== "connected";
   document.body.dataset.orchestrator = orchestratorAway ? "away" : "connected";
   document.body.dataset.risk = riskAway ? "away" : "connected";
+  document.body.dataset.marketData = servers.marketData.state !== "connected" ? "away" : "connected";
   const element = $("execution-status");
   if (orchestratorAway && state.execution !== null) {
     element.textContent = "UNKNOWN";

@@ -12,6 +12,8 @@ locators (no string evaluation).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -412,6 +414,50 @@ OFF_SCREEN = """(width) => {
 }"""
 
 
+# What the page shows from a server that is away: each must look stale (greyed), not live.
+LAST_KNOWN = [
+    "[data-strategy-id='strategy-123'] [data-testid=strategy-positions]",
+    "[data-strategy-id='strategy-123'] [data-testid=strategy-pnl-today]",
+    "[data-strategy-id='strategy-123'] [data-testid=strategy-pnl-since-start]",
+    "[data-strategy-id='strategy-123'] [data-testid=strategy-pnl-unrealized]",
+    "#header-pnl",
+    "#account-equity",
+    "#account-realized-since-start",
+    "#last-price",
+    "#chart",
+    "#feed",
+    "#trade-rows",
+    "#closed-rows",
+    "#gross-exposure",
+]
+
+# Whether each element looks live: fully opaque, not grey, in a colour of its own
+# (a greyed one is dimmed, desaturated or in the muted text colour).
+LOOKS_LIVE = """(selectors) => {
+  const muted = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim();
+  const probe = document.createElement("span");
+  probe.style.color = muted;
+  document.body.append(probe);
+  const mutedColor = getComputedStyle(probe).color;
+  probe.remove();
+  return Object.fromEntries(selectors.map((selector) => {
+    const style = getComputedStyle(document.querySelector(selector));
+    const live = Number(style.opacity) === 1 && !style.filter.includes("grayscale")
+      && style.color !== mutedColor;
+    return [selector, live];
+  }));
+}"""
+
+LIVE_NOW = f"() => ({LOOKS_LIVE})({json.dumps(LAST_KNOWN)})"
+
+
+async def assert_last_known_look(page: Any, *, live: bool) -> None:
+    """Every element of LAST_KNOWN looks live (or every one stale), once the page caught up."""
+    with contextlib.suppress(TimeoutError):
+        await poll(page, LIVE_NOW, lambda seen: set(seen.values()) == {live})
+    assert await page.evaluate(LIVE_NOW) == dict.fromkeys(LAST_KNOWN, live)
+
+
 @pytest.mark.parametrize("viewport", [PHONE, NARROW_PHONE], ids=["390px", "360px"])
 async def test_on_a_phone_every_control_is_on_screen_and_a_dead_daemon_is_not_shown_live(
     tmp_path: Path, viewport: dict[str, int]
@@ -444,6 +490,8 @@ async def test_on_a_phone_every_control_is_on_screen_and_a_dead_daemon_is_not_sh
         await daemon.proc.wait()
         await expect(execution).to_have_text("UNKNOWN")
         await expect(execution).not_to_have_attribute("data-status", "RUNNING")
+        # Every figure the page last heard is greyed, none still looks live.
+        await assert_last_known_look(page, live=False)
         await expect(row).to_have_attribute("data-stale", "true")
         await expect(row.get_by_test_id("strategy-status")).to_have_attribute(
             "title", re.compile("last known")
@@ -463,6 +511,7 @@ async def test_on_a_phone_every_control_is_on_screen_and_a_dead_daemon_is_not_sh
             await expect(row).to_have_attribute("data-stale", "false")
             await expect(last_update).to_be_hidden()
             await expect(page.get_by_test_id("kill-switch")).to_be_enabled()
+            await assert_last_known_look(page, live=True)
             layout = await page.evaluate(OFF_SCREEN, width)
             assert layout["offScreen"] == [] and layout["pageWidth"] == width, layout
     assert strays == []

@@ -7,11 +7,14 @@ fall, one round trip per symbol. What the page shows is checked against what
 the daemon says on the wire (``get_account``, ``get_risk_status``,
 ``get_indicators``) and, for the closed trades, against round trips paired here
 from the journal's fills (``get_recent_activity``). At a desktop width, 390 px
-and 360 px; the page requests nothing outside the daemon.
+and 360 px; the page requests nothing outside the daemon. Then: a strategy stopped
+from the page keeps its P&L, the Bollinger bands are drawn, and from 360 to 1,920 px
+no card's content runs out of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -198,3 +201,154 @@ async def test_pnl_account_closed_trades_and_indicator_lines(
         assert await shown_trips(fresh) == shown
     assert errors == []
     assert strays == []
+
+
+BANDS = "bollinger-breakout"
+BANDS_START = {"symbols": ["AAPL"], "dataResolution": "1s", "params": {"period": 5}}
+ROW_PNL_FIELDS = ("realizedPnlToday", "realizedPnlSinceStart", "unrealizedPnl")
+ROW_PNL = f"""() => ["today", "since-start", "unrealized"].map((period) => document
+  .querySelector(`[data-strategy-id='{STRATEGY}'] [data-testid=strategy-pnl-${{period}}]`)
+  .dataset.value).map((value) => (value === "" ? null : Number(value)))"""
+
+
+async def stop_from_the_page(test: TestDaemon, page: Any, row: Any) -> None:
+    """Stop, confirmed; its closing orders fill at market on the next ticks, sent here
+    until the row says STOPPED."""
+    await row.locator("[data-action=stop]").click()
+    await page.get_by_test_id("confirm-ok").click()
+    async with asyncio.timeout(TIMEOUT_MS / 1000):
+        while await row.get_attribute("data-status") != "STOPPED":
+            test.tick("AAPL", 111.0)
+            test.tick("MSFT", 222.0)
+            await asyncio.sleep(0.05)  # the closing orders fill on a tick: send the next
+
+
+async def test_a_stopped_strategy_keeps_its_pnl_and_the_bollinger_bands_are_drawn(
+    tmp_path: Path,
+) -> None:
+    """The issue's complaint: a stopped strategy's realized P&L vanished from the totals.
+    Stopped from the page while it holds AAPL and MSFT, its close realized, its three
+    figures stay in its row, in the account line and in a page opened afterwards; the
+    Bollinger strategy's three bands are drawn over the candles, every point the daemon
+    keeps."""
+    config = test_config(journal={"state_dir": str(tmp_path / "state"), "synchronous": "NORMAL"})
+    async with (
+        running_daemon(config) as test,
+        test.client() as client,
+        chromium_page(tmp_path / "profile") as page,
+    ):
+        ports = {name: server.port for name, server in test.daemon.servers.items()}
+        strays = outside_the_daemon(page, ports)
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.set_default_timeout(TIMEOUT_MS)
+        base = f"http://127.0.0.1:{ports['orchestrator']}/?symbol=AAPL&resolution=1s&lines={BANDS}"
+        await page.goto(base)
+        await expect(page.get_by_test_id("strategy-row")).to_have_count(3)
+        await client.request({"type": "start_strategy", "id": STRATEGY})
+        await client.request({"type": "start_strategy", "id": BANDS, "config": BANDS_START})
+        row = page.locator(f"[data-strategy-id='{STRATEGY}']")
+        await expect(row).to_have_attribute("data-status", "ACTIVE")
+        for step in range(12):  # the rise: the averages cross up, it buys both
+            test.advance(1.0)
+            test.tick("AAPL", 100.0 + step)
+            test.tick("MSFT", 200.0 + 2 * step)
+
+        chart = page.get_by_test_id("chart")
+        await expect(chart).to_have_attribute("data-lines-of", BANDS)
+        await expect(chart).to_have_attribute("data-lines", "upper,middle,lower")
+        bands = await client.request(
+            {"type": "get_indicators", "strategyId": BANDS, "symbol": "AAPL", "limit": 1000}
+        )
+        assert len(bands["data"]["points"]) >= 12 - BANDS_START["params"]["period"]
+        await expect(chart).to_have_attribute("data-line-points", str(len(bands["data"]["points"])))
+        await page.screenshot(path=str(tmp_path / "bollinger-bands.png"))
+
+        await expect(row.get_by_test_id("strategy-positions")).to_contain_text("MSFT")
+        await stop_from_the_page(test, page, row)
+        await expect(row.get_by_test_id("strategy-positions")).to_have_text("—")
+        async with test.client("risk") as risk:
+            status = (await risk.request({"type": "get_risk_status"}))["data"]
+        [mine] = [s for s in status["strategies"] if s["strategyId"] == STRATEGY]
+        assert mine["status"] == "STOPPED" and mine["realizedPnlSinceStart"] != 0, mine
+        figures = [mine[field] for field in ROW_PNL_FIELDS]
+        await poll(page, ROW_PNL, lambda shown: shown == pytest.approx(figures))
+        wanted = wire_account((await client.request({"type": "get_account"}))["data"])
+        assert wanted["account-realized-since-start"] == pytest.approx(
+            sum(s["realizedPnlSinceStart"] for s in status["strategies"])
+        )
+        await poll(page, ACCOUNT_VALUES, lambda shown: shown == pytest.approx(wanted))
+
+        # A page opened after the stop has the stopped strategy's P&L too.
+        fresh = await page.context.new_page()
+        strays += outside_the_daemon(fresh, ports)
+        await fresh.goto(base)
+        stopped = fresh.locator(f"[data-strategy-id='{STRATEGY}']")
+        await expect(stopped).to_have_attribute("data-status", "STOPPED")
+        await poll(fresh, ROW_PNL, lambda shown: shown == pytest.approx(figures))
+        await poll(fresh, ACCOUNT_VALUES, lambda shown: shown == pytest.approx(wanted))
+        await page.screenshot(path=str(tmp_path / "after-stop.png"))
+    assert errors == []
+    assert strays == []
+
+
+# Phones, a tablet's portrait and landscape, the one- and two-column layouts' edges, screens.
+WIDTHS = [360, 480, 641, 768, 820, 901, 1024, 1280, 1400, 1920]
+
+SPILLS = """() => {
+  const onScreen = (element) => {
+    const box = element.getBoundingClientRect();
+    return box.left >= 0 && box.right <= innerWidth && box.top >= 0 && box.bottom <= innerHeight;
+  };
+  const beyond = (element, card) => {
+    const box = element.getBoundingClientRect();
+    const edge = card.getBoundingClientRect();
+    return box.left < edge.left || box.right > edge.right;
+  };
+  const panels = [...document.querySelectorAll("#live-view .panel")];
+  const buttons = [...document.querySelectorAll("[data-testid=strategy-row] button")];
+  return {
+    pageWidth: document.documentElement.scrollWidth,
+    spilling: panels.filter((panel) => panel.scrollWidth > panel.clientWidth)
+      .map((panel) => panel.className),
+    buttonsOutsideTheirCard: buttons.filter((b) => beyond(b, b.closest(".panel"))).length,
+    buttonsOffScreen: buttons.filter((b) => {
+      const box = b.getBoundingClientRect();
+      return box.left < 0 || box.right > innerWidth;
+    }).length,
+    header: ["kill-switch", "header-pnl", "account-realized-since-start"]
+      .map((id) => onScreen(document.getElementById(id))),
+  };
+}"""
+
+
+async def test_from_360_px_to_a_wide_screen_nothing_spills_out_of_its_card(
+    tmp_path: Path,
+) -> None:
+    """At every width the page is no wider than the screen, no card's content runs out
+    of it (over its neighbour), each strategy's buttons are in its card and on screen,
+    and the kill switch and the P&L are in view; with trades in every table."""
+    config = test_config(journal={"state_dir": str(tmp_path / "state"), "synchronous": "NORMAL"})
+    async with (
+        running_daemon(config) as test,
+        test.client() as client,
+        chromium_page(tmp_path / "profile") as page,
+    ):
+        page.set_default_timeout(TIMEOUT_MS)
+        port = test.daemon.servers["orchestrator"].port
+        await page.goto(f"http://127.0.0.1:{port}/?symbol=AAPL&resolution=1s")
+        await client.request({"type": "start_strategy", "id": STRATEGY})
+        drive_round_trip(test)
+        await expect(page.get_by_test_id("closed-trades").locator("tbody tr")).to_have_count(2)
+        layouts = {}
+        for width in WIDTHS:
+            await page.set_viewport_size({"width": width, "height": 800})
+            layouts[width] = await page.evaluate(SPILLS)
+            await page.screenshot(path=str(tmp_path / f"width-{width}.png"))
+    fits = {
+        "spilling": [],
+        "buttonsOutsideTheirCard": 0,
+        "buttonsOffScreen": 0,
+        "header": [True, True, True],
+    }
+    assert layouts == {width: {"pageWidth": width, **fits} for width in WIDTHS}
