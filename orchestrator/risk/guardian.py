@@ -698,8 +698,10 @@ class RiskGuardian:
 
         ``limits`` are the strategies' last run configs, so restored positions keep
         their stop-losses before their strategy sends an order; limits learned from
-        orders are kept. P&L made before this moment does not count toward the
-        day's loss: the fills' days are not in the book.
+        orders are kept. What the day's fills realized before this moment counts
+        toward the day's loss (a restart does not wipe a losing day); the positions'
+        unrealized P&L counts from their marks now, as the marks of midnight are not
+        kept.
         """
         for strategy_id, run in (limits or {}).items():
             self._limits.setdefault(strategy_id, run)
@@ -714,9 +716,18 @@ class RiskGuardian:
                 self._realized += position.realized_pnl
         for symbol, held in self._held.items():
             self._remeasure(symbol, held)
-        self._day = _day_of(self._clock.now())
-        self._day_start_equity = self.equity()
+        now = self._clock.now()
+        self._day = _day_of(now)
+        self._day_start_equity = self.equity() - self._book_realized_today(utc_day(now))
         log.info("risk_resynced", positions=sum(len(h) for h in self._held.values()))
+
+    def _book_realized_today(self, day: int) -> float:
+        total = 0.0
+        for strategy_id in self._book.strategy_ids():
+            portfolio = self._book.get(strategy_id)
+            if portfolio is not None:
+                total += portfolio.pnl(day).realized_today
+        return total
 
     # ------------------------------------------------------------ daily loss
 

@@ -827,3 +827,23 @@ def test_measure_updates_the_exposure_and_the_day_without_acting() -> None:
     harness.guardian.measure("AAPL", START + 86_400.0)
     # The new day starts from the equity last measured, at 90: up 500 since.
     assert harness.guardian.daily_pnl() == 500.0
+
+
+def test_a_restart_keeps_what_the_day_realized_toward_the_daily_loss() -> None:
+    """The day's fills replayed into the book before a resync: their realized loss still
+    counts toward max_daily_loss (a restart used to start the day again from 0)."""
+    harness = Harness(max_daily_loss=500.0)
+    harness.tick(100.0)
+    for number, (side, price) in enumerate(((Side.BUY, 100.0), (Side.SELL, 96.0))):
+        fill = Fill(
+            f"trade-{number}", f"order-{number}", "s1", "AAPL", side, 100, price, 0.0,
+            START, TradeStatus.FILLED,
+        )  # fmt: skip
+        harness.book.apply_fill(fill)
+    harness.guardian.resync()
+    assert harness.guardian.daily_pnl() == pytest.approx(-400.0)
+    harness.hold(100, 100.0, strategy="s2")
+    harness.tick(99.01)  # -400 realized, -99 open
+    assert harness.execution.status is ExecutionStatus.RUNNING
+    harness.tick(99.0)  # -500 in the day
+    assert harness.execution.status is ExecutionStatus.STOPPED
