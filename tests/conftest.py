@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,12 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("suite")
+
+# Where each test's screenshots are kept after the run (tests/README: test artefacts).
+ARTIFACTS = Path(
+    os.environ.get("ORCHESTRATOR_TEST_ARTIFACTS")
+    or Path(__file__).resolve().parent.parent / "build" / "test-artifacts"
+)
 
 # Where a daemon started with no config would keep its journal, sockets and config
 # on this machine; read once, before any test changes the environment.
@@ -71,3 +79,22 @@ def _own_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path_factory.mktemp("run")))
+
+
+@pytest.fixture(autouse=True)
+def _keep_screenshots(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The screenshots a test took into its ``tmp_path`` (pages in headless Chromium)
+    are copied, pass or fail, to ``ARTIFACTS/<test>/``: pytest removes old tmp dirs,
+    and a reader of a CI run wants to see the pages."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    yield
+    shots = sorted(tmp_path.glob("*.png"))
+    if not shots:
+        return
+    kept = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+    kept.mkdir(parents=True, exist_ok=True)
+    for shot in shots:
+        shutil.copy2(shot, kept / shot.name)
