@@ -27,11 +27,13 @@ def test_screenshots_of_passing_and_failing_tests_are_kept_per_test(tmp_path: Pa
     (suite / "conftest.py").write_text(CONFTEST.read_text(encoding="utf-8"), encoding="utf-8")
     (suite / "test_pages.py").write_text(SAVING_TESTS, encoding="utf-8")
     kept = tmp_path / "artifacts"
+    environment = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    environment["ORCHESTRATOR_TEST_ARTIFACTS"] = str(kept)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
          str(suite)],
         cwd=suite, capture_output=True, text=True, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ORCHESTRATOR_TEST_ARTIFACTS": str(kept)},
+        env=environment,
     )  # fmt: skip
     assert "1 failed, 1 passed" in run.stdout, run.stdout + run.stderr
     found = sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*") if p.is_file())
