@@ -10,7 +10,7 @@ from pathlib import Path
 
 CONFTEST = Path(__file__).with_name("conftest.py")
 
-SAVING_TESTS = '''
+SAVING_TESTS = """
 def test_saves_a_page(tmp_path):
     (tmp_path / "page.png").write_bytes(b"png")
     (tmp_path / "notes.txt").write_text("not a screenshot")
@@ -18,7 +18,7 @@ def test_saves_a_page(tmp_path):
 def test_saves_and_fails(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"png")
     assert False
-'''
+"""
 
 
 def test_screenshots_of_passing_and_failing_tests_are_kept_per_test(tmp_path: Path) -> None:
