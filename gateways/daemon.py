@@ -723,6 +723,8 @@ class Daemon:
         close the journal."""
         await self.close_servers()
         await self._stop_jobs()
+        # While the core still settles: the orders on their way to a venue get their fills.
+        await asyncio.gather(*(broker.settle_before_stop() for broker in self.venues.values()))
         await self.core.close()
         await self._close_venues()
         if self.feed is not None:

@@ -175,6 +175,8 @@ class VenueBroker:
         self.unreconciled: str | None = "not reconciled with the journal yet"
         """Why no order may go yet: set until the start's reconciliation is done (then
         the journal knows what became of every order in flight at the last stop)."""
+        self.stopping = False
+        """The daemon is stopping: no new order goes (:meth:`settle_before_stop`)."""
         self.restored = False
         """The pipeline has restored the resting orders (:meth:`follow_adopted`): a late
         start's pass adopts none (no strategy of a venue not reconciled at restore was
@@ -329,6 +331,23 @@ class VenueBroker:
             return False
         self._set_state(True, None)
         return True
+
+    async def settle_before_stop(self) -> None:
+        """A clean stop: take no new order, and wait (up to the lookup window: until
+        then a submit whose answer is lost may still be found) for the orders on their
+        way to be settled, so that the journal has their outcome before it closes; what
+        is still unknown then is the next start's reconciliation's. Orders resting on
+        the venue rest on across the stop."""
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lookup_window()
+        while (self._orders or self._settled) and self._state.connected:
+            if loop.time() >= deadline:
+                log.warning(
+                    "venue_orders_in_flight_at_stop", venue=self.name, orders=len(self._orders)
+                )
+                return
+            await asyncio.sleep(self.config.poll_interval_seconds)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -732,6 +751,8 @@ class VenueBroker:
                 self._spawn(task, f"venue-{self.name}-replace-{resting.order.id}")
 
     def _send_problem(self, order: Order) -> str | None:
+        if self.stopping:
+            return f"venue {self.name}: the daemon is stopping; no new order is sent"
         if not self._state.connected:
             reason = self._state.reason
             return f"venue {self.name} is not connected ({reason}); no order is sent blind"

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from gateways.config import DaemonConfig
+from orchestrator.journal.store import Journal
+from orchestrator.model.orders import FILLED, Order, Side
 from tests.support import Client, TestDaemon, running_daemon, test_config
 from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket
 from tests.venues.test_loopback_exchange import plain_binance
@@ -146,6 +148,30 @@ async def test_a_submit_that_times_out_is_looked_up_never_sent_twice(
         assert exchange.submissions == 1
         assert len(exchange.orders) == 1
         exchange.release()
+
+
+async def test_a_clean_stop_settles_the_order_on_its_way_and_sends_no_new_one(
+    exchange: LoopbackExchange,
+) -> None:
+    """Stopped while a submit waits for its answer: the stop waits for the order's
+    outcome (looked up once the submit times out), so the journal holds its fill when
+    the daemon is gone and nothing in flight; from the stop on, an order is refused
+    with the reason, never sent."""
+    config = live_config(exchange, timeout_seconds=0.3)
+    async with running_daemon(config) as daemon, daemon.client() as client:
+        await start_live(client)
+        exchange.hold_next_submit()
+        await first_bar(daemon)
+        await exchange.holding.wait()
+        journal, broker = daemon.daemon.journal, daemon.daemon.venues["main"]
+        assert journal is not None
+    exchange.release()
+    with Journal.open_readonly(journal.path) as stored:
+        assert [(f.order_id, f.status) for f in stored.fills("buyer")] == [("order_000001", FILLED)]
+        assert stored.unfilled_venue_orders() == []
+    late = broker.submit(Order("order_late", "buyer", SYMBOL, Side.BUY, 0.01, 0.0))
+    assert [f.reason for f in late] == ["venue main: the daemon is stopping; no new order is sent"]
+    assert exchange.submissions == 1 and len(exchange.orders) == 1
 
 
 async def test_an_order_the_venue_already_has_is_read_not_made_again(

@@ -99,9 +99,12 @@ async def test_a_fill_made_while_the_daemon_was_down_is_journaled_and_told_once(
         await start_live(client)
         exchange.hold_next_submit()
         await first_bar(daemon)
-        # The venue has the order and filled it; its answer never reaches the daemon.
+        # The venue has the order and filled it; its answer never reaches the daemon,
+        # and the venue goes away before the stop could look it up (as after a crash).
         await asyncio.wait_for(exchange.holding.wait(), 5.0)
+        await exchange.go_down()
     exchange.release()
+    await exchange.come_back()
     [venue_order] = exchange.orders.values()
     assert venue_order.status == "FILLED"
     with journal_of(config) as journal:
