@@ -3,9 +3,9 @@
 Not a benchmark (no baseline; ``python -m bench`` does not run it): the
 ``latency`` benchmark's daemon (``latency_bench.daemon_target``: the whole
 Daemon, the journal on in its default mode unless ``--synchronous`` says
-otherwise, NNG on, ``EveryTick``) with one client in another process, ticks
+otherwise, NNG on, ``EveryTick``) with its clients in other processes, ticks
 injected at 100 per second as the benchmark does (``--ticks``, default 1,500,
-after a 50-tick warm-up). It prints:
+after a 50-tick warm-up; ``--clients``, default 1). It prints:
 
 - the CPU time of each thread of the process per tick (from ``/proc``: the
   event loop, ``journal-writer``, NNG's own threads), with its kernel share and
@@ -192,17 +192,19 @@ async def profiled_ticks(
     return f"=== the event loop's thread (pyinstrument, {ticks} ticks) ===\n{text}"
 
 
-async def run(ticks: int, profile: str, synchronous: latency_bench.Synchronous) -> str:
+async def run(
+    ticks: int, profile: str, synchronous: latency_bench.Synchronous, clients: int = 1
+) -> str:
     writer = cProfile.Profile()
     collector = GcTimes()
     async with AsyncExitStack() as stack:
         if profile == "cprofile":
             stack.enter_context(profiled_writer_thread(writer))
         target = await latency_bench.daemon_target(stack, latency_bench.DAEMON, synchronous)
-        group = await start_clients([target.spec], 1, 1)
+        group = await start_clients([target.spec], clients, latency_bench.processes_for(clients))
         stack.push_async_callback(group.close)
         await group.ready()
-        await wait_until(lambda: target.has_clients(1))
+        await wait_until(lambda: target.has_clients(clients))
         await paced(WARMUP, latency_bench.TICKS_PER_SECOND, target.send)
         gc.callbacks.append(collector)
         before = thread_times()
@@ -220,6 +222,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_latency")
     parser.add_argument("--ticks", type=int, default=1500)
     parser.add_argument("--profile", choices=PROFILES, default="pyinstrument")
+    parser.add_argument("--clients", type=int, default=1)
     parser.add_argument(
         "--synchronous",
         choices=get_args(latency_bench.Synchronous),
@@ -229,9 +232,10 @@ def main() -> None:
     configure_logging(LoggingConfig(level="warning"))
     print(
         f"profile_latency: {args.ticks} traded ticks at {latency_bench.TICKS_PER_SECOND:.0f}/s, "
-        f"1 client, journal synchronous = {args.synchronous}, load {os.getloadavg()[0]:.2f}"
+        f"{args.clients} client(s), journal synchronous = {args.synchronous}, "
+        f"load {os.getloadavg()[0]:.2f}"
     )
-    print(asyncio.run(run(args.ticks, args.profile, args.synchronous)))
+    print(asyncio.run(run(args.ticks, args.profile, args.synchronous, args.clients)))
 
 
 if __name__ == "__main__":
