@@ -8,13 +8,14 @@ paper broker fills it on the next tick. Ticks are injected through
 ``MarketData.handle_tick`` at a steady rate, each stamped with
 ``time.monotonic_ns()`` just before the call. From the second tick on, each
 tick produces one ``strategy_trade`` (the fill of the previous tick's order)
-and one ``strategy_signal`` on the orchestrator server (8082); the journal
-commits them before any client hears of them.
+and one ``strategy_signal`` on the orchestrator server (8082); the journal, in
+its default durability mode (``journal.synchronous``, ``NORMAL``: survives a
+crash of the daemon, kill -9 included; docs/journal.md), commits them before
+any client hears of them.
 
-(``bench/journal_impact_bench.py`` runs the same with the journal off, to show
-what it costs; with ``synchronous = NORMAL`` instead of the default ``FULL``
-the median in the daemon drops by about a quarter and the p99 not at all: the
-disk flush is a part of the journal's cost, not most of it.)
+(``bench/journal_impact_bench.py`` runs the same in each durability mode,
+``FULL`` included, whose commits wait for the disk's flush, and with the
+journal off, to show what each costs.)
 
 Baseline, in the same run and to the same clients: a bare websockets server
 broadcasting, at the same rate, the same two frames per tick (encoded
@@ -55,6 +56,7 @@ from gateways.api import outbound
 from gateways.config import DaemonConfig, LoggingConfig
 from gateways.daemon import Daemon
 from gateways.logs import configure_logging
+from orchestrator.journal.config import JournalConfig
 from orchestrator.model.events import Event, SignalEmitted, Topic, TradeExecuted
 from orchestrator.model.market import Tick
 from orchestrator.model.orders import Fill, Side, Signal, TradeStatus
@@ -71,6 +73,7 @@ STRATEGY_ID = "every-tick"
 STRATEGY_NAME = "Trades every tick"
 TRADE_PREFIX = '{"type":"strategy_trade"'
 TARGET_P99_MS = {1: 1.0, 100: 5.0}
+Synchronous = Literal["FULL", "NORMAL"]
 DAEMON = "daemon"
 BARE = "bare websockets"
 
@@ -117,7 +120,11 @@ def processes_for(clients: int) -> int:
     return min(clients, 4)
 
 
-def bench_config(state_dir: str, synchronous: Literal["FULL", "NORMAL"]) -> DaemonConfig:
+DEFAULT_DURABILITY: Synchronous = JournalConfig.model_fields["synchronous"].default
+"""What the issue's targets are set in: the journal on, in its default mode."""
+
+
+def bench_config(state_dir: str, synchronous: Synchronous) -> DaemonConfig:
     entry = CatalogEntry(
         id=STRATEGY_ID,
         name=STRATEGY_NAME,
@@ -162,9 +169,7 @@ class Stamps:
             self._target.written[event.fill.id] = time.monotonic_ns()
 
 
-async def daemon_target(
-    stack: AsyncExitStack, name: str, synchronous: Literal["FULL", "NORMAL"]
-) -> Target:
+async def daemon_target(stack: AsyncExitStack, name: str, synchronous: Synchronous) -> Target:
     state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-latency-"))
     daemon = Daemon(bench_config(state_dir, synchronous))
     await daemon.start()
@@ -264,7 +269,7 @@ def result(target: Target, clients: int, arrivals: list[Arrivals]) -> Result:
 async def run_clients(clients: int) -> list[Result]:
     async with AsyncExitStack() as servers:
         targets = [
-            await daemon_target(servers, DAEMON, "FULL"),
+            await daemon_target(servers, DAEMON, DEFAULT_DURABILITY),
             await bare_target(servers),
         ]
         group = await start_clients([t.spec for t in targets], clients, processes_for(clients))
@@ -312,7 +317,8 @@ def main() -> list[Verdict]:
     print(
         table(
             f"tick-to-trade: MarketData.handle_tick -> strategy_trade frame at clients in "
-            f"other processes, {TICKS_PER_SECOND:.0f} ticks/s, 1 trade + 1 signal per tick, "
+            f"other processes, journal synchronous = {DEFAULT_DURABILITY} (the default), "
+            f"{TICKS_PER_SECOND:.0f} ticks/s, 1 trade + 1 signal per tick, "
             f"{ROUNDS} interleaved rounds ({machine()})",
             (
                 "clients",

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import gc
 import signal
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -563,6 +564,7 @@ class Daemon:
         # that fails here stops the daemon through its writer's task (exit code 1).
         with contextlib.suppress(JournalError):
             await self.writer.flush()
+        _freeze_the_heap()
         for server in started:
             await server.start_serving()
 
@@ -721,6 +723,7 @@ class Daemon:
     async def stop(self) -> None:
         """Stop accepting, close clients with 1001, stop the core, then flush and
         close the journal."""
+        gc.unfreeze()  # what start froze becomes collectable again (garbage, in tests)
         await self.close_servers()
         await self._stop_jobs()
         # While the core still settles: the orders on their way to a venue get their fills.
@@ -758,6 +761,16 @@ class Daemon:
 
     def ports(self) -> dict[str, int]:
         return {name: server.port for name, server in self.servers.items()}
+
+
+def _freeze_the_heap() -> None:
+    """Collect the start's garbage, then keep what is left out of the cyclic collector's
+    sight for good (``gc.freeze``): the modules, the config and the restored state live
+    as long as the daemon, and a full collection walks every tracked object, about
+    140,000 of them once started (0.1 to 0.2 s on a 2-core VM), pausing every trade
+    in flight. Frozen, a full collection walks only what the run made since."""
+    gc.collect()
+    gc.freeze()
 
 
 Reload = Callable[[], DaemonConfig]

@@ -87,6 +87,10 @@ class DgbitEndpoints:
     # ------------------------------------------------------------ bus
 
     def publish(self, outgoing: Outgoing) -> None:
+        if not self._filters and not self._by_job:
+            # Nobody on either path: no payload to build, only what later ones need.
+            self._translator.remember(outgoing.event)
+            return
         for kind, payload, job_id in self._translator.messages(outgoing.event):
             watchers = self._by_type[kind]
             job_watchers = self._by_job.get(job_id, set()) if job_id is not None else set()

@@ -963,16 +963,26 @@ class DgbitTranslator:
     def __init__(self) -> None:
         self._orders: dict[str, tuple[OrderPurpose, Bracket | None]] = {}
 
-    def messages(self, event: Event) -> list[DgbitMessage]:
+    def remember(self, event: Event) -> None:
+        """What :meth:`messages` keeps of ``event`` (an order's purpose and bracket, until
+        its fill), without building its messages: for an event nobody is sent."""
         if isinstance(event, OrderSubmitted):
             self._orders[event.order.id] = (event.order.purpose, event.order.bracket)
+        elif isinstance(event, TradeExecuted):
+            self._order_of(event.fill)
+
+    def _order_of(self, fill: Fill) -> tuple[OrderPurpose, Bracket | None]:
+        orders = self._orders
+        # A part (partial fills) leaves its order's purpose for the next parts.
+        known = orders.get(fill.order_id) if fill.remaining > 0.0 else None
+        return known or orders.pop(fill.order_id, (OrderPurpose.SIGNAL, None))
+
+    def messages(self, event: Event) -> list[DgbitMessage]:
+        if isinstance(event, OrderSubmitted):
+            self.remember(event)
             return []
         if isinstance(event, TradeExecuted):
-            fill = event.fill
-            orders = self._orders
-            # A part (partial fills) leaves its order's purpose for the next parts.
-            known = orders.get(fill.order_id) if fill.remaining > 0.0 else None
-            purpose, bracket = known or orders.pop(fill.order_id, (OrderPurpose.SIGNAL, None))
+            purpose, bracket = self._order_of(event.fill)
             change = event.change
             if change is None:
                 return []

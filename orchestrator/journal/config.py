@@ -52,8 +52,8 @@ class JournalConfig(FrozenModel):
         "WAL mode). Both modes survive a crash of the daemon (kill -9, out of memory, a bug): "
         "a commit is in the operating system before any client is told of it, and the crash "
         "test checks it in both. NORMAL (the default, for paper trading): a power loss or a "
-        "kernel crash may lose the last commits (those since SQLite's last checkpoint, at "
-        "most about 4 MB of journal), trades clients were told of included; the journal "
-        "stays consistent. FULL: each commit waits for the disk (fsync), so it survives a "
+        "kernel crash may lose the last commits (those since the last checkpoint, which "
+        "follows a commit within about a second), trades clients were told of included; the "
+        "journal stays consistent. FULL: each commit waits for the disk (fsync), so it survives a "
         "power loss too, at the cost in docs/journal.md. Use FULL when the broker is real.",
     )

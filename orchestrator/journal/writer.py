@@ -50,6 +50,7 @@ from orchestrator.journal.store import (
     JournalError,
     Record,
     StrategyConfigured,
+    WalCheckpointer,
     journaled,
 )
 from orchestrator.model.events import BarClosed, Event, QuoteUpdated, StrategyStatusChanged
@@ -62,6 +63,13 @@ Deliver = Callable[[Sequence[Event], Sequence[int | None]], None]
 event the journal does not write), in the same order."""
 
 THREAD_NAME = "journal-writer"
+CHECKPOINT_THREAD_NAME = "journal-checkpoint"
+CHECKPOINT_SPACING = 1.0
+"""Seconds at least between two checkpoints of the log (each after a commit): with
+NORMAL, what a power loss can take is the commits since the last one."""
+WAL_FRAMES_BEHIND = 10_000
+"""Log frames (pages) a checkpoint beside busy commits may leave uncopied before the
+writer's thread checkpoints itself, between two commits, which empties the log."""
 
 MARKET_DATA = (QuoteUpdated, BarClosed)
 """Events told at once, ahead of any commit in flight: not journaled, and made
@@ -138,6 +146,12 @@ class JournalWriter:
         self._max_pending = max_pending
         self._queue: queue.SimpleQueue[Record | _Control] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._checkpoints: threading.Thread | None = None
+        self._checkpoint_due = threading.Event()
+        self._checkpoints_ending = threading.Event()
+        self._wal_behind = False
+        self.checkpoints = 0
+        """Checkpoints done beside the commits (see Journal.checkpoint_elsewhere)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._abandon = False
         """Set by the loop on a failure: the thread commits nothing more."""
@@ -247,11 +261,19 @@ class JournalWriter:
             await asyncio.to_thread(self.journal.close)
 
     def _start_thread(self) -> None:
-        if self._thread is not None:
-            return
+        if self._thread is not None or self._closed:
+            return  # running, or closed (the journal too) before it ever ran
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._write_forever, name=THREAD_NAME, daemon=True)
         self._thread.start()
+        checkpointer = self.journal.checkpoint_elsewhere()
+        self._checkpoints = threading.Thread(
+            target=self._checkpoint_forever,
+            args=(checkpointer,),
+            name=CHECKPOINT_THREAD_NAME,
+            daemon=True,
+        )
+        self._checkpoints.start()
 
     async def _stop_thread(self) -> None:
         thread = self._thread
@@ -261,6 +283,11 @@ class JournalWriter:
         self._queue.put(_Control.STOP)
         await self._ended.wait()  # set by the thread's last callback, after every group's
         await asyncio.to_thread(thread.join)
+        checkpoints = self._checkpoints
+        if checkpoints is not None:
+            self._checkpoints_ending.set()
+            self._checkpoint_due.set()
+            await asyncio.to_thread(checkpoints.join)
 
     def _on_committed(self, group: _Committed) -> None:
         if self.failure is not None:
@@ -314,7 +341,10 @@ class JournalWriter:
             while not stop and not self._abandon:
                 group, stop = self._take_group()
                 if group and not self._abandon:
-                    self._post(self._on_committed, self._commit(group))
+                    committed = self._commit(group)
+                    self._post(self._on_committed, committed)
+                    if committed.written:
+                        self._after_commit()
         except JournalError as exc:
             self._post(self._fail, exc)
         except Exception as exc:
@@ -322,6 +352,35 @@ class JournalWriter:
             self._post(self._fail, failure)
         finally:
             self._post(self._ended.set)
+
+    def _after_commit(self) -> None:
+        """Once a commit is on its way to the loop: the log's checkpoint, on its own thread,
+        or here when that one fell too far behind the commits (nothing writes meanwhile)."""
+        if self._wal_behind:
+            self._wal_behind = False
+            try:
+                self.journal.checkpoint()
+            except JournalError as exc:
+                log.warning("journal_checkpoint_failed", error=exc.message)
+        self._checkpoint_due.set()
+
+    def _checkpoint_forever(self, checkpointer: WalCheckpointer) -> None:
+        """The checkpoint thread: after commits, at most every CHECKPOINT_SPACING seconds."""
+        try:
+            while True:
+                self._checkpoint_due.wait()
+                if self._checkpoints_ending.is_set():
+                    return
+                self._checkpoint_due.clear()
+                try:
+                    self._wal_behind = checkpointer.checkpoint() > WAL_FRAMES_BEHIND
+                    self.checkpoints += 1
+                except JournalError as exc:
+                    # Not fatal: the commits stand, and the next checkpoint copies them.
+                    log.warning("journal_checkpoint_failed", error=exc.message)
+                self._checkpoints_ending.wait(CHECKPOINT_SPACING)
+        finally:
+            checkpointer.close()
 
     def _take_group(self) -> tuple[list[Record], bool]:
         """What waits in the queue (blocking for the first), up to ``max_events``;

@@ -17,8 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateways.api.outbound import DgbitTranslator
-from orchestrator.model.events import TradeExecuted
-from orchestrator.model.orders import Fill, Side, TradeStatus
+from orchestrator.model.events import OrderSubmitted, TradeExecuted
+from orchestrator.model.orders import Fill, Order, OrderPurpose, Side, TradeStatus
 from orchestrator.trading.portfolio import PortfolioBook
 from tests.gateways.test_daemon_process import (
     SERVERS,
@@ -138,6 +138,32 @@ def test_an_entry_takes_its_stop_loss_from_the_trade_event_alone() -> None:
     assert (payload["stop_loss"], payload["take_profit"]) == (95.95, None)
     [(_, unguarded, _)] = translator.messages(buy(book, "unguarded", 101.0))
     assert (unguarded["stop_loss"], unguarded["take_profit"]) == (None, None)
+
+
+def test_an_exit_nobody_watched_being_ordered_still_reports_why_it_was_ordered() -> None:
+    """With no dgbit client, an order's messages are not built, but its purpose is kept:
+    a client that connects before its fill is told the exit type all the same."""
+    book = PortfolioBook()
+    translator = DgbitTranslator()
+    translator.remember(buy(book, "guarded", 100.0))  # nobody watching: remembered only
+    exit_order = Order(
+        "order-exit", "guarded", "AAPL", Side.SELL, 10.0, START, OrderPurpose.STOP_LOSS
+    )
+    translator.remember(OrderSubmitted(exit_order))
+    fill = Fill(
+        id="trade-exit",
+        order_id="order-exit",
+        strategy_id="guarded",
+        symbol="AAPL",
+        side=Side.SELL,
+        quantity=10.0,
+        price=95.0,
+        commission=0.0,
+        ts=START + 60,
+        status=TradeStatus.FILLED,
+    )
+    [(kind, payload, _)] = translator.messages(TradeExecuted(fill, book.apply_fill(fill)))
+    assert (kind, payload["exit_type"]) == ("trade.exited", "stop_loss")
 
 
 async def test_a_reversal_is_one_fill_reported_as_an_exit_then_an_entry() -> None:

@@ -21,7 +21,7 @@ from orchestrator.journal.store import (
     Record,
     StrategyConfigured,
 )
-from orchestrator.journal.writer import THREAD_NAME, JournalWriter
+from orchestrator.journal.writer import CHECKPOINT_THREAD_NAME, THREAD_NAME, JournalWriter
 from orchestrator.model.events import (
     Event,
     ExecutionStatus,
@@ -202,7 +202,8 @@ async def test_close_commits_everything_and_joins_the_thread(journal: Journal) -
     writer = JournalWriter(journal, receiver, max_events=5)
     task = asyncio.create_task(writer.run())
     await asyncio.sleep(0)
-    assert THREAD_NAME in {thread.name for thread in threading.enumerate()}
+    running = {thread.name for thread in threading.enumerate()}
+    assert {THREAD_NAME, CHECKPOINT_THREAD_NAME} <= running
     records = not_quotes(trading_records(Trading(), 30))
     for record in records:
         writer.submit(record)
@@ -210,7 +211,7 @@ async def test_close_commits_everything_and_joins_the_thread(journal: Journal) -
         await writer.close()  # no flush first: close commits what is queued
         await task
     assert receiver.told == events_of(records)
-    assert THREAD_NAME not in {thread.name for thread in threading.enumerate()}
+    assert not {THREAD_NAME, CHECKPOINT_THREAD_NAME} & {t.name for t in threading.enumerate()}
     with Journal.open_readonly(journal.path) as reader:
         assert len(reader.fills()) == sum(isinstance(r, TradeExecuted) for r in records) > 0
     writer.submit(quote(1.0))  # closed: ignored
@@ -239,7 +240,7 @@ async def test_a_disk_error_fails_the_writer_and_tells_nothing(tmp_path: Path) -
         await writer.flush()
     async with asyncio.timeout(DEADLINE):
         await writer.close()
-    assert THREAD_NAME not in {thread.name for thread in threading.enumerate()}
+    assert not {THREAD_NAME, CHECKPOINT_THREAD_NAME} & {t.name for t in threading.enumerate()}
 
 
 async def test_a_backlog_while_the_disk_is_slow_stops_the_writer(
@@ -389,3 +390,24 @@ async def test_a_failing_receiver_does_not_stop_the_journal(journal: Journal) ->
     await writer.close()
     assert len(told) == 3
     assert writer.deliver_errors == 3
+
+
+def test_commits_leave_the_log_to_the_checkpointer_beside_them(tmp_path: Path) -> None:
+    """Checkpoints elsewhere: no commit copies the log into the database (SQLite's own
+    checkpoint, inside the commit that passes 1,000 pages, made that commit 10 to 50
+    times slower); the checkpointer's connection copies all of it."""
+    with Journal.open(tmp_path / "journal.sqlite3", "NORMAL") as journal:
+        checkpointer = journal.checkpoint_elsewhere()
+        log_file = journal.path.with_name(journal.path.name + "-wal")
+        records = not_quotes(trading_records(Trading(), 700))
+        for start in range(0, len(records) - 10, 5):
+            journal.write(records[start : start + 5])
+        (page_size,) = sqlite3.connect(journal.path).execute("PRAGMA page_size").fetchone()
+        assert log_file.stat().st_size > 1_200 * page_size  # never restarted by a commit
+        assert checkpointer.checkpoint() == 0  # everything copied, none left
+        grown = log_file.stat().st_size
+        journal.write(records[-10:])  # a complete checkpoint lets the log start over
+        assert log_file.stat().st_size == grown
+        checkpointer.close()
+    with Journal.open_readonly(journal.path) as reader:
+        assert len(reader.fills()) == sum(isinstance(r, TradeExecuted) for r in records)

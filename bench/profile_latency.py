@@ -1,0 +1,242 @@
+"""Where the CPU of one traded tick goes: ``python -m bench.profile_latency``.
+
+Not a benchmark (no baseline; ``python -m bench`` does not run it): the
+``latency`` benchmark's daemon (``latency_bench.daemon_target``: the whole
+Daemon, the journal on in its default mode unless ``--synchronous`` says
+otherwise, NNG on, ``EveryTick``) with its clients in other processes, ticks
+injected at 100 per second as the benchmark does (``--ticks``, default 1,500,
+after a 50-tick warm-up; ``--clients``, default 1). It prints:
+
+- the CPU time of each thread of the process per tick (from ``/proc``: the
+  event loop, ``journal-writer``, NNG's own threads), with its kernel share and
+  context switches; the whole is the figure to compare with the benchmark's
+  ``CPU us/tick``;
+- the time the cyclic garbage collector took, per generation;
+- with ``--profile pyinstrument`` (the default), the event loop's thread
+  sampled every millisecond (wall time: ``epoll.poll`` is the idle part); with
+  ``--profile cprofile``, cProfile in the event loop's thread and in the journal
+  writer's (own and cumulative time per function; the profiler inflates each
+  call about threefold, so read the shares and the calls per tick);
+  ``--profile none`` for the CPU figures alone, undisturbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import os
+import pstats
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass
+from typing import get_args
+
+from pyinstrument import Profiler
+
+from bench import latency_bench
+from bench.clients import start_clients
+from bench.rig import paced, wait_until
+from gateways.config import LoggingConfig
+from gateways.logs import configure_logging
+from orchestrator.journal.writer import JournalWriter
+
+WARMUP = 50
+SAMPLE_SECONDS = 0.001
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PROFILES = ("pyinstrument", "cprofile", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadTimes:
+    """Per thread id: its name, CPU seconds (user + system), of them system, context switches."""
+
+    names: dict[int, str]
+    seconds: dict[int, float]
+    system: dict[int, float]
+    switches: dict[int, int]
+
+
+def thread_times() -> ThreadTimes:
+    """Every thread of this process, Python's and native ones, from ``/proc``."""
+    python_names = {t.native_id: t.name for t in threading.enumerate()}
+    main = threading.main_thread().native_id
+    times = ThreadTimes({}, {}, {}, {})
+    for entry in os.listdir("/proc/self/task"):
+        tid = int(entry)
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{tid}/comm") as comm:
+                native_name = comm.read().strip()
+            with open(f"/proc/self/task/{tid}/status") as status:
+                switches = sum(int(line.split()[1]) for line in status if "ctxt_switches:" in line)
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+        name = "event loop" if tid == main else python_names.get(tid) or native_name
+        times.names[tid] = name
+        times.seconds[tid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        times.system[tid] = int(fields[12]) / CLOCK_TICKS
+        times.switches[tid] = switches
+    return times
+
+
+def per_thread(before: ThreadTimes, after: ThreadTimes, ticks: int) -> str:
+    rows = []
+    for tid, seconds in after.seconds.items():
+        spent = seconds - before.seconds.get(tid, 0.0)
+        kernel = after.system[tid] - before.system.get(tid, 0.0)
+        switched = after.switches[tid] - before.switches.get(tid, 0)
+        if spent:
+            rows.append((spent, kernel, switched, after.names[tid]))
+    rows.sort(reverse=True)
+    lines = [f"CPU per traded tick, by thread ({ticks} ticks; /proc, 10 ms resolution):"]
+    lines += [
+        f"  {name:<16} {spent / ticks * 1e6:6.0f} us (kernel {kernel / ticks * 1e6:.0f} us), "
+        f"{switched / ticks:.1f} context switches"
+        for spent, kernel, switched, name in rows
+    ]
+    total = sum(row[0] for row in rows)
+    lines.append(f"  {'whole process':<16} {total / ticks * 1e6:6.0f} us")
+    return "\n".join(lines)
+
+
+class GcTimes:
+    """A ``gc.callbacks`` entry: time in the cyclic collector per generation."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.runs = [0, 0, 0]
+        self.heap = (0, 0)
+        """Objects the collector tracks, and of them frozen, when it was last read."""
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.seconds[info["generation"]] += time.perf_counter() - self._started
+        self.runs[info["generation"]] += 1
+
+    def read_heap(self) -> None:
+        self.heap = (len(gc.get_objects()), gc.get_freeze_count())
+
+    def text(self, ticks: int) -> str:
+        tracked, frozen = self.heap
+        each = "; ".join(
+            f"gen{g} {self.runs[g]} runs, {self.seconds[g] / ticks * 1e6:.0f} us per tick"
+            f" ({self.seconds[g] * 1e3:.0f} ms in all)"
+            for g in range(3)
+        )
+        return f"cyclic GC, every thread ({tracked:,} objects tracked, {frozen:,} frozen): {each}"
+
+
+@contextmanager
+def profiled_writer_thread(profile: cProfile.Profile) -> Iterator[None]:
+    """cProfile in the journal writer's thread, from its start (warm-up included)."""
+    original = JournalWriter._write_forever
+
+    def write_forever(writer: JournalWriter) -> None:
+        profile.enable()
+        try:
+            original(writer)
+        finally:
+            profile.disable()
+
+    setattr(JournalWriter, "_write_forever", write_forever)  # noqa: B010 (a method, for mypy)
+    try:
+        yield
+    finally:
+        setattr(JournalWriter, "_write_forever", original)  # noqa: B010
+
+
+def stats_text(profile: cProfile.Profile, ticks: int, lines: int) -> str:
+    if not profile.getstats():
+        return "(nothing ran)\n"
+    stream = io.StringIO()
+    stream.write(f"(times for {ticks} ticks: divide by {ticks} for one)\n")
+    stats = pstats.Stats(profile, stream=stream)
+    stats.sort_stats("tottime").print_stats(lines)
+    stats.sort_stats("cumulative").print_stats(lines)
+    return stream.getvalue()
+
+
+async def profiled_ticks(
+    send: Callable[[int], None], ticks: int, profile: str, writer: cProfile.Profile
+) -> str:
+    """Inject ``ticks`` ticks under the profiler chosen; its report."""
+
+    async def inject() -> None:
+        await paced(ticks, latency_bench.TICKS_PER_SECOND, lambda i: send(WARMUP + i))
+
+    if profile == "none":
+        await inject()
+        return ""
+    if profile == "cprofile":
+        loop = cProfile.Profile()
+        loop.enable()
+        await inject()
+        loop.disable()
+        return (
+            f"=== the event loop's thread (cProfile) ===\n{stats_text(loop, ticks, 50)}\n"
+            f"=== the journal-writer thread (cProfile) ===\n{stats_text(writer, ticks, 30)}"
+        )
+    sampler = Profiler(interval=SAMPLE_SECONDS, async_mode="disabled")
+    with sampler:
+        await inject()
+    text = sampler.output_text(unicode=False, color=False)
+    return f"=== the event loop's thread (pyinstrument, {ticks} ticks) ===\n{text}"
+
+
+async def run(
+    ticks: int, profile: str, synchronous: latency_bench.Synchronous, clients: int = 1
+) -> str:
+    writer = cProfile.Profile()
+    collector = GcTimes()
+    async with AsyncExitStack() as stack:
+        if profile == "cprofile":
+            stack.enter_context(profiled_writer_thread(writer))
+        target = await latency_bench.daemon_target(stack, latency_bench.DAEMON, synchronous)
+        group = await start_clients([target.spec], clients, latency_bench.processes_for(clients))
+        stack.push_async_callback(group.close)
+        await group.ready()
+        await wait_until(lambda: target.has_clients(clients))
+        await paced(WARMUP, latency_bench.TICKS_PER_SECOND, target.send)
+        gc.callbacks.append(collector)
+        before = thread_times()
+        try:
+            report = await profiled_ticks(target.send, ticks, profile, writer)
+            after = thread_times()
+        finally:
+            gc.callbacks.remove(collector)
+        collector.read_heap()
+        await group.wait_for(len(target.sent), timeout=60)
+    return f"{per_thread(before, after, ticks)}\n{collector.text(ticks)}\n\n{report}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_latency")
+    parser.add_argument("--ticks", type=int, default=1500)
+    parser.add_argument("--profile", choices=PROFILES, default="pyinstrument")
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument(
+        "--synchronous",
+        choices=get_args(latency_bench.Synchronous),
+        default=latency_bench.DEFAULT_DURABILITY,
+    )
+    args = parser.parse_args()
+    configure_logging(LoggingConfig(level="warning"))
+    print(
+        f"profile_latency: {args.ticks} traded ticks at {latency_bench.TICKS_PER_SECOND:.0f}/s, "
+        f"{args.clients} client(s), journal synchronous = {args.synchronous}, "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
+    print(asyncio.run(run(args.ticks, args.profile, args.synchronous, args.clients)))
+
+
+if __name__ == "__main__":
+    main()
