@@ -5,6 +5,7 @@ are; a venue that fails refuses or rejects with its reason."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -76,6 +77,30 @@ async def start_live(client: Client) -> dict[str, Any]:
     return await client.request({"type": "start_strategy", "id": "buyer", "config": LIVE})
 
 
+async def start_live_once_connected(
+    daemon: TestDaemon, client: Client, venue: LoopbackExchange
+) -> None:
+    """Start the buyer live once the broker is connected: with a short request timeout
+    a loaded machine may have the venue seem away for a moment (the broker reconnects)."""
+    broker = daemon.daemon.venues["main"]
+    heard = asyncio.Event()
+    venue.on_request = lambda method, endpoint: heard.set()
+    try:
+        async with asyncio.timeout(30.0):
+            while not broker.state.connected:
+                await heard.wait()
+                heard.clear()
+    finally:
+        venue.on_request = lambda method, endpoint: None
+    reply = await start_live(client)
+    assert reply["type"] == "strategy_started", reply
+
+
+SHORT_TIMEOUT = 1.0
+"""A request timeout the held submit runs into, and other requests on a loaded machine
+(rarely; each is tried again)."""
+
+
 async def test_a_live_strategy_trades_on_the_venue_and_is_told_as_a_paper_trade(
     exchange: LoopbackExchange,
 ) -> None:
@@ -138,12 +163,12 @@ async def test_a_rejection_by_the_venue_is_told_with_its_reason(
 async def test_a_submit_that_times_out_is_looked_up_never_sent_twice(
     exchange: LoopbackExchange,
 ) -> None:
-    config = live_config(exchange, timeout_seconds=0.3)
+    config = live_config(exchange, timeout_seconds=SHORT_TIMEOUT)
     async with running_daemon(config) as daemon, daemon.client() as client:
-        await start_live(client)
+        await start_live_once_connected(daemon, client, exchange)
         exchange.hold_next_submit()
         await first_bar(daemon)
-        trade = (await client.recv_type("strategy_trade"))["data"]
+        trade = (await client.recv_type("strategy_trade", 30.0))["data"]
         assert trade["status"] == "FILLED"
         assert exchange.submissions == 1
         assert len(exchange.orders) == 1
@@ -157,9 +182,9 @@ async def test_a_clean_stop_settles_the_order_on_its_way_and_sends_no_new_one(
     outcome (looked up once the submit times out), so the journal holds its fill when
     the daemon is gone and nothing in flight; from the stop on, an order is refused
     with the reason, never sent."""
-    config = live_config(exchange, timeout_seconds=0.3)
+    config = live_config(exchange, timeout_seconds=SHORT_TIMEOUT)
     async with running_daemon(config) as daemon, daemon.client() as client:
-        await start_live(client)
+        await start_live_once_connected(daemon, client, exchange)
         exchange.hold_next_submit()
         await first_bar(daemon)
         await exchange.holding.wait()
