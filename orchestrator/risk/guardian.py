@@ -70,6 +70,7 @@ from orchestrator.trading.portfolio import (
     PortfolioBook,
     Position,
     PositionChange,
+    positions_pnl,
     reduces_position,
     reverses_position,
     utc_day,
@@ -718,16 +719,9 @@ class RiskGuardian:
             self._remeasure(symbol, held)
         now = self._clock.now()
         self._day = _day_of(now)
-        self._day_start_equity = self.equity() - self._book_realized_today(utc_day(now))
+        today = positions_pnl(self._book.positions(), utc_day(now)).realized_today
+        self._day_start_equity = self.equity() - today
         log.info("risk_resynced", positions=sum(len(h) for h in self._held.values()))
-
-    def _book_realized_today(self, day: int) -> float:
-        total = 0.0
-        for strategy_id in self._book.strategy_ids():
-            portfolio = self._book.get(strategy_id)
-            if portfolio is not None:
-                total += portfolio.pnl(day).realized_today
-        return total
 
     # ------------------------------------------------------------ daily loss
 
