@@ -81,6 +81,22 @@ async def eventually(
         venue.on_request = lambda method, endpoint: None
 
 
+def restored_in_error(daemon: TestDaemon) -> None:
+    """The venue is not reconciled: its live strategy is ERROR and rests nothing here."""
+    assert daemon.daemon.venues["main"].unreconciled is not None
+    [view] = daemon.daemon.registry.catalog()
+    assert view.status is StrategyStatus.ERROR
+    assert daemon.daemon.core.execution.open_orders("buyer") == []
+
+
+async def late_start_pass_cancels_the_orphan(daemon: TestDaemon) -> None:
+    """The start's pass, late, succeeds and cancels the one order left on the venue."""
+    reconciler = daemon.daemon.reconcilers["main"]
+    await reconciler.periodic()
+    assert daemon.daemon.venues["main"].unreconciled is None
+    assert reconciler.last is not None and reconciler.last.orphans_cancelled == 1
+
+
 async def resting_on_venue(
     daemon: TestDaemon, client: Client, venue: LoopbackExchange
 ) -> VenueOrder:
@@ -560,16 +576,9 @@ async def test_a_start_whose_reconciliation_keeps_failing_restores_its_strategie
         order = await resting_on_venue(daemon, client, exchange)
     exchange.rate_limit_next(1)
     async with running_daemon(config) as daemon:
-        broker = daemon.daemon.venues["main"]
-        assert broker.unreconciled is not None
-        [view] = daemon.daemon.registry.catalog()
-        assert view.status is StrategyStatus.ERROR
-        assert daemon.daemon.core.execution.open_orders("buyer") == []
+        restored_in_error(daemon)
         daemon.tick(SYMBOL, 29_000.0)
-        reconciler = daemon.daemon.reconcilers["main"]
-        await reconciler.periodic()  # the start's pass, late
-        assert broker.unreconciled is None
-        assert reconciler.last is not None and reconciler.last.orphans_cancelled == 1
+        await late_start_pass_cancels_the_orphan(daemon)
     assert exchange.orders[order.order_id].status == "CANCELED"
     exchange.set_price(SYMBOL, 29_000.0)
     assert exchange.submissions == 1 and exchange.position("BTC") == 0.0

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from orchestrator.model.events import StrategyStatus
 from orchestrator.model.orders import FILLED, OrderType
 from tests.gateways.venues.test_live_trading import LIVE, SYMBOL, first_bar
 from tests.gateways.venues.test_resting_on_venue import (
@@ -24,7 +23,9 @@ from tests.gateways.venues.test_resting_on_venue import (
     credentials,
     eventually,
     exchange,
+    late_start_pass_cancels_the_orphan,
     resting_on_venue,
+    restored_in_error,
 )
 from tests.support import Client, running_daemon
 from tests.venues.loopback_exchange import LoopbackExchange, LoopbackMarket
@@ -328,18 +329,12 @@ async def test_a_venue_unreachable_at_restart_leaves_no_stop_unfollowed_on_it(
         order = await resting_on_venue(daemon, client, exchange)
     await exchange.go_down()
     async with running_daemon(config) as daemon:
-        broker = daemon.daemon.venues["main"]
-        assert broker.unreconciled is not None
-        [view] = daemon.daemon.registry.catalog()
-        assert view.status is StrategyStatus.ERROR
-        assert daemon.daemon.core.execution.open_orders("buyer") == []
+        restored_in_error(daemon)
         daemon.tick(SYMBOL, 30_350.0)
         await exchange.come_back()
+        broker = daemon.daemon.venues["main"]
         await eventually(exchange, lambda: broker.state.connected, timeout=60.0)
-        reconciler = daemon.daemon.reconcilers["main"]
-        await reconciler.periodic()  # the start's pass, late
-        assert broker.unreconciled is None
-        assert reconciler.last is not None and reconciler.last.orphans_cancelled == 1
+        await late_start_pass_cancels_the_orphan(daemon)
     assert exchange.orders[order.order_id].status == "CANCELED"
     exchange.set_price(SYMBOL, 30_350.0)
     assert exchange.submissions == 1 and exchange.position("BTC") == 0.0
