@@ -13,7 +13,7 @@ import cProfile
 import pstats
 import sys
 import tempfile
-from typing import Any
+from contextlib import AsyncExitStack
 
 from bench import throughput_bench
 
@@ -22,26 +22,22 @@ TOP = 20
 
 
 async def profiled_daemon(ticks: int) -> tuple[throughput_bench.Run, pstats.Stats]:
+    """The daemon lane as the benchmark builds it, warmed up unprofiled, then profiled."""
     profile = cProfile.Profile()
-    measure = throughput_bench.measure
-
-    async def measured(*args: Any, **kwargs: Any) -> throughput_bench.Run:
-        profile.enable()
-        try:
-            return await measure(*args, **kwargs)
-        finally:
-            profile.disable()
-
-    throughput_bench.measure = measured  # the daemon case as the benchmark runs it
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-profile-") as state_dir:
-            config = throughput_bench.bench_config(SYMBOLS, state_dir)
-            run = await throughput_bench.run_daemon(
-                config, throughput_bench.generate_ticks(SYMBOLS, ticks)
-            )
-    finally:
-        throughput_bench.measure = measure
-    return run, pstats.Stats(profile)
+    feed = throughput_bench.generate_ticks(SYMBOLS, ticks)
+    warmup, measured = feed[: throughput_bench.WARMUP_TICKS], feed[throughput_bench.WARMUP_TICKS :]
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as state_dir:
+        config = throughput_bench.bench_config(SYMBOLS, state_dir)
+        async with AsyncExitStack() as stack:
+            lane = await throughput_bench.daemon_lane(stack, config)
+            await lane.feed(warmup)
+            lane.seconds = 0.0
+            profile.enable()
+            try:
+                await lane.feed(measured)
+            finally:
+                profile.disable()
+    return throughput_bench.Run(len(measured), lane.seconds, 0, 0, 0, 0), pstats.Stats(profile)
 
 
 def main() -> None:

@@ -19,7 +19,10 @@ count) go through three set-ups, each tick stamped on a ManualClock first:
   symbol and nothing else.
 
 Each set-up runs its first ticks unmeasured, to warm caches and let the
-strategies' averages fill, then times the rest with ``perf_counter``.
+strategies' averages fill, then the rest is timed with ``perf_counter`` in 10
+chunks, each fed to the three set-ups in turn (which one goes first rotates):
+on a shared machine, a burst of other work then weighs on every set-up alike
+instead of on whichever ran at that moment, so the ratios hold.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from bench.report import Verdict, machine, table
@@ -52,6 +56,8 @@ TICKS_PER_SECOND = 10.0
 """Per symbol; with 1-second bars, one bar closes per 10 ticks of a symbol."""
 MEASURED_TICKS = 150_000
 WARMUP_TICKS = 15_000
+CHUNKS = 10
+"""The measured ticks are fed in this many chunks, each to every set-up in turn."""
 JOURNAL_BEHIND_LIMIT = 10_000
 """Events the journal writer may be behind before the benchmark waits for it."""
 YIELD_EVERY = 100
@@ -181,25 +187,47 @@ async def timed(
     return time.perf_counter() - started
 
 
-async def measure(
-    handle: Callable[[Tick], None],
-    clock: ManualClock,
-    ticks: Sequence[Tick],
-    counter: Counter,
-    settle: Settle = no_settle,
-) -> Run:
-    await timed(handle, clock, ticks[:WARMUP_TICKS], settle)
-    before = counter.snapshot()
-    seconds = await timed(handle, clock, ticks[WARMUP_TICKS:], settle)
-    counts = (a - b for a, b in zip(counter.snapshot(), before, strict=True))
-    return Run(len(ticks) - WARMUP_TICKS, seconds, *counts)
+@dataclass(slots=True)
+class Lane:
+    """One set-up, fed its ticks chunk by chunk in turn with the others."""
+
+    handle: Callable[[Tick], None]
+    clock: ManualClock
+    counter: Counter | None = None
+    settle: Settle = no_settle
+    seconds: float = 0.0
+
+    async def feed(self, ticks: Sequence[Tick]) -> None:
+        self.seconds += await timed(self.handle, self.clock, ticks, self.settle)
+
+    def run(self, ticks: int, before: tuple[int, int, int, int]) -> Run:
+        after = self.counter.snapshot() if self.counter is not None else before
+        counts = (a - b for a, b in zip(after, before, strict=True))
+        return Run(ticks, self.seconds, *counts)
+
+
+async def interleaved(lanes: Sequence[Lane], ticks: Sequence[Tick]) -> list[Run]:
+    """Warm every lane up, then time them on the same chunks of ticks taken in turn
+    (the first lane of each chunk rotating), so that whatever else loads the machine
+    at some moment weighs on every set-up alike: the ratios are what is compared."""
+    for lane in lanes:
+        await lane.feed(ticks[:WARMUP_TICKS])
+        lane.seconds = 0.0
+    before = [lane.counter.snapshot() if lane.counter else (0, 0, 0, 0) for lane in lanes]
+    measured = ticks[WARMUP_TICKS:]
+    size = -(-len(measured) // CHUNKS)
+    for number, start in enumerate(range(0, len(measured), size)):
+        chunk = measured[start : start + size]
+        for offset in range(len(lanes)):
+            await lanes[(number + offset) % len(lanes)].feed(chunk)
+    return [lane.run(len(measured), b) for lane, b in zip(lanes, before, strict=True)]
 
 
 class JournalBackpressure:
     """Waits for the journal writer when it is more than ``limit`` events behind,
-    and for all of it at the end, so that its work is inside the timing. Without
-    it the writer's backlog passes ``journal.max_pending_events`` within a second
-    at these rates and the daemon stops ("the disk cannot keep up")."""
+    and for all of it at the end of each chunk, so that its work is inside the
+    timing. Without it the writer's backlog passes ``journal.max_pending_events``
+    within a second at these rates and the daemon stops ("the disk cannot keep up")."""
 
     def __init__(self, daemon: Daemon, limit: int = JOURNAL_BEHIND_LIMIT) -> None:
         self._writer = daemon.writer
@@ -212,48 +240,42 @@ class JournalBackpressure:
             await self._writer.flush()
 
 
-async def run_core(config: DaemonConfig, ticks: Sequence[Tick]) -> Run:
+async def core_lane(config: DaemonConfig) -> Lane:
     clock = ManualClock(START)
     bus = EventBus()
     core = build_trading_core(config, bus, clock)
     registry = StrategyRegistry(config.strategies, core.runtime, bus, clock)
     for entry in config.strategies:
         await registry.start(entry.id)
-    return await measure(core.market.handle_tick, clock, ticks, Counter(bus))
+    return Lane(core.market.handle_tick, clock, Counter(bus))
 
 
-async def run_daemon(config: DaemonConfig, ticks: Sequence[Tick]) -> Run:
+async def daemon_lane(stack: AsyncExitStack, config: DaemonConfig) -> Lane:
     clock = ManualClock(START)
     daemon = Daemon(config, clock)
     await daemon.start()
+    stack.push_async_callback(daemon.stop)
     tasks = start_background(daemon)
-    try:
-        for entry in config.strategies:
-            await daemon.registry.start(entry.id)
-        backpressure = JournalBackpressure(daemon)
-        handle = daemon.core.market.handle_tick
-        run = await measure(handle, clock, ticks, Counter(daemon.bus), backpressure)
-        if daemon.writer.failure is not None:
-            raise RuntimeError(f"the daemon's journal failed: {daemon.writer.failure}")
-        return run
-    finally:
-        await stop_background(tasks)
-        await daemon.stop()
+    stack.push_async_callback(stop_background, tasks)
+    stack.callback(journal_intact, daemon)
+    for entry in config.strategies:
+        await daemon.registry.start(entry.id)
+    handle = daemon.core.market.handle_tick
+    return Lane(handle, clock, Counter(daemon.bus), JournalBackpressure(daemon))
 
 
-async def run_bare(names: Sequence[str], ticks: Sequence[Tick]) -> Run:
+def journal_intact(daemon: Daemon) -> None:
+    if daemon.writer.failure is not None:
+        raise RuntimeError(f"the daemon's journal failed: {daemon.writer.failure}")
+
+
+def bare_lane(names: Sequence[str]) -> Lane:
     aggregators = {name: BarAggregator(name, RESOLUTION) for name in names}
-    bars = 0
 
     def handle(tick: Tick) -> None:
-        nonlocal bars
-        bars += len(aggregators[tick.symbol].on_tick(tick))
+        aggregators[tick.symbol].on_tick(tick)
 
-    clock = ManualClock(START)
-    await timed(handle, clock, ticks[:WARMUP_TICKS])
-    bars = 0
-    seconds = await timed(handle, clock, ticks[WARMUP_TICKS:])
-    return Run(len(ticks) - WARMUP_TICKS, seconds, bars, 0, 0, 0)
+    return Lane(handle, ManualClock(START))
 
 
 async def run_all() -> list[tuple[int, Run, Run, Run]]:
@@ -262,9 +284,9 @@ async def run_all() -> list[tuple[int, Run, Run, Run]]:
         ticks = generate_ticks(count, WARMUP_TICKS + MEASURED_TICKS)
         with tempfile.TemporaryDirectory(prefix="bench-throughput-") as state_dir:
             config = bench_config(count, state_dir)
-            core = await run_core(config, ticks)
-            daemon = await run_daemon(config, ticks)
-        bare = await run_bare(symbols(count), ticks)
+            async with AsyncExitStack() as stack:
+                lanes = [await core_lane(config), await daemon_lane(stack, config)]
+                core, daemon, bare = await interleaved([*lanes, bare_lane(symbols(count))], ticks)
         results.append((count, core, daemon, bare))
     return results
 
