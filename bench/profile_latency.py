@@ -12,6 +12,11 @@ after a 50-tick warm-up; ``--clients``, default 1). It prints:
   context switches; the whole is the figure to compare with the benchmark's
   ``CPU us/tick``;
 - the time the cyclic garbage collector took, per generation;
+- with ``--profile stages``, the way of each trade from its tick's injection:
+  when the journal writer's thread took it, when the commit was done (and the
+  CPU time of the commit in that thread), when the event loop ran the commit's
+  callback, and when the trade had been written to every client (the
+  benchmark's ``in daemon``), each as p50 and p90 in microseconds;
 - with ``--profile pyinstrument`` (the default), the event loop's thread
   sampled every millisecond (wall time: ``epoll.poll`` is the idle part); with
   ``--profile cprofile``, cProfile in the event loop's thread and in the journal
@@ -31,7 +36,7 @@ import os
 import pstats
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from typing import get_args
@@ -40,15 +45,18 @@ from pyinstrument import Profiler
 
 from bench import latency_bench
 from bench.clients import start_clients
+from bench.report import percentile
 from bench.rig import paced, wait_until
 from gateways.config import LoggingConfig
 from gateways.logs import configure_logging
-from orchestrator.journal.writer import JournalWriter
+from orchestrator.journal.store import Record
+from orchestrator.journal.writer import JournalWriter, _Committed
+from orchestrator.model.events import TradeExecuted
 
 WARMUP = 50
 SAMPLE_SECONDS = 0.001
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PROFILES = ("pyinstrument", "cprofile", "none")
+PROFILES = ("pyinstrument", "cprofile", "stages", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +162,82 @@ def profiled_writer_thread(profile: cProfile.Profile) -> Iterator[None]:
         setattr(JournalWriter, "_write_forever", original)  # noqa: B010
 
 
+class Stages:
+    """Each trade's way through the journal writer, in ns after its tick's injection
+    (``target.sent``), keyed by trade id; installed around the writer's own steps."""
+
+    NAMES = (
+        "handed to the writer",
+        "writer took it",
+        "committed",
+        "loop has the commit",
+        "written to clients",
+    )
+
+    def __init__(self, target: latency_bench.Target) -> None:
+        self._target = target
+        self._seen: list[tuple[str, str, int]] = []
+        self.commit_cpu_ns: list[int] = []
+
+    def _mark(self, name: str, records: Iterable[object]) -> None:
+        """When ``name`` happened to each trade of ``records``; its injection is looked
+        up at the end (a trade is in ``target.sent`` only once the bus has it)."""
+        now = time.monotonic_ns()
+        for record in records:
+            if isinstance(record, TradeExecuted):
+                self._seen.append((name, record.fill.id, now))
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        submit, commit = JournalWriter.submit, JournalWriter._commit
+        committed = JournalWriter._on_committed
+
+        def timed_submit(writer: JournalWriter, record: Record) -> None:
+            submit(writer, record)
+            self._mark("handed to the writer", (record,))
+
+        def timed_commit(writer: JournalWriter, group: list[Record]) -> _Committed:
+            self._mark("writer took it", group)
+            started = time.thread_time_ns()
+            done = commit(writer, group)
+            self.commit_cpu_ns.append(time.thread_time_ns() - started)
+            self._mark("committed", group)
+            return done
+
+        def timed_committed(writer: JournalWriter, group: _Committed) -> None:
+            self._mark("loop has the commit", group.events)
+            committed(writer, group)
+
+        setattr(JournalWriter, "submit", timed_submit)  # noqa: B010 (a method, for mypy)
+        setattr(JournalWriter, "_commit", timed_commit)  # noqa: B010
+        setattr(JournalWriter, "_on_committed", timed_committed)  # noqa: B010
+        try:
+            yield
+        finally:
+            setattr(JournalWriter, "submit", submit)  # noqa: B010
+            setattr(JournalWriter, "_commit", commit)  # noqa: B010
+            setattr(JournalWriter, "_on_committed", committed)  # noqa: B010
+
+    def text(self) -> str:
+        sent = self._target.sent
+        seen = [*self._seen, *(("written to clients", *w) for w in self._target.written.items())]
+        stages: dict[str, list[int]] = {name: [] for name in self.NAMES}
+        for name, trade, ns in seen:
+            index, injected = sent.get(trade, (-1, 0))
+            if index >= WARMUP:
+                stages[name].append(ns - injected)
+        lines = ["=== each trade's way, from its tick's injection (us) ==="]
+        for name, unordered in stages.items():
+            values = sorted(unordered)
+            lines.append(
+                f"  {name:<20} p50 {percentile(values, 0.5) / 1e3:7.0f}   "
+                f"p90 {percentile(values, 0.9) / 1e3:7.0f}   ({len(values)} trades)"
+            )
+        cpu = percentile(sorted(self.commit_cpu_ns), 0.5) / 1e3
+        lines.append(f"  the commit's CPU time in the writer's thread: p50 {cpu:.0f} us")
+        return "\n".join(lines)
+
+
 def stats_text(profile: cProfile.Profile, ticks: int, lines: int) -> str:
     if not profile.getstats():
         return "(nothing ran)\n"
@@ -173,7 +257,7 @@ async def profiled_ticks(
     async def inject() -> None:
         await paced(ticks, latency_bench.TICKS_PER_SECOND, lambda i: send(WARMUP + i))
 
-    if profile == "none":
+    if profile in ("none", "stages"):
         await inject()
         return ""
     if profile == "cprofile":
@@ -201,6 +285,9 @@ async def run(
         if profile == "cprofile":
             stack.enter_context(profiled_writer_thread(writer))
         target = await latency_bench.daemon_target(stack, latency_bench.DAEMON, synchronous)
+        stages = Stages(target)
+        if profile == "stages":
+            stack.enter_context(stages.installed())
         group = await start_clients([target.spec], clients, latency_bench.processes_for(clients))
         stack.push_async_callback(group.close)
         await group.ready()
@@ -215,6 +302,8 @@ async def run(
             gc.callbacks.remove(collector)
         collector.read_heap()
         await group.wait_for(len(target.sent), timeout=60)
+    if profile == "stages":
+        report = stages.text()
     return f"{per_thread(before, after, ticks)}\n{collector.text(ticks)}\n\n{report}"
 
 
