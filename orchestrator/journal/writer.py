@@ -18,8 +18,10 @@ Quotes and bars never wait behind a commit: the journal does not write them, and
 they derive from nothing it holds, so :meth:`JournalWriter.submit` delivers them
 at once, ahead of the trades still committing. Other events the journal ignores
 (risk alerts, execution status, job states) keep their place behind the
-journaled ones (a rejection is not told before the signal it rejects), and are
-delivered at once only when nothing is waiting ahead of them.
+journaled ones (a rejection is not told before the signal it rejects): they are
+delivered at once when nothing is waiting ahead of them, and otherwise held on
+the loop and delivered right after the commit of what was submitted before them
+(they never go to the thread, which has nothing to write of them).
 
 With the journal off (``journal.enabled = false``), :class:`DirectDelivery` takes
 this stage's place and delivers every event as it is submitted.
@@ -37,6 +39,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum, auto
@@ -159,6 +162,10 @@ class JournalWriter:
         """Records queued that the journal must write (what is delivered at once is not)."""
         self._submitted = 0
         self._done = 0
+        self._in_order: deque[tuple[Event, bool]] = deque()
+        """What waits to be delivered, in submission order, with whether it waits for its
+        own commit (True) or only for those ahead of it (an event the journal ignores,
+        held here on the loop: it never crosses to the thread)."""
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._ended = asyncio.Event()
         """Set once the thread has ended or the writer has failed: run() returns."""
@@ -210,16 +217,19 @@ class JournalWriter:
                 config = StrategyConfigured(
                     record.strategy_id, record.name, record.config, record.ts
                 )
-                self._enqueue(config, 1)
-            self._enqueue(record, 1)
-        elif isinstance(record, MARKET_DATA) or self._submitted == self._done:
-            # Not journaled, so not a StrategyConfigured: an Event (mypy cannot tell).
+                self._enqueue(config)
+            self._enqueue(record)
+            if not isinstance(record, StrategyConfigured):  # told to nobody: not waited for
+                self._in_order.append((record, True))
+        # Not journaled, so not a StrategyConfigured: an Event (mypy cannot tell).
+        elif isinstance(record, MARKET_DATA) or not self._in_order:
             self._deliver_events((record,), (None,))  # type: ignore[arg-type]
         else:
-            self._enqueue(record, 0)
+            self._submitted += 1
+            self._in_order.append((record, False))  # type: ignore[arg-type]
 
-    def _enqueue(self, record: Record, written: int) -> None:
-        self._unwritten += written
+    def _enqueue(self, record: Record) -> None:
+        self._unwritten += 1
         self._submitted += 1
         self._queue.put(record)
 
@@ -295,9 +305,30 @@ class JournalWriter:
         self._unwritten -= group.written
         if group.written:
             self.stats.add(group.written, group.seconds)
-        self._deliver_events(group.events, group.positions)
-        self._done += group.size
+        events, positions = self._release(group)
+        self._deliver_events(events, positions)
+        self._done += group.size + len(events) - len(group.events)
         self._release_waiters()
+
+    def _release(self, group: _Committed) -> tuple[list[Event], list[int | None]]:
+        """``group``'s events in submission order, with the held events that waited
+        only for them (the thread commits in that order, so the group's events are
+        the next ones waiting in ``_in_order``)."""
+        events: list[Event] = []
+        positions: list[int | None] = []
+        for event, position in zip(group.events, group.positions, strict=True):
+            self._release_held(events, positions)
+            self._in_order.popleft()  # this very event, which waited for its commit
+            events.append(event)
+            positions.append(position)
+        self._release_held(events, positions)
+        return events, positions
+
+    def _release_held(self, events: list[Event], positions: list[int | None]) -> None:
+        in_order = self._in_order
+        while in_order and not in_order[0][1]:
+            events.append(in_order.popleft()[0])
+            positions.append(None)
 
     def _deliver_events(self, events: Sequence[Event], positions: Sequence[int | None]) -> None:
         if not events:
@@ -326,6 +357,7 @@ class JournalWriter:
         self._abandon = True
         self._queue.put(_Control.STOP)
         self._unwritten = 0
+        self._in_order.clear()  # never told: nothing after a failed commit is
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(failure)

@@ -177,6 +177,42 @@ async def test_quotes_never_wait_behind_a_commit_and_trades_wait_for_theirs(
     await task
 
 
+async def test_an_ignored_event_waits_on_the_loop_for_what_came_before_it_only(
+    blocking: BlockingJournal,
+) -> None:
+    groups: list[list[Record]] = []
+    write = blocking.write
+
+    def recorded(records: Sequence[Record]) -> list[int | None]:
+        groups.append(list(records))
+        return write(records)
+
+    blocking.write = recorded  # type: ignore[method-assign]
+    receiver = Receiver(blocking.path)
+    writer = JournalWriter(blocking, receiver, max_events=2)
+    task = asyncio.create_task(writer.run())
+    first, *rest = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+    halted = ExecutionStatusChanged(ExecutionStatus.STOPPED, T0, reason="kill switch")
+    resumed = ExecutionStatusChanged(ExecutionStatus.RUNNING, T0 + 1)
+    writer.submit(first)
+    await asyncio.to_thread(blocking.writing.wait, DEADLINE)  # the first group, alone
+    writer.submit(halted)
+    for record in rest:
+        writer.submit(record)
+    writer.submit(resumed)
+    assert writer.pending == 3 + len(rest)
+    blocking.release.set()
+    async with asyncio.timeout(DEADLINE):
+        await writer.flush()
+    assert receiver.told == [first, halted, *rest, resumed]
+    assert receiver.positions[1] is None and receiver.positions[-1] is None
+    # The thread never had the ignored ones: they took no room in a group of 2.
+    assert groups == [[first], rest]
+    assert writer.pending == 0
+    await writer.close()
+    await task
+
+
 async def test_nothing_is_told_before_its_commit_returns(blocking: BlockingJournal) -> None:
     receiver = Receiver(blocking.path)
     writer = JournalWriter(blocking, receiver, max_events=2)
