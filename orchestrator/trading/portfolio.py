@@ -470,14 +470,17 @@ class PortfolioBook:
 
     def mark(self, symbol: str, price: float, ts: float | None = None) -> int:
         """Mark every position in ``symbol``; returns how many positions were touched."""
-        if not _is_valid_price(price):
+        if not 0.0 < price < math.inf:  # _is_valid_price, inlined: every price passes here
             return 0
         self._last_prices[symbol] = price
         positions = self._by_symbol.get(symbol)
         if not positions:
             return 0
         for position in positions:
-            position.mark(price, ts)
+            # Position.mark, inlined: the price is checked already.
+            position.last_price = price
+            if ts is not None:
+                position.marked_at = ts
         return len(positions)
 
     def last_price(self, symbol: str) -> float | None:
