@@ -744,7 +744,8 @@ class RiskGuardian:
             self._day_start_equity = self.equity()
 
     def _check_daily_loss(self, ts: float) -> RiskActions:
-        loss = self._day_start_equity - self.equity()
+        # equity(), inlined: asked at every fill and every price the guardian watches.
+        loss = self._day_start_equity - (self._realized + sum(self._unrealized.values()))
         limit = self.config.max_daily_loss
         if loss < limit * (1 - TOLERANCE) or self._daily_loss_day == self._day:
             return NO_ACTIONS

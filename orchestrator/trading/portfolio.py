@@ -241,7 +241,7 @@ class Position:
         )
 
     def _count_in_day(self, ts: float, realized: float) -> None:
-        day = utc_day(ts)
+        day = int(ts // DAY_SECONDS)  # utc_day, inlined: once per fill
         if day != self.realized_day:
             self.realized_day, self.realized_in_day = day, 0.0
         self.realized_in_day += realized
