@@ -210,8 +210,10 @@ class Position:
         duration = None
         if quantity_before * direction < 0.0:
             # Reducing: close what the fill covers (realizing its P&L), open the rest.
-            closed = min(quantity, abs(quantity_before))
-            closed_pnl = closed * (price - entry_before) * _sign(quantity_before)
+            held = abs(quantity_before)
+            closed = held if held < quantity else quantity  # min(), without the builtin
+            # quantity_before's sign is -direction here (what _sign would say).
+            closed_pnl = closed * (price - entry_before) * -direction
             duration = self._closed_duration(fill.ts)
             self._reduce(closed)
         opened = quantity - closed
