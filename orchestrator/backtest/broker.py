@@ -93,6 +93,11 @@ class ReplayBroker:
             return self._fill_in_parts(tick)
         fill_at, symbol, price, ts = self._pricing.fill_at, tick.symbol, tick.price, tick.ts
         low, high = self.bar_low, self.bar_high
+        if len(waiting) == 1 and waiting[0].symbol == symbol:
+            # One order waiting, the usual case of a backtest: no lists to sort it into.
+            fill = fill_at(waiting[0], price, ts, low, high)
+            waiting.clear()  # in place: the replay loop holds this list
+            return (fill,)
         fills: list[Fill] = []
         others: list[Order] = []
         # One pass, no comprehension frames: this runs for every order of a backtest.

@@ -63,7 +63,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -553,7 +552,7 @@ class BacktestEngine:
             return None
         if symbol != self.symbol:
             raise ValueError(f"{self._id} trades {self.symbol}, not {symbol}")
-        held = self._pipeline.projected_position(self._id, symbol)
+        held = self.position(symbol)  # the pipeline's projected position, asked once
         sized_at = price if terms is None else terms.limit_price or terms.stop_price or price
         size = signal_quantity(quantity, action, held, sized_at, self._limit, self._sizing_fraction)
         if size is None:
@@ -570,7 +569,7 @@ class BacktestEngine:
         order = Order(self._ids("order"), self._id, symbol, action, size, now, SIGNAL)
         if terms is not None:
             order = with_terms(order, terms)
-        self._pipeline.submit_signal(order, self.config, price, quantity)
+        self._pipeline.submit_signal(order, self.config, price, quantity, held)
         return order.id
 
     def place(
@@ -687,14 +686,15 @@ class BacktestEngine:
         problem = unknown_resolution(first.resolution)
         if problem is not None:
             raise BacktestError(problem)
-        # One pass each, in C: this runs before a million bars as before ten.
-        symbols = set(map(attrgetter("symbol"), bars))
-        if len(symbols) > 1 or len(set(map(attrgetter("resolution"), bars))) > 1:
+        # One pass each: this runs before a million bars as before ten. (Comprehensions,
+        # not map(attrgetter(...)): their specialized attribute reads take half the time.)
+        symbols = {bar.symbol for bar in bars}
+        if len(symbols) > 1 or len({bar.resolution for bar in bars}) > 1:
             raise BacktestError(
                 f"a backtest takes the bars of one symbol at one resolution; these start "
                 f"with {first.symbol} at {first.resolution} and then change"
             )
-        starts = self._starts = list(map(attrgetter("start"), bars))
+        starts = self._starts = [bar.start for bar in bars]
         if not all(map(operator.lt, starts, islice(starts, 1, None))):
             later = next(i for i in range(1, len(starts)) if starts[i] <= starts[i - 1])
             raise BacktestError(

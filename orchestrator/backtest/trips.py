@@ -17,6 +17,9 @@ from orchestrator.model.orders import SIGNAL
 from orchestrator.trading.portfolio import Position, PositionChange
 
 END_OF_DATA = "end_of_data"
+SIGNAL_EXIT = SIGNAL.value
+"""The exit reason of a trade closed by a signal (``SIGNAL.value``, read once: an
+enum's ``value`` is a property, looked up at every closing fill otherwise)."""
 """The exit reason of the trade still open after the last bar (marked at its close)."""
 
 
@@ -108,7 +111,7 @@ class TripTracker:
                 trip.pnl += change.closed_pnl - closed_commission
                 trip.commission += closed_commission
                 if opened > 0.0 or change.quantity_after == 0.0:
-                    reason = self._exit_reasons.pop(fill.order_id, SIGNAL.value)
+                    reason = self._exit_reasons.pop(fill.order_id, SIGNAL_EXIT)
                     price = trip.exit_price(closed, fill.price)
                     trade = trip.close(fill.ts, price, change.entry_price_before, reason)
                     self.trades.append(trade)

@@ -683,9 +683,13 @@ class RiskGuardian:
     def _remeasure(self, symbol: str, held: Mapping[str, Position]) -> None:
         unrealized = gross = 0.0
         for position in held.values():
-            if position.quantity != 0.0:
-                unrealized += position.unrealized_pnl
-                gross += position.notional
+            quantity = position.quantity
+            if quantity != 0.0:
+                # Position.unrealized_pnl and .notional, inlined (the same expressions):
+                # this runs at every fill and every price a backtest shows the guardian.
+                price = position.last_price
+                unrealized += (price - position.entry_price) * quantity
+                gross += abs(quantity) * price
         self._measured(symbol, unrealized, gross)
 
     def _measured(self, symbol: str, unrealized: float, gross: float) -> None:
@@ -734,13 +738,14 @@ class RiskGuardian:
         return self.equity() - self._day_start_equity
 
     def _roll_day(self, now: float) -> None:
-        day = _day_of(now)
+        day = int(now // DAY_SECONDS)  # _day_of, inlined: asked at every price and fill
         if day != self._day:
             self._day = day
             self._day_start_equity = self.equity()
 
     def _check_daily_loss(self, ts: float) -> RiskActions:
-        loss = self._day_start_equity - self.equity()
+        # equity(), inlined: asked at every fill and every price the guardian watches.
+        loss = self._day_start_equity - (self._realized + sum(self._unrealized.values()))
         limit = self.config.max_daily_loss
         if loss < limit * (1 - TOLERANCE) or self._daily_loss_day == self._day:
             return NO_ACTIONS

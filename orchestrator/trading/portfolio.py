@@ -210,8 +210,10 @@ class Position:
         duration = None
         if quantity_before * direction < 0.0:
             # Reducing: close what the fill covers (realizing its P&L), open the rest.
-            closed = min(quantity, abs(quantity_before))
-            closed_pnl = closed * (price - entry_before) * _sign(quantity_before)
+            held = abs(quantity_before)
+            closed = held if held < quantity else quantity  # min(), without the builtin
+            # quantity_before's sign is -direction here (what _sign would say).
+            closed_pnl = closed * (price - entry_before) * -direction
             duration = self._closed_duration(fill.ts)
             self._reduce(closed)
         opened = quantity - closed
@@ -241,7 +243,7 @@ class Position:
         )
 
     def _count_in_day(self, ts: float, realized: float) -> None:
-        day = utc_day(ts)
+        day = int(ts // DAY_SECONDS)  # utc_day, inlined: once per fill
         if day != self.realized_day:
             self.realized_day, self.realized_in_day = day, 0.0
         self.realized_in_day += realized
@@ -470,14 +472,17 @@ class PortfolioBook:
 
     def mark(self, symbol: str, price: float, ts: float | None = None) -> int:
         """Mark every position in ``symbol``; returns how many positions were touched."""
-        if not _is_valid_price(price):
+        if not 0.0 < price < math.inf:  # _is_valid_price, inlined: every price passes here
             return 0
         self._last_prices[symbol] = price
         positions = self._by_symbol.get(symbol)
         if not positions:
             return 0
         for position in positions:
-            position.mark(price, ts)
+            # Position.mark, inlined: the price is checked already.
+            position.last_price = price
+            if ts is not None:
+                position.marked_at = ts
         return len(positions)
 
     def last_price(self, symbol: str) -> float | None:

@@ -55,6 +55,10 @@ class RefusalMemory:
         self.fills = 0
         """Fills settled so far: any fill may change what the limits allow."""
 
+    def __bool__(self) -> bool:
+        """Whether any refusal is remembered (mostly none: nothing can be held back)."""
+        return bool(self._refused)
+
     def remember(self, strategy_id: str, symbol: str, refused: RefusedSignal) -> None:
         self._refused[(strategy_id, symbol)] = refused
 
