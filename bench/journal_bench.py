@@ -55,6 +55,8 @@ BATCH_SIZES = (1, 10, 100, 1000)
 WRITER_BATCHES = (100, 1000)
 """``max_events`` of the JournalWriter runs, each against bare SQLite at that batch size."""
 MODES = ("FULL", "NORMAL")
+WRITER_TARGET = 0.60
+"""Issue #15: the writer's events/s against bare SQLite's at the same batch size."""
 TIME_BUDGET = 0.5
 """Seconds of write time per round (at least MIN_COMMITS commits, at most MAX_EVENTS)."""
 ROUNDS = 3
@@ -311,6 +313,16 @@ async def measure_writer(directory: Path, mode: str, max_events: int) -> WriterR
     )
 
 
+def writer_verdict(mode: str, size: int, run: WriterRun, bare: Rate) -> Verdict:
+    share = run.events_per_second / bare.events_per_second
+    return Verdict(
+        f"journal writer, synchronous {mode}, batches of {size:,}",
+        f"{share:.0%} of bare SQLite ({run.events_per_second:,.0f} events/s)",
+        f">= {WRITER_TARGET:.0%}",
+        share >= WRITER_TARGET,
+    )
+
+
 def best_writer_run(directory: Path, mode: str, max_events: int) -> tuple[WriterRun, Rate]:
     """The best of ROUNDS floods and of ROUNDS bare SQLite rounds, taken in turn, so
     that both meet the same load on a shared machine."""
@@ -394,9 +406,11 @@ def main() -> list[Verdict]:
             )
         )
         writer_rows = []
+        writer_verdicts = []
         for mode in MODES:
             for size in WRITER_BATCHES:
                 run, bare = best_writer_run(directory, mode, size)
+                writer_verdicts.append(writer_verdict(mode, size, run, bare))
                 writer_rows.append(
                     (
                         mode,
@@ -443,7 +457,9 @@ def main() -> list[Verdict]:
         f"restart replays {fills / seconds:,.0f} fills/s ({fills:,} in {seconds:.2f} s)"
     )
     figure = f"{full[100][4]:,.0f} events/s by 100, {full[1][4]:,.0f} one at a time"
-    return [Verdict("journal commits, synchronous FULL", figure, "none", None)]
+    for each in writer_verdicts:
+        print(each.line())
+    return [Verdict("journal commits, synchronous FULL", figure, "none", None), *writer_verdicts]
 
 
 if __name__ == "__main__":

@@ -69,7 +69,9 @@ SENDERS = 3
 """Sender processes of the second single-tick run: one Python process cannot push
 single-tick messages as fast as the daemon takes them."""
 TARGET = 20_000
-"""Ticks (and events) per second the issue asks for, without loss."""
+"""Ticks (and events) per second the first NNG issue asked for, without loss."""
+SINGLE_SENDER_TARGET = 30_000
+"""Issue #15: ticks per second from one sender, one tick per message, without loss."""
 SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN", "TSLA")
 IDLE_SECONDS = 1.0
 """A receiver that hears nothing for this long after the first message is done."""
@@ -414,9 +416,9 @@ async def ingest_rows(directory: Path) -> list[In]:
 # ---------------------------------------------------------------- report
 
 
-def verdict(name: str, rate: float, lost: int) -> Verdict:
-    ok = rate >= TARGET and lost == 0
-    return Verdict(name, f"{rate:,.0f}/s, {lost} lost", f">= {TARGET:,}/s without loss", ok)
+def verdict(name: str, rate: float, lost: int, target: int = TARGET) -> Verdict:
+    ok = rate >= target and lost == 0
+    return Verdict(name, f"{rate:,.0f}/s, {lost} lost", f">= {target:,}/s without loss", ok)
 
 
 def report(outs: Sequence[Out], ins: Sequence[In]) -> list[Verdict]:
@@ -476,7 +478,10 @@ def report(outs: Sequence[Out], ins: Sequence[In]) -> list[Verdict]:
     else:
         name = f"events through the publisher (best lossless: {best.label})"
         verdicts = [verdict(name, best.rate, 0)]
-    for run in ins[1:]:
+    single_sender, *others = ins[1:]
+    name = f"ingest, {single_sender.label.removeprefix('NNG, ')}"
+    verdicts.append(verdict(name, single_sender.rate, single_sender.lost, SINGLE_SENDER_TARGET))
+    for run in others:
         verdicts.append(verdict(f"ingest, {run.label.removeprefix('NNG, ')}", run.rate, run.lost))
     for each in verdicts:
         print(each.line())
