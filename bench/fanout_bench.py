@@ -280,7 +280,7 @@ def main() -> list[Verdict]:
 def summary_verdict(targets: list[Target]) -> Verdict:
     ratio = paired_ratio(target_of(targets, GATEWAY), target_of(targets, BARE))
     whole = all(r.deliveries == MEASURED * CLIENTS for t in targets for r in t.rounds)
-    figure = f"{ratio:.0%} of bare websockets" + ("" if whole else ", deliveries missing")
+    figure = f"{ratio:.1%} of bare websockets" + ("" if whole else ", deliveries missing")
     name = f"fan-out, {CLIENTS} clients, no compression"
     return Verdict(name, figure, f">= {TARGET_RATIO:.0%}", whole and ratio >= TARGET_RATIO)
 

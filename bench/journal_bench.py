@@ -317,7 +317,7 @@ def writer_verdict(mode: str, size: int, run: WriterRun, bare: Rate) -> Verdict:
     share = run.events_per_second / bare.events_per_second
     return Verdict(
         f"journal writer, synchronous {mode}, batches of {size:,}",
-        f"{share:.0%} of bare SQLite ({run.events_per_second:,.0f} events/s)",
+        f"{share:.1%} of bare SQLite ({run.events_per_second:,.0f} events/s)",
         f">= {WRITER_TARGET:.0%}",
         share >= WRITER_TARGET,
     )
