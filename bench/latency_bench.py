@@ -354,8 +354,9 @@ def main() -> list[Verdict]:
             rows,
         )
     )
-    print(verdict(results))
-    return verdicts(results)
+    made = verdicts(results)
+    print(report_lines(made, results))
+    return made
 
 
 def verdicts(results: list[Result]) -> list[Verdict]:
@@ -373,8 +374,8 @@ def verdicts(results: list[Result]) -> list[Verdict]:
     return made
 
 
-def verdict(results: list[Result]) -> str:
-    lines = [v.line() for v in verdicts(results)]
+def report_lines(made: list[Verdict], results: list[Result]) -> str:
+    lines = [v.line() for v in made]
     lost = [f"{r.name}/{r.clients}" for r in results if len(r.latencies_ns) != r.expected]
     if lost:
         lines.append(f"deliveries missing: {', '.join(lost)}")

@@ -478,11 +478,11 @@ def report(outs: Sequence[Out], ins: Sequence[In]) -> list[Verdict]:
     else:
         name = f"events through the publisher (best lossless: {best.label})"
         verdicts = [verdict(name, best.rate, 0)]
-    single_sender, *others = ins[1:]
-    name = f"ingest, {single_sender.label.removeprefix('NNG, ')}"
-    verdicts.append(verdict(name, single_sender.rate, single_sender.lost, SINGLE_SENDER_TARGET))
-    for run in others:
-        verdicts.append(verdict(f"ingest, {run.label.removeprefix('NNG, ')}", run.rate, run.lost))
+    single_sender = ins[1]
+    for run in ins[1:]:
+        target = SINGLE_SENDER_TARGET if run is single_sender else TARGET
+        name = f"ingest, {run.label.removeprefix('NNG, ')}"
+        verdicts.append(verdict(name, run.rate, run.lost, target))
     for each in verdicts:
         print(each.line())
     print(machine())
