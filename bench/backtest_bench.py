@@ -31,7 +31,7 @@ spread or slippage, start with 10,000 and charge the commission on every fill
 crossovers take backtesting.py's compounding account to zero within the first
 tile). Timed: ``Backtest.run()`` against building and running our engine, both
 on data in memory; each figure is the run with the least CPU time (best of 5
-on GOOG, of 3 on the million bars, the same for both).
+on GOOG, of 2 on the million bars, the same for both).
 
 Sizing is the one modelled difference: backtesting.py buys with 99.99 % of its
 current equity at the fill, ours ``floor(9,500 / signal close)`` units every
@@ -81,7 +81,7 @@ CASH = 10_000.0
 FAST, SLOW = 10, 20
 TILED_BARS = 1_000_000
 GOOG_REPEATS = 5
-TILED_REPEATS = 3
+TILED_REPEATS = 2
 TARGET_SPEEDUP = 5.0
 """On the million bars, with every trade the same."""
 

@@ -1,6 +1,6 @@
-"""Loading history: 1,000,000 minute bars from CSV and from Parquet, side by side.
+"""Loading history: 300,000 minute bars from CSV and from Parquet, side by side.
 
-Data: a seeded random walk of 1,000,000 one-minute bars (about two years),
+Data: a seeded random walk of 300,000 one-minute bars (about seven months),
 written once to a temporary directory as a CSV file in our header
 (``timestamp,open,high,low,close,volume``, epoch seconds, prices as Python
 prints floats) and converted to Parquet the way ``orchestrator data import``
@@ -14,7 +14,7 @@ Each figure is the best of 3 loads, the two formats taking turns. The CSV load
 is the baseline; the target is a Parquet load at least 5x faster.
 
 Then a recording (what ``[recording]`` writes): ``RECORDED_TICKS`` ticks of the
-synthetic feed (one a second, about 11.6 days), written by the daemon's
+synthetic feed (one a second, about 3.5 days), written by the daemon's
 :class:`~orchestrator.marketdata.recording.MarketRecorder`, loaded into one-minute
 bars as a backtest over the recording loads them. Timed, best of 3 each, taking
 turns: ``load_history`` (its ticks aggregated over whole columns,
@@ -45,11 +45,11 @@ from orchestrator.marketdata.recording import MarketRecorder
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.market import Bar
 
-BARS = 1_000_000
+BARS = 300_000
 REPEATS = 3
 TARGET = 5.0
 START = 1_704_067_200  # 2024-01-01T00:00:00Z
-RECORDED_TICKS = 1_000_000
+RECORDED_TICKS = 300_000
 RECORDING_TARGET = 3.0
 """The vectorised recording load must be at least this much faster than the loop."""
 

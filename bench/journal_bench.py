@@ -57,9 +57,9 @@ WRITER_BATCHES = (100, 1000)
 MODES = ("FULL", "NORMAL")
 WRITER_TARGET = 0.60
 """Issue #15: the writer's events/s against bare SQLite's at the same batch size."""
-TIME_BUDGET = 0.5
+TIME_BUDGET = 0.3
 """Seconds of write time per round (at least MIN_COMMITS commits, at most MAX_EVENTS)."""
-ROUNDS = 3
+ROUNDS = 2
 """Rounds per set-up, journal and bare in turn; the best of each is kept."""
 MIN_COMMITS = 20
 MAX_EVENTS = 100_000

@@ -55,12 +55,12 @@ from orchestrator.model.clock import SystemClock, iso_utc
 from orchestrator.model.events import Event, QuoteUpdated, Topic
 from orchestrator.model.market import Tick
 
-EVENTS = 200_000
-ASEND_EVENTS = 50_000
+EVENTS = 100_000
+ASEND_EVENTS = 10_000
 PACED_RATES = (20_000, 50_000)
 CHUNK = 100
-INGEST_SINGLE = 100_000
-INGEST_BATCHED = 400_000
+INGEST_SINGLE = 50_000
+INGEST_BATCHED = 200_000
 BATCH = 100
 REPEATS = 2
 """Each ingest row is the fastest of this many runs: other work shares the machine."""

@@ -14,10 +14,10 @@ touches every order of its symbol: each is triggered, checked again at the trigg
 limits, and limits with a bracket (a stop-loss at 90 and a take-profit at 110,
 which each fill arms: 20,000 exits resting after the ticks). Each run is a fresh
 service (set-up untimed) after a discarded warm-up run; the best placement and
-the best ticks of 5 runs are kept.
+the best ticks of 3 runs are kept.
 The baseline, in the same run, is ``risk_bench``'s market-order round trip: a
 market order through risk and the broker, filled by the next tick of its symbol
-(20 strategies, 5 symbols, 10,000 orders after a warm-up of 10,000, best of 5).
+(20 strategies, 5 symbols, 10,000 orders after a warm-up of 10,000, best of 3).
 "Round trip" is placement to fill for both: a resting order's placement plus its
 share of the ticks.
 
@@ -30,8 +30,8 @@ take_profit_pct}`` (3 % / 6 % on GOOG, 0.2 % / 0.4 % on EURUSD), run config
 trigger, which backtesting.py does not have), no slippage, no commission; against
 the same orders on backtesting.py (:class:`BollingerStopsRule`, the bands from the
 same indicator class so the same floats: ``self.buy(stop=, sl=, tp=)``). Data:
-backtesting.py's GOOG (2,148 daily bars) and EURUSD tiled 20 times (100,000 hourly
-bars, as ``backtest_bench`` tiles it). CPU seconds of the best of 3 runs of each
+backtesting.py's GOOG (2,148 daily bars) and EURUSD tiled 10 times (50,000 hourly
+bars, as ``backtest_bench`` tiles it). CPU seconds of the best of 2 runs of each
 (time.process_time); the bench checks that every trade is the same (direction,
 entry and exit bar and price). tests/orchestrator/backtest/test_bollinger_orders.py
 holds the same comparison on the untiled samples.
@@ -86,7 +86,7 @@ RESTING = STRATEGIES * len(SYMBOLS) * PER_STRATEGY_AND_SYMBOL
 LAST_PRICE, TOUCH_PRICE = 100.0, 98.5
 BRACKET = Bracket(stop_loss=90.0, take_profit=110.0)
 MARKET_ORDERS = 10_000
-REPEATS = 5
+REPEATS = 3
 
 LIMITS = StrategyRunConfig(
     symbols=SYMBOLS,
@@ -102,8 +102,8 @@ RISK = RiskConfig(
 
 PERIOD, NUM_STD = 20, 2.0
 BACKTEST_BRACKETS = {"GOOG": (0.03, 0.06), "EURUSD": (0.002, 0.004)}
-TILES = 20
-BACKTEST_REPEATS = 3
+TILES = 10
+BACKTEST_REPEATS = 2
 
 
 # --------------------------------------------------------------------------- the pipeline
