@@ -45,7 +45,7 @@ import structlog
 from gateways.nng.publisher import DropLog, listen
 from orchestrator.marketdata.config import NngFeedConfig
 from orchestrator.marketdata.feeds import TickSink, ohlcv_ticks
-from orchestrator.marketdata.history import EPOCH_MILLISECONDS_THRESHOLD
+from orchestrator.marketdata.ohlcv import EPOCH_MILLISECONDS_THRESHOLD
 from orchestrator.model.clock import Clock, parse_iso_utc
 from orchestrator.model.market import (
     RESOLUTION_SECONDS,

@@ -42,7 +42,8 @@ from orchestrator.marketdata.config import (
     ReplaySpeed,
     SyntheticFeedConfig,
 )
-from orchestrator.marketdata.history import TICKS_PER_OHLCV_ROW, FeedError, load_history
+from orchestrator.marketdata.history import FeedError, load_history
+from orchestrator.marketdata.ohlcv import TICKS_PER_OHLCV_ROW
 from orchestrator.model.clock import Clock
 from orchestrator.model.market import RESOLUTION_SECONDS, Bar, Tick, bucket_start
 

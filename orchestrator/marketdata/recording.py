@@ -26,12 +26,15 @@ or ``flush_rows`` of them) and the file being renamed, never a whole day.
 Columns: ticks ``symbol, ts, price, size, run, seq`` (``ts`` epoch seconds as
 float64, exactly the daemon's; ``run, seq`` the order of arrival);
 bars ``symbol, resolution, start, open, high, low, close, volume, ticks``.
-:func:`orchestrator.marketdata.history.load_recording` reads them back.
+:func:`orchestrator.marketdata.parquet.load_recording` reads them back (through
+:func:`orchestrator.marketdata.history.load_history`). pyarrow is imported when the
+first recorder is built: a daemon that does not record never loads it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import time
@@ -40,51 +43,61 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import structlog
 
 from orchestrator.marketdata.config import RecordingConfig
-from orchestrator.marketdata.history import RECORDED_BARS, RECORDED_TICKS
 from orchestrator.model.clock import Clock
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.market import Bar, Tick
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 log = structlog.get_logger("orchestrator.marketdata.recording")
 
-TICK_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("ts", pa.float64()),
-        ("price", pa.float64()),
-        ("size", pa.float64()),
-        ("run", pa.string()),
-        ("seq", pa.int64()),
-    ]
-)
-BAR_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("resolution", pa.string()),
-        ("start", pa.float64()),
-        ("open", pa.float64()),
-        ("high", pa.float64()),
-        ("low", pa.float64()),
-        ("close", pa.float64()),
-        ("volume", pa.float64()),
-        ("ticks", pa.int64()),
-    ]
-)
+RECORDED_BARS = "bars"
+RECORDED_TICKS = "ticks"
+"""The subdirectories of a recording, one per kind of row."""
 RECORDED_KINDS = (RECORDED_TICKS, RECORDED_BARS)
 _TIME_COLUMN = {RECORDED_TICKS: 1, RECORDED_BARS: 2}
 """Where each kind's time is in a row: the first row's UTC day names the file's folder."""
 
 
-WritePart: TypeAlias = Callable[[Path, pa.Schema, Sequence[tuple[Any, ...]]], int]
+WritePart: TypeAlias = Callable[[Path, "pa.Schema", Sequence[tuple[Any, ...]]], int]
 """Writes one file of rows (run on the writer thread); :func:`write_part` unless a test
 needs a slower disk."""
+
+
+@functools.cache
+def recorded_schema(kind: str) -> pa.Schema:
+    """The columns of a recording's files of ``kind`` (``ticks`` or ``bars``). Built at
+    first use: pyarrow is imported only by a daemon that records (start-up time)."""
+    import pyarrow as pa
+
+    columns = {
+        RECORDED_TICKS: [
+            ("symbol", pa.string()),
+            ("ts", pa.float64()),
+            ("price", pa.float64()),
+            ("size", pa.float64()),
+            ("run", pa.string()),
+            ("seq", pa.int64()),
+        ],
+        RECORDED_BARS: [
+            ("symbol", pa.string()),
+            ("resolution", pa.string()),
+            ("start", pa.float64()),
+            ("open", pa.float64()),
+            ("high", pa.float64()),
+            ("low", pa.float64()),
+            ("close", pa.float64()),
+            ("volume", pa.float64()),
+            ("ticks", pa.int64()),
+        ],
+    }
+    return pa.schema(columns[kind])
 
 
 class RecordingUnavailable(OrchestratorError):
@@ -96,9 +109,9 @@ class RecordingUnavailable(OrchestratorError):
 class _Buffer:
     """The rows of one kind waiting to be written."""
 
-    def __init__(self, kind: str, schema: pa.Schema) -> None:
+    def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.schema = schema
+        self.schema = recorded_schema(kind)
         self.rows: list[tuple[Any, ...]] = []
         self.files = 0
 
@@ -126,8 +139,8 @@ class MarketRecorder:
         """Rows dropped by kind because the writer was too far behind."""
         self.failed: Counter[str] = Counter()
         """Rows lost by kind because their file could not be written."""
-        self._ticks = _Buffer(RECORDED_TICKS, TICK_SCHEMA)
-        self._bars = _Buffer(RECORDED_BARS, BAR_SCHEMA)
+        self._ticks = _Buffer(RECORDED_TICKS)
+        self._bars = _Buffer(RECORDED_BARS)
         self._seq = 0
         self._pending: list[Future[int]] = []
         self._count_lock = threading.Lock()
@@ -221,6 +234,9 @@ class MarketRecorder:
 
 def write_part(path: Path, schema: pa.Schema, rows: Sequence[tuple[Any, ...]]) -> int:
     """Write ``rows`` as one Parquet file at ``path``, visible only once complete."""
+    import pyarrow as pa  # here, on the writer thread: only a daemon that records needs it
+    import pyarrow.parquet as pq
+
     columns = zip(*rows, strict=True)
     typed = zip(columns, schema, strict=True)
     arrays = [pa.array(column, type=field.type) for column, field in typed]

@@ -17,7 +17,7 @@ written when the sweep is accepted; ``<job>.optuna.log``, its Optuna study (one 
 walk-forward window in the same file); ``<job>.result.json`` once it has finished.
 At start the manager queues again, under their own job ids, the sweeps that have a
 spec and no result: the daemon stopped while they waited or ran, and they resume
-where their studies stopped (:mod:`orchestrator.sweep.search`). Finished sweeps
+where their studies stopped (:mod:`orchestrator.sweep.study`). Finished sweeps
 are listed from their result files.
 """
 
@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import ValidationError
@@ -45,17 +45,13 @@ from orchestrator.model.errors import InvalidTransition, OrchestratorError
 from orchestrator.model.events import Event, JobStateChanged, JobStatus, SweepProgress
 from orchestrator.sweep.config import SweepsConfig
 from orchestrator.sweep.runner import Trials, TrialSource
-from orchestrator.sweep.search import (
-    Search,
-    SweepSpec,
-    TrialRow,
-    eta_seconds,
-    heatmap,
-    study_storage,
-)
+from orchestrator.sweep.search import SweepSpec, TrialRow, eta_seconds, heatmap
 from orchestrator.sweep.space import InvalidSpace, SearchSpace
 from orchestrator.sweep.trial import TrialOutcome, WindowRun
 from orchestrator.sweep.walk_forward import Window, stitch, windows
+
+if TYPE_CHECKING:
+    from orchestrator.sweep.study import Search
 
 log = structlog.get_logger("orchestrator.sweep.jobs")
 
@@ -279,6 +275,9 @@ class SweepManager:
     def _search(
         self, sweep: _Sweep, space: SearchSpace, study_name: str, progress: _Progress
     ) -> Search:
+        # Imported here, when a sweep runs: Optuna would cost every start of the daemon.
+        from orchestrator.sweep.study import Search, study_storage
+
         storage = study_storage(self._path(sweep.id, "optuna.log"))
         search = Search(sweep.spec, space, storage, study_name, on_row=progress.row)
         progress.begin(search)

@@ -15,12 +15,8 @@ import pytest
 
 from orchestrator.marketdata.bars import aggregate
 from orchestrator.marketdata.config import RecordingConfig
-from orchestrator.marketdata.history import (
-    FeedError,
-    aggregated_columns,
-    load_history,
-    recorded_ticks,
-)
+from orchestrator.marketdata.history import FeedError, load_history, recorded_ticks
+from orchestrator.marketdata.ohlcv import aggregated_columns
 from orchestrator.marketdata.recording import MarketRecorder, write_part
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.market import Bar, Tick

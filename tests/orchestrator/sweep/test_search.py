@@ -23,7 +23,8 @@ from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.sweep.config import SweepsConfig
 from orchestrator.sweep.jobs import SweepManager
 from orchestrator.sweep.runner import DaskRunner, InProcessRunner, TrialSource
-from orchestrator.sweep.search import Search, SweepSpec, study_storage
+from orchestrator.sweep.search import SweepSpec
+from orchestrator.sweep.study import Search, study_storage
 from orchestrator.sweep.trial import TrialOutcome, trades_digest, with_params
 from orchestrator.sweep.walk_forward import WalkForwardSpec
 from tests.orchestrator.sweep.conftest import sma_entry, sma_sweep, table, until
