@@ -80,8 +80,9 @@ IDLE_SECONDS = 1.0
 # ---------------------------------------------------------------- child processes
 
 
-def subscribe(address: str) -> None:
-    """Child: count events until idle, print the count and the losses seen."""
+def subscribe(address: str, expected: int) -> None:
+    """Child: count events until ``expected`` were received or seen lost, or until idle
+    (an event lost at the end shows as no gap), print the count and the losses seen."""
     with EventSubscriber(address, timeout=IDLE_SECONDS, recv_buffer=8192) as events:
         print("ready", flush=True)
         received = 0
@@ -89,6 +90,8 @@ def subscribe(address: str) -> None:
         while received == 0 and time.monotonic() < deadline:
             for _ in events:
                 received += 1
+                if received + events.missed >= expected:
+                    break
         summary = {"received": received, "missed": events.missed, "gaps": events.tracker.gaps}
         print(orjson.dumps(summary).decode(), flush=True)
 
@@ -174,9 +177,12 @@ def quotes(count: int) -> list[Event]:
     ]
 
 
-async def with_subscriber(address: str, send: Callable[[], Any], sent: Callable[[], bool]) -> Any:
-    """Start a subscriber process, wait until it is connected, run ``send``."""
-    proc = await child("--subscribe", address)
+async def with_subscriber(
+    address: str, count: int, send: Callable[[], Any], sent: Callable[[], bool]
+) -> Any:
+    """Start a subscriber process for ``count`` events, wait until it is connected, run
+    ``send``."""
+    proc = await child("--subscribe", address, str(count))
     assert proc.stdout is not None
     assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"ready"
     await until(sent)
@@ -209,7 +215,9 @@ async def through_publisher(directory: Path, label: str, rate: float | None) -> 
         await until(lambda: publisher.counters()["queued"] == 0)
 
     try:
-        seconds, seen = await with_subscriber(address, send, lambda: publisher.subscribers == 1)
+        seconds, seen = await with_subscriber(
+            address, EVENTS, send, lambda: publisher.subscribers == 1
+        )
     finally:
         await publisher.close()
     return Out(label, EVENTS, seconds, seen["received"], seen["missed"], publisher.dropped)
@@ -242,7 +250,7 @@ async def bare_pub(directory: Path, label: str, use_asend: bool) -> Out:
                     await asyncio.sleep(0)
 
     try:
-        seconds, seen = await with_subscriber(address, send, lambda: len(socket.pipes) == 1)
+        seconds, seen = await with_subscriber(address, count, send, lambda: len(socket.pipes) == 1)
     finally:
         socket.close()
     return Out(label, count, seconds, seen["received"], seen["missed"], 0)
@@ -504,7 +512,7 @@ def main() -> list[Verdict]:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--subscribe"]:
-        subscribe(sys.argv[2])
+        subscribe(sys.argv[2], int(sys.argv[3]))
     elif sys.argv[1:2] == ["--push"]:
         push(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
