@@ -135,8 +135,9 @@ def search_space(model: type[StrategyParams], ranges: Mapping[str, ParameterRang
 
 
 def _dimension(name: str, field: FieldInfo, given: ParameterRange) -> Dimension:
-    # Imported here, when a sweep is checked or run: Optuna would cost every daemon start.
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    # Optuna is imported here and in the two below, when a sweep is checked or run:
+    # at module level it would cost every start of the daemon.
+    from optuna.distributions import CategoricalDistribution
 
     kind, literal_values = _kind(field.annotation)
     if given.choices is not None:
@@ -150,34 +151,35 @@ def _dimension(name: str, field: FieldInfo, given: ParameterRange) -> Dimension:
     _check_bounds(name, field, given.low)
     _check_bounds(name, field, given.high)
     if kind == "int":
-        low_int, high_int, step_int = _int_range(name, given)
-        integers = IntDistribution(low_int, high_int, log=given.log, step=step_int)
-        grid = None if given.log else tuple(range(low_int, high_int + 1, step_int))
-        return Dimension(name, "int", integers, grid)
-    low, high = float(given.low or 0), float(given.high or 0)
-    step = float(given.step) if given.step is not None else None
-    distribution = FloatDistribution(low, high, log=given.log, step=step)
-    return Dimension(name, "float", distribution, _float_grid(low, distribution.high, step))
+        return _int_dimension(name, given)
+    return _float_dimension(name, given)
 
 
-def _int_range(name: str, given: ParameterRange) -> tuple[int, int, int]:
-    """low, high and step of an integer range, high moved down onto the last step."""
+def _int_dimension(name: str, given: ParameterRange) -> Dimension:
+    from optuna.distributions import IntDistribution
+
     low, high, step = given.low, given.high, given.step if given.step is not None else 1
     if not all(isinstance(value, int) for value in (low, high, step)):
         raise InvalidSpace(f"{name} is an integer: give integer low, high and step")
     assert isinstance(low, int) and isinstance(high, int) and isinstance(step, int)
     high = low + (high - low) // step * step  # Optuna's own rule: the last value on the step
-    return low, high, step
+    distribution = IntDistribution(low, high, log=given.log, step=step)
+    grid = None if given.log else tuple(range(low, high + 1, step))
+    return Dimension(name, "int", distribution, grid)
 
 
-def _float_grid(low: float, high: float, step: float | None) -> tuple[float, ...] | None:
-    """Every value of a float range with a step (``high`` as Optuna moved it onto the
-    last step); None without a step."""
-    if step is None:
-        return None
-    count = round((high - low) / step) + 1
-    # Each value computed from low, not summed: no drift after many steps.
-    return tuple(float(round(low + index * step, 12)) for index in range(count))
+def _float_dimension(name: str, given: ParameterRange) -> Dimension:
+    from optuna.distributions import FloatDistribution
+
+    low, high = float(given.low or 0), float(given.high or 0)
+    step = float(given.step) if given.step is not None else None
+    distribution = FloatDistribution(low, high, log=given.log, step=step)
+    grid = None
+    if step is not None:
+        count = round((distribution.high - low) / step) + 1
+        # Each value computed from low, not summed: no drift after many steps.
+        grid = tuple(float(round(low + index * step, 12)) for index in range(count))
+    return Dimension(name, "float", distribution, grid)
 
 
 def _kind(annotation: Any) -> tuple[Kind, tuple[Any, ...] | None]:
