@@ -230,7 +230,7 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def measure_bare(directory: Path, size: int, mode: str, budget: float = TIME_BUDGET) -> Rate:
+def measure_bare(directory: Path, size: int, mode: str, budget: float) -> Rate:
     """The floor: the same rows (pre-built) into the same schema (the journal's
     migrations, indexes included), same batching, same ``synchronous``."""
     db = sqlite3.connect(fresh(directory / f"bare-{size}-{mode}.sqlite3"), isolation_level=None)
@@ -335,7 +335,7 @@ def best_writer_run(directory: Path, mode: str, max_events: int) -> tuple[Writer
     runs, bare = [], []
     for _ in range(ROUNDS):
         runs.append(asyncio.run(measure_writer(directory, mode, max_events)))
-        bare.append(measure_bare(directory, max_events, mode))
+        bare.append(measure_bare(directory, max_events, mode, TIME_BUDGET))
     return (
         max(runs, key=lambda r: r.events_per_second),
         max(bare, key=lambda r: r.events_per_second),
