@@ -15,12 +15,14 @@ chooses where; the file system is printed, since fsync cost is the whole story):
   ``synchronous``. (It used to be one five-column row per event into one table
   without indexes: a floor for other rows than the journal's, which made the
   journal look three times slower than its rows cost.)
-- ``JournalWriter``: the stage the daemon runs, its thread committing what the
+- ``JournalWriter``: the stage the daemon runs, built from the config as the
+  daemon builds it (in NORMAL with its redo log), its thread committing what the
   loop hands over, at most 100 and at most 1,000 events a commit, fed a flood
   of trades from the event loop (groups form by themselves while a commit is in
   flight; compared with bare SQLite at that batch size), then fed one trade at
-  a time with the loop otherwise idle: how long a client waits for the commit
-  before it is told (p50 and p99 from submit to deliver).
+  a time with the loop otherwise idle: how long a client waits before it is
+  told, for the commit (FULL) or the redo log's append (NORMAL) (p50 and p99
+  from submit to deliver).
 - ``rebuild_book``: fills replayed per second when a daemon restarts.
 """
 
@@ -38,6 +40,7 @@ from pathlib import Path
 from bench.report import Verdict, machine, percentile, table
 from gateways.config import LoggingConfig
 from gateways.logs import configure_logging
+from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import (
     FILL_COLUMNS,
     MIGRATIONS,
@@ -281,7 +284,10 @@ async def measure_writer(directory: Path, mode: str, max_events: int) -> WriterR
         arrived.set()
 
     journal = Journal.open(fresh(directory / f"writer-{max_events}-{mode}.sqlite3"), mode)
-    writer = JournalWriter(journal, deliver, max_events=max_events, max_pending=10_000_000)
+    config = JournalConfig(
+        batch_max_events=max_events, max_pending_events=10_000_000, synchronous=mode
+    )
+    writer = JournalWriter.from_config(journal, deliver, config)  # NORMAL: with its redo log
     task = asyncio.create_task(writer.run(), name="journal-writer")
     source = trades()
     flood = [record for _ in range(FLOOD_TRADES) for record in next(source)]

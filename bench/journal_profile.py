@@ -23,6 +23,7 @@ from pyinstrument import Profiler
 from bench.journal_bench import trades
 from gateways.config import LoggingConfig
 from gateways.logs import configure_logging
+from orchestrator.journal.config import JournalConfig
 from orchestrator.journal.store import Journal, Record
 from orchestrator.journal.writer import JournalWriter
 
@@ -33,9 +34,8 @@ SAMPLE_SECONDS = 0.0005
 
 async def flood(path: Path, records: list[Record]) -> None:
     journal = Journal.open(path, "NORMAL")
-    writer = JournalWriter(
-        journal, lambda events, positions: None, max_events=GROUP, max_pending=10**7
-    )
+    config = JournalConfig(batch_max_events=GROUP, max_pending_events=10**7, synchronous="NORMAL")
+    writer = JournalWriter.from_config(journal, lambda events, positions: None, config)
     task = asyncio.create_task(writer.run(), name="journal-writer")
     for i, record in enumerate(records):
         writer.submit(record)

@@ -210,7 +210,9 @@ class Daemon:
             settled=self.writer.flush,
             metrics=self.metrics,
             health=self.health,
-            archive=JournalReplay(self.journal) if self.journal is not None else None,
+            archive=JournalReplay(self.journal, self.writer.flush)
+            if self.journal is not None
+            else None,
             stream_start=self.journal.last_position if self.journal is not None else 0,
         )
         halt = self.core.execution.halt

@@ -12,6 +12,7 @@ import itertools
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from gateways.config import DaemonConfig
 from gateways.daemon import Daemon
+from orchestrator.journal.store import Journal
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.events import Event
 from orchestrator.model.market import Tick
@@ -62,6 +64,14 @@ def report(capsys: pytest.CaptureFixture[str], title: str, **figures: Any) -> No
         print(line)
 
 
+def recovered_journal(path: Path) -> Journal:
+    """The journal at ``path`` as the next start finds it, opened read-only: opening it
+    as the daemon does first writes in what a kill left in the redo log. Only for a
+    journal no daemon holds (one that was killed or stopped)."""
+    Journal.open(path).close()
+    return Journal.open_readonly(path)
+
+
 class TestDaemon:
     __test__ = False
 
@@ -95,6 +105,14 @@ class TestDaemon:
                 return await future
         finally:
             self.daemon.bus.unsubscribe(watch)
+
+    async def committed_journal(self) -> Journal:
+        """The daemon's journal once everything told so far is in SQLite: in NORMAL a
+        trade is told from the redo log, before SQLite commits it."""
+        journal = self.daemon.journal
+        assert journal is not None, "the journal is off"
+        await self.daemon.writer.flush()
+        return journal
 
     @asynccontextmanager
     async def client(

@@ -32,9 +32,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gateways.client.ws_client import Backoff, OrchestratorClient, resume_url
-from orchestrator.journal.store import Journal
 from orchestrator.model.events import Topic
 from tests.gateways.test_daemon_process import SERVERS, free_ports, write_config
+from tests.support import recovered_journal
 from tests.test_crash_recovery import FEED_AND_STRATEGIES, spawned
 from tests.test_snapshot_commit import start_strategies
 
@@ -121,7 +121,7 @@ async def test_a_client_resuming_after_each_kill_sees_every_journaled_trade_once
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-    with Journal.open_readonly(tmp_path / "state" / "journal.sqlite3") as journal:
+    with recovered_journal(tmp_path / "state" / "journal.sqlite3") as journal:
         journaled = [
             (p, trade.fill.id)
             for p, trade in journal.stream(0, 10**12, [Topic.STRATEGY_TRADE], 10**7)
@@ -175,7 +175,7 @@ async def test_the_python_client_resuming_after_each_kill_sees_every_journaled_t
                 await run.kill()
     finally:
         await client.close()
-    with Journal.open_readonly(tmp_path / "state" / "journal.sqlite3") as journal:
+    with recovered_journal(tmp_path / "state" / "journal.sqlite3") as journal:
         journaled = [
             (p, trade.fill.id)
             for p, trade in journal.stream(0, 10**12, [Topic.STRATEGY_TRADE], 10**7)

@@ -24,9 +24,9 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import connect
 
-from orchestrator.journal.store import Journal
 from orchestrator.model.orders import TradeStatus
 from tests.gateways.test_daemon_process import SERVERS, free_ports, write_config
+from tests.support import recovered_journal
 from tests.test_crash_recovery import (
     FEED_AND_STRATEGIES,
     STRATEGIES,
@@ -55,7 +55,7 @@ def snapshot_positions(snapshot: list[dict[str, Any]]) -> Positions:
 
 def journal_prefixes(journal_file: Path) -> list[Positions]:
     """The open positions after each prefix of the journal's fills, in order."""
-    with Journal.open_readonly(journal_file) as journal:
+    with recovered_journal(journal_file) as journal:
         fills = [f for f in journal.fills() if f.status is TradeStatus.FILLED]
     held: defaultdict[tuple[str, str], float] = defaultdict(float)
     states: list[Positions] = [{}]

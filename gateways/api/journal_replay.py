@@ -14,7 +14,7 @@ progress) is not replayed: the snapshot that follows the replay gives the state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 
 from gateways.api import outbound
 from gateways.ws.stream import Replayed, Resync
@@ -24,10 +24,12 @@ from orchestrator.model.events import Topic
 
 class JournalReplay:
     """Reads on a thread (the journal's lock is shared with its writer's commits),
-    never on the event loop."""
+    never on the event loop, once ``settled`` has returned: a client may have been
+    told of what SQLite commits behind the tell (the redo log), up to ``upto``."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, settled: Callable[[], Awaitable[None]]) -> None:
         self._journal = journal
+        self._settled = settled
 
     async def replay(
         self, epoch: int, after: int, upto: int, topics: Collection[Topic], limit: int
@@ -35,6 +37,7 @@ class JournalReplay:
         """The messages of ``topics`` with a position in (``after``, ``upto``], or why
         they cannot be replayed (another journal's epoch, a position before the
         journal kept any, or more than ``limit`` of them: older than the retention)."""
+        await self._settled()
         return await asyncio.to_thread(self._read, epoch, after, upto, topics, limit)
 
     def _read(

@@ -50,8 +50,10 @@ class JournalConfig(FrozenModel):
         "NORMAL",
         description="Durability of a commit (SQLite's synchronous mode; the journal is in "
         "WAL mode). Both modes survive a crash of the daemon (kill -9, out of memory, a bug): "
-        "a commit is in the operating system before any client is told of it, and the crash "
-        "test checks it in both. NORMAL (the default, for paper trading): a power loss or a "
+        "an event is in the operating system before any client is told of it, and the crash "
+        "test checks it in both. NORMAL (the default, for paper trading): signals, orders and "
+        "fills are told once appended to the redo log beside the journal, and committed to "
+        "SQLite after (the next start writes in what a crash left in the log); a power loss or a "
         "kernel crash may lose the last commits (those since the last checkpoint, which "
         "follows a commit within about a second), trades clients were told of included; the "
         "journal stays consistent. FULL: each commit waits for the disk (fsync), so it survives a "

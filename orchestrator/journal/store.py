@@ -19,7 +19,9 @@ Commit before tell: ``orchestrator.journal.writer.JournalWriter`` is the stage
 between the bus and the servers; it commits events here in batches and only then
 hands them to the servers. With ``synchronous = "NORMAL"`` (the default) a daemon
 crash cannot lose a commit, a power loss can; with FULL not even a power loss
-can (docs/journal.md).
+can (docs/journal.md). In NORMAL the writer tells signals, orders and fills once
+they are in the redo log (``orchestrator.journal.redo``), and :meth:`Journal.open`
+writes in whatever the log holds that SQLite does not, before anything else.
 
 Idempotence. Every row keyed by an event id is written with ``INSERT OR
 IGNORE``, so a batch written twice changes nothing. An id that comes back with
@@ -68,7 +70,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -77,6 +79,7 @@ import structlog
 from pydantic import ValidationError
 
 from orchestrator.journal.config import JournalConfig
+from orchestrator.journal.redo import RedoLog, read_redo, redo_path
 from orchestrator.model.directories import APPLICATION, systemd_directory, xdg_directory
 from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import (
@@ -492,15 +495,21 @@ class Journal:
         schema_version: int,
         lock_file: TextIO | None = None,
         last_position: int = 0,
+        synchronous: str = "FULL",
     ) -> None:
         self.path = path
         self.readonly = readonly
         self.schema_version = schema_version
+        self.synchronous = synchronous
         self._db = connection
         self._lock = threading.Lock()
         self._lock_file = lock_file
         self._position = last_position
         """The last stream position given (see :meth:`write`); a reader's stays 0."""
+        self._positions_lock = threading.Lock()
+        """Guards ``_position`` alone, so the event loop can take positions while the
+        writer's thread holds ``_lock`` for a commit (taken inside ``_lock``, never
+        around it)."""
 
     # -------------------------------------------------------------- opening
 
@@ -521,6 +530,7 @@ class Journal:
             try:
                 _configure(connection, path, synchronous)
                 version = _migrate(connection, path, found)
+                _redo(connection, path)
                 last_position = _last_position(connection)
             except BaseException:
                 connection.close()
@@ -542,6 +552,7 @@ class Journal:
             schema_version=version,
             lock_file=lock_file,
             last_position=last_position,
+            synchronous=synchronous,
         )
 
     @classmethod
@@ -607,24 +618,40 @@ class Journal:
         over every journaled table, so positions follow commit order. A record already
         there (a batch written again) keeps the position it was given then. None for
         what has no row of its own (ignored records, StrategyConfigured)."""
-        with self._lock:
-            first = self._take_positions(sum(map(_positioned, records)))
-        rows = _GroupRows.of(records, first)  # encoded before the transaction, to keep it short
+        return self.write_rows(self.encode(records))
+
+    def encode(self, records: Sequence[Record]) -> GroupRows:
+        """``records``' rows, at new stream positions taken in record order."""
+        return GroupRows.of(records, self.take_positions(sum(map(_positioned, records))))
+
+    def write_rows(self, rows: GroupRows) -> list[int | None]:
+        """Commit ``rows`` (:meth:`encode`) in one transaction; each record's position
+        as :meth:`write` returns it."""
         with self._lock, self._transaction():
             kept = rows.write(self._db)
         return [kept.get(p, p) if p is not None else None for p in rows.positions]
 
-    def _take_positions(self, count: int) -> int:
-        """The first of ``count`` new stream positions (under the lock)."""
-        first = self._position + 1
-        self._position += count
-        return first
+    def take_positions(self, count: int) -> int:
+        """The first of ``count`` new stream positions; never waits for a commit."""
+        with self._positions_lock:
+            first = self._position + 1
+            self._position += count
+            return first
 
     @property
     def last_position(self) -> int:
         """The last stream position given (0 for an empty journal)."""
-        with self._lock:
+        with self._positions_lock:
             return self._position
+
+    def redo_log(self) -> RedoLog:
+        """Open this journal's redo log (orchestrator.journal.redo), for the writer."""
+        if self.readonly:
+            raise JournalError(f"journal at {self.path} is open read-only")
+        try:
+            return RedoLog.open(redo_path(self.path))
+        except OSError as exc:
+            raise JournalError(f"cannot open the redo log of {self.path}: {exc}") from exc
 
     def begin_run(self, epoch: int, ts: float) -> int:
         """Record a daemon run and return its stream epoch: ``epoch`` (the start in ms),
@@ -635,9 +662,9 @@ class Journal:
             epoch = max(epoch, (last or 0) + 1)
             self._db.execute(
                 "INSERT INTO runs (epoch, first_position, started_at) VALUES (?, ?, ?)",
-                (epoch, self._position + 1, ts),
+                (epoch, self.last_position + 1, ts),
             )
-        log.info("journal_run_started", epoch=epoch, first_position=self._position + 1)
+        log.info("journal_run_started", epoch=epoch, first_position=self.last_position + 1)
         return epoch
 
     def resolve_unfilled(self, reason: str, ts: float) -> list[Fill]:
@@ -646,7 +673,7 @@ class Journal:
         it: reconciliation asks); returns those fills, not told to anyone yet."""
         with self._lock, self._transaction():
             fills = [_restart_fill(order, reason, ts) for order in self._unfilled_orders()]
-            first = self._take_positions(len(fills))
+            first = self.take_positions(len(fills))
             rows = [(first + n, *_fill_row(fill)) for n, fill in enumerate(fills)]
             _insert_many(self._db, _FILLS, rows)
         for fill in fills:
@@ -1424,6 +1451,8 @@ _PREVIOUS_PNL: Final = (
 _JSON_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 Row = tuple[Any, ...]
+"""Plain values only (an enum by its value): the redo log pickles rows, and a
+builtin pickles without a call into Python."""
 
 
 def _positioned(record: Record) -> bool:
@@ -1432,7 +1461,7 @@ def _positioned(record: Record) -> bool:
 
 
 @dataclass(slots=True)
-class _GroupRows:
+class GroupRows:
     """One write's rows, each table's in record order, so that each table takes one
     ``executemany``: per-statement overhead is most of a row's cost otherwise.
     Status changes, configs and the kill switch (rare, and a status row reads the
@@ -1450,7 +1479,7 @@ class _GroupRows:
     """Each record's position, in record order (None: it gets no row of its own)."""
 
     @classmethod
-    def of(cls, records: Sequence[Record], first: int) -> _GroupRows:
+    def of(cls, records: Sequence[Record], first: int) -> GroupRows:
         rows = cls()
         position = first
         for record in records:
@@ -1515,6 +1544,66 @@ class _GroupRows:
             db.executemany(_VENUE_FILL_INSERT, self.venue_fills)
         return kept
 
+    def state(self) -> tuple[list[Any], ...]:
+        """The rows as plain lists, for the redo log: pickled without a call into
+        Python (a dataclass's own pickling took 10 times as long)."""
+        return (
+            self.signals,
+            self.orders,
+            self.fills,
+            self.snapshots,
+            self.venue_orders,
+            self.venue_fills,
+            self.one_by_one,
+            self.positions,
+        )
+
+    @classmethod
+    def from_state(cls, state: object) -> GroupRows:
+        """The rows :meth:`state` gave; JournalError for anything else."""
+        if not isinstance(state, tuple) or len(state) != len(fields(cls)):
+            raise JournalError(f"a redo frame holds {type(state).__name__}, not journal rows")
+        return cls(*state)
+
+    def extend(self, other: GroupRows) -> None:
+        """Add ``other``'s rows after these: one transaction writes both."""
+        self.signals += other.signals
+        self.orders += other.orders
+        self.fills += other.fills
+        self.snapshots += other.snapshots
+        self.venue_orders += other.venue_orders
+        self.venue_fills += other.venue_fills
+        self.one_by_one += other.one_by_one
+        self.positions += other.positions
+
+
+def _redo(db: sqlite3.Connection, path: Path) -> None:
+    """Write into SQLite what the redo log holds, one transaction per frame (what is
+    there already is skipped: every row is keyed by its id), then remove the log."""
+    log_path = redo_path(path)
+    try:
+        frames = read_redo(log_path)
+    except Exception as exc:  # unreadable, a foreign class, another version's rows: kept
+        raise JournalError(f"journal at {path} cannot redo {log_path}: {exc}") from exc
+    for frame in frames:
+        try:
+            rows = GroupRows.from_state(frame)
+        except JournalError as exc:
+            raise JournalError(f"journal at {path} cannot redo {log_path}: {exc.message}") from exc
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            rows.write(db)
+            db.execute("COMMIT")
+        except JournalConflict as exc:
+            db.execute("ROLLBACK")
+            log.error("journal_redo_conflict", path=str(log_path), error=exc.message)
+        except sqlite3.Error as exc:
+            db.execute("ROLLBACK")
+            raise JournalError(f"journal at {path} cannot redo {log_path}: {exc}") from exc
+    if frames:
+        log.info("journal_redone", path=str(log_path), frames=len(frames))
+    log_path.unlink(missing_ok=True)
+
 
 def _signal_row(s: Signal) -> Row:
     metadata = orjson.dumps(dict(s.metadata), default=str, option=_JSON_OPTIONS).decode()
@@ -1523,7 +1612,7 @@ def _signal_row(s: Signal) -> Row:
         s.strategy_id,
         s.strategy_name,
         s.symbol,
-        s.action,
+        s.action.value,
         s.quantity,
         s.price,
         s.confidence,
@@ -1533,7 +1622,16 @@ def _signal_row(s: Signal) -> Row:
 
 
 def _order_row(o: Order) -> Row:
-    return (o.id, o.strategy_id, o.symbol, o.side, o.quantity, o.purpose, o.signal_id, o.ts)
+    return (
+        o.id,
+        o.strategy_id,
+        o.symbol,
+        o.side.value,
+        o.quantity,
+        o.purpose.value,
+        o.signal_id,
+        o.ts,
+    )
 
 
 def _fill_row(fill: Fill) -> Row:
@@ -1542,11 +1640,11 @@ def _fill_row(fill: Fill) -> Row:
         fill.order_id,
         fill.strategy_id,
         fill.symbol,
-        fill.side,
+        fill.side.value,
         fill.quantity,
         fill.price,
         fill.commission,
-        fill.status,
+        fill.status.value,
         fill.reason,
         fill.ts,
         fill.remaining,
@@ -1661,7 +1759,7 @@ _WRITERS: Final[dict[type[Any], Callable[[sqlite3.Connection, Any, int | None], 
     KillSwitchChanged: _write_kill_switch,
     **dict.fromkeys(_ORDER_EVENT_KINDS, _write_order_event),
 }
-"""Records written one statement at a time, in order (the rest: :class:`_GroupRows`);
+"""Records written one statement at a time, in order (the rest: :class:`GroupRows`);
 each returns the stream position of its row (None: it has none)."""
 
 

@@ -23,6 +23,22 @@ delivered at once when nothing is waiting ahead of them, and otherwise held on
 the loop and delivered right after the commit of what was submitted before them
 (they never go to the thread, which has nothing to write of them).
 
+The redo log (``journal.synchronous = "NORMAL"``, the default;
+``orchestrator.journal.redo``). A commit in NORMAL survives a process crash
+because it is in the operating system when SQLite returns; an append to the redo
+log is there just as surely, for a fraction of the cost and without the thread
+hop. So signals, orders, fills and order events (:func:`told_when_logged`) are
+encoded on the loop, appended to the redo log and told then, and SQLite commits
+them behind the tell. Those of one pass of the event loop (the signal, order and
+fill a tick sets off) are encoded together, appended as one frame at the pass's
+end (``call_soon``) and handed to the thread as one item. Status changes and the
+kill switch still wait for their commit (rare, and what the daemon restores its
+strategies from), and so does everything submitted behind one of them. The log is
+emptied once SQLite has committed all of it and it has grown past
+``REDO_EMPTY_AT``, removed on a clean close, and kept after a failure: the next
+``Journal.open`` redoes it. With FULL (each commit waits for the disk) there is
+no redo log: an append does not survive a power loss.
+
 With the journal off (``journal.enabled = false``), :class:`DirectDelivery` takes
 this stage's place and delivers every event as it is submitted.
 
@@ -47,7 +63,10 @@ from enum import Enum, auto
 import structlog
 
 from orchestrator.journal.config import JournalConfig
+from orchestrator.journal.redo import RedoLog, encode_frame
 from orchestrator.journal.store import (
+    RESTART_FILL_PREFIX,
+    GroupRows,
     Journal,
     JournalBacklog,
     JournalError,
@@ -56,7 +75,16 @@ from orchestrator.journal.store import (
     WalCheckpointer,
     journaled,
 )
-from orchestrator.model.events import BarClosed, Event, QuoteUpdated, StrategyStatusChanged
+from orchestrator.model.events import (
+    BarClosed,
+    Event,
+    OrderLifecycle,
+    OrderSubmitted,
+    QuoteUpdated,
+    SignalEmitted,
+    StrategyStatusChanged,
+    TradeExecuted,
+)
 
 log = structlog.get_logger("orchestrator.journal.store")
 
@@ -77,6 +105,23 @@ writer's thread checkpoints itself, between two commits, which empties the log."
 MARKET_DATA = (QuoteUpdated, BarClosed)
 """Events told at once, ahead of any commit in flight: not journaled, and made
 from the feed alone, so telling them early cannot reveal an uncommitted trade."""
+
+
+TOLD_WHEN_LOGGED = SignalEmitted | OrderSubmitted | TradeExecuted | OrderLifecycle
+"""What the redo log may stand for the commit of (see :func:`told_when_logged`)."""
+
+REDO_EMPTY_AT = 64 * 1024
+"""Bytes past which the redo log is emptied once SQLite has committed all of it."""
+
+
+def told_when_logged(record: Record) -> bool:
+    """Whether ``record`` may be told once it is in the redo log: a signal, an order,
+    a fill or an order event, whose position is the one it is given now. Not a
+    restart fill (``Journal.resolve_unfilled`` wrote it already, at another
+    position), a status change or the kill switch."""
+    if isinstance(record, TradeExecuted):
+        return not record.fill.id.startswith(RESTART_FILL_PREFIX)
+    return isinstance(record, TOLD_WHEN_LOGGED)
 
 
 class _Control(Enum):
@@ -121,6 +166,16 @@ class _Committed:
     positions: list[int | None]
     """Each event's stream position (None: not journaled)."""
     seconds: float
+    logged: int = 0
+    """Of them, those the redo log held (told already)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Logged:
+    """One pass's records, encoded, in the redo log and told: the thread commits them."""
+
+    rows: GroupRows
+    count: int
 
 
 class JournalWriter:
@@ -139,6 +194,7 @@ class JournalWriter:
         max_events: int = 500,
         max_delay: float = 0.0,
         max_pending: int = 100_000,
+        redo: RedoLog | None = None,
     ) -> None:
         if max_events < 1 or max_pending < 1 or max_delay < 0:
             raise ValueError("max_events and max_pending must be positive, max_delay >= 0")
@@ -147,7 +203,20 @@ class JournalWriter:
         self._max_events = max_events
         self._max_delay = max_delay
         self._max_pending = max_pending
-        self._queue: queue.SimpleQueue[Record | _Control] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Record | _Logged | _Control] = queue.SimpleQueue()
+        self._carried: Record | _Logged | None = None
+        """Taken from the queue by the thread for the next group (this one was full)."""
+        self._redo = redo
+        self._pass_records: list[Record] = []
+        """This pass's records for the redo log, not yet appended (see _end_pass)."""
+        self._pass_tell: list[tuple[Event, bool]] = []
+        """What this pass tells at its end, in order, with whether it is in the log."""
+        self._pass_ending = False
+        """Whether a call of _end_pass is scheduled."""
+        self._logged_uncommitted = 0
+        """Records in the redo log that SQLite has not committed yet."""
+        self._held_puts: list[Record | _Logged] | None = None
+        """While a pass is told: what is submitted meanwhile, queued after the pass."""
         self._thread: threading.Thread | None = None
         self._checkpoints: threading.Thread | None = None
         self._checkpoint_due = threading.Event()
@@ -188,6 +257,7 @@ class JournalWriter:
             max_events=config.batch_max_events,
             max_delay=config.batch_max_delay_ms / 1000.0,
             max_pending=config.max_pending_events,
+            redo=journal.redo_log() if config.synchronous == "NORMAL" else None,
         )
 
     @property
@@ -213,6 +283,10 @@ class JournalWriter:
                     )
                 )
                 return
+            if self._redo is not None and not self._in_order and told_when_logged(record):
+                self._log(record)
+                return
+            self._end_pass()  # what waits for its commit comes after what is logged
             if isinstance(record, StrategyStatusChanged) and record.config is not None:
                 config = StrategyConfigured(
                     record.strategy_id, record.name, record.config, record.ts
@@ -222,16 +296,72 @@ class JournalWriter:
             if not isinstance(record, StrategyConfigured):  # told to nobody: not waited for
                 self._in_order.append((record, True))
         # Not journaled, so not a StrategyConfigured: an Event (mypy cannot tell).
+        elif self._pass_tell and not isinstance(record, MARKET_DATA):
+            self._submitted += 1
+            self._pass_tell.append((record, False))  # type: ignore[arg-type]
         elif isinstance(record, MARKET_DATA) or not self._in_order:
             self._deliver_events((record,), (None,))  # type: ignore[arg-type]
         else:
             self._submitted += 1
             self._in_order.append((record, False))  # type: ignore[arg-type]
 
+    def _log(self, record: Record) -> None:
+        """Keep ``record`` for this pass's frame (appended and told at the pass's end)."""
+        self._unwritten += 1
+        self._submitted += 1
+        self._pass_records.append(record)
+        self._pass_tell.append((record, True))  # type: ignore[arg-type]  # an Event
+        if not self._pass_ending:
+            # The pass's first is told at once (a tick's fill comes before the strategy's
+            # reaction to the tick); what follows it in this pass, at the pass's end.
+            self._pass_ending = True
+            asyncio.get_running_loop().call_soon(self._pass_ended)
+            self._end_pass()
+
+    def _pass_ended(self) -> None:
+        self._pass_ending = False
+        self._end_pass()
+
+    def _end_pass(self) -> None:
+        """Encode this pass's records, append them to the redo log in one write, hand
+        them to the thread (in groups of at most ``max_events``) and tell them, with
+        what waited behind them, in order."""
+        records, tell = self._pass_records, self._pass_tell
+        if not records or self._redo is None or self.failure is not None:
+            return
+        self._pass_records, self._pass_tell = [], []
+        step = self._max_events
+        chunks = [self.journal.encode(records[i : i + step]) for i in range(0, len(records), step)]
+        try:
+            self._redo.append(*(encode_frame(rows.state()) for rows in chunks))
+        except OSError as exc:
+            self._fail(JournalError(f"redo log {self._redo.path} cannot be written: {exc}"))
+            return
+        self._logged_uncommitted += len(records)
+        told = (position for rows in chunks for position in rows.positions)
+        positions = [next(told) if logged else None for _, logged in tell]
+        self._done += len(tell) - len(records)  # the unjournaled ones are done once told
+        logged = [_Logged(rows, len(rows.positions)) for rows in chunks]
+        if self._held_puts is not None:  # told while telling another pass: queued after it
+            self._held_puts += logged
+            self._deliver_events([event for event, _ in tell], positions)
+            return
+        # Told before the thread is woken: its commit would take the GIL from the sends.
+        self._held_puts = []
+        try:
+            self._deliver_events([event for event, _ in tell], positions)
+        finally:
+            held, self._held_puts = self._held_puts, None
+            for item in (*logged, *held):  # what was submitted while telling comes after
+                self._queue.put(item)
+
     def _enqueue(self, record: Record) -> None:
         self._unwritten += 1
         self._submitted += 1
-        self._queue.put(record)
+        if self._held_puts is not None:
+            self._held_puts.append(record)
+        else:
+            self._queue.put(record)
 
     async def run(self) -> None:
         """Start the thread and wait for it until :meth:`close`; raises JournalError
@@ -251,6 +381,9 @@ class JournalWriter:
         """Return once everything submitted so far is committed and delivered."""
         if self.failure is not None:
             raise self.failure
+        self._end_pass()
+        if self.failure is not None:
+            raise self.failure
         target = self._submitted
         if self._done >= target:
             return
@@ -268,6 +401,9 @@ class JournalWriter:
         finally:
             self._closed = True
             await self._stop_thread()
+            if self._redo is not None:
+                # After a failure the log may hold what SQLite has not: the next open redoes it.
+                self._redo.close(remove=self.failure is None and not self._logged_uncommitted)
             await asyncio.to_thread(self.journal.close)
 
     def _start_thread(self) -> None:
@@ -308,7 +444,22 @@ class JournalWriter:
         events, positions = self._release(group)
         self._deliver_events(events, positions)
         self._done += group.size + len(events) - len(group.events)
+        self._logged_uncommitted -= group.logged
+        self._empty_redo()
         self._release_waiters()
+
+    def _empty_redo(self) -> None:
+        redo = self._redo
+        if (
+            redo is not None
+            and redo.size > REDO_EMPTY_AT
+            and not self._logged_uncommitted
+            and not self._pass_records
+        ):
+            try:
+                redo.empty()
+            except OSError as exc:  # not fatal: the log only grows, and the next open redoes it
+                log.warning("journal_redo_not_emptied", path=str(redo.path), error=str(exc))
 
     def _release(self, group: _Committed) -> tuple[list[Event], list[int | None]]:
         """``group``'s events in submission order, with the held events that waited
@@ -358,6 +509,7 @@ class JournalWriter:
         self._queue.put(_Control.STOP)
         self._unwritten = 0
         self._in_order.clear()  # never told: nothing after a failed commit is
+        self._pass_records, self._pass_tell = [], []
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(failure)
@@ -414,11 +566,12 @@ class JournalWriter:
         finally:
             checkpointer.close()
 
-    def _take_group(self) -> tuple[list[Record], bool]:
-        """What waits in the queue (blocking for the first), up to ``max_events``;
-        and whether STOP came."""
-        group: list[Record] = []
-        item = self._queue.get()
+    def _take_group(self) -> tuple[list[Record | _Logged], bool]:
+        """What waits in the queue (blocking for the first), up to ``max_events``
+        records; and whether STOP came."""
+        group: list[Record | _Logged] = []
+        size = 0
+        item, self._carried = self._carried or self._queue.get(), None
         deadline = time.monotonic() + self._max_delay if self._max_delay > 0 else None
         while True:
             if item is _Control.STOP:
@@ -426,32 +579,62 @@ class JournalWriter:
             if item is _Control.FLUSH:
                 deadline = None
             else:
+                count = item.count if isinstance(item, _Logged) else 1
+                if group and size + count > self._max_events:
+                    self._carried = item  # a pass's frame stays whole: it opens the next group
+                    return group, False
                 group.append(item)
-                if len(group) >= self._max_events:
+                size += count
+                if size >= self._max_events:
                     return group, False
             try:
                 item = self._next(deadline)
             except queue.Empty:
                 return group, False
 
-    def _next(self, deadline: float | None) -> Record | _Control:
+    def _next(self, deadline: float | None) -> Record | _Logged | _Control:
         if deadline is None:
             return self._queue.get_nowait()
         return self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
 
-    def _commit(self, group: list[Record]) -> _Committed:
-        records = [record for record in group if journaled(record)]
+    def _commit(self, group: list[Record | _Logged]) -> _Committed:
+        rows = self._encode(group)
         started = time.perf_counter()
-        written = iter(self.journal.write(records) if records else ())
+        written = iter(self.journal.write_rows(rows))
         seconds = time.perf_counter() - started
         events: list[Event] = []
         positions: list[int | None] = []
-        for record in group:
-            position = next(written) if journaled(record) else None
-            if not isinstance(record, StrategyConfigured):
-                events.append(record)
+        size = logged = 0
+        for item in group:
+            if isinstance(item, _Logged):
+                size += item.count
+                logged += item.count
+                for _ in range(item.count):
+                    next(written)
+                continue
+            size += 1
+            position = next(written)
+            if not isinstance(item, StrategyConfigured):
+                events.append(item)
                 positions.append(position)
-        return _Committed(len(group), len(records), events, positions, seconds)
+        return _Committed(size, size, events, positions, seconds, logged)
+
+    def _encode(self, group: list[Record | _Logged]) -> GroupRows:
+        """One transaction's rows, in queue order: what the loop encoded for the redo
+        log as it is, the rest encoded here (at positions after the logged ones')."""
+        rows = GroupRows()
+        waiting: list[Record] = []
+        for item in group:
+            if isinstance(item, _Logged):
+                if waiting:
+                    rows.extend(self.journal.encode(waiting))
+                    waiting = []
+                rows.extend(item.rows)
+            else:
+                waiting.append(item)
+        if waiting:
+            rows.extend(self.journal.encode(waiting))
+        return rows
 
     def _post(self, callback: Callable[..., None], *args: object) -> None:
         loop = self._loop

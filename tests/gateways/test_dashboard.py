@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from orchestrator.journal.store import Journal
 from orchestrator.model.events import Topic
 from tests.gateways.test_daemon_process import (
     SERVERS,
@@ -33,7 +32,7 @@ from tests.gateways.test_daemon_process import (
     free_ports,
     write_config,
 )
-from tests.support import report, running_daemon, test_config
+from tests.support import recovered_journal, report, running_daemon, test_config
 from tests.test_crash_recovery import FEED_AND_STRATEGIES, spawned
 from tests.test_snapshot_commit import start_strategies
 
@@ -609,7 +608,7 @@ async def test_after_kill_9_the_feed_gets_the_trades_made_while_the_page_was_awa
         seen = await page.evaluate(STREAM_STATE)
         shown = int(await page.get_by_test_id("trade-count").inner_text())
         await page.screenshot(path=str(tmp_path / "after-kills.png"), full_page=True)
-    with Journal.open_readonly(tmp_path / "state" / "journal.sqlite3") as journal:
+    with recovered_journal(tmp_path / "state" / "journal.sqlite3") as journal:
         fills = journal.stream(0, seen["position"], [Topic.STRATEGY_TRADE], 10**6)
         every_fill = len(journal.fills())
     journaled = [trade.fill.id for _, trade in fills]

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Sequence
 
 import pytest
 import structlog
 
 from gateways.daemon import Daemon, serve_until_signalled
-from orchestrator.journal.store import Record
+from orchestrator.journal.store import GroupRows
 from orchestrator.journal.writer import THREAD_NAME
 from orchestrator.model.clock import ManualClock
 from orchestrator.model.events import Event, HaltSource, KillSwitchChanged
@@ -27,10 +26,10 @@ async def test_a_disk_error_stops_the_daemon_with_exit_code_1(
     daemon = Daemon(test_config(), clock=ManualClock(START))
     assert daemon.journal is not None
 
-    def disk_error(records: Sequence[Record]) -> None:
+    def disk_error(rows: GroupRows) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(daemon.journal, "write", disk_error)
+    monkeypatch.setattr(daemon.journal, "write_rows", disk_error)
     told: list[Event] = []
     daemon.outbox.subscribe(told.append)
     engaged = KillSwitchChanged(True, "test", False, HaltSource.COMMAND, START)

@@ -116,8 +116,8 @@ async def test_a_live_strategy_trades_on_the_venue_and_is_told_as_a_paper_trade(
         assert trade["entryPrice"] == venue_price  # the venue's fill, not the feed's tick
         [order] = exchange.orders.values()
         assert order.client_order_id == f"orc-{trade['orderId']}"
-        assert daemon.daemon.journal is not None
-        [fill] = daemon.daemon.journal.fills("buyer")
+        journal = await daemon.committed_journal()
+        [fill] = journal.fills("buyer")
         assert (fill.order_id, fill.price, fill.quantity) == (trade["orderId"], venue_price, 0.01)
         assert fill.commission == pytest.approx(0.01 * venue_price * 0.001)  # in USDT
     assert exchange.position("BTC") == pytest.approx(0.01)

@@ -130,8 +130,8 @@ async def test_a_limit_order_rests_on_the_venue_and_fills_there_in_parts(
             )
             seen.append((trade["quantity"], trade.get("remainingQuantity") or 0.0))
         assert seen == [(0.004, 0.006), (0.004, 0.002), (0.002, 0.0)]
-        assert daemon.daemon.journal is not None
-        fills = daemon.daemon.journal.fills("buyer")
+        journal = await daemon.committed_journal()
+        fills = journal.fills("buyer")
         assert [f.quantity for f in fills] == pytest.approx([0.004, 0.004, 0.002])
         assert daemon.daemon.core.execution.open_orders("buyer") == []
         assert exchange.submissions == 1
@@ -206,8 +206,8 @@ async def test_block_all_flatten_closes_the_positions_on_the_venue(
                 sold = (await client.recv_type("strategy_trade"))["data"]
             assert (sold["side"], sold["status"], sold["quantity"]) == ("SELL", "FILLED", 0.01)
         assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == 0.0
-        assert daemon.daemon.journal is not None
-        assert daemon.daemon.journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
+        journal = await daemon.committed_journal()
+        assert journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
     assert exchange.position("BTC") == pytest.approx(before)
     assert len(exchange.orders) == 2
 
@@ -249,8 +249,8 @@ async def test_a_restart_finds_the_order_resting_on_the_venue_and_settles_its_pa
             pytest.approx(0.002),
             0.0,
         )
-        assert daemon.daemon.journal is not None
-        fills = daemon.daemon.journal.fills("buyer")
+        journal = await daemon.committed_journal()
+        fills = journal.fills("buyer")
         assert [f.quantity for f in fills] == pytest.approx([0.004, 0.004, 0.002])
         assert all(f.status is FILLED for f in fills)
     assert exchange.submissions == 1 and len(exchange.orders) == 1
@@ -267,10 +267,10 @@ async def test_a_fee_in_bnb_is_priced_by_the_venue_and_reconciled_in_bnb() -> No
             await first_bar(daemon)
             trade = (await client.recv_type("strategy_trade"))["data"]
             price = trade["entryPrice"]
-            assert daemon.daemon.journal is not None
-            [fill] = daemon.daemon.journal.fills("buyer")
+            journal = await daemon.committed_journal()
+            [fill] = journal.fills("buyer")
             assert fill.commission == pytest.approx(0.01 * price * 0.001)  # in USDT
-            [charged] = daemon.daemon.journal.venue_ledger("main")  # as the venue took it
+            [charged] = journal.venue_ledger("main")  # as the venue took it
             assert charged.fee_asset == "BNB"
             assert charged.fee == pytest.approx(0.01 * price * 0.001 / 600.0)
             assert venue.position("BNB") == pytest.approx(10.0 - charged.fee)
@@ -321,8 +321,8 @@ async def test_a_part_after_a_restart_is_charged_its_own_fee_not_the_earlier_par
         async with running_daemon(config) as daemon, daemon.client() as client:
             venue.set_price(SYMBOL, 29_000.0)  # the order's second part, after the restart
             await client.recv_type("strategy_trade")
-            assert daemon.daemon.journal is not None
-            ledger = daemon.daemon.journal.venue_ledger("main")
+            journal = await daemon.committed_journal()
+            ledger = journal.venue_ledger("main")
         charged = [trade.commission for trade in venue.trades]
         assert [entry.fee for entry in ledger] == pytest.approx(charged)  # 0.004 BTC, 0.004 BTC
         held = sum(entry.signed_quantity - entry.fee for entry in ledger)
@@ -352,14 +352,14 @@ async def test_a_kill_between_an_orders_end_and_its_last_parts_fill_settles_the_
         assert (in_flight.id, in_flight.quantity) == (order_id, pytest.approx(0.006))
     for _ in range(2):  # the second start settles nothing again
         async with running_daemon(config) as daemon:
-            assert daemon.daemon.journal is not None
-            fills = daemon.daemon.journal.fills("buyer")
+            journal = await daemon.committed_journal()
+            fills = journal.fills("buyer")
             assert [(f.quantity, f.status) for f in fills] == [
                 (pytest.approx(0.004), FILLED),
                 (pytest.approx(0.006), FILLED),
             ]
             assert fills[1].id == f"reconciled-{order_id}"
-            assert daemon.daemon.journal.unfilled_venue_orders() == []
+            assert journal.unfilled_venue_orders() == []
             assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == pytest.approx(
                 0.01
             )
@@ -380,8 +380,7 @@ async def assert_journal_matches_venue(
 ) -> None:
     """Every part journaled once; they sum to what the venue filled across the order's
     revisions; the position is the venue's balance; what rests is the venue's rest."""
-    journal = daemon.daemon.journal
-    assert journal is not None
+    journal = await daemon.committed_journal()
     fills = journal.fills("buyer")
     assert len({f.id for f in fills}) == len(fills)
     assert all(f.order_id == order_id and f.status is FILLED for f in fills)
@@ -497,8 +496,8 @@ async def test_flatten_closes_an_order_still_on_its_way_to_the_venue_once_it_fil
             assert (bought["side"], bought["status"]) == ("BUY", "FILLED")
             assert (sold["side"], sold["status"], sold["quantity"]) == ("SELL", "FILLED", 0.01)
         assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == 0.0
-        assert daemon.daemon.journal is not None
-        assert daemon.daemon.journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
+        journal = await daemon.committed_journal()
+        assert journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
     assert exchange.position("BTC") == pytest.approx(before)
     assert len(exchange.orders) == 2
 
@@ -526,8 +525,8 @@ async def test_a_part_takes_the_fees_of_its_own_trades_when_the_venue_fills_more
             first = (await client.recv_type("strategy_trade"))["data"]
             second = (await client.recv_type("strategy_trade"))["data"]
             assert (first["quantity"], second["quantity"]) == (0.004, 0.004)
-            assert daemon.daemon.journal is not None
-            ledger = daemon.daemon.journal.venue_ledger("main")
+            journal = await daemon.committed_journal()
+            ledger = journal.venue_ledger("main")
         assert filled_meanwhile
         assert [entry.fee for entry in ledger] == pytest.approx([0.004 * 0.001] * 2)
 
@@ -550,8 +549,8 @@ async def test_a_start_whose_reconciliation_fails_once_is_tried_again_before_str
         exchange.set_price(SYMBOL, 29_000.0)
         trade = (await client.recv_type("strategy_trade"))["data"]
         assert trade["quantity"] == pytest.approx(0.01)
-        assert daemon.daemon.journal is not None
-        fills = daemon.daemon.journal.fills("buyer")
+        journal = await daemon.committed_journal()
+        fills = journal.fills("buyer")
         assert [f.quantity for f in fills if f.status is FILLED] == pytest.approx([0.01])
     assert exchange.orders[order.order_id].status == "FILLED"
     assert exchange.submissions == 1 and exchange.position("BTC") == pytest.approx(0.01)

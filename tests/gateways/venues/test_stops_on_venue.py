@@ -97,8 +97,8 @@ async def test_a_stop_limit_rests_on_the_venue_triggers_there_and_fills_in_parts
             ("order_triggered", 30_450.0),
             ("strategy_trade", "FILLED", pytest.approx(0.002), 30_450.0),
         ]
-        assert daemon.daemon.journal is not None
-        fills = daemon.daemon.journal.fills("buyer")
+        journal = await daemon.committed_journal()
+        fills = journal.fills("buyer")
         assert [(f.order_id, f.status) for f in fills] == [(order_id, FILLED)] * 3
         assert [f.quantity for f in fills] == pytest.approx([0.004, 0.004, 0.002])
         assert daemon.daemon.core.execution.open_orders("buyer") == []
@@ -243,13 +243,13 @@ async def test_a_restart_keeps_the_stop_still_resting_and_settles_the_one_filled
             far,
             ("strategy_trade", "FILLED", 0.01, 31_050.0),
         )
-        assert daemon.daemon.journal is not None
-        fills = daemon.daemon.journal.fills("buyer")
+        journal = await daemon.committed_journal()
+        fills = journal.fills("buyer")
         assert sorted(f.order_id for f in fills) == sorted([near, far])
     async with running_daemon(config) as daemon:
         assert daemon.daemon.core.execution.open_orders("buyer") == []
-        assert daemon.daemon.journal is not None
-        assert len(daemon.daemon.journal.fills("buyer")) == 2  # nothing settled twice
+        journal = await daemon.committed_journal()
+        assert len(journal.fills("buyer")) == 2  # nothing settled twice
     assert exchange.submissions == 2 and len(exchange.orders) == 2
     assert exchange.position("BTC") == pytest.approx(0.02)
 
@@ -283,8 +283,8 @@ async def test_a_protective_stop_on_the_venue_sells_while_the_daemon_is_down(
         assert triggered["data"]["orderId"] == accepted["orderId"]
         assert summary(sold) == ("strategy_trade", "FILLED", 0.01, 29_550.0)
         assert daemon.daemon.core.execution.book.quantity("buyer", SYMBOL) == 0.0
-        assert daemon.daemon.journal is not None
-        assert daemon.daemon.journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
+        journal = await daemon.committed_journal()
+        assert journal.rebuild_book().quantity("buyer", SYMBOL) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,7 @@ async def test_a_trade_read_back_from_the_journal_is_the_message_sent_live() -> 
         live = await client.recv_type("strategy_trade")
         journal = daemon.daemon.journal
         assert journal is not None
-        replay = JournalReplay(journal)
+        replay = JournalReplay(journal, daemon.daemon.writer.flush)
         read = await replay.replay(
             daemon.daemon.epoch, 0, live["position"], [Topic.STRATEGY_TRADE], 10
         )

@@ -4,9 +4,11 @@ real PortfolioBook so every TradeExecuted carries the PositionChange it made."""
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from orchestrator.journal.store import Record, StrategyConfigured
+from orchestrator.journal.store import GroupRows, Journal, Record, StrategyConfigured
 from orchestrator.model.events import (
     OrderSubmitted,
     SignalEmitted,
@@ -19,6 +21,27 @@ from orchestrator.strategy.config import StrategyRunConfig
 from orchestrator.trading.portfolio import PortfolioBook
 
 T0 = 1_700_000_000.0
+DEADLINE = 10.0
+
+
+class BlockingJournal(Journal):
+    """A journal whose commits wait until the test lets them go."""
+
+    release: threading.Event
+    writing: threading.Event
+
+    @classmethod
+    def opened(cls, path: Path, synchronous: str = "FULL") -> BlockingJournal:
+        journal = cls.open(path, synchronous)
+        assert isinstance(journal, BlockingJournal)
+        journal.release, journal.writing = threading.Event(), threading.Event()
+        return journal
+
+    def write_rows(self, rows: GroupRows) -> list[int | None]:
+        self.writing.set()
+        if not self.release.wait(DEADLINE):
+            raise AssertionError("the test never released the commit")
+        return super().write_rows(rows)
 
 
 @dataclass

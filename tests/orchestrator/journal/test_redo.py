@@ -1,0 +1,348 @@
+"""The redo log (``journal.synchronous = "NORMAL"``): signals, orders, fills and
+order events are told once appended to it, SQLite commits them behind the tell,
+and the next open writes in what a crash left only in the log."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import structlog
+
+from orchestrator.journal import writer as writer_module
+from orchestrator.journal.config import JournalConfig
+from orchestrator.journal.redo import RedoLog, encode_frame, read_redo, redo_path
+from orchestrator.journal.store import (
+    RESTART_FILL_PREFIX,
+    GroupRows,
+    Journal,
+    JournalError,
+    Record,
+)
+from orchestrator.journal.writer import JournalWriter, told_when_logged
+from orchestrator.model.events import (
+    Event,
+    ExecutionStatus,
+    ExecutionStatusChanged,
+    QuoteUpdated,
+    StrategyStatus,
+    TradeExecuted,
+)
+from orchestrator.model.market import Tick
+from orchestrator.model.orders import Side
+from tests.orchestrator.journal.journal_support import (
+    DEADLINE,
+    T0,
+    BlockingJournal,
+    Trading,
+)
+
+
+class Told:
+    """A client: what it was told, at which positions, in how many deliveries."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.positions: list[int | None] = []
+        self.batches = 0
+
+    def __call__(self, events: Sequence[Event], positions: Sequence[int | None]) -> None:
+        self.batches += 1
+        self.events.extend(events)
+        self.positions.extend(positions)
+
+
+def normal_writer(journal: Journal, told: Told) -> JournalWriter:
+    return JournalWriter.from_config(journal, told, JournalConfig(synchronous="NORMAL"))
+
+
+async def one_pass() -> None:
+    """Let the event loop finish its pass: what the writer scheduled with call_soon runs."""
+    await asyncio.sleep(0)
+
+
+def committed_fills(path: Path) -> list[str]:
+    with Journal.open_readonly(path) as reader:
+        return [fill.id for fill in reader.fills()]
+
+
+@pytest.fixture
+def blocking(tmp_path: Path) -> BlockingJournal:
+    return BlockingJournal.opened(tmp_path / "journal.sqlite3", "NORMAL")
+
+
+async def test_a_trade_is_told_from_the_redo_log_before_sqlite_commits_it(
+    blocking: BlockingJournal,
+) -> None:
+    told = Told()
+    writer = normal_writer(blocking, told)
+    task = asyncio.create_task(writer.run())
+    trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+    for record in trade:
+        writer.submit(record)
+    assert told.events == trade[:1]  # the first of the pass at once
+    await one_pass()
+    assert told.events == trade and told.batches == 2  # the rest at the pass's end
+    assert told.positions == [1, 2, 3]
+    await asyncio.to_thread(blocking.writing.wait, DEADLINE)  # the commit has begun, and waits
+    assert committed_fills(blocking.path) == []  # told, yet only in the redo log
+    first, rest = map(GroupRows.from_state, read_redo(redo_path(blocking.path)))
+    assert (first.positions, rest.positions) == ([1], [2, 3])
+    blocking.release.set()
+    async with asyncio.timeout(DEADLINE):
+        await writer.flush()
+    assert committed_fills(blocking.path) == [trade[2].fill.id]  # type: ignore[union-attr]
+    await writer.close()
+    await task
+    assert not redo_path(blocking.path).exists()  # a clean close leaves no log
+
+
+async def test_a_status_change_waits_for_its_commit_and_what_follows_it_too(
+    blocking: BlockingJournal,
+) -> None:
+    told = Told()
+    writer = normal_writer(blocking, told)
+    task = asyncio.create_task(writer.run())
+    trading = Trading()
+    signal = trading.signal("sma", "AAPL", Side.BUY, 100.0)
+    [stopped] = trading.status("sma", StrategyStatus.PAUSED)
+    order = trading.order("sma", "AAPL", Side.BUY, 1)
+    writer.submit(signal)
+    writer.submit(stopped)  # ends the pass: the signal is told now, ahead of it
+    writer.submit(order)  # behind a status change: waits for that commit
+    assert told.events == [signal]
+    await asyncio.to_thread(blocking.writing.wait, DEADLINE)
+    await one_pass()
+    assert told.events == [signal]
+    blocking.release.set()
+    async with asyncio.timeout(DEADLINE):
+        await writer.flush()
+    assert told.events == [signal, stopped, order]
+    assert told.positions == [1, 2, 3]
+    await writer.close()
+    await task
+
+
+async def test_what_the_journal_ignores_is_told_after_the_pass_it_followed(
+    tmp_path: Path,
+) -> None:
+    told = Told()
+    writer = normal_writer(Journal.open(tmp_path / "journal.sqlite3", "NORMAL"), told)
+    trading = Trading()
+    signal = trading.signal("sma", "AAPL", Side.BUY, 100.0)
+    order = trading.order("sma", "AAPL", Side.BUY, 1, signal_id=signal.signal.id)
+    halted = ExecutionStatusChanged(ExecutionStatus.STOPPED, T0, reason="kill switch")
+    quote = QuoteUpdated(Tick("AAPL", 100.0, 1.0, T0))
+    for record in (signal, order, halted, quote):
+        writer.submit(record)
+    assert told.events == [signal, quote]  # the pass's first, and market data, at once
+    await one_pass()
+    assert told.events == [signal, quote, order, halted]
+    assert told.positions == [1, None, 2, None]
+    await writer.close()
+
+
+class FailingJournal(Journal):
+    """A journal on a disk that fails every commit."""
+
+    def write_rows(self, rows: GroupRows) -> list[int | None]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_a_told_trade_whose_commit_failed_is_redone_at_the_next_open(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    told = Told()
+    writer = normal_writer(FailingJournal.open(path, "NORMAL"), told)
+    trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+    for record in trade:
+        writer.submit(record)
+    with pytest.raises(JournalError, match="disk I/O error"):
+        async with asyncio.timeout(DEADLINE):
+            await writer.run()
+    assert told.events == trade  # told from the redo log before the commit failed
+    await writer.close()
+    assert redo_path(path).exists()  # kept: it holds what SQLite does not
+    with structlog.testing.capture_logs() as logs, Journal.open(path, "NORMAL") as journal:
+        [fill] = journal.fills()
+        assert journal.last_position == 3
+    assert fill.id == trade[2].fill.id  # type: ignore[union-attr]
+    assert "journal_redone" in {entry["event"] for entry in logs}
+    assert not redo_path(path).exists()
+
+
+def logged_trade(path: Path, trading: Trading) -> tuple[Journal, GroupRows]:
+    """A journal whose redo log holds one round trip that SQLite has not committed."""
+    journal = Journal.open(path, "NORMAL")
+    rows = journal.encode(trading.round_trip("sma", "AAPL", Side.BUY, 1, 100.0))
+    redo = journal.redo_log()
+    redo.append(encode_frame(rows.state()))
+    redo.close(remove=False)
+    return journal, rows
+
+
+def test_what_sqlite_committed_already_is_skipped_by_the_redo(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal, rows = logged_trade(path, Trading())
+    journal.write_rows(rows)  # the commit came through before the crash
+    journal.close()
+    with Journal.open(path, "NORMAL") as journal:
+        counts = journal.counts()
+        assert journal.last_position == 3
+    assert (counts["signals"], counts["orders"], counts["fills"]) == (1, 1, 1)
+    assert counts["position_snapshots"] == 1
+
+
+def append_frames(path: Path, *payloads: bytes) -> None:
+    """Append frames to the journal's redo log as the writer does."""
+    redo = RedoLog.open(redo_path(path))
+    for payload in payloads:
+        redo.append(payload)
+    redo.close(remove=False)
+
+
+@pytest.mark.parametrize("damage", ["cut short", "a byte flipped"])
+def test_a_torn_last_frame_is_dropped_and_the_whole_ones_redone(
+    tmp_path: Path, damage: str
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    trading = Trading()
+    journal, _ = logged_trade(path, trading)
+    torn = journal.encode(trading.round_trip("sma", "AAPL", Side.SELL, 1, 101.0))
+    journal.close()
+    append_frames(path, encode_frame(torn.state()))
+    redo_log = redo_path(path)
+    data = bytearray(redo_log.read_bytes())
+    if damage == "cut short":  # the crash came during the append
+        del data[-5:]
+    else:
+        data[-1] ^= 0xFF
+    redo_log.write_bytes(bytes(data))
+    with structlog.testing.capture_logs() as logs, Journal.open(path, "NORMAL") as journal:
+        assert journal.counts()["fills"] == 1
+        assert journal.last_position == 3
+    assert "journal_redo_torn_tail" in {entry["event"] for entry in logs}
+
+
+def test_a_redo_log_naming_a_class_not_the_journals_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    Journal.open(path, "NORMAL").close()
+    append_frames(path, pickle.dumps(OrderedDict()))
+    with pytest.raises(JournalError, match=r"redo log .* collections\.OrderedDict"):
+        Journal.open(path, "NORMAL")
+    assert redo_path(path).exists()  # refused, not lost
+
+
+async def test_the_log_is_emptied_once_sqlite_has_all_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "REDO_EMPTY_AT", 0)
+    path = tmp_path / "journal.sqlite3"
+    writer = normal_writer(Journal.open(path, "NORMAL"), Told())
+    task = asyncio.create_task(writer.run())
+    for record in Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0):
+        writer.submit(record)
+    await one_pass()
+    assert redo_path(path).stat().st_size > 0
+    async with asyncio.timeout(DEADLINE):
+        await writer.flush()
+    assert redo_path(path).stat().st_size == 0
+    await writer.close()
+    await task
+
+
+async def test_full_keeps_no_redo_log_and_tells_after_the_commit(
+    blocking: BlockingJournal,
+) -> None:
+    told = Told()
+    writer = JournalWriter.from_config(blocking, told, JournalConfig(synchronous="FULL"))
+    task = asyncio.create_task(writer.run())
+    trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+    for record in trade:
+        writer.submit(record)
+    await asyncio.to_thread(blocking.writing.wait, DEADLINE)
+    await one_pass()
+    assert told.events == []
+    assert not redo_path(blocking.path).exists()
+    blocking.release.set()
+    async with asyncio.timeout(DEADLINE):
+        await writer.flush()
+    assert told.events == trade
+    await writer.close()
+    await task
+
+
+def test_only_fresh_trades_are_told_from_the_log() -> None:
+    trading = Trading()
+    order = trading.order("sma", "AAPL", Side.BUY, 1)
+    fill = trading.reject(order, "daemon restarted before the order filled")
+    restarted = replace(fill.fill, id=RESTART_FILL_PREFIX + order.order.id)
+    [status] = trading.status("sma", StrategyStatus.ACTIVE)
+    records: list[Record] = [order, fill, TradeExecuted(restarted, None), status]
+    assert [told_when_logged(r) for r in records] == [True, True, False, False]
+
+
+async def test_a_pass_bigger_than_a_batch_is_committed_in_batches(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal.open(path, "NORMAL")
+    committed: list[int] = []
+    write_rows = journal.write_rows
+
+    def recorded(rows: GroupRows) -> list[int | None]:
+        committed.append(len(rows.positions))
+        return write_rows(rows)
+
+    journal.write_rows = recorded  # type: ignore[method-assign]
+    told = Told()
+    config = JournalConfig(synchronous="NORMAL", batch_max_events=3)
+    writer = JournalWriter.from_config(journal, told, config)
+    trading = Trading()
+    records = [r for _ in range(3) for r in trading.round_trip("sma", "AAPL", Side.BUY, 1, 1.0)]
+    for record in records[:7]:
+        writer.submit(record)
+    await one_pass()  # the first at once, then one write: frames of 3 and 3
+    frames = map(GroupRows.from_state, read_redo(redo_path(path)))
+    assert [len(rows.positions) for rows in frames] == [1, 3, 3]
+    assert told.events == records[:7] and told.batches == 2
+    task = asyncio.create_task(writer.run())
+    async with asyncio.timeout(DEADLINE):
+        await writer.flush()
+    assert committed and max(committed) <= 3 and sum(committed) == 7
+    await writer.close()
+    await task
+
+
+async def test_what_a_receiver_submits_while_told_is_committed_after_what_it_was_told(
+    tmp_path: Path,
+) -> None:
+    trading = Trading()
+    signal = trading.signal("sma", "AAPL", Side.BUY, 100.0)
+    order = trading.order("sma", "AAPL", Side.BUY, 1, signal_id=signal.signal.id)
+    [paused] = trading.status("sma", StrategyStatus.PAUSED)
+    told = Told()
+
+    def deliver(events: Sequence[Event], positions: Sequence[int | None]) -> None:
+        told(events, positions)
+        if signal in events:
+            writer.submit(order)  # logged: this pass's end
+            writer.submit(paused)  # waits for its commit, so ends the pass first
+
+    writer = normal_writer(Journal.open(tmp_path / "journal.sqlite3", "NORMAL"), deliver)
+    task = asyncio.create_task(writer.run())
+    writer.submit(signal)
+    async with asyncio.timeout(DEADLINE):
+        await writer.flush()
+    assert told.events == [signal, order, paused]
+    assert told.positions == [1, 2, 3]
+    await writer.close()
+    await task
+    with Journal.open_readonly(tmp_path / "journal.sqlite3") as journal:
+        [entry] = journal.history("sma")
+        assert journal.counts()["orders"] == 1 and entry.status is StrategyStatus.PAUSED
