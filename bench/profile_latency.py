@@ -36,7 +36,7 @@ import os
 import pstats
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from typing import get_args
@@ -50,8 +50,8 @@ from bench.rig import paced, wait_until
 from gateways.config import LoggingConfig
 from gateways.logs import configure_logging
 from orchestrator.journal.store import Record
-from orchestrator.journal.writer import JournalWriter, _Committed
-from orchestrator.model.events import TradeExecuted
+from orchestrator.journal.writer import JournalWriter, _Committed, _Logged
+from orchestrator.model.events import Event, TradeExecuted
 
 WARMUP = 50
 SAMPLE_SECONDS = 0.001
@@ -168,11 +168,14 @@ class Stages:
 
     NAMES = (
         "handed to the writer",
+        "told (deliver begins)",
+        "written to clients",
         "writer took it",
         "committed",
         "loop has the commit",
-        "written to clients",
     )
+    """In NORMAL a trade is told from the redo log, inside ``submit``: its commit comes
+    after ``written to clients`` and its group has no events left to deliver."""
 
     def __init__(self, target: latency_bench.Target) -> None:
         self._target = target
@@ -186,17 +189,25 @@ class Stages:
         for record in records:
             if isinstance(record, TradeExecuted):
                 self._seen.append((name, record.fill.id, now))
+            elif isinstance(record, _Logged):  # the redo log's rows: a fill row's id is second
+                self._seen.extend((name, row[1], now) for row in record.rows.fills)
 
     @contextmanager
     def installed(self) -> Iterator[None]:
         submit, commit = JournalWriter.submit, JournalWriter._commit
-        committed = JournalWriter._on_committed
+        committed, deliver = JournalWriter._on_committed, JournalWriter._deliver_events
 
         def timed_submit(writer: JournalWriter, record: Record) -> None:
-            submit(writer, record)
             self._mark("handed to the writer", (record,))
+            submit(writer, record)
 
-        def timed_commit(writer: JournalWriter, group: list[Record]) -> _Committed:
+        def timed_deliver(
+            writer: JournalWriter, events: Sequence[Event], positions: Sequence[int | None]
+        ) -> None:
+            self._mark("told (deliver begins)", events)
+            deliver(writer, events, positions)
+
+        def timed_commit(writer: JournalWriter, group: list[Record | _Logged]) -> _Committed:
             self._mark("writer took it", group)
             started = time.thread_time_ns()
             done = commit(writer, group)
@@ -211,12 +222,14 @@ class Stages:
         setattr(JournalWriter, "submit", timed_submit)  # noqa: B010 (a method, for mypy)
         setattr(JournalWriter, "_commit", timed_commit)  # noqa: B010
         setattr(JournalWriter, "_on_committed", timed_committed)  # noqa: B010
+        setattr(JournalWriter, "_deliver_events", timed_deliver)  # noqa: B010
         try:
             yield
         finally:
             setattr(JournalWriter, "submit", submit)  # noqa: B010
             setattr(JournalWriter, "_commit", commit)  # noqa: B010
             setattr(JournalWriter, "_on_committed", committed)  # noqa: B010
+            setattr(JournalWriter, "_deliver_events", deliver)  # noqa: B010
 
     def text(self) -> str:
         sent = self._target.sent
