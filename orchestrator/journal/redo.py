@@ -39,7 +39,18 @@ HEADER: Final = struct.Struct("<II")
 REDO_SUFFIX: Final = "-redo"
 """The log's file name is the journal's with this appended (as SQLite's ``-wal``)."""
 
-_TRUSTED_BUILTINS: Final = frozenset({"frozenset", "set", "complex", "tuple", "list", "dict"})
+_TRUSTED: Final = frozenset(
+    {
+        ("builtins", "frozenset"),
+        ("builtins", "set"),
+        ("builtins", "complex"),
+        # A strategy's numpy floats (np.float64 is a float, and SQLite takes it as one).
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+)
+"""What a frame may name besides the journal's own classes (``orchestrator.*``)."""
 
 
 def redo_path(journal_path: Path) -> Path:
@@ -76,16 +87,18 @@ class RedoLog:
 
     def close(self, *, remove: bool) -> None:
         """Close the file; ``remove`` it once SQLite has committed everything in it."""
-        os.close(self._descriptor)
+        if self._descriptor >= 0:
+            os.close(self._descriptor)
+            self._descriptor = -1
         if remove:
             self.path.unlink(missing_ok=True)
 
 
 class _JournalUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
-        if module.startswith("orchestrator.") or (
-            module == "builtins" and name in _TRUSTED_BUILTINS
-        ):
+        # A dotted name would reach through a module's attributes (os.system, say).
+        ours = module.startswith("orchestrator.") and "." not in name
+        if ours or (module, name) in _TRUSTED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"redo log names {module}.{name}, not a journal class")
 
@@ -106,7 +119,8 @@ def read_redo(path: Path) -> list[object]:
     while offset + HEADER.size <= len(data):
         length, crc = HEADER.unpack_from(data, offset)
         payload = data[offset + HEADER.size : offset + HEADER.size + length]
-        if len(payload) < length or zlib.crc32(payload) != crc:
+        # No frame is empty: zeros are blocks a power loss left unwritten.
+        if length == 0 or len(payload) < length or zlib.crc32(payload) != crc:
             break
         frames.append(_JournalUnpickler(io.BytesIO(payload)).load())
         offset += HEADER.size + length

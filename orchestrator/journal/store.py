@@ -1596,7 +1596,11 @@ def _redo(db: sqlite3.Connection, path: Path) -> None:
             db.execute("COMMIT")
         except JournalConflict as exc:
             db.execute("ROLLBACK")
-            log.error("journal_redo_conflict", path=str(log_path), error=exc.message)
+            # Clients were told of this frame's events: refuse the start, keep the log.
+            raise JournalError(
+                f"journal at {path} cannot redo {log_path}: {exc.message}; the log is kept "
+                "(it holds trades clients were told of): see docs/journal.md#the-redo-log"
+            ) from exc
         except sqlite3.Error as exc:
             db.execute("ROLLBACK")
             raise JournalError(f"journal at {path} cannot redo {log_path}: {exc}") from exc

@@ -35,7 +35,8 @@ end (``call_soon``) and handed to the thread as one item. Status changes and the
 kill switch still wait for their commit (rare, and what the daemon restores its
 strategies from), and so does everything submitted behind one of them. The log is
 emptied once SQLite has committed all of it and it has grown past
-``REDO_EMPTY_AT``, removed on a clean close, and kept after a failure: the next
+``REDO_EMPTY_AT`` (past ``REDO_MAX_BYTES`` nothing more is told from it until
+then), removed on a clean close, and kept after a failure: the next
 ``Journal.open`` redoes it. With FULL (each commit waits for the disk) there is
 no redo log: an append does not survive a power loss.
 
@@ -111,6 +112,10 @@ TOLD_WHEN_LOGGED = SignalEmitted | OrderSubmitted | TradeExecuted | OrderLifecyc
 """What the redo log may stand for the commit of (see :func:`told_when_logged`)."""
 
 REDO_EMPTY_AT = 64 * 1024
+REDO_MAX_BYTES = 8 * 1024 * 1024
+"""Past this the writer stops telling from the redo log until SQLite has all of it
+(commits that never catch up would grow it without end, and a start redoes all of
+it in memory)."""
 """Bytes past which the redo log is emptied once SQLite has committed all of it."""
 
 
@@ -159,9 +164,10 @@ class _Committed:
     """A group the thread has committed, for the loop to deliver."""
 
     size: int
-    """Records taken from the queue (StrategyConfigured ones included)."""
+    """Records taken from the queue that the redo log did not hold (StrategyConfigured
+    ones included)."""
     written: int
-    """Of them, those the journal wrote."""
+    """Records the journal wrote (these and the logged ones)."""
     events: list[Event]
     positions: list[int | None]
     """Each event's stream position (None: not journaled)."""
@@ -213,8 +219,10 @@ class JournalWriter:
         """What this pass tells at its end, in order, with whether it is in the log."""
         self._pass_ending = False
         """Whether a call of _end_pass is scheduled."""
-        self._logged_uncommitted = 0
-        """Records in the redo log that SQLite has not committed yet."""
+        self._logged = 0
+        """Records appended to the redo log so far (told, or being told)."""
+        self._logged_committed = 0
+        """Of them, those SQLite has committed (in the order they were appended)."""
         self._held_puts: list[Record | _Logged] | None = None
         """While a pass is told: what is submitted meanwhile, queued after the pass."""
         self._thread: threading.Thread | None = None
@@ -235,7 +243,10 @@ class JournalWriter:
         """What waits to be delivered, in submission order, with whether it waits for its
         own commit (True) or only for those ahead of it (an event the journal ignores,
         held here on the loop: it never crosses to the thread)."""
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[tuple[int, int], asyncio.Future[None]]] = []
+        """Flushes waiting, each for (_done, _logged_committed) to reach its target: the
+        logged records are counted apart, since unjournaled events told behind them are
+        done at their tell, before the logged ones' commits."""
         self._ended = asyncio.Event()
         """Set once the thread has ended or the writer has failed: run() returns."""
         self._running = False
@@ -263,7 +274,11 @@ class JournalWriter:
     @property
     def pending(self) -> int:
         """Records submitted but not yet committed and delivered."""
-        return self._submitted - self._done
+        return self._submitted - self._done + self._logged_uncommitted + len(self._pass_records)
+
+    @property
+    def _logged_uncommitted(self) -> int:
+        return self._logged - self._logged_committed
 
     # -------------------------------------------------------------- the loop's side
 
@@ -283,10 +298,12 @@ class JournalWriter:
                     )
                 )
                 return
-            if self._redo is not None and not self._in_order and told_when_logged(record):
+            if self._loggable(record):
                 self._log(record)
                 return
             self._end_pass()  # what waits for its commit comes after what is logged
+            if self.failure is not None:
+                return
             if isinstance(record, StrategyStatusChanged) and record.config is not None:
                 config = StrategyConfigured(
                     record.strategy_id, record.name, record.config, record.ts
@@ -305,17 +322,29 @@ class JournalWriter:
             self._submitted += 1
             self._in_order.append((record, False))  # type: ignore[arg-type]
 
+    def _loggable(self, record: Record) -> bool:
+        """Whether ``record`` may be told from the redo log: nothing waits ahead of it
+        for a commit, and the log is within its bound (past it, records wait for
+        their commits until SQLite has all of the log and it is emptied)."""
+        redo = self._redo
+        return (
+            redo is not None
+            and not self._in_order
+            and redo.size < REDO_MAX_BYTES
+            and told_when_logged(record)
+        )
+
     def _log(self, record: Record) -> None:
         """Keep ``record`` for this pass's frame (appended and told at the pass's end)."""
+        loop = asyncio.get_running_loop()
         self._unwritten += 1
-        self._submitted += 1
         self._pass_records.append(record)
         self._pass_tell.append((record, True))  # type: ignore[arg-type]  # an Event
         if not self._pass_ending:
             # The pass's first is told at once (a tick's fill comes before the strategy's
             # reaction to the tick); what follows it in this pass, at the pass's end.
             self._pass_ending = True
-            asyncio.get_running_loop().call_soon(self._pass_ended)
+            loop.call_soon(self._pass_ended)
             self._end_pass()
 
     def _pass_ended(self) -> None:
@@ -329,15 +358,19 @@ class JournalWriter:
         records, tell = self._pass_records, self._pass_tell
         if not records or self._redo is None or self.failure is not None:
             return
-        self._pass_records, self._pass_tell = [], []
         step = self._max_events
-        chunks = [self.journal.encode(records[i : i + step]) for i in range(0, len(records), step)]
         try:
+            chunks = [
+                self.journal.encode(records[i : i + step]) for i in range(0, len(records), step)
+            ]
             self._redo.append(*(encode_frame(rows.state()) for rows in chunks))
-        except OSError as exc:
+        except (
+            Exception
+        ) as exc:  # as a commit that fails: nothing of it is told, and the daemon stops
             self._fail(JournalError(f"redo log {self._redo.path} cannot be written: {exc}"))
             return
-        self._logged_uncommitted += len(records)
+        self._pass_records, self._pass_tell = [], []
+        self._logged += len(records)
         told = (position for rows in chunks for position in rows.positions)
         positions = [next(told) if logged else None for _, logged in tell]
         self._done += len(tell) - len(records)  # the unjournaled ones are done once told
@@ -384,8 +417,8 @@ class JournalWriter:
         self._end_pass()
         if self.failure is not None:
             raise self.failure
-        target = self._submitted
-        if self._done >= target:
+        target = (self._submitted, self._logged)
+        if self._reached(target):
             return
         self._start_thread()  # before run() (a start that failed half way): drain anyway
         waiter = asyncio.get_running_loop().create_future()
@@ -444,7 +477,7 @@ class JournalWriter:
         events, positions = self._release(group)
         self._deliver_events(events, positions)
         self._done += group.size + len(events) - len(group.events)
-        self._logged_uncommitted -= group.logged
+        self._logged_committed += group.logged
         self._empty_redo()
         self._release_waiters()
 
@@ -491,10 +524,14 @@ class JournalWriter:
             self.deliver_errors += 1
             log.exception("journal_deliver_failed", events=len(events))
 
+    def _reached(self, target: tuple[int, int]) -> bool:
+        done, logged = target
+        return self._done >= done and self._logged_committed >= logged
+
     def _release_waiters(self) -> None:
         still = []
         for target, waiter in self._waiters:
-            if target <= self._done:
+            if self._reached(target):
                 if not waiter.done():
                     waiter.set_result(None)
             else:
@@ -617,7 +654,7 @@ class JournalWriter:
             if not isinstance(item, StrategyConfigured):
                 events.append(item)
                 positions.append(position)
-        return _Committed(size, size, events, positions, seconds, logged)
+        return _Committed(size - logged, size, events, positions, seconds, logged)
 
     def _encode(self, group: list[Record | _Logged]) -> GroupRows:
         """One transaction's rows, in queue order: what the loop encoded for the redo

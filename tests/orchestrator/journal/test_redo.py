@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import pickle
 import sqlite3
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import structlog
 
@@ -346,3 +348,143 @@ async def test_what_a_receiver_submits_while_told_is_committed_after_what_it_was
     with Journal.open_readonly(tmp_path / "journal.sqlite3") as journal:
         [entry] = journal.history("sma")
         assert journal.counts()["orders"] == 1 and entry.status is StrategyStatus.PAUSED
+
+
+class GatedJournal(Journal):
+    """A journal whose every commit waits for its own gate, and says when it began."""
+
+    began: list[threading.Event]
+    gates: list[threading.Event]
+
+    @classmethod
+    def gated(cls, path: Path) -> GatedJournal:
+        journal = cls.open(path, "NORMAL")
+        assert isinstance(journal, GatedJournal)
+        journal.began = [threading.Event() for _ in range(10)]
+        journal.gates = [threading.Event() for _ in range(10)]
+        journal.commits = 0
+        return journal
+
+    commits: int
+
+    def write_rows(self, rows: GroupRows) -> list[int | None]:
+        number, self.commits = self.commits, self.commits + 1
+        self.began[number].set()
+        if not self.gates[number].wait(DEADLINE):
+            raise AssertionError("the test never released the commit")
+        return super().write_rows(rows)
+
+
+async def test_a_flush_waits_for_the_commits_of_what_was_told_before_it(tmp_path: Path) -> None:
+    """Events the journal ignores are done once told, ahead of the logged records'
+    commits: a flush must not take that for the commits (a replay read too early)."""
+    journal = GatedJournal.gated(tmp_path / "journal.sqlite3")
+    writer = normal_writer(journal, Told())
+    task = asyncio.create_task(writer.run())
+    trading = Trading()
+    first, second, third, fourth = (trading.signal("sma", "AAPL", Side.BUY, 1.0) for _ in range(4))
+    writer.submit(first)
+    await asyncio.to_thread(journal.began[0].wait, DEADLINE)  # its commit waits, alone
+    writer.submit(second)
+    flushed = asyncio.create_task(writer.flush())
+    await one_pass()
+    writer.submit(third)
+    writer.submit(fourth)
+    for _ in range(2):  # told with the fourth, at the pass's end: done then
+        writer.submit(ExecutionStatusChanged(ExecutionStatus.RUNNING, T0))
+    await one_pass()
+    journal.gates[0].set()  # the first is committed, the second not yet
+    await asyncio.to_thread(journal.began[1].wait, DEADLINE)
+    await one_pass()  # the loop has heard of the first commit
+    assert not flushed.done()
+    for gate in journal.gates:
+        gate.set()
+    async with asyncio.timeout(DEADLINE):
+        await flushed
+    assert len(committed_signals(journal.path)) >= 2
+    await writer.close()
+    await task
+
+
+def committed_signals(path: Path) -> list[str]:
+    with Journal.open_readonly(path) as reader:
+        return [signal.id for signal in reader.signals()]
+
+
+async def test_a_record_that_cannot_be_encoded_fails_the_writer_and_is_never_told(
+    tmp_path: Path,
+) -> None:
+    told = Told()
+    writer = normal_writer(Journal.open(tmp_path / "journal.sqlite3", "NORMAL"), told)
+    signal = Trading().signal("sma", "AAPL", Side.BUY, 100.0)
+    unwritable = replace(signal, signal=replace(signal.signal, metadata={"n": 2**70}))
+    writer.submit(unwritable)  # orjson takes no integer past 64 bits
+    assert told.events == []
+    assert writer.failure is not None and "cannot be written" in writer.failure.message
+    with pytest.raises(JournalError):
+        await writer.flush()  # fails at once: it never waits for what was dropped
+    await writer.close()
+
+
+def test_numpy_floats_are_redone_and_dotted_names_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal.open(path, "NORMAL")
+    trading = Trading()
+    order = trading.order("sma", "AAPL", Side.BUY, 1)
+    rows = journal.encode([order, trading.fill(order, np.float64(100.5))])  # type: ignore[arg-type]
+    journal.close()
+    append_frames(path, encode_frame(rows.state()))
+    with Journal.open(path, "NORMAL") as reopened:
+        [fill] = reopened.fills()
+    assert fill.price == 100.5
+    # protocol 4: STACK_GLOBAL of a module of ours and a dotted name, os.getpid
+    module, name = b"orchestrator.journal.store", b"os.getpid"
+    payload = b"\x80\x04\x8c%c%s\x8c%c%s\x93." % (len(module), module, len(name), name)
+    append_frames(path, payload)
+    with pytest.raises(JournalError, match=r"orchestrator\.journal\.store\.os\.getpid"):
+        Journal.open(path, "NORMAL")
+
+
+def test_a_zero_filled_tail_is_dropped(tmp_path: Path) -> None:
+    """A power loss may leave the log's last blocks as zeros: no frame is empty."""
+    path = tmp_path / "journal.sqlite3"
+    logged_trade(path, Trading())[0].close()
+    with redo_path(path).open("ab") as log_file:
+        log_file.write(bytes(4096))
+    with structlog.testing.capture_logs() as logs, Journal.open(path, "NORMAL") as journal:
+        assert journal.counts()["fills"] == 1
+    assert "journal_redo_torn_tail" in {entry["event"] for entry in logs}
+
+
+def test_a_conflict_in_the_redo_log_refuses_the_start_and_keeps_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    trading = Trading()
+    journal, rows = logged_trade(path, trading)
+    [fill_row] = rows.fills
+    rows.fills = [(fill_row[0], *fill_row[1:7], 99.0, *fill_row[8:])]  # same id, other price
+    journal.write_rows(rows)  # the id taken by another fill
+    journal.close()
+    with pytest.raises(JournalError, match=r"cannot redo .* the log is kept"):
+        Journal.open(path, "NORMAL")
+    assert redo_path(path).stat().st_size > 0
+
+
+async def test_past_its_bound_the_log_is_not_used_until_sqlite_has_all_of_it(
+    blocking: BlockingJournal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "REDO_MAX_BYTES", 0)
+    told = Told()
+    writer = normal_writer(blocking, told)
+    task = asyncio.create_task(writer.run())
+    trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+    for record in trade:
+        writer.submit(record)
+    await asyncio.to_thread(blocking.writing.wait, DEADLINE)
+    await one_pass()
+    assert told.events == []  # each waits for its commit, as with FULL
+    blocking.release.set()
+    async with asyncio.timeout(DEADLINE):
+        await writer.flush()
+    assert told.events == trade
+    await writer.close()
+    await task
