@@ -9,7 +9,8 @@ import pickle
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from orchestrator.journal.store import (
     JournalError,
     Record,
 )
-from orchestrator.journal.writer import JournalWriter, told_when_logged
+from orchestrator.journal.writer import Deliver, JournalWriter, told_when_logged
 from orchestrator.model.events import (
     Event,
     ExecutionStatus,
@@ -60,8 +61,19 @@ class Told:
         self.positions.extend(positions)
 
 
-def normal_writer(journal: Journal, told: Told) -> JournalWriter:
+def normal_writer(journal: Journal, told: Deliver) -> JournalWriter:
     return JournalWriter.from_config(journal, told, JournalConfig(synchronous="NORMAL"))
+
+
+@asynccontextmanager
+async def running(writer: JournalWriter) -> AsyncIterator[JournalWriter]:
+    """The writer's thread, run as the daemon runs it; closed (and joined) at the end."""
+    task = asyncio.create_task(writer.run())
+    try:
+        yield writer
+    finally:
+        await writer.close()
+        await task
 
 
 async def one_pass() -> None:
@@ -84,24 +96,22 @@ async def test_a_trade_is_told_from_the_redo_log_before_sqlite_commits_it(
 ) -> None:
     told = Told()
     writer = normal_writer(blocking, told)
-    task = asyncio.create_task(writer.run())
-    trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
-    for record in trade:
-        writer.submit(record)
-    assert told.events == trade[:1]  # the first of the pass at once
-    await one_pass()
-    assert told.events == trade and told.batches == 2  # the rest at the pass's end
-    assert told.positions == [1, 2, 3]
-    await asyncio.to_thread(blocking.writing.wait, DEADLINE)  # the commit has begun, and waits
-    assert committed_fills(blocking.path) == []  # told, yet only in the redo log
-    first, rest = map(GroupRows.from_state, read_redo(redo_path(blocking.path)))
-    assert (first.positions, rest.positions) == ([1], [2, 3])
-    blocking.release.set()
-    async with asyncio.timeout(DEADLINE):
-        await writer.flush()
-    assert committed_fills(blocking.path) == [trade[2].fill.id]  # type: ignore[union-attr]
-    await writer.close()
-    await task
+    async with running(writer):
+        trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+        for record in trade:
+            writer.submit(record)
+        assert told.events == trade[:1]  # the first of the pass at once
+        await one_pass()
+        assert told.events == trade and told.batches == 2  # the rest at the pass's end
+        assert told.positions == [1, 2, 3]
+        await asyncio.to_thread(blocking.writing.wait, DEADLINE)  # the commit has begun, and waits
+        assert committed_fills(blocking.path) == []  # told, yet only in the redo log
+        first, rest = map(GroupRows.from_state, read_redo(redo_path(blocking.path)))
+        assert (first.positions, rest.positions) == ([1], [2, 3])
+        blocking.release.set()
+        async with asyncio.timeout(DEADLINE):
+            await writer.flush()
+        assert committed_fills(blocking.path) == [trade[2].fill.id]  # type: ignore[union-attr]
     assert not redo_path(blocking.path).exists()  # a clean close leaves no log
 
 
@@ -110,25 +120,23 @@ async def test_a_status_change_waits_for_its_commit_and_what_follows_it_too(
 ) -> None:
     told = Told()
     writer = normal_writer(blocking, told)
-    task = asyncio.create_task(writer.run())
-    trading = Trading()
-    signal = trading.signal("sma", "AAPL", Side.BUY, 100.0)
-    [stopped] = trading.status("sma", StrategyStatus.PAUSED)
-    order = trading.order("sma", "AAPL", Side.BUY, 1)
-    writer.submit(signal)
-    writer.submit(stopped)  # ends the pass: the signal is told now, ahead of it
-    writer.submit(order)  # behind a status change: waits for that commit
-    assert told.events == [signal]
-    await asyncio.to_thread(blocking.writing.wait, DEADLINE)
-    await one_pass()
-    assert told.events == [signal]
-    blocking.release.set()
-    async with asyncio.timeout(DEADLINE):
-        await writer.flush()
-    assert told.events == [signal, stopped, order]
-    assert told.positions == [1, 2, 3]
-    await writer.close()
-    await task
+    async with running(writer):
+        trading = Trading()
+        signal = trading.signal("sma", "AAPL", Side.BUY, 100.0)
+        [stopped] = trading.status("sma", StrategyStatus.PAUSED)
+        order = trading.order("sma", "AAPL", Side.BUY, 1)
+        writer.submit(signal)
+        writer.submit(stopped)  # ends the pass: the signal is told now, ahead of it
+        writer.submit(order)  # behind a status change: waits for that commit
+        assert told.events == [signal]
+        await asyncio.to_thread(blocking.writing.wait, DEADLINE)
+        await one_pass()
+        assert told.events == [signal]
+        blocking.release.set()
+        async with asyncio.timeout(DEADLINE):
+            await writer.flush()
+        assert told.events == [signal, stopped, order]
+        assert told.positions == [1, 2, 3]
 
 
 async def test_what_the_journal_ignores_is_told_after_the_pass_it_followed(
@@ -248,16 +256,14 @@ async def test_the_log_is_emptied_once_sqlite_has_all_of_it(
     monkeypatch.setattr(writer_module, "REDO_EMPTY_AT", 0)
     path = tmp_path / "journal.sqlite3"
     writer = normal_writer(Journal.open(path, "NORMAL"), Told())
-    task = asyncio.create_task(writer.run())
-    for record in Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0):
-        writer.submit(record)
-    await one_pass()
-    assert redo_path(path).stat().st_size > 0
-    async with asyncio.timeout(DEADLINE):
-        await writer.flush()
-    assert redo_path(path).stat().st_size == 0
-    await writer.close()
-    await task
+    async with running(writer):
+        for record in Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0):
+            writer.submit(record)
+        await one_pass()
+        assert redo_path(path).stat().st_size > 0
+        async with asyncio.timeout(DEADLINE):
+            await writer.flush()
+        assert redo_path(path).stat().st_size == 0
 
 
 async def test_full_keeps_no_redo_log_and_tells_after_the_commit(
@@ -265,20 +271,18 @@ async def test_full_keeps_no_redo_log_and_tells_after_the_commit(
 ) -> None:
     told = Told()
     writer = JournalWriter.from_config(blocking, told, JournalConfig(synchronous="FULL"))
-    task = asyncio.create_task(writer.run())
-    trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
-    for record in trade:
-        writer.submit(record)
-    await asyncio.to_thread(blocking.writing.wait, DEADLINE)
-    await one_pass()
-    assert told.events == []
-    assert not redo_path(blocking.path).exists()
-    blocking.release.set()
-    async with asyncio.timeout(DEADLINE):
-        await writer.flush()
-    assert told.events == trade
-    await writer.close()
-    await task
+    async with running(writer):
+        trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+        for record in trade:
+            writer.submit(record)
+        await asyncio.to_thread(blocking.writing.wait, DEADLINE)
+        await one_pass()
+        assert told.events == []
+        assert not redo_path(blocking.path).exists()
+        blocking.release.set()
+        async with asyncio.timeout(DEADLINE):
+            await writer.flush()
+        assert told.events == trade
 
 
 def test_only_fresh_trades_are_told_from_the_log() -> None:
@@ -313,12 +317,10 @@ async def test_a_pass_bigger_than_a_batch_is_committed_in_batches(tmp_path: Path
     frames = map(GroupRows.from_state, read_redo(redo_path(path)))
     assert [len(rows.positions) for rows in frames] == [1, 3, 3]
     assert told.events == records[:7] and told.batches == 2
-    task = asyncio.create_task(writer.run())
-    async with asyncio.timeout(DEADLINE):
-        await writer.flush()
-    assert committed and max(committed) <= 3 and sum(committed) == 7
-    await writer.close()
-    await task
+    async with running(writer):
+        async with asyncio.timeout(DEADLINE):
+            await writer.flush()
+        assert committed and max(committed) <= 3 and sum(committed) == 7
 
 
 async def test_what_a_receiver_submits_while_told_is_committed_after_what_it_was_told(
@@ -337,14 +339,12 @@ async def test_what_a_receiver_submits_while_told_is_committed_after_what_it_was
             writer.submit(paused)  # waits for its commit, so ends the pass first
 
     writer = normal_writer(Journal.open(tmp_path / "journal.sqlite3", "NORMAL"), deliver)
-    task = asyncio.create_task(writer.run())
-    writer.submit(signal)
-    async with asyncio.timeout(DEADLINE):
-        await writer.flush()
-    assert told.events == [signal, order, paused]
-    assert told.positions == [1, 2, 3]
-    await writer.close()
-    await task
+    async with running(writer):
+        writer.submit(signal)
+        async with asyncio.timeout(DEADLINE):
+            await writer.flush()
+        assert told.events == [signal, order, paused]
+        assert told.positions == [1, 2, 3]
     with Journal.open_readonly(tmp_path / "journal.sqlite3") as journal:
         [entry] = journal.history("sma")
         assert journal.counts()["orders"] == 1 and entry.status is StrategyStatus.PAUSED
@@ -380,30 +380,30 @@ async def test_a_flush_waits_for_the_commits_of_what_was_told_before_it(tmp_path
     commits: a flush must not take that for the commits (a replay read too early)."""
     journal = GatedJournal.gated(tmp_path / "journal.sqlite3")
     writer = normal_writer(journal, Told())
-    task = asyncio.create_task(writer.run())
-    trading = Trading()
-    first, second, third, fourth = (trading.signal("sma", "AAPL", Side.BUY, 1.0) for _ in range(4))
-    writer.submit(first)
-    await asyncio.to_thread(journal.began[0].wait, DEADLINE)  # its commit waits, alone
-    writer.submit(second)
-    flushed = asyncio.create_task(writer.flush())
-    await one_pass()
-    writer.submit(third)
-    writer.submit(fourth)
-    for _ in range(2):  # told with the fourth, at the pass's end: done then
-        writer.submit(ExecutionStatusChanged(ExecutionStatus.RUNNING, T0))
-    await one_pass()
-    journal.gates[0].set()  # the first is committed, the second not yet
-    await asyncio.to_thread(journal.began[1].wait, DEADLINE)
-    await one_pass()  # the loop has heard of the first commit
-    assert not flushed.done()
-    for gate in journal.gates:
-        gate.set()
-    async with asyncio.timeout(DEADLINE):
-        await flushed
-    assert len(committed_signals(journal.path)) >= 2
-    await writer.close()
-    await task
+    async with running(writer):
+        trading = Trading()
+        first, second, third, fourth = (
+            trading.signal("sma", "AAPL", Side.BUY, 1.0) for _ in range(4)
+        )
+        writer.submit(first)
+        await asyncio.to_thread(journal.began[0].wait, DEADLINE)  # its commit waits, alone
+        writer.submit(second)
+        flushed = asyncio.create_task(writer.flush())
+        await one_pass()
+        writer.submit(third)
+        writer.submit(fourth)
+        for _ in range(2):  # told with the fourth, at the pass's end: done then
+            writer.submit(ExecutionStatusChanged(ExecutionStatus.RUNNING, T0))
+        await one_pass()
+        journal.gates[0].set()  # the first is committed, the second not yet
+        await asyncio.to_thread(journal.began[1].wait, DEADLINE)
+        await one_pass()  # the loop has heard of the first commit
+        assert not flushed.done()
+        for gate in journal.gates:
+            gate.set()
+        async with asyncio.timeout(DEADLINE):
+            await flushed
+        assert len(committed_signals(journal.path)) >= 2
 
 
 def committed_signals(path: Path) -> list[str]:
@@ -431,7 +431,7 @@ def test_numpy_floats_are_redone_and_dotted_names_are_refused(tmp_path: Path) ->
     journal = Journal.open(path, "NORMAL")
     trading = Trading()
     order = trading.order("sma", "AAPL", Side.BUY, 1)
-    rows = journal.encode([order, trading.fill(order, np.float64(100.5))])  # type: ignore[arg-type]
+    rows = journal.encode([order, trading.fill(order, np.float64(100.5))])
     journal.close()
     append_frames(path, encode_frame(rows.state()))
     with Journal.open(path, "NORMAL") as reopened:
@@ -475,16 +475,14 @@ async def test_past_its_bound_the_log_is_not_used_until_sqlite_has_all_of_it(
     monkeypatch.setattr(writer_module, "REDO_MAX_BYTES", 0)
     told = Told()
     writer = normal_writer(blocking, told)
-    task = asyncio.create_task(writer.run())
-    trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
-    for record in trade:
-        writer.submit(record)
-    await asyncio.to_thread(blocking.writing.wait, DEADLINE)
-    await one_pass()
-    assert told.events == []  # each waits for its commit, as with FULL
-    blocking.release.set()
-    async with asyncio.timeout(DEADLINE):
-        await writer.flush()
-    assert told.events == trade
-    await writer.close()
-    await task
+    async with running(writer):
+        trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+        for record in trade:
+            writer.submit(record)
+        await asyncio.to_thread(blocking.writing.wait, DEADLINE)
+        await one_pass()
+        assert told.events == []  # each waits for its commit, as with FULL
+        blocking.release.set()
+        async with asyncio.timeout(DEADLINE):
+            await writer.flush()
+        assert told.events == trade
