@@ -45,6 +45,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from orchestrator.journal.store import RESTART_FILL_PREFIX, Journal
 from orchestrator.model.orders import Fill, TradeStatus
 from tests.gateways.test_daemon_process import SERVERS, clean_env, free_ports, write_config
+from tests.support import recovered_journal
 
 SEED = 20_240_611
 KILLS = {"FULL": 20, "NORMAL": 20}
@@ -364,13 +365,10 @@ class Figures:
     """Fills a kill left in the redo log only, which the next open wrote into SQLite."""
 
 
-def redo_after_kill(journal_file: Path, synchronous: str, figures: Figures) -> None:
-    """Open the journal as the next start does (which redoes the redo log), counting
-    the fills only the log had."""
+def committed_fills(journal_file: Path) -> int:
+    """Fills SQLite has, before the next start redoes the redo log."""
     with Journal.open_readonly(journal_file) as journal:
-        before = journal.counts()["fills"]
-    with Journal.open(journal_file, synchronous) as journal:
-        figures.redone_fills += journal.counts()["fills"] - before
+        return journal.counts()["fills"]
 
 
 async def run_and_kill(
@@ -436,9 +434,9 @@ async def test_every_told_trade_survives_sigkill_and_positions_are_the_fills(
     for number in range(KILLS[synchronous]):
         run = await run_and_kill(config, url, recorder, rng, number == 0, figures)
         logged_resolutions.update(run.resolved_orders())
-        if journal_file.exists():
-            redo_after_kill(journal_file, synchronous, figures)
-        with Journal.open_readonly(journal_file) as journal:
+        before = committed_fills(journal_file)
+        with recovered_journal(journal_file) as journal:
+            figures.redone_fills += journal.counts()["fills"] - before
             resolutions.check(journal)
             check_told_trades_are_journaled(journal, recorder)
             check_no_fill_twice(journal)
