@@ -24,21 +24,21 @@ the loop and delivered right after the commit of what was submitted before them
 (they never go to the thread, which has nothing to write of them).
 
 The redo log (``journal.synchronous = "NORMAL"``, the default;
-``orchestrator.journal.redo``). A commit in NORMAL survives a process crash
-because it is in the operating system when SQLite returns; an append to the redo
-log is there just as surely, for a fraction of the cost and without the thread
-hop. So signals, orders, fills and order events (:func:`told_when_logged`) are
-encoded on the loop, appended to the redo log and told then, and SQLite commits
-them behind the tell. Those of one pass of the event loop (the signal, order and
-fill a tick sets off) are encoded together, appended as one frame at the pass's
-end (``call_soon``) and handed to the thread as one item. Status changes and the
-kill switch still wait for their commit (rare, and what the daemon restores its
-strategies from), and so does everything submitted behind one of them. The log is
-emptied once SQLite has committed all of it and it has grown past
-``REDO_EMPTY_AT`` (past ``REDO_MAX_BYTES`` nothing more is told from it until
-then), removed on a clean close, and kept after a failure: the next
-``Journal.open`` redoes it. With FULL (each commit waits for the disk) there is
-no redo log: an append does not survive a power loss.
+``orchestrator.journal.redo``). A commit in NORMAL survives a process crash because
+it is in the operating system when SQLite returns; a frame copied into the redo
+log's shared memory map is there just as surely, for a fraction of the cost and
+without the thread hop. So signals, orders, fills and order events
+(:func:`told_when_logged`) are encoded on the loop, appended to the redo log and
+told then, and SQLite commits them behind the tell. Those of one pass of the event
+loop (the signal, order and fill a tick sets off) are encoded together, appended as
+one frame at the pass's end (``call_soon``) and handed to the thread as one item.
+Status changes and the kill switch still wait for their commit (rare, and what the
+daemon restores its strategies from), and so does everything submitted behind one of
+them. The log is emptied once SQLite has committed all of it and it has grown past
+``REDO_EMPTY_AT`` (past ``REDO_MAX_BYTES`` nothing more is told from it until then),
+removed on a clean close, and kept after a failure: the next ``Journal.open`` redoes
+it. With FULL (each commit waits for the disk) there is no redo log: an append does
+not survive a power loss.
 
 With the journal off (``journal.enabled = false``), :class:`DirectDelivery` takes
 this stage's place and delivers every event as it is submitted.

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -230,10 +233,11 @@ def test_a_torn_last_frame_is_dropped_and_the_whole_ones_redone(
     append_frames(path, encode_frame(torn.state()))
     redo_log = redo_path(path)
     data = bytearray(redo_log.read_bytes())
-    if damage == "cut short":  # the crash came during the append
-        del data[-5:]
+    end = len(data.rstrip(b"\0"))  # the last frame's end: the log is allocated ahead
+    if damage == "cut short":  # the crash came during the copy into the map
+        data[end - 5 : end] = bytes(5)
     else:
-        data[-1] ^= 0xFF
+        data[end - 1] ^= 0xFF
     redo_log.write_bytes(bytes(data))
     with structlog.testing.capture_logs() as logs, Journal.open(path, "NORMAL") as journal:
         assert journal.counts()["fills"] == 1
@@ -260,10 +264,10 @@ async def test_the_log_is_emptied_once_sqlite_has_all_of_it(
         for record in Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0):
             writer.submit(record)
         await one_pass()
-        assert redo_path(path).stat().st_size > 0
+        assert read_redo(redo_path(path)) != []
         async with asyncio.timeout(DEADLINE):
             await writer.flush()
-        assert redo_path(path).stat().st_size == 0
+        assert read_redo(redo_path(path)) == []
 
 
 async def test_full_keeps_no_redo_log_and_tells_after_the_commit(
@@ -445,15 +449,62 @@ def test_numpy_floats_are_redone_and_dotted_names_are_refused(tmp_path: Path) ->
         Journal.open(path, "NORMAL")
 
 
-def test_a_zero_filled_tail_is_dropped(tmp_path: Path) -> None:
-    """A power loss may leave the log's last blocks as zeros: no frame is empty."""
+def test_zeros_after_the_last_frame_end_the_log_and_are_no_torn_tail(tmp_path: Path) -> None:
+    """The log is allocated ahead, and a power loss may leave blocks as zeros: no frame
+    is empty, so the first zero length ends the log."""
     path = tmp_path / "journal.sqlite3"
     logged_trade(path, Trading())[0].close()
     with redo_path(path).open("ab") as log_file:
         log_file.write(bytes(4096))
     with structlog.testing.capture_logs() as logs, Journal.open(path, "NORMAL") as journal:
         assert journal.counts()["fills"] == 1
-    assert "journal_redo_torn_tail" in {entry["event"] for entry in logs}
+    assert "journal_redo_torn_tail" not in {entry["event"] for entry in logs}
+
+
+def test_appends_past_the_allocated_space_grow_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    redo = RedoLog.open(path, capacity=64)
+    payloads = [encode_frame([n, "x" * n]) for n in range(40)]
+    for payload in payloads:
+        redo.append(payload)
+    redo.append(*payloads[:3])
+    redo.close(remove=False)
+    assert read_redo(path) == [[n, "x" * n] for n in (*range(40), 0, 1, 2)]
+
+
+def test_a_log_reopened_after_a_torn_tail_appends_in_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    append_to(path, encode_frame("whole"), encode_frame("torn" * 100))
+    data = bytearray(path.read_bytes())
+    end = len(data.rstrip(b"\0"))
+    data[end - 100 : end] = bytes(100)
+    path.write_bytes(bytes(data))
+    with structlog.testing.capture_logs() as logs:
+        append_to(path, encode_frame("next"))
+        assert read_redo(path) == ["whole", "next"]
+    assert [entry["event"] for entry in logs] == ["journal_redo_torn_tail"]  # at the reopen
+
+
+def test_an_appended_frame_survives_a_kill_of_the_process(tmp_path: Path) -> None:
+    """The copy into the shared map is in the kernel's cache when it returns."""
+    path = tmp_path / "log"
+    child = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from orchestrator.journal.redo import RedoLog, encode_frame\n"
+        "redo = RedoLog.open(Path(sys.argv[1]))\n"
+        "redo.append(encode_frame(['told', 1]))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", child, str(path)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert read_redo(path) == [["told", 1]]
+
+
+def append_to(path: Path, *payloads: bytes) -> None:
+    redo = RedoLog.open(path)
+    redo.append(*payloads)
+    redo.close(remove=False)
 
 
 def test_a_conflict_in_the_redo_log_refuses_the_start_and_keeps_the_log(tmp_path: Path) -> None:
