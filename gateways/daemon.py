@@ -53,7 +53,7 @@ from orchestrator.backtest.jobs import JobManager, UnknownJob
 from orchestrator.backtest.report import BacktestReport
 from orchestrator.bus import EventBus
 from orchestrator.journal.store import Journal, JournalError, JournalLocked
-from orchestrator.journal.writer import DirectDelivery, JournalWriter
+from orchestrator.journal.writer import MARKET_DATA, DirectDelivery, JournalWriter
 from orchestrator.kernel import TradingCore, build_trading_core
 from orchestrator.marketdata.config import CcxtFeedConfig, NngFeedConfig
 from orchestrator.marketdata.recording import MarketRecorder, RecordingUnavailable
@@ -184,7 +184,8 @@ class Daemon:
             self.writer = JournalWriter.from_config(self.journal, self._deliver, config.journal)
         self.journal_stage = JournalStage(self.writer, self.outbox, self._heard)
         """The bus's events to the writer, or past it when it need not commit them."""
-        self.journal_stage.attach(self.bus, market_data=self.fanout.publish)
+        self.journal_stage.attach(self.bus)
+        self.fanout.follow_market_data(self.bus, MARKET_DATA)
         self._writer_task: asyncio.Task[None] | None = None
         self._saved_live: dict[str, dict[str, tuple[str, ...]]] = {}
         """venue -> the live strategies the journal restores there, with their symbols."""

@@ -12,9 +12,15 @@ The sinks of each topic are resolved once, and again only when a sink is added o
 tells :meth:`Fanout.hear` that it starts or stops hearing a topic (a server whose
 last channel of the topic is gone), so publishing costs one dict lookup, and an
 event no sink hears is not even wrapped (``hears`` lets the stage before the outbox
-skip it altogether). It counts what it was handed of each topic (``published``), so
-that a sink deaf for a while (the NNG publisher with no subscriber) can number
-afterwards what it was not handed.
+skip it altogether).
+
+Market data (quotes and bars) comes from the core bus directly, never through the
+journal (:meth:`Fanout.follow_market_data`), and only while a sink hears its topic:
+the fan-out subscribes to the bus for a topic when its first sink starts hearing it
+and leaves when the last stops, so a tick nobody watches costs the edges no call at
+all. ``published`` counts what was published of each topic, handed on or not (the
+bus counts the market data it published meanwhile), so that a sink deaf for a while
+(the NNG publisher with no subscriber) can number afterwards what it was not handed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from gateways.api.outbound import Outgoing
+from orchestrator.bus import EventBus
 from orchestrator.model.events import Event, Topic
 
 log = structlog.get_logger("gateways.fanout")
@@ -37,8 +44,13 @@ class Fanout:
         self._deaf: set[tuple[Sink, Topic]] = set()
         self._live: dict[Topic, tuple[Sink, ...]] = {topic: () for topic in Topic}
         """Each topic's sinks that hear it, in the order they were added."""
-        self.published: dict[Topic, int] = dict.fromkeys(Topic, 0)
-        """Events handed to this fan-out so far, by topic, heard or not."""
+        self._handed: dict[Topic, int] = dict.fromkeys(Topic, 0)
+        """Events handed to :meth:`publish` so far, by topic, heard or not."""
+        self._market_bus: EventBus | None = None
+        self._market_kinds: dict[Topic, tuple[type[Event], int]] = {}
+        """Each market data topic's event type and the bus's count of it when followed."""
+        self._market_followed: frozenset[Topic] = frozenset()
+        """The market data topics this fan-out is subscribed to on the bus now."""
         self.sink_errors = 0
         self.position: int | None = None
         """The journal position of the event being published now: set by the delivery
@@ -74,6 +86,37 @@ class Fanout:
             topic: tuple(sink for sink in sinks if (sink, topic) not in self._deaf)
             for topic, sinks in self._sinks.items()
         }
+        self._follow_heard_market_data()
+
+    def follow_market_data(self, bus: EventBus, kinds: Iterable[type[Event]]) -> None:
+        """Take ``bus``'s events of ``kinds`` (market data: told at once, never journaled)
+        straight from it, while a sink hears their topic (see the module docstring)."""
+        self._market_bus = bus
+        self._market_kinds = {kind.topic: (kind, bus.published_of(kind)) for kind in kinds}
+        self._follow_heard_market_data()
+
+    def _follow_heard_market_data(self) -> None:
+        bus = self._market_bus
+        if bus is None:
+            return
+        heard = frozenset(topic for topic in self._market_kinds if self._live[topic])
+        if heard == self._market_followed:
+            return
+        if self._market_followed:
+            bus.unsubscribe(self._publish_market_data)
+        if heard:
+            bus.subscribe(self._publish_market_data, heard)
+        self._market_followed = heard
+
+    @property
+    def published(self) -> dict[Topic, int]:
+        """Events published so far, by topic, whether a sink heard them or not."""
+        counts = dict(self._handed)
+        bus = self._market_bus
+        if bus is not None:
+            for topic, (kind, before) in self._market_kinds.items():
+                counts[topic] += bus.published_of(kind) - before
+        return counts
 
     def hears(self, topic: Topic) -> bool:
         """Whether any sink would be handed an event of ``topic`` now."""
@@ -81,10 +124,16 @@ class Fanout:
 
     def publish(self, event: Event) -> None:
         topic = event.topic
-        self.published[topic] += 1
+        self._handed[topic] += 1
         sinks = self._live[topic]
-        if not sinks:
-            return
+        if sinks:
+            self._hand(event, sinks)
+
+    def _publish_market_data(self, event: Event) -> None:
+        """Bus handler of the market data heard now (the bus counts it)."""
+        self._hand(event, self._live[event.topic])
+
+    def _hand(self, event: Event, sinks: tuple[Sink, ...]) -> None:
         outgoing = Outgoing(event, self.position)
         for sink in sinks:
             try:

@@ -7,10 +7,11 @@ Another event the journal does not store goes to the outbox at once when the wri
 holds nothing (nothing can be overtaken), and waits its turn in the writer behind a
 pending commit, so the outbox keeps the bus's order for it. A quote or a bar never
 waits: the writer would tell it at once anyway (market data is not held behind a
-commit, ``orchestrator.journal.writer``), and nothing of it is stored, so
-:meth:`JournalStage.attach` hands it from the bus to the edges' sink directly, the
-hops through this stage and the outbox saved on every tick. An event that nobody on
-the outbox hears is not delivered at all.
+commit, ``orchestrator.journal.writer``), and nothing of it is stored, so this stage
+does not take it at all: the edges' fan-out takes it from the bus itself, while
+anyone hears it (``gateways.fanout.Fanout.follow_market_data``), the hops through
+this stage and the outbox saved on every tick. An event that nobody on the outbox
+hears is not delivered at all.
 """
 
 from __future__ import annotations
@@ -45,11 +46,8 @@ class JournalStage:
         self.unheard = 0
         """Events dropped here: the journal does not store them and nobody hears them."""
 
-    def attach(self, bus: EventBus, market_data: Callable[[Event], None]) -> None:
-        """Take ``bus``'s events: market data straight to ``market_data`` (the sink the
-        outbox hands its events to, which drops what nobody hears), the rest through
-        :meth:`submit`."""
-        bus.subscribe(market_data, MARKET_DATA_TOPICS)
+    def attach(self, bus: EventBus) -> None:
+        """Take ``bus``'s events but market data through :meth:`submit`."""
         bus.subscribe(self.submit, (topic for topic in Topic if topic not in MARKET_DATA_TOPICS))
 
     def submit(self, event: Event) -> None:

@@ -13,14 +13,17 @@ import pytest
 from gateways.api import outbound
 from gateways.api.outbound import Outgoing
 from gateways.fanout import Fanout
+from orchestrator.bus import EventBus
+from orchestrator.journal.writer import MARKET_DATA
 from orchestrator.model.events import (
+    BarClosed,
     ExecutionStatus,
     ExecutionStatusChanged,
     KillSwitchChanged,
     QuoteUpdated,
     Topic,
 )
-from orchestrator.model.market import Tick
+from orchestrator.model.market import Bar, Tick
 from tests.gateways.nng.nng_support import subscriber_process, until
 from tests.support import START, Client, running_daemon, test_config
 
@@ -135,6 +138,35 @@ def test_a_deaf_sink_gets_nothing_until_it_hears_and_nothing_once_it_stops() -> 
     fanout.publish(third)
     assert [o.event for o in quotes] == [second]
     assert not fanout.hears(Topic.MARKET_QUOTE)
+
+
+def test_market_data_reaches_the_fanout_only_while_heard_and_is_counted_meanwhile() -> None:
+    """A tick nobody watches costs the edges no call (the bus has no handler for it),
+    yet ``published`` counts it, for the NNG publisher's numbers."""
+    bus, fanout = EventBus(), Fanout()
+    bus.publish(QuoteUpdated(Tick("AAPL", 0.5, 1.0, START)))  # before: not the fan-out's
+    quotes: list[Outgoing] = []
+    bars: list[Outgoing] = []
+    fanout.add(quotes.append, [Topic.MARKET_QUOTE], deaf=[Topic.MARKET_QUOTE])
+    fanout.add(bars.append, [Topic.MARKET_BAR])
+    fanout.follow_market_data(bus, MARKET_DATA)
+    first, second, third = (QuoteUpdated(Tick("AAPL", p, 1.0, START)) for p in (1.0, 2.0, 3.0))
+    bar = BarClosed(Bar("AAPL", "1m", START, 1.0, 2.0, 0.5, 1.5, 10.0, 4))
+
+    bus.publish(first)
+    assert bus.handlers_of(QuoteUpdated) == ()  # deaf: not even called
+    assert len(bus.handlers_of(BarClosed)) == 1  # the bar sink hears from the start
+    fanout.hear(quotes.append, Topic.MARKET_QUOTE, True)
+    bus.publish(second)
+    bus.publish(bar)
+    fanout.hear(quotes.append, Topic.MARKET_QUOTE, False)
+    bus.publish(third)
+
+    assert [o.event for o in quotes] == [second]
+    assert [o.event for o in bars] == [bar]
+    assert bus.handlers_of(QuoteUpdated) == ()
+    assert fanout.published[Topic.MARKET_QUOTE] == 3
+    assert fanout.published[Topic.MARKET_BAR] == 1
 
 
 async def test_a_quote_nobody_subscribed_to_is_never_built_nor_journaled(

@@ -4,7 +4,7 @@ market data never waits."""
 
 from __future__ import annotations
 
-from gateways.journal_stage import JournalStage
+from gateways.journal_stage import MARKET_DATA_TOPICS, JournalStage
 from orchestrator.bus import EventBus
 from orchestrator.model.events import (
     Event,
@@ -46,13 +46,15 @@ def quote(price: float) -> QuoteUpdated:
 
 
 def stage_with(heard: set[Topic]) -> tuple[EventBus, JournalStage, HoldingWriter, list[Event]]:
-    """A stage attached to a core bus, market data and the outbox both to ``delivered``."""
+    """A stage attached to a core bus, the outbox to ``delivered``, and market data
+    taken from the bus to ``delivered`` as the edges' fan-out takes it."""
     bus, outbox = EventBus(), EventBus()
     delivered: list[Event] = []
     outbox.subscribe(delivered.append)
     writer = HoldingWriter(outbox)
     stage = JournalStage(writer, outbox, heard.__contains__)
-    stage.attach(bus, market_data=outbox.publish)
+    stage.attach(bus)
+    bus.subscribe(delivered.append, MARKET_DATA_TOPICS)
     return bus, stage, writer, delivered
 
 

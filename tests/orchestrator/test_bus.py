@@ -35,3 +35,18 @@ def test_an_event_type_nobody_subscribed_to_has_no_handlers() -> None:
     assert bus.handlers_of(QuoteUpdated) == (quotes.append,)
     assert quotes == []
     assert bus.published == 1
+
+
+def test_each_type_is_counted_heard_or_not_and_the_count_outlives_subscriptions() -> None:
+    bus = EventBus()
+    quotes: list[Event] = []
+    bus.publish(quote(1.0))  # nobody hears it: counted all the same
+    bus.subscribe(quotes.append, [QuoteUpdated.topic])
+    bus.publish(quote(2.0))
+    bus.unsubscribe(quotes.append)
+    bus.publish(quote(3.0))
+    bus.publish(ExecutionStatusChanged(ExecutionStatus.RUNNING, START))
+    assert quotes == [quote(2.0)]
+    assert bus.published_of(QuoteUpdated) == 3
+    assert bus.published_of(ExecutionStatusChanged) == 1
+    assert bus.published == 4
