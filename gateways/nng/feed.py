@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -66,7 +65,9 @@ sender's connection, losing what the sender had queued behind the message."""
 MAX_PRICE = 1e12
 """No instrument trades above this; a larger price is a unit or encoding mistake."""
 _TICK_FIELDS = frozenset({"type", "symbol", "price", "size", "timestamp"})
+_TICK_REQUIRED = frozenset({"symbol", "price", "size"})
 _TICKS_FIELDS = frozenset({"type", "ticks"})
+_TICKS_REQUIRED = frozenset({"ticks"})
 _BAR_FIELDS = frozenset(
     {"type", "symbol", "resolution", "timestamp", "open", "high", "low", "close", "volume"}
 )
@@ -103,14 +104,14 @@ class TickDecoder:
         kind = message.get("type")
         now = self._clock.now()
         if kind == "tick":
-            _check_fields(message, _TICK_FIELDS, ("symbol", "price", "size"))
+            _check_fields(message, _TICK_FIELDS, _TICK_REQUIRED)
             return [self._tick(message["symbol"], message["price"], message["size"],
                                message.get("timestamp"), now)]  # fmt: skip
         if kind == "ticks":
-            _check_fields(message, _TICKS_FIELDS, ("ticks",))
+            _check_fields(message, _TICKS_FIELDS, _TICKS_REQUIRED)
             return self._ticks(message["ticks"], now)
         if kind == "bar":
-            _check_fields(message, _BAR_FIELDS, tuple(_BAR_FIELDS - {"type"}))
+            _check_fields(message, _BAR_FIELDS, _BAR_FIELDS - {"type"})
             return self._bar(message, now)
         raise Malformed("unknown_type", f"type {str(kind)[:40]!r} is not tick, ticks or bar")
 
@@ -127,11 +128,14 @@ class TickDecoder:
         return ticks
 
     def _tick(self, symbol: Any, price: Any, size: Any, ts: Any, now: float) -> Tick:
+        # Exact types, not _is_number: JSON numbers are int or float, never a bool
+        # subclass' instance, and the range checks refuse NaN and infinities (every
+        # message of a feed passes here, one by one).
         if not isinstance(symbol, str) or symbol not in self._symbols:
             raise Malformed("unknown_symbol", f"symbol {str(symbol)[:40]!r} is not configured")
-        if not _is_number(price) or not 0 < price <= MAX_PRICE:
+        if type(price) not in _NUMBER_TYPES or not 0 < price <= MAX_PRICE:
             raise Malformed("bad_price", f"price {str(price)[:40]} is not a number in (0, 1e12]")
-        if not _is_number(size) or size < 0:
+        if type(size) not in _NUMBER_TYPES or not 0 <= size < math.inf:
             raise Malformed("bad_size", f"size {str(size)[:40]} is not a number >= 0")
         stamp = now if ts is None else self._timestamp(ts, now)
         return Tick(symbol, float(price), float(size), stamp)
@@ -179,14 +183,18 @@ class TickDecoder:
 
 
 def _check_fields(
-    message: dict[str, Any], allowed: frozenset[str], required: Sequence[str]
+    message: dict[str, Any], allowed: frozenset[str], required: frozenset[str]
 ) -> None:
-    missing = [name for name in required if name not in message]
-    if missing:
-        raise Malformed("missing_field", f"missing {', '.join(sorted(missing))}")
-    if len(message) > len(allowed) or not message.keys() <= allowed:
-        unknown = sorted(str(k)[:40] for k in message.keys() - allowed)
+    keys = message.keys()
+    if not keys >= required:
+        raise Malformed("missing_field", f"missing {', '.join(sorted(required - keys))}")
+    if not keys <= allowed:
+        unknown = sorted(str(k)[:40] for k in keys - allowed)
         raise Malformed("unknown_field", f"unknown {', '.join(unknown[:5])}")
+
+
+_NUMBER_TYPES = (int, float)
+"""What ``orjson.loads`` makes of a JSON number (a bool is not one: it is its own type)."""
 
 
 def _is_number(value: Any) -> bool:
