@@ -166,14 +166,17 @@ class _Committed:
     size: int
     """Records taken from the queue that the redo log did not hold (StrategyConfigured
     ones included)."""
-    written: int
-    """Records the journal wrote (these and the logged ones)."""
     events: list[Event]
     positions: list[int | None]
     """Each event's stream position (None: not journaled)."""
     seconds: float
     logged: int = 0
-    """Of them, those the redo log held (told already)."""
+    """Records of the group that the redo log held (told already)."""
+
+    @property
+    def written(self) -> int:
+        """Records the journal wrote: those and the logged ones."""
+        return self.size + self.logged
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,10 +216,11 @@ class JournalWriter:
         self._carried: Record | _Logged | None = None
         """Taken from the queue by the thread for the next group (this one was full)."""
         self._redo = redo
-        self._pass_records: list[Record] = []
-        """This pass's records for the redo log, not yet appended (see _end_pass)."""
         self._pass_tell: list[tuple[Event, bool]] = []
-        """What this pass tells at its end, in order, with whether it is in the log."""
+        """What this pass tells at its end, in order, with whether it goes into the redo
+        log (those are not appended yet: see _end_pass)."""
+        self._pass_logged = 0
+        """Of them, those for the redo log."""
         self._pass_ending = False
         """Whether a call of _end_pass is scheduled."""
         self._logged = 0
@@ -274,7 +278,7 @@ class JournalWriter:
     @property
     def pending(self) -> int:
         """Records submitted but not yet committed and delivered."""
-        return self._submitted - self._done + self._logged_uncommitted + len(self._pass_records)
+        return self._submitted - self._done + self._logged_uncommitted + self._pass_logged
 
     @property
     def _logged_uncommitted(self) -> int:
@@ -338,7 +342,7 @@ class JournalWriter:
         """Keep ``record`` for this pass's frame (appended and told at the pass's end)."""
         loop = asyncio.get_running_loop()
         self._unwritten += 1
-        self._pass_records.append(record)
+        self._pass_logged += 1
         self._pass_tell.append((record, True))  # type: ignore[arg-type]  # an Event
         if not self._pass_ending:
             # The pass's first is told at once (a tick's fill comes before the strategy's
@@ -355,9 +359,10 @@ class JournalWriter:
         """Encode this pass's records, append them to the redo log in one write, hand
         them to the thread (in groups of at most ``max_events``) and tell them, with
         what waited behind them, in order."""
-        records, tell = self._pass_records, self._pass_tell
-        if not records or self._redo is None or self.failure is not None:
+        tell = self._pass_tell
+        if not self._pass_logged or self._redo is None or self.failure is not None:
             return
+        records: list[Record] = [event for event, logged in tell if logged]
         step = self._max_events
         try:
             chunks = [
@@ -369,7 +374,7 @@ class JournalWriter:
         ) as exc:  # as a commit that fails: nothing of it is told, and the daemon stops
             self._fail(JournalError(f"redo log {self._redo.path} cannot be written: {exc}"))
             return
-        self._pass_records, self._pass_tell = [], []
+        self._pass_tell, self._pass_logged = [], 0
         self._logged += len(records)
         told = (position for rows in chunks for position in rows.positions)
         positions = [next(told) if logged else None for _, logged in tell]
@@ -487,7 +492,7 @@ class JournalWriter:
             redo is not None
             and redo.size > REDO_EMPTY_AT
             and not self._logged_uncommitted
-            and not self._pass_records
+            and not self._pass_logged
         ):
             try:
                 redo.empty()
@@ -546,7 +551,7 @@ class JournalWriter:
         self._queue.put(_Control.STOP)
         self._unwritten = 0
         self._in_order.clear()  # never told: nothing after a failed commit is
-        self._pass_records, self._pass_tell = [], []
+        self._pass_tell, self._pass_logged = [], 0
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(failure)
@@ -654,7 +659,7 @@ class JournalWriter:
             if not isinstance(item, StrategyConfigured):
                 events.append(item)
                 positions.append(position)
-        return _Committed(size - logged, size, events, positions, seconds, logged)
+        return _Committed(size - logged, events, positions, seconds, logged)
 
     def _encode(self, group: list[Record | _Logged]) -> GroupRows:
         """One transaction's rows, in queue order: what the loop encoded for the redo
