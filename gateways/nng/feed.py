@@ -71,6 +71,7 @@ _TICKS_REQUIRED = frozenset({"ticks"})
 _BAR_FIELDS = frozenset(
     {"type", "symbol", "resolution", "timestamp", "open", "high", "low", "close", "volume"}
 )
+_BAR_REQUIRED = _BAR_FIELDS - {"type"}
 
 
 class Malformed(ValueError):
@@ -111,7 +112,7 @@ class TickDecoder:
             _check_fields(message, _TICKS_FIELDS, _TICKS_REQUIRED)
             return self._ticks(message["ticks"], now)
         if kind == "bar":
-            _check_fields(message, _BAR_FIELDS, _BAR_FIELDS - {"type"})
+            _check_fields(message, _BAR_FIELDS, _BAR_REQUIRED)
             return self._bar(message, now)
         raise Malformed("unknown_type", f"type {str(kind)[:40]!r} is not tick, ticks or bar")
 
@@ -128,14 +129,11 @@ class TickDecoder:
         return ticks
 
     def _tick(self, symbol: Any, price: Any, size: Any, ts: Any, now: float) -> Tick:
-        # Exact types, not _is_number: JSON numbers are int or float, never a bool
-        # subclass' instance, and the range checks refuse NaN and infinities (every
-        # message of a feed passes here, one by one).
         if not isinstance(symbol, str) or symbol not in self._symbols:
             raise Malformed("unknown_symbol", f"symbol {str(symbol)[:40]!r} is not configured")
-        if type(price) not in _NUMBER_TYPES or not 0 < price <= MAX_PRICE:
+        if not _is_number(price) or not 0 < price <= MAX_PRICE:
             raise Malformed("bad_price", f"price {str(price)[:40]} is not a number in (0, 1e12]")
-        if type(size) not in _NUMBER_TYPES or not 0 <= size < math.inf:
+        if not _is_number(size) or size < 0:
             raise Malformed("bad_size", f"size {str(size)[:40]} is not a number >= 0")
         stamp = now if ts is None else self._timestamp(ts, now)
         return Tick(symbol, float(price), float(size), stamp)
@@ -198,7 +196,9 @@ _NUMBER_TYPES = (int, float)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number; by exact type (every message of a feed passes here), as
+    orjson gives no other subclass of int or float than bool."""
+    return type(value) in _NUMBER_TYPES and math.isfinite(value)
 
 
 def _parse_iso(text: str) -> float:
