@@ -153,7 +153,7 @@ class Daemon:
         """Where the core publishes; the journal writer is its subscriber."""
         self.outbox = EventBus()
         """What the journal has committed, for the edges: no client hears of anything else."""
-        self.fanout = Fanout()
+        self.fanout = Fanout(self.journal.last_position if self.journal is not None else 0)
         """The outbox's events to the servers, dgbit and NNG, each message built once."""
         self.outbox.subscribe(self.fanout.publish)
         self.feed = self._build_nng_feed()
@@ -182,7 +182,9 @@ class Daemon:
         self.writer: JournalWriter | DirectDelivery = DirectDelivery(self._deliver)
         if self.journal is not None:
             self.writer = JournalWriter.from_config(self.journal, self._deliver, config.journal)
-        self.journal_stage = JournalStage(self.writer, self.outbox, self._heard)
+        self.journal_stage = JournalStage(
+            self.writer, self.outbox, self._heard, self.fanout.count_unheard
+        )
         """The bus's events to the writer, or past it when it need not commit them."""
         self.journal_stage.attach(self.bus)
         self.fanout.follow_market_data(self.bus, MARKET_DATA)
@@ -214,7 +216,7 @@ class Daemon:
             archive=JournalReplay(self.journal, self.writer.flush)
             if self.journal is not None
             else None,
-            stream_start=self.journal.last_position if self.journal is not None else 0,
+            delivered=lambda: self.fanout.delivered,
         )
         halt = self.core.execution.halt
         self.committed = CommittedViews(
@@ -271,9 +273,9 @@ class Daemon:
         )
 
     def _heard(self, topic: Topic) -> bool:
-        """Whether anything on the outbox takes an event of ``topic`` now (the NNG
-        publisher numbers every event, deaf or not: the fan-out must count it)."""
-        return topic in COMMITTED_TOPICS or self.nng is not None or self.fanout.hears(topic)
+        """Whether anything on the outbox takes an event of ``topic`` now (one that
+        nothing takes is only counted by the fan-out, for the NNG publisher's numbers)."""
+        return topic in COMMITTED_TOPICS or self.fanout.hears(topic)
 
     def _deliver(self, events: Sequence[Event], positions: Sequence[int | None]) -> None:
         for event, position in zip(events, positions, strict=True):

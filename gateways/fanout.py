@@ -12,7 +12,7 @@ The sinks of each topic are resolved once, and again only when a sink is added o
 tells :meth:`Fanout.hear` that it starts or stops hearing a topic (a server whose
 last channel of the topic is gone), so publishing costs one dict lookup, and an
 event no sink hears is not even wrapped (``hears`` lets the stage before the outbox
-skip it altogether).
+skip it altogether, telling :meth:`Fanout.count_unheard` instead).
 
 Market data (quotes and bars) comes from the core bus directly, never through the
 journal (:meth:`Fanout.follow_market_data`), and only while a sink hears its topic:
@@ -39,7 +39,7 @@ Sink = Callable[[Outgoing], None]
 
 
 class Fanout:
-    def __init__(self) -> None:
+    def __init__(self, journal_position: int = 0) -> None:
         self._sinks: dict[Topic, list[Sink]] = {topic: [] for topic in Topic}
         self._deaf: set[tuple[Sink, Topic]] = set()
         self._live: dict[Topic, tuple[Sink, ...]] = {topic: () for topic in Topic}
@@ -56,6 +56,10 @@ class Fanout:
         """The journal position of the event being published now: set by the delivery
         of committed events around each one (the outbox carries events alone), None
         for an event the journal does not write."""
+        self.delivered = journal_position
+        """The journal position of the last committed event handed here, whether a
+        sink heard it or not (at start: the journal's last, all of it told or restored
+        before this run)."""
 
     def add(self, sink: Sink, topics: Iterable[Topic] = Topic, deaf: Iterable[Topic] = ()) -> None:
         """Hand ``sink`` the events of ``topics`` (every topic by default), in order; not
@@ -122,9 +126,16 @@ class Fanout:
         """Whether any sink would be handed an event of ``topic`` now."""
         return bool(self._live[topic])
 
+    def count_unheard(self, topic: Topic) -> None:
+        """An event of ``topic`` that no sink hears, dropped before it got here: counted
+        in :attr:`published` all the same (the NNG publisher numbers it)."""
+        self._handed[topic] += 1
+
     def publish(self, event: Event) -> None:
         topic = event.topic
         self._handed[topic] += 1
+        if self.position is not None:
+            self.delivered = self.position
         sinks = self._live[topic]
         if sinks:
             self._hand(event, sinks)

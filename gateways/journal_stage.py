@@ -11,7 +11,9 @@ commit, ``orchestrator.journal.writer``), and nothing of it is stored, so this s
 does not take it at all: the edges' fan-out takes it from the bus itself, while
 anyone hears it (``gateways.fanout.Fanout.follow_market_data``), the hops through
 this stage and the outbox saved on every tick. An event that nobody on the outbox
-hears is not delivered at all.
+hears is not delivered at all, only counted (``unheard``: the NNG publisher, deaf while
+no subscriber is connected, still numbers it; a strategy's indicators, once a bar, are
+most of these in a daemon nobody watches).
 """
 
 from __future__ import annotations
@@ -37,10 +39,17 @@ class Writer(Protocol):
 
 
 class JournalStage:
-    def __init__(self, writer: Writer, outbox: EventBus, heard: Callable[[Topic], bool]) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        outbox: EventBus,
+        heard: Callable[[Topic], bool],
+        unheard: Callable[[Topic], None] = lambda topic: None,
+    ) -> None:
         self._writer = writer
         self._outbox = outbox
         self._heard = heard
+        self._count_unheard = unheard
         self.passed = 0
         """Events that went to the outbox without the writer."""
         self.unheard = 0
@@ -56,6 +65,7 @@ class JournalStage:
             self._writer.submit(event)
         elif not self._heard(event.topic):
             self.unheard += 1
+            self._count_unheard(event.topic)
         elif self._writer.pending:
             self._writer.submit(event)
         else:

@@ -12,13 +12,9 @@ from typing import Any
 
 from gateways.api import outbound
 from gateways.api.market_data import bar_channel, quote_channel
-from gateways.ws.server import EVERYONE, Routes, Session
+from gateways.ws.server import Routes, Session, to_everyone
 from orchestrator.model.events import ORDER_TOPICS, BarClosed, QuoteUpdated, Topic
 from orchestrator.strategy.committed_views import CommittedViews
-
-
-def _everyone(_: Any) -> str:
-    return EVERYONE
 
 
 def _quote_channel(event: QuoteUpdated) -> str:
@@ -30,7 +26,7 @@ def _bar_channel(event: BarClosed) -> str:
 
 
 def _to_everyone(*topics: Topic) -> dict[Topic, Callable[[Any], str]]:
-    return dict.fromkeys(topics, _everyone)
+    return dict.fromkeys(topics, to_everyone)
 
 
 ROUTES: Mapping[str, Routes] = {

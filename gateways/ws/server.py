@@ -4,7 +4,11 @@ The three servers of the daemon are instances of :class:`WebSocketServer` that
 differ in their path, the commands they accept and the events they publish.
 Clients join *channels*; an event is encoded once, with the next ``seq`` of
 this server's stream, kept in the replay window and written to every member of
-its channel with websockets' ``broadcast``.
+its channel with websockets' ``broadcast``. A channel nobody is in, and that no
+client can resume into any more, keeps nothing: the server then tells the
+fan-out (``on_hearing``) that it does not hear the channel's topics, so their
+events never reach it (a keyed channel such as ``quote:AAPL``, and the topics
+sent to everyone while no client is connected).
 
 Defences, each a named limit of :class:`ConnectionConfig`: frames over
 ``max_message_bytes`` close 1009 (websockets); connections over
@@ -58,10 +62,15 @@ from orchestrator.model.errors import OrchestratorError
 from orchestrator.model.events import ANSWER_TOPICS, CommandOrigin, Topic
 
 EVERYONE = "*"
+"""The channel every client of a server is in."""
 NEVER_JOINED = -(2**62)
 """The emptied-at seq of a channel nobody has joined yet: stale from the start, since no
 client holds a seq of it to resume from (a daemon nobody watches encodes nothing)."""
-"""The channel every client of a server is in."""
+
+
+def to_everyone(_: object) -> str:
+    """The route of a topic that goes to every client (the EVERYONE channel)."""
+    return EVERYONE
 
 
 class RateLimited(OrchestratorError):
@@ -155,9 +164,9 @@ class ServerSetup:
     archive: Archive | None = None
     """The journal read back by position, for clients that resume after a restart
     (None with the journal off: they get a snapshot)."""
-    stream_start: int = 0
-    """The journal's last position when this run began: what the run's first
-    snapshot shows."""
+    delivered: Callable[[], int] = lambda: 0
+    """The journal position of the last committed event delivered to the edges (heard
+    here or not): what a snapshot shows, and where a resume's read of the journal ends."""
 
 
 class WebSocketServer:
@@ -185,9 +194,17 @@ class WebSocketServer:
         """Channel prefix to topic, for the topics sent per key (``quote:AAPL``): this
         server hears such a topic only while it keeps a channel of it."""
         self._keyed_channels: Counter[Topic] = Counter()
+        self._to_everyone = frozenset(
+            topic
+            for topic, route in routes.items()
+            if route is to_everyone and topic not in ANSWER_TOPICS
+        )
+        """The topics sent to every client: heard only while EVERYONE is kept."""
+        self._everyone_kept = False
+        """Whether EVERYONE has a member, or had one recently enough for a resume."""
         self.on_hearing: Callable[[Topic, bool], None] = lambda topic, hearing: None
-        """Told when this server starts or stops hearing a keyed topic (the fan-out
-        then hands it that topic's events, or stops)."""
+        """Told when this server starts or stops hearing a keyed topic or the topics
+        sent to everyone (the fan-out then hands it that topic's events, or stops)."""
         self._endpoints = tuple(endpoints)
         self._static = static
         self._pages = tuple(pages)
@@ -200,7 +217,7 @@ class WebSocketServer:
         self._routes = routes
         self._snapshot = snapshot
         self._on_disconnect = on_disconnect
-        self._stream = StreamLog(setup.epoch, setup.replay_window, setup.stream_start)
+        self._stream = StreamLog(setup.epoch, setup.replay_window)
         self._sessions: dict[str, Session] = {}
         self._by_ws: dict[ServerConnection, Session] = {}
         self._channels: dict[str, set[ServerConnection]] = {EVERYONE: set()}
@@ -246,8 +263,10 @@ class WebSocketServer:
 
     @property
     def deaf_topics(self) -> frozenset[Topic]:
-        """The keyed topics of which this server keeps no channel now."""
-        return frozenset(self._keyed.values()) - self._keyed_channels.keys()
+        """The keyed topics of which this server keeps no channel now, and those sent
+        to everyone while nobody is connected (and no resume could want them)."""
+        deaf = frozenset(self._keyed.values()) - self._keyed_channels.keys()
+        return deaf if self._everyone_kept else deaf | self._to_everyone
 
     async def start(self) -> None:
         """Bind and start accepting; raises OSError if the address is taken."""
@@ -317,8 +336,6 @@ class WebSocketServer:
         """Fan-out sink: the event to its channel's members, encoded once; the client
         whose command caused it gets it with its requestId."""
         event = outgoing.event
-        if outgoing.position is not None:
-            self._stream.position = outgoing.position
         origin: CommandOrigin | None = getattr(event, "origin", None)
         requester = self._requester(origin)
         channel_of = self._routes.get(event.topic)
@@ -373,6 +390,8 @@ class WebSocketServer:
             self._count_channel(channel, 1)
         members.add(session.ws)
         self._emptied_at.pop(channel, None)
+        if channel == EVERYONE:
+            self._keep_everyone(True)
 
     def _count_channel(self, channel: str, change: int) -> None:
         """Keep count of the keyed channels kept; tell when a topic gains its first
@@ -409,12 +428,24 @@ class WebSocketServer:
         there meanwhile is its tail, to number and keep even if nobody is in it."""
         if not self._channels.get(channel) and self._stale(channel):
             self._emptied_at[channel] = self._stream.seq
+        if channel == EVERYONE:
+            self._keep_everyone(True)
 
     def _forget_if_stale(self, channel: str) -> None:
-        if channel != EVERYONE and self._stale(channel):
-            del self._channels[channel]
-            del self._emptied_at[channel]
-            self._count_channel(channel, -1)
+        if not self._stale(channel):
+            return
+        if channel == EVERYONE:
+            self._keep_everyone(False)  # always there: its topics stop reaching it
+            return
+        del self._channels[channel]
+        del self._emptied_at[channel]
+        self._count_channel(channel, -1)
+
+    def _keep_everyone(self, kept: bool) -> None:
+        if kept != self._everyone_kept:
+            self._everyone_kept = kept
+            for topic in self._to_everyone:
+                self.on_hearing(topic, kept)
 
     def _requester(self, origin: CommandOrigin | None) -> Session | None:
         if origin is None or origin.server != self.name:
@@ -732,7 +763,7 @@ class WebSocketServer:
         window, and the window's part, the join and the writes happen in one step."""
         archive = self._setup.archive
         assert archive is not None
-        since, upto = self._stream.seq, self._stream.position
+        since, upto = self._stream.seq, self._setup.delivered()
         self._keep_from_now(EVERYONE)
         limit = self._setup.replay_window
         result = await archive.replay(epoch, position, upto, frozenset(self._routes), limit)
@@ -787,7 +818,7 @@ class WebSocketServer:
         session.log.info("resync_required", last_seq=last, reason=resync.reason)
         data = {"reason": resync.reason, "epoch": self._stream.epoch, "seq": self._stream.seq}
         if self._setup.archive is not None:
-            data["position"] = self._stream.position
+            data["position"] = self._setup.delivered()
         notice = outbound.encode("resync_required", data, self._clock.now(), request_id)
         return [notice, *self._snapshot_frames(session)]
 
@@ -810,7 +841,7 @@ class WebSocketServer:
         return [outbound.encode("resumed", data, now, request_id), *result]
 
     def _snapshot_frames(self, session: Session) -> Replies:
-        journal = self._stream.position if self._setup.archive is not None else None
+        journal = self._setup.delivered() if self._setup.archive is not None else None
         position = outbound.StreamPosition(
             self._stream.seq, self._stream.epoch, snapshot=True, journal=journal
         )

@@ -57,12 +57,9 @@ def right_sized(frame: bytes) -> bytes:
 
 
 class StreamLog:
-    def __init__(self, epoch: int, window: int, position: int = 0) -> None:
+    def __init__(self, epoch: int, window: int) -> None:
         self.epoch = epoch
         self.seq = 0
-        self.position = position
-        """The journal position of the last committed event this server heard (at
-        start: the journal's last, all told or restored before this run)."""
         self._window: deque[Logged] = deque(maxlen=window) if window > 0 else deque(maxlen=0)
 
     def next_seq(self) -> int:

@@ -19,6 +19,7 @@ from orchestrator.model.events import (
     BarClosed,
     ExecutionStatus,
     ExecutionStatusChanged,
+    IndicatorsUpdated,
     KillSwitchChanged,
     QuoteUpdated,
     Topic,
@@ -27,7 +28,7 @@ from orchestrator.model.market import Bar, Tick
 from tests.gateways.nng.nng_support import subscriber_process, until
 from tests.support import START, Client, running_daemon, test_config
 
-COUNTED = (ExecutionStatusChanged, KillSwitchChanged, QuoteUpdated)
+COUNTED = (ExecutionStatusChanged, IndicatorsUpdated, KillSwitchChanged, QuoteUpdated)
 
 
 def count_builds(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -196,3 +197,34 @@ async def test_a_quote_nobody_subscribed_to_is_never_built_nor_journaled(
         daemon.tick("AAPL", 106.0)
         await daemon.daemon.writer.flush()
         assert built["QuoteUpdated"] == 4
+
+
+async def test_what_goes_to_everyone_reaches_a_server_only_while_a_client_is_there_or_may_resume(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A daemon nobody watches hands its servers no indicators (nor builds them); a
+    client that left is kept for a resume while its messages are in the replay window
+    (two here), and the third message after it left finds the server deaf again."""
+    config = test_config(nng={"enabled": False}, streams={"replay_window": 2})
+    async with running_daemon(config) as daemon:
+        fanout, stage = daemon.daemon.fanout, daemon.daemon.journal_stage
+        server = daemon.daemon.servers["orchestrator"]
+        built = count_builds(monkeypatch)
+        lines = IndicatorsUpdated("sma", "AAPL", "1m", START, (("fast", 1.0),))
+        assert not fanout.hears(Topic.STRATEGY_INDICATORS)
+        daemon.daemon.bus.publish(lines)
+        assert stage.unheard == 1 and built["IndicatorsUpdated"] == 0
+
+        async with daemon.client() as client:
+            assert fanout.hears(Topic.STRATEGY_INDICATORS)
+            daemon.daemon.bus.publish(lines)
+            assert (await client.recv_type("strategy_indicators"))["data"]["symbol"] == "AAPL"
+        await until(lambda: server.client_count == 0)
+        for _ in range(3):
+            assert fanout.hears(Topic.STRATEGY_INDICATORS)
+            daemon.daemon.bus.publish(lines)
+        assert not fanout.hears(Topic.STRATEGY_INDICATORS)
+        daemon.daemon.bus.publish(lines)
+        assert built["IndicatorsUpdated"] == 4
+        assert stage.unheard == 2
+        assert fanout.published[Topic.STRATEGY_INDICATORS] == 6  # heard or not

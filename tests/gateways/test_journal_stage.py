@@ -45,14 +45,18 @@ def quote(price: float) -> QuoteUpdated:
     return QuoteUpdated(Tick("AAPL", price, 1.0, START))
 
 
-def stage_with(heard: set[Topic]) -> tuple[EventBus, JournalStage, HoldingWriter, list[Event]]:
+def stage_with(
+    heard: set[Topic], unheard: list[Topic] | None = None
+) -> tuple[EventBus, JournalStage, HoldingWriter, list[Event]]:
     """A stage attached to a core bus, the outbox to ``delivered``, and market data
-    taken from the bus to ``delivered`` as the edges' fan-out takes it."""
+    taken from the bus to ``delivered`` as the edges' fan-out takes it; the topics of
+    events nobody hears to ``unheard``."""
     bus, outbox = EventBus(), EventBus()
     delivered: list[Event] = []
     outbox.subscribe(delivered.append)
     writer = HoldingWriter(outbox)
-    stage = JournalStage(writer, outbox, heard.__contains__)
+    counted = unheard if unheard is not None else []
+    stage = JournalStage(writer, outbox, heard.__contains__, counted.append)
     stage.attach(bus)
     bus.subscribe(delivered.append, MARKET_DATA_TOPICS)
     return bus, stage, writer, delivered
@@ -79,7 +83,10 @@ def test_a_quote_never_waits_and_an_unstored_event_waits_behind_a_pending_commit
 
 
 def test_an_event_nobody_hears_goes_nowhere_and_a_stored_event_always_to_the_writer() -> None:
-    bus, stage, writer, delivered = stage_with(set())
+    """Nor does it wait behind a pending commit: it is only counted (for the NNG
+    publisher's numbers), at once."""
+    unheard: list[Topic] = []
+    bus, stage, writer, delivered = stage_with(set(), unheard)
     halt = KillSwitchChanged(True, "maintenance", True, HaltSource.COMMAND, START)
     bus.publish(ExecutionStatusChanged(ExecutionStatus.STOPPED, START, "maintenance"))
     bus.publish(halt)
@@ -87,3 +94,4 @@ def test_an_event_nobody_hears_goes_nowhere_and_a_stored_event_always_to_the_wri
     assert delivered == [halt]
     assert writer.submitted == [halt]
     assert stage.unheard == 1
+    assert unheard == [Topic.EXECUTION_STATUS]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateways.api import outbound
+from gateways.api.outbound import Outgoing
 from gateways.client.nng_client import LossTracker
 from gateways.client.nng_wire import FrameError, split_event_frame, topic_prefix
 from gateways.config import DaemonConfig
@@ -19,6 +20,7 @@ from orchestrator.model.events import (
     ExecutionStatus,
     ExecutionStatusChanged,
     HaltSource,
+    IndicatorsUpdated,
     JobStateChanged,
     JobStatus,
     QuoteUpdated,
@@ -283,6 +285,30 @@ async def test_with_no_subscriber_the_publisher_is_handed_nothing_yet_numbers_ev
             daemon.daemon.core.execution.announce()
             (event,) = await again.wait_for(1)
             assert event["seq"] == sum(fanout.published.values())
+
+
+async def test_an_event_nobody_hears_is_dropped_before_the_outbox_and_still_numbered(
+    tmp_path: Path,
+) -> None:
+    """With no subscriber (and no client), a strategy's indicators go no further than
+    the journal stage, yet a later subscriber's first event is numbered after them."""
+    async with running_daemon(nng_config(tmp_path)) as daemon:
+        nng, fanout, stage = publisher(daemon), daemon.daemon.fanout, daemon.daemon.journal_stage
+        assert not fanout.hears(Topic.STRATEGY_INDICATORS)
+        handed: list[Outgoing] = []
+        fanout.add(handed.append, (Topic.STRATEGY_INDICATORS,), deaf=(Topic.STRATEGY_INDICATORS,))
+        lines = IndicatorsUpdated("s1", "AAPL", "1m", START, (("fast", 1.0),))
+        for _ in range(3):
+            daemon.daemon.bus.publish(lines)
+        assert stage.unheard == 3 and not handed
+        assert fanout.published[Topic.STRATEGY_INDICATORS] == 3
+        async with subscriber_process(nng.address) as subscriber:
+            await until(lambda: fanout.hears(Topic.STRATEGY_INDICATORS))
+            daemon.daemon.bus.publish(lines)  # heard now: handed on and sent
+            (event,) = await subscriber.wait_for(1)
+            assert event["topicSeq"] == 4
+            assert event["seq"] == sum(fanout.published.values()) == nng.seq
+            assert stage.unheard == 3
 
 
 async def test_a_restarted_daemon_is_reported_as_a_new_epoch(tmp_path: Path) -> None:
