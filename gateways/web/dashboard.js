@@ -30,6 +30,20 @@ const STATUS_ORDER = ["ACTIVE", "PAUSED", "ERROR", "STOPPED"];
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 
+// A render that every fill would redo in full (the closed trades, the chart's
+// markers) runs once per frame: a burst of fills, a fast strategy's or a resume's
+// replay after a restart, costs one render, not one per fill (per fill, a replay
+// of a few thousand trades held the page for seconds).
+const renderingSoon = new Set();
+function renderSoon(render) {
+  if (renderingSoon.has(render)) return;
+  renderingSoon.add(render);
+  requestAnimationFrame(() => {
+    renderingSoon.delete(render);
+    render();
+  });
+}
+
 const state = {
   service: null,
   config: null,
@@ -452,7 +466,7 @@ function onTrade(trade) {
     const { entryPrice, side, symbol, quantity } = trade;
     state.chart.fills.push({ t: Date.parse(trade.timestamp), price: entryPrice, side, symbol, quantity });
     if (state.chart.fills.length > TRADE_MARKERS_LIMIT) state.chart.fills.shift();
-    if (symbol === state.chart.symbol) renderMarkers();
+    if (symbol === state.chart.symbol) renderSoon(renderMarkers);
   }
   scheduleRiskRefresh();
 }
@@ -500,14 +514,15 @@ function addTradeRow(trade, part = "") {
     row.dataset.part = part;
     row.title = `${trade.orderId}: ${part}`;
   }
-  row.dataset.time = String(Date.parse(trade.timestamp));
-  placeByTime(body, row, Number(row.dataset.time), (other) => Number(other.dataset.time));
+  placeByTime(body, row, Date.parse(trade.timestamp));
   while (body.children.length > FEED_LIMIT) body.lastElementChild.remove();
 }
 
-// Newest first: before the first element that is not newer (live ones go on top at once).
-function placeByTime(list, element, time, timeOf) {
-  const later = [...list.children].find((other) => other !== element && timeOf(other) <= time);
+// Newest first: before the first element that is not newer (live ones go on top at
+// once). Each element keeps its time (ms) in data-time.
+function placeByTime(list, element, time) {
+  element.dataset.time = String(time);
+  const later = [...list.children].find((other) => other !== element && Number(other.dataset.time) <= time);
   list.insertBefore(element, later ?? null);
 }
 
@@ -538,6 +553,7 @@ function addFeed(kind, text, strategyId = null, timestamp = null, list = $("feed
     const time = repeated.querySelector("time");
     time.dateTime = when.toISOString();
     time.textContent = when.toLocaleTimeString();
+    repeated.dataset.time = String(when.getTime());
     list.prepend(repeated);
     return;
   }
@@ -562,7 +578,7 @@ function addFeed(kind, text, strategyId = null, timestamp = null, list = $("feed
   const repeat = document.createElement("span");
   repeat.className = "repeat";
   item.append(what, repeat);
-  placeByTime(list, item, when.getTime(), (other) => Date.parse(other.querySelector("time").dateTime));
+  placeByTime(list, item, when.getTime());
   while (list.children.length > FEED_LIMIT) list.lastElementChild.remove();
 }
 
@@ -652,9 +668,14 @@ function foldClosedTrade(trade) {
   const fills = state.positionFills.get(key) ?? [];
   state.positionFills.set(key, fills);
   fills.push(trade);
-  fills.sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp) || a.id.localeCompare(b.id));
+  if (fills.length > 1 && inFillOrder(trade, fills.at(-2)) < 0) fills.sort(inFillOrder);
   if (fills.length > FILLS_PER_POSITION) fills.shift();
-  renderClosedTrades();
+  renderSoon(renderClosedTrades);
+}
+
+// Most fills come in time order: the sort is only for one that came late.
+function inFillOrder(a, b) {
+  return Date.parse(a.timestamp) - Date.parse(b.timestamp) || a.id.localeCompare(b.id);
 }
 
 function roundTrips(fills) {
@@ -1060,7 +1081,7 @@ function onBar(bar) {
   if (newest && chart.bars.size <= CHART_BARS_LIMIT) {
     chart.candles.update(chart.bars.get(time));
     $("chart").dataset.bars = String(chart.bars.size);
-    renderMarkers();
+    renderSoon(renderMarkers);
   } else {
     renderCandles();
   }
@@ -1075,7 +1096,7 @@ function renderCandles() {
   for (const time of times.slice(0, Math.max(0, times.length - CHART_BARS_LIMIT))) chart.bars.delete(time);
   chart.candles.setData(times.slice(-CHART_BARS_LIMIT).map((time) => chart.bars.get(time)));
   $("chart").dataset.bars = String(chart.bars.size);
-  renderMarkers();
+  renderSoon(renderMarkers);
 }
 
 function renderMarkers() {

@@ -629,3 +629,48 @@ async def test_after_kill_9_the_feed_gets_the_trades_made_while_the_page_was_awa
         resumes=len(seen["resumes"]),
         screenshot=tmp_path / "after-kills.png",
     )
+
+
+# Fills of one strategy in the chart's symbol, as the orchestrator sends them, each
+# taken back to flat by the next (a round trip per pair), handed to the page's
+# connection one after another in one task: a resume's journal replay after a
+# restart, or a fast strategy, comes as such a burst.
+BURST_OF_FILLS = """async (count) => {
+  const symbol = document.getElementById("chart").dataset.symbol;
+  const renders = { table: 0, markers: 0 };
+  new MutationObserver((records) => { renders.table += records.length; })
+    .observe(document.getElementById("closed-rows"), { childList: true });
+  new MutationObserver((records) => { renders.markers += records.length; })
+    .observe(document.getElementById("chart"), { attributeFilter: ["data-markers"] });
+  const connection = window.orchestratorService._connections.orchestrator;
+  const start = Date.now() - count * 1000;
+  for (let i = 0; i < count; i += 1) {
+    const buy = i % 2 === 0;
+    const timestamp = new Date(start + i * 1000).toISOString();
+    connection.receive(JSON.stringify({ type: "strategy_trade", timestamp, data: {
+      id: `burst-${i}`, orderId: `burst-order-${i}`, strategyId: "burst", symbol,
+      side: buy ? "BUY" : "SELL", quantity: 1, entryPrice: 100 + (i % 7), status: "FILLED",
+      timestamp, positionQuantity: buy ? 1 : 0, realizedPnl: buy ? 0 : 1, partial: false,
+    } }));
+  }
+  await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+  return { ...renders, rows: document.querySelectorAll("#closed-rows tr").length };
+}"""
+
+
+async def test_a_burst_of_fills_renders_the_closed_trades_and_the_markers_once(
+    tmp_path: Path,
+) -> None:
+    """Each fill re-rendered the whole closed-trades table and the chart's markers: a
+    resume's replay of a few thousand trades after kill -9 held the page for seconds
+    (and a reconnection with it). A burst now costs one render of each."""
+    ports = dict(zip(SERVERS, free_ports(3), strict=True))
+    async with (
+        ready_daemon(dashboard_config(tmp_path, ports)),
+        chromium_page(tmp_path / "profile") as page,
+    ):
+        await page.goto(f"http://127.0.0.1:{ports['orchestrator']}/")
+        await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
+        await expect(page.locator("#chart")).to_have_attribute("data-symbol", re.compile(r"\w"))
+        burst = await page.evaluate(BURST_OF_FILLS, 400)
+    assert burst == {"table": 1, "markers": 1, "rows": 200}  # 200 round trips, all shown
