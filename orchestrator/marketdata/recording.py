@@ -28,7 +28,8 @@ float64, exactly the daemon's; ``run, seq`` the order of arrival);
 bars ``symbol, resolution, start, open, high, low, close, volume, ticks``.
 :func:`orchestrator.marketdata.parquet.load_recording` reads them back (through
 :func:`orchestrator.marketdata.history.load_history`). pyarrow is imported when the
-first recorder is built: a daemon that does not record never loads it.
+first recorder opens (with what pyarrow imports at its first conversion): a daemon
+that does not record never loads it.
 """
 
 from __future__ import annotations
@@ -157,6 +158,7 @@ class MarketRecorder:
             raise RecordingUnavailable(f"{self.directory}: cannot create it: {problem}") from exc
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise RecordingUnavailable(f"{self.directory}: not writable by this user")
+        _load_the_writers_imports()
 
     def record_tick(self, tick: Tick) -> None:
         """On the tick path: one append, and a hand-over when the buffer is full."""
@@ -230,6 +232,20 @@ class MarketRecorder:
             counter[kind] += rows
         if problem is not None:
             log.error("recording_write_failed", kind=kind, rows=rows, error=str(problem))
+
+
+def _load_the_writers_imports() -> None:
+    """Import what the first file would: the start pays it, not the first flush.
+
+    pyarrow imports pandas at its first conversion of Python values (0.4 s here), and
+    on the writer thread that import held the GIL in slices of up to 35 ms while the
+    daemon traded, and kept the first file waiting long enough for a fast timer's
+    hand-overs to pass ``max_pending_files``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet
+
+    pa.array([], type=pa.int64())
 
 
 def write_part(path: Path, schema: pa.Schema, rows: Sequence[tuple[Any, ...]]) -> int:

@@ -405,8 +405,11 @@ async def test_the_event_loop_keeps_ticking_while_a_backtest_computes() -> None:
         await beat
     assert done.status is JobStatus.COMPLETED
     assert busy > 0.5, "the backtest was too short to show anything"
-    assert len(gaps) > 20
-    assert max(gaps) < 0.25, f"the loop stalled for {max(gaps):.3f} s during the backtest"
+    # Against the backtest's own time, not a fixed bound: a loop the backtest held
+    # beats once, with one gap as long as the job; a loaded machine only spaces the
+    # beats out (a 0.4 s gap in a 4 s job once on CI, with 2 cores for 3 processes).
+    assert len(gaps) >= busy / 0.1, f"{len(gaps)} beats in {busy:.2f} s"
+    assert max(gaps) < busy / 4, f"the loop stalled for {max(gaps):.3f} s of the {busy:.2f} s"
 
 
 class Pipe:

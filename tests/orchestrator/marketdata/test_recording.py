@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,6 +119,42 @@ async def test_a_writer_too_far_behind_drops_a_buffer_instead_of_blocking(tmp_pa
     await recording.close()
 
     assert recorded_ticks(tmp_path / "ticks", "AAPL") == [*sent[:2], sent[4]]
+
+
+FIRST_FILE = """
+import asyncio, json, sys
+from pathlib import Path
+from orchestrator.marketdata.config import RecordingConfig
+from orchestrator.marketdata.recording import MarketRecorder
+from orchestrator.model.clock import ManualClock
+from orchestrator.model.market import Tick
+
+async def main():
+    recording = MarketRecorder(RecordingConfig(enabled=True), Path(sys.argv[1]), ManualClock(0.0))
+    recording.open()
+    before = set(sys.modules)
+    recording.record_tick(Tick("AAPL", 100.0, 1.0, 0.0))
+    await recording.close()
+    print(json.dumps(sorted(set(sys.modules) - before)))
+
+asyncio.run(main())
+"""
+
+
+def test_the_first_file_imports_nothing_the_open_did_not(tmp_path: Path) -> None:
+    """pyarrow's first conversion imports pandas (0.4 s): on the writer thread, mid-
+    session, it held the GIL against the trading loop and the first file waited."""
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_FILE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[3],
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == []  # after the log lines
+    assert len(files(tmp_path / "ticks")) == 1
 
 
 async def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
