@@ -250,7 +250,7 @@ def _load_the_writers_imports() -> None:
 
 def write_part(path: Path, schema: pa.Schema, rows: Sequence[tuple[Any, ...]]) -> int:
     """Write ``rows`` as one Parquet file at ``path``, visible only once complete."""
-    import pyarrow as pa  # here, on the writer thread: only a daemon that records needs it
+    import pyarrow as pa  # in here: only a daemon that records loads it (its open did)
     import pyarrow.parquet as pq
 
     columns = zip(*rows, strict=True)
