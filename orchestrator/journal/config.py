@@ -39,6 +39,17 @@ class JournalConfig(FrozenModel):
         description="How long a batch that is not full waits for more events before it is "
         "committed. 0 commits at once; events that arrive during a commit form the next batch.",
     )
+    redo_commit_lag_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="With synchronous = NORMAL: how long events told from the redo log wait "
+        "before they go to the writer's thread to be committed (sooner once "
+        "batch_max_events of them wait). They are told already; the wait lets a tick's "
+        "whole burst (its fill, signal and order) be sent and read before its commit "
+        "competes with that for a CPU, and commits the burst in one transaction. A power "
+        "loss can take this much more of the last commits. 0 hands them over at once.",
+    )
     max_pending_events: int = Field(
         100_000,
         ge=1_000,

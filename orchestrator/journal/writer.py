@@ -31,7 +31,12 @@ without the thread hop. So signals, orders, fills and order events
 (:func:`told_when_logged`) are encoded on the loop, appended to the redo log and
 told then, and SQLite commits them behind the tell. Those of one pass of the event
 loop (the signal, order and fill a tick sets off) are encoded together, appended as
-one frame at the pass's end (``call_soon``) and handed to the thread as one item.
+one frame at the pass's end (``call_soon``) and handed to the thread as one item,
+``commit_lag`` later (``journal.redo_commit_lag_ms``) or as soon as ``max_events``
+of them wait: a commit begun in the middle of a tick's burst takes a CPU from the
+burst's sends and from the clients reading them, and the frames of one tick's burst
+become one transaction. Whatever must wait for its commit hands the frames before
+it over at once, and so do a flush and a close.
 Status changes and the kill switch still wait for their commit (rare, and what the
 daemon restores its strategies from), and so does everything submitted behind one of
 them. The log is emptied once SQLite has committed all of it and it has grown past
@@ -204,9 +209,12 @@ class JournalWriter:
         max_delay: float = 0.0,
         max_pending: int = 100_000,
         redo: RedoLog | None = None,
+        commit_lag: float = 0.0,
     ) -> None:
-        if max_events < 1 or max_pending < 1 or max_delay < 0:
-            raise ValueError("max_events and max_pending must be positive, max_delay >= 0")
+        if max_events < 1 or max_pending < 1 or max_delay < 0 or commit_lag < 0:
+            raise ValueError(
+                "max_events and max_pending must be positive, max_delay and commit_lag >= 0"
+            )
         self.journal = journal
         self._deliver = deliver
         self._max_events = max_events
@@ -229,6 +237,11 @@ class JournalWriter:
         """Of them, those SQLite has committed (in the order they were appended)."""
         self._held_puts: list[Record | _Logged] | None = None
         """While a pass is told: what is submitted meanwhile, queued after the pass."""
+        self._commit_lag = commit_lag
+        self._lagging: list[_Logged] = []
+        """Told frames not yet handed to the thread (see the module docstring)."""
+        self._lagging_records = 0
+        self._lag_timer: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
         self._checkpoints: threading.Thread | None = None
         self._checkpoint_due = threading.Event()
@@ -273,6 +286,7 @@ class JournalWriter:
             max_delay=config.batch_max_delay_ms / 1000.0,
             max_pending=config.max_pending_events,
             redo=journal.redo_log() if config.synchronous == "NORMAL" else None,
+            commit_lag=config.redo_commit_lag_ms / 1000.0,
         )
 
     @property
@@ -390,8 +404,38 @@ class JournalWriter:
             self._deliver_events([event for event, _ in tell], positions)
         finally:
             held, self._held_puts = self._held_puts, None
-            for item in (*logged, *held):  # what was submitted while telling comes after
+            self._hand_over([*logged, *held])  # what was submitted while telling comes after
+
+    def _hand_over(self, items: list[Record | _Logged]) -> None:
+        """Queue ``items`` for the thread behind the frames still lagging; frames alone
+        lag themselves, until ``commit_lag`` passes or ``max_events`` records lag."""
+        if not items:
+            return
+        frames = [item for item in items if isinstance(item, _Logged)]
+        if self._commit_lag <= 0 or len(frames) < len(items):
+            self._end_lag()
+            for item in items:
                 self._queue.put(item)
+            return
+        self._lagging += frames
+        self._lagging_records += sum(frame.count for frame in frames)
+        if self._lagging_records >= self._max_events:
+            self._end_lag()
+        elif self._lag_timer is None:
+            loop = asyncio.get_running_loop()
+            self._lag_timer = loop.call_later(self._commit_lag, self._end_lag)
+
+    def _end_lag(self) -> None:
+        """Hand the lagging frames to the thread."""
+        for frame in self._take_lagging():
+            self._queue.put(frame)
+
+    def _take_lagging(self) -> list[_Logged]:
+        if self._lag_timer is not None:
+            self._lag_timer.cancel()
+            self._lag_timer = None
+        lagging, self._lagging, self._lagging_records = self._lagging, [], 0
+        return lagging
 
     def _enqueue(self, record: Record) -> None:
         self._unwritten += 1
@@ -399,7 +443,7 @@ class JournalWriter:
         if self._held_puts is not None:
             self._held_puts.append(record)
         else:
-            self._queue.put(record)
+            self._hand_over([record])
 
     async def run(self) -> None:
         """Start the thread and wait for it until :meth:`close`; raises JournalError
@@ -422,6 +466,7 @@ class JournalWriter:
         self._end_pass()
         if self.failure is not None:
             raise self.failure
+        self._end_lag()
         target = (self._submitted, self._logged)
         if self._reached(target):
             return
@@ -464,6 +509,7 @@ class JournalWriter:
         if thread is None:
             self._ended.set()
             return
+        self._end_lag()
         self._queue.put(_Control.STOP)
         await self._ended.wait()  # set by the thread's last callback, after every group's
         await asyncio.to_thread(thread.join)
@@ -548,6 +594,7 @@ class JournalWriter:
             self.failure = failure
             log.error("journal_failed", path=str(self.journal.path), error=failure.message)
         self._abandon = True
+        self._take_lagging()  # never committed: the redo log keeps them for the next open
         self._queue.put(_Control.STOP)
         self._unwritten = 0
         self._in_order.clear()  # never told: nothing after a failed commit is

@@ -537,3 +537,97 @@ async def test_past_its_bound_the_log_is_not_used_until_sqlite_has_all_of_it(
         async with asyncio.timeout(DEADLINE):
             await writer.flush()
         assert told.events == trade
+
+
+def lagging_writer(journal: Journal, told: Deliver, max_events: int = 500) -> JournalWriter:
+    """A writer whose told frames lag for an hour: only a count, a flush or a record
+    that waits for its commit hands them to the thread."""
+    return JournalWriter(journal, told, max_events=max_events, redo=journal.redo_log(),
+                         commit_lag=3600.0)  # fmt: skip
+
+
+async def test_a_ticks_frames_lag_behind_their_tell_and_commit_as_one_transaction(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    told = Told()
+    writer = lagging_writer(Journal.open(path, "NORMAL"), told)
+    async with running(writer):
+        trade = Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0)
+        for record in trade:
+            writer.submit(record)
+        await one_pass()
+        await one_pass()
+        assert told.events == trade  # told at once, from two frames of the redo log
+        assert writer.stats.batches == 0 and committed_fills(path) == []
+        assert writer.pending == 3
+        async with asyncio.timeout(DEADLINE):
+            await writer.flush()  # hands the lagging frames over at once
+        assert writer.stats.batches == 1 and writer.stats.records == 3
+        assert committed_fills(path) == [trade[2].fill.id]  # type: ignore[union-attr]
+
+
+async def test_lagging_frames_go_to_the_thread_once_a_batch_of_them_waits(
+    blocking: BlockingJournal,
+) -> None:
+    writer = lagging_writer(blocking, Told(), max_events=3)
+    async with running(writer):
+        for record in Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0):
+            writer.submit(record)
+        await one_pass()  # the pass's end: three records lag, a batch
+        assert await asyncio.to_thread(blocking.writing.wait, DEADLINE)
+        blocking.release.set()
+
+
+async def test_a_status_change_hands_the_frames_lagging_ahead_of_it_over_first(
+    blocking: BlockingJournal,
+) -> None:
+    told = Told()
+    writer = lagging_writer(blocking, told)
+    async with running(writer):
+        trading = Trading()
+        signal = trading.signal("sma", "AAPL", Side.BUY, 100.0)
+        [paused] = trading.status("sma", StrategyStatus.PAUSED)
+        writer.submit(signal)
+        writer.submit(paused)  # waits for its commit: the signal's frame goes first
+        assert await asyncio.to_thread(blocking.writing.wait, DEADLINE)
+        assert told.events == [signal]
+        blocking.release.set()
+        async with asyncio.timeout(DEADLINE):
+            await writer.flush()  # the status change is told at its commit
+        assert told.events == [signal, paused] and told.positions == [1, 2]
+        assert writer.stats.batches == 1  # the frame and the status change, in one
+
+
+async def test_lagging_frames_are_handed_over_when_the_lag_has_passed(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal.open(path, "NORMAL")
+    began = asyncio.get_running_loop().create_future()
+    write_rows = journal.write_rows
+    loop = asyncio.get_running_loop()
+
+    def noted(rows: GroupRows) -> list[int | None]:
+        loop.call_soon_threadsafe(lambda: began.done() or began.set_result(loop.time()))
+        return write_rows(rows)
+
+    journal.write_rows = noted  # type: ignore[method-assign]
+    lag = 0.05
+    writer = JournalWriter(journal, Told(), redo=journal.redo_log(), commit_lag=lag)
+    async with running(writer):
+        submitted = loop.time()
+        for record in Trading().round_trip("sma", "AAPL", Side.BUY, 1, 100.0):
+            writer.submit(record)
+        async with asyncio.timeout(DEADLINE):
+            committed_at = await began  # no flush: the timer handed them over
+        assert committed_at - submitted >= lag - 0.001  # and not before the lag
+
+
+def test_the_writer_lags_by_the_configs_lag_and_refuses_a_negative_one(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path / "journal.sqlite3", "NORMAL")
+    config = JournalConfig(synchronous="NORMAL", redo_commit_lag_ms=12.5)
+    assert JournalWriter.from_config(journal, Told(), config)._commit_lag == 0.0125
+    assert JournalConfig().redo_commit_lag_ms == 2.0
+    with pytest.raises(ValueError, match="redo_commit_lag_ms"):
+        JournalConfig(redo_commit_lag_ms=-1)
+    with pytest.raises(ValueError, match="commit_lag"):
+        JournalWriter(journal, Told(), commit_lag=-1.0)
