@@ -442,8 +442,10 @@ class JournalWriter:
         self._submitted += 1
         if self._held_puts is not None:
             self._held_puts.append(record)
-        else:
-            self._hand_over([record])
+            return
+        if self._lagging:
+            self._end_lag()  # the frames told before it are committed before it
+        self._queue.put(record)
 
     async def run(self) -> None:
         """Start the thread and wait for it until :meth:`close`; raises JournalError
