@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -118,11 +118,27 @@ async def test_a_trade_is_told_from_the_redo_log_before_sqlite_commits_it(
     assert not redo_path(blocking.path).exists()  # a clean close leaves no log
 
 
+def lagging_writer(journal: Journal, told: Deliver, max_events: int = 500) -> JournalWriter:
+    """A writer whose told frames lag for an hour: only a count, a flush or a record
+    that waits for its commit hands them to the thread."""
+    return JournalWriter(journal, told, max_events=max_events, redo=journal.redo_log(),
+                         commit_lag=3600.0)  # fmt: skip
+
+
+@pytest.mark.parametrize("make_writer", [normal_writer, lagging_writer])
 async def test_a_status_change_waits_for_its_commit_and_what_follows_it_too(
-    blocking: BlockingJournal,
+    blocking: BlockingJournal, make_writer: Callable[[Journal, Deliver], JournalWriter]
 ) -> None:
+    committed: list[list[int | None]] = []
+    write_rows = blocking.write_rows
+
+    def recorded(rows: GroupRows) -> list[int | None]:
+        committed.append(rows.positions)
+        return write_rows(rows)
+
+    blocking.write_rows = recorded  # type: ignore[method-assign]
     told = Told()
-    writer = normal_writer(blocking, told)
+    writer = make_writer(blocking, told)
     async with running(writer):
         trading = Trading()
         signal = trading.signal("sma", "AAPL", Side.BUY, 100.0)
@@ -140,6 +156,8 @@ async def test_a_status_change_waits_for_its_commit_and_what_follows_it_too(
             await writer.flush()
         assert told.events == [signal, stopped, order]
         assert told.positions == [1, 2, 3]
+    # The signal's frame, lagging or not, is committed ahead of the status change.
+    assert [position for rows in committed for position in rows] == [1, 2, 3]
 
 
 async def test_what_the_journal_ignores_is_told_after_the_pass_it_followed(
@@ -539,13 +557,6 @@ async def test_past_its_bound_the_log_is_not_used_until_sqlite_has_all_of_it(
         assert told.events == trade
 
 
-def lagging_writer(journal: Journal, told: Deliver, max_events: int = 500) -> JournalWriter:
-    """A writer whose told frames lag for an hour: only a count, a flush or a record
-    that waits for its commit hands them to the thread."""
-    return JournalWriter(journal, told, max_events=max_events, redo=journal.redo_log(),
-                         commit_lag=3600.0)  # fmt: skip
-
-
 async def test_a_ticks_frames_lag_behind_their_tell_and_commit_as_one_transaction(
     tmp_path: Path,
 ) -> None:
@@ -577,26 +588,6 @@ async def test_lagging_frames_go_to_the_thread_once_a_batch_of_them_waits(
         await one_pass()  # the pass's end: three records lag, a batch
         assert await asyncio.to_thread(blocking.writing.wait, DEADLINE)
         blocking.release.set()
-
-
-async def test_a_status_change_hands_the_frames_lagging_ahead_of_it_over_first(
-    blocking: BlockingJournal,
-) -> None:
-    told = Told()
-    writer = lagging_writer(blocking, told)
-    async with running(writer):
-        trading = Trading()
-        signal = trading.signal("sma", "AAPL", Side.BUY, 100.0)
-        [paused] = trading.status("sma", StrategyStatus.PAUSED)
-        writer.submit(signal)
-        writer.submit(paused)  # waits for its commit: the signal's frame goes first
-        assert await asyncio.to_thread(blocking.writing.wait, DEADLINE)
-        assert told.events == [signal]
-        blocking.release.set()
-        async with asyncio.timeout(DEADLINE):
-            await writer.flush()  # the status change is told at its commit
-        assert told.events == [signal, paused] and told.positions == [1, 2]
-        assert writer.stats.batches == 1  # the frame and the status change, in one
 
 
 async def test_lagging_frames_are_handed_over_when_the_lag_has_passed(tmp_path: Path) -> None:
