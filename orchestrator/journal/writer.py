@@ -409,8 +409,6 @@ class JournalWriter:
     def _hand_over(self, items: list[Record | _Logged]) -> None:
         """Queue ``items`` for the thread behind the frames still lagging; frames alone
         lag themselves, until ``commit_lag`` passes or ``max_events`` records lag."""
-        if not items:
-            return
         frames = [item for item in items if isinstance(item, _Logged)]
         if self._commit_lag <= 0 or len(frames) < len(items):
             self._end_lag()
@@ -511,8 +509,7 @@ class JournalWriter:
         if thread is None:
             self._ended.set()
             return
-        self._end_lag()
-        self._queue.put(_Control.STOP)
+        self._queue.put(_Control.STOP)  # close's flush handed the lagging frames over
         await self._ended.wait()  # set by the thread's last callback, after every group's
         await asyncio.to_thread(thread.join)
         checkpoints = self._checkpoints

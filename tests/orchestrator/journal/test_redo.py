@@ -84,6 +84,19 @@ async def one_pass() -> None:
     await asyncio.sleep(0)
 
 
+def record_commits(journal: Journal) -> list[list[int | None]]:
+    """The positions of each transaction ``journal`` commits from now on, in order."""
+    committed: list[list[int | None]] = []
+    write_rows = journal.write_rows
+
+    def recorded(rows: GroupRows) -> list[int | None]:
+        committed.append(rows.positions)
+        return write_rows(rows)
+
+    journal.write_rows = recorded  # type: ignore[method-assign]
+    return committed
+
+
 def committed_fills(path: Path) -> list[str]:
     with Journal.open_readonly(path) as reader:
         return [fill.id for fill in reader.fills()]
@@ -129,14 +142,7 @@ def lagging_writer(journal: Journal, told: Deliver, max_events: int = 500) -> Jo
 async def test_a_status_change_waits_for_its_commit_and_what_follows_it_too(
     blocking: BlockingJournal, make_writer: Callable[[Journal, Deliver], JournalWriter]
 ) -> None:
-    committed: list[list[int | None]] = []
-    write_rows = blocking.write_rows
-
-    def recorded(rows: GroupRows) -> list[int | None]:
-        committed.append(rows.positions)
-        return write_rows(rows)
-
-    blocking.write_rows = recorded  # type: ignore[method-assign]
+    committed = record_commits(blocking)
     told = Told()
     writer = make_writer(blocking, told)
     async with running(writer):
@@ -320,14 +326,7 @@ def test_only_fresh_trades_are_told_from_the_log() -> None:
 async def test_a_pass_bigger_than_a_batch_is_committed_in_batches(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite3"
     journal = Journal.open(path, "NORMAL")
-    committed: list[int] = []
-    write_rows = journal.write_rows
-
-    def recorded(rows: GroupRows) -> list[int | None]:
-        committed.append(len(rows.positions))
-        return write_rows(rows)
-
-    journal.write_rows = recorded  # type: ignore[method-assign]
+    committed = record_commits(journal)
     told = Told()
     config = JournalConfig(synchronous="NORMAL", batch_max_events=3)
     writer = JournalWriter.from_config(journal, told, config)
@@ -342,7 +341,8 @@ async def test_a_pass_bigger_than_a_batch_is_committed_in_batches(tmp_path: Path
     async with running(writer):
         async with asyncio.timeout(DEADLINE):
             await writer.flush()
-        assert committed and max(committed) <= 3 and sum(committed) == 7
+        sizes = [len(positions) for positions in committed]
+        assert sizes and max(sizes) <= 3 and sum(sizes) == 7
 
 
 async def test_what_a_receiver_submits_while_told_is_committed_after_what_it_was_told(
