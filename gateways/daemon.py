@@ -34,6 +34,7 @@ from gateways.config import DaemonConfig, ServerConfig
 from gateways.dgbit import DGBIT_TOPICS, DgbitEndpoints
 from gateways.fanout import Fanout
 from gateways.journal_stage import JournalStage
+from gateways.local_readers import LocalReaders
 from gateways.nng.feed import NngFeed
 from gateways.nng.publisher import NngBindError, NngPublisher
 from gateways.systemd import SystemdNotifier
@@ -239,6 +240,11 @@ class Daemon:
         for server in self.servers.values():
             self.fanout.add(server.publish, server.topics, server.deaf_topics)
             server.on_hearing = functools.partial(self.fanout.hear, server.publish)
+        self.local_readers = LocalReaders(
+            s for s in self.servers.values() if Topic.STRATEGY_TRADE in s.topics
+        )
+        if config.connections.yield_after_trades:
+            self.fanout.add(self.local_readers.after_trade, (Topic.STRATEGY_TRADE,))
         self.notifier = SystemdNotifier()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         """The supervised background tasks, by name, once running."""

@@ -113,6 +113,8 @@ class Session:
     budget: MessageBudget
     channels: set[str] = field(default_factory=set)
     evicted: bool = False
+    local: bool = False
+    """The client is on this machine (a loopback address)."""
 
 
 Replies = list[bytes]
@@ -219,6 +221,8 @@ class WebSocketServer:
         self._on_disconnect = on_disconnect
         self._stream = StreamLog(setup.epoch, setup.replay_window)
         self._sessions: dict[str, Session] = {}
+        self._local_sessions = 0
+        """Sessions whose client is on this machine (Session.local)."""
         self._by_ws: dict[ServerConnection, Session] = {}
         self._channels: dict[str, set[ServerConnection]] = {EVERYONE: set()}
         self._emptied_at: dict[str, int] = {EVERYONE: NEVER_JOINED}
@@ -251,6 +255,11 @@ class WebSocketServer:
     @property
     def client_count(self) -> int:
         return len(self._sessions)
+
+    @property
+    def local_client_count(self) -> int:
+        """Clients connected from this machine's loopback."""
+        return self._local_sessions
 
     @property
     def stream_seq(self) -> int:
@@ -639,6 +648,8 @@ class WebSocketServer:
         conn_id = f"{self.name}-{next(self._ids)}"
         log = self.log.bind(conn_id=conn_id)
         session = Session(conn_id, ws, log, MessageBudget(self._limits, log))
+        session.local = is_loopback_host(_host(ws))
+        self._local_sessions += session.local
         self._sessions[conn_id] = session
         self._by_ws[ws] = session
         session.log.info("connection_opened", remote=_remote(ws))
@@ -666,6 +677,7 @@ class WebSocketServer:
     def _close_session(self, session: Session) -> None:
         self._detach(session)
         del self._sessions[session.conn_id]
+        self._local_sessions -= session.local
         self._by_ws.pop(session.ws, None)
         if not self._sessions:
             self._idle.set()
