@@ -118,7 +118,7 @@ class ConnectionConfig(FrozenModel):
         True,
         description="After a trade is written to a client on this machine, give the CPU "
         "up once, so that a client the kernel woke on the daemon's core reads it now "
-        "rather than after the rest of the tick's work (see docs/design.md).",
+        "rather than after the rest of the tick's work (docs/limits-and-security.md).",
     )
     max_connections: int = Field(
         1000, ge=1, le=100_000, description="Connections per server; the excess gets HTTP 503."

@@ -221,8 +221,8 @@ class WebSocketServer:
         self._on_disconnect = on_disconnect
         self._stream = StreamLog(setup.epoch, setup.replay_window)
         self._sessions: dict[str, Session] = {}
-        self._local_sessions = 0
-        """Sessions whose client is on this machine (Session.local)."""
+        self._local_connections = 0
+        """Connections (sessions and endpoints') whose client is on this machine."""
         self._by_ws: dict[ServerConnection, Session] = {}
         self._channels: dict[str, set[ServerConnection]] = {EVERYONE: set()}
         self._emptied_at: dict[str, int] = {EVERYONE: NEVER_JOINED}
@@ -258,8 +258,8 @@ class WebSocketServer:
 
     @property
     def local_client_count(self) -> int:
-        """Clients connected from this machine's loopback."""
-        return self._local_sessions
+        """Clients connected from this machine's loopback (an endpoint's included)."""
+        return self._local_connections
 
     @property
     def stream_seq(self) -> int:
@@ -635,6 +635,8 @@ class WebSocketServer:
             conn_id=f"{self.name}-{next(self._ids)}", path=ws.request.path if ws.request else ""
         )
         log.info("connection_opened", remote=_remote(ws))
+        local = is_loopback_host(_host(ws))
+        self._local_connections += local
         try:
             if self._needs_auth_message(ws) and not await self._authenticate_by_message(ws, log):
                 return
@@ -642,6 +644,7 @@ class WebSocketServer:
         except ConnectionClosed:
             pass
         finally:
+            self._local_connections -= local
             log_close(log, ws)
 
     def _open_session(self, ws: ServerConnection) -> Session:
@@ -649,7 +652,7 @@ class WebSocketServer:
         log = self.log.bind(conn_id=conn_id)
         session = Session(conn_id, ws, log, MessageBudget(self._limits, log))
         session.local = is_loopback_host(_host(ws))
-        self._local_sessions += session.local
+        self._local_connections += session.local
         self._sessions[conn_id] = session
         self._by_ws[ws] = session
         session.log.info("connection_opened", remote=_remote(ws))
@@ -677,7 +680,7 @@ class WebSocketServer:
     def _close_session(self, session: Session) -> None:
         self._detach(session)
         del self._sessions[session.conn_id]
-        self._local_sessions -= session.local
+        self._local_connections -= session.local
         self._by_ws.pop(session.ws, None)
         if not self._sessions:
             self._idle.set()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+from websockets.asyncio.client import connect
+
 from gateways.local_readers import LocalReaders
 from orchestrator.model.events import Event, Topic, TradeExecuted
 from tests.gateways.test_trading_flow import drive_uptrend
@@ -79,6 +82,16 @@ async def test_a_server_counts_its_clients_on_this_machine_until_they_leave() ->
             assert server.local_client_count == 2
         await server.wait_for_no_clients()
         assert server.local_client_count == 0
+
+
+async def test_an_endpoint_client_on_this_machine_counts_as_local_while_connected() -> None:
+    async with running_daemon() as daemon:
+        server = daemon.daemon.servers["orchestrator"]
+        async with connect(daemon.url(path="/api/ws/events")) as events:
+            await events.send(orjson.dumps({"type": "ping"}).decode())
+            assert orjson.loads(await events.recv())["type"] == "pong"  # its handler runs
+            assert server.local_client_count == 1
+    assert server.local_client_count == 0  # the stop awaited the handler's end
 
 
 class Server:
