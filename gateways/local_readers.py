@@ -6,8 +6,9 @@ that core's only task: the write is a "sync" wake-up, its writer expected to
 sleep soon. The daemon does not: the strategy's signal and order for the same
 tick follow the trade, a few hundred microseconds more, and the reader waits in
 the core's queue behind them while the other core may be idle. With one local
-client at 100 ticks a second, 40 % of the trades waited so on the 2-core
-development VM (bench/README.md, "A trade's reader waits behind the tick").
+client at 100 ticks a second, a third to 40 % of the trades waited so on the
+2-core development VM (bench/README.md, "A trade's reader waits behind the
+tick").
 
 So after each trade has been handed to the servers, while a server that sends
 trades has a client on this machine, the daemon gives the CPU up once
