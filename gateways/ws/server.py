@@ -113,8 +113,6 @@ class Session:
     budget: MessageBudget
     channels: set[str] = field(default_factory=set)
     evicted: bool = False
-    local: bool = False
-    """The client is on this machine (a loopback address)."""
 
 
 Replies = list[bytes]
@@ -612,10 +610,18 @@ class WebSocketServer:
     # ------------------------------------------------------------ connections
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        route = ws.route if isinstance(ws, GuardedConnection) else None
-        if route is not None:
-            await self._serve_endpoint(ws, *route)
-            return
+        local = is_loopback_host(_host(ws))
+        self._local_connections += local
+        try:
+            route = ws.route if isinstance(ws, GuardedConnection) else None
+            if route is not None:
+                await self._serve_endpoint(ws, *route)
+            else:
+                await self._serve_session(ws)
+        finally:
+            self._local_connections -= local
+
+    async def _serve_session(self, ws: ServerConnection) -> None:
         session = self._open_session(ws)
         try:
             if self._needs_auth_message(ws) and not await self._authenticate_by_message(
@@ -635,8 +641,6 @@ class WebSocketServer:
             conn_id=f"{self.name}-{next(self._ids)}", path=ws.request.path if ws.request else ""
         )
         log.info("connection_opened", remote=_remote(ws))
-        local = is_loopback_host(_host(ws))
-        self._local_connections += local
         try:
             if self._needs_auth_message(ws) and not await self._authenticate_by_message(ws, log):
                 return
@@ -644,15 +648,12 @@ class WebSocketServer:
         except ConnectionClosed:
             pass
         finally:
-            self._local_connections -= local
             log_close(log, ws)
 
     def _open_session(self, ws: ServerConnection) -> Session:
         conn_id = f"{self.name}-{next(self._ids)}"
         log = self.log.bind(conn_id=conn_id)
         session = Session(conn_id, ws, log, MessageBudget(self._limits, log))
-        session.local = is_loopback_host(_host(ws))
-        self._local_connections += session.local
         self._sessions[conn_id] = session
         self._by_ws[ws] = session
         session.log.info("connection_opened", remote=_remote(ws))
@@ -680,7 +681,6 @@ class WebSocketServer:
     def _close_session(self, session: Session) -> None:
         self._detach(session)
         del self._sessions[session.conn_id]
-        self._local_connections -= session.local
         self._by_ws.pop(session.ws, None)
         if not self._sessions:
             self._idle.set()
