@@ -662,6 +662,7 @@ class BacktestEngine:
         # Engaged before the first bar, it cancels nothing: no order waits yet.
         self._pipeline.halt = halt_at_start(self._risk_config, first.start)
         strategy = self._strategy = self._start_strategy()
+        precompute(strategy, self._id, self.symbol, bars)
         warmup = strategy.warmup_bars
         if len(bars) <= warmup:
             raise BacktestError(
@@ -1011,6 +1012,17 @@ class BacktestEngine:
         return self._trips.open_trade(self._position, last.close, last.start + self._seconds)
 
 
+def precompute(strategy: Strategy[Any], strategy_id: str, symbol: str, bars: Sequence[Bar]) -> None:
+    """Hand the strategy the bars of ``symbol`` it will see (``Strategy.precompute``)."""
+    try:
+        strategy.precompute(symbol, bars)
+    except Exception as exc:
+        raise BacktestError(
+            f"strategy {strategy_id} raised {type(exc).__name__}: {exc} while precomputing "
+            f"over the {len(bars)} {symbol} bars"
+        ) from exc
+
+
 def _next_midnight(ts: float) -> float:
     return float((int(ts // DAY_SECONDS) + 1) * DAY_SECONDS)
 
@@ -1135,6 +1147,7 @@ __all__ = [
     "SyntheticSource",
     "build_engine",
     "load_bars",
+    "precompute",
     "run_backtest",
     "synthetic_bars",
 ]

@@ -65,6 +65,7 @@ from orchestrator.backtest.engine import (
     build_risk,
     load_bars,
     load_strategy,
+    precompute,
     run_backtest,
 )
 from orchestrator.backtest.trips import TripTracker
@@ -381,6 +382,8 @@ class MultiSymbolEngine:
         )
         self._pipeline.halt = halt_at_start(self._risk_config, first.start)
         strategy = self._start_strategy()
+        for symbol in self.symbols:
+            precompute(strategy, self._id, symbol, bars[symbol])
         warmup = strategy.warmup_bars
         for symbol in self.symbols:
             if len(bars[symbol]) <= warmup:

@@ -40,12 +40,16 @@ The contract between a strategy and the runtime that drives it:
   fill arms; ``time_in_force=`` is GTC (default), DAY or IOC. ``open_orders``,
   ``cancel`` and ``replace`` manage the resting ones. docs/orders.md has the
   fill rules.
+- A backtest, which knows its bars in advance, first hands each symbol's bars to
+  :meth:`Strategy.precompute` (live trading never does): a strategy may compute
+  its indicators over them at once, but what it decides at a bar must depend
+  only on the bars up to it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -164,6 +168,15 @@ class Strategy(Generic[P]):
     def warmup_bars(self) -> int:
         """How many past bars per symbol the runtime feeds before going live."""
         return 0
+
+    def precompute(self, symbol: str, bars: Sequence[Bar]) -> None:
+        """Told by a backtest, before its first bar, every bar of ``symbol`` that
+        ``on_bar`` will then get, in order (the warm-up bars first), as the same
+        objects: the place to compute indicators over the whole series at once, as
+        vectorised backtesters do. What ``on_bar`` decides at a bar must still depend
+        only on the bars up to it (no look-ahead). Live trading never calls it, and
+        ``on_bar`` must work without it. The default: nothing.
+        """
 
     def on_bar(self, bar: Bar) -> None:
         """Called once per closed bar of the strategy's resolution, per symbol."""

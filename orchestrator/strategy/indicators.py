@@ -33,8 +33,14 @@ series for about 0.3 us and compares them without dividing.
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
+from collections.abc import Sequence
+from itertools import accumulate, repeat
 from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 
 def _require_period(period: int) -> int:
@@ -166,9 +172,7 @@ class DualSMA(_FixedPointWindow):
     __slots__ = ("_fast_leaving", "_fast_sum", "fast_period")
 
     def __init__(self, fast: int, slow: int) -> None:
-        if _require_period(fast) >= _require_period(slow):
-            raise ValueError(f"fast ({fast}) must be less than slow ({slow})")
-        super().__init__(slow)
+        super().__init__(_require_fast_below_slow(fast, slow))
         self.fast_period = fast
         self._fast_leaving = -fast - 1
         """Where, once appended to, the window holds the value leaving the fast average."""
@@ -211,6 +215,115 @@ class DualSMA(_FixedPointWindow):
     def _rescale(self, shift: int) -> None:
         super()._rescale(shift)
         self._fast_sum <<= shift
+
+
+def _require_fast_below_slow(fast: int, slow: int) -> int:
+    if _require_period(fast) >= _require_period(slow):
+        raise ValueError(f"fast ({fast}) must be less than slow ({slow})")
+    return slow
+
+
+FixedPointValues = npt.NDArray[np.int64] | list[int]
+"""Integers in units of ``2**-scale``: int64 where they cannot overflow, else Python's."""
+
+INT64_HEADROOM = 2.0**62
+"""Below this, a window sum times a period fits in int64 (with room for their difference)."""
+
+
+class DualSMASeries(_FixedPointWindow):
+    """:class:`DualSMA` over every value of a series known in advance, computed at once.
+
+    ``regimes[i]`` is what ``DualSMA(fast, slow).update`` returns for ``values[i]``
+    after ``values[:i]``, and ``value_at(i)`` what its ``value`` is then, the same
+    bits: the window sums are the same integers, at one scale (the finest of the
+    series), and the regime compares them while the means divide them once, so the
+    scale changes neither. What a backtest can do, knowing its bars before the first:
+    numpy makes the sums in int64 when no sum or product of them can overflow (the
+    running total may wrap: a window's sum is the difference of two, exact modulo
+    2**64), Python integers otherwise. About 0.1 us a value in int64 against 1.2 for
+    ``update`` one by one (CPython 3.11). Raises ValueError for a value that is not
+    a finite number.
+    """
+
+    __slots__ = ("_fast_sums", "_slow_sums", "fast_period", "regimes")
+
+    def __init__(self, values: Sequence[float], fast: int, slow: int) -> None:
+        super().__init__(_require_fast_below_slow(fast, slow))
+        self.fast_period = fast
+        closes = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(closes).all():
+            raise ValueError("indicator input must be a finite number")
+        bits = _finest_fraction_bits(closes)
+        if bits:
+            self._rescale(bits)
+        fixed = _fixed_point(closes, bits, fast * slow)
+        self._fast_sums: FixedPointValues = _window_sums(fixed, fast)[slow - fast :]
+        self._slow_sums: FixedPointValues = _window_sums(fixed, slow)
+        """The sums of the windows ending at value ``slow - 1`` and after."""
+        self.regimes: list[int | None] = [None] * min(slow - 1, len(closes))
+        self.regimes += _regimes(self._fast_sums, self._slow_sums, fast, slow)
+
+    def value_at(self, index: int) -> tuple[float, float] | None:
+        """``(fast, slow)`` after ``values[index]``; None while fewer than ``slow`` were seen."""
+        window = index - self.period + 1
+        if not 0 <= window < len(self._slow_sums):
+            return None
+        fast_sum, slow_sum = int(self._fast_sums[window]), int(self._slow_sums[window])
+        return self._mean(fast_sum, self.fast_period), self._mean(slow_sum, self.period)
+
+
+def _finest_fraction_bits(values: npt.NDArray[np.float64]) -> int:
+    """The fewest ``k`` with every value a whole multiple of ``2**-k`` (0 for integers)."""
+    mantissas, exponents = np.frexp(values)  # value = mantissa * 2**exponent, exactly
+    digits = np.abs(np.ldexp(mantissas, 53)).astype(np.int64)  # 53-bit integers
+    nonzero = digits != 0
+    if not nonzero.any():
+        return 0
+    lowest_bit = digits[nonzero] & -digits[nonzero]
+    trailing_zeros = np.log2(lowest_bit).astype(np.int64)  # exact: powers of two
+    bits = 53 - exponents[nonzero] - trailing_zeros
+    return max(int(bits.max()), 0)
+
+
+def _fixed_point(
+    values: npt.NDArray[np.float64], bits: int, largest_factor: int
+) -> FixedPointValues:
+    """``values`` in units of ``2**-bits``: int64 while a sum of ``largest_factor`` of
+    them fits with room, else Python integers."""
+    largest = float(np.abs(values).max(initial=0.0))
+    try:
+        fits = math.ldexp(largest, bits) * largest_factor < INT64_HEADROOM
+    except OverflowError:
+        fits = False
+    if fits:
+        return np.ldexp(values, bits).astype(np.int64)  # exact: a power of two, integers
+    fixed: list[int] = []
+    for value in values.tolist():
+        numerator, fraction_bits = _binary_fraction(value)
+        fixed.append(numerator << (bits - fraction_bits))
+    return fixed
+
+
+def _window_sums(fixed: FixedPointValues, period: int) -> FixedPointValues:
+    """The sum of each run of ``period`` consecutive values, first to last."""
+    if isinstance(fixed, np.ndarray):
+        with np.errstate(over="ignore"):  # the running total wraps; differences do not
+            totals = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(fixed)))
+            return totals[period:] - totals[:-period]
+    running = [0, *accumulate(fixed)]
+    return list(map(operator.sub, running[period:], running[:-period]))
+
+
+def _regimes(
+    fast_sums: FixedPointValues, slow_sums: FixedPointValues, fast: int, slow: int
+) -> list[int]:
+    """+1, -1 or 0 for each pair of window sums, as :meth:`DualSMA.update` decides."""
+    if isinstance(fast_sums, np.ndarray) and isinstance(slow_sums, np.ndarray):
+        signs: list[int] = np.sign(fast_sums * slow - slow_sums * fast).tolist()
+        return signs
+    fast_sides = map(operator.mul, fast_sums, repeat(slow))
+    slow_sides = map(operator.mul, slow_sums, repeat(fast))
+    return [(f > s) - (f < s) for f, s in zip(fast_sides, slow_sides, strict=True)]
 
 
 class EMA:

@@ -20,18 +20,23 @@ the slow average or more is full confidence. ``metadata`` is
 
 Its indicator lines (``indicators``): ``SMA <fast>`` and ``SMA <slow>``, once both
 averages are ready.
+
+In a backtest the averages of every bar are computed at once before the first
+(``precompute``, :class:`~orchestrator.strategy.indicators.DualSMASeries`: the
+same regimes and the same bits as updating bar by bar), and each bar reads its
+own; live, each bar updates them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from pydantic import Field, model_validator
 
 from orchestrator.model.market import Bar
 from orchestrator.strategy.api import Strategy, StrategyContext, StrategyParams
-from orchestrator.strategy.indicators import DualSMA
+from orchestrator.strategy.indicators import DualSMA, DualSMASeries
 
 
 class SmaCrossoverParams(StrategyParams):
@@ -57,7 +62,7 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
 
     def __init__(self, params: SmaCrossoverParams, context: StrategyContext) -> None:
         super().__init__(params, context)
-        self._by_symbol: dict[str, DualSMA] = {}
+        self._by_symbol: dict[str, _Averages] = {}
         self._allow_short = params.allow_short
         self._position_of = context.position
         """The context's own method: ``Strategy.position`` would add a call per bar."""
@@ -66,6 +71,10 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
     def warmup_bars(self) -> int:
         return self.params.slow
 
+    def precompute(self, symbol: str, bars: Sequence[Bar]) -> None:
+        averages = self._averages(symbol)
+        averages.precompute(bars)
+
     def on_bar(self, bar: Bar) -> None:
         # Most bars change nothing: the averages move, the regime and the position
         # stay. Those cost one indicator update and one look at the position; the
@@ -73,8 +82,8 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
         symbol = bar.symbol
         averages = self._by_symbol.get(symbol)
         if averages is None:
-            averages = self._by_symbol[symbol] = DualSMA(self.params.fast, self.params.slow)
-        regime = averages.update(bar.close)
+            averages = self._averages(symbol)
+        regime = averages.update(bar)
         if not regime:  # None while the averages warm up, 0 when they are level
             return
         held = self._position_of(symbol)
@@ -84,6 +93,12 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
         elif held > 0 or (held == 0 and self._allow_short):
             self._leave_long(bar, averages)
 
+    def _averages(self, symbol: str) -> _Averages:
+        averages = self._by_symbol.get(symbol)
+        if averages is None:
+            averages = self._by_symbol[symbol] = _Averages(self.params.fast, self.params.slow)
+        return averages
+
     def indicators(self, symbol: str) -> Mapping[str, float]:
         averages = self._by_symbol.get(symbol)
         means = averages.value if averages is not None else None
@@ -91,11 +106,11 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
             return {}
         return {f"SMA {self.params.fast}": means[0], f"SMA {self.params.slow}": means[1]}
 
-    def _go_long(self, bar: Bar, averages: DualSMA) -> None:
+    def _go_long(self, bar: Bar, averages: _Averages) -> None:
         confidence, metadata = self._signal_terms(averages)
         self.enter_long(bar.symbol, bar.close, confidence, **metadata)
 
-    def _leave_long(self, bar: Bar, averages: DualSMA) -> None:
+    def _leave_long(self, bar: Bar, averages: _Averages) -> None:
         confidence, metadata = self._signal_terms(averages)
         if self._allow_short:
             self.enter_short(bar.symbol, bar.close, confidence, **metadata)
@@ -103,12 +118,66 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
             self.close_position(bar.symbol, bar.close, confidence, **metadata)
 
     @staticmethod
-    def _signal_terms(averages: DualSMA) -> tuple[float, dict[str, Any]]:
+    def _signal_terms(averages: _Averages) -> tuple[float, dict[str, Any]]:
         """The confidence and metadata of a signal, from the averages of its bar."""
         means = averages.value
         assert means is not None  # asked only once the regime is known
         fast, slow = means
         return _spread_confidence(fast, slow), {"orderType": "MARKET", "fast": fast, "slow": slow}
+
+
+class _Averages:
+    """One symbol's two averages: read from those computed ahead over a backtest's
+    bars while the bars are those, else updated bar by bar."""
+
+    __slots__ = ("_ahead", "_bars", "_fast", "_live", "_next", "_regimes", "_slow")
+
+    def __init__(self, fast: int, slow: int) -> None:
+        self._fast, self._slow = fast, slow
+        self._live: DualSMA | None = None
+        self._ahead: DualSMASeries | None = None
+        self._bars: Sequence[Bar] = ()
+        self._regimes: Sequence[int | None] = ()
+        self._next = 0
+        """The index in ``_bars`` of the bar expected next."""
+
+    def precompute(self, bars: Sequence[Bar]) -> None:
+        """Compute the averages of every bar of ``bars`` (the bars to come) at once."""
+        try:
+            ahead = DualSMASeries([bar.close for bar in bars], self._fast, self._slow)
+        except ValueError:
+            return  # a price that is no number: update() raises at its bar, as live
+        self._live, self._ahead, self._bars, self._next = None, ahead, bars, 0
+        self._regimes = ahead.regimes
+
+    def update(self, bar: Bar) -> int | None:
+        """The regime after ``bar``: +1 fast above slow, -1 below, 0 level, None warming up."""
+        index = self._next
+        bars = self._bars
+        if index < len(bars) and bars[index] is bar:
+            self._next = index + 1
+            return self._regimes[index]
+        return self._updated_live(bar)
+
+    def _updated_live(self, bar: Bar) -> int | None:
+        live = self._live
+        if live is None:
+            # Another bar than the one computed ahead (or nothing was): go on one by
+            # one from the bars seen so far (the last slow - 1 and this one are the
+            # window the averages are taken over).
+            live = self._live = DualSMA(self._fast, self._slow)
+            seen = self._bars[max(self._next - self._slow + 1, 0) : self._next]
+            for earlier in seen:
+                live.update(earlier.close)
+            self._ahead, self._bars, self._regimes = None, (), ()
+        return live.update(bar.close)
+
+    @property
+    def value(self) -> tuple[float, float] | None:
+        """``(fast, slow)`` after the last bar; None while warming up."""
+        if self._ahead is not None:
+            return self._ahead.value_at(self._next - 1)
+        return self._live.value if self._live is not None else None
 
 
 def _spread_confidence(fast: float, slow: float) -> float:

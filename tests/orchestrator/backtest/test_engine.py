@@ -524,6 +524,48 @@ def test_a_strategy_exception_names_the_bar(tmp_path: Path) -> None:
     )
 
 
+class BarByBarCrossover(SmaCrossover):
+    """The crossover without its averages computed ahead: updated bar by bar, as live."""
+
+    def precompute(self, symbol: str, bars: Sequence[Bar]) -> None:
+        pass
+
+
+def test_the_crossover_computed_ahead_trades_as_bar_by_bar() -> None:
+    # Stop-loss exits between the crossings: the rule re-enters on the next bar.
+    bars = synthetic(3)
+    params = SmaCrossoverParams(fast=5, slow=20, allow_short=True)
+    config = StrategyRunConfig(symbols=(SYMBOL,), stop_loss_percentage=0.002)
+    runs = [
+        BacktestEngine(cls, params, config, broker=PaperBrokerConfig(commission_bps=2.0))
+        for cls in (SmaCrossover, BarByBarCrossover)
+    ]
+    ahead, bar_by_bar = (engine.run(bars) for engine in runs)
+    assert len(ahead.trades) > 100
+    assert {trade.exit_reason for trade in ahead.trades} == {"signal", "stop_loss"}
+    assert ahead.trades == bar_by_bar.trades
+    assert comparable(runs[0].fills) == comparable(runs[1].fills)
+    assert (ahead.signals, ahead.final_equity) == (bar_by_bar.signals, bar_by_bar.final_equity)
+
+
+class FailAhead(FailOnBar):
+    def precompute(self, symbol: str, bars: Sequence[Bar]) -> None:
+        raise MemoryError("too many bars for my tables")
+
+
+def test_a_strategy_exception_before_the_first_bar_says_so(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "data.csv", 30)
+    spec = BacktestSpec(
+        strategy=entry(f"{__name__}:FailAhead"), source=CsvSource(path=path), symbol="TEST"
+    )
+    with pytest.raises(BacktestError) as caught:
+        run_backtest(spec)
+    assert caught.value.message == (
+        "strategy bt raised MemoryError: too many bars for my tables while precomputing "
+        "over the 30 TEST bars"
+    )
+
+
 def test_an_unknown_strategy_or_bad_params_say_what_to_fix(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "data.csv", 30)
     unknown = BacktestSpec(

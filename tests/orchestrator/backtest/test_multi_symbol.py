@@ -109,6 +109,23 @@ def test_one_symbol_on_the_account_engine_is_the_one_symbol_engine(
     assert (part.fills, part.rejected, part.signals) == (alone.fills, alone.rejected, alone.signals)
 
 
+class BarByBarCrossover(SmaCrossover):
+    """The crossover without its averages computed ahead: updated bar by bar, as live."""
+
+    def precompute(self, symbol: str, bars: Sequence[Bar]) -> None:
+        pass
+
+
+def test_each_symbols_averages_computed_ahead_trade_as_bar_by_bar(
+    history: dict[str, list[Bar]],
+) -> None:
+    ahead, bar_by_bar = multi(history), multi(history, strategy=BarByBarCrossover)
+    assert len(ahead.trades) > 100
+    assert ahead.trades == bar_by_bar.trades
+    assert np.array_equal(ahead.curve.equity, bar_by_bar.curve.equity)
+    assert (ahead.fills, ahead.signals) == (bar_by_bar.fills, bar_by_bar.signals)
+
+
 @pytest.mark.parametrize("shorts", [True, False], ids=["always-in", "long-only"])
 def test_the_daily_loss_halts_one_symbol_as_the_one_symbol_engine_does(
     history: dict[str, list[Bar]], shorts: bool

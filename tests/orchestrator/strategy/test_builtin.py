@@ -6,6 +6,8 @@ so each test reads as a short trading session: which bar emitted what.
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -201,6 +203,52 @@ def test_sma_crossover_keeps_state_per_symbol() -> None:
         strategy.on_bar(make_bar(index, down, "MSFT"))
     assert [(e.bar, e.symbol, e.action) for e in context.emitted] == [(2, "AAPL", BUY)]
     assert context.positions == {"AAPL": LOT}
+
+
+def test_sma_crossover_computed_ahead_signals_as_bar_by_bar() -> None:
+    # A backtest hands the bars over first (precompute): the same signals, the same
+    # averages in their metadata and the same indicator lines after each bar.
+    rng = random.Random(5)
+    closes = [round(100 + rng.gauss(0, 1), 2) for _ in range(300)]
+    bars = [make_bar(index, close) for index, close in enumerate(closes)]
+    ahead, ahead_context = sma_crossover(allow_short=True)
+    ahead.precompute("AAPL", bars)
+    live, live_context = sma_crossover(allow_short=True)
+    for index, bar in enumerate(bars):
+        ahead_context.bar_index = live_context.bar_index = index
+        ahead.on_bar(bar)
+        live.on_bar(bar)
+        assert ahead.indicators("AAPL") == live.indicators("AAPL")
+    assert ahead_context.emitted == live_context.emitted
+    assert len(live_context.emitted) > 20
+
+
+def test_sma_crossover_goes_on_bar_by_bar_when_another_bar_comes() -> None:
+    # Bars other than those computed ahead (another object, another series): the
+    # averages carry on from the bars seen, as if updated one by one all along.
+    closes = [100.0, 101.0, 103.0, 102.0, 99.0, 98.0, 101.0, 104.0, 100.0, 97.0]
+    bars = [make_bar(index, close) for index, close in enumerate(closes)]
+    ahead, ahead_context = sma_crossover(allow_short=True)
+    ahead.precompute("AAPL", bars)
+    live, live_context = sma_crossover(allow_short=True)
+    changed = [*bars[:5], make_bar(5, 105.0), make_bar(6, 95.0), *bars[7:]]
+    for index, bar in enumerate(changed):
+        ahead_context.bar_index = live_context.bar_index = index
+        ahead.on_bar(bar)
+        live.on_bar(bar)
+        assert ahead.indicators("AAPL") == live.indicators("AAPL")
+    assert ahead_context.emitted == live_context.emitted
+
+
+def test_sma_crossover_leaves_a_price_that_is_no_number_to_its_bar() -> None:
+    # Computed ahead, a NaN close would fail before the first bar; it fails at its own
+    # bar, with the indicator's message, as live.
+    bars = [make_bar(0, 100.0), make_bar(1, math.nan)]
+    strategy, _ = sma_crossover()
+    strategy.precompute("AAPL", bars)
+    strategy.on_bar(bars[0])
+    with pytest.raises(ValueError, match="finite"):
+        strategy.on_bar(bars[1])
 
 
 # --- RSI mean reversion ------------------------------------------------------

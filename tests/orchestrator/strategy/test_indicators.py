@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import statistics
 from fractions import Fraction
 
@@ -11,7 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.strategy.indicators import EMA, RSI, SMA, Bands, BollingerBands, DualSMA
+from orchestrator.strategy.indicators import (
+    EMA,
+    RSI,
+    SMA,
+    Bands,
+    BollingerBands,
+    DualSMA,
+    DualSMASeries,
+)
 
 PRICES = st.floats(
     min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False
@@ -133,6 +142,57 @@ def test_dual_sma_is_level_only_when_the_averages_are_equal() -> None:
         dual.update(x)
     assert dual.update(1.0 + ulp) == -1
     assert dual.value == (1.0 + ulp, 1.0 + ulp)
+
+
+# --- DualSMASeries ---------------------------------------------------------
+
+
+def assert_series_is_updates(values: list[float], fast: int, slow: int) -> None:
+    """What DualSMASeries computed at once is what DualSMA gives value by value."""
+    dual, series = DualSMA(fast, slow), DualSMASeries(values, fast, slow)
+    assert len(series.regimes) == len(values)
+    for i, x in enumerate(values):
+        assert series.regimes[i] == dual.update(x), f"regime at {i}"
+        assert series.value_at(i) == dual.value, f"averages at {i}"  # the same bits
+    assert series.value_at(-1) is None
+    assert series.value_at(len(values)) is None
+
+
+@given(
+    fast=st.integers(min_value=1, max_value=8),
+    extra=st.integers(min_value=1, max_value=8),
+    values=st.lists(st.one_of(PRICES, ANY_FINITE, st.sampled_from([5e-324, 0.0])), max_size=50),
+)
+def test_dual_sma_series_matches_updates(fast: int, extra: int, values: list[float]) -> None:
+    # Values up to 1e300 or subnormal take the Python-integer sums; prices int64.
+    assert_series_is_updates(values, fast, fast + extra)
+
+
+@given(values=st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=80))
+def test_dual_sma_series_matches_updates_on_cents(values: list[int]) -> None:
+    # Prices in cents are full of ties: level means must come out level (0) as updates.
+    assert_series_is_updates([x / 100 for x in values], 2, 4)
+
+
+def test_dual_sma_series_sums_in_int64_without_wrapping_wrong() -> None:
+    # 200,000 prices near 60,000 quoted to 1e-8: the running total passes 2**63 many
+    # times; each window's sum, the difference of two totals, is still exact.
+    rng = random.Random(11)
+    values = [round(60_000 + rng.gauss(0, 50), 8) for _ in range(200_000)]
+    series = DualSMASeries(values, 10, 20)
+    dual = DualSMA(10, 20)
+    assert [dual.update(x) for x in values] == series.regimes
+    assert series.value_at(len(values) - 1) == dual.value
+
+
+def test_dual_sma_series_refuses_what_updates_refuse() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        DualSMASeries([1.0, math.nan, 2.0], 1, 2)
+    with pytest.raises(ValueError, match="finite"):
+        DualSMASeries([math.inf], 1, 2)
+    with pytest.raises(ValueError, match="less than slow"):
+        DualSMASeries([1.0], 3, 3)
+    assert DualSMASeries([], 2, 3).regimes == []
 
 
 def test_dual_sma_not_ready_until_full() -> None:
