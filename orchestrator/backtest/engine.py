@@ -507,6 +507,9 @@ class BacktestEngine:
 
     # ------------------------------------------------------------ StrategyContext
 
+    describes_signals = False
+    """A backtest's result has its fills and trades; signals' details go nowhere."""
+
     @property
     def strategy_id(self) -> str:
         return self._id

@@ -193,6 +193,9 @@ class MultiSymbolEngine:
 
     # ------------------------------------------------------------ StrategyContext
 
+    describes_signals = False
+    """A backtest's result has its fills and trades; signals' details go nowhere."""
+
     @property
     def strategy_id(self) -> str:
         return self._id

@@ -91,6 +91,13 @@ class StrategyContext(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def describes_signals(self) -> bool:
+        """Whether a signal's confidence and metadata go anywhere: live each signal is
+        published and journaled with them; a backtest keeps fills and trades, not
+        signals, and ignores them. A strategy may skip computing them when False."""
+        ...
+
     def now(self) -> float:
         """Seconds since the Unix epoch, UTC, from the daemon's clock."""
         ...

@@ -58,6 +58,9 @@ class RunningStrategy:
         self.draws_lines = False
         """Whether its class overrides ``Strategy.indicators``: only then is it asked."""
 
+    describes_signals = True
+    """Each signal is published and journaled with its confidence and metadata."""
+
     @property
     def strategy_id(self) -> str:
         return self.entry.id

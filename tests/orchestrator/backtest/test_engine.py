@@ -541,6 +541,7 @@ def test_the_crossover_computed_ahead_trades_as_bar_by_bar() -> None:
         for cls in (SmaCrossover, BarByBarCrossover)
     ]
     ahead, bar_by_bar = (engine.run(bars) for engine in runs)
+    assert not runs[0].describes_signals  # its signals go nowhere: no details built
     assert len(ahead.trades) > 100
     assert {trade.exit_reason for trade in ahead.trades} == {"signal", "stop_loss"}
     assert ahead.trades == bar_by_bar.trades

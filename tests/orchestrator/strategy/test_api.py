@@ -44,6 +44,7 @@ class RecordingContext:
     strategy_id: str = "user-1"
     name: str = "User Strategy"
     positions: dict[str, float] = field(default_factory=dict)
+    describes_signals: bool = True
     emitted: list[tuple[str, Side, float, float | None, float, dict[str, Any]]] = field(
         default_factory=list
     )

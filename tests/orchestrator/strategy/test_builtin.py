@@ -47,6 +47,7 @@ class FillingContext:
     strategy_id: str = "test-strategy"
     name: str = "Test Strategy"
     positions: dict[str, float] = field(default_factory=dict)
+    describes_signals: bool = True
     emitted: list[Emitted] = field(default_factory=list)
     bar_index: int = -1
 
@@ -238,6 +239,22 @@ def test_sma_crossover_goes_on_bar_by_bar_when_another_bar_comes() -> None:
         live.on_bar(bar)
         assert ahead.indicators("AAPL") == live.indicators("AAPL")
     assert ahead_context.emitted == live_context.emitted
+
+
+def test_sma_crossover_skips_the_signal_details_nobody_reads() -> None:
+    # A backtest ignores confidence and metadata: the same signals come without them.
+    strategy, context = sma_crossover(allow_short=True)
+    quiet = FillingContext(describes_signals=False)
+    terse = SmaCrossover(SmaCrossoverParams(fast=2, slow=3, allow_short=True), quiet)
+    run(strategy, context, SMA_CLOSES)
+    run(terse, quiet, SMA_CLOSES)
+    assert [(e.bar, e.action, e.price, e.quantity) for e in quiet.emitted] == [
+        (e.bar, e.action, e.price, e.quantity) for e in context.emitted
+    ]
+    assert {e.confidence for e in quiet.emitted} == {1.0}
+    assert [e.metadata for e in quiet.emitted] == [
+        {"reason": e.metadata["reason"]} for e in context.emitted
+    ]
 
 
 def test_sma_crossover_leaves_a_price_that_is_no_number_to_its_bar() -> None:
