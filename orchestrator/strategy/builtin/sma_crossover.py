@@ -86,7 +86,13 @@ class SmaCrossover(Strategy[SmaCrossoverParams]):
         averages = self._by_symbol.get(symbol)
         if averages is None:
             averages = self._averages(symbol)
-        regime = averages.update(bar)
+        index = averages.upcoming
+        if index < len(averages.bars) and averages.bars[index] is bar:
+            # The bar computed ahead (a backtest's), read in place: a call less a bar.
+            averages.upcoming = index + 1
+            regime = averages.regimes[index]
+        else:
+            regime = averages.update(bar)
         if not regime:  # None while the averages warm up, 0 when they are level
             return
         held = self._position_of(symbol)
@@ -135,16 +141,17 @@ class _Averages:
     """One symbol's two averages: read from those computed ahead over a backtest's
     bars while the bars are those, else updated bar by bar."""
 
-    __slots__ = ("_ahead", "_bars", "_fast", "_live", "_next", "_regimes", "_slow")
+    __slots__ = ("_ahead", "_fast", "_live", "_slow", "bars", "regimes", "upcoming")
 
     def __init__(self, fast: int, slow: int) -> None:
         self._fast, self._slow = fast, slow
         self._live: DualSMA | None = None
         self._ahead: DualSMASeries | None = None
-        self._bars: Sequence[Bar] = ()
-        self._regimes: Sequence[int | None] = ()
-        self._next = 0
-        """The index in ``_bars`` of the bar expected next."""
+        self.bars: Sequence[Bar] = ()
+        """The bars computed ahead; ``regimes`` has the regime after each."""
+        self.regimes: Sequence[int | None] = ()
+        self.upcoming = 0
+        """The index in ``bars`` of the bar expected next."""
 
     def precompute(self, bars: Sequence[Bar]) -> None:
         """Compute the averages of every bar of ``bars`` (the bars to come) at once."""
@@ -152,36 +159,29 @@ class _Averages:
             ahead = DualSMASeries([bar.close for bar in bars], self._fast, self._slow)
         except ValueError:
             return  # a price that is no number: update() raises at its bar, as live
-        self._live, self._ahead, self._bars, self._next = None, ahead, bars, 0
-        self._regimes = ahead.regimes
+        self._live, self._ahead, self.bars, self.upcoming = None, ahead, bars, 0
+        self.regimes = ahead.regimes
 
     def update(self, bar: Bar) -> int | None:
-        """The regime after ``bar``: +1 fast above slow, -1 below, 0 level, None warming up."""
-        index = self._next
-        bars = self._bars
-        if index < len(bars) and bars[index] is bar:
-            self._next = index + 1
-            return self._regimes[index]
-        return self._updated_live(bar)
-
-    def _updated_live(self, bar: Bar) -> int | None:
+        """The regime after ``bar``, which is not the one computed ahead (or none was):
+        +1 fast above slow, -1 below, 0 level, None warming up."""
         live = self._live
         if live is None:
             # Another bar than the one computed ahead (or nothing was): go on one by
             # one from the bars seen so far (the last slow - 1 and this one are the
             # window the averages are taken over).
             live = self._live = DualSMA(self._fast, self._slow)
-            seen = self._bars[max(self._next - self._slow + 1, 0) : self._next]
+            seen = self.bars[max(self.upcoming - self._slow + 1, 0) : self.upcoming]
             for earlier in seen:
                 live.update(earlier.close)
-            self._ahead, self._bars, self._regimes = None, (), ()
+            self._ahead, self.bars, self.regimes = None, (), ()
         return live.update(bar.close)
 
     @property
     def value(self) -> tuple[float, float] | None:
         """``(fast, slow)`` after the last bar; None while warming up."""
         if self._ahead is not None:
-            return self._ahead.value_at(self._next - 1)
+            return self._ahead.value_at(self.upcoming - 1)
         return self._live.value if self._live is not None else None
 
 
