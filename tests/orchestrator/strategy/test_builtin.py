@@ -206,22 +206,28 @@ def test_sma_crossover_keeps_state_per_symbol() -> None:
     assert context.positions == {"AAPL": LOT}
 
 
+def ahead_against_bar_by_bar(ahead_bars: list[Bar], shown: list[Bar]) -> list[Emitted]:
+    """Show ``shown`` to a crossover given ``ahead_bars`` ahead and to one updating bar
+    by bar: the same indicator lines after each bar and the same signals (returned)."""
+    ahead, ahead_context = sma_crossover(allow_short=True)
+    ahead.precompute("AAPL", ahead_bars)
+    live, live_context = sma_crossover(allow_short=True)
+    for index, bar in enumerate(shown):
+        ahead_context.bar_index = live_context.bar_index = index
+        ahead.on_bar(bar)
+        live.on_bar(bar)
+        assert ahead.indicators("AAPL") == live.indicators("AAPL")
+    assert ahead_context.emitted == live_context.emitted
+    return live_context.emitted
+
+
 def test_sma_crossover_computed_ahead_signals_as_bar_by_bar() -> None:
     # A backtest hands the bars over first (precompute): the same signals, the same
     # averages in their metadata and the same indicator lines after each bar.
     rng = random.Random(5)
     closes = [round(100 + rng.gauss(0, 1), 2) for _ in range(300)]
     bars = [make_bar(index, close) for index, close in enumerate(closes)]
-    ahead, ahead_context = sma_crossover(allow_short=True)
-    ahead.precompute("AAPL", bars)
-    live, live_context = sma_crossover(allow_short=True)
-    for index, bar in enumerate(bars):
-        ahead_context.bar_index = live_context.bar_index = index
-        ahead.on_bar(bar)
-        live.on_bar(bar)
-        assert ahead.indicators("AAPL") == live.indicators("AAPL")
-    assert ahead_context.emitted == live_context.emitted
-    assert len(live_context.emitted) > 20
+    assert len(ahead_against_bar_by_bar(bars, bars)) > 20
 
 
 def test_sma_crossover_goes_on_bar_by_bar_when_another_bar_comes() -> None:
@@ -229,16 +235,8 @@ def test_sma_crossover_goes_on_bar_by_bar_when_another_bar_comes() -> None:
     # averages carry on from the bars seen, as if updated one by one all along.
     closes = [100.0, 101.0, 103.0, 102.0, 99.0, 98.0, 101.0, 104.0, 100.0, 97.0]
     bars = [make_bar(index, close) for index, close in enumerate(closes)]
-    ahead, ahead_context = sma_crossover(allow_short=True)
-    ahead.precompute("AAPL", bars)
-    live, live_context = sma_crossover(allow_short=True)
     changed = [*bars[:5], make_bar(5, 105.0), make_bar(6, 95.0), *bars[7:]]
-    for index, bar in enumerate(changed):
-        ahead_context.bar_index = live_context.bar_index = index
-        ahead.on_bar(bar)
-        live.on_bar(bar)
-        assert ahead.indicators("AAPL") == live.indicators("AAPL")
-    assert ahead_context.emitted == live_context.emitted
+    assert ahead_against_bar_by_bar(bars, changed)
 
 
 def test_sma_crossover_skips_the_signal_details_nobody_reads() -> None:
