@@ -57,8 +57,11 @@ class ResumingClient:
     resumed: list[dict[str, Any]] = field(default_factory=list)
     resyncs: list[dict[str, Any]] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    greeted: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by the first message: the server has joined it to the stream."""
 
     def see(self, message: dict[str, Any]) -> None:
+        self.greeted.set()
         kind, data = message["type"], message.get("data")
         if isinstance(message.get("position"), int):
             self.position = max(self.position or 0, message["position"])
@@ -109,8 +112,11 @@ async def test_a_client_resuming_after_each_kill_sees_every_journaled_trade_once
             async with spawned(config) as run:
                 await run.wait_ready()
                 if number == 0:
-                    await start_strategies(url)
+                    # In the stream before the first trade, so it must see every one.
                     reader = asyncio.create_task(watcher.run(), name="resuming-client")
+                    async with asyncio.timeout(10):
+                        await watcher.greeted.wait()
+                    await start_strategies(url)
                 async with asyncio.timeout(10):
                     await watcher.connected.wait()
                 await asyncio.sleep(rng.uniform(*TRADING_SECONDS))  # trades flow meanwhile
@@ -162,13 +168,18 @@ async def test_the_python_client_resuming_after_each_kill_sees_every_journaled_t
     client.on("strategy_trade", lambda m: trades.append((m["position"], m["data"]["id"])))
     client.on(["resumed", "resync_required"], lambda m: notices.append(m["type"]))
     client.on("resumed", lambda m: resumed.append(m["data"]))
+    greeted = asyncio.Event()
+    client.on(None, lambda _: greeted.set())  # the snapshot: it is in the stream
     try:
         for number in range(ROUNDS):
             async with spawned(config) as run:
                 await run.wait_ready()
                 if number == 0:
-                    await start_strategies(url)
+                    # In the stream before the first trade, so it must see every one.
                     await client.connect()
+                    async with asyncio.timeout(10):
+                        await greeted.wait()
+                    await start_strategies(url)
                 async with asyncio.timeout(10):
                     await client.wait_connected()
                 await asyncio.sleep(rng.uniform(*TRADING_SECONDS))  # trades flow meanwhile
